@@ -1,0 +1,234 @@
+"""Pipeline bench: replay candles through real Celery worker processes on Redis and PostgreSQL.
+
+1. Throughput: ``--events`` candles (``--symbols`` symbols, a zig-zag price so sma_cross(2,3) trades often)
+   replayed as fast as possible; the clock stops when the pipeline is idle (queue and unacked set empty).
+   Prints market_data events/s processed end to end and order_results/s.
+2. Latency: a fresh symbol replayed at ``--rate`` events/s for ``--latency-seconds``; for every order the time
+   from publishing its candle to receiving its order_result on the Redis ``order_results`` channel.
+   Prints p50 / p99 / max.
+
+Targets (issue 10): ≥ 1,000 events/s sustained; at 100 events/s p50 ≤ 15 ms, p99 ≤ 50 ms.
+
+It creates (and drops first) its own database and flushes its own Redis database:
+
+    .venv/bin/python bench/pipeline.py [--workers 2] [--concurrency 1] [--events 4000] [--rate 100]
+        [--database-url postgres://postgres@127.0.0.1:5432/cdb_bench] [--redis-url redis://127.0.0.1:6379/13]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+BASE_TS = 1_735_689_600_000  # 2025-01-01 00:00 UTC
+STEP = 60_000
+
+
+def zigzag_csv(path: Path, start: int, count: int, phase: int) -> None:
+    rows = ["timestamp_ms,open,high,low,close,volume"]
+    for i in range(count):
+        k = (i + phase) % 8
+        price = 100 * (1 + 0.0004 * i) * (1 + 0.005 * (k if k <= 4 else 8 - k))  # rising: exits are profitable
+        rows.append(f"{start + i * STEP},{price},{price * 1.001},{price * 0.999},{price},{1000 + i % 7}")
+    path.write_text("\n".join(rows) + "\n")
+
+
+def recreate_database(url: str) -> None:
+    import psycopg2
+
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    conn = psycopg2.connect(
+        host=parts.hostname, port=parts.port or 5432, user=parts.username, password=parts.password, dbname="postgres"
+    )
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        cur.execute(f'CREATE DATABASE "{name}"')
+    conn.close()
+
+
+def start_workers(count: int, concurrency: int, env: dict, log_dir: Path) -> list[subprocess.Popen]:
+    procs = []
+    for i in range(count):
+        log = (log_dir / f"worker{i}.log").open("w")
+        args = [sys.executable, "-m", "celery", "-A", "cdb_project", "worker", "-l", "WARNING", "-P", "prefork"]
+        args += ["-c", str(concurrency), "-n", f"bench{i}@%h", "--without-gossip", "--without-mingle"]
+        args += ["--without-heartbeat"]
+        procs.append(subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))
+    import redis
+
+    from cdb_project.celery import app
+
+    client = redis.Redis.from_url(env["REDIS_URL"])
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if client.scard(f"_kombu.binding.{app.conf.control_exchange}.pidbox") >= count:
+            replies = app.control.ping(timeout=1.0) or []
+            if len(replies) >= count:
+                return procs
+        time.sleep(0.2)
+    raise RuntimeError(f"workers not ready; see {log_dir}")
+
+
+class Listener:
+    """Receives every order_result on Redis pub/sub with its arrival time."""
+
+    def __init__(self, url: str):
+        import redis
+
+        self.received: dict[str, float] = {}
+        self.pubsub = redis.Redis.from_url(url).pubsub(ignore_subscribe_messages=True)
+        self.pubsub.subscribe("order_results")
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.stop = False
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop:
+            message = self.pubsub.get_message(timeout=0.05)
+            if message:
+                now = time.time()
+                self.received.setdefault(json.loads(message["data"])["client_order_id"], now)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/cdb_bench")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/13")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=1, help="prefork processes per worker")
+    parser.add_argument("--events", type=int, default=4000, help="throughput phase: candles in all")
+    parser.add_argument("--symbols", type=int, default=8, help="throughput phase: symbols")
+    parser.add_argument("--rate", type=float, default=100.0, help="latency phase: events/s")
+    parser.add_argument("--latency-seconds", type=float, default=20.0)
+    args = parser.parse_args()
+
+    env_extra = {
+        "DATABASE_URL": args.database_url,
+        "REDIS_URL": args.redis_url,
+        "STRATEGY": "sma_cross:fast=2,slow=3",
+        "PAPER_FAILURE_RATE": "0",
+        "MAX_ORDERS_PER_MINUTE": "600",
+        "MAX_EXPOSURE_PCT": "1.0",
+        "MAX_DAILY_DRAWDOWN_PCT": "0.20",
+        "MAX_POSITION_PCT": "0.25",
+        "POSITION_SIZE_PCT": "0.02",
+        "LOG_LEVEL": "WARNING",
+        "CONN_MAX_AGE": "600",
+        "DJANGO_SETTINGS_MODULE": "cdb_project.settings",
+    }
+    os.environ.update(env_extra)
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    recreate_database(args.database_url)
+
+    import django
+
+    django.setup()
+    import redis
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    redis.Redis.from_url(args.redis_url).flushdb()
+
+    from cdb_project import bus
+    from execution.models import Order
+    from marketdata.feeds.replay import Replay, resolve_sources
+
+    tmp = Path(tempfile.mkdtemp(prefix="cdb-bench-"))
+    env = {**os.environ}
+    workers = start_workers(args.workers, args.concurrency, env, tmp)
+    listener = Listener(args.redis_url)
+    try:
+        # --- 1. throughput ------------------------------------------------------------------------------
+        per_symbol = args.events // args.symbols
+        files = []
+        for s in range(args.symbols):
+            path = tmp / f"T{s:02d}_USDT-1m.csv"
+            zigzag_csv(path, BASE_TS, per_symbol, phase=s)
+            files.append(str(path))
+        sources = resolve_sources(files, None, None)
+        start = time.perf_counter()
+        summary = Replay(sources, speed=None).run()
+        published_at = time.perf_counter()
+        bus.wait_until_idle(timeout=600, poll=0.01)
+        elapsed = time.perf_counter() - start
+        events = summary.published
+        orders = Order.objects.exclude(status="PENDING").count()
+        time.sleep(0.2)
+        print(f"throughput: {events} market_data events through {args.workers} worker(s) x {args.concurrency}")
+        print(f"  publish (feed side): {events / (published_at - start):,.0f} events/s")
+        print(f"  market_data -> pipeline idle: {elapsed:.2f} s = {events / elapsed:,.0f} events/s sustained")
+        print(f"  order_results: {orders} = {orders / elapsed:,.1f}/s (received on Redis: {len(listener.received)})")
+        pending = Order.objects.filter(status="PENDING").count()
+        from risk.models import TradingState
+
+        print(f"  orders left PENDING: {pending}; trading state {TradingState.load().state}")
+
+        # --- 2. latency at a fixed rate ---------------------------------------------------------------
+        count = int(args.rate * args.latency_seconds)
+        path = tmp / "LAT_USDT-1m.csv"
+        zigzag_csv(path, BASE_TS + per_symbol * STEP, count, phase=0)
+        published: dict[int, float] = {}
+        interval = 1.0 / args.rate
+
+        class Paced(Replay):
+            def _publish(self, symbol, interval_name, ts, candle):
+                target = self.t0 + self.n * interval
+                delay = target - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                published[ts] = time.time()
+                self.n += 1
+                super()._publish(symbol, interval_name, ts, candle)
+
+        paced = Paced(resolve_sources([str(path)], None, None), speed=None)
+        paced.t0, paced.n = time.perf_counter(), 0
+        before = set(listener.received)
+        paced.run()
+        rate = paced.n / (time.perf_counter() - paced.t0)
+        bus.wait_until_idle(timeout=300, poll=0.01)
+        time.sleep(0.3)
+        latencies = []
+        for order in Order.objects.filter(symbol="LAT_USDT").values("client_order_id", "source_timestamp"):
+            arrived = listener.received.get(order["client_order_id"])
+            sent = published.get(order["source_timestamp"])
+            if arrived is not None and sent is not None and order["client_order_id"] not in before:
+                latencies.append((arrived - sent) * 1000)
+        print(f"latency: {paced.n} events at {rate:,.1f} events/s, {len(latencies)} orders")
+        if latencies:
+            print(
+                f"  market_data published -> order_result received: p50 {statistics.median(latencies):.1f} ms, "
+                f"p99 {percentile(latencies, 0.99):.1f} ms, max {max(latencies):.1f} ms"
+            )
+    finally:
+        listener.stop = True
+        for proc in workers:
+            proc.terminate()
+        for proc in workers:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        print(f"worker logs: {tmp}")
+
+
+if __name__ == "__main__":
+    main()

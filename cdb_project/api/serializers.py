@@ -1,0 +1,286 @@
+"""Serializers: the models as JSON (money as strings, exact) and the shapes of status, halt and parameters."""
+
+from decimal import Decimal
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from execution.models import Order, Position, Trade
+from marketdata.models import Candle
+from risk.models import Alert, RiskEvent
+from risk.parameters import PARAMETER_SPECS
+from risk.parameters_service import validate_changes
+from trading.models import Signal
+
+
+class OrderSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Order
+        fields = [
+            "id",
+            "order_id",
+            "client_order_id",
+            "signal_id",
+            "symbol",
+            "side",
+            "quantity",
+            "requested_price",
+            "price",
+            "filled_quantity",
+            "fees",
+            "status",
+            "purpose",
+            "reason",
+            "event_time",
+            "submitted_at",
+            "filled_at",
+            "entry_price",
+            "stop_loss",
+            "take_profit",
+            "strategy",
+            "risk_score",
+            "risk_checks",
+            "created_at",
+        ]
+
+
+class TradeSerializer(serializers.ModelSerializer):
+    order = serializers.SlugRelatedField(slug_field="client_order_id", read_only=True)
+    exit_order = serializers.SlugRelatedField(slug_field="client_order_id", read_only=True, allow_null=True)
+
+    class Meta:
+        model = Trade
+        fields = [
+            "id",
+            "trade_id",
+            "order",
+            "exit_order",
+            "symbol",
+            "quantity",
+            "entry_price",
+            "entry_time",
+            "entry_fees",
+            "exit_price",
+            "exit_time",
+            "exit_fees",
+            "exit_reason",
+            "profit_loss",
+            "profit_loss_percent",
+            "status",
+        ]
+
+
+class PositionSerializer(serializers.ModelSerializer):
+    price = serializers.DecimalField(
+        max_digits=30, decimal_places=12, allow_null=True, read_only=True, help_text="latest close"
+    )
+    market_value = serializers.DecimalField(max_digits=40, decimal_places=12, allow_null=True, read_only=True)
+    unrealized_pnl = serializers.DecimalField(max_digits=40, decimal_places=12, allow_null=True, read_only=True)
+    unrealized_pnl_percent = serializers.DecimalField(max_digits=30, decimal_places=6, allow_null=True, read_only=True)
+
+    class Meta:
+        model = Position
+        fields = [
+            "symbol",
+            "quantity",
+            "avg_entry_price",
+            "price",
+            "market_value",
+            "unrealized_pnl",
+            "unrealized_pnl_percent",
+            "updated_at",
+        ]
+
+
+class SignalSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Signal
+        fields = [
+            "id",
+            "signal_id",
+            "symbol",
+            "interval",
+            "side",
+            "confidence",
+            "reason",
+            "strategy",
+            "price",
+            "timestamp",
+            "components",
+            "status",
+            "created_at",
+        ]
+
+
+class AlertSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Alert
+        fields = ["id", "level", "code", "message", "symbol", "timestamp", "created_at"]
+
+
+class RiskEventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = RiskEvent
+        fields = [
+            "id",
+            "decision",
+            "layer",
+            "symbol",
+            "signal_id",
+            "client_order_id",
+            "requested_quantity",
+            "approved_quantity",
+            "reason",
+            "details",
+            "timestamp",
+            "created_at",
+        ]
+
+
+class CandleSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Candle
+        fields = ["symbol", "interval", "timestamp", "open", "high", "low", "close", "volume"]
+
+
+# --- trading state, halt / release ---------------------------------------------------------------------
+
+
+class TradingStateSerializer(serializers.Serializer):
+    state = serializers.ChoiceField(choices=["ACTIVE", "PAUSED", "HALTED"])
+    reason = serializers.CharField(allow_blank=True)
+    since = serializers.DateTimeField()
+    changed_by = serializers.CharField(allow_blank=True)
+
+
+class HaltSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=500, help_text="why trading is halted (required)")
+
+    def validate_reason(self, value: str) -> str:
+        if not value.strip():
+            raise serializers.ValidationError("a halt needs a reason")
+        return value.strip()
+
+
+class ReleaseSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+
+
+# --- status -------------------------------------------------------------------------------------------
+
+
+class AccountSerializer(serializers.Serializer):
+    initial_capital = serializers.FloatField()
+    cash = serializers.FloatField()
+    equity = serializers.FloatField()
+    realized_pnl = serializers.FloatField()
+    fees_paid = serializers.FloatField()
+    day_start = serializers.DateTimeField(help_text="00:00 UTC of the current market day")
+    day_start_equity = serializers.FloatField()
+    daily_pnl = serializers.FloatField()
+    daily_pnl_pct = serializers.FloatField(help_text="decimal: 0.01 = 1 %")
+    drawdown_pct = serializers.FloatField(help_text="loss since 00:00 UTC as a share of the day's start equity")
+    drawdown_limit_pct = serializers.FloatField(help_text="MAX_DAILY_DRAWDOWN_PCT")
+    exposure = serializers.FloatField()
+    exposure_pct = serializers.FloatField()
+    exposure_limit_pct = serializers.FloatField(help_text="MAX_EXPOSURE_PCT")
+    open_positions = serializers.IntegerField()
+
+
+class FreshnessSerializer(serializers.Serializer):
+    symbol = serializers.CharField()
+    last_seen_ms = serializers.IntegerField(allow_null=True)
+    age_sec = serializers.FloatField(allow_null=True)
+    stale = serializers.BooleanField()
+
+
+class CheckSerializer(serializers.Serializer):
+    ok = serializers.BooleanField()
+    detail = serializers.CharField(allow_blank=True)
+
+
+class HealthSerializer(serializers.Serializer):
+    database = CheckSerializer()
+    redis = CheckSerializer()
+    workers = CheckSerializer()
+
+
+class StatusSerializer(serializers.Serializer):
+    trading_state = TradingStateSerializer()
+    mode = serializers.ChoiceField(choices=["PAPER", "LIVE"])
+    embedded = serializers.BooleanField()
+    market_time_ms = serializers.IntegerField()
+    account = AccountSerializer()
+    freshness = FreshnessSerializer(many=True)
+    health = HealthSerializer()
+
+
+# --- risk parameters ----------------------------------------------------------------------------------
+
+
+class ParameterRangeSerializer(serializers.Serializer):
+    minimum = serializers.DecimalField(max_digits=12, decimal_places=5, coerce_to_string=False)
+    maximum = serializers.DecimalField(max_digits=12, decimal_places=5, coerce_to_string=False)
+    default = serializers.DecimalField(max_digits=12, decimal_places=5, coerce_to_string=False)
+    description = serializers.CharField()
+
+
+def _parameter_field(name: str):
+    spec = PARAMETER_SPECS[name]
+    message = f"{name.lower()}: out of range (allowed {spec.describe_range()})"
+    common = {
+        "required": False,
+        "min_value": spec.minimum,
+        "max_value": spec.maximum,
+        "help_text": f"{spec.description}. Allowed {spec.describe_range()}, default {spec.default}.",
+        "error_messages": {"min_value": message, "max_value": message},
+    }
+    if spec.integer:
+        return serializers.IntegerField(**{**common, "min_value": int(spec.minimum), "max_value": int(spec.maximum)})
+    # Any precision is accepted; the service rounds to what the column stores.
+    return serializers.DecimalField(max_digits=None, decimal_places=None, coerce_to_string=False, **common)
+
+
+class RiskParametersSerializer(serializers.Serializer):
+    """Every SPEC §4 parameter; PATCH any subset (plus an optional ``reason`` for the audit log)."""
+
+    locals().update({name.lower(): _parameter_field(name) for name in PARAMETER_SPECS})
+    reason = serializers.CharField(
+        write_only=True, required=False, allow_blank=True, max_length=1000, help_text="kept in the audit log"
+    )
+    sources = serializers.DictField(child=serializers.CharField(), read_only=True, help_text="env, admin or default")
+    ranges = serializers.SerializerMethodField()
+    updated_at = serializers.DateTimeField(read_only=True)
+
+    @extend_schema_field(serializers.DictField(child=ParameterRangeSerializer()))
+    def get_ranges(self, obj) -> dict:
+        return {
+            name.lower(): {
+                "minimum": spec.minimum,
+                "maximum": spec.maximum,
+                "default": spec.default,
+                "description": spec.description,
+            }
+            for name, spec in PARAMETER_SPECS.items()
+        }
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        data["ranges"] = {
+            name: {k: (float(v) if isinstance(v, Decimal) else v) for k, v in spec.items()}
+            for name, spec in data["ranges"].items()
+        }
+        return data
+
+    def validate(self, attrs):
+        known = set(self.fields)
+        unknown = sorted(set(getattr(self, "initial_data", {}) or {}) - known)
+        if unknown:
+            raise serializers.ValidationError({name: ["unknown field"] for name in unknown})
+        changes = {k: v for k, v in attrs.items() if k != "reason"}
+        try:
+            validate_changes(changes)
+        except ValueError as error:
+            field = str(error).split(":", 1)[0].lower()
+            raise serializers.ValidationError({field: [str(error)]})
+        return attrs

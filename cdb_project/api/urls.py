@@ -1,0 +1,27 @@
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+
+from . import views
+
+router = DefaultRouter(trailing_slash=True)
+router.include_root_view = False
+router.register("orders", views.OrderViewSet, basename="order")
+router.register("trades", views.TradeViewSet, basename="trade")
+router.register("positions", views.PositionViewSet, basename="position")
+router.register("signals", views.SignalViewSet, basename="signal")
+router.register("alerts", views.AlertViewSet, basename="alert")
+router.register("risk-events", views.RiskEventViewSet, basename="risk-event")
+router.register("candles", views.CandleViewSet, basename="candle")
+
+urlpatterns = [
+    path("status/", views.StatusView.as_view(), name="api-status"),
+    path("risk/state/", views.TradingStateView.as_view(), name="api-risk-state"),
+    path("risk/parameters/", views.RiskParametersView.as_view(), name="api-risk-parameters"),
+    path("risk/halt/", views.HaltView.as_view(), name="api-risk-halt"),
+    path("risk/release/", views.ReleaseView.as_view(), name="api-risk-release"),
+    path("token/", views.TokenView.as_view(), name="api-token"),
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("", include(router.urls)),
+]

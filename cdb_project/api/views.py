@@ -1,0 +1,208 @@
+"""REST API views. Lists are paginated (``page``, ``page_size``) and filtered (see filters.py)."""
+
+from decimal import Decimal
+
+from django.db.models import Max
+from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import status as http
+from rest_framework import viewsets
+from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from execution.models import Order, Position, Trade
+from marketdata.models import Candle
+from risk import state as trading_state
+from risk.models import Alert, RiskEvent, RiskParameters, TradingState
+from risk.parameters_service import update_parameters
+from risk.state import state_snapshot
+from trading import dashboard
+from trading.models import Signal
+
+from . import filters, serializers
+from .permissions import CanHaltTrading, ReadOrStaffWrite
+
+ERROR_400 = OpenApiResponse(description="Invalid input: the body names each bad field and why")
+ERROR_401 = OpenApiResponse(description="No or invalid credentials")
+ERROR_403 = OpenApiResponse(description="Authenticated, but without the needed permission")
+
+
+class ReadOnly(viewsets.ReadOnlyModelViewSet):
+    permission_classes = [IsAuthenticated]
+    filter_backends = [DjangoFilterBackend]
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="Orders, newest first", responses={200: serializers.OrderSerializer(many=True), 401: ERROR_401}
+    ),
+)
+class OrderViewSet(ReadOnly):
+    queryset = Order.objects.order_by("-event_time", "-id")
+    serializer_class = serializers.OrderSerializer
+    filterset_class = filters.OrderFilter
+
+
+class TradeViewSet(ReadOnly):
+    queryset = Trade.objects.select_related("order", "exit_order").order_by("-entry_time", "-id")
+    serializer_class = serializers.TradeSerializer
+    filterset_class = filters.TradeFilter
+
+
+class SignalViewSet(ReadOnly):
+    queryset = Signal.objects.order_by("-timestamp", "-id")
+    serializer_class = serializers.SignalSerializer
+    filterset_class = filters.SignalFilter
+
+
+class AlertViewSet(ReadOnly):
+    queryset = Alert.objects.order_by("-created_at", "-id")
+    serializer_class = serializers.AlertSerializer
+    filterset_class = filters.AlertFilter
+
+
+class RiskEventViewSet(ReadOnly):
+    queryset = RiskEvent.objects.order_by("-created_at", "-id")
+    serializer_class = serializers.RiskEventSerializer
+    filterset_class = filters.RiskEventFilter
+
+
+class CandleViewSet(ReadOnly):
+    """Candles oldest first; ``since`` / ``until`` are open times in epoch ms."""
+
+    queryset = Candle.objects.order_by("symbol", "interval", "timestamp")
+    serializer_class = serializers.CandleSerializer
+    filterset_class = filters.CandleFilter
+
+
+class PositionViewSet(ReadOnly):
+    """Open positions with their unrealized profit/loss at the latest close."""
+
+    serializer_class = serializers.PositionSerializer
+    lookup_field = "symbol"
+
+    def get_queryset(self):
+        queryset = Position.objects.filter(quantity__gt=0).order_by("symbol")
+        symbol = self.request.query_params.get("symbol")
+        return queryset.filter(symbol=symbol) if symbol else queryset
+
+    def filter_queryset(self, queryset):
+        rows = list(queryset)
+        newest = dict(
+            Candle.objects.filter(symbol__in=[p.symbol for p in rows])
+            .values("symbol")
+            .annotate(ts=Max("timestamp"))
+            .values_list("symbol", "ts")
+        )
+        for p in rows:
+            ts = newest.get(p.symbol)
+            price = (
+                Candle.objects.filter(symbol=p.symbol, timestamp=ts).values_list("close", flat=True).first()
+                if ts is not None
+                else None
+            )
+            p.price = price
+            p.market_value = p.quantity * price if price is not None else None
+            p.unrealized_pnl = (price - p.avg_entry_price) * p.quantity if price is not None else None
+            cost = p.avg_entry_price * p.quantity
+            p.unrealized_pnl_percent = (
+                (p.unrealized_pnl / cost * 100).quantize(Decimal("0.000001")) if price is not None and cost else None
+            )
+        return rows
+
+    def get_object(self):
+        from django.http import Http404
+
+        for p in self.filter_queryset(self.get_queryset()):
+            if p.symbol == self.kwargs["symbol"]:
+                return p
+        raise Http404
+
+
+class StatusView(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        summary="Trading state, mode, account, data freshness and service health",
+        responses={200: serializers.StatusSerializer, 401: ERROR_401},
+    )
+    def get(self, request):
+        return Response(serializers.StatusSerializer(dashboard.status()).data)
+
+
+class RiskParametersView(APIView):
+    permission_classes = [ReadOrStaffWrite]
+
+    @extend_schema(
+        summary="The risk parameters, their sources and ranges",
+        responses={200: serializers.RiskParametersSerializer, 401: ERROR_401},
+    )
+    def get(self, request):
+        return Response(serializers.RiskParametersSerializer(RiskParameters.load()).data)
+
+    @extend_schema(
+        summary="Change risk parameters (staff); every change is audited",
+        request=serializers.RiskParametersSerializer,
+        responses={200: serializers.RiskParametersSerializer, 400: ERROR_400, 401: ERROR_401, 403: ERROR_403},
+    )
+    def patch(self, request):
+        serializer = serializers.RiskParametersSerializer(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        changes = {k: v for k, v in serializer.validated_data.items() if k != "reason"}
+        try:
+            params = update_parameters(
+                changes, actor=request.user.get_username(), reason=serializer.validated_data.get("reason", "")
+            )
+        except ValueError as error:
+            field = str(error).split(":", 1)[0].lower()
+            return Response({field: [str(error)]}, status=http.HTTP_400_BAD_REQUEST)
+        return Response(serializers.RiskParametersSerializer(params).data)
+
+
+class HaltView(APIView):
+    permission_classes = [CanHaltTrading]
+
+    @extend_schema(
+        summary="Halt trading (needs risk.halt_trading)",
+        request=serializers.HaltSerializer,
+        responses={200: serializers.TradingStateSerializer, 400: ERROR_400, 401: ERROR_401, 403: ERROR_403},
+    )
+    def post(self, request):
+        serializer = serializers.HaltSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            state = trading_state.halt(serializer.validated_data["reason"], request.user.get_username())
+        except ValueError as error:
+            return Response({"reason": [str(error)]}, status=http.HTTP_400_BAD_REQUEST)
+        return Response(serializers.TradingStateSerializer(state_snapshot(state)).data)
+
+
+class ReleaseView(APIView):
+    permission_classes = [CanHaltTrading]
+
+    @extend_schema(
+        summary="Release trading back to ACTIVE (needs risk.halt_trading)",
+        request=serializers.ReleaseSerializer,
+        responses={200: serializers.TradingStateSerializer, 400: ERROR_400, 401: ERROR_401, 403: ERROR_403},
+    )
+    def post(self, request):
+        serializer = serializers.ReleaseSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        state = trading_state.release(serializer.validated_data.get("reason", ""), request.user.get_username())
+        return Response(serializers.TradingStateSerializer(state_snapshot(state)).data)
+
+
+class TradingStateView(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        summary="The trading state alone", responses={200: serializers.TradingStateSerializer, 401: ERROR_401}
+    )
+    def get(self, request):
+        return Response(serializers.TradingStateSerializer(state_snapshot(TradingState.load())).data)
+
+
+class TokenView(ObtainAuthToken):
+    """username + password → the user's API token (send it as ``Authorization: Token <key>``)."""

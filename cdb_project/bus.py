@@ -1,0 +1,239 @@
+"""The event bus: one way in (``publish``) and one guard on the way out (``consumer``).
+
+``publish(event)``
+  1. validates the event against ``EVENT_SCHEMA.json``; an invalid one is stored
+     as a ``RejectedEvent`` with the reason and ``InvalidEvent`` is raised;
+  2. persists what must survive: events that arrive from outside the domain
+     (``market_data`` → Candle, ``alert`` → Alert) through ``EVENT_PERSISTERS``.
+     Signals, orders and order results are stored by the task that produces them,
+     inside its own transaction, before it publishes;
+  3. once the surrounding transaction commits (persist before publish), PUBLISHes
+     the JSON on the Redis channel named after the topic (when Redis is in use),
+     enqueues the consuming Celery tasks (``EVENT_CONSUMERS``) and forwards the
+     event to the dashboard's Channels group.
+
+``@consumer(event_type)`` wraps every task that receives events: it validates
+on receipt and turns a malformed payload into a stored ``RejectedEvent`` instead
+of an exception, so one bad message never stops a worker.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from functools import lru_cache, partial, wraps
+from pathlib import Path
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from django.conf import settings
+from django.db import transaction
+from django.utils.module_loading import import_string
+from jsonschema import Draft202012Validator
+
+logger = logging.getLogger("cdb.bus")
+
+SCHEMA_PATH = Path(__file__).with_name("EVENT_SCHEMA.json")
+TOPIC_BY_TYPE = {
+    "market_data": "market_data",
+    "signal": "signals",
+    "order": "orders",
+    "order_result": "order_results",
+    "alert": "alerts",
+    "health": "health",
+}
+DASHBOARD_TOPICS = frozenset({"market_data", "signals", "order_results", "alerts"})
+
+Event = dict[str, Any]
+
+
+class InvalidEvent(ValueError):
+    """An event that does not satisfy EVENT_SCHEMA.json; the message says why."""
+
+
+@lru_cache(maxsize=1)
+def schema() -> dict:
+    return json.loads(SCHEMA_PATH.read_text())
+
+
+@lru_cache(maxsize=1)
+def _validator() -> Draft202012Validator:
+    Draft202012Validator.check_schema(schema())
+    return Draft202012Validator(schema())
+
+
+def _describe(error) -> str:
+    path = ".".join(str(part) for part in error.absolute_path)
+    return f"{path or 'event'}: {error.message}"
+
+
+def validate(payload: Any) -> Event:
+    """Return the event as a dict if it is valid; raise InvalidEvent naming every problem otherwise."""
+    if isinstance(payload, (bytes, bytearray)):
+        payload = payload.decode("utf-8", errors="replace")
+    if isinstance(payload, str):
+        try:
+            payload = json.loads(payload)
+        except ValueError as error:
+            raise InvalidEvent(f"not JSON: {error}") from None
+    if not isinstance(payload, dict):
+        raise InvalidEvent(f"an event must be a JSON object, got {type(payload).__name__}")
+    errors = sorted(_validator().iter_errors(payload), key=lambda e: [str(p) for p in e.absolute_path])
+    problems = [_describe(error) for error in errors] + _non_finite(payload)
+    if problems:
+        raise InvalidEvent("; ".join(problems))
+    return payload
+
+
+def _non_finite(event: dict) -> list[str]:
+    """JSON Schema lets NaN and Infinity through range checks (every comparison is false); refuse them here."""
+    return [
+        f"{key}: {value!r} is not a finite number"
+        for key, value in event.items()
+        if isinstance(value, float) and not math.isfinite(value)
+    ]
+
+
+def _verbatim(payload: Any) -> str:
+    if isinstance(payload, (bytes, bytearray)):
+        return payload.decode("utf-8", errors="replace")
+    if isinstance(payload, str):
+        return payload
+    try:
+        return json.dumps(payload, default=str)
+    except (TypeError, ValueError):
+        return repr(payload)
+
+
+def reject(payload: Any, reason: str, *, stage: str, consumer: str = "") -> None:
+    """Log and store a refused event. Never raises: losing the record must not stop the caller."""
+    from cdb_project.models import RejectedEvent
+
+    topic = ""
+    if isinstance(payload, dict) and isinstance(payload.get("type"), str):
+        topic = TOPIC_BY_TYPE.get(payload["type"], payload["type"])[:32]
+    logger.warning("event rejected at %s%s: %s", stage, f" by {consumer}" if consumer else "", reason)
+    try:
+        RejectedEvent.objects.create(
+            topic=topic, stage=stage, consumer=consumer, reason=reason, payload=_verbatim(payload)
+        )
+    except Exception:  # the store itself is down: the log line above is all we can keep
+        logger.exception("could not store the rejected event")
+
+
+def publish(event: Event) -> Event:
+    """Validate, persist, then (after commit) PUBLISH on Redis, enqueue consumers and notify the dashboard."""
+    try:
+        event = validate(event)
+    except InvalidEvent as error:
+        reject(event, str(error), stage="publish")
+        raise
+    persister = _persisters().get(event["type"])
+    if persister is not None:
+        persister(event)
+    transaction.on_commit(partial(_dispatch, TOPIC_BY_TYPE[event["type"]], event))
+    return event
+
+
+def consumer(event_type: str) -> Callable[[Callable[[Event], Any]], Callable[[Any], Any]]:
+    """Validate what a task receives; store malformed payloads as RejectedEvent and return None."""
+
+    def wrap(func: Callable[[Event], Any]) -> Callable[[Any], Any]:
+        name = f"{func.__module__}.{func.__name__}"
+
+        @wraps(func)
+        def run(payload: Any) -> Any:
+            try:
+                event = validate(payload)
+                if event["type"] != event_type:
+                    raise InvalidEvent(f"type: expected a {event_type} event, got {event['type']}")
+            except InvalidEvent as error:
+                reject(payload, str(error), stage="consume", consumer=name)
+                return None
+            return func(event)
+
+        return run
+
+    return wrap
+
+
+def notify_dashboard(kind: str, data: Any) -> None:
+    """Push a message to every connected dashboard (best effort: the page resynchronises on reconnect)."""
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(
+            settings.DASHBOARD_GROUP, {"type": "dashboard.push", "kind": kind, "data": data}
+        )
+    except Exception:
+        logger.warning("dashboard push of %s failed", kind, exc_info=True)
+
+
+def _dispatch(topic: str, event: Event) -> None:
+    if settings.REDIS_URL:
+        _redis_publish(topic, json.dumps(event, separators=(",", ":")))
+    for task in _consumers().get(topic, ()):
+        task.delay(event)
+    if topic in DASHBOARD_TOPICS:
+        notify_dashboard(topic, event)
+
+
+def _redis_publish(topic: str, message: str, attempts: int = 4) -> None:
+    """PUBLISH with exponential backoff. The event is already stored, so a final failure is logged, not raised."""
+    import redis
+
+    delay = 0.1
+    for attempt in range(1, attempts + 1):
+        try:
+            _redis_client().publish(topic, message)
+            return
+        except redis.RedisError:
+            if attempt == attempts:
+                logger.error("PUBLISH on %s failed %d times; event kept in the store", topic, attempts, exc_info=True)
+                return
+            time.sleep(delay)
+            delay *= 2
+
+
+@lru_cache(maxsize=1)
+def _redis_client():
+    import redis
+
+    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+
+
+@lru_cache(maxsize=1)
+def _consumers() -> dict[str, list]:
+    return {topic: [import_string(path) for path in paths] for topic, paths in settings.EVENT_CONSUMERS.items()}
+
+
+@lru_cache(maxsize=1)
+def _persisters() -> dict[str, Callable[[Event], Any]]:
+    return {event_type: import_string(path) for event_type, path in settings.EVENT_PERSISTERS.items()}
+
+
+def wait_until_idle(timeout: float = 60.0, poll: float = 0.005) -> None:
+    """Block until no consumer task is queued or running (a lockstep replay waits here between candles).
+
+    With acks_late a running task stays in the broker's ``unacked`` hash until it returns, and the tasks it
+    enqueues are in the queue before that: an empty queue and no unacked message mean the pipeline is quiet.
+    Eager mode (no Redis) is always idle: tasks ran inside ``publish``.
+    """
+    from cdb_project.celery import app
+
+    if app.conf.task_always_eager or not settings.REDIS_URL:
+        return
+    queue = app.conf.task_default_queue
+    deadline = time.monotonic() + timeout
+    with app.connection_for_write() as connection:
+        client = connection.default_channel.client
+        while client.llen(queue) or client.hlen("unacked"):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the pipeline is still busy after {timeout}s")
+            time.sleep(poll)

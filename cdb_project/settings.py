@@ -1,0 +1,257 @@
+"""Settings, 12-factor: everything comes from the environment (django-environ).
+
+With nothing set the system runs embedded: SQLite, Celery tasks run in-process
+(eager), the in-memory Channels layer and no Redis. Setting ``REDIS_URL`` switches
+to real Celery workers, the channels-redis layer and Redis pub/sub; setting
+``DATABASE_URL`` to ``postgres://…`` switches the store.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from pathlib import Path
+
+import environ
+
+from risk.parameters import seed_from_env
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+if (BASE_DIR / ".env").exists():
+    environ.Env.read_env(BASE_DIR / ".env")
+
+DEBUG = env.bool("DEBUG", default=False)
+
+
+def _local_secret_key() -> str:
+    """A key kept beside the checkout (git-ignored) so sessions survive restarts when SECRET_KEY is unset."""
+    path = BASE_DIR / ".secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+SECRET_KEY = env.str("SECRET_KEY", default="") or _local_secret_key()
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "cdb_project",
+    "marketdata",
+    "trading",
+    "risk",
+    "execution",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "cdb_project.urls"
+ASGI_APPLICATION = "cdb_project.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Store -----------------------------------------------------------------
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The feed, the web server and eager tasks share one file: wait for the lock instead of failing.
+    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+else:
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis, Celery, Channels -------------------------------------------------
+REDIS_URL = env.str("REDIS_URL", default="")
+EMBEDDED = not REDIS_URL
+
+CELERY_TASK_ALWAYS_EAGER = EMBEDDED
+CELERY_TASK_EAGER_PROPAGATES = False
+CELERY_BROKER_URL = REDIS_URL or "memory://"
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# An unacknowledged task (worker killed mid-task) is redelivered after this many seconds.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=300)}
+CELERY_TIMEZONE = "UTC"
+
+if EMBEDDED:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+else:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000, "expiry": 30},
+        }
+    }
+
+# --- Trading -----------------------------------------------------------------
+RISK_PARAMETER_SEEDS = seed_from_env(os.environ)
+for _seed in RISK_PARAMETER_SEEDS.values():
+    if _seed.warning:
+        logging.getLogger("cdb.settings").warning(_seed.warning)
+
+STRATEGY = env.str("STRATEGY", default="momentum")  # name or "name:param=value,…" (trading/strategies)
+INITIAL_CAPITAL = env.str("INITIAL_CAPITAL", default="10000")
+POSITION_SIZE_PCT = env.str("POSITION_SIZE_PCT", default="0.10")
+SYMBOL_WHITELIST = env.list("SYMBOL_WHITELIST", default=[])
+INTERVAL = env.str("INTERVAL", default="1m")
+PAPER_SLIPPAGE_PCT = env.str("PAPER_SLIPPAGE_PCT", default="0.0005")
+FEE_RATE = env.str("FEE_RATE", default="0.001")
+PAPER_FAILURE_RATE = env.str("PAPER_FAILURE_RATE", default="0.05")
+PAPER_SEED = env.int("PAPER_SEED", default=42)
+PAPER_MAX_VOLUME_SHARE = env.str("PAPER_MAX_VOLUME_SHARE", default="0.25")  # 0 turns partial fills off
+PENDING_ORDER_TIMEOUT_SEC = env.int("PENDING_ORDER_TIMEOUT_SEC", default=60)
+DASHBOARD_GROUP = "dashboard"
+
+# --- Auth, i18n, static ----------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+LOGIN_URL = "/admin/login/"
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+LOGGING = {  # JSON lines with secrets masked (cdb_project/logging.py); Celery keeps this too (cdb_project/ops.py)
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "cdb_project.logging.JsonFormatter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {
+        "daphne": {"level": "WARNING"},
+        "django.channels.server": {"level": "WARNING"},
+        "celery.app.trace": {"level": "WARNING"},  # one line per task drowns everything else
+        "celery.worker.strategy": {"level": "WARNING"},
+    },
+}
+
+# --- Operations (cdb_project/ops.py): /health, /metrics -----------------------------------------
+# Several processes (Celery prefork children, web) share counters through prometheus_client's multiprocess
+# mode when PROMETHEUS_MULTIPROC_DIR is set in their environment (an empty directory at start-up).
+PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
+if PROMETHEUS_MULTIPROC_DIR:
+    Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
+PROMETHEUS_EXPORT_MIGRATIONS = False
+HEALTH_TIMEOUT_SEC = env.float("HEALTH_TIMEOUT_SEC", default=0.8)
+INSTALLED_APPS += ["django_prometheus", "cdb_project.ops.OpsConfig"]
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    *MIDDLEWARE,
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+# --- Event bus wiring (see cdb_project/bus.py) -------------------------------------
+EVENT_CONSUMERS = {
+    "market_data": ["trading.tasks.on_market_data"],  # risk watch, then the signal engine
+    "signals": ["risk.tasks.on_signal"],
+    "orders": ["execution.tasks.on_order"],
+}
+EVENT_PERSISTERS = {
+    "market_data": "marketdata.ingest.persist_market_data",
+    "alert": "risk.alerts.persist_alert",
+}
+
+# --- Market data (marketdata/) ------------------------------------------------------
+# MEXC endpoints, overridable so tests (and a proxy) can point ccxt elsewhere. Public data needs no key.
+MEXC_REST_URL = env.str("MEXC_REST_URL", default="https://api.mexc.com")
+MEXC_CONTRACT_URL = env.str("MEXC_CONTRACT_URL", default="https://api.mexc.com/api/v1/contract")
+MEXC_WS_URL = env.str("MEXC_WS_URL", default="wss://wbs-api.mexc.com/ws")
+LOOKBACK_MINUTES = env.int("LOOKBACK_MINUTES", default=15)
+TOP_N = env.int("TOP_N", default=10)
+# "auto": wall time, except while a replay/simulation drives event time (marketdata/clock.py); "system": always wall.
+MARKET_CLOCK = env.str("MARKET_CLOCK", default="auto")
+DATA_STALE_CHECK_SECONDS = env.float("DATA_STALE_CHECK_SECONDS", default=5.0)
+CELERY_BEAT_SCHEDULE = {
+    "screener": {"task": "marketdata.screen_symbols", "schedule": 60.0},
+    "data-stale-watch": {"task": "marketdata.check_data_stale", "schedule": DATA_STALE_CHECK_SECONDS},
+    "reconcile-pending-orders": {"task": "execution.reconcile_pending", "schedule": 60.0},
+}
+
+# --- Dashboard and REST API ------------------------------------------------------------
+INSTALLED_APPS += ["django_filters", "drf_spectacular_sidecar"]
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
+REST_FRAMEWORK.update(
+    DEFAULT_PAGINATION_CLASS="cdb_project.api.pagination.Pagination",
+    PAGE_SIZE=50,
+    DEFAULT_FILTER_BACKENDS=["django_filters.rest_framework.DjangoFilterBackend"],
+)
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Claire de Binare API",
+    "DESCRIPTION": "Status, orders, trades, positions, signals, alerts, risk parameters, halt / release. "
+    "Authenticate with `Authorization: Token <key>` (POST /api/token/) or a session.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+# --- Live execution (execution/live.py) -------------------------------------------------
+# Live orders only when LIVE_TRADING is on AND both keys are set (trade permission only, never withdraw).
+# The REST base is MEXC_REST_URL above (tests point it at a local fake).
+LIVE_TRADING = env.bool("LIVE_TRADING", default=False)
+MEXC_API_KEY = env.str("MEXC_API_KEY", default="")
+MEXC_API_SECRET = env.str("MEXC_API_SECRET", default="")
+LIVE_ORDER_TIMEOUT_SEC = env.float("LIVE_ORDER_TIMEOUT_SEC", default=10.0)
+SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [
+    "drf_spectacular.hooks.postprocess_schema_enums",
+    "cdb_project.api.schema.document_errors",
+]

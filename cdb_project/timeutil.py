@@ -1,0 +1,15 @@
+"""Epoch milliseconds (the wire format) to and from aware UTC datetimes (the storage format)."""
+
+from datetime import UTC, datetime
+
+
+def ms_to_datetime(epoch_ms: int) -> datetime:
+    return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
+
+
+def datetime_to_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def now_ms() -> int:
+    return datetime_to_ms(datetime.now(tz=UTC))

@@ -1,0 +1,20 @@
+from django.contrib import admin
+from django.urls import include, path
+
+from cdb_project import ops
+from trading import views as trading_views
+
+admin.site.site_header = "Claire de Binare"
+admin.site.site_title = "Claire de Binare admin"
+
+handler404 = "trading.views.not_found"
+
+urlpatterns = [
+    path("", trading_views.dashboard, name="dashboard"),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("api/dashboard/snapshot/", trading_views.snapshot, name="dashboard-snapshot"),
+    path("api/", include("cdb_project.api.urls")),
+    path("admin/", admin.site.urls),
+    path("health", ops.health, name="health"),
+    path("metrics", ops.metrics, name="metrics"),
+]

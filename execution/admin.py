@@ -1,0 +1,41 @@
+from django.contrib import admin
+
+from .models import Order, Portfolio, Position, Trade
+
+
+@admin.register(Order)
+class OrderAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "client_order_id", "symbol", "side", "quantity", "price", "status", "fees")
+    list_filter = ("status", "side", "symbol", "strategy", "created_at")
+    search_fields = ("client_order_id", "order_id", "signal_id", "symbol", "reason")
+    date_hierarchy = "created_at"
+
+
+@admin.register(Trade)
+class TradeAdmin(admin.ModelAdmin):
+    list_display = (
+        "trade_id",
+        "symbol",
+        "quantity",
+        "entry_price",
+        "exit_price",
+        "profit_loss",
+        "profit_loss_percent",
+        "status",
+    )
+    list_filter = ("status", "symbol", "exit_reason")
+    search_fields = ("trade_id", "symbol", "order__client_order_id")
+
+
+@admin.register(Position)
+class PositionAdmin(admin.ModelAdmin):
+    list_display = ("symbol", "quantity", "avg_entry_price", "updated_at")
+    list_filter = ("symbol",)
+    search_fields = ("symbol",)
+
+
+@admin.register(Portfolio)
+class PortfolioAdmin(admin.ModelAdmin):
+    list_display = ("cash", "realized_pnl", "fees_paid", "initial_capital", "updated_at")
+    list_filter = ("updated_at",)
+    search_fields = ("id",)

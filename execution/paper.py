@@ -1,0 +1,64 @@
+"""The paper exchange: fills at the market price with slippage and fees, fails at a seeded rate, and fills
+only part of an order when the candle's volume is thin.
+
+Pure: the random draw is seeded by (seed, client_order_id), so a redelivered
+order always gets the same outcome and every run is reproducible.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass
+from decimal import ROUND_DOWN, Decimal
+
+from .accounting import money
+
+QUANTITY_STEP = Decimal("0.00000001")
+
+
+@dataclass(frozen=True)
+class Fill:
+    status: str  # FILLED, PARTIALLY_FILLED, FAILED or REJECTED
+    quantity: Decimal
+    price: Decimal | None
+    fee: Decimal
+    order_id: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class PaperExchange:
+    slippage_pct: Decimal = Decimal("0.0005")
+    fee_rate: Decimal = Decimal("0.001")
+    failure_rate: Decimal = Decimal("0.05")
+    seed: int = 42
+    max_volume_share: Decimal = Decimal("0")  # 0: no partial fills; 0.25: at most a quarter of the candle's volume
+
+    def _draw(self, client_order_id: str) -> float:
+        digest = hashlib.sha256(f"{self.seed}:{client_order_id}".encode()).digest()
+        return random.Random(int.from_bytes(digest[:8], "big")).random()
+
+    def fill(
+        self,
+        client_order_id: str,
+        side: str,
+        quantity: Decimal,
+        market_price: Decimal,
+        volume: Decimal | None = None,
+    ) -> Fill:
+        order_id = "PAPER_" + hashlib.sha256(client_order_id.encode()).hexdigest()[:16].upper()
+        if self._draw(client_order_id) < float(self.failure_rate):
+            return Fill("FAILED", Decimal(0), None, Decimal(0), order_id, "paper exchange: simulated failure")
+        status, reason = "FILLED", ""
+        if self.max_volume_share > 0 and volume is not None:
+            available = (volume * self.max_volume_share).quantize(QUANTITY_STEP, ROUND_DOWN)
+            if available <= 0:
+                return Fill("FAILED", Decimal(0), None, Decimal(0), order_id, "paper exchange: no volume to fill")
+            if quantity > available:
+                quantity, status = available, "PARTIALLY_FILLED"
+                reason = f"thin volume: filled {available} ({self.max_volume_share} of the candle's {volume})"
+        direction = 1 if side == "BUY" else -1
+        price = money(market_price * (1 + direction * self.slippage_pct))
+        fee = money(price * quantity * self.fee_rate)
+        return Fill(status, quantity, price, fee, order_id, reason)

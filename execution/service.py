@@ -1,0 +1,298 @@
+"""The execution shell: re-check the state under the account lock, fill, account, publish the order_result.
+
+Exactly once: the order row is locked and must still be PENDING; a redelivered task
+finds it settled and only republishes a result that was never published.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from decimal import Decimal
+from functools import lru_cache
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from cdb_project import bus
+from cdb_project.timeutil import ms_to_datetime
+from marketdata.models import Candle
+from risk.alerts import raise_alert
+from risk.models import TradingState
+
+from . import metrics
+from .accounting import AccountingError, Book, Holding
+from .live import LiveExecutor, OrderOutcomeUnknown, live_trading_enabled
+from .models import Order, Portfolio, Position, Trade
+from .paper import Fill, PaperExchange
+from .trades import Lot, close_lots, open_lot
+
+logger = logging.getLogger("cdb.execution")
+SETTLED_BY_FILL = {"FILLED": Order.Status.FILLED, "PARTIALLY_FILLED": Order.Status.PARTIALLY_FILLED}
+
+
+def paper_exchange() -> PaperExchange:
+    return PaperExchange(
+        slippage_pct=Decimal(settings.PAPER_SLIPPAGE_PCT),
+        fee_rate=Decimal(settings.FEE_RATE),
+        failure_rate=Decimal(settings.PAPER_FAILURE_RATE),
+        seed=settings.PAPER_SEED,
+        max_volume_share=Decimal(settings.PAPER_MAX_VOLUME_SHARE),
+    )
+
+
+def order_result_event(order: Order) -> dict:
+    return {
+        "type": "order_result",
+        "order_id": order.order_id or order.client_order_id,
+        "client_order_id": order.client_order_id,
+        "symbol": order.symbol,
+        "side": order.side,
+        "status": order.status,
+        "filled_quantity": float(order.filled_quantity),
+        "price": float(order.price) if order.price else None,
+        "fees": float(order.fees),
+        "reason": order.reason,
+        "timestamp": order.event_time,
+    }
+
+
+def execute_order(event: dict) -> Order | None:
+    """Execute the stored PENDING order named by the event, exactly once (paper, or live when enabled)."""
+    if live_trading_enabled():
+        return _execute_live(event)
+    with transaction.atomic():
+        state, order = _locked_order(event)
+        if order is None or order.status != Order.Status.PENDING:
+            return order
+        _test_pause_hook()
+        blocked = _blocked_by_state(state.state, order)
+        if blocked:
+            order.status, order.reason = Order.Status.REJECTED, blocked
+        else:
+            candle = (
+                Candle.objects.filter(symbol=order.symbol, timestamp__lte=order.event_time)
+                .order_by("-timestamp")
+                .values("close", "volume")
+                .first()
+            )
+            market_price = candle["close"] if candle else order.requested_price
+            volume = candle["volume"] if candle else None
+            fill = paper_exchange().fill(order.client_order_id, order.side, order.quantity, market_price, volume)
+            _settle(order, fill)
+        _finish(order)
+        return order
+
+
+def _locked_order(event: dict) -> tuple[TradingState, Order | None]:
+    """Lock the account and the order. A settled order is returned as it is (its result republished if that
+    never happened); only a PENDING one is to be executed."""
+    state = TradingState.load(for_update=True)
+    order = Order.objects.select_for_update().filter(client_order_id=event["client_order_id"]).first()
+    if order is None:
+        bus.reject(
+            event,
+            f"no stored order with client_order_id {event['client_order_id']}",
+            stage="consume",
+            consumer="execution.execute_order",
+        )
+        return state, None
+    if order.status != Order.Status.PENDING:
+        logger.info("order %s already %s; redelivery ignored", order.client_order_id, order.status)
+        if not order.result_published:
+            _publish_result(order)
+    return state, order
+
+
+def _execute_live(event: dict) -> Order | None:
+    """Live: mark the order sent and commit, call MEXC outside any lock, then settle under the lock.
+
+    A redelivery or a reconciliation calls ``submit`` again, which asks the exchange for the client order id
+    first: nothing is ever sent twice. An unknown outcome (timeout) leaves the order PENDING for reconcile.
+    """
+    with transaction.atomic():
+        state, order = _locked_order(event)
+        if order is None or order.status != Order.Status.PENDING:
+            return order
+        blocked = _blocked_by_state(state.state, order)
+        if blocked:
+            order.status, order.reason = Order.Status.REJECTED, blocked
+            _finish(order)
+            return order
+        if order.sent_at is None:
+            order.sent_at = timezone.now()
+            order.save(update_fields=["sent_at"])
+    _test_pause_hook()
+    try:
+        fill = live_executor().submit(
+            order.client_order_id, order.symbol, order.side, order.quantity, reference_price=order.requested_price
+        )
+    except OrderOutcomeUnknown as error:
+        raise_alert(
+            "WARNING",
+            "ORDER_UNKNOWN",
+            f"{order.side} {order.quantity} {order.symbol}: outcome unknown ({error}); left PENDING for reconcile",
+            timestamp=order.event_time,
+            symbol=order.symbol,
+        )
+        return order
+    with transaction.atomic():
+        _, order = _locked_order(event)
+        if order is None or order.status != Order.Status.PENDING:
+            return order
+        _settle(order, fill)
+        _finish(order)
+        return order
+
+
+@lru_cache(maxsize=1)
+def live_executor() -> LiveExecutor:
+    """One exchange client per process (markets are loaded once)."""
+    return LiveExecutor()
+
+
+def _finish(order: Order) -> None:
+    _publish_result(order)
+    _observe(order)
+    if order.status in (Order.Status.FAILED, Order.Status.REJECTED):
+        raise_alert(
+            "WARNING",
+            "ORDER_FAILED",
+            f"{order.side} {order.quantity} {order.symbol} {order.status}: {order.reason}",
+            timestamp=order.event_time,
+            symbol=order.symbol,
+        )
+
+
+def _test_pause_hook() -> None:
+    """Test-only: with CDB_TEST_PAUSE_BEFORE_SEND=path:seconds, the first order to get here writes this
+    process's pid to ``path`` and sleeps, so a test can SIGKILL the worker between PENDING and send."""
+    spec = os.environ.get("CDB_TEST_PAUSE_BEFORE_SEND")
+    if not spec:
+        return
+    path, seconds = spec.rsplit(":", 1)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return
+    os.write(fd, str(os.getpid()).encode())
+    os.close(fd)
+    time.sleep(float(seconds))
+
+
+def _blocked_by_state(trading_state: str, order: Order) -> str:
+    """HALTED stops everything but the risk manager's own exits; PAUSED stops entries only."""
+    if trading_state == TradingState.State.HALTED and order.purpose not in Order.RISK_EXITS:
+        return "trading HALTED before execution"
+    if trading_state == TradingState.State.PAUSED and order.side == "BUY":
+        return "trading PAUSED before execution: entries blocked"
+    return ""
+
+
+def _publish_result(order: Order) -> None:
+    order.result_published = True
+    order.save()
+    bus.publish(order_result_event(order))
+
+
+def _observe(order: Order) -> None:
+    if order.status in SETTLED_BY_FILL.values():
+        metrics.trades_total.labels(side=order.side).inc()
+    else:
+        metrics.trades_failed_total.labels(status=order.status).inc()
+    stored = (
+        Candle.objects.filter(symbol=order.symbol, timestamp=order.source_timestamp)
+        .values_list("created_at", flat=True)
+        .first()
+    )
+    if stored is not None:
+        metrics.order_latency_seconds.observe(max(0.0, (timezone.now() - stored).total_seconds()))
+
+
+def load_book() -> tuple[Book, Portfolio]:
+    """The stored portfolio as a pure Book (locked: call inside the account transaction)."""
+    portfolio = Portfolio.load(for_update=True)
+    holdings = {
+        p.symbol: Holding(p.quantity, p.cost_basis) for p in Position.objects.select_for_update().filter(quantity__gt=0)
+    }
+    book = Book(portfolio.initial_capital, portfolio.cash, holdings, portfolio.realized_pnl, portfolio.fees_paid)
+    return book, portfolio
+
+
+def _settle(order: Order, fill: Fill) -> None:
+    order.order_id = fill.order_id
+    if fill.status not in SETTLED_BY_FILL:
+        order.status, order.reason = (
+            Order.Status.REJECTED if fill.status == "REJECTED" else Order.Status.FAILED,
+            fill.reason,
+        )
+        return
+    book, portfolio = load_book()
+    try:
+        book.apply(order.symbol, order.side, fill.quantity, fill.price, fill.fee)
+    except AccountingError as error:
+        order.status, order.reason = Order.Status.FAILED, str(error)
+        return
+    portfolio.cash, portfolio.realized_pnl, portfolio.fees_paid = book.cash, book.realized_pnl, book.fees
+    portfolio.save()
+    holding = book.holding(order.symbol)
+    Position.objects.update_or_create(
+        symbol=order.symbol,
+        defaults={"quantity": holding.quantity, "cost_basis": holding.cost, "avg_entry_price": holding.avg_entry_price},
+    )
+    filled_at = ms_to_datetime(order.event_time)
+    order.status, order.reason = SETTLED_BY_FILL[fill.status], fill.reason
+    order.filled_quantity, order.price, order.fees, order.filled_at = fill.quantity, fill.price, fill.fee, filled_at
+    if order.side == "BUY":
+        order.entry_price = fill.price
+        lot = open_lot(order.client_order_id, order.symbol, fill.quantity, fill.price, fill.fee, order.event_time)
+        Trade.objects.create(
+            trade_id=lot.trade_id,
+            order=order,
+            symbol=order.symbol,
+            quantity=lot.quantity,
+            entry_price=lot.entry_price,
+            entry_time=filled_at,
+            entry_fees=lot.entry_fees,
+        )
+    else:
+        _close_trades(order, fill)
+
+
+def _close_trades(order: Order, fill: Fill) -> None:
+    """Close open trades of the symbol oldest first (execution.trades decides the split and the P&L)."""
+    rows = list(
+        Trade.objects.select_for_update()
+        .filter(symbol=order.symbol, status=Trade.Status.OPEN)
+        .select_related("order")
+        .order_by("entry_time", "id")
+    )
+    lots = [
+        Lot(t.trade_id, t.order.client_order_id, t.symbol, t.quantity, t.entry_price, 0, t.entry_fees) for t in rows
+    ]
+    reason = "signal" if order.purpose == Order.Purpose.EXIT else order.purpose
+    closed, remainder = close_lots(
+        lots, fill.quantity, fill.price, fill.fee, order.client_order_id, order.event_time, reason
+    )
+    by_id = {t.trade_id: t for t in rows}
+    for item in closed:
+        trade = by_id[item.lot.trade_id]
+        trade.quantity, trade.entry_fees = item.lot.quantity, item.lot.entry_fees
+        trade.exit_order, trade.exit_price, trade.exit_fees = order, item.exit_price, item.exit_fees
+        trade.exit_time = ms_to_datetime(item.exit_time)
+        trade.profit_loss, trade.profit_loss_percent = item.profit_loss, item.profit_loss_percent
+        trade.exit_reason, trade.status = item.exit_reason, Trade.Status.CLOSED
+        trade.save()
+    if remainder is not None:
+        source = by_id[closed[-1].lot.trade_id]  # the lot that was only partly sold
+        Trade.objects.create(
+            trade_id=remainder.trade_id,
+            order=source.order,
+            symbol=remainder.symbol,
+            quantity=remainder.quantity,
+            entry_price=remainder.entry_price,
+            entry_time=source.entry_time,
+            entry_fees=remainder.entry_fees,
+        )

@@ -1,0 +1,31 @@
+import logging
+
+from celery import shared_task
+from celery.signals import worker_ready
+
+from cdb_project.bus import consumer
+
+from .reconcile import reconcile_pending
+from .service import execute_order
+
+logger = logging.getLogger("cdb.execution")
+
+
+@shared_task(name="execution.on_order")
+@consumer("order")
+def on_order(event: dict) -> None:
+    execute_order(event)
+
+
+@shared_task(name="execution.reconcile_pending")
+def reconcile_pending_orders() -> int:
+    return len(reconcile_pending())
+
+
+@worker_ready.connect
+def _reconcile_on_start(**_kwargs) -> None:
+    """A worker that starts after a crash settles what the crash left PENDING."""
+    try:
+        reconcile_pending()
+    except Exception:  # the worker must come up even if the store is briefly unreachable
+        logger.exception("start-up reconciliation failed; the periodic task will retry")

@@ -1,0 +1,78 @@
+"""Trades as lots: a FILLED BUY opens one, a SELL closes them oldest first (splitting the last if needed).
+
+Pure, so the executor and the backtest produce the same trade ids and the same profit/loss.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, replace
+from decimal import Decimal
+
+from .accounting import money
+
+
+def trade_id_for(client_order_id: str) -> str:
+    return f"T-{uuid.uuid5(uuid.NAMESPACE_OID, client_order_id).hex[:20]}"
+
+
+@dataclass(frozen=True)
+class Lot:
+    trade_id: str
+    entry_client_order_id: str
+    symbol: str
+    quantity: Decimal
+    entry_price: Decimal
+    entry_time: int  # epoch ms
+    entry_fees: Decimal
+
+
+@dataclass(frozen=True)
+class ClosedLot:
+    lot: Lot
+    exit_client_order_id: str
+    exit_price: Decimal
+    exit_time: int
+    exit_fees: Decimal
+    exit_reason: str
+
+    @property
+    def cost(self) -> Decimal:
+        return self.lot.entry_price * self.lot.quantity + self.lot.entry_fees
+
+    @property
+    def profit_loss(self) -> Decimal:
+        return money(self.exit_price * self.lot.quantity - self.exit_fees - self.cost)
+
+    @property
+    def profit_loss_percent(self) -> Decimal:
+        return (self.profit_loss / self.cost * 100).quantize(Decimal("0.000001")) if self.cost else Decimal(0)
+
+
+def open_lot(client_order_id: str, symbol: str, quantity: Decimal, price: Decimal, fee: Decimal, time: int) -> Lot:
+    return Lot(trade_id_for(client_order_id), client_order_id, symbol, quantity, price, time, fee)
+
+
+def close_lots(
+    lots: list[Lot], quantity: Decimal, price: Decimal, fee: Decimal, client_order_id: str, time: int, reason: str
+) -> tuple[list[ClosedLot], Lot | None]:
+    """Close ``quantity`` from ``lots`` (oldest first). Returns the closed lots and, when the last lot was only
+    partly sold, the lot that stays open for its remainder (a new trade id derived from the lot and the exit)."""
+    closed: list[ClosedLot] = []
+    remainder: Lot | None = None
+    remaining = quantity
+    for lot in lots:
+        if remaining <= 0:
+            break
+        if lot.quantity > remaining:
+            kept = lot.quantity - remaining
+            kept_fees = money(lot.entry_fees * kept / lot.quantity)
+            # The part left open is a trade of its own; its id is derived, so live and backtest agree on it.
+            remainder = replace(
+                lot, trade_id=trade_id_for(f"{lot.trade_id}|{client_order_id}"), quantity=kept, entry_fees=kept_fees
+            )
+            lot = replace(lot, quantity=remaining, entry_fees=lot.entry_fees - kept_fees)
+        exit_fee = money(fee * lot.quantity / quantity)
+        closed.append(ClosedLot(lot, client_order_id, price, time, exit_fee, reason))
+        remaining -= lot.quantity
+    return closed, remainder

@@ -1,0 +1,216 @@
+"""CSV replay: recorded candles validated row by row, stored in bulk (each once), then published in time order.
+
+Files are read as streams and merged by timestamp, so several symbols interleave as they did live. Each
+chunk is stored with one ``INSERT … ON CONFLICT DO NOTHING RETURNING``; only the candles that were new are
+published as market_data (a second replay of the same file stores and publishes nothing). While
+publishing, the market clock follows the candles' time and the data-stale watch sees that time.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import clock as market_clock
+from ..ingest import bulk_store, publish_stored
+from ..validation import CandleRow, Rejection, interval_ms, parse_file_name, validate_lines
+
+logger = logging.getLogger("cdb.feed.replay")
+
+CHUNK_ROWS = 2000
+
+
+class ReplayError(ValueError):
+    """Bad input for a replay (missing or empty file, unknown symbol or interval); the message says which."""
+
+
+@dataclass(frozen=True)
+class ReplaySource:
+    path: Path
+    symbol: str
+    interval: str
+
+
+@dataclass
+class ReplaySummary:
+    rows_read: int = 0
+    stored: int = 0
+    already_present: int = 0
+    published: int = 0
+    rejected: Counter = field(default_factory=Counter)
+    first_timestamp: int | None = None
+    last_timestamp: int | None = None
+
+    @property
+    def rejected_total(self) -> int:
+        return sum(self.rejected.values())
+
+    def lines(self) -> list[str]:
+        out = [
+            f"rows read:       {self.rows_read}",
+            f"candles stored:  {self.stored}",
+            f"already present: {self.already_present}",
+            f"published:       {self.published}",
+            f"rejected:        {self.rejected_total}",
+        ]
+        out += [f"  {reason}: {count}" for reason, count in sorted(self.rejected.items())]
+        return out
+
+
+def _has_data(path: Path) -> bool:
+    with path.open(encoding="utf-8", errors="replace") as handle:
+        for number, line in enumerate(handle, start=1):
+            text = line.strip()
+            if not text or (number == 1 and text.lower().startswith("timestamp")):
+                continue
+            return True
+    return False
+
+
+def resolve_sources(paths: list[str], symbols: list[str] | None, interval: str | None) -> list[ReplaySource]:
+    """Check the files and name each one's symbol and interval (from SYMBOL-INTERVAL.csv unless given)."""
+    if not paths:
+        raise ReplayError("replay needs --data FILE [FILE …]")
+    if symbols and len(symbols) not in (1, len(paths)):
+        raise ReplayError(f"--symbols names {len(symbols)} symbols for {len(paths)} files; give one per file")
+    sources = []
+    for index, raw in enumerate(paths):
+        path = Path(raw)
+        if not path.is_file():
+            raise ReplayError(f"{raw}: no such file")
+        if not _has_data(path):
+            raise ReplayError(f"{raw}: the file is empty (no candle rows)")
+        from_name = parse_file_name(path)
+        symbol = symbols[index if len(symbols) > 1 else 0] if symbols else (from_name[0] if from_name else None)
+        file_interval = interval or (from_name[1] if from_name else None)
+        if symbol is None or file_interval is None:
+            raise ReplayError(
+                f"{raw}: name is not SYMBOL-INTERVAL.csv (e.g. ETH_BTC-5m.csv); give --symbols/--interval"
+            )
+        try:
+            interval_ms(file_interval)
+        except ValueError as error:
+            raise ReplayError(f"{raw}: {error}") from None
+        sources.append(ReplaySource(path, symbol, file_interval))
+    keys = [(s.symbol, s.interval) for s in sources]
+    if len(set(keys)) != len(keys):
+        raise ReplayError("two files replay the same symbol and interval; replay them one after the other")
+    return sources
+
+
+def count_lines(sources: list[ReplaySource]) -> int:
+    total = 0
+    for source in sources:
+        with source.path.open("rb") as handle:
+            for number, line in enumerate(handle, start=1):
+                if line.strip() and not (number == 1 and line.lstrip().lower().startswith(b"timestamp")):
+                    total += 1
+    return total
+
+
+def _read(source: ReplaySource, summary: ReplaySummary, tick: Callable[[int], None]) -> Iterator[tuple]:
+    with source.path.open(encoding="utf-8", errors="replace", newline="") as handle:
+        for item in validate_lines(handle):
+            summary.rows_read += 1
+            tick(1)
+            if isinstance(item, Rejection):
+                summary.rejected[item.reason] += 1
+                logger.debug("%s line %d rejected (%s): %r", source.path, item.line_number, item.reason, item.line)
+                continue
+            yield item.timestamp, source.symbol, source.interval, item
+
+
+def _chunks(merged: Iterator[tuple], size: int, by_timestamp: bool) -> Iterator[list[tuple]]:
+    chunk: list[tuple] = []
+    for item in merged:
+        # Never split one timestamp across chunks: a candle published at time T must find every candle of T
+        # stored, as the backtest sees them (a decision at T values all symbols at T).
+        at_boundary = item[0] != chunk[-1][0] if chunk else False
+        if chunk and at_boundary and (len(chunk) >= size or by_timestamp):
+            yield chunk
+            chunk = []
+        chunk.append(item)
+    if chunk:
+        yield chunk
+
+
+class Replay:
+    """One replay run. ``speed``: None = as fast as possible, else a multiplier of real time."""
+
+    def __init__(
+        self,
+        sources: list[ReplaySource],
+        *,
+        speed: float | None = None,
+        publish: bool = True,
+        stale_watch=None,
+        tick: Callable[[int], None] = lambda n: None,
+        sleep: Callable[[float], None] = time.sleep,
+        chunk_rows: int = CHUNK_ROWS,
+        after_event: Callable[[], None] | None = None,
+    ) -> None:
+        self.sources = sources
+        self.speed = speed
+        self.publish = publish
+        self.stale_watch = stale_watch
+        self.tick = tick
+        self.sleep = sleep
+        self.chunk_rows = chunk_rows
+        self.after_event = after_event  # lockstep: e.g. wait until the pipeline has finished with the candle
+        self.clock = market_clock.EventClock()
+        self.summary = ReplaySummary()
+        self._last_published_ts: int | None = None
+
+    def run(self) -> ReplaySummary:
+        streams = [_read(source, self.summary, self.tick) for source in self.sources]
+        merged = heapq.merge(*streams, key=lambda item: (item[0], item[1], item[2]))
+        for chunk in _chunks(merged, self.chunk_rows, by_timestamp=self.speed is not None):
+            self._store_and_publish(chunk)
+        if self.publish and self.stale_watch is not None and self._last_published_ts is not None:
+            self.stale_watch.check_at(self.clock.now_ms())
+        return self.summary
+
+    def _store_and_publish(self, chunk: list[tuple]) -> None:
+        rows = [(symbol, interval, ts, c.open, c.high, c.low, c.close, c.volume) for ts, symbol, interval, c in chunk]
+        new = bulk_store(rows)
+        self.summary.stored += len(new)
+        self.summary.already_present += len(chunk) - len(new)
+        first, last = chunk[0][0], chunk[-1][0]
+        if self.summary.first_timestamp is None:
+            self.summary.first_timestamp = first
+        self.summary.last_timestamp = last
+        if not self.publish or not new:
+            return
+        with market_clock.use_clock(self.clock):
+            for ts, symbol, interval, candle in chunk:
+                if (symbol, interval, ts) not in new:
+                    continue
+                self._before_event(ts)
+                self._publish(symbol, interval, ts, candle)
+        market_clock.set_shared_event_time(self.clock.now_ms())
+
+    def _before_event(self, ts: int) -> None:
+        previous = self._last_published_ts
+        if previous is not None and ts != previous:
+            if self.stale_watch is not None:
+                self.stale_watch.check_at(previous)  # the whole timestamp group is in: is anyone missing?
+            if self.speed:
+                self.sleep((ts - previous) / 1000 / self.speed)
+        if previous is None or ts != previous:
+            self.clock.observe(ts)
+            if self.speed is not None:
+                market_clock.set_shared_event_time(ts)
+        self._last_published_ts = ts
+
+    def _publish(self, symbol: str, interval: str, ts: int, candle: CandleRow) -> None:
+        publish_stored(symbol, interval, ts, candle.open, candle.high, candle.low, candle.close, candle.volume)
+        self.summary.published += 1
+        if self.after_event is not None:
+            self.after_event()
+        if self.stale_watch is not None:
+            self.stale_watch.seen(symbol, ts)

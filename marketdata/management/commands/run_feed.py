@@ -1,0 +1,154 @@
+import sys
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from marketdata.feeds.sim import DEFAULT_SYMBOLS
+from marketdata.feeds.sim_runner import build_market, run_blocking
+
+
+def symbol_list(value: str) -> list[str]:
+    symbols = [s.strip().upper() for s in value.split(",") if s.strip()]
+    if not symbols:
+        raise ValueError("no symbols given")
+    return symbols
+
+
+def speed_value(value: str) -> float | None:
+    if value.strip().lower() == "max":
+        return None
+    speed = float(value)
+    if not speed > 0 or speed == float("inf"):
+        raise ValueError("speed must be a positive number or max")
+    return speed
+
+
+class Command(BaseCommand):
+    help = "Run a market data feed (MEXC live, CSV replay or simulated) that publishes market_data through the bus."
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--source",
+            choices=["mexc", "replay", "sim"],
+            default="sim",
+            help="mexc: live through ccxt; replay: CSV files; sim: seeded simulated market",
+        )
+        parser.add_argument("--symbols", type=symbol_list, default=None, help="comma-separated, e.g. BTC_USDT,ETH_USDT")
+        parser.add_argument(
+            "--interval", default=None, help=f"candle interval (default {settings.INTERVAL}; replay: from file name)"
+        )
+        parser.add_argument("--data", nargs="+", default=None, metavar="FILE", help="replay: SYMBOL-INTERVAL.csv files")
+        parser.add_argument(
+            "--speed", type=speed_value, default=None, help="replay: multiple of real time, or max (default)"
+        )
+        parser.add_argument("--no-publish", action="store_true", help="replay: store only, publish nothing")
+        parser.add_argument(
+            "--lockstep",
+            action="store_true",
+            help="replay: publish the next candle only when the pipeline has finished the previous one "
+            "(deterministic, same results as the backtest)",
+        )
+        parser.add_argument("--no-progress", action="store_true", help="replay: no progress bar")
+        parser.add_argument("--seed", type=int, default=7, help="sim: random seed")
+        parser.add_argument(
+            "--tick-seconds", type=float, default=1.0, help="sim: real seconds between two simulated candles"
+        )
+        parser.add_argument("--backfill", type=int, default=60, help="sim/mexc: candles published at once on start")
+        parser.add_argument("--steps", type=int, default=None, help="sim: stop after this many live candles")
+        parser.add_argument(
+            "--transport", choices=["auto", "ws", "rest"], default="auto", help="mexc: websocket, REST polling or auto"
+        )
+        parser.add_argument("--poll-seconds", type=float, default=5.0, help="mexc: REST polling period")
+
+    def handle(self, *args, **options):
+        source = options["source"]
+        if source == "replay":
+            return self.replay(options)
+        if source == "mexc":
+            return self.mexc(options)
+        return self.sim(options)
+
+    # --- replay ---------------------------------------------------------------------------------------
+    def replay(self, options):
+        from tqdm import tqdm
+
+        from cdb_project.bus import wait_until_idle
+        from marketdata.feeds.replay import Replay, ReplayError, count_lines, resolve_sources
+        from marketdata.stale import StaleWatch
+        from marketdata.watchlist import register_feed_symbols
+
+        try:
+            sources = resolve_sources(options["data"] or [], options["symbols"], options["interval"])
+        except ReplayError as error:
+            raise CommandError(str(error), returncode=2) from None
+        publish = not options["no_publish"]
+        symbols = sorted({s.symbol for s in sources})
+        register_feed_symbols(symbols, "replay")
+        progress = tqdm(
+            total=count_lines(sources),
+            unit="row",
+            desc="replay",
+            file=sys.stderr,
+            disable=options["no_progress"],
+            mininterval=0.5,
+        )
+        watch = StaleWatch(
+            watched=[s for s in symbols if not settings.SYMBOL_WHITELIST or s in settings.SYMBOL_WHITELIST]
+        )
+        replay = Replay(
+            sources,
+            speed=options["speed"],
+            publish=publish,
+            stale_watch=watch if publish else None,
+            tick=progress.update,
+            after_event=wait_until_idle if options["lockstep"] else None,
+        )
+        try:
+            summary = replay.run()
+        except KeyboardInterrupt:
+            progress.close()
+            self.stdout.write("stopped")
+            summary = replay.summary
+        progress.close()
+        for line in summary.lines():
+            self.stdout.write(line)
+        self.stdout.write(self.style.SUCCESS(f"replayed {len(sources)} file(s): {summary.stored} new candles"))
+
+    # --- live MEXC ------------------------------------------------------------------------------------
+    def mexc(self, options):
+        from marketdata.feeds.mexc_runner import run_live
+
+        symbols = options["symbols"] or list(settings.SYMBOL_WHITELIST) or ["BTC_USDT"]
+        try:
+            run_live(
+                symbols,
+                options["interval"] or settings.INTERVAL,
+                transport=options["transport"],
+                backfill=options["backfill"],
+                poll_seconds=options["poll_seconds"],
+                report=self.stdout.write,
+            )
+        except ValueError as error:
+            raise CommandError(str(error), returncode=2) from None
+        except KeyboardInterrupt:
+            self.stdout.write("stopped")
+
+    # --- simulated ------------------------------------------------------------------------------------
+    def sim(self, options):
+        if options["tick_seconds"] < 0 or options["backfill"] < 0:
+            raise CommandError("--tick-seconds and --backfill must not be negative", returncode=2)
+        symbols = options["symbols"] or list(DEFAULT_SYMBOLS)
+        try:
+            market = build_market(
+                symbols, options["seed"], options["interval"] or settings.INTERVAL, options["backfill"]
+            )
+        except ValueError as error:
+            raise CommandError(str(error), returncode=2) from None
+        try:
+            published = run_blocking(
+                market, options["backfill"], options["tick_seconds"], options["steps"], report=self.stdout.write
+            )
+        except KeyboardInterrupt:
+            self.stdout.write("stopped")
+            return
+        self.stdout.write(self.style.SUCCESS(f"published {published} candles"))

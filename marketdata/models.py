@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+from django.db import models
+
+from cdb_project.fields import MoneyField
+
+
+class Candle(models.Model):
+    """One OHLCV candle; timestamp is the open time in epoch milliseconds (UTC)."""
+
+    symbol = models.CharField(max_length=41)
+    interval = models.CharField(max_length=8)
+    timestamp = models.BigIntegerField()
+    open = MoneyField()
+    high = MoneyField()
+    low = MoneyField()
+    close = MoneyField()
+    volume = MoneyField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["symbol", "interval", "timestamp"], name="candle_unique_symbol_interval_ts")
+        ]
+        ordering = ["symbol", "interval", "timestamp"]
+
+    def __str__(self) -> str:
+        return f"{self.symbol} {self.interval} @{self.timestamp} close={self.close}"
+
+
+class MarketClock(models.Model):
+    """The shared market clock (one row): ``event`` while a replay/simulation drives time, else ``system``."""
+
+    class Mode(models.TextChoices):
+        SYSTEM = "system"
+        EVENT = "event"
+
+    mode = models.CharField(max_length=8, choices=Mode.choices, default=Mode.SYSTEM)
+    event_time_ms = models.BigIntegerField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.mode} clock @{self.event_time_ms}"
+
+
+class FeedSymbol(models.Model):
+    """A symbol a replay or the simulated market is driving: tradable without a screener list."""
+
+    class Source(models.TextChoices):
+        REPLAY = "replay"
+        SIM = "sim"
+
+    symbol = models.CharField(max_length=41, unique=True)
+    source = models.CharField(max_length=8, choices=Source.choices)
+    registered_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.symbol} ({self.source})"
+
+
+class WatchList(models.Model):
+    """One screener run: the TOP_N symbols by % change and volume over the look-back window."""
+
+    as_of_ms = models.BigIntegerField(help_text="market time of the ranking, epoch ms")
+    lookback_minutes = models.PositiveIntegerField()
+    top_n = models.PositiveIntegerField()
+    interval = models.CharField(max_length=8)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-as_of_ms", "-id"]
+        get_latest_by = ["as_of_ms", "id"]
+
+    def symbols(self) -> list[str]:
+        return list(self.entries.order_by("rank").values_list("symbol", flat=True))
+
+    def __str__(self) -> str:
+        return f"watch list @{self.as_of_ms}"
+
+
+class WatchListEntry(models.Model):
+    watchlist = models.ForeignKey(WatchList, related_name="entries", on_delete=models.CASCADE)
+    rank = models.PositiveIntegerField()
+    symbol = models.CharField(max_length=41)
+    pct_change = models.DecimalField(max_digits=30, decimal_places=12)
+    quote_volume = MoneyField()
+    score = models.DecimalField(max_digits=30, decimal_places=12)
+
+    class Meta:
+        ordering = ["watchlist", "rank"]
+        constraints = [models.UniqueConstraint(fields=["watchlist", "symbol"], name="watchlist_entry_unique_symbol")]
+
+
+class DataFreshness(models.Model):
+    """When data for a symbol was last seen (market time, epoch ms); the feed touches it on every update."""
+
+    symbol = models.CharField(max_length=41, unique=True)
+    last_seen_ms = models.BigIntegerField()
+
+    def __str__(self) -> str:
+        return f"{self.symbol} seen @{self.last_seen_ms}"
+
+
+class StaleWatchState(models.Model):
+    """The data-stale watch's memory (one row): did *it* pause trading, and which symbols are stale."""
+
+    paused_by_watch = models.BooleanField(default=False)
+    stale_symbols = models.JSONField(default=list, blank=True)
+    changed_at_ms = models.BigIntegerField(null=True, blank=True)
+
+    @classmethod
+    def load(cls, *, for_update: bool = False) -> StaleWatchState:
+        manager = cls.objects.select_for_update() if for_update else cls.objects
+        state = manager.filter(pk=1).first()
+        if state is None:
+            cls.objects.get_or_create(pk=1)
+            state = manager.get(pk=1)
+        return state

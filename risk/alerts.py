@@ -1,0 +1,31 @@
+"""Alerts: stored by the bus when published, pushed to the dashboard after commit."""
+
+from __future__ import annotations
+
+from cdb_project import bus
+from cdb_project.timeutil import now_ms
+
+from .models import Alert
+
+
+def persist_alert(event: dict) -> Alert:
+    return Alert.objects.create(
+        level=event["level"],
+        code=event["code"],
+        message=event["message"],
+        symbol=event.get("symbol", ""),
+        timestamp=event["timestamp"],
+    )
+
+
+def raise_alert(level: str, code: str, message: str, *, timestamp: int | None = None, symbol: str = "") -> dict:
+    event = {
+        "type": "alert",
+        "level": level,
+        "code": code,
+        "message": message,
+        "timestamp": timestamp if timestamp is not None else now_ms(),
+    }
+    if symbol:
+        event["symbol"] = symbol
+    return bus.publish(event)

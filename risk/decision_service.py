@@ -1,0 +1,291 @@
+"""The risk shell: load the account under its row lock, ask the engine, store the decision, publish orders.
+
+Two entry points, both serialized by ``TradingState``'s row lock:
+- ``decide_signal``: a signal becomes an approved PENDING order or a stored rejection;
+- ``watch_market``: each market_data event checks the daily drawdown (halt and close
+  everything), stop-losses (one exit per trade) and the circuit breaker's retry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+
+from cdb_project import bus
+from cdb_project.timeutil import ms_to_datetime
+from execution.account import load_account
+from execution.models import Order, Trade
+from execution.service import execute_order
+from marketdata.models import Candle
+
+from . import metrics
+from .alerts import raise_alert
+from .engine import (
+    HALTED,
+    PAUSED,
+    SPREAD_WINDOW,
+    AccountState,
+    ExitOrder,
+    MarketSnapshot,
+    ProposedOrder,
+    RiskEngine,
+    breaker_retry,
+    proposed_quantity,
+    round_quantity,
+    snapshot_from_candles,
+)
+from .models import RiskEvent, RiskParameters, TradingState
+from .state import apply_state_change
+
+logger = logging.getLogger("cdb.risk")
+
+
+def client_order_id_for(key: str) -> str:
+    """Deterministic, at most 32 characters (MEXC's limit for client order ids)."""
+    return "cdb" + hashlib.sha256(key.encode()).hexdigest()[:29]
+
+
+def signal_id_of(event: dict) -> str:
+    return event.get("signal_id") or f"{event['symbol']}:{event['side']}:{event['timestamp']}"
+
+
+def risk_engine() -> RiskEngine:
+    return RiskEngine(fee_rate=Decimal(settings.FEE_RATE), slippage_pct=Decimal(settings.PAPER_SLIPPAGE_PCT))
+
+
+def market_snapshot(symbol: str, at_ms: int) -> MarketSnapshot:
+    """Last price, candle-range spread against its recent average, and the last data time, at ``at_ms``."""
+    rows = (
+        Candle.objects.filter(symbol=symbol, timestamp__lte=at_ms)
+        .order_by("-timestamp")
+        .values_list("timestamp", "high", "low", "close")[: SPREAD_WINDOW + 1]
+    )
+    return snapshot_from_candles(list(rows))
+
+
+def decide_signal(event: dict) -> Order | None:
+    """Turn a signal into an approved PENDING order or a stored rejection; redeliveries change nothing."""
+    from trading.models import Signal
+
+    signal_id = signal_id_of(event)
+    now = event["timestamp"]
+    with transaction.atomic():
+        state = TradingState.load(for_update=True)  # serializes every decision for the account
+        if RiskEvent.objects.filter(signal_id=signal_id).exclude(decision=RiskEvent.Decision.STATE_CHANGE).exists():
+            logger.info("signal %s already decided; redelivery ignored", signal_id)
+            return None
+        Signal.objects.filter(signal_id=signal_id).update(status=Signal.Status.DECIDED)
+        symbol = event["symbol"]
+        account = load_account(state.state, now, (symbol,))
+        market = market_snapshot(symbol, now)
+        parameters = RiskParameters.load().as_dict()
+        price = Decimal(str(event.get("price"))) if event.get("price") else market.price
+        quantity = proposed_quantity(event["side"], account, symbol, price, Decimal(settings.POSITION_SIZE_PCT))
+        proposal = ProposedOrder(symbol, event["side"], quantity, price)
+        decision = risk_engine().evaluate(account, proposal, market, parameters, now)
+        metrics.record_decision(decision)
+        client_order_id = client_order_id_for(signal_id)
+        RiskEvent.objects.create(
+            decision=decision.action,
+            layer=decision.layer,
+            symbol=symbol,
+            signal_id=signal_id,
+            client_order_id=client_order_id if decision.approved else "",
+            requested_quantity=proposal.quantity if proposal.quantity.is_finite() else None,
+            approved_quantity=decision.quantity,
+            reason="; ".join(decision.reasons),
+            details={**decision.details, "checks": list(decision.checks), "confidence": event["confidence"]},
+            timestamp=now,
+        )
+        for alert in decision.alerts:
+            raise_alert(alert.level, alert.code, alert.message, timestamp=now, symbol=symbol)
+        if decision.state_change:
+            _trip(state, decision.state_change, decision.layer, decision.reasons[0], now, symbol)
+        if decision.close_positions:
+            _close_all(account, decision.reasons[0], now)
+        if not decision.approved:
+            return None
+        stop_loss = price * (1 - parameters["STOP_LOSS_PCT"]) if event["side"] == "BUY" else None
+        purpose = Order.Purpose.ENTRY if event["side"] == "BUY" else Order.Purpose.EXIT
+        return _create_order(
+            client_order_id,
+            signal_id,
+            symbol,
+            event["side"],
+            decision.quantity,
+            market.price,
+            now,
+            purpose,
+            checks=list(decision.checks),
+            stop_loss=stop_loss,
+            strategy=event.get("strategy", ""),
+            risk_score=Decimal(str(event["confidence"])),
+            source_timestamp=event.get("source_timestamp", now),
+        )
+
+
+def watch_market(event: dict) -> None:
+    """Per market_data: roll the day, halt on drawdown, fire stop-losses, retry a tripped circuit breaker."""
+    now = event["timestamp"]
+    with transaction.atomic():
+        state = TradingState.load(for_update=True)
+        if Order.objects.filter(event_time__gt=now).exists():
+            # A late or redelivered candle: the account has moved on since, judging it by old prices would be wrong.
+            return
+        account = load_account(state.state, now, (event["symbol"],))
+        parameters = RiskParameters.load().as_dict()
+        engine = risk_engine()
+        metrics.record_account(account, state.state)
+        if engine.drawdown_breached(account, parameters):
+            message = (
+                f"Daily drawdown {account.daily_drawdown:.4%} reached the limit "
+                f"{parameters['MAX_DAILY_DRAWDOWN_PCT']:.2%}. Trading halted."
+            )
+            raise_alert("CRITICAL", "RISK_LIMIT", message, timestamp=now)
+            _trip(state, HALTED, "drawdown", message, now, "")
+            _close_all(account, message, now)
+            return
+        for exit_order in engine.stop_loss_exits(account, parameters):
+            _stop_loss(exit_order, now)
+        if state.state == PAUSED and state.pause_layer == "circuit_breaker":
+            _retry_breaker(state, parameters, now)
+
+
+def _retry_breaker(state: TradingState, parameters: dict, now: int) -> None:
+    """Every 60 s of event time: resume if the tripped symbol's market is normal again; HALT after 10 tries."""
+    market = market_snapshot(state.breaker_symbol, now)
+    step, tries = breaker_retry(state.breaker_tries, state.breaker_checked_ms, market, parameters, now)
+    if step == "resume":
+        apply_state_change(state, "ACTIVE", f"circuit breaker: {state.breaker_symbol} normal again", "risk", now)
+    elif step == "halt":
+        reason = f"circuit breaker: {state.breaker_symbol} still anomalous after {tries} retries"
+        apply_state_change(state, HALTED, reason, "risk", now)
+    elif step == "retry":
+        state.breaker_tries, state.breaker_checked_ms = tries, now
+        state.save(update_fields=["breaker_tries", "breaker_checked_ms"])
+
+
+def _trip(state: TradingState, new_state: str, layer: str, reason: str, now: int, symbol: str) -> None:
+    if state.state == HALTED or state.state == new_state:
+        return
+    apply_state_change(state, new_state, reason, "risk", now, layer=layer)
+    if layer == "circuit_breaker":
+        state.breaker_symbol, state.breaker_tries, state.breaker_checked_ms = symbol, 0, now
+        state.save(update_fields=["breaker_symbol", "breaker_tries", "breaker_checked_ms"])
+
+
+def _oldest_open_trade(symbol: str) -> Trade | None:
+    return Trade.objects.filter(symbol=symbol, status=Trade.Status.OPEN).order_by("entry_time", "id").first()
+
+
+def _exit_key(kind: str, symbol: str) -> str | None:
+    """``kind:trade_id[#attempt]`` — one live exit per trade; a FAILED attempt may be retried under a new key."""
+    trade = _oldest_open_trade(symbol)
+    if trade is None:
+        return None
+    base = f"{kind}:{trade.trade_id}"
+    attempts = list(
+        Order.objects.filter(Q(signal_id=base) | Q(signal_id__startswith=f"{base}#")).values_list("status", flat=True)
+    )
+    if any(status != Order.Status.FAILED for status in attempts):
+        return None
+    return base if not attempts else f"{base}#{len(attempts)}"
+
+
+def _stop_loss(exit_order: ExitOrder, now: int) -> None:
+    key = _exit_key("stop", exit_order.symbol)
+    if key is None:
+        return
+    raise_alert("WARNING", "RISK_LIMIT", f"Stop-loss: {exit_order.reason}", timestamp=now, symbol=exit_order.symbol)
+    _submit_exit(key, exit_order, now)
+
+
+def _close_all(account: AccountState, reason: str, now: int) -> None:
+    for exit_order in risk_engine().close_all(account, reason):
+        key = _exit_key("ddclose", exit_order.symbol)
+        if key is not None:
+            _submit_exit(key, exit_order, now)
+
+
+def _submit_exit(key: str, exit_order: ExitOrder, now: int) -> None:
+    RiskEvent.objects.create(
+        decision=RiskEvent.Decision.APPROVE,
+        layer=exit_order.purpose,
+        symbol=exit_order.symbol,
+        signal_id=key,
+        client_order_id=client_order_id_for(key),
+        requested_quantity=exit_order.quantity,
+        approved_quantity=exit_order.quantity,
+        reason=exit_order.reason,
+        timestamp=now,
+    )
+    price = Candle.objects.filter(symbol=exit_order.symbol, timestamp__lte=now).order_by("-timestamp")
+    order = _create_order(
+        client_order_id_for(key),
+        key,
+        exit_order.symbol,
+        "SELL",
+        round_quantity(exit_order.quantity),
+        price.values_list("close", flat=True).first(),
+        now,
+        exit_order.purpose,
+        checks=[exit_order.purpose],
+    )
+    # The risk manager's own exits settle at once, inside this transaction, before any further decision.
+    execute_order({"client_order_id": order.client_order_id})
+
+
+def _create_order(
+    client_order_id: str,
+    signal_id: str,
+    symbol: str,
+    side: str,
+    quantity: Decimal,
+    price: Decimal,
+    now: int,
+    purpose: str,
+    *,
+    checks: list[str],
+    stop_loss: Decimal | None = None,
+    strategy: str = "",
+    risk_score: Decimal | None = None,
+    source_timestamp: int | None = None,
+) -> Order:
+    """Store the order PENDING, then (after commit) publish it to the executor."""
+    order = Order.objects.create(
+        client_order_id=client_order_id,
+        signal_id=signal_id,
+        symbol=symbol,
+        side=side,
+        quantity=quantity,
+        requested_price=price,
+        event_time=now,
+        source_timestamp=source_timestamp or now,
+        submitted_at=ms_to_datetime(now),
+        stop_loss=stop_loss,
+        strategy=strategy,
+        risk_score=risk_score,
+        risk_checks=checks,
+        purpose=purpose,
+    )
+    bus.publish(
+        {
+            "type": "order",
+            "client_order_id": client_order_id,
+            "signal_id": signal_id,
+            "symbol": symbol,
+            "side": side,
+            "quantity": float(quantity),
+            "price": float(price),
+            "approved_by": "risk",
+            "risk_checks": checks,
+            "stop_loss": float(stop_loss) if stop_loss is not None else None,
+            "timestamp": now,
+        }
+    )
+    return order

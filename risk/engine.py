@@ -1,0 +1,368 @@
+"""The risk engine: pure functions of (account state, proposed order, market, parameters, now) → decisions.
+
+No ORM, Redis or clock in here; the Celery tasks and the backtest load the
+snapshot, call the engine and persist what it returns. Layers run in SPEC §4's
+priority order and the first that rejects decides:
+
+1. daily drawdown → HALT and close every position (CRITICAL)
+2. market anomaly (slippage / spread) → circuit breaker PAUSE (WARNING)
+3. data stale → no new entries
+4. total exposure → entries blocked at the limit (INFO); CRITICAL above 80 % of it
+5. single position → entry trimmed to the limit (WARNING)
+6. stop-loss per trade → one automatic exit (``stop_loss_exits``)
+
+plus the order throttle and the per-symbol cool-down after a stop-loss. Exits
+that reduce a position pass every layer except HALTED.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import ROUND_DOWN, Decimal
+from functools import cached_property
+
+QUANTITY_STEP = Decimal("0.00000001")
+APPROVE, TRIM, REJECT = "APPROVE", "TRIM", "REJECT"
+ACTIVE, PAUSED, HALTED = "ACTIVE", "PAUSED", "HALTED"
+MINUTE_MS = 60_000
+EXPOSURE_ALERT_SHARE = Decimal("0.8")
+
+
+@dataclass(frozen=True)
+class ProposedOrder:
+    symbol: str
+    side: str  # BUY or SELL
+    quantity: Decimal
+    price: Decimal  # the price the signal was computed at (what the order is sized at)
+
+
+@dataclass(frozen=True)
+class MarketSnapshot:
+    """What the market looks like for the order's symbol at decision time."""
+
+    price: Decimal | None  # last price at or before now
+    spread_pct: Decimal | None = None  # current spread (or candle range) as a share of the price
+    avg_spread_pct: Decimal | None = None  # its recent average
+    last_data_ms: int | None = None  # time of the last market_data for the symbol
+
+
+@dataclass(frozen=True)
+class AccountState:
+    trading_state: str  # ACTIVE / PAUSED / HALTED
+    cash: Decimal
+    positions: Mapping[str, Decimal]  # symbol -> quantity held
+    prices: Mapping[str, Decimal]  # symbol -> last price
+    day_start_equity: Decimal | None = None
+    orders_last_minute: int = 0
+    last_stop_ms: Mapping[str, int] = field(default_factory=dict)  # symbol -> time of its last stop-loss exit
+    avg_entry: Mapping[str, Decimal] = field(default_factory=dict)  # symbol -> average entry price
+
+    def position_value(self, symbol: str) -> Decimal:
+        return self.positions.get(symbol, Decimal(0)) * self.prices.get(symbol, Decimal(0))
+
+    @cached_property
+    def exposure(self) -> Decimal:
+        return sum((self.position_value(symbol) for symbol in self.positions), Decimal(0))
+
+    @cached_property
+    def equity(self) -> Decimal:
+        return self.cash + self.exposure
+
+    @cached_property
+    def daily_drawdown(self) -> Decimal:
+        """Loss since the day's start as a share of the day's starting equity (0 when up or unknown)."""
+        start = self.day_start_equity
+        if not start or start <= 0:
+            return Decimal(0)
+        return max(Decimal(0), (start - self.equity) / start)
+
+
+@dataclass(frozen=True)
+class AlertSpec:
+    level: str
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: str  # APPROVE / TRIM / REJECT
+    quantity: Decimal
+    layer: str  # the layer that decided
+    reasons: tuple[str, ...]
+    checks: tuple[str, ...]  # layers the order passed
+    details: dict = field(default_factory=dict)
+    alerts: tuple[AlertSpec, ...] = ()
+    state_change: str | None = None  # PAUSED or HALTED when a layer trips
+    close_positions: bool = False  # daily drawdown: the risk manager closes everything
+
+    @property
+    def approved(self) -> bool:
+        return self.action in (APPROVE, TRIM)
+
+
+@dataclass(frozen=True)
+class ExitOrder:
+    symbol: str
+    quantity: Decimal
+    purpose: str  # stop_loss or drawdown_close
+    reason: str
+
+
+def round_quantity(quantity: Decimal) -> Decimal:
+    return quantity.quantize(QUANTITY_STEP, rounding=ROUND_DOWN)
+
+
+def _finite_positive(value: Decimal | None) -> bool:
+    return value is not None and value.is_finite() and value > 0
+
+
+class RiskEngine:
+    def __init__(self, fee_rate: Decimal = Decimal("0.001"), slippage_pct: Decimal = Decimal("0.0005")) -> None:
+        self.fee_rate = fee_rate
+        self.slippage_pct = slippage_pct
+
+    # --- the decision on a proposed order -------------------------------------------------------------
+    def evaluate(
+        self,
+        state: AccountState,
+        order: ProposedOrder,
+        market: MarketSnapshot,
+        parameters: Mapping[str, Decimal],
+        now: int,
+    ) -> Decision:
+        checks: list[str] = []
+        equity = state.equity
+        details = {
+            "equity": str(equity),
+            "cash": str(state.cash),
+            "exposure": str(state.exposure),
+            "position_value": str(state.position_value(order.symbol)),
+            "daily_drawdown": str(state.daily_drawdown),
+            "price": str(market.price),
+            "signal_price": str(order.price),
+            "requested_quantity": str(order.quantity),
+            "now": now,
+        }
+
+        def reject(layer: str, reason: str, *alerts: AlertSpec, state_change=None, close=False) -> Decision:
+            return Decision(REJECT, Decimal(0), layer, (reason,), tuple(checks), details, alerts, state_change, close)
+
+        if order.side not in ("BUY", "SELL"):
+            return reject("input", f"unknown side {order.side!r}")
+        if not _finite_positive(order.price):
+            return reject("input", f"invalid signal price {order.price}")
+        if not _finite_positive(market.price):
+            return reject("input", f"no valid market price for {order.symbol} (unknown symbol or no data)")
+        is_exit = order.side == "SELL"
+
+        # Layer 1: daily drawdown.
+        max_drawdown = parameters["MAX_DAILY_DRAWDOWN_PCT"]
+        drawdown = state.daily_drawdown
+        if state.trading_state != HALTED and drawdown >= max_drawdown:
+            message = (
+                f"Daily drawdown {drawdown:.4%} reached the limit {max_drawdown:.2%} "
+                f"(day start equity {state.day_start_equity:.8f}, equity {equity:.8f}). Trading halted."
+            )
+            return reject(
+                "drawdown", message, AlertSpec("CRITICAL", "RISK_LIMIT", message), state_change=HALTED, close=True
+            )
+        if state.trading_state == HALTED:
+            return reject("state", "trading is HALTED: nothing executes until a person releases it")
+        checks.append("drawdown")
+
+        if is_exit:
+            held = state.positions.get(order.symbol, Decimal(0))
+            if held <= 0:
+                return reject("position", f"no {order.symbol} position to sell (spot only, no shorting)")
+            if not order.quantity.is_finite() or order.quantity <= 0:
+                return reject("input", f"invalid quantity {order.quantity}")
+            quantity = min(order.quantity, held)
+            checks.append("position")
+            action = TRIM if quantity < order.quantity else APPROVE
+            reason = f"exit of {quantity} {order.symbol} (held {held})"
+            return Decision(action, quantity, "position", (reason,), tuple(checks), details)
+
+        if not order.quantity.is_finite() or order.quantity <= 0:
+            return reject("input", f"invalid quantity {order.quantity}")
+
+        # Layer 2: market anomaly circuit breaker.
+        slippage = abs(market.price - order.price) / order.price
+        details["expected_slippage"] = str(slippage)
+        if slippage > parameters["MAX_SLIPPAGE_PCT"]:
+            message = (
+                f"{order.symbol}: expected slippage {slippage:.4%} against the signal price {order.price} "
+                f"exceeds MAX_SLIPPAGE_PCT {parameters['MAX_SLIPPAGE_PCT']:.2%}; circuit breaker"
+            )
+            return reject(
+                "circuit_breaker", message, AlertSpec("WARNING", "CIRCUIT_BREAKER", message), state_change=PAUSED
+            )
+        if _finite_positive(market.avg_spread_pct) and market.spread_pct is not None:
+            limit = parameters["MAX_SPREAD_MULTIPLIER"] * market.avg_spread_pct
+            details["spread_pct"], details["avg_spread_pct"] = str(market.spread_pct), str(market.avg_spread_pct)
+            if market.spread_pct > limit:
+                message = (
+                    f"{order.symbol}: spread {market.spread_pct:.4%} exceeds {parameters['MAX_SPREAD_MULTIPLIER']} × "
+                    f"the recent average {market.avg_spread_pct:.4%}; circuit breaker"
+                )
+                return reject(
+                    "circuit_breaker", message, AlertSpec("WARNING", "CIRCUIT_BREAKER", message), state_change=PAUSED
+                )
+        checks.append("circuit_breaker")
+        if state.trading_state == PAUSED:
+            return reject("state", "trading is PAUSED: only exits that reduce a position go through")
+
+        # Layer 3: data stale.
+        timeout_ms = int(parameters["DATA_STALE_TIMEOUT_SEC"]) * 1000
+        if market.last_data_ms is None or now - market.last_data_ms > timeout_ms:
+            age = "never" if market.last_data_ms is None else f"{(now - market.last_data_ms) / 1000:.1f}s ago"
+            return reject("data_stale", f"{order.symbol}: last market data {age}, limit {timeout_ms // 1000}s")
+        checks.append("data_stale")
+
+        # Throttle and cool-down.
+        if state.orders_last_minute >= int(parameters["MAX_ORDERS_PER_MINUTE"]):
+            return reject(
+                "throttle",
+                f"{state.orders_last_minute} orders in the last minute ≥ MAX_ORDERS_PER_MINUTE "
+                f"{int(parameters['MAX_ORDERS_PER_MINUTE'])}",
+            )
+        last_stop = state.last_stop_ms.get(order.symbol)
+        cooldown_ms = int(parameters["COOLDOWN_AFTER_STOP_MIN"]) * MINUTE_MS
+        if last_stop is not None and now - last_stop < cooldown_ms:
+            return reject(
+                "cooldown",
+                f"{order.symbol} is cooling down after a stop-loss: {(now - last_stop) / MINUTE_MS:.1f} of "
+                f"{int(parameters['COOLDOWN_AFTER_STOP_MIN'])} minutes passed",
+            )
+        checks.append("throttle")
+
+        if equity <= 0:
+            return reject("input", f"equity is {equity}: no new entries")
+
+        # Layer 4: total exposure.
+        max_exposure = parameters["MAX_EXPOSURE_PCT"] * equity
+        exposure = state.exposure
+        if exposure >= max_exposure:
+            message = (
+                f"total exposure {exposure:.8f} ≥ limit {max_exposure:.8f} "
+                f"({parameters['MAX_EXPOSURE_PCT']} × equity {equity:.8f}): new entries blocked"
+            )
+            return reject("exposure", message, AlertSpec("INFO", "RISK_LIMIT", f"{order.symbol}: {message}"))
+        checks.append("exposure")
+
+        # Layer 5: single position (bounded too by the room under the exposure limit and by cash).
+        unit_cost = market.price * (1 + self.slippage_pct) * (1 + self.fee_rate)
+        position_limit = parameters["MAX_POSITION_PCT"] * equity
+        limits = {
+            "position": (position_limit - state.position_value(order.symbol)) / market.price,
+            "exposure": (max_exposure - exposure) / market.price,
+            "cash": state.cash / unit_cost,
+        }
+        binding = min(limits, key=lambda name: limits[name])
+        allowed = min(order.quantity, round_quantity(max(limits[binding], Decimal(0))))
+        details.update({f"max_quantity_{name}": str(round_quantity(value)) for name, value in limits.items()})
+        if allowed <= 0:
+            return reject(binding, f"no room for a {order.symbol} entry: the {binding} limit leaves nothing")
+        checks.append("position")
+
+        alerts: list[AlertSpec] = []
+        exposure_after = exposure + allowed * market.price
+        if exposure_after > EXPOSURE_ALERT_SHARE * max_exposure:
+            alerts.append(
+                AlertSpec(
+                    "CRITICAL",
+                    "RISK_LIMIT",
+                    f"Exposure {exposure_after:.8f} above 80 % of its limit {max_exposure:.8f}",
+                )
+            )
+        if allowed < order.quantity:
+            reason = (
+                f"trimmed {order.quantity} → {allowed} {order.symbol} by the {binding} limit "
+                f"(MAX_POSITION_PCT {parameters['MAX_POSITION_PCT']} × equity {equity:.8f} = {position_limit:.8f}, "
+                f"held value {state.position_value(order.symbol):.8f})"
+            )
+            alerts.append(AlertSpec("WARNING", "RISK_LIMIT", f"{order.symbol} entry {reason}"))
+            return Decision(TRIM, allowed, binding, (reason,), tuple(checks), details, tuple(alerts))
+        reason = f"approved {allowed} {order.symbol} at {market.price}"
+        return Decision(APPROVE, allowed, "position", (reason,), tuple(checks), details, tuple(alerts))
+
+    # --- what the market alone can trigger ------------------------------------------------------------
+    def drawdown_breached(self, state: AccountState, parameters: Mapping[str, Decimal]) -> bool:
+        return state.trading_state != HALTED and state.daily_drawdown >= parameters["MAX_DAILY_DRAWDOWN_PCT"]
+
+    def close_all(self, state: AccountState, reason: str) -> list[ExitOrder]:
+        return [
+            ExitOrder(symbol, quantity, "drawdown_close", reason)
+            for symbol, quantity in sorted(state.positions.items())
+            if quantity > 0
+        ]
+
+    def stop_loss_exits(self, state: AccountState, parameters: Mapping[str, Decimal]) -> list[ExitOrder]:
+        """Positions whose last price is STOP_LOSS_PCT or more below their average entry."""
+        exits = []
+        for symbol, quantity in sorted(state.positions.items()):
+            entry, price = state.avg_entry.get(symbol), state.prices.get(symbol)
+            if quantity <= 0 or not _finite_positive(entry) or not _finite_positive(price):
+                continue
+            stop = entry * (1 - parameters["STOP_LOSS_PCT"])
+            if price <= stop:
+                reason = (
+                    f"{symbol} at {price} is at or below its stop {stop:.8f} "
+                    f"(entry {entry} − STOP_LOSS_PCT {parameters['STOP_LOSS_PCT']})"
+                )
+                exits.append(ExitOrder(symbol, quantity, "stop_loss", reason))
+        return exits
+
+
+# --- pure pieces the live shell and the backtest share ---------------------------------------------------
+SPREAD_WINDOW = 20
+BREAKER_RETRY_MS = 60_000
+BREAKER_MAX_TRIES = 10
+
+
+def proposed_quantity(side: str, state: AccountState, symbol: str, price: Decimal | None, size_pct: Decimal) -> Decimal:
+    """What a signal asks for before risk trims it: the whole holding to exit, ``size_pct`` of equity to enter."""
+    if side == "SELL":
+        return state.positions.get(symbol, Decimal(0))
+    if not _finite_positive(price) or state.equity <= 0:
+        return Decimal(0)
+    return round_quantity(state.equity * size_pct / price)
+
+
+def snapshot_from_candles(rows: list[tuple[int, Decimal, Decimal, Decimal]]) -> MarketSnapshot:
+    """Market snapshot from the symbol's last ``SPREAD_WINDOW + 1`` candles, newest first: (ts, high, low, close).
+
+    The candle range stands in for the spread; its average over the previous candles is the baseline.
+    """
+    if not rows:
+        return MarketSnapshot(price=None)
+    spreads = [(high - low) / close for _, high, low, close in rows if close > 0]
+    history = spreads[1:]
+    return MarketSnapshot(
+        price=rows[0][3],
+        spread_pct=spreads[0] if spreads else None,
+        avg_spread_pct=sum(history) / len(history) if len(history) >= 5 else None,
+        last_data_ms=rows[0][0],
+    )
+
+
+def breaker_retry(
+    tries: int, checked_ms: int | None, market: MarketSnapshot, parameters: Mapping[str, Decimal], now: int
+) -> tuple[str, int]:
+    """One retry of a tripped circuit breaker: ("wait" | "resume" | "retry" | "halt", tries after this step).
+
+    Retried every 60 s of event time; the market is normal again when the tripped symbol's spread is back
+    under the limit; after 10 failed retries trading is HALTED.
+    """
+    if checked_ms is not None and now - checked_ms < BREAKER_RETRY_MS:
+        return "wait", tries
+    normal = market.price is not None and (
+        market.avg_spread_pct is None
+        or market.spread_pct is None
+        or market.spread_pct <= parameters["MAX_SPREAD_MULTIPLIER"] * market.avg_spread_pct
+    )
+    if normal:
+        return "resume", 0
+    tries += 1
+    return ("halt" if tries >= BREAKER_MAX_TRIES else "retry"), tries

@@ -1,0 +1,37 @@
+import json
+
+from django.core.management.base import BaseCommand
+
+from risk.status import risk_status
+
+
+class Command(BaseCommand):
+    help = "Trading state, risk parameters (value and source), exposure, daily drawdown and open positions."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+    def handle(self, *args, **options):
+        status = risk_status()
+        if options["json"]:
+            self.stdout.write(json.dumps(status, indent=2))
+            return
+        out = self.stdout.write
+        out(f"Trading state: {status['state']} since {status['since']} ({status['reason'] or 'no reason'})")
+        out(f"Mode: {status['mode']}")
+        out(
+            f"Equity {status['equity']}  cash {status['cash']}  exposure {status['exposure']}"
+            f" ({float(status['exposure_pct']):.2%})  daily drawdown {float(status['daily_drawdown_pct']):.2%}"
+        )
+        out("Parameters:")
+        for name, item in status["parameters"].items():
+            line = f"  {name:<26} {item['value']:<10} {item['source']:<8} range {item['range'][0]}–{item['range'][1]}"
+            out(line)
+        for warning in status["warnings"]:
+            out(self.style.WARNING(f"warning: {warning}"))
+        out(f"Open positions: {len(status['open_positions'])}")
+        for position in status["open_positions"]:
+            out(
+                f"  {position['symbol']:<12} {position['quantity']} @ {position['avg_entry_price']}"
+                f"  last {position['last_price']}  unrealized {position['unrealized_pnl']}"
+            )

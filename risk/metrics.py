@@ -1,0 +1,29 @@
+"""Prometheus metrics of the risk manager."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+from .engine import AccountState, Decision
+
+STATE_CODES = {"ACTIVE": 0, "PAUSED": 1, "HALTED": 2}
+
+risk_checks_passed_total = Counter("risk_checks_passed_total", "Orders approved or trimmed by the risk manager")
+risk_checks_failed_total = Counter("risk_checks_failed_total", "Orders rejected by the risk manager", ["layer"])
+daily_drawdown_percent = Gauge("daily_drawdown_percent", "Loss since 00:00 UTC as a percentage of day-start equity")
+total_exposure_percent = Gauge("total_exposure_percent", "Value of open positions as a percentage of equity")
+trading_state = Gauge("trading_state", "Trading state: 0 ACTIVE, 1 PAUSED, 2 HALTED")
+
+
+def record_decision(decision: Decision) -> None:
+    if decision.approved:
+        risk_checks_passed_total.inc()
+    else:
+        risk_checks_failed_total.labels(layer=decision.layer).inc()
+
+
+def record_account(account: AccountState, state: str) -> None:
+    daily_drawdown_percent.set(float(account.daily_drawdown * 100))
+    equity = account.equity
+    total_exposure_percent.set(float(account.exposure / equity * 100) if equity > 0 else 0.0)
+    trading_state.set(STATE_CODES.get(state, -1))

@@ -1,0 +1,143 @@
+from django.conf import settings
+from django.db import models
+
+from cdb_project.fields import MoneyField
+
+
+class TradingState(models.Model):
+    """The account's trading state, one row. Its row lock serializes every risk decision."""
+
+    class State(models.TextChoices):
+        ACTIVE = "ACTIVE"
+        PAUSED = "PAUSED"
+        HALTED = "HALTED"
+
+    state = models.CharField(max_length=8, choices=State.choices, default=State.ACTIVE)
+    reason = models.CharField(max_length=500, blank=True)
+    since = models.DateTimeField(auto_now_add=True)
+    changed_by = models.CharField(max_length=150, blank=True)
+    pause_layer = models.CharField(max_length=32, blank=True, help_text="The layer that paused trading, if any")
+    breaker_symbol = models.CharField(max_length=41, blank=True)
+    breaker_tries = models.PositiveIntegerField(default=0)
+    breaker_checked_ms = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        permissions = [("halt_trading", "Can halt and release trading")]
+
+    def __str__(self) -> str:
+        return f"{self.state} since {self.since:%Y-%m-%d %H:%M:%S} UTC ({self.reason or 'no reason'})"
+
+    @classmethod
+    def load(cls, *, for_update: bool = False) -> "TradingState":
+        manager = cls.objects.select_for_update() if for_update else cls.objects
+        state = manager.filter(pk=1).first()
+        if state is None:
+            cls.objects.get_or_create(pk=1)
+            state = manager.get(pk=1)
+        return state
+
+
+class RiskParameters(models.Model):
+    """The risk limits of SPEC §4, one row, seeded from the environment and edited in the admin."""
+
+    max_daily_drawdown_pct = models.DecimalField(max_digits=8, decimal_places=5)
+    max_slippage_pct = models.DecimalField(max_digits=8, decimal_places=5)
+    max_spread_multiplier = models.DecimalField(max_digits=8, decimal_places=3)
+    data_stale_timeout_sec = models.PositiveIntegerField()
+    max_exposure_pct = models.DecimalField(max_digits=8, decimal_places=5)
+    max_position_pct = models.DecimalField(max_digits=8, decimal_places=5)
+    stop_loss_pct = models.DecimalField(max_digits=8, decimal_places=5)
+    max_orders_per_minute = models.PositiveIntegerField()
+    cooldown_after_stop_min = models.PositiveIntegerField()
+    sources = models.JSONField(default=dict, help_text="Where each value came from: env, admin or default")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "risk parameters"
+
+    def __str__(self) -> str:
+        return "Risk parameters"
+
+    @classmethod
+    def load(cls) -> "RiskParameters":
+        """The single row, created from the env-seeded values on first use."""
+        existing = cls.objects.filter(pk=1).first()
+        if existing is not None:
+            return existing
+        seeds = settings.RISK_PARAMETER_SEEDS
+        values = {name.lower(): seed.value for name, seed in seeds.items()}
+        cls.objects.get_or_create(
+            pk=1, defaults={**values, "sources": {name: seed.source for name, seed in seeds.items()}}
+        )
+        return cls.objects.get(pk=1)  # read back, so values carry the stored precision on every backend
+
+    def as_dict(self) -> dict:
+        from risk.parameters import PARAMETER_SPECS
+
+        return {name: getattr(self, name.lower()) for name in PARAMETER_SPECS}
+
+
+class RiskEvent(models.Model):
+    """One risk decision (approve / trim / reject) or state transition, with the numbers behind it."""
+
+    class Decision(models.TextChoices):
+        APPROVE = "APPROVE"
+        TRIM = "TRIM"
+        REJECT = "REJECT"
+        STATE_CHANGE = "STATE_CHANGE"
+
+    decision = models.CharField(max_length=12, choices=Decision.choices, db_index=True)
+    layer = models.CharField(max_length=32, blank=True, db_index=True)
+    symbol = models.CharField(max_length=41, blank=True, db_index=True)
+    signal_id = models.CharField(max_length=200, blank=True)
+    client_order_id = models.CharField(max_length=64, blank=True, db_index=True)
+    requested_quantity = MoneyField(null=True, blank=True)
+    approved_quantity = MoneyField(null=True, blank=True)
+    reason = models.TextField()
+    details = models.JSONField(default=dict, blank=True)
+    timestamp = models.BigIntegerField(help_text="Event time, epoch ms")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.decision} {self.symbol}: {self.reason[:60]}"
+
+
+class Alert(models.Model):
+    class Level(models.TextChoices):
+        INFO = "INFO"
+        WARNING = "WARNING"
+        CRITICAL = "CRITICAL"
+
+    level = models.CharField(max_length=8, choices=Level.choices, db_index=True)
+    code = models.CharField(max_length=40, db_index=True)
+    message = models.TextField()
+    symbol = models.CharField(max_length=41, blank=True)
+    timestamp = models.BigIntegerField(help_text="Event time, epoch ms")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"[{self.level}] {self.code}: {self.message[:60]}"
+
+
+class AuditLog(models.Model):
+    """Who changed what, when and why: parameter edits, halts and releases."""
+
+    actor = models.CharField(max_length=150)
+    action = models.CharField(max_length=40, db_index=True)
+    target = models.CharField(max_length=100, blank=True)
+    old_value = models.JSONField(null=True, blank=True)
+    new_value = models.JSONField(null=True, blank=True)
+    reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor} {self.action} {self.target}"

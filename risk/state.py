@@ -1,0 +1,106 @@
+"""Trading state transitions (ACTIVE / PAUSED / HALTED), each stored, audited and announced.
+
+One service for the admin, the API, the dashboard, the manage.py commands and the
+risk layers. ACTIVE ↔ PAUSED happens automatically with a reason (the layer that
+paused is remembered, so only that layer resumes); HALTED is left only by a person.
+"""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.utils import timezone
+
+from cdb_project import bus
+from cdb_project.timeutil import now_ms
+
+from .alerts import raise_alert
+from .models import AuditLog, RiskEvent, TradingState
+
+LEVEL_BY_STATE = {"ACTIVE": "INFO", "PAUSED": "WARNING", "HALTED": "CRITICAL"}
+
+
+def state_snapshot(state: TradingState) -> dict:
+    return {
+        "state": state.state,
+        "reason": state.reason,
+        "since": state.since.isoformat(),
+        "changed_by": state.changed_by,
+        "pause_layer": state.pause_layer,
+    }
+
+
+def apply_state_change(
+    state: TradingState, new_state: str, reason: str, actor: str, timestamp: int, *, layer: str = ""
+) -> TradingState:
+    """Transition a row the caller holds locked; a no-op when already there."""
+    if new_state not in TradingState.State.values:
+        raise ValueError(f"unknown trading state {new_state!r}")
+    if state.state == new_state:
+        return state
+    old = state.state
+    state.state, state.reason, state.since, state.changed_by = new_state, reason, timezone.now(), actor
+    state.pause_layer = layer if new_state == TradingState.State.PAUSED else ""
+    if new_state != TradingState.State.PAUSED:
+        state.breaker_symbol, state.breaker_tries, state.breaker_checked_ms = "", 0, None
+    state.save()
+    RiskEvent.objects.create(
+        decision=RiskEvent.Decision.STATE_CHANGE,
+        layer=layer or "state",
+        reason=f"{old} → {new_state}: {reason}",
+        details={"from": old, "to": new_state, "actor": actor},
+        timestamp=timestamp,
+    )
+    AuditLog.objects.create(
+        actor=actor,
+        action=f"state:{new_state.lower()}",
+        target="trading_state",
+        old_value={"state": old},
+        new_value={"state": new_state},
+        reason=reason,
+    )
+    raise_alert(
+        LEVEL_BY_STATE[new_state], "TRADING_STATE", f"Trading {new_state}: {reason} ({actor})", timestamp=timestamp
+    )
+    snapshot = state_snapshot(state)
+    transaction.on_commit(lambda: bus.notify_dashboard("trading_state", snapshot))
+    return state
+
+
+def change_state(
+    new_state: str, reason: str, actor: str, *, timestamp: int | None = None, layer: str = ""
+) -> TradingState:
+    with transaction.atomic():
+        state = TradingState.load(for_update=True)
+        stamp = timestamp if timestamp is not None else now_ms()
+        return apply_state_change(state, new_state, reason, actor, stamp, layer=layer)
+
+
+def pause(layer: str, reason: str, *, timestamp: int | None = None) -> TradingState:
+    """Automatic pause by a risk layer; never overrides a HALT."""
+    with transaction.atomic():
+        state = TradingState.load(for_update=True)
+        if state.state != TradingState.State.ACTIVE:
+            return state
+        stamp = timestamp if timestamp is not None else now_ms()
+        return apply_state_change(state, "PAUSED", reason, "risk", stamp, layer=layer)
+
+
+def resume(layer: str, reason: str, *, timestamp: int | None = None) -> TradingState:
+    """Automatic resume: only a pause made by the same layer is lifted, never a HALT."""
+    with transaction.atomic():
+        state = TradingState.load(for_update=True)
+        if state.state != TradingState.State.PAUSED or state.pause_layer != layer:
+            return state
+        stamp = timestamp if timestamp is not None else now_ms()
+        return apply_state_change(state, "ACTIVE", reason, "risk", stamp)
+
+
+def halt(reason: str, actor: str) -> TradingState:
+    if not reason or not reason.strip():
+        raise ValueError("a halt needs a reason")
+    return change_state("HALTED", reason.strip(), actor)
+
+
+def release(reason: str, actor: str) -> TradingState:
+    """A person lifts a HALT (or a pause); trading is ACTIVE again."""
+    return change_state("ACTIVE", (reason or "").strip() or "released", actor)

@@ -1,0 +1,11 @@
+from celery import shared_task
+
+from cdb_project.bus import consumer
+
+from .decision_service import decide_signal
+
+
+@shared_task(name="risk.on_signal")
+@consumer("signal")
+def on_signal(event: dict) -> None:
+    decide_signal(event)

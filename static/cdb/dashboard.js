@@ -1,0 +1,286 @@
+// Dashboard: render the server's snapshot, apply pushes from the websocket, resynchronise after reconnects.
+(function () {
+  "use strict";
+  const ROWS = 25;
+  const PRICE_POINTS = 240;
+  let state = JSON.parse(document.getElementById("initial-snapshot").textContent);
+
+  const $ = (id) => document.getElementById(id);
+  const num = (n, digits = 8) => (n === null || n === undefined ? "–" : Number(n).toPrecision(digits).replace(/(\.\d*?)0+$/, "$1").replace(/\.$/, ""));
+  const money = (n) => (n === null || n === undefined ? "–" : (Math.abs(n) < 0.005 ? 0 : Number(n)).toLocaleString("en-US", {minimumFractionDigits: 2, maximumFractionDigits: 2}));
+  const pct = (n) => (n === null || n === undefined ? "–" : (Math.abs(n) < 0.00005 ? 0 : Number(n) * 100).toFixed(2) + " %");
+  const time = (ms) => (ms ? new Date(ms).toISOString().replace("T", " ").slice(0, 19) : "–");
+  const age = (sec) => {
+    if (sec === null || sec === undefined) return "never";
+    if (sec < 120) return sec.toFixed(0) + " s ago";
+    if (sec < 7200) return (sec / 60).toFixed(0) + " min ago";
+    if (sec < 172800) return (sec / 3600).toFixed(0) + " h ago";
+    return (sec / 86400).toFixed(0) + " days ago";
+  };
+  const csrf = () => (document.querySelector("[name=csrfmiddlewaretoken]") || {}).value || "";
+
+  function cell(text, cls) {
+    const td = document.createElement("td");
+    td.textContent = text === null || text === undefined ? "" : String(text);
+    if (cls) td.className = cls;
+    return td;
+  }
+
+  function fill(tableId, rows, toCells, rowClass, fresh) {
+    const body = $(tableId).querySelector("tbody");
+    body.replaceChildren(...rows.map((row, i) => {
+      const tr = document.createElement("tr");
+      tr.append(...toCells(row));
+      const cls = [rowClass ? rowClass(row) : "", fresh && i === 0 ? "fresh" : ""].join(" ").trim();
+      if (cls) tr.className = cls;
+      return tr;
+    }));
+  }
+
+  function listItems(id, items) {
+    $(id).replaceChildren(...items.map(([text, ok, title]) => {
+      const li = document.createElement("li");
+      li.textContent = text;
+      li.className = ok ? "ok" : "bad";
+      if (title) li.title = title;
+      return li;
+    }));
+  }
+
+  function meter(id, value, limit) {
+    const ratio = limit ? Math.min(value / limit, 1) : 0;
+    $(id).style.width = (ratio * 100).toFixed(1) + "%";
+    $(id).className = ratio >= 1 ? "over" : ratio >= 0.8 ? "near" : "";
+  }
+
+  function renderCards() {
+    const ts = state.trading_state, a = state.account;
+    $("state").textContent = ts.state;
+    $("state").className = "big " + ts.state;
+    $("state-reason").textContent = ts.reason ? "reason: " + ts.reason : "";
+    $("state-since").textContent = "since " + ts.since.replace("T", " ").slice(0, 19) + " UTC" + (ts.changed_by ? " · by " + ts.changed_by : "");
+    $("mode").textContent = state.mode;
+    $("mode").className = "big " + state.mode;
+    $("market-time").textContent = "market time " + time(state.market_time_ms) + (state.embedded ? " · embedded" : "");
+    $("equity").textContent = money(a.equity);
+    $("cash").textContent = "cash " + money(a.cash) + " · realized " + money(a.realized_pnl) + " · fees " + money(a.fees_paid);
+    $("daily-pnl").textContent = (a.daily_pnl > -0.005 ? "+" : "") + money(a.daily_pnl) + " (" + pct(a.daily_pnl_pct) + ")";
+    $("daily-pnl").className = "big " + (a.daily_pnl > -0.005 ? "up" : "down");
+    $("drawdown").textContent = "drawdown " + pct(a.drawdown_pct) + " of limit " + pct(a.drawdown_limit_pct);
+    meter("drawdown-meter", a.drawdown_pct, a.drawdown_limit_pct);
+    $("exposure").textContent = money(a.exposure) + " (" + pct(a.exposure_pct) + ")";
+    $("exposure-limit").textContent = "limit " + pct(a.exposure_limit_pct) + " of equity";
+    meter("exposure-meter", a.exposure_pct, a.exposure_limit_pct);
+    $("open-positions").textContent = String(a.open_positions);
+    const unrealized = state.positions.reduce((sum, p) => sum + (p.unrealized_pnl || 0), 0);
+    $("unrealized").textContent = "unrealized " + money(unrealized);
+    listItems("freshness", state.freshness.length ? state.freshness.map((f) => [
+      f.symbol + ": " + age(f.age_sec) + (f.stale ? " — STALE" : ""),
+      !f.stale, "last data " + time(f.last_seen_ms)]) : [["no watched symbols", true]]);
+    listItems("health", Object.entries(state.health).map(([name, c]) => [name + ": " + (c.ok ? "ok" : "DOWN") + " — " + c.detail, c.ok]));
+  }
+
+  function renderTables(fresh) {
+    fill("order-results", state.order_results, (o) => [cell(time(o.timestamp)), cell(o.symbol), cell(o.side, o.side),
+      cell(o.status, o.status), cell(num(o.filled_quantity)), cell(num(o.price)), cell(num(o.fees, 4)), cell(o.reason || "")],
+      (o) => "status-" + o.status, fresh === "order_results");
+    fill("alerts", state.alerts, (a) => [cell(time(a.timestamp)), cell(a.level, a.level), cell(a.code), cell(a.message)],
+      (a) => "level-" + a.level, fresh === "alerts");
+    fill("signals", state.signals, (s) => [cell(time(s.timestamp)), cell(s.symbol), cell(s.side, s.side),
+      cell(num(s.confidence, 3)), cell(s.reason)], null, fresh === "signals");
+    fill("positions", state.positions, (p) => [cell(p.symbol), cell(num(p.quantity)), cell(num(p.avg_entry_price)),
+      cell(num(p.price)), cell(money(p.unrealized_pnl) + " (" + pct(p.unrealized_pnl_pct) + ")", p.unrealized_pnl >= 0 ? "up" : "down")]);
+    $("watchlist-source").textContent = "(" + state.watchlist.source + (state.watchlist.as_of_ms ? " @ " + time(state.watchlist.as_of_ms) : "") + ")";
+    fill("watchlist", state.watchlist.entries, (w) => [cell(w.rank), cell(w.symbol),
+      cell(num((state.prices[w.symbol] || {}).price)), cell(w.pct_change === null ? "" : num(w.pct_change, 4) + " %"),
+      cell(w.quote_volume === null ? "" : money(w.quote_volume))]);
+  }
+
+  // --- charts ------------------------------------------------------------------------------------------
+  let chartSymbol = null, priceSeries = [], priceMarkers = [];
+
+  function renderEquity() {
+    const points = state.equity_curve.map((p) => ({t: p.t, v: p.equity}));
+    CdbCharts.line($("equity-chart"), points, {cls: "equity", empty: "no fills yet"});
+  }
+
+  function renderPrice() {
+    CdbCharts.line($("price-chart"), priceSeries, {markers: priceMarkers, cls: "price", empty: chartSymbol ? "no candles for " + chartSymbol : "no symbol yet"});
+  }
+
+  function marker(order) {
+    return {t: order.timestamp, v: Number(order.price), kind: order.side === "BUY" ? "entry" : "exit",
+      title: order.side + " " + num(order.filled_quantity) + " @ " + num(order.price)};
+  }
+
+  function symbolOptions() {
+    const symbols = Object.keys(state.prices).sort();
+    const select = $("chart-symbol");
+    const current = [...select.options].map((o) => o.value).join(",");
+    if (current !== symbols.join(",")) {
+      select.replaceChildren(...symbols.map((s) => new Option(s, s)));
+    }
+    if (!chartSymbol || !symbols.includes(chartSymbol)) chartSymbol = symbols[0] || null;
+    if (chartSymbol) select.value = chartSymbol;
+  }
+
+  async function loadPriceChart() {
+    symbolOptions();
+    if (!chartSymbol) { priceSeries = []; priceMarkers = []; renderPrice(); return; }
+    const symbol = chartSymbol, last = (state.prices[symbol] || {}).timestamp || 0;
+    const since = last - PRICE_POINTS * 60000;
+    const q = (params) => new URLSearchParams(params).toString();
+    try {
+      const [candles, orders] = await Promise.all([
+        fetch("/api/candles/?" + q({symbol, interval: state.interval, since, page_size: 500}), {credentials: "same-origin"}).then((r) => r.json()),
+        fetch("/api/orders/?" + q({symbol, status: "FILLED", page_size: 200}), {credentials: "same-origin"}).then((r) => r.json()),
+      ]);
+      if (symbol !== chartSymbol) return;
+      priceSeries = candles.results.map((c) => ({t: c.timestamp, v: Number(c.close)})).slice(-PRICE_POINTS);
+      const t0 = priceSeries.length ? priceSeries[0].t : 0;
+      priceMarkers = orders.results.filter((o) => o.event_time >= t0).map((o) => marker({timestamp: o.event_time, side: o.side, price: o.price, filled_quantity: o.filled_quantity}));
+    } catch (error) {
+      priceSeries = []; priceMarkers = [];
+    }
+    renderPrice();
+  }
+
+  function render(fresh) {
+    renderCards();
+    renderTables(fresh);
+    renderEquity();
+  }
+
+  function prepend(list, item) {
+    list.unshift(item);
+    list.length = Math.min(list.length, ROWS);
+  }
+
+  function apply(message) {
+    const data = message.data;
+    switch (message.kind) {
+      case "snapshot": state = data; render(); loadPriceChart(); return;
+      case "refresh": merge(data); return;
+      case "watchlist": state.watchlist = data; break;
+      case "market_data":
+        state.prices[data.symbol] = {timestamp: data.timestamp, price: data.price, volume: data.volume};
+        for (const p of state.positions) {
+          if (p.symbol !== data.symbol) continue;
+          p.price = data.price;
+          p.market_value = p.quantity * data.price;
+          p.unrealized_pnl = (data.price - p.avg_entry_price) * p.quantity;
+          p.unrealized_pnl_pct = p.avg_entry_price ? data.price / p.avg_entry_price - 1 : null;
+          renderTables();
+        }
+        if (data.symbol === chartSymbol && (!data.interval || data.interval === state.interval)) {
+          const last = priceSeries[priceSeries.length - 1];
+          if (last && last.t === data.timestamp) last.v = data.price;
+          else if (!last || data.timestamp > last.t) priceSeries.push({t: data.timestamp, v: data.price});
+          if (priceSeries.length > PRICE_POINTS) priceSeries.shift();
+          renderPrice();
+        } else if (!chartSymbol) {
+          loadPriceChart();
+        }
+        return;
+      case "signals": prepend(state.signals, data); break;
+      case "order_results":
+        prepend(state.order_results, data);
+        if (data.status === "FILLED" && data.symbol === chartSymbol && data.price) { priceMarkers.push(marker(data)); renderPrice(); }
+        refreshSoon();
+        break;
+      case "alerts": prepend(state.alerts, data); break;
+      case "trading_state": state.trading_state = data; refreshSoon(); break;
+      case "ack": if (data.trading_state) state.trading_state = data.trading_state; break;
+      default: return;
+    }
+    render(message.kind);
+  }
+
+  // Cards, positions, charts and the watch list from the server; the live tables keep their pushes.
+  function merge(fresh) {
+    state = Object.assign(fresh, {order_results: state.order_results, signals: state.signals, alerts: state.alerts});
+    render();
+    symbolOptions();
+  }
+
+  // Cash, equity and positions change with fills: ask for a fresh snapshot, at most once a second
+  // (over the websocket when it is open, else over HTTP).
+  let refreshTimer = null;
+  function refreshSoon(delayMs = 1000) {
+    if (refreshTimer) return;
+    refreshTimer = setTimeout(async () => {
+      refreshTimer = null;
+      if (socket && socket.readyState === WebSocket.OPEN) {
+        socket.send(JSON.stringify({action: "refresh"}));
+        return;
+      }
+      try {
+        const response = await fetch("/api/dashboard/snapshot/", {credentials: "same-origin"});
+        if (response.ok) merge(await response.json());
+      } catch (error) { /* the connection badge shows what is wrong */ }
+    }, delayMs);
+  }
+  setInterval(() => refreshSoon(0), 10000);  // ages, health and the watch list move without events
+
+  // --- websocket with reconnect and backoff ---------------------------------------------------------------
+  let delay = 500, socket = null;
+  function connected(live) {
+    $("connection").textContent = live ? "live" : "disconnected — reconnecting";
+    $("connection").className = "badge " + (live ? "connected" : "disconnected");
+    $("disconnected-banner").hidden = live;
+    document.body.dataset.connection = live ? "live" : "disconnected";
+  }
+
+  function connect() {
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    socket = new WebSocket(scheme + "://" + location.host + "/ws/dashboard/");
+    socket.onopen = () => { delay = 500; connected(true); };
+    socket.onmessage = (event) => apply(JSON.parse(event.data));
+    socket.onclose = () => {
+      connected(false);
+      const wait = delay + Math.random() * delay * 0.3;
+      delay = Math.min(delay * 2, 10000);
+      setTimeout(connect, wait);
+    };
+  }
+
+  // --- halt / release (only rendered for users with risk.halt_trading; the server checks again) --------------
+  const dialog = $("state-dialog");
+  if (dialog) {
+    let action = "halt";
+    const open = (which) => {
+      action = which;
+      $("state-dialog-title").textContent = which === "halt" ? "Halt trading? No order will execute until released." : "Release trading (back to ACTIVE)?";
+      $("state-confirm").textContent = which === "halt" ? "Confirm halt" : "Confirm release";
+      $("state-reason-input").value = "";
+      $("state-dialog-error").textContent = "";
+      dialog.showModal();
+    };
+    $("halt-button").addEventListener("click", () => open("halt"));
+    $("release-button").addEventListener("click", () => open("release"));
+    $("state-cancel").addEventListener("click", () => dialog.close());
+    $("state-confirm").addEventListener("click", async () => {
+      const reason = $("state-reason-input").value.trim();
+      if (action === "halt" && !reason) { $("state-dialog-error").textContent = "A halt needs a reason."; return; }
+      const response = await fetch("/api/risk/" + action + "/", {
+        method: "POST", credentials: "same-origin",
+        headers: {"Content-Type": "application/json", "X-CSRFToken": csrf()},
+        body: JSON.stringify({reason}),
+      });
+      const body = await response.json().catch(() => ({}));
+      if (!response.ok) {
+        $("state-dialog-error").textContent = response.status + ": " + (body.detail || JSON.stringify(body));
+        return;
+      }
+      state.trading_state = body;
+      render();
+      dialog.close();
+    });
+  }
+
+  $("chart-symbol").addEventListener("change", (event) => { chartSymbol = event.target.value; loadPriceChart(); });
+  document.body.dataset.connection = "connecting";
+  render();
+  loadPriceChart();
+  connect();
+})();

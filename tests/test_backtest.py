@@ -1,0 +1,185 @@
+"""The backtest command: its report, exact accounting, the risk invariants on every shared file, bad input."""
+
+import json
+import subprocess
+import sys
+from decimal import Decimal as D
+
+import pytest
+from django.core.management import call_command
+
+from risk.parameters import PARAMETER_SPECS
+from tests.support.processes import ROOT
+
+CANDLES = ROOT.parent / "shared" / "data" / "candles"
+ALL_FILES = sorted(str(p) for p in CANDLES.glob("*.csv"))
+FIVE_MINUTE = sorted(str(p) for p in CANDLES.glob("*-5m.csv"))
+DEFAULTS = {name: spec.default for name, spec in PARAMETER_SPECS.items()}
+
+
+def _backtest(tmp_path, *args) -> dict:
+    out = tmp_path / "report.json"
+    call_command("backtest", "--data", *args, "--json", str(out), "--no-progress", stdout=open(tmp_path / "o", "w"))
+    return json.loads(out.read_text())
+
+
+@pytest.fixture(scope="module")
+def all_files_report(tmp_path_factory) -> dict:
+    tmp = tmp_path_factory.mktemp("bt")
+    return _backtest(tmp, *ALL_FILES, "--strategy", "momentum", "--failure-rate", "0.05")
+
+
+def test_report_has_the_documented_keys_and_exact_accounting(all_files_report):
+    r = all_files_report
+    assert {
+        "initial_capital",
+        "final_equity",
+        "candles",
+        "seconds",
+        "summary",
+        "trades",
+        "orders",
+        "equity_curve",
+        "risk_events",
+    } <= set(r)
+    assert r["candles"] == sum(sum(1 for _ in open(f)) - 1 for f in ALL_FILES)
+    assert {
+        "total_return_pct",
+        "max_drawdown_pct",
+        "trades",
+        "win_rate",
+        "profit_factor",
+        "sharpe",
+        "fees_paid",
+        "time_in_market_pct",
+        "per_symbol",
+    } <= set(r["summary"])
+    # equity = initial + realized + unrealized − fees, exactly, in decimal strings.
+    assert D(r["final_equity"]) == D(r["initial_capital"]) + D(r["realized_pnl"]) + D(r["unrealized_pnl"]) - D(
+        r["fees"]
+    )
+    assert D(r["equity_curve"][-1][1]) == D(r["final_equity"])
+    trade = next(t for t in r["trades"] if t["exit_time"])
+    assert {
+        "symbol",
+        "side",
+        "entry_time",
+        "entry_price",
+        "quantity",
+        "exit_time",
+        "exit_price",
+        "profit_loss",
+        "profit_loss_percent",
+        "exit_reason",
+    } <= set(trade)
+    assert isinstance(trade["entry_time"], int) and isinstance(trade["profit_loss"], str)
+    order = r["orders"][0]
+    assert {"client_order_id", "status", "risk_decision"} <= set(order) and len(order["client_order_id"]) <= 32
+    assert any(o["status"] == "FAILED" for o in r["orders"])  # the 5 % failure rate is on
+
+
+def test_invariants_hold_on_every_shared_file(all_files_report):
+    r = all_files_report
+    for event in r["risk_events"]:
+        if event["decision"] not in ("APPROVE", "TRIM") or "details" not in event:
+            continue
+        d = event["details"]
+        if D(event["approved_quantity"]) == 0 or d.get("requested_quantity") is None:
+            continue
+        equity, price, qty = D(d["equity"]), D(d["price"]), D(event["approved_quantity"])
+        if "max_quantity_position" in d:  # entries
+            assert D(d["position_value"]) + qty * price <= DEFAULTS["MAX_POSITION_PCT"] * equity
+            assert D(d["exposure"]) + qty * price <= DEFAULTS["MAX_EXPOSURE_PCT"] * equity
+    # Every stop-loss acted on once: one executed stop exit per trade.
+    stop_keys = [
+        o["signal_id"].split("#")[0] for o in r["orders"] if o["purpose"] == "stop_loss" and o["status"] != "FAILED"
+    ]
+    assert len(stop_keys) == len(set(stop_keys)) and stop_keys
+    # No order executes while HALTED (the risk manager's own exits aside), and equity never goes negative.
+    halted = [e["timestamp"] for e in r["risk_events"] if e["decision"] == "STATE_CHANGE" and "→ HALTED" in e["reason"]]
+    if halted:
+        assert not [
+            o
+            for o in r["orders"]
+            if o["timestamp"] > halted[0]
+            and o["status"] in ("FILLED", "PARTIALLY_FILLED")
+            and o["purpose"] in ("entry", "exit")
+        ]
+    assert all(D(equity) > 0 for _, equity in r["equity_curve"])
+
+
+def test_same_input_same_report(tmp_path):
+    first = _backtest(tmp_path, FIVE_MINUTE[0], "--strategy", "momentum")
+    second = _backtest(tmp_path, FIVE_MINUTE[0], "--strategy", "momentum")
+    assert first["orders"] == second["orders"] and first["final_equity"] == second["final_equity"]
+
+
+def test_params_dates_and_tight_limits_change_the_run(tmp_path):
+    base = _backtest(tmp_path, FIVE_MINUTE[0], "--strategy", "momentum")
+    tight = _backtest(
+        tmp_path, FIVE_MINUTE[0], "--strategy", "momentum", "--param", "MAX_POSITION_PCT=0.01", "--param", "ema_fast=8"
+    )
+    assert tight["parameters"]["MAX_POSITION_PCT"] == "0.01" and tight["parameters"]["strategy.ema_fast"] == "8"
+    assert tight["orders"] != base["orders"]
+    window = _backtest(tmp_path, FIVE_MINUTE[0], "--from", "2018-01-12", "--to", "2018-01-13")
+    assert 0 < window["candles"] <= 24 * 12 + 1
+    assert all(1515715200000 <= ts <= 1515801600000 for ts, _ in window["equity_curve"])
+
+
+def test_html_report_is_self_contained(tmp_path):
+    html = tmp_path / "r.html"
+    call_command(
+        "backtest", "--data", FIVE_MINUTE[0], "--html", str(html), "--no-progress", stdout=open(tmp_path / "o", "w")
+    )
+    page = html.read_text()
+    assert "<svg" in page and "<table>" in page and "Final equity" in page
+    assert "http://" not in page and "https://" not in page and "<script src" not in page
+
+
+@pytest.mark.django_db
+def test_save_stores_the_run(tmp_path, admin_client):
+    from trading.models import BacktestRun
+
+    report = _backtest(tmp_path, FIVE_MINUTE[0], "--save")
+    run = BacktestRun.objects.get()
+    assert run.report["final_equity"] == report["final_equity"] and run.candles == report["candles"]
+    assert abs(run.final_equity - D(report["final_equity"])) < D("1e-9")  # SQLite keeps ~16 digits in a column
+    assert run.report["orders"] == report["orders"]
+    assert admin_client.get("/admin/trading/backtestrun/").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--data", "/nonexistent/ETH_BTC-5m.csv"], "no such file"),
+        (["--data", "EMPTY"], "is empty"),
+        (["--data", "HEADER_ONLY"], "no valid candles"),
+        (["--data", "WRONGNAME"], "SYMBOL-INTERVAL.csv"),
+        (["--data", FIVE_MINUTE[0], "--strategy", "nope"], "unknown strategy 'nope'"),
+        (["--data", FIVE_MINUTE[0], "--param", "MAX_POSITION_PCT=0.9"], "MAX_POSITION_PCT: 0.9 is out of range"),
+        (["--data", FIVE_MINUTE[0], "--param", "fast"], "expected NAME=VALUE"),
+        (["--data", FIVE_MINUTE[0], "--param", "ema_fast=abc"], "ema_fast"),
+        (["--data", FIVE_MINUTE[0], "--capital", "-5"], "--capital"),
+        (["--data", FIVE_MINUTE[0], "--from", "yesterday"], "--from"),
+    ],
+)
+def test_bad_input_exits_2_with_a_clear_message(tmp_path, args, message):
+    (tmp_path / "EMPTY_BTC-5m.csv").write_text("")
+    (tmp_path / "HEADER_BTC-5m.csv").write_text("timestamp_ms,open,high,low,close,volume\n")
+    (tmp_path / "wrong.csv").write_text("timestamp_ms,open,high,low,close,volume\n1,1,1,1,1,1\n")
+    names = {
+        "EMPTY": tmp_path / "EMPTY_BTC-5m.csv",
+        "HEADER_ONLY": tmp_path / "HEADER_BTC-5m.csv",
+        "WRONGNAME": tmp_path / "wrong.csv",
+    }
+    args = [str(names.get(a, a)) for a in args]
+    done = subprocess.run(
+        [sys.executable, "manage.py", "backtest", "--no-progress", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}"},
+    )
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr and "Traceback" not in done.stderr

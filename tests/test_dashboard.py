@@ -1,0 +1,216 @@
+"""The dashboard page, its snapshot and its websocket consumer, in-process (runs embedded too)."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.routing import URLRouter
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import AnonymousUser, Permission, User
+from django.test import Client
+
+from execution.models import Order, Portfolio, Position
+from marketdata.models import Candle
+from risk.models import TradingState
+from trading.dashboard import build_snapshot, equity_curve
+from trading.routing import websocket_urlpatterns
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+T0 = 1_730_443_200_000
+
+
+def _user(name: str, *perms: str, staff: bool = False) -> User:
+    user = User.objects.create_user(name, password="pw", is_staff=staff)
+    for codename in perms:
+        user.user_permissions.add(Permission.objects.get(codename=codename))
+    return user
+
+
+def _client(user: User) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def _candle(symbol: str, ts: int, close: str) -> None:
+    c = Decimal(close)
+    Candle.objects.create(symbol=symbol, interval="1m", timestamp=ts, open=c, high=c, low=c, close=c, volume=1)
+
+
+# --- the page -----------------------------------------------------------------------------------------
+
+
+def test_dashboard_needs_a_login():
+    response = Client().get("/")
+    assert response.status_code == 302 and response["Location"] == "/accounts/login/?next=/"
+    login = Client().get("/accounts/login/?next=/")
+    assert login.status_code == 200 and b'name="password"' in login.content
+
+
+def test_login_form_signs_in_and_lands_on_the_dashboard():
+    _user("trader")
+    client = Client()
+    response = client.post("/accounts/login/", {"username": "trader", "password": "pw", "next": "/"})
+    assert response.status_code == 302 and response["Location"] == "/"
+    page = client.get("/")
+    assert page.status_code == 200
+    for card in ("card-state", "card-mode", "card-equity", "card-pnl", "card-exposure", "card-freshness"):
+        assert f'id="{card}"'.encode() in page.content
+    assert b"initial-snapshot" in page.content
+
+
+def test_halt_buttons_only_for_the_permission():
+    plain = _client(_user("viewer")).get("/").content
+    staff_only = _client(_user("staffer", staff=True)).get("/").content
+    operator = _client(_user("operator", "halt_trading")).get("/").content
+    for content in (plain, staff_only):
+        assert b'id="halt-button"' not in content and b'id="state-dialog"' not in content
+    assert (
+        b'id="halt-button"' in operator
+        and b'id="release-button"' in operator
+        and b'id="state-reason-input"' in operator
+    )
+
+
+def test_page_loads_nothing_from_outside():
+    content = _client(_user("viewer")).get("/").content.decode()
+    assert "http://" not in content and "https://" not in content and "//cdn" not in content
+
+
+def test_snapshot_url_needs_a_login():
+    assert Client().get("/api/dashboard/snapshot/").status_code == 401
+    data = _client(_user("viewer")).get("/api/dashboard/snapshot/").json()
+    assert data["trading_state"]["state"] == "ACTIVE" and data["mode"] == "PAPER"
+
+
+# --- the snapshot's content ---------------------------------------------------------------------------------
+
+
+def _fill(n: int, side: str, price: str, qty: str = "1", fees: str = "0") -> Order:
+    return Order.objects.create(
+        client_order_id=f"cdbdash{n}",
+        symbol="BTC_USDT",
+        side=side,
+        quantity=Decimal(qty),
+        requested_price=Decimal(price),
+        price=Decimal(price),
+        filled_quantity=Decimal(qty),
+        fees=Decimal(fees),
+        status=Order.Status.FILLED,
+        event_time=T0 + n * 60_000,
+    )
+
+
+def test_equity_curve_follows_the_fills():
+    _fill(1, "BUY", "100", fees="1")  # equity 10000 - 1 fee
+    _fill(2, "SELL", "110", fees="1")  # +10 profit, -1 fee
+    curve = equity_curve(10008.0, T0 + 10 * 60_000)
+    assert [p["equity"] for p in curve] == [10000.0, 9999.0, 10008.0, 10008.0]
+    assert [p["t"] for p in curve] == sorted(p["t"] for p in curve)
+
+
+def test_snapshot_has_positions_with_unrealized_pnl_watchlist_and_freshness(settings):
+    settings.SYMBOL_WHITELIST = ["BTC_USDT", "ETH_USDT"]
+    _candle("BTC_USDT", T0, "120")
+    Position.objects.create(symbol="BTC_USDT", quantity=Decimal("2"), avg_entry_price=Decimal("100"))
+    portfolio = Portfolio.load()
+    portfolio.cash = Decimal("9800")
+    portfolio.save()
+    data = build_snapshot()
+    assert data["positions"] == [
+        {
+            "symbol": "BTC_USDT",
+            "quantity": 2.0,
+            "avg_entry_price": 100.0,
+            "price": 120.0,
+            "market_value": 240.0,
+            "unrealized_pnl": 40.0,
+            "unrealized_pnl_pct": 0.2,
+        }
+    ]
+    assert data["account"]["equity"] == 10040.0 and data["account"]["open_positions"] == 1
+    fresh = {f["symbol"]: f for f in data["freshness"]}
+    assert fresh["BTC_USDT"]["last_seen_ms"] == T0 and fresh["BTC_USDT"]["stale"] is True  # 2024 is long ago
+    assert fresh["ETH_USDT"]["last_seen_ms"] is None and fresh["ETH_USDT"]["stale"] is True
+    assert [e["symbol"] for e in data["watchlist"]["entries"]] == ["BTC_USDT", "ETH_USDT"]
+    json.dumps(data)  # all of it goes over the websocket
+
+
+def test_watchlist_comes_from_the_screener_when_it_ran():
+    from marketdata.models import WatchList
+
+    watch = WatchList.objects.create(as_of_ms=T0, lookback_minutes=15, top_n=2, interval="1m")
+    watch.entries.create(rank=1, symbol="SOL_USDT", pct_change=5, quote_volume=1000, score=2)
+    watch.entries.create(rank=2, symbol="ETH_USDT", pct_change=3, quote_volume=900, score=1)
+    data = build_snapshot()["watchlist"]
+    assert data["source"] == "screener" and data["as_of_ms"] == T0
+    assert [(e["rank"], e["symbol"], e["pct_change"]) for e in data["entries"]] == [
+        (1, "SOL_USDT", 5.0),
+        (2, "ETH_USDT", 3.0),
+    ]
+
+
+# --- the websocket consumer, in-process ---------------------------------------------------------------------
+
+
+def _run(coro_fn):
+    return async_to_sync(coro_fn)()
+
+
+def test_consumer_refuses_anonymous():
+    async def scenario():
+        communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), "/ws/dashboard/")
+        communicator.scope["user"] = AnonymousUser()
+        connected, code = await communicator.connect()
+        return connected, code
+
+    connected, code = _run(scenario)
+    assert connected is False and code == 4401
+
+
+def test_consumer_sends_snapshot_and_guards_halt():
+    viewer, operator = _user("viewer"), _user("operator", "halt_trading")
+
+    async def scenario():
+        results = {}
+        for name, user in (("viewer", viewer), ("operator", operator)):
+            communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), "/ws/dashboard/")
+            communicator.scope["user"] = user
+            connected, _ = await communicator.connect()
+            assert connected
+            results[name + "_snapshot"] = await communicator.receive_json_from(timeout=10)
+            await communicator.send_json_to({"action": "halt", "reason": f"by {name}"})
+            reply = await communicator.receive_json_from(timeout=10)
+            while reply["kind"] not in ("ack", "error"):  # skip the pushes the halt itself causes
+                reply = await communicator.receive_json_from(timeout=10)
+            results[name] = reply
+            await communicator.send_json_to({"action": "dance"})
+            results[name + "_unknown"] = await _next(communicator, ("error",))
+            await communicator.send_json_to({"action": "refresh"})
+            results[name + "_refresh"] = await _next(communicator, ("refresh",))
+            await communicator.disconnect()
+        return results
+
+    results = _run(scenario)
+    assert results["viewer_snapshot"]["kind"] == "snapshot"
+    assert results["viewer"] == {
+        "kind": "error",
+        "data": {"status": 403, "action": "halt", "detail": "halt needs the risk.halt_trading permission"},
+    }
+    assert results["operator"]["kind"] == "ack"
+    assert results["operator"]["data"]["trading_state"]["state"] == "HALTED"
+    assert results["viewer_unknown"]["data"]["status"] == 400
+    assert results["operator_refresh"]["data"]["trading_state"]["state"] == "HALTED"
+    state = TradingState.load()
+    assert (state.state, state.reason, state.changed_by) == ("HALTED", "by operator", "operator")
+
+
+async def _next(communicator, kinds):
+    while True:
+        message = await communicator.receive_json_from(timeout=10)
+        if message["kind"] in kinds:
+            return message

@@ -1,0 +1,67 @@
+"""`make run`'s path on a fresh database: migrate, ensure_admin, serve with the simulated feed, live pushes."""
+
+import subprocess
+import sys
+import urllib.request
+
+from tests.support.processes import ROOT, _spawn, _wait_for, free_port, wait_until
+from tests.support.ws import DashboardClient, http_login
+
+
+def _embedded_env(tmp_path) -> dict[str, str]:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL") and not k.startswith("PYTEST")}
+    env.update(DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}", PYTHONUNBUFFERED="1")
+    return env
+
+
+def _manage(env, *args) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_ensure_admin_creates_one_admin_once(tmp_path):
+    env = _embedded_env(tmp_path)
+    assert _manage(env, "migrate", "--noinput").returncode == 0
+    first = _manage(env, "ensure_admin")
+    assert first.returncode == 0 and "Created admin user 'admin' with password: " in first.stdout
+    second = _manage(env, "ensure_admin")
+    assert second.returncode == 0 and "exists already" in second.stdout and "password" not in second.stdout
+
+
+def test_embedded_server_shows_live_paper_trading(tmp_path):
+    env = _embedded_env(tmp_path)
+    assert _manage(env, "migrate", "--noinput").returncode == 0
+    admin_env = {**env, "CDB_ADMIN_USER": "trader", "CDB_ADMIN_PASSWORD": "embedded-secret"}
+    assert _manage(admin_env, "ensure_admin").returncode == 0
+    port = free_port()
+    server = _spawn(
+        "serve",
+        [sys.executable, "manage.py", "serve", "--port", str(port), "--tick-seconds", "0.05", "--backfill", "40"],
+        env,
+        tmp_path,
+    )
+    try:
+        _wait_for(server, lambda: "serving at" in server.output(), 60, "serving line")
+        anonymous = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10)
+        assert anonymous.url.startswith(f"http://127.0.0.1:{port}/accounts/login/")  # login required
+        cookie = http_login(port, "trader", "embedded-secret")
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/", headers={"Cookie": cookie})
+        page = urllib.request.urlopen(request, timeout=10).read().decode()
+        assert "Claire de Binare" in page and "initial-snapshot" in page
+        css = urllib.request.urlopen(f"http://127.0.0.1:{port}/static/cdb/dashboard.js", timeout=10)
+        assert css.status == 200
+
+        client = DashboardClient(port, cookie=cookie)
+        try:
+            wait_until(lambda: client.pushed("market_data"), timeout=30, message="candles arriving")
+            wait_until(lambda: client.pushed("signals"), timeout=60, message="a signal")
+            results = wait_until(lambda: client.pushed("order_results"), timeout=60, message="a paper order result")
+            assert results[0]["status"] in {"FILLED", "FAILED", "REJECTED"}
+        finally:
+            client.close()
+    finally:
+        server.stop()
+    assert "Traceback" not in server.output()

@@ -1,0 +1,109 @@
+"""EVENT_SCHEMA.json: SPEC §2's examples pass; wrong types, ranges and enums are refused with a reason."""
+
+import copy
+
+import pytest
+
+from cdb_project.bus import InvalidEvent, validate
+
+SPEC_EXAMPLES = [
+    {
+        "type": "market_data",
+        "symbol": "BTC_USDT",
+        "timestamp": 1730443200000,
+        "price": 35250.5,
+        "volume": 184.12,
+        "interval": "1m",
+    },
+    {
+        "type": "signal",
+        "symbol": "BTC_USDT",
+        "side": "BUY",
+        "confidence": 0.82,
+        "reason": "EMA cross + RSI 41",
+        "timestamp": 1730443260000,
+    },
+    {
+        "type": "order",
+        "client_order_id": "cdb123",
+        "symbol": "BTC_USDT",
+        "side": "BUY",
+        "quantity": 0.05,
+        "approved_by": "risk",
+        "risk_checks": ["drawdown", "exposure", "position"],
+        "timestamp": 1730443261000,
+    },
+    {
+        "type": "order_result",
+        "order_id": "MOCK_123456",
+        "client_order_id": "cdb123",
+        "status": "FILLED",
+        "filled_quantity": 0.05,
+        "price": 35260.1,
+        "fees": 0.035,
+        "timestamp": 1730443262000,
+    },
+    {
+        "type": "alert",
+        "level": "CRITICAL",
+        "code": "RISK_LIMIT",
+        "message": "Daily drawdown reached. Trading halted.",
+        "timestamp": 1730443280000,
+    },
+    {"type": "health", "service": "worker", "status": "ok", "timestamp": 1730443280000},
+]
+
+
+@pytest.mark.parametrize("event", SPEC_EXAMPLES, ids=lambda e: e["type"])
+def test_spec_examples_validate(event):
+    assert validate(copy.deepcopy(event)) == event
+
+
+def test_json_text_is_accepted():
+    assert validate('{"type":"health","service":"web","status":"ok","timestamp":1}')["service"] == "web"
+
+
+def _with(index: int, **changes):
+    event = copy.deepcopy(SPEC_EXAMPLES[index])
+    for key, value in changes.items():
+        if value is KeyError:
+            event.pop(key)
+        else:
+            event[key] = value
+    return event
+
+
+BAD = [
+    ("price as string", _with(0, price="35250.5"), "price"),
+    ("negative price", _with(0, price=-1.0), "price"),
+    ("zero price", _with(0, price=0), "price"),
+    ("negative volume", _with(0, volume=-0.1), "volume"),
+    ("string timestamp", _with(0, timestamp="1730443200000"), "timestamp"),
+    ("fractional timestamp", _with(0, timestamp=1730443200000.5), "timestamp"),
+    ("missing symbol", _with(0, symbol=KeyError), "symbol"),
+    ("unknown side", _with(1, side="HOLD"), "side"),
+    ("confidence above 1", _with(1, confidence=1.01), "confidence"),
+    ("negative confidence", _with(1, confidence=-0.1), "confidence"),
+    ("missing reason", _with(1, reason=KeyError), "reason"),
+    ("zero quantity", _with(2, quantity=0), "quantity"),
+    ("risk_checks not a list", _with(2, risk_checks="drawdown"), "risk_checks"),
+    ("unknown status", _with(3, status="DONE"), "status"),
+    ("negative fees", _with(3, fees=-0.01), "fees"),
+    ("unknown level", _with(4, level="PANIC"), "level"),
+    ("missing message", _with(4, message=KeyError), "message"),
+    ("unknown type", {"type": "gossip", "timestamp": 1}, "type"),
+    ("no type", {"symbol": "BTC_USDT"}, "type"),
+]
+
+
+@pytest.mark.parametrize("name,event,field", BAD, ids=[b[0] for b in BAD])
+def test_bad_events_are_refused_naming_the_field(name, event, field):
+    with pytest.raises(InvalidEvent) as error:
+        validate(event)
+    assert field in str(error.value)
+
+
+@pytest.mark.parametrize("payload", ["not json at all", "[1, 2]", "42", b"\xff\xfe", None])
+def test_non_objects_are_refused(payload):
+    with pytest.raises(InvalidEvent):
+        validate(payload)

@@ -1,0 +1,190 @@
+"""Every risk layer on hand-worked numbers, at and just past each boundary (SPEC §4, defaults)."""
+
+from decimal import Decimal as D
+
+import pytest
+
+from risk.engine import AccountState, MarketSnapshot, ProposedOrder, RiskEngine
+from risk.parameters import PARAMETER_SPECS
+
+PARAMS = {name: spec.default for name, spec in PARAMETER_SPECS.items()}
+NOW = 1_730_443_200_000
+ENGINE = RiskEngine(fee_rate=D("0.001"), slippage_pct=D("0.0005"))
+
+
+def account(cash="10000", positions=None, prices=None, state="ACTIVE", day_start=None, **extra) -> AccountState:
+    positions = {k: D(v) for k, v in (positions or {}).items()}
+    prices = {"ETH_USDT": D("100"), **{k: D(v) for k, v in (prices or {}).items()}}
+    start = D(day_start) if day_start else None
+    return AccountState(state, D(cash), positions, prices, start, **extra)
+
+
+def market(price="100", spread=None, avg=None, last=NOW) -> MarketSnapshot:
+    return MarketSnapshot(D(price), D(spread) if spread else None, D(avg) if avg else None, last)
+
+
+def buy(qty="10", price="100", symbol="ETH_USDT") -> ProposedOrder:
+    return ProposedOrder(symbol, "BUY", D(qty), D(price))
+
+
+def decide(state, order=None, mkt=None, **params):
+    return ENGINE.evaluate(
+        state, order or buy(), mkt or market(), {**PARAMS, **{k: D(v) for k, v in params.items()}}, NOW
+    )
+
+
+# Layer 1 — daily drawdown: (day start − equity) / day start ≥ 0.05 halts and closes everything.
+def test_drawdown_exactly_at_the_limit_halts_and_closes():
+    # 10,000 at the day start, 9,500 now: (10,000 − 9,500) / 10,000 = 0.05 = limit.
+    decision = decide(account(cash="9500", day_start="10000"))
+    assert (decision.action, decision.layer, decision.state_change, decision.close_positions) == (
+        "REJECT",
+        "drawdown",
+        "HALTED",
+        True,
+    )
+    assert decision.alerts[0].level == "CRITICAL" and decision.alerts[0].code == "RISK_LIMIT"
+
+
+def test_drawdown_just_below_the_limit_passes():
+    # 9,500.01 → (10,000 − 9,500.01) / 10,000 = 0.049999 < 0.05; the entry passes (trimmed to 10 % of 9,500.01).
+    decision = decide(account(cash="9500.01", day_start="10000"))
+    assert decision.approved and "drawdown" in decision.checks and decision.state_change is None
+
+
+def test_drawdown_counts_open_positions_at_market():
+    # cash 8,500 + 10 ETH × 100 = 9,500 equity → 5 % down on 10,000.
+    assert decide(account(cash="8500", positions={"ETH_USDT": "10"}, day_start="10000")).layer == "drawdown"
+
+
+def test_the_halt_stays_after_midnight():
+    # New day: day-start equity is re-based (no drawdown any more), but HALTED needs a person.
+    decision = decide(account(cash="9500", day_start="9500", state="HALTED"))
+    assert decision.action == "REJECT" and decision.layer == "state" and decision.state_change is None
+
+
+# Layer 2 — market anomaly circuit breaker.
+def test_slippage_at_the_limit_passes_and_just_past_pauses():
+    # |101 − 100| / 100 = 0.01 = MAX_SLIPPAGE_PCT: not above.
+    assert decide(account(prices={"ETH_USDT": "101"}), mkt=market("101")).approved
+    # |101.01 − 100| / 100 = 0.0101 > 0.01.
+    decision = decide(account(prices={"ETH_USDT": "101.01"}), mkt=market("101.01"))
+    assert (decision.layer, decision.state_change) == ("circuit_breaker", "PAUSED")
+    assert decision.alerts[0].code == "CIRCUIT_BREAKER" and decision.alerts[0].level == "WARNING"
+
+
+def test_spread_at_five_times_average_passes_and_just_past_pauses():
+    assert decide(account(), mkt=market(spread="0.05", avg="0.01")).approved  # 0.05 = 5 × 0.01
+    assert decide(account(), mkt=market(spread="0.0501", avg="0.01")).layer == "circuit_breaker"
+
+
+def test_paused_blocks_entries_but_lets_exits_through():
+    paused = account(positions={"ETH_USDT": "3"}, state="PAUSED")
+    assert decide(paused).layer == "state"
+    sell = decide(paused, ProposedOrder("ETH_USDT", "SELL", D("3"), D("100")))
+    assert sell.action == "APPROVE" and sell.quantity == D("3")
+
+
+def test_halted_blocks_exits_too():
+    halted = account(positions={"ETH_USDT": "3"}, state="HALTED")
+    assert decide(halted, ProposedOrder("ETH_USDT", "SELL", D("3"), D("100"))).action == "REJECT"
+
+
+# Layer 3 — data stale: DATA_STALE_TIMEOUT_SEC = 30.
+def test_data_exactly_30s_old_passes_and_older_is_refused():
+    assert decide(account(), mkt=market(last=NOW - 30_000)).approved
+    decision = decide(account(), mkt=market(last=NOW - 30_001))
+    assert decision.layer == "data_stale" and "30.0s ago" in decision.reasons[0]
+
+
+# Layer 4 — total exposure: MAX_EXPOSURE_PCT 0.50 of equity.
+def test_exposure_at_the_limit_blocks_new_entries():
+    # 50 BTC at 100 = 5,000 of equity 5,000 + 5,000 = 10,000 → exposure 5,000 = 0.5 × 10,000.
+    state = account(cash="5000", positions={"BTC_USDT": "50"}, prices={"BTC_USDT": "100"})
+    decision = decide(state)
+    assert decision.layer == "exposure" and decision.alerts[0].level == "INFO"
+
+
+def test_exposure_just_below_the_limit_trims_to_the_room_left():
+    # 4,999.99 exposure: the room is 0.01 → 0.01 / 100 = 0.0001 ETH.
+    state = account(cash="5000.01", positions={"BTC_USDT": "49.9999"}, prices={"BTC_USDT": "100"})
+    decision = decide(state)
+    assert (decision.action, decision.layer, decision.quantity) == ("TRIM", "exposure", D("0.0001"))
+
+
+def test_exposure_above_80_percent_of_the_limit_raises_a_critical_alert():
+    # Limit 5,000; 80 % = 4,000. 3,000 held + 1,000 new = 4,000: not above → no alert.
+    at = decide(account(cash="7000", positions={"BTC_USDT": "30"}, prices={"BTC_USDT": "100"}))
+    assert at.approved and not [a for a in at.alerts if a.level == "CRITICAL"]
+    # 3,000.01 held (equity 10,000.01, position cap 1,000.001 → 10 ETH fits): 4,000.01 > 0.8 × 5,000.005.
+    above = decide(account(cash="7000", positions={"BTC_USDT": "30.0001"}, prices={"BTC_USDT": "100"}))
+    assert above.approved and [a for a in above.alerts if a.level == "CRITICAL" and a.code == "RISK_LIMIT"]
+
+
+# Layer 5 — single position: MAX_POSITION_PCT 0.10 of equity.
+def test_position_exactly_at_the_cap_is_approved():
+    # 10 × 100 = 1,000 = 0.10 × 10,000.
+    decision = decide(account())
+    assert (decision.action, decision.quantity) == ("APPROVE", D("10"))
+
+
+def test_position_just_past_the_cap_is_trimmed_with_a_warning():
+    decision = decide(account(), buy("10.00000001"))
+    assert (decision.action, decision.layer, decision.quantity) == ("TRIM", "position", D("10"))
+    assert decision.alerts[-1].level == "WARNING" and decision.alerts[-1].code == "RISK_LIMIT"
+
+
+def test_existing_holding_counts_against_the_cap():
+    # Holding 4 ETH (400) of equity 10,000: room 1,000 − 400 = 600 → 6 ETH.
+    decision = decide(account(cash="9600", positions={"ETH_USDT": "4"}))
+    assert decision.quantity == D("6")
+
+
+def test_cash_bounds_the_entry_including_slippage_and_fee():
+    # 500 cash / (100 × 1.0005 × 1.001) = 4.99250...: rounded down to 8 places.
+    decision = decide(
+        account(cash="500", positions={"BTC_USDT": "95"}, prices={"BTC_USDT": "100"}),
+        MAX_EXPOSURE_PCT="1.0",
+        MAX_POSITION_PCT="0.25",
+    )
+    expected = (D("500") / (D("100") * D("1.0005") * D("1.001"))).quantize(D("1e-8"), rounding="ROUND_DOWN")
+    assert (decision.layer, decision.quantity) == ("cash", expected)
+
+
+# Layer 6 — stop-loss: STOP_LOSS_PCT 0.02 below the entry.
+def test_stop_loss_fires_at_the_stop_and_not_above():
+    # Entry 100 → stop 98.
+    holding = dict(positions={"ETH_USDT": "5"}, avg_entry={"ETH_USDT": D("100")})
+    exits = ENGINE.stop_loss_exits(account(prices={"ETH_USDT": "98"}, **holding), PARAMS)
+    assert [(e.symbol, e.quantity, e.purpose) for e in exits] == [("ETH_USDT", D("5"), "stop_loss")]
+    assert ENGINE.stop_loss_exits(account(prices={"ETH_USDT": "98.0001"}, **holding), PARAMS) == []
+
+
+# Throttle and cool-down.
+def test_throttle_at_30_orders_a_minute():
+    assert decide(account(orders_last_minute=29)).approved
+    assert decide(account(orders_last_minute=30)).layer == "throttle"
+
+
+def test_cooldown_of_15_minutes_after_a_stop():
+    assert decide(account(last_stop_ms={"ETH_USDT": NOW - 899_999})).layer == "cooldown"
+    assert decide(account(last_stop_ms={"ETH_USDT": NOW - 900_000})).approved
+    assert decide(account(last_stop_ms={"BTC_USDT": NOW})).approved  # per symbol
+
+
+# Bad input: a rejection with a reason, never an exception.
+@pytest.mark.parametrize(
+    "state,order,mkt,layer",
+    [
+        (account(), buy(price="NaN"), market(), "input"),
+        (account(), buy(), MarketSnapshot(None), "input"),  # unknown symbol: no market data
+        (account(), buy(qty="0"), market(), "input"),
+        (account(), buy(qty="-1"), market(), "input"),
+        (account(cash="0"), buy(), market(), "input"),
+        (account(), ProposedOrder("ETH_USDT", "SELL", D("1"), D("100")), market(), "position"),  # nothing held
+    ],
+    ids=["nan price", "unknown symbol", "zero quantity", "negative quantity", "zero equity", "sell without position"],
+)
+def test_bad_input_is_rejected_with_a_reason(state, order, mkt, layer):
+    decision = ENGINE.evaluate(state, order, mkt, PARAMS, NOW)
+    assert decision.action == "REJECT" and decision.layer == layer and decision.reasons[0]

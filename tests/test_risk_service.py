@@ -1,0 +1,293 @@
+"""The risk manager through its real shell: tasks, state machine, exits, admin, commands (real database)."""
+
+import json
+from decimal import Decimal as D
+from io import StringIO
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.core.management import CommandError, call_command
+from django.urls import reverse
+
+from cdb_project import bus
+from execution.models import Order, Portfolio, Trade
+from marketdata.ingest import market_data_event
+from risk.models import Alert, AuditLog, RiskEvent, RiskParameters, TradingState
+from risk.state import halt, pause, release, resume
+from tests.support import series
+
+pytestmark = pytest.mark.django_db(transaction=True)
+DAY_MS = 86_400_000
+
+
+@pytest.fixture(autouse=True)
+def _strategy(sma_cross):
+    """The crafted series buys 9.09090909 TEST_USDT at 110.055 at candle 25."""
+
+
+def candle(ts, price, symbol="TEST_USDT", spread=0.001):
+    return market_data_event(symbol, "1m", ts, price, price * (1 + spread), price * (1 - spread), price, 100)
+
+
+def buy_then(prices, **params):
+    if params:
+        RiskParameters.load()
+        RiskParameters.objects.update(**params)
+    events = series.events()
+    series.publish_all(events)
+    last = events[-1]["timestamp"]
+    for i, price in enumerate(prices, start=1):
+        bus.publish(candle(last + i * series.STEP_MS, price))
+    return Order.objects.get(purpose=Order.Purpose.ENTRY)
+
+
+def test_stop_loss_exits_exactly_once_per_trade():
+    # Entry 110.055; stop 2 % below: 110.055 × 0.98 = 107.8539. 108 stays, 107.8 fires, 107 and 106 must not refire.
+    entry = buy_then([108, 107.8, 107, 106])
+    stops = Order.objects.filter(purpose=Order.Purpose.STOP_LOSS)
+    assert stops.count() == 1
+    stop = stops.get()
+    assert stop.status == Order.Status.FILLED and stop.quantity == entry.quantity
+    assert stop.event_time == series.events()[-1]["timestamp"] + 2 * series.STEP_MS
+    trade = Trade.objects.get(order=entry)
+    assert trade.status == Trade.Status.CLOSED and trade.exit_reason == "stop_loss" and trade.profit_loss < 0
+    assert Alert.objects.filter(code="RISK_LIMIT", level="WARNING", message__startswith="Stop-loss").count() == 1
+    # The symbol cools down for 15 minutes after its stop: a BUY 14 minutes later is refused, 15 minutes later not.
+    for minutes, layer in ((14, "cooldown"), (15, "position")):
+        ts = stop.event_time + minutes * series.STEP_MS
+        bus.publish(candle(ts, 106.0))
+        bus.publish(
+            {
+                "type": "signal",
+                "symbol": "TEST_USDT",
+                "side": "BUY",
+                "confidence": 0.7,
+                "reason": "again",
+                "timestamp": ts,
+                "signal_id": f"again-{minutes}",
+            }
+        )
+        assert RiskEvent.objects.get(signal_id=f"again-{minutes}").layer == layer
+
+
+def test_daily_drawdown_halts_and_closes_positions():
+    # Position 0.25 × 10,000 = 2,500 at 110.055 (22.72727272 units); drawdown limit 1 %, stop-loss 10 %.
+    # At 105: equity ≈ 10,000 − 22.727 × (110.055 − 105) − fee 2.50 ≈ 9,882.6 → 1.17 % down ≥ 1 % → HALT.
+    from django.conf import settings
+
+    settings.POSITION_SIZE_PCT = "0.25"
+    buy_then([105, 104], max_daily_drawdown_pct=D("0.01"), stop_loss_pct=D("0.10"), max_position_pct=D("0.25"))
+    state = TradingState.load()
+    assert state.state == "HALTED" and "Daily drawdown" in state.reason
+    close = Order.objects.get(purpose=Order.Purpose.DRAWDOWN_CLOSE)
+    assert close.status == Order.Status.FILLED  # the risk manager's own exit executes while HALTED
+    assert Trade.objects.get().exit_reason == "drawdown_close"
+    assert Alert.objects.filter(code="RISK_LIMIT", level="CRITICAL").exists()
+    assert Order.objects.filter(purpose=Order.Purpose.DRAWDOWN_CLOSE).count() == 1
+
+
+def test_midnight_rebases_the_day_but_stays_halted():
+    events = series.events()
+    series.publish_all(events)
+    halt("test", actor="tester")
+    start_before = Portfolio.load().day_start_equity
+    next_day = (events[-1]["timestamp"] // DAY_MS + 1) * DAY_MS  # 00:00 UTC
+    bus.publish(candle(next_day, 100.0))
+    portfolio = Portfolio.load()
+    assert portfolio.day > series_day(events[-1]["timestamp"]) and portfolio.day_start_equity != start_before
+    assert TradingState.load().state == "HALTED"
+    bus.publish(
+        {
+            "type": "signal",
+            "symbol": "TEST_USDT",
+            "side": "BUY",
+            "confidence": 0.9,
+            "reason": "test",
+            "timestamp": next_day,
+        }
+    )
+    assert RiskEvent.objects.filter(decision="REJECT", layer="state").exists()
+    assert Order.objects.filter(purpose=Order.Purpose.ENTRY).count() == 1  # only yesterday's
+
+
+def series_day(ms):
+    from cdb_project.timeutil import ms_to_datetime
+
+    return ms_to_datetime(ms).date()
+
+
+def test_circuit_breaker_pauses_then_resumes_when_normal():
+    events = series.events()
+    series.publish_all(events[:-1])
+    # The crossing candle with a 20 % range: 0.2 > 5 × the 0.2 % average → PAUSED.
+    bus.publish({**events[-1], "high": 121.0, "low": 99.0})
+    state = TradingState.load()
+    assert (state.state, state.pause_layer, state.breaker_symbol) == ("PAUSED", "circuit_breaker", "TEST_USDT")
+    assert Alert.objects.filter(code="CIRCUIT_BREAKER", level="WARNING").exists()
+    assert not Order.objects.exists()
+    t = events[-1]["timestamp"]
+    bus.publish(candle(t + 30_000, 110.0))  # 30 s later: too early to retry
+    assert TradingState.load().state == "PAUSED"
+    bus.publish(candle(t + 60_000, 110.0))  # 60 s: normal range again → ACTIVE
+    assert TradingState.load().state == "ACTIVE"
+
+
+def test_circuit_breaker_halts_after_ten_failed_retries():
+    series.publish_all(series.events()[:-1])
+    TradingState.load()
+    TradingState.objects.update(
+        state="PAUSED", pause_layer="circuit_breaker", breaker_symbol="TEST_USDT", breaker_tries=8, breaker_checked_ms=0
+    )
+    t = series.events()[-1]["timestamp"]
+    bus.publish(candle(t, 110.0, spread=0.1))  # still anomalous: try 9
+    assert TradingState.load().breaker_tries == 9
+    bus.publish(candle(t + 60_000, 110.0, spread=0.2))  # try 10 → HALTED
+    state = TradingState.load()
+    assert state.state == "HALTED" and "10 retries" in state.reason
+
+
+def test_pause_and_resume_belong_to_the_layer_and_never_touch_a_halt():
+    pause("data_stale", "no data")
+    assert resume("circuit_breaker", "x").state == "PAUSED"  # another layer cannot lift it
+    assert resume("data_stale", "fresh data").state == "ACTIVE"
+    halt("operator", actor="ops")
+    assert resume("data_stale", "fresh").state == "HALTED" and pause("data_stale", "x").state == "HALTED"
+    events = RiskEvent.objects.filter(decision="STATE_CHANGE").order_by("id").values_list("reason", flat=True)
+    assert [e.split(":")[0] for e in events] == ["ACTIVE → PAUSED", "PAUSED → ACTIVE", "ACTIVE → HALTED"]
+    assert AuditLog.objects.filter(action="state:halted", actor="ops", reason="operator").exists()
+
+
+def test_commands_halt_release_and_risk_status():
+    out = StringIO()
+    call_command("halt", "--reason", "news event", "--actor", "ops", stdout=out)
+    assert "HALTED" in out.getvalue() and TradingState.load().state == "HALTED"
+    status = StringIO()
+    call_command("risk_status", "--json", stdout=status)
+    report = json.loads(status.getvalue())
+    assert report["state"] == "HALTED" and report["reason"] == "news event"
+    assert report["parameters"]["MAX_POSITION_PCT"] == {
+        "value": "0.10000",
+        "source": "default",
+        "default": "0.10",
+        "range": ["0.01", "0.25"],
+    }
+    assert {"equity", "exposure", "daily_drawdown_pct", "open_positions"} <= set(report)
+    call_command("release", "--reason", "all clear", stdout=StringIO())
+    assert TradingState.load().state == "ACTIVE"
+    with pytest.raises(CommandError, match="needs a reason"):
+        call_command("halt", "--reason", "  ")
+    text = StringIO()
+    call_command("risk_status", stdout=text)
+    assert "Trading state: ACTIVE" in text.getvalue() and "MAX_DAILY_DRAWDOWN_PCT" in text.getvalue()
+
+
+def _params_form(**overrides):
+    params = RiskParameters.load()
+    data = {
+        name: str(getattr(params, name))
+        for name in (
+            "max_daily_drawdown_pct",
+            "max_slippage_pct",
+            "max_spread_multiplier",
+            "data_stale_timeout_sec",
+            "max_exposure_pct",
+            "max_position_pct",
+            "stop_loss_pct",
+            "max_orders_per_minute",
+            "cooldown_after_stop_min",
+        )
+    }
+    return {**data, "reason": "", **overrides}
+
+
+def test_admin_refuses_out_of_range_parameters_with_a_form_error(admin_client):
+    url = reverse("admin:risk_riskparameters_change", args=[RiskParameters.load().pk])
+    response = admin_client.post(url, _params_form(max_position_pct="0.9"))
+    assert response.status_code == 200
+    assert "MAX_POSITION_PCT: 0.9 is out of range (allowed 0.01–0.25)" in response.content.decode()
+    assert RiskParameters.load().max_position_pct == D("0.10") and not AuditLog.objects.exists()
+
+
+def test_admin_parameter_change_is_audited_and_used_by_the_next_decision(admin_client):
+    url = reverse("admin:risk_riskparameters_change", args=[RiskParameters.load().pk])
+    response = admin_client.post(url, _params_form(max_position_pct="0.05", reason="tighter"))
+    assert response.status_code == 302
+    audit = AuditLog.objects.get(action="parameter_change")
+    assert (audit.actor, audit.target, audit.old_value, audit.new_value, audit.reason) == (
+        "admin",
+        "MAX_POSITION_PCT",
+        "0.10000",
+        "0.05000",
+        "tighter",
+    )
+    assert RiskParameters.load().sources["MAX_POSITION_PCT"] == "admin"
+    series.publish_all(series.events())
+    assert Order.objects.get().quantity == D("4.54545454")  # 0.05 × 10,000 / 110, no restart
+
+
+def test_admin_halt_and_release_need_the_permission(client, admin_client):
+    staff = User.objects.create_user("staff", password="pw", is_staff=True)
+    staff.user_permissions.add(Permission.objects.get(codename="view_tradingstate"))
+    client.force_login(staff)
+    page = client.get(reverse("admin:risk_tradingstate_changelist")).content.decode()
+    assert "Halt trading" not in page
+    assert client.post(reverse("admin:risk_tradingstate_halt"), {"reason": "x"}).status_code == 403
+    assert TradingState.load().state == "ACTIVE"
+
+    assert "Halt trading" in admin_client.get(reverse("admin:risk_tradingstate_changelist")).content.decode()
+    admin_client.post(reverse("admin:risk_tradingstate_halt"), {"reason": ""})
+    assert TradingState.load().state == "ACTIVE"  # a halt needs a reason
+    admin_client.post(reverse("admin:risk_tradingstate_halt"), {"reason": "fat finger"})
+    state = TradingState.load()
+    assert (state.state, state.reason, state.changed_by) == ("HALTED", "fat finger", "admin")
+    admin_client.post(reverse("admin:risk_tradingstate_release"), {"reason": "checked"})
+    assert TradingState.load().state == "ACTIVE"
+    assert list(AuditLog.objects.order_by("id").values_list("action", "actor")) == [
+        ("state:halted", "admin"),
+        ("state:active", "admin"),
+    ]
+
+
+def test_release_is_possible_from_the_service_with_an_empty_reason():
+    halt("x", actor="a")
+    assert release("", actor="b").reason == "released"
+
+
+def test_metrics_count_decisions_and_track_the_account():
+    from prometheus_client import REGISTRY
+
+    def sample(name, **labels):
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    passed, failed = sample("risk_checks_passed_total"), sample("risk_checks_failed_total", layer="state")
+    series.publish_all(series.events())  # one approval
+    halt("metrics", actor="tester")
+    bus.publish(
+        {
+            "type": "signal",
+            "symbol": "TEST_USDT",
+            "side": "BUY",
+            "confidence": 0.5,
+            "reason": "m",
+            "timestamp": series.events()[-1]["timestamp"],
+        }
+    )  # one rejection by state
+    assert sample("risk_checks_passed_total") == passed + 1
+    assert sample("risk_checks_failed_total", layer="state") == failed + 1
+    bus.publish(candle(series.events()[-1]["timestamp"] + 60_000, 110.0))
+    assert sample("trading_state") == 2  # HALTED
+    assert 9 < sample("total_exposure_percent") < 11  # ≈ 1,000 of ≈ 10,000
+
+
+def test_risk_status_reports_an_out_of_range_env_value(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.support.processes import ROOT
+
+    env = {"PATH": "/usr/bin:/bin", "MAX_POSITION_PCT": "0.9", "DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}"}
+    run = [sys.executable, "manage.py"]
+    subprocess.run([*run, "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=120)
+    done = subprocess.run([*run, "risk_status"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0
+    assert "warning: MAX_POSITION_PCT: 0.9 is out of range (allowed 0.01–0.25); using the default 0.10" in done.stdout

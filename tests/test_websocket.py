@@ -1,0 +1,84 @@
+"""The dashboard websocket on a running daphne: logged-in users only, a snapshot on connect, then live bus events."""
+
+import pytest
+from django.contrib.auth.models import Permission, User
+
+from cdb_project import bus
+from risk import state as trading_state
+from risk.models import TradingState
+from tests.support.processes import wait_until
+from tests.support.ws import DashboardClient, session_cookie
+
+pytestmark = [pytest.mark.redis, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+ORDER_RESULT = {
+    "type": "order_result",
+    "order_id": "PAPER_1",
+    "client_order_id": "cdbwebsockettest",
+    "status": "FILLED",
+    "filled_quantity": 0.5,
+    "price": 101.25,
+    "fees": 0.05,
+    "timestamp": 1730443262000,
+    "symbol": "ETH_USDT",
+    "side": "BUY",
+}
+
+
+def _user(name: str, *perms: str) -> User:
+    user = User.objects.create_user(name, password="pw-" + name)
+    for codename in perms:
+        user.user_permissions.add(Permission.objects.get(codename=codename))
+    return user
+
+
+def test_connected_client_receives_order_results_alerts_and_state(daphne_server):
+    client = DashboardClient(daphne_server.port, cookie=session_cookie(_user("viewer")))
+    try:
+        snapshot = wait_until(lambda: client.pushed("snapshot"), message="the snapshot")[0]
+        assert snapshot["trading_state"]["state"] == "ACTIVE"
+
+        bus.publish(dict(ORDER_RESULT))
+        pushed = wait_until(lambda: client.pushed("order_results"), message="the order_result")
+        assert pushed == [ORDER_RESULT]
+
+        trading_state.halt("websocket test", actor="tester")
+        state = wait_until(lambda: client.pushed("trading_state"), message="the state change")[0]
+        assert state["state"] == "HALTED" and state["reason"] == "websocket test"
+        alerts = client.pushed("alerts")
+        assert alerts and alerts[-1]["code"] == "TRADING_STATE" and alerts[-1]["level"] == "CRITICAL"
+    finally:
+        client.close()
+
+
+def test_anonymous_and_forged_sessions_are_refused(daphne_server):
+    for cookie in (None, "sessionid=not-a-session"):
+        with pytest.raises(RuntimeError, match="403"):
+            DashboardClient(daphne_server.port, cookie=cookie)
+
+
+def test_halt_over_the_websocket_needs_the_permission(daphne_server):
+    viewer = DashboardClient(daphne_server.port, cookie=session_cookie(_user("viewer")))
+    operator = DashboardClient(daphne_server.port, cookie=session_cookie(_user("operator", "halt_trading")))
+    try:
+        wait_until(lambda: viewer.pushed("snapshot") and operator.pushed("snapshot"), message="both snapshots")
+        viewer.send({"action": "halt", "reason": "not mine to halt"})
+        error = wait_until(lambda: viewer.pushed("error"), message="the refusal")[0]
+        assert error["status"] == 403 and error["action"] == "halt"
+        assert TradingState.load().state == "ACTIVE"
+
+        operator.send({"action": "halt", "reason": ""})
+        assert wait_until(lambda: operator.pushed("error"), message="the missing reason")[0]["status"] == 400
+        operator.send({"action": "halt", "reason": "from the websocket"})
+        ack = wait_until(lambda: operator.pushed("ack"), message="the halt ack")[0]
+        assert ack["trading_state"]["state"] == "HALTED" and ack["trading_state"]["changed_by"] == "operator"
+        assert TradingState.load().state == "HALTED"
+        # every open dashboard hears about it
+        assert wait_until(lambda: viewer.pushed("trading_state"), message="the push")[0]["state"] == "HALTED"
+
+        viewer.send({"action": "snapshot"})
+        wait_until(lambda: len(viewer.pushed("snapshot")) == 2, message="a resync snapshot")
+        assert viewer.pushed("snapshot")[1]["trading_state"]["state"] == "HALTED"
+    finally:
+        viewer.close()
+        operator.close()

@@ -1,0 +1,482 @@
+"""The backtest: the live decision code (strategy, the six risk layers, the paper fill model, the book) run
+in one process over recorded candles, with the same order of effects as the live pipeline.
+
+Per candle, exactly as the live ``trading.on_market_data`` task and its followers do:
+1. the risk watch: day roll-over at 00:00 UTC, daily drawdown (HALT and close everything), stop-loss exits
+   (settled at once), the circuit breaker's retry;
+2. the strategy on the candle; a signal is sized and judged by ``RiskEngine.evaluate``;
+3. an approved order is filled by the paper exchange at the candle's close and booked.
+
+Nothing here touches the ORM, Redis or the clock: state lives in this object, time is the candles' time.
+Identifiers (signal ids, client order ids, trade ids, exit keys) are derived exactly as live, so a replay
+through Celery/Redis/PostgreSQL and this loop can be compared order by order.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+from execution.accounting import AccountingError, Book
+from execution.paper import PaperExchange
+from execution.trades import ClosedLot, Lot, close_lots, open_lot
+from marketdata.validation import CandleRow, Rejection, parse_file_name, validate_lines
+from risk.decision_service import client_order_id_for
+from risk.engine import (
+    ACTIVE,
+    HALTED,
+    PAUSED,
+    SPREAD_WINDOW,
+    AccountState,
+    AlertSpec,
+    ExitOrder,
+    ProposedOrder,
+    RiskEngine,
+    breaker_retry,
+    proposed_quantity,
+    round_quantity,
+    snapshot_from_candles,
+)
+from trading.signal_service import signal_id_for
+from trading.strategies import Candle, Strategy
+
+MINUTE_MS = 60_000
+DAY_MS = 86_400_000
+RISK_EXITS = ("stop_loss", "drawdown_close")
+
+
+class BacktestInputError(ValueError):
+    """A file that cannot be backtested (missing, empty, unnamed); the message says which and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    symbol: str
+    interval: str
+    row: CandleRow  # exact Decimals: prices, fills and the book
+    candle: Candle  # the same candle in floats: what the strategy reads
+
+
+def read_bars(paths: list[str], rejected: dict[str, int] | None = None) -> Iterator[Bar]:
+    """Candles of several SYMBOL-INTERVAL.csv files, validated like a replay and merged by (time, symbol)."""
+    streams = []
+    for raw in paths:
+        path = Path(raw)
+        named = parse_file_name(path)
+        if named is None:
+            raise BacktestInputError(f"{path}: name it SYMBOL-INTERVAL.csv (e.g. ETH_BTC-5m.csv)")
+        if not path.is_file():
+            raise BacktestInputError(f"{path}: no such file")
+        if path.stat().st_size == 0:
+            raise BacktestInputError(f"{path}: the file is empty")
+        streams.append(_bars(path, *named, rejected if rejected is not None else {}))
+    return heapq.merge(*streams, key=lambda bar: (bar.row.timestamp, bar.symbol, bar.interval))
+
+
+def _bars(path: Path, symbol: str, interval: str, rejected: dict[str, int]) -> Iterator[Bar]:
+    with path.open(encoding="utf-8", errors="replace") as handle:
+        for item in validate_lines(handle):
+            if isinstance(item, Rejection):
+                rejected[item.reason] = rejected.get(item.reason, 0) + 1
+            else:
+                yield Bar(
+                    symbol,
+                    interval,
+                    item,
+                    Candle(
+                        item.timestamp,
+                        float(item.open),
+                        float(item.high),
+                        float(item.low),
+                        float(item.close),
+                        float(item.volume),
+                    ),
+                )
+
+
+@dataclass
+class Order:
+    client_order_id: str
+    signal_id: str
+    symbol: str
+    side: str
+    quantity: Decimal
+    requested_price: Decimal
+    timestamp: int
+    purpose: str
+    decision: str
+    risk_checks: list[str]
+    status: str = "PENDING"
+    filled_quantity: Decimal = Decimal(0)
+    price: Decimal | None = None
+    fees: Decimal = Decimal(0)
+    reason: str = ""
+
+
+@dataclass
+class Result:
+    initial_capital: Decimal
+    book: Book
+    marks: dict[str, Decimal]
+    candles: int
+    seconds: float
+    orders: list[Order]
+    closed: list[ClosedLot]
+    open_lots: dict[str, list[Lot]]
+    risk_events: list[dict]
+    alerts: list[dict]
+    equity_curve: list[tuple[int, Decimal]]
+    in_market: list[bool]
+    trading_state: str
+
+    @property
+    def final_equity(self) -> Decimal:
+        return self.book.equity(self.marks)
+
+
+@dataclass
+class Backtest:
+    strategy_factory: Callable[[], Strategy]
+    parameters: dict[str, Decimal]
+    capital: Decimal
+    exchange: PaperExchange
+    position_size_pct: Decimal
+    engine: RiskEngine = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.engine = RiskEngine(fee_rate=self.exchange.fee_rate, slippage_pct=self.exchange.slippage_pct)
+        self.book = Book.new(self.capital)
+        self.state, self.pause_layer = ACTIVE, ""
+        self.breaker = {"symbol": "", "tries": 0, "checked": None}
+        self.day_number: int | None = None
+        self.day_start_equity: Decimal | None = None
+        self.day_start_f = 0.0
+        self.max_drawdown_f = float(self.parameters["MAX_DAILY_DRAWDOWN_PCT"])
+        self.cash_f = float(self.capital)
+        self.marks_f: dict[str, float] = {}
+        self.held_f: dict[str, float] = {}  # float copies of the book, for the pre-checks only
+        self.stop_f: dict[str, float] = {}
+        self.stop_dirty: set[str] = set()
+        self.marks: dict[str, Decimal] = {}
+        self.volumes: dict[str, Decimal] = {}
+        self.history: dict[str, deque] = {}
+        self.strategies: dict[tuple[str, str], Strategy] = {}
+        self.orders: list[Order] = []
+        self.exit_attempts: dict[str, list[str]] = {}  # exit key base -> statuses of its attempts
+        self.entry_times: deque[int] = deque()
+        self.last_stop: dict[str, int] = {}
+        self.lots: dict[str, list[Lot]] = {}
+        self.closed: list[ClosedLot] = []
+        self.risk_events: list[dict] = []
+        self.alerts: list[dict] = []
+        self.equity_curve: list[tuple[int, Decimal]] = []
+        self.in_market: list[bool] = []  # per equity-curve point: was anything held
+
+    # --- the loop ---------------------------------------------------------------------------------------
+    def run(self, bars: Iterable[Bar], progress: Callable[[int], None] = lambda n: None) -> Result:
+        started = time.perf_counter()
+        count = 0
+        group: list[Bar] = []
+        for bar in bars:
+            if group and bar.row.timestamp != group[0].row.timestamp:
+                self.step(group)
+                progress(len(group))
+                count += len(group)
+                group = []
+            group.append(bar)
+        if group:
+            self.step(group)
+            progress(len(group))
+            count += len(group)
+        if self.equity_curve:
+            self._close_point()
+        return Result(
+            self.capital,
+            self.book,
+            self.marks,
+            count,
+            time.perf_counter() - started,
+            self.orders,
+            self.closed,
+            self.lots,
+            self.risk_events,
+            self.alerts,
+            self.equity_curve,
+            self.in_market,
+            self.state,
+        )
+
+    def step(self, bars: list[Bar]) -> None:
+        """One timestamp: every candle of that time is in before any decision (as in the store of a replay,
+        where a decision at time T sees all candles up to and including T), then each symbol in order."""
+        now = bars[0].row.timestamp
+        if self.equity_curve:
+            self._close_point()
+        for bar in bars:
+            row, symbol = bar.row, bar.symbol
+            self.marks[symbol], self.volumes[symbol] = row.close, row.volume
+            self.marks_f[symbol] = bar.candle.close
+            history = self.history.get(symbol)
+            if history is None:
+                history = self.history[symbol] = deque(maxlen=SPREAD_WINDOW + 1)
+            history.appendleft((now, row.high, row.low, row.close))
+            self.stop_dirty.add(symbol)
+        if now // DAY_MS != self.day_number:
+            self.day_number = now // DAY_MS
+            self.day_start_equity = self._account(bars[0].symbol, now).equity
+            self.day_start_f = float(self.day_start_equity)
+        for bar in bars:
+            symbol = bar.symbol
+            self._watch(symbol, now)
+            key = (symbol, bar.interval)
+            strategy = self.strategies.get(key)
+            if strategy is None:
+                strategy = self.strategies[key] = self.strategy_factory()
+            emitted = strategy.on_candle(bar.candle)
+            if emitted is not None:
+                signal_id = signal_id_for(symbol, bar.interval, strategy.name, now)
+                self._decide(symbol, emitted.side, Decimal(str(emitted.price)), emitted.confidence, signal_id, now)
+        self.equity_curve.append((now, None))
+
+    def _close_point(self) -> None:
+        """Value the book once per timestamp, after every candle of that time is in."""
+        ts, _ = self.equity_curve[-1]
+        self.equity_curve[-1] = (ts, self.book.equity(self.marks))
+        self.in_market.append(bool(self.held_f))
+
+    # --- the account as the engine sees it --------------------------------------------------------------
+    def _account(self, symbol: str, now: int) -> AccountState:
+        while self.entry_times and self.entry_times[0] <= now - MINUTE_MS:
+            self.entry_times.popleft()
+        held = {s: h.quantity for s, h in self.book.holdings.items() if h.quantity > 0}
+        account = AccountState(
+            trading_state=self.state,
+            cash=self.book.cash,
+            positions=held,
+            prices={s: self.marks[s] for s in {*held, symbol} if s in self.marks},
+            day_start_equity=self.day_start_equity,
+            orders_last_minute=len(self.entry_times),
+            last_stop_ms={symbol: self.last_stop[symbol]} if symbol in self.last_stop else {},
+            avg_entry={s: self.book.holding(s).avg_entry_price for s in held},
+        )
+        return account
+
+    # --- 1. the watch -----------------------------------------------------------------------------------
+    def _watch(self, symbol: str, now: int) -> None:
+        """The live watch. Float pre-checks only skip work that cannot trigger (with a margin far above float
+        error); whenever a layer might trip, the engine decides on exact Decimals, as live."""
+        marks = self.marks_f
+        if self.day_start_f > 0 and self.state != HALTED:
+            equity = self.cash_f + sum(q * marks[s] for s, q in self.held_f.items())
+            if (self.day_start_f - equity) / self.day_start_f >= self.max_drawdown_f - 1e-9:
+                self._watch_drawdown(symbol, now)
+                if self.state == HALTED:
+                    return
+        # A stop can only newly trigger where a price moved or a position or its exit changed (``stop_dirty``):
+        # every other position was checked with the same numbers before.
+        candidates, self.stop_dirty = self.stop_dirty, set()
+        if any(s in self.stop_f and marks[s] <= self.stop_f[s] * (1 + 1e-9) for s in candidates):
+            account = self._account(symbol, now)
+            for exit_order in self.engine.stop_loss_exits(account, self.parameters):
+                key = self._exit_key("stop", exit_order.symbol)
+                if key is not None:
+                    self._alert(AlertSpec("WARNING", "RISK_LIMIT", f"Stop-loss: {exit_order.reason}"), now)
+                    self._submit_exit(key, exit_order, now)
+        if self.state == PAUSED and self.pause_layer == "circuit_breaker":
+            market = snapshot_from_candles(list(self.history.get(self.breaker["symbol"], ())))
+            step, tries = breaker_retry(self.breaker["tries"], self.breaker["checked"], market, self.parameters, now)
+            if step == "resume":
+                self._set_state(ACTIVE, "", now)
+            elif step == "halt":
+                self._set_state(HALTED, "", now)
+            elif step == "retry":
+                self.breaker.update(tries=tries, checked=now)
+
+    def _watch_drawdown(self, symbol: str, now: int) -> None:
+        account = self._account(symbol, now)
+        if not self.engine.drawdown_breached(account, self.parameters):
+            return
+        message = (
+            f"Daily drawdown {account.daily_drawdown:.4%} reached the limit "
+            f"{self.parameters['MAX_DAILY_DRAWDOWN_PCT']:.2%}. Trading halted."
+        )
+        self._alert(AlertSpec("CRITICAL", "RISK_LIMIT", message), now)
+        self._trip(HALTED, "drawdown", message, now, "")
+        self._close_all(account, message, now)
+
+    # --- 2. the decision --------------------------------------------------------------------------------
+    def _decide(self, symbol: str, side: str, price: Decimal, confidence: float, signal_id: str, now: int) -> None:
+        account = self._account(symbol, now)
+        market = snapshot_from_candles(list(self.history[symbol]))
+        quantity = proposed_quantity(side, account, symbol, price, self.position_size_pct)
+        decision = self.engine.evaluate(
+            account, ProposedOrder(symbol, side, quantity, price), market, self.parameters, now
+        )
+        client_order_id = client_order_id_for(signal_id)
+        self.risk_events.append(
+            {
+                "timestamp": now,
+                "symbol": symbol,
+                "signal_id": signal_id,
+                "decision": decision.action,
+                "layer": decision.layer,
+                "requested_quantity": str(quantity),
+                "approved_quantity": str(decision.quantity),
+                "reason": "; ".join(decision.reasons),
+                "details": decision.details,
+            }
+        )
+        for alert in decision.alerts:
+            self._alert(alert, now)
+        if decision.state_change:
+            self._trip(decision.state_change, decision.layer, decision.reasons[0], now, symbol)
+        if decision.close_positions:
+            self._close_all(account, decision.reasons[0], now)
+        if not decision.approved:
+            return
+        purpose = "entry" if side == "BUY" else "exit"
+        order = Order(
+            client_order_id,
+            signal_id,
+            symbol,
+            side,
+            decision.quantity,
+            market.price,
+            now,
+            purpose,
+            decision.action,
+            list(decision.checks),
+        )
+        self._execute(order)
+
+    # --- 3. execution -----------------------------------------------------------------------------------
+    def _execute(self, order: Order) -> None:
+        self.orders.append(order)
+        if order.purpose == "entry":
+            self.entry_times.append(order.timestamp)
+        if self.state == HALTED and order.purpose not in RISK_EXITS:
+            order.status, order.reason = "REJECTED", "trading HALTED before execution"
+        elif self.state == PAUSED and order.side == "BUY":
+            order.status, order.reason = "REJECTED", "trading PAUSED before execution: entries blocked"
+        else:
+            fill = self.exchange.fill(
+                order.client_order_id, order.side, order.quantity, self.marks[order.symbol], self.volumes[order.symbol]
+            )
+            self._settle(order, fill)
+        if order.status in ("FAILED", "REJECTED"):
+            message = f"{order.side} {order.quantity} {order.symbol} {order.status}: {order.reason}"
+            self._alert(AlertSpec("WARNING", "ORDER_FAILED", message), order.timestamp)
+
+    def _settle(self, order: Order, fill) -> None:
+        self.stop_dirty.add(order.symbol)
+        if fill.status not in ("FILLED", "PARTIALLY_FILLED"):
+            order.status, order.reason = ("REJECTED" if fill.status == "REJECTED" else "FAILED"), fill.reason
+            return
+        try:
+            self.book.apply(order.symbol, order.side, fill.quantity, fill.price, fill.fee)
+        except AccountingError as error:
+            order.status, order.reason = "FAILED", str(error)
+            return
+        order.status, order.reason = fill.status, fill.reason
+        order.filled_quantity, order.price, order.fees = fill.quantity, fill.price, fill.fee
+        self._refresh_cache(order.symbol)
+        lots = self.lots.setdefault(order.symbol, [])
+        if order.side == "BUY":
+            lots.append(
+                open_lot(order.client_order_id, order.symbol, fill.quantity, fill.price, fill.fee, order.timestamp)
+            )
+            return
+        if order.purpose == "stop_loss":
+            self.last_stop[order.symbol] = order.timestamp
+        reason = "signal" if order.purpose == "exit" else order.purpose
+        closed, remainder = close_lots(
+            lots, fill.quantity, fill.price, fill.fee, order.client_order_id, order.timestamp, reason
+        )
+        self.closed.extend(closed)
+        del lots[: len(closed)]
+        if remainder is not None:
+            lots.insert(0, remainder)
+
+    def _refresh_cache(self, symbol: str) -> None:
+        self.cash_f = float(self.book.cash)
+        holding = self.book.holding(symbol)
+        if holding.quantity > 0:
+            self.held_f[symbol] = float(holding.quantity)
+            self.stop_f[symbol] = float(holding.avg_entry_price * (1 - self.parameters["STOP_LOSS_PCT"]))
+        else:
+            self.held_f.pop(symbol, None)
+            self.stop_f.pop(symbol, None)
+
+    # --- risk exits and state -----------------------------------------------------------------------------
+    def _exit_key(self, kind: str, symbol: str) -> str | None:
+        lots = self.lots.get(symbol)
+        if not lots:
+            return None
+        base = f"{kind}:{lots[0].trade_id}"
+        attempts = self.exit_attempts.get(base, [])
+        if any(status != "FAILED" for status in attempts):
+            return None
+        return base if not attempts else f"{base}#{len(attempts)}"
+
+    def _submit_exit(self, key: str, exit_order: ExitOrder, now: int) -> None:
+        self.risk_events.append(
+            {
+                "timestamp": now,
+                "symbol": exit_order.symbol,
+                "signal_id": key,
+                "decision": "APPROVE",
+                "layer": exit_order.purpose,
+                "requested_quantity": str(exit_order.quantity),
+                "approved_quantity": str(exit_order.quantity),
+                "reason": exit_order.reason,
+            }
+        )
+        order = Order(
+            client_order_id_for(key),
+            key,
+            exit_order.symbol,
+            "SELL",
+            round_quantity(exit_order.quantity),
+            self.marks[exit_order.symbol],
+            now,
+            exit_order.purpose,
+            "APPROVE",
+            [exit_order.purpose],
+        )
+        self._execute(order)
+        base = key.split("#", 1)[0]
+        self.exit_attempts.setdefault(base, []).append(order.status)
+
+    def _close_all(self, account: AccountState, reason: str, now: int) -> None:
+        for exit_order in self.engine.close_all(account, reason):
+            key = self._exit_key("ddclose", exit_order.symbol)
+            if key is not None:
+                self._submit_exit(key, exit_order, now)
+
+    def _trip(self, new_state: str, layer: str, reason: str, now: int, symbol: str) -> None:
+        if self.state == HALTED or self.state == new_state:
+            return
+        self._set_state(new_state, layer, now, reason)
+        if layer == "circuit_breaker":
+            self.breaker = {"symbol": symbol, "tries": 0, "checked": now}
+
+    def _set_state(self, new_state: str, layer: str, now: int, reason: str = "") -> None:
+        self.risk_events.append(
+            {
+                "timestamp": now,
+                "decision": "STATE_CHANGE",
+                "layer": layer or "state",
+                "reason": f"{self.state} → {new_state}: {reason}",
+            }
+        )
+        self.state, self.pause_layer = new_state, layer if new_state == PAUSED else ""
+        if new_state != PAUSED:
+            self.breaker = {"symbol": "", "tries": 0, "checked": None}
+
+    def _alert(self, alert: AlertSpec, now: int) -> None:
+        self.alerts.append({"timestamp": now, "level": alert.level, "code": alert.code, "message": alert.message})

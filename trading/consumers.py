@@ -1,0 +1,66 @@
+"""The dashboard websocket: logged-in users only. Joins the dashboard group, sends a snapshot, relays bus pushes.
+
+Messages from the page:
+- ``{"action": "snapshot"}``: a fresh snapshot (also sent unasked on every (re)connect: how the page resynchronises);
+- ``{"action": "refresh"}``: the same, as kind ``refresh`` (the page merges it into its live tables);
+- ``{"action": "halt" | "release", "reason": "…"}``: changes the trading state through ``risk.state``, only for
+  users with the ``risk.halt_trading`` permission; everyone else gets an error 403.
+"""
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+
+from risk import state as trading_state
+from risk.state import state_snapshot
+
+from .dashboard import build_snapshot
+from .views import HALT_PERMISSION
+
+CLOSE_UNAUTHENTICATED = 4401
+
+
+class DashboardConsumer(AsyncJsonWebsocketConsumer):
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)  # before accept: the handshake is refused (HTTP 403)
+            return
+        await self.channel_layer.group_add(settings.DASHBOARD_GROUP, self.channel_name)
+        await self.accept()
+        await self.send_snapshot()
+
+    async def disconnect(self, code: int) -> None:
+        await self.channel_layer.group_discard(settings.DASHBOARD_GROUP, self.channel_name)
+
+    async def send_snapshot(self, kind: str = "snapshot") -> None:
+        await self.send_json({"kind": kind, "data": await database_sync_to_async(build_snapshot)()})
+
+    async def receive_json(self, content, **kwargs) -> None:
+        action = content.get("action") if isinstance(content, dict) else None
+        if action in ("snapshot", "refresh"):
+            await self.send_snapshot(action)
+        elif action in ("halt", "release"):
+            await self.change_state(action, content.get("reason"))
+        else:
+            await self.send_json({"kind": "error", "data": {"status": 400, "detail": f"unknown action {action!r}"}})
+
+    async def change_state(self, action: str, reason) -> None:
+        user = self.scope["user"]
+        allowed = await database_sync_to_async(user.has_perm)(HALT_PERMISSION)
+        if not allowed:
+            detail = f"{action} needs the {HALT_PERMISSION} permission"
+            await self.send_json({"kind": "error", "data": {"status": 403, "action": action, "detail": detail}})
+            return
+        if reason is not None and not isinstance(reason, str):
+            reason = None
+        service = trading_state.halt if action == "halt" else trading_state.release
+        try:
+            new = await database_sync_to_async(service)(reason or "", user.get_username())
+        except ValueError as error:
+            await self.send_json({"kind": "error", "data": {"status": 400, "action": action, "detail": str(error)}})
+            return
+        await self.send_json({"kind": "ack", "data": {"action": action, "trading_state": state_snapshot(new)}})
+
+    async def dashboard_push(self, message: dict) -> None:
+        await self.send_json({"kind": message["kind"], "data": message["data"]})

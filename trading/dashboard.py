@@ -1,0 +1,377 @@
+"""What the dashboard and /api/status/ show, as plain JSON-ready data. Read-only queries, no side effects.
+
+``build_snapshot()`` is the whole page state (sent on websocket connect, served at /api/dashboard/snapshot/);
+``status()`` is the part /api/status/ returns. The account figures (equity, daily P&L, drawdown, exposure)
+come from the stored portfolio, positions, filled orders and the latest candle closes.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import connection
+from django.db.models import Max
+
+from cdb_project.timeutil import datetime_to_ms, ms_to_datetime
+from cdb_project.timeutil import now_ms as system_now_ms
+from execution.models import Order, Portfolio, Position
+from execution.service import order_result_event
+from marketdata import models as marketdata_models
+from marketdata.models import Candle
+from risk.models import Alert, RiskParameters, TradingState
+from risk.state import state_snapshot
+
+from .models import Signal
+
+ROWS = 25
+EQUITY_POINTS = 300
+ZERO = Decimal(0)
+
+
+# --- time and mode ------------------------------------------------------------------------------------
+
+
+def market_now_ms() -> int:
+    """The market clock (a replay's event time while one drives time), else the system clock."""
+    try:
+        from marketdata import clock
+    except ImportError:
+        return system_now_ms()
+    return clock.now_ms()
+
+
+def trading_mode() -> str:
+    """LIVE only when explicitly enabled and the MEXC keys are present; PAPER otherwise."""
+    key = getattr(settings, "MEXC_API_KEY", "") or os.environ.get("MEXC_API_KEY", "")
+    secret = getattr(settings, "MEXC_API_SECRET", "") or os.environ.get("MEXC_API_SECRET", "")
+    return "LIVE" if getattr(settings, "LIVE_TRADING", False) and key and secret else "PAPER"
+
+
+# --- prices and account -------------------------------------------------------------------------------
+
+
+def latest_closes(symbols=None, at_or_before: int | None = None) -> dict[str, dict]:
+    """{symbol: {timestamp, price, volume}} from the newest stored candle of each symbol."""
+    candles = Candle.objects.all()
+    if symbols is not None:
+        candles = candles.filter(symbol__in=list(symbols))
+    if at_or_before is not None:
+        candles = candles.filter(timestamp__lte=at_or_before)
+    newest = candles.values("symbol").annotate(ts=Max("timestamp"))
+    out: dict[str, dict] = {}
+    for row in newest:
+        candle = (
+            Candle.objects.filter(symbol=row["symbol"], timestamp=row["ts"])
+            .order_by("interval")
+            .values("timestamp", "close", "volume")
+            .first()
+        )
+        if candle is not None:
+            out[row["symbol"]] = {
+                "timestamp": candle["timestamp"],
+                "price": candle["close"],
+                "volume": candle["volume"],
+            }
+    return out
+
+
+def _fills(before_ms: int | None = None):
+    orders = Order.objects.filter(status__in=[Order.Status.FILLED, Order.Status.PARTIALLY_FILLED])
+    orders = orders.exclude(price__isnull=True)
+    if before_ms is not None:
+        orders = orders.filter(event_time__lt=before_ms)
+    return orders.order_by("event_time", "id").values_list(
+        "event_time", "symbol", "side", "filled_quantity", "price", "fees"
+    )
+
+
+def _replay(
+    initial: Decimal, fills
+) -> tuple[Decimal, dict[str, Decimal], dict[str, Decimal], list[tuple[int, Decimal]]]:
+    """Cash, holdings, last fill price per symbol and the equity after each fill, marked at fill prices."""
+    cash, holdings, marks, curve = initial, {}, {}, []
+    for event_time, symbol, side, quantity, price, fees in fills:
+        if side == "BUY":
+            cash -= quantity * price + fees
+            holdings[symbol] = holdings.get(symbol, ZERO) + quantity
+        else:
+            cash += quantity * price - fees
+            holdings[symbol] = holdings.get(symbol, ZERO) - quantity
+        marks[symbol] = price
+        curve.append((event_time, cash + sum((q * marks[s] for s, q in holdings.items()), start=ZERO)))
+    return cash, holdings, marks, curve
+
+
+def _day_start_ms(now: int) -> int:
+    moment = ms_to_datetime(now)
+    return datetime_to_ms(datetime(moment.year, moment.month, moment.day, tzinfo=UTC))
+
+
+def _ratio(numerator: Decimal, denominator: Decimal) -> float:
+    return float(numerator / denominator) if denominator else 0.0
+
+
+def account_summary(now: int | None = None) -> dict:
+    """Equity, cash, daily P&L and drawdown since 00:00 UTC (market time), exposure and their limits."""
+    now = market_now_ms() if now is None else now
+    portfolio = Portfolio.load()
+    params = RiskParameters.load()
+    positions = list(Position.objects.filter(quantity__gt=0))
+    prices = latest_closes([p.symbol for p in positions])
+    exposure = ZERO
+    for p in positions:
+        price = prices.get(p.symbol, {}).get("price") or p.avg_entry_price
+        exposure += p.quantity * price
+    equity = portfolio.cash + exposure
+
+    day_start = _day_start_ms(now)
+    if getattr(portfolio, "day", None) == ms_to_datetime(now).date() and getattr(portfolio, "day_start_equity", None):
+        start_equity = portfolio.day_start_equity  # what the risk engine measures its drawdown against
+    else:  # no risk decision today yet: the equity at 00:00 UTC from the fills before it and the closes then
+        cash0, holdings0, marks0, _ = _replay(portfolio.initial_capital, _fills(before_ms=day_start))
+        closes0 = latest_closes([s for s, q in holdings0.items() if q > 0], at_or_before=day_start)
+        start_equity = cash0 + sum(
+            (q * (closes0.get(s, {}).get("price") or marks0[s]) for s, q in holdings0.items() if q > 0), start=ZERO
+        )
+    daily_pnl = equity - start_equity
+    drawdown = max(ZERO, -daily_pnl)
+    return {
+        "initial_capital": float(portfolio.initial_capital),
+        "cash": float(portfolio.cash),
+        "equity": float(equity),
+        "realized_pnl": float(portfolio.realized_pnl),
+        "fees_paid": float(portfolio.fees_paid),
+        "day_start": ms_to_datetime(day_start).isoformat(),
+        "day_start_equity": float(start_equity),
+        "daily_pnl": float(daily_pnl),
+        "daily_pnl_pct": _ratio(daily_pnl, start_equity),
+        "drawdown_pct": _ratio(drawdown, start_equity),
+        "drawdown_limit_pct": float(params.max_daily_drawdown_pct),
+        "exposure": float(exposure),
+        "exposure_pct": _ratio(exposure, equity),
+        "exposure_limit_pct": float(params.max_exposure_pct),
+        "open_positions": len(positions),
+    }
+
+
+def positions() -> list[dict]:
+    rows = list(Position.objects.filter(quantity__gt=0))
+    prices = latest_closes([p.symbol for p in rows])
+    out = []
+    for p in rows:
+        price = prices.get(p.symbol, {}).get("price")
+        unrealized = (price - p.avg_entry_price) * p.quantity if price is not None else None
+        cost = p.avg_entry_price * p.quantity
+        out.append(
+            {
+                "symbol": p.symbol,
+                "quantity": float(p.quantity),
+                "avg_entry_price": float(p.avg_entry_price),
+                "price": float(price) if price is not None else None,
+                "market_value": float(p.quantity * price) if price is not None else None,
+                "unrealized_pnl": float(unrealized) if unrealized is not None else None,
+                "unrealized_pnl_pct": _ratio(unrealized, cost) if unrealized is not None else None,
+            }
+        )
+    return out
+
+
+def equity_curve(current_equity: float, now: int) -> list[dict]:
+    """Equity after every fill (marked at fill prices), thinned to EQUITY_POINTS, ending with the equity now."""
+    portfolio = Portfolio.load()
+    _, _, _, curve = _replay(portfolio.initial_capital, _fills())
+    points = [(curve[0][0] - 1 if curve else now - 1, portfolio.initial_capital)] + curve
+    if len(points) > EQUITY_POINTS:
+        step = len(points) / EQUITY_POINTS
+        points = [points[int(i * step)] for i in range(EQUITY_POINTS)]
+    out = [{"t": t, "equity": float(e)} for t, e in points]
+    out.append({"t": max(now, out[-1]["t"] + 1), "equity": current_equity})
+    return out
+
+
+# --- market data: freshness and the watch list -----------------------------------------------------------
+
+
+def _watched() -> list[str]:
+    """The data-stale watch's symbols; when it watches nothing yet, every symbol with stored candles."""
+    try:
+        from marketdata.stale import watched_symbols
+
+        watched = list(watched_symbols())
+    except ImportError:
+        watched = list(settings.SYMBOL_WHITELIST)
+    return watched or list(Candle.objects.order_by("symbol").values_list("symbol", flat=True).distinct())
+
+
+def _stale_timeout_ms() -> int:
+    return int(RiskParameters.load().data_stale_timeout_sec) * 1000
+
+
+def freshness(now: int | None = None) -> list[dict]:
+    """Per watched symbol: when data was last seen (market time), how old it is, and whether it is stale."""
+    now = market_now_ms() if now is None else now
+    watched = _watched()
+    seen = dict(
+        Candle.objects.filter(symbol__in=watched)
+        .values("symbol")
+        .annotate(ts=Max("timestamp"))
+        .values_list("symbol", "ts")
+    )
+    freshness_model = getattr(marketdata_models, "DataFreshness", None)  # the feed's freshness marks, when kept
+    if freshness_model is not None:
+        for symbol, ts in freshness_model.objects.filter(symbol__in=watched).values_list("symbol", "last_seen_ms"):
+            seen[symbol] = max(ts, seen.get(symbol, ts))
+    timeout = _stale_timeout_ms()
+    out = []
+    for symbol in watched:
+        last = seen.get(symbol)
+        age = (now - last) / 1000 if last is not None else None
+        out.append(
+            {
+                "symbol": symbol,
+                "last_seen_ms": last,
+                "age_sec": round(age, 1) if age is not None else None,
+                "stale": last is None or now - last > timeout,
+            }
+        )
+    return out
+
+
+def watchlist() -> dict:
+    model = getattr(marketdata_models, "WatchList", None)
+    latest = model.objects.order_by("-as_of_ms", "-id").first() if model is not None else None
+    if latest is None:
+        entries = [
+            {"rank": i + 1, "symbol": s, "pct_change": None, "quote_volume": None, "score": None}
+            for i, s in enumerate(_watched())
+        ]
+        return {"as_of_ms": None, "source": "watched symbols", "entries": entries}
+    return {
+        "as_of_ms": latest.as_of_ms,
+        "source": "screener",
+        "entries": [
+            {
+                "rank": e.rank,
+                "symbol": e.symbol,
+                "pct_change": float(e.pct_change),
+                "quote_volume": float(e.quote_volume),
+                "score": float(e.score),
+            }
+            for e in latest.entries.order_by("rank")
+        ],
+    }
+
+
+# --- service health ---------------------------------------------------------------------------------
+
+
+_health_cache: dict[str, tuple[float, dict]] = {}
+_health_lock = threading.Lock()
+WORKER_PING_TTL = 15.0
+
+
+def _check_database() -> dict:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        return {"ok": True, "detail": connection.vendor}
+    except Exception as error:
+        return {"ok": False, "detail": f"{type(error).__name__}: {error}"[:200]}
+
+
+def _check_redis() -> dict:
+    if not settings.REDIS_URL:
+        return {"ok": True, "detail": "not used (embedded)"}
+    import redis
+
+    try:
+        redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1).ping()
+        return {"ok": True, "detail": "ping ok"}
+    except redis.RedisError as error:
+        return {"ok": False, "detail": f"{type(error).__name__}: {error}"[:200]}
+
+
+def _check_workers() -> dict:
+    if settings.EMBEDDED:
+        return {"ok": True, "detail": "in-process (embedded)"}
+    with _health_lock:
+        cached = _health_cache.get("workers")
+        if cached and time.monotonic() - cached[0] < WORKER_PING_TTL:
+            return cached[1]
+    from cdb_project.celery import app
+
+    try:
+        replies = app.control.ping(timeout=0.5) or []
+        result = {
+            "ok": bool(replies),
+            "detail": f"{len(replies)} worker(s) answered" if replies else "no worker answered",
+        }
+    except Exception as error:
+        result = {"ok": False, "detail": f"{type(error).__name__}: {error}"[:200]}
+    with _health_lock:
+        _health_cache["workers"] = (time.monotonic(), result)
+    return result
+
+
+def health() -> dict:
+    return {"database": _check_database(), "redis": _check_redis(), "workers": _check_workers()}
+
+
+# --- tables -------------------------------------------------------------------------------------------
+
+
+def signal_row(s: Signal) -> dict:
+    return {
+        "symbol": s.symbol,
+        "side": s.side,
+        "confidence": float(s.confidence),
+        "reason": s.reason,
+        "strategy": s.strategy,
+        "price": float(s.price),
+        "timestamp": s.timestamp,
+    }
+
+
+def alert_row(a: Alert) -> dict:
+    return {"level": a.level, "code": a.code, "message": a.message, "symbol": a.symbol, "timestamp": a.timestamp}
+
+
+def status() -> dict:
+    """What GET /api/status/ returns."""
+    now = market_now_ms()
+    return {
+        "trading_state": state_snapshot(TradingState.load()),
+        "mode": trading_mode(),
+        "embedded": settings.EMBEDDED,
+        "market_time_ms": now,
+        "account": account_summary(now),
+        "freshness": freshness(now),
+        "health": health(),
+    }
+
+
+def build_snapshot() -> dict:
+    """The whole dashboard state."""
+    data = status()
+    prices = {
+        symbol: {"timestamp": p["timestamp"], "price": float(p["price"]), "volume": float(p["volume"])}
+        for symbol, p in latest_closes().items()
+    }
+    # The equity now is marked at the newest closes: its point on the curve sits at their time.
+    as_of = max((p["timestamp"] for p in prices.values()), default=data["market_time_ms"])
+    data.update(
+        interval=settings.INTERVAL,
+        prices=prices,
+        positions=positions(),
+        watchlist=watchlist(),
+        equity_curve=equity_curve(data["account"]["equity"], as_of),
+        order_results=[order_result_event(o) for o in Order.objects.exclude(status=Order.Status.PENDING)[:ROWS]],
+        signals=[signal_row(s) for s in Signal.objects.all()[:ROWS]],
+        alerts=[alert_row(a) for a in Alert.objects.all()[:ROWS]],
+    )
+    return data

@@ -1,0 +1,178 @@
+"""`manage.py backtest`: the live strategy, risk layers and paper fills over recorded candles, in one process."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from execution.paper import PaperExchange
+from risk.parameters import PARAMETER_SPECS
+from trading.backtest import Backtest, BacktestInputError, read_bars
+from trading.backtest_report import html_report, report
+from trading.strategies import build_strategy, parse_spec
+
+SIZING = "POSITION_SIZE_PCT"
+
+
+def _date_ms(text: str, option: str) -> int:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise CommandError(f"{option} {text!r}: use a date like 2018-01-31 or 2018-01-31T12:00", returncode=2) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def _decimal(name: str, text: str, low: Decimal, high: Decimal) -> Decimal:
+    try:
+        value = Decimal(text)
+    except ArithmeticError:
+        value = None
+    if value is None or not value.is_finite() or not low <= value <= high:
+        raise CommandError(f"{name}={text!r}: must be a number in {low}–{high}", returncode=2)
+    return value
+
+
+class Command(BaseCommand):
+    help = (
+        "Backtest a strategy over SYMBOL-INTERVAL.csv files with all six risk layers and the paper fill model: "
+        "the same decision code as live. Progress on stderr, a summary on stdout."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--data", nargs="+", required=True, metavar="FILE", help="SYMBOL-INTERVAL.csv files")
+        parser.add_argument("--strategy", default=None, help="registered strategy (default: the STRATEGY setting)")
+        parser.add_argument("--capital", default=str(settings.INITIAL_CAPITAL), help="initial cash (default 10000)")
+        parser.add_argument("--from", dest="date_from", default=None, help="first candle time (UTC date/time)")
+        parser.add_argument("--to", dest="date_to", default=None, help="last candle time (UTC date/time)")
+        parser.add_argument(
+            "--param",
+            action="append",
+            default=[],
+            metavar="NAME=VALUE",
+            help="a risk parameter (MAX_POSITION_PCT=0.2), POSITION_SIZE_PCT, or a strategy parameter (fast=10)",
+        )
+        parser.add_argument("--failure-rate", default="0", help="paper failure rate (default 0: no failures)")
+        parser.add_argument("--seed", type=int, default=settings.PAPER_SEED, help="paper exchange seed")
+        parser.add_argument("--json", dest="json_out", default=None, metavar="OUT.json")
+        parser.add_argument("--html", dest="html_out", default=None, metavar="OUT.html")
+        parser.add_argument("--save", action="store_true", help="store the run (admin, /api/backtests/)")
+        parser.add_argument("--no-progress", action="store_true")
+
+    def handle(self, *args, **options):
+        strategy_spec = options["strategy"] or settings.STRATEGY
+        name, strategy_params = parse_spec(strategy_spec)
+        risk = {n: seed.value for n, seed in settings.RISK_PARAMETER_SEEDS.items()}
+        size_pct = Decimal(settings.POSITION_SIZE_PCT)
+        for item in options["param"]:
+            key, sep, value = item.partition("=")
+            key, value = key.strip(), value.strip()
+            if not sep or not key or not value:
+                raise CommandError(f"--param {item!r}: expected NAME=VALUE", returncode=2)
+            if key.upper() in PARAMETER_SPECS:
+                try:
+                    risk[key.upper()] = PARAMETER_SPECS[key.upper()].check(value)
+                except ValueError as error:
+                    raise CommandError(f"--param {error}", returncode=2) from None
+            elif key.upper() == SIZING:
+                size_pct = _decimal(SIZING, value, Decimal("0.001"), Decimal("1"))
+            else:
+                strategy_params[key] = value
+        try:
+            build_strategy(name, **strategy_params)  # validates name and parameters before any work
+        except ValueError as error:
+            raise CommandError(str(error), returncode=2) from None
+        capital = _decimal("--capital", options["capital"], Decimal("0.00000001"), Decimal("1e15"))
+        failure_rate = _decimal("--failure-rate", options["failure_rate"], Decimal(0), Decimal(1))
+        start = _date_ms(options["date_from"], "--from") if options["date_from"] else None
+        end = _date_ms(options["date_to"], "--to") if options["date_to"] else None
+        if start is not None and end is not None and start > end:
+            raise CommandError("--from is after --to", returncode=2)
+
+        exchange = PaperExchange(
+            slippage_pct=Decimal(settings.PAPER_SLIPPAGE_PCT),
+            fee_rate=Decimal(settings.FEE_RATE),
+            failure_rate=failure_rate,
+            seed=options["seed"],
+            max_volume_share=Decimal(settings.PAPER_MAX_VOLUME_SHARE),
+        )
+        backtest = Backtest(lambda: build_strategy(name, **strategy_params), risk, capital, exchange, size_pct)
+        rejected: dict[str, int] = {}
+        try:
+            bars = read_bars(options["data"], rejected)
+            total = sum(max(0, sum(1 for _ in Path(p).open(errors="replace")) - 1) for p in options["data"])
+            if start is not None or end is not None:
+                bars = (
+                    b
+                    for b in bars
+                    if (start is None or b.row.timestamp >= start) and (end is None or b.row.timestamp <= end)
+                )
+            with tqdm(total=total, unit="candle", file=sys.stderr, disable=options["no_progress"]) as bar:
+                result = backtest.run(bars, progress=bar.update)
+        except BacktestInputError as error:
+            raise CommandError(str(error), returncode=2) from None
+        if result.candles == 0:
+            raise CommandError("no valid candles in the given files and dates", returncode=2)
+
+        parameters = {**risk, SIZING: size_pct, **{f"strategy.{k}": v for k, v in strategy_params.items()}}
+        document = report(result, strategy=name, parameters=parameters, files=options["data"])
+        document["rejected_rows"] = rejected
+        self._print_summary(document)
+        if options["json_out"]:
+            Path(options["json_out"]).write_text(json.dumps(document, indent=1))
+            self.stdout.write(f"JSON report: {options['json_out']}")
+        if options["html_out"]:
+            Path(options["html_out"]).write_text(html_report(document))
+            self.stdout.write(f"HTML report: {options['html_out']}")
+        if options["save"]:
+            from trading.models import BacktestRun
+
+            run = BacktestRun.objects.create(
+                strategy=name,
+                parameters=document["parameters"],
+                files=options["data"],
+                initial_capital=capital,
+                final_equity=result.final_equity,
+                candles=result.candles,
+                total_return_pct=Decimal(str(round(document["summary"]["total_return_pct"], 6))),
+                report=document,
+            )
+            self.stdout.write(f"saved as backtest run #{run.pk}")
+
+    def _print_summary(self, document: dict) -> None:
+        s = document["summary"]
+
+        def pct(value):
+            return "–" if value is None else f"{value:.2f} %"
+
+        rows = [
+            ("candles", f"{document['candles']} in {document['seconds']:.3f} s"),
+            ("initial capital", document["initial_capital"]),
+            ("final equity", document["final_equity"]),
+            ("total return", pct(s["total_return_pct"])),
+            ("max drawdown", pct(s["max_drawdown_pct"])),
+            ("trades (closed / open)", f"{s['trades']} / {s['open_trades']}"),
+            ("orders (filled / all)", f"{s['orders_filled']} / {s['orders']}"),
+            ("win rate", "–" if s["win_rate"] is None else f"{100 * s['win_rate']:.1f} %"),
+            ("profit factor", "–" if s["profit_factor"] is None else f"{s['profit_factor']:.3f}"),
+            ("sharpe", "–" if s["sharpe"] is None else f"{s['sharpe']:.3f}"),
+            ("fees paid", s["fees_paid"]),
+            ("time in market", pct(s["time_in_market_pct"])),
+            ("final trading state", s["trading_state"]),
+        ]
+        width = max(len(label) for label, _ in rows)
+        for label, value in rows:
+            self.stdout.write(f"{label:<{width}}  {value}")
+        for symbol, item in s["per_symbol"].items():
+            self.stdout.write(
+                f"  {symbol:<12} trades {item['trades']:>4}  win {100 * item['win_rate']:5.1f} %"
+                f"  P&L {item['profit_loss']}"
+            )

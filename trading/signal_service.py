@@ -1,0 +1,321 @@
+"""The live signal path: the strategy's decision on the event's candle, the same whatever order tasks run in.
+
+Several workers take market_data tasks in any order, so a task never uses "the latest
+state" or "the latest candle". It computes what the backtest computes: the strategy
+fed every stored candle of the symbol and interval, in timestamp order, up to and
+including the event's candle — and takes the output for that candle.
+
+Why not a short window? EMA and Wilder averages remember their whole past; a window of
+a few warm-ups changes the values in the last digits, which can flip a crossing decided
+by a hair and would break parity with the backtest. So the reference is always the
+full stored history, and a cache makes that cheap:
+
+* After computing candle T, the strategy object (its indicator state) is stored under
+  *strategy key (name, version, parameters) + symbol + interval + T* with a fingerprint
+  of the history it has consumed: the count of candles, the sums of their row ids and
+  of their timestamps, and a digest of the values of the last ``TAIL`` candles.
+* A task for candle T reads the last ``LOOKBACK`` + 1 stored candles up to T and, in a
+  second query, count and sums over all stored candles up to T; subtracting the newer
+  rows gives the fingerprint of the stored history up to each earlier candle. It looks
+  up cached states for those timestamps, newest first, takes the first whose
+  fingerprint is the stored history's, and replays the few candles after it up to T.
+  Candles are insert-only and row ids are never reused, so an equal fingerprint means
+  the same candles; a late-inserted older candle, or a table emptied and refilled,
+  makes it not line up. (Cost: two indexed queries, no scan of the candle values.)
+* With no usable state — or when the whole history fits in those rows anyway — it
+  rebuilds from the first stored candle (keyset pages of ``PAGE`` rows). That is exact
+  and deterministic, only slower.
+
+Either way the result is bit-identical to the in-process run, so the signal for a
+candle does not depend on task order or on which worker ran it. The cache is Redis
+when ``REDIS_URL`` is set (shared by all workers), otherwise a local in-memory cache.
+Cached states are pickles signed with an HMAC of ``SECRET_KEY``; an unsigned, foreign
+or unreadable entry is ignored. The signal id is deterministic (symbol, interval,
+strategy, candle time) and unique in the table, so a candle handled twice — redelivery
+or two workers at once — is stored and published once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import pickle
+from decimal import Decimal
+from functools import lru_cache
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Sum
+
+from cdb_project import bus
+from marketdata.models import Candle
+
+from .models import Signal
+from .strategies import Candle as StrategyCandle
+from .strategies import Strategy, strategy_from_spec
+
+logger = logging.getLogger("cdb.signals")
+
+LOOKBACK = 64  # earlier candles whose cached state a task may start from
+TAIL = 8  # candles whose values a cached state's fingerprint digests
+PAGE = 5000  # rows per query when rebuilding from the first candle
+STATE_TTL = 6 * 3600  # seconds a cached strategy state is kept (only the recent ones are ever read)
+_FIELDS = ("timestamp", "open", "high", "low", "close", "volume")
+
+
+def signal_id_for(symbol: str, interval: str, strategy: str, timestamp: int) -> str:
+    return f"{symbol}:{interval}:{strategy}:{timestamp}"
+
+
+def _candle(row) -> StrategyCandle:
+    ts, o, h, lo, c, v = row[:6]
+    return StrategyCandle(ts, float(o), float(h), float(lo), float(c), float(v))
+
+
+def history(symbol: str, interval: str, timestamp: int, count: int | None = None) -> list[StrategyCandle]:
+    """Stored candles up to ``timestamp`` in time order: the last ``count``, or all of them."""
+    rows = Candle.objects.filter(symbol=symbol, interval=interval, timestamp__lte=timestamp)
+    if count is not None:
+        return [_candle(row) for row in reversed(rows.order_by("-timestamp").values_list(*_FIELDS)[:count])]
+    candles: list[StrategyCandle] = []
+    for page in _pages(symbol, interval, timestamp):
+        candles.extend(page)
+    return candles
+
+
+def _pages(symbol: str, interval: str, timestamp: int):
+    """All stored candles up to ``timestamp``, oldest first, in keyset pages of PAGE rows."""
+    after = None
+    while True:
+        rows = Candle.objects.filter(symbol=symbol, interval=interval, timestamp__lte=timestamp)
+        if after is not None:
+            rows = rows.filter(timestamp__gt=after)
+        page = [_candle(row) for row in rows.order_by("timestamp").values_list(*_FIELDS)[:PAGE]]
+        if not page:
+            return
+        yield page
+        after = page[-1].timestamp
+        if len(page) < PAGE:
+            return
+
+
+# --- cached strategy state ---------------------------------------------------------------------------------
+
+
+class _LocalStore:
+    """Embedded mode (no Redis): a process-local LRU cache of its own, so clearing it touches nothing else."""
+
+    def __init__(self) -> None:
+        from django.core.cache.backends.locmem import LocMemCache
+
+        self.cache = LocMemCache("cdb-signal-state", {"TIMEOUT": STATE_TTL, "OPTIONS": {"MAX_ENTRIES": 5000}})
+
+    def get_many(self, keys: list[str]) -> dict[str, bytes]:
+        return self.cache.get_many(keys)
+
+    def set(self, key: str, value: bytes) -> None:
+        self.cache.set(key, value, STATE_TTL)
+
+    def clear(self, prefix: str) -> None:
+        self.cache.clear()
+
+
+class _RedisStore:
+    def __init__(self, url: str) -> None:
+        import redis
+
+        self.client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+
+    def get_many(self, keys: list[str]) -> dict[str, bytes]:
+        return {key: value for key, value in zip(keys, self.client.mget(keys), strict=True) if value is not None}
+
+    def set(self, key: str, value: bytes) -> None:
+        self.client.set(key, value, ex=STATE_TTL)
+
+    def clear(self, prefix: str) -> None:
+        for key in self.client.scan_iter(f"{prefix}*", count=1000):
+            self.client.delete(key)
+
+
+@lru_cache(maxsize=4)
+def _store_for(redis_url: str):
+    return _RedisStore(redis_url) if redis_url else _LocalStore()
+
+
+def state_store():
+    return _store_for(settings.REDIS_URL or "")
+
+
+KEY_PREFIX = "cdb:sigstate:"
+
+
+def state_key(strategy: Strategy, symbol: str, interval: str, timestamp: int) -> str:
+    digest = hashlib.sha256(strategy.key.encode()).hexdigest()[:16]
+    return f"{KEY_PREFIX}{strategy.name}:{digest}:{symbol}:{interval}:{timestamp}"
+
+
+def clear_state_cache() -> None:
+    """Forget every cached strategy state (tests; after changing how candles are stored)."""
+    state_store().clear(KEY_PREFIX)
+
+
+def _sign(payload: bytes) -> bytes:
+    return hmac.new(settings.SECRET_KEY.encode(), payload, hashlib.sha256).digest()
+
+
+def _dump(fingerprint: tuple, strategy: Strategy) -> bytes:
+    payload = pickle.dumps((fingerprint, strategy), protocol=pickle.HIGHEST_PROTOCOL)
+    return _sign(payload) + payload
+
+
+def _load(blob: bytes, strategy_key: str) -> tuple[tuple, Strategy] | None:
+    signature, payload = blob[:32], blob[32:]
+    if len(blob) <= 32 or not hmac.compare_digest(signature, _sign(payload)):
+        return None
+    try:
+        fingerprint, strategy = pickle.loads(payload)
+    except Exception:  # written by another version of the code: a miss
+        return None
+    if not isinstance(strategy, Strategy) or strategy.key != strategy_key:
+        return None
+    return fingerprint, strategy
+
+
+def _save(strategy: Strategy, symbol: str, interval: str, timestamp: int, fingerprint: tuple) -> None:
+    try:
+        state_store().set(state_key(strategy, symbol, interval, timestamp), _dump(fingerprint, strategy))
+    except Exception:  # the cache is an optimisation: losing it costs a rebuild, never a wrong signal
+        logger.warning("could not cache the strategy state for %s %s @%s", symbol, interval, timestamp, exc_info=True)
+
+
+def _cached(template: Strategy, symbol: str, interval: str, candles: list[StrategyCandle], fingerprint):
+    """(position, strategy) of the newest usable cached state among ``candles[:-1]``, or None.
+
+    Only positions with ``TAIL`` candles in hand can be checked (their digest needs them).
+    """
+    positions = list(range(len(candles) - 2, TAIL - 2, -1))
+    if not positions:
+        return None
+    keys = [state_key(template, symbol, interval, candles[j].timestamp) for j in positions]
+    try:
+        found = state_store().get_many(keys)
+    except Exception:
+        logger.warning("strategy state cache unavailable; rebuilding from history", exc_info=True)
+        return None
+    for j, key in zip(positions, keys, strict=True):
+        blob = found.get(key)
+        if blob is None:
+            continue
+        loaded = _load(blob, template.key)
+        if loaded is not None and loaded[0] == fingerprint(j):
+            return j, loaded[1]
+    return None
+
+
+def _tail_digest(candles: list[StrategyCandle]) -> bytes:
+    values = repr([(c.timestamp, c.open, c.high, c.low, c.close, c.volume) for c in candles])
+    return hashlib.blake2b(values.encode(), digest_size=16).digest()
+
+
+def evaluate(spec: str, symbol: str, interval: str, timestamp: int):
+    """The strategy's output on the stored candle at ``timestamp`` given all stored candles before it.
+
+    Returns ``(strategy, emitted, path)``: ``strategy`` holds the state after that candle
+    (None when no candle is stored at ``timestamp``), ``emitted`` is a strategies.Signal or
+    None, and ``path`` says how the state was obtained: "cache+N" (a cached state, then N
+    candles replayed) or "rebuild+N" (N candles from the first one).
+    """
+    template = strategy_from_spec(spec)
+    stored = Candle.objects.filter(symbol=symbol, interval=interval, timestamp__lte=timestamp)
+    rows = list(stored.order_by("-timestamp").values_list(*_FIELDS, "id")[: LOOKBACK + 1])
+    if not rows or rows[0][0] != timestamp:
+        return None, None, "missing"
+    totals = stored.aggregate(count=Count("id"), ids=Sum("id"), times=Sum("timestamp"))
+    candles = [_candle(row) for row in reversed(rows)]  # oldest first; candles[-1] is T
+    # fingerprints[j]: (count, sum of ids, sum of timestamps) of the stored history up to candles[j].
+    count, ids, times = totals["count"], int(totals["ids"]), int(totals["times"])
+    fingerprints = []
+    for row in rows:
+        fingerprints.append((count, ids, times))
+        count, ids, times = count - 1, ids - row[6], times - row[0]
+    fingerprints.reverse()
+    total = fingerprints[-1][0]
+
+    def fingerprint(j: int) -> tuple:
+        return (*fingerprints[j], _tail_digest(candles[max(0, j - TAIL + 1) : j + 1]))
+
+    whole_history = total == len(candles)
+    hit = None if whole_history else _cached(template, symbol, interval, candles, fingerprint)
+    emitted = None
+    if hit is not None:
+        position, strategy = hit
+        on_candle = strategy.on_candle
+        for candle in candles[position + 1 :]:
+            emitted = on_candle(candle)
+        path = f"cache+{len(candles) - 1 - position}"
+    elif whole_history:
+        strategy, on_candle = template, template.on_candle
+        for candle in candles:
+            emitted = on_candle(candle)
+        path = f"rebuild+{total}"
+    else:
+        strategy, on_candle, fed, last = template, template.on_candle, 0, None
+        for page in _pages(symbol, interval, timestamp):
+            for candle in page:
+                emitted = on_candle(candle)
+            fed += len(page)
+            last = page[-1].timestamp
+        if last != timestamp:  # cannot happen: the candle was there a moment ago and candles are never deleted
+            return None, None, "missing"
+        path = f"rebuild+{fed}"
+        if fed != total:  # a candle arrived between the queries: right for what was read, but do not cache it
+            return strategy, emitted, path
+    _save(strategy, symbol, interval, timestamp, fingerprint(len(candles) - 1))
+    return strategy, emitted, path
+
+
+def process_market_data(event: dict) -> Signal | None:
+    """Run the configured strategy on the event's candle; store and publish a signal if it emits one."""
+    symbol, timestamp = event["symbol"], event["timestamp"]
+    interval = event.get("interval") or settings.INTERVAL
+    strategy, emitted, path = evaluate(settings.STRATEGY, symbol, interval, timestamp)
+    if strategy is None:
+        logger.warning("no stored candle for %s %s @%s; nothing to compute", symbol, interval, timestamp)
+        return None
+    logger.debug("%s %s @%s evaluated by %s (%s)", symbol, interval, timestamp, strategy.name, path)
+    if emitted is None:
+        return None
+    signal_id = signal_id_for(symbol, interval, strategy.name, timestamp)
+    try:
+        with transaction.atomic():
+            signal = Signal.objects.create(
+                signal_id=signal_id,
+                symbol=symbol,
+                interval=interval,
+                side=emitted.side,
+                confidence=Decimal(str(emitted.confidence)),
+                reason=emitted.reason,
+                strategy=strategy.name,
+                price=Decimal(str(emitted.price)),
+                timestamp=timestamp,
+                components=emitted.components,
+            )
+            bus.publish(
+                {
+                    "type": "signal",
+                    "signal_id": signal_id,
+                    "strategy": strategy.name,
+                    "symbol": symbol,
+                    "interval": interval,
+                    "side": emitted.side,
+                    "confidence": emitted.confidence,
+                    "reason": emitted.reason,
+                    "price": emitted.price,
+                    "timestamp": timestamp,
+                }
+            )
+    except IntegrityError:
+        logger.info("signal %s already stored by another delivery; not publishing it twice", signal_id)
+        return None
+    return signal

@@ -1,0 +1,35 @@
+"""The dashboard page (login required) and its JSON snapshot (used by the page to resynchronise)."""
+
+from django.contrib.auth.decorators import login_required
+from django.http import JsonResponse
+from django.shortcuts import render
+from django.views.decorators.cache import never_cache
+from django.views.defaults import page_not_found
+
+from .dashboard import build_snapshot
+
+HALT_PERMISSION = "risk.halt_trading"
+
+
+@never_cache
+@login_required
+def dashboard(request):
+    return render(
+        request,
+        "dashboard.html",
+        {"snapshot": build_snapshot(), "can_halt": request.user.has_perm(HALT_PERMISSION)},
+    )
+
+
+@never_cache
+def snapshot(request):
+    if not request.user.is_authenticated:
+        return JsonResponse({"detail": "Authentication credentials were not provided."}, status=401)
+    return JsonResponse(build_snapshot())
+
+
+def not_found(request, exception=None):
+    """404: JSON under /api/ (what API clients parse), Django's page elsewhere."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Not found."}, status=404)
+    return page_not_found(request, exception)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from dataclasses import replace
 from decimal import Decimal
 
 from django.conf import settings
@@ -22,6 +23,7 @@ from execution.account import load_account
 from execution.models import Order, Trade
 from execution.service import execute_order
 from marketdata.models import Candle
+from marketdata.watchlist import is_tradable
 
 from . import metrics
 from .alerts import raise_alert
@@ -83,6 +85,8 @@ def decide_signal(event: dict) -> Order | None:
         symbol = event["symbol"]
         account = load_account(state.state, now, (symbol,))
         market = market_snapshot(symbol, now)
+        if event["side"] == "BUY" and not is_tradable(symbol):
+            market = replace(market, tradable=False)
         parameters = RiskParameters.load().as_dict()
         price = Decimal(str(event.get("price"))) if event.get("price") else market.price
         quantity = proposed_quantity(event["side"], account, symbol, price, Decimal(settings.POSITION_SIZE_PCT))

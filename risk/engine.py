@@ -45,6 +45,7 @@ class MarketSnapshot:
     spread_pct: Decimal | None = None  # current spread (or candle range) as a share of the price
     avg_spread_pct: Decimal | None = None  # its recent average
     last_data_ms: int | None = None  # time of the last market_data for the symbol
+    tradable: bool = True  # on the screener's watch list (or replayed/simulated) and not excluded by the whitelist
 
 
 @dataclass(frozen=True)
@@ -186,6 +187,8 @@ class RiskEngine:
 
         if not order.quantity.is_finite() or order.quantity <= 0:
             return reject("input", f"invalid quantity {order.quantity}")
+        if not market.tradable:
+            return reject("watchlist", f"{order.symbol} is not on the watch list: no new entries (exits still go)")
 
         # Layer 2: market anomaly circuit breaker.
         slippage = abs(market.price - order.price) / order.price

@@ -126,6 +126,18 @@ def test_params_dates_and_tight_limits_change_the_run(tmp_path):
     assert all(1515715200000 <= ts <= 1515801600000 for ts, _ in window["equity_curve"])
 
 
+def test_symbols_outside_symbol_whitelist_get_no_entries(tmp_path, settings):
+    files = FIVE_MINUTE[:2]
+    both = _backtest(tmp_path, *files, "--strategy", "momentum")
+    kept = both["orders"][0]["symbol"]
+    settings.SYMBOL_WHITELIST = [kept]
+    one = _backtest(tmp_path, *files, "--strategy", "momentum")
+    assert {o["symbol"] for o in both["orders"]} != {kept}, "the two files must both trade for this test to mean much"
+    assert {o["symbol"] for o in one["orders"]} == {kept}
+    refused = [e for e in one["risk_events"] if e["layer"] == "watchlist"]
+    assert refused and all(e["symbol"] != kept for e in refused)
+
+
 def test_html_report_is_self_contained(tmp_path):
     html = tmp_path / "r.html"
     call_command(

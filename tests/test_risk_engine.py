@@ -188,3 +188,18 @@ def test_cooldown_of_15_minutes_after_a_stop():
 def test_bad_input_is_rejected_with_a_reason(state, order, mkt, layer):
     decision = ENGINE.evaluate(state, order, mkt, PARAMS, NOW)
     assert decision.action == "REJECT" and decision.layer == layer and decision.reasons[0]
+
+
+# The screener's watch list: only watched (or replayed/simulated, whitelisted) symbols get new entries.
+def test_an_entry_on_a_symbol_off_the_watch_list_is_rejected():
+    off_list = MarketSnapshot(D("100"), None, None, NOW, tradable=False)
+    decision = decide(account(), mkt=off_list)
+    assert (decision.action, decision.layer) == ("REJECT", "watchlist")
+    assert "ETH_USDT is not on the watch list" in decision.reasons[0]
+
+
+def test_an_exit_on_a_symbol_off_the_watch_list_still_goes():
+    off_list = MarketSnapshot(D("100"), None, None, NOW, tradable=False)
+    held = account(cash="9000", positions={"ETH_USDT": "10"})
+    decision = decide(held, ProposedOrder("ETH_USDT", "SELL", D("10"), D("100")), off_list)
+    assert decision.approved and decision.quantity == D("10")

@@ -291,3 +291,39 @@ def test_risk_status_reports_an_out_of_range_env_value(tmp_path):
     done = subprocess.run([*run, "risk_status"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0
     assert "warning: MAX_POSITION_PCT: 0.9 is out of range (allowed 0.01–0.25); using the default 0.10" in done.stdout
+
+
+def test_only_watched_symbols_get_entries_and_exits_always_go(settings):
+    # The screener's latest list holds OTHER_USDT only: the crafted BUY on TEST_USDT is refused by the
+    # watch-list check; once TEST_USDT is watched, the same series buys.
+    from marketdata.models import WatchList, WatchListEntry
+
+    watchlist = WatchList.objects.create(as_of_ms=series.BASE_TS, lookback_minutes=15, top_n=1, interval="1m")
+    WatchListEntry.objects.create(
+        watchlist=watchlist, rank=1, symbol="OTHER_USDT", pct_change=1, quote_volume=1, score=1
+    )
+    series.publish_all(series.events())
+    refused = RiskEvent.objects.get(symbol="TEST_USDT", decision="REJECT")
+    assert refused.layer == "watchlist" and "TEST_USDT is not on the watch list" in refused.reason
+    assert not Order.objects.exists()
+
+    WatchListEntry.objects.create(watchlist=watchlist, rank=2, symbol="TEST_USDT", pct_change=1, quote_volume=1, score=1)
+    series.publish_all(series.events(base_ts=series.BASE_TS + DAY_MS))
+    entry = Order.objects.get(purpose=Order.Purpose.ENTRY)
+    # Off the list again: the position can still be sold.
+    WatchListEntry.objects.filter(symbol="TEST_USDT").delete()
+    last = series.BASE_TS + DAY_MS + (series.CROSS_INDEX) * series.STEP_MS
+    bus.publish(candle(last + series.STEP_MS, 110.0))
+    bus.publish(
+        {
+            "type": "signal",
+            "symbol": "TEST_USDT",
+            "side": "SELL",
+            "confidence": 0.7,
+            "reason": "exit off the list",
+            "timestamp": last + series.STEP_MS,
+            "signal_id": "exit-off-list",
+        }
+    )
+    exit_order = Order.objects.get(purpose=Order.Purpose.EXIT)
+    assert exit_order.status == Order.Status.FILLED and exit_order.quantity == entry.filled_quantity

@@ -18,7 +18,7 @@ import heapq
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -146,6 +146,8 @@ class Backtest:
     capital: Decimal
     exchange: PaperExchange
     position_size_pct: Decimal
+    # SYMBOL_WHITELIST: backtested symbols are like replayed ones, tradable unless a whitelist leaves them out
+    whitelist: frozenset[str] = frozenset()
     engine: RiskEngine = field(init=False)
 
     def __post_init__(self) -> None:
@@ -313,6 +315,8 @@ class Backtest:
     def _decide(self, symbol: str, side: str, price: Decimal, confidence: float, signal_id: str, now: int) -> None:
         account = self._account(symbol, now)
         market = snapshot_from_candles(list(self.history[symbol]))
+        if self.whitelist and symbol not in self.whitelist:
+            market = replace(market, tradable=False)
         quantity = proposed_quantity(side, account, symbol, price, self.position_size_pct)
         decision = self.engine.evaluate(
             account, ProposedOrder(symbol, side, quantity, price), market, self.parameters, now

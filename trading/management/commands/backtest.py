@@ -104,7 +104,14 @@ class Command(BaseCommand):
             seed=options["seed"],
             max_volume_share=Decimal(settings.PAPER_MAX_VOLUME_SHARE),
         )
-        backtest = Backtest(lambda: build_strategy(name, **strategy_params), risk, capital, exchange, size_pct)
+        backtest = Backtest(
+            lambda: build_strategy(name, **strategy_params),
+            risk,
+            capital,
+            exchange,
+            size_pct,
+            whitelist=frozenset(settings.SYMBOL_WHITELIST),
+        )
         rejected: dict[str, int] = {}
         try:
             bars = read_bars(options["data"], rejected)

@@ -36,6 +36,7 @@ READ_ENDPOINTS = [
     "/api/candles/",
     "/api/risk/parameters/",
     "/api/risk/state/",
+    "/api/backtests/",
 ]
 
 
@@ -553,6 +554,8 @@ def test_openapi_schema_lists_every_endpoint():
         "/api/risk/halt/",
         "/api/risk/release/",
         "/api/token/",
+        "/api/backtests/",
+        "/api/backtests/{id}/",
     ]:
         assert path in schema["paths"], path
     order_params = {p["name"] for p in schema["paths"]["/api/orders/"]["get"]["parameters"]}

@@ -159,6 +159,18 @@ def test_save_stores_the_run(tmp_path, admin_client):
     assert run.report["orders"] == report["orders"]
     assert admin_client.get("/admin/trading/backtestrun/").status_code == 200
 
+    listed = admin_client.get("/api/backtests/").json()
+    assert listed["count"] == 1
+    row = listed["results"][0]
+    assert row["id"] == run.pk and row["strategy"] == report["strategy"] and row["candles"] == report["candles"]
+    assert row["summary"] == report["summary"] and "report" not in row
+    assert D(row["final_equity"]) == run.final_equity
+    detail = admin_client.get(f"/api/backtests/{run.pk}/").json()
+    assert detail["report"]["orders"] == report["orders"] and detail["report"]["trades"] == report["trades"]
+    assert admin_client.get("/api/backtests/", {"strategy": "nosuch"}).json()["count"] == 0
+    assert admin_client.get("/api/backtests/", {"since": "not a date"}).status_code == 400
+    assert admin_client.get("/api/backtests/999999/").status_code == 404
+
 
 @pytest.mark.parametrize(
     "args,message",

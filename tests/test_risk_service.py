@@ -307,7 +307,9 @@ def test_only_watched_symbols_get_entries_and_exits_always_go(settings):
     assert refused.layer == "watchlist" and "TEST_USDT is not on the watch list" in refused.reason
     assert not Order.objects.exists()
 
-    WatchListEntry.objects.create(watchlist=watchlist, rank=2, symbol="TEST_USDT", pct_change=1, quote_volume=1, score=1)
+    WatchListEntry.objects.create(
+        watchlist=watchlist, rank=2, symbol="TEST_USDT", pct_change=1, quote_volume=1, score=1
+    )
     series.publish_all(series.events(base_ts=series.BASE_TS + DAY_MS))
     entry = Order.objects.get(purpose=Order.Purpose.ENTRY)
     # Off the list again: the position can still be sold.

@@ -9,7 +9,7 @@ from django_filters.fields import IsoDateTimeField
 from execution.models import SIDES, Order, Trade
 from marketdata.models import Candle
 from risk.models import Alert, RiskEvent
-from trading.models import Signal
+from trading.models import BacktestRun, Signal
 
 
 class UtcIsoDateTimeField(IsoDateTimeField):
@@ -101,3 +101,12 @@ class CandleFilter(filters.FilterSet):
     class Meta:
         model = Candle
         fields = ["symbol", "interval", "since", "until"]
+
+
+class BacktestRunFilter(filters.FilterSet):
+    strategy = filters.CharFilter(help_text="e.g. momentum")
+    since, until = _since_until("created_at", "run")
+
+    class Meta:
+        model = BacktestRun
+        fields = ["strategy", "since", "until"]

@@ -10,7 +10,7 @@ from marketdata.models import Candle
 from risk.models import Alert, RiskEvent
 from risk.parameters import PARAMETER_SPECS
 from risk.parameters_service import validate_changes
-from trading.models import Signal
+from trading.models import BacktestRun, Signal
 
 
 class OrderSerializer(serializers.ModelSerializer):
@@ -284,3 +284,38 @@ class RiskParametersSerializer(serializers.Serializer):
             field = str(error).split(":", 1)[0].lower()
             raise serializers.ValidationError({field: [str(error)]})
         return attrs
+
+
+BACKTEST_FIELDS = [
+    "id",
+    "created_at",
+    "strategy",
+    "parameters",
+    "files",
+    "initial_capital",
+    "final_equity",
+    "total_return_pct",
+    "candles",
+]
+
+
+class BacktestRunSerializer(serializers.ModelSerializer):
+    """A stored run without its bulky report: the summary only (the detail endpoint has the whole report)."""
+
+    summary = serializers.SerializerMethodField()
+
+    class Meta:
+        model = BacktestRun
+        fields = [*BACKTEST_FIELDS, "summary"]
+
+    @extend_schema_field(serializers.DictField())
+    def get_summary(self, run: BacktestRun) -> dict:
+        return run.report.get("summary", {})
+
+
+class BacktestRunDetailSerializer(serializers.ModelSerializer):
+    """A stored run with its full JSON report, exactly as ``manage.py backtest --json`` wrote it."""
+
+    class Meta:
+        model = BacktestRun
+        fields = [*BACKTEST_FIELDS, "report"]

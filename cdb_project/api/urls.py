@@ -13,6 +13,7 @@ router.register("signals", views.SignalViewSet, basename="signal")
 router.register("alerts", views.AlertViewSet, basename="alert")
 router.register("risk-events", views.RiskEventViewSet, basename="risk-event")
 router.register("candles", views.CandleViewSet, basename="candle")
+router.register("backtests", views.BacktestRunViewSet, basename="backtest")
 
 urlpatterns = [
     path("status/", views.StatusView.as_view(), name="api-status"),

@@ -19,7 +19,7 @@ from risk.models import Alert, RiskEvent, RiskParameters, TradingState
 from risk.parameters_service import update_parameters
 from risk.state import state_snapshot
 from trading import dashboard
-from trading.models import Signal
+from trading.models import BacktestRun, Signal
 
 from . import filters, serializers
 from .permissions import CanHaltTrading, ReadOrStaffWrite
@@ -75,6 +75,18 @@ class CandleViewSet(ReadOnly):
     queryset = Candle.objects.order_by("symbol", "interval", "timestamp")
     serializer_class = serializers.CandleSerializer
     filterset_class = filters.CandleFilter
+
+
+class BacktestRunViewSet(ReadOnly):
+    """Runs stored by ``manage.py backtest --save``, newest first; the detail carries the full report."""
+
+    queryset = BacktestRun.objects.order_by("-created_at", "-id")
+    filterset_class = filters.BacktestRunFilter
+
+    def get_serializer_class(self):
+        if self.action == "retrieve":
+            return serializers.BacktestRunDetailSerializer
+        return serializers.BacktestRunSerializer
 
 
 class PositionViewSet(ReadOnly):

@@ -7,7 +7,6 @@ come from the stored portfolio, positions, filled orders and the latest candle c
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from datetime import UTC, datetime
@@ -18,11 +17,12 @@ from django.db import connection
 from django.db.models import Max
 
 from cdb_project.timeutil import datetime_to_ms, ms_to_datetime
-from cdb_project.timeutil import now_ms as system_now_ms
+from execution.live import live_trading_enabled
 from execution.models import Order, Portfolio, Position
 from execution.service import order_result_event
-from marketdata import models as marketdata_models
-from marketdata.models import Candle
+from marketdata import clock
+from marketdata.models import Candle, DataFreshness
+from marketdata.watchlist import current_watchlist
 from risk.models import Alert, RiskParameters, TradingState
 from risk.state import state_snapshot
 
@@ -38,18 +38,12 @@ ZERO = Decimal(0)
 
 def market_now_ms() -> int:
     """The market clock (a replay's event time while one drives time), else the system clock."""
-    try:
-        from marketdata import clock
-    except ImportError:
-        return system_now_ms()
     return clock.now_ms()
 
 
 def trading_mode() -> str:
-    """LIVE only when explicitly enabled and the MEXC keys are present; PAPER otherwise."""
-    key = getattr(settings, "MEXC_API_KEY", "") or os.environ.get("MEXC_API_KEY", "")
-    secret = getattr(settings, "MEXC_API_SECRET", "") or os.environ.get("MEXC_API_SECRET", "")
-    return "LIVE" if getattr(settings, "LIVE_TRADING", False) and key and secret else "PAPER"
+    """LIVE exactly when the execution service would send live orders (the switch and both keys); else PAPER."""
+    return "LIVE" if live_trading_enabled() else "PAPER"
 
 
 # --- prices and account -------------------------------------------------------------------------------
@@ -222,10 +216,8 @@ def freshness(now: int | None = None) -> list[dict]:
         .annotate(ts=Max("timestamp"))
         .values_list("symbol", "ts")
     )
-    freshness_model = getattr(marketdata_models, "DataFreshness", None)  # the feed's freshness marks, when kept
-    if freshness_model is not None:
-        for symbol, ts in freshness_model.objects.filter(symbol__in=watched).values_list("symbol", "last_seen_ms"):
-            seen[symbol] = max(ts, seen.get(symbol, ts))
+    for symbol, ts in DataFreshness.objects.filter(symbol__in=watched).values_list("symbol", "last_seen_ms"):
+        seen[symbol] = max(ts, seen.get(symbol, ts))
     timeout = _stale_timeout_ms()
     out = []
     for symbol in watched:
@@ -243,8 +235,7 @@ def freshness(now: int | None = None) -> list[dict]:
 
 
 def watchlist() -> dict:
-    model = getattr(marketdata_models, "WatchList", None)
-    latest = model.objects.order_by("-as_of_ms", "-id").first() if model is not None else None
+    latest = current_watchlist()
     if latest is None:
         entries = [
             {"rank": i + 1, "symbol": s, "pct_change": None, "quote_volume": None, "score": None}

@@ -542,19 +542,10 @@ def test_openapi_schema_lists_every_endpoint():
     schema = response.json()
     assert schema["openapi"].startswith("3.")
     for path in [
-        "/api/status/",
-        "/api/orders/",
-        "/api/trades/",
-        "/api/positions/",
-        "/api/signals/",
-        "/api/alerts/",
-        "/api/risk-events/",
-        "/api/candles/",
-        "/api/risk/parameters/",
+        *READ_ENDPOINTS,
         "/api/risk/halt/",
         "/api/risk/release/",
         "/api/token/",
-        "/api/backtests/",
         "/api/backtests/{id}/",
     ]:
         assert path in schema["paths"], path

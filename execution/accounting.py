@@ -77,7 +77,11 @@ class Book:
         return realized
 
     def market_value(self, marks: Mapping[str, Decimal]) -> Decimal:
-        return sum((money(h.quantity * marks[s]) for s, h in self.holdings.items() if h.quantity), ZERO)
+        total = ZERO  # summed in the holdings' order, like sum(..., ZERO): the backtest values the book per candle
+        for symbol, held in self.holdings.items():
+            if held.quantity:
+                total += (held.quantity * marks[symbol]).quantize(MONEY_STEP, ROUND_HALF_EVEN)
+        return total
 
     def unrealized_pnl(self, marks: Mapping[str, Decimal]) -> Decimal:
         return self.market_value(marks) - sum((h.cost for h in self.holdings.values() if h.quantity), ZERO)

@@ -48,7 +48,9 @@ class PaperExchange:
         volume: Decimal | None = None,
     ) -> Fill:
         order_id = "PAPER_" + hashlib.sha256(client_order_id.encode()).hexdigest()[:16].upper()
-        if self._draw(client_order_id) < float(self.failure_rate):
+        failure_rate = float(self.failure_rate)
+        # A draw is in [0, 1): with a failure rate of 0 (or below) it can never fail, so it is not drawn.
+        if failure_rate > 0.0 and self._draw(client_order_id) < failure_rate:
             return Fill("FAILED", Decimal(0), None, Decimal(0), order_id, "paper exchange: simulated failure")
         status, reason = "FILLED", ""
         if self.max_volume_share > 0 and volume is not None:

@@ -20,13 +20,30 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
-from functools import cached_property
 
 QUANTITY_STEP = Decimal("0.00000001")
 APPROVE, TRIM, REJECT = "APPROVE", "TRIM", "REJECT"
 ACTIVE, PAUSED, HALTED = "ACTIVE", "PAUSED", "HALTED"
 MINUTE_MS = 60_000
 EXPOSURE_ALERT_SHARE = Decimal("0.8")
+
+
+class cached_property:  # functools.cached_property without its lock (Python 3.11 locks every first access)
+    """Computed on first access and stored in the instance ``__dict__``, which then shadows this descriptor."""
+
+    def __init__(self, func) -> None:
+        self.func = func
+        self.name = func.__name__
+        self.__doc__ = func.__doc__
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.name = name
+
+    def __get__(self, instance, owner=None):
+        if instance is None:
+            return self
+        value = instance.__dict__[self.name] = self.func(instance)
+        return value
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
+from typing import NamedTuple
 
 from execution.accounting import AccountingError, Book
 from execution.paper import PaperExchange
@@ -35,6 +36,7 @@ from risk.engine import (
     AccountState,
     AlertSpec,
     ExitOrder,
+    MarketSnapshot,
     ProposedOrder,
     RiskEngine,
     breaker_retry,
@@ -54,12 +56,17 @@ class BacktestInputError(ValueError):
     """A file that cannot be backtested (missing, empty, unnamed); the message says which and why."""
 
 
-@dataclass(frozen=True, slots=True)
-class Bar:
+class Bar(NamedTuple):
+    """One validated candle of one file (a tuple: cheap to build for every candle)."""
+
     symbol: str
     interval: str
     row: CandleRow  # exact Decimals: prices, fills and the book
     candle: Candle  # the same candle in floats: what the strategy reads
+
+
+def _bar_key(bar: Bar) -> tuple[int, str, str]:
+    return bar[2].timestamp, bar[0], bar[1]
 
 
 def read_bars(paths: list[str], rejected: dict[str, int] | None = None) -> Iterator[Bar]:
@@ -75,28 +82,25 @@ def read_bars(paths: list[str], rejected: dict[str, int] | None = None) -> Itera
         if path.stat().st_size == 0:
             raise BacktestInputError(f"{path}: the file is empty")
         streams.append(_bars(path, *named, rejected if rejected is not None else {}))
-    return heapq.merge(*streams, key=lambda bar: (bar.row.timestamp, bar.symbol, bar.interval))
+    return heapq.merge(*streams, key=_bar_key)
 
 
 def _bars(path: Path, symbol: str, interval: str, rejected: dict[str, int]) -> Iterator[Bar]:
+    new_tuple = tuple.__new__  # Bar(...) without the generated __new__'s call
     with path.open(encoding="utf-8", errors="replace") as handle:
         for item in validate_lines(handle):
-            if isinstance(item, Rejection):
+            if item.__class__ is Rejection:
                 rejected[item.reason] = rejected.get(item.reason, 0) + 1
             else:
-                yield Bar(
-                    symbol,
-                    interval,
-                    item,
-                    Candle(
-                        item.timestamp,
-                        float(item.open),
-                        float(item.high),
-                        float(item.low),
-                        float(item.close),
-                        float(item.volume),
-                    ),
+                candle = Candle(
+                    item.timestamp,
+                    float(item.open),
+                    float(item.high),
+                    float(item.low),
+                    float(item.close),
+                    float(item.volume),
                 )
+                yield new_tuple(Bar, (symbol, interval, item, candle))
 
 
 @dataclass
@@ -159,14 +163,17 @@ class Backtest:
         self.day_start_equity: Decimal | None = None
         self.day_start_f = 0.0
         self.max_drawdown_f = float(self.parameters["MAX_DAILY_DRAWDOWN_PCT"])
+        self.stop_loss_pct = self.parameters["STOP_LOSS_PCT"]
+        # Float copies of the book, for the pre-checks only (never for a decision or an amount).
         self.cash_f = float(self.capital)
-        self.marks_f: dict[str, float] = {}
-        self.held_f: dict[str, float] = {}  # float copies of the book, for the pre-checks only
+        self.held_f: dict[str, float] = {}
         self.stop_f: dict[str, float] = {}
+        self.equity_f: float | None = None  # cash_f + held_f at the last candles; None: to be recomputed
         self.stop_dirty: set[str] = set()
         self.marks: dict[str, Decimal] = {}
-        self.volumes: dict[str, Decimal] = {}
-        self.history: dict[str, deque] = {}
+        self.last: dict[str, Bar] = {}  # each symbol's latest candle: its float close, its volume
+        self.history: dict[str, deque[Bar]] = {}  # each symbol's last SPREAD_WINDOW + 1 candles, newest first
+        self.avg_entry: dict[str, Decimal] = {}  # the book's average entry price per held symbol
         self.strategies: dict[tuple[str, str], Strategy] = {}
         self.orders: list[Order] = []
         self.exit_attempts: dict[str, list[str]] = {}  # exit key base -> statuses of its attempts
@@ -184,15 +191,20 @@ class Backtest:
         started = time.perf_counter()
         count = 0
         group: list[Bar] = []
+        now = None
+        step = self.step
         for bar in bars:
-            if group and bar.row.timestamp != group[0].row.timestamp:
-                self.step(group)
-                progress(len(group))
-                count += len(group)
-                group = []
-            group.append(bar)
+            if bar[2].timestamp != now:  # bar.row.timestamp
+                if group:
+                    step(group)
+                    progress(len(group))
+                    count += len(group)
+                group = [bar]
+                now = bar[2].timestamp
+            else:
+                group.append(bar)
         if group:
-            self.step(group)
+            step(group)
             progress(len(group))
             count += len(group)
         if self.equity_curve:
@@ -219,31 +231,49 @@ class Backtest:
         now = bars[0].row.timestamp
         if self.equity_curve:
             self._close_point()
+        marks, last, history, dirty = self.marks, self.last, self.history, self.stop_dirty
         for bar in bars:
-            row, symbol = bar.row, bar.symbol
-            self.marks[symbol], self.volumes[symbol] = row.close, row.volume
-            self.marks_f[symbol] = bar.candle.close
-            history = self.history.get(symbol)
-            if history is None:
-                history = self.history[symbol] = deque(maxlen=SPREAD_WINDOW + 1)
-            history.appendleft((now, row.high, row.low, row.close))
-            self.stop_dirty.add(symbol)
+            symbol = bar.symbol
+            marks[symbol] = bar.row.close
+            last[symbol] = bar
+            window = history.get(symbol)
+            if window is None:
+                window = history[symbol] = deque(maxlen=SPREAD_WINDOW + 1)
+            window.appendleft(bar)
+            dirty.add(symbol)
+        self.equity_f = None  # the marks moved
         if now // DAY_MS != self.day_number:
             self.day_number = now // DAY_MS
             self.day_start_equity = self._account(bars[0].symbol, now).equity
             self.day_start_f = float(self.day_start_equity)
+        strategies = self.strategies
         for bar in bars:
             symbol = bar.symbol
-            self._watch(symbol, now)
+            # 1. The watch. Its float pre-checks skip only what cannot trigger (see ``_watch``); inlined here
+            # for the common case: nothing can trip, no stop to look at, not paused.
+            alarm = False
+            if self.day_start_f > 0 and self.state != HALTED:
+                equity = self.equity_f
+                if equity is None:
+                    equity = self._equity_f()
+                alarm = (self.day_start_f - equity) / self.day_start_f >= self.max_drawdown_f - 1e-9
+            if alarm or self.stop_dirty or self.state == PAUSED:
+                self._watch(symbol, now)
+            # 2. The strategy; a signal goes to the risk engine.
             key = (symbol, bar.interval)
-            strategy = self.strategies.get(key)
+            strategy = strategies.get(key)
             if strategy is None:
-                strategy = self.strategies[key] = self.strategy_factory()
+                strategy = strategies[key] = self.strategy_factory()
             emitted = strategy.on_candle(bar.candle)
             if emitted is not None:
                 signal_id = signal_id_for(symbol, bar.interval, strategy.name, now)
                 self._decide(symbol, emitted.side, Decimal(str(emitted.price)), emitted.confidence, signal_id, now)
         self.equity_curve.append((now, None))
+
+    def _equity_f(self) -> float:
+        last = self.last
+        equity = self.equity_f = self.cash_f + sum(q * last[s].candle.close for s, q in self.held_f.items())
+        return equity
 
     def _close_point(self) -> None:
         """Value the book once per timestamp, after every candle of that time is in."""
@@ -253,44 +283,56 @@ class Backtest:
 
     # --- the account as the engine sees it --------------------------------------------------------------
     def _account(self, symbol: str, now: int) -> AccountState:
-        while self.entry_times and self.entry_times[0] <= now - MINUTE_MS:
-            self.entry_times.popleft()
+        entry_times = self.entry_times
+        while entry_times and entry_times[0] <= now - MINUTE_MS:
+            entry_times.popleft()
         held = {s: h.quantity for s, h in self.book.holdings.items() if h.quantity > 0}
-        account = AccountState(
+        marks, avg_entry = self.marks, self.avg_entry
+        return AccountState(
             trading_state=self.state,
             cash=self.book.cash,
             positions=held,
-            prices={s: self.marks[s] for s in {*held, symbol} if s in self.marks},
+            prices={s: marks[s] for s in {*held, symbol} if s in marks},
             day_start_equity=self.day_start_equity,
-            orders_last_minute=len(self.entry_times),
+            orders_last_minute=len(entry_times),
             last_stop_ms={symbol: self.last_stop[symbol]} if symbol in self.last_stop else {},
-            avg_entry={s: self.book.holding(s).avg_entry_price for s in held},
+            avg_entry={s: avg_entry[s] for s in held},
         )
-        return account
+
+    def _market(self, symbol: str) -> MarketSnapshot:
+        """The engine's market snapshot from the symbol's recent candles (newest first)."""
+        rows = []
+        for bar in self.history.get(symbol, ()):
+            row = bar.row
+            rows.append((row.timestamp, row.high, row.low, row.close))
+        return snapshot_from_candles(rows)
 
     # --- 1. the watch -----------------------------------------------------------------------------------
     def _watch(self, symbol: str, now: int) -> None:
         """The live watch. Float pre-checks only skip work that cannot trigger (with a margin far above float
         error); whenever a layer might trip, the engine decides on exact Decimals, as live."""
-        marks = self.marks_f
         if self.day_start_f > 0 and self.state != HALTED:
-            equity = self.cash_f + sum(q * marks[s] for s, q in self.held_f.items())
+            equity = self.equity_f
+            if equity is None:
+                equity = self._equity_f()
             if (self.day_start_f - equity) / self.day_start_f >= self.max_drawdown_f - 1e-9:
                 self._watch_drawdown(symbol, now)
                 if self.state == HALTED:
                     return
         # A stop can only newly trigger where a price moved or a position or its exit changed (``stop_dirty``):
         # every other position was checked with the same numbers before.
-        candidates, self.stop_dirty = self.stop_dirty, set()
-        if any(s in self.stop_f and marks[s] <= self.stop_f[s] * (1 + 1e-9) for s in candidates):
-            account = self._account(symbol, now)
-            for exit_order in self.engine.stop_loss_exits(account, self.parameters):
-                key = self._exit_key("stop", exit_order.symbol)
-                if key is not None:
-                    self._alert(AlertSpec("WARNING", "RISK_LIMIT", f"Stop-loss: {exit_order.reason}"), now)
-                    self._submit_exit(key, exit_order, now)
+        if self.stop_dirty:
+            candidates, self.stop_dirty = self.stop_dirty, set()
+            stops, last = self.stop_f, self.last
+            if stops and any(s in stops and last[s].candle.close <= stops[s] * (1 + 1e-9) for s in candidates):
+                account = self._account(symbol, now)
+                for exit_order in self.engine.stop_loss_exits(account, self.parameters):
+                    key = self._exit_key("stop", exit_order.symbol)
+                    if key is not None:
+                        self._alert(AlertSpec("WARNING", "RISK_LIMIT", f"Stop-loss: {exit_order.reason}"), now)
+                        self._submit_exit(key, exit_order, now)
         if self.state == PAUSED and self.pause_layer == "circuit_breaker":
-            market = snapshot_from_candles(list(self.history.get(self.breaker["symbol"], ())))
+            market = self._market(self.breaker["symbol"])
             step, tries = breaker_retry(self.breaker["tries"], self.breaker["checked"], market, self.parameters, now)
             if step == "resume":
                 self._set_state(ACTIVE, "", now)
@@ -314,7 +356,7 @@ class Backtest:
     # --- 2. the decision --------------------------------------------------------------------------------
     def _decide(self, symbol: str, side: str, price: Decimal, confidence: float, signal_id: str, now: int) -> None:
         account = self._account(symbol, now)
-        market = snapshot_from_candles(list(self.history[symbol]))
+        market = self._market(symbol)
         if self.whitelist and symbol not in self.whitelist:
             market = replace(market, tradable=False)
         quantity = proposed_quantity(side, account, symbol, price, self.position_size_pct)
@@ -369,7 +411,11 @@ class Backtest:
             order.status, order.reason = "REJECTED", "trading PAUSED before execution: entries blocked"
         else:
             fill = self.exchange.fill(
-                order.client_order_id, order.side, order.quantity, self.marks[order.symbol], self.volumes[order.symbol]
+                order.client_order_id,
+                order.side,
+                order.quantity,
+                self.marks[order.symbol],
+                self.last[order.symbol].row.volume,
             )
             self._settle(order, fill)
         if order.status in ("FAILED", "REJECTED"):
@@ -408,11 +454,14 @@ class Backtest:
 
     def _refresh_cache(self, symbol: str) -> None:
         self.cash_f = float(self.book.cash)
+        self.equity_f = None
         holding = self.book.holding(symbol)
         if holding.quantity > 0:
+            avg_entry = self.avg_entry[symbol] = holding.avg_entry_price
             self.held_f[symbol] = float(holding.quantity)
-            self.stop_f[symbol] = float(holding.avg_entry_price * (1 - self.parameters["STOP_LOSS_PCT"]))
+            self.stop_f[symbol] = float(avg_entry * (1 - self.stop_loss_pct))
         else:
+            self.avg_entry.pop(symbol, None)
             self.held_f.pop(symbol, None)
             self.stop_f.pop(symbol, None)
 

@@ -150,14 +150,16 @@ def _warm_up() -> None:
         import redis  # noqa: F401
 
 
-def run_checks(deadline: float | None = None) -> dict:
-    """Every check in its own daemon thread; whatever has not answered by the deadline counts as down."""
+def run_checks(deadline: float | None = None, parts: tuple[str, ...] = ("db", "redis", "workers")) -> dict:
+    """Every check in its own daemon thread; whatever has not answered by the deadline counts as down.
+    Redis and the workers are checked only when Redis is configured; ``parts`` narrows the checks."""
     deadline = _deadline() if deadline is None else deadline
     _warm_up()
     checks = {"db": _db_check}
     if settings.REDIS_URL:
         checks["redis"] = _redis_check
         checks["workers"] = _workers_check
+    checks = {name: check for name, check in checks.items() if name in parts}
     results: dict[str, tuple[bool, object]] = {}
 
     def run(name, func):

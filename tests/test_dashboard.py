@@ -214,3 +214,22 @@ async def _next(communicator, kinds):
         message = await communicator.receive_json_from(timeout=10)
         if message["kind"] in kinds:
             return message
+
+
+def test_health_card_names_a_configured_redis_that_is_down(settings):
+    # Nothing listens on port 1: the card says Redis and the workers are down and why, the database is fine.
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    health = build_snapshot()["health"]
+    assert health["database"]["ok"] is True
+    assert health["redis"]["ok"] is False and "Connection" in health["redis"]["detail"]
+    assert health["workers"]["ok"] is False
+
+
+def test_health_card_in_embedded_mode_needs_no_redis(settings):
+    settings.REDIS_URL = ""
+    health = build_snapshot()["health"]
+    assert health == {
+        "database": {"ok": True, "detail": health["database"]["detail"]},
+        "redis": {"ok": True, "detail": "not used (embedded)"},
+        "workers": {"ok": True, "detail": "in-process (embedded)"},
+    }

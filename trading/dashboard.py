@@ -7,8 +7,6 @@ come from the stored portfolio, positions, filled orders and the latest candle c
 
 from __future__ import annotations
 
-import threading
-import time
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -16,6 +14,7 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import Max
 
+from cdb_project.ops import run_checks
 from cdb_project.timeutil import datetime_to_ms, ms_to_datetime
 from execution.live import live_trading_enabled
 from execution.models import Order, Portfolio, Position
@@ -261,56 +260,29 @@ def watchlist() -> dict:
 # --- service health ---------------------------------------------------------------------------------
 
 
-_health_cache: dict[str, tuple[float, dict]] = {}
-_health_lock = threading.Lock()
-WORKER_PING_TTL = 15.0
-
-
-def _check_database() -> dict:
+def health() -> dict:
+    """The service-health card as ``{ok, detail}`` per part: the database on this request's own connection
+    (the page reads it anyway), Redis and the workers through the checks behind ``/health``."""
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
-        return {"ok": True, "detail": connection.vendor}
+        out = {"database": {"ok": True, "detail": connection.vendor}}
     except Exception as error:
-        return {"ok": False, "detail": f"{type(error).__name__}: {error}"[:200]}
-
-
-def _check_redis() -> dict:
+        out = {"database": {"ok": False, "detail": f"{type(error).__name__}: {error}"[:200]}}
     if not settings.REDIS_URL:
-        return {"ok": True, "detail": "not used (embedded)"}
-    import redis
-
-    try:
-        redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1).ping()
-        return {"ok": True, "detail": "ping ok"}
-    except redis.RedisError as error:
-        return {"ok": False, "detail": f"{type(error).__name__}: {error}"[:200]}
-
-
-def _check_workers() -> dict:
-    if settings.EMBEDDED:
-        return {"ok": True, "detail": "in-process (embedded)"}
-    with _health_lock:
-        cached = _health_cache.get("workers")
-        if cached and time.monotonic() - cached[0] < WORKER_PING_TTL:
-            return cached[1]
-    from cdb_project.celery import app
-
-    try:
-        replies = app.control.ping(timeout=0.5) or []
-        result = {
-            "ok": bool(replies),
-            "detail": f"{len(replies)} worker(s) answered" if replies else "no worker answered",
-        }
-    except Exception as error:
-        result = {"ok": False, "detail": f"{type(error).__name__}: {error}"[:200]}
-    with _health_lock:
-        _health_cache["workers"] = (time.monotonic(), result)
-    return result
-
-
-def health() -> dict:
-    return {"database": _check_database(), "redis": _check_redis(), "workers": _check_workers()}
+        out["redis"] = {"ok": True, "detail": "not used (embedded)"}
+        out["workers"] = {"ok": True, "detail": "in-process (embedded)"}
+        return out
+    results = run_checks(parts=("redis", "workers"))
+    redis_ok, redis_detail = results["redis"]
+    out["redis"] = {"ok": redis_ok, "detail": "ping ok" if redis_ok else str(redis_detail)}
+    workers_ok, workers = results["workers"]
+    if not workers_ok:
+        out["workers"] = {"ok": False, "detail": str(workers)}
+    else:
+        detail = f"{workers} worker(s) answered" if workers else "no worker answered"
+        out["workers"] = {"ok": bool(workers), "detail": detail}
+    return out
 
 
 # --- tables -------------------------------------------------------------------------------------------

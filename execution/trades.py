@@ -5,15 +5,23 @@ Pure, so the executor and the backtest produce the same trade ids and the same p
 
 from __future__ import annotations
 
+import hashlib
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from decimal import Decimal
 
 from .accounting import money
 
+_NAMESPACE = uuid.NAMESPACE_OID.bytes
+
 
 def trade_id_for(client_order_id: str) -> str:
-    return f"T-{uuid.uuid5(uuid.NAMESPACE_OID, client_order_id).hex[:20]}"
+    """``uuid5(NAMESPACE_OID, client_order_id).hex[:20]`` prefixed with ``T-``, computed without the UUID object:
+    the SHA-1 of namespace + name with the version (5) and variant (RFC 4122) bits set, as ``uuid.uuid5`` does."""
+    digest = bytearray(hashlib.sha1(_NAMESPACE + client_order_id.encode(), usedforsecurity=False).digest()[:10])
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    return "T-" + digest.hex()
 
 
 @dataclass(frozen=True)
@@ -68,10 +76,24 @@ def close_lots(
             kept = lot.quantity - remaining
             kept_fees = money(lot.entry_fees * kept / lot.quantity)
             # The part left open is a trade of its own; its id is derived, so live and backtest agree on it.
-            remainder = replace(
-                lot, trade_id=trade_id_for(f"{lot.trade_id}|{client_order_id}"), quantity=kept, entry_fees=kept_fees
+            remainder = Lot(
+                trade_id_for(f"{lot.trade_id}|{client_order_id}"),
+                lot.entry_client_order_id,
+                lot.symbol,
+                kept,
+                lot.entry_price,
+                lot.entry_time,
+                kept_fees,
             )
-            lot = replace(lot, quantity=remaining, entry_fees=lot.entry_fees - kept_fees)
+            lot = Lot(
+                lot.trade_id,
+                lot.entry_client_order_id,
+                lot.symbol,
+                remaining,
+                lot.entry_price,
+                lot.entry_time,
+                lot.entry_fees - kept_fees,
+            )
         exit_fee = money(fee * lot.quantity / quantity)
         closed.append(ClosedLot(lot, client_order_id, price, time, exit_fee, reason))
         remaining -= lot.quantity

@@ -17,7 +17,7 @@ that reduce a position pass every layer except HALTED.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
 
@@ -358,12 +358,25 @@ def snapshot_from_candles(rows: list[tuple[int, Decimal, Decimal, Decimal]]) -> 
     if not rows:
         return MarketSnapshot(price=None)
     spreads = [(high - low) / close for _, high, low, close in rows if close > 0]
+    return _snapshot(rows[0][3], rows[0][0], spreads)
+
+
+def snapshot_from_rows(rows: Sequence) -> MarketSnapshot:
+    """:func:`snapshot_from_candles` from candle objects (``timestamp``, ``high``, ``low``, ``close``: the
+    backtest's validated rows), newest first, without building the tuples."""
+    if not rows:
+        return MarketSnapshot(price=None)
+    spreads = [(row.high - row.low) / row.close for row in rows if row.close > 0]
+    return _snapshot(rows[0].close, rows[0].timestamp, spreads)
+
+
+def _snapshot(price: Decimal, last_data_ms: int, spreads: list[Decimal]) -> MarketSnapshot:
     history = spreads[1:]
     return MarketSnapshot(
-        price=rows[0][3],
+        price=price,
         spread_pct=spreads[0] if spreads else None,
         avg_spread_pct=sum(history) / len(history) if len(history) >= 5 else None,
-        last_data_ms=rows[0][0],
+        last_data_ms=last_data_ms,
     )
 
 

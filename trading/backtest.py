@@ -42,7 +42,7 @@ from risk.engine import (
     breaker_retry,
     proposed_quantity,
     round_quantity,
-    snapshot_from_candles,
+    snapshot_from_rows,
 )
 from trading.signal_service import signal_id_for
 from trading.strategies import Candle, Strategy
@@ -228,18 +228,18 @@ class Backtest:
     def step(self, bars: list[Bar]) -> None:
         """One timestamp: every candle of that time is in before any decision (as in the store of a replay,
         where a decision at time T sees all candles up to and including T), then each symbol in order."""
-        now = bars[0].row.timestamp
+        now = bars[0][2].timestamp  # bar.row.timestamp
         if self.equity_curve:
             self._close_point()
         marks, last, history, dirty = self.marks, self.last, self.history, self.stop_dirty
         for bar in bars:
-            symbol = bar.symbol
-            marks[symbol] = bar.row.close
+            symbol, _, row, _ = bar
+            marks[symbol] = row.close
             last[symbol] = bar
-            window = history.get(symbol)
-            if window is None:
-                window = history[symbol] = deque(maxlen=SPREAD_WINDOW + 1)
-            window.appendleft(bar)
+            try:
+                history[symbol].appendleft(bar)
+            except KeyError:
+                history[symbol] = deque((bar,), maxlen=SPREAD_WINDOW + 1)
             dirty.add(symbol)
         self.equity_f = None  # the marks moved
         if now // DAY_MS != self.day_number:
@@ -247,33 +247,34 @@ class Backtest:
             self.day_start_equity = self._account(bars[0].symbol, now).equity
             self.day_start_f = float(self.day_start_equity)
         strategies = self.strategies
-        for bar in bars:
-            symbol = bar.symbol
-            # 1. The watch. Its float pre-checks skip only what cannot trigger (see ``_watch``); inlined here
-            # for the common case: nothing can trip, no stop to look at, not paused.
-            alarm = False
-            if self.day_start_f > 0 and self.state != HALTED:
-                equity = self.equity_f
-                if equity is None:
-                    equity = self._equity_f()
-                alarm = (self.day_start_f - equity) / self.day_start_f >= self.max_drawdown_f - 1e-9
+        # The watch runs before each symbol's strategy, but only when it can do something: the drawdown
+        # pre-check fires (see ``_watch``), a stop may have moved, or the circuit breaker waits for a retry.
+        # What it looks at changes only through the watch itself or a decision, so it is re-read after those.
+        alarm = self._drawdown_alarm()
+        for symbol, interval, _, candle in bars:
             if alarm or self.stop_dirty or self.state == PAUSED:
                 self._watch(symbol, now)
-            # 2. The strategy; a signal goes to the risk engine.
-            key = (symbol, bar.interval)
-            strategy = strategies.get(key)
+                alarm = self._drawdown_alarm()
+            strategy = strategies.get((symbol, interval))
             if strategy is None:
-                strategy = strategies[key] = self.strategy_factory()
-            emitted = strategy.on_candle(bar.candle)
+                strategy = strategies[symbol, interval] = self.strategy_factory()
+            emitted = strategy.on_candle(candle)
             if emitted is not None:
-                signal_id = signal_id_for(symbol, bar.interval, strategy.name, now)
+                signal_id = signal_id_for(symbol, interval, strategy.name, now)
                 self._decide(symbol, emitted.side, Decimal(str(emitted.price)), emitted.confidence, signal_id, now)
+                alarm = self._drawdown_alarm()
         self.equity_curve.append((now, None))
 
-    def _equity_f(self) -> float:
-        last = self.last
-        equity = self.equity_f = self.cash_f + sum(q * last[s].candle.close for s, q in self.held_f.items())
-        return equity
+    def _drawdown_alarm(self) -> bool:
+        """The float pre-check of the daily drawdown: False only where the exact check cannot trip (the margin
+        of 1e-9 is far above float error)."""
+        if self.day_start_f > 0 and self.state != HALTED:
+            equity = self.equity_f
+            if equity is None:
+                last = self.last
+                equity = self.equity_f = self.cash_f + sum(q * last[s].candle.close for s, q in self.held_f.items())
+            return (self.day_start_f - equity) / self.day_start_f >= self.max_drawdown_f - 1e-9
+        return False
 
     def _close_point(self) -> None:
         """Value the book once per timestamp, after every candle of that time is in."""
@@ -301,24 +302,16 @@ class Backtest:
 
     def _market(self, symbol: str) -> MarketSnapshot:
         """The engine's market snapshot from the symbol's recent candles (newest first)."""
-        rows = []
-        for bar in self.history.get(symbol, ()):
-            row = bar.row
-            rows.append((row.timestamp, row.high, row.low, row.close))
-        return snapshot_from_candles(rows)
+        return snapshot_from_rows([bar[2] for bar in self.history.get(symbol, ())])  # bar.row
 
     # --- 1. the watch -----------------------------------------------------------------------------------
     def _watch(self, symbol: str, now: int) -> None:
         """The live watch. Float pre-checks only skip work that cannot trigger (with a margin far above float
         error); whenever a layer might trip, the engine decides on exact Decimals, as live."""
-        if self.day_start_f > 0 and self.state != HALTED:
-            equity = self.equity_f
-            if equity is None:
-                equity = self._equity_f()
-            if (self.day_start_f - equity) / self.day_start_f >= self.max_drawdown_f - 1e-9:
-                self._watch_drawdown(symbol, now)
-                if self.state == HALTED:
-                    return
+        if self._drawdown_alarm():
+            self._watch_drawdown(symbol, now)
+            if self.state == HALTED:
+                return
         # A stop can only newly trigger where a price moved or a position or its exit changed (``stop_dirty``):
         # every other position was checked with the same numbers before.
         if self.stop_dirty:

@@ -63,12 +63,12 @@ class SMA:
     def update(self, x: float) -> float | None:
         window = self._window
         window.append(x)
-        self._total += x
+        total = self._total + x
         if len(window) < self.period:
+            self._total = total
             return None
-        value = self._total / self.period
-        self._total -= window.popleft()
-        self.value = value
+        value = self.value = total / self.period
+        self._total = total - window.popleft()
         return value
 
 

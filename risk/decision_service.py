@@ -8,7 +8,6 @@ Two entry points, both serialized by ``TradingState``'s row lock:
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import replace
 from decimal import Decimal
@@ -37,6 +36,7 @@ from .engine import (
     ProposedOrder,
     RiskEngine,
     breaker_retry,
+    client_order_id_for,
     proposed_quantity,
     round_quantity,
     snapshot_from_candles,
@@ -45,11 +45,6 @@ from .models import RiskEvent, RiskParameters, TradingState
 from .state import apply_state_change
 
 logger = logging.getLogger("cdb.risk")
-
-
-def client_order_id_for(key: str) -> str:
-    """Deterministic, at most 32 characters (MEXC's limit for client order ids)."""
-    return "cdb" + hashlib.sha256(key.encode()).hexdigest()[:29]
 
 
 def signal_id_of(event: dict) -> str:

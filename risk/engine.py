@@ -17,6 +17,7 @@ that reduce a position pass every layer except HALTED.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
@@ -339,6 +340,11 @@ class RiskEngine:
 SPREAD_WINDOW = 20
 BREAKER_RETRY_MS = 60_000
 BREAKER_MAX_TRIES = 10
+
+
+def client_order_id_for(key: str) -> str:
+    """Deterministic, at most 32 characters (MEXC's limit for client order ids)."""
+    return "cdb" + hashlib.sha256(key.encode()).hexdigest()[:29]
 
 
 def proposed_quantity(side: str, state: AccountState, symbol: str, price: Decimal | None, size_pct: Decimal) -> Decimal:

@@ -27,7 +27,6 @@ from execution.accounting import AccountingError, Book
 from execution.paper import PaperExchange
 from execution.trades import ClosedLot, Lot, close_lots, open_lot
 from marketdata.validation import CandleRow, Rejection, parse_file_name, validate_lines
-from risk.decision_service import client_order_id_for
 from risk.engine import (
     ACTIVE,
     HALTED,
@@ -40,6 +39,7 @@ from risk.engine import (
     ProposedOrder,
     RiskEngine,
     breaker_retry,
+    client_order_id_for,
     proposed_quantity,
     round_quantity,
     snapshot_from_rows,

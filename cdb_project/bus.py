@@ -12,6 +12,13 @@
      enqueues the consuming Celery tasks (``EVENT_CONSUMERS``) and forwards the
      event to the dashboard's Channels group.
 
+Broker outages (Redis down or restarted): enqueueing retries with backoff (``CELERY_TASK_PUBLISH_RETRY_POLICY``,
+about ``BROKER_RETRY_SECONDS``) — the event is stored already, so the caller just waits for Redis. A lockstep
+waiter (``wait_until_idle``) that loses the broker waits for it, then re-drives what Redis may have lost: the
+events this process sent since the pipeline was last idle are sent again and ``cdb_project.recovery.redrive``
+re-queues stored work that is not finished (NEW signals, PENDING orders). Every consumer is idempotent, so a
+second delivery changes nothing.
+
 ``@consumer(event_type)`` wraps every task that receives events: it validates
 on receipt and turns a malformed payload into a stored ``RejectedEvent`` instead
 of an exception, so one bad message never stops a worker.
@@ -23,6 +30,7 @@ import json
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Callable
 from functools import lru_cache, partial, wraps
 from pathlib import Path
@@ -99,13 +107,20 @@ def _non_finite(event: dict) -> list[str]:
 
 def _verbatim(payload: Any) -> str:
     if isinstance(payload, (bytes, bytearray)):
-        return payload.decode("utf-8", errors="replace")
-    if isinstance(payload, str):
-        return payload
-    try:
-        return json.dumps(payload, default=str)
-    except (TypeError, ValueError):
-        return repr(payload)
+        text = payload.decode("utf-8", errors="replace")
+    elif isinstance(payload, str):
+        text = payload
+    else:
+        try:
+            text = json.dumps(payload, default=str)
+        except (TypeError, ValueError):
+            text = repr(payload)
+    return _storable(text)
+
+
+def _storable(text: str) -> str:
+    """PostgreSQL text cannot hold NUL characters: keep them visible as an escape instead."""
+    return text.replace("\x00", "\\x00")
 
 
 def reject(payload: Any, reason: str, *, stage: str, consumer: str = "") -> None:
@@ -118,7 +133,7 @@ def reject(payload: Any, reason: str, *, stage: str, consumer: str = "") -> None
     logger.warning("event rejected at %s%s: %s", stage, f" by {consumer}" if consumer else "", reason)
     try:
         RejectedEvent.objects.create(
-            topic=topic, stage=stage, consumer=consumer, reason=reason, payload=_verbatim(payload)
+            topic=_storable(topic), stage=stage, consumer=consumer, reason=_storable(reason), payload=_verbatim(payload)
         )
     except Exception:  # the store itself is down: the log line above is all we can keep
         logger.exception("could not store the rejected event")
@@ -175,13 +190,31 @@ def notify_dashboard(kind: str, data: Any) -> None:
         logger.warning("dashboard push of %s failed", kind, exc_info=True)
 
 
+# What this process enqueued since a lockstep waiter last saw the pipeline idle: sent again if the broker is lost
+# meanwhile (a restarted Redis may come back without its queue). Bounded: a worker never waits, never clears it.
+_sent_since_idle: deque[tuple[str, Event]] = deque(maxlen=1000)
+
+
 def _dispatch(topic: str, event: Event) -> None:
+    # Enqueue first: it is what must not be lost (retried with backoff while the broker is down, see the
+    # CELERY_TASK_PUBLISH_RETRY_POLICY setting); the PUBLISH and the dashboard push are best effort.
+    consumers = _consumers().get(topic, ())
+    for task in consumers:
+        task.apply_async((event,))
+    if consumers:
+        _sent_since_idle.append((topic, event))
     if settings.REDIS_URL:
         _redis_publish(topic, json.dumps(event, separators=(",", ":")))
-    for task in _consumers().get(topic, ()):
-        task.delay(event)
     if topic in DASHBOARD_TOPICS:
         notify_dashboard(topic, event)
+
+
+def redeliver(event: Event) -> None:
+    """Enqueue an already published (and stored) event to its consumers again — nothing else: no store, no
+    PUBLISH, no dashboard push. Consumers are idempotent, so this is always safe."""
+    event = validate(event)
+    for task in _consumers().get(TOPIC_BY_TYPE[event["type"]], ()):
+        task.apply_async((event,))
 
 
 def _redis_publish(topic: str, message: str, attempts: int = 4) -> None:
@@ -224,16 +257,67 @@ def wait_until_idle(timeout: float = 60.0, poll: float = 0.005) -> None:
     With acks_late a running task stays in the broker's ``unacked`` hash until it returns, and the tasks it
     enqueues are in the queue before that: an empty queue and no unacked message mean the pipeline is quiet.
     Eager mode (no Redis) is always idle: tasks ran inside ``publish``.
+
+    If the broker goes away meanwhile, wait for it with backoff (up to ``BROKER_RETRY_SECONDS``), then re-drive
+    what it may have lost (``_recover``) and wait again: a restarted Redis can come back without its queue.
     """
     from cdb_project.celery import app
 
     if app.conf.task_always_eager or not settings.REDIS_URL:
         return
     queue = app.conf.task_default_queue
-    deadline = time.monotonic() + timeout
-    with app.connection_for_write() as connection:
-        client = connection.default_channel.client
-        while client.llen(queue) or client.hlen("unacked"):
+    while True:
+        deadline = time.monotonic() + timeout
+        try:
+            with app.connection_for_write() as connection:
+                client = connection.default_channel.client
+                while client.llen(queue) or client.hlen("unacked"):
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"the pipeline is still busy after {timeout}s")
+                    time.sleep(poll)
+        except TimeoutError:
+            raise  # busy, not unreachable (TimeoutError is an OSError)
+        except _broker_errors() as error:
+            logger.warning("broker unreachable while waiting for the pipeline (%s); backing off", error)
+            _await_broker()
+            _recover()
+            continue
+        _sent_since_idle.clear()
+        return
+
+
+def _broker_errors() -> tuple[type[BaseException], ...]:
+    import kombu.exceptions
+    import redis
+
+    return (redis.RedisError, kombu.exceptions.OperationalError, ConnectionError, OSError)
+
+
+def _await_broker() -> None:
+    """Ping the broker with exponential backoff (0.1 s doubling to 5 s) until it answers or the budget is spent."""
+    import redis
+
+    client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+    deadline = time.monotonic() + settings.BROKER_RETRY_SECONDS
+    delay = 0.1
+    while True:
+        try:
+            client.ping()
+            logger.warning("broker reachable again")
+            return
+        except redis.RedisError:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"the pipeline is still busy after {timeout}s")
-            time.sleep(poll)
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 5.0)
+
+
+def _recover() -> None:
+    """After a broker outage: finish stored work Redis may have lost, then send again what we sent since idle."""
+    from cdb_project.recovery import redrive
+
+    redrive(older_than_seconds=0)
+    pending = list(_sent_since_idle)
+    for _topic, event in pending:
+        redeliver(event)
+    logger.warning("re-sent %d event(s) enqueued before the broker outage", len(pending))

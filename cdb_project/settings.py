@@ -111,6 +111,18 @@ CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_RETRY = True  # a worker that loses Redis reconnects with backoff (2 s, 4 s, … 30 s)
+# Enqueueing a task while Redis is down: retry with backoff (0.1 s, 0.6 s, … then every 5 s) for about
+# BROKER_RETRY_SECONDS before giving up. The event is already stored (persist before publish), so the publisher
+# and the workers simply wait for Redis; see cdb_project/bus.py and cdb_project/recovery.py.
+BROKER_RETRY_SECONDS = env.float("BROKER_RETRY_SECONDS", default=300.0)
+CELERY_TASK_PUBLISH_RETRY = True
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 10 + max(0, int((BROKER_RETRY_SECONDS - 25) / 5)),
+    "interval_start": 0.1,
+    "interval_step": 0.5,
+    "interval_max": 5.0,
+}
 # An unacknowledged task (worker killed mid-task) is redelivered after this many seconds.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=300)}
 CELERY_TIMEZONE = "UTC"
@@ -220,7 +232,10 @@ CELERY_BEAT_SCHEDULE = {
     "screener": {"task": "marketdata.screen_symbols", "schedule": 60.0},
     "data-stale-watch": {"task": "marketdata.check_data_stale", "schedule": DATA_STALE_CHECK_SECONDS},
     "reconcile-pending-orders": {"task": "execution.reconcile_pending", "schedule": 60.0},
+    "redrive-new-signals": {"task": "cdb_project.redrive_signals", "schedule": 60.0},
 }
+# A signal still NEW (undecided) after this long lost its task (broker outage): its candle is evaluated again.
+SIGNAL_REDRIVE_AFTER_SEC = env.int("SIGNAL_REDRIVE_AFTER_SEC", default=120)
 
 # --- Dashboard and REST API ------------------------------------------------------------
 INSTALLED_APPS += ["django_filters", "drf_spectacular_sidecar"]

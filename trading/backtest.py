@@ -169,10 +169,11 @@ class Backtest:
         self.held_f: dict[str, float] = {}
         self.stop_f: dict[str, float] = {}
         self.equity_f: float | None = None  # cash_f + held_f at the last candles; None: to be recomputed
+        self.alarm: bool | None = None  # the drawdown pre-check's answer for equity_f and the state; None: to do
         self.stop_dirty: set[str] = set()
         self.marks: dict[str, Decimal] = {}
         self.last: dict[str, Bar] = {}  # each symbol's latest candle: its float close, its volume
-        self.history: dict[str, deque[Bar]] = {}  # each symbol's last SPREAD_WINDOW + 1 candles, newest first
+        self.history: dict[str, deque[CandleRow]] = {}  # each symbol's last SPREAD_WINDOW + 1 rows, newest first
         self.avg_entry: dict[str, Decimal] = {}  # the book's average entry price per held symbol
         self.strategies: dict[tuple[str, str], Strategy] = {}
         self.orders: list[Order] = []
@@ -184,6 +185,7 @@ class Backtest:
         self.risk_events: list[dict] = []
         self.alerts: list[dict] = []
         self.equity_curve: list[tuple[int, Decimal]] = []
+        self.open_point: int | None = None  # the time of the equity point the next step (or the end) values
         self.in_market: list[bool] = []  # per equity-curve point: was anything held
 
     # --- the loop ---------------------------------------------------------------------------------------
@@ -207,7 +209,7 @@ class Backtest:
             step(group)
             progress(len(group))
             count += len(group)
-        if self.equity_curve:
+        if self.open_point is not None:
             self._close_point()
         return Result(
             self.capital,
@@ -229,7 +231,7 @@ class Backtest:
         """One timestamp: every candle of that time is in before any decision (as in the store of a replay,
         where a decision at time T sees all candles up to and including T), then each symbol in order."""
         now = bars[0][2].timestamp  # bar.row.timestamp
-        if self.equity_curve:
+        if self.open_point is not None:
             self._close_point()
         marks, last, history, dirty = self.marks, self.last, self.history, self.stop_dirty
         for bar in bars:
@@ -237,15 +239,16 @@ class Backtest:
             marks[symbol] = row.close
             last[symbol] = bar
             try:
-                history[symbol].appendleft(bar)
+                history[symbol].appendleft(row)
             except KeyError:
-                history[symbol] = deque((bar,), maxlen=SPREAD_WINDOW + 1)
+                history[symbol] = deque((row,), maxlen=SPREAD_WINDOW + 1)
             dirty.add(symbol)
-        self.equity_f = None  # the marks moved
+        self.equity_f = self.alarm = None  # the marks moved
         if now // DAY_MS != self.day_number:
             self.day_number = now // DAY_MS
             self.day_start_equity = self._account(bars[0].symbol, now).equity
             self.day_start_f = float(self.day_start_equity)
+            self.alarm = None
         strategies = self.strategies
         # The watch runs before each symbol's strategy, but only when it can do something: the drawdown
         # pre-check fires (see ``_watch``), a stop may have moved, or the circuit breaker waits for a retry.
@@ -254,7 +257,7 @@ class Backtest:
         for symbol, interval, _, candle in bars:
             if alarm or self.stop_dirty or self.state == PAUSED:
                 self._watch(symbol, now)
-                alarm = self._drawdown_alarm()
+                alarm = self.alarm if self.alarm is not None else self._drawdown_alarm()
             strategy = strategies.get((symbol, interval))
             if strategy is None:
                 strategy = strategies[symbol, interval] = self.strategy_factory()
@@ -262,25 +265,31 @@ class Backtest:
             if emitted is not None:
                 signal_id = signal_id_for(symbol, interval, strategy.name, now)
                 self._decide(symbol, emitted.side, Decimal(str(emitted.price)), emitted.confidence, signal_id, now)
-                alarm = self._drawdown_alarm()
-        self.equity_curve.append((now, None))
+                alarm = self.alarm if self.alarm is not None else self._drawdown_alarm()
+        self.open_point = now
 
     def _drawdown_alarm(self) -> bool:
         """The float pre-check of the daily drawdown: False only where the exact check cannot trip (the margin
-        of 1e-9 is far above float error)."""
-        if self.day_start_f > 0 and self.state != HALTED:
-            equity = self.equity_f
-            if equity is None:
-                last = self.last
-                equity = self.equity_f = self.cash_f + sum(q * last[s].candle.close for s, q in self.held_f.items())
-            return (self.day_start_f - equity) / self.day_start_f >= self.max_drawdown_f - 1e-9
-        return False
+        of 1e-9 is far above float error). Kept in ``alarm`` until the marks, the book, the day or the state
+        change (each of those resets it)."""
+        alarm = self.alarm
+        if alarm is None:
+            alarm = False
+            if self.day_start_f > 0 and self.state != HALTED:
+                equity = self.equity_f
+                if equity is None:
+                    last = self.last
+                    equity = self.cash_f + sum(q * last[s].candle.close for s, q in self.held_f.items())
+                    self.equity_f = equity
+                alarm = (self.day_start_f - equity) / self.day_start_f >= self.max_drawdown_f - 1e-9
+            self.alarm = alarm
+        return alarm
 
     def _close_point(self) -> None:
         """Value the book once per timestamp, after every candle of that time is in."""
-        ts, _ = self.equity_curve[-1]
-        self.equity_curve[-1] = (ts, self.book.equity(self.marks))
+        self.equity_curve.append((self.open_point, self.book.equity(self.marks)))
         self.in_market.append(bool(self.held_f))
+        self.open_point = None
 
     # --- the account as the engine sees it --------------------------------------------------------------
     def _account(self, symbol: str, now: int) -> AccountState:
@@ -302,7 +311,7 @@ class Backtest:
 
     def _market(self, symbol: str) -> MarketSnapshot:
         """The engine's market snapshot from the symbol's recent candles (newest first)."""
-        return snapshot_from_rows([bar[2] for bar in self.history.get(symbol, ())])  # bar.row
+        return snapshot_from_rows(self.history.get(symbol, ()))
 
     # --- 1. the watch -----------------------------------------------------------------------------------
     def _watch(self, symbol: str, now: int) -> None:
@@ -447,7 +456,7 @@ class Backtest:
 
     def _refresh_cache(self, symbol: str) -> None:
         self.cash_f = float(self.book.cash)
-        self.equity_f = None
+        self.equity_f = self.alarm = None
         holding = self.book.holding(symbol)
         if holding.quantity > 0:
             avg_entry = self.avg_entry[symbol] = holding.avg_entry_price
@@ -521,6 +530,7 @@ class Backtest:
             }
         )
         self.state, self.pause_layer = new_state, layer if new_state == PAUSED else ""
+        self.alarm = None
         if new_state != PAUSED:
             self.breaker = {"symbol": "", "tries": 0, "checked": None}
 

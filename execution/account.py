@@ -24,16 +24,19 @@ def load_account(trading_state: str, at_ms: int, extra_symbols: tuple[str, ...] 
     portfolio = Portfolio.load(for_update=True)
     positions = {p.symbol: p for p in Position.objects.filter(quantity__gt=0)}
     quantities = {symbol: p.quantity for symbol, p in positions.items()}
-    cash = portfolio.cash
-    cost_factor = (1 + Decimal(settings.PAPER_SLIPPAGE_PCT)) * (1 + Decimal(settings.FEE_RATE))
-    # Approved orders not yet executed count as done: two decisions in a row must not both spend the same room.
+    cash, receivable = portfolio.cash, Decimal(0)
+    slippage, fee = Decimal(settings.PAPER_SLIPPAGE_PCT), Decimal(settings.FEE_RATE)
+    # Approved orders not yet executed count as done: two decisions in a row must not both spend the same room
+    # nor sell the same units. A pending sell's proceeds are not cash yet, but they are still the account's.
     for order in Order.objects.filter(status=Order.Status.PENDING).only(
         "symbol", "side", "quantity", "requested_price"
     ):
         sign = 1 if order.side == "BUY" else -1
         quantities[order.symbol] = quantities.get(order.symbol, Decimal(0)) + sign * order.quantity
         if order.side == "BUY":
-            cash -= order.quantity * order.requested_price * cost_factor
+            cash -= order.quantity * order.requested_price * (1 + slippage) * (1 + fee)
+        else:
+            receivable += order.quantity * order.requested_price * (1 - slippage) * (1 - fee)
     prices = {}
     for symbol in {*quantities, *extra_symbols}:
         price = latest_price(symbol, at_ms)
@@ -64,6 +67,7 @@ def load_account(trading_state: str, at_ms: int, extra_symbols: tuple[str, ...] 
         ).count(),
         last_stop_ms=last_stops,
         avg_entry={symbol: p.avg_entry_price for symbol, p in positions.items()},
+        receivable=receivable,
     )
     today = ms_to_datetime(at_ms).date()
     if portfolio.day is None or today > portfolio.day:

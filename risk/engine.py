@@ -76,6 +76,9 @@ class AccountState:
     orders_last_minute: int = 0
     last_stop_ms: Mapping[str, int] = field(default_factory=dict)  # symbol -> time of its last stop-loss exit
     avg_entry: Mapping[str, Decimal] = field(default_factory=dict)  # symbol -> average entry price
+    # Proceeds (after costs) of approved sells not yet executed: their quantity has left ``positions`` so that
+    # nothing is sold twice, and this keeps it in the equity (not in the cash that new entries may spend).
+    receivable: Decimal = Decimal(0)
 
     def position_value(self, symbol: str) -> Decimal:
         return self.positions.get(symbol, Decimal(0)) * self.prices.get(symbol, Decimal(0))
@@ -86,7 +89,7 @@ class AccountState:
 
     @cached_property
     def equity(self) -> Decimal:
-        return self.cash + self.exposure
+        return self.cash + self.receivable + self.exposure
 
     @cached_property
     def daily_drawdown(self) -> Decimal:

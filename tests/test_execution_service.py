@@ -130,3 +130,36 @@ def test_metrics_count_trades_and_failures(settings):
     settings.PAPER_FAILURE_RATE = "1"
     _sell_signal()
     assert sample("trades_failed_total", status="FAILED") == failed + 1
+
+
+def test_a_pending_sell_keeps_its_value_in_the_equity(settings):
+    # Bought 9.09090909 TEST_USDT at 110.055 (cost ≈ 1,001.05 with fees). An approved exit for all of it that
+    # workers have not executed yet (PENDING) takes the units out of the account's positions, so nothing is
+    # sold twice; its proceeds, 9.09090909 × 110.055 × 0.9995 × 0.999 ≈ 998.99, stay in the equity. Counted as
+    # nothing, equity would fall to the cash ≈ 8,998.95 — a 10 % "drawdown" that halts trading at the next candle.
+    from django.db import transaction
+
+    from execution.account import load_account
+    from marketdata.ingest import market_data_event
+    from risk.models import TradingState
+
+    series.publish_all(series.events())
+    entry = Order.objects.get()
+    Order.objects.create(
+        client_order_id="cdbpendingexit",
+        symbol="TEST_USDT",
+        side="SELL",
+        quantity=entry.filled_quantity,
+        requested_price=D("110.055"),
+        event_time=CROSS_TS,
+        purpose=Order.Purpose.EXIT,
+    )
+    with transaction.atomic():
+        account = load_account("ACTIVE", CROSS_TS, ("TEST_USDT",))
+    proceeds = entry.filled_quantity * D("110.055") * D("0.9995") * D("0.999")
+    assert account.positions == {} and account.cash == Portfolio.load().cash
+    assert account.receivable == proceeds and account.equity == Portfolio.load().cash + proceeds
+    assert account.daily_drawdown < D("0.001")
+    price = 110.055
+    bus.publish(market_data_event("TEST_USDT", "1m", CROSS_TS + series.STEP_MS, price, price, price, price, 100))
+    assert TradingState.load().state == "ACTIVE"

@@ -36,6 +36,9 @@ class Holding:
         return money(self.cost / self.quantity) if self.quantity else ZERO
 
 
+NO_HOLDING = Holding()  # what a symbol never traded holds (immutable: one instance serves every lookup)
+
+
 @dataclass
 class Book:
     initial_cash: Decimal
@@ -49,7 +52,7 @@ class Book:
         return cls(initial_cash, initial_cash)
 
     def holding(self, symbol: str) -> Holding:
-        return self.holdings.get(symbol, Holding())
+        return self.holdings.get(symbol, NO_HOLDING)
 
     def apply(self, symbol: str, side: str, quantity: Decimal, price: Decimal, fee: Decimal) -> Decimal:
         """Take one fill; returns the realized P&L of a sale (price difference against cost, before fees)."""

@@ -85,7 +85,10 @@ class AccountState:
 
     @cached_property
     def exposure(self) -> Decimal:
-        return sum((self.position_value(symbol) for symbol in self.positions), Decimal(0))
+        total, prices = Decimal(0), self.prices  # summed in the positions' order, as sum(..., Decimal(0)) would
+        for symbol, quantity in self.positions.items():
+            total += quantity * prices.get(symbol, Decimal(0))
+        return total
 
     @cached_property
     def equity(self) -> Decimal:
@@ -156,11 +159,12 @@ class RiskEngine:
     ) -> Decision:
         checks: list[str] = []
         equity = state.equity
+        position_value = state.position_value(order.symbol)
         details = {
             "equity": str(equity),
             "cash": str(state.cash),
             "exposure": str(state.exposure),
-            "position_value": str(state.position_value(order.symbol)),
+            "position_value": str(position_value),
             "daily_drawdown": str(state.daily_drawdown),
             "price": str(market.price),
             "signal_price": str(order.price),
@@ -279,11 +283,11 @@ class RiskEngine:
         unit_cost = market.price * (1 + self.slippage_pct) * (1 + self.fee_rate)
         position_limit = parameters["MAX_POSITION_PCT"] * equity
         limits = {
-            "position": (position_limit - state.position_value(order.symbol)) / market.price,
+            "position": (position_limit - position_value) / market.price,
             "exposure": (max_exposure - exposure) / market.price,
             "cash": state.cash / unit_cost,
         }
-        binding = min(limits, key=lambda name: limits[name])
+        binding = min(limits, key=limits.__getitem__)
         allowed = min(order.quantity, round_quantity(max(limits[binding], Decimal(0))))
         details.update({f"max_quantity_{name}": str(round_quantity(value)) for name, value in limits.items()})
         if allowed <= 0:
@@ -304,7 +308,7 @@ class RiskEngine:
             reason = (
                 f"trimmed {order.quantity} → {allowed} {order.symbol} by the {binding} limit "
                 f"(MAX_POSITION_PCT {parameters['MAX_POSITION_PCT']} × equity {equity:.8f} = {position_limit:.8f}, "
-                f"held value {state.position_value(order.symbol):.8f})"
+                f"held value {position_value:.8f})"
             )
             alerts.append(AlertSpec("WARNING", "RISK_LIMIT", f"{order.symbol} entry {reason}"))
             return Decision(TRIM, allowed, binding, (reason,), tuple(checks), details, tuple(alerts))

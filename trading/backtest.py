@@ -50,6 +50,7 @@ from trading.strategies import Candle, Strategy
 MINUTE_MS = 60_000
 DAY_MS = 86_400_000
 RISK_EXITS = ("stop_loss", "drawdown_close")
+STOP_MARGIN = 1 + 1e-9  # float pre-check of a stop: far above float error, so it never misses an exact trigger
 
 
 class BacktestInputError(ValueError):
@@ -233,16 +234,18 @@ class Backtest:
         now = bars[0][2].timestamp  # bar.row.timestamp
         if self.open_point is not None:
             self._close_point()
-        marks, last, history, dirty = self.marks, self.last, self.history, self.stop_dirty
+        marks, last, history, stops = self.marks, self.last, self.history, self.stop_f
         for bar in bars:
-            symbol, _, row, _ = bar
+            symbol, _, row, candle = bar
             marks[symbol] = row.close
             last[symbol] = bar
             try:
                 history[symbol].appendleft(row)
             except KeyError:
                 history[symbol] = deque((row,), maxlen=SPREAD_WINDOW + 1)
-            dirty.add(symbol)
+            stop = stops.get(symbol)
+            if stop is not None and candle.close <= stop * STOP_MARGIN:  # as _flag_stop, inlined: every candle
+                self.stop_dirty.add(symbol)
         self.equity_f = self.alarm = None  # the marks moved
         if now // DAY_MS != self.day_number:
             self.day_number = now // DAY_MS
@@ -251,7 +254,7 @@ class Backtest:
             self.alarm = None
         strategies = self.strategies
         # The watch runs before each symbol's strategy, but only when it can do something: the drawdown
-        # pre-check fires (see ``_watch``), a stop may have moved, or the circuit breaker waits for a retry.
+        # pre-check fires (see ``_watch``), a stop may trigger, or the circuit breaker waits for a retry.
         # What it looks at changes only through the watch itself or a decision, so it is re-read after those.
         alarm = self._drawdown_alarm()
         for symbol, interval, _, candle in bars:
@@ -278,9 +281,10 @@ class Backtest:
             if self.day_start_f > 0 and self.state != HALTED:
                 equity = self.equity_f
                 if equity is None:
-                    last = self.last
-                    equity = self.cash_f + sum(q * last[s].candle.close for s, q in self.held_f.items())
-                    self.equity_f = equity
+                    last, held = self.last, 0.0
+                    for s, q in self.held_f.items():  # summed as sum() would, without its generator
+                        held += q * last[s].candle.close
+                    equity = self.equity_f = self.cash_f + held
                 alarm = (self.day_start_f - equity) / self.day_start_f >= self.max_drawdown_f - 1e-9
             self.alarm = alarm
         return alarm
@@ -296,17 +300,17 @@ class Backtest:
         entry_times = self.entry_times
         while entry_times and entry_times[0] <= now - MINUTE_MS:
             entry_times.popleft()
-        held = {s: h.quantity for s, h in self.book.holdings.items() if h.quantity > 0}
-        marks, avg_entry = self.marks, self.avg_entry
+        # The engine only looks up prices and entries (of held symbols and ``symbol``): copies of the whole maps
+        # (``avg_entry`` has exactly the held symbols) answer as the live queries do.
         return AccountState(
             trading_state=self.state,
             cash=self.book.cash,
-            positions=held,
-            prices={s: marks[s] for s in {*held, symbol} if s in marks},
+            positions={s: h.quantity for s, h in self.book.holdings.items() if h.quantity > 0},
+            prices=self.marks.copy(),
             day_start_equity=self.day_start_equity,
             orders_last_minute=len(entry_times),
             last_stop_ms={symbol: self.last_stop[symbol]} if symbol in self.last_stop else {},
-            avg_entry={s: avg_entry[s] for s in held},
+            avg_entry=self.avg_entry.copy(),
         )
 
     def _market(self, symbol: str) -> MarketSnapshot:
@@ -321,12 +325,13 @@ class Backtest:
             self._watch_drawdown(symbol, now)
             if self.state == HALTED:
                 return
-        # A stop can only newly trigger where a price moved or a position or its exit changed (``stop_dirty``):
-        # every other position was checked with the same numbers before.
+        # A stop can only newly trigger where a price moved or a position or its exit changed and the float
+        # pre-check then passed (``stop_dirty``, see ``_flag_stop``): every other position was checked with the
+        # same numbers before. Re-checked here: a position closed since it was flagged has no stop any more.
         if self.stop_dirty:
             candidates, self.stop_dirty = self.stop_dirty, set()
             stops, last = self.stop_f, self.last
-            if stops and any(s in stops and last[s].candle.close <= stops[s] * (1 + 1e-9) for s in candidates):
+            if stops and any(s in stops and last[s].candle.close <= stops[s] * STOP_MARGIN for s in candidates):
                 account = self._account(symbol, now)
                 for exit_order in self.engine.stop_loss_exits(account, self.parameters):
                     key = self._exit_key("stop", exit_order.symbol)
@@ -420,12 +425,19 @@ class Backtest:
                 self.last[order.symbol].row.volume,
             )
             self._settle(order, fill)
+            self._flag_stop(order.symbol)
         if order.status in ("FAILED", "REJECTED"):
             message = f"{order.side} {order.quantity} {order.symbol} {order.status}: {order.reason}"
             self._alert(AlertSpec("WARNING", "ORDER_FAILED", message), order.timestamp)
 
+    def _flag_stop(self, symbol: str) -> None:
+        """Queue ``symbol`` for the watch's stop-loss check where the float pre-check says its stop might trigger
+        (its price moved, or its position or the exit of it changed): elsewhere the exact check cannot trip."""
+        stop = self.stop_f.get(symbol)
+        if stop is not None and self.last[symbol].candle.close <= stop * STOP_MARGIN:
+            self.stop_dirty.add(symbol)
+
     def _settle(self, order: Order, fill) -> None:
-        self.stop_dirty.add(order.symbol)
         if fill.status not in ("FILLED", "PARTIALLY_FILLED"):
             order.status, order.reason = ("REJECTED" if fill.status == "REJECTED" else "FAILED"), fill.reason
             return

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "candles"
 PG_ADMIN = "postgres://postgres@127.0.0.1:5432/postgres"
 PG_DB = "cdb_bench_feed"
-REDIS = "redis://127.0.0.1:6379/11"
+REDIS = "redis://127.0.0.1:6379/14"  # flushed after the run: keep it apart from the tests' databases
 
 
 def inner(mode: str) -> None:

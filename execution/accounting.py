@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
+from typing import NamedTuple
 
 MONEY_STEP = Decimal("0.000000000001")  # 12 places, as stored
 ZERO = Decimal(0)
@@ -26,8 +27,7 @@ class AccountingError(ValueError):
     """A fill the book cannot take: spending cash it does not have or selling what it does not hold."""
 
 
-@dataclass(frozen=True)
-class Holding:
+class Holding(NamedTuple):  # immutable; a tuple: one per fill, ~4× cheaper to build than a frozen dataclass
     quantity: Decimal = ZERO
     cost: Decimal = ZERO  # cost basis of the quantity held
 

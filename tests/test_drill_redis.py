@@ -21,32 +21,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import processes
+from tests.support import drills, processes
 
 pytestmark = [pytest.mark.workers, pytest.mark.django_db(transaction=True)]
 
 ROWS = 120
 SYMBOL = "REDIS_USDT"
 OUTAGE_SECONDS = 10
-DRILL_ENV = {
-    "STRATEGY": "sma_cross:fast=2,slow=3",
-    "PAPER_FAILURE_RATE": "0",
-    "MAX_ORDERS_PER_MINUTE": "600",
-    "MAX_DAILY_DRAWDOWN_PCT": "0.20",
-    "MAX_EXPOSURE_PCT": "1.0",
-    "POSITION_SIZE_PCT": "0.05",
-    "PENDING_ORDER_TIMEOUT_SEC": "5",
-}
-
-
-def zigzag_csv(path: Path, rows: int = ROWS, start: int = 1_735_689_600_000) -> Path:
-    lines = ["timestamp_ms,open,high,low,close,volume"]
-    for i in range(rows):
-        k = i % 8
-        price = 100 * (1 + 0.0004 * i) * (1 + 0.005 * (k if k <= 4 else 8 - k))
-        lines.append(f"{start + i * 60_000},{price:.6f},{price * 1.001:.6f},{price * 0.999:.6f},{price:.6f},1000")
-    path.write_text("\n".join(lines) + "\n")
-    return path
+DRILL_ENV = {**drills.DRILL_ENV, "PENDING_ORDER_TIMEOUT_SEC": "5"}
 
 
 class PrivateRedis:
@@ -128,7 +110,7 @@ def run(env: dict, tmp_path: Path, name: str, outage_after_signals: int | None =
     try:
         workers = [processes.start_worker(f"{name}{i}", env, tmp_path) for i in (1, 2)]
         feed_log = (tmp_path / "feed.log").open("w")
-        csv = zigzag_csv(tmp_path / f"{SYMBOL}-1m.csv")
+        csv = drills.zigzag_csv(tmp_path / f"{SYMBOL}-1m.csv", ROWS)
         args = [sys.executable, "manage.py", "run_feed", "--source", "replay", "--data", str(csv), "--lockstep"]
         feed = subprocess.Popen(
             args + ["--no-progress"], cwd=processes.ROOT, env=env, stdout=feed_log, stderr=subprocess.STDOUT

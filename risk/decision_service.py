@@ -74,7 +74,7 @@ def decide_signal(event: dict) -> Order | None:
     with transaction.atomic():
         state = TradingState.load(for_update=True)  # serializes every decision for the account
         if RiskEvent.objects.filter(signal_id=signal_id).exclude(decision=RiskEvent.Decision.STATE_CHANGE).exists():
-            logger.info("signal %s already decided; redelivery ignored", signal_id)
+            _redrive_pending_order(signal_id)
             return None
         Signal.objects.filter(signal_id=signal_id).update(status=Signal.Status.DECIDED)
         symbol = event["symbol"]
@@ -237,6 +237,32 @@ def _submit_exit(key: str, exit_order: ExitOrder, now: int) -> None:
     )
     # The risk manager's own exits settle at once, inside this transaction, before any further decision.
     execute_order({"client_order_id": order.client_order_id})
+
+
+def _redrive_pending_order(signal_id: str) -> None:
+    """A redelivered signal was decided before: its order may still be PENDING because the process that stored
+    it died before enqueueing its execution. Enqueue it again (execution is idempotent by client_order_id)."""
+    order = Order.objects.filter(signal_id=signal_id, status=Order.Status.PENDING).first()
+    if order is None:
+        logger.info("signal %s already decided; redelivery ignored", signal_id)
+        return
+    logger.warning(
+        "signal %s already decided, its order %s still PENDING: enqueued again", signal_id, order.client_order_id
+    )
+    event = {
+        "type": "order",
+        "client_order_id": order.client_order_id,
+        "signal_id": signal_id,
+        "symbol": order.symbol,
+        "side": order.side,
+        "quantity": float(order.quantity),
+        "price": float(order.requested_price),
+        "approved_by": "risk",
+        "risk_checks": order.risk_checks,
+        "stop_loss": float(order.stop_loss) if order.stop_loss is not None else None,
+        "timestamp": order.event_time,
+    }
+    transaction.on_commit(lambda: bus.redeliver(event))
 
 
 def _create_order(

@@ -287,6 +287,18 @@ def process_market_data(event: dict) -> Signal | None:
     if emitted is None:
         return None
     signal_id = signal_id_for(symbol, interval, strategy.name, timestamp)
+    event = {
+        "type": "signal",
+        "signal_id": signal_id,
+        "strategy": strategy.name,
+        "symbol": symbol,
+        "interval": interval,
+        "side": emitted.side,
+        "confidence": emitted.confidence,
+        "reason": emitted.reason,
+        "price": emitted.price,
+        "timestamp": timestamp,
+    }
     try:
         with transaction.atomic():
             signal = Signal.objects.create(
@@ -301,21 +313,14 @@ def process_market_data(event: dict) -> Signal | None:
                 timestamp=timestamp,
                 components=emitted.components,
             )
-            bus.publish(
-                {
-                    "type": "signal",
-                    "signal_id": signal_id,
-                    "strategy": strategy.name,
-                    "symbol": symbol,
-                    "interval": interval,
-                    "side": emitted.side,
-                    "confidence": emitted.confidence,
-                    "reason": emitted.reason,
-                    "price": emitted.price,
-                    "timestamp": timestamp,
-                }
-            )
+            bus.publish(event)
     except IntegrityError:
-        logger.info("signal %s already stored by another delivery; not publishing it twice", signal_id)
+        if Signal.objects.filter(signal_id=signal_id, status=Signal.Status.NEW).exists():
+            # Stored, not yet decided: the process that stored it may have died before enqueueing its decision.
+            # Enqueue it again (not PUBLISHed twice); deciding is idempotent.
+            logger.info("signal %s stored but undecided; its decision enqueued again", signal_id)
+            bus.redeliver(event)
+        else:
+            logger.info("signal %s already stored and decided; not publishing it twice", signal_id)
         return None
     return signal

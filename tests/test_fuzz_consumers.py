@@ -25,6 +25,8 @@ from django.utils.module_loading import import_string
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from risk.parameters import PARAMETER_SPECS
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 FUZZ = settings(
@@ -306,17 +308,7 @@ def _assert_answer(response, fields: set[str]) -> None:
         assert named & (fields | as_parsed | {"non_field_errors", "detail"}), f"400 without a field name: {body}"
 
 
-PARAMETER_NAMES = [
-    "max_daily_drawdown_pct",
-    "max_slippage_pct",
-    "max_spread_multiplier",
-    "data_stale_timeout_sec",
-    "max_exposure_pct",
-    "max_position_pct",
-    "stop_loss_pct",
-    "max_orders_per_minute",
-    "reason",
-]
+PARAMETER_NAMES = [*(name.lower() for name in PARAMETER_SPECS), "reason"]
 
 
 def test_patch_risk_parameters_with_arbitrary_bodies(api):

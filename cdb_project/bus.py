@@ -192,7 +192,7 @@ def notify_dashboard(kind: str, data: Any) -> None:
 
 # What this process enqueued since a lockstep waiter last saw the pipeline idle: sent again if the broker is lost
 # meanwhile (a restarted Redis may come back without its queue). Bounded: a worker never waits, never clears it.
-_sent_since_idle: deque[tuple[str, Event]] = deque(maxlen=1000)
+_sent_since_idle: deque[Event] = deque(maxlen=1000)
 
 
 def _dispatch(topic: str, event: Event) -> None:
@@ -202,7 +202,7 @@ def _dispatch(topic: str, event: Event) -> None:
     for task in consumers:
         task.apply_async((event,))
     if consumers:
-        _sent_since_idle.append((topic, event))
+        _sent_since_idle.append(event)
     if settings.REDIS_URL:
         _redis_publish(topic, json.dumps(event, separators=(",", ":")))
     if topic in DASHBOARD_TOPICS:
@@ -318,6 +318,6 @@ def _recover() -> None:
 
     redrive(older_than_seconds=0)
     pending = list(_sent_since_idle)
-    for _topic, event in pending:
+    for event in pending:
         redeliver(event)
     logger.warning("re-sent %d event(s) enqueued before the broker outage", len(pending))

@@ -46,7 +46,7 @@ def redrive_signals(older_than_seconds: float = 0) -> int:
     """
     from cdb_project import bus
     from trading.models import Signal
-    from trading.signal_service import evaluate, signal_id_for
+    from trading.signal_service import evaluate, signal_event, signal_id_for
 
     cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
     stale = Signal.objects.filter(status=Signal.Status.NEW, created_at__lte=cutoff).order_by("timestamp", "id")
@@ -60,18 +60,7 @@ def redrive_signals(older_than_seconds: float = 0) -> int:
             logger.error("signal %s was made by another strategy than %s; left NEW", signal.signal_id, strategy.name)
             continue
         bus.redeliver(
-            {
-                "type": "signal",
-                "signal_id": signal.signal_id,
-                "strategy": strategy.name,
-                "symbol": signal.symbol,
-                "interval": signal.interval,
-                "side": emitted.side,
-                "confidence": emitted.confidence,
-                "reason": emitted.reason,
-                "price": emitted.price,
-                "timestamp": signal.timestamp,
-            }
+            signal_event(signal.signal_id, strategy.name, signal.symbol, signal.interval, signal.timestamp, emitted)
         )
         count += 1
     return count

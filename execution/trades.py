@@ -74,24 +74,10 @@ def close_lots(
             kept = lot.quantity - remaining
             kept_fees = money(lot.entry_fees * kept / lot.quantity)
             # The part left open is a trade of its own; its id is derived, so live and backtest agree on it.
-            remainder = Lot(
-                trade_id_for(f"{lot.trade_id}|{client_order_id}"),
-                lot.entry_client_order_id,
-                lot.symbol,
-                kept,
-                lot.entry_price,
-                lot.entry_time,
-                kept_fees,
+            remainder = lot._replace(
+                trade_id=trade_id_for(f"{lot.trade_id}|{client_order_id}"), quantity=kept, entry_fees=kept_fees
             )
-            lot = Lot(
-                lot.trade_id,
-                lot.entry_client_order_id,
-                lot.symbol,
-                remaining,
-                lot.entry_price,
-                lot.entry_time,
-                lot.entry_fees - kept_fees,
-            )
+            lot = lot._replace(quantity=remaining, entry_fees=lot.entry_fees - kept_fees)
         exit_fee = money(fee * lot.quantity / quantity)
         closed.append(ClosedLot(lot, client_order_id, price, time, exit_fee, reason))
         remaining -= lot.quantity

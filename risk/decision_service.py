@@ -249,10 +249,16 @@ def _redrive_pending_order(signal_id: str) -> None:
     logger.warning(
         "signal %s already decided, its order %s still PENDING: enqueued again", signal_id, order.client_order_id
     )
-    event = {
+    event = order_event(order)
+    transaction.on_commit(lambda: bus.redeliver(event))
+
+
+def order_event(order: Order) -> dict:
+    """The ``order`` event of a stored order: what the executor is sent (it acts on ``client_order_id``)."""
+    return {
         "type": "order",
         "client_order_id": order.client_order_id,
-        "signal_id": signal_id,
+        "signal_id": order.signal_id,
         "symbol": order.symbol,
         "side": order.side,
         "quantity": float(order.quantity),
@@ -262,7 +268,6 @@ def _redrive_pending_order(signal_id: str) -> None:
         "stop_loss": float(order.stop_loss) if order.stop_loss is not None else None,
         "timestamp": order.event_time,
     }
-    transaction.on_commit(lambda: bus.redeliver(event))
 
 
 def _create_order(
@@ -298,19 +303,5 @@ def _create_order(
         risk_checks=checks,
         purpose=purpose,
     )
-    bus.publish(
-        {
-            "type": "order",
-            "client_order_id": client_order_id,
-            "signal_id": signal_id,
-            "symbol": symbol,
-            "side": side,
-            "quantity": float(quantity),
-            "price": float(price),
-            "approved_by": "risk",
-            "risk_checks": checks,
-            "stop_loss": float(stop_loss) if stop_loss is not None else None,
-            "timestamp": now,
-        }
-    )
+    bus.publish(order_event(order))
     return order

@@ -53,6 +53,7 @@ from marketdata.models import Candle
 
 from .models import Signal
 from .strategies import Candle as StrategyCandle
+from .strategies import Signal as Emitted
 from .strategies import Strategy, strategy_from_spec
 
 logger = logging.getLogger("cdb.signals")
@@ -275,6 +276,22 @@ def evaluate(spec: str, symbol: str, interval: str, timestamp: int):
     return strategy, emitted, path
 
 
+def signal_event(signal_id: str, strategy: str, symbol: str, interval: str, timestamp: int, emitted: Emitted) -> dict:
+    """The ``signal`` event for what a strategy emitted on a candle (the exact floats it computed)."""
+    return {
+        "type": "signal",
+        "signal_id": signal_id,
+        "strategy": strategy,
+        "symbol": symbol,
+        "interval": interval,
+        "side": emitted.side,
+        "confidence": emitted.confidence,
+        "reason": emitted.reason,
+        "price": emitted.price,
+        "timestamp": timestamp,
+    }
+
+
 def process_market_data(event: dict) -> Signal | None:
     """Run the configured strategy on the event's candle; store and publish a signal if it emits one."""
     symbol, timestamp = event["symbol"], event["timestamp"]
@@ -287,18 +304,7 @@ def process_market_data(event: dict) -> Signal | None:
     if emitted is None:
         return None
     signal_id = signal_id_for(symbol, interval, strategy.name, timestamp)
-    event = {
-        "type": "signal",
-        "signal_id": signal_id,
-        "strategy": strategy.name,
-        "symbol": symbol,
-        "interval": interval,
-        "side": emitted.side,
-        "confidence": emitted.confidence,
-        "reason": emitted.reason,
-        "price": emitted.price,
-        "timestamp": timestamp,
-    }
+    published = signal_event(signal_id, strategy.name, symbol, interval, timestamp, emitted)
     try:
         with transaction.atomic():
             signal = Signal.objects.create(
@@ -313,13 +319,13 @@ def process_market_data(event: dict) -> Signal | None:
                 timestamp=timestamp,
                 components=emitted.components,
             )
-            bus.publish(event)
+            bus.publish(published)
     except IntegrityError:
         if Signal.objects.filter(signal_id=signal_id, status=Signal.Status.NEW).exists():
             # Stored, not yet decided: the process that stored it may have died before enqueueing its decision.
             # Enqueue it again (not PUBLISHed twice); deciding is idempotent.
             logger.info("signal %s stored but undecided; its decision enqueued again", signal_id)
-            bus.redeliver(event)
+            bus.redeliver(published)
         else:
             logger.info("signal %s already stored and decided; not publishing it twice", signal_id)
         return None

@@ -26,6 +26,7 @@ of an exception, so one bad message never stops a worker.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import math
@@ -41,6 +42,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils.module_loading import import_string
 from jsonschema import Draft202012Validator
+
+from .dashboard_push import background_pusher
 
 logger = logging.getLogger("cdb.bus")
 
@@ -168,7 +171,11 @@ def consumer(event_type: str) -> Callable[[Callable[[Event], Any]], Callable[[An
             except InvalidEvent as error:
                 reject(payload, str(error), stage="consume", consumer=name)
                 return None
-            return func(event)
+            token = _inside_consumer.set(True)
+            try:
+                return func(event)
+            finally:
+                _inside_consumer.reset(token)
 
         return run
 
@@ -177,15 +184,17 @@ def consumer(event_type: str) -> Callable[[Callable[[Event], Any]], Callable[[An
 
 def notify_dashboard(kind: str, data: Any) -> None:
     """Push a message to every connected dashboard (best effort: the page resynchronises on reconnect)."""
-    from channels.layers import get_channel_layer
+    from channels.layers import InMemoryChannelLayer, get_channel_layer
 
     layer = get_channel_layer()
     if layer is None:
         return
+    message = {"type": "dashboard.push", "kind": kind, "data": data}
+    if not isinstance(layer, InMemoryChannelLayer):  # Redis: sent by this process's push thread, nobody waits
+        background_pusher(layer, settings.DASHBOARD_GROUP).push(message)
+        return
     try:
-        async_to_sync(layer.group_send)(
-            settings.DASHBOARD_GROUP, {"type": "dashboard.push", "kind": kind, "data": data}
-        )
+        async_to_sync(layer.group_send)(settings.DASHBOARD_GROUP, message)
     except Exception:
         logger.warning("dashboard push of %s failed", kind, exc_info=True)
 
@@ -195,18 +204,45 @@ def notify_dashboard(kind: str, data: Any) -> None:
 _sent_since_idle: deque[Event] = deque(maxlen=1000)
 
 
+# True while a consumer runs: the events it publishes are handed on in this process (see ``_dispatch``).
+_inside_consumer: contextvars.ContextVar[bool] = contextvars.ContextVar("cdb_inside_consumer", default=False)
+
+
 def _dispatch(topic: str, event: Event) -> None:
-    # Enqueue first: it is what must not be lost (retried with backoff while the broker is down, see the
-    # CELERY_TASK_PUBLISH_RETRY_POLICY setting); the PUBLISH and the dashboard push are best effort.
+    # Hand the event to its consumers first: that is what must not be lost; the PUBLISH and the dashboard push
+    # are best effort.
     consumers = _consumers().get(topic, ())
-    for task in consumers:
-        task.apply_async((event,))
-    if consumers:
-        _sent_since_idle.append(event)
+    if consumers and _inside_consumer.get() and settings.BUS_INLINE_CONSUMERS and not _eager():
+        _run_inline(consumers, event)
+    else:
+        for task in consumers:
+            task.apply_async((event,))  # retried with backoff while the broker is down (CELERY_TASK_PUBLISH_RETRY_*)
+        if consumers:
+            _sent_since_idle.append(event)
     if settings.REDIS_URL:
         _redis_publish(topic, json.dumps(event, separators=(",", ":")))
     if topic in DASHBOARD_TOPICS:
         notify_dashboard(topic, event)
+
+
+def _run_inline(consumers, event: Event) -> None:
+    """An event published by a consumer goes straight on to the next consumer in this process, after the commit
+    that stored it: no broker round trip between signal, decision and execution. Nothing is lost by skipping
+    the broker: the event's record is committed, a crash before the next step commits leaves it NEW (signal) or
+    PENDING (order) for the redelivered task or the recovery jobs to finish, and every consumer is idempotent. A
+    consumer that fails here is enqueued instead, to be retried by a worker."""
+    for task in consumers:
+        try:
+            task(event)
+        except Exception:
+            logger.warning("%s failed in process; enqueued for a retry", task.name, exc_info=True)
+            task.apply_async((event,))
+
+
+def _eager() -> bool:
+    from cdb_project.celery import app
+
+    return bool(app.conf.task_always_eager)
 
 
 def redeliver(event: Event) -> None:

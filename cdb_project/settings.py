@@ -213,6 +213,9 @@ EVENT_CONSUMERS = {
     "signals": ["risk.tasks.on_signal"],
     "orders": ["execution.tasks.on_order"],
 }
+# A worker hands the events its task publishes (signal → order) straight to the next consumer in the same
+# process instead of through the broker (see cdb_project/bus.py). Off: every step is a task of its own.
+BUS_INLINE_CONSUMERS = env.bool("BUS_INLINE_CONSUMERS", default=True)
 EVENT_PERSISTERS = {
     "market_data": "marketdata.ingest.persist_market_data",
     "alert": "risk.alerts.persist_alert",

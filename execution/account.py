@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 from decimal import Decimal
+from typing import NamedTuple
 
 from django.conf import settings
 
 from cdb_project.timeutil import ms_to_datetime
-from marketdata.ingest import latest_price
+from marketdata.ingest import latest_prices
 from risk.engine import AccountState
 
 from .models import Order, Portfolio, Position
@@ -16,34 +17,79 @@ from .models import Order, Portfolio, Position
 MINUTE_MS = 60_000
 
 
-def load_account(trading_state: str, at_ms: int, extra_symbols: tuple[str, ...] = ()) -> AccountState:
-    """Cash, positions (PENDING orders included) and last prices at ``at_ms``; rolls the day-start equity at 00:00 UTC.
+class AccountRows(NamedTuple):
+    """What the account is made of, as stored: the portfolio row, open positions, and PENDING orders folded in."""
 
-    Call inside the transaction that holds the account lock: the day roll-over writes.
-    """
-    portfolio = Portfolio.load(for_update=True)
+    portfolio: Portfolio
+    positions: dict[str, Position]
+    quantities: dict[str, Decimal]  # positions plus approved, not yet executed orders
+    cash: Decimal  # less what approved BUYs will spend
+    receivable: Decimal  # what approved SELLs will bring in
+
+
+def account_rows(*, lock: bool) -> AccountRows:
+    portfolio = Portfolio.load(for_update=lock)
     positions = {p.symbol: p for p in Position.objects.filter(quantity__gt=0)}
     quantities = {symbol: p.quantity for symbol, p in positions.items()}
     cash, receivable = portfolio.cash, Decimal(0)
     slippage, fee = Decimal(settings.PAPER_SLIPPAGE_PCT), Decimal(settings.FEE_RATE)
     # Approved orders not yet executed count as done: two decisions in a row must not both spend the same room
     # nor sell the same units. A pending sell's proceeds are not cash yet, but they are still the account's.
-    for order in Order.objects.filter(status=Order.Status.PENDING).only(
+    for symbol, side, quantity, price in Order.objects.filter(status=Order.Status.PENDING).values_list(
         "symbol", "side", "quantity", "requested_price"
     ):
-        sign = 1 if order.side == "BUY" else -1
-        quantities[order.symbol] = quantities.get(order.symbol, Decimal(0)) + sign * order.quantity
-        if order.side == "BUY":
-            cash -= order.quantity * order.requested_price * (1 + slippage) * (1 + fee)
+        sign = 1 if side == "BUY" else -1
+        quantities[symbol] = quantities.get(symbol, Decimal(0)) + sign * quantity
+        if side == "BUY":
+            cash -= quantity * price * (1 + slippage) * (1 + fee)
         else:
-            receivable += order.quantity * order.requested_price * (1 - slippage) * (1 - fee)
-    prices = {}
-    for symbol in {*quantities, *extra_symbols}:
-        price = latest_price(symbol, at_ms)
-        if price is not None:
-            prices[symbol] = price
+            receivable += quantity * price * (1 - slippage) * (1 - fee)
+    return AccountRows(portfolio, positions, quantities, cash, receivable)
+
+
+def day_rolls(portfolio: Portfolio, at_ms: int) -> bool:
+    """The first event of a new UTC day: the day-start equity is to be set again."""
+    return portfolio.day is None or ms_to_datetime(at_ms).date() > portfolio.day
+
+
+def account_state(
+    rows: AccountRows,
+    trading_state: str,
+    prices: dict[str, Decimal],
+    *,
+    orders_last_minute: int = 0,
+    last_stop_ms: dict[str, int] | None = None,
+) -> AccountState:
+    return AccountState(
+        trading_state=trading_state,
+        cash=rows.cash,
+        positions={symbol: quantity for symbol, quantity in rows.quantities.items() if quantity > 0},
+        prices=prices,
+        day_start_equity=rows.portfolio.day_start_equity,
+        orders_last_minute=orders_last_minute,
+        last_stop_ms=last_stop_ms or {},
+        avg_entry={symbol: p.avg_entry_price for symbol, p in rows.positions.items()},
+        receivable=rows.receivable,
+    )
+
+
+def load_account(
+    trading_state: str, at_ms: int, extra_symbols: tuple[str, ...] = (), *, for_decision: bool = True, lock: bool = True
+) -> AccountState | None:
+    """Cash, positions (PENDING orders included) and last prices at ``at_ms``; rolls the day-start equity at 00:00 UTC.
+
+    Call inside the transaction that holds the account lock: the day roll-over writes. ``for_decision=False``
+    skips what only an entry decision reads (orders in the last minute, the last stop-loss times).
+    ``lock=False`` is a read-only look without the lock (a pre-check; act only after loading again under the
+    lock); it returns None when the day must roll over, which only the locked load may write.
+    """
+    rows = account_rows(lock=lock)
+    rolls = day_rolls(rows.portfolio, at_ms)
+    if rolls and not lock:
+        return None
+    prices = latest_prices({*rows.quantities, *extra_symbols}, at_ms)
     last_stops = {}
-    for symbol in extra_symbols:
+    for symbol in extra_symbols if for_decision else ():
         stop = (
             Order.objects.filter(
                 symbol=symbol,
@@ -56,22 +102,15 @@ def load_account(trading_state: str, at_ms: int, extra_symbols: tuple[str, ...] 
         )
         if stop is not None:
             last_stops[symbol] = stop
-    state = AccountState(
-        trading_state=trading_state,
-        cash=cash,
-        positions={symbol: quantity for symbol, quantity in quantities.items() if quantity > 0},
-        prices=prices,
-        day_start_equity=portfolio.day_start_equity,
-        orders_last_minute=Order.objects.filter(
+    recent = 0
+    if for_decision:
+        recent = Order.objects.filter(
             event_time__gt=at_ms - MINUTE_MS, event_time__lte=at_ms, purpose=Order.Purpose.ENTRY
-        ).count(),
-        last_stop_ms=last_stops,
-        avg_entry={symbol: p.avg_entry_price for symbol, p in positions.items()},
-        receivable=receivable,
-    )
-    today = ms_to_datetime(at_ms).date()
-    if portfolio.day is None or today > portfolio.day:
-        portfolio.day, portfolio.day_start_equity = today, state.equity
+        ).count()
+    state = account_state(rows, trading_state, prices, orders_last_minute=recent, last_stop_ms=last_stops)
+    if rolls:
+        portfolio = rows.portfolio
+        portfolio.day, portfolio.day_start_equity = ms_to_datetime(at_ms).date(), state.equity
         portfolio.save(update_fields=["day", "day_start_equity", "updated_at"])
         state = replace(state, day_start_equity=state.equity)
     return state

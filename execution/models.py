@@ -124,7 +124,10 @@ class Portfolio(models.Model):
 
     @classmethod
     def load(cls, *, for_update: bool = False) -> "Portfolio":
-        capital = Decimal(settings.INITIAL_CAPITAL)
-        cls.objects.get_or_create(pk=1, defaults={"initial_capital": capital, "cash": capital})
         manager = cls.objects.select_for_update() if for_update else cls.objects
-        return manager.get(pk=1)
+        portfolio = manager.filter(pk=1).first()
+        if portfolio is None:
+            capital = Decimal(settings.INITIAL_CAPITAL)
+            cls.objects.get_or_create(pk=1, defaults={"initial_capital": capital, "cash": capital})
+            portfolio = manager.get(pk=1)
+        return portfolio

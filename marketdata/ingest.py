@@ -72,6 +72,31 @@ def latest_price(symbol: str, at_or_before: int | None = None) -> Decimal | None
     return close
 
 
+def latest_prices(symbols: Iterable[str], at_or_before: int) -> dict[str, Decimal]:
+    """``latest_price`` of several symbols in one query (symbols without a candle by then are left out)."""
+    symbols = sorted(set(symbols))
+    if not symbols:
+        return {}
+    table = connection.ops.quote_name(Candle._meta.db_table)
+    one = (
+        f'SELECT * FROM (SELECT "symbol", "close" FROM {table} WHERE "symbol" = %s AND "timestamp" <= %s '
+        f'ORDER BY "timestamp" DESC LIMIT 1) AS p{{n}}'
+    )
+    sql = " UNION ALL ".join(one.format(n=n) for n in range(len(symbols)))
+    params = [value for symbol in symbols for value in (symbol, at_or_before)]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    column = Candle._meta.get_field("close").get_col(Candle._meta.db_table)
+    converters = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
+    prices = {}
+    for symbol, close in rows:
+        for converter in converters:  # what the ORM does to a close it reads (SQLite: its exact Decimal)
+            close = converter(close, column, connection)
+        prices[symbol] = close
+    return prices
+
+
 @contextlib.contextmanager
 def prestored(symbol: str, interval: str, timestamp: int) -> Iterator[None]:
     """Publishing a candle that is already stored: bus.publish still validates, the persister skips the store."""

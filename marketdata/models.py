@@ -22,6 +22,9 @@ class Candle(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["symbol", "interval", "timestamp"], name="candle_unique_symbol_interval_ts")
         ]
+        # "The last candle of a symbol at or before t" (prices, snapshots, fills) reads across intervals: without
+        # this index it sorts every stored candle of the symbol.
+        indexes = [models.Index(fields=["symbol", "timestamp"], name="candle_symbol_ts")]
         ordering = ["symbol", "interval", "timestamp"]
 
     def __str__(self) -> str:

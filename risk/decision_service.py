@@ -129,14 +129,26 @@ def decide_signal(event: dict) -> Order | None:
 
 
 def watch_market(event: dict) -> None:
-    """Per market_data: roll the day, halt on drawdown, fire stop-losses, retry a tripped circuit breaker."""
-    now = event["timestamp"]
+    """Per market_data: roll the day, halt on drawdown, fire stop-losses, retry a tripped circuit breaker.
+
+    Most candles change nothing: a look without the account lock decides whether there is anything to do, so
+    workers do not queue behind each other's candles. Anything found is judged again under the lock.
+    """
+    now, symbols = event["timestamp"], (event["symbol"],)
+    state = TradingState.load()
+    if _superseded(now):
+        return
+    account = load_account(state.state, now, symbols, for_decision=False, lock=False)
+    parameters = RiskParameters.load().as_dict()
+    if account is not None:
+        metrics.record_account(account, state.state)
+        if not _watch_has_work(account, state, parameters):
+            return
     with transaction.atomic():
         state = TradingState.load(for_update=True)
-        if Order.objects.filter(event_time__gt=now).exists():
-            # A late or redelivered candle: the account has moved on since, judging it by old prices would be wrong.
+        if _superseded(now):
             return
-        account = load_account(state.state, now, (event["symbol"],))
+        account = load_account(state.state, now, symbols, for_decision=False)
         parameters = RiskParameters.load().as_dict()
         engine = risk_engine()
         metrics.record_account(account, state.state)
@@ -153,6 +165,20 @@ def watch_market(event: dict) -> None:
             _stop_loss(exit_order, now)
         if state.state == PAUSED and state.pause_layer == "circuit_breaker":
             _retry_breaker(state, parameters, now)
+
+
+def _superseded(now: int) -> bool:
+    """A late or redelivered candle: the account has moved on since, judging it by old prices would be wrong."""
+    return Order.objects.filter(event_time__gt=now).exists()
+
+
+def _watch_has_work(account: AccountState, state: TradingState, parameters: dict) -> bool:
+    engine = risk_engine()
+    return (
+        engine.drawdown_breached(account, parameters)
+        or bool(engine.stop_loss_exits(account, parameters))
+        or (state.state == PAUSED and state.pause_layer == "circuit_breaker")
+    )
 
 
 def _retry_breaker(state: TradingState, parameters: dict, now: int) -> None:

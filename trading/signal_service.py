@@ -321,12 +321,22 @@ def process_market_data(event: dict) -> Signal | None:
             )
             bus.publish(published)
     except IntegrityError:
-        if Signal.objects.filter(signal_id=signal_id, status=Signal.Status.NEW).exists():
-            # Stored, not yet decided: the process that stored it may have died before enqueueing its decision.
-            # Enqueue it again (not PUBLISHed twice); deciding is idempotent.
-            logger.info("signal %s stored but undecided; its decision enqueued again", signal_id)
+        if _unfinished(signal_id):
+            # Stored, but not decided, or decided with its order not executed: the process that stored it may have
+            # died before handing it on. Enqueue its decision again (not PUBLISHed twice); deciding is idempotent
+            # and re-drives a PENDING order.
+            logger.info("signal %s stored but unfinished; its decision enqueued again", signal_id)
             bus.redeliver(published)
         else:
             logger.info("signal %s already stored and decided; not publishing it twice", signal_id)
         return None
     return signal
+
+
+def _unfinished(signal_id: str) -> bool:
+    from execution.models import Order
+
+    return (
+        Signal.objects.filter(signal_id=signal_id, status=Signal.Status.NEW).exists()
+        or Order.objects.filter(signal_id=signal_id, status=Order.Status.PENDING).exists()
+    )

@@ -199,7 +199,7 @@ def main() -> None:
                 self.n += 1
                 super()._publish(symbol, interval_name, ts, candle)
 
-        paced = Paced(resolve_sources([str(path)], None, None), speed=None)
+        paced = Paced(resolve_sources([str(path)], None, None), speed=None, batch_size=1)  # each candle as it comes
         paced.t0, paced.n = time.perf_counter(), 0
         before = set(listener.received)
         paced.run()

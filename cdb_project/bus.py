@@ -156,6 +156,32 @@ def publish(event: Event) -> Event:
     return event
 
 
+def publish_batch(events: list[Event], *, stored: bool = False) -> list[Event]:
+    """``publish`` for several events of one type at once (a feed's backlog): each is validated (and persisted
+    unless ``stored``), then after commit their consumers get them in one task per ``EVENT_BATCH_CONSUMERS``
+    entry (or one task each for a topic without one), with a PUBLISH and a dashboard push per event.
+
+    An invalid event is stored as a RejectedEvent and raises InvalidEvent before anything is sent."""
+    checked = []
+    for event in events:
+        try:
+            checked.append(validate(event))
+        except InvalidEvent as error:
+            reject(event, str(error), stage="publish")
+            raise
+    if not checked:
+        return checked
+    types = {event["type"] for event in checked}
+    if len(types) != 1:
+        raise InvalidEvent(f"a batch holds events of one type, got {sorted(types)}")
+    persister = None if stored else _persisters().get(checked[0]["type"])
+    if persister is not None:
+        for event in checked:
+            persister(event)
+    transaction.on_commit(partial(_dispatch_batch, TOPIC_BY_TYPE[checked[0]["type"]], checked))
+    return checked
+
+
 def consumer(event_type: str) -> Callable[[Callable[[Event], Any]], Callable[[Any], Any]]:
     """Validate what a task receives; store malformed payloads as RejectedEvent and return None."""
 
@@ -174,6 +200,46 @@ def consumer(event_type: str) -> Callable[[Callable[[Event], Any]], Callable[[An
             token = _inside_consumer.set(True)
             try:
                 return func(event)
+            finally:
+                _inside_consumer.reset(token)
+
+        return run
+
+    return wrap
+
+
+def batch_consumer(event_type: str) -> Callable[[Callable[[list[Event]], Any]], Callable[[Any], Any]]:
+    """``consumer`` for a task that receives a list of events: each malformed one is stored as a RejectedEvent and
+    left out; the rest go to the task in the order they came."""
+
+    def wrap(func: Callable[[list[Event]], Any]) -> Callable[[Any], Any]:
+        name = f"{func.__module__}.{func.__name__}"
+
+        @wraps(func)
+        def run(payload: Any) -> Any:
+            if not isinstance(payload, list):
+                reject(
+                    payload,
+                    f"a batch must be a JSON array, got {type(payload).__name__}",
+                    stage="consume",
+                    consumer=name,
+                )
+                return None
+            events = []
+            for item in payload:
+                try:
+                    event = validate(item)
+                    if event["type"] != event_type:
+                        raise InvalidEvent(f"type: expected a {event_type} event, got {event['type']}")
+                except InvalidEvent as error:
+                    reject(item, str(error), stage="consume", consumer=name)
+                    continue
+                events.append(event)
+            if not events:
+                return None
+            token = _inside_consumer.set(True)
+            try:
+                return func(events)
             finally:
                 _inside_consumer.reset(token)
 
@@ -209,20 +275,40 @@ _inside_consumer: contextvars.ContextVar[bool] = contextvars.ContextVar("cdb_ins
 
 
 def _dispatch(topic: str, event: Event) -> None:
-    # Hand the event to its consumers first: that is what must not be lost; the PUBLISH and the dashboard push
-    # are best effort.
     consumers = _consumers().get(topic, ())
     if consumers and _inside_consumer.get() and settings.BUS_INLINE_CONSUMERS and not _eager():
+        # In process: announce the event first, so subscribers see signal → order → order_result in that order.
+        _announce(topic, event)
         _run_inline(consumers, event)
-    else:
-        for task in consumers:
-            task.apply_async((event,))  # retried with backoff while the broker is down (CELERY_TASK_PUBLISH_RETRY_*)
-        if consumers:
-            _sent_since_idle.append(event)
+        return
+    # Through the broker: enqueue first, it is what must not be lost; the PUBLISH and the dashboard push are best
+    # effort.
+    for task in consumers:
+        task.apply_async((event,))  # retried with backoff while the broker is down (CELERY_TASK_PUBLISH_RETRY_*)
+    if consumers:
+        _sent_since_idle.append(event)
+    _announce(topic, event)
+
+
+def _announce(topic: str, event: Event) -> None:
+    """PUBLISH on the topic's Redis channel and push to the dashboard (both best effort)."""
     if settings.REDIS_URL:
         _redis_publish(topic, json.dumps(event, separators=(",", ":")))
     if topic in DASHBOARD_TOPICS:
         notify_dashboard(topic, event)
+
+
+def _dispatch_batch(topic: str, events: list[Event]) -> None:
+    batch_tasks = _batch_consumers().get(topic)
+    if batch_tasks is None:
+        for event in events:
+            _dispatch(topic, event)
+        return
+    for task in batch_tasks:
+        task.apply_async((events,))
+    _sent_since_idle.extend(events)
+    for event in events:
+        _announce(topic, event)
 
 
 def _run_inline(consumers, event: Event) -> None:
@@ -280,6 +366,11 @@ def _redis_client():
 @lru_cache(maxsize=1)
 def _consumers() -> dict[str, list]:
     return {topic: [import_string(path) for path in paths] for topic, paths in settings.EVENT_CONSUMERS.items()}
+
+
+@lru_cache(maxsize=1)
+def _batch_consumers() -> dict[str, list]:
+    return {topic: [import_string(path) for path in paths] for topic, paths in settings.EVENT_BATCH_CONSUMERS.items()}
 
 
 @lru_cache(maxsize=1)

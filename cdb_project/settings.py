@@ -213,6 +213,10 @@ EVENT_CONSUMERS = {
     "signals": ["risk.tasks.on_signal"],
     "orders": ["execution.tasks.on_order"],
 }
+# A feed with a backlog (a replay, several symbols' candles at once) sends up to MARKET_DATA_BATCH_SIZE candles
+# as one task, so the broker and the account are visited once per batch, not per candle. 1: a task per candle.
+EVENT_BATCH_CONSUMERS = {"market_data": ["trading.tasks.on_market_data_batch"]}
+MARKET_DATA_BATCH_SIZE = env.int("MARKET_DATA_BATCH_SIZE", default=64)
 # A worker hands the events its task publishes (signal → order) straight to the next consumer in the same
 # process instead of through the broker (see cdb_project/bus.py). Off: every step is a task of its own.
 BUS_INLINE_CONSUMERS = env.bool("BUS_INLINE_CONSUMERS", default=True)

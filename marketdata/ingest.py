@@ -115,6 +115,13 @@ def publish_stored(symbol: str, interval: str, timestamp: int, o, h, l, c, v) ->
         return bus.publish(market_data_event(symbol, interval, timestamp, o, h, l, c, v))
 
 
+def publish_stored_batch(events: list[dict]) -> list[dict]:
+    """Publish market_data events whose candles bulk_store has stored, as one batch (see bus.publish_batch)."""
+    from cdb_project import bus
+
+    return bus.publish_batch(events, stored=True)
+
+
 _COLUMNS = ("symbol", "interval", "timestamp", "open", "high", "low", "close", "volume", "created_at")
 _BATCH_ROWS = 500  # 9 parameters a row: well under SQLite's and PostgreSQL's limits
 

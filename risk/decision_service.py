@@ -9,18 +9,20 @@ Two entry points, both serialized by ``TradingState``'s row lock:
 from __future__ import annotations
 
 import logging
+from bisect import bisect_right
 from dataclasses import replace
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Q
+from django.db import connection, transaction
+from django.db.models import Max, Q
 
 from cdb_project import bus
 from cdb_project.timeutil import ms_to_datetime
-from execution.account import load_account
-from execution.models import Order, Trade
+from execution.account import account_rows, account_state, day_rolls, load_account
+from execution.models import Order, Portfolio, Trade
 from execution.service import execute_order
+from marketdata.ingest import latest_prices
 from marketdata.models import Candle
 from marketdata.watchlist import is_tradable
 
@@ -165,6 +167,87 @@ def watch_market(event: dict) -> None:
             _stop_loss(exit_order, now)
         if state.state == PAUSED and state.pause_layer == "circuit_breaker":
             _retry_breaker(state, parameters, now)
+
+
+class MarketWatch:
+    """``watch_market`` for the candles of one batch, in time order, without reading the account for each candle.
+
+    The account rows (portfolio, positions, PENDING orders), the trading state, the parameters, the latest order
+    time and the closes of every held symbol over the rest of the batch are read once. Before each candle one
+    small query (``_account_version``) tells whether any of those rows changed — a decision, a fill, another
+    worker, the admin — and if so they are read again. So each candle is judged on what is stored at that moment,
+    as ``watch_market``'s own pre-check would; a candle that finds something to do takes that path, which judges
+    it again under the account lock.
+    """
+
+    def __init__(self, events: list[dict]) -> None:
+        self.last = max(event["timestamp"] for event in events)
+        self.version: tuple | None = None
+        self.loaded_at: int | None = None
+
+    def __call__(self, event: dict) -> None:
+        now = event["timestamp"]
+        version = _account_version()
+        if version is None or version != self.version or self.loaded_at is None or now < self.loaded_at:
+            self._load(now)
+            self.version, self.loaded_at = version, now
+        if self.latest_order_time is not None and self.latest_order_time > now:
+            return  # superseded: see _superseded
+        if day_rolls(self.rows.portfolio, now):
+            watch_market(event)
+            return
+        prices = {}
+        for symbol, (stamps, closes) in self.closes.items():
+            i = bisect_right(stamps, now)
+            if i:
+                prices[symbol] = closes[i - 1]
+        account = account_state(self.rows, self.state.state, prices)
+        metrics.record_account(account, self.state.state)
+        if _watch_has_work(account, self.state, self.parameters):
+            watch_market(event)
+
+    def _load(self, now: int) -> None:
+        self.state = TradingState.load()
+        self.parameters = RiskParameters.load().as_dict()
+        self.rows = account_rows(lock=False)
+        self.latest_order_time = Order.objects.aggregate(latest=Max("event_time"))["latest"]
+        symbols = sorted(symbol for symbol, quantity in self.rows.quantities.items() if quantity > 0)
+        base = latest_prices(symbols, now)
+        series = {symbol: ([], []) for symbol in symbols}
+        for symbol, symbol_prices in base.items():
+            series[symbol][0].append(now)
+            series[symbol][1].append(symbol_prices)
+        later = (
+            Candle.objects.filter(symbol__in=symbols, timestamp__gt=now, timestamp__lte=self.last)
+            .order_by("timestamp")
+            .values_list("symbol", "timestamp", "close")
+        )
+        for symbol, ts, close in later:
+            stamps, closes = series[symbol]
+            if stamps and stamps[-1] == ts:  # two intervals at one time: keep one, as latest_price does
+                closes[-1] = close
+            else:
+                stamps.append(ts)
+                closes.append(close)
+        self.closes = series
+
+
+def _account_version() -> tuple | None:
+    """One row that changes whenever anything ``MarketWatch`` read changes (None before the rows exist)."""
+    tables = {
+        "portfolio": Portfolio._meta.db_table,
+        "order": Order._meta.db_table,
+        "state": TradingState._meta.db_table,
+        "parameters": RiskParameters._meta.db_table,
+    }
+    sql = (
+        "SELECT p.updated_at, (SELECT MAX(id) FROM {order}), (SELECT COUNT(*) FROM {order} WHERE status = %s), "
+        "s.state, s.pause_layer, s.breaker_symbol, s.breaker_tries, s.breaker_checked_ms, r.updated_at "
+        "FROM {portfolio} p, {state} s, {parameters} r WHERE p.id = 1 AND s.id = 1 AND r.id = 1"
+    ).format(**{name: connection.ops.quote_name(table) for name, table in tables.items()})
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [Order.Status.PENDING])
+        return cursor.fetchone()
 
 
 def _superseded(now: int) -> bool:

@@ -70,3 +70,20 @@ def test_a_redelivered_signal_enqueues_its_still_pending_order(monkeypatch):
     order.refresh_from_db()
     assert order.status == Order.Status.FILLED and Order.objects.count() == 1
     assert RiskEvent.objects.filter(signal_id=signal.signal_id).count() == 1
+
+
+def test_a_redelivered_candle_re_drives_the_pending_order_of_its_decided_signal(monkeypatch):
+    """A worker hands signal → decision → execution on in process: dying after the decision's commit leaves the
+    order PENDING with no task anywhere but the candle's own, which is redelivered."""
+    events = series.events()
+    lost = _losing(monkeypatch, "orders")
+    series.publish_all(events)
+    order = Order.objects.get()
+    assert lost and order.status == Order.Status.PENDING
+    assert Signal.objects.get().status == Signal.Status.DECIDED
+
+    on_market_data(events[-1])
+
+    order.refresh_from_db()
+    assert order.status == Order.Status.FILLED and Order.objects.count() == 1
+    assert RiskEvent.objects.count() == 1

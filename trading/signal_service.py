@@ -190,12 +190,12 @@ def _save(strategy: Strategy, symbol: str, interval: str, timestamp: int, finger
         logger.warning("could not cache the strategy state for %s %s @%s", symbol, interval, timestamp, exc_info=True)
 
 
-def _cached(template: Strategy, symbol: str, interval: str, candles: list[StrategyCandle], fingerprint):
-    """(position, strategy) of the newest usable cached state among ``candles[:-1]``, or None.
+def _cached(template: Strategy, symbol: str, interval: str, candles: list[StrategyCandle], fingerprint, below: int):
+    """(position, strategy) of the newest usable cached state among ``candles[:below]``, or None.
 
     Only positions with ``TAIL`` candles in hand can be checked (their digest needs them).
     """
-    positions = list(range(len(candles) - 2, TAIL - 2, -1))
+    positions = list(range(below - 1, TAIL - 2, -1))
     if not positions:
         return None
     keys = [state_key(template, symbol, interval, candles[j].timestamp) for j in positions]
@@ -227,13 +227,28 @@ def evaluate(spec: str, symbol: str, interval: str, timestamp: int):
     None, and ``path`` says how the state was obtained: "cache+N" (a cached state, then N
     candles replayed) or "rebuild+N" (N candles from the first one).
     """
+    strategy, emitted, path = evaluate_many(spec, symbol, interval, [timestamp])
+    return strategy, emitted.get(timestamp), path
+
+
+def evaluate_many(spec: str, symbol: str, interval: str, timestamps: list[int]):
+    """``evaluate`` for several candles of one symbol at once: one pass of the strategy over them, in time order.
+
+    Returns ``(strategy, {timestamp: emitted or None}, path)`` with the state after the last candle; a
+    timestamp with no stored candle is left out of the dict (``strategy`` is None if that is every one).
+    """
+    targets = sorted(set(timestamps))
     template = strategy_from_spec(spec)
-    stored = Candle.objects.filter(symbol=symbol, interval=interval, timestamp__lte=timestamp)
-    rows = list(stored.order_by("-timestamp").values_list(*_FIELDS, "id")[: LOOKBACK + 1])
-    if not rows or rows[0][0] != timestamp:
-        return None, None, "missing"
+    last = targets[-1]
+    stored = Candle.objects.filter(symbol=symbol, interval=interval, timestamp__lte=last)
+    rows = list(stored.order_by("-timestamp").values_list(*_FIELDS, "id")[: LOOKBACK + len(targets)])
+    position_of = {row[0]: len(rows) - 1 - i for i, row in enumerate(rows)}
+    if len(targets) > 1 and not all(ts in position_of for ts in targets):
+        return _one_by_one(spec, symbol, interval, targets)  # gaps or missing candles: take each on its own
+    if not rows or rows[0][0] != last:
+        return None, {}, "missing"
     totals = stored.aggregate(count=Count("id"), ids=Sum("id"), times=Sum("timestamp"))
-    candles = [_candle(row) for row in reversed(rows)]  # oldest first; candles[-1] is T
+    candles = [_candle(row) for row in reversed(rows)]  # oldest first; candles[-1] is the last target
     # fingerprints[j]: (count, sum of ids, sum of timestamps) of the stored history up to candles[j].
     count, ids, times = totals["count"], int(totals["ids"]), int(totals["times"])
     fingerprints = []
@@ -246,34 +261,50 @@ def evaluate(spec: str, symbol: str, interval: str, timestamp: int):
     def fingerprint(j: int) -> tuple:
         return (*fingerprints[j], _tail_digest(candles[max(0, j - TAIL + 1) : j + 1]))
 
+    wanted = set(targets)
+    emitted: dict[int, Emitted | None] = {}
+
+    def feed(strategy: Strategy, candles_in_order) -> None:
+        on_candle = strategy.on_candle
+        for candle in candles_in_order:
+            out = on_candle(candle)
+            if candle.timestamp in wanted:
+                emitted[candle.timestamp] = out
+
     whole_history = total == len(candles)
-    hit = None if whole_history else _cached(template, symbol, interval, candles, fingerprint)
-    emitted = None
+    first = position_of[targets[0]]
+    hit = None if whole_history else _cached(template, symbol, interval, candles, fingerprint, below=first)
     if hit is not None:
         position, strategy = hit
-        on_candle = strategy.on_candle
-        for candle in candles[position + 1 :]:
-            emitted = on_candle(candle)
+        feed(strategy, candles[position + 1 :])
         path = f"cache+{len(candles) - 1 - position}"
     elif whole_history:
-        strategy, on_candle = template, template.on_candle
-        for candle in candles:
-            emitted = on_candle(candle)
+        strategy = template
+        feed(strategy, candles)
         path = f"rebuild+{total}"
     else:
-        strategy, on_candle, fed, last = template, template.on_candle, 0, None
-        for page in _pages(symbol, interval, timestamp):
-            for candle in page:
-                emitted = on_candle(candle)
+        strategy, fed, seen = template, 0, None
+        for page in _pages(symbol, interval, last):
+            feed(strategy, page)
             fed += len(page)
-            last = page[-1].timestamp
-        if last != timestamp:  # cannot happen: the candle was there a moment ago and candles are never deleted
-            return None, None, "missing"
+            seen = page[-1].timestamp
+        if seen != last:  # cannot happen: the candle was there a moment ago and candles are never deleted
+            return None, {}, "missing"
         path = f"rebuild+{fed}"
         if fed != total:  # a candle arrived between the queries: right for what was read, but do not cache it
             return strategy, emitted, path
-    _save(strategy, symbol, interval, timestamp, fingerprint(len(candles) - 1))
+    _save(strategy, symbol, interval, last, fingerprint(len(candles) - 1))
     return strategy, emitted, path
+
+
+def _one_by_one(spec: str, symbol: str, interval: str, targets: list[int]):
+    strategy, emitted, paths = None, {}, []
+    for ts in targets:
+        state, out, path = evaluate_many(spec, symbol, interval, [ts])
+        if state is not None:
+            strategy, emitted[ts] = state, out
+        paths.append(path)
+    return strategy, emitted, "each:" + ",".join(paths)
 
 
 def signal_event(signal_id: str, strategy: str, symbol: str, interval: str, timestamp: int, emitted: Emitted) -> dict:
@@ -303,8 +334,37 @@ def process_market_data(event: dict) -> Signal | None:
     logger.debug("%s %s @%s evaluated by %s (%s)", symbol, interval, timestamp, strategy.name, path)
     if emitted is None:
         return None
-    signal_id = signal_id_for(symbol, interval, strategy.name, timestamp)
-    published = signal_event(signal_id, strategy.name, symbol, interval, timestamp, emitted)
+    return store_signal(strategy.name, symbol, interval, timestamp, emitted)
+
+
+CandleKey = tuple[str, str, int]  # symbol, interval, timestamp
+
+
+def evaluate_events(events: list[dict]) -> dict[CandleKey, tuple[str, Emitted | None]]:
+    """The strategy's output for each market_data event of a batch: one ``evaluate_many`` per symbol and interval.
+
+    Keyed by (symbol, interval, timestamp) → (strategy name, emitted or None); a candle that is not stored is
+    left out (and logged).
+    """
+    wanted: dict[tuple[str, str], list[int]] = {}
+    for event in events:
+        wanted.setdefault((event["symbol"], event.get("interval") or settings.INTERVAL), []).append(event["timestamp"])
+    outputs: dict[CandleKey, tuple[str, Emitted | None]] = {}
+    for (symbol, interval), stamps in wanted.items():
+        strategy, emitted, path = evaluate_many(settings.STRATEGY, symbol, interval, stamps)
+        logger.debug("%s %s: %d candle(s) evaluated (%s)", symbol, interval, len(stamps), path)
+        for ts in stamps:
+            if ts in emitted:
+                outputs[(symbol, interval, ts)] = (strategy.name, emitted[ts])
+            else:
+                logger.warning("no stored candle for %s %s @%s; nothing to compute", symbol, interval, ts)
+    return outputs
+
+
+def store_signal(strategy: str, symbol: str, interval: str, timestamp: int, emitted: Emitted) -> Signal | None:
+    """Store and publish what the strategy emitted on a candle, once (the signal id is unique)."""
+    signal_id = signal_id_for(symbol, interval, strategy, timestamp)
+    published = signal_event(signal_id, strategy, symbol, interval, timestamp, emitted)
     try:
         with transaction.atomic():
             signal = Signal.objects.create(
@@ -314,7 +374,7 @@ def process_market_data(event: dict) -> Signal | None:
                 side=emitted.side,
                 confidence=Decimal(str(emitted.confidence)),
                 reason=emitted.reason,
-                strategy=strategy.name,
+                strategy=strategy,
                 price=Decimal(str(emitted.price)),
                 timestamp=timestamp,
                 components=emitted.components,

@@ -1,9 +1,10 @@
 from celery import shared_task
+from django.conf import settings
 
-from cdb_project.bus import consumer
-from risk.decision_service import watch_market
+from cdb_project.bus import batch_consumer, consumer
+from risk.decision_service import MarketWatch, watch_market
 
-from .signal_service import process_market_data
+from .signal_service import evaluate_events, process_market_data, store_signal
 
 
 @shared_task(name="trading.on_market_data")
@@ -13,3 +14,19 @@ def on_market_data(event: dict) -> None:
     any new decision), then the signal engine. One task, so every worker sees the same order of effects."""
     watch_market(event)
     process_market_data(event)
+
+
+@shared_task(name="trading.on_market_data_batch")
+@batch_consumer("market_data")
+def on_market_data_batch(events: list[dict]) -> None:
+    """Several market_data events in time order, each with the effects ``on_market_data`` has, in the same order
+    (the watch, then its signal): the strategy runs once per symbol over its candles, and the account is read
+    again only when it changed (``MarketWatch``)."""
+    outputs = evaluate_events(events)
+    watch = MarketWatch(events)
+    for event in events:
+        watch(event)
+        key = (event["symbol"], event.get("interval") or settings.INTERVAL, event["timestamp"])
+        strategy, emitted = outputs.get(key, ("", None))
+        if emitted is not None:
+            store_signal(strategy, *key, emitted)

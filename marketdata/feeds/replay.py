@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import clock as market_clock
-from ..ingest import bulk_store, publish_stored
+from ..ingest import bulk_store, market_data_event, publish_stored, publish_stored_batch
 from ..validation import CandleRow, Rejection, interval_ms, parse_file_name, validate_lines
 
 logger = logging.getLogger("cdb.feed.replay")
@@ -125,6 +125,15 @@ def _read(source: ReplaySource, summary: ReplaySummary, tick: Callable[[int], No
             yield item.timestamp, source.symbol, source.interval, item
 
 
+def default_batch_size() -> int:
+    """``MARKET_DATA_BATCH_SIZE`` when Celery workers take the tasks, else 1 (tasks run in this process)."""
+    from django.conf import settings
+
+    from cdb_project.celery import app
+
+    return 1 if app.conf.task_always_eager else max(1, settings.MARKET_DATA_BATCH_SIZE)
+
+
 def _chunks(merged: Iterator[tuple], size: int, by_timestamp: bool) -> Iterator[list[tuple]]:
     chunk: list[tuple] = []
     for item in merged:
@@ -153,6 +162,7 @@ class Replay:
         sleep: Callable[[float], None] = time.sleep,
         chunk_rows: int = CHUNK_ROWS,
         after_event: Callable[[], None] | None = None,
+        batch_size: int | None = None,
     ) -> None:
         self.sources = sources
         self.speed = speed
@@ -165,6 +175,12 @@ class Replay:
         self.clock = market_clock.EventClock()
         self.summary = ReplaySummary()
         self._last_published_ts: int | None = None
+        # Workers get candles in batches (one task each, see bus.publish_batch). One at a time in lockstep, and
+        # when tasks run in this process (embedded): there they run at each candle's own time on the clock.
+        self.batch_size = batch_size if batch_size is not None else default_batch_size()
+        if after_event is not None:
+            self.batch_size = 1
+        self._batch: list[dict] = []
 
     def run(self) -> ReplaySummary:
         streams = [_read(source, self.summary, self.tick) for source in self.sources]
@@ -192,10 +208,18 @@ class Replay:
                     continue
                 self._before_event(ts)
                 self._publish(symbol, interval, ts, candle)
+            self._flush()
         market_clock.set_shared_event_time(self.clock.now_ms())
+
+    def _flush(self) -> None:
+        if self._batch:
+            batch, self._batch = self._batch, []
+            publish_stored_batch(batch)
 
     def _before_event(self, ts: int) -> None:
         previous = self._last_published_ts
+        if previous is not None and ts != previous and self.speed:
+            self._flush()  # paced: a timestamp's candles go out when their time comes, before the wait
         if previous is not None and ts != previous:
             if self.stale_watch is not None:
                 self.stale_watch.check_at(previous)  # the whole timestamp group is in: is anyone missing?
@@ -208,7 +232,13 @@ class Replay:
         self._last_published_ts = ts
 
     def _publish(self, symbol: str, interval: str, ts: int, candle: CandleRow) -> None:
-        publish_stored(symbol, interval, ts, candle.open, candle.high, candle.low, candle.close, candle.volume)
+        values = (symbol, interval, ts, candle.open, candle.high, candle.low, candle.close, candle.volume)
+        if self.batch_size > 1:
+            self._batch.append(market_data_event(*values))
+            if len(self._batch) >= self.batch_size:
+                self._flush()
+        else:
+            publish_stored(*values)
         self.summary.published += 1
         if self.after_event is not None:
             self.after_event()

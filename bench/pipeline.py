@@ -1,8 +1,9 @@
 """Pipeline bench: replay candles through real Celery worker processes on Redis and PostgreSQL.
 
-1. Throughput: ``--events`` candles (``--symbols`` symbols, a zig-zag price so sma_cross(2,3) trades often)
-   replayed as fast as possible; the clock stops when the pipeline is idle (queue and unacked set empty).
-   Prints market_data events/s processed end to end and order_results/s.
+1. Throughput: ``--events`` candles (``--symbols`` symbols, a zig-zag price so sma_cross(2,3) trades often —
+   an order every ~5 candles, the worst case) or, with ``--data``, real candle files under the momentum strategy,
+   replayed as fast as possible (in batches of MARKET_DATA_BATCH_SIZE); the clock stops when the pipeline is idle
+   (queue and unacked set empty). Prints market_data events/s processed end to end and order_results/s.
 2. Latency: a fresh symbol replayed at ``--rate`` events/s for ``--latency-seconds``; for every order the time
    from publishing its candle to receiving its order_result on the Redis ``order_results`` channel.
    Prints p50 / p99 / max.
@@ -12,6 +13,7 @@ Targets (issue 10): ≥ 1,000 events/s sustained; at 100 events/s p50 ≤ 15 ms,
 It creates (and drops first) its own database and flushes its own Redis database:
 
     .venv/bin/python bench/pipeline.py [--workers 2] [--concurrency 1] [--events 4000] [--rate 100]
+        [--data ../shared/data/candles/*-5m.csv] [--strategy SPEC]
         [--database-url postgres://postgres@127.0.0.1:5432/cdb_bench] [--redis-url redis://127.0.0.1:6379/13]
 """
 
@@ -119,12 +121,23 @@ def main() -> None:
     parser.add_argument("--symbols", type=int, default=8, help="throughput phase: symbols")
     parser.add_argument("--rate", type=float, default=100.0, help="latency phase: events/s")
     parser.add_argument("--latency-seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--data",
+        nargs="+",
+        metavar="CSV",
+        help="throughput phase: replay these candle files (e.g. ../shared/data/candles/*.csv) instead of zig-zags",
+    )
+    parser.add_argument(
+        "--strategy",
+        help="default: sma_cross:fast=2,slow=3 on zig-zags (an order every ~5 candles), momentum with --data",
+    )
     args = parser.parse_args()
+    strategy = args.strategy or ("momentum" if args.data else "sma_cross:fast=2,slow=3")
 
     env_extra = {
         "DATABASE_URL": args.database_url,
         "REDIS_URL": args.redis_url,
-        "STRATEGY": "sma_cross:fast=2,slow=3",
+        "STRATEGY": strategy,
         "PAPER_FAILURE_RATE": "0",
         "MAX_ORDERS_PER_MINUTE": "600",
         "MAX_EXPOSURE_PCT": "1.0",
@@ -151,6 +164,7 @@ def main() -> None:
     from cdb_project import bus
     from execution.models import Order
     from marketdata.feeds.replay import Replay, resolve_sources
+    from marketdata.watchlist import register_feed_symbols
 
     tmp = Path(tempfile.mkdtemp(prefix="cdb-bench-"))
     env = {**os.environ}
@@ -160,11 +174,16 @@ def main() -> None:
         # --- 1. throughput ------------------------------------------------------------------------------
         per_symbol = args.events // args.symbols
         files = []
-        for s in range(args.symbols):
-            path = tmp / f"T{s:02d}_USDT-1m.csv"
-            zigzag_csv(path, BASE_TS, per_symbol, phase=s)
-            files.append(str(path))
+        if args.data:
+            files = [str(Path(name).resolve()) for name in args.data]
+        else:
+            for s in range(args.symbols):
+                path = tmp / f"T{s:02d}_USDT-1m.csv"
+                zigzag_csv(path, BASE_TS, per_symbol, phase=s)
+                files.append(str(path))
         sources = resolve_sources(files, None, None)
+        register_feed_symbols(sorted({source.symbol for source in sources} | {"LAT_USDT"}), "replay")
+        print(f"strategy {strategy}; market_data batches of {Replay(sources).batch_size}")
         start = time.perf_counter()
         summary = Replay(sources, speed=None).run()
         published_at = time.perf_counter()
@@ -182,10 +201,13 @@ def main() -> None:
 
         print(f"  orders left PENDING: {pending}; trading state {TradingState.load().state}")
 
+        if args.data:
+            print("latency: measured on zig-zags (run without --data)")
+            return
         # --- 2. latency at a fixed rate ---------------------------------------------------------------
         count = int(args.rate * args.latency_seconds)
         path = tmp / "LAT_USDT-1m.csv"
-        zigzag_csv(path, BASE_TS + per_symbol * STEP, count, phase=0)
+        zigzag_csv(path, BASE_TS + per_symbol * STEP, count, phase=0)  # sma_cross trades it; momentum rarely
         published: dict[int, float] = {}
         interval = 1.0 / args.rate
 

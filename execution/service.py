@@ -69,20 +69,23 @@ def execute_order(event: dict) -> Order | None:
             return order
         _test_pause_hook()
         blocked = _blocked_by_state(state.state, order)
+        stored_at = None
         if blocked:
             order.status, order.reason = Order.Status.REJECTED, blocked
         else:
             candle = (
                 Candle.objects.filter(symbol=order.symbol, timestamp__lte=order.event_time)
                 .order_by("-timestamp")
-                .values("close", "volume")
+                .values("close", "volume", "timestamp", "created_at")
                 .first()
             )
             market_price = candle["close"] if candle else order.requested_price
             volume = candle["volume"] if candle else None
+            if candle and candle["timestamp"] == order.source_timestamp:
+                stored_at = candle["created_at"]
             fill = paper_exchange().fill(order.client_order_id, order.side, order.quantity, market_price, volume)
             _settle(order, fill)
-        _finish(order)
+        _finish(order, stored_at)
         return order
 
 
@@ -153,9 +156,9 @@ def live_executor() -> LiveExecutor:
     return LiveExecutor()
 
 
-def _finish(order: Order) -> None:
+def _finish(order: Order, candle_stored_at=None) -> None:
     _publish_result(order)
-    _observe(order)
+    _observe(order, candle_stored_at)
     if order.status in (Order.Status.FAILED, Order.Status.REJECTED):
         raise_alert(
             "WARNING",
@@ -197,16 +200,18 @@ def _publish_result(order: Order) -> None:
     bus.publish(order_result_event(order))
 
 
-def _observe(order: Order) -> None:
+def _observe(order: Order, stored=None) -> None:
+    """Count the trade and observe the order latency: from storing its candle (``stored``, if known) to now."""
     if order.status in SETTLED_BY_FILL.values():
         metrics.trades_total.labels(side=order.side).inc()
     else:
         metrics.trades_failed_total.labels(status=order.status).inc()
-    stored = (
-        Candle.objects.filter(symbol=order.symbol, timestamp=order.source_timestamp)
-        .values_list("created_at", flat=True)
-        .first()
-    )
+    if stored is None:
+        stored = (
+            Candle.objects.filter(symbol=order.symbol, timestamp=order.source_timestamp)
+            .values_list("created_at", flat=True)
+            .first()
+        )
     if stored is not None:
         metrics.order_latency_seconds.observe(max(0.0, (timezone.now() - stored).total_seconds()))
 
@@ -238,10 +243,14 @@ def _settle(order: Order, fill: Fill) -> None:
     portfolio.cash, portfolio.realized_pnl, portfolio.fees_paid = book.cash, book.realized_pnl, book.fees
     portfolio.save()
     holding = book.holding(order.symbol)
-    Position.objects.update_or_create(
-        symbol=order.symbol,
-        defaults={"quantity": holding.quantity, "cost_basis": holding.cost, "avg_entry_price": holding.avg_entry_price},
-    )
+    values = {
+        "quantity": holding.quantity,
+        "cost_basis": holding.cost,
+        "avg_entry_price": holding.avg_entry_price,
+        "updated_at": timezone.now(),
+    }
+    if not Position.objects.filter(symbol=order.symbol).update(**values):  # one query (we hold the account lock)
+        Position.objects.create(symbol=order.symbol, **values)
     filled_at = ms_to_datetime(order.event_time)
     order.status, order.reason = SETTLED_BY_FILL[fill.status], fill.reason
     order.filled_quantity, order.price, order.fees, order.filled_at = fill.quantity, fill.price, fill.fee, filled_at

@@ -9,6 +9,7 @@ Two entry points, both serialized by ``TradingState``'s row lock:
 from __future__ import annotations
 
 import logging
+import os
 from bisect import bisect_right
 from dataclasses import replace
 from decimal import Decimal
@@ -20,7 +21,7 @@ from django.db.models import Max, Q
 from cdb_project import bus
 from cdb_project.timeutil import ms_to_datetime
 from execution.account import account_rows, account_state, day_rolls, load_account
-from execution.models import Order, Portfolio, Trade
+from execution.models import Order, Portfolio, Position, Trade
 from execution.service import execute_order
 from marketdata.ingest import latest_prices
 from marketdata.models import Candle
@@ -75,10 +76,15 @@ def decide_signal(event: dict) -> Order | None:
     now = event["timestamp"]
     with transaction.atomic():
         state = TradingState.load(for_update=True)  # serializes every decision for the account
-        if RiskEvent.objects.filter(signal_id=signal_id).exclude(decision=RiskEvent.Decision.STATE_CHANGE).exists():
+        # A stored signal still NEW has never been decided (its decision would have marked it in the same
+        # transaction); otherwise — decided already, or a signal that was never stored — ask the risk events.
+        undecided = Signal.objects.filter(signal_id=signal_id, status=Signal.Status.NEW)
+        fresh = undecided.update(status=Signal.Status.DECIDED)
+        if not fresh and (
+            RiskEvent.objects.filter(signal_id=signal_id).exclude(decision=RiskEvent.Decision.STATE_CHANGE).exists()
+        ):
             _redrive_pending_order(signal_id)
             return None
-        Signal.objects.filter(signal_id=signal_id).update(status=Signal.Status.DECIDED)
         symbol = event["symbol"]
         account = load_account(state.state, now, (symbol,))
         market = market_snapshot(symbol, now)
@@ -170,55 +176,68 @@ def watch_market(event: dict) -> None:
 
 
 class MarketWatch:
-    """``watch_market`` for the candles of one batch, in time order, without reading the account for each candle.
+    """``watch_market`` without reading the whole account for every candle.
 
-    The account rows (portfolio, positions, PENDING orders), the trading state, the parameters, the latest order
-    time and the closes of every held symbol over the rest of the batch are read once. Before each candle one
-    small query (``_account_version``) tells whether any of those rows changed — a decision, a fill, another
-    worker, the admin — and if so they are read again. So each candle is judged on what is stored at that moment,
-    as ``watch_market``'s own pre-check would; a candle that finds something to do takes that path, which judges
-    it again under the account lock.
+    The account rows (portfolio, positions, PENDING orders), the trading state, the parameters and the latest
+    order time are kept; before each candle one small query (``_account_version``) tells whether any of them
+    changed — a decision, a fill, another worker, the admin — and if so they are read again. Prices are read per
+    candle, or for a batch once: the closes of every held symbol up to ``window_end``. So each candle is judged on
+    what is stored at that moment, as ``watch_market``'s own pre-check would; a candle that finds something to do
+    takes that path, which judges it again under the account lock.
     """
 
-    def __init__(self, events: list[dict]) -> None:
-        self.last = max(event["timestamp"] for event in events)
+    def __init__(self, window_end: int | None = None) -> None:
+        self.window_end = window_end
         self.version: tuple | None = None
-        self.loaded_at: int | None = None
+        self.closes: dict[str, tuple[list[int], list[Decimal]]] | None = None
+        self.closes_from = 0
 
     def __call__(self, event: dict) -> None:
         now = event["timestamp"]
         version = _account_version()
-        if version is None or version != self.version or self.loaded_at is None or now < self.loaded_at:
-            self._load(now)
-            self.version, self.loaded_at = version, now
+        if version is None or version != self.version:
+            self._load_account()
+            self.version = version
         if self.latest_order_time is not None and self.latest_order_time > now:
             return  # superseded: see _superseded
         if day_rolls(self.rows.portfolio, now):
             watch_market(event)
             return
+        account = account_state(self.rows, self.state.state, self._prices(now))
+        metrics.record_account(account, self.state.state)
+        if _watch_has_work(account, self.state, self.parameters):
+            watch_market(event)
+
+    def _load_account(self) -> None:
+        self.state = TradingState.load()
+        self.parameters = RiskParameters.load().as_dict()
+        self.rows = account_rows(lock=False)
+        self.latest_order_time = Order.objects.aggregate(latest=Max("event_time"))["latest"]
+        self.held = sorted(symbol for symbol, quantity in self.rows.quantities.items() if quantity > 0)
+        self.closes = None
+
+    def _prices(self, now: int) -> dict[str, Decimal]:
+        if not self.held:
+            return {}
+        if self.window_end is None or now > self.window_end:
+            return latest_prices(self.held, now)
+        if self.closes is None or now < self.closes_from:
+            self._load_window(now)
         prices = {}
         for symbol, (stamps, closes) in self.closes.items():
             i = bisect_right(stamps, now)
             if i:
                 prices[symbol] = closes[i - 1]
-        account = account_state(self.rows, self.state.state, prices)
-        metrics.record_account(account, self.state.state)
-        if _watch_has_work(account, self.state, self.parameters):
-            watch_market(event)
+        return prices
 
-    def _load(self, now: int) -> None:
-        self.state = TradingState.load()
-        self.parameters = RiskParameters.load().as_dict()
-        self.rows = account_rows(lock=False)
-        self.latest_order_time = Order.objects.aggregate(latest=Max("event_time"))["latest"]
-        symbols = sorted(symbol for symbol, quantity in self.rows.quantities.items() if quantity > 0)
-        base = latest_prices(symbols, now)
-        series = {symbol: ([], []) for symbol in symbols}
-        for symbol, symbol_prices in base.items():
+    def _load_window(self, now: int) -> None:
+        """The last close of each held symbol at ``now``, then every close after it up to ``window_end``."""
+        series: dict[str, tuple[list[int], list[Decimal]]] = {symbol: ([], []) for symbol in self.held}
+        for symbol, close in latest_prices(self.held, now).items():
             series[symbol][0].append(now)
-            series[symbol][1].append(symbol_prices)
+            series[symbol][1].append(close)
         later = (
-            Candle.objects.filter(symbol__in=symbols, timestamp__gt=now, timestamp__lte=self.last)
+            Candle.objects.filter(symbol__in=self.held, timestamp__gt=now, timestamp__lte=self.window_end)
             .order_by("timestamp")
             .values_list("symbol", "timestamp", "close")
         )
@@ -229,20 +248,35 @@ class MarketWatch:
             else:
                 stamps.append(ts)
                 closes.append(close)
-        self.closes = series
+        self.closes, self.closes_from = series, now
+
+
+_process_watch: tuple[int, MarketWatch] | None = None
+
+
+def process_market_watch() -> MarketWatch:
+    """This process's MarketWatch for single candles (kept between tasks; a forked child starts its own)."""
+    global _process_watch
+    if _process_watch is None or _process_watch[0] != os.getpid():
+        _process_watch = (os.getpid(), MarketWatch())
+    return _process_watch[1]
 
 
 def _account_version() -> tuple | None:
-    """One row that changes whenever anything ``MarketWatch`` read changes (None before the rows exist)."""
+    """One row that changes whenever anything ``MarketWatch`` read changes (None before the rows exist): the
+    whole one-row tables (portfolio, trading state, parameters, even if written by a bulk UPDATE), and for the
+    orders and positions their newest id / time / update and count / quantity."""
     tables = {
         "portfolio": Portfolio._meta.db_table,
         "order": Order._meta.db_table,
+        "position": Position._meta.db_table,
         "state": TradingState._meta.db_table,
         "parameters": RiskParameters._meta.db_table,
     }
     sql = (
-        "SELECT p.updated_at, (SELECT MAX(id) FROM {order}), (SELECT COUNT(*) FROM {order} WHERE status = %s), "
-        "s.state, s.pause_layer, s.breaker_symbol, s.breaker_tries, s.breaker_checked_ms, r.updated_at "
+        "SELECT p.*, s.*, r.*, (SELECT MAX(id) FROM {order}), (SELECT MAX(event_time) FROM {order}), "
+        "(SELECT COUNT(*) FROM {order} WHERE status = %s), "
+        "(SELECT MAX(updated_at) FROM {position}), (SELECT SUM(quantity) FROM {position}) "
         "FROM {portfolio} p, {state} s, {parameters} r WHERE p.id = 1 AND s.id = 1 AND r.id = 1"
     ).format(**{name: connection.ops.quote_name(table) for name, table in tables.items()})
     with connection.cursor() as cursor:

@@ -2,7 +2,7 @@ from celery import shared_task
 from django.conf import settings
 
 from cdb_project.bus import batch_consumer, consumer
-from risk.decision_service import MarketWatch, watch_market
+from risk.decision_service import MarketWatch, process_market_watch
 
 from .signal_service import evaluate_events, process_market_data, store_signal
 
@@ -12,7 +12,7 @@ from .signal_service import evaluate_events, process_market_data, store_signal
 def on_market_data(event: dict) -> None:
     """The market_data consumer: the risk manager's watch first (drawdown halt, stop-loss exits settle before
     any new decision), then the signal engine. One task, so every worker sees the same order of effects."""
-    watch_market(event)
+    process_market_watch()(event)
     process_market_data(event)
 
 
@@ -23,7 +23,7 @@ def on_market_data_batch(events: list[dict]) -> None:
     (the watch, then its signal): the strategy runs once per symbol over its candles, and the account is read
     again only when it changed (``MarketWatch``)."""
     outputs = evaluate_events(events)
-    watch = MarketWatch(events)
+    watch = MarketWatch(window_end=max(event["timestamp"] for event in events))
     for event in events:
         watch(event)
         key = (event["symbol"], event.get("interval") or settings.INTERVAL, event["timestamp"])

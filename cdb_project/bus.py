@@ -26,6 +26,7 @@ of an exception, so one bad message never stops a worker.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import json
 import logging
@@ -199,13 +200,27 @@ def consumer(event_type: str) -> Callable[[Callable[[Event], Any]], Callable[[An
                 return None
             token = _inside_consumer.set(True)
             try:
-                return func(event)
+                with event_log_context(event):
+                    return func(event)
             finally:
                 _inside_consumer.reset(token)
 
         return run
 
     return wrap
+
+
+@contextlib.contextmanager
+def event_log_context(event: Event):
+    """Log lines written while handling ``event`` carry its symbol and client_order_id (cdb_project.logging)."""
+    from cdb_project.ops import log_context
+
+    context = {key: event[key] for key in ("symbol", "client_order_id") if isinstance(event.get(key), str)}
+    token = log_context.set(context)
+    try:
+        yield
+    finally:
+        log_context.reset(token)
 
 
 def batch_consumer(event_type: str) -> Callable[[Callable[[list[Event]], Any]], Callable[[Any], Any]]:

@@ -352,7 +352,9 @@ def evaluate_events(events: list[dict]) -> dict[CandleKey, tuple[str, Emitted | 
     outputs: dict[CandleKey, tuple[str, Emitted | None]] = {}
     for (symbol, interval), stamps in wanted.items():
         strategy, emitted, path = evaluate_many(settings.STRATEGY, symbol, interval, stamps)
-        logger.debug("%s %s: %d candle(s) evaluated (%s)", symbol, interval, len(stamps), path)
+        logger.debug(
+            "%s %s: %d candle(s) evaluated (%s)", symbol, interval, len(stamps), path, extra={"symbol": symbol}
+        )
         for ts in stamps:
             if ts in emitted:
                 outputs[(symbol, interval, ts)] = (strategy.name, emitted[ts])

@@ -1,7 +1,7 @@
 from celery import shared_task
 from django.conf import settings
 
-from cdb_project.bus import batch_consumer, consumer
+from cdb_project.bus import batch_consumer, consumer, event_log_context
 from risk.decision_service import MarketWatch, process_market_watch
 
 from .signal_service import evaluate_events, process_market_data, store_signal
@@ -25,8 +25,9 @@ def on_market_data_batch(events: list[dict]) -> None:
     outputs = evaluate_events(events)
     watch = MarketWatch(window_end=max(event["timestamp"] for event in events))
     for event in events:
-        watch(event)
-        key = (event["symbol"], event.get("interval") or settings.INTERVAL, event["timestamp"])
-        strategy, emitted = outputs.get(key, ("", None))
-        if emitted is not None:
-            store_signal(strategy, *key, emitted)
+        with event_log_context(event):
+            watch(event)
+            key = (event["symbol"], event.get("interval") or settings.INTERVAL, event["timestamp"])
+            strategy, emitted = outputs.get(key, ("", None))
+            if emitted is not None:
+                store_signal(strategy, *key, emitted)

@@ -191,6 +191,10 @@ def consumer(event_type: str) -> Callable[[Callable[[Event], Any]], Callable[[An
 
         @wraps(func)
         def run(payload: Any) -> Any:
+            with _counted_task():
+                return _consume(payload)
+
+        def _consume(payload: Any) -> Any:
             try:
                 event = validate(payload)
                 if event["type"] != event_type:
@@ -232,6 +236,10 @@ def batch_consumer(event_type: str) -> Callable[[Callable[[list[Event]], Any]], 
 
         @wraps(func)
         def run(payload: Any) -> Any:
+            with _counted_task():
+                return _consume(payload)
+
+        def _consume(payload: Any) -> Any:
             if not isinstance(payload, list):
                 reject(
                     payload,
@@ -299,7 +307,7 @@ def _dispatch(topic: str, event: Event) -> None:
     # Through the broker: enqueue first, it is what must not be lost; the PUBLISH and the dashboard push are best
     # effort.
     for task in consumers:
-        task.apply_async((event,))  # retried with backoff while the broker is down (CELERY_TASK_PUBLISH_RETRY_*)
+        _enqueue(task, event)  # retried with backoff while the broker is down (CELERY_TASK_PUBLISH_RETRY_*)
     if consumers:
         _sent_since_idle.append(event)
     _announce(topic, event)
@@ -320,7 +328,7 @@ def _dispatch_batch(topic: str, events: list[Event]) -> None:
             _dispatch(topic, event)
         return
     for task in batch_tasks:
-        task.apply_async((events,))
+        _enqueue(task, events)
     _sent_since_idle.extend(events)
     for event in events:
         _announce(topic, event)
@@ -337,7 +345,7 @@ def _run_inline(consumers, event: Event) -> None:
             task(event)
         except Exception:
             logger.warning("%s failed in process; enqueued for a retry", task.name, exc_info=True)
-            task.apply_async((event,))
+            _enqueue(task, event)
 
 
 def _eager() -> bool:
@@ -351,7 +359,40 @@ def redeliver(event: Event) -> None:
     PUBLISH, no dashboard push. Consumers are idempotent, so this is always safe."""
     event = validate(event)
     for task in _consumers().get(TOPIC_BY_TYPE[event["type"]], ()):
-        task.apply_async((event,))
+        _enqueue(task, event)
+
+
+# Tasks enqueued and not yet finished, counted in Redis: the broker alone cannot tell, because a worker takes a
+# message off the queue (BRPOP) a moment before it files it as unacknowledged, and a waiter looking in between
+# would see an idle pipeline. A task killed mid-way is not counted down; its redelivery is.
+IN_FLIGHT_KEY = "cdb:tasks_in_flight"
+
+
+def _enqueue(task, payload: Any) -> None:
+    _count_in_flight(1)
+    task.apply_async((payload,))
+
+
+def _count_in_flight(delta: int) -> None:
+    if _eager() or not settings.REDIS_URL:
+        return
+    import redis
+
+    try:
+        _redis_client().incrby(IN_FLIGHT_KEY, delta)
+    except redis.RedisError:  # best effort: the queue and unacked checks of wait_until_idle still stand
+        logger.warning("could not count a task in flight", exc_info=True)
+
+
+@contextlib.contextmanager
+def _counted_task():
+    """Around a consumer: a task a worker took from the broker (not one handed on in process) counts down."""
+    counted = not _inside_consumer.get()
+    try:
+        yield
+    finally:
+        if counted:
+            _count_in_flight(-1)
 
 
 def _redis_publish(topic: str, message: str, attempts: int = 4) -> None:
@@ -397,7 +438,8 @@ def wait_until_idle(timeout: float = 60.0, poll: float = 0.005) -> None:
     """Block until no consumer task is queued or running (a lockstep replay waits here between candles).
 
     With acks_late a running task stays in the broker's ``unacked`` hash until it returns, and the tasks it
-    enqueues are in the queue before that: an empty queue and no unacked message mean the pipeline is quiet.
+    enqueues are in the queue before that. A task just taken off the queue is in neither for a moment, so the
+    count of tasks in flight (``IN_FLIGHT_KEY``) must be zero too: then the pipeline is quiet.
     Eager mode (no Redis) is always idle: tasks ran inside ``publish``.
 
     If the broker goes away meanwhile, wait for it with backoff (up to ``BROKER_RETRY_SECONDS``), then re-drive
@@ -413,10 +455,12 @@ def wait_until_idle(timeout: float = 60.0, poll: float = 0.005) -> None:
         try:
             with app.connection_for_write() as connection:
                 client = connection.default_channel.client
-                while client.llen(queue) or client.hlen("unacked"):
+                while client.llen(queue) or client.hlen("unacked") or int(client.get(IN_FLIGHT_KEY) or 0) > 0:
                     if time.monotonic() > deadline:
                         raise TimeoutError(f"the pipeline is still busy after {timeout}s")
                     time.sleep(poll)
+                if int(client.get(IN_FLIGHT_KEY) or 0) < 0:  # tasks sent around the bus (tests) counted down only
+                    client.set(IN_FLIGHT_KEY, 0)
         except TimeoutError:
             raise  # busy, not unreachable (TimeoutError is an OSError)
         except _broker_errors() as error:
@@ -458,6 +502,7 @@ def _recover() -> None:
     """After a broker outage: finish stored work Redis may have lost, then send again what we sent since idle."""
     from cdb_project.recovery import redrive
 
+    _redis_client().set(IN_FLIGHT_KEY, 0)  # what the lost broker held is sent again below, and counted again
     redrive(older_than_seconds=0)
     pending = list(_sent_since_idle)
     for event in pending:

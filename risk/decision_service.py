@@ -280,8 +280,20 @@ def _account_version() -> tuple | None:
         "FROM {portfolio} p, {state} s, {parameters} r WHERE p.id = 1 AND s.id = 1 AND r.id = 1"
     ).format(**{name: connection.ops.quote_name(table) for name, table in tables.items()})
     with connection.cursor() as cursor:
-        cursor.execute(sql, [Order.Status.PENDING])
+        if connection.vendor != "postgresql":
+            cursor.execute(sql, [Order.Status.PENDING])
+            return cursor.fetchone()
+        # Planning this query takes PostgreSQL several times longer than running it: prepare it once per session.
+        session = connection.connection
+        key = (id(session), session.get_backend_pid())
+        if key not in _version_prepared:
+            cursor.execute(f"PREPARE cdb_account_version (text) AS {sql.replace('%s', '$1')}")
+            _version_prepared.add(key)
+        cursor.execute("EXECUTE cdb_account_version (%s)", [Order.Status.PENDING])
         return cursor.fetchone()
+
+
+_version_prepared: set[tuple[int, int]] = set()  # PostgreSQL sessions that have cdb_account_version
 
 
 def _superseded(now: int) -> bool:

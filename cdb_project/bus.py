@@ -192,26 +192,62 @@ def consumer(event_type: str) -> Callable[[Callable[[Event], Any]], Callable[[An
         @wraps(func)
         def run(payload: Any) -> Any:
             with _counted_task():
-                return _consume(payload)
-
-        def _consume(payload: Any) -> Any:
-            try:
-                event = validate(payload)
-                if event["type"] != event_type:
-                    raise InvalidEvent(f"type: expected a {event_type} event, got {event['type']}")
-            except InvalidEvent as error:
-                reject(payload, str(error), stage="consume", consumer=name)
-                return None
-            token = _inside_consumer.set(True)
-            try:
-                with event_log_context(event):
+                event = _received(payload, event_type, name)
+                if event is None:
+                    return None
+                with _handling(), event_log_context(event):
                     return func(event)
-            finally:
-                _inside_consumer.reset(token)
 
         return run
 
     return wrap
+
+
+def batch_consumer(event_type: str) -> Callable[[Callable[[list[Event]], Any]], Callable[[Any], Any]]:
+    """``consumer`` for a task that receives a list of events: each malformed one is stored as a RejectedEvent and
+    left out; the rest go to the task in the order they came."""
+
+    def wrap(func: Callable[[list[Event]], Any]) -> Callable[[Any], Any]:
+        name = f"{func.__module__}.{func.__name__}"
+
+        @wraps(func)
+        def run(payload: Any) -> Any:
+            with _counted_task():
+                if not isinstance(payload, list):
+                    reason = f"a batch must be a JSON array, got {type(payload).__name__}"
+                    reject(payload, reason, stage="consume", consumer=name)
+                    return None
+                events = [event for item in payload if (event := _received(item, event_type, name)) is not None]
+                if not events:
+                    return None
+                with _handling():
+                    return func(events)
+
+        return run
+
+    return wrap
+
+
+def _received(payload: Any, event_type: str, consumer_name: str) -> Event | None:
+    """The valid event of ``event_type`` in ``payload``, or None after storing it as a RejectedEvent."""
+    try:
+        event = validate(payload)
+        if event["type"] != event_type:
+            raise InvalidEvent(f"type: expected a {event_type} event, got {event['type']}")
+    except InvalidEvent as error:
+        reject(payload, str(error), stage="consume", consumer=consumer_name)
+        return None
+    return event
+
+
+@contextlib.contextmanager
+def _handling():
+    """While a consumer runs, what it publishes is handed on in this process (see ``_dispatch``)."""
+    token = _inside_consumer.set(True)
+    try:
+        yield
+    finally:
+        _inside_consumer.reset(token)
 
 
 @contextlib.contextmanager
@@ -225,50 +261,6 @@ def event_log_context(event: Event):
         yield
     finally:
         log_context.reset(token)
-
-
-def batch_consumer(event_type: str) -> Callable[[Callable[[list[Event]], Any]], Callable[[Any], Any]]:
-    """``consumer`` for a task that receives a list of events: each malformed one is stored as a RejectedEvent and
-    left out; the rest go to the task in the order they came."""
-
-    def wrap(func: Callable[[list[Event]], Any]) -> Callable[[Any], Any]:
-        name = f"{func.__module__}.{func.__name__}"
-
-        @wraps(func)
-        def run(payload: Any) -> Any:
-            with _counted_task():
-                return _consume(payload)
-
-        def _consume(payload: Any) -> Any:
-            if not isinstance(payload, list):
-                reject(
-                    payload,
-                    f"a batch must be a JSON array, got {type(payload).__name__}",
-                    stage="consume",
-                    consumer=name,
-                )
-                return None
-            events = []
-            for item in payload:
-                try:
-                    event = validate(item)
-                    if event["type"] != event_type:
-                        raise InvalidEvent(f"type: expected a {event_type} event, got {event['type']}")
-                except InvalidEvent as error:
-                    reject(item, str(error), stage="consume", consumer=name)
-                    continue
-                events.append(event)
-            if not events:
-                return None
-            token = _inside_consumer.set(True)
-            try:
-                return func(events)
-            finally:
-                _inside_consumer.reset(token)
-
-        return run
-
-    return wrap
 
 
 def notify_dashboard(kind: str, data: Any) -> None:

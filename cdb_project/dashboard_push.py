@@ -34,6 +34,7 @@ class BackgroundPusher:
         self.layer, self.group = layer, group
         self.pending: deque[dict] = deque()
         self.dropped = 0
+        self.failed = 0
         self.busy = False
         self.woken = False  # a wake-up is scheduled on the loop and not yet taken
         self.loop = asyncio.new_event_loop()
@@ -66,7 +67,11 @@ class BackgroundPusher:
                 try:
                     await self.layer.group_send(self.group, message)
                 except Exception:
-                    logger.warning("dashboard push of %s failed", message.get("kind"), exc_info=True)
+                    self.failed += 1
+                    if self.failed == 1 or self.failed % 1000 == 0:  # Redis down: a line now and then, not a flood
+                        logger.warning(
+                            "dashboard push of %s failed (%d so far)", message.get("kind"), self.failed, exc_info=True
+                        )
             self.busy = False
 
     def flush(self, timeout: float) -> bool:

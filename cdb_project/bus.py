@@ -145,11 +145,7 @@ def reject(payload: Any, reason: str, *, stage: str, consumer: str = "") -> None
 
 def publish(event: Event) -> Event:
     """Validate, persist, then (after commit) PUBLISH on Redis, enqueue consumers and notify the dashboard."""
-    try:
-        event = validate(event)
-    except InvalidEvent as error:
-        reject(event, str(error), stage="publish")
-        raise
+    event = _validated_for_publish(event)
     persister = _persisters().get(event["type"])
     if persister is not None:
         persister(event)
@@ -163,13 +159,7 @@ def publish_batch(events: list[Event], *, stored: bool = False) -> list[Event]:
     entry (or one task each for a topic without one), with a PUBLISH and a dashboard push per event.
 
     An invalid event is stored as a RejectedEvent and raises InvalidEvent before anything is sent."""
-    checked = []
-    for event in events:
-        try:
-            checked.append(validate(event))
-        except InvalidEvent as error:
-            reject(event, str(error), stage="publish")
-            raise
+    checked = [_validated_for_publish(event) for event in events]
     if not checked:
         return checked
     types = {event["type"] for event in checked}
@@ -181,6 +171,15 @@ def publish_batch(events: list[Event], *, stored: bool = False) -> list[Event]:
             persister(event)
     transaction.on_commit(partial(_dispatch_batch, TOPIC_BY_TYPE[checked[0]["type"]], checked))
     return checked
+
+
+def _validated_for_publish(event: Any) -> Event:
+    """The valid event; an invalid one is stored as a RejectedEvent (stage ``publish``) and InvalidEvent raised."""
+    try:
+        return validate(event)
+    except InvalidEvent as error:
+        reject(event, str(error), stage="publish")
+        raise
 
 
 def consumer(event_type: str) -> Callable[[Callable[[Event], Any]], Callable[[Any], Any]]:

@@ -74,19 +74,15 @@ def account_state(
 
 
 def load_account(
-    trading_state: str, at_ms: int, extra_symbols: tuple[str, ...] = (), *, for_decision: bool = True, lock: bool = True
-) -> AccountState | None:
+    trading_state: str, at_ms: int, extra_symbols: tuple[str, ...] = (), *, for_decision: bool = True
+) -> AccountState:
     """Cash, positions (PENDING orders included) and last prices at ``at_ms``; rolls the day-start equity at 00:00 UTC.
 
     Call inside the transaction that holds the account lock: the day roll-over writes. ``for_decision=False``
     skips what only an entry decision reads (orders in the last minute, the last stop-loss times).
-    ``lock=False`` is a read-only look without the lock (a pre-check; act only after loading again under the
-    lock); it returns None when the day must roll over, which only the locked load may write.
     """
-    rows = account_rows(lock=lock)
+    rows = account_rows(lock=True)
     rolls = day_rolls(rows.portfolio, at_ms)
-    if rolls and not lock:
-        return None
     prices = latest_prices({*rows.quantities, *extra_symbols}, at_ms)
     last_stops = {}
     for symbol in extra_symbols if for_decision else ():

@@ -137,26 +137,14 @@ def decide_signal(event: dict) -> Order | None:
 
 
 def watch_market(event: dict) -> None:
-    """Per market_data: roll the day, halt on drawdown, fire stop-losses, retry a tripped circuit breaker.
-
-    Most candles change nothing: a look without the account lock decides whether there is anything to do, so
-    workers do not queue behind each other's candles. Anything found is judged again under the lock.
-    """
-    now, symbols = event["timestamp"], (event["symbol"],)
-    state = TradingState.load()
-    if _superseded(now):
-        return
-    account = load_account(state.state, now, symbols, for_decision=False, lock=False)
-    parameters = RiskParameters.load().as_dict()
-    if account is not None:
-        metrics.record_account(account, state.state)
-        if not _watch_has_work(account, state, parameters):
-            return
+    """Per market_data, under the account lock: roll the day, halt on drawdown, fire stop-losses, retry a tripped
+    circuit breaker. ``MarketWatch`` calls it for the candles where its look without the lock found work."""
+    now = event["timestamp"]
     with transaction.atomic():
         state = TradingState.load(for_update=True)
         if _superseded(now):
             return
-        account = load_account(state.state, now, symbols, for_decision=False)
+        account = load_account(state.state, now, (event["symbol"],), for_decision=False)
         parameters = RiskParameters.load().as_dict()
         engine = risk_engine()
         metrics.record_account(account, state.state)
@@ -182,8 +170,8 @@ class MarketWatch:
     order time are kept; before each candle one small query (``_account_version``) tells whether any of them
     changed — a decision, a fill, another worker, the admin — and if so they are read again. Prices are read per
     candle, or for a batch once: the closes of every held symbol up to ``window_end``. So each candle is judged on
-    what is stored at that moment, as ``watch_market``'s own pre-check would; a candle that finds something to do
-    takes that path, which judges it again under the account lock.
+    what is stored at that moment; a candle that finds something to do takes ``watch_market``, which judges it
+    again under the account lock. So workers do not queue behind each other's candles for the lock.
     """
 
     def __init__(self, window_end: int | None = None) -> None:
@@ -196,7 +184,7 @@ class MarketWatch:
         now = event["timestamp"]
         version = _account_version()
         if version is None or version != self.version:
-            self._load_account()
+            self._load_account(version)
             self.version = version
         if self.latest_order_time is not None and self.latest_order_time > now:
             return  # superseded: see _superseded
@@ -208,11 +196,14 @@ class MarketWatch:
         if _watch_has_work(account, self.state, self.parameters):
             watch_market(event)
 
-    def _load_account(self) -> None:
+    def _load_account(self, version: tuple | None) -> None:
         self.state = TradingState.load()
         self.parameters = RiskParameters.load().as_dict()
         self.rows = account_rows(lock=False)
-        self.latest_order_time = Order.objects.aggregate(latest=Max("event_time"))["latest"]
+        if version is not None:
+            self.latest_order_time = version[0]  # the version row reads it first
+        else:  # the one-row tables were only just created
+            self.latest_order_time = Order.objects.aggregate(latest=Max("event_time"))["latest"]
         self.held = sorted(symbol for symbol, quantity in self.rows.quantities.items() if quantity > 0)
         self.closes = None
 
@@ -264,8 +255,9 @@ def process_market_watch() -> MarketWatch:
 
 def _account_version() -> tuple | None:
     """One row that changes whenever anything ``MarketWatch`` read changes (None before the rows exist): the
-    whole one-row tables (portfolio, trading state, parameters, even if written by a bulk UPDATE), and for the
-    orders and positions their newest id / time / update and count / quantity."""
+    latest order's event time (first: MarketWatch uses it), the whole one-row tables (portfolio, trading state,
+    parameters, even if written by a bulk UPDATE), and for the orders and positions their newest id / update and
+    count / quantity."""
     tables = {
         "portfolio": Portfolio._meta.db_table,
         "order": Order._meta.db_table,
@@ -274,7 +266,7 @@ def _account_version() -> tuple | None:
         "parameters": RiskParameters._meta.db_table,
     }
     sql = (
-        "SELECT p.*, s.*, r.*, (SELECT MAX(id) FROM {order}), (SELECT MAX(event_time) FROM {order}), "
+        "SELECT (SELECT MAX(event_time) FROM {order}), p.*, s.*, r.*, (SELECT MAX(id) FROM {order}), "
         "(SELECT COUNT(*) FROM {order} WHERE status = %s), "
         "(SELECT MAX(updated_at) FROM {position}), (SELECT SUM(quantity) FROM {position}) "
         "FROM {portfolio} p, {state} s, {parameters} r WHERE p.id = 1 AND s.id = 1 AND r.id = 1"

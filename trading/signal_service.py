@@ -49,6 +49,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, Sum
 
 from cdb_project import bus
+from marketdata.ingest import CandleKey
 from marketdata.models import Candle
 
 from .models import Signal
@@ -325,8 +326,7 @@ def signal_event(signal_id: str, strategy: str, symbol: str, interval: str, time
 
 def process_market_data(event: dict) -> Signal | None:
     """Run the configured strategy on the event's candle; store and publish a signal if it emits one."""
-    symbol, timestamp = event["symbol"], event["timestamp"]
-    interval = event.get("interval") or settings.INTERVAL
+    symbol, interval, timestamp = candle_key(event)
     strategy, emitted, path = evaluate(settings.STRATEGY, symbol, interval, timestamp)
     if strategy is None:
         logger.warning("no stored candle for %s %s @%s; nothing to compute", symbol, interval, timestamp)
@@ -337,7 +337,9 @@ def process_market_data(event: dict) -> Signal | None:
     return store_signal(strategy.name, symbol, interval, timestamp, emitted)
 
 
-CandleKey = tuple[str, str, int]  # symbol, interval, timestamp
+def candle_key(event: dict) -> CandleKey:
+    """(symbol, interval, timestamp) of a market_data event; no interval means the configured one."""
+    return event["symbol"], event.get("interval") or settings.INTERVAL, event["timestamp"]
 
 
 def evaluate_events(events: list[dict]) -> dict[CandleKey, tuple[str, Emitted | None]]:
@@ -348,7 +350,8 @@ def evaluate_events(events: list[dict]) -> dict[CandleKey, tuple[str, Emitted | 
     """
     wanted: dict[tuple[str, str], list[int]] = {}
     for event in events:
-        wanted.setdefault((event["symbol"], event.get("interval") or settings.INTERVAL), []).append(event["timestamp"])
+        symbol, interval, timestamp = candle_key(event)
+        wanted.setdefault((symbol, interval), []).append(timestamp)
     outputs: dict[CandleKey, tuple[str, Emitted | None]] = {}
     for (symbol, interval), stamps in wanted.items():
         strategy, emitted, path = evaluate_many(settings.STRATEGY, symbol, interval, stamps)

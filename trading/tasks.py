@@ -1,10 +1,9 @@
 from celery import shared_task
-from django.conf import settings
 
 from cdb_project.bus import batch_consumer, consumer, event_log_context
 from risk.decision_service import MarketWatch, process_market_watch
 
-from .signal_service import evaluate_events, process_market_data, store_signal
+from .signal_service import candle_key, evaluate_events, process_market_data, store_signal
 
 
 @shared_task(name="trading.on_market_data")
@@ -27,7 +26,7 @@ def on_market_data_batch(events: list[dict]) -> None:
     for event in events:
         with event_log_context(event):
             watch(event)
-            key = (event["symbol"], event.get("interval") or settings.INTERVAL, event["timestamp"])
+            key = candle_key(event)
             strategy, emitted = outputs.get(key, ("", None))
             if emitted is not None:
                 store_signal(strategy, *key, emitted)

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 
 from django.apps import AppConfig
 from django.conf import settings
+from django.db import close_old_connections
 from django.http import HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
@@ -363,6 +364,7 @@ def _on_rejected_saved(sender, instance, created, **kwargs):
 
 
 def _task_prerun(task=None, args=None, **kwargs):
+    _close_old_connections(task)
     event = args[0] if args else None
     context = {}
     if isinstance(event, dict):
@@ -381,6 +383,14 @@ def _task_postrun(task=None, **kwargs):
             log_context.reset(token)
         except ValueError:
             log_context.set({})
+    _close_old_connections(task)
+
+
+def _close_old_connections(task) -> None:
+    """What Django does around each request, around each task a worker runs: close a connection that is broken or
+    older than CONN_MAX_AGE, keep the others (see CELERY_DB_REUSE_MAX). Eager tasks run inside their caller."""
+    if task is not None and not getattr(task.request, "is_eager", False):
+        close_old_connections()
 
 
 def _worker_process_shutdown(pid=None, **kwargs):

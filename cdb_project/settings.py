@@ -126,6 +126,10 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
 # An unacknowledged task (worker killed mid-task) is redelivered after this many seconds.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=300)}
 CELERY_TIMEZONE = "UTC"
+# Celery's Django fix-up closes the database connection before and after every task unless this is set; a new
+# PostgreSQL session per task cost more than the task's own queries. Workers close connections as Django's request
+# cycle does instead, by CONN_MAX_AGE and the health check (cdb_project.ops: task_prerun / task_postrun).
+CELERY_DB_REUSE_MAX = 1_000_000
 
 if EMBEDDED:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}

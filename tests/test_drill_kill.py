@@ -8,8 +8,8 @@ cash, risk decisions) equal to the undisturbed run."""
 from __future__ import annotations
 
 import os
+import random
 import signal
-import threading
 import time
 from pathlib import Path
 
@@ -57,45 +57,42 @@ def replay(path: Path, after_event) -> int:
     return summary.published
 
 
-def run(env: dict, tmp_path: Path, name: str, kills: int = 0) -> tuple[dict, list[float]]:
+def run(env: dict, tmp_path: Path, name: str, kills: int = 0) -> tuple[dict, list[int]]:
+    """Replay the candles in lockstep through two fresh workers; with ``kills``, SIGKILL a pool process (of each
+    worker in turn) that many times, spread over the replay: a few milliseconds after a candle is published, while
+    its task is running, then the replay goes on once the pool has replaced the process."""
     from cdb_project import bus
     from tests.support.services import flush_broker
 
     flush_broker()
     tmp_path.mkdir(parents=True, exist_ok=True)
     workers = [processes.start_worker(f"{name}{i}", env, tmp_path) for i in (1, 2)]
-    killed: list[float] = []
-    done = threading.Event()
+    kill_after = {ROWS * (n + 1) // (kills + 1) for n in range(kills)}
+    killed: list[int] = []
+    published = 0
+    chance = random.Random(7)
 
-    def killer():
-        time.sleep(0.5)
-        for n in range(kills):
-            target = workers[n % 2]
-            pids = processes.wait_until(lambda t=target: children(t.popen.pid), timeout=30, message="a pool child")
+    def after_event() -> None:
+        nonlocal published
+        published += 1
+        if published in kill_after:
+            target = workers[len(killed) % 2]
+            pids = processes.wait_until(lambda: children(target.popen.pid), timeout=30, message="a pool child")
+            time.sleep(chance.uniform(0.0, 0.012))
             os.kill(pids[0], signal.SIGKILL)
-            killed.append(time.monotonic())
+            killed.append(published)
             processes.wait_until(
-                lambda t=target, old=pids[0]: children(t.popen.pid) and old not in children(t.popen.pid),
+                lambda: children(target.popen.pid) and pids[0] not in children(target.popen.pid),
                 timeout=30,
                 message="the pool to replace the killed process",
             )
-            if done.is_set():
-                return
-            time.sleep(1.0)
-
-    thread = threading.Thread(target=killer, daemon=True)
-    try:
-        thread.start()
-        published = replay(
-            drills.zigzag_csv(tmp_path / f"{SYMBOL}-1m.csv", ROWS), lambda: bus.wait_until_idle(timeout=120)
-        )
-        finished = time.monotonic()
-        done.set()
-        thread.join(60)
         bus.wait_until_idle(timeout=120)
-        assert published == ROWS
-        killed_during = [t for t in killed if t <= finished]
-        return snapshot(), killed_during
+
+    try:
+        total = replay(drills.zigzag_csv(tmp_path / f"{SYMBOL}-1m.csv", ROWS), after_event)
+        bus.wait_until_idle(timeout=120)
+        assert total == ROWS
+        return snapshot(), killed
     finally:
         for worker in workers:
             worker.stop()
@@ -115,6 +112,7 @@ def test_five_sigkills_during_a_replay_lose_nothing_and_duplicate_nothing(servic
     stormy, kills = run(env, tmp_path / "storm", "storm", kills=5)
 
     assert len(kills) == 5, f"only {len(kills)} kills landed during the replay"
+    assert kills[-1] < ROWS
     assert stormy["candles"] == ROWS  # 0 lost candles
     client_ids = [order[0] for order in stormy["orders"]]
     assert len(client_ids) == len(set(client_ids))  # 0 duplicate orders (also a unique constraint)

@@ -56,3 +56,26 @@ def test_market_data_becomes_an_order_result_seen_on_redis_and_the_websocket(cel
     finally:
         listener.stop()
         browser.close()
+
+
+def _database_sessions() -> int:
+    """Sessions ever opened on the test database (PostgreSQL counts them in pg_stat_database)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute("SELECT sessions FROM pg_stat_database WHERE datname = current_database()")
+        return cursor.fetchone()[0]
+
+
+def test_workers_keep_their_database_sessions_between_tasks(celery_workers):
+    """Celery's Django fix-up would open a PostgreSQL session for every task; workers keep theirs (CONN_MAX_AGE)."""
+    from cdb_project import bus
+
+    series.publish_all(series.events())  # 26 candles, one task each, and the order they lead to
+    bus.wait_until_idle(timeout=60, poll=0.05)
+    before = _database_sessions()
+    series.publish_all(series.events(symbol="MORE_USDT"))
+    bus.wait_until_idle(timeout=60, poll=0.05)
+    assert Order.objects.filter(symbol="MORE_USDT", status=Order.Status.FILLED).exists()
+    assert _database_sessions() - before <= 2, "at most a reconnect per worker, not a session per task"

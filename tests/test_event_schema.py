@@ -3,8 +3,10 @@
 import copy
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from cdb_project.bus import InvalidEvent, validate
+from cdb_project.bus import InvalidEvent, _validator, _validators_by_type, validate
 
 SPEC_EXAMPLES = [
     {
@@ -107,3 +109,32 @@ def test_bad_events_are_refused_naming_the_field(name, event, field):
 def test_non_objects_are_refused(payload):
     with pytest.raises(InvalidEvent):
         validate(payload)
+
+
+_FIELD_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**63),
+    st.floats(allow_nan=False),
+    st.text(max_size=12),
+    st.sampled_from(["BUY", "SELL", "FILLED", "1m", "BTC_USDT", "risk", "CRITICAL", "ok", "market_data", "order"]),
+    st.lists(st.text(max_size=5), max_size=3),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    example=st.sampled_from(SPEC_EXAMPLES),
+    changes=st.dictionaries(
+        st.sampled_from(sorted({key for event in SPEC_EXAMPLES for key in event} | {"extra"})), _FIELD_VALUES
+    ),
+    dropped=st.sets(st.sampled_from(sorted({key for event in SPEC_EXAMPLES for key in event}))),
+)
+def test_the_per_type_fast_check_agrees_with_the_whole_schema(example, changes, dropped):
+    """validate() first checks an event against its own type's part of the schema: same verdict, always."""
+    event = {key: value for key, value in {**example, **changes}.items() if key not in dropped}
+    whole = _validator().is_valid(event)
+    typed = _validators_by_type().get(event.get("type")) if isinstance(event.get("type"), str) else None
+    if typed is not None:
+        assert typed.is_valid(event) == whole
+    assert set(_validators_by_type()) == {example["type"] for example in SPEC_EXAMPLES}

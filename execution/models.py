@@ -4,6 +4,7 @@ from django.conf import settings
 from django.db import models
 
 from cdb_project.fields import MoneyField
+from cdb_project.singleton import fetch_singleton
 
 SIDES = [("BUY", "BUY"), ("SELL", "SELL")]
 
@@ -124,10 +125,9 @@ class Portfolio(models.Model):
 
     @classmethod
     def load(cls, *, for_update: bool = False) -> "Portfolio":
-        manager = cls.objects.select_for_update() if for_update else cls.objects
-        portfolio = manager.filter(pk=1).first()
+        portfolio = fetch_singleton(cls, for_update=for_update)
         if portfolio is None:
             capital = Decimal(settings.INITIAL_CAPITAL)
             cls.objects.get_or_create(pk=1, defaults={"initial_capital": capital, "cash": capital})
-            portfolio = manager.get(pk=1)
+            portfolio = fetch_singleton(cls, for_update=for_update)
         return portfolio

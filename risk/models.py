@@ -2,6 +2,7 @@ from django.conf import settings
 from django.db import models
 
 from cdb_project.fields import MoneyField
+from cdb_project.singleton import fetch_singleton
 
 
 class TradingState(models.Model):
@@ -29,11 +30,10 @@ class TradingState(models.Model):
 
     @classmethod
     def load(cls, *, for_update: bool = False) -> "TradingState":
-        manager = cls.objects.select_for_update() if for_update else cls.objects
-        state = manager.filter(pk=1).first()
+        state = fetch_singleton(cls, for_update=for_update)
         if state is None:
             cls.objects.get_or_create(pk=1)
-            state = manager.get(pk=1)
+            state = fetch_singleton(cls, for_update=for_update)
         return state
 
 
@@ -61,7 +61,7 @@ class RiskParameters(models.Model):
     @classmethod
     def load(cls) -> "RiskParameters":
         """The single row, created from the env-seeded values on first use."""
-        existing = cls.objects.filter(pk=1).first()
+        existing = fetch_singleton(cls)
         if existing is not None:
             return existing
         seeds = settings.RISK_PARAMETER_SEEDS
@@ -69,7 +69,7 @@ class RiskParameters(models.Model):
         cls.objects.get_or_create(
             pk=1, defaults={**values, "sources": {name: seed.source for name, seed in seeds.items()}}
         )
-        return cls.objects.get(pk=1)  # read back, so values carry the stored precision on every backend
+        return fetch_singleton(cls)  # read back, so values carry the stored precision on every backend
 
     def as_dict(self) -> dict:
         from risk.parameters import PARAMETER_SPECS

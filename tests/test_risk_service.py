@@ -329,3 +329,40 @@ def test_only_watched_symbols_get_entries_and_exits_always_go(settings):
     )
     exit_order = Order.objects.get(purpose=Order.Purpose.EXIT)
     assert exit_order.status == Order.Status.FILLED and exit_order.quantity == entry.filled_quantity
+
+
+def test_decision_history_reads_cooldowns_and_the_order_rate_in_one_query(django_assert_num_queries):
+    from execution.account import decision_history
+
+    now = 1_735_700_000_000
+    rows = [  # (symbol, purpose, status, minutes before now)
+        ("AAA_USDT", "stop_loss", "FILLED", 20),
+        ("AAA_USDT", "stop_loss", "PARTIALLY_FILLED", 5),  # the latest filled stop of AAA
+        ("AAA_USDT", "stop_loss", "FAILED", 1),  # not filled: no cool-down
+        ("BBB_USDT", "stop_loss", "PENDING", 2),
+        ("CCC_USDT", "stop_loss", "FILLED", 3),  # not asked for
+        ("AAA_USDT", "entry", "FILLED", 0),  # entries in the minute up to now, whatever their status
+        ("BBB_USDT", "entry", "REJECTED", 0.5),
+        ("CCC_USDT", "entry", "FILLED", 1),  # exactly a minute before: outside
+        ("CCC_USDT", "exit", "FILLED", 0.2),  # not an entry
+    ]
+    for n, (symbol, purpose, status, minutes) in enumerate(rows):
+        Order.objects.create(
+            client_order_id=f"cdbhist{n}",
+            symbol=symbol,
+            side="SELL" if purpose != "entry" else "BUY",
+            quantity=D("1"),
+            requested_price=D("1"),
+            event_time=now - int(minutes * 60_000),
+            purpose=purpose,
+            status=status,
+        )
+    Order.objects.create(
+        client_order_id="cdbhistlater", symbol="AAA_USDT", side="BUY", quantity=D("1"), requested_price=D("1"),
+        event_time=now + 1, purpose="entry",
+    )  # fmt: skip
+    with django_assert_num_queries(1):
+        stops, recent = decision_history(("AAA_USDT", "BBB_USDT"), now)
+    assert stops == {"AAA_USDT": now - 5 * 60_000}
+    assert recent == 2
+    assert decision_history((), now) == ({}, 2)

@@ -153,8 +153,12 @@ KEY_PREFIX = "cdb:sigstate:"
 
 
 def state_key(strategy: Strategy, symbol: str, interval: str, timestamp: int) -> str:
+    return f"{state_key_prefix(strategy, symbol, interval)}{timestamp}"
+
+
+def state_key_prefix(strategy: Strategy, symbol: str, interval: str) -> str:
     digest = hashlib.sha256(strategy.key.encode()).hexdigest()[:16]
-    return f"{KEY_PREFIX}{strategy.name}:{digest}:{symbol}:{interval}:{timestamp}"
+    return f"{KEY_PREFIX}{strategy.name}:{digest}:{symbol}:{interval}:"
 
 
 def clear_state_cache() -> None:
@@ -197,21 +201,25 @@ def _cached(template: Strategy, symbol: str, interval: str, candles: list[Strate
     Only positions with ``TAIL`` candles in hand can be checked (their digest needs them).
     """
     positions = list(range(below - 1, TAIL - 2, -1))
-    if not positions:
-        return None
-    keys = [state_key(template, symbol, interval, candles[j].timestamp) for j in positions]
-    try:
-        found = state_store().get_many(keys)
-    except Exception:
-        logger.warning("strategy state cache unavailable; rebuilding from history", exc_info=True)
-        return None
-    for j, key in zip(positions, keys, strict=True):
-        blob = found.get(key)
-        if blob is None:
+    prefix = state_key_prefix(template, symbol, interval)
+    # The newest is almost always there (the previous candle's task stored it): ask for it alone first, and for
+    # the older ones (each a pickled strategy) only when it is not usable.
+    for chunk in (positions[:1], positions[1:]):
+        if not chunk:
             continue
-        loaded = _load(blob, template.key)
-        if loaded is not None and loaded[0] == fingerprint(j):
-            return j, loaded[1]
+        keys = [f"{prefix}{candles[j].timestamp}" for j in chunk]
+        try:
+            found = state_store().get_many(keys)
+        except Exception:
+            logger.warning("strategy state cache unavailable; rebuilding from history", exc_info=True)
+            return None
+        for j, key in zip(chunk, keys, strict=True):
+            blob = found.get(key)
+            if blob is None:
+                continue
+            loaded = _load(blob, template.key)
+            if loaded is not None and loaded[0] == fingerprint(j):
+                return j, loaded[1]
     return None
 
 

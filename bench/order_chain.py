@@ -1,0 +1,122 @@
+"""Bench: what one market_data event costs a worker, in process, without the broker — the floor of the latency.
+
+Each zig-zag candle (sma_cross(2,3): an order every ~4 candles) is stored and published, then handed to the
+market_data task as a worker runs it (consumer wrapper, in-process hand-on of signal → decision → execution).
+Nothing consumes the broker queue. Prints p50 / p90 per candle, separately for candles that end in an order and
+for the others, with the SQL statements they ran. The first ``--warm-up`` candles are not counted.
+
+It creates (and drops first) its own database and flushes its own Redis database:
+
+    .venv/bin/python bench/order_chain.py [--candles 1200] [--warm-up 100]
+        [--database-url postgres://postgres@127.0.0.1:5432/cdb_bench_chain] [--redis-url redis://127.0.0.1:6379/12]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.pipeline import BASE_TS, STEP, machine_speed, percentile, recreate_database  # noqa: E402
+
+
+def zigzag(count: int) -> list[tuple[int, float]]:
+    """The latency phase's prices of bench/pipeline.py: rising zig-zags, so exits are profitable."""
+    out = []
+    for i in range(count):
+        k = i % 8
+        out.append((BASE_TS + i * STEP, 100 * (1 + 0.0004 * i) * (1 + 0.005 * (k if k <= 4 else 8 - k))))
+    return out
+
+
+def counting(statements: list[int]):
+    """A database execute wrapper that counts the statements (cheaper than capturing them)."""
+
+    def wrapper(execute, sql, params, many, context):
+        statements[0] += 1
+        return execute(sql, params, many, context)
+
+    return wrapper
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--candles", type=int, default=1200)
+    parser.add_argument("--warm-up", type=int, default=100)
+    parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/cdb_bench_chain")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/12")
+    args = parser.parse_args()
+    os.environ.update(
+        DATABASE_URL=args.database_url,
+        REDIS_URL=args.redis_url,
+        STRATEGY="sma_cross:fast=2,slow=3",
+        PAPER_FAILURE_RATE="0",
+        MAX_ORDERS_PER_MINUTE="600",
+        MAX_EXPOSURE_PCT="1.0",
+        MAX_DAILY_DRAWDOWN_PCT="0.20",
+        MAX_POSITION_PCT="0.25",
+        POSITION_SIZE_PCT="0.02",
+        LOG_LEVEL="ERROR",
+        CONN_MAX_AGE="600",
+        DJANGO_SETTINGS_MODULE="cdb_project.settings",
+    )
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    recreate_database(args.database_url)
+    print(machine_speed(args.database_url))
+
+    import django
+
+    django.setup()
+    import redis
+    from django.core.management import call_command
+    from django.db import connection
+
+    call_command("migrate", verbosity=0)
+    redis.Redis.from_url(args.redis_url).flushdb()
+
+    from cdb_project import bus
+    from execution.models import Order
+    from marketdata.ingest import market_data_event
+    from marketdata.watchlist import register_feed_symbols
+    from trading.tasks import on_market_data
+
+    register_feed_symbols(["CHAIN_USDT"], "replay")
+    trading: list[tuple[float, int]] = []
+    other: list[tuple[float, int]] = []
+    orders = 0
+    for n, (ts, price) in enumerate(zigzag(args.candles)):
+        event = bus.publish(
+            market_data_event("CHAIN_USDT", "1m", ts, price, price * 1.001, price * 0.999, price, 1000 + n % 7)
+        )
+        redis.Redis.from_url(args.redis_url).delete("celery")  # no worker here: nothing is to wait in the queue
+        statements = [0]
+        with connection.execute_wrapper(counting(statements)):
+            start = time.perf_counter()
+            on_market_data(event)
+            elapsed = (time.perf_counter() - start) * 1000
+        now = Order.objects.count()
+        if n >= args.warm_up:
+            (trading if now > orders else other).append((elapsed, statements[0]))
+        orders = now
+
+    def line(name: str, rows: list[tuple[float, int]]) -> str:
+        times = [t for t, _ in rows]
+        p50, p90 = statistics.median(times), percentile(times, 0.9)
+        return (
+            f"  {name}: {len(rows)} candles, p50 {p50:.1f} ms, p90 {p90:.1f} ms,"
+            f" {statistics.median([q for _, q in rows]):.0f} SQL statements"
+        )
+
+    print(f"in-process cost of a market_data task, {args.candles} candles:")
+    print(line("ending in an order (signal, decision, execution)", trading))
+    print(line("not trading", other))
+
+
+if __name__ == "__main__":
+    main()

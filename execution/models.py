@@ -4,7 +4,7 @@ from django.conf import settings
 from django.db import models
 
 from cdb_project.fields import MoneyField
-from cdb_project.singleton import fetch_singleton
+from cdb_project.raw_rows import fetch_singleton
 
 SIDES = [("BUY", "BUY"), ("SELL", "SELL")]
 

@@ -17,6 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from cdb_project import bus
+from cdb_project.raw_rows import fetch_rows
 from cdb_project.timeutil import ms_to_datetime
 from marketdata.models import Candle
 from risk.alerts import raise_alert
@@ -93,7 +94,8 @@ def _locked_order(event: dict) -> tuple[TradingState, Order | None]:
     """Lock the account and the order. A settled order is returned as it is (its result republished if that
     never happened); only a PENDING one is to be executed."""
     state = TradingState.load(for_update=True)
-    order = Order.objects.select_for_update().filter(client_order_id=event["client_order_id"]).first()
+    found = fetch_rows(Order, "client_order_id = %s", [event["client_order_id"]], for_update=True)
+    order = found[0] if found else None
     if order is None:
         bus.reject(
             event,
@@ -220,7 +222,8 @@ def load_book() -> tuple[Book, Portfolio]:
     """The stored portfolio as a pure Book (locked: call inside the account transaction)."""
     portfolio = Portfolio.load(for_update=True)
     holdings = {
-        p.symbol: Holding(p.quantity, p.cost_basis) for p in Position.objects.select_for_update().filter(quantity__gt=0)
+        p.symbol: Holding(p.quantity, p.cost_basis)
+        for p in fetch_rows(Position, "quantity > 0", order_by="symbol", for_update=True)
     }
     book = Book(portfolio.initial_capital, portfolio.cash, holdings, portfolio.realized_pnl, portfolio.fees_paid)
     return book, portfolio

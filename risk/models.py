@@ -2,7 +2,7 @@ from django.conf import settings
 from django.db import models
 
 from cdb_project.fields import MoneyField
-from cdb_project.singleton import fetch_singleton
+from cdb_project.raw_rows import fetch_singleton
 
 
 class TradingState(models.Model):

@@ -1,0 +1,75 @@
+"""cdb_project.raw_rows builds the instances the ORM builds: same values and types, on PostgreSQL and SQLite."""
+
+from decimal import Decimal as D
+
+import pytest
+from django.utils import timezone
+
+from cdb_project.raw_rows import fetch_rows, fetch_singleton
+from execution.models import Order, Portfolio, Position, Trade
+from risk.models import RiskParameters, TradingState
+from trading.models import Signal
+
+pytestmark = pytest.mark.django_db
+
+
+def _values(instance) -> dict:
+    return {
+        f.attname: (type(getattr(instance, f.attname)), getattr(instance, f.attname))
+        for f in instance._meta.concrete_fields
+    }
+
+
+def _stored_rows() -> None:
+    order = Order.objects.create(
+        client_order_id="cdbraw1",
+        signal_id="S:1m:x:1",
+        symbol="RAW_USDT",
+        side="BUY",
+        quantity=D("1.123456789012"),
+        requested_price=D("35250.5"),
+        price=D("35260.123456789"),
+        event_time=1_735_689_600_000,
+        submitted_at=timezone.now(),
+        stop_loss=D("34545.49"),
+        risk_score=D("0.82"),
+        risk_checks=["drawdown", "exposure"],
+    )
+    Order.objects.create(
+        client_order_id="cdbraw2", symbol="RAW_USDT", side="SELL", quantity=D("0.5"), requested_price=D("1E-12"),
+        event_time=1_735_689_660_000, status=Order.Status.FILLED,
+    )  # fmt: skip
+    Trade.objects.create(
+        trade_id="T-raw", order=order, symbol="RAW_USDT", quantity=D("1.1"), entry_price=D("35260.1"),
+        entry_time=timezone.now(), entry_fees=D("0.035"),
+    )  # fmt: skip
+    Position.objects.create(
+        symbol="RAW_USDT", quantity=D("1.1"), cost_basis=D("38786.11"), avg_entry_price=D("35260.1")
+    )
+    Signal.objects.create(
+        signal_id="S:1m:x:1", symbol="RAW_USDT", interval="1m", side="BUY", confidence=D("0.82"), reason="r",
+        strategy="x", price=D("35250.5"), timestamp=1_735_689_600_000, components={"ema": 1.5, "rsi": [41, None]},
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("model", [Order, Trade, Position, Signal])
+def test_fetched_rows_equal_the_orm_s(model):
+    _stored_rows()
+    fetched = fetch_rows(model, "1 = 1", order_by="id")
+    expected = list(model.objects.order_by("id"))
+    assert fetched and [_values(row) for row in fetched] == [_values(row) for row in expected]
+    assert all(not row._state.adding and row._state.db == "default" for row in fetched)
+
+
+@pytest.mark.parametrize("model", [TradingState, Portfolio, RiskParameters])
+def test_one_row_tables_equal_the_orm_s(model):
+    assert fetch_singleton(model) is None
+    created = model.load()
+    assert _values(fetch_singleton(model)) == _values(model.objects.get(pk=1)) == _values(created)
+
+
+def test_where_parameters_and_order():
+    _stored_rows()
+    rows = fetch_rows(Order, "symbol = %s AND quantity > %s", ["RAW_USDT", D("0.4")], order_by="event_time DESC")
+    assert [row.client_order_id for row in rows] == ["cdbraw2", "cdbraw1"]
+    assert fetch_rows(Order, "client_order_id = %s", ["nothing"], for_update=True) == []

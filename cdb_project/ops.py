@@ -345,17 +345,20 @@ def metrics(request):
 def _on_signal_saved(sender, instance, created, **kwargs):
     if not created:
         return
+    from cdb_project.raw_rows import fetch_values
     from marketdata.models import Candle
 
-    stored = (
-        Candle.objects.filter(symbol=instance.symbol, interval=instance.interval, timestamp=instance.timestamp)
-        .values_list("created_at", flat=True)
-        .first()
+    found = fetch_values(
+        Candle,
+        ("created_at",),
+        '"symbol" = %s AND "interval" = %s AND "timestamp" = %s',
+        [instance.symbol, instance.interval, instance.timestamp],
+        limit=1,
     )
-    if stored is not None:
+    if found:
         from django.utils import timezone
 
-        signal_latency_seconds.observe(max(0.0, (timezone.now() - stored).total_seconds()))
+        signal_latency_seconds.observe(max(0.0, (timezone.now() - found[0][0]).total_seconds()))
 
 
 def _on_rejected_saved(sender, instance, created, **kwargs):

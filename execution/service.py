@@ -17,7 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from cdb_project import bus
-from cdb_project.raw_rows import fetch_rows
+from cdb_project.raw_rows import fetch_rows, fetch_values
 from cdb_project.timeutil import ms_to_datetime
 from marketdata.models import Candle
 from risk.alerts import raise_alert
@@ -74,16 +74,18 @@ def execute_order(event: dict) -> Order | None:
         if blocked:
             order.status, order.reason = Order.Status.REJECTED, blocked
         else:
-            candle = (
-                Candle.objects.filter(symbol=order.symbol, timestamp__lte=order.event_time)
-                .order_by("-timestamp")
-                .values("close", "volume", "timestamp", "created_at")
-                .first()
+            candles = fetch_values(
+                Candle,
+                ("close", "volume", "timestamp", "created_at"),
+                '"symbol" = %s AND "timestamp" <= %s',
+                [order.symbol, order.event_time],
+                order_by='"timestamp" DESC',
+                limit=1,
             )
-            market_price = candle["close"] if candle else order.requested_price
-            volume = candle["volume"] if candle else None
-            if candle and candle["timestamp"] == order.source_timestamp:
-                stored_at = candle["created_at"]
+            close, volume, timestamp, created_at = candles[0] if candles else (order.requested_price, None, None, None)
+            market_price = close
+            if timestamp is not None and timestamp == order.source_timestamp:
+                stored_at = created_at
             fill = paper_exchange().fill(order.client_order_id, order.side, order.quantity, market_price, volume)
             _settle(order, fill)
         _finish(order, stored_at)

@@ -11,6 +11,8 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from cdb_project.raw_rows import converted
+
 from .models import Candle
 
 # Set while publishing a candle that bulk_store has just stored: the persister then skips its look-up.
@@ -87,14 +89,8 @@ def latest_prices(symbols: Iterable[str], at_or_before: int) -> dict[str, Decima
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
-    column = Candle._meta.get_field("close").get_col(Candle._meta.db_table)
-    converters = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
-    prices = {}
-    for symbol, close in rows:
-        for converter in converters:  # what the ORM does to a close it reads (SQLite: its exact Decimal)
-            close = converter(close, column, connection)
-        prices[symbol] = close
-    return prices
+    # What the ORM does to a close it reads (SQLite: its exact Decimal).
+    return {symbol: close for symbol, close in converted(Candle, ("symbol", "close"), rows)}
 
 
 @contextlib.contextmanager

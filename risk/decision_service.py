@@ -19,6 +19,7 @@ from django.db import connection, transaction
 from django.db.models import Max, Q
 
 from cdb_project import bus
+from cdb_project.raw_rows import fetch_values
 from cdb_project.timeutil import ms_to_datetime
 from execution.account import account_rows, account_state, day_rolls, load_account
 from execution.models import Order, Portfolio, Position, Trade
@@ -60,12 +61,15 @@ def risk_engine() -> RiskEngine:
 
 def market_snapshot(symbol: str, at_ms: int) -> MarketSnapshot:
     """Last price, candle-range spread against its recent average, and the last data time, at ``at_ms``."""
-    rows = (
-        Candle.objects.filter(symbol=symbol, timestamp__lte=at_ms)
-        .order_by("-timestamp")
-        .values_list("timestamp", "high", "low", "close")[: SPREAD_WINDOW + 1]
+    rows = fetch_values(
+        Candle,
+        ("timestamp", "high", "low", "close"),
+        '"symbol" = %s AND "timestamp" <= %s',
+        [symbol, at_ms],
+        order_by='"timestamp" DESC',
+        limit=SPREAD_WINDOW + 1,
     )
-    return snapshot_from_candles(list(rows))
+    return snapshot_from_candles(rows)
 
 
 def decide_signal(event: dict) -> Order | None:

@@ -5,7 +5,7 @@ from decimal import Decimal as D
 import pytest
 from django.utils import timezone
 
-from cdb_project.raw_rows import fetch_rows, fetch_singleton
+from cdb_project.raw_rows import fetch_rows, fetch_singleton, fetch_values
 from execution.models import Order, Portfolio, Position, Trade
 from risk.models import RiskParameters, TradingState
 from trading.models import Signal
@@ -73,3 +73,31 @@ def test_where_parameters_and_order():
     rows = fetch_rows(Order, "symbol = %s AND quantity > %s", ["RAW_USDT", D("0.4")], order_by="event_time DESC")
     assert [row.client_order_id for row in rows] == ["cdbraw2", "cdbraw1"]
     assert fetch_rows(Order, "client_order_id = %s", ["nothing"], for_update=True) == []
+
+
+def test_fetched_values_equal_values_list():
+    from marketdata.ingest import bulk_store
+    from marketdata.models import Candle
+
+    bulk_store(
+        [
+            ("RAW_USDT", "1m", 1_735_689_600_000 + n * 60_000, 1.5 + n, 2.25, 0.1, 35250.123456789, 1e-12)
+            for n in range(5)
+        ]
+    )
+    fields = ("timestamp", "high", "low", "close", "volume", "created_at", "interval")
+    fetched = fetch_values(
+        Candle,
+        fields,
+        '"symbol" = %s AND "timestamp" <= %s',
+        ["RAW_USDT", 1_735_689_780_000],
+        order_by='"timestamp" DESC',
+        limit=3,
+    )
+    expected = list(
+        Candle.objects.filter(symbol="RAW_USDT", timestamp__lte=1_735_689_780_000)
+        .order_by("-timestamp")
+        .values_list(*fields)[:3]
+    )
+    assert len(fetched) == 3
+    assert [[(type(v), v) for v in row] for row in fetched] == [[(type(v), v) for v in row] for row in expected]

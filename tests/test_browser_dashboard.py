@@ -95,6 +95,9 @@ def page():
         page.js_errors = errors
         page.outside_requests = outside
         yield page
+        # The test's ORM calls beside Playwright's event loop ran on a connection of that loop's context (asgiref's
+        # Local): close it here, in that context, or it outlives the test and blocks dropping the test database.
+        connections.close_all()
         context.close()
         browser.close()
 

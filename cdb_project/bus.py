@@ -340,8 +340,19 @@ def _dispatch_batch(topic: str, events: list[Event]) -> None:
     for task in batch_tasks:
         _enqueue(task, events)
     _sent_since_idle.extend(events)
-    for event in events:
-        _announce(topic, event)
+    _announce_batch(topic, events)
+
+
+def _announce_batch(topic: str, events: list[Event]) -> None:
+    """``_announce`` for a batch: every event PUBLISHed (one pipelined round trip), and the dashboards get the last
+    event of each symbol and interval only — a backlog replays far faster than a browser draws, and the page
+    reloads stored candles for its chart anyway."""
+    if settings.REDIS_URL:
+        _redis_publish_many(topic, [json.dumps(event, separators=(",", ":")) for event in events])
+    if topic in DASHBOARD_TOPICS:
+        latest = {(event.get("symbol"), event.get("interval")): event for event in events}
+        for event in latest.values():
+            notify_dashboard(topic, event)
 
 
 def _run_inline(consumers, event: Event) -> None:
@@ -405,18 +416,27 @@ def _counted_task():
             _count_in_flight(-1)
 
 
-def _redis_publish(topic: str, message: str, attempts: int = 4) -> None:
-    """PUBLISH with exponential backoff. The event is already stored, so a final failure is logged, not raised."""
+def _redis_publish(topic: str, message: str) -> None:
+    _redis_publish_many(topic, [message])
+
+
+def _redis_publish_many(topic: str, messages: list[str], attempts: int = 4) -> None:
+    """PUBLISH messages on a topic's channel in one pipelined round trip, with exponential backoff. The events are
+    already stored, so a final failure is logged, not raised (and a retry may PUBLISH some twice: pub/sub is the
+    live view, the store is the record)."""
     import redis
 
     delay = 0.1
     for attempt in range(1, attempts + 1):
         try:
-            _redis_client().publish(topic, message)
+            pipe = _redis_client().pipeline(transaction=False)
+            for message in messages:
+                pipe.publish(topic, message)
+            pipe.execute()
             return
         except redis.RedisError:
             if attempt == attempts:
-                logger.error("PUBLISH on %s failed %d times; event kept in the store", topic, attempts, exc_info=True)
+                logger.error("PUBLISH on %s failed %d times; kept in the store", topic, attempts, exc_info=True)
                 return
             time.sleep(delay)
             delay *= 2

@@ -110,3 +110,49 @@ def test_a_replay_through_real_workers_in_batches_misses_and_repeats_nothing(cel
     for signal_id in Signal.objects.values_list("signal_id", flat=True):
         assert RiskEvent.objects.filter(signal_id=signal_id).count() == 1, f"{signal_id} decided once"
     assert Order.objects.filter(status=Order.Status.FILLED).exists()
+
+
+@pytest.mark.redis
+def test_a_batch_publishes_every_event_and_pushes_the_last_candle_of_each_symbol():
+    import asyncio
+    import json
+    import time
+
+    import redis
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    from cdb_project.dashboard_push import background_pusher
+
+    layer = get_channel_layer()
+    background_pusher(layer, settings.DASHBOARD_GROUP).flush(10)  # what earlier tests pushed is out of the way
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(settings.DASHBOARD_GROUP, channel)
+    subscriber = redis.Redis.from_url(settings.REDIS_URL).pubsub(ignore_subscribe_messages=True)
+    subscriber.subscribe("market_data")
+    events = _events()[-12:]  # six candles of TEST_USDT and six of OTHER_USDT, interleaved
+    try:
+        bus.publish_batch(events)
+        published, deadline = [], time.monotonic() + 10
+        while len(published) < len(events) and time.monotonic() < deadline:
+            message = subscriber.get_message(timeout=0.5)  # None for the subscription's own confirmation
+            if message is not None:
+                published.append(json.loads(message["data"]))
+        assert published == events  # every event, in order
+
+        background_pusher(layer, settings.DASHBOARD_GROUP).flush(10)
+
+        async def pushed_market_data():
+            out = []
+            while True:
+                try:
+                    message = await asyncio.wait_for(layer.receive(channel), 0.5)
+                except TimeoutError:
+                    return out
+                if message["kind"] == "market_data":
+                    out.append(message["data"])
+
+        assert async_to_sync(pushed_market_data)() == [events[-2], events[-1]]  # the last of each symbol
+    finally:
+        subscriber.close()
+        async_to_sync(layer.group_discard)(settings.DASHBOARD_GROUP, channel)

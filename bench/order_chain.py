@@ -14,7 +14,6 @@ It creates (and drops first) its own database and flushes its own Redis database
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
@@ -23,16 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.pipeline import BASE_TS, STEP, machine_speed, percentile, recreate_database  # noqa: E402
-
-
-def zigzag(count: int) -> list[tuple[int, float]]:
-    """The latency phase's prices of bench/pipeline.py: rising zig-zags, so exits are profitable."""
-    out = []
-    for i in range(count):
-        k = i % 8
-        out.append((BASE_TS + i * STEP, 100 * (1 + 0.0004 * i) * (1 + 0.005 * (k if k <= 4 else 8 - k))))
-    return out
+from bench.pipeline import BASE_TS, STEP, percentile, prepare, zigzag_prices  # noqa: E402
 
 
 def counting(statements: list[int]):
@@ -52,33 +42,9 @@ def main() -> None:
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/cdb_bench_chain")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/12")
     args = parser.parse_args()
-    os.environ.update(
-        DATABASE_URL=args.database_url,
-        REDIS_URL=args.redis_url,
-        STRATEGY="sma_cross:fast=2,slow=3",
-        PAPER_FAILURE_RATE="0",
-        MAX_ORDERS_PER_MINUTE="600",
-        MAX_EXPOSURE_PCT="1.0",
-        MAX_DAILY_DRAWDOWN_PCT="0.20",
-        MAX_POSITION_PCT="0.25",
-        POSITION_SIZE_PCT="0.02",
-        LOG_LEVEL="ERROR",
-        CONN_MAX_AGE="600",
-        DJANGO_SETTINGS_MODULE="cdb_project.settings",
-    )
-    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    recreate_database(args.database_url)
-    print(machine_speed(args.database_url))
-
-    import django
-
-    django.setup()
+    prepare(args.database_url, args.redis_url, "sma_cross:fast=2,slow=3", log_level="ERROR")
     import redis
-    from django.core.management import call_command
     from django.db import connection
-
-    call_command("migrate", verbosity=0)
-    redis.Redis.from_url(args.redis_url).flushdb()
 
     from cdb_project import bus
     from execution.models import Order
@@ -90,7 +56,8 @@ def main() -> None:
     trading: list[tuple[float, float, int]] = []  # wall ms, this process's CPU ms, SQL statements
     other: list[tuple[float, float, int]] = []
     orders = 0
-    for n, (ts, price) in enumerate(zigzag(args.candles)):
+    for n, price in enumerate(zigzag_prices(args.candles)):
+        ts = BASE_TS + n * STEP
         event = bus.publish(
             market_data_event("CHAIN_USDT", "1m", ts, price, price * 1.001, price * 0.999, price, 1000 + n % 7)
         )

@@ -37,11 +37,18 @@ BASE_TS = 1_735_689_600_000  # 2025-01-01 00:00 UTC
 STEP = 60_000
 
 
-def zigzag_csv(path: Path, start: int, count: int, phase: int) -> None:
-    rows = ["timestamp_ms,open,high,low,close,volume"]
+def zigzag_prices(count: int, phase: int = 0) -> list[float]:
+    """Zig-zags of eight candles on a rising trend (exits are profitable): sma_cross(2,3) trades every few."""
+    prices = []
     for i in range(count):
         k = (i + phase) % 8
-        price = 100 * (1 + 0.0004 * i) * (1 + 0.005 * (k if k <= 4 else 8 - k))  # rising: exits are profitable
+        prices.append(100 * (1 + 0.0004 * i) * (1 + 0.005 * (k if k <= 4 else 8 - k)))
+    return prices
+
+
+def zigzag_csv(path: Path, start: int, count: int, phase: int) -> None:
+    rows = ["timestamp_ms,open,high,low,close,volume"]
+    for i, price in enumerate(zigzag_prices(count, phase)):
         rows.append(f"{start + i * STEP},{price},{price * 1.001},{price * 0.999},{price},{1000 + i % 7}")
     path.write_text("\n".join(rows) + "\n")
 
@@ -105,6 +112,37 @@ class Listener:
                 self.received.setdefault(json.loads(message["data"])["client_order_id"], now)
 
 
+def prepare(database_url: str, redis_url: str, strategy: str, log_level: str = "WARNING") -> None:
+    """The bench's environment (a risk setup that lets the zig-zags trade often), a fresh database and Redis
+    database, Django set up and migrated; prints the machine's speed."""
+    os.environ.update(
+        DATABASE_URL=database_url,
+        REDIS_URL=redis_url,
+        STRATEGY=strategy,
+        PAPER_FAILURE_RATE="0",
+        MAX_ORDERS_PER_MINUTE="600",
+        MAX_EXPOSURE_PCT="1.0",
+        MAX_DAILY_DRAWDOWN_PCT="0.20",
+        MAX_POSITION_PCT="0.25",
+        POSITION_SIZE_PCT="0.02",
+        LOG_LEVEL=log_level,
+        CONN_MAX_AGE="600",
+        DJANGO_SETTINGS_MODULE="cdb_project.settings",
+    )
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    recreate_database(database_url)
+    print(machine_speed(database_url))
+
+    import django
+
+    django.setup()
+    import redis
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    redis.Redis.from_url(redis_url).flushdb()
+
+
 def machine_speed(url: str) -> str:
     """PostgreSQL's round trip and a one-row commit as this machine does them now: the figures depend on them
     (on the shared development machine both varied by 4x within an hour)."""
@@ -161,34 +199,7 @@ def main() -> None:
     args = parser.parse_args()
     strategy = args.strategy or ("momentum" if args.data else "sma_cross:fast=2,slow=3")
 
-    env_extra = {
-        "DATABASE_URL": args.database_url,
-        "REDIS_URL": args.redis_url,
-        "STRATEGY": strategy,
-        "PAPER_FAILURE_RATE": "0",
-        "MAX_ORDERS_PER_MINUTE": "600",
-        "MAX_EXPOSURE_PCT": "1.0",
-        "MAX_DAILY_DRAWDOWN_PCT": "0.20",
-        "MAX_POSITION_PCT": "0.25",
-        "POSITION_SIZE_PCT": "0.02",
-        "LOG_LEVEL": "WARNING",
-        "CONN_MAX_AGE": "600",
-        "DJANGO_SETTINGS_MODULE": "cdb_project.settings",
-    }
-    os.environ.update(env_extra)
-    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    recreate_database(args.database_url)
-    print(machine_speed(args.database_url))
-
-    import django
-
-    django.setup()
-    import redis
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-    redis.Redis.from_url(args.redis_url).flushdb()
-
+    prepare(args.database_url, args.redis_url, strategy)
     from cdb_project import bus
     from execution.models import Order
     from marketdata.feeds.replay import Replay, resolve_sources

@@ -31,13 +31,13 @@ class AccountRows(NamedTuple):
 
 def account_rows(*, lock: bool) -> AccountRows:
     portfolio = Portfolio.load(for_update=lock)
-    positions = {p.symbol: p for p in fetch_rows(Position, "quantity > 0", order_by="symbol")}
+    positions = {p.symbol: p for p in fetch_rows(Position, '"quantity" > 0', order_by='"symbol"')}
     quantities = {symbol: p.quantity for symbol, p in positions.items()}
     cash, receivable = portfolio.cash, Decimal(0)
     slippage, fee = Decimal(settings.PAPER_SLIPPAGE_PCT), Decimal(settings.FEE_RATE)
     # Approved orders not yet executed count as done: two decisions in a row must not both spend the same room
     # nor sell the same units. A pending sell's proceeds are not cash yet, but they are still the account's.
-    for order in fetch_rows(Order, "status = %s", [Order.Status.PENDING], order_by="event_time DESC, id DESC"):
+    for order in fetch_rows(Order, '"status" = %s', [Order.Status.PENDING], order_by='"event_time" DESC, "id" DESC'):
         symbol, side, quantity, price = order.symbol, order.side, order.quantity, order.requested_price
         sign = 1 if side == "BUY" else -1
         quantities[symbol] = quantities.get(symbol, Decimal(0)) + sign * quantity

@@ -82,8 +82,8 @@ def execute_order(event: dict) -> Order | None:
                 order_by='"timestamp" DESC',
                 limit=1,
             )
-            close, volume, timestamp, created_at = candles[0] if candles else (order.requested_price, None, None, None)
-            market_price = close
+            no_candle = (order.requested_price, None, None, None)
+            market_price, volume, timestamp, created_at = candles[0] if candles else no_candle
             if timestamp is not None and timestamp == order.source_timestamp:
                 stored_at = created_at
             fill = paper_exchange().fill(order.client_order_id, order.side, order.quantity, market_price, volume)
@@ -96,7 +96,7 @@ def _locked_order(event: dict) -> tuple[TradingState, Order | None]:
     """Lock the account and the order. A settled order is returned as it is (its result republished if that
     never happened); only a PENDING one is to be executed."""
     state = TradingState.load(for_update=True)
-    found = fetch_rows(Order, "client_order_id = %s", [event["client_order_id"]], for_update=True)
+    found = fetch_rows(Order, '"client_order_id" = %s', [event["client_order_id"]], for_update=True)
     order = found[0] if found else None
     if order is None:
         bus.reject(
@@ -225,7 +225,7 @@ def load_book() -> tuple[Book, Portfolio]:
     portfolio = Portfolio.load(for_update=True)
     holdings = {
         p.symbol: Holding(p.quantity, p.cost_basis)
-        for p in fetch_rows(Position, "quantity > 0", order_by="symbol", for_update=True)
+        for p in fetch_rows(Position, '"quantity" > 0', order_by='"symbol"', for_update=True)
     }
     book = Book(portfolio.initial_capital, portfolio.cash, holdings, portfolio.realized_pnl, portfolio.fees_paid)
     return book, portfolio

@@ -64,4 +64,5 @@ def test_embedded_server_shows_live_paper_trading(tmp_path):
             client.close()
     finally:
         server.stop()
+        print(server.output()[-20_000:])  # pytest shows it when the test fails
     assert "Traceback" not in server.output()

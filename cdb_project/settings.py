@@ -89,8 +89,10 @@ TEMPLATES = [
 # --- Store -----------------------------------------------------------------
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # The feed, the web server and eager tasks share one file: wait for the lock instead of failing.
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    # The feed, the web server and eager tasks share one file: wait for the lock instead of failing. IMMEDIATE: a
+    # transaction takes the write lock when it begins; a deferred one that reads, then writes while another thread
+    # holds the write lock is refused at once ("database is locked") to avoid a deadlock, and it stopped the feed.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(timeout=20, transaction_mode="IMMEDIATE")
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True

@@ -74,9 +74,17 @@ async def run_async(market: SimulatedMarket, backfill: int, tick_seconds: float)
             market.interval,
             tick_seconds,
         )
+        failures = 0
         while True:
-            await asyncio.sleep(tick_seconds)
-            await step(market)
+            await asyncio.sleep(min(30.0, tick_seconds * 2**failures))  # backs off while steps fail
+            try:
+                await step(market)
+                failures = 0
+            except Exception:  # e.g. the database briefly unavailable: the dashboard must not sit without data
+                failures += 1
+                logger.exception(
+                    "simulated feed: a step failed (%d in a row); its candles not yet published are skipped", failures
+                )
     except asyncio.CancelledError:
         raise
     except Exception:

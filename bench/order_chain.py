@@ -3,7 +3,8 @@
 Each zig-zag candle (sma_cross(2,3): an order every ~4 candles) is stored and published, then handed to the
 market_data task as a worker runs it (consumer wrapper, in-process hand-on of signal → decision → execution).
 Nothing consumes the broker queue. Prints p50 / p90 per candle, separately for candles that end in an order and
-for the others, with the SQL statements they ran. The first ``--warm-up`` candles are not counted.
+for the others, with the SQL statements they ran. The first ``--warm-up`` candles are not counted. ``--history N``
+stores N older candles of the symbol first (a system that has run for a while: 130,000 is three months of 1m).
 
 It creates (and drops first) its own database and flushes its own Redis database:
 
@@ -39,6 +40,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--candles", type=int, default=1200)
     parser.add_argument("--warm-up", type=int, default=100)
+    parser.add_argument("--history", type=int, default=0, help="older candles stored before the bench")
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/cdb_bench_chain")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/12")
     args = parser.parse_args()
@@ -48,11 +50,22 @@ def main() -> None:
 
     from cdb_project import bus
     from execution.models import Order
-    from marketdata.ingest import market_data_event
+    from marketdata.ingest import bulk_store, market_data_event
     from marketdata.watchlist import register_feed_symbols
     from trading.tasks import on_market_data
 
     register_feed_symbols(["CHAIN_USDT"], "replay")
+    older = zigzag_prices(args.history)
+    for start in range(0, args.history, 10_000):
+        bulk_store(
+            [
+                ("CHAIN_USDT", "1m", BASE_TS - (args.history - n) * STEP, p, p * 1.001, p * 0.999, p, 1000)
+                for n, p in enumerate(older[start : start + 10_000], start)
+            ]
+        )
+    if args.history:
+        connection.cursor().execute("VACUUM ANALYZE")
+        print(f"{args.history:,} older candles of CHAIN_USDT stored")
     trading: list[tuple[float, float, int]] = []  # wall ms, this process's CPU ms, SQL statements
     other: list[tuple[float, float, int]] = []
     orders = 0

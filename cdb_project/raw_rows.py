@@ -48,12 +48,14 @@ def fetch_values(
     *,
     order_by: str = "",
     limit: int | None = None,
+    extra: tuple[str, Sequence[Any]] | None = None,
 ) -> list[tuple]:
-    """``values_list(*fields)`` of the rows ``where`` selects, in ``order_by``, at most ``limit``."""
+    """``values_list(*fields)`` of the rows ``where`` selects, in ``order_by``, at most ``limit``; ``extra``, an
+    SQL expression and its parameters, is selected as one more (unconverted) column after ``fields``."""
     connection = connections[DEFAULT_DB_ALIAS]
+    shape = _shape(model, fields, connection)
     return [
-        tuple(row)
-        for row in _select(connection, _shape(model, fields, connection), where, params, order_by=order_by, limit=limit)
+        tuple(row) for row in _select(connection, shape, where, params, order_by=order_by, limit=limit, extra=extra)
     ]
 
 
@@ -69,8 +71,13 @@ def fetch_singleton(model: type[M], *, for_update: bool = False) -> M | None:
     return rows[0] if rows else None
 
 
-def _select(connection, shape: _Shape, where, params, *, order_by="", limit=None, for_update=False) -> list[list]:
-    sql = f"SELECT {shape.columns} FROM {shape.table} WHERE {where}"  # noqa: S608 (model names, caller's clauses)
+def _select(
+    connection, shape: _Shape, where, params, *, order_by="", limit=None, for_update=False, extra=None
+) -> list[list]:
+    columns = shape.columns
+    if extra is not None:
+        columns, params = f"{columns}, {extra[0]}", [*extra[1], *params]
+    sql = f"SELECT {columns} FROM {shape.table} WHERE {where}"  # noqa: S608 (model names, caller's clauses)
     if order_by:
         sql += f" ORDER BY {order_by}"
     if limit is not None:

@@ -1,6 +1,15 @@
 from django.contrib import admin
 
-from .models import Candle, DataFreshness, FeedSymbol, MarketClock, StaleWatchState, WatchList, WatchListEntry
+from .models import (
+    Candle,
+    CandleSeries,
+    DataFreshness,
+    FeedSymbol,
+    MarketClock,
+    StaleWatchState,
+    WatchList,
+    WatchListEntry,
+)
 
 
 @admin.register(Candle)
@@ -8,6 +17,19 @@ class CandleAdmin(admin.ModelAdmin):
     list_display = ("symbol", "interval", "timestamp", "open", "high", "low", "close", "volume")
     list_filter = ("interval", "symbol")
     search_fields = ("symbol",)
+
+
+@admin.register(CandleSeries)
+class CandleSeriesAdmin(admin.ModelAdmin):
+    """Read only: the database triggers on the candle table keep these rows."""
+
+    list_display = ("symbol", "interval", "newest", "revision")
+    list_filter = ("interval",)
+    search_fields = ("symbol",)
+    readonly_fields = list_display
+
+    def has_add_permission(self, request) -> bool:
+        return False
 
 
 class WatchListEntryInline(admin.TabularInline):

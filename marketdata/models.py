@@ -31,6 +31,32 @@ class Candle(models.Model):
         return f"{self.symbol} {self.interval} @{self.timestamp} close={self.close}"
 
 
+class CandleSeries(models.Model):
+    """The revision of one symbol's candles of one interval, kept by database triggers on the candle table
+    (migration 0004), whoever writes the candles.
+
+    ``revision`` goes up whenever the series' past changes: a candle stored at or before its ``newest`` one (a late
+    or back-filled candle), or any candle updated or deleted (those bump every series). Appending a newer candle
+    leaves it alone. So two reads that see the same revision see the same candles up to the newest the first one
+    saw, and the strategy cache can check a cached state against it in one row instead of counting the history.
+
+    The insert trigger locks the series row after the candles are inserted, in their transaction, so writers of a
+    series commit in the order they take that lock: a candle a concurrent writer stores behind a newer one that
+    committed first is seen as late.
+    """
+
+    symbol = models.CharField(max_length=41)
+    interval = models.CharField(max_length=8)
+    newest = models.BigIntegerField(null=True, help_text="timestamp of the newest stored candle")
+    revision = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["symbol", "interval"], name="candleseries_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.symbol} {self.interval} r{self.revision}"
+
+
 class MarketClock(models.Model):
     """The shared market clock (one row): ``event`` while a replay/simulation drives time, else ``system``."""
 

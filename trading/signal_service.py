@@ -12,16 +12,16 @@ full stored history, and a cache makes that cheap:
 
 * After computing candle T, the strategy object (its indicator state) is stored under
   *strategy key (name, version, parameters) + symbol + interval + T* with a fingerprint
-  of the history it has consumed: the count of candles, the sums of their row ids and
-  of their timestamps, and a digest of the values of the last ``TAIL`` candles.
-* A task for candle T reads the last ``LOOKBACK`` + 1 stored candles up to T and, in a
-  second query, count and sums over all stored candles up to T; subtracting the newer
-  rows gives the fingerprint of the stored history up to each earlier candle. It looks
-  up cached states for those timestamps, newest first, takes the first whose
-  fingerprint is the stored history's, and replays the few candles after it up to T.
-  Candles are insert-only and row ids are never reused, so an equal fingerprint means
-  the same candles; a late-inserted older candle, or a table emptied and refilled,
-  makes it not line up. (Cost: two indexed queries, no scan of the candle values.)
+  of the history it has consumed: the series' revision (``marketdata.CandleSeries``),
+  T, and a digest of the values of the last ``TAIL`` candles.
+* A task for candle T reads the last ``LOOKBACK`` + 1 stored candles up to T together
+  with the series' revision, in one statement (one snapshot). It looks up cached states
+  for those timestamps, newest first, takes the first whose fingerprint matches, and
+  replays the few candles after it up to T. The revision goes up whenever a candle is
+  stored at or before the newest one, or any candle is updated or deleted (database
+  triggers, whoever writes), so an equal revision means the same candles up to T; a
+  late older candle, or a table emptied and refilled, makes it not line up. (Cost: one
+  indexed query of ``LOOKBACK`` rows, however long the history.)
 * With no usable state — or when the whole history fits in those rows anyway — it
   rebuilds from the first stored candle (keyset pages of ``PAGE`` rows). That is exact
   and deterministic, only slower.
@@ -48,8 +48,9 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 
 from cdb_project import bus
+from cdb_project.raw_rows import fetch_values
 from marketdata.ingest import CandleKey
-from marketdata.models import Candle
+from marketdata.models import Candle, CandleSeries
 
 from .models import Signal
 from .strategies import Candle as StrategyCandle
@@ -248,25 +249,19 @@ def evaluate_many(spec: str, symbol: str, interval: str, timestamps: list[int]):
     targets = sorted(set(timestamps))
     template = strategy_from_spec(spec)
     last = targets[-1]
-    stored = Candle.objects.filter(symbol=symbol, interval=interval, timestamp__lte=last)
-    rows = list(stored.order_by("-timestamp").values_list(*_FIELDS, "id")[: LOOKBACK + len(targets)])
+    wanted_rows = LOOKBACK + len(targets)
+    rows, revision = _recent_rows(symbol, interval, last, wanted_rows + 1)  # one more: is that all there is?
+    whole_history = len(rows) <= wanted_rows
+    rows = rows[:wanted_rows]
     position_of = {row[0]: len(rows) - 1 - i for i, row in enumerate(rows)}
     if len(targets) > 1 and not all(ts in position_of for ts in targets):
         return _one_by_one(spec, symbol, interval, targets)  # gaps or missing candles: take each on its own
     if not rows or rows[0][0] != last:
         return None, {}, "missing"
-    count, ids, times = _history_totals(symbol, interval, last)
     candles = [_candle(row) for row in reversed(rows)]  # oldest first; candles[-1] is the last target
-    # fingerprints[j]: (count, sum of ids, sum of timestamps) of the stored history up to candles[j].
-    fingerprints = []
-    for row in rows:
-        fingerprints.append((count, ids, times))
-        count, ids, times = count - 1, ids - row[6], times - row[0]
-    fingerprints.reverse()
-    total = fingerprints[-1][0]
 
     def fingerprint(j: int) -> tuple:
-        return (*fingerprints[j], _tail_digest(candles[max(0, j - TAIL + 1) : j + 1]))
+        return (revision, candles[j].timestamp, _tail_digest(candles[max(0, j - TAIL + 1) : j + 1]))
 
     wanted = set(targets)
     emitted: dict[int, Emitted | None] = {}
@@ -278,9 +273,11 @@ def evaluate_many(spec: str, symbol: str, interval: str, timestamps: list[int]):
             if candle.timestamp in wanted:
                 emitted[candle.timestamp] = out
 
-    whole_history = total == len(candles)
-    first = position_of[targets[0]]
-    hit = None if whole_history else _cached(template, symbol, interval, candles, fingerprint, below=first)
+    # No series row (candles written with the triggers off): a cached state cannot be checked, so none is used.
+    cacheable = revision is not None
+    hit = None
+    if cacheable and not whole_history:
+        hit = _cached(template, symbol, interval, candles, fingerprint, below=position_of[targets[0]])
     if hit is not None:
         position, strategy = hit
         feed(strategy, candles[position + 1 :])
@@ -288,7 +285,7 @@ def evaluate_many(spec: str, symbol: str, interval: str, timestamps: list[int]):
     elif whole_history:
         strategy = template
         feed(strategy, candles)
-        path = f"rebuild+{total}"
+        path = f"rebuild+{len(candles)}"
     else:
         strategy, fed, seen = template, 0, None
         for page in _pages(symbol, interval, last):
@@ -298,25 +295,33 @@ def evaluate_many(spec: str, symbol: str, interval: str, timestamps: list[int]):
         if seen != last:  # cannot happen: the candle was there a moment ago and candles are never deleted
             return None, {}, "missing"
         path = f"rebuild+{fed}"
-        if fed != total:  # a candle arrived between the queries: right for what was read, but do not cache it
+        if _revision(symbol, interval) != revision:  # the past changed while paging: right for what was read only
             return strategy, emitted, path
-    _save(strategy, symbol, interval, last, fingerprint(len(candles) - 1))
+    if cacheable:
+        _save(strategy, symbol, interval, last, fingerprint(len(candles) - 1))
     return strategy, emitted, path
 
 
-def _history_totals(symbol: str, interval: str, timestamp: int) -> tuple[int, int, int]:
-    """Count, sum of ids and sum of timestamps of the stored candles up to ``timestamp``: a raw query, the ORM's
-    aggregate machinery cost more than running it."""
-    quote = connection.ops.quote_name
-    sql = (
-        f"SELECT COUNT({quote('id')}), SUM({quote('id')}), SUM({quote('timestamp')}) "  # noqa: S608
-        f"FROM {quote(Candle._meta.db_table)} "
-        f"WHERE {quote('symbol')} = %s AND {quote('interval')} = %s AND {quote('timestamp')} <= %s"
+def _recent_rows(symbol: str, interval: str, last: int, limit: int) -> tuple[list[tuple], int | None]:
+    """The newest ``limit`` candles up to ``last`` (newest first) and the series' revision, in one statement: one
+    snapshot, so the rows are the history of that revision."""
+    series = connection.ops.quote_name(CandleSeries._meta.db_table)
+    rows = fetch_values(
+        Candle,
+        _FIELDS,
+        '"symbol" = %s AND "interval" = %s AND "timestamp" <= %s',
+        [symbol, interval, last],
+        order_by='"timestamp" DESC',
+        limit=limit,
+        extra=(f'(SELECT "revision" FROM {series} WHERE "symbol" = %s AND "interval" = %s)', [symbol, interval]),
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [symbol, interval, timestamp])
-        count, ids, times = cursor.fetchone()
-    return int(count), int(ids or 0), int(times or 0)
+    if not rows:
+        return [], None
+    return [row[:-1] for row in rows], rows[0][-1]
+
+
+def _revision(symbol: str, interval: str) -> int | None:
+    return CandleSeries.objects.filter(symbol=symbol, interval=interval).values_list("revision", flat=True).first()
 
 
 def _one_by_one(spec: str, symbol: str, interval: str, targets: list[int]):

@@ -249,7 +249,8 @@ def batch_consumer(event_type: str) -> Callable[[Callable[[list[Event]], Any]], 
 def _received(payload: Any, event_type: str, consumer_name: str) -> Event | None:
     """The valid event of ``event_type`` in ``payload``, or None after storing it as a RejectedEvent."""
     try:
-        event = validate(payload)
+        # An event handed on in this process (see _run_inline) was validated when it was published: not again.
+        event = payload if payload is _handed_on.get() else validate(payload)
         if event["type"] != event_type:
             raise InvalidEvent(f"type: expected a {event_type} event, got {event['type']}")
     except InvalidEvent as error:
@@ -302,6 +303,9 @@ def notify_dashboard(kind: str, data: Any) -> None:
 # meanwhile (a restarted Redis may come back without its queue). Bounded: a worker never waits, never clears it.
 _sent_since_idle: deque[Event] = deque(maxlen=1000)
 
+
+# The event _run_inline is handing to the next consumer in this process: published (so validated) a moment ago.
+_handed_on: contextvars.ContextVar[Event | None] = contextvars.ContextVar("cdb_handed_on", default=None)
 
 # True while a consumer runs: the events it publishes are handed on in this process (see ``_dispatch``).
 _inside_consumer: contextvars.ContextVar[bool] = contextvars.ContextVar("cdb_inside_consumer", default=False)
@@ -361,12 +365,16 @@ def _run_inline(consumers, event: Event) -> None:
     the broker: the event's record is committed, a crash before the next step commits leaves it NEW (signal) or
     PENDING (order) for the redelivered task or the recovery jobs to finish, and every consumer is idempotent. A
     consumer that fails here is enqueued instead, to be retried by a worker."""
-    for task in consumers:
-        try:
-            task(event)
-        except Exception:
-            logger.warning("%s failed in process; enqueued for a retry", task.name, exc_info=True)
-            _enqueue(task, event)
+    token = _handed_on.set(event)
+    try:
+        for task in consumers:
+            try:
+                task(event)
+            except Exception:
+                logger.warning("%s failed in process; enqueued for a retry", task.name, exc_info=True)
+                _enqueue(task, event)
+    finally:
+        _handed_on.reset(token)
 
 
 def _eager() -> bool:

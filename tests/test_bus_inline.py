@@ -1,0 +1,57 @@
+"""An event a consumer publishes is handed to the next consumer in process (bus._run_inline) without being
+validated a second time; anything else a consumer receives is validated."""
+
+import pytest
+
+from cdb_project import bus
+
+SIGNAL = {
+    "type": "signal",
+    "symbol": "BTC_USDT",
+    "side": "BUY",
+    "confidence": 0.82,
+    "reason": "EMA cross + RSI 41",
+    "timestamp": 1730443260000,
+}
+
+
+@pytest.fixture
+def validations(monkeypatch) -> list:
+    seen: list = []
+    real = bus.validate
+
+    def counting(payload):
+        seen.append(payload)
+        return real(payload)
+
+    monkeypatch.setattr(bus, "validate", counting)
+    return seen
+
+
+def test_a_handed_on_event_is_not_validated_again_and_a_received_one_is(validations):
+    received = []
+
+    @bus.consumer("signal")
+    def decide(event):
+        received.append(event)
+
+    published = bus.validate(dict(SIGNAL))  # what bus.publish does before storing and handing it on
+    bus._run_inline([decide], published)
+    assert received == [published] and validations == [published]
+
+    copy = dict(SIGNAL)  # the same content, but not the object published here: checked
+    decide(copy)
+    assert received[-1] == copy and validations == [published, copy]
+
+
+@pytest.mark.django_db
+def test_the_handed_on_event_is_only_that_one_while_it_is_handed_on(validations):
+    @bus.consumer("signal")
+    def decide(event):
+        return event
+
+    published = bus.validate(dict(SIGNAL))
+    bus._run_inline([decide], published)
+    assert decide(published) is published  # afterwards the same object is checked again
+    assert validations == [published, published]
+    assert decide({**SIGNAL, "side": "HOLD"}) is None  # and a bad one is refused (stored as a RejectedEvent)

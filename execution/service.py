@@ -277,14 +277,16 @@ def _settle(order: Order, fill: Fill) -> None:
 
 def _close_trades(order: Order, fill: Fill) -> None:
     """Close open trades of the symbol oldest first (execution.trades decides the split and the P&L)."""
-    rows = list(
-        Trade.objects.select_for_update()
-        .filter(symbol=order.symbol, status=Trade.Status.OPEN)
-        .select_related("order")
-        .order_by("entry_time", "id")
+    rows = fetch_rows(
+        Trade,
+        '"symbol" = %s AND "status" = %s',
+        [order.symbol, Trade.Status.OPEN],
+        order_by='"entry_time", "id"',
+        for_update=True,
     )
+    entry_orders = _client_order_ids({t.order_id for t in rows})
     lots = [
-        Lot(t.trade_id, t.order.client_order_id, t.symbol, t.quantity, t.entry_price, 0, t.entry_fees) for t in rows
+        Lot(t.trade_id, entry_orders[t.order_id], t.symbol, t.quantity, t.entry_price, 0, t.entry_fees) for t in rows
     ]
     reason = "signal" if order.purpose == Order.Purpose.EXIT else order.purpose
     closed, remainder = close_lots(
@@ -303,10 +305,17 @@ def _close_trades(order: Order, fill: Fill) -> None:
         source = by_id[closed[-1].lot.trade_id]  # the lot that was only partly sold
         Trade.objects.create(
             trade_id=remainder.trade_id,
-            order=source.order,
+            order_id=source.order_id,
             symbol=remainder.symbol,
             quantity=remainder.quantity,
             entry_price=remainder.entry_price,
             entry_time=source.entry_time,
             entry_fees=remainder.entry_fees,
         )
+
+
+def _client_order_ids(order_ids: set[int]) -> dict[int, str]:
+    if not order_ids:
+        return {}
+    placeholders = ", ".join(["%s"] * len(order_ids))
+    return dict(fetch_values(Order, ("id", "client_order_id"), f'"id" IN ({placeholders})', sorted(order_ids)))

@@ -55,3 +55,11 @@ def test_the_handed_on_event_is_only_that_one_while_it_is_handed_on(validations)
     assert decide(published) is published  # afterwards the same object is checked again
     assert validations == [published, published]
     assert decide({**SIGNAL, "side": "HOLD"}) is None  # and a bad one is refused (stored as a RejectedEvent)
+
+
+def test_an_enqueued_payload_is_described_briefly_for_monitoring():
+    assert bus._describe_payload(SIGNAL) == "(signal BTC_USDT @1730443260000)"
+    order = {"type": "order", "client_order_id": "cdb123", "symbol": "BTC_USDT", "timestamp": 1}
+    assert bus._describe_payload(order) == "(order cdb123 @1)"
+    assert bus._describe_payload([SIGNAL, SIGNAL]) == "[2 signal events]"
+    assert bus._describe_payload("junk") == "str"

@@ -250,7 +250,8 @@ def _received(payload: Any, event_type: str, consumer_name: str) -> Event | None
     """The valid event of ``event_type`` in ``payload``, or None after storing it as a RejectedEvent."""
     try:
         # An event handed on in this process (see _run_inline) was validated when it was published: not again.
-        event = payload if payload is _handed_on.get() else validate(payload)
+        handed_on = _handed_on.get()
+        event = payload if handed_on is not None and payload is handed_on else validate(payload)
         if event["type"] != event_type:
             raise InvalidEvent(f"type: expected a {event_type} event, got {event['type']}")
     except InvalidEvent as error:

@@ -63,3 +63,12 @@ def test_an_enqueued_payload_is_described_briefly_for_monitoring():
     assert bus._describe_payload(order) == "(order cdb123 @1)"
     assert bus._describe_payload([SIGNAL, SIGNAL]) == "[2 signal events]"
     assert bus._describe_payload("junk") == "str"
+
+
+@pytest.mark.django_db
+def test_no_payload_is_taken_for_the_handed_on_event_when_there_is_none():
+    @bus.consumer("signal")
+    def decide(event):
+        return event
+
+    assert decide(None) is None  # refused and stored, not handed to the consumer as "already validated"

@@ -4,15 +4,9 @@ validated a second time; anything else a consumer receives is validated."""
 import pytest
 
 from cdb_project import bus
+from tests.test_event_schema import SPEC_EXAMPLES
 
-SIGNAL = {
-    "type": "signal",
-    "symbol": "BTC_USDT",
-    "side": "BUY",
-    "confidence": 0.82,
-    "reason": "EMA cross + RSI 41",
-    "timestamp": 1730443260000,
-}
+SIGNAL = next(example for example in SPEC_EXAMPLES if example["type"] == "signal")
 
 
 @pytest.fixture

@@ -68,11 +68,13 @@ def recreate_database(url: str) -> None:
     conn.close()
 
 
-def start_workers(count: int, concurrency: int, env: dict, log_dir: Path) -> list[subprocess.Popen]:
+def start_workers(
+    count: int, concurrency: int, env: dict, log_dir: Path, pool: str = "prefork"
+) -> list[subprocess.Popen]:
     procs = []
     for i in range(count):
         log = (log_dir / f"worker{i}.log").open("w")
-        args = [sys.executable, "-m", "celery", "-A", "cdb_project", "worker", "-l", "WARNING", "-P", "prefork"]
+        args = [sys.executable, "-m", "celery", "-A", "cdb_project", "worker", "-l", "WARNING", "-P", pool]
         args += ["-c", str(concurrency), "-n", f"bench{i}@%h", "--without-gossip", "--without-mingle"]
         args += ["--without-heartbeat"]
         procs.append(subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))
@@ -182,6 +184,9 @@ def main() -> None:
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/13")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=1, help="prefork processes per worker")
+    parser.add_argument(
+        "--pool", default="prefork", choices=["prefork", "solo"], help="Celery pool (prefork is what is deployed)"
+    )
     parser.add_argument("--events", type=int, default=4000, help="throughput phase: candles in all")
     parser.add_argument("--symbols", type=int, default=8, help="throughput phase: symbols")
     parser.add_argument("--rate", type=float, default=100.0, help="latency phase: events/s")
@@ -207,7 +212,7 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="cdb-bench-"))
     env = {**os.environ}
-    workers = start_workers(args.workers, args.concurrency, env, tmp)
+    workers = start_workers(args.workers, args.concurrency, env, tmp, args.pool)
     listener = Listener(args.redis_url)
     try:
         # --- 1. throughput ------------------------------------------------------------------------------

@@ -45,6 +45,9 @@ def main() -> None:
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/12")
     args = parser.parse_args()
     prepare(args.database_url, args.redis_url, "sma_cross:fast=2,slow=3", log_level="ERROR")
+    from cdb_project.ops import freeze_startup_objects
+
+    freeze_startup_objects()  # as a worker process does
     import redis
     from django.db import connection
 

@@ -61,6 +61,9 @@ class Command(BaseCommand):
         parser.add_argument("--poll-seconds", type=float, default=5.0, help="mexc: REST polling period")
 
     def handle(self, *args, **options):
+        from cdb_project.ops import freeze_startup_objects
+
+        freeze_startup_objects()
         source = options["source"]
         if source == "replay":
             return self.replay(options)

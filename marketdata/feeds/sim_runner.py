@@ -76,7 +76,7 @@ async def run_async(market: SimulatedMarket, backfill: int, tick_seconds: float)
         )
         failures = 0
         while True:
-            await asyncio.sleep(min(30.0, tick_seconds * 2**failures))  # backs off while steps fail
+            await asyncio.sleep(min(30.0, tick_seconds * 2 ** min(failures, 16)))  # backs off while steps fail
             try:
                 await step(market)
                 failures = 0

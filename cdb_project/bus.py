@@ -162,14 +162,44 @@ def reject(payload: Any, reason: str, *, stage: str, consumer: str = "") -> None
         logger.exception("could not store the rejected event")
 
 
-def publish(event: Event) -> Event:
-    """Validate, persist, then (after commit) PUBLISH on Redis, enqueue consumers and notify the dashboard."""
+def publish(event: Event, *, consumed: bool = False) -> Event:
+    """Validate, persist, then (after commit) PUBLISH on Redis, enqueue consumers and notify the dashboard.
+
+    ``consumed``: what the event's consumers do was done in the transaction that publishes it (a paper order is
+    filled in its decision's transaction), so they are not sent it — they would find nothing left to do."""
     event = _validated_for_publish(event)
     persister = _persisters().get(event["type"])
     if persister is not None:
         persister(event)
-    transaction.on_commit(partial(_dispatch, TOPIC_BY_TYPE[event["type"]], event))
+    topic = TOPIC_BY_TYPE[event["type"]]
+    if consumed or not _consumers().get(topic):
+        _announce_after_commit(topic, event)
+    else:
+        transaction.on_commit(partial(_dispatch, topic, event))
     return event
+
+
+class _Announcements:
+    """An on_commit hook: events of one transaction that only need announcing, PUBLISHed in one round trip."""
+
+    def __init__(self, topic: str, event: Event) -> None:
+        self.events = [(topic, event)]
+
+    def __call__(self) -> None:
+        _announce_all(self.events)
+
+
+def _announce_after_commit(topic: str, event: Event) -> None:
+    """Announce the event once the transaction commits, together with the ones published just before it: joined
+    to the last on_commit hook if that is an ``_Announcements`` of the same savepoint (so a rolled-back savepoint
+    drops its own events only, and hooks still run in the order they were registered)."""
+    connection = transaction.get_connection()
+    if connection.in_atomic_block and connection.run_on_commit:
+        savepoints, last, _robust = connection.run_on_commit[-1]
+        if isinstance(last, _Announcements) and savepoints == set(connection.savepoint_ids):
+            last.events.append((topic, event))
+            return
+    transaction.on_commit(_Announcements(topic, event))
 
 
 def publish_batch(events: list[Event], *, stored: bool = False) -> list[Event]:
@@ -329,11 +359,17 @@ def _dispatch(topic: str, event: Event) -> None:
 
 
 def _announce(topic: str, event: Event) -> None:
-    """PUBLISH on the topic's Redis channel and push to the dashboard (both best effort)."""
+    _announce_all([(topic, event)])
+
+
+def _announce_all(events: list[tuple[str, Event]]) -> None:
+    """PUBLISH each (topic, event) on the topic's Redis channel, in one round trip, and push them to the dashboard
+    (both best effort)."""
     if settings.REDIS_URL:
-        _redis_publish(topic, json.dumps(event, separators=(",", ":")))
-    if topic in DASHBOARD_TOPICS:
-        notify_dashboard(topic, event)
+        _redis_publish_many([(topic, json.dumps(event, separators=(",", ":"))) for topic, event in events])
+    for topic, event in events:
+        if topic in DASHBOARD_TOPICS:
+            notify_dashboard(topic, event)
 
 
 def _dispatch_batch(topic: str, events: list[Event]) -> None:
@@ -353,7 +389,7 @@ def _announce_batch(topic: str, events: list[Event]) -> None:
     event of each symbol and interval only — a backlog replays far faster than a browser draws, and the page
     reloads stored candles for its chart anyway."""
     if settings.REDIS_URL:
-        _redis_publish_many(topic, [json.dumps(event, separators=(",", ":")) for event in events])
+        _redis_publish_many([(topic, json.dumps(event, separators=(",", ":"))) for event in events])
     if topic in DASHBOARD_TOPICS:
         latest = {(event.get("symbol"), event.get("interval")): event for event in events}
         for event in latest.values():
@@ -437,12 +473,8 @@ def _counted_task():
             _count_in_flight(-1)
 
 
-def _redis_publish(topic: str, message: str) -> None:
-    _redis_publish_many(topic, [message])
-
-
-def _redis_publish_many(topic: str, messages: list[str], attempts: int = 4) -> None:
-    """PUBLISH messages on a topic's channel in one pipelined round trip, with exponential backoff. The events are
+def _redis_publish_many(messages: list[tuple[str, str]], attempts: int = 4) -> None:
+    """PUBLISH (channel, message) pairs in one pipelined round trip, with exponential backoff. The events are
     already stored, so a final failure is logged, not raised (and a retry may PUBLISH some twice: pub/sub is the
     live view, the store is the record)."""
     import redis
@@ -451,13 +483,14 @@ def _redis_publish_many(topic: str, messages: list[str], attempts: int = 4) -> N
     for attempt in range(1, attempts + 1):
         try:
             pipe = _redis_client().pipeline(transaction=False)
-            for message in messages:
-                pipe.publish(topic, message)
+            for channel, message in messages:
+                pipe.publish(channel, message)
             pipe.execute()
             return
         except redis.RedisError:
             if attempt == attempts:
-                logger.error("PUBLISH on %s failed %d times; kept in the store", topic, attempts, exc_info=True)
+                channels = sorted({channel for channel, _ in messages})
+                logger.error("PUBLISH on %s failed %d times; kept in the store", channels, attempts, exc_info=True)
                 return
             time.sleep(delay)
             delay *= 2

@@ -95,14 +95,20 @@ def decision_history(symbols: tuple[str, ...], at_ms: int) -> tuple[dict[str, in
 
 
 def load_account(
-    trading_state: str, at_ms: int, extra_symbols: tuple[str, ...] = (), *, for_decision: bool = True
+    trading_state: str,
+    at_ms: int,
+    extra_symbols: tuple[str, ...] = (),
+    *,
+    for_decision: bool = True,
+    rows: AccountRows | None = None,
 ) -> AccountState:
     """Cash, positions (PENDING orders included) and last prices at ``at_ms``; rolls the day-start equity at 00:00 UTC.
 
     Call inside the transaction that holds the account lock: the day roll-over writes. ``for_decision=False``
-    skips what only an entry decision reads (orders in the last minute, the last stop-loss times).
+    skips what only an entry decision reads (orders in the last minute, the last stop-loss times). ``rows``: the
+    account rows, if the caller has just read them (``account_rows(lock=True)``).
     """
-    rows = account_rows(lock=True)
+    rows = rows or account_rows(lock=True)
     rolls = day_rolls(rows.portfolio, at_ms)
     prices = latest_prices({*rows.quantities, *extra_symbols}, at_ms)
     last_stops, recent = decision_history(extra_symbols, at_ms) if for_decision else ({}, 0)

@@ -68,28 +68,58 @@ def execute_order(event: dict) -> Order | None:
         state, order = _locked_order(event)
         if order is None or order.status != Order.Status.PENDING:
             return order
-        _test_pause_hook()
-        blocked = _blocked_by_state(state.state, order)
-        stored_at = None
-        if blocked:
-            order.status, order.reason = Order.Status.REJECTED, blocked
-        else:
-            candles = fetch_values(
-                Candle,
-                ("close", "volume", "timestamp", "created_at"),
-                '"symbol" = %s AND "timestamp" <= %s',
-                [order.symbol, order.event_time],
-                order_by='"timestamp" DESC',
-                limit=1,
-            )
-            no_candle = (order.requested_price, None, None, None)
-            market_price, volume, timestamp, created_at = candles[0] if candles else no_candle
-            if timestamp is not None and timestamp == order.source_timestamp:
-                stored_at = created_at
-            fill = paper_exchange().fill(order.client_order_id, order.side, order.quantity, market_price, volume)
-            _settle(order, fill)
-        _finish(order, stored_at)
-        return order
+        return fill_paper_order(order, state.state)
+
+
+# The last candle of a symbol at an order's event time, as the paper fill reads it.
+FILL_CANDLE_FIELDS = ("close", "volume", "timestamp", "created_at")
+
+
+def fill_paper_order(
+    order: Order,
+    trading_state: str,
+    *,
+    candle: tuple | None = None,
+    account: tuple[Portfolio, list[Position]] | None = None,
+) -> Order:
+    """Fill an order on the paper exchange, settle the account, store the order and publish its order_result.
+
+    Call inside the transaction that holds the account lock (``TradingState``): the decision's own for a new
+    paper order — there is no exchange to wait for, so the decision and its fill are one atomic step, and the
+    order (not stored yet) is written once, with its outcome — or ``execute_order``'s for a stored PENDING order
+    (redelivered, or found by the recovery jobs). The caller may pass what it has just read under that lock: the
+    symbol's last ``candle`` (``FILL_CANDLE_FIELDS``; None if there is none) and the ``account`` (portfolio row,
+    open positions)."""
+    _test_pause_hook()
+    blocked = _blocked_by_state(trading_state, order)
+    stored_at, fill = None, None
+    if blocked:
+        order.status, order.reason = Order.Status.REJECTED, blocked
+    else:
+        if candle is None:
+            candle = _fill_candle(order)
+        market_price, volume, timestamp, created_at = candle or (order.requested_price, None, None, None)
+        if timestamp is not None and timestamp == order.source_timestamp:
+            stored_at = created_at
+        fill = paper_exchange().fill(order.client_order_id, order.side, order.quantity, market_price, volume)
+        if not _settle(order, fill, account):
+            fill = None
+    _finish(order, stored_at)
+    if fill is not None:
+        _record_trades(order, fill)
+    return order
+
+
+def _fill_candle(order: Order) -> tuple | None:
+    rows = fetch_values(
+        Candle,
+        FILL_CANDLE_FIELDS,
+        '"symbol" = %s AND "timestamp" <= %s',
+        [order.symbol, order.event_time],
+        order_by='"timestamp" DESC',
+        limit=1,
+    )
+    return rows[0] if rows else None
 
 
 def _locked_order(event: dict) -> tuple[TradingState, Order | None]:
@@ -149,8 +179,10 @@ def _execute_live(event: dict) -> Order | None:
         _, order = _locked_order(event)
         if order is None or order.status != Order.Status.PENDING:
             return order
-        _settle(order, fill)
+        filled = _settle(order, fill)
         _finish(order)
+        if filled:
+            _record_trades(order, fill)
         return order
 
 
@@ -223,28 +255,32 @@ def _observe(order: Order, stored=None) -> None:
 def load_book() -> tuple[Book, Portfolio]:
     """The stored portfolio as a pure Book (locked: call inside the account transaction)."""
     portfolio = Portfolio.load(for_update=True)
-    holdings = {
-        p.symbol: Holding(p.quantity, p.cost_basis)
-        for p in fetch_rows(Position, '"quantity" > 0', order_by='"symbol"', for_update=True)
-    }
+    return book_of(portfolio, fetch_rows(Position, '"quantity" > 0', order_by='"symbol"', for_update=True))
+
+
+def book_of(portfolio: Portfolio, positions: list[Position]) -> tuple[Book, Portfolio]:
+    holdings = {p.symbol: Holding(p.quantity, p.cost_basis) for p in positions if p.quantity > 0}
     book = Book(portfolio.initial_capital, portfolio.cash, holdings, portfolio.realized_pnl, portfolio.fees_paid)
     return book, portfolio
 
 
-def _settle(order: Order, fill: Fill) -> None:
+def _settle(order: Order, fill: Fill, account: tuple[Portfolio, list[Position]] | None = None) -> bool:
+    """Apply a fill to the order's fields and to the account (portfolio, position), from ``account`` if the caller
+    has read it under the lock. True when it filled: its trades are then to be recorded (``_record_trades``) once
+    the order row is stored."""
     order.order_id = fill.order_id
     if fill.status not in SETTLED_BY_FILL:
         order.status, order.reason = (
             Order.Status.REJECTED if fill.status == "REJECTED" else Order.Status.FAILED,
             fill.reason,
         )
-        return
-    book, portfolio = load_book()
+        return False
+    book, portfolio = load_book() if account is None else book_of(*account)
     try:
         book.apply(order.symbol, order.side, fill.quantity, fill.price, fill.fee)
     except AccountingError as error:
         order.status, order.reason = Order.Status.FAILED, str(error)
-        return
+        return False
     portfolio.cash, portfolio.realized_pnl, portfolio.fees_paid = book.cash, book.realized_pnl, book.fees
     portfolio.save()
     holding = book.holding(order.symbol)
@@ -261,6 +297,12 @@ def _settle(order: Order, fill: Fill) -> None:
     order.filled_quantity, order.price, order.fees, order.filled_at = fill.quantity, fill.price, fill.fee, filled_at
     if order.side == "BUY":
         order.entry_price = fill.price
+    return True
+
+
+def _record_trades(order: Order, fill: Fill) -> None:
+    """A filled BUY opens a trade; a SELL closes open trades of the symbol (the order row is stored)."""
+    if order.side == "BUY":
         lot = open_lot(order.client_order_id, order.symbol, fill.quantity, fill.price, fill.fee, order.event_time)
         Trade.objects.create(
             trade_id=lot.trade_id,
@@ -268,7 +310,7 @@ def _settle(order: Order, fill: Fill) -> None:
             symbol=order.symbol,
             quantity=lot.quantity,
             entry_price=lot.entry_price,
-            entry_time=filled_at,
+            entry_time=order.filled_at,
             entry_fees=lot.entry_fees,
         )
     else:

@@ -22,8 +22,9 @@ from cdb_project import bus
 from cdb_project.raw_rows import fetch_values
 from cdb_project.timeutil import ms_to_datetime
 from execution.account import account_rows, account_state, day_rolls, load_account
+from execution.live import live_trading_enabled
 from execution.models import Order, Portfolio, Position, Trade
-from execution.service import execute_order
+from execution.service import execute_order, fill_paper_order
 from marketdata.ingest import latest_prices
 from marketdata.models import Candle
 from marketdata.watchlist import is_tradable
@@ -61,15 +62,25 @@ def risk_engine() -> RiskEngine:
 
 def market_snapshot(symbol: str, at_ms: int) -> MarketSnapshot:
     """Last price, candle-range spread against its recent average, and the last data time, at ``at_ms``."""
+    return market_at(symbol, at_ms)[0]
+
+
+def market_at(symbol: str, at_ms: int) -> tuple[MarketSnapshot, tuple | None]:
+    """``market_snapshot`` and, from the same query, the last candle as a paper fill reads it
+    (``execution.service.FILL_CANDLE_FIELDS``; None if the symbol has none)."""
     rows = fetch_values(
         Candle,
-        ("timestamp", "high", "low", "close"),
+        ("timestamp", "high", "low", "close", "volume", "created_at"),
         '"symbol" = %s AND "timestamp" <= %s',
         [symbol, at_ms],
         order_by='"timestamp" DESC',
         limit=SPREAD_WINDOW + 1,
     )
-    return snapshot_from_candles(rows)
+    snapshot = snapshot_from_candles([row[:4] for row in rows])
+    if not rows:
+        return snapshot, None
+    timestamp, _high, _low, close, volume, created_at = rows[0]
+    return snapshot, (close, volume, timestamp, created_at)
 
 
 def decide_signal(event: dict) -> Order | None:
@@ -77,7 +88,6 @@ def decide_signal(event: dict) -> Order | None:
     from trading.models import Signal
 
     signal_id = signal_id_of(event)
-    now = event["timestamp"]
     with transaction.atomic():
         state = TradingState.load(for_update=True)  # serializes every decision for the account
         # A stored signal still NEW has never been decided (its decision would have marked it in the same
@@ -89,55 +99,71 @@ def decide_signal(event: dict) -> Order | None:
         ):
             _redrive_pending_order(signal_id)
             return None
-        symbol = event["symbol"]
-        account = load_account(state.state, now, (symbol,))
-        market = market_snapshot(symbol, now)
-        if event["side"] == "BUY" and not is_tradable(symbol):
-            market = replace(market, tradable=False)
-        parameters = RiskParameters.load().as_dict()
-        price = Decimal(str(event.get("price"))) if event.get("price") else market.price
-        quantity = proposed_quantity(event["side"], account, symbol, price, Decimal(settings.POSITION_SIZE_PCT))
-        proposal = ProposedOrder(symbol, event["side"], quantity, price)
-        decision = risk_engine().evaluate(account, proposal, market, parameters, now)
-        metrics.record_decision(decision)
-        client_order_id = client_order_id_for(signal_id)
-        RiskEvent.objects.create(
-            decision=decision.action,
-            layer=decision.layer,
-            symbol=symbol,
-            signal_id=signal_id,
-            client_order_id=client_order_id if decision.approved else "",
-            requested_quantity=proposal.quantity if proposal.quantity.is_finite() else None,
-            approved_quantity=decision.quantity,
-            reason="; ".join(decision.reasons),
-            details={**decision.details, "checks": list(decision.checks), "confidence": event["confidence"]},
-            timestamp=now,
+        return decide_locked(state, event)
+
+
+def decide_locked(state: TradingState, event: dict) -> Order | None:
+    """``decide_signal``'s decision for a signal not decided before, in the caller's transaction, which holds the
+    account lock (``state``, loaded ``for_update``). A paper order is filled here too."""
+    signal_id = signal_id_of(event)
+    now = event["timestamp"]
+    symbol = event["symbol"]
+    rows = account_rows(lock=True)
+    account = load_account(state.state, now, (symbol,), rows=rows)
+    market, last_candle = market_at(symbol, now)
+    if event["side"] == "BUY" and not is_tradable(symbol):
+        market = replace(market, tradable=False)
+    parameters = RiskParameters.load().as_dict()
+    price = Decimal(str(event.get("price"))) if event.get("price") else market.price
+    quantity = proposed_quantity(event["side"], account, symbol, price, Decimal(settings.POSITION_SIZE_PCT))
+    proposal = ProposedOrder(symbol, event["side"], quantity, price)
+    decision = risk_engine().evaluate(account, proposal, market, parameters, now)
+    metrics.record_decision(decision)
+    client_order_id = client_order_id_for(signal_id)
+    RiskEvent.objects.create(
+        decision=decision.action,
+        layer=decision.layer,
+        symbol=symbol,
+        signal_id=signal_id,
+        client_order_id=client_order_id if decision.approved else "",
+        requested_quantity=proposal.quantity if proposal.quantity.is_finite() else None,
+        approved_quantity=decision.quantity,
+        reason="; ".join(decision.reasons),
+        details={**decision.details, "checks": list(decision.checks), "confidence": event["confidence"]},
+        timestamp=now,
+    )
+    for alert in decision.alerts:
+        raise_alert(alert.level, alert.code, alert.message, timestamp=now, symbol=symbol)
+    if decision.state_change:
+        _trip(state, decision.state_change, decision.layer, decision.reasons[0], now, symbol)
+    if decision.close_positions:
+        _close_all(account, decision.reasons[0], now)
+    if not decision.approved:
+        return None
+    stop_loss = price * (1 - parameters["STOP_LOSS_PCT"]) if event["side"] == "BUY" else None
+    purpose = Order.Purpose.ENTRY if event["side"] == "BUY" else Order.Purpose.EXIT
+    paper = not live_trading_enabled()
+    order = _create_order(
+        client_order_id,
+        signal_id,
+        symbol,
+        event["side"],
+        decision.quantity,
+        market.price,
+        now,
+        purpose,
+        checks=list(decision.checks),
+        stop_loss=stop_loss,
+        strategy=event.get("strategy", ""),
+        risk_score=Decimal(str(event["confidence"])),
+        source_timestamp=event.get("source_timestamp", now),
+        filled_here=paper,
+    )
+    if paper:  # read under this lock a moment ago: the account and the candle
+        fill_paper_order(
+            order, state.state, candle=last_candle, account=(rows.portfolio, list(rows.positions.values()))
         )
-        for alert in decision.alerts:
-            raise_alert(alert.level, alert.code, alert.message, timestamp=now, symbol=symbol)
-        if decision.state_change:
-            _trip(state, decision.state_change, decision.layer, decision.reasons[0], now, symbol)
-        if decision.close_positions:
-            _close_all(account, decision.reasons[0], now)
-        if not decision.approved:
-            return None
-        stop_loss = price * (1 - parameters["STOP_LOSS_PCT"]) if event["side"] == "BUY" else None
-        purpose = Order.Purpose.ENTRY if event["side"] == "BUY" else Order.Purpose.EXIT
-        return _create_order(
-            client_order_id,
-            signal_id,
-            symbol,
-            event["side"],
-            decision.quantity,
-            market.price,
-            now,
-            purpose,
-            checks=list(decision.checks),
-            stop_loss=stop_loss,
-            strategy=event.get("strategy", ""),
-            risk_score=Decimal(str(event["confidence"])),
-            source_timestamp=event.get("source_timestamp", now),
-        )
+    return order
 
 
 def watch_market(event: dict) -> None:
@@ -441,9 +467,11 @@ def _create_order(
     strategy: str = "",
     risk_score: Decimal | None = None,
     source_timestamp: int | None = None,
+    filled_here: bool = False,
 ) -> Order:
-    """Store the order PENDING, then (after commit) publish it to the executor."""
-    order = Order.objects.create(
+    """Store the order PENDING, then (after commit) publish it to the executor — or, ``filled_here``, only
+    announce it: the caller fills it in this transaction and stores it then, once, with its outcome."""
+    order = (Order if filled_here else Order.objects.create)(
         client_order_id=client_order_id,
         signal_id=signal_id,
         symbol=symbol,
@@ -459,5 +487,5 @@ def _create_order(
         risk_checks=checks,
         purpose=purpose,
     )
-    bus.publish(order_event(order))
+    bus.publish(order_event(order), consumed=filled_here)
     return order

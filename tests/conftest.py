@@ -45,6 +45,14 @@ def sma_cross(settings):
     settings.PAPER_FAILURE_RATE = "0"
 
 
+@pytest.fixture
+def orders_left_pending(monkeypatch):
+    """Decisions store their orders PENDING and hand them to the executor after the commit, as they do for live
+    trading (a paper order is otherwise filled in its decision's transaction, never PENDING after a commit). The
+    executor stays the paper one: what is tested is how a stored PENDING order is found and executed."""
+    monkeypatch.setattr("risk.decision_service.live_trading_enabled", lambda: True)
+
+
 @pytest.fixture(scope="session")
 def service_env(django_db_setup) -> dict[str, str]:
     """Environment for child processes: the test database (created by pytest-django) and the test Redis."""

@@ -1,4 +1,8 @@
-"""A worker SIGKILLed between PENDING and send: the task is redelivered and the order fills exactly once."""
+"""A worker SIGKILLed in the middle of an order: the task is redelivered and the order fills exactly once.
+
+Paper: the signal, its decision and the fill are one transaction, so a worker killed inside it leaves nothing
+stored. Live: the order is committed PENDING before it is sent; a worker killed between that commit and the send
+leaves it PENDING, and the redelivered task sends it once (the fake MEXC counts what it received)."""
 
 import os
 import signal
@@ -7,20 +11,26 @@ import pytest
 
 from execution.models import Order, Position, Trade
 from tests.support import processes, series
+from tests.support.fake_mexc_trading import FakeMexcTrading
 from tests.support.processes import wait_until
+from trading.models import Signal
 
 pytestmark = [pytest.mark.workers, pytest.mark.django_db(transaction=True)]
+KEY, SECRET = "test-crash-key-0123", "test-crash-secret-4567"
 
 
-def test_killed_worker_redelivers_and_fills_once(service_env, tmp_path):
+def _kill_at_the_pause(env: dict, tmp_path, before_kill) -> processes.Process:
+    """Start a worker that pauses at its first order (CDB_TEST_PAUSE_BEFORE_SEND), publish the crafted series, run
+    ``before_kill`` while it is paused, then SIGKILL its pool process (which holds the unacknowledged task)."""
     from tests.support.services import flush_broker
 
     flush_broker()
     pause_file = tmp_path / "paused.pid"
-    env = {**service_env, "CDB_TEST_PAUSE_BEFORE_SEND": f"{pause_file}:60"}
-    worker = processes.start_worker("crashy", env, tmp_path, concurrency=1)
+    worker = processes.start_worker("crashy", {**env, "CDB_TEST_PAUSE_BEFORE_SEND": f"{pause_file}:60"}, tmp_path)
+    pid = None
     try:
-        series.publish_all(series.events())
+        events = series.events("ETH_USDT", [p * 20 for p in series.crossing_prices()])
+        series.publish_all(events)
         pid = int(
             wait_until(
                 lambda: pause_file.exists() and pause_file.read_text(),
@@ -28,16 +38,57 @@ def test_killed_worker_redelivers_and_fills_once(service_env, tmp_path):
                 message="the executor to pause before sending",
             )
         )
-        assert Order.objects.get().status == "PENDING"  # stored before sending
-        os.kill(pid, signal.SIGKILL)  # the pool process dies mid-task, holding the unacknowledged message
+        before_kill()
+        os.kill(pid, signal.SIGKILL)
+    except BaseException:
+        worker.stop()
+        raise
+    return worker
 
+
+def test_a_paper_order_killed_inside_its_decision_is_decided_and_filled_once_on_redelivery(
+    service_env, tmp_path, sma_cross
+):
+    def nothing_stored_yet():
+        assert not Signal.objects.exists() and not Order.objects.exists()  # one transaction, not committed
+
+    worker = _kill_at_the_pause(service_env, tmp_path, nothing_stored_yet)
+    try:
         order = wait_until(
             lambda: Order.objects.filter(status="FILLED").first(),
             timeout=60,
             message="the redelivered task to fill the order",
         )
-        assert Order.objects.count() == 1 and Trade.objects.count() == 1
-        assert Position.objects.get(symbol="TEST_USDT").quantity == order.quantity
+        assert Signal.objects.count() == 1 and Order.objects.count() == 1 and Trade.objects.count() == 1
+        assert Position.objects.get(symbol="ETH_USDT").quantity == order.quantity
         assert "WorkerLostError" in worker.output() or "SIGKILL" in worker.output()
     finally:
         worker.stop()
+
+
+def test_a_live_order_killed_between_pending_and_send_is_sent_once_on_redelivery(service_env, tmp_path, sma_cross):
+    with FakeMexcTrading(api_key=KEY, api_secret=SECRET) as exchange:
+        env = {
+            **service_env,
+            "LIVE_TRADING": "true",
+            "MEXC_API_KEY": KEY,
+            "MEXC_API_SECRET": SECRET,
+            "MEXC_REST_URL": exchange.url,
+        }
+
+        def stored_pending_and_not_sent():
+            assert Order.objects.get().status == "PENDING"  # stored before sending
+            assert exchange.placed_orders() == []
+
+        worker = _kill_at_the_pause(env, tmp_path, stored_pending_and_not_sent)
+        try:
+            order = wait_until(
+                lambda: Order.objects.filter(status="FILLED").first(),
+                timeout=60,
+                message="the redelivered task to send and fill the order",
+            )
+            assert Order.objects.count() == 1 and Trade.objects.count() == 1
+            assert len(exchange.orders_for(order.client_order_id)) == 1 and len(exchange.placed_orders()) == 1
+            assert "WorkerLostError" in worker.output() or "SIGKILL" in worker.output()
+        finally:
+            worker.stop()

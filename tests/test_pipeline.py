@@ -75,8 +75,9 @@ def test_position_cap_trims_the_entry():
     assert trim.requested_quantity == Decimal("9.09090909")
 
 
-def test_a_halt_between_decision_and_execution_blocks_the_fill(settings):
-    """The executor re-checks the state under the lock: an order approved before a halt never fills."""
+def test_a_halt_between_decision_and_execution_blocks_the_fill(settings, orders_left_pending):
+    """The executor re-checks the state under the lock: an order approved and stored PENDING before a halt (as a
+    live order is before it is sent) never fills."""
     from execution.service import execute_order
 
     settings.CELERY_TASK_ALWAYS_EAGER = True

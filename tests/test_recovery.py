@@ -1,5 +1,8 @@
 """cdb_project.recovery: work a broker outage lost (a NEW signal, a PENDING order) is found in the store and
 finished, exactly once."""
+# A signal is stored NEW only by versions before signals were stored and decided in one transaction, and a paper
+# order is filled in its decision's transaction: the tests below make those states as such a version, or live
+# trading (orders_left_pending), leaves them.
 
 from __future__ import annotations
 
@@ -26,15 +29,38 @@ def consumers(**wiring):
     bus._consumers.cache_clear()
 
 
+def _a_signal_left_new():
+    """The crafted series stored with no consumer, then its signal stored NEW — what a version before signals were
+    stored and decided in one transaction left behind when its decision task was lost."""
+    from django.conf import settings
+
+    from trading.models import Signal
+    from trading.signal_service import evaluate, signal_id_for
+
+    events = series.events()
+    with consumers():
+        series.publish_all(events)  # candles stored, no task ran
+    strategy, emitted, _path = evaluate(settings.STRATEGY, "TEST_USDT", "1m", events[-1]["timestamp"])
+    return Signal.objects.create(
+        signal_id=signal_id_for("TEST_USDT", "1m", strategy.name, events[-1]["timestamp"]),
+        symbol="TEST_USDT",
+        interval="1m",
+        side=emitted.side,
+        confidence=str(emitted.confidence),
+        reason=emitted.reason,
+        strategy=strategy.name,
+        price=str(emitted.price),
+        timestamp=events[-1]["timestamp"],
+    )
+
+
 def test_a_new_signal_whose_task_was_lost_is_decided_once(sma_cross):
     from cdb_project.recovery import redrive
     from execution.models import Order
     from risk.models import RiskEvent
     from trading.models import Signal
 
-    with consumers(market_data=["trading.tasks.on_market_data"]):
-        series.publish_all(series.events())  # candles stored, the signal stored NEW, its on_signal "lost"
-    signal = Signal.objects.get()
+    signal = _a_signal_left_new()
     assert signal.status == Signal.Status.NEW and not Order.objects.exists()
 
     assert redrive(older_than_seconds=0) == {"orders": 0, "signals": 1}
@@ -47,11 +73,11 @@ def test_a_new_signal_whose_task_was_lost_is_decided_once(sma_cross):
     assert Order.objects.count() == 1 and RiskEvent.objects.filter(signal_id=signal.signal_id).count() == 1
 
 
-def test_a_pending_order_whose_task_was_lost_is_executed_once(sma_cross):
+def test_a_pending_order_whose_task_was_lost_is_executed_once(sma_cross, orders_left_pending):
     from cdb_project.recovery import redrive
     from execution.models import Order
 
-    with consumers(market_data=["trading.tasks.on_market_data"], signals=["risk.tasks.on_signal"]):
+    with consumers(market_data=["trading.tasks.on_market_data"]):
         series.publish_all(series.events())  # decided, the order stored PENDING, its on_order "lost"
     order = Order.objects.get()
     assert order.status == Order.Status.PENDING
@@ -66,8 +92,7 @@ def test_the_beat_job_leaves_young_signals_alone(sma_cross, settings):
     from cdb_project.recovery import redrive_stale_signals
     from trading.models import Signal
 
-    with consumers(market_data=["trading.tasks.on_market_data"]):
-        series.publish_all(series.events())
+    _a_signal_left_new()
     settings.SIGNAL_REDRIVE_AFTER_SEC = 3600
     assert redrive_stale_signals() == 0
     assert Signal.objects.get().status == Signal.Status.NEW

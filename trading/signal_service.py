@@ -45,7 +45,7 @@ from decimal import Decimal
 from functools import lru_cache
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
 
 from cdb_project import bus
 from cdb_project.raw_rows import fetch_values
@@ -393,11 +393,20 @@ def evaluate_events(events: list[dict]) -> dict[CandleKey, tuple[str, Emitted | 
 
 
 def store_signal(strategy: str, symbol: str, interval: str, timestamp: int, emitted: Emitted) -> Signal | None:
-    """Store and publish what the strategy emitted on a candle, once (the signal id is unique)."""
+    """Store, decide and publish what the strategy emitted on a candle, once (the signal id is unique).
+
+    The signal is stored and decided in one transaction, under the account lock that serializes every decision
+    (``risk.decision_service.decide_locked``; a paper order is filled in it too): a crash leaves all of it or
+    none of it, and the lock makes the look for an earlier copy of the signal race-free."""
+    from risk.decision_service import decide_locked
+    from risk.models import TradingState
+
     signal_id = signal_id_for(symbol, interval, strategy, timestamp)
     published = signal_event(signal_id, strategy, symbol, interval, timestamp, emitted)
-    try:
-        with transaction.atomic():
+    with transaction.atomic():
+        state = TradingState.load(for_update=True)
+        stored_before = Signal.objects.filter(signal_id=signal_id).exists()
+        if not stored_before:
             signal = Signal.objects.create(
                 signal_id=signal_id,
                 symbol=symbol,
@@ -409,19 +418,20 @@ def store_signal(strategy: str, symbol: str, interval: str, timestamp: int, emit
                 price=Decimal(str(emitted.price)),
                 timestamp=timestamp,
                 components=emitted.components,
+                status=Signal.Status.DECIDED,
             )
-            bus.publish(published)
-    except IntegrityError:
-        if _unfinished(signal_id):
-            # Stored, but not decided, or decided with its order not executed: the process that stored it may have
-            # died before handing it on. Enqueue its decision again (not PUBLISHed twice); deciding is idempotent
-            # and re-drives a PENDING order.
-            logger.info("signal %s stored but unfinished; its decision enqueued again", signal_id)
-            bus.redeliver(published)
-        else:
-            logger.info("signal %s already stored and decided; not publishing it twice", signal_id)
-        return None
-    return signal
+            bus.publish(published, consumed=True)
+            decide_locked(state, published)
+            return signal
+    if _unfinished(signal_id):
+        # Stored, but not decided, or decided with its order not executed: the process that stored it may have
+        # died before handing it on. Enqueue its decision again (not PUBLISHed twice); deciding is idempotent
+        # and re-drives a PENDING order.
+        logger.info("signal %s stored but unfinished; its decision enqueued again", signal_id)
+        bus.redeliver(published)
+    else:
+        logger.info("signal %s already stored and decided; not publishing it twice", signal_id)
+    return None
 
 
 def _unfinished(signal_id: str) -> bool:

@@ -282,7 +282,7 @@ def _settle(order: Order, fill: Fill, account: tuple[Portfolio, list[Position]] 
         order.status, order.reason = Order.Status.FAILED, str(error)
         return False
     portfolio.cash, portfolio.realized_pnl, portfolio.fees_paid = book.cash, book.realized_pnl, book.fees
-    portfolio.save()
+    portfolio.save(update_fields=["cash", "realized_pnl", "fees_paid", "updated_at"])
     holding = book.holding(order.symbol)
     values = {
         "quantity": holding.quantity,
@@ -342,7 +342,7 @@ def _close_trades(order: Order, fill: Fill) -> None:
         trade.exit_time = ms_to_datetime(item.exit_time)
         trade.profit_loss, trade.profit_loss_percent = item.profit_loss, item.profit_loss_percent
         trade.exit_reason, trade.status = item.exit_reason, Trade.Status.CLOSED
-        trade.save()
+        trade.save(update_fields=CLOSED_TRADE_FIELDS)
     if remainder is not None:
         source = by_id[closed[-1].lot.trade_id]  # the lot that was only partly sold
         Trade.objects.create(
@@ -354,6 +354,20 @@ def _close_trades(order: Order, fill: Fill) -> None:
             entry_time=source.entry_time,
             entry_fees=remainder.entry_fees,
         )
+
+
+CLOSED_TRADE_FIELDS = (
+    "quantity",
+    "entry_fees",
+    "exit_order",
+    "exit_price",
+    "exit_fees",
+    "exit_time",
+    "profit_loss",
+    "profit_loss_percent",
+    "exit_reason",
+    "status",
+)
 
 
 def _client_order_ids(order_ids: set[int]) -> dict[int, str]:

@@ -45,7 +45,7 @@ from decimal import Decimal
 from functools import lru_cache
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 
 from cdb_project import bus
 from cdb_project.raw_rows import fetch_values
@@ -397,16 +397,16 @@ def store_signal(strategy: str, symbol: str, interval: str, timestamp: int, emit
 
     The signal is stored and decided in one transaction, under the account lock that serializes every decision
     (``risk.decision_service.decide_locked``; a paper order is filled in it too): a crash leaves all of it or
-    none of it, and the lock makes the look for an earlier copy of the signal race-free."""
+    none of it. A signal stored before (a redelivered candle) fails the insert on its unique id, and the whole
+    transaction with it."""
     from risk.decision_service import decide_locked
     from risk.models import TradingState
 
     signal_id = signal_id_for(symbol, interval, strategy, timestamp)
     published = signal_event(signal_id, strategy, symbol, interval, timestamp, emitted)
-    with transaction.atomic():
-        state = TradingState.load(for_update=True)
-        stored_before = Signal.objects.filter(signal_id=signal_id).exists()
-        if not stored_before:
+    try:
+        with transaction.atomic():
+            state = TradingState.load(for_update=True)
             signal = Signal.objects.create(
                 signal_id=signal_id,
                 symbol=symbol,
@@ -423,10 +423,13 @@ def store_signal(strategy: str, symbol: str, interval: str, timestamp: int, emit
             bus.publish(published, consumed=True)
             decide_locked(state, published)
             return signal
+    except IntegrityError:
+        if not Signal.objects.filter(signal_id=signal_id).exists():
+            raise  # not the signal's unique id: a real error
     if _unfinished(signal_id):
-        # Stored, but not decided, or decided with its order not executed: the process that stored it may have
-        # died before handing it on. Enqueue its decision again (not PUBLISHed twice); deciding is idempotent
-        # and re-drives a PENDING order.
+        # Decided, with its order still PENDING (a live order committed before it is sent, whose process died
+        # before the send), or stored NEW by a version that decided in a transaction of its own. Enqueue its
+        # decision again (not PUBLISHed twice): deciding is idempotent and re-drives a PENDING order.
         logger.info("signal %s stored but unfinished; its decision enqueued again", signal_id)
         bus.redeliver(published)
     else:

@@ -1,7 +1,7 @@
 """Bench: what one market_data event costs a worker, in process, without the broker — the floor of the latency.
 
 Each zig-zag candle (sma_cross(2,3): an order every ~4 candles) is stored and published, then handed to the
-market_data task as a worker runs it (consumer wrapper, in-process hand-on of signal → decision → execution).
+market_data task as a worker runs it (consumer wrapper; a signal is stored, decided and filled in one transaction).
 Nothing consumes the broker queue. Prints p50 / p90 per candle, separately for candles that end in an order and
 for the others, with the SQL statements they ran. The first ``--warm-up`` candles are not counted. ``--history N``
 stores N older candles of the symbol first (a system that has run for a while: 130,000 is three months of 1m).
@@ -97,7 +97,7 @@ def main() -> None:
         )
 
     print(f"in-process cost of a market_data task, {args.candles} candles:")
-    print(line("ending in an order (signal, decision, execution)", trading))
+    print(line("ending in an order (signal, decision and fill)", trading))
     print(line("not trading", other))
 
 

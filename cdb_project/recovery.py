@@ -3,11 +3,12 @@
 Everything that matters is in PostgreSQL before its task is enqueued (persist before publish), so what a
 restarted, empty Redis forgot can be found again:
 
-* a PENDING order whose ``on_order`` task was lost → executed now (``execution.reconcile``: exactly once,
-  under the usual locks);
-* a NEW signal (stored, not yet decided by risk) whose ``on_signal`` task was lost → ``on_signal`` is enqueued
-  again with exactly the values the strategy computes for its candle (deciding is idempotent: a signal already
-  decided is left alone).
+* a PENDING order (a live order is committed PENDING before it is sent) whose ``on_order`` task was lost →
+  executed now (``execution.reconcile``: exactly once, under the usual locks);
+* a NEW signal (stored, not yet decided by risk — left by a version that stored a signal before deciding it;
+  signals are now stored and decided in one transaction) whose ``on_signal`` task was lost → ``on_signal`` is
+  enqueued again with exactly the values the strategy computes for its candle (deciding is idempotent: a signal
+  already decided is left alone).
 
 Both are idempotent, so re-driving work that was merely slow changes nothing. The lockstep waiter
 (``bus.wait_until_idle``) re-drives everything after an outage; Celery beat re-drives signals that have

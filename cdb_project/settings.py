@@ -223,8 +223,9 @@ EVENT_CONSUMERS = {
 # as one task, so the broker and the account are visited once per batch, not per candle. 1: a task per candle.
 EVENT_BATCH_CONSUMERS = {"market_data": ["trading.tasks.on_market_data_batch"]}
 MARKET_DATA_BATCH_SIZE = env.int("MARKET_DATA_BATCH_SIZE", default=64)
-# A worker hands the events its task publishes (signal → order) straight to the next consumer in the same
-# process instead of through the broker (see cdb_project/bus.py). Off: every step is a task of its own.
+# A worker hands the events its task publishes straight to the next consumer in the same process instead of
+# through the broker (see cdb_project/bus.py): a live order, committed PENDING, goes on to its execution. (A
+# paper signal is stored, decided and filled in one transaction.) Off: the live execution is a task of its own.
 BUS_INLINE_CONSUMERS = env.bool("BUS_INLINE_CONSUMERS", default=True)
 EVENT_PERSISTERS = {
     "market_data": "marketdata.ingest.persist_market_data",

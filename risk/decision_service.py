@@ -137,7 +137,7 @@ def decide_locked(state: TradingState, event: dict) -> Order | None:
     if decision.state_change:
         _trip(state, decision.state_change, decision.layer, decision.reasons[0], now, symbol)
     if decision.close_positions:
-        _close_all(account, decision.reasons[0], now)
+        _close_all(account, decision.reasons[0], now, state.state)
     if not decision.approved:
         return None
     stop_loss = price * (1 - parameters["STOP_LOSS_PCT"]) if event["side"] == "BUY" else None
@@ -185,10 +185,10 @@ def watch_market(event: dict) -> None:
             )
             raise_alert("CRITICAL", "RISK_LIMIT", message, timestamp=now)
             _trip(state, HALTED, "drawdown", message, now, "")
-            _close_all(account, message, now)
+            _close_all(account, message, now, state.state)
             return
         for exit_order in engine.stop_loss_exits(account, parameters):
-            _stop_loss(exit_order, now)
+            _stop_loss(exit_order, now, state.state)
         if state.state == PAUSED and state.pause_layer == "circuit_breaker":
             _retry_breaker(state, parameters, now)
 
@@ -378,22 +378,23 @@ def _exit_key(kind: str, symbol: str) -> str | None:
     return base if not attempts else f"{base}#{len(attempts)}"
 
 
-def _stop_loss(exit_order: ExitOrder, now: int) -> None:
+def _stop_loss(exit_order: ExitOrder, now: int, trading_state: str) -> None:
     key = _exit_key("stop", exit_order.symbol)
     if key is None:
         return
     raise_alert("WARNING", "RISK_LIMIT", f"Stop-loss: {exit_order.reason}", timestamp=now, symbol=exit_order.symbol)
-    _submit_exit(key, exit_order, now)
+    _submit_exit(key, exit_order, now, trading_state)
 
 
-def _close_all(account: AccountState, reason: str, now: int) -> None:
+def _close_all(account: AccountState, reason: str, now: int, trading_state: str) -> None:
     for exit_order in risk_engine().close_all(account, reason):
         key = _exit_key("ddclose", exit_order.symbol)
         if key is not None:
-            _submit_exit(key, exit_order, now)
+            _submit_exit(key, exit_order, now, trading_state)
 
 
-def _submit_exit(key: str, exit_order: ExitOrder, now: int) -> None:
+def _submit_exit(key: str, exit_order: ExitOrder, now: int, trading_state: str) -> None:
+    paper = not live_trading_enabled()
     RiskEvent.objects.create(
         decision=RiskEvent.Decision.APPROVE,
         layer=exit_order.purpose,
@@ -416,9 +417,13 @@ def _submit_exit(key: str, exit_order: ExitOrder, now: int) -> None:
         now,
         exit_order.purpose,
         checks=[exit_order.purpose],
+        filled_here=paper,
     )
     # The risk manager's own exits settle at once, inside this transaction, before any further decision.
-    execute_order({"client_order_id": order.client_order_id})
+    if paper:
+        fill_paper_order(order, trading_state)
+    else:
+        execute_order({"client_order_id": order.client_order_id})
 
 
 def _redrive_pending_order(signal_id: str) -> None:

@@ -4,6 +4,7 @@ Paper: the signal, its decision and the fill are one transaction, so a worker ki
 stored. Live: the order is committed PENDING before it is sent; a worker killed between that commit and the send
 leaves it PENDING, and the redelivered task sends it once (the fake MEXC counts what it received)."""
 
+import contextlib
 import os
 import signal
 
@@ -19,18 +20,18 @@ pytestmark = [pytest.mark.workers, pytest.mark.django_db(transaction=True)]
 KEY, SECRET = "test-crash-key-0123", "test-crash-secret-4567"
 
 
-def _kill_at_the_pause(env: dict, tmp_path, before_kill) -> processes.Process:
+@contextlib.contextmanager
+def _killed_at_the_pause(env: dict, tmp_path, before_kill):
     """Start a worker that pauses at its first order (CDB_TEST_PAUSE_BEFORE_SEND), publish the crafted series, run
-    ``before_kill`` while it is paused, then SIGKILL its pool process (which holds the unacknowledged task)."""
+    ``before_kill`` while it is paused, SIGKILL its pool process (which holds the unacknowledged task), and yield
+    the order the redelivered task fills."""
     from tests.support.services import flush_broker
 
     flush_broker()
     pause_file = tmp_path / "paused.pid"
     worker = processes.start_worker("crashy", {**env, "CDB_TEST_PAUSE_BEFORE_SEND": f"{pause_file}:60"}, tmp_path)
-    pid = None
     try:
-        events = series.events("ETH_USDT", [p * 20 for p in series.crossing_prices()])
-        series.publish_all(events)
+        series.publish_all(series.events("ETH_USDT", [p * 20 for p in series.crossing_prices()]))
         pid = int(
             wait_until(
                 lambda: pause_file.exists() and pause_file.read_text(),
@@ -40,10 +41,15 @@ def _kill_at_the_pause(env: dict, tmp_path, before_kill) -> processes.Process:
         )
         before_kill()
         os.kill(pid, signal.SIGKILL)
-    except BaseException:
+        order = wait_until(
+            lambda: Order.objects.filter(status="FILLED").first(),
+            timeout=60,
+            message="the redelivered task to fill the order",
+        )
+        assert "WorkerLostError" in worker.output() or "SIGKILL" in worker.output()
+        yield order
+    finally:
         worker.stop()
-        raise
-    return worker
 
 
 def test_a_paper_order_killed_inside_its_decision_is_decided_and_filled_once_on_redelivery(
@@ -52,18 +58,9 @@ def test_a_paper_order_killed_inside_its_decision_is_decided_and_filled_once_on_
     def nothing_stored_yet():
         assert not Signal.objects.exists() and not Order.objects.exists()  # one transaction, not committed
 
-    worker = _kill_at_the_pause(service_env, tmp_path, nothing_stored_yet)
-    try:
-        order = wait_until(
-            lambda: Order.objects.filter(status="FILLED").first(),
-            timeout=60,
-            message="the redelivered task to fill the order",
-        )
+    with _killed_at_the_pause(service_env, tmp_path, nothing_stored_yet) as order:
         assert Signal.objects.count() == 1 and Order.objects.count() == 1 and Trade.objects.count() == 1
         assert Position.objects.get(symbol="ETH_USDT").quantity == order.quantity
-        assert "WorkerLostError" in worker.output() or "SIGKILL" in worker.output()
-    finally:
-        worker.stop()
 
 
 def test_a_live_order_killed_between_pending_and_send_is_sent_once_on_redelivery(service_env, tmp_path, sma_cross):
@@ -80,15 +77,6 @@ def test_a_live_order_killed_between_pending_and_send_is_sent_once_on_redelivery
             assert Order.objects.get().status == "PENDING"  # stored before sending
             assert exchange.placed_orders() == []
 
-        worker = _kill_at_the_pause(env, tmp_path, stored_pending_and_not_sent)
-        try:
-            order = wait_until(
-                lambda: Order.objects.filter(status="FILLED").first(),
-                timeout=60,
-                message="the redelivered task to send and fill the order",
-            )
+        with _killed_at_the_pause(env, tmp_path, stored_pending_and_not_sent) as order:
             assert Order.objects.count() == 1 and Trade.objects.count() == 1
             assert len(exchange.orders_for(order.client_order_id)) == 1 and len(exchange.placed_orders()) == 1
-            assert "WorkerLostError" in worker.output() or "SIGKILL" in worker.output()
-        finally:
-            worker.stop()

@@ -1,0 +1,82 @@
+"""Events a transaction only announces (``bus.publish(..., consumed=True)``, or a topic without consumers) are
+PUBLISHed after its commit, together, in the order they were published — also around an event that goes to its
+consumers — and an event published in a savepoint that is rolled back is not announced."""
+
+import json
+import time
+
+import pytest
+from django.conf import settings
+from django.db import transaction
+
+from cdb_project import bus
+from tests.test_event_schema import SPEC_EXAMPLES
+
+pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
+EXAMPLE = {example["type"]: example for example in SPEC_EXAMPLES}
+
+
+def _event(event_type: str, marker: str) -> dict:
+    """The spec's example of ``event_type``, told apart by its reason (signal) or client_order_id."""
+    event = dict(EXAMPLE[event_type])
+    event["reason" if event_type == "signal" else "client_order_id"] = marker
+    return event
+
+
+@pytest.fixture
+def announced():
+    """Everything PUBLISHed on the three order-flow channels, as (channel, marker) in arrival order."""
+    import redis
+
+    subscriber = redis.Redis.from_url(settings.REDIS_URL).pubsub(ignore_subscribe_messages=True)
+    subscriber.subscribe("signals", "orders", "order_results")
+
+    def read(count: int) -> list[tuple[str, str]]:
+        out, deadline = [], time.monotonic() + 10
+        while len(out) < count and time.monotonic() < deadline:
+            message = subscriber.get_message(timeout=0.2)
+            if message is not None:
+                data = json.loads(message["data"])
+                out.append((message["channel"].decode(), data.get("reason") or data.get("client_order_id")))
+        while (late := subscriber.get_message(timeout=0.3)) is not None:  # nothing more may come
+            out.append((late["channel"].decode(), "unexpected"))
+        return out
+
+    yield read
+    subscriber.close()
+
+
+def test_one_transactions_announcements_are_published_together_in_order(announced, monkeypatch):
+    round_trips = []
+    real = bus._redis_publish_many
+    monkeypatch.setattr(
+        bus, "_redis_publish_many", lambda messages: (round_trips.append(len(messages)), real(messages))
+    )
+    with transaction.atomic():
+        bus.publish(_event("signal", "s1"), consumed=True)
+        bus.publish(_event("order", "o1"), consumed=True)
+        bus.publish(_event("order_result", "o1"))  # no consumers: announced only
+        assert round_trips == []  # nothing before the commit
+    assert announced(3) == [("signals", "s1"), ("orders", "o1"), ("order_results", "o1")]
+    assert round_trips == [3]
+
+
+def test_a_rolled_back_savepoint_takes_its_announcements_with_it(announced):
+    with transaction.atomic():
+        bus.publish(_event("signal", "kept"), consumed=True)
+        with pytest.raises(RuntimeError), transaction.atomic():
+            bus.publish(_event("order", "rolled back"), consumed=True)
+            raise RuntimeError("the savepoint is rolled back")
+        bus.publish(_event("order_result", "after"))
+    assert announced(2) == [("signals", "kept"), ("order_results", "after")]
+
+
+def test_an_event_for_its_consumers_keeps_its_place_among_announcements(announced, monkeypatch):
+    sent = []
+    monkeypatch.setattr(bus, "_enqueue", lambda task, payload: sent.append((task.name, payload["client_order_id"])))
+    with transaction.atomic():
+        bus.publish(_event("signal", "s1"), consumed=True)
+        bus.publish(_event("order", "o1"))  # to its consumer (execution.on_order) after the commit
+        bus.publish(_event("order_result", "o1"))
+    assert announced(3) == [("signals", "s1"), ("orders", "o1"), ("order_results", "o1")]
+    assert sent == [("execution.on_order", "o1")]

@@ -39,8 +39,9 @@ from pathlib import Path
 from typing import Any
 
 from asgiref.sync import async_to_sync
+from celery.signals import before_task_publish, task_retry
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.utils.module_loading import import_string
 from jsonschema import Draft202012Validator
 
@@ -229,6 +230,34 @@ def _validated_for_publish(event: Any) -> Event:
     except InvalidEvent as error:
         reject(event, str(error), stage="publish")
         raise
+
+
+# Options of every consumer task: a database connection error (PostgreSQL down or restarted, a deadlock) makes the
+# task retry itself with exponential backoff — 1 s, 2 s, 4 s, … at most 60 s apart, jittered — for about an hour
+# and a half, instead of failing and being acknowledged with its work undone (a killed worker's task is
+# redelivered by the broker instead). Every consumer is idempotent, so running a task again is always safe.
+RETRY_ON_DATABASE_ERRORS: dict[str, Any] = {
+    "autoretry_for": (OperationalError, InterfaceError),
+    "retry_backoff": 1,
+    "retry_backoff_max": 60,
+    "retry_jitter": True,
+    "max_retries": 100,
+}
+
+
+@before_task_publish.connect(weak=False, dispatch_uid="cdb_bus_count_retries")
+def _count_retry(sender=None, headers=None, **kwargs) -> None:
+    """A retried task is a new message, sent by the task itself: in flight as much as one ``_enqueue`` sends (the
+    failed run counted itself down as it ended)."""
+    if headers and headers.get("retries"):
+        _count_in_flight(1)
+
+
+@task_retry.connect(weak=False, dispatch_uid="cdb_bus_log_retries")
+def _log_retry(sender=None, request=None, reason=None, **kwargs) -> None:
+    """Celery logs a retry at INFO on a logger kept at WARNING (a line per task): an operator should see this one."""
+    attempt = (getattr(request, "retries", 0) or 0) + 1
+    logger.warning("task %s failed (%s); retry %d of %d scheduled", sender.name, reason, attempt, sender.max_retries)
 
 
 def consumer(event_type: str) -> Callable[[Callable[[Event], Any]], Callable[[Any], Any]]:

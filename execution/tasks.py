@@ -3,7 +3,7 @@ import logging
 from celery import shared_task
 from celery.signals import worker_ready
 
-from cdb_project.bus import consumer
+from cdb_project.bus import RETRY_ON_DATABASE_ERRORS, consumer
 
 from .reconcile import reconcile_pending
 from .service import execute_order
@@ -11,7 +11,7 @@ from .service import execute_order
 logger = logging.getLogger("cdb.execution")
 
 
-@shared_task(name="execution.on_order")
+@shared_task(name="execution.on_order", **RETRY_ON_DATABASE_ERRORS)
 @consumer("order")
 def on_order(event: dict) -> None:
     execute_order(event)

@@ -1,11 +1,11 @@
 from celery import shared_task
 
-from cdb_project.bus import consumer
+from cdb_project.bus import RETRY_ON_DATABASE_ERRORS, consumer
 
 from .decision_service import decide_signal
 
 
-@shared_task(name="risk.on_signal")
+@shared_task(name="risk.on_signal", **RETRY_ON_DATABASE_ERRORS)
 @consumer("signal")
 def on_signal(event: dict) -> None:
     decide_signal(event)

@@ -1,12 +1,12 @@
 from celery import shared_task
 
-from cdb_project.bus import batch_consumer, consumer, event_log_context
+from cdb_project.bus import RETRY_ON_DATABASE_ERRORS, batch_consumer, consumer, event_log_context
 from risk.decision_service import MarketWatch, process_market_watch
 
 from .signal_service import candle_key, evaluate_events, process_market_data, store_signal
 
 
-@shared_task(name="trading.on_market_data")
+@shared_task(name="trading.on_market_data", **RETRY_ON_DATABASE_ERRORS)
 @consumer("market_data")
 def on_market_data(event: dict) -> None:
     """The market_data consumer: the risk manager's watch first (drawdown halt, stop-loss exits settle before
@@ -15,7 +15,7 @@ def on_market_data(event: dict) -> None:
     process_market_data(event)
 
 
-@shared_task(name="trading.on_market_data_batch")
+@shared_task(name="trading.on_market_data_batch", **RETRY_ON_DATABASE_ERRORS)
 @batch_consumer("market_data")
 def on_market_data_batch(events: list[dict]) -> None:
     """Several market_data events in time order, each with the effects ``on_market_data`` has, in the same order

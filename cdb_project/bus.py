@@ -427,10 +427,10 @@ def _announce_batch(topic: str, events: list[Event]) -> None:
 
 def _run_inline(consumers, event: Event) -> None:
     """An event published by a consumer goes straight on to the next consumer in this process, after the commit
-    that stored it: no broker round trip between signal, decision and execution. Nothing is lost by skipping
-    the broker: the event's record is committed, a crash before the next step commits leaves it NEW (signal) or
-    PENDING (order) for the redelivered task or the recovery jobs to finish, and every consumer is idempotent. A
-    consumer that fails here is enqueued instead, to be retried by a worker."""
+    that stored it (a live order, committed PENDING, to its execution): no broker round trip. Nothing is lost by
+    skipping the broker: the event's record is committed, a crash before the next step commits leaves it PENDING
+    for the redelivered task or the recovery jobs to finish, and every consumer is idempotent. A consumer that
+    fails here is enqueued instead, to be retried by a worker."""
     token = _handed_on.set(event)
     try:
         for task in consumers:

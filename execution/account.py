@@ -108,7 +108,8 @@ def load_account(
     skips what only an entry decision reads (orders in the last minute, the last stop-loss times). ``rows``: the
     account rows, if the caller has just read them (``account_rows(lock=True)``).
     """
-    rows = rows or account_rows(lock=True)
+    if rows is None:
+        rows = account_rows(lock=True)
     rolls = day_rolls(rows.portfolio, at_ms)
     prices = latest_prices({*rows.quantities, *extra_symbols}, at_ms)
     last_stops, recent = decision_history(extra_symbols, at_ms) if for_decision else ({}, 0)

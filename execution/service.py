@@ -92,22 +92,16 @@ def fill_paper_order(
     open positions)."""
     _test_pause_hook()
     blocked = _blocked_by_state(trading_state, order)
-    stored_at, fill = None, None
     if blocked:
         order.status, order.reason = Order.Status.REJECTED, blocked
-    else:
-        if candle is None:
-            candle = _fill_candle(order)
-        market_price, volume, timestamp, created_at = candle or (order.requested_price, None, None, None)
-        if timestamp is not None and timestamp == order.source_timestamp:
-            stored_at = created_at
-        fill = paper_exchange().fill(order.client_order_id, order.side, order.quantity, market_price, volume)
-        if not _settle(order, fill, account):
-            fill = None
-    _finish(order, stored_at)
-    if fill is not None:
-        _record_trades(order, fill)
-    return order
+        _finish(order)
+        return order
+    if candle is None:
+        candle = _fill_candle(order)
+    market_price, volume, timestamp, created_at = candle or (order.requested_price, None, None, None)
+    stored_at = created_at if timestamp is not None and timestamp == order.source_timestamp else None
+    fill = paper_exchange().fill(order.client_order_id, order.side, order.quantity, market_price, volume)
+    return _settle_and_finish(order, fill, account, stored_at)
 
 
 def _fill_candle(order: Order) -> tuple | None:
@@ -179,11 +173,7 @@ def _execute_live(event: dict) -> Order | None:
         _, order = _locked_order(event)
         if order is None or order.status != Order.Status.PENDING:
             return order
-        filled = _settle(order, fill)
-        _finish(order)
-        if filled:
-            _record_trades(order, fill)
-        return order
+        return _settle_and_finish(order, fill)
 
 
 @lru_cache(maxsize=1)
@@ -259,15 +249,27 @@ def load_book() -> tuple[Book, Portfolio]:
 
 
 def book_of(portfolio: Portfolio, positions: list[Position]) -> tuple[Book, Portfolio]:
-    holdings = {p.symbol: Holding(p.quantity, p.cost_basis) for p in positions if p.quantity > 0}
+    """The portfolio row and its open positions (quantity > 0, as read under the lock) as a pure Book."""
+    holdings = {p.symbol: Holding(p.quantity, p.cost_basis) for p in positions}
     book = Book(portfolio.initial_capital, portfolio.cash, holdings, portfolio.realized_pnl, portfolio.fees_paid)
     return book, portfolio
 
 
+def _settle_and_finish(
+    order: Order, fill: Fill, account: tuple[Portfolio, list[Position]] | None = None, candle_stored_at=None
+) -> Order:
+    """Settle the fill, store the order and publish its order_result, then record its trades: they refer to the
+    order row, which a new paper order gets only now."""
+    filled = _settle(order, fill, account)
+    _finish(order, candle_stored_at)
+    if filled:
+        _record_trades(order, fill)
+    return order
+
+
 def _settle(order: Order, fill: Fill, account: tuple[Portfolio, list[Position]] | None = None) -> bool:
     """Apply a fill to the order's fields and to the account (portfolio, position), from ``account`` if the caller
-    has read it under the lock. True when it filled: its trades are then to be recorded (``_record_trades``) once
-    the order row is stored."""
+    has read it under the lock. True when it filled: its trades are then to be recorded (``_record_trades``)."""
     order.order_id = fill.order_id
     if fill.status not in SETTLED_BY_FILL:
         order.status, order.reason = (

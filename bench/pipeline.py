@@ -28,6 +28,7 @@ import sys
 import tempfile
 import threading
 import time
+import timeit
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -169,7 +170,11 @@ def machine_speed(url: str) -> str:
         commit = (time.perf_counter() - start) / 200 * 1000
     conn.close()
     load = os.getloadavg()[0]
-    return f"machine: PostgreSQL round trip {round_trip:.3f} ms, insert + commit {commit:.3f} ms; load {load:.2f}"
+    cpu = min(timeit.repeat("sum(range(10**6))", number=1, repeat=5)) * 1000
+    return (
+        f"machine: PostgreSQL round trip {round_trip:.3f} ms, insert + commit {commit:.3f} ms; "
+        f"Python sum(range(10**6)) {cpu:.0f} ms; load {load:.2f}"
+    )
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -241,9 +246,13 @@ def main() -> None:
         print(f"  market_data -> pipeline idle: {elapsed:.2f} s = {events / elapsed:,.0f} events/s sustained")
         print(f"  order_results: {orders} = {orders / elapsed:,.1f}/s (received on Redis: {len(listener.received)})")
         pending = Order.objects.filter(status="PENDING").count()
+        from django.db.models import Count
+
         from risk.models import TradingState
 
         print(f"  orders left PENDING: {pending}; trading state {TradingState.load().state}")
+        purposes = Order.objects.values_list("purpose").annotate(n=Count("id")).order_by("purpose")
+        print("  orders by purpose: " + ", ".join(f"{purpose} {n}" for purpose, n in purposes))
 
         if args.data:
             print("latency: measured on zig-zags (run without --data)")

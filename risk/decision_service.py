@@ -172,11 +172,17 @@ def watch_market(event: dict) -> None:
     now = event["timestamp"]
     with transaction.atomic():
         state = TradingState.load(for_update=True)
-        if _superseded(now):
+        late = _superseded(now)
+        if late and _superseded(now, event["symbol"]):
             return
         account = load_account(state.state, now, (event["symbol"],), for_decision=False)
         parameters = RiskParameters.load().as_dict()
         engine = risk_engine()
+        if late:  # only its own symbol's stop-loss: see _superseded
+            for exit_order in engine.stop_loss_exits(account, parameters):
+                if exit_order.symbol == event["symbol"]:
+                    _stop_loss(exit_order, now, state.state)
+            return
         metrics.record_account(account, state.state)
         if engine.drawdown_breached(account, parameters):
             message = (
@@ -217,7 +223,9 @@ class MarketWatch:
             self._load_account(version)
             self.version = version
         if self.latest_order_time is not None and self.latest_order_time > now:
-            return  # superseded: see _superseded
+            if self._own_stop_may_trigger(event):  # all a late candle may do: see _superseded
+                watch_market(event)
+            return
         if day_rolls(self.rows.portfolio, now):
             watch_market(event)
             return
@@ -236,6 +244,22 @@ class MarketWatch:
             self.latest_order_time = Order.objects.aggregate(latest=Max("event_time"))["latest"]
         self.held = sorted(symbol for symbol, quantity in self.rows.quantities.items() if quantity > 0)
         self.closes = None
+        self.latest_symbol_orders: dict[str, int | None] = {}
+
+    def _own_stop_may_trigger(self, event: dict) -> bool:
+        """For a late candle: its symbol is held, has no later order, and its price is at or below its stop."""
+        symbol, now = event["symbol"], event["timestamp"]
+        if symbol not in self.held:
+            return False
+        if symbol not in self.latest_symbol_orders:
+            latest = Order.objects.filter(symbol=symbol).aggregate(latest=Max("event_time"))["latest"]
+            self.latest_symbol_orders[symbol] = latest
+        latest = self.latest_symbol_orders[symbol]
+        if latest is not None and latest > now:
+            return False
+        price = self._prices(now).get(symbol)
+        account = account_state(self.rows, self.state.state, {symbol: price} if price is not None else {})
+        return bool(risk_engine().stop_loss_exits(account, self.parameters))
 
     def _prices(self, now: int) -> dict[str, Decimal]:
         if not self.held:
@@ -323,9 +347,17 @@ def _account_version() -> tuple | None:
 _version_prepared: set[tuple[int, int]] = set()  # PostgreSQL sessions that have cdb_account_version
 
 
-def _superseded(now: int) -> bool:
-    """A late or redelivered candle: the account has moved on since, judging it by old prices would be wrong."""
-    return Order.objects.filter(event_time__gt=now).exists()
+def _superseded(now: int, symbol: str | None = None) -> bool:
+    """A late or redelivered candle: an order (of ``symbol``, if given) is later than it.
+
+    The account has moved on since: valuing it at the candle's time would put old prices on positions taken
+    later (a spurious drawdown halt, or a stop-loss fired by prices from before the entry). So a late candle
+    skips the drawdown check and the circuit breaker's retry, and checks only its own symbol's stop-loss, and
+    that only if its symbol has no later order: that position and price belong to the same moment. Without
+    this, a symbol lagging behind another (a backlog worked off by several workers) would go unwatched until
+    it caught up."""
+    orders = Order.objects.filter(event_time__gt=now)
+    return (orders if symbol is None else orders.filter(symbol=symbol)).exists()
 
 
 def _watch_has_work(account: AccountState, state: TradingState, parameters: dict) -> bool:

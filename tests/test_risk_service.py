@@ -366,3 +366,32 @@ def test_decision_history_reads_cooldowns_and_the_order_rate_in_one_query(django
     assert stops == {"AAA_USDT": now - 5 * 60_000}
     assert recent == 2
     assert decision_history((), now) == ({}, 2)
+
+
+def test_a_lagging_symbol_still_fires_its_own_stop_loss_and_nothing_else():
+    """BBB's candles arrive behind AAA's (a backlog worked off by several workers): a late BBB candle checks BBB's
+    stop-loss, never another symbol's by prices from before that symbol's entry, nor BBB's own before BBB's entry."""
+    minute = series.STEP_MS
+    bbb_buy = series.BASE_TS + 15 * minute  # BBB's series starts 10 minutes before AAA's: it buys first
+    series.publish_all(series.events("BBB_USDT", base_ts=series.BASE_TS - 10 * minute))
+    # AAA's candles before BBB's buy are late; BBB's stored prices then (~98) are far below BBB's stop (107.85).
+    series.publish_all(series.events("AAA_USDT"))
+    entries = {o.symbol: o for o in Order.objects.filter(purpose=Order.Purpose.ENTRY)}
+    assert entries["BBB_USDT"].event_time == bbb_buy
+    aaa_buy = entries["AAA_USDT"].event_time
+    assert aaa_buy == series.BASE_TS + series.CROSS_INDEX * minute
+    assert not Order.objects.filter(purpose=Order.Purpose.STOP_LOSS).exists()
+
+    # Older than BBB's own entry: BBB's position did not exist then, whatever its price.
+    bus.publish(candle(series.BASE_TS - 11 * minute, 90.0, symbol="BBB_USDT"))
+    assert not Order.objects.filter(purpose=Order.Purpose.STOP_LOSS).exists()
+    # After BBB's entry but before AAA's: BBB's stop fires at its own candle; AAA's price then (98.3) is below
+    # AAA's stop too, but AAA was bought later — it stays open.
+    bus.publish(candle(bbb_buy + minute, 108.0, symbol="BBB_USDT"))
+    assert not Order.objects.filter(purpose=Order.Purpose.STOP_LOSS).exists()
+    bus.publish(candle(bbb_buy + 2 * minute, 107.0, symbol="BBB_USDT"))
+    stop = Order.objects.get(purpose=Order.Purpose.STOP_LOSS)
+    assert (stop.symbol, stop.event_time, stop.status) == ("BBB_USDT", bbb_buy + 2 * minute, Order.Status.FILLED)
+    assert stop.quantity == entries["BBB_USDT"].quantity
+    assert Trade.objects.get(symbol="AAA_USDT").status == Trade.Status.OPEN
+    assert TradingState.load().state == "ACTIVE"

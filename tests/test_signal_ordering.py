@@ -114,8 +114,8 @@ def test_cache_and_rebuild_paths_agree_candle_by_candle():
     assert sum(signal is not None for signal in reference) >= 5, "the slice should produce signals"
 
     in_order = [evaluate(SPEC, "PATH_BTC", "5m", e["timestamp"]) for e in events]
-    # While the whole history fits in the rows a task reads anyway, it is simply replayed; then the cache.
-    short = signal_service.LOOKBACK + 1
+    # While the whole history fits in the rows a task reads first anyway, it is simply replayed; then the cache.
+    short = signal_service.TAIL + 1
     assert [path for _, _, path in in_order] == [f"rebuild+{n}" for n in range(1, short + 1)] + ["cache+1"] * (
         len(events) - short
     )

@@ -14,14 +14,16 @@ full stored history, and a cache makes that cheap:
   *strategy key (name, version, parameters) + symbol + interval + T* with a fingerprint
   of the history it has consumed: the series' revision (``marketdata.CandleSeries``),
   T, and a digest of the values of the last ``TAIL`` candles.
-* A task for candle T reads the last ``LOOKBACK`` + 1 stored candles up to T together
-  with the series' revision, in one statement (one snapshot). It looks up cached states
-  for those timestamps, newest first, takes the first whose fingerprint matches, and
-  replays the few candles after it up to T. The revision goes up whenever a candle is
-  stored at or before the newest one, or any candle is updated or deleted (database
-  triggers, whoever writes), so an equal revision means the same candles up to T; a
-  late older candle, or a table emptied and refilled, makes it not line up. (Cost: one
-  indexed query of ``LOOKBACK`` rows, however long the history.)
+* A task for candle T reads the last ``TAIL`` + 1 stored candles up to T together with
+  the series' revision, in one statement (one snapshot), and uses the cached state of
+  the candle before T if its fingerprint matches; if not, it reads the last
+  ``LOOKBACK`` + 1, looks up cached states for those timestamps, newest first, takes
+  the first whose fingerprint matches, and replays the few candles after it up to T.
+  The revision goes up whenever a candle is stored at or before the newest one, or any
+  candle is updated or deleted (database triggers, whoever writes), so an equal
+  revision means the same candles up to T; a late older candle, or a table emptied and
+  refilled, makes it not line up. (Cost: one indexed query of ``TAIL`` rows, two of at
+  most ``LOOKBACK`` rows, however long the history.)
 * With no usable state — or when the whole history fits in those rows anyway — it
   rebuilds from the first stored candle (keyset pages of ``PAGE`` rows). That is exact
   and deterministic, only slower.
@@ -247,9 +249,20 @@ def evaluate_many(spec: str, symbol: str, interval: str, timestamps: list[int]):
     timestamp with no stored candle is left out of the dict (``strategy`` is None if that is every one).
     """
     targets = sorted(set(timestamps))
+    # Almost always the state after the candle before the first target is cached (that candle's task stored it):
+    # read first only the TAIL candles that check it, and the LOOKBACK among which an older state may be found
+    # only when it is not usable.
+    return _evaluate_window(spec, symbol, interval, targets, TAIL, final=False) or _evaluate_window(
+        spec, symbol, interval, targets, LOOKBACK, final=True
+    )
+
+
+def _evaluate_window(spec: str, symbol: str, interval: str, targets: list[int], lookback: int, *, final: bool):
+    """``evaluate_many`` from the ``lookback`` stored candles before the first target; not ``final``: None
+    instead of a rebuild from the first candle when no cached state among them is usable."""
     template = strategy_from_spec(spec)
     last = targets[-1]
-    wanted_rows = LOOKBACK + len(targets)
+    wanted_rows = lookback + len(targets)
     rows, revision = _recent_rows(symbol, interval, last, wanted_rows + 1)  # one more: is that all there is?
     whole_history = len(rows) <= wanted_rows
     rows = rows[:wanted_rows]
@@ -286,6 +299,8 @@ def evaluate_many(spec: str, symbol: str, interval: str, timestamps: list[int]):
         strategy = template
         feed(strategy, candles)
         path = f"rebuild+{len(candles)}"
+    elif not final:
+        return None
     else:
         strategy, fed, seen = template, 0, None
         for page in _pages(symbol, interval, last):

@@ -8,7 +8,7 @@ stores N older candles of the symbol first (a system that has run for a while: 1
 
 It creates (and drops first) its own database and flushes its own Redis database:
 
-    .venv/bin/python bench/order_chain.py [--candles 1200] [--warm-up 100]
+    .venv/bin/python bench/order_chain.py [--candles 1200] [--warm-up 100] [--history N] [--show-sql]
         [--database-url postgres://postgres@127.0.0.1:5432/cdb_bench_chain] [--redis-url redis://127.0.0.1:6379/12]
 """
 
@@ -26,11 +26,14 @@ sys.path.insert(0, str(ROOT))
 from bench.pipeline import BASE_TS, STEP, percentile, prepare, zigzag_prices  # noqa: E402
 
 
-def counting(statements: list[int]):
-    """A database execute wrapper that counts the statements (cheaper than capturing them)."""
+def counting(statements: list[int], texts: list[str] | None = None):
+    """A database execute wrapper that counts the statements (cheaper than capturing them) and, given ``texts``,
+    keeps their SQL."""
 
     def wrapper(execute, sql, params, many, context):
         statements[0] += 1
+        if texts is not None:
+            texts.append(sql)
         return execute(sql, params, many, context)
 
     return wrapper
@@ -41,6 +44,7 @@ def main() -> None:
     parser.add_argument("--candles", type=int, default=1200)
     parser.add_argument("--warm-up", type=int, default=100)
     parser.add_argument("--history", type=int, default=0, help="older candles stored before the bench")
+    parser.add_argument("--show-sql", action="store_true", help="print the statements of the last trading candle")
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/cdb_bench_chain")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/12")
     args = parser.parse_args()
@@ -71,21 +75,23 @@ def main() -> None:
         print(f"{args.history:,} older candles of CHAIN_USDT stored")
     trading: list[tuple[float, float, int]] = []  # wall ms, this process's CPU ms, SQL statements
     other: list[tuple[float, float, int]] = []
-    orders = 0
+    orders, last_trading_sql = 0, []
     for n, price in enumerate(zigzag_prices(args.candles)):
         ts = BASE_TS + n * STEP
         event = bus.publish(
             market_data_event("CHAIN_USDT", "1m", ts, price, price * 1.001, price * 0.999, price, 1000 + n % 7)
         )
         redis.Redis.from_url(args.redis_url).delete("celery")  # no worker here: nothing is to wait in the queue
-        statements = [0]
-        with connection.execute_wrapper(counting(statements)):
+        statements, texts = [0], [] if args.show_sql else None
+        with connection.execute_wrapper(counting(statements, texts)):
             start, cpu = time.perf_counter(), time.process_time()
             on_market_data(event)
             elapsed, cpu = (time.perf_counter() - start) * 1000, (time.process_time() - cpu) * 1000
         now = Order.objects.count()
         if n >= args.warm_up:
             (trading if now > orders else other).append((elapsed, cpu, statements[0]))
+        if now > orders and texts is not None:
+            last_trading_sql = texts
         orders = now
 
     def line(name: str, rows: list[tuple[float, float, int]]) -> str:
@@ -99,6 +105,8 @@ def main() -> None:
     print(f"in-process cost of a market_data task, {args.candles} candles:")
     print(line("ending in an order (signal, decision and fill)", trading))
     print(line("not trading", other))
+    for number, sql in enumerate(last_trading_sql, 1):
+        print(f"  {number:2d}. {sql[:160]}")
 
 
 if __name__ == "__main__":

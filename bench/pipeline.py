@@ -177,6 +177,39 @@ def machine_speed(url: str) -> str:
     )
 
 
+def cpu_seconds(workers: list[subprocess.Popen]) -> dict[str, float]:
+    """CPU time used so far (user + system) by this process (the feed), the workers (with their pool children),
+    PostgreSQL and Redis, read from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    worker_pids = {proc.pid for proc in workers}
+    totals = {"feed": 0.0, "workers": 0.0, "postgres": 0.0, "redis": 0.0}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        pid, ppid, used = int(entry.name), int(fields[1]), (int(fields[11]) + int(fields[12])) / tick
+        if pid == os.getpid():
+            totals["feed"] += used
+        elif pid in worker_pids or ppid in worker_pids:
+            totals["workers"] += used
+        elif name.startswith("postgres"):
+            totals["postgres"] += used
+        elif name.startswith("redis-server"):
+            totals["redis"] += used
+    return totals
+
+
+def cpu_per_event(before: dict[str, float], after: dict[str, float], events: int) -> str:
+    parts = [f"{name} {(after[name] - before[name]) / events * 1000:.2f}" for name in before]
+    total = sum(after.values()) - sum(before.values())
+    return f"  CPU per event, ms: {', '.join(parts)}; all {total / events * 1000:.2f}"
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
@@ -233,6 +266,7 @@ def main() -> None:
         sources = resolve_sources(files, None, None)
         register_feed_symbols(sorted({source.symbol for source in sources} | {"LAT_USDT"}), "replay")
         print(f"strategy {strategy}; market_data batches of {Replay(sources).batch_size}")
+        cpu_before = cpu_seconds(workers)
         start = time.perf_counter()
         summary = Replay(sources, speed=None).run()
         published_at = time.perf_counter()
@@ -245,6 +279,7 @@ def main() -> None:
         print(f"  publish (feed side): {events / (published_at - start):,.0f} events/s")
         print(f"  market_data -> pipeline idle: {elapsed:.2f} s = {events / elapsed:,.0f} events/s sustained")
         print(f"  order_results: {orders} = {orders / elapsed:,.1f}/s (received on Redis: {len(listener.received)})")
+        print(cpu_per_event(cpu_before, cpu_seconds(workers), events))
         pending = Order.objects.filter(status="PENDING").count()
         from django.db.models import Count
 
@@ -277,9 +312,11 @@ def main() -> None:
         paced = Paced(resolve_sources([str(path)], None, None), speed=None, batch_size=1)  # each candle as it comes
         paced.t0, paced.n = time.perf_counter(), 0
         before = set(listener.received)
+        cpu_before = cpu_seconds(workers)
         paced.run()
         rate = paced.n / (time.perf_counter() - paced.t0)
         bus.wait_until_idle(timeout=300, poll=0.01)
+        cpu_after = cpu_seconds(workers)
         time.sleep(0.3)
         latencies = []
         for order in Order.objects.filter(symbol="LAT_USDT").values("client_order_id", "source_timestamp"):
@@ -288,6 +325,7 @@ def main() -> None:
             if arrived is not None and sent is not None and order["client_order_id"] not in before:
                 latencies.append((arrived - sent) * 1000)
         print(f"latency: {paced.n} events at {rate:,.1f} events/s, {len(latencies)} orders")
+        print(cpu_per_event(cpu_before, cpu_after, paced.n))
         if latencies:
             print(
                 f"  market_data published -> order_result received: p50 {statistics.median(latencies):.1f} ms, "

@@ -86,12 +86,22 @@ def _validators_by_type() -> dict[str, Draft202012Validator]:
     consts differ), in half the time; the whole schema still words the errors.
     """
     whole = schema()
-    envelope = {key: value for key, value in whole.items() if key != "allOf"}
+    envelope = {key: value for key, value in whole.items() if key not in ("allOf", "$defs")}
     validators = {}
     for branch in whole["allOf"]:
         event_type = branch["if"]["properties"]["type"]["const"]
-        validators[event_type] = Draft202012Validator({**envelope, "allOf": [branch["then"]]})
+        validators[event_type] = Draft202012Validator({**envelope, "allOf": [_resolved(branch["then"], whole)]})
     return validators
+
+
+def _resolved(subschema: dict, whole: dict) -> dict:
+    """``subschema`` with a ``$ref`` into ``$defs`` replaced by what it points to: following a reference costs
+    jsonschema more than checking what it points to."""
+    ref = subschema.get("$ref", "")
+    if not ref.startswith("#/$defs/"):
+        return subschema
+    rest = {key: value for key, value in subschema.items() if key != "$ref"}
+    return {**whole["$defs"][ref.removeprefix("#/$defs/")], **rest}
 
 
 def _describe(error) -> str:

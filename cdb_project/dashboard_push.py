@@ -3,9 +3,12 @@
 A push is best effort (the page resynchronises from a snapshot on every reconnect), yet a synchronous
 ``group_send`` through channels-redis costs a worker or the feed several milliseconds per event: an
 ``async_to_sync`` round trip plus the Redis calls. With a Redis channel layer each process therefore hands its
-pushes to one event-loop thread of its own, which sends them in order. The queue is bounded: if Redis stalls, the
-oldest pushes are dropped (and counted in the log) rather than memory growing or the caller waiting. At exit the
-thread gets a moment to send what is queued.
+pushes to one event-loop thread of its own, which sends them in order: what is queued after a short gathering
+pause (``GATHER_SECONDS``, far below what a reader of the page notices) goes out as one ``dashboard.push_many``
+message — one send per batch instead of one per event (0.6–0.9 ms of CPU each on the 2-core bench machine, with
+a hundred events a second a tenth of a core in every process). The queue is bounded: if Redis stalls, the oldest
+pushes are dropped (and counted in the log) rather than memory growing or the caller waiting. At exit the thread
+gets a moment to send what is queued.
 
 The in-memory layer of embedded mode belongs to the web server's own event loop in the same process, so there
 the push stays a direct ``async_to_sync`` call (``notify_dashboard`` decides which).
@@ -25,6 +28,8 @@ logger = logging.getLogger("cdb.bus")
 
 QUEUE_LIMIT = 10_000
 EXIT_FLUSH_SECONDS = 2.0
+GATHER_SECONDS = 0.05  # after a wake-up, wait this long for more pushes to send with it
+BATCH_LIMIT = 500  # pushes in one message at most
 
 
 class BackgroundPusher:
@@ -60,17 +65,20 @@ class BackgroundPusher:
     async def _drain_forever(self) -> None:
         while True:
             await self.wakeup.wait()
+            self.busy = True
+            await asyncio.sleep(GATHER_SECONDS)
             self.wakeup.clear()
-            self.busy, self.woken = True, False
+            self.woken = False
             while self.pending:
-                message = self.pending.popleft()
+                batch = [self.pending.popleft() for _ in range(min(len(self.pending), BATCH_LIMIT))]
+                message = batch[0] if len(batch) == 1 else {"type": "dashboard.push_many", "messages": batch}
                 try:
                     await self.layer.group_send(self.group, message)
                 except Exception:
-                    self.failed += 1
-                    if self.failed == 1 or self.failed % 1000 == 0:  # Redis down: a line now and then, not a flood
+                    before, self.failed = self.failed, self.failed + len(batch)
+                    if before == 0 or before // 1000 != self.failed // 1000:  # Redis down: a line now and then
                         logger.warning(
-                            "dashboard push of %s failed (%d so far)", message.get("kind"), self.failed, exc_info=True
+                            "dashboard push of %d message(s) failed (%d so far)", len(batch), self.failed, exc_info=True
                         )
             self.busy = False
 

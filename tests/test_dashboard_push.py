@@ -14,7 +14,7 @@ from cdb_project.dashboard_push import BackgroundPusher
 
 
 @pytest.mark.redis
-def test_pushes_reach_a_dashboard_in_the_order_they_were_made():
+def test_pushes_reach_a_dashboard_in_the_order_they_were_made_gathered_into_few_messages():
     layer = get_channel_layer()
     if type(layer).__name__ == "InMemoryChannelLayer":
         pytest.skip("the background pusher serves the Redis channel layer")
@@ -27,29 +27,46 @@ def test_pushes_reach_a_dashboard_in_the_order_they_were_made():
     assert pusher.flush(10)
 
     async def receive_all():
-        return [(await layer.receive(channel))["data"]["n"] for _ in range(50)]
+        messages, numbers = 0, []
+        while len(numbers) < 50:
+            message = await layer.receive(channel)
+            messages += 1
+            pushes = message["messages"] if message["type"] == "dashboard.push_many" else [message]
+            numbers += [push["data"]["n"] for push in pushes]
+        return messages, numbers
 
-    assert async_to_sync(receive_all)() == list(range(50))
+    messages, numbers = async_to_sync(receive_all)()
+    assert numbers == list(range(50))
+    assert messages < 5  # pushed within the gathering pause: sent together
     async_to_sync(layer.group_discard)(group, channel)
 
 
 class FailingLayer:
+    """Redis down for the first send."""
+
     def __init__(self):
         self.sent = []
+        self.calls = 0
 
     async def group_send(self, group, message):
-        if message["data"] % 2:
+        self.calls += 1
+        if self.calls == 1:
             raise ConnectionError("Redis is down")
-        self.sent.append(message["data"])
+        self.sent += [push["data"] for push in message.get("messages", [message])]
 
 
-def test_a_failing_push_is_counted_and_the_rest_still_go_out():
+def test_a_failing_push_is_counted_and_later_pushes_still_go_out(caplog):
     layer = FailingLayer()
     pusher = BackgroundPusher(layer, "g")
-    for n in range(10):
-        pusher.push({"kind": "signals", "data": n})
+    for n in range(5):
+        pusher.push({"type": "dashboard.push", "kind": "signals", "data": n})
     assert pusher.flush(5)
-    assert layer.sent == [0, 2, 4, 6, 8] and pusher.failed == 5
+    assert pusher.failed == 5 and layer.sent == []
+    assert "dashboard push of 5 message(s) failed (5 so far)" in caplog.text
+    for n in range(5, 8):
+        pusher.push({"type": "dashboard.push", "kind": "signals", "data": n})
+    assert pusher.flush(5)
+    assert layer.sent == [5, 6, 7] and pusher.failed == 5
 
 
 class StuckLayer:

@@ -51,6 +51,19 @@ def test_connected_client_receives_order_results_alerts_and_state(daphne_server)
         client.close()
 
 
+def test_pushes_gathered_into_one_message_reach_the_browser_one_frame_each_in_order(daphne_server):
+    client = DashboardClient(daphne_server.port, cookie=session_cookie(_user("viewer")))
+    try:
+        wait_until(lambda: client.pushed("snapshot"), message="the snapshot")
+        results = [{**ORDER_RESULT, "client_order_id": f"cdbwebsocket{n:04d}"} for n in range(20)]
+        for result in results:  # well within the pusher's gathering pause: one dashboard.push_many
+            bus.publish(dict(result))
+        pushed = wait_until(lambda: len(client.pushed("order_results")) >= 20 and client.pushed("order_results"))
+        assert pushed == results
+    finally:
+        client.close()
+
+
 def test_anonymous_and_forged_sessions_are_refused(daphne_server):
     for cookie in (None, "sessionid=not-a-session"):
         with pytest.raises(RuntimeError, match="403"):

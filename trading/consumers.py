@@ -64,3 +64,8 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
 
     async def dashboard_push(self, message: dict) -> None:
         await self.send_json({"kind": message["kind"], "data": message["data"]})
+
+    async def dashboard_push_many(self, message: dict) -> None:
+        """Pushes a process gathered into one message (``cdb_project.dashboard_push``): one frame each, in order."""
+        for push in message["messages"]:
+            await self.dashboard_push(push)

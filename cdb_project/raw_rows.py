@@ -34,10 +34,31 @@ def fetch_rows(
 ) -> list[M]:
     """``SELECT <every column> FROM <model's table> WHERE <where> [ORDER BY <order_by>] [FOR UPDATE]`` as
     instances; the row lock only where the database has row locks (SQLite has none: a write locks the file)."""
+    return [
+        instance
+        for instance, _ in fetch_rows_with(model, None, where, params, for_update=for_update, order_by=order_by)
+    ]
+
+
+def fetch_rows_with(
+    model: type[M],
+    extra: tuple[str, Sequence[Any]] | None,
+    where: str,
+    params: Sequence[Any] = (),
+    *,
+    for_update: bool = False,
+    order_by: str = "",
+) -> list[tuple[M, Any]]:
+    """``fetch_rows`` with ``extra``, an SQL expression and its parameters (a scalar subquery, say), selected as
+    one more (unconverted) column: (instance, value) pairs."""
     connection = connections[DEFAULT_DB_ALIAS]  # this thread's connection (the proxy is not hashable)
     shape = _shape(model, None, connection)
-    rows = _select(connection, shape, where, params, order_by=order_by, for_update=for_update)
-    return [model.from_db(connection.alias, shape.attnames, row) for row in rows]
+    rows = _select(connection, shape, where, params, order_by=order_by, for_update=for_update, extra=extra)
+    width = len(shape.attnames)
+    return [
+        (model.from_db(connection.alias, shape.attnames, row[:width]), row[width] if extra is not None else None)
+        for row in rows
+    ]
 
 
 def fetch_values(

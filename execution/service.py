@@ -13,11 +13,11 @@ from decimal import Decimal
 from functools import lru_cache
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from cdb_project import bus
-from cdb_project.raw_rows import fetch_rows, fetch_values
+from cdb_project.raw_rows import fetch_rows, fetch_rows_with, fetch_values
 from cdb_project.timeutil import ms_to_datetime
 from marketdata.models import Candle
 from risk.alerts import raise_alert
@@ -321,17 +321,18 @@ def _record_trades(order: Order, fill: Fill) -> None:
 
 def _close_trades(order: Order, fill: Fill) -> None:
     """Close open trades of the symbol oldest first (execution.trades decides the split and the P&L)."""
-    rows = fetch_rows(
+    orders, trades = (connection.ops.quote_name(model._meta.db_table) for model in (Order, Trade))
+    entry_order = f'(SELECT "client_order_id" FROM {orders} WHERE {orders}."id" = {trades}."order_id")'  # noqa: S608
+    found = fetch_rows_with(
         Trade,
+        (entry_order, []),
         '"symbol" = %s AND "status" = %s',
         [order.symbol, Trade.Status.OPEN],
         order_by='"entry_time", "id"',
         for_update=True,
     )
-    entry_orders = _client_order_ids({t.order_id for t in rows})
-    lots = [
-        Lot(t.trade_id, entry_orders[t.order_id], t.symbol, t.quantity, t.entry_price, 0, t.entry_fees) for t in rows
-    ]
+    rows = [trade for trade, _ in found]
+    lots = [Lot(t.trade_id, entry, t.symbol, t.quantity, t.entry_price, 0, t.entry_fees) for t, entry in found]
     reason = "signal" if order.purpose == Order.Purpose.EXIT else order.purpose
     closed, remainder = close_lots(
         lots, fill.quantity, fill.price, fill.fee, order.client_order_id, order.event_time, reason
@@ -370,10 +371,3 @@ CLOSED_TRADE_FIELDS = (
     "exit_reason",
     "status",
 )
-
-
-def _client_order_ids(order_ids: set[int]) -> dict[int, str]:
-    if not order_ids:
-        return {}
-    placeholders = ", ".join(["%s"] * len(order_ids))
-    return dict(fetch_values(Order, ("id", "client_order_id"), f'"id" IN ({placeholders})', sorted(order_ids)))

@@ -149,8 +149,8 @@ def test_a_batch_publishes_every_event_and_pushes_the_last_candle_of_each_symbol
                     message = await asyncio.wait_for(layer.receive(channel), 0.5)
                 except TimeoutError:
                     return out
-                if message["kind"] == "market_data":
-                    out.append(message["data"])
+                pushes = message["messages"] if message["type"] == "dashboard.push_many" else [message]
+                out += [push["data"] for push in pushes if push["kind"] == "market_data"]
 
         assert async_to_sync(pushed_market_data)() == [events[-2], events[-1]]  # the last of each symbol
     finally:

@@ -5,7 +5,7 @@ from decimal import Decimal as D
 import pytest
 from django.utils import timezone
 
-from cdb_project.raw_rows import fetch_rows, fetch_singleton, fetch_values
+from cdb_project.raw_rows import fetch_rows, fetch_rows_with, fetch_singleton, fetch_values
 from execution.models import Order, Portfolio, Position, Trade
 from risk.models import RiskParameters, TradingState
 from trading.models import Signal
@@ -73,6 +73,18 @@ def test_where_parameters_and_order():
     rows = fetch_rows(Order, "symbol = %s AND quantity > %s", ["RAW_USDT", D("0.4")], order_by="event_time DESC")
     assert [row.client_order_id for row in rows] == ["cdbraw2", "cdbraw1"]
     assert fetch_rows(Order, "client_order_id = %s", ["nothing"], for_update=True) == []
+
+
+def test_rows_with_one_more_selected_expression_and_its_parameters():
+    _stored_rows()
+    entry = (
+        '(SELECT "client_order_id" FROM "execution_order" WHERE "execution_order"."id" = "execution_trade"."order_id"'
+        " AND side = %s)"
+    )
+    [(trade, client_order_id)] = fetch_rows_with(Trade, (entry, ["BUY"]), "symbol = %s", ["RAW_USDT"], for_update=True)
+    assert _values(trade) == _values(Trade.objects.get()) and client_order_id == "cdbraw1"
+    [(_, nothing)] = fetch_rows_with(Trade, (entry, ["SELL"]), "symbol = %s", ["RAW_USDT"])
+    assert nothing is None
 
 
 def test_fetched_values_equal_values_list():

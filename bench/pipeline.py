@@ -178,8 +178,8 @@ def machine_speed(url: str) -> str:
 
 
 def cpu_seconds(workers: list[subprocess.Popen]) -> dict[str, float]:
-    """CPU time used so far (user + system) by this process (the feed), the workers (with their pool children),
-    PostgreSQL and Redis, read from /proc."""
+    """CPU time used so far (user + system) by this process (the feed, and the listener thread that receives the
+    order_results), the workers (with their pool children), PostgreSQL and Redis, read from /proc."""
     tick = os.sysconf("SC_CLK_TCK")
     worker_pids = {proc.pid for proc in workers}
     totals = {"feed": 0.0, "workers": 0.0, "postgres": 0.0, "redis": 0.0}

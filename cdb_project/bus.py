@@ -95,13 +95,13 @@ def _validators_by_type() -> dict[str, Draft202012Validator]:
 
 
 def _resolved(subschema: dict, whole: dict) -> dict:
-    """``subschema`` with a ``$ref`` into ``$defs`` replaced by what it points to: following a reference costs
-    jsonschema more than checking what it points to."""
+    """A bare ``{"$ref": "#/$defs/…"}`` replaced by what it points to (following a reference costs jsonschema more
+    than checking what it points to); anything else as it is — a ``$ref`` with sibling keywords applies both, which
+    merging the two dicts would not."""
     ref = subschema.get("$ref", "")
-    if not ref.startswith("#/$defs/"):
+    if len(subschema) != 1 or not ref.startswith("#/$defs/"):
         return subschema
-    rest = {key: value for key, value in subschema.items() if key != "$ref"}
-    return {**whole["$defs"][ref.removeprefix("#/$defs/")], **rest}
+    return whole["$defs"][ref.removeprefix("#/$defs/")]
 
 
 def _describe(error) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
 from decimal import Decimal
 from typing import NamedTuple
@@ -9,9 +10,9 @@ from typing import NamedTuple
 from django.conf import settings
 from django.db import connection
 
-from cdb_project.raw_rows import fetch_rows
+from cdb_project.raw_rows import fetch_rows, fetch_rows_with
 from cdb_project.timeutil import ms_to_datetime
-from marketdata.ingest import latest_prices
+from marketdata.ingest import latest_prices, latest_prices_query, prices_of_rows
 from risk.engine import AccountState
 
 from .models import Order, Portfolio, Position
@@ -30,14 +31,19 @@ class AccountRows(NamedTuple):
 
 
 def account_rows(*, lock: bool) -> AccountRows:
-    portfolio = Portfolio.load(for_update=lock)
+    portfolio, pending = _portfolio_and_pending_count(lock)
     positions = {p.symbol: p for p in fetch_rows(Position, '"quantity" > 0', order_by='"symbol"')}
     quantities = {symbol: p.quantity for symbol, p in positions.items()}
     cash, receivable = portfolio.cash, Decimal(0)
     slippage, fee = Decimal(settings.PAPER_SLIPPAGE_PCT), Decimal(settings.FEE_RATE)
     # Approved orders not yet executed count as done: two decisions in a row must not both spend the same room
     # nor sell the same units. A pending sell's proceeds are not cash yet, but they are still the account's.
-    for order in fetch_rows(Order, '"status" = %s', [Order.Status.PENDING], order_by='"event_time" DESC, "id" DESC'):
+    pending_orders = (
+        fetch_rows(Order, '"status" = %s', [Order.Status.PENDING], order_by='"event_time" DESC, "id" DESC')
+        if pending
+        else []
+    )
+    for order in pending_orders:
         symbol, side, quantity, price = order.symbol, order.side, order.quantity, order.requested_price
         sign = 1 if side == "BUY" else -1
         quantities[symbol] = quantities.get(symbol, Decimal(0)) + sign * quantity
@@ -46,6 +52,23 @@ def account_rows(*, lock: bool) -> AccountRows:
         else:
             receivable += quantity * price * (1 - slippage) * (1 - fee)
     return AccountRows(portfolio, positions, quantities, cash, receivable)
+
+
+def _portfolio_and_pending_count(lock: bool) -> tuple[Portfolio, int]:
+    """The portfolio row (locked if ``lock``) and, from the same statement, how many orders are PENDING: there
+    are almost never any (a paper order is filled in its decision's transaction), and then they need no query.
+    Under the account lock that count cannot change before the orders are read: every writer of an order's
+    status holds it."""
+    extra = (
+        f"(SELECT COUNT(*) FROM {connection.ops.quote_name(Order._meta.db_table)} WHERE status = %s)",  # noqa: S608
+        [Order.Status.PENDING],
+    )
+    rows = fetch_rows_with(Portfolio, extra, '"id" = 1', for_update=lock)
+    if not rows:  # not created yet
+        Portfolio.load()
+        rows = fetch_rows_with(Portfolio, extra, '"id" = 1', for_update=lock)
+    portfolio, pending = rows[0]
+    return portfolio, int(pending)
 
 
 def day_rolls(portfolio: Portfolio, at_ms: int) -> bool:
@@ -74,24 +97,34 @@ def account_state(
     )
 
 
-def decision_history(symbols: tuple[str, ...], at_ms: int) -> tuple[dict[str, int], int]:
+def decision_history(
+    symbols: tuple[str, ...], at_ms: int, *, prices_of: Iterable[str] = ()
+) -> tuple[dict[str, int], int, dict[str, Decimal]]:
     """What only an entry decision reads, in one query: the time of each symbol's last filled stop-loss (its
-    cool-down) and the count of entries in the minute up to ``at_ms`` (the order rate limit)."""
+    cool-down) and the count of entries in the minute up to ``at_ms`` (the order rate limit) — and, in the same
+    query, the ``latest_prices`` of ``prices_of`` at ``at_ms``."""
     table = connection.ops.quote_name(Order._meta.db_table)
     filled = (Order.Status.FILLED, Order.Status.PARTIALLY_FILLED)
     in_symbols = ", ".join(["%s"] * len(symbols)) or "NULL"
     sql = (
-        f"SELECT symbol, MAX(event_time) FROM {table} WHERE purpose = %s AND status IN (%s, %s) "  # noqa: S608
+        f"SELECT 's', symbol, MAX(event_time) FROM {table} WHERE purpose = %s AND status IN (%s, %s) "  # noqa: S608
         f"AND symbol IN ({in_symbols}) GROUP BY symbol "
-        f"UNION ALL SELECT NULL, COUNT(*) FROM {table} WHERE event_time > %s AND event_time <= %s AND purpose = %s"
+        f"UNION ALL SELECT 'n', NULL, COUNT(*) FROM {table} WHERE event_time > %s AND event_time <= %s "
+        "AND purpose = %s"
     )
     params = [Order.Purpose.STOP_LOSS, *filled, *symbols, at_ms - MINUTE_MS, at_ms, Order.Purpose.ENTRY]
+    priced = sorted(set(prices_of))
+    if priced:
+        prices_sql, prices_params = latest_prices_query(priced, at_ms)
+        sql += f" UNION ALL SELECT 'p', p.* FROM ({prices_sql}) AS p"
+        params += prices_params
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
-    last_stops = {symbol: int(latest) for symbol, latest in rows if symbol is not None}
-    recent = next(int(count) for symbol, count in rows if symbol is None)
-    return last_stops, recent
+    last_stops = {symbol: int(value) for kind, symbol, value in rows if kind == "s"}
+    recent = next(int(value) for kind, _symbol, value in rows if kind == "n")
+    prices = prices_of_rows((symbol, value) for kind, symbol, value in rows if kind == "p")
+    return last_stops, recent, prices
 
 
 def load_account(
@@ -111,8 +144,11 @@ def load_account(
     if rows is None:
         rows = account_rows(lock=True)
     rolls = day_rolls(rows.portfolio, at_ms)
-    prices = latest_prices({*rows.quantities, *extra_symbols}, at_ms)
-    last_stops, recent = decision_history(extra_symbols, at_ms) if for_decision else ({}, 0)
+    priced = {*rows.quantities, *extra_symbols}
+    if for_decision:
+        last_stops, recent, prices = decision_history(extra_symbols, at_ms, prices_of=priced)
+    else:
+        last_stops, recent, prices = {}, 0, latest_prices(priced, at_ms)
     state = account_state(rows, trading_state, prices, orders_last_minute=recent, last_stop_ms=last_stops)
     if rolls:
         portfolio = rows.portfolio

@@ -79,17 +79,25 @@ def latest_prices(symbols: Iterable[str], at_or_before: int) -> dict[str, Decima
     symbols = sorted(set(symbols))
     if not symbols:
         return {}
+    sql, params = latest_prices_query(symbols, at_or_before)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return prices_of_rows(cursor.fetchall())
+
+
+def latest_prices_query(symbols: Sequence[str], at_or_before: int) -> tuple[str, list]:
+    """The SQL of ``latest_prices`` (rows of symbol, close) and its parameters, for a query to hold as a part."""
     table = connection.ops.quote_name(Candle._meta.db_table)
     one = (
         f'SELECT * FROM (SELECT "symbol", "close" FROM {table} WHERE "symbol" = %s AND "timestamp" <= %s '
         f'ORDER BY "timestamp" DESC LIMIT 1) AS p{{n}}'
     )
     sql = " UNION ALL ".join(one.format(n=n) for n in range(len(symbols)))
-    params = [value for symbol in symbols for value in (symbol, at_or_before)]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        rows = cursor.fetchall()
-    # What the ORM does to a close it reads (SQLite: its exact Decimal).
+    return sql, [value for symbol in symbols for value in (symbol, at_or_before)]
+
+
+def prices_of_rows(rows: Iterable[Sequence]) -> dict[str, Decimal]:
+    """{symbol: close} of (symbol, close) rows, the close as the ORM reads it (SQLite: its exact Decimal)."""
     return {symbol: close for symbol, close in converted(Candle, ("symbol", "close"), rows)}
 
 

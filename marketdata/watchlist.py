@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 
 from . import clock
 from .models import Candle, FeedSymbol, WatchList, WatchListEntry
@@ -49,15 +49,21 @@ def current_watchlist() -> WatchList | None:
 
 
 def is_tradable(symbol: str) -> bool:
+    """Rules 2–4 of the module's docstring in one statement: it is asked for every entry decision."""
     whitelist = settings.SYMBOL_WHITELIST
     if whitelist and symbol not in whitelist:
         return False
-    if FeedSymbol.objects.filter(symbol=symbol).exists():
-        return True
-    latest = current_watchlist()
-    if latest is None:
-        return True
-    return latest.entries.filter(symbol=symbol).exists()
+    feed, lists, entries = (
+        connection.ops.quote_name(model._meta.db_table) for model in (FeedSymbol, WatchList, WatchListEntry)
+    )
+    latest = f"SELECT id FROM {lists} ORDER BY as_of_ms DESC, id DESC LIMIT 1"
+    sql = (
+        f"SELECT EXISTS (SELECT 1 FROM {feed} WHERE symbol = %s) OR NOT EXISTS (SELECT 1 FROM {lists}) "  # noqa: S608
+        f"OR EXISTS (SELECT 1 FROM {entries} WHERE watchlist_id = ({latest}) AND symbol = %s)"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [symbol, symbol])
+        return bool(cursor.fetchone()[0])
 
 
 def run_screener(now_ms: int | None = None) -> WatchList:

@@ -205,7 +205,8 @@ class MarketWatch:
     The account rows (portfolio, positions, PENDING orders), the trading state, the parameters and the latest
     order time are kept; before each candle one small query (``_account_version``) tells whether any of them
     changed — a decision, a fill, another worker, the admin — and if so they are read again. Prices are read per
-    candle, or for a batch once: the closes of every held symbol up to ``window_end``. So each candle is judged on
+    candle (on PostgreSQL by the same query, for the symbols held when it is sent), or for a batch once: the closes
+    of every held symbol up to ``window_end``. So each candle is judged on
     what is stored at that moment; a candle that finds something to do takes ``watch_market``, which judges it
     again under the account lock. So workers do not queue behind each other's candles for the lock.
     """
@@ -215,13 +216,19 @@ class MarketWatch:
         self.version: tuple | None = None
         self.closes: dict[str, tuple[list[int], list[Decimal]]] | None = None
         self.closes_from = 0
+        self.held: list[str] = []
+        self.read_prices: tuple[int, dict[str, Decimal]] | None = None  # (time, closes of self.held then)
 
     def __call__(self, event: dict) -> None:
         now = event["timestamp"]
-        version = _account_version()
+        asked = self.held if self.window_end is None else []
+        version, closes = _account_version(asked, now)
         if version is None or version != self.version:
             self._load_account(version)
             self.version = version
+        if closes is not None and asked == self.held:
+            read = zip(asked, closes, strict=True)
+            self.read_prices = (now, {symbol: close for symbol, close in read if close is not None})
         if self.latest_order_time is not None and self.latest_order_time > now:
             if self._own_stop_may_trigger(event):  # all a late candle may do: see _superseded
                 watch_market(event)
@@ -244,6 +251,7 @@ class MarketWatch:
             self.latest_order_time = Order.objects.aggregate(latest=Max("event_time"))["latest"]
         self.held = sorted(symbol for symbol, quantity in self.rows.quantities.items() if quantity > 0)
         self.closes = None
+        self.read_prices = None
         self.latest_symbol_orders: dict[str, int | None] = {}
 
     def _own_stop_may_trigger(self, event: dict) -> bool:
@@ -265,6 +273,8 @@ class MarketWatch:
         if not self.held:
             return {}
         if self.window_end is None or now > self.window_end:
+            if self.read_prices is not None and self.read_prices[0] == now:
+                return self.read_prices[1]
             return latest_prices(self.held, now)
         if self.closes is None or now < self.closes_from:
             self._load_window(now)
@@ -307,41 +317,57 @@ def process_market_watch() -> MarketWatch:
     return _process_watch[1]
 
 
-def _account_version() -> tuple | None:
+def _account_version(held: list[str], now: int) -> tuple[tuple | None, list[Decimal | None] | None]:
     """One row that changes whenever anything ``MarketWatch`` read changes (None before the rows exist): the
     latest order's event time (first: MarketWatch uses it), the whole one-row tables (portfolio, trading state,
     parameters, even if written by a bulk UPDATE), and for the orders and positions their newest id / update and
     count / quantity. PostgreSQL returns all but the first as one MD5 of their text: converting some twenty
-    numeric and date columns to Python for every candle cost three times the query."""
+    numeric and date columns to Python for every candle cost three times the query.
+
+    With it, on PostgreSQL, the last close at ``now`` of each of the ``held`` symbols (None for one without a
+    candle by then), in their order: a statement fewer per candle. Elsewhere that is None: not read."""
     tables = {
         "portfolio": Portfolio._meta.db_table,
         "order": Order._meta.db_table,
         "position": Position._meta.db_table,
         "state": TradingState._meta.db_table,
         "parameters": RiskParameters._meta.db_table,
+        "candle": Candle._meta.db_table,
     }
     parts = (
         "p.*, s.*, r.*, (SELECT MAX(id) FROM {order}), (SELECT COUNT(*) FROM {order} WHERE status = %s), "
         "(SELECT MAX(updated_at) FROM {position}), (SELECT SUM(quantity) FROM {position})"
     )
-    if connection.vendor == "postgresql":
-        parts = f"md5(ROW({parts})::text)"
+    if connection.vendor != "postgresql":
+        sql = (
+            f"SELECT (SELECT MAX(event_time) FROM {{order}}), {parts} "
+            "FROM {portfolio} p, {state} s, {parameters} r WHERE p.id = 1 AND s.id = 1 AND r.id = 1"
+        ).format(**{name: connection.ops.quote_name(table) for name, table in tables.items()})
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [Order.Status.PENDING])
+            return cursor.fetchone(), None
+    closes = (
+        "ARRAY(SELECT (SELECT c.close FROM {candle} c WHERE c.symbol = h.symbol AND c.timestamp <= $3 "
+        "ORDER BY c.timestamp DESC LIMIT 1) FROM unnest($2::text[]) WITH ORDINALITY AS h(symbol, n) ORDER BY h.n)"
+    )
     sql = (
-        f"SELECT (SELECT MAX(event_time) FROM {{order}}), {parts} "
+        f"SELECT (SELECT MAX(event_time) FROM {{order}}), md5(ROW({parts.replace('%s', '$1')})::text), {closes} "
         "FROM {portfolio} p, {state} s, {parameters} r WHERE p.id = 1 AND s.id = 1 AND r.id = 1"
     ).format(**{name: connection.ops.quote_name(table) for name, table in tables.items()})
     with connection.cursor() as cursor:
-        if connection.vendor != "postgresql":
-            cursor.execute(sql, [Order.Status.PENDING])
-            return cursor.fetchone()
-        # Planning this query takes PostgreSQL several times longer than running it: prepare it once per session.
+        # Planning this query takes PostgreSQL several times longer than running it: prepare it once per session,
+        # and keep its generic plan (for an array parameter PostgreSQL would otherwise plan it again every time,
+        # expecting a custom plan for the array's length to be cheaper). The setting applies to this session's
+        # prepared statements and PL/pgSQL functions only; Django prepares none, its own queries are unaffected.
         session = connection.connection
         key = (id(session), session.get_backend_pid())
         if key not in _version_prepared:
-            cursor.execute(f"PREPARE cdb_account_version (text) AS {sql.replace('%s', '$1')}")
+            cursor.execute("SET plan_cache_mode = force_generic_plan")
+            cursor.execute(f"PREPARE cdb_account_version (text, text[], bigint) AS {sql}")
             _version_prepared.add(key)
-        cursor.execute("EXECUTE cdb_account_version (%s)", [Order.Status.PENDING])
-        return cursor.fetchone()
+        cursor.execute("EXECUTE cdb_account_version (%s, %s, %s)", [Order.Status.PENDING, list(held), now])
+        row = cursor.fetchone()
+    return (None, None) if row is None else (row[:2], row[2])
 
 
 _version_prepared: set[tuple[int, int]] = set()  # PostgreSQL sessions that have cdb_account_version

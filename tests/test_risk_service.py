@@ -11,7 +11,8 @@ from django.urls import reverse
 
 from cdb_project import bus
 from execution.models import Order, Portfolio, Trade
-from marketdata.ingest import market_data_event
+from marketdata.ingest import latest_prices, market_data_event
+from marketdata.models import Candle
 from risk.models import Alert, AuditLog, RiskEvent, RiskParameters, TradingState
 from risk.state import halt, pause, release, resume
 from tests.support import series
@@ -331,7 +332,7 @@ def test_only_watched_symbols_get_entries_and_exits_always_go(settings):
     assert exit_order.status == Order.Status.FILLED and exit_order.quantity == entry.filled_quantity
 
 
-def test_decision_history_reads_cooldowns_and_the_order_rate_in_one_query(django_assert_num_queries):
+def test_decision_history_reads_cooldowns_the_order_rate_and_prices_in_one_query(django_assert_num_queries):
     from execution.account import decision_history
 
     now = 1_735_700_000_000
@@ -362,10 +363,21 @@ def test_decision_history_reads_cooldowns_and_the_order_rate_in_one_query(django
         event_time=now + 1, purpose="entry",
     )  # fmt: skip
     with django_assert_num_queries(1):
-        stops, recent = decision_history(("AAA_USDT", "BBB_USDT"), now)
+        stops, recent, prices = decision_history(("AAA_USDT", "BBB_USDT"), now)
     assert stops == {"AAA_USDT": now - 5 * 60_000}
-    assert recent == 2
-    assert decision_history((), now) == ({}, 2)
+    assert recent == 2 and prices == {}
+    assert decision_history((), now) == ({}, 2, {})
+    # the prices of held symbols come with it, in the same query, as latest_prices reads them
+    for symbol, close, minutes in [("AAA_USDT", "10.5", 3), ("AAA_USDT", "11.25", 1), ("BBB_USDT", "7", -1)]:
+        Candle.objects.create(
+            symbol=symbol, interval="1m", timestamp=now - minutes * 60_000,
+            open=D(close), high=D(close), low=D(close), close=D(close), volume=D("1"),
+        )  # fmt: skip
+    with django_assert_num_queries(1):
+        stops, recent, prices = decision_history(("AAA_USDT",), now, prices_of=["AAA_USDT", "BBB_USDT", "CCC_USDT"])
+    assert (stops, recent) == ({"AAA_USDT": now - 5 * 60_000}, 2)
+    assert prices == {"AAA_USDT": D("11.25")} == latest_prices(["AAA_USDT", "BBB_USDT", "CCC_USDT"], now)
+    assert isinstance(prices["AAA_USDT"], D)
 
 
 def test_a_lagging_symbol_still_fires_its_own_stop_loss_and_nothing_else():

@@ -50,6 +50,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 
 from cdb_project import bus
+from cdb_project.ops import note_candle_stored
 from cdb_project.raw_rows import fetch_values
 from marketdata.ingest import CandleKey
 from marketdata.models import Candle, CandleSeries
@@ -323,7 +324,7 @@ def _recent_rows(symbol: str, interval: str, last: int, limit: int) -> tuple[lis
     series = connection.ops.quote_name(CandleSeries._meta.db_table)
     rows = fetch_values(
         Candle,
-        _FIELDS,
+        (*_FIELDS, "created_at"),
         '"symbol" = %s AND "interval" = %s AND "timestamp" <= %s',
         [symbol, interval, last],
         order_by='"timestamp" DESC',
@@ -332,7 +333,8 @@ def _recent_rows(symbol: str, interval: str, last: int, limit: int) -> tuple[lis
     )
     if not rows:
         return [], None
-    return [row[:-1] for row in rows], rows[0][-1]
+    note_candle_stored(symbol, interval, rows[0][0], rows[0][-2])  # for signal_latency_seconds, if it signals
+    return [row[:-2] for row in rows], rows[0][-1]
 
 
 def _revision(symbol: str, interval: str) -> int | None:

@@ -20,6 +20,7 @@ from typing import Any, NamedTuple, TypeVar
 from django.db import DEFAULT_DB_ALIAS, connections, models
 
 M = TypeVar("M", bound=models.Model)
+N = TypeVar("N", bound=models.Model)
 
 
 class _Shape(NamedTuple):
@@ -90,6 +91,34 @@ def fetch_singleton(model: type[M], *, for_update: bool = False) -> M | None:
     """The row with id 1 of ``model``'s table, None if it is not there yet."""
     rows = fetch_rows(model, '"id" = 1', for_update=for_update)
     return rows[0] if rows else None
+
+
+def fetch_singletons(first: type[M], second: type[N], *, lock_first: bool = False) -> tuple[M, N] | None:
+    """The rows with id 1 of two one-row tables, in one statement (None if either is not there yet).
+
+    ``lock_first``: the first row ``FOR UPDATE`` (where the database has row locks). The second is read as the
+    statement began: if it waited for that lock, as it was before the wait."""
+    connection = connections[DEFAULT_DB_ALIAS]
+    shapes = [_shape(model, None, connection) for model in (first, second)]
+    columns = ", ".join(
+        f"t{n}.{connection.ops.quote_name(field.column)}"
+        for n, model in enumerate((first, second))
+        for field in model._meta.concrete_fields
+    )
+    sql = f"SELECT {columns} FROM {shapes[0].table} t0, {shapes[1].table} t1 WHERE t0.id = 1 AND t1.id = 1"  # noqa: S608
+    if lock_first and connection.features.has_select_for_update:
+        sql += " FOR UPDATE OF t0"
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    width = len(shapes[0].attnames)
+    parts = (list(row[:width]), list(row[width:]))
+    return tuple(  # type: ignore[return-value]
+        model.from_db(connection.alias, shape.attnames, _convert(values, shape.converters, connection))
+        for model, shape, values in zip((first, second), shapes, parts, strict=True)
+    )
 
 
 def _select(

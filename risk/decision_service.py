@@ -102,9 +102,10 @@ def decide_signal(event: dict) -> Order | None:
         return decide_locked(state, event)
 
 
-def decide_locked(state: TradingState, event: dict) -> Order | None:
+def decide_locked(state: TradingState, event: dict, parameters: RiskParameters | None = None) -> Order | None:
     """``decide_signal``'s decision for a signal not decided before, in the caller's transaction, which holds the
-    account lock (``state``, loaded ``for_update``). A paper order is filled here too."""
+    account lock (``state``, loaded ``for_update``; ``parameters``, if the caller read them with it). A paper
+    order is filled here too."""
     signal_id = signal_id_of(event)
     now = event["timestamp"]
     symbol = event["symbol"]
@@ -113,7 +114,7 @@ def decide_locked(state: TradingState, event: dict) -> Order | None:
     market, last_candle = market_at(symbol, now)
     if event["side"] == "BUY" and not is_tradable(symbol):
         market = replace(market, tradable=False)
-    parameters = RiskParameters.load().as_dict()
+    parameters = (parameters or RiskParameters.load()).as_dict()
     price = Decimal(str(event.get("price"))) if event.get("price") else market.price
     quantity = proposed_quantity(event["side"], account, symbol, price, Decimal(settings.POSITION_SIZE_PCT))
     proposal = ProposedOrder(symbol, event["side"], quantity, price)

@@ -2,7 +2,7 @@ from django.conf import settings
 from django.db import models
 
 from cdb_project.fields import MoneyField
-from cdb_project.raw_rows import fetch_singleton
+from cdb_project.raw_rows import fetch_singleton, fetch_singletons
 
 
 class TradingState(models.Model):
@@ -35,6 +35,18 @@ class TradingState(models.Model):
             cls.objects.get_or_create(pk=1)
             state = fetch_singleton(cls, for_update=for_update)
         return state
+
+    @classmethod
+    def load_with_parameters(cls, *, for_update: bool = False) -> tuple["TradingState", "RiskParameters"]:
+        """``load`` and ``RiskParameters.load`` in one statement: every decision reads both. With ``for_update``
+        only the state is locked; the parameters are read as the statement began (a parameter change committed
+        while it waited for the lock counts as made after the decision — it writes nothing the decision reads)."""
+        found = fetch_singletons(cls, RiskParameters, lock_first=for_update)
+        if found is None:  # not created yet
+            cls.load()
+            RiskParameters.load()
+            found = fetch_singletons(cls, RiskParameters, lock_first=for_update)
+        return found
 
 
 class RiskParameters(models.Model):

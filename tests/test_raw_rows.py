@@ -5,7 +5,7 @@ from decimal import Decimal as D
 import pytest
 from django.utils import timezone
 
-from cdb_project.raw_rows import fetch_rows, fetch_rows_with, fetch_singleton, fetch_values
+from cdb_project.raw_rows import fetch_rows, fetch_rows_with, fetch_singleton, fetch_singletons, fetch_values
 from execution.models import Order, Portfolio, Position, Trade
 from risk.models import RiskParameters, TradingState
 from trading.models import Signal
@@ -66,6 +66,24 @@ def test_one_row_tables_equal_the_orm_s(model):
     assert fetch_singleton(model) is None
     created = model.load()
     assert _values(fetch_singleton(model)) == _values(model.objects.get(pk=1)) == _values(created)
+
+
+def test_two_one_row_tables_in_one_statement_equal_the_orm_s(django_assert_num_queries):
+    assert fetch_singletons(TradingState, RiskParameters) is None
+    TradingState.load()
+    assert fetch_singletons(TradingState, RiskParameters) is None, "both rows or nothing"
+    RiskParameters.load()
+    with django_assert_num_queries(1):
+        state, parameters = fetch_singletons(TradingState, RiskParameters, lock_first=True)
+    assert _values(state) == _values(TradingState.objects.get(pk=1))
+    assert _values(parameters) == _values(RiskParameters.load()) and parameters.sources
+    assert not state._state.adding and parameters._state.db == "default"
+
+
+def test_the_state_with_its_parameters_is_created_on_first_use():
+    state, parameters = TradingState.load_with_parameters(for_update=True)
+    assert (state.pk, state.state) == (1, "ACTIVE")
+    assert _values(parameters) == _values(RiskParameters.objects.get(pk=1))
 
 
 def test_where_parameters_and_order():

@@ -423,7 +423,7 @@ def store_signal(strategy: str, symbol: str, interval: str, timestamp: int, emit
     published = signal_event(signal_id, strategy, symbol, interval, timestamp, emitted)
     try:
         with transaction.atomic():
-            state = TradingState.load(for_update=True)
+            state, parameters = TradingState.load_with_parameters(for_update=True)
             signal = Signal.objects.create(
                 signal_id=signal_id,
                 symbol=symbol,
@@ -438,7 +438,7 @@ def store_signal(strategy: str, symbol: str, interval: str, timestamp: int, emit
                 status=Signal.Status.DECIDED,
             )
             bus.publish(published, consumed=True)
-            decide_locked(state, published)
+            decide_locked(state, published, parameters)
             return signal
     except IntegrityError:
         if not Signal.objects.filter(signal_id=signal_id).exists():

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from cdb_project import bus
+from cdb_project import bus, deferred_writes
 from cdb_project.raw_rows import fetch_rows, fetch_rows_with, fetch_values
 from cdb_project.timeutil import ms_to_datetime
 from marketdata.models import Candle
@@ -284,16 +284,12 @@ def _settle(order: Order, fill: Fill, account: tuple[Portfolio, list[Position]] 
         order.status, order.reason = Order.Status.FAILED, str(error)
         return False
     portfolio.cash, portfolio.realized_pnl, portfolio.fees_paid = book.cash, book.realized_pnl, book.fees
-    portfolio.save(update_fields=["cash", "realized_pnl", "fees_paid", "updated_at"])
+    deferred_writes.update(portfolio, ["cash", "realized_pnl", "fees_paid", "updated_at"])
     holding = book.holding(order.symbol)
-    values = {
-        "quantity": holding.quantity,
-        "cost_basis": holding.cost,
-        "avg_entry_price": holding.avg_entry_price,
-        "updated_at": timezone.now(),
-    }
-    if not Position.objects.filter(symbol=order.symbol).update(**values):  # one query (we hold the account lock)
-        Position.objects.create(symbol=order.symbol, **values)
+    position = Position(
+        symbol=order.symbol, quantity=holding.quantity, cost_basis=holding.cost, avg_entry_price=holding.avg_entry_price
+    )
+    deferred_writes.upsert(position, "symbol", ["quantity", "cost_basis", "avg_entry_price", "updated_at"])
     filled_at = ms_to_datetime(order.event_time)
     order.status, order.reason = SETTLED_BY_FILL[fill.status], fill.reason
     order.filled_quantity, order.price, order.fees, order.filled_at = fill.quantity, fill.price, fill.fee, filled_at
@@ -306,7 +302,7 @@ def _record_trades(order: Order, fill: Fill) -> None:
     """A filled BUY opens a trade; a SELL closes open trades of the symbol (the order row is stored)."""
     if order.side == "BUY":
         lot = open_lot(order.client_order_id, order.symbol, fill.quantity, fill.price, fill.fee, order.event_time)
-        Trade.objects.create(
+        trade = Trade(
             trade_id=lot.trade_id,
             order=order,
             symbol=order.symbol,
@@ -315,6 +311,7 @@ def _record_trades(order: Order, fill: Fill) -> None:
             entry_time=order.filled_at,
             entry_fees=lot.entry_fees,
         )
+        deferred_writes.insert(trade)
     else:
         _close_trades(order, fill)
 
@@ -345,10 +342,10 @@ def _close_trades(order: Order, fill: Fill) -> None:
         trade.exit_time = ms_to_datetime(item.exit_time)
         trade.profit_loss, trade.profit_loss_percent = item.profit_loss, item.profit_loss_percent
         trade.exit_reason, trade.status = item.exit_reason, Trade.Status.CLOSED
-        trade.save(update_fields=CLOSED_TRADE_FIELDS)
+        deferred_writes.update(trade, CLOSED_TRADE_FIELDS)
     if remainder is not None:
         source = by_id[closed[-1].lot.trade_id]  # the lot that was only partly sold
-        Trade.objects.create(
+        kept = Trade(
             trade_id=remainder.trade_id,
             order_id=source.order_id,
             symbol=remainder.symbol,
@@ -357,6 +354,7 @@ def _close_trades(order: Order, fill: Fill) -> None:
             entry_time=source.entry_time,
             entry_fees=remainder.entry_fees,
         )
+        deferred_writes.insert(kept)
 
 
 CLOSED_TRADE_FIELDS = (

@@ -18,7 +18,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Max, Q
 
-from cdb_project import bus
+from cdb_project import bus, deferred_writes
 from cdb_project.raw_rows import fetch_values
 from cdb_project.timeutil import ms_to_datetime
 from execution.account import account_rows, account_state, day_rolls, load_account
@@ -121,17 +121,19 @@ def decide_locked(state: TradingState, event: dict, parameters: RiskParameters |
     decision = risk_engine().evaluate(account, proposal, market, parameters, now)
     metrics.record_decision(decision)
     client_order_id = client_order_id_for(signal_id)
-    RiskEvent.objects.create(
-        decision=decision.action,
-        layer=decision.layer,
-        symbol=symbol,
-        signal_id=signal_id,
-        client_order_id=client_order_id if decision.approved else "",
-        requested_quantity=proposal.quantity if proposal.quantity.is_finite() else None,
-        approved_quantity=decision.quantity,
-        reason="; ".join(decision.reasons),
-        details={**decision.details, "checks": list(decision.checks), "confidence": event["confidence"]},
-        timestamp=now,
+    deferred_writes.insert(
+        RiskEvent(
+            decision=decision.action,
+            layer=decision.layer,
+            symbol=symbol,
+            signal_id=signal_id,
+            client_order_id=client_order_id if decision.approved else "",
+            requested_quantity=proposal.quantity if proposal.quantity.is_finite() else None,
+            approved_quantity=decision.quantity,
+            reason="; ".join(decision.reasons),
+            details={**decision.details, "checks": list(decision.checks), "confidence": event["confidence"]},
+            timestamp=now,
+        )
     )
     for alert in decision.alerts:
         raise_alert(alert.level, alert.code, alert.message, timestamp=now, symbol=symbol)

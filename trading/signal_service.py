@@ -48,8 +48,9 @@ from functools import lru_cache
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
+from django.db.models.signals import post_save
 
-from cdb_project import bus
+from cdb_project import bus, deferred_writes
 from cdb_project.ops import note_candle_stored
 from cdb_project.raw_rows import fetch_values
 from marketdata.ingest import CandleKey
@@ -414,17 +415,18 @@ def store_signal(strategy: str, symbol: str, interval: str, timestamp: int, emit
 
     The signal is stored and decided in one transaction, under the account lock that serializes every decision
     (``risk.decision_service.decide_locked``; a paper order is filled in it too): a crash leaves all of it or
-    none of it. A signal stored before (a redelivered candle) fails the insert on its unique id, and the whole
-    transaction with it."""
+    none of it. Its writes that nobody waits for go with the next statement (``cdb_project.deferred_writes``). A
+    signal stored before (a redelivered candle) fails the insert on its unique id, and the whole transaction with
+    it."""
     from risk.decision_service import decide_locked
     from risk.models import TradingState
 
     signal_id = signal_id_for(symbol, interval, strategy, timestamp)
     published = signal_event(signal_id, strategy, symbol, interval, timestamp, emitted)
     try:
-        with transaction.atomic():
+        with transaction.atomic(), deferred_writes.deferring():
             state, parameters = TradingState.load_with_parameters(for_update=True)
-            signal = Signal.objects.create(
+            signal = Signal(
                 signal_id=signal_id,
                 symbol=symbol,
                 interval=interval,
@@ -437,6 +439,8 @@ def store_signal(strategy: str, symbol: str, interval: str, timestamp: int, emit
                 components=emitted.components,
                 status=Signal.Status.DECIDED,
             )
+            deferred_writes.insert(signal)  # a duplicate signal id raises IntegrityError by the next statement
+            post_save.send(Signal, instance=signal, created=True, update_fields=None, raw=False, using="default")
             bus.publish(published, consumed=True)
             decide_locked(state, published, parameters)
             return signal

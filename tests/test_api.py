@@ -584,3 +584,13 @@ def test_api_404_is_json_even_when_no_route_matches(viewer):
     response = viewer.get("/api/orders/1.5e-3/")
     assert response.status_code == 404 and response.json() == {"detail": "Not found."}
     assert Client().get("/no-such-page/")["Content-Type"].startswith("text/html")
+
+
+def test_a_body_of_a_type_the_endpoint_does_not_read_is_refused_with_a_documented_415(superuser):
+    response = superuser.generic("POST", "/api/risk/halt/", "halt now", content_type="text/plain")
+    assert response.status_code == 415 and "text/plain" in response.json()["detail"]
+    schema = APIClient().get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    writes = [("/api/risk/halt/", "post"), ("/api/risk/release/", "post"), ("/api/risk/parameters/", "patch")]
+    for path, method in writes:
+        assert "415" in schema["paths"][path][method]["responses"], (path, method)
+    assert "415" not in schema["paths"]["/api/orders/"]["get"]["responses"]

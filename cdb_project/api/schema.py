@@ -12,6 +12,7 @@ DESCRIPTIONS = {
     "401": "No or invalid credentials (send `Authorization: Token <key>` or a session cookie)",
     "403": "Authenticated, but without the needed permission (or a session write without its CSRF token)",
     "404": "No such object, or a page beyond the last",
+    "415": "A body whose Content-Type the endpoint does not read, or cannot be parsed as that type",
 }
 
 
@@ -32,6 +33,8 @@ def document_errors(result, generator, request, public):
                 codes |= {"401", "403"}
             if operation.get("parameters") or method in ("post", "put", "patch"):
                 codes.add("400")
+            if method in ("post", "put", "patch"):
+                codes.add("415")
             if "{" in path or any(p.get("name") == "page" for p in operation.get("parameters", [])):
                 codes.add("404")
             for code in sorted(codes):

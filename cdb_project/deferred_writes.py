@@ -3,11 +3,12 @@
 A paper decision writes its signal, its risk event, the portfolio and the position before the statement that
 needs an answer (the order's INSERT returns the order's id, which its trades refer to). Inside ``deferring()``
 (PostgreSQL, in a transaction) ``insert``, ``update`` and ``upsert`` queue their statement; the next statement
-the connection runs carries the queue in front of it (``"q1; q2; next"`` in one ``execute``: psycopg2 returns
-the last statement's result), and leaving the block sends what is left. The statements run in the same order
-and the same transaction as they would one by one, so what is committed is the same; only a failing write (a
-duplicate signal id, say) raises at the next statement instead of at its own. Outside such a block, and on
-SQLite (which runs one statement per ``execute``), each runs at once.
+the connection runs through Django's cursor (psycopg2's COPY bypasses it) carries the queue in front of it
+(``"q1; q2; next"`` in one ``execute``: psycopg2 returns the last statement's result), and leaving the block
+sends what is left. The statements run in the same order and the same transaction as they would one by one, so
+what is committed is the same; only a failing write (a duplicate signal id, say) raises at the next statement
+instead of at its own. Outside such a block, and on SQLite (which runs one statement per ``execute``), each runs
+at once.
 
 The instance of an ``insert`` does not get its id back: use it for what it holds, not for its primary key.
 """

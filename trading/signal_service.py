@@ -411,7 +411,8 @@ def evaluate_events(events: list[dict]) -> dict[CandleKey, tuple[str, Emitted | 
 
 
 def store_signal(strategy: str, symbol: str, interval: str, timestamp: int, emitted: Emitted) -> Signal | None:
-    """Store, decide and publish what the strategy emitted on a candle, once (the signal id is unique).
+    """Store, decide and publish what the strategy emitted on a candle, once (the signal id is unique). Returns the
+    signal (its database id is not read back), or None if it was stored before.
 
     The signal is stored and decided in one transaction, under the account lock that serializes every decision
     (``risk.decision_service.decide_locked``; a paper order is filled in it too): a crash leaves all of it or

@@ -209,9 +209,9 @@ class MarketWatch:
     order time are kept; before each candle one small query (``_account_version``) tells whether any of them
     changed — a decision, a fill, another worker, the admin — and if so they are read again. Prices are read per
     candle (on PostgreSQL by the same query, for the symbols held when it is sent), or for a batch once: the closes
-    of every held symbol up to ``window_end``. So each candle is judged on
-    what is stored at that moment; a candle that finds something to do takes ``watch_market``, which judges it
-    again under the account lock. So workers do not queue behind each other's candles for the lock.
+    of every held symbol up to ``window_end``. So each candle is judged on what is stored at that moment; a candle
+    that finds something to do takes ``watch_market``, which judges it again under the account lock. So workers do
+    not queue behind each other's candles for the lock.
     """
 
     def __init__(self, window_end: int | None = None) -> None:

@@ -407,3 +407,26 @@ def test_a_lagging_symbol_still_fires_its_own_stop_loss_and_nothing_else():
     assert stop.quantity == entries["BBB_USDT"].quantity
     assert Trade.objects.get(symbol="AAA_USDT").status == Trade.Status.OPEN
     assert TradingState.load().state == "ACTIVE"
+
+
+def test_a_candle_with_nothing_to_do_costs_the_watch_one_statement_and_a_drop_still_fires(django_assert_num_queries):
+    """MarketWatch reads the account's version and, on PostgreSQL, the held symbols' prices in one statement (two
+    elsewhere); the prices are the candle's own moment's, so a drop through the stop fires it."""
+    from django.db import connection
+
+    from marketdata.ingest import persist_market_data
+    from risk.decision_service import MarketWatch
+
+    buy_then([108])  # entry 110.055, stop 107.8539
+    start = series.events()[-1]["timestamp"] + 1 * series.STEP_MS
+    watch = MarketWatch()
+    events = [candle(start + n * series.STEP_MS, price) for n, price in enumerate([108.5, 108.4, 107.5], start=1)]
+    for event in events:
+        persist_market_data(event)
+    watch(events[0])  # reads the account
+    with django_assert_num_queries(1 if connection.vendor == "postgresql" else 2):
+        watch(events[1])
+    assert not Order.objects.filter(purpose=Order.Purpose.STOP_LOSS).exists()
+    watch(events[2])
+    stop = Order.objects.get(purpose=Order.Purpose.STOP_LOSS)
+    assert stop.event_time == events[2]["timestamp"] and stop.status == Order.Status.FILLED

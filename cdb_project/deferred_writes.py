@@ -23,6 +23,7 @@ from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections, models
 from django.db.models.constants import OnConflict
+from django.db.models.signals import post_save, pre_save
 from django.db.models.sql import InsertQuery, UpdateQuery
 
 _queue: contextvars.ContextVar[list[tuple[str, list]] | None] = contextvars.ContextVar("cdb_deferred", default=None)
@@ -70,18 +71,21 @@ def _write(sql: str, params: Sequence[Any]) -> None:
 
 
 def insert(instance: models.Model) -> None:
-    """INSERT a new instance (auto fields such as ``created_at`` are set on it; its id is not read back)."""
-    meta = instance._meta
-    fields = [field for field in meta.local_concrete_fields if field is not meta.auto_field and not field.generated]
-    query = InsertQuery(type(instance))
-    query.insert_values(fields, [instance])
-    [(sql, params)] = query.get_compiler(using=DEFAULT_DB_ALIAS).as_sql()
-    _write(sql, params)
+    """INSERT a new instance (auto fields such as ``created_at`` are set on it; its id is not read back), with
+    the ``pre_save`` / ``post_save`` signals ``save()`` sends."""
+    pre_save.send(type(instance), instance=instance, raw=False, using=DEFAULT_DB_ALIAS, update_fields=None)
+    _insert(instance, InsertQuery(type(instance)))
     instance._state.adding, instance._state.db = False, DEFAULT_DB_ALIAS
+    post_save.send(
+        type(instance), instance=instance, created=True, update_fields=None, raw=False, using=DEFAULT_DB_ALIAS
+    )
 
 
 def update(instance: models.Model, field_names: Sequence[str]) -> None:
-    """``instance.save(update_fields=field_names)`` of a stored instance (``auto_now`` fields named are set)."""
+    """``instance.save(update_fields=field_names)`` of a stored instance (``auto_now`` fields named are set), with
+    the signals ``save()`` sends."""
+    fields = frozenset(field_names)
+    pre_save.send(type(instance), instance=instance, raw=False, using=DEFAULT_DB_ALIAS, update_fields=fields)
     meta = instance._meta
     values = [(field, None, field.pre_save(instance, False)) for field in map(meta.get_field, field_names)]
     query = UpdateQuery(type(instance))
@@ -89,19 +93,28 @@ def update(instance: models.Model, field_names: Sequence[str]) -> None:
     query.add_filter("pk", instance.pk)
     sql, params = query.get_compiler(using=DEFAULT_DB_ALIAS).as_sql()
     _write(sql, params)
+    post_save.send(
+        type(instance), instance=instance, created=False, update_fields=fields, raw=False, using=DEFAULT_DB_ALIAS
+    )
 
 
 def upsert(instance: models.Model, unique: str, field_names: Sequence[str]) -> None:
     """INSERT ``instance``, or where a row with the same ``unique`` field is stored, UPDATE its ``field_names``
-    to the instance's values (``INSERT … ON CONFLICT … DO UPDATE``)."""
+    to the instance's values (``INSERT … ON CONFLICT … DO UPDATE``). No model signals: whether it inserted or
+    updated is not known here."""
     meta = instance._meta
-    fields = [field for field in meta.local_concrete_fields if field is not meta.auto_field and not field.generated]
     query = InsertQuery(
         type(instance),
         on_conflict=OnConflict.UPDATE,
         update_fields=[meta.get_field(name) for name in field_names],
         unique_fields=[meta.get_field(unique)],
     )
+    _insert(instance, query)
+
+
+def _insert(instance: models.Model, query: InsertQuery) -> None:
+    meta = instance._meta
+    fields = [field for field in meta.local_concrete_fields if field is not meta.auto_field and not field.generated]
     query.insert_values(fields, [instance])
     [(sql, params)] = query.get_compiler(using=DEFAULT_DB_ALIAS).as_sql()
     _write(sql, params)

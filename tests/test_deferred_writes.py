@@ -5,8 +5,10 @@ from decimal import Decimal as D
 
 import pytest
 from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
 
 from cdb_project import deferred_writes
+from cdb_project.ops import note_candle_stored
 from execution.models import Portfolio, Position
 from risk.models import RiskEvent
 from trading.models import Signal
@@ -36,6 +38,9 @@ def test_queued_writes_go_with_the_next_statement_in_order():
     if connection.vendor != "postgresql":
         pytest.skip("PostgreSQL only: SQLite runs one statement per execute")
     portfolio = Portfolio.load()
+    # as the signal path does before a signal: its candle's stored time is noted, so the signal_latency_seconds
+    # hook (post_save, which insert sends) reads nothing
+    note_candle_stored("DEF_USDT", "1m", _signal("DEF:1").timestamp, timezone.now())
     round_trips: list[str] = []
     with transaction.atomic(), deferred_writes.deferring(), connection.execute_wrapper(_sent(round_trips)):
         deferred_writes.insert(_signal("DEF:1"))
@@ -88,3 +93,31 @@ def test_without_a_block_or_a_transaction_each_write_runs_at_once():
     stored.quantity = D("5")
     deferred_writes.update(stored, ["quantity"])
     assert Position.objects.get(symbol="NOW_USDT").quantity == D("5")
+
+
+def test_inserts_and_updates_send_the_signals_save_sends():
+    from django.db.models.signals import post_save, pre_save
+
+    seen = []
+
+    def receiver(signal, sender, instance, **kwargs):
+        seen.append((signal, sender, kwargs.get("created"), kwargs.get("update_fields")))
+
+    pre_save.connect(receiver, sender=Position, weak=False, dispatch_uid="test-deferred-pre")
+    post_save.connect(receiver, sender=Position, weak=False, dispatch_uid="test-deferred-post")
+    try:
+        position = Position(symbol="SIG_USDT", quantity=D("1"))
+        deferred_writes.insert(position)
+        stored = Position.objects.get(symbol="SIG_USDT")
+        stored.quantity = D("2")
+        deferred_writes.update(stored, ["quantity"])
+    finally:
+        pre_save.disconnect(dispatch_uid="test-deferred-pre", sender=Position)
+        post_save.disconnect(dispatch_uid="test-deferred-post", sender=Position)
+    assert seen == [
+        (pre_save, Position, None, None),
+        (post_save, Position, True, None),
+        (pre_save, Position, None, frozenset({"quantity"})),
+        (post_save, Position, False, frozenset({"quantity"})),
+    ]
+    assert Position.objects.get(symbol="SIG_USDT").quantity == D("2")

@@ -48,7 +48,6 @@ from functools import lru_cache
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models.signals import post_save
 
 from cdb_project import bus, deferred_writes
 from cdb_project.ops import note_candle_stored
@@ -441,7 +440,6 @@ def store_signal(strategy: str, symbol: str, interval: str, timestamp: int, emit
                 status=Signal.Status.DECIDED,
             )
             deferred_writes.insert(signal)  # a duplicate signal id raises IntegrityError by the next statement
-            post_save.send(Signal, instance=signal, created=True, update_fields=None, raw=False, using="default")
             bus.publish(published, consumed=True)
             decide_locked(state, published, parameters)
             return signal

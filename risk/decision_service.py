@@ -329,34 +329,34 @@ def _account_version(held: list[str], now: int) -> tuple[tuple | None, list[Deci
 
     With it, on PostgreSQL, the last close at ``now`` of each of the ``held`` symbols (None for one without a
     candle by then), in their order: a statement fewer per candle. Elsewhere that is None: not read."""
-    tables = {
-        "portfolio": Portfolio._meta.db_table,
-        "order": Order._meta.db_table,
-        "position": Position._meta.db_table,
-        "state": TradingState._meta.db_table,
-        "parameters": RiskParameters._meta.db_table,
-        "candle": Candle._meta.db_table,
+    models_by_name = {
+        "portfolio": Portfolio,
+        "order": Order,
+        "position": Position,
+        "state": TradingState,
+        "parameters": RiskParameters,
+        "candle": Candle,
     }
+    tables = {name: connection.ops.quote_name(model._meta.db_table) for name, model in models_by_name.items()}
     parts = (
         "p.*, s.*, r.*, (SELECT MAX(id) FROM {order}), (SELECT COUNT(*) FROM {order} WHERE status = %s), "
         "(SELECT MAX(updated_at) FROM {position}), (SELECT SUM(quantity) FROM {position})"
     )
-    if connection.vendor != "postgresql":
-        sql = (
-            f"SELECT (SELECT MAX(event_time) FROM {{order}}), {parts} "
-            "FROM {portfolio} p, {state} s, {parameters} r WHERE p.id = 1 AND s.id = 1 AND r.id = 1"
-        ).format(**{name: connection.ops.quote_name(table) for name, table in tables.items()})
+    postgresql = connection.vendor == "postgresql"
+    if postgresql:
+        closes = (
+            "ARRAY(SELECT (SELECT c.close FROM {candle} c WHERE c.symbol = h.symbol AND c.timestamp <= $3 "
+            "ORDER BY c.timestamp DESC LIMIT 1) FROM unnest($2::text[]) WITH ORDINALITY AS h(symbol, n) ORDER BY h.n)"
+        )
+        parts = f"md5(ROW({parts.replace('%s', '$1')})::text), {closes}"
+    sql = (
+        f"SELECT (SELECT MAX(event_time) FROM {{order}}), {parts} "
+        "FROM {portfolio} p, {state} s, {parameters} r WHERE p.id = 1 AND s.id = 1 AND r.id = 1"
+    ).format(**tables)
+    if not postgresql:
         with connection.cursor() as cursor:
             cursor.execute(sql, [Order.Status.PENDING])
             return cursor.fetchone(), None
-    closes = (
-        "ARRAY(SELECT (SELECT c.close FROM {candle} c WHERE c.symbol = h.symbol AND c.timestamp <= $3 "
-        "ORDER BY c.timestamp DESC LIMIT 1) FROM unnest($2::text[]) WITH ORDINALITY AS h(symbol, n) ORDER BY h.n)"
-    )
-    sql = (
-        f"SELECT (SELECT MAX(event_time) FROM {{order}}), md5(ROW({parts.replace('%s', '$1')})::text), {closes} "
-        "FROM {portfolio} p, {state} s, {parameters} r WHERE p.id = 1 AND s.id = 1 AND r.id = 1"
-    ).format(**{name: connection.ops.quote_name(table) for name, table in tables.items()})
     with connection.cursor() as cursor:
         # Planning this query takes PostgreSQL several times longer than running it: prepare it once per session,
         # and keep its generic plan (for an array parameter PostgreSQL would otherwise plan it again every time,

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from celery.signals import before_task_publish, task_retry
+from celery.signals import before_task_publish, task_failure, task_retry
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, transaction
 from django.utils.module_loading import import_string
@@ -261,6 +261,33 @@ def _count_retry(sender=None, headers=None, **kwargs) -> None:
     failed run counted itself down as it ended)."""
     if headers and headers.get("retries"):
         _count_in_flight(1)
+
+
+FAILURES_KEY = "cdb:consumer_failures"
+_failures_in_process = 0
+
+
+@task_failure.connect(weak=False, dispatch_uid="cdb_bus_count_failures")
+def _count_failure(sender=None, **kwargs) -> None:
+    """A task that failed for good (no retry left): counted here and, with Redis, for every process, so a feed can
+    say how many of its events' consumers failed (``consumer_failures``)."""
+    global _failures_in_process
+    _failures_in_process += 1
+    if settings.REDIS_URL:
+        import redis
+
+        try:
+            _redis_client().incr(FAILURES_KEY)
+        except redis.RedisError:
+            logger.warning("could not count a failed task in Redis", exc_info=True)
+
+
+def consumer_failures() -> int:
+    """Tasks failed for good so far: this process's own, and with Redis every worker's (a feed compares the count
+    before and after its run)."""
+    if not settings.REDIS_URL:
+        return _failures_in_process
+    return int(_redis_client().get(FAILURES_KEY) or 0)
 
 
 @task_retry.connect(weak=False, dispatch_uid="cdb_bus_log_retries")

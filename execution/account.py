@@ -18,6 +18,7 @@ from risk.engine import AccountState
 from .models import Order, Portfolio, Position
 
 MINUTE_MS = 60_000
+DAY_MS = 86_400_000
 
 
 class AccountRows(NamedTuple):
@@ -150,9 +151,11 @@ def load_account(
     else:
         last_stops, recent, prices = {}, 0, latest_prices(priced, at_ms)
     state = account_state(rows, trading_state, prices, orders_last_minute=recent, last_stop_ms=last_stops)
-    if rolls:
+    if rolls:  # the day starts at the equity valued at the last prices before 00:00 UTC
+        before = latest_prices(priced, at_ms - at_ms % DAY_MS - 1)
+        start = account_state(rows, trading_state, {**prices, **before}).equity
         portfolio = rows.portfolio
-        portfolio.day, portfolio.day_start_equity = ms_to_datetime(at_ms).date(), state.equity
+        portfolio.day, portfolio.day_start_equity = ms_to_datetime(at_ms).date(), start
         portfolio.save(update_fields=["day", "day_start_equity", "updated_at"])
-        state = replace(state, day_start_equity=state.equity)
+        state = replace(state, day_start_equity=start)
     return state

@@ -21,8 +21,7 @@ class Order(models.Model):
         EXIT = "exit", "exit on a signal"
         STOP_LOSS = "stop_loss"
         DRAWDOWN_CLOSE = "drawdown_close", "closed by the daily drawdown halt"
-
-    RISK_EXITS = (Purpose.STOP_LOSS, Purpose.DRAWDOWN_CLOSE)
+        OPERATOR_CLOSE = "operator_close", "closed by an operator's halt"
 
     class Status(models.TextChoices):
         PENDING = "PENDING"

@@ -21,6 +21,7 @@ from cdb_project.raw_rows import fetch_rows, fetch_rows_with, fetch_values
 from cdb_project.timeutil import ms_to_datetime
 from marketdata.models import Candle
 from risk.alerts import raise_alert
+from risk.desk import blocked_by_state
 from risk.models import TradingState
 
 from . import metrics
@@ -68,7 +69,7 @@ def execute_order(event: dict) -> Order | None:
         state, order = _locked_order(event)
         if order is None or order.status != Order.Status.PENDING:
             return order
-        return fill_paper_order(order, state.state)
+        return fill_paper_order(order, state)
 
 
 # The last candle of a symbol at an order's event time, as the paper fill reads it.
@@ -77,7 +78,7 @@ FILL_CANDLE_FIELDS = ("close", "volume", "timestamp", "created_at")
 
 def fill_paper_order(
     order: Order,
-    trading_state: str,
+    state: TradingState,
     *,
     candle: tuple | None = None,
     account: tuple[Portfolio, list[Position]] | None = None,
@@ -91,7 +92,7 @@ def fill_paper_order(
     symbol's last ``candle`` (``FILL_CANDLE_FIELDS``; None if there is none) and the ``account`` (portfolio row,
     open positions)."""
     _test_pause_hook()
-    blocked = _blocked_by_state(trading_state, order)
+    blocked = _blocked_by_state(state, order)
     if blocked:
         order.status, order.reason = Order.Status.REJECTED, blocked
         _finish(order)
@@ -147,7 +148,7 @@ def _execute_live(event: dict) -> Order | None:
         state, order = _locked_order(event)
         if order is None or order.status != Order.Status.PENDING:
             return order
-        blocked = _blocked_by_state(state.state, order)
+        blocked = _blocked_by_state(state, order)
         if blocked:
             order.status, order.reason = Order.Status.REJECTED, blocked
             _finish(order)
@@ -211,13 +212,9 @@ def _test_pause_hook() -> None:
     time.sleep(float(seconds))
 
 
-def _blocked_by_state(trading_state: str, order: Order) -> str:
-    """HALTED stops everything but the risk manager's own exits; PAUSED stops entries only."""
-    if trading_state == TradingState.State.HALTED and order.purpose not in Order.RISK_EXITS:
-        return "trading HALTED before execution"
-    if trading_state == TradingState.State.PAUSED and order.side == "BUY":
-        return "trading PAUSED before execution: entries blocked"
-    return ""
+def _blocked_by_state(state: TradingState, order: Order) -> str:
+    """A HALT stops every order but the halt's own closing orders; PAUSED stops entries (``risk.desk``)."""
+    return blocked_by_state(state.state, state.pause_layer, order.purpose, order.side)
 
 
 def _publish_result(order: Order) -> None:

@@ -109,7 +109,8 @@ class TradingStateAdmin(admin.ModelAdmin):
         return redirect("admin:risk_tradingstate_changelist")
 
     def halt_view(self, request):
-        return self._act(request, halt)
+        close = request.POST.get("close_positions") == "on"
+        return self._act(request, lambda reason, actor: halt(reason, actor, close_positions=close))
 
     def release_view(self, request):
         return self._act(request, release)

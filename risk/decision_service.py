@@ -31,19 +31,24 @@ from marketdata.watchlist import is_tradable
 
 from . import metrics
 from .alerts import raise_alert
+from .desk import (
+    SUPPRESSED,
+    ChangeState,
+    Desk,
+    DeskState,
+    DeskView,
+    Effect,
+    RaiseAlert,
+    RecordRiskEvent,
+    SignalIn,
+    SubmitOrder,
+    UpdateBreaker,
+)
 from .engine import (
-    HALTED,
     PAUSED,
     SPREAD_WINDOW,
-    AccountState,
-    ExitOrder,
     MarketSnapshot,
-    ProposedOrder,
     RiskEngine,
-    breaker_retry,
-    client_order_id_for,
-    proposed_quantity,
-    round_quantity,
     snapshot_from_candles,
 )
 from .models import RiskEvent, RiskParameters, TradingState
@@ -104,9 +109,8 @@ def decide_signal(event: dict) -> Order | None:
 
 def decide_locked(state: TradingState, event: dict, parameters: RiskParameters | None = None) -> Order | None:
     """``decide_signal``'s decision for a signal not decided before, in the caller's transaction, which holds the
-    account lock (``state``, loaded ``for_update``; ``parameters``, if the caller read them with it). A paper
-    order is filled here too."""
-    signal_id = signal_id_of(event)
+    account lock (``state``, loaded ``for_update``; ``parameters``, if the caller read them with it): the desk's
+    effects carried out. A paper order is filled here too."""
     now = event["timestamp"]
     symbol = event["symbol"]
     rows = account_rows(lock=True)
@@ -114,64 +118,26 @@ def decide_locked(state: TradingState, event: dict, parameters: RiskParameters |
     market, last_candle = market_at(symbol, now)
     if event["side"] == "BUY" and not is_tradable(symbol):
         market = replace(market, tradable=False)
-    parameters = (parameters or RiskParameters.load()).as_dict()
-    price = Decimal(str(event.get("price"))) if event.get("price") else market.price
-    quantity = proposed_quantity(event["side"], account, symbol, price, Decimal(settings.POSITION_SIZE_PCT))
-    proposal = ProposedOrder(symbol, event["side"], quantity, price)
-    decision = risk_engine().evaluate(account, proposal, market, parameters, now)
-    metrics.record_decision(decision)
-    client_order_id = client_order_id_for(signal_id)
-    deferred_writes.insert(
-        RiskEvent(
-            decision=decision.action,
-            layer=decision.layer,
-            symbol=symbol,
-            signal_id=signal_id,
-            client_order_id=client_order_id if decision.approved else "",
-            requested_quantity=proposal.quantity if proposal.quantity.is_finite() else None,
-            approved_quantity=decision.quantity,
-            reason="; ".join(decision.reasons),
-            details={**decision.details, "checks": list(decision.checks), "confidence": event["confidence"]},
-            timestamp=now,
-        )
-    )
-    for alert in decision.alerts:
-        raise_alert(alert.level, alert.code, alert.message, timestamp=now, symbol=symbol)
-    if decision.state_change:
-        _trip(state, decision.state_change, decision.layer, decision.reasons[0], now, symbol)
-    if decision.close_positions:
-        _close_all(account, decision.reasons[0], now, state.state)
-    if not decision.approved:
-        return None
-    stop_loss = price * (1 - parameters["STOP_LOSS_PCT"]) if event["side"] == "BUY" else None
-    purpose = Order.Purpose.ENTRY if event["side"] == "BUY" else Order.Purpose.EXIT
-    paper = not live_trading_enabled()
-    order = _create_order(
-        client_order_id,
-        signal_id,
+    view = DeskView(desk_state(state), account, (parameters or RiskParameters.load()).as_dict(), now, market)
+    price = event.get("price")
+    signal = SignalIn(
+        signal_id_of(event),
         symbol,
         event["side"],
-        decision.quantity,
-        market.price,
-        now,
-        purpose,
-        checks=list(decision.checks),
-        stop_loss=stop_loss,
-        strategy=event.get("strategy", ""),
-        risk_score=Decimal(str(event["confidence"])),
-        source_timestamp=event.get("source_timestamp", now),
-        filled_here=paper,
+        Decimal(str(price)) if price else None,
+        event["confidence"],
+        event.get("strategy", ""),
+        event.get("source_timestamp", now),
     )
-    if paper:  # read under this lock a moment ago: the account and the candle
-        fill_paper_order(
-            order, state.state, candle=last_candle, account=(rows.portfolio, list(rows.positions.values()))
-        )
-    return order
+    # A paper order is filled with what was read under this lock a moment ago: the account and the candle.
+    fill_with = {"candle": last_candle, "account": (rows.portfolio, list(rows.positions.values()))}
+    return _apply(desk().decide(view, signal, STORED_EXITS), state, now, signal_fill=(signal.signal_id, fill_with))
 
 
 def watch_market(event: dict) -> None:
-    """Per market_data, under the account lock: roll the day, halt on drawdown, fire stop-losses, retry a tripped
-    circuit breaker. ``MarketWatch`` calls it for the candles where its look without the lock found work."""
+    """Per market_data, under the account lock: roll the day, then the desk's watch (the daily drawdown's halt and
+    close-out, stop-losses, the circuit breaker's retry). ``MarketWatch`` calls it for the candles where its look
+    without the lock found work."""
     now = event["timestamp"]
     with transaction.atomic():
         state = TradingState.load(for_update=True)
@@ -180,26 +146,14 @@ def watch_market(event: dict) -> None:
             return
         account = load_account(state.state, now, (event["symbol"],), for_decision=False)
         parameters = RiskParameters.load().as_dict()
-        engine = risk_engine()
+        breaker = state.state == PAUSED and state.pause_layer == "circuit_breaker"
+        market = market_snapshot(state.breaker_symbol, now) if breaker else None
+        view = DeskView(desk_state(state), account, parameters, now, market)
         if late:  # only its own symbol's stop-loss: see _superseded
-            for exit_order in engine.stop_loss_exits(account, parameters):
-                if exit_order.symbol == event["symbol"]:
-                    _stop_loss(exit_order, now, state.state)
+            _apply(desk().watch(view, STORED_EXITS, only_symbol=event["symbol"]), state, now)
             return
         metrics.record_account(account, state.state)
-        if engine.drawdown_breached(account, parameters):
-            message = (
-                f"Daily drawdown {account.daily_drawdown:.4%} reached the limit "
-                f"{parameters['MAX_DAILY_DRAWDOWN_PCT']:.2%}. Trading halted."
-            )
-            raise_alert("CRITICAL", "RISK_LIMIT", message, timestamp=now)
-            _trip(state, HALTED, "drawdown", message, now, "")
-            _close_all(account, message, now, state.state)
-            return
-        for exit_order in engine.stop_loss_exits(account, parameters):
-            _stop_loss(exit_order, now, state.state)
-        if state.state == PAUSED and state.pause_layer == "circuit_breaker":
-            _retry_breaker(state, parameters, now)
+        _apply(desk().watch(view, STORED_EXITS), state, now)
 
 
 class MarketWatch:
@@ -241,7 +195,7 @@ class MarketWatch:
             return
         account = account_state(self.rows, self.state.state, self._prices(now))
         metrics.record_account(account, self.state.state)
-        if _watch_has_work(account, self.state, self.parameters):
+        if desk().watch_has_work(DeskView(desk_state(self.state), account, self.parameters, now)):
             watch_market(event)
 
     def _load_account(self, version: tuple | None) -> None:
@@ -389,102 +343,109 @@ def _superseded(now: int, symbol: str | None = None) -> bool:
     return (orders if symbol is None else orders.filter(symbol=symbol)).exists()
 
 
-def _watch_has_work(account: AccountState, state: TradingState, parameters: dict) -> bool:
-    engine = risk_engine()
-    return (
-        engine.drawdown_breached(account, parameters)
-        or bool(engine.stop_loss_exits(account, parameters))
-        or (state.state == PAUSED and state.pause_layer == "circuit_breaker")
+def desk() -> Desk:
+    return Desk(risk_engine(), Decimal(settings.POSITION_SIZE_PCT))
+
+
+def desk_state(state: TradingState) -> DeskState:
+    return DeskState(
+        state.state,
+        state.pause_layer,
+        state.reason,
+        state.breaker_symbol,
+        state.breaker_tries,
+        state.breaker_checked_ms,
     )
 
 
-def _retry_breaker(state: TradingState, parameters: dict, now: int) -> None:
-    """Every 60 s of event time: resume if the tripped symbol's market is normal again; HALT after 10 tries."""
-    market = market_snapshot(state.breaker_symbol, now)
-    step, tries = breaker_retry(state.breaker_tries, state.breaker_checked_ms, market, parameters, now)
-    if step == "resume":
-        apply_state_change(state, "ACTIVE", f"circuit breaker: {state.breaker_symbol} normal again", "risk", now)
-    elif step == "halt":
-        reason = f"circuit breaker: {state.breaker_symbol} still anomalous after {tries} retries"
-        apply_state_change(state, HALTED, reason, "risk", now)
-    elif step == "retry":
-        state.breaker_tries, state.breaker_checked_ms = tries, now
-        state.save(update_fields=["breaker_tries", "breaker_checked_ms"])
+class StoredExits:
+    """The desk's ``ExitLedger`` on the database: open trades, orders made under an exit key, held-back stops."""
+
+    def oldest_open_trade(self, symbol: str) -> str | None:
+        trades = Trade.objects.filter(symbol=symbol, status=Trade.Status.OPEN).order_by("entry_time", "id")
+        return trades.values_list("trade_id", flat=True).first()
+
+    def exit_attempts(self, base: str) -> list[str]:
+        attempts = Order.objects.filter(Q(signal_id=base) | Q(signal_id__startswith=f"{base}#")).order_by("id")
+        return list(attempts.values_list("status", flat=True))
+
+    def suppressed(self, base: str) -> bool:
+        return RiskEvent.objects.filter(signal_id=base, layer=SUPPRESSED).exists()
 
 
-def _trip(state: TradingState, new_state: str, layer: str, reason: str, now: int, symbol: str) -> None:
-    if state.state == HALTED or state.state == new_state:
-        return
-    apply_state_change(state, new_state, reason, "risk", now, layer=layer)
-    if layer == "circuit_breaker":
-        state.breaker_symbol, state.breaker_tries, state.breaker_checked_ms = symbol, 0, now
-        state.save(update_fields=["breaker_symbol", "breaker_tries", "breaker_checked_ms"])
+STORED_EXITS = StoredExits()
 
 
-def _oldest_open_trade(symbol: str) -> Trade | None:
-    return Trade.objects.filter(symbol=symbol, status=Trade.Status.OPEN).order_by("entry_time", "id").first()
-
-
-def _exit_key(kind: str, symbol: str) -> str | None:
-    """``kind:trade_id[#attempt]`` — one live exit per trade; a FAILED attempt may be retried under a new key."""
-    trade = _oldest_open_trade(symbol)
-    if trade is None:
-        return None
-    base = f"{kind}:{trade.trade_id}"
-    attempts = list(
-        Order.objects.filter(Q(signal_id=base) | Q(signal_id__startswith=f"{base}#")).values_list("status", flat=True)
-    )
-    if any(status != Order.Status.FAILED for status in attempts):
-        return None
-    return base if not attempts else f"{base}#{len(attempts)}"
-
-
-def _stop_loss(exit_order: ExitOrder, now: int, trading_state: str) -> None:
-    key = _exit_key("stop", exit_order.symbol)
-    if key is None:
-        return
-    raise_alert("WARNING", "RISK_LIMIT", f"Stop-loss: {exit_order.reason}", timestamp=now, symbol=exit_order.symbol)
-    _submit_exit(key, exit_order, now, trading_state)
-
-
-def _close_all(account: AccountState, reason: str, now: int, trading_state: str) -> None:
-    for exit_order in risk_engine().close_all(account, reason):
-        key = _exit_key("ddclose", exit_order.symbol)
-        if key is not None:
-            _submit_exit(key, exit_order, now, trading_state)
-
-
-def _submit_exit(key: str, exit_order: ExitOrder, now: int, trading_state: str) -> None:
+def _apply(
+    effects: list[Effect], state: TradingState, now: int, *, signal_fill: tuple[str, dict] | None = None
+) -> Order | None:
+    """Carry out the desk's effects in order, in the caller's transaction (which holds the account lock). Returns
+    the signal's order, if one was made. ``signal_fill``: (signal id, what a paper fill of that signal's order may
+    use instead of reading it again: see ``fill_paper_order``)."""
     paper = not live_trading_enabled()
-    RiskEvent.objects.create(
-        decision=RiskEvent.Decision.APPROVE,
-        layer=exit_order.purpose,
-        symbol=exit_order.symbol,
-        signal_id=key,
-        client_order_id=client_order_id_for(key),
-        requested_quantity=exit_order.quantity,
-        approved_quantity=exit_order.quantity,
-        reason=exit_order.reason,
-        timestamp=now,
+    made = None
+    for effect in effects:
+        kind = effect.__class__
+        if kind is RecordRiskEvent:
+            if signal_fill is not None and effect.signal_id == signal_fill[0]:
+                metrics.record_decision(effect.decision, effect.layer)
+            deferred_writes.insert(
+                RiskEvent(
+                    decision=effect.decision,
+                    layer=effect.layer,
+                    symbol=effect.symbol,
+                    signal_id=effect.signal_id,
+                    client_order_id=effect.client_order_id,
+                    requested_quantity=effect.requested_quantity,
+                    approved_quantity=effect.approved_quantity,
+                    reason=effect.reason,
+                    details=effect.details,
+                    timestamp=now,
+                )
+            )
+        elif kind is RaiseAlert:
+            raise_alert(effect.level, effect.code, effect.message, timestamp=now, symbol=effect.symbol)
+        elif kind is ChangeState:
+            apply_state_change(state, effect.new_state, effect.reason, "risk", now, layer=effect.layer)
+            if effect.breaker_symbol:
+                state.breaker_symbol, state.breaker_tries, state.breaker_checked_ms = effect.breaker_symbol, 0, now
+                state.save(update_fields=["breaker_symbol", "breaker_tries", "breaker_checked_ms"])
+        elif kind is UpdateBreaker:
+            state.breaker_tries, state.breaker_checked_ms = effect.tries, effect.checked_ms
+            state.save(update_fields=["breaker_tries", "breaker_checked_ms"])
+        else:
+            the_signals = signal_fill is not None and effect.signal_id == signal_fill[0]
+            order = _submit(effect, now, paper)
+            if paper:
+                fill_paper_order(order, state, **(signal_fill[1] if the_signals else {}))
+            elif not the_signals:  # the risk manager's own exits are sent at once, inside this transaction
+                execute_order({"client_order_id": order.client_order_id})
+            if the_signals:
+                made = order
+    return made
+
+
+def _submit(submit: SubmitOrder, now: int, paper: bool) -> Order:
+    """Store the order PENDING, then (after commit) publish it to the executor — or, on paper, only announce it:
+    the caller fills it in this transaction and stores it then, once, with its outcome."""
+    order = (Order if paper else Order.objects.create)(
+        client_order_id=submit.client_order_id,
+        signal_id=submit.signal_id,
+        symbol=submit.symbol,
+        side=submit.side,
+        quantity=submit.quantity,
+        requested_price=submit.price,
+        event_time=now,
+        source_timestamp=submit.source_timestamp or now,
+        submitted_at=ms_to_datetime(now),
+        stop_loss=submit.stop_loss,
+        strategy=submit.strategy,
+        risk_score=Decimal(str(submit.confidence)) if submit.confidence is not None else None,
+        risk_checks=submit.checks,
+        purpose=submit.purpose,
     )
-    price = Candle.objects.filter(symbol=exit_order.symbol, timestamp__lte=now).order_by("-timestamp")
-    order = _create_order(
-        client_order_id_for(key),
-        key,
-        exit_order.symbol,
-        "SELL",
-        round_quantity(exit_order.quantity),
-        price.values_list("close", flat=True).first(),
-        now,
-        exit_order.purpose,
-        checks=[exit_order.purpose],
-        filled_here=paper,
-    )
-    # The risk manager's own exits settle at once, inside this transaction, before any further decision.
-    if paper:
-        fill_paper_order(order, trading_state)
-    else:
-        execute_order({"client_order_id": order.client_order_id})
+    bus.publish(order_event(order), consumed=paper)
+    return order
 
 
 def _redrive_pending_order(signal_id: str) -> None:
@@ -516,42 +477,3 @@ def order_event(order: Order) -> dict:
         "stop_loss": float(order.stop_loss) if order.stop_loss is not None else None,
         "timestamp": order.event_time,
     }
-
-
-def _create_order(
-    client_order_id: str,
-    signal_id: str,
-    symbol: str,
-    side: str,
-    quantity: Decimal,
-    price: Decimal,
-    now: int,
-    purpose: str,
-    *,
-    checks: list[str],
-    stop_loss: Decimal | None = None,
-    strategy: str = "",
-    risk_score: Decimal | None = None,
-    source_timestamp: int | None = None,
-    filled_here: bool = False,
-) -> Order:
-    """Store the order PENDING, then (after commit) publish it to the executor — or, ``filled_here``, only
-    announce it: the caller fills it in this transaction and stores it then, once, with its outcome."""
-    order = (Order if filled_here else Order.objects.create)(
-        client_order_id=client_order_id,
-        signal_id=signal_id,
-        symbol=symbol,
-        side=side,
-        quantity=quantity,
-        requested_price=price,
-        event_time=now,
-        source_timestamp=source_timestamp or now,
-        submitted_at=ms_to_datetime(now),
-        stop_loss=stop_loss,
-        strategy=strategy,
-        risk_score=risk_score,
-        risk_checks=checks,
-        purpose=purpose,
-    )
-    bus.publish(order_event(order), consumed=filled_here)
-    return order

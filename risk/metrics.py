@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge
 
-from .engine import AccountState, Decision
+from .engine import AccountState
 
 STATE_CODES = {"ACTIVE": 0, "PAUSED": 1, "HALTED": 2}
 
@@ -15,11 +15,12 @@ total_exposure_percent = Gauge("total_exposure_percent", "Value of open position
 trading_state = Gauge("trading_state", "Trading state: 0 ACTIVE, 1 PAUSED, 2 HALTED")
 
 
-def record_decision(decision: Decision) -> None:
-    if decision.approved:
+def record_decision(action: str, layer: str) -> None:
+    """A signal's decision: APPROVE or TRIM passed the checks; REJECT failed them at ``layer``."""
+    if action in ("APPROVE", "TRIM"):
         risk_checks_passed_total.inc()
     else:
-        risk_checks_failed_total.labels(layer=decision.layer).inc()
+        risk_checks_failed_total.labels(layer=layer).inc()
 
 
 def record_account(account: AccountState, state: str) -> None:

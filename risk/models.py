@@ -17,7 +17,9 @@ class TradingState(models.Model):
     reason = models.CharField(max_length=500, blank=True)
     since = models.DateTimeField(auto_now_add=True)
     changed_by = models.CharField(max_length=150, blank=True)
-    pause_layer = models.CharField(max_length=32, blank=True, help_text="The layer that paused trading, if any")
+    pause_layer = models.CharField(
+        max_length=32, blank=True, help_text="The layer that paused or halted trading (empty for a person's halt)"
+    )
     breaker_symbol = models.CharField(max_length=41, blank=True)
     breaker_tries = models.PositiveIntegerField(default=0)
     breaker_checked_ms = models.BigIntegerField(null=True, blank=True)

@@ -12,8 +12,12 @@ from django.utils import timezone
 
 from cdb_project import bus
 from cdb_project.timeutil import now_ms
+from execution.account import load_account
+from execution.models import Portfolio
+from marketdata import clock
 
 from .alerts import raise_alert
+from .desk import DRAWDOWN, OPERATOR_CLOSE
 from .models import AuditLog, RiskEvent, TradingState
 
 LEVEL_BY_STATE = {"ACTIVE": "INFO", "PAUSED": "WARNING", "HALTED": "CRITICAL"}
@@ -39,7 +43,7 @@ def apply_state_change(
         return state
     old = state.state
     state.state, state.reason, state.since, state.changed_by = new_state, reason, timezone.now(), actor
-    state.pause_layer = layer if new_state == TradingState.State.PAUSED else ""
+    state.pause_layer = layer if new_state != TradingState.State.ACTIVE else ""
     if new_state != TradingState.State.PAUSED:
         state.breaker_symbol, state.breaker_tries, state.breaker_checked_ms = "", 0, None
     state.save()
@@ -95,12 +99,56 @@ def resume(layer: str, reason: str, *, timestamp: int | None = None) -> TradingS
         return apply_state_change(state, "ACTIVE", reason, "risk", stamp)
 
 
-def halt(reason: str, actor: str) -> TradingState:
+def halt(reason: str, actor: str, *, close_positions: bool = False) -> TradingState:
+    """A person halts trading: no further order executes anywhere. With ``close_positions`` the risk manager then
+    closes every position at the first price known after the halt (the next candle of each symbol), and keeps
+    closing until the account is flat — the only orders a halt lets through (``risk.desk``)."""
     if not reason or not reason.strip():
         raise ValueError("a halt needs a reason")
-    return change_state("HALTED", reason.strip(), actor)
+    layer = OPERATOR_CLOSE if close_positions else ""
+    with transaction.atomic():
+        state = TradingState.load(for_update=True)
+        if state.state == TradingState.State.HALTED and close_positions and state.pause_layer != OPERATOR_CLOSE:
+            old_layer, state.pause_layer = state.pause_layer, OPERATOR_CLOSE
+            state.save(update_fields=["pause_layer"])
+            AuditLog.objects.create(
+                actor=actor,
+                action="state:close_positions",
+                target="trading_state",
+                old_value={"state": state.state, "layer": old_layer},
+                new_value={"state": state.state, "layer": OPERATOR_CLOSE},
+                reason=reason.strip(),
+            )
+            raise_alert(
+                "CRITICAL", "TRADING_STATE", f"Trading HALTED, closing every position: {reason.strip()} ({actor})"
+            )
+            return state
+        return apply_state_change(state, "HALTED", reason.strip(), actor, now_ms(), layer=layer)
 
 
 def release(reason: str, actor: str) -> TradingState:
-    """A person lifts a HALT (or a pause); trading is ACTIVE again."""
-    return change_state("ACTIVE", (reason or "").strip() or "released", actor)
+    """A person lifts a HALT (or a pause); trading is ACTIVE again. Releasing the daily drawdown's halt starts the
+    day's drawdown again from the equity at the release (audited, and said in the state's reason): otherwise the
+    next candle would find the same loss and halt again."""
+    reason = (reason or "").strip() or "released"
+    with transaction.atomic():
+        state = TradingState.load(for_update=True)
+        if state.state == TradingState.State.HALTED and state.pause_layer == DRAWDOWN:
+            reason += "; " + _restart_daily_drawdown(actor, reason)
+        return apply_state_change(state, "ACTIVE", reason, actor, now_ms())
+
+
+def _restart_daily_drawdown(actor: str, reason: str) -> str:
+    account = load_account(TradingState.State.HALTED, clock.now_ms(), for_decision=False)
+    portfolio = Portfolio.load(for_update=True)
+    old, portfolio.day_start_equity = portfolio.day_start_equity, account.equity
+    portfolio.save(update_fields=["day_start_equity", "updated_at"])
+    AuditLog.objects.create(
+        actor=actor,
+        action="day_start_equity:restart",
+        target="portfolio",
+        old_value={"day_start_equity": str(old)},
+        new_value={"day_start_equity": str(account.equity)},
+        reason=reason,
+    )
+    return f"the daily drawdown restarts from the equity at release {account.equity:.8f} (was {old:.8f})"

@@ -286,3 +286,24 @@ def test_replay_drives_the_pipeline(tmp_path, settings, real_pipeline):
     assert signals.exists()
     stamps = set(Candle.objects.filter(symbol="ETH_BTC").values_list("timestamp", flat=True))
     assert set(signals.values_list("timestamp", flat=True)) <= stamps
+
+
+@pytest.mark.django_db(transaction=True)
+def test_replay_counts_signals_orders_and_failed_consumers(tmp_path, settings, real_pipeline):
+    """The summary says what the pipeline made of the replay; a consumer that failed on any event makes the command
+    fail (it used to print a traceback per event and still exit 0)."""
+    settings.PAPER_FAILURE_RATE = "0"
+    path = slice_file(tmp_path, "ETH_BTC-5m.csv", 200)
+    result = summary(replay("--data", str(path)))
+    assert result["signals"] >= 1 and result["orders"] >= 1 and result["errors"] == 0
+
+    signals = tmp_path / "signals.csv"
+    signals.write_text("0,ETH_BTC,BUY\n")
+    settings.STRATEGY = f"signals_file:path={signals}"
+    signals.unlink()  # every market_data task now fails building its strategy
+    later = slice_file(tmp_path, "ETH_BTC-5m.csv", 5, start=200)
+    out = io.StringIO()
+    with pytest.raises(CommandError, match="5 consumer task\\(s\\) failed") as error:
+        call_command("run_feed", "--source", "replay", "--no-progress", "--data", str(later), stdout=out)
+    assert error.value.returncode == 1
+    assert summary(out.getvalue())["errors"] == 5

@@ -430,3 +430,70 @@ def test_a_candle_with_nothing_to_do_costs_the_watch_one_statement_and_a_drop_st
     watch(events[2])
     stop = Order.objects.get(purpose=Order.Purpose.STOP_LOSS)
     assert stop.event_time == events[2]["timestamp"] and stop.status == Order.Status.FILLED
+
+
+# --- the desk's halts, through the live shell ------------------------------------------------------------------
+def test_an_operator_halt_holds_back_the_stop_loss_until_released():
+    # Entry 110.055, stop 107.8539 (2 %). HALTED by a person: 107.8 and 107 send nothing and say so once.
+    buy_then([108])
+    halt("manual check", actor="tester")
+    last = Order.objects.get().event_time
+    bus.publish(candle(last + 2 * series.STEP_MS, 107.8))
+    bus.publish(candle(last + 3 * series.STEP_MS, 107.0))
+    assert not Order.objects.filter(purpose=Order.Purpose.STOP_LOSS).exists()
+    suppressed = Alert.objects.filter(level="CRITICAL", message__startswith="stop-loss suppressed while HALTED")
+    assert suppressed.count() == 1
+    release("checked", actor="tester")
+    bus.publish(candle(last + 4 * series.STEP_MS, 107.0))
+    stop = Order.objects.get(purpose=Order.Purpose.STOP_LOSS)
+    assert stop.status == Order.Status.FILLED and stop.event_time == last + 4 * series.STEP_MS
+
+
+def test_halt_and_close_positions_closes_at_the_next_price_through_the_api(client):
+    entry = buy_then([108])
+    User.objects.create_superuser("boss", password="pw-for-tests-only")
+    client.login(username="boss", password="pw-for-tests-only")
+    response = client.post(
+        "/api/risk/halt/", {"reason": "flatten", "close_positions": True}, content_type="application/json"
+    )
+    assert response.status_code == 200, response.content
+    state = TradingState.load()
+    assert (state.state, state.pause_layer) == ("HALTED", "operator_close")
+    assert not Order.objects.filter(purpose=Order.Purpose.OPERATOR_CLOSE).exists()  # at the next price, not before
+    last = entry.event_time + series.STEP_MS
+    bus.publish(candle(last + series.STEP_MS, 109.0))
+    close = Order.objects.get(purpose=Order.Purpose.OPERATOR_CLOSE)
+    assert close.status == Order.Status.FILLED and close.quantity == entry.quantity
+    assert close.event_time == last + series.STEP_MS and close.requested_price == D("109")
+    assert Trade.objects.get(order=entry).exit_reason == "operator_close"
+    bus.publish(candle(last + 2 * series.STEP_MS, 110.0))  # flat: nothing more
+    assert Order.objects.filter(purpose=Order.Purpose.OPERATOR_CLOSE).count() == 1
+    assert TradingState.load().state == "HALTED"
+
+
+def test_manage_py_halt_close_positions():
+    out = StringIO()
+    call_command("halt", "--reason", "flatten now", "--close-positions", stdout=out)
+    assert "closed at the next price" in out.getvalue()
+    assert (TradingState.load().state, TradingState.load().pause_layer) == ("HALTED", "operator_close")
+    assert AuditLog.objects.filter(action="state:halted").exists()
+
+
+def test_releasing_a_drawdown_halt_restarts_the_day_from_the_equity_at_release():
+    # As test_daily_drawdown_halts_and_closes_positions: HALTED at 105, closed. Released the same day, the loss
+    # since the day's start (≈ 1.2 % ≥ 1 %) is still there: the next candle used to halt again at once.
+    from django.conf import settings
+
+    settings.POSITION_SIZE_PCT = "0.25"
+    buy_then([105], max_daily_drawdown_pct=D("0.01"), stop_loss_pct=D("0.10"), max_position_pct=D("0.25"))
+    assert TradingState.load().pause_layer == "drawdown"
+    portfolio = Portfolio.load()
+    assert portfolio.cash < portfolio.day_start_equity * D("0.99")
+    state = release("looked at it", actor="tester")
+    assert state.state == "ACTIVE" and "daily drawdown restarts from the equity at release" in state.reason
+    assert Portfolio.load().day_start_equity == portfolio.cash  # flat: the equity is the cash
+    audit = AuditLog.objects.get(action="day_start_equity:restart")
+    assert audit.new_value == {"day_start_equity": str(portfolio.cash)} and audit.actor == "tester"
+    last = Order.objects.latest("event_time").event_time
+    bus.publish(candle(last + series.STEP_MS, 104.0))
+    assert TradingState.load().state == "ACTIVE"

@@ -27,6 +27,20 @@ from execution.accounting import AccountingError, Book
 from execution.paper import PaperExchange
 from execution.trades import ClosedLot, Lot, close_lots, open_lot
 from marketdata.validation import CandleRow, Rejection, parse_file_name, validate_lines
+from risk.desk import (
+    CLOSING_HALTS,
+    SUPPRESSED,
+    ChangeState,
+    Desk,
+    DeskState,
+    DeskView,
+    RaiseAlert,
+    RecordRiskEvent,
+    SignalIn,
+    SubmitOrder,
+    UpdateBreaker,
+    blocked_by_state,
+)
 from risk.engine import (
     ACTIVE,
     HALTED,
@@ -34,22 +48,16 @@ from risk.engine import (
     SPREAD_WINDOW,
     AccountState,
     AlertSpec,
-    ExitOrder,
     MarketSnapshot,
-    ProposedOrder,
     RiskEngine,
-    breaker_retry,
-    client_order_id_for,
-    proposed_quantity,
-    round_quantity,
     snapshot_from_rows,
 )
-from trading.signal_service import signal_id_for
+from trading.signal_ids import signal_id_for
 from trading.strategies import Candle, Strategy
 
 MINUTE_MS = 60_000
 DAY_MS = 86_400_000
-RISK_EXITS = ("stop_loss", "drawdown_close")
+EXIT_KEYED = ("stop_loss", "drawdown_close", "operator_close")  # orders made under an exit key (desk._exit)
 STOP_MARGIN = 1 + 1e-9  # float pre-check of a stop: far above float error, so it never misses an exact trigger
 
 
@@ -153,12 +161,13 @@ class Backtest:
     position_size_pct: Decimal
     # SYMBOL_WHITELIST: backtested symbols are like replayed ones, tradable unless a whitelist leaves them out
     whitelist: frozenset[str] = frozenset()
-    engine: RiskEngine = field(init=False)
+    desk: Desk = field(init=False)
 
     def __post_init__(self) -> None:
-        self.engine = RiskEngine(fee_rate=self.exchange.fee_rate, slippage_pct=self.exchange.slippage_pct)
+        engine = RiskEngine(fee_rate=self.exchange.fee_rate, slippage_pct=self.exchange.slippage_pct)
+        self.desk = Desk(engine, self.position_size_pct)
         self.book = Book.new(self.capital)
-        self.state, self.pause_layer = ACTIVE, ""
+        self.state, self.layer, self.reason = ACTIVE, "", ""  # the trading state, the layer that set it, why
         self.breaker = {"symbol": "", "tries": 0, "checked": None}
         self.day_number: int | None = None
         self.day_start_equity: Decimal | None = None
@@ -178,7 +187,8 @@ class Backtest:
         self.avg_entry: dict[str, Decimal] = {}  # the book's average entry price per held symbol
         self.strategies: dict[tuple[str, str], Strategy] = {}
         self.orders: list[Order] = []
-        self.exit_attempts: dict[str, list[str]] = {}  # exit key base -> statuses of its attempts
+        self.exit_attempts_by_key: dict[str, list[str]] = {}  # exit key base -> statuses of its attempts
+        self.suppressed_stops: set[str] = set()  # stop keys a halt held back (and said so)
         self.entry_times: deque[int] = deque()
         self.last_stop: dict[str, int] = {}
         self.lots: dict[str, list[Lot]] = {}
@@ -234,6 +244,11 @@ class Backtest:
         now = bars[0][2].timestamp  # bar.row.timestamp
         if self.open_point is not None:
             self._close_point()
+        if now // DAY_MS != self.day_number:  # the day starts at the equity valued at the last prices before 00:00
+            self.day_number = now // DAY_MS
+            self.day_start_equity = self._account(bars[0].symbol, now).equity
+            self.day_start_f = float(self.day_start_equity)
+            self.alarm = None
         marks, last, history, stops = self.marks, self.last, self.history, self.stop_f
         for bar in bars:
             symbol, _, row, candle = bar
@@ -247,23 +262,18 @@ class Backtest:
             if stop is not None and candle.close <= stop * STOP_MARGIN:  # as _flag_stop, inlined: every candle
                 self.stop_dirty.add(symbol)
         self.equity_f = self.alarm = None  # the marks moved
-        if now // DAY_MS != self.day_number:
-            self.day_number = now // DAY_MS
-            self.day_start_equity = self._account(bars[0].symbol, now).equity
-            self.day_start_f = float(self.day_start_equity)
-            self.alarm = None
         strategies = self.strategies
         # The watch runs before each symbol's strategy, but only when it can do something: the drawdown
         # pre-check fires (see ``_watch``), a stop may trigger, or the circuit breaker waits for a retry.
         # What it looks at changes only through the watch itself or a decision, so it is re-read after those.
         alarm = self._drawdown_alarm()
         for symbol, interval, _, candle in bars:
-            if alarm or self.stop_dirty or self.state == PAUSED:
+            if alarm or self.stop_dirty or self.state != ACTIVE:
                 self._watch(symbol, now)
                 alarm = self.alarm if self.alarm is not None else self._drawdown_alarm()
             strategy = strategies.get((symbol, interval))
             if strategy is None:
-                strategy = strategies[symbol, interval] = self.strategy_factory()
+                strategy = strategies[symbol, interval] = self.strategy_factory().for_series(symbol, interval)
             emitted = strategy.on_candle(candle)
             if emitted is not None:
                 signal_id = signal_id_for(symbol, interval, strategy.name, now)
@@ -319,103 +329,107 @@ class Backtest:
 
     # --- 1. the watch -----------------------------------------------------------------------------------
     def _watch(self, symbol: str, now: int) -> None:
-        """The live watch. Float pre-checks only skip work that cannot trigger (with a margin far above float
-        error); whenever a layer might trip, the engine decides on exact Decimals, as live."""
-        if self._drawdown_alarm():
-            self._watch_drawdown(symbol, now)
-            if self.state == HALTED:
-                return
-        # A stop can only newly trigger where a price moved or a position or its exit changed and the float
-        # pre-check then passed (``stop_dirty``, see ``_flag_stop``): every other position was checked with the
-        # same numbers before. Re-checked here: a position closed since it was flagged has no stop any more.
-        if self.stop_dirty:
-            candidates, self.stop_dirty = self.stop_dirty, set()
-            stops, last = self.stop_f, self.last
-            if stops and any(s in stops and last[s].candle.close <= stops[s] * STOP_MARGIN for s in candidates):
-                account = self._account(symbol, now)
-                for exit_order in self.engine.stop_loss_exits(account, self.parameters):
-                    key = self._exit_key("stop", exit_order.symbol)
-                    if key is not None:
-                        self._alert(AlertSpec("WARNING", "RISK_LIMIT", f"Stop-loss: {exit_order.reason}"), now)
-                        self._submit_exit(key, exit_order, now)
-        if self.state == PAUSED and self.pause_layer == "circuit_breaker":
-            market = self._market(self.breaker["symbol"])
-            step, tries = breaker_retry(self.breaker["tries"], self.breaker["checked"], market, self.parameters, now)
-            if step == "resume":
-                self._set_state(ACTIVE, "", now)
-            elif step == "halt":
-                self._set_state(HALTED, "", now)
-            elif step == "retry":
-                self.breaker.update(tries=tries, checked=now)
+        """The desk's watch, where it can do something. Float pre-checks only skip work that cannot trigger (with
+        a margin far above float error); whenever a layer might trip, the desk decides on exact Decimals, as live.
 
-    def _watch_drawdown(self, symbol: str, now: int) -> None:
-        account = self._account(symbol, now)
-        if not self.engine.drawdown_breached(account, self.parameters):
-            return
-        message = (
-            f"Daily drawdown {account.daily_drawdown:.4%} reached the limit "
-            f"{self.parameters['MAX_DAILY_DRAWDOWN_PCT']:.2%}. Trading halted."
+        A stop can only newly trigger where a price moved or a position or its exit changed and the float
+        pre-check then passed (``stop_dirty``, see ``_flag_stop``): every other position was checked with the
+        same numbers before. Re-checked here: a position closed since it was flagged has no stop any more."""
+        candidates, self.stop_dirty = self.stop_dirty, set()
+        stops, last = self.stop_f, self.last
+        stop_due = bool(stops) and any(
+            s in stops and last[s].candle.close <= stops[s] * STOP_MARGIN for s in candidates
         )
-        self._alert(AlertSpec("CRITICAL", "RISK_LIMIT", message), now)
-        self._trip(HALTED, "drawdown", message, now, "")
-        self._close_all(account, message, now)
+        closing = self.state == HALTED and self.layer in CLOSING_HALTS and bool(self.held_f)
+        if not (stop_due or closing or self.state == PAUSED or self._drawdown_alarm()):
+            return
+        breaker = self.breaker["symbol"] if self.state == PAUSED and self.layer == "circuit_breaker" else None
+        view = self._view(symbol, now, self._market(breaker) if breaker else None)
+        self._apply(self.desk.watch(view, self), now)
 
     # --- 2. the decision --------------------------------------------------------------------------------
     def _decide(self, symbol: str, side: str, price: Decimal, confidence: float, signal_id: str, now: int) -> None:
-        account = self._account(symbol, now)
         market = self._market(symbol)
         if self.whitelist and symbol not in self.whitelist:
             market = replace(market, tradable=False)
-        quantity = proposed_quantity(side, account, symbol, price, self.position_size_pct)
-        decision = self.engine.evaluate(
-            account, ProposedOrder(symbol, side, quantity, price), market, self.parameters, now
+        signal = SignalIn(signal_id, symbol, side, price, confidence, source_timestamp=now)
+        self._apply(self.desk.decide(self._view(symbol, now, market), signal, self), now)
+
+    def _view(self, symbol: str, now: int, market: MarketSnapshot | None) -> DeskView:
+        state = DeskState(
+            self.state, self.layer, self.reason, self.breaker["symbol"], self.breaker["tries"], self.breaker["checked"]
         )
-        client_order_id = client_order_id_for(signal_id)
-        self.risk_events.append(
-            {
-                "timestamp": now,
-                "symbol": symbol,
-                "signal_id": signal_id,
-                "decision": decision.action,
-                "layer": decision.layer,
-                "requested_quantity": str(quantity),
-                "approved_quantity": str(decision.quantity),
-                "reason": "; ".join(decision.reasons),
-                "details": decision.details,
-            }
-        )
-        for alert in decision.alerts:
-            self._alert(alert, now)
-        if decision.state_change:
-            self._trip(decision.state_change, decision.layer, decision.reasons[0], now, symbol)
-        if decision.close_positions:
-            self._close_all(account, decision.reasons[0], now)
-        if not decision.approved:
-            return
-        purpose = "entry" if side == "BUY" else "exit"
+        return DeskView(state, self._account(symbol, now), self.parameters, now, market)
+
+    def _apply(self, effects: list, now: int) -> None:
+        """Carry out the desk's effects in order, in memory (the live worker writes the same to the database)."""
+        for effect in effects:
+            kind = effect.__class__
+            if kind is RecordRiskEvent:
+                if effect.layer == SUPPRESSED:
+                    self.suppressed_stops.add(effect.signal_id)
+                requested = effect.requested_quantity
+                self.risk_events.append(
+                    {
+                        "timestamp": now,
+                        "symbol": effect.symbol,
+                        "signal_id": effect.signal_id,
+                        "decision": effect.decision,
+                        "layer": effect.layer,
+                        "requested_quantity": str(requested) if requested is not None else None,
+                        "approved_quantity": str(effect.approved_quantity),
+                        "reason": effect.reason,
+                        "details": effect.details,
+                    }
+                )
+            elif kind is RaiseAlert:
+                self._alert(AlertSpec(effect.level, effect.code, effect.message), now)
+            elif kind is ChangeState:
+                self._set_state(effect.new_state, effect.layer, now, effect.reason)
+                if effect.breaker_symbol:
+                    self.breaker = {"symbol": effect.breaker_symbol, "tries": 0, "checked": now}
+            elif kind is UpdateBreaker:
+                self.breaker.update(tries=effect.tries, checked=effect.checked_ms)
+            else:
+                self._submit(effect, now)
+
+    def _submit(self, submit: SubmitOrder, now: int) -> None:
         order = Order(
-            client_order_id,
-            signal_id,
-            symbol,
-            side,
-            decision.quantity,
-            market.price,
+            submit.client_order_id,
+            submit.signal_id,
+            submit.symbol,
+            submit.side,
+            submit.quantity,
+            submit.price,
             now,
-            purpose,
-            decision.action,
-            list(decision.checks),
+            submit.purpose,
+            submit.decision,
+            submit.checks,
         )
         self._execute(order)
+        if order.purpose in EXIT_KEYED:
+            base = order.signal_id.split("#", 1)[0]
+            self.exit_attempts_by_key.setdefault(base, []).append(order.status)
+
+    # --- the ExitLedger the desk asks -----------------------------------------------------------------------
+    def oldest_open_trade(self, symbol: str) -> str | None:
+        lots = self.lots.get(symbol)
+        return lots[0].trade_id if lots else None
+
+    def exit_attempts(self, base: str) -> list[str]:
+        return self.exit_attempts_by_key.get(base, [])
+
+    def suppressed(self, base: str) -> bool:
+        return base in self.suppressed_stops
 
     # --- 3. execution -----------------------------------------------------------------------------------
     def _execute(self, order: Order) -> None:
         self.orders.append(order)
         if order.purpose == "entry":
             self.entry_times.append(order.timestamp)
-        if self.state == HALTED and order.purpose not in RISK_EXITS:
-            order.status, order.reason = "REJECTED", "trading HALTED before execution"
-        elif self.state == PAUSED and order.side == "BUY":
-            order.status, order.reason = "REJECTED", "trading PAUSED before execution: entries blocked"
+        blocked = blocked_by_state(self.state, self.layer, order.purpose, order.side)
+        if blocked:
+            order.status, order.reason = "REJECTED", blocked
         else:
             fill = self.exchange.fill(
                 order.client_order_id,
@@ -479,59 +493,7 @@ class Backtest:
             self.held_f.pop(symbol, None)
             self.stop_f.pop(symbol, None)
 
-    # --- risk exits and state -----------------------------------------------------------------------------
-    def _exit_key(self, kind: str, symbol: str) -> str | None:
-        lots = self.lots.get(symbol)
-        if not lots:
-            return None
-        base = f"{kind}:{lots[0].trade_id}"
-        attempts = self.exit_attempts.get(base, [])
-        if any(status != "FAILED" for status in attempts):
-            return None
-        return base if not attempts else f"{base}#{len(attempts)}"
-
-    def _submit_exit(self, key: str, exit_order: ExitOrder, now: int) -> None:
-        self.risk_events.append(
-            {
-                "timestamp": now,
-                "symbol": exit_order.symbol,
-                "signal_id": key,
-                "decision": "APPROVE",
-                "layer": exit_order.purpose,
-                "requested_quantity": str(exit_order.quantity),
-                "approved_quantity": str(exit_order.quantity),
-                "reason": exit_order.reason,
-            }
-        )
-        order = Order(
-            client_order_id_for(key),
-            key,
-            exit_order.symbol,
-            "SELL",
-            round_quantity(exit_order.quantity),
-            self.marks[exit_order.symbol],
-            now,
-            exit_order.purpose,
-            "APPROVE",
-            [exit_order.purpose],
-        )
-        self._execute(order)
-        base = key.split("#", 1)[0]
-        self.exit_attempts.setdefault(base, []).append(order.status)
-
-    def _close_all(self, account: AccountState, reason: str, now: int) -> None:
-        for exit_order in self.engine.close_all(account, reason):
-            key = self._exit_key("ddclose", exit_order.symbol)
-            if key is not None:
-                self._submit_exit(key, exit_order, now)
-
-    def _trip(self, new_state: str, layer: str, reason: str, now: int, symbol: str) -> None:
-        if self.state == HALTED or self.state == new_state:
-            return
-        self._set_state(new_state, layer, now, reason)
-        if layer == "circuit_breaker":
-            self.breaker = {"symbol": symbol, "tries": 0, "checked": now}
-
+    # --- state ---------------------------------------------------------------------------------------------
     def _set_state(self, new_state: str, layer: str, now: int, reason: str = "") -> None:
         self.risk_events.append(
             {
@@ -541,7 +503,7 @@ class Backtest:
                 "reason": f"{self.state} → {new_state}: {reason}",
             }
         )
-        self.state, self.pause_layer = new_state, layer if new_state == PAUSED else ""
+        self.state, self.layer, self.reason = new_state, layer if new_state != ACTIVE else "", reason
         self.alarm = None
         if new_state != PAUSED:
             self.breaker = {"symbol": "", "tries": 0, "checked": None}

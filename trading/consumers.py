@@ -3,8 +3,8 @@
 Messages from the page:
 - ``{"action": "snapshot"}``: a fresh snapshot (also sent unasked on every (re)connect: how the page resynchronises);
 - ``{"action": "refresh"}``: the same, as kind ``refresh`` (the page merges it into its live tables);
-- ``{"action": "halt" | "release", "reason": "…"}``: changes the trading state through ``risk.state``, only for
-  users with the ``risk.halt_trading`` permission; everyone else gets an error 403.
+- ``{"action": "halt" | "release", "reason": "…"[, "close_positions": true]}``: changes the trading state through
+  ``risk.state``, only for users with the ``risk.halt_trading`` permission; everyone else gets an error 403.
 """
 
 from channels.db import database_sync_to_async
@@ -41,11 +41,11 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         if action in ("snapshot", "refresh"):
             await self.send_snapshot(action)
         elif action in ("halt", "release"):
-            await self.change_state(action, content.get("reason"))
+            await self.change_state(action, content.get("reason"), content.get("close_positions") is True)
         else:
             await self.send_json({"kind": "error", "data": {"status": 400, "detail": f"unknown action {action!r}"}})
 
-    async def change_state(self, action: str, reason) -> None:
+    async def change_state(self, action: str, reason, close_positions: bool = False) -> None:
         user = self.scope["user"]
         allowed = await database_sync_to_async(user.has_perm)(HALT_PERMISSION)
         if not allowed:
@@ -54,7 +54,12 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
             return
         if reason is not None and not isinstance(reason, str):
             reason = None
-        service = trading_state.halt if action == "halt" else trading_state.release
+
+        def service(reason: str, actor: str):
+            if action == "halt":
+                return trading_state.halt(reason, actor, close_positions=close_positions)
+            return trading_state.release(reason, actor)
+
         try:
             new = await database_sync_to_async(service)(reason or "", user.get_username())
         except ValueError as error:

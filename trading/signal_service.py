@@ -56,6 +56,7 @@ from marketdata.ingest import CandleKey
 from marketdata.models import Candle, CandleSeries
 
 from .models import Signal
+from .signal_ids import signal_id_for
 from .strategies import Candle as StrategyCandle
 from .strategies import Signal as Emitted
 from .strategies import Strategy, strategy_from_spec
@@ -67,10 +68,6 @@ TAIL = 8  # candles whose values a cached state's fingerprint digests
 PAGE = 5000  # rows per query when rebuilding from the first candle
 STATE_TTL = 6 * 3600  # seconds a cached strategy state is kept (only the recent ones are ever read)
 _FIELDS = ("timestamp", "open", "high", "low", "close", "volume")
-
-
-def signal_id_for(symbol: str, interval: str, strategy: str, timestamp: int) -> str:
-    return f"{symbol}:{interval}:{strategy}:{timestamp}"
 
 
 def _candle(row) -> StrategyCandle:
@@ -261,7 +258,7 @@ def evaluate_many(spec: str, symbol: str, interval: str, timestamps: list[int]):
 def _evaluate_window(spec: str, symbol: str, interval: str, targets: list[int], lookback: int, *, final: bool):
     """``evaluate_many`` from the ``lookback`` stored candles before the first target; not ``final``: None
     instead of a rebuild from the first candle when no cached state among them is usable."""
-    template = strategy_from_spec(spec)
+    template = strategy_from_spec(spec).for_series(symbol, interval)
     last = targets[-1]
     wanted_rows = lookback + len(targets)
     rows, revision = _recent_rows(symbol, interval, last, wanted_rows + 1)  # one more: is that all there is?

@@ -155,6 +155,10 @@ class TradingStateSerializer(serializers.Serializer):
 
 class HaltSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=500, help_text="why trading is halted (required)")
+    close_positions = serializers.BooleanField(
+        default=False,
+        help_text="also close every position, at the first price after the halt, until the account is flat",
+    )
 
     def validate_reason(self, value: str) -> str:
         if not value.strip():

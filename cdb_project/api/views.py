@@ -185,7 +185,11 @@ class HaltView(APIView):
         serializer = serializers.HaltSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
-            state = trading_state.halt(serializer.validated_data["reason"], request.user.get_username())
+            state = trading_state.halt(
+                serializer.validated_data["reason"],
+                request.user.get_username(),
+                close_positions=serializer.validated_data["close_positions"],
+            )
         except ValueError as error:
             return Response({"reason": [str(error)]}, status=http.HTTP_400_BAD_REQUEST)
         return Response(serializers.TradingStateSerializer(state_snapshot(state)).data)

@@ -253,6 +253,8 @@
       $("state-dialog-title").textContent = which === "halt" ? "Halt trading? No order will execute until released." : "Release trading (back to ACTIVE)?";
       $("state-confirm").textContent = which === "halt" ? "Confirm halt" : "Confirm release";
       $("state-reason-input").value = "";
+      $("state-close-input").checked = false;
+      $("state-close-label").hidden = which !== "halt";
       $("state-dialog-error").textContent = "";
       dialog.showModal();
     };
@@ -265,7 +267,7 @@
       const response = await fetch("/api/risk/" + action + "/", {
         method: "POST", credentials: "same-origin",
         headers: {"Content-Type": "application/json", "X-CSRFToken": csrf()},
-        body: JSON.stringify({reason}),
+        body: JSON.stringify(action === "halt" ? {reason, close_positions: $("state-close-input").checked} : {reason}),
       });
       const body = await response.json().catch(() => ({}));
       if (!response.ok) {

@@ -120,6 +120,11 @@ class Strategy:
         values = ",".join(f"{k}={_number(v)}" for k, v in sorted(self.values.items()))
         return f"{self.name}.v{self.version}({values})"
 
+    def for_series(self, symbol: str, interval: str) -> Strategy:
+        """This strategy for one symbol's candles (the backtest and the live path call it once per series): a
+        strategy that depends on the symbol binds to it here; the others are the same object."""
+        return self
+
     @property
     def warmup(self) -> int:
         """Candles up to and including the first one that can produce a signal."""

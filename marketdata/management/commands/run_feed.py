@@ -106,6 +106,7 @@ class Command(BaseCommand):
             tick=progress.update,
             after_event=wait_until_idle if options["lockstep"] else None,
         )
+        before = _pipeline_counts()
         try:
             summary = replay.run()
         except KeyboardInterrupt:
@@ -115,6 +116,18 @@ class Command(BaseCommand):
         progress.close()
         for line in summary.lines():
             self.stdout.write(line)
+        signals, orders, errors = (after - then for after, then in zip(_pipeline_counts(), before, strict=True))
+        self.stdout.write(f"signals:         {signals}")
+        self.stdout.write(f"orders:          {orders}")
+        self.stdout.write(f"errors:          {errors}")
+        if not options["lockstep"] and publish:
+            self.stdout.write("(without --lockstep the workers may still be deciding: these counts are so far)")
+        if errors:
+            raise CommandError(
+                f"replayed {len(sources)} file(s): {summary.stored} new candles, but {errors} consumer task(s) "
+                "failed: see the workers' log (or this one, embedded)",
+                returncode=1,
+            )
         self.stdout.write(self.style.SUCCESS(f"replayed {len(sources)} file(s): {summary.stored} new candles"))
 
     # --- live MEXC ------------------------------------------------------------------------------------
@@ -155,3 +168,12 @@ class Command(BaseCommand):
             self.stdout.write("stopped")
             return
         self.stdout.write(self.style.SUCCESS(f"published {published} candles"))
+
+
+def _pipeline_counts() -> tuple[int, int, int]:
+    """Signals and orders stored, and consumer tasks failed for good, so far."""
+    from cdb_project.bus import consumer_failures
+    from execution.models import Order
+    from trading.models import Signal
+
+    return Signal.objects.count(), Order.objects.count(), consumer_failures()

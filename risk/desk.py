@@ -1,0 +1,354 @@
+"""The desk: what the risk manager does on a signal and on a candle, as one pure function of what is known at
+decision time, returning the effects to carry out.
+
+``RiskEngine`` judges one proposed order; the desk is the orchestration around it that the live worker and the
+backtest used to write twice: sizing the signal, recording the decision, tripping the state, the daily drawdown's
+halt and close-out, stop-losses, the retry of a failed or rejected risk exit, the circuit breaker's retry, and
+which orders an execution may still carry out in a given trading state.
+
+Nothing here touches the ORM, Redis or the clock. A shell builds a ``DeskView`` (trading state, account, market,
+parameters, decision time), passes an ``ExitLedger`` (its store of open trades and earlier exit attempts, asked
+only when an exit is due) and carries out the returned effects in order: the live worker in the decision's
+transaction (``risk/decision_service.py``), the backtest in memory (``trading/backtest.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from typing import NamedTuple, Protocol
+
+from .engine import (
+    ACTIVE,
+    HALTED,
+    PAUSED,
+    AccountState,
+    ExitOrder,
+    MarketSnapshot,
+    ProposedOrder,
+    RiskEngine,
+    breaker_retry,
+    client_order_id_for,
+    proposed_quantity,
+    round_quantity,
+)
+
+# The halts that close every position, by the layer that halted, and the purpose of their closing orders:
+# the daily drawdown (SPEC §4 layer 1) and an operator's "halt and close positions".
+DRAWDOWN, OPERATOR_CLOSE = "drawdown", "operator_close"
+CLOSING_HALTS = {DRAWDOWN: ("drawdown_close", "ddclose"), OPERATOR_CLOSE: ("operator_close", "opclose")}
+RETRIED_STATUSES = frozenset({"FAILED", "REJECTED"})  # a risk exit that ended so is tried again
+SUPPRESSED = "suppressed"  # the risk event's decision-layer pair for a stop-loss that a HALT held back
+
+
+class DeskState(NamedTuple):
+    """The trading state as the desk reads it."""
+
+    state: str  # ACTIVE / PAUSED / HALTED
+    layer: str = ""  # the layer that paused or halted ("" for a person's halt)
+    reason: str = ""
+    breaker_symbol: str = ""
+    breaker_tries: int = 0
+    breaker_checked_ms: int | None = None
+
+
+class DeskView(NamedTuple):
+    """What is known at decision time."""
+
+    state: DeskState
+    account: AccountState
+    parameters: Mapping[str, Decimal]
+    now: int  # decision time, epoch ms
+    market: MarketSnapshot | None = None  # the signal's symbol (a decision), or the breaker's symbol (the watch)
+
+
+class SignalIn(NamedTuple):
+    signal_id: str
+    symbol: str
+    side: str
+    price: Decimal | None  # what the strategy computed it at; None: the market price
+    confidence: float
+    strategy: str = ""
+    source_timestamp: int | None = None
+
+
+class ExitLedger(Protocol):
+    """The shell's store, as the desk asks it when an exit is due."""
+
+    def oldest_open_trade(self, symbol: str) -> str | None:
+        """The trade id of the symbol's oldest open trade (None: nothing open)."""
+
+    def exit_attempts(self, base: str) -> list[str]:
+        """The statuses of the orders made under an exit key (``base`` or ``base#n``), oldest first."""
+
+    def suppressed(self, base: str) -> bool:
+        """Whether the stop-loss of ``base`` (``stop:<trade id>``) was held back by a halt and said so already."""
+
+
+# --- effects, carried out by the shell in the order given -------------------------------------------------
+class RecordRiskEvent(NamedTuple):
+    decision: str  # APPROVE / TRIM / REJECT
+    layer: str
+    symbol: str
+    signal_id: str
+    client_order_id: str
+    requested_quantity: Decimal | None
+    approved_quantity: Decimal
+    reason: str
+    details: dict
+
+
+class RaiseAlert(NamedTuple):
+    level: str
+    code: str
+    message: str
+    symbol: str = ""
+
+
+class ChangeState(NamedTuple):
+    new_state: str
+    layer: str
+    reason: str
+    breaker_symbol: str = ""  # a circuit breaker's trip: the symbol whose market it waits for
+
+
+class UpdateBreaker(NamedTuple):
+    tries: int
+    checked_ms: int
+
+
+class SubmitOrder(NamedTuple):
+    client_order_id: str
+    signal_id: str
+    symbol: str
+    side: str
+    quantity: Decimal
+    price: Decimal  # the market price at the decision (requested price)
+    purpose: str  # entry, exit, stop_loss, drawdown_close, operator_close
+    decision: str
+    checks: list[str]
+    stop_loss: Decimal | None = None
+    strategy: str = ""
+    confidence: float | None = None
+    source_timestamp: int | None = None
+
+
+Effect = RecordRiskEvent | RaiseAlert | ChangeState | UpdateBreaker | SubmitOrder
+
+
+def blocked_by_state(state: str, layer: str, purpose: str, side: str) -> str:
+    """Why an execution may not carry out an order now ("" if it may): a HALT stops every order except the
+    closing orders of the halt itself (a drawdown halt's, an operator's halt-and-close); PAUSED stops entries."""
+    if state == HALTED:
+        closing = CLOSING_HALTS.get(layer)
+        if closing is None or purpose != closing[0]:
+            return "trading HALTED before execution"
+    if state == PAUSED and side == "BUY":
+        return "trading PAUSED before execution: entries blocked"
+    return ""
+
+
+@dataclass(frozen=True)
+class Desk:
+    engine: RiskEngine
+    position_size_pct: Decimal
+
+    # --- a signal -------------------------------------------------------------------------------------------
+    def decide(self, view: DeskView, signal: SignalIn, ledger: ExitLedger) -> list[Effect]:
+        account, market, parameters, now = view.account, view.market, view.parameters, view.now
+        symbol, side = signal.symbol, signal.side
+        price = signal.price if signal.price else market.price
+        quantity = proposed_quantity(side, account, symbol, price, self.position_size_pct)
+        proposal = ProposedOrder(symbol, side, quantity, price)
+        decision = self.engine.evaluate(account, proposal, market, parameters, now)
+        client_order_id = client_order_id_for(signal.signal_id)
+        effects: list[Effect] = [
+            RecordRiskEvent(
+                decision.action,
+                decision.layer,
+                symbol,
+                signal.signal_id,
+                client_order_id if decision.approved else "",
+                quantity if quantity.is_finite() else None,
+                decision.quantity,
+                "; ".join(decision.reasons),
+                {**decision.details, "checks": list(decision.checks), "confidence": signal.confidence},
+            )
+        ]
+        effects += [RaiseAlert(alert.level, alert.code, alert.message, symbol) for alert in decision.alerts]
+        if decision.state_change:
+            effects += self._trip(view.state, decision.state_change, decision.layer, decision.reasons[0], symbol)
+        if decision.close_positions:
+            effects += self._close_all(view, DRAWDOWN, decision.reasons[0], ledger, announce=True)
+        if decision.approved:
+            stop_loss = price * (1 - parameters["STOP_LOSS_PCT"]) if side == "BUY" else None
+            effects.append(
+                SubmitOrder(
+                    client_order_id,
+                    signal.signal_id,
+                    symbol,
+                    side,
+                    decision.quantity,
+                    market.price,
+                    "entry" if side == "BUY" else "exit",
+                    decision.action,
+                    list(decision.checks),
+                    stop_loss,
+                    signal.strategy,
+                    signal.confidence,
+                    signal.source_timestamp,
+                )
+            )
+        return effects
+
+    # --- a candle: the watch ----------------------------------------------------------------------------------
+    def watch_has_work(self, view: DeskView) -> bool:
+        """Whether ``watch`` may do anything: the shells skip it (and its ledger's lookups) otherwise."""
+        state, account, parameters = view.state, view.account, view.parameters
+        if state.state == HALTED:
+            if state.layer in CLOSING_HALTS:
+                return any(quantity > 0 for quantity in account.positions.values())
+            return bool(self.engine.stop_loss_exits(account, parameters))
+        return (
+            self.engine.drawdown_breached(account, parameters)
+            or bool(self.engine.stop_loss_exits(account, parameters))
+            or (state.state == PAUSED and state.layer == "circuit_breaker")
+        )
+
+    def watch(self, view: DeskView, ledger: ExitLedger, *, only_symbol: str | None = None) -> list[Effect]:
+        """One candle's watch: halt and close everything on the daily drawdown; stop-losses; the circuit breaker's
+        retry. While a closing halt holds, its closes are retried until the account is flat; while any other
+        halt holds, a stop-loss that would have fired is held back and said once per trade.
+
+        ``only_symbol``: a late candle, older than the account's latest order: it may only act on its own
+        symbol's position (a stop-loss, a close), whose price belongs to the same moment; valuing the whole
+        account at its time would put old prices on positions taken later."""
+        state, account, parameters = view.state, view.account, view.parameters
+        if only_symbol is not None:
+            held = {s: q for s, q in account.positions.items() if s == only_symbol}
+            account = replace(account, positions=held, day_start_equity=None)
+            view = view._replace(
+                account=account, state=state._replace(layer=state.layer if state.state == HALTED else "")
+            )
+        if state.state == HALTED:
+            if state.layer in CLOSING_HALTS:
+                return self._close_all(view, state.layer, state.reason, ledger, announce=False)
+            return self._suppress_stops(view, ledger)
+        if self.engine.drawdown_breached(account, parameters):
+            message = (
+                f"Daily drawdown {account.daily_drawdown:.4%} reached the limit "
+                f"{parameters['MAX_DAILY_DRAWDOWN_PCT']:.2%}. Trading halted."
+            )
+            effects: list[Effect] = [RaiseAlert("CRITICAL", "RISK_LIMIT", message)]
+            effects += self._trip(state, HALTED, DRAWDOWN, message, "")
+            return effects + self._close_all(view, DRAWDOWN, message, ledger, announce=True)
+        effects = []
+        for exit_order in self.engine.stop_loss_exits(account, parameters):
+            effects += self._exit(view, "stop", exit_order, ledger, f"Stop-loss: {exit_order.reason}")
+        if view.state.state == PAUSED and view.state.layer == "circuit_breaker":
+            effects += self._retry_breaker(view)
+        return effects
+
+    # --- pieces -----------------------------------------------------------------------------------------------
+    def _trip(self, state: DeskState, new_state: str, layer: str, reason: str, symbol: str) -> list[Effect]:
+        if state.state == HALTED or state.state == new_state:
+            return []
+        return [ChangeState(new_state, layer, reason, symbol if layer == "circuit_breaker" else "")]
+
+    def _retry_breaker(self, view: DeskView) -> list[Effect]:
+        state = view.state
+        market = view.market if view.market is not None else MarketSnapshot(price=None)
+        step, tries = breaker_retry(state.breaker_tries, state.breaker_checked_ms, market, view.parameters, view.now)
+        if step == "resume":
+            return [ChangeState(ACTIVE, "", f"circuit breaker: {state.breaker_symbol} normal again")]
+        if step == "halt":
+            reason = f"circuit breaker: {state.breaker_symbol} still anomalous after {tries} retries"
+            return [ChangeState(HALTED, "circuit_breaker", reason)]
+        if step == "retry":
+            return [UpdateBreaker(tries, view.now)]
+        return []
+
+    def _close_all(self, view: DeskView, layer: str, reason: str, ledger: ExitLedger, *, announce: bool):
+        """Close every position for a closing halt. A symbol with no price at decision time cannot be valued or
+        sold: its close waits for a price (said when the halt happens)."""
+        purpose, kind = CLOSING_HALTS[layer]
+        account = view.account
+        effects: list[Effect] = []
+        for exit_order in self.engine.close_all(account, reason):
+            if exit_order.symbol not in account.prices:
+                if announce:
+                    message = f"{exit_order.symbol}: no price at decision time; its close waits for one"
+                    effects.append(RaiseAlert("CRITICAL", "RISK_LIMIT", message, exit_order.symbol))
+                continue
+            effects += self._exit(view, kind, replace(exit_order, purpose=purpose), ledger)
+        return effects
+
+    def _exit(
+        self, view: DeskView, kind: str, exit_order: ExitOrder, ledger: ExitLedger, announcement: str = ""
+    ) -> list[Effect]:
+        """One risk exit of a symbol's position, keyed by its oldest open trade (``kind:trade_id[#attempt]``): one
+        exit per trade, tried again under a new key after a FAILED or REJECTED attempt, with a CRITICAL alert."""
+        trade = ledger.oldest_open_trade(exit_order.symbol)
+        if trade is None:
+            return []
+        base = f"{kind}:{trade}"
+        attempts = ledger.exit_attempts(base)
+        if any(status not in RETRIED_STATUSES for status in attempts):
+            return []
+        key = base if not attempts else f"{base}#{len(attempts)}"
+        symbol, quantity, now = exit_order.symbol, exit_order.quantity, view.now
+        effects: list[Effect] = []
+        if announcement:
+            effects.append(RaiseAlert("WARNING", "RISK_LIMIT", announcement, symbol))
+        if attempts:
+            message = (
+                f"{symbol}: {exit_order.purpose} exit tried again (attempt {len(attempts) + 1}); "
+                f"the last attempt was {attempts[-1]}"
+            )
+            effects.append(RaiseAlert("CRITICAL", "RISK_LIMIT", message, symbol))
+        client_order_id = client_order_id_for(key)
+        effects.append(
+            RecordRiskEvent(
+                "APPROVE", exit_order.purpose, symbol, key, client_order_id, quantity, quantity, exit_order.reason, {}
+            )
+        )
+        effects.append(
+            SubmitOrder(
+                client_order_id,
+                key,
+                symbol,
+                "SELL",
+                round_quantity(quantity),
+                view.account.prices[symbol],
+                exit_order.purpose,
+                "APPROVE",
+                [exit_order.purpose],
+                source_timestamp=now,
+            )
+        )
+        return effects
+
+    def _suppress_stops(self, view: DeskView, ledger: ExitLedger) -> list[Effect]:
+        """A HALT stops every order, stop-losses included: each stop that would fire is said once per trade."""
+        effects: list[Effect] = []
+        for exit_order in self.engine.stop_loss_exits(view.account, view.parameters):
+            trade = ledger.oldest_open_trade(exit_order.symbol)
+            if trade is None or ledger.suppressed(f"stop:{trade}"):
+                continue
+            message = f"stop-loss suppressed while HALTED: {exit_order.reason}"
+            effects.append(RaiseAlert("CRITICAL", "RISK_LIMIT", message, exit_order.symbol))
+            effects.append(
+                RecordRiskEvent(
+                    "REJECT",
+                    SUPPRESSED,
+                    exit_order.symbol,
+                    f"stop:{trade}",
+                    "",
+                    exit_order.quantity,
+                    Decimal(0),
+                    message,
+                    {},
+                )
+            )
+        return effects

@@ -1,0 +1,255 @@
+"""The desk (risk/desk.py) alone, on hand-worked numbers, and the backtest shell over it on crafted candles.
+
+Each numbered case is a defect the issue "One desk" found in both copies of the orchestration; the arithmetic is
+written beside it. The desk is pure: the ledger below is the shell's store (open trades, exit attempts) in a dict.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal as D
+
+import pytest
+
+from execution.paper import PaperExchange
+from risk.desk import (
+    ChangeState,
+    Desk,
+    DeskState,
+    DeskView,
+    RaiseAlert,
+    RecordRiskEvent,
+    SubmitOrder,
+    blocked_by_state,
+)
+from risk.engine import AccountState, RiskEngine
+from risk.parameters import PARAMETER_SPECS
+from trading.backtest import Backtest, read_bars
+from trading.strategies.signals_file import SignalsFile
+
+PARAMETERS = {name: spec.default for name, spec in PARAMETER_SPECS.items()}  # STOP_LOSS_PCT 0.02, drawdown 0.05
+NOW = 1_700_000_000_000
+ACTIVE = DeskState("ACTIVE")
+DESK = Desk(RiskEngine(fee_rate=D(0), slippage_pct=D(0)), D("0.10"))
+
+
+class Ledger:
+    """The shell's store as the desk asks it, in memory."""
+
+    def __init__(self, trades=None, attempts=None, suppressed=()):
+        self.trades, self.attempts, self.held_back = trades or {}, attempts or {}, set(suppressed)
+
+    def oldest_open_trade(self, symbol):
+        return self.trades.get(symbol)
+
+    def exit_attempts(self, base):
+        return self.attempts.get(base, [])
+
+    def suppressed(self, base):
+        return base in self.held_back
+
+
+def view(state: DeskState = ACTIVE, **account) -> DeskView:
+    fields = {"trading_state": state.state, "cash": D(0), "positions": {}, "prices": {}, **account}
+    return DeskView(state, AccountState(**fields), PARAMETERS, NOW)
+
+
+def orders(effects):
+    return [e for e in effects if isinstance(e, SubmitOrder)]
+
+
+def alerts(effects, level=None):
+    return [e for e in effects if isinstance(e, RaiseAlert) and (level is None or e.level == level)]
+
+
+# 1 BTC bought at 100; the stop is 100 × (1 − 0.02) = 98; the last price 97 is below it. Day start 97: no drawdown.
+UNDER_STOP = {
+    "positions": {"BTC_USDT": D(1)},
+    "prices": {"BTC_USDT": D(97)},
+    "avg_entry": {"BTC_USDT": D(100)},
+    "day_start_equity": D(97),
+}
+
+
+def test_a_rejected_stop_loss_is_tried_again_with_a_critical_alert():
+    # Defect 9: only FAILED exits were retried; a REJECTED one (e.g. the exchange refused it) never again.
+    effects = DESK.watch(view(**UNDER_STOP), Ledger({"BTC_USDT": "T1"}, {"stop:T1": ["REJECTED"]}))
+    [order] = orders(effects)
+    assert (order.signal_id, order.side, order.quantity, order.price, order.purpose) == (
+        "stop:T1#1",
+        "SELL",
+        D(1),
+        D(97),
+        "stop_loss",
+    )
+    [critical] = alerts(effects, "CRITICAL")
+    assert "attempt 2" in critical.message and "REJECTED" in critical.message
+    # A stop still PENDING or already FILLED is never sent twice.
+    for status in ("PENDING", "FILLED", "PARTIALLY_FILLED"):
+        assert DESK.watch(view(**UNDER_STOP), Ledger({"BTC_USDT": "T1"}, {"stop:T1": [status]})) == []
+    # The first attempt is keyed by the trade alone and announced as a stop-loss (WARNING), not as a retry.
+    first = DESK.watch(view(**UNDER_STOP), Ledger({"BTC_USDT": "T1"}))
+    assert [o.signal_id for o in orders(first)] == ["stop:T1"] and alerts(first, "CRITICAL") == []
+
+
+def test_an_operator_halt_holds_back_stop_losses_and_says_so_once_per_trade():
+    # Defect 7: stop-losses executed after an operator HALT. Now nothing is sent; one CRITICAL alert per trade.
+    halted = DeskState("HALTED", "", "manual check")
+    effects = DESK.watch(view(halted, **UNDER_STOP), Ledger({"BTC_USDT": "T1"}))
+    assert orders(effects) == []
+    [critical] = alerts(effects, "CRITICAL")
+    assert critical.message.startswith("stop-loss suppressed while HALTED") and critical.symbol == "BTC_USDT"
+    [event] = [e for e in effects if isinstance(e, RecordRiskEvent)]
+    assert (event.decision, event.signal_id, event.approved_quantity) == ("REJECT", "stop:T1", D(0))
+    assert DESK.watch(view(halted, **UNDER_STOP), Ledger({"BTC_USDT": "T1"}, suppressed={"stop:T1"})) == []
+    # And an execution under an operator halt carries out no order at all, stop-losses included.
+    assert blocked_by_state("HALTED", "", "stop_loss", "SELL") == "trading HALTED before execution"
+
+
+@pytest.mark.parametrize(
+    ("state", "layer", "purpose", "side", "blocked"),
+    [
+        ("HALTED", "", "stop_loss", "SELL", True),
+        ("HALTED", "", "exit", "SELL", True),
+        ("HALTED", "drawdown", "drawdown_close", "SELL", False),
+        ("HALTED", "drawdown", "stop_loss", "SELL", True),
+        ("HALTED", "operator_close", "operator_close", "SELL", False),
+        ("HALTED", "operator_close", "drawdown_close", "SELL", True),
+        ("HALTED", "circuit_breaker", "stop_loss", "SELL", True),
+        ("PAUSED", "circuit_breaker", "entry", "BUY", True),
+        ("PAUSED", "circuit_breaker", "stop_loss", "SELL", False),
+        ("ACTIVE", "", "entry", "BUY", False),
+    ],
+)
+def test_what_an_execution_may_carry_out_in_each_state(state, layer, purpose, side, blocked):
+    assert bool(blocked_by_state(state, layer, purpose, side)) is blocked
+
+
+def test_after_a_drawdown_halt_a_failed_close_is_tried_again_until_flat():
+    # Defect 5: after the drawdown HALT a close that FAILED was never retried; the position stayed open.
+    halted = DeskState("HALTED", "drawdown", "Daily drawdown 6.0000% reached the limit 5.00%. Trading halted.")
+    held = {"positions": {"ETH_USDT": D(2)}, "prices": {"ETH_USDT": D(50)}, "avg_entry": {"ETH_USDT": D(60)}}
+    effects = DESK.watch(view(halted, **held), Ledger({"ETH_USDT": "T9"}, {"ddclose:T9": ["FAILED"]}))
+    [order] = orders(effects)
+    assert (order.signal_id, order.quantity, order.price, order.purpose) == (
+        "ddclose:T9#1",
+        D(2),
+        D(50),
+        "drawdown_close",
+    )
+    assert len(alerts(effects, "CRITICAL")) == 1
+    assert blocked_by_state("HALTED", "drawdown", order.purpose, "SELL") == ""
+    # Flat: nothing left to do, so the shells skip the watch.
+    assert DESK.watch_has_work(view(halted, **held))
+    assert not DESK.watch_has_work(view(halted, positions={}, prices={"ETH_USDT": D(50)}))
+
+
+def test_a_drawdown_close_of_a_symbol_without_a_price_waits_for_one():
+    # Defect 10: a close for a symbol with no price at decision time crashed (TypeError) and stopped the replay.
+    # Day start 10,000; cash 9,000, 0.01 BTC at 1,000 = 10, SOL unpriced (valued 0): equity 9,010, down 9.9 % ≥ 5 %.
+    account = {
+        "cash": D(9000),
+        "positions": {"BTC_USDT": D("0.01"), "SOL_USDT": D(10)},
+        "prices": {"BTC_USDT": D(1000)},
+        "avg_entry": {"BTC_USDT": D(1000), "SOL_USDT": D(20)},
+        "day_start_equity": D(10000),
+    }
+    effects = DESK.watch(view(**account), Ledger({"BTC_USDT": "TB", "SOL_USDT": "TS"}))
+    assert [e for e in effects if isinstance(e, ChangeState)] == [
+        ChangeState("HALTED", "drawdown", alerts(effects)[0].message)
+    ]
+    assert [(o.symbol, o.quantity, o.price, o.purpose) for o in orders(effects)] == [
+        ("BTC_USDT", D("0.01"), D(1000), "drawdown_close")
+    ]
+    waiting = [a for a in alerts(effects, "CRITICAL") if a.symbol == "SOL_USDT"]
+    assert len(waiting) == 1 and "waits" in waiting[0].message
+
+
+# --- the backtest shell on crafted candles ------------------------------------------------------------------
+DAY_MS = 86_400_000
+DAY2 = 1_700_006_400_000  # 2023-11-15 00:00 UTC
+FIVE_MIN = 300_000
+
+
+def _candles(tmp_path, closes: dict[int, float]) -> str:
+    path = tmp_path / "TEST_USDT-5m.csv"
+    rows = ["timestamp_ms,open,high,low,close,volume"]
+    rows += [f"{ts},{price},{price},{price},{price},1000000" for ts, price in sorted(closes.items())]
+    path.write_text("\n".join(rows) + "\n")
+    return str(path)
+
+
+def _signals(tmp_path, rows: list[str]) -> str:
+    path = tmp_path / "signals.csv"
+    path.write_text("timestamp_ms,symbol,side,confidence,reason\n" + "\n".join(rows) + "\n")
+    return str(path)
+
+
+def _backtest(tmp_path, closes, signal_rows, **parameters):
+    signals = _signals(tmp_path, signal_rows)
+    exchange = PaperExchange(slippage_pct=D(0), fee_rate=D(0), failure_rate=D(0), max_volume_share=D(0))
+    backtest = Backtest(lambda: SignalsFile(path=signals), {**PARAMETERS, **parameters}, D(10000), exchange, D("0.25"))
+    return backtest.run(read_bars([_candles(tmp_path, closes)]))
+
+
+@pytest.mark.parametrize("crash_at", [DAY2 - FIVE_MIN, DAY2])
+def test_a_crash_at_midnight_halts_like_a_crash_a_candle_earlier(tmp_path, crash_at):
+    # Defect 4: the day-start equity was taken after the day's first candle was applied, so its loss was missed.
+    # BUY 25 at 100 on the 23:45 candle (0.25 × 10,000 = 2,500; fee and slippage 0): cash 7,500.
+    # The crash to 60 at 23:55 or at 00:00: equity 7,500 + 25 × 60 = 9,000; the day started at 10,000 (the
+    # prices before 00:00 were 100, or already 60 when the crash came at 23:55 — then the halt is on day 1):
+    # down 10 % ≥ 5 % → HALT and close 25 at 60 — at 00:00 too, where it used to be missed (only the 2 % stop fired).
+    closes = {DAY2 - 4 * FIVE_MIN: 100.0, DAY2 - 3 * FIVE_MIN: 100.0, DAY2 - 2 * FIVE_MIN: 100.0}
+    closes.update({ts: 100.0 for ts in range(DAY2 - 2 * FIVE_MIN, crash_at, FIVE_MIN)})
+    closes.update({ts: 60.0 for ts in range(crash_at, DAY2 + 2 * FIVE_MIN, FIVE_MIN)})
+    result = _backtest(
+        tmp_path, closes, [f"{DAY2 - 3 * FIVE_MIN},TEST_USDT,BUY,0.9,crafted"], MAX_POSITION_PCT=D("0.25")
+    )
+    assert [(o.side, o.purpose, o.filled_quantity, o.price, o.timestamp) for o in result.orders] == [
+        ("BUY", "entry", D(25), D(100), DAY2 - 3 * FIVE_MIN),
+        ("SELL", "drawdown_close", D(25), D(60), crash_at),
+    ]
+    assert result.trading_state == "HALTED"
+    assert result.final_equity == D(9000)
+
+
+def test_signals_file_rows_become_decisions_at_their_candles(tmp_path):
+    # A BUY and a SELL from the file: 25 bought at 100 (2,500 of 10,000), sold at 110: +250.
+    closes = {DAY2 + i * FIVE_MIN: 100.0 if i < 3 else 110.0 for i in range(6)}
+    result = _backtest(
+        tmp_path,
+        closes,
+        [f"{DAY2 + FIVE_MIN},TEST_USDT,BUY", f"{DAY2 + 4 * FIVE_MIN},TEST_USDT,SELL,0.5,take profit"],
+        MAX_POSITION_PCT=D("0.25"),
+    )
+    assert [(o.side, o.purpose, o.filled_quantity, o.price) for o in result.orders] == [
+        ("BUY", "entry", D(25), D(100)),
+        ("SELL", "exit", D(25), D(110)),
+    ]
+    assert result.final_equity == D(10250)
+    assert (
+        result.risk_events[0]["details"]["confidence"] == 1.0 and "take profit" not in result.risk_events[0]["reason"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ("17000,TEST_USDT", "expected timestamp_ms,symbol,side"),
+        ("soon,TEST_USDT,BUY", "is not a time in epoch milliseconds"),
+        ("17000,TEST USDT,BUY", "is not a symbol"),
+        ("17000,TEST_USDT,HOLD", "neither BUY nor SELL"),
+        ("17000,TEST_USDT,BUY,2", "not a number in 0–1"),
+    ],
+)
+def test_signals_file_refuses_a_bad_row_naming_its_line(tmp_path, row, message):
+    path = _signals(tmp_path, ["16000,TEST_USDT,SELL", row])
+    with pytest.raises(ValueError, match=message) as error:
+        SignalsFile(path=path)
+    assert "line 3" in str(error.value)
+
+
+def test_signals_file_needs_a_readable_path(tmp_path):
+    with pytest.raises(ValueError, match="path=FILE"):
+        SignalsFile()
+    with pytest.raises(ValueError, match="cannot read"):
+        SignalsFile(path=str(tmp_path / "missing.csv"))

@@ -13,9 +13,9 @@ from django.db import connection
 from cdb_project.raw_rows import fetch_rows, fetch_rows_with
 from cdb_project.timeutil import ms_to_datetime
 from marketdata.ingest import latest_prices, latest_prices_query, prices_of_rows
-from risk.engine import AccountState
+from risk.engine import AccountState, LotStop
 
-from .models import Order, Portfolio, Position
+from .models import Order, Portfolio, Position, Trade
 
 MINUTE_MS = 60_000
 DAY_MS = 86_400_000
@@ -29,9 +29,11 @@ class AccountRows(NamedTuple):
     quantities: dict[str, Decimal]  # positions plus approved, not yet executed orders
     cash: Decimal  # less what approved BUYs will spend
     receivable: Decimal  # what approved SELLs will bring in
+    lots: dict[str, list[LotStop]]  # open trades and their stops by symbol, oldest first (read if asked for)
 
 
-def account_rows(*, lock: bool) -> AccountRows:
+def account_rows(*, lock: bool, with_lots: bool = False) -> AccountRows:
+    """The account's rows; ``with_lots``: with the open trades and their stops, which only the watch reads."""
     portfolio, pending = _portfolio_and_pending_count(lock)
     positions = {p.symbol: p for p in fetch_rows(Position, '"quantity" > 0', order_by='"symbol"')}
     quantities = {symbol: p.quantity for symbol, p in positions.items()}
@@ -52,7 +54,16 @@ def account_rows(*, lock: bool) -> AccountRows:
             cash -= quantity * price * (1 + slippage) * (1 + fee)
         else:
             receivable += quantity * price * (1 - slippage) * (1 - fee)
-    return AccountRows(portfolio, positions, quantities, cash, receivable)
+    return AccountRows(portfolio, positions, quantities, cash, receivable, open_lots() if with_lots else {})
+
+
+def open_lots() -> dict[str, list[LotStop]]:
+    """The open trades by symbol, oldest first, each with its stop (``risk.engine.stop_price`` of its fill)."""
+    lots: dict[str, list[LotStop]] = {}
+    rows = Trade.objects.filter(status=Trade.Status.OPEN).order_by("entry_time", "id")
+    for trade_id, symbol, quantity, stop in rows.values_list("trade_id", "symbol", "quantity", "stop_loss"):
+        lots.setdefault(symbol, []).append(LotStop(trade_id, quantity, stop))
+    return lots
 
 
 def _portfolio_and_pending_count(lock: bool) -> tuple[Portfolio, int]:
@@ -93,7 +104,7 @@ def account_state(
         day_start_equity=rows.portfolio.day_start_equity,
         orders_last_minute=orders_last_minute,
         last_stop_ms=last_stop_ms or {},
-        avg_entry={symbol: p.avg_entry_price for symbol, p in rows.positions.items()},
+        lots=rows.lots,
         receivable=rows.receivable,
     )
 
@@ -135,6 +146,7 @@ def load_account(
     *,
     for_decision: bool = True,
     rows: AccountRows | None = None,
+    with_lots: bool = False,
 ) -> AccountState:
     """Cash, positions (PENDING orders included) and last prices at ``at_ms``; rolls the day-start equity at 00:00 UTC.
 
@@ -143,7 +155,7 @@ def load_account(
     account rows, if the caller has just read them (``account_rows(lock=True)``).
     """
     if rows is None:
-        rows = account_rows(lock=True)
+        rows = account_rows(lock=True, with_lots=with_lots)
     rolls = day_rolls(rows.portfolio, at_ms)
     priced = {*rows.quantities, *extra_symbols}
     if for_decision:

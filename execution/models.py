@@ -79,6 +79,7 @@ class Trade(models.Model):
     entry_price = MoneyField()
     entry_time = models.DateTimeField()
     entry_fees = MoneyField(default=Decimal("0"))
+    stop_loss = MoneyField(null=True, blank=True, help_text="This lot's stop: entry price × (1 − STOP_LOSS_PCT)")
     exit_price = MoneyField(null=True, blank=True)
     exit_time = models.DateTimeField(null=True, blank=True)
     exit_fees = MoneyField(default=Decimal("0"))

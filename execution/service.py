@@ -22,14 +22,15 @@ from cdb_project.timeutil import ms_to_datetime
 from marketdata.models import Candle
 from risk.alerts import raise_alert
 from risk.desk import blocked_by_state
-from risk.models import TradingState
+from risk.engine import stop_price
+from risk.models import RiskParameters, TradingState
 
 from . import metrics
 from .accounting import AccountingError, Book, Holding
 from .live import LiveExecutor, OrderOutcomeUnknown, live_trading_enabled
 from .models import Order, Portfolio, Position, Trade
 from .paper import Fill, PaperExchange
-from .trades import Lot, close_lots, open_lot
+from .trades import Lot, close_lots, exit_target, open_lot, target_first
 
 logger = logging.getLogger("cdb.execution")
 SETTLED_BY_FILL = {"FILLED": Order.Status.FILLED, "PARTIALLY_FILLED": Order.Status.PARTIALLY_FILLED}
@@ -82,6 +83,7 @@ def fill_paper_order(
     *,
     candle: tuple | None = None,
     account: tuple[Portfolio, list[Position]] | None = None,
+    stop_loss_pct: Decimal | None = None,
 ) -> Order:
     """Fill an order on the paper exchange, settle the account, store the order and publish its order_result.
 
@@ -90,7 +92,7 @@ def fill_paper_order(
     order (not stored yet) is written once, with its outcome — or ``execute_order``'s for a stored PENDING order
     (redelivered, or found by the recovery jobs). The caller may pass what it has just read under that lock: the
     symbol's last ``candle`` (``FILL_CANDLE_FIELDS``; None if there is none) and the ``account`` (portfolio row,
-    open positions)."""
+    open positions) and the ``stop_loss_pct`` of the decision (else the current parameter)."""
     _test_pause_hook()
     blocked = _blocked_by_state(state, order)
     if blocked:
@@ -102,7 +104,7 @@ def fill_paper_order(
     market_price, volume, timestamp, created_at = candle or (order.requested_price, None, None, None)
     stored_at = created_at if timestamp is not None and timestamp == order.source_timestamp else None
     fill = paper_exchange().fill(order.client_order_id, order.side, order.quantity, market_price, volume)
-    return _settle_and_finish(order, fill, account, stored_at)
+    return _settle_and_finish(order, fill, account, stored_at, stop_loss_pct)
 
 
 def _fill_candle(order: Order) -> tuple | None:
@@ -253,20 +255,30 @@ def book_of(portfolio: Portfolio, positions: list[Position]) -> tuple[Book, Port
 
 
 def _settle_and_finish(
-    order: Order, fill: Fill, account: tuple[Portfolio, list[Position]] | None = None, candle_stored_at=None
+    order: Order,
+    fill: Fill,
+    account: tuple[Portfolio, list[Position]] | None = None,
+    candle_stored_at=None,
+    stop_loss_pct: Decimal | None = None,
 ) -> Order:
     """Settle the fill, store the order and publish its order_result, then record its trades: they refer to the
     order row, which a new paper order gets only now."""
-    filled = _settle(order, fill, account)
+    filled = _settle(order, fill, account, stop_loss_pct)
     _finish(order, candle_stored_at)
     if filled:
         _record_trades(order, fill)
     return order
 
 
-def _settle(order: Order, fill: Fill, account: tuple[Portfolio, list[Position]] | None = None) -> bool:
+def _settle(
+    order: Order,
+    fill: Fill,
+    account: tuple[Portfolio, list[Position]] | None = None,
+    stop_loss_pct: Decimal | None = None,
+) -> bool:
     """Apply a fill to the order's fields and to the account (portfolio, position), from ``account`` if the caller
-    has read it under the lock. True when it filled: its trades are then to be recorded (``_record_trades``)."""
+    has read it under the lock. True when it filled: its trades are then to be recorded (``_record_trades``). A
+    filled BUY gets its lot's stop from its fill price (``stop_loss_pct`` of the decision, else the parameter)."""
     order.order_id = fill.order_id
     if fill.status not in SETTLED_BY_FILL:
         order.status, order.reason = (
@@ -291,14 +303,18 @@ def _settle(order: Order, fill: Fill, account: tuple[Portfolio, list[Position]] 
     order.status, order.reason = SETTLED_BY_FILL[fill.status], fill.reason
     order.filled_quantity, order.price, order.fees, order.filled_at = fill.quantity, fill.price, fill.fee, filled_at
     if order.side == "BUY":
-        order.entry_price = fill.price
+        if stop_loss_pct is None:
+            stop_loss_pct = RiskParameters.load().stop_loss_pct
+        order.entry_price, order.stop_loss = fill.price, stop_price(fill.price, stop_loss_pct)
     return True
 
 
 def _record_trades(order: Order, fill: Fill) -> None:
     """A filled BUY opens a trade; a SELL closes open trades of the symbol (the order row is stored)."""
     if order.side == "BUY":
-        lot = open_lot(order.client_order_id, order.symbol, fill.quantity, fill.price, fill.fee, order.event_time)
+        lot = open_lot(
+            order.client_order_id, order.symbol, fill.quantity, fill.price, fill.fee, order.event_time, order.stop_loss
+        )
         trade = Trade(
             trade_id=lot.trade_id,
             order=order,
@@ -307,6 +323,7 @@ def _record_trades(order: Order, fill: Fill) -> None:
             entry_price=lot.entry_price,
             entry_time=order.filled_at,
             entry_fees=lot.entry_fees,
+            stop_loss=lot.stop,
         )
         deferred_writes.insert(trade)
     else:
@@ -314,7 +331,8 @@ def _record_trades(order: Order, fill: Fill) -> None:
 
 
 def _close_trades(order: Order, fill: Fill) -> None:
-    """Close open trades of the symbol oldest first (execution.trades decides the split and the P&L)."""
+    """Close open trades of the symbol oldest first — a stop-loss its own lot first — (execution.trades decides the
+    split and the P&L)."""
     orders, trades = (connection.ops.quote_name(model._meta.db_table) for model in (Order, Trade))
     entry_order = f'(SELECT "client_order_id" FROM {orders} WHERE {orders}."id" = {trades}."order_id")'  # noqa: S608
     found = fetch_rows_with(
@@ -326,7 +344,10 @@ def _close_trades(order: Order, fill: Fill) -> None:
         for_update=True,
     )
     rows = [trade for trade, _ in found]
-    lots = [Lot(t.trade_id, entry, t.symbol, t.quantity, t.entry_price, 0, t.entry_fees) for t, entry in found]
+    lots = [
+        Lot(t.trade_id, entry, t.symbol, t.quantity, t.entry_price, 0, t.entry_fees, t.stop_loss) for t, entry in found
+    ]
+    lots = target_first(lots, exit_target(order.signal_id, order.purpose))
     reason = "signal" if order.purpose == Order.Purpose.EXIT else order.purpose
     closed, remainder = close_lots(
         lots, fill.quantity, fill.price, fill.fee, order.client_order_id, order.event_time, reason
@@ -350,6 +371,7 @@ def _close_trades(order: Order, fill: Fill) -> None:
             entry_price=remainder.entry_price,
             entry_time=source.entry_time,
             entry_fees=remainder.entry_fees,
+            stop_loss=remainder.stop,
         )
         deferred_writes.insert(kept)
 

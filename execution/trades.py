@@ -32,6 +32,7 @@ class Lot(NamedTuple):  # immutable; a tuple: several per fill, ~4× cheaper to 
     entry_price: Decimal
     entry_time: int  # epoch ms
     entry_fees: Decimal
+    stop: Decimal | None = None  # its stop-loss price (risk.engine.stop_price); a remainder keeps it
 
 
 class ClosedLot(NamedTuple):  # immutable, a tuple (as Lot)
@@ -55,8 +56,32 @@ class ClosedLot(NamedTuple):  # immutable, a tuple (as Lot)
         return (self.profit_loss / self.cost * 100).quantize(Decimal("0.000001")) if self.cost else Decimal(0)
 
 
-def open_lot(client_order_id: str, symbol: str, quantity: Decimal, price: Decimal, fee: Decimal, time: int) -> Lot:
-    return Lot(trade_id_for(client_order_id), client_order_id, symbol, quantity, price, time, fee)
+def open_lot(
+    client_order_id: str,
+    symbol: str,
+    quantity: Decimal,
+    price: Decimal,
+    fee: Decimal,
+    time: int,
+    stop: Decimal | None = None,
+) -> Lot:
+    return Lot(trade_id_for(client_order_id), client_order_id, symbol, quantity, price, time, fee, stop)
+
+
+def target_first(lots: list[Lot], trade_id: str | None) -> list[Lot]:
+    """``lots`` (oldest first) with the lot of ``trade_id`` moved to the front: a stop-loss sells its own lot
+    first, whatever its age. Unchanged when there is no such lot."""
+    for i, lot in enumerate(lots):
+        if lot.trade_id == trade_id:
+            return [lot, *lots[:i], *lots[i + 1 :]]
+    return lots
+
+
+def exit_target(signal_id: str, purpose: str) -> str | None:
+    """The trade a stop-loss order sells: its exit key is ``stop:<trade id>[#attempt]`` (``risk.desk``)."""
+    if purpose != "stop_loss" or not signal_id.startswith("stop:"):
+        return None
+    return signal_id[len("stop:") :].split("#", 1)[0]
 
 
 def close_lots(

@@ -50,6 +50,7 @@ from .engine import (
     MarketSnapshot,
     RiskEngine,
     snapshot_from_candles,
+    stop_price,
 )
 from .models import RiskEvent, RiskParameters, TradingState
 from .state import apply_state_change
@@ -144,7 +145,7 @@ def watch_market(event: dict) -> None:
         late = _superseded(now)
         if late and _superseded(now, event["symbol"]):
             return
-        account = load_account(state.state, now, (event["symbol"],), for_decision=False)
+        account = load_account(state.state, now, (event["symbol"],), for_decision=False, with_lots=True)
         parameters = RiskParameters.load().as_dict()
         breaker = state.state == PAUSED and state.pause_layer == "circuit_breaker"
         market = market_snapshot(state.breaker_symbol, now) if breaker else None
@@ -201,7 +202,7 @@ class MarketWatch:
     def _load_account(self, version: tuple | None) -> None:
         self.state = TradingState.load()
         self.parameters = RiskParameters.load().as_dict()
-        self.rows = account_rows(lock=False)
+        self.rows = account_rows(lock=False, with_lots=True)
         if version is not None:
             self.latest_order_time = version[0]  # the version row reads it first
         else:  # the one-row tables were only just created
@@ -224,7 +225,7 @@ class MarketWatch:
             return False
         price = self._prices(now).get(symbol)
         account = account_state(self.rows, self.state.state, {symbol: price} if price is not None else {})
-        return bool(risk_engine().stop_loss_exits(account, self.parameters))
+        return bool(risk_engine().stop_loss_exits(account))
 
     def _prices(self, now: int) -> dict[str, Decimal]:
         if not self.held:
@@ -417,7 +418,8 @@ def _apply(
             the_signals = signal_fill is not None and effect.signal_id == signal_fill[0]
             order = _submit(effect, now, paper)
             if paper:
-                fill_paper_order(order, state, **(signal_fill[1] if the_signals else {}))
+                extra = signal_fill[1] if the_signals else {}
+                fill_paper_order(order, state, stop_loss_pct=effect.stop_loss_pct, **extra)
             elif not the_signals:  # the risk manager's own exits are sent at once, inside this transaction
                 execute_order({"client_order_id": order.client_order_id})
             if the_signals:
@@ -438,7 +440,8 @@ def _submit(submit: SubmitOrder, now: int, paper: bool) -> Order:
         event_time=now,
         source_timestamp=submit.source_timestamp or now,
         submitted_at=ms_to_datetime(now),
-        stop_loss=submit.stop_loss,
+        # an entry's stop until its fill fixes it (execution.service: from the fill price)
+        stop_loss=stop_price(submit.price, submit.stop_loss_pct) if submit.stop_loss_pct is not None else None,
         strategy=submit.strategy,
         risk_score=Decimal(str(submit.confidence)) if submit.confidence is not None else None,
         risk_checks=submit.checks,

@@ -128,7 +128,7 @@ class SubmitOrder(NamedTuple):
     purpose: str  # entry, exit, stop_loss, drawdown_close, operator_close
     decision: str
     checks: list[str]
-    stop_loss: Decimal | None = None
+    stop_loss_pct: Decimal | None = None  # an entry: its lot's stop is its fill price × (1 − this)
     strategy: str = ""
     confidence: float | None = None
     source_timestamp: int | None = None
@@ -182,7 +182,7 @@ class Desk:
         if decision.close_positions:
             effects += self._close_all(view, DRAWDOWN, decision.reasons[0], ledger, announce=True)
         if decision.approved:
-            stop_loss = price * (1 - parameters["STOP_LOSS_PCT"]) if side == "BUY" else None
+            stop_loss_pct = parameters["STOP_LOSS_PCT"] if side == "BUY" else None
             effects.append(
                 SubmitOrder(
                     client_order_id,
@@ -194,7 +194,7 @@ class Desk:
                     "entry" if side == "BUY" else "exit",
                     decision.action,
                     list(decision.checks),
-                    stop_loss,
+                    stop_loss_pct,
                     signal.strategy,
                     signal.confidence,
                     signal.source_timestamp,
@@ -209,10 +209,10 @@ class Desk:
         if state.state == HALTED:
             if state.layer in CLOSING_HALTS:
                 return any(quantity > 0 for quantity in account.positions.values())
-            return bool(self.engine.stop_loss_exits(account, parameters))
+            return bool(self.engine.stop_loss_exits(account))
         return (
             self.engine.drawdown_breached(account, parameters)
-            or bool(self.engine.stop_loss_exits(account, parameters))
+            or bool(self.engine.stop_loss_exits(account))
             or (state.state == PAUSED and state.layer == "circuit_breaker")
         )
 
@@ -244,7 +244,7 @@ class Desk:
             effects += self._trip(state, HALTED, DRAWDOWN, message, "")
             return effects + self._close_all(view, DRAWDOWN, message, ledger, announce=True)
         effects = []
-        for exit_order in self.engine.stop_loss_exits(account, parameters):
+        for exit_order in self.engine.stop_loss_exits(account):
             effects += self._exit(view, "stop", exit_order, ledger, f"Stop-loss: {exit_order.reason}")
         if view.state.state == PAUSED and view.state.layer == "circuit_breaker":
             effects += self._retry_breaker(view)
@@ -287,9 +287,10 @@ class Desk:
     def _exit(
         self, view: DeskView, kind: str, exit_order: ExitOrder, ledger: ExitLedger, announcement: str = ""
     ) -> list[Effect]:
-        """One risk exit of a symbol's position, keyed by its oldest open trade (``kind:trade_id[#attempt]``): one
-        exit per trade, tried again under a new key after a FAILED or REJECTED attempt, with a CRITICAL alert."""
-        trade = ledger.oldest_open_trade(exit_order.symbol)
+        """One risk exit, keyed by its trade (``kind:trade_id[#attempt]``): a stop-loss by the lot it sells, a close
+        of the whole position by the symbol's oldest open trade. One exit per trade, tried again under a new key
+        after a FAILED or REJECTED attempt, with a CRITICAL alert."""
+        trade = exit_order.trade_id or ledger.oldest_open_trade(exit_order.symbol)
         if trade is None:
             return []
         base = f"{kind}:{trade}"
@@ -332,8 +333,8 @@ class Desk:
     def _suppress_stops(self, view: DeskView, ledger: ExitLedger) -> list[Effect]:
         """A HALT stops every order, stop-losses included: each stop that would fire is said once per trade."""
         effects: list[Effect] = []
-        for exit_order in self.engine.stop_loss_exits(view.account, view.parameters):
-            trade = ledger.oldest_open_trade(exit_order.symbol)
+        for exit_order in self.engine.stop_loss_exits(view.account):
+            trade = exit_order.trade_id
             if trade is None or ledger.suppressed(f"stop:{trade}"):
                 continue
             message = f"stop-loss suppressed while HALTED: {exit_order.reason}"

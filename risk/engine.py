@@ -20,10 +20,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import ROUND_DOWN, Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 from typing import NamedTuple
 
 QUANTITY_STEP = Decimal("0.00000001")
+STOP_STEP = Decimal("0.000000000001")  # prices are stored to 12 places
 APPROVE, TRIM, REJECT = "APPROVE", "TRIM", "REJECT"
 ACTIVE, PAUSED, HALTED = "ACTIVE", "PAUSED", "HALTED"
 MINUTE_MS = 60_000
@@ -66,6 +67,14 @@ class MarketSnapshot:
     tradable: bool = True  # on the screener's watch list (or replayed/simulated) and not excluded by the whitelist
 
 
+class LotStop(NamedTuple):
+    """An open lot (one entry's trade) and its stop-loss: entry price × (1 − STOP_LOSS_PCT), fixed at the fill."""
+
+    trade_id: str
+    quantity: Decimal
+    stop: Decimal
+
+
 @dataclass(frozen=True)
 class AccountState:
     trading_state: str  # ACTIVE / PAUSED / HALTED
@@ -75,7 +84,8 @@ class AccountState:
     day_start_equity: Decimal | None = None
     orders_last_minute: int = 0
     last_stop_ms: Mapping[str, int] = field(default_factory=dict)  # symbol -> time of its last stop-loss exit
-    avg_entry: Mapping[str, Decimal] = field(default_factory=dict)  # symbol -> average entry price
+    # symbol -> its open lots (trades), oldest first, each with its own stop: read where stop-losses are checked
+    lots: Mapping[str, Sequence[LotStop]] = field(default_factory=dict)
     # Proceeds (after costs) of approved sells not yet executed: their quantity has left ``positions`` so that
     # nothing is sold twice, and this keeps it in the equity (not in the cash that new entries may spend).
     receivable: Decimal = Decimal(0)
@@ -131,8 +141,9 @@ class Decision:
 class ExitOrder:
     symbol: str
     quantity: Decimal
-    purpose: str  # stop_loss or drawdown_close
+    purpose: str  # stop_loss, drawdown_close or operator_close
     reason: str
+    trade_id: str | None = None  # a stop-loss sells its own lot; a close sells the whole position
 
 
 def round_quantity(quantity: Decimal) -> Decimal:
@@ -326,20 +337,22 @@ class RiskEngine:
             if quantity > 0
         ]
 
-    def stop_loss_exits(self, state: AccountState, parameters: Mapping[str, Decimal]) -> list[ExitOrder]:
-        """Positions whose last price is STOP_LOSS_PCT or more below their average entry."""
+    def stop_loss_exits(self, state: AccountState) -> list[ExitOrder]:
+        """One exit per open lot whose stop its symbol's last price has reached (SPEC §4 layer 6: per trade), for
+        that lot's quantity (never more than is held)."""
         exits = []
-        for symbol, quantity in sorted(state.positions.items()):
-            entry, price = state.avg_entry.get(symbol), state.prices.get(symbol)
-            if quantity <= 0 or not _finite_positive(entry) or not _finite_positive(price):
+        for symbol, lots in sorted(state.lots.items()):
+            held, price = state.positions.get(symbol, Decimal(0)), state.prices.get(symbol)
+            if not _finite_positive(price):
                 continue
-            stop = entry * (1 - parameters["STOP_LOSS_PCT"])
-            if price <= stop:
-                reason = (
-                    f"{symbol} at {price} is at or below its stop {stop:.8f} "
-                    f"(entry {entry} − STOP_LOSS_PCT {parameters['STOP_LOSS_PCT']})"
-                )
-                exits.append(ExitOrder(symbol, quantity, "stop_loss", reason))
+            for lot in lots:
+                if held <= 0:
+                    break
+                if price <= lot.stop:
+                    quantity = min(lot.quantity, held)
+                    held -= quantity
+                    reason = f"{symbol} at {price} is at or below the stop {lot.stop} of trade {lot.trade_id}"
+                    exits.append(ExitOrder(symbol, quantity, "stop_loss", reason, lot.trade_id))
         return exits
 
 
@@ -347,6 +360,11 @@ class RiskEngine:
 SPREAD_WINDOW = 20
 BREAKER_RETRY_MS = 60_000
 BREAKER_MAX_TRIES = 10
+
+
+def stop_price(entry_price: Decimal, stop_loss_pct: Decimal) -> Decimal:
+    """A lot's stop-loss: its entry (fill) price × (1 − STOP_LOSS_PCT), to the stored precision."""
+    return (entry_price * (1 - stop_loss_pct)).quantize(STOP_STEP, rounding=ROUND_HALF_EVEN)
 
 
 def client_order_id_for(key: str) -> str:

@@ -21,7 +21,7 @@ from risk.desk import (
     SubmitOrder,
     blocked_by_state,
 )
-from risk.engine import AccountState, RiskEngine
+from risk.engine import AccountState, LotStop, RiskEngine, stop_price
 from risk.parameters import PARAMETER_SPECS
 from trading.backtest import Backtest, read_bars
 from trading.strategies.signals_file import SignalsFile
@@ -61,11 +61,12 @@ def alerts(effects, level=None):
     return [e for e in effects if isinstance(e, RaiseAlert) and (level is None or e.level == level)]
 
 
-# 1 BTC bought at 100; the stop is 100 × (1 − 0.02) = 98; the last price 97 is below it. Day start 97: no drawdown.
+# 1 BTC bought at 100 (trade T1); its stop is 100 × (1 − 0.02) = 98; the last price 97 is below it. Day start 97:
+# no drawdown.
 UNDER_STOP = {
     "positions": {"BTC_USDT": D(1)},
     "prices": {"BTC_USDT": D(97)},
-    "avg_entry": {"BTC_USDT": D(100)},
+    "lots": {"BTC_USDT": [LotStop("T1", D(1), D(98))]},
     "day_start_equity": D(97),
 }
 
@@ -89,6 +90,25 @@ def test_a_rejected_stop_loss_is_tried_again_with_a_critical_alert():
     # The first attempt is keyed by the trade alone and announced as a stop-loss (WARNING), not as a retry.
     first = DESK.watch(view(**UNDER_STOP), Ledger({"BTC_USDT": "T1"}))
     assert [o.signal_id for o in orders(first)] == ["stop:T1"] and alerts(first, "CRITICAL") == []
+
+
+def test_each_lot_has_its_own_stop_and_its_exit_sells_that_lot():
+    # Defect 6: the stop was per position (average entry). Bought 1 at 100 (stop 98) and 1 at 110 (stop 107.8):
+    # the average entry 105 put one stop at 102.9 for both lots, so at 102.5 both were sold. Per trade: at 107 only
+    # the 110 lot (T2) is at its stop, and only its quantity is sold; the 100 lot (T1) stays until 98.
+    assert (stop_price(D(100), D("0.02")), stop_price(D(110), D("0.02"))) == (D(98), D("107.8"))
+    lots = {"BTC_USDT": [LotStop("T1", D(1), D(98)), LotStop("T2", D(1), D("107.8"))]}
+    account = {"positions": {"BTC_USDT": D(2)}, "lots": lots, "day_start_equity": D(214)}
+    effects = DESK.watch(view(prices={"BTC_USDT": D(107)}, **account), Ledger())
+    assert [(o.signal_id, o.quantity, o.purpose) for o in orders(effects)] == [("stop:T2", D(1), "stop_loss")]
+    assert (
+        DESK.watch(
+            view(prices={"BTC_USDT": D("102.5")}, **{**account, "lots": {"BTC_USDT": lots["BTC_USDT"][:1]}}), Ledger()
+        )
+        == []
+    )
+    both = DESK.watch(view(prices={"BTC_USDT": D(97)}, **{**account, "day_start_equity": D(194)}), Ledger())
+    assert [(o.signal_id, o.quantity) for o in orders(both)] == [("stop:T1", D(1)), ("stop:T2", D(1))]
 
 
 def test_an_operator_halt_holds_back_stop_losses_and_says_so_once_per_trade():
@@ -127,7 +147,11 @@ def test_what_an_execution_may_carry_out_in_each_state(state, layer, purpose, si
 def test_after_a_drawdown_halt_a_failed_close_is_tried_again_until_flat():
     # Defect 5: after the drawdown HALT a close that FAILED was never retried; the position stayed open.
     halted = DeskState("HALTED", "drawdown", "Daily drawdown 6.0000% reached the limit 5.00%. Trading halted.")
-    held = {"positions": {"ETH_USDT": D(2)}, "prices": {"ETH_USDT": D(50)}, "avg_entry": {"ETH_USDT": D(60)}}
+    held = {
+        "positions": {"ETH_USDT": D(2)},
+        "prices": {"ETH_USDT": D(50)},
+        "lots": {"ETH_USDT": [LotStop("T9", D(2), D(58.8))]},
+    }
     effects = DESK.watch(view(halted, **held), Ledger({"ETH_USDT": "T9"}, {"ddclose:T9": ["FAILED"]}))
     [order] = orders(effects)
     assert (order.signal_id, order.quantity, order.price, order.purpose) == (
@@ -150,7 +174,6 @@ def test_a_drawdown_close_of_a_symbol_without_a_price_waits_for_one():
         "cash": D(9000),
         "positions": {"BTC_USDT": D("0.01"), "SOL_USDT": D(10)},
         "prices": {"BTC_USDT": D(1000)},
-        "avg_entry": {"BTC_USDT": D(1000), "SOL_USDT": D(20)},
         "day_start_equity": D(10000),
     }
     effects = DESK.watch(view(**account), Ledger({"BTC_USDT": "TB", "SOL_USDT": "TS"}))
@@ -184,10 +207,11 @@ def _signals(tmp_path, rows: list[str]) -> str:
     return str(path)
 
 
-def _backtest(tmp_path, closes, signal_rows, **parameters):
+def _backtest(tmp_path, closes, signal_rows, position_size_pct=D("0.25"), **parameters):
     signals = _signals(tmp_path, signal_rows)
     exchange = PaperExchange(slippage_pct=D(0), fee_rate=D(0), failure_rate=D(0), max_volume_share=D(0))
-    backtest = Backtest(lambda: SignalsFile(path=signals), {**PARAMETERS, **parameters}, D(10000), exchange, D("0.25"))
+    parameters = {**PARAMETERS, **parameters}
+    backtest = Backtest(lambda: SignalsFile(path=signals), parameters, D(10000), exchange, position_size_pct)
     return backtest.run(read_bars([_candles(tmp_path, closes)]))
 
 
@@ -210,6 +234,29 @@ def test_a_crash_at_midnight_halts_like_a_crash_a_candle_earlier(tmp_path, crash
     ]
     assert result.trading_state == "HALTED"
     assert result.final_equity == D(9000)
+
+
+def test_a_stop_loss_sells_its_own_lot_in_the_backtest(tmp_path):
+    # 10 bought at 100 (0.10 × 10,000 = 1,000; stop 98), then 10 at 105 (stop 102.9; 0.10 × 10,050 = 1,005 → 9.57142857
+    # at 105 — the position limit 0.25 leaves room). At 102 only the second lot's stop is reached: it alone is sold and
+    # its trade closed at 102; the first stays open until 97 reaches its stop 98.
+    closes = {DAY2 + i * FIVE_MIN: p for i, p in enumerate([100, 100, 105, 105, 102, 101, 97, 97])}
+    result = _backtest(
+        tmp_path,
+        closes,
+        [f"{DAY2},TEST_USDT,BUY", f"{DAY2 + 2 * FIVE_MIN},TEST_USDT,BUY"],
+        MAX_POSITION_PCT=D("0.25"),
+        position_size_pct=D("0.10"),
+    )
+    summary = [(o.purpose, o.filled_quantity, o.price, o.timestamp, o.stop_loss) for o in result.orders]
+    assert summary == [
+        ("entry", D(10), D(100), DAY2, D(98)),
+        ("entry", D("9.57142857"), D(105), DAY2 + 2 * FIVE_MIN, D("102.9")),
+        ("stop_loss", D("9.57142857"), D(102), DAY2 + 4 * FIVE_MIN, None),
+        ("stop_loss", D(10), D(97), DAY2 + 6 * FIVE_MIN, None),
+    ]
+    closed = [(c.lot.entry_price, c.exit_price) for c in result.closed]
+    assert closed == [(D(105), D(102)), (D(100), D(97))]
 
 
 def test_signals_file_rows_become_decisions_at_their_candles(tmp_path):

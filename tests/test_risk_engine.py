@@ -4,7 +4,7 @@ from decimal import Decimal as D
 
 import pytest
 
-from risk.engine import AccountState, MarketSnapshot, ProposedOrder, RiskEngine
+from risk.engine import AccountState, LotStop, MarketSnapshot, ProposedOrder, RiskEngine, stop_price
 from risk.parameters import PARAMETER_SPECS
 
 PARAMS = {name: spec.default for name, spec in PARAMETER_SPECS.items()}
@@ -151,13 +151,14 @@ def test_cash_bounds_the_entry_including_slippage_and_fee():
     assert (decision.layer, decision.quantity) == ("cash", expected)
 
 
-# Layer 6 — stop-loss: STOP_LOSS_PCT 0.02 below the entry.
+# Layer 6 — stop-loss per trade: STOP_LOSS_PCT 0.02 below the entry.
 def test_stop_loss_fires_at_the_stop_and_not_above():
     # Entry 100 → stop 98.
-    holding = dict(positions={"ETH_USDT": "5"}, avg_entry={"ETH_USDT": D("100")})
-    exits = ENGINE.stop_loss_exits(account(prices={"ETH_USDT": "98"}, **holding), PARAMS)
-    assert [(e.symbol, e.quantity, e.purpose) for e in exits] == [("ETH_USDT", D("5"), "stop_loss")]
-    assert ENGINE.stop_loss_exits(account(prices={"ETH_USDT": "98.0001"}, **holding), PARAMS) == []
+    stop = stop_price(D("100"), PARAMS["STOP_LOSS_PCT"])
+    holding = dict(positions={"ETH_USDT": "5"}, lots={"ETH_USDT": [LotStop("T1", D("5"), stop)]})
+    exits = ENGINE.stop_loss_exits(account(prices={"ETH_USDT": "98"}, **holding))
+    assert [(e.symbol, e.quantity, e.purpose, e.trade_id) for e in exits] == [("ETH_USDT", D("5"), "stop_loss", "T1")]
+    assert ENGINE.stop_loss_exits(account(prices={"ETH_USDT": "98.0001"}, **holding)) == []
 
 
 # Throttle and cool-down.

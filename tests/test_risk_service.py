@@ -497,3 +497,27 @@ def test_releasing_a_drawdown_halt_restarts_the_day_from_the_equity_at_release()
     last = Order.objects.latest("event_time").event_time
     bus.publish(candle(last + series.STEP_MS, 104.0))
     assert TradingState.load().state == "ACTIVE"
+
+
+def test_each_trade_has_its_own_stop_and_its_stop_loss_sells_that_lot():
+    # Lot 1: 9.09090909 at 110.055 (the series' entry): stop 110.055 × 0.98 = 107.8539. Lot 2 bought at 120 (filled
+    # at 120 × 1.0005 = 120.06): stop 117.6588. At 117 only lot 2's stop is reached: it alone is sold.
+    first = buy_then([120], max_position_pct=D("0.25"))
+    assert first.stop_loss == D("107.8539")
+    ts = first.event_time + 2 * series.STEP_MS
+    bus.publish(candle(ts, 120.0))
+    bus.publish(
+        {"type": "signal", "symbol": "TEST_USDT", "side": "BUY", "confidence": 0.8, "reason": "more",
+         "timestamp": ts, "signal_id": "second-lot"}
+    )  # fmt: skip
+    second = Order.objects.get(signal_id="second-lot")
+    assert second.status == Order.Status.FILLED and second.stop_loss == D("117.6588")
+    bus.publish(candle(ts + series.STEP_MS, 117.0))
+    stop = Order.objects.get(purpose=Order.Purpose.STOP_LOSS)
+    assert (
+        stop.quantity == second.filled_quantity and stop.signal_id == f"stop:{Trade.objects.get(order=second).trade_id}"
+    )
+    assert Trade.objects.get(order=second).status == Trade.Status.CLOSED
+    assert Trade.objects.get(order=first).status == Trade.Status.OPEN
+    bus.publish(candle(ts + 2 * series.STEP_MS, 107.8))  # now lot 1's stop
+    assert Trade.objects.get(order=first).status == Trade.Status.CLOSED

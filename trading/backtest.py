@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 from execution.accounting import AccountingError, Book
 from execution.paper import PaperExchange
-from execution.trades import ClosedLot, Lot, close_lots, open_lot
+from execution.trades import ClosedLot, Lot, close_lots, exit_target, open_lot, target_first
 from marketdata.validation import CandleRow, Rejection, parse_file_name, validate_lines
 from risk.desk import (
     CLOSING_HALTS,
@@ -48,9 +48,11 @@ from risk.engine import (
     SPREAD_WINDOW,
     AccountState,
     AlertSpec,
+    LotStop,
     MarketSnapshot,
     RiskEngine,
     snapshot_from_rows,
+    stop_price,
 )
 from trading.signal_ids import signal_id_for
 from trading.strategies import Candle, Strategy
@@ -72,6 +74,10 @@ class Bar(NamedTuple):
     interval: str
     row: CandleRow  # exact Decimals: prices, fills and the book
     candle: Candle  # the same candle in floats: what the strategy reads
+
+
+def _entry_time(lot: Lot) -> int:
+    return lot.entry_time
 
 
 def _bar_key(bar: Bar) -> tuple[int, str, str]:
@@ -129,6 +135,7 @@ class Order:
     price: Decimal | None = None
     fees: Decimal = Decimal(0)
     reason: str = ""
+    stop_loss: Decimal | None = None  # a filled entry's stop: its fill price × (1 − STOP_LOSS_PCT)
 
 
 @dataclass
@@ -184,7 +191,6 @@ class Backtest:
         self.marks: dict[str, Decimal] = {}
         self.last: dict[str, Bar] = {}  # each symbol's latest candle: its float close, its volume
         self.history: dict[str, deque[CandleRow]] = {}  # each symbol's last SPREAD_WINDOW + 1 rows, newest first
-        self.avg_entry: dict[str, Decimal] = {}  # the book's average entry price per held symbol
         self.strategies: dict[tuple[str, str], Strategy] = {}
         self.orders: list[Order] = []
         self.exit_attempts_by_key: dict[str, list[str]] = {}  # exit key base -> statuses of its attempts
@@ -306,12 +312,21 @@ class Backtest:
         self.open_point = None
 
     # --- the account as the engine sees it --------------------------------------------------------------
-    def _account(self, symbol: str, now: int) -> AccountState:
+    def _account(self, symbol: str, now: int, *, with_lots: bool = False) -> AccountState:
+        """The account as the engine sees it; ``with_lots``: with each held symbol's open lots and their stops
+        (what the watch checks stop-losses on; a decision does not read them)."""
         entry_times = self.entry_times
         while entry_times and entry_times[0] <= now - MINUTE_MS:
             entry_times.popleft()
-        # The engine only looks up prices and entries (of held symbols and ``symbol``): copies of the whole maps
-        # (``avg_entry`` has exactly the held symbols) answer as the live queries do.
+        lots = {}
+        if with_lots:
+            lots = {
+                s: [LotStop(lot.trade_id, lot.quantity, lot.stop) for lot in held]
+                for s, held in self.lots.items()
+                if held
+            }
+        # The engine only looks up prices (of held symbols and ``symbol``): a copy of the whole map answers as the
+        # live queries do.
         return AccountState(
             trading_state=self.state,
             cash=self.book.cash,
@@ -320,7 +335,7 @@ class Backtest:
             day_start_equity=self.day_start_equity,
             orders_last_minute=len(entry_times),
             last_stop_ms={symbol: self.last_stop[symbol]} if symbol in self.last_stop else {},
-            avg_entry=self.avg_entry.copy(),
+            lots=lots,
         )
 
     def _market(self, symbol: str) -> MarketSnapshot:
@@ -344,7 +359,7 @@ class Backtest:
         if not (stop_due or closing or self.state == PAUSED or self._drawdown_alarm()):
             return
         breaker = self.breaker["symbol"] if self.state == PAUSED and self.layer == "circuit_breaker" else None
-        view = self._view(symbol, now, self._market(breaker) if breaker else None)
+        view = self._view(symbol, now, self._market(breaker) if breaker else None, with_lots=True)
         self._apply(self.desk.watch(view, self), now)
 
     # --- 2. the decision --------------------------------------------------------------------------------
@@ -355,11 +370,11 @@ class Backtest:
         signal = SignalIn(signal_id, symbol, side, price, confidence, source_timestamp=now)
         self._apply(self.desk.decide(self._view(symbol, now, market), signal, self), now)
 
-    def _view(self, symbol: str, now: int, market: MarketSnapshot | None) -> DeskView:
+    def _view(self, symbol: str, now: int, market: MarketSnapshot | None, *, with_lots: bool = False) -> DeskView:
         state = DeskState(
             self.state, self.layer, self.reason, self.breaker["symbol"], self.breaker["tries"], self.breaker["checked"]
         )
-        return DeskView(state, self._account(symbol, now), self.parameters, now, market)
+        return DeskView(state, self._account(symbol, now, with_lots=with_lots), self.parameters, now, market)
 
     def _apply(self, effects: list, now: int) -> None:
         """Carry out the desk's effects in order, in memory (the live worker writes the same to the database)."""
@@ -462,35 +477,42 @@ class Backtest:
             return
         order.status, order.reason = fill.status, fill.reason
         order.filled_quantity, order.price, order.fees = fill.quantity, fill.price, fill.fee
-        self._refresh_cache(order.symbol)
-        lots = self.lots.setdefault(order.symbol, [])
+        symbol = order.symbol
+        lots = self.lots.setdefault(symbol, [])
         if order.side == "BUY":
+            order.stop_loss = stop_price(fill.price, self.stop_loss_pct)
             lots.append(
-                open_lot(order.client_order_id, order.symbol, fill.quantity, fill.price, fill.fee, order.timestamp)
+                open_lot(
+                    order.client_order_id, symbol, fill.quantity, fill.price, fill.fee, order.timestamp, order.stop_loss
+                )
             )
-            return
-        if order.purpose == "stop_loss":
-            self.last_stop[order.symbol] = order.timestamp
-        reason = "signal" if order.purpose == "exit" else order.purpose
-        closed, remainder = close_lots(
-            lots, fill.quantity, fill.price, fill.fee, order.client_order_id, order.timestamp, reason
-        )
-        self.closed.extend(closed)
-        del lots[: len(closed)]
-        if remainder is not None:
-            lots.insert(0, remainder)
+        else:
+            if order.purpose == "stop_loss":
+                self.last_stop[symbol] = order.timestamp
+            reason = "signal" if order.purpose == "exit" else order.purpose
+            ordered = target_first(lots, exit_target(order.signal_id, order.purpose))
+            closed, remainder = close_lots(
+                ordered, fill.quantity, fill.price, fill.fee, order.client_order_id, order.timestamp, reason
+            )
+            self.closed.extend(closed)
+            rest = ordered[len(closed) :]
+            if remainder is not None:
+                rest.insert(0, remainder)
+            lots[:] = sorted(rest, key=_entry_time)  # oldest first, as the live store orders its open trades
+        self._refresh_cache(symbol)
 
     def _refresh_cache(self, symbol: str) -> None:
         self.cash_f = float(self.book.cash)
         self.equity_f = self.alarm = None
         holding = self.book.holding(symbol)
         if holding.quantity > 0:
-            avg_entry = self.avg_entry[symbol] = holding.avg_entry_price
             self.held_f[symbol] = float(holding.quantity)
-            self.stop_f[symbol] = float(avg_entry * (1 - self.stop_loss_pct))
         else:
-            self.avg_entry.pop(symbol, None)
             self.held_f.pop(symbol, None)
+        lots = self.lots.get(symbol)
+        if holding.quantity > 0 and lots:
+            self.stop_f[symbol] = float(max(lot.stop for lot in lots))  # the highest stop is reached first
+        else:
             self.stop_f.pop(symbol, None)
 
     # --- state ---------------------------------------------------------------------------------------------

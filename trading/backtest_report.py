@@ -135,6 +135,7 @@ def report(result: Result, *, strategy: str, parameters: dict, files: list[str])
                 "filled_quantity": _money(o.filled_quantity),
                 "price": _money(o.price),
                 "fees": _money(o.fees),
+                "stop_loss": _money(o.stop_loss),
                 "status": o.status,
                 "reason": o.reason,
                 "timestamp": o.timestamp,

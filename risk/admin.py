@@ -5,12 +5,11 @@ from django.shortcuts import redirect
 from django.urls import path
 from django.views.decorators.http import require_POST
 
-from .models import Alert, AuditLog, RiskEvent, RiskParameters, TradingState
+from .models import HALT_PERMISSION, Alert, AuditLog, RiskEvent, RiskParameters, TradingState
 from .parameters import PARAMETER_SPECS
 from .parameters_service import update_parameters
 from .state import halt, release
 
-HALT_PERMISSION = "risk.halt_trading"
 PARAMETER_FIELDS = [name.lower() for name in PARAMETER_SPECS]
 
 

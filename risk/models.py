@@ -4,6 +4,8 @@ from django.db import models
 from cdb_project.fields import MoneyField
 from cdb_project.raw_rows import fetch_singleton, fetch_singletons
 
+HALT_PERMISSION = "risk.halt_trading"  # who may halt and release trading (TradingState.Meta.permissions)
+
 
 class TradingState(models.Model):
     """The account's trading state, one row. Its row lock serializes every risk decision."""

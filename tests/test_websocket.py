@@ -95,3 +95,68 @@ def test_halt_over_the_websocket_needs_the_permission(daphne_server):
     finally:
         viewer.close()
         operator.close()
+
+
+def _closed(client: DashboardClient) -> bool:
+    return not client._thread.is_alive()
+
+
+def test_revoked_rights_end_control_on_an_open_socket(daphne_server):
+    # The permission is read again at every action: removed, the next halt is refused on the same socket.
+    operator = _user("operator", "halt_trading")
+    client = DashboardClient(daphne_server.port, cookie=session_cookie(operator))
+    try:
+        wait_until(lambda: client.pushed("snapshot"), message="the snapshot")
+        operator.user_permissions.clear()
+        client.send({"action": "halt", "reason": "no longer mine"})
+        error = wait_until(lambda: client.pushed("error"), message="the refusal")[0]
+        assert (error["status"], error["action"]) == (403, "halt") and "permission" in error["detail"]
+        assert TradingState.load().state == "ACTIVE" and not client.pushed("ack")
+    finally:
+        client.close()
+
+
+def test_deactivating_the_user_closes_the_socket_and_nothing_goes_through(daphne_server):
+    operator = _user("operator", "halt_trading")
+    client = DashboardClient(daphne_server.port, cookie=session_cookie(operator))
+    wait_until(lambda: client.pushed("snapshot"), message="the snapshot")
+    operator.is_active = False
+    operator.save()
+    wait_until(lambda: _closed(client), message="the socket closed by the server")
+    assert "4401" in str(client.error)
+    assert TradingState.load().state == "ACTIVE"
+
+
+def test_a_session_ended_without_a_signal_is_refused_at_the_next_action(daphne_server):
+    # Sessions deleted behind the server's back (no logout signal): the next action finds the session gone, is
+    # refused with 401 and the socket is closed; a deactivation by a bulk update is caught the same way.
+    from django.contrib.sessions.models import Session
+
+    operator = _user("operator", "halt_trading")
+    client = DashboardClient(daphne_server.port, cookie=session_cookie(operator))
+    wait_until(lambda: client.pushed("snapshot"), message="the snapshot")
+    Session.objects.all().delete()
+    client.send({"action": "release", "reason": "should not pass"})
+    wait_until(lambda: _closed(client), message="the socket closed")
+    assert [e["status"] for e in client.pushed("error")] == [401] and not client.pushed("ack")
+
+    other = _user("other", "halt_trading")
+    client = DashboardClient(daphne_server.port, cookie=session_cookie(other))
+    wait_until(lambda: client.pushed("snapshot"), message="the snapshot")
+    User.objects.filter(pk=other.pk).update(is_active=False)
+    client.send({"action": "halt", "reason": "should not pass"})
+    wait_until(lambda: _closed(client), message="the socket closed")
+    assert TradingState.load().state == "ACTIVE"
+
+
+def test_logging_out_closes_the_sockets_of_that_session(daphne_server):
+    from django.test import Client
+
+    operator = _user("operator", "halt_trading")
+    browser = Client()
+    browser.force_login(operator)
+    client = DashboardClient(daphne_server.port, cookie=f"sessionid={browser.cookies['sessionid'].value}")
+    wait_until(lambda: client.pushed("snapshot"), message="the snapshot")
+    browser.post("/accounts/logout/")
+    wait_until(lambda: _closed(client), message="the socket closed at logout")
+    assert "4401" in str(client.error)

@@ -4,7 +4,9 @@ Messages from the page:
 - ``{"action": "snapshot"}``: a fresh snapshot (also sent unasked on every (re)connect: how the page resynchronises);
 - ``{"action": "refresh"}``: the same, as kind ``refresh`` (the page merges it into its live tables);
 - ``{"action": "halt" | "release", "reason": "…"[, "close_positions": true]}``: changes the trading state through
-  ``risk.state``, only for users with the ``risk.halt_trading`` permission; everyone else gets an error 403.
+  ``risk.state``, only for users with the ``risk.halt_trading`` permission; everyone else gets an error 403. The
+  user, the session and the permission are checked again at every such action (``session_guard``): a session
+  that ended gets 401 and the socket is closed, as it is at once when the user is logged out or deactivated.
 """
 
 from channels.db import database_sync_to_async
@@ -15,7 +17,7 @@ from risk import state as trading_state
 from risk.state import state_snapshot
 
 from .dashboard import build_snapshot
-from .views import HALT_PERMISSION
+from .session_guard import may_change_state, user_group
 
 CLOSE_UNAUTHENTICATED = 4401
 
@@ -27,11 +29,22 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_UNAUTHENTICATED)  # before accept: the handshake is refused (HTTP 403)
             return
         await self.channel_layer.group_add(settings.DASHBOARD_GROUP, self.channel_name)
+        await self.channel_layer.group_add(user_group(user.pk), self.channel_name)
         await self.accept()
         await self.send_snapshot()
 
     async def disconnect(self, code: int) -> None:
         await self.channel_layer.group_discard(settings.DASHBOARD_GROUP, self.channel_name)
+        user = self.scope.get("user")
+        if user is not None and user.is_authenticated:
+            await self.channel_layer.group_discard(user_group(user.pk), self.channel_name)
+
+    async def session_check(self, message: dict) -> None:
+        """The user was logged out, deactivated or changed password somewhere: close if this socket's session
+        ended with it."""
+        standing = await database_sync_to_async(may_change_state)(self.scope)
+        if not standing.session_valid:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
 
     async def send_snapshot(self, kind: str = "snapshot") -> None:
         await self.send_json({"kind": kind, "data": await database_sync_to_async(build_snapshot)()})
@@ -47,10 +60,13 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
 
     async def change_state(self, action: str, reason, close_positions: bool = False) -> None:
         user = self.scope["user"]
-        allowed = await database_sync_to_async(user.has_perm)(HALT_PERMISSION)
-        if not allowed:
-            detail = f"{action} needs the {HALT_PERMISSION} permission"
-            await self.send_json({"kind": "error", "data": {"status": 403, "action": action, "detail": detail}})
+        standing = await database_sync_to_async(may_change_state)(self.scope)  # again at every action
+        if not standing.may_act:
+            status = 403 if standing.session_valid else 401
+            detail = f"{action}: {standing.detail}"
+            await self.send_json({"kind": "error", "data": {"status": status, "action": action, "detail": detail}})
+            if not standing.session_valid:
+                await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         if reason is not None and not isinstance(reason, str):
             reason = None

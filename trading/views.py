@@ -6,9 +6,9 @@ from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.defaults import page_not_found
 
-from .dashboard import build_snapshot
+from risk.models import HALT_PERMISSION
 
-HALT_PERMISSION = "risk.halt_trading"
+from .dashboard import build_snapshot
 
 
 @never_cache

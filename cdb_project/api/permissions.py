@@ -4,7 +4,8 @@ and the websocket; superusers have every permission). Risk parameters: staff wit
 
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
-HALT_PERMISSION = "risk.halt_trading"
+from risk.models import HALT_PERMISSION
+
 PARAMETERS_PERMISSION = "risk.change_riskparameters"
 
 

@@ -94,8 +94,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # holds the write lock is refused at once ("database is locked") to avoid a deadlock, and it stopped the feed.
     DATABASES["default"].setdefault("OPTIONS", {}).update(timeout=20, transaction_mode="IMMEDIATE")
 else:
-    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+    # The web process (cdb_project.asgi sets CDB_PROCESS=web) closes its connection after every request: daphne
+    # runs each request's database work in a thread of its own, and persistent connections would pile up one per
+    # thread until PostgreSQL refuses new clients — and the kill switch with them. Workers and the feed keep theirs.
+    PROCESS_ROLE = env.str("CDB_PROCESS", default="")
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0 if PROCESS_ROLE == "web" else 60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("application_name", f"cdb-{PROCESS_ROLE or 'process'}")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis, Celery, Channels -------------------------------------------------

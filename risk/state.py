@@ -21,6 +21,29 @@ from .desk import DRAWDOWN, OPERATOR_CLOSE
 from .models import AuditLog, RiskEvent, TradingState
 
 LEVEL_BY_STATE = {"ACTIVE": "INFO", "PAUSED": "WARNING", "HALTED": "CRITICAL"}
+REASON_MAX = 500  # TradingState.reason
+ACTOR_MAX = 150  # TradingState.changed_by, AuditLog.actor
+
+
+def clean_text(value, name: str, limit: int, *, required: bool) -> str:
+    """A reason or an actor as every path takes it (admin, API, websocket, commands): text, no NUL, at most
+    ``limit`` characters once stripped; ValueError naming the field otherwise."""
+    if value is None:
+        value = ""
+    if not isinstance(value, str):
+        raise ValueError(f"{name}: must be text, not {type(value).__name__}")
+    value = value.strip()
+    if "\x00" in value:
+        raise ValueError(f"{name}: must not contain NUL characters")
+    if required and not value:
+        raise ValueError(f"a {name} is required" if name != "reason" else "a halt needs a reason")
+    if len(value) > limit:
+        raise ValueError(f"{name}: at most {limit} characters (got {len(value)})")
+    return value
+
+
+def _fit(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def state_snapshot(state: TradingState) -> dict:
@@ -42,7 +65,8 @@ def apply_state_change(
     if state.state == new_state:
         return state
     old = state.state
-    state.state, state.reason, state.since, state.changed_by = new_state, reason, timezone.now(), actor
+    state.state, state.since = new_state, timezone.now()
+    state.reason, state.changed_by = _fit(reason, REASON_MAX), _fit(actor, ACTOR_MAX)
     state.pause_layer = layer if new_state != TradingState.State.ACTIVE else ""
     if new_state != TradingState.State.PAUSED:
         state.breaker_symbol, state.breaker_tries, state.breaker_checked_ms = "", 0, None
@@ -103,8 +127,8 @@ def halt(reason: str, actor: str, *, close_positions: bool = False) -> TradingSt
     """A person halts trading: no further order executes anywhere. With ``close_positions`` the risk manager then
     closes every position at the first price known after the halt (the next candle of each symbol), and keeps
     closing until the account is flat — the only orders a halt lets through (``risk.desk``)."""
-    if not reason or not reason.strip():
-        raise ValueError("a halt needs a reason")
+    reason = clean_text(reason, "reason", REASON_MAX, required=True)
+    actor = clean_text(actor, "actor", ACTOR_MAX, required=True)
     layer = OPERATOR_CLOSE if close_positions else ""
     with transaction.atomic():
         state = TradingState.load(for_update=True)
@@ -117,20 +141,21 @@ def halt(reason: str, actor: str, *, close_positions: bool = False) -> TradingSt
                 target="trading_state",
                 old_value={"state": state.state, "layer": old_layer},
                 new_value={"state": state.state, "layer": OPERATOR_CLOSE},
-                reason=reason.strip(),
+                reason=reason,
             )
             raise_alert(
-                "CRITICAL", "TRADING_STATE", f"Trading HALTED, closing every position: {reason.strip()} ({actor})"
+                "CRITICAL", "TRADING_STATE", f"Trading HALTED, closing every position: {reason} ({actor})"
             )
             return state
-        return apply_state_change(state, "HALTED", reason.strip(), actor, now_ms(), layer=layer)
+        return apply_state_change(state, "HALTED", reason, actor, now_ms(), layer=layer)
 
 
 def release(reason: str, actor: str) -> TradingState:
     """A person lifts a HALT (or a pause); trading is ACTIVE again. Releasing the daily drawdown's halt starts the
     day's drawdown again from the equity at the release (audited, and said in the state's reason): otherwise the
     next candle would find the same loss and halt again."""
-    reason = (reason or "").strip() or "released"
+    reason = clean_text(reason, "reason", REASON_MAX, required=False) or "released"
+    actor = clean_text(actor, "actor", ACTOR_MAX, required=True)
     with transaction.atomic():
         state = TradingState.load(for_update=True)
         if state.state == TradingState.State.HALTED and state.pause_layer == DRAWDOWN:

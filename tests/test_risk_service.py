@@ -521,3 +521,35 @@ def test_each_trade_has_its_own_stop_and_its_stop_loss_sells_that_lot():
     assert Trade.objects.get(order=first).status == Trade.Status.OPEN
     bus.publish(candle(ts + 2 * series.STEP_MS, 107.8))  # now lot 1's stop
     assert Trade.objects.get(order=first).status == Trade.Status.CLOSED
+
+
+LONG = "x" * 501
+
+
+@pytest.mark.parametrize("reason", [LONG, "nul \x00 inside"])
+def test_a_bad_reason_is_refused_the_same_way_on_every_path(admin_client, reason):
+    # One validation (risk.state.clean_text) for the admin, the API, the commands and the service: a clear error,
+    # nothing stored, trading not halted by half.
+    response = admin_client.post(reverse("admin:risk_tradingstate_halt"), {"reason": reason}, follow=True)
+    assert response.status_code == 200
+    assert any("reason" in str(m) for m in response.context["messages"])
+    for path in ("/api/risk/halt/", "/api/risk/release/"):
+        answer = admin_client.post(path, {"reason": reason}, content_type="application/json")
+        assert answer.status_code == 400 and "reason" in answer.json(), answer.content
+    for command in ("halt", "release"):
+        with pytest.raises(CommandError) as error:
+            call_command(command, "--reason", reason, stdout=StringIO())
+        assert error.value.returncode == 2 and "\n" not in str(error.value)
+    with pytest.raises(ValueError, match="reason"):
+        halt(reason, actor="tester")
+    assert TradingState.load().state == "ACTIVE"
+    assert not AuditLog.objects.filter(action__startswith="state:").exists()
+
+
+def test_a_bad_actor_is_refused_too():
+    with pytest.raises(CommandError) as error:
+        call_command("halt", "--reason", "fine", "--actor", "a" * 151, stdout=StringIO())
+    assert error.value.returncode == 2 and "actor" in str(error.value)
+    with pytest.raises(ValueError, match="actor"):
+        release("fine", actor="nul\x00")
+    assert TradingState.load().state == "ACTIVE"

@@ -160,3 +160,59 @@ def test_logging_out_closes_the_sockets_of_that_session(daphne_server):
     browser.post("/accounts/logout/")
     wait_until(lambda: _closed(client), message="the socket closed at logout")
     assert "4401" in str(client.error)
+
+
+def test_only_the_dashboards_own_origin_may_open_the_socket(service_env, tmp_path):
+    # Another port of the same host (Grafana :3000, Prometheus :9090), another scheme or host: refused, cookie or
+    # not. An origin listed in CSRF_TRUSTED_ORIGINS is accepted, as Django's CSRF check accepts it for forms.
+    from tests.support.processes import start_daphne
+
+    server = start_daphne({**service_env, "CSRF_TRUSTED_ORIGINS": "https://ops.example:8443"}, tmp_path)
+    port = server.port
+    cookie = session_cookie(_user("operator", "halt_trading"))
+    try:
+        for origin in (
+            "http://127.0.0.1:3000",
+            "http://127.0.0.1:9090",
+            f"https://127.0.0.1:{port}",
+            f"http://evil.example:{port}",
+            "https://ops.example:443",
+            "null",
+        ):
+            with pytest.raises(RuntimeError, match="403"):
+                DashboardClient(port, cookie=cookie, origin=origin)
+        for origin in (f"http://127.0.0.1:{port}", "https://ops.example:8443"):
+            client = DashboardClient(port, cookie=cookie, origin=origin)
+            wait_until(lambda client=client: client.pushed("snapshot"), message=f"the snapshot for {origin}")
+            client.close()
+    finally:
+        server.stop()
+
+
+def test_non_json_and_binary_frames_get_an_error_and_the_socket_stays_open(daphne_server):
+    client = DashboardClient(daphne_server.port, cookie=session_cookie(_user("viewer")))
+    try:
+        wait_until(lambda: client.pushed("snapshot"), message="the snapshot")
+        client._socket.send("not json {")
+        client._socket.send(b"\x00\x01binary")
+        errors = wait_until(lambda: len(client.pushed("error")) >= 2 and client.pushed("error"), message="errors")
+        assert [e["status"] for e in errors] == [400, 400]
+        client.send({"action": "snapshot"})
+        wait_until(lambda: len(client.pushed("snapshot")) == 2, message="still open")
+    finally:
+        client.close()
+
+
+def test_a_bad_reason_over_the_websocket_is_a_400_and_the_socket_stays_open(daphne_server):
+    client = DashboardClient(daphne_server.port, cookie=session_cookie(_user("operator", "halt_trading")))
+    try:
+        wait_until(lambda: client.pushed("snapshot"), message="the snapshot")
+        for reason in ("x" * 501, "nul \x00", 42):
+            client.send({"action": "halt", "reason": reason})
+        errors = wait_until(lambda: len(client.pushed("error")) >= 3 and client.pushed("error"), message="3 errors")
+        assert [e["status"] for e in errors] == [400, 400, 400] and "reason" in errors[0]["detail"]
+        assert TradingState.load().state == "ACTIVE"
+        client.send({"action": "halt", "reason": "fine"})
+        assert wait_until(lambda: client.pushed("ack"), message="the ack")[0]["trading_state"]["state"] == "HALTED"
+    finally:
+        client.close()

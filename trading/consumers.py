@@ -9,6 +9,8 @@ Messages from the page:
   that ended gets 401 and the socket is closed, as it is at once when the user is logged out or deactivated.
 """
 
+import json
+
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
@@ -49,6 +51,18 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
     async def send_snapshot(self, kind: str = "snapshot") -> None:
         await self.send_json({"kind": kind, "data": await database_sync_to_async(build_snapshot)()})
 
+    async def receive(self, text_data=None, bytes_data=None, **kwargs) -> None:
+        """A frame that is not a JSON text gets an error answer; the socket stays open (it used to close 1011)."""
+        try:
+            content = json.loads(text_data) if text_data is not None else None
+        except ValueError:
+            content = None
+        if content is None:
+            detail = 'send JSON text frames, e.g. {"action": "snapshot"}'
+            await self.send_json({"kind": "error", "data": {"status": 400, "detail": detail}})
+            return
+        await self.receive_json(content)
+
     async def receive_json(self, content, **kwargs) -> None:
         action = content.get("action") if isinstance(content, dict) else None
         if action in ("snapshot", "refresh"):
@@ -68,8 +82,6 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
             if not standing.session_valid:
                 await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        if reason is not None and not isinstance(reason, str):
-            reason = None
 
         def service(reason: str, actor: str):
             if action == "halt":
@@ -77,7 +89,7 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
             return trading_state.release(reason, actor)
 
         try:
-            new = await database_sync_to_async(service)(reason or "", user.get_username())
+            new = await database_sync_to_async(service)(reason, user.get_username())
         except ValueError as error:
             await self.send_json({"kind": "error", "data": {"status": 400, "action": action, "detail": str(error)}})
             return

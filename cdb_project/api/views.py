@@ -206,7 +206,10 @@ class ReleaseView(APIView):
     def post(self, request):
         serializer = serializers.ReleaseSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        state = trading_state.release(serializer.validated_data.get("reason", ""), request.user.get_username())
+        try:
+            state = trading_state.release(serializer.validated_data.get("reason", ""), request.user.get_username())
+        except ValueError as error:
+            return Response({"reason": [str(error)]}, status=http.HTTP_400_BAD_REQUEST)
         return Response(serializers.TradingStateSerializer(state_snapshot(state)).data)
 
 

@@ -43,10 +43,10 @@ def http_login(port: int, username: str, password: str) -> str:
 
 
 class DashboardClient:
-    def __init__(self, port: int, timeout: float = 10, cookie: str | None = None) -> None:
+    def __init__(self, port: int, timeout: float = 10, cookie: str | None = None, origin: str | None = None) -> None:
         self.messages: list[dict] = []
         self.error: BaseException | None = None
-        self._url, self._origin = f"ws://127.0.0.1:{port}/ws/dashboard/", f"http://127.0.0.1:{port}"
+        self._url, self._origin = f"ws://127.0.0.1:{port}/ws/dashboard/", origin or f"http://127.0.0.1:{port}"
         self._headers = {"Cookie": cookie} if cookie else None
         self._connected = threading.Event()
         self._socket = None

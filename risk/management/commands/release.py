@@ -1,6 +1,6 @@
 import getpass
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from risk.state import release
 
@@ -13,5 +13,8 @@ class Command(BaseCommand):
         parser.add_argument("--actor", default=None, help="who (default: the OS user)")
 
     def handle(self, *args, **options):
-        state = release(options["reason"], options["actor"] or f"cli:{getpass.getuser()}")
+        try:
+            state = release(options["reason"], options["actor"] or f"cli:{getpass.getuser()}")
+        except ValueError as error:
+            raise CommandError(str(error), returncode=2) from None
         self.stdout.write(self.style.SUCCESS(f"Trading {state.state}: {state.reason} (by {state.changed_by})"))

@@ -17,7 +17,7 @@ RUN groupadd --system --gid 10001 cdb \
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 COPY . /app
-RUN SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput \
+RUN DEBUG=true SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput \
     && chmod 0755 /app/docker/entrypoint.sh
 USER cdb:cdb
 EXPOSE 8000 9808

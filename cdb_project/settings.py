@@ -36,6 +36,21 @@ def _local_secret_key() -> str:
 
 
 SECRET_KEY = env.str("SECRET_KEY", default="") or _local_secret_key()
+PLACEHOLDER_KEYS = {"change-me", "changeme", "secret", "secret-key", "please-change-me", "xxx"}
+if not DEBUG and (
+    SECRET_KEY.lower() in PLACEHOLDER_KEYS
+    or len(SECRET_KEY) < 50
+    or len(set(SECRET_KEY)) < 5
+    or SECRET_KEY.startswith("django-insecure")
+):
+    # Sessions, CSRF tokens and the signed strategy cache all rest on it: refuse to run rather than sign with
+    # a value everybody has (the .env.example placeholder) or one short enough to guess.
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        "SECRET_KEY is a placeholder or too short (at least 50 characters, 5 different ones): generate one with "
+        "python -c 'import secrets; print(secrets.token_urlsafe(50))' (or unset it: a key is kept in .secret_key)"
+    )
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -166,6 +181,22 @@ PAPER_SEED = env.int("PAPER_SEED", default=42)
 PAPER_MAX_VOLUME_SHARE = env.str("PAPER_MAX_VOLUME_SHARE", default="0.25")  # 0 turns partial fills off
 PENDING_ORDER_TIMEOUT_SEC = env.int("PENDING_ORDER_TIMEOUT_SEC", default=60)
 DASHBOARD_GROUP = "dashboard"
+
+# --- HTTPS (production behind a TLS proxy: HTTPS=true turns every setting below on; each one can be set alone) ---
+HTTPS = env.bool("HTTPS", default=False)
+if env.bool("SECURE_PROXY_SSL", default=HTTPS):  # the proxy says the original scheme in X-Forwarded-Proto
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=HTTPS)
+SECURE_REDIRECT_EXEMPT = [r"^health$", r"^metrics$"]  # probes and Prometheus inside the compose network
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000 if HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=HTTPS)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=HTTPS)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=HTTPS)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=HTTPS)
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
 
 # --- Auth, i18n, static ----------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

@@ -16,7 +16,7 @@ from cdb_project.logging import JsonFormatter, redact, secret_values
 from tests.support import processes
 
 FAKE = {
-    "SECRET_KEY": "fake-django-secret-key-0123456789abcdef",
+    "SECRET_KEY": "fake-django-secret-key-0123456789abcdef-long-enough-to-be-accepted",
     "MEXC_API_KEY": "mx0vglFAKEAPIKEY1234",
     "MEXC_API_SECRET": "FAKEAPISECRETabcdef0123456789",
     "API_TOKEN": "tok-FAKE-98765",

@@ -7,7 +7,9 @@ from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import status as http
 from rest_framework import viewsets
+from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -224,4 +226,31 @@ class TradingStateView(APIView):
 
 
 class TokenView(ObtainAuthToken):
-    """username + password → the user's API token (send it as ``Authorization: Token <key>``)."""
+    """username + password → the user's API token (send it as ``Authorization: Token <key>``).
+
+    Throttled like the login forms (django-axes): after LOGIN_FAILURE_LIMIT failures a username is locked out
+    from that address for LOGIN_LOCKOUT_MINUTES, even with the right password: 429."""
+
+    @extend_schema(
+        summary="Exchange a username and password for an API token",
+        request=AuthTokenSerializer,
+        responses={
+            200: OpenApiResponse(description='{"token": "…"}'),
+            400: ERROR_400,
+            429: OpenApiResponse(description="Too many failed logins: locked out for a while"),
+        },
+    )
+    def post(self, request, *args, **kwargs):
+        try:
+            return super().post(request, *args, **kwargs)
+        except ValidationError:
+            # Django's authenticate() turns the lockout (axes' backend refusing, or this failure reaching the
+            # limit) into a failed login; axes marks the request.
+            if getattr(request, "axes_locked_out", False):
+                return self._locked_out()
+            raise
+
+    @staticmethod
+    def _locked_out() -> Response:
+        detail = "too many failed logins for this username from this address: try again later"
+        return Response({"detail": detail}, status=http.HTTP_429_TOO_MANY_REQUESTS)

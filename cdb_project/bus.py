@@ -269,9 +269,11 @@ _failures_in_process = 0
 
 @task_failure.connect(weak=False, dispatch_uid="cdb_bus_count_failures")
 def _count_failure(sender=None, **kwargs) -> None:
-    """A task that failed for good (no retry left): counted here and, with Redis, for every process, so a feed can
-    say how many of its events' consumers failed (``consumer_failures``)."""
+    """A consumer task that failed for good (no retry left): counted here and, with Redis, for every process, so a
+    feed can say how many of its events' consumers failed (``consumer_failures``). Other tasks are not counted."""
     global _failures_in_process
+    if getattr(sender, "name", None) not in _consumer_task_names():
+        return
     _failures_in_process += 1
     if settings.REDIS_URL:
         import redis
@@ -280,6 +282,10 @@ def _count_failure(sender=None, **kwargs) -> None:
             _redis_client().incr(FAILURES_KEY)
         except redis.RedisError:
             logger.warning("could not count a failed task in Redis", exc_info=True)
+
+
+def _consumer_task_names() -> set[str]:
+    return {task.name for tasks in (*_consumers().values(), *_batch_consumers().values()) for task in tasks}
 
 
 def consumer_failures() -> int:

@@ -17,7 +17,7 @@ from execution.models import Portfolio
 from marketdata import clock
 
 from .alerts import raise_alert
-from .desk import DRAWDOWN, OPERATOR_CLOSE
+from .desk import CLOSING_HALTS, DRAWDOWN, OPERATOR_CLOSE
 from .models import AuditLog, RiskEvent, TradingState
 
 LEVEL_BY_STATE = {"ACTIVE": "INFO", "PAUSED": "WARNING", "HALTED": "CRITICAL"}
@@ -132,7 +132,8 @@ def halt(reason: str, actor: str, *, close_positions: bool = False) -> TradingSt
     layer = OPERATOR_CLOSE if close_positions else ""
     with transaction.atomic():
         state = TradingState.load(for_update=True)
-        if state.state == TradingState.State.HALTED and close_positions and state.pause_layer != OPERATOR_CLOSE:
+        # A drawdown halt closes every position already: it stays what it is (its release restarts the drawdown).
+        if state.state == TradingState.State.HALTED and close_positions and state.pause_layer not in CLOSING_HALTS:
             old_layer, state.pause_layer = state.pause_layer, OPERATOR_CLOSE
             state.save(update_fields=["pause_layer"])
             AuditLog.objects.create(
@@ -143,9 +144,7 @@ def halt(reason: str, actor: str, *, close_positions: bool = False) -> TradingSt
                 new_value={"state": state.state, "layer": OPERATOR_CLOSE},
                 reason=reason,
             )
-            raise_alert(
-                "CRITICAL", "TRADING_STATE", f"Trading HALTED, closing every position: {reason} ({actor})"
-            )
+            raise_alert("CRITICAL", "TRADING_STATE", f"Trading HALTED, closing every position: {reason} ({actor})")
             return state
         return apply_state_change(state, "HALTED", reason, actor, now_ms(), layer=layer)
 

@@ -300,3 +300,37 @@ def test_signals_file_needs_a_readable_path(tmp_path):
         SignalsFile()
     with pytest.raises(ValueError, match="cannot read"):
         SignalsFile(path=str(tmp_path / "missing.csv"))
+
+
+def test_signals_file_interval_keeps_a_row_to_one_series(tmp_path):
+    # A symbol on 1m and 5m candles: without interval= a row signals on both series (two entries); with it, one.
+    path = _signals(tmp_path, ["1000,AAA_USDT,BUY"])
+    both = [SignalsFile(path=path).for_series("AAA_USDT", interval) for interval in ("1m", "5m")]
+    assert [s.due for s in both] == [{1000: ("BUY", 1.0, "signals file")}] * 2
+    one = [SignalsFile(path=path, interval="5m").for_series("AAA_USDT", interval) for interval in ("1m", "5m")]
+    assert [bool(s.due) for s in one] == [False, True]
+
+
+def test_signals_file_reads_a_bom_and_refuses_what_is_not_text_or_not_ascii_digits(tmp_path):
+    path = tmp_path / "bom.csv"
+    path.write_text("\ufefftimestamp_ms,symbol,side\n1000,AAA_USDT,SELL\n", encoding="utf-8")
+    assert SignalsFile(path=str(path)).for_series("AAA_USDT", "1m").due == {1000: ("SELL", 1.0, "signals file")}
+    path.write_bytes("timestamp_ms,symbol,side\n1000,AAA_USDT,BUY\n".encode("utf-16"))
+    with pytest.raises(ValueError, match="is not UTF-8 text"):
+        SignalsFile(path=str(path))
+    for stamp in ("١٢٣", "¹²³"):  # Arabic-Indic and superscript digits are not epoch milliseconds
+        path.write_text(f"{stamp},AAA_USDT,BUY\n", encoding="utf-8")
+        with pytest.raises(ValueError, match="line 1: timestamp_ms"):
+            SignalsFile(path=str(path))
+    with pytest.raises(ValueError, match="known: path, interval"):
+        SignalsFile(path=str(path), foo=1)
+
+
+def test_a_cached_signals_file_strategy_does_not_carry_the_file(tmp_path):
+    import pickle
+
+    path = _signals(tmp_path, [f"{ts},AAA_USDT,BUY" for ts in range(1000, 21000)])
+    strategy = SignalsFile(path=path).for_series("AAA_USDT", "1m")
+    blob = pickle.dumps(strategy)
+    assert len(blob) < 1000  # the 20,000 rows come back from the file, not from the cache
+    assert pickle.loads(blob).due == strategy.due

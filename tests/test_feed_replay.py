@@ -289,7 +289,7 @@ def test_replay_drives_the_pipeline(tmp_path, settings, real_pipeline):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_replay_counts_signals_orders_and_failed_consumers(tmp_path, settings, real_pipeline):
+def test_replay_counts_signals_orders_and_failed_consumers(tmp_path, settings, real_pipeline, monkeypatch):
     """The summary says what the pipeline made of the replay; a consumer that failed on any event makes the command
     fail (it used to print a traceback per event and still exit 0)."""
     settings.PAPER_FAILURE_RATE = "0"
@@ -297,13 +297,22 @@ def test_replay_counts_signals_orders_and_failed_consumers(tmp_path, settings, r
     result = summary(replay("--data", str(path)))
     assert result["signals"] >= 1 and result["orders"] >= 1 and result["errors"] == 0
 
-    signals = tmp_path / "signals.csv"
-    signals.write_text("0,ETH_BTC,BUY\n")
-    settings.STRATEGY = f"signals_file:path={signals}"
-    signals.unlink()  # every market_data task now fails building its strategy
+    def broken(event):
+        raise RuntimeError("a consumer that fails")
+
+    monkeypatch.setattr("trading.tasks.process_market_data", broken)
     later = slice_file(tmp_path, "ETH_BTC-5m.csv", 5, start=200)
     out = io.StringIO()
     with pytest.raises(CommandError, match="5 consumer task\\(s\\) failed") as error:
         call_command("run_feed", "--source", "replay", "--no-progress", "--data", str(later), stdout=out)
     assert error.value.returncode == 1
     assert summary(out.getvalue())["errors"] == 5
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_strategy_that_cannot_be_built_stops_the_replay_before_it_stores_anything(tmp_path, settings):
+    settings.STRATEGY = f"signals_file:path={tmp_path / 'missing.csv'}"
+    path = slice_file(tmp_path, "ETH_BTC-5m.csv", 5)
+    with pytest.raises(CommandError, match="cannot read") as error:
+        replay("--data", str(path))
+    assert error.value.returncode == 2 and not Candle.objects.exists()

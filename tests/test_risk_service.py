@@ -452,7 +452,7 @@ def test_an_operator_halt_holds_back_the_stop_loss_until_released():
 def test_halt_and_close_positions_closes_at_the_next_price_through_the_api(client):
     entry = buy_then([108])
     User.objects.create_superuser("boss", password="pw-for-tests-only")
-    client.login(username="boss", password="pw-for-tests-only")
+    client.force_login(User.objects.get(username="boss"))
     response = client.post(
         "/api/risk/halt/", {"reason": "flatten", "close_positions": True}, content_type="application/json"
     )
@@ -552,4 +552,20 @@ def test_a_bad_actor_is_refused_too():
     assert error.value.returncode == 2 and "actor" in str(error.value)
     with pytest.raises(ValueError, match="actor"):
         release("fine", actor="nul\x00")
+    assert TradingState.load().state == "ACTIVE"
+
+
+def test_halt_and_close_on_a_drawdown_halt_keeps_it_a_drawdown_halt():
+    # The drawdown halt closes everything already; asked to close again it stays what it is, so its release still
+    # restarts the day's drawdown (it used to become an operator halt whose release halted again at once).
+    from django.conf import settings
+
+    settings.POSITION_SIZE_PCT = "0.25"
+    buy_then([105], max_daily_drawdown_pct=D("0.01"), stop_loss_pct=D("0.10"), max_position_pct=D("0.25"))
+    call_command("halt", "--reason", "close all", "--close-positions", stdout=StringIO())
+    assert TradingState.load().pause_layer == "drawdown"
+    state = release("ok", actor="tester")
+    assert "daily drawdown restarts" in state.reason
+    last = Order.objects.latest("event_time").event_time
+    bus.publish(candle(last + series.STEP_MS, 105.0))
     assert TradingState.load().state == "ACTIVE"

@@ -3,7 +3,8 @@ with their open time, so a trader can backtest (or replay, or run live) signals 
 every risk rule can be tried from the command line on crafted candles.
 
 The file: ``timestamp_ms,symbol,side[,confidence,reason]``, one signal a row, an optional header line. A bad row
-is refused when the strategy is built, naming the line, so nothing runs on a file half understood.
+is refused when the strategy is built, naming the line, so nothing runs on a file half understood. A symbol
+traded on candles of several intervals gets a row's signal on each of them; ``interval=5m`` keeps it to one.
 """
 
 from __future__ import annotations
@@ -13,39 +14,52 @@ import hashlib
 from functools import lru_cache
 from math import isfinite
 from pathlib import Path
+from typing import NamedTuple
 
 from .base import Candle, Signal, Strategy
 
 HEADER = "timestamp_ms"
 DEFAULT_REASON = "signals file"
+Row = tuple[str, float, str]  # side, confidence, reason
+
+
+class SignalsTable(NamedTuple):
+    digest: str  # of the rows: a changed file is another strategy (cached live states are keyed by it)
+    by_symbol: dict[str, dict[int, Row]]  # symbol -> open time -> row
 
 
 class SignalsFile(Strategy):
     name = "signals_file"
 
-    def __init__(self, path: str = "", **overrides: float) -> None:
+    def __init__(self, path: str = "", interval: str = "", **overrides: float) -> None:
+        if overrides:
+            unknown = ", ".join(sorted(overrides))
+            raise ValueError(f"signals_file: unknown parameter(s) {unknown}; known: path, interval")
         if not path:
             raise ValueError("signals_file: give the file as signals_file:path=FILE")
-        super().__init__(**overrides)
-        self.path = str(path)
-        self.rows = _read_cached(Path(self.path))
-        self.digest = hashlib.sha256(repr(sorted(self.rows.items())).encode()).hexdigest()[:16]
-        self.symbol: str | None = None
-        self.due: dict[int, tuple[str, float, str]] = {}
+        super().__init__()
+        self.path, self.interval = str(path), str(interval)
+        self.digest = _read_cached(Path(self.path)).digest
+        self.series: tuple[str, str] | None = None  # (symbol, interval) once bound
+        self.due: dict[int, Row] = {}
 
     @property
     def key(self) -> str:
-        """Name, state version and the file's content: a changed file is another strategy (cached states)."""
-        return f"{self.name}.v{self.version}(path={self.path},sha={self.digest})"
+        return f"{self.name}.v{self.version}(path={self.path},interval={self.interval},sha={self.digest})"
 
     @property
     def warmup(self) -> int:
         return 1
 
     def for_series(self, symbol: str, interval: str) -> SignalsFile:
-        self.symbol = symbol
-        self.due = {ts: signal for (ts, row_symbol), signal in self.rows.items() if row_symbol == symbol}
+        self.series = (symbol, interval)
+        self.due = self._due()
         return self
+
+    def _due(self) -> dict[int, Row]:
+        if self.series is None or (self.interval and self.series[1] != self.interval):
+            return {}
+        return _read_cached(Path(self.path)).by_symbol.get(self.series[0], {})
 
     def on_candle(self, candle: Candle) -> Signal | None:
         found = self.due.get(candle.timestamp)
@@ -54,8 +68,20 @@ class SignalsFile(Strategy):
         side, confidence, reason = found
         return Signal(side, confidence, reason, candle.close, candle.timestamp)
 
+    def __getstate__(self) -> dict:
+        """Pickled (the live path caches the strategy after every candle) without the file's rows: they come back
+        from the file when unpickled (a file changed since has another digest, so another key: the cached state is
+        not used)."""
+        state = self.__dict__.copy()
+        state["due"] = None
+        return state
 
-def _read_cached(path: Path) -> dict[tuple[int, str], tuple[str, float, str]]:
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.due = self._due()
+
+
+def _read_cached(path: Path) -> SignalsTable:
     """``_read``, once per version of the file: the live path builds the strategy for every candle."""
     try:
         stat = path.stat()
@@ -65,37 +91,44 @@ def _read_cached(path: Path) -> dict[tuple[int, str], tuple[str, float, str]]:
 
 
 @lru_cache(maxsize=8)
-def _read(path: Path, _mtime_ns: int = 0, _size: int = 0) -> dict[tuple[int, str], tuple[str, float, str]]:
-    """The file's rows keyed by (open time, symbol); a bad row raises ValueError naming its line."""
+def _read(path: Path, _mtime_ns: int = 0, _size: int = 0) -> SignalsTable:
+    """The file's rows by symbol and open time; a bad row raises ValueError naming its line."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (spreadsheet exports) is not data
     except OSError as error:
         raise ValueError(f"signals_file: cannot read {path}: {error.strerror or error}") from None
-    rows: dict[tuple[int, str], tuple[str, float, str]] = {}
+    except UnicodeDecodeError as error:
+        raise ValueError(f"signals_file: {path} is not UTF-8 text (byte {error.start})") from None
+    by_symbol: dict[str, dict[int, Row]] = {}
     for number, fields in enumerate(csv.reader(text.splitlines()), start=1):
         if not fields or not "".join(fields).strip() or (number == 1 and fields[0].strip() == HEADER):
             continue
-        where = f"signals_file: {path} line {number}"
-        if not 3 <= len(fields) <= 5:
-            raise ValueError(f"{where}: expected timestamp_ms,symbol,side[,confidence,reason]")
-        stamp, symbol, side = (field.strip() for field in fields[:3])
-        if not stamp.isdigit() or len(stamp) > 15:
-            raise ValueError(f"{where}: timestamp_ms {stamp!r} is not a time in epoch milliseconds")
-        if not symbol or not symbol.replace("_", "").isalnum():
-            raise ValueError(f"{where}: symbol {symbol!r} is not a symbol like BTC_USDT")
-        if side.upper() not in ("BUY", "SELL"):
-            raise ValueError(f"{where}: side {side!r} is neither BUY nor SELL")
-        confidence = 1.0
-        if len(fields) > 3 and fields[3].strip():
-            try:
-                confidence = float(fields[3])
-            except ValueError:
-                confidence = -1.0
-            if not (isfinite(confidence) and 0 <= confidence <= 1):
-                raise ValueError(f"{where}: confidence {fields[3].strip()!r} is not a number in 0–1")
-        reason = fields[4].strip() if len(fields) > 4 and fields[4].strip() else DEFAULT_REASON
-        key = (int(stamp), symbol.upper())
-        if key in rows:
-            raise ValueError(f"{where}: a second signal for {key[1]} at {key[0]}")
-        rows[key] = (side.upper(), confidence, reason)
-    return rows
+        stamp, symbol, row = _row(fields, f"signals_file: {path} line {number}")
+        series = by_symbol.setdefault(symbol, {})
+        if stamp in series:
+            raise ValueError(f"signals_file: {path} line {number}: a second signal for {symbol} at {stamp}")
+        series[stamp] = row
+    digest = hashlib.sha256(repr(sorted((s, sorted(rows.items())) for s, rows in by_symbol.items())).encode())
+    return SignalsTable(digest.hexdigest()[:16], by_symbol)
+
+
+def _row(fields: list[str], where: str) -> tuple[int, str, Row]:
+    if not 3 <= len(fields) <= 5:
+        raise ValueError(f"{where}: expected timestamp_ms,symbol,side[,confidence,reason]")
+    stamp, symbol, side = (field.strip() for field in fields[:3])
+    if not (stamp.isascii() and stamp.isdigit()) or len(stamp) > 15:
+        raise ValueError(f"{where}: timestamp_ms {stamp!r} is not a time in epoch milliseconds")
+    if not symbol.isascii() or not symbol.replace("_", "").isalnum():
+        raise ValueError(f"{where}: symbol {symbol!r} is not a symbol like BTC_USDT")
+    if side.upper() not in ("BUY", "SELL"):
+        raise ValueError(f"{where}: side {side!r} is neither BUY nor SELL")
+    confidence = 1.0
+    if len(fields) > 3 and fields[3].strip():
+        try:
+            confidence = float(fields[3])
+        except ValueError:
+            confidence = -1.0
+        if not (isfinite(confidence) and 0 <= confidence <= 1):
+            raise ValueError(f"{where}: confidence {fields[3].strip()!r} is not a number in 0–1")
+    reason = fields[4].strip() if len(fields) > 4 and fields[4].strip() else DEFAULT_REASON
+    return int(stamp), symbol.upper(), (side.upper(), confidence, reason)

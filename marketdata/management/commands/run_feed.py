@@ -84,6 +84,7 @@ class Command(BaseCommand):
             sources = resolve_sources(options["data"] or [], options["symbols"], options["interval"])
         except ReplayError as error:
             raise CommandError(str(error), returncode=2) from None
+        _check_strategy()
         publish = not options["no_publish"]
         symbols = sorted({s.symbol for s in sources})
         register_feed_symbols(symbols, "replay")
@@ -177,3 +178,13 @@ def _pipeline_counts() -> tuple[int, int, int]:
     from trading.models import Signal
 
     return Signal.objects.count(), Order.objects.count(), consumer_failures()
+
+
+def _check_strategy() -> None:
+    """The consumers build settings.STRATEGY for every candle: a bad one is said before anything is stored."""
+    from trading.strategies import strategy_from_spec
+
+    try:
+        strategy_from_spec(settings.STRATEGY)
+    except ValueError as error:
+        raise CommandError(f"STRATEGY={settings.STRATEGY!r}: {error}", returncode=2) from None

@@ -173,13 +173,24 @@ def test_consumer_refuses_anonymous():
 
 
 def test_consumer_sends_snapshot_and_guards_halt():
+    from importlib import import_module
+
+    from django.conf import settings
+    from django.test import Client
+
     viewer, operator = _user("viewer"), _user("operator", "halt_trading")
+    sessions = {}  # each user's logged-in session, as AuthMiddlewareStack puts it in the scope
+    for name, user in (("viewer", viewer), ("operator", operator)):
+        browser = Client()
+        browser.force_login(user)
+        store = import_module(settings.SESSION_ENGINE).SessionStore
+        sessions[name] = store(session_key=browser.cookies[settings.SESSION_COOKIE_NAME].value)
 
     async def scenario():
         results = {}
         for name, user in (("viewer", viewer), ("operator", operator)):
             communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), "/ws/dashboard/")
-            communicator.scope["user"] = user
+            communicator.scope["user"], communicator.scope["session"] = user, sessions[name]
             connected, _ = await communicator.connect()
             assert connected
             results[name + "_snapshot"] = await communicator.receive_json_from(timeout=10)
@@ -199,7 +210,7 @@ def test_consumer_sends_snapshot_and_guards_halt():
     assert results["viewer_snapshot"]["kind"] == "snapshot"
     assert results["viewer"] == {
         "kind": "error",
-        "data": {"status": 403, "action": "halt", "detail": "halt needs the risk.halt_trading permission"},
+        "data": {"status": 403, "action": "halt", "detail": "halt: needs the risk.halt_trading permission"},
     }
     assert results["operator"]["kind"] == "ack"
     assert results["operator"]["data"]["trading_state"]["state"] == "HALTED"

@@ -457,6 +457,7 @@ def test_halt_and_close_positions_closes_at_the_next_price_through_the_api(clien
         "/api/risk/halt/", {"reason": "flatten", "close_positions": True}, content_type="application/json"
     )
     assert response.status_code == 200, response.content
+    assert (response.json()["state"], response.json()["layer"]) == ("HALTED", "operator_close")
     state = TradingState.load()
     assert (state.state, state.pause_layer) == ("HALTED", "operator_close")
     assert not Order.objects.filter(purpose=Order.Purpose.OPERATOR_CLOSE).exists()  # at the next price, not before

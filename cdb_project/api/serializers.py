@@ -4,6 +4,7 @@ from decimal import Decimal
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.authtoken.serializers import AuthTokenSerializer
 
 from execution.models import Order, Position, Trade
 from marketdata.models import Candle
@@ -151,6 +152,22 @@ class TradingStateSerializer(serializers.Serializer):
     reason = serializers.CharField(allow_blank=True)
     since = serializers.DateTimeField()
     changed_by = serializers.CharField(allow_blank=True)
+    layer = serializers.CharField(
+        source="pause_layer",
+        allow_blank=True,
+        help_text="what paused or halted trading: a risk layer (drawdown, circuit_breaker, data_stale), "
+        "operator_close for a person's halt that closes every position, empty for a person's plain halt",
+    )
+
+
+class TokenRequestSerializer(AuthTokenSerializer):
+    """DRF's username + password, bounded as a user's fields are (a longer name cannot be a user, and the login
+    throttle stores what it is given)."""
+
+    username = serializers.CharField(label="Username", max_length=150, write_only=True)
+    password = serializers.CharField(
+        label="Password", max_length=4096, style={"input_type": "password"}, trim_whitespace=False, write_only=True
+    )
 
 
 class HaltSerializer(serializers.Serializer):

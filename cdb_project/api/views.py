@@ -7,7 +7,6 @@ from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import status as http
 from rest_framework import viewsets
-from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import IsAuthenticated
@@ -231,9 +230,11 @@ class TokenView(ObtainAuthToken):
     Throttled like the login forms (django-axes): after LOGIN_FAILURE_LIMIT failures a username is locked out
     from that address for LOGIN_LOCKOUT_MINUTES, even with the right password: 429."""
 
+    serializer_class = serializers.TokenRequestSerializer
+
     @extend_schema(
         summary="Exchange a username and password for an API token",
-        request=AuthTokenSerializer,
+        request=serializers.TokenRequestSerializer,
         responses={
             200: OpenApiResponse(description='{"token": "…"}'),
             400: ERROR_400,

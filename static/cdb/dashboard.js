@@ -255,6 +255,11 @@
       $("state-reason-input").value = "";
       $("state-close-input").checked = false;
       $("state-close-label").hidden = which !== "halt";
+      $("state-close-input").onchange = (event) => {
+        $("state-dialog-title").textContent = event.target.checked
+          ? "Halt trading and close every position? Only the closing orders will execute, at the next price of each symbol."
+          : "Halt trading? No order will execute until released.";
+      };
       $("state-dialog-error").textContent = "";
       dialog.showModal();
     };

@@ -146,10 +146,17 @@ def _check_plain(ts: str, o: str, h: str, lo: str, c: str, v: str) -> CandleRow 
     return CandleRow(int(ts), o, h, lo, c, Decimal(v))
 
 
-def _is_header(fields: list[str]) -> bool:
+def is_header(fields: list[str]) -> bool:
+    """The first line's fields name the columns (``timestamp_ms,open,…``) rather than hold a candle."""
     return [f.strip().lower() for f in fields] == list(HEADER) or (
         bool(fields) and fields[0].strip().lower().startswith("timestamp")
     )
+
+
+def check_line(line: str) -> CandleRow | str:
+    """One data line's own checks (everything but the order of timestamps): a CandleRow or a reason."""
+    plain = _plain_row(line)
+    return _check_plain(*plain.groups()) if plain is not None else check_row(line.strip().split(","))
 
 
 class RowValidator:
@@ -159,8 +166,7 @@ class RowValidator:
         self.last_timestamp: int | None = None
 
     def check(self, line_number: int, line: str) -> CandleRow | Rejection:
-        plain = _plain_row(line)
-        result = _check_plain(*plain.groups()) if plain is not None else check_row(line.strip().split(","))
+        result = check_line(line)
         if isinstance(result, str):
             return Rejection(line_number, result, line)
         if self.last_timestamp is not None:
@@ -179,6 +185,6 @@ def validate_lines(lines: Iterable[str]) -> Iterator[CandleRow | Rejection]:
         line = raw.rstrip("\r\n")
         if not line.strip():
             continue
-        if number == 1 and _is_header(line.split(",")):
+        if number == 1 and is_header(line.split(",")):
             continue
         yield validator.check(number, line)

@@ -1,0 +1,368 @@
+"""Reading candle files fast: whole columns at once with numpy, under exactly the row rules of
+``marketdata.validation`` (the same candles accepted, every bad row refused with the same reason).
+
+A CSV file's bytes are classified in numpy. A line made only of digits, points, ``e-`` exponents and five
+commas, whose numbers have the shapes ``validation.PLAIN_ROW`` accepts (at most 16 digits before the point and
+12 decimals in all), is *plain*: the checks left for such a row (price above zero, low ≤ open, close ≤ high) are
+made on whole float columns, which decide them exactly (``_plain_reasons``). Every other line — the header, a
+blank, a sign, a blank inside, NaN, a bad byte, too many digits — goes through ``validation.check_line`` one
+by one, as before; real files have few. The order of timestamps (duplicate, going back) is then judged against
+the largest timestamp accepted so far, which is what the row-by-row validator remembers.
+
+Accepted rows keep their exact text: the ``CandleRow`` Decimals are built from it, column by column, only when
+rows are handed out (``iter_merged``), so until then a file costs its text and a few arrays.
+
+Freqtrade's feather/parquet files (``ETH_BTC-5m.feather``: date, open, high, low, close, volume) are read with
+pyarrow and turned into the CSV text of the same rows (``repr`` of each float: the shortest text that reads
+back as that float), then read like a CSV: the same rules, the same reasons.
+"""
+
+from __future__ import annotations
+
+import gc
+import re
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, fields, is_dataclass
+from decimal import Decimal
+from itertools import chain, repeat
+from pathlib import Path
+
+import numpy as np
+
+from .validation import (
+    DUPLICATE_TIMESTAMP,
+    HEADER,
+    HIGH_BELOW_LOW,
+    NON_POSITIVE_PRICE,
+    OPEN_CLOSE_OUTSIDE_RANGE,
+    TIMESTAMP_GOING_BACK,
+    CandleRow,
+    check_line,
+    is_header,
+)
+
+FREQTRADE_NAME = re.compile(
+    r"^(?P<symbol>[A-Z0-9]{1,20}_[A-Z0-9]{1,20})-(?P<interval>[0-9]+[smhdwM])\.(?P<format>feather|parquet)$"
+)
+CHUNK = 8192  # rows built per step of iter_merged
+EXACT_BELOW = 4096.0  # two values on the 1e-12 grid below 2**12 are never the same float (ulp ≤ 2**-40)
+PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
+
+# byte classes of a CSV line (the separators last, so ``>= COMMA`` finds them)
+DIGIT, POINT, EXP, MINUS, OTHER, COMMA, NEWLINE = range(7)
+_CLASS = np.full(256, OTHER, np.uint8)
+_CLASS[ord("0") : ord("9") + 1] = DIGIT
+_CLASS[ord(".")] = POINT
+_CLASS[ord("e")] = _CLASS[ord("E")] = EXP
+_CLASS[ord("-")] = MINUS
+_CLASS[ord(",")] = COMMA
+_CLASS[ord("\n")] = NEWLINE
+
+
+@dataclass
+class CandleFile:
+    """One file's accepted candles in file order, and what was refused."""
+
+    symbol: str
+    interval: str
+    timestamps: np.ndarray  # int64 (object: Python ints, when one does not fit in 64 bits)
+    values: np.ndarray  # float64 (n, 5): open, high, low, close, volume as the strategy reads them
+    texts: list[list[str]]  # 5 columns: each accepted plain row's exact text ("0" where checked one by one)
+    checked_rows: dict[int, CandleRow]  # accepted rows checked one by one, by position
+    rejected: Counter
+
+    def __len__(self) -> int:
+        return len(self.timestamps)
+
+
+def freqtrade_file_name(path: str | Path) -> tuple[str, str] | None:
+    """``ETH_BTC-5m.feather`` / ``.parquet`` (Freqtrade's spot files) → ("ETH_BTC", "5m"); None otherwise."""
+    match = FREQTRADE_NAME.match(Path(path).name)
+    return (match.group("symbol"), match.group("interval")) if match else None
+
+
+def read_file(path: Path, symbol: str, interval: str) -> CandleFile:
+    """A candle file (CSV, or Freqtrade's feather/parquet) validated like a replay."""
+    if path.suffix in (".feather", ".parquet"):
+        return parse_csv(freqtrade_csv(path), symbol, interval)
+    return parse_csv(path.read_bytes(), symbol, interval)
+
+
+def parse_csv(data: bytes, symbol: str, interval: str) -> CandleFile:
+    """The rows of a CSV's bytes, exactly as ``validation.validate_lines`` judges the decoded lines."""
+    if not data.strip(b"\r\n"):
+        return CandleFile(symbol, interval, np.zeros(0, np.int64), np.zeros((0, 5)), [[]] * 5, {}, Counter())
+    if b"\r" in data:  # universal newlines, as a text-mode file reads them
+        data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    if data and not data.endswith(b"\n"):
+        data += b"\n"
+    buf = np.frombuffer(data, np.uint8)
+    classes = _CLASS[buf]
+    sep = np.flatnonzero(classes >= COMMA)  # every field ends at a comma or a newline
+    newline_at = np.flatnonzero(classes[sep] == NEWLINE)  # each line's last separator, as an index into sep
+    line_end = sep[newline_at]
+    line_start = np.concatenate(([0], line_end[:-1] + 1))
+    field_start = np.concatenate(([0], sep[:-1] + 1))
+
+    plain, ts = _plain_lines(buf, classes, sep, newline_at, field_start)
+    text = data.decode("latin-1")  # plain lines are ASCII; the others are decoded as UTF-8 below
+    if len(plain) and plain[0] + len(plain) == len(line_end):  # the usual file: a header, then plain lines
+        fields = text[line_start[plain[0]] : -1].replace("\n", ",").split(",")
+    elif len(plain):
+        lines = text.split("\n")
+        fields = ",".join(map(lines.__getitem__, plain.tolist())).split(",")
+    else:
+        fields = []
+    values = np.fromiter(map(float, fields), np.float64, count=len(fields)).reshape(-1, 6)[:, 1:]
+    texts = [fields[column::6] for column in range(1, 6)]
+    reasons, unsure = _plain_reasons(values)
+
+    rejected: Counter = Counter()
+    for code in np.unique(reasons[(reasons > 0) & ~unsure]).tolist():
+        rejected[_PLAIN_REASONS[code]] += int(np.count_nonzero((reasons == code) & ~unsure))
+    good = (reasons == 0) & ~unsure
+    others = np.union1d(np.setdiff1d(np.arange(len(line_end)), plain, assume_unique=True), plain[unsure])
+    checked: dict[int, CandleRow] = {}  # line index -> row, for the lines checked one by one
+    for index in others.tolist():
+        line = data[line_start[index] : line_end[index]].decode("utf-8", "replace")
+        if not line.strip() or (index == 0 and is_header(line.split(","))):
+            continue
+        result = check_line(line)
+        if isinstance(result, str):
+            rejected[result] += 1
+        else:
+            checked[index] = result
+
+    # the candidates in line order: plain rows first, then the checked ones, sorted by their line
+    plain_good = np.flatnonzero(good)
+    line_of = np.concatenate((plain[plain_good], np.fromiter(checked, np.int64, count=len(checked))))
+    order = np.argsort(line_of, kind="stable")
+    checked_ts = [row.timestamp for row in checked.values()]
+    stamps = _timestamps(ts[plain_good], checked_ts)[order]
+    accepted = _in_order(stamps, rejected)
+
+    take = order[accepted]  # positions among the candidates, in line order
+    n_plain = len(plain_good)
+    source = np.concatenate((plain_good, [len(values)]))[np.minimum(take, n_plain)]  # checked: a row of zeros
+    rows_values = np.concatenate((values, np.zeros((1, 5))))[source]
+    checked_list = list(checked.values())
+    checked_rows = {}
+    for position in np.flatnonzero(take >= n_plain).tolist():
+        row = checked_list[take[position] - n_plain]
+        checked_rows[position] = row
+        rows_values[position] = [float(getattr(row, name)) for name in PRICE_COLUMNS]
+    if not checked_rows and len(source) == len(values):
+        columns = texts  # every plain row accepted (the usual file): no copy
+    else:
+        pick = source.tolist()
+        columns = [list(map([*column, "0"].__getitem__, pick)) for column in texts]
+    return CandleFile(symbol, interval, stamps[accepted], rows_values, columns, checked_rows, rejected)
+
+
+def _plain_lines(buf, classes, sep, newline_at, field_start) -> tuple[np.ndarray, np.ndarray]:
+    """The indices of the plain lines (``validation.PLAIN_ROW``'s shape) and their timestamps (int64)."""
+    n_fields = len(sep)
+    if n_fields == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    length = sep - field_start
+
+    special = np.flatnonzero((classes - POINT) <= OTHER - POINT)  # points, exponents, minus signs, others
+    special_class = classes[special]
+    special_field = np.searchsorted(sep, special)
+
+    def located(code: int) -> tuple[np.ndarray, np.ndarray]:
+        """How often the class occurs in each field and (where once) at which byte."""
+        mask = special_class == code
+        field = special_field[mask]
+        where = np.zeros(n_fields, np.int64)
+        where[field] = special[mask]
+        return np.bincount(field, minlength=n_fields), where
+
+    n_point, point = located(POINT)
+    n_exp, exp = located(EXP)
+    n_minus, minus = located(MINUS)
+    other_lines = np.searchsorted(sep[newline_at], special[special_class == OTHER])
+
+    # a price: D{1,16} (. D*)? (e - D{1,2})?, with the decimals and the exponent k ≤ 12 in all
+    has_point, has_exp = n_point == 1, n_exp == 1
+    number = (n_point <= 1) & (n_exp <= 1) & (n_minus == n_exp)
+    int_end = np.where(has_point, point, np.where(has_exp, exp, sep))
+    int_digits = int_end - field_start
+    number &= (int_digits >= 1) & (int_digits <= 16)
+    number &= ~(has_point & has_exp) | (point < exp)
+    number &= ~has_exp | (minus == exp + 1)
+    exp_digits = np.where(has_exp, sep - minus - 1, 0)
+    number &= ~has_exp | (exp_digits == 1) | (exp_digits == 2)
+    first = buf[np.minimum(minus + 1, len(buf) - 1)].astype(np.int64) - ord("0")
+    second = buf[np.minimum(minus + 2, len(buf) - 1)].astype(np.int64) - ord("0")
+    k = np.where(has_exp, np.where(exp_digits == 2, 10 * first + second, first), 0)
+    decimals = np.where(has_point, np.where(has_exp, exp, sep) - point - 1, 0)
+    number &= (k <= 12) & (decimals + k <= 12)
+    # the timestamp: D{1,18}
+    integer = (n_point == 0) & (n_exp == 0) & (n_minus == 0) & (length >= 1) & (length <= 18)
+
+    six = np.diff(newline_at, prepend=-1) == 6
+    six[other_lines] = False
+    candidates = np.flatnonzero(six)
+    last = newline_at[candidates]
+    ok = integer[last - 5] & number[last - 4] & number[last - 3] & number[last - 2] & number[last - 1] & number[last]
+    plain = candidates[ok]
+    first_field = newline_at[plain] - 5
+    starts, digits = field_start[first_field], length[first_field]
+    ts = np.zeros(len(plain), np.int64)
+    for position in range(int(digits.max(initial=0))):
+        more = digits > position
+        ts[more] = ts[more] * 10 + (buf[starts[more] + position] - ord("0"))
+    return plain, ts
+
+
+_PLAIN_REASONS = {1: NON_POSITIVE_PRICE, 2: HIGH_BELOW_LOW, 3: OPEN_CLOSE_OUTSIDE_RANGE}
+
+
+def _plain_reasons(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``validation._check_plain`` on float columns: a reason code per row (0 = fine) and the rows floats
+    cannot decide. A plain value is on the 1e-12 grid and below 1e16; parsing to the nearest float keeps its
+    order (a < b gives float(a) ≤ float(b)), so unequal floats decide a comparison, and so do equal floats below
+    EXACT_BELOW (they are equal values). Only equal floats at or above it are unsure: those rows are checked
+    one by one on their Decimals."""
+    o, h, lo, c = values[:, 0], values[:, 1], values[:, 2], values[:, 3]
+    reasons = np.zeros(len(values), np.int8)
+    outside = (o < lo) | (o > h) | (c < lo) | (c > h)
+    reasons[outside] = 3
+    reasons[h < lo] = 2
+    reasons[(o == 0) | (h == 0) | (lo == 0) | (c == 0)] = 1
+    ties = (o == lo) | (o == h) | (c == lo) | (c == h) | (h == lo)
+    unsure = ties & (np.maximum(np.maximum(o, h), np.maximum(lo, c)) >= EXACT_BELOW)
+    return reasons, unsure
+
+
+def _timestamps(plain: np.ndarray, checked: list[int]) -> np.ndarray:
+    """Both lists as one array: int64, or Python ints when a checked row's timestamp needs more than 63 bits."""
+    if all(0 <= ts < 2**63 for ts in checked):
+        return np.concatenate((plain, np.array(checked, np.int64)))
+    return np.array([*plain.tolist(), *checked], dtype=object)
+
+
+def _in_order(stamps: np.ndarray, rejected: Counter) -> np.ndarray:
+    """Which candidates (in line order) the order rule accepts: a timestamp above every earlier accepted one.
+    A refused row is never above that maximum, so the running maximum of all candidates is the same."""
+    if stamps.dtype == object:
+        highest, accepted = None, []
+        for ts in stamps.tolist():
+            accepted.append(highest is None or ts > highest)
+            if not accepted[-1]:
+                rejected[DUPLICATE_TIMESTAMP if ts == highest else TIMESTAMP_GOING_BACK] += 1
+            highest = ts if highest is None else max(highest, ts)
+        return np.array(accepted, bool)
+    if len(stamps) == 0:
+        return np.zeros(0, bool)
+    before = np.concatenate(([-1], np.maximum.accumulate(stamps)[:-1]))
+    duplicates, back = int(np.count_nonzero(stamps == before)), int(np.count_nonzero(stamps < before))
+    if duplicates:
+        rejected[DUPLICATE_TIMESTAMP] += duplicates
+    if back:
+        rejected[TIMESTAMP_GOING_BACK] += back
+    return stamps > before
+
+
+def freqtrade_csv(path: Path) -> bytes:
+    """A Freqtrade feather/parquet candle file as the CSV text of the same rows (open time in epoch ms)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if path.suffix == ".feather":
+        from pyarrow import feather
+
+        table = feather.read_table(path)
+    else:
+        from pyarrow import parquet
+
+        table = parquet.read_table(path)
+    missing = [name for name in ("date", *PRICE_COLUMNS) if name not in table.column_names]
+    if missing:
+        raise ValueError(f"{path}: no column {', '.join(missing)} (Freqtrade's date, open, high, low, close, volume)")
+    date = table["date"]
+    if pa.types.is_timestamp(date.type):
+        per_ms = {"s": Decimal("1e-3"), "ms": Decimal(1), "us": Decimal(1000), "ns": Decimal(1_000_000)}[date.type.unit]
+        raw = pc.cast(date, pa.timestamp(date.type.unit)).cast(pa.int64()).to_pylist()
+        stamps = ["" if t is None else format(Decimal(t) / per_ms, "f") for t in raw]
+    else:
+        stamps = ["" if t is None else str(t) for t in date.to_pylist()]
+    columns = [map(repr, table[name].to_pylist()) for name in PRICE_COLUMNS]
+    lines = [",".join(HEADER), *map(",".join, zip(stamps, *columns, strict=True))]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def build_many(cls: type, columns: Sequence[list]) -> list:
+    """``[cls(*row) for row in zip(*columns)]``, fast. A frozen dataclass's ``__init__`` sets each field through
+    ``object.__setattr__`` (about 2 µs for a six-field row); with slots the same object is made column by column
+    through the slots' own descriptors. A NamedTuple is made by ``tuple.__new__``."""
+    if issubclass(cls, tuple):
+        return list(map(tuple.__new__, repeat(cls), zip(*columns, strict=True)))
+    if not (is_dataclass(cls) and "__slots__" in cls.__dict__):
+        return list(map(cls, *columns))
+    objects = list(map(object.__new__, repeat(cls, len(columns[0]))))
+    for field, column in zip(fields(cls), columns, strict=True):
+        deque(map(cls.__dict__[field.name].__set__, objects, column), maxlen=0)
+    return objects
+
+
+def iter_merged(files: list[CandleFile], bar: Callable, candle: type) -> Iterator:
+    """``bar(symbol, interval, row, candle)`` for every accepted row of the files, merged by (timestamp,
+    symbol, interval) — ties in file order, as ``heapq.merge`` gives — built ``CHUNK`` rows at a time."""
+    return chain.from_iterable(_merged_chunks(files, bar, candle))
+
+
+def _merged_chunks(files: list[CandleFile], bar: Callable, candle: type) -> Iterator[list]:
+    if not files:
+        return
+    sizes = [len(f) for f in files]
+    keys = sorted({(f.symbol, f.interval) for f in files})
+    rank = np.repeat([keys.index((f.symbol, f.interval)) for f in files], sizes)
+    which = np.repeat(np.arange(len(files)), sizes)
+    if any(f.timestamps.dtype == object for f in files):
+        stamps = np.array([ts for f in files for ts in f.timestamps.tolist()], dtype=object)
+        order = np.array(sorted(range(len(stamps)), key=lambda i: (stamps[i], rank[i])), np.int64)
+    else:
+        stamps = np.concatenate([f.timestamps for f in files])
+        order = np.lexsort((np.arange(len(stamps)), rank, stamps))
+    values = np.concatenate([f.values for f in files])
+    texts = [list(chain.from_iterable(f.texts[column] for f in files)) for column in range(5)]
+    offsets = np.concatenate(([0], np.cumsum(sizes))).tolist()
+    checked = {offsets[i] + at: row for i, f in enumerate(files) for at, row in f.checked_rows.items()}
+    is_checked = np.zeros(len(stamps), bool)
+    is_checked[list(checked)] = True
+    symbols, intervals = [f.symbol for f in files], [f.interval for f in files]
+    tuple_bar = isinstance(bar, type) and issubclass(bar, tuple)
+    for start in range(0, len(order), CHUNK):
+        index = order[start : start + CHUNK]
+        with _collector_paused():
+            picked = index.tolist()
+            ts = stamps[index].tolist()
+            decimals = [list(map(Decimal, map(column.__getitem__, picked))) for column in texts]
+            rows = build_many(CandleRow, [ts, *decimals])
+            for position in np.flatnonzero(is_checked[index]).tolist():
+                rows[position] = checked[picked[position]]
+            candles = build_many(candle, [ts, *(column.tolist() for column in values[index].T)])
+            file_of = which[index].tolist()
+            columns = (map(symbols.__getitem__, file_of), map(intervals.__getitem__, file_of), rows, candles)
+            if tuple_bar:
+                bars = list(map(tuple.__new__, repeat(bar), zip(*columns, strict=True)))
+            else:
+                bars = list(map(bar, *columns))
+        yield bars
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Building a chunk makes some 40,000 objects and no cycle; a cyclic collection in between (every 700
+    allocations, and full ones as the lists grow) would scan them, and the process's, again and again."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()

@@ -120,10 +120,13 @@ def parse_csv(data: bytes, symbol: str, interval: str) -> CandleFile:
     reasons, unsure = _plain_reasons(values)
 
     rejected: Counter = Counter()
-    for code in np.unique(reasons[(reasons > 0) & ~unsure]).tolist():
-        rejected[_PLAIN_REASONS[code]] += int(np.count_nonzero((reasons == code) & ~unsure))
+    for code, count in enumerate(np.bincount(reasons[~unsure], minlength=4).tolist()):
+        if code and count:
+            rejected[_PLAIN_REASONS[code]] += count
     good = (reasons == 0) & ~unsure
-    others = np.union1d(np.setdiff1d(np.arange(len(line_end)), plain, assume_unique=True), plain[unsure])
+    to_check = np.ones(len(line_end), bool)
+    to_check[plain[~unsure]] = False
+    others = np.flatnonzero(to_check)  # every line but the decided plain ones, in order
     checked: dict[int, CandleRow] = {}  # line index -> row, for the lines checked one by one
     for index in others.tolist():
         line = data[line_start[index] : line_end[index]].decode("utf-8", "replace")

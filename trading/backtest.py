@@ -15,7 +15,7 @@ through Celery/Redis/PostgreSQL and this loop can be compared order by order.
 from __future__ import annotations
 
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
@@ -25,7 +25,6 @@ from typing import NamedTuple
 from execution.accounting import AccountingError, Book
 from execution.paper import PaperExchange
 from execution.trades import ClosedLot, Lot, close_lots, open_lot
-from marketdata.candle_files import freqtrade_file_name, iter_merged, read_file
 from marketdata.validation import CandleRow, parse_file_name
 from risk.engine import (
     ACTIVE,
@@ -69,6 +68,8 @@ class Bar(NamedTuple):
 def read_bars(paths: list[str], rejected: dict[str, int] | None = None) -> Iterator[Bar]:
     """Candles of several SYMBOL-INTERVAL.csv files (or Freqtrade's .feather/.parquet), validated like a replay
     and merged by (time, symbol); ``rejected`` counts the refused rows by reason (marketdata/candle_files.py)."""
+    from marketdata.candle_files import freqtrade_file_name, iter_merged, read_file  # numpy: not for --help
+
     files = []
     for raw in paths:
         path = Path(raw)
@@ -80,8 +81,8 @@ def read_bars(paths: list[str], rejected: dict[str, int] | None = None) -> Itera
         if path.stat().st_size == 0:
             raise BacktestInputError(f"{path}: the file is empty")
         files.append(read_file(path, *named))
-    for reason, count in sum((file.rejected for file in files), Counter()).items():
-        if rejected is not None:
+    for file in files if rejected is not None else ():
+        for reason, count in file.rejected.items():
             rejected[reason] = rejected.get(reason, 0) + count
     return iter_merged(files, Bar, Candle)
 

@@ -41,7 +41,15 @@ def _decimal(name: str, text: str, low: Decimal, high: Decimal) -> Decimal:
     return value
 
 
+def _rows_in(path: Path) -> int:
+    """About how many candles a file has, for the progress bar: its lines but the header (0: not a CSV)."""
+    return max(0, path.read_bytes().count(b"\n") - 1) if path.suffix == ".csv" else 0
+
+
 class Command(BaseCommand):
+    # The system checks import every URL and view (the API schema, the dashboard): a third of the start-up of a
+    # command that serves none of them. `manage.py check` (and every server's start) still runs them.
+    requires_system_checks = []
     help = (
         "Backtest a strategy over SYMBOL-INTERVAL.csv files with all six risk layers and the paper fill model: "
         "the same decision code as live. Progress on stderr, a summary on stdout."
@@ -115,7 +123,7 @@ class Command(BaseCommand):
         rejected: dict[str, int] = {}
         try:
             bars = read_bars(options["data"], rejected)
-            total = sum(max(0, sum(1 for _ in Path(p).open(errors="replace")) - 1) for p in options["data"])
+            total = sum(_rows_in(Path(p)) for p in options["data"])
             if start is not None or end is not None:
                 bars = (
                     b

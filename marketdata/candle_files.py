@@ -115,8 +115,9 @@ def parse_csv(data: bytes, symbol: str, interval: str) -> CandleFile:
         fields = ",".join(map(lines.__getitem__, plain.tolist())).split(",")
     else:
         fields = []
-    values = np.fromiter(map(float, fields), np.float64, count=len(fields)).reshape(-1, 6)[:, 1:]
     texts = [fields[column::6] for column in range(1, 6)]
+    values = np.fromiter(map(float, chain.from_iterable(texts)), np.float64, count=len(plain) * 5)
+    values = values.reshape(5, -1).T
     reasons, unsure = _plain_reasons(values)
 
     rejected: Counter = Counter()
@@ -319,6 +320,9 @@ def iter_merged(files: list[CandleFile], bar: Callable, candle: type) -> Iterato
 
 
 def _merged_chunks(files: list[CandleFile], bar: Callable, candle: type) -> Iterator[list]:
+    """Lists of bars in merged order. Each file's part of a chunk is a run of its rows (the merge keeps each
+    file's order), so it is built from slices of the file's columns; one permutation then interleaves them."""
+    files = [f for f in files if len(f)]
     if not files:
         return
     sizes = [len(f) for f in files]
@@ -326,36 +330,42 @@ def _merged_chunks(files: list[CandleFile], bar: Callable, candle: type) -> Iter
     rank = np.repeat([keys.index((f.symbol, f.interval)) for f in files], sizes)
     which = np.repeat(np.arange(len(files)), sizes)
     if any(f.timestamps.dtype == object for f in files):
-        stamps = np.array([ts for f in files for ts in f.timestamps.tolist()], dtype=object)
+        stamps = [ts for f in files for ts in f.timestamps.tolist()]
         order = np.array(sorted(range(len(stamps)), key=lambda i: (stamps[i], rank[i])), np.int64)
     else:
-        stamps = np.concatenate([f.timestamps for f in files])
-        order = np.lexsort((np.arange(len(stamps)), rank, stamps))
-    values = np.concatenate([f.values for f in files])
-    texts = [list(chain.from_iterable(f.texts[column] for f in files)) for column in range(5)]
-    offsets = np.concatenate(([0], np.cumsum(sizes))).tolist()
-    checked = {offsets[i] + at: row for i, f in enumerate(files) for at, row in f.checked_rows.items()}
-    is_checked = np.zeros(len(stamps), bool)
-    is_checked[list(checked)] = True
-    symbols, intervals = [f.symbol for f in files], [f.interval for f in files]
+        order = np.lexsort((np.arange(len(rank)), rank, np.concatenate([f.timestamps for f in files])))
+    first = np.concatenate(([0], np.cumsum(sizes)[:-1]))  # each file's first row in the global numbering
+    done = np.zeros(len(files), np.int64)  # rows of each file handed out so far
     tuple_bar = isinstance(bar, type) and issubclass(bar, tuple)
     for start in range(0, len(order), CHUNK):
         index = order[start : start + CHUNK]
+        file_of = which[index]
+        counts = np.bincount(file_of, minlength=len(files))
         with _collector_paused():
-            picked = index.tolist()
-            ts = stamps[index].tolist()
-            decimals = [list(map(Decimal, map(column.__getitem__, picked))) for column in texts]
-            rows = build_many(CandleRow, [ts, *decimals])
-            for position in np.flatnonzero(is_checked[index]).tolist():
-                rows[position] = checked[picked[position]]
-            candles = build_many(candle, [ts, *(column.tolist() for column in values[index].T)])
-            file_of = which[index].tolist()
-            columns = (map(symbols.__getitem__, file_of), map(intervals.__getitem__, file_of), rows, candles)
-            if tuple_bar:
-                bars = list(map(tuple.__new__, repeat(bar), zip(*columns, strict=True)))
-            else:
-                bars = list(map(bar, *columns))
+            parts: list = []
+            for number in np.flatnonzero(counts).tolist():
+                low, high = int(done[number]), int(done[number] + counts[number])
+                parts += _bars(files[number], low, high, bar, candle, tuple_bar)
+            # where each bar of the chunk sits in parts (the files' runs one after the other)
+            run_start = np.cumsum(counts) - counts
+            at = run_start[file_of] + index - first[file_of] - done[file_of]
+            bars = list(map(parts.__getitem__, at.tolist()))
+        done += counts
         yield bars
+
+
+def _bars(file: CandleFile, low: int, high: int, bar: Callable, candle: type, tuple_bar: bool) -> list:
+    """Rows low..high-1 of one file as bars, in file order."""
+    ts = file.timestamps[low:high].tolist()
+    rows = build_many(CandleRow, [ts, *(list(map(Decimal, column[low:high])) for column in file.texts)])
+    for position, row in file.checked_rows.items():
+        if low <= position < high:
+            rows[position - low] = row
+    candles = build_many(candle, [ts, *file.values[low:high].T.tolist()])
+    columns = (repeat(file.symbol), repeat(file.interval), rows, candles)
+    if tuple_bar:
+        return list(map(tuple.__new__, repeat(bar), zip(*columns, strict=False)))  # two columns repeat
+    return list(map(bar, *columns))
 
 
 @contextmanager

@@ -26,8 +26,8 @@ try:
 except SystemExit as stop:
     if stop.code:
         raise
-print(json.dumps(sorted(name for name in %r if name in sys.modules)))
-""" % (HEAVY,)
+print(json.dumps(sorted(name for name in HEAVY if name in sys.modules)))
+""".replace("HEAVY", repr(HEAVY))
 
 
 def loaded_by(*args: str) -> list[str]:

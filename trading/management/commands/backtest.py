@@ -12,6 +12,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
+from cdb_project.ops import freeze_startup_objects
 from execution.paper import PaperExchange
 from risk.parameters import PARAMETER_SPECS
 from trading.backtest import Backtest, BacktestInputError, read_bars
@@ -39,6 +40,12 @@ def _decimal(name: str, text: str, low: Decimal, high: Decimal) -> Decimal:
     if value is None or not value.is_finite() or not low <= value <= high:
         raise CommandError(f"{name}={text!r}: must be a number in {low}–{high}", returncode=2)
     return value
+
+
+def _json_text(document: dict) -> str:
+    """The report as JSON, one top-level key a line. (``indent`` makes json use its pure-Python encoder: ten times
+    slower, 0.4 s on a run of the six shared files with its orders and risk events.)"""
+    return "{\n" + ",\n".join(f"{json.dumps(key)}: {json.dumps(value)}" for key, value in document.items()) + "\n}\n"
 
 
 def _rows_in(path: Path) -> int:
@@ -120,6 +127,7 @@ class Command(BaseCommand):
             size_pct,
             whitelist=frozenset(settings.SYMBOL_WHITELIST),
         )
+        freeze_startup_objects()  # the run makes millions of objects: its full collections skip Django's
         rejected: dict[str, int] = {}
         try:
             bars = read_bars(options["data"], rejected)
@@ -142,7 +150,7 @@ class Command(BaseCommand):
         document["rejected_rows"] = rejected
         self._print_summary(document)
         if options["json_out"]:
-            Path(options["json_out"]).write_text(json.dumps(document, indent=1))
+            Path(options["json_out"]).write_text(_json_text(document))
             self.stdout.write(f"JSON report: {options['json_out']}")
         if options["html_out"]:
             Path(options["html_out"]).write_text(html_report(document))

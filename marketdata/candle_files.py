@@ -99,14 +99,18 @@ def parse_csv(data: bytes, symbol: str, interval: str) -> CandleFile:
     if data and not data.endswith(b"\n"):
         data += b"\n"
     buf = np.frombuffer(data, np.uint8)
-    classes = _CLASS[buf]
-    sep = np.flatnonzero(classes >= COMMA)  # every field ends at a comma or a newline
-    newline_at = np.flatnonzero(classes[sep] == NEWLINE)  # each line's last separator, as an index into sep
+    events = np.flatnonzero((buf - np.uint8(ord("0"))) > 9)  # every byte but a digit, in order
+    kinds = _CLASS[buf[events]]
+    is_sep = kinds >= COMMA  # every field ends at a comma or a newline
+    sep = events[is_sep]
+    newline_at = np.flatnonzero(kinds[is_sep] == NEWLINE)  # each line's last separator, as an index into sep
     line_end = sep[newline_at]
     line_start = np.concatenate(([0], line_end[:-1] + 1))
     field_start = np.concatenate(([0], sep[:-1] + 1))
+    special_field = np.cumsum(is_sep)[~is_sep]  # the field of each point, exponent, sign or other byte
+    special = events[~is_sep], kinds[~is_sep], special_field
 
-    plain, ts = _plain_lines(buf, classes, sep, newline_at, field_start)
+    plain = _plain_lines(buf, special, sep, newline_at, field_start)
     text = data.decode("latin-1")  # plain lines are ASCII; the others are decoded as UTF-8 below
     if len(plain) and plain[0] + len(plain) == len(line_end):  # the usual file: a header, then plain lines
         fields = text[line_start[plain[0]] : -1].replace("\n", ",").split(",")
@@ -115,6 +119,7 @@ def parse_csv(data: bytes, symbol: str, interval: str) -> CandleFile:
         fields = ",".join(map(lines.__getitem__, plain.tolist())).split(",")
     else:
         fields = []
+    ts = np.fromiter(map(int, fields[::6]), np.int64, count=len(plain))  # at most 18 digits
     texts = [fields[column::6] for column in range(1, 6)]
     values = np.fromiter(map(float, chain.from_iterable(texts)), np.float64, count=len(plain) * 5)
     values = values.reshape(5, -1).T
@@ -165,61 +170,60 @@ def parse_csv(data: bytes, symbol: str, interval: str) -> CandleFile:
     return CandleFile(symbol, interval, stamps[accepted], rows_values, columns, checked_rows, rejected)
 
 
-def _plain_lines(buf, classes, sep, newline_at, field_start) -> tuple[np.ndarray, np.ndarray]:
-    """The indices of the plain lines (``validation.PLAIN_ROW``'s shape) and their timestamps (int64)."""
+def _plain_lines(buf, special, sep, newline_at, field_start) -> np.ndarray:
+    """The indices of the plain lines (``validation.PLAIN_ROW``'s shape).
+    ``special``: the position, class and field of every byte that is neither a digit nor a separator."""
     n_fields = len(sep)
-    if n_fields == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    at, kind, field = special
     length = sep - field_start
+    line_of_field = np.cumsum(np.bincount(newline_at + 1, minlength=n_fields)[:n_fields])
+    bad_lines = line_of_field[field[kind == OTHER]]
+    n_point = np.bincount(field[kind == POINT], minlength=n_fields)
+    point = np.zeros(n_fields, np.int64)
+    point[field[kind == POINT]] = at[kind == POINT]
 
-    special = np.flatnonzero((classes - POINT) <= OTHER - POINT)  # points, exponents, minus signs, others
-    special_class = classes[special]
-    special_field = np.searchsorted(sep, special)
-
-    def located(code: int) -> tuple[np.ndarray, np.ndarray]:
-        """How often the class occurs in each field and (where once) at which byte."""
-        mask = special_class == code
-        field = special_field[mask]
-        where = np.zeros(n_fields, np.int64)
-        where[field] = special[mask]
-        return np.bincount(field, minlength=n_fields), where
-
-    n_point, point = located(POINT)
-    n_exp, exp = located(EXP)
-    n_minus, minus = located(MINUS)
-    other_lines = np.searchsorted(sep[newline_at], special[special_class == OTHER])
-
-    # a price: D{1,16} (. D*)? (e - D{1,2})?, with the decimals and the exponent k ≤ 12 in all
-    has_point, has_exp = n_point == 1, n_exp == 1
-    number = (n_point <= 1) & (n_exp <= 1) & (n_minus == n_exp)
-    int_end = np.where(has_point, point, np.where(has_exp, exp, sep))
-    int_digits = int_end - field_start
-    number &= (int_digits >= 1) & (int_digits <= 16)
-    number &= ~(has_point & has_exp) | (point < exp)
-    number &= ~has_exp | (minus == exp + 1)
-    exp_digits = np.where(has_exp, sep - minus - 1, 0)
-    number &= ~has_exp | (exp_digits == 1) | (exp_digits == 2)
-    first = buf[np.minimum(minus + 1, len(buf) - 1)].astype(np.int64) - ord("0")
-    second = buf[np.minimum(minus + 2, len(buf) - 1)].astype(np.int64) - ord("0")
-    k = np.where(has_exp, np.where(exp_digits == 2, 10 * first + second, first), 0)
-    decimals = np.where(has_point, np.where(has_exp, exp, sep) - point - 1, 0)
-    number &= (k <= 12) & (decimals + k <= 12)
+    # a price: D{1,16} (. D{0,12})? — what every field of a usual file is; exponents are checked below
+    int_digits = np.where(n_point == 1, point, sep) - field_start
+    decimals = np.where(n_point == 1, sep - point - 1, 0)
+    number = (n_point <= 1) & (int_digits >= 1) & (int_digits <= 16) & (decimals <= 12)
     # the timestamp: D{1,18}
-    integer = (n_point == 0) & (n_exp == 0) & (n_minus == 0) & (length >= 1) & (length <= 18)
+    integer = (n_point == 0) & (length >= 1) & (length <= 18)
+    rare = (kind == EXP) | (kind == MINUS)
+    if rare.any():  # D{1,16} (. D*)? e - D{1,2}, the decimals and the exponent k ≤ 12 in all
+        with_exponent = np.zeros(n_fields, bool)
+        with_exponent[field[rare]] = True
+        fields = np.flatnonzero(with_exponent)
+        integer[fields] = False
+        number[fields] = _exponent_numbers(buf, at, kind, field, fields, point, n_point, sep, field_start)
 
     six = np.diff(newline_at, prepend=-1) == 6
-    six[other_lines] = False
+    six[bad_lines] = False
     candidates = np.flatnonzero(six)
     last = newline_at[candidates]
     ok = integer[last - 5] & number[last - 4] & number[last - 3] & number[last - 2] & number[last - 1] & number[last]
-    plain = candidates[ok]
-    first_field = newline_at[plain] - 5
-    starts, digits = field_start[first_field], length[first_field]
-    ts = np.zeros(len(plain), np.int64)
-    for position in range(int(digits.max(initial=0))):
-        more = digits > position
-        ts[more] = ts[more] * 10 + (buf[starts[more] + position] - ord("0"))
-    return plain, ts
+    return candidates[ok]
+
+
+def _exponent_numbers(buf, at, kind, field, fields, point, n_point, sep, field_start) -> np.ndarray:
+    """For the fields with an ``e``/``E`` or a ``-`` (sorted): whether each is a plain number with an exponent."""
+    exp_of, minus_of = kind == EXP, kind == MINUS
+    exp_index, minus_index = np.searchsorted(fields, field[exp_of]), np.searchsorted(fields, field[minus_of])
+    n_exp = np.bincount(exp_index, minlength=len(fields))
+    n_minus = np.bincount(minus_index, minlength=len(fields))
+    exp, minus = np.zeros(len(fields), np.int64), np.zeros(len(fields), np.int64)
+    exp[exp_index], minus[minus_index] = at[exp_of], at[minus_of]
+    point, end, start, n_point = point[fields], sep[fields], field_start[fields], n_point[fields]
+    has_point = n_point == 1
+    ok = (n_point <= 1) & (n_exp == 1) & (n_minus == 1) & (minus == exp + 1)
+    int_digits = np.where(has_point, point, exp) - start
+    ok &= (int_digits >= 1) & (int_digits <= 16) & (~has_point | (point < exp))
+    exp_digits = end - minus - 1
+    ok &= (exp_digits == 1) | (exp_digits == 2)
+    first = buf[np.minimum(minus + 1, len(buf) - 1)].astype(np.int64) - ord("0")
+    second = buf[np.minimum(minus + 2, len(buf) - 1)].astype(np.int64) - ord("0")
+    k = np.where(exp_digits == 2, 10 * first + second, first)
+    decimals = np.where(has_point, exp - point - 1, 0)
+    return ok & (k <= 12) & (decimals + k <= 12)
 
 
 _PLAIN_REASONS = {1: NON_POSITIVE_PRICE, 2: HIGH_BELOW_LOW, 3: OPEN_CLOSE_OUTSIDE_RANGE}

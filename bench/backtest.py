@@ -1,7 +1,7 @@
 """Backtest speed: loading, simulating and the whole `manage.py backtest` command over every 5m file of
 ../shared/data/candles (34,513 candles, one shared portfolio), and side by side with Freqtrade.
 
-Prints, each the best of --repeat runs:
+Prints per round and then the best of the rounds:
 
 * load: ``read_bars`` over the files, every bar built (marketdata/candle_files.py);
 * simulation: ``Backtest.run`` over the loaded bars (momentum strategy, all six risk layers, paper fills);
@@ -9,14 +9,14 @@ Prints, each the best of --repeat runs:
   ``/usr/bin/time -v``: wall time (start-up, load, simulation, report) and peak RSS.
 
 With ``--freqtrade`` (after ``bash ../shared/compare/freqtrade/setup.sh``), Freqtrade's whole ``backtesting``
-command (``run_ft.py``, the same candles, an EMA/RSI strategy) runs interleaved with ours, --rounds times, and
-the ratios are printed: whole command (ours faster by), peak RSS (ours / theirs), and simulation (their
-``loop_s`` — signals, DataFrame to lists, the candle loop — over our simulation time).
+command (``run_ft.py``, the same candles, an EMA/RSI strategy) runs in each round right after ours, and the
+ratios are printed: whole command (ours faster by), peak RSS (ours / theirs), and simulation (their ``loop_s`` —
+signals, DataFrame to lists, the candle loop — over our simulation time).
 
 Targets (issue "Backtest in about a second", 2-core machine): whole command ≥ 8× faster than Freqtrade's with
 peak RSS ≤ half of theirs; load ≥ 300,000 candles/s; simulation ≥ 15× Freqtrade's loop (measured, reported).
 
-    .venv/bin/python bench/backtest.py [--repeat 5] [--freqtrade [--rounds 2]]
+    .venv/bin/python bench/backtest.py [--repeat 5] [--rounds 2] [--freqtrade]
 """
 
 from __future__ import annotations
@@ -51,10 +51,7 @@ def timed(command: list[str], cwd: Path, out: Path) -> tuple[float, float]:
 
 
 def in_process(files: list[str], strategy: str, repeat: int) -> tuple[int, float, float, dict]:
-    """Best load and simulation seconds, in this process (Django set up as the command has it)."""
-    import django
-
-    django.setup()
+    """Best load and simulation seconds of --repeat runs, in this process (Django set up as the command has it)."""
     from django.conf import settings
 
     from execution.paper import PaperExchange
@@ -75,67 +72,82 @@ def in_process(files: list[str], strategy: str, repeat: int) -> tuple[int, float
         )
 
     load = simulation = float("inf")
-    summary = {}
     for _ in range(repeat):
         started = time.perf_counter()
         bars = list(read_bars(files))
         load = min(load, time.perf_counter() - started)
         result = backtest().run(bars)
         simulation = min(simulation, result.seconds)
-        summary = {"orders": len(result.orders), "trades": len(result.closed), "equity": str(result.final_equity)}
         del bars
+    summary = {"orders": len(result.orders), "trades": len(result.closed), "equity": str(result.final_equity)}
     return result.candles, load, simulation, summary
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--strategy", default="momentum")
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=5, help="in-process runs per round (best taken)")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of: in process, our command, Freqtrade's")
     parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "candles"))
     parser.add_argument("--freqtrade", action="store_true", help="run Freqtrade's backtesting side by side")
-    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds with --freqtrade")
     args = parser.parse_args()
     files = sorted(str(p) for p in Path(args.data_dir).glob("*-5m.csv"))
+    if args.freqtrade and not FT_PYTHON.is_file():
+        sys.exit(f"no {FT_PYTHON}: run bash {FREQTRADE}/setup.sh first")
 
-    candles, load, simulation, summary = in_process(files, args.strategy, args.repeat)
-    print(f"files: {len(files)}  candles: {candles}  {summary}")
-    print(f"load (read, validate, build bars): {load:.3f} s = {candles / load:,.0f} candles/s")
-    print(f"simulation:                        {simulation:.3f} s = {candles / simulation:,.0f} candles/s")
+    import django
 
+    django.setup()
     ours = [sys.executable, "manage.py", "backtest", "--data", *files, "--capital", "1", "--no-progress"]
+    rounds = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        rounds = args.rounds if args.freqtrade else args.repeat
-        mine, theirs = [], []
-        for number in range(rounds):
-            mine.append(timed([*ours, "--json", str(work / f"ours{number}.json")], ROOT, work / f"ours{number}"))
+        for number in range(args.rounds):
+            candles, load, simulation, summary = in_process(files, args.strategy, args.repeat)
+            wall, rss = timed([*ours, "--json", str(work / f"ours{number}.json")], ROOT, work / f"ours{number}")
+            row = {"load": load, "simulation": simulation, "wall": wall, "rss": rss}
             if args.freqtrade:
                 result = work / f"ft{number}.json"
                 command = [str(FT_PYTHON), str(FREQTRADE / "run_ft.py"), "--json", str(result)]
-                wall, rss = timed(command, FREQTRADE, work / f"ft{number}")
-                theirs.append((wall, rss, json.loads(result.read_text())))
-        wall, rss = min(w for w, _ in mine), max(r for _, r in mine)
-        print(f"whole command (manage.py backtest): {wall:.2f} s wall, peak RSS {rss:.0f} MB  (best of {rounds})")
-        for number, (ours_wall, ours_rss) in enumerate(mine):
-            line = f"  round {number + 1}: ours {ours_wall:.2f} s {ours_rss:.0f} MB"
-            if theirs:
-                ft_wall, ft_rss, ft = theirs[number]
-                line += f" | freqtrade {ft_wall:.2f} s {ft_rss:.0f} MB (loop {ft['loop_s']:.3f} s)"
-                line += f" | {ft_wall / ours_wall:.1f}x faster, RSS {ours_rss / ft_rss:.2f}"
-            print(line)
-        if theirs:
-            ft_wall = min(w for w, _, _ in theirs)
-            ft_rss = min(r for _, r, _ in theirs)
-            ft_loop = min(ft["loop_s"] for _, _, ft in theirs)
-            print(
-                f"freqtrade {theirs[0][2].get('freqtrade')}: {ft_wall:.2f} s wall, "
-                f"peak RSS {ft_rss:.0f} MB, loop {ft_loop:.3f} s"
+                row["ft_wall"], row["ft_rss"] = timed(command, FREQTRADE, work / f"ft{number}")
+                row["ft"] = json.loads(result.read_text())
+            rounds.append(row)
+            line = (
+                f"round {number + 1}: load {candles / load:,.0f} candles/s, simulation {candles / simulation:,.0f}"
+                f" candles/s ({simulation:.3f} s), command {wall:.2f} s {rss:.0f} MB"
             )
-            print(
-                f"ratios (best against best): whole command {ft_wall / wall:.1f}x faster (target ≥ 8), "
-                f"peak RSS {rss / ft_rss:.2f} of Freqtrade's (target ≤ 0.5), "
-                f"simulation {ft_loop / simulation:.1f}x Freqtrade's loop (target ≥ 15)"
-            )
+            if args.freqtrade:
+                ft = row["ft"]
+                line += (
+                    f" | freqtrade {row['ft_wall']:.2f} s {row['ft_rss']:.0f} MB, loop {ft['loop_s']:.3f} s"
+                    f" | {row['ft_wall'] / wall:.1f}x, RSS {rss / row['ft_rss']:.2f},"
+                    f" loop {ft['loop_s'] / simulation:.1f}x"
+                )
+            print(line, flush=True)
+
+    def best(key: str) -> float:
+        return min(row[key] for row in rounds)
+
+    print(f"files: {len(files)}  candles: {candles}  {summary}")
+    print(f"load (read, validate, build bars): {best('load'):.3f} s = {candles / best('load'):,.0f} candles/s")
+    print(
+        f"simulation:                        {best('simulation'):.3f} s = {candles / best('simulation'):,.0f} candles/s"
+    )
+    print(
+        f"whole command (manage.py backtest): {best('wall'):.2f} s wall, "
+        f"peak RSS {max(r['rss'] for r in rounds):.0f} MB"
+    )
+    if args.freqtrade:
+        loop = min(row["ft"]["loop_s"] for row in rounds)
+        print(
+            f"freqtrade {rounds[0]['ft'].get('freqtrade')} backtesting: {best('ft_wall'):.2f} s wall, "
+            f"peak RSS {best('ft_rss'):.0f} MB, loop {loop:.3f} s"
+        )
+        print(
+            f"ratios, best against best: whole command {best('ft_wall') / best('wall'):.1f}x faster (target ≥ 8), "
+            f"peak RSS {max(r['rss'] for r in rounds) / best('ft_rss'):.2f} of Freqtrade's (target ≤ 0.5), "
+            f"simulation {loop / best('simulation'):.1f}x faster than Freqtrade's loop (target ≥ 15)"
+        )
     print(f"load average: {os.getloadavg()[0]:.2f} (other work on the machine slows every figure)")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 from datetime import UTC, datetime
@@ -12,7 +13,6 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from cdb_project.ops import freeze_startup_objects
 from execution.paper import PaperExchange
 from risk.parameters import PARAMETER_SPECS
 from trading.backtest import Backtest, BacktestInputError, read_bars
@@ -127,7 +127,9 @@ class Command(BaseCommand):
             size_pct,
             whitelist=frozenset(settings.SYMBOL_WHITELIST),
         )
-        freeze_startup_objects()  # the run makes millions of objects: its full collections skip Django's
+        # The run makes millions of objects; its full collections need not scan Django's (a one-shot process:
+        # no collection first, what start-up left for the collector may stay).
+        gc.freeze()
         rejected: dict[str, int] = {}
         try:
             bars = read_bars(options["data"], rejected)

@@ -231,10 +231,12 @@ def test_freqtrade_rows_go_through_the_same_rules(tmp_path):
 
 def test_input_errors_keep_their_messages(tmp_path):
     (tmp_path / "ETH_BTC-5m.csv").write_text("")
+    (tmp_path / "BAD_BTC-5m.parquet").write_text("timestamp_ms,open,high,low,close,volume\n")
     for name, message in [
         ("prices.csv", "name it SYMBOL-INTERVAL.csv"),
         ("ETH_BTC-5m.csv", "the file is empty"),
         ("XRP_BTC-5m.feather", "no such file"),
+        ("BAD_BTC-5m.parquet", "BAD_BTC-5m.parquet: "),
     ]:
         with pytest.raises(BacktestInputError, match=message):
             read_bars([str(tmp_path / name)])

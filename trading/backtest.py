@@ -80,7 +80,10 @@ def read_bars(paths: list[str], rejected: dict[str, int] | None = None) -> Itera
             raise BacktestInputError(f"{path}: no such file")
         if path.stat().st_size == 0:
             raise BacktestInputError(f"{path}: the file is empty")
-        files.append(read_file(path, *named))
+        try:
+            files.append(read_file(path, *named))
+        except (OSError, ValueError) as error:  # unreadable, or not a Freqtrade candle table
+            raise BacktestInputError(f"{path}: {error}") from None
     for file in files if rejected is not None else ():
         for reason, count in file.rejected.items():
             rejected[reason] = rejected.get(reason, 0) + count

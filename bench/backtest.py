@@ -22,6 +22,7 @@ peak RSS ≤ half of theirs; load ≥ 300,000 candles/s; simulation ≥ 15× Fre
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import re
@@ -71,6 +72,7 @@ def in_process(files: list[str], strategy: str, repeat: int) -> tuple[int, float
             lambda: build_strategy(strategy), risk, Decimal(10000), exchange, Decimal(settings.POSITION_SIZE_PCT)
         )
 
+    gc.freeze()  # as the command does before it reads
     load = simulation = float("inf")
     for _ in range(repeat):
         started = time.perf_counter()

@@ -129,23 +129,12 @@ def parse_csv(data: bytes, symbol: str, interval: str) -> CandleFile:
     for code, count in enumerate(np.bincount(reasons[~unsure], minlength=4).tolist()):
         if code and count:
             rejected[_PLAIN_REASONS[code]] += count
-    good = (reasons == 0) & ~unsure
     to_check = np.ones(len(line_end), bool)
-    to_check[plain[~unsure]] = False
-    others = np.flatnonzero(to_check)  # every line but the decided plain ones, in order
-    checked: dict[int, CandleRow] = {}  # line index -> row, for the lines checked one by one
-    for index in others.tolist():
-        line = data[line_start[index] : line_end[index]].decode("utf-8", "replace")
-        if not line.strip() or (index == 0 and is_header(line.split(","))):
-            continue
-        result = check_line(line)
-        if isinstance(result, str):
-            rejected[result] += 1
-        else:
-            checked[index] = result
+    to_check[plain[~unsure]] = False  # every line but the decided plain ones
+    checked = _check_one_by_one(data, line_start, line_end, np.flatnonzero(to_check), rejected)
 
     # the candidates in line order: plain rows first, then the checked ones, sorted by their line
-    plain_good = np.flatnonzero(good)
+    plain_good = np.flatnonzero((reasons == 0) & ~unsure)
     line_of = np.concatenate((plain[plain_good], np.fromiter(checked, np.int64, count=len(checked))))
     order = np.argsort(line_of, kind="stable")
     checked_ts = [row.timestamp for row in checked.values()]
@@ -168,6 +157,21 @@ def parse_csv(data: bytes, symbol: str, interval: str) -> CandleFile:
         pick = source.tolist()
         columns = [list(map([*column, "0"].__getitem__, pick)) for column in texts]
     return CandleFile(symbol, interval, stamps[accepted], rows_values, columns, checked_rows, rejected)
+
+
+def _check_one_by_one(data: bytes, line_start, line_end, lines: np.ndarray, rejected: Counter) -> dict[int, CandleRow]:
+    """``validate_lines`` on the given lines but for the order of timestamps: the accepted rows by line index."""
+    checked = {}
+    for index in lines.tolist():
+        line = data[line_start[index] : line_end[index]].decode("utf-8", "replace")
+        if not line.strip() or (index == 0 and is_header(line.split(","))):
+            continue  # blank lines and the header are skipped, not refused
+        result = check_line(line)
+        if isinstance(result, str):
+            rejected[result] += 1
+        else:
+            checked[index] = result
+    return checked
 
 
 def _plain_lines(buf, special, sep, newline_at, field_start) -> np.ndarray:

@@ -9,12 +9,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, InvalidOperation
 from pathlib import Path
 
 HEADER = ("timestamp_ms", "open", "high", "low", "close", "volume")
 QUANTUM = Decimal("1e-12")  # MoneyField: 12 fractional digits
 MAX_VALUE = Decimal("1e18")  # MoneyField: 18 integer digits
+WIDE = Context(prec=30)  # 18 integer digits and 12 decimals: what quantizing a value below MAX_VALUE may need
 SMALLEST_PRICE = Decimal("5e-13")  # rounds to 1e-12 at 12 places; anything smaller would be stored as 0
 
 MALFORMED = "malformed_line"
@@ -125,9 +126,13 @@ def check_row(fields: list[str]) -> CandleRow | str:
     if v < 0:
         return NEGATIVE_VOLUME
     if o.as_tuple().exponent < -12 or h.as_tuple().exponent < -12 or lo.as_tuple().exponent < -12:
-        o, h, lo = o.quantize(QUANTUM), h.quantize(QUANTUM), lo.quantize(QUANTUM)
+        o, h, lo = (
+            o.quantize(QUANTUM, context=WIDE),
+            h.quantize(QUANTUM, context=WIDE),
+            lo.quantize(QUANTUM, context=WIDE),
+        )
     if c.as_tuple().exponent < -12 or v.as_tuple().exponent < -12:
-        c, v = c.quantize(QUANTUM), v.quantize(QUANTUM)
+        c, v = c.quantize(QUANTUM, context=WIDE), v.quantize(QUANTUM, context=WIDE)
     return CandleRow(int(ts), o, h, lo, c, v)
 
 

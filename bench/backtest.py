@@ -100,7 +100,7 @@ def main() -> None:
     import django
 
     django.setup()
-    ours = [sys.executable, "manage.py", "backtest", "--data", *files, "--capital", "1", "--no-progress"]
+    ours = [sys.executable, "manage.py", "backtest", "--data", *files, "--capital", "1"]  # the command
     rounds = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

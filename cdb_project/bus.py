@@ -36,16 +36,18 @@ from collections import deque
 from collections.abc import Callable
 from functools import lru_cache, partial, wraps
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import async_to_sync
 from celery.signals import before_task_publish, task_failure, task_retry
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, transaction
 from django.utils.module_loading import import_string
-from jsonschema import Draft202012Validator
 
 from .dashboard_push import background_pusher
+
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator  # imported by the first validation: 0.1 s no command needs
 
 logger = logging.getLogger("cdb.bus")
 
@@ -74,6 +76,8 @@ def schema() -> dict:
 
 @lru_cache(maxsize=1)
 def _validator() -> Draft202012Validator:
+    from jsonschema import Draft202012Validator
+
     Draft202012Validator.check_schema(schema())
     return Draft202012Validator(schema())
 
@@ -85,6 +89,8 @@ def _validators_by_type() -> dict[str, Draft202012Validator]:
     Same verdict as the whole schema for an event of that type (its ``if`` is the only one that matches, the
     consts differ), in half the time; the whole schema still words the errors.
     """
+    from jsonschema import Draft202012Validator
+
     whole = schema()
     envelope = {key: value for key, value in whole.items() if key not in ("allOf", "$defs")}
     validators = {}

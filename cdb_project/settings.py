@@ -56,7 +56,7 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[:
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
-    "daphne",
+    "cdb_project.devserver",  # daphne's runserver, imported only when it runs (not "daphne": see its docstring)
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",

@@ -15,6 +15,10 @@ Contract with the execution shell (see the module's public names below):
 Money and quantities are ``Decimal`` built from the exchange's strings, never from floats. The API key
 and secret never appear in log records, fill reasons or exception texts (ccxt's own debug log of the
 request headers goes through a redacting logger).
+
+ccxt is imported where it is used (building the client, catching its errors): ``import ccxt`` loads every
+exchange it knows (about a second), and the modules that only ask ``live_trading_enabled`` (dashboard, risk
+decisions, a backtest) must not pay for it.
 """
 
 from __future__ import annotations
@@ -23,8 +27,8 @@ import json
 import logging
 import time
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal, InvalidOperation
+from functools import cache
 
-import ccxt
 from django.conf import settings
 
 from .paper import Fill
@@ -74,16 +78,21 @@ def system_symbol_to_ccxt(symbol: str) -> str:
     return f"{base}/{quote}" if sep else symbol
 
 
-class SpotMexc(ccxt.mexc):
+@cache
+def spot_mexc_class() -> type:
     """ccxt's mexc restricted to spot: no contract market list, no wallet (withdraw-read) currency list."""
+    from ccxt import mexc
 
-    def describe(self):
-        return self.deep_extend(super().describe(), {"has": {"fetchCurrencies": False}})
+    class SpotMexc(mexc):
+        def describe(self):
+            return self.deep_extend(super().describe(), {"has": {"fetchCurrencies": False}})
 
-    def fetch_markets(self, params=None):
-        if self.safe_bool(self.options, "adjustForTimeDifference", False):
-            self.load_time_difference()
-        return self.fetch_spot_markets(params or {})
+        def fetch_markets(self, params=None):
+            if self.safe_bool(self.options, "adjustForTimeDifference", False):
+                self.load_time_difference()
+            return self.fetch_spot_markets(params or {})
+
+    return SpotMexc
 
 
 class _RedactingLogger:
@@ -123,13 +132,13 @@ class _RedactingLogger:
         self.log(logging.ERROR, msg, *args)
 
 
-def build_exchange() -> ccxt.mexc:
+def build_exchange():
     """A sync ccxt MEXC client from settings: spot only, rate limited, MEXC_REST_URL as the base."""
     key, secret = getattr(settings, "MEXC_API_KEY", ""), getattr(settings, "MEXC_API_SECRET", "")
     if not (key and secret):
         raise LiveExecutionError("live trading needs MEXC_API_KEY and MEXC_API_SECRET")
     base = settings.MEXC_REST_URL.rstrip("/")
-    exchange = SpotMexc(
+    exchange = spot_mexc_class()(
         {
             "apiKey": key,
             "secret": secret,
@@ -192,6 +201,8 @@ class LiveExecutor:
     ) -> Fill:
         """Place a MARKET order once; see the module docstring. ``reference_price`` (e.g. the approved
         price) is used for the minimum-notional check; without it the exchange's last price is asked."""
+        import ccxt
+
         side = side.upper()
         if side not in ("BUY", "SELL"):
             raise ValueError(f"side must be BUY or SELL, not {side!r}")
@@ -264,6 +275,8 @@ class LiveExecutor:
 
         Open orders come back as ``Fill(status="PENDING")``. Raises ExchangeUnreachable on network trouble
         and LiveExecutionError when the exchange refuses the credentials."""
+        import ccxt
+
         try:
             market = self._market(symbol)
         except ccxt.NetworkError as exc:
@@ -274,6 +287,8 @@ class LiveExecutor:
 
     def cancel(self, client_order_id: str, symbol: str) -> Fill | None:
         """Cancel the order if it is still open; returns its final state (None when the exchange does not know it)."""
+        import ccxt
+
         try:
             market = self._market(symbol)
         except ccxt.NetworkError as exc:
@@ -295,6 +310,8 @@ class LiveExecutor:
 
     def balance(self) -> dict[str, Decimal]:
         """Free (available) balance per asset on the spot account."""
+        import ccxt
+
         try:
             answer = self.exchange.fetch_balance()
         except ccxt.NetworkError as exc:
@@ -321,6 +338,8 @@ class LiveExecutor:
         return Fill(status, ZERO, None, ZERO, order_id, reason)
 
     def _refusal(self, client_order_id: str, status: str, exc: Exception) -> Fill:
+        import ccxt
+
         reason = f"exchange refused the order: {self._reason(exc)}"
         if isinstance(exc, ccxt.InsufficientFunds):
             reason = f"insufficient balance: {self._reason(exc)}"
@@ -366,6 +385,8 @@ class LiveExecutor:
             return ZERO
 
     def _fetch_order(self, client_order_id: str, market: dict) -> dict | None:
+        import ccxt
+
         try:
             order = self.exchange.fetch_order("", market["symbol"], {"clientOrderId": client_order_id})
         except ccxt.NetworkError as exc:

@@ -9,12 +9,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, InvalidOperation
 from pathlib import Path
 
 HEADER = ("timestamp_ms", "open", "high", "low", "close", "volume")
 QUANTUM = Decimal("1e-12")  # MoneyField: 12 fractional digits
 MAX_VALUE = Decimal("1e18")  # MoneyField: 18 integer digits
+WIDE = Context(prec=30)  # 18 integer digits and 12 decimals: what quantizing a value below MAX_VALUE may need
 SMALLEST_PRICE = Decimal("5e-13")  # rounds to 1e-12 at 12 places; anything smaller would be stored as 0
 
 MALFORMED = "malformed_line"
@@ -125,9 +126,13 @@ def check_row(fields: list[str]) -> CandleRow | str:
     if v < 0:
         return NEGATIVE_VOLUME
     if o.as_tuple().exponent < -12 or h.as_tuple().exponent < -12 or lo.as_tuple().exponent < -12:
-        o, h, lo = o.quantize(QUANTUM), h.quantize(QUANTUM), lo.quantize(QUANTUM)
+        o, h, lo = (
+            o.quantize(QUANTUM, context=WIDE),
+            h.quantize(QUANTUM, context=WIDE),
+            lo.quantize(QUANTUM, context=WIDE),
+        )
     if c.as_tuple().exponent < -12 or v.as_tuple().exponent < -12:
-        c, v = c.quantize(QUANTUM), v.quantize(QUANTUM)
+        c, v = c.quantize(QUANTUM, context=WIDE), v.quantize(QUANTUM, context=WIDE)
     return CandleRow(int(ts), o, h, lo, c, v)
 
 
@@ -146,10 +151,17 @@ def _check_plain(ts: str, o: str, h: str, lo: str, c: str, v: str) -> CandleRow 
     return CandleRow(int(ts), o, h, lo, c, Decimal(v))
 
 
-def _is_header(fields: list[str]) -> bool:
+def is_header(fields: list[str]) -> bool:
+    """The first line's fields name the columns (``timestamp_ms,open,…``) rather than hold a candle."""
     return [f.strip().lower() for f in fields] == list(HEADER) or (
         bool(fields) and fields[0].strip().lower().startswith("timestamp")
     )
+
+
+def check_line(line: str) -> CandleRow | str:
+    """One data line's own checks (everything but the order of timestamps): a CandleRow or a reason."""
+    plain = _plain_row(line)
+    return _check_plain(*plain.groups()) if plain is not None else check_row(line.strip().split(","))
 
 
 class RowValidator:
@@ -159,8 +171,7 @@ class RowValidator:
         self.last_timestamp: int | None = None
 
     def check(self, line_number: int, line: str) -> CandleRow | Rejection:
-        plain = _plain_row(line)
-        result = _check_plain(*plain.groups()) if plain is not None else check_row(line.strip().split(","))
+        result = check_line(line)
         if isinstance(result, str):
             return Rejection(line_number, result, line)
         if self.last_timestamp is not None:
@@ -179,6 +190,6 @@ def validate_lines(lines: Iterable[str]) -> Iterator[CandleRow | Rejection]:
         line = raw.rstrip("\r\n")
         if not line.strip():
             continue
-        if number == 1 and _is_header(line.split(",")):
+        if number == 1 and is_header(line.split(",")):
             continue
         yield validator.check(number, line)

@@ -12,6 +12,7 @@ from django.core.management.base import CommandError
 from marketdata.download import parse_time
 from marketdata.validation import validate_lines
 from tests.support.fake_mexc import FakeMexc, klines_from_csv
+from trading.backtest import read_bars
 
 CANDLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "candles"
 SOURCE = CANDLES / "UNITTEST_BTC-1m.csv"
@@ -73,6 +74,9 @@ def test_pages_through_fetch_ohlcv_and_writes_the_replay_format(fake, tmp_path):
     assert [int(q["startTime"]) for q in requests] == [since + i * 500 * 60_000 for i in range(windows)]
     assert all(int(q["limit"]) <= 1000 for q in requests)
     assert f"{len(wanted)} candles written" in out
+    # the backtest's loader reads the written file as the replay's validator does
+    bars = list(read_bars([str(path)]))
+    assert [bar.row for bar in bars] == list(validate_lines(path.read_text().splitlines()))
 
     # ccxt's rate limiter spaces the requests (MEXC: 20 per second → at least ~50 ms apart)
     times = [t for p, t in fake.request_times if p == "/api/v3/klines"]

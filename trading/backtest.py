@@ -14,7 +14,6 @@ through Celery/Redis/PostgreSQL and this loop can be compared order by order.
 
 from __future__ import annotations
 
-import heapq
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -26,7 +25,7 @@ from typing import NamedTuple
 from execution.accounting import AccountingError, Book
 from execution.paper import PaperExchange
 from execution.trades import ClosedLot, Lot, close_lots, exit_target, open_lot, target_first
-from marketdata.validation import CandleRow, Rejection, parse_file_name, validate_lines
+from marketdata.validation import CandleRow, parse_file_name
 from risk.desk import (
     CLOSING_HALTS,
     SUPPRESSED,
@@ -80,42 +79,29 @@ def _entry_time(lot: Lot) -> int:
     return lot.entry_time
 
 
-def _bar_key(bar: Bar) -> tuple[int, str, str]:
-    return bar[2].timestamp, bar[0], bar[1]
-
-
 def read_bars(paths: list[str], rejected: dict[str, int] | None = None) -> Iterator[Bar]:
-    """Candles of several SYMBOL-INTERVAL.csv files, validated like a replay and merged by (time, symbol)."""
-    streams = []
+    """Candles of several SYMBOL-INTERVAL.csv files (or Freqtrade's .feather/.parquet), validated like a replay
+    and merged by (time, symbol); ``rejected`` counts the refused rows by reason (marketdata/candle_files.py)."""
+    from marketdata.candle_files import freqtrade_file_name, iter_merged, read_file  # numpy: not for --help
+
+    files = []
     for raw in paths:
         path = Path(raw)
-        named = parse_file_name(path)
+        named = parse_file_name(path) or freqtrade_file_name(path)
         if named is None:
             raise BacktestInputError(f"{path}: name it SYMBOL-INTERVAL.csv (e.g. ETH_BTC-5m.csv)")
         if not path.is_file():
             raise BacktestInputError(f"{path}: no such file")
         if path.stat().st_size == 0:
             raise BacktestInputError(f"{path}: the file is empty")
-        streams.append(_bars(path, *named, rejected if rejected is not None else {}))
-    return heapq.merge(*streams, key=_bar_key)
-
-
-def _bars(path: Path, symbol: str, interval: str, rejected: dict[str, int]) -> Iterator[Bar]:
-    new_tuple = tuple.__new__  # Bar(...) without the generated __new__'s call
-    with path.open(encoding="utf-8", errors="replace") as handle:
-        for item in validate_lines(handle):
-            if item.__class__ is Rejection:
-                rejected[item.reason] = rejected.get(item.reason, 0) + 1
-            else:
-                candle = Candle(
-                    item.timestamp,
-                    float(item.open),
-                    float(item.high),
-                    float(item.low),
-                    float(item.close),
-                    float(item.volume),
-                )
-                yield new_tuple(Bar, (symbol, interval, item, candle))
+        try:
+            files.append(read_file(path, *named))
+        except (OSError, ValueError) as error:  # unreadable, or not a Freqtrade candle table
+            raise BacktestInputError(f"{path}: {error}") from None
+    for file in files if rejected is not None else ():
+        for reason, count in file.rejected.items():
+            rejected[reason] = rejected.get(reason, 0) + count
+    return iter_merged(files, Bar, Candle)
 
 
 @dataclass

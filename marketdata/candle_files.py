@@ -1,0 +1,389 @@
+"""Reading candle files fast: whole columns at once with numpy, under exactly the row rules of
+``marketdata.validation`` (the same candles accepted, every bad row refused with the same reason).
+
+A CSV file's bytes are classified in numpy. A line made only of digits, points, ``e-`` exponents and five
+commas, whose numbers have the shapes ``validation.PLAIN_ROW`` accepts (at most 16 digits before the point and
+12 decimals in all), is *plain*: the checks left for such a row (price above zero, low ≤ open, close ≤ high) are
+made on whole float columns, which decide them exactly (``_plain_reasons``). Every other line — the header, a
+blank, a sign, a blank inside, NaN, a bad byte, too many digits — goes through ``validation.check_line`` one
+by one, as before; real files have few. The order of timestamps (duplicate, going back) is then judged against
+the largest timestamp accepted so far, which is what the row-by-row validator remembers.
+
+Accepted rows keep their exact text: the ``CandleRow`` Decimals are built from it, column by column, only when
+rows are handed out (``iter_merged``), so until then a file costs its text and a few arrays.
+
+Freqtrade's feather/parquet files (``ETH_BTC-5m.feather``: date, open, high, low, close, volume) are read with
+pyarrow and turned into the CSV text of the same rows (``repr`` of each float: the shortest text that reads
+back as that float), then read like a CSV: the same rules, the same reasons.
+"""
+
+from __future__ import annotations
+
+import gc
+import re
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, fields, is_dataclass
+from decimal import Decimal
+from itertools import chain, repeat
+from pathlib import Path
+
+import numpy as np
+
+from .validation import (
+    DUPLICATE_TIMESTAMP,
+    HEADER,
+    HIGH_BELOW_LOW,
+    NON_POSITIVE_PRICE,
+    OPEN_CLOSE_OUTSIDE_RANGE,
+    TIMESTAMP_GOING_BACK,
+    CandleRow,
+    check_line,
+    is_header,
+)
+
+FREQTRADE_NAME = re.compile(
+    r"^(?P<symbol>[A-Z0-9]{1,20}_[A-Z0-9]{1,20})-(?P<interval>[0-9]+[smhdwM])\.(?P<format>feather|parquet)$"
+)
+CHUNK = 8192  # rows built per step of iter_merged
+EXACT_BELOW = 4096.0  # two values on the 1e-12 grid below 2**12 are never the same float (ulp ≤ 2**-40)
+PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
+
+# byte classes of a CSV line (the separators last, so ``>= COMMA`` finds them)
+DIGIT, POINT, EXP, MINUS, OTHER, COMMA, NEWLINE = range(7)
+_CLASS = np.full(256, OTHER, np.uint8)
+_CLASS[ord("0") : ord("9") + 1] = DIGIT
+_CLASS[ord(".")] = POINT
+_CLASS[ord("e")] = _CLASS[ord("E")] = EXP
+_CLASS[ord("-")] = MINUS
+_CLASS[ord(",")] = COMMA
+_CLASS[ord("\n")] = NEWLINE
+
+
+@dataclass
+class CandleFile:
+    """One file's accepted candles in file order, and what was refused."""
+
+    symbol: str
+    interval: str
+    timestamps: np.ndarray  # int64 (object: Python ints, when one does not fit in 64 bits)
+    values: np.ndarray  # float64 (n, 5): open, high, low, close, volume as the strategy reads them
+    texts: list[list[str]]  # 5 columns: each accepted plain row's exact text ("0" where checked one by one)
+    checked_rows: dict[int, CandleRow]  # accepted rows checked one by one, by position
+    rejected: Counter
+
+    def __len__(self) -> int:
+        return len(self.timestamps)
+
+
+def freqtrade_file_name(path: str | Path) -> tuple[str, str] | None:
+    """``ETH_BTC-5m.feather`` / ``.parquet`` (Freqtrade's spot files) → ("ETH_BTC", "5m"); None otherwise."""
+    match = FREQTRADE_NAME.match(Path(path).name)
+    return (match.group("symbol"), match.group("interval")) if match else None
+
+
+def read_file(path: Path, symbol: str, interval: str) -> CandleFile:
+    """A candle file (CSV, or Freqtrade's feather/parquet) validated like a replay."""
+    if path.suffix in (".feather", ".parquet"):
+        return parse_csv(freqtrade_csv(path), symbol, interval)
+    return parse_csv(path.read_bytes(), symbol, interval)
+
+
+def parse_csv(data: bytes, symbol: str, interval: str) -> CandleFile:
+    """The rows of a CSV's bytes, exactly as ``validation.validate_lines`` judges the decoded lines."""
+    if not data.strip(b"\r\n"):
+        return CandleFile(symbol, interval, np.zeros(0, np.int64), np.zeros((0, 5)), [[]] * 5, {}, Counter())
+    if b"\r" in data:  # universal newlines, as a text-mode file reads them
+        data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    if data and not data.endswith(b"\n"):
+        data += b"\n"
+    buf = np.frombuffer(data, np.uint8)
+    events = np.flatnonzero((buf - np.uint8(ord("0"))) > 9)  # every byte but a digit, in order
+    kinds = _CLASS[buf[events]]
+    is_sep = kinds >= COMMA  # every field ends at a comma or a newline
+    sep = events[is_sep]
+    newline_at = np.flatnonzero(kinds[is_sep] == NEWLINE)  # each line's last separator, as an index into sep
+    line_end = sep[newline_at]
+    line_start = np.concatenate(([0], line_end[:-1] + 1))
+    field_start = np.concatenate(([0], sep[:-1] + 1))
+    special_field = np.cumsum(is_sep)[~is_sep]  # the field of each point, exponent, sign or other byte
+    special = events[~is_sep], kinds[~is_sep], special_field
+
+    plain = _plain_lines(buf, special, sep, newline_at, field_start)
+    text = data.decode("latin-1")  # plain lines are ASCII; the others are decoded as UTF-8 below
+    if len(plain) and plain[0] + len(plain) == len(line_end):  # the usual file: a header, then plain lines
+        fields = text[line_start[plain[0]] : -1].replace("\n", ",").split(",")
+    elif len(plain):
+        lines = text.split("\n")
+        fields = ",".join(map(lines.__getitem__, plain.tolist())).split(",")
+    else:
+        fields = []
+    ts = np.fromiter(map(int, fields[::6]), np.int64, count=len(plain))  # at most 18 digits
+    texts = [fields[column::6] for column in range(1, 6)]
+    values = np.fromiter(map(float, chain.from_iterable(texts)), np.float64, count=len(plain) * 5)
+    values = values.reshape(5, -1).T
+    reasons, unsure = _plain_reasons(values)
+
+    rejected: Counter = Counter()
+    for code, count in enumerate(np.bincount(reasons[~unsure], minlength=4).tolist()):
+        if code and count:
+            rejected[_PLAIN_REASONS[code]] += count
+    to_check = np.ones(len(line_end), bool)
+    to_check[plain[~unsure]] = False  # every line but the decided plain ones
+    checked = _check_one_by_one(data, line_start, line_end, np.flatnonzero(to_check), rejected)
+
+    # the candidates in line order: plain rows first, then the checked ones, sorted by their line
+    plain_good = np.flatnonzero((reasons == 0) & ~unsure)
+    line_of = np.concatenate((plain[plain_good], np.fromiter(checked, np.int64, count=len(checked))))
+    order = np.argsort(line_of, kind="stable")
+    checked_ts = [row.timestamp for row in checked.values()]
+    stamps = _timestamps(ts[plain_good], checked_ts)[order]
+    accepted = _in_order(stamps, rejected)
+
+    take = order[accepted]  # positions among the candidates, in line order
+    n_plain = len(plain_good)
+    source = np.concatenate((plain_good, [len(values)]))[np.minimum(take, n_plain)]  # checked: a row of zeros
+    rows_values = np.concatenate((values, np.zeros((1, 5))))[source]
+    checked_list = list(checked.values())
+    checked_rows = {}
+    for position in np.flatnonzero(take >= n_plain).tolist():
+        row = checked_list[take[position] - n_plain]
+        checked_rows[position] = row
+        rows_values[position] = [float(getattr(row, name)) for name in PRICE_COLUMNS]
+    if not checked_rows and len(source) == len(values):
+        columns = texts  # every plain row accepted (the usual file): no copy
+    else:
+        pick = source.tolist()
+        columns = [list(map([*column, "0"].__getitem__, pick)) for column in texts]
+    return CandleFile(symbol, interval, stamps[accepted], rows_values, columns, checked_rows, rejected)
+
+
+def _check_one_by_one(data: bytes, line_start, line_end, lines: np.ndarray, rejected: Counter) -> dict[int, CandleRow]:
+    """``validate_lines`` on the given lines but for the order of timestamps: the accepted rows by line index."""
+    checked = {}
+    for index in lines.tolist():
+        line = data[line_start[index] : line_end[index]].decode("utf-8", "replace")
+        if not line.strip() or (index == 0 and is_header(line.split(","))):
+            continue  # blank lines and the header are skipped, not refused
+        result = check_line(line)
+        if isinstance(result, str):
+            rejected[result] += 1
+        else:
+            checked[index] = result
+    return checked
+
+
+def _plain_lines(buf, special, sep, newline_at, field_start) -> np.ndarray:
+    """The indices of the plain lines (``validation.PLAIN_ROW``'s shape).
+    ``special``: the position, class and field of every byte that is neither a digit nor a separator."""
+    n_fields = len(sep)
+    at, kind, field = special
+    length = sep - field_start
+    line_of_field = np.cumsum(np.bincount(newline_at + 1, minlength=n_fields)[:n_fields])
+    bad_lines = line_of_field[field[kind == OTHER]]
+    n_point = np.bincount(field[kind == POINT], minlength=n_fields)
+    point = np.zeros(n_fields, np.int64)
+    point[field[kind == POINT]] = at[kind == POINT]
+
+    # a price: D{1,16} (. D{0,12})? — what every field of a usual file is; exponents are checked below
+    int_digits = np.where(n_point == 1, point, sep) - field_start
+    decimals = np.where(n_point == 1, sep - point - 1, 0)
+    number = (n_point <= 1) & (int_digits >= 1) & (int_digits <= 16) & (decimals <= 12)
+    # the timestamp: D{1,18}
+    integer = (n_point == 0) & (length >= 1) & (length <= 18)
+    rare = (kind == EXP) | (kind == MINUS)
+    if rare.any():  # D{1,16} (. D*)? e - D{1,2}, the decimals and the exponent k ≤ 12 in all
+        with_exponent = np.zeros(n_fields, bool)
+        with_exponent[field[rare]] = True
+        fields = np.flatnonzero(with_exponent)
+        integer[fields] = False
+        number[fields] = _exponent_numbers(buf, at, kind, field, fields, point, n_point, sep, field_start)
+
+    six = np.diff(newline_at, prepend=-1) == 6
+    six[bad_lines] = False
+    candidates = np.flatnonzero(six)
+    last = newline_at[candidates]
+    ok = integer[last - 5] & number[last - 4] & number[last - 3] & number[last - 2] & number[last - 1] & number[last]
+    return candidates[ok]
+
+
+def _exponent_numbers(buf, at, kind, field, fields, point, n_point, sep, field_start) -> np.ndarray:
+    """For the fields with an ``e``/``E`` or a ``-`` (sorted): whether each is a plain number with an exponent."""
+    exp_of, minus_of = kind == EXP, kind == MINUS
+    exp_index, minus_index = np.searchsorted(fields, field[exp_of]), np.searchsorted(fields, field[minus_of])
+    n_exp = np.bincount(exp_index, minlength=len(fields))
+    n_minus = np.bincount(minus_index, minlength=len(fields))
+    exp, minus = np.zeros(len(fields), np.int64), np.zeros(len(fields), np.int64)
+    exp[exp_index], minus[minus_index] = at[exp_of], at[minus_of]
+    point, end, start, n_point = point[fields], sep[fields], field_start[fields], n_point[fields]
+    has_point = n_point == 1
+    ok = (n_point <= 1) & (n_exp == 1) & (n_minus == 1) & (minus == exp + 1)
+    int_digits = np.where(has_point, point, exp) - start
+    ok &= (int_digits >= 1) & (int_digits <= 16) & (~has_point | (point < exp))
+    exp_digits = end - minus - 1
+    ok &= (exp_digits == 1) | (exp_digits == 2)
+    first = buf[np.minimum(minus + 1, len(buf) - 1)].astype(np.int64) - ord("0")
+    second = buf[np.minimum(minus + 2, len(buf) - 1)].astype(np.int64) - ord("0")
+    k = np.where(exp_digits == 2, 10 * first + second, first)
+    decimals = np.where(has_point, exp - point - 1, 0)
+    return ok & (k <= 12) & (decimals + k <= 12)
+
+
+_PLAIN_REASONS = {1: NON_POSITIVE_PRICE, 2: HIGH_BELOW_LOW, 3: OPEN_CLOSE_OUTSIDE_RANGE}
+
+
+def _plain_reasons(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``validation._check_plain`` on float columns: a reason code per row (0 = fine) and the rows floats
+    cannot decide. A plain value is on the 1e-12 grid and below 1e16; parsing to the nearest float keeps its
+    order (a < b gives float(a) ≤ float(b)), so unequal floats decide a comparison, and so do equal floats below
+    EXACT_BELOW (they are equal values). Only equal floats at or above it are unsure: those rows are checked
+    one by one on their Decimals."""
+    o, h, lo, c = values[:, 0], values[:, 1], values[:, 2], values[:, 3]
+    reasons = np.zeros(len(values), np.int8)
+    outside = (o < lo) | (o > h) | (c < lo) | (c > h)
+    reasons[outside] = 3
+    reasons[h < lo] = 2
+    reasons[(o == 0) | (h == 0) | (lo == 0) | (c == 0)] = 1
+    ties = (o == lo) | (o == h) | (c == lo) | (c == h) | (h == lo)
+    unsure = ties & (np.maximum(np.maximum(o, h), np.maximum(lo, c)) >= EXACT_BELOW)
+    return reasons, unsure
+
+
+def _timestamps(plain: np.ndarray, checked: list[int]) -> np.ndarray:
+    """Both lists as one array: int64, or Python ints when a checked row's timestamp needs more than 63 bits."""
+    if all(0 <= ts < 2**63 for ts in checked):
+        return np.concatenate((plain, np.array(checked, np.int64)))
+    return np.array([*plain.tolist(), *checked], dtype=object)
+
+
+def _in_order(stamps: np.ndarray, rejected: Counter) -> np.ndarray:
+    """Which candidates (in line order) the order rule accepts: a timestamp above every earlier accepted one.
+    A refused row is never above that maximum, so the running maximum of all candidates is the same."""
+    if stamps.dtype == object:
+        highest, accepted = None, []
+        for ts in stamps.tolist():
+            accepted.append(highest is None or ts > highest)
+            if not accepted[-1]:
+                rejected[DUPLICATE_TIMESTAMP if ts == highest else TIMESTAMP_GOING_BACK] += 1
+            highest = ts if highest is None else max(highest, ts)
+        return np.array(accepted, bool)
+    if len(stamps) == 0:
+        return np.zeros(0, bool)
+    before = np.concatenate(([-1], np.maximum.accumulate(stamps)[:-1]))
+    duplicates, back = int(np.count_nonzero(stamps == before)), int(np.count_nonzero(stamps < before))
+    if duplicates:
+        rejected[DUPLICATE_TIMESTAMP] += duplicates
+    if back:
+        rejected[TIMESTAMP_GOING_BACK] += back
+    return stamps > before
+
+
+def freqtrade_csv(path: Path) -> bytes:
+    """A Freqtrade feather/parquet candle file as the CSV text of the same rows (open time in epoch ms)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if path.suffix == ".feather":
+        from pyarrow import feather
+
+        table = feather.read_table(path)
+    else:
+        from pyarrow import parquet
+
+        table = parquet.read_table(path)
+    missing = [name for name in ("date", *PRICE_COLUMNS) if name not in table.column_names]
+    if missing:
+        raise ValueError(f"{path}: no column {', '.join(missing)} (Freqtrade's date, open, high, low, close, volume)")
+    date = table["date"]
+    if pa.types.is_timestamp(date.type):
+        per_ms = {"s": Decimal("1e-3"), "ms": Decimal(1), "us": Decimal(1000), "ns": Decimal(1_000_000)}[date.type.unit]
+        raw = pc.cast(date, pa.timestamp(date.type.unit)).cast(pa.int64()).to_pylist()
+        stamps = ["" if t is None else format(Decimal(t) / per_ms, "f") for t in raw]
+    else:
+        stamps = ["" if t is None else str(t) for t in date.to_pylist()]
+    columns = [map(repr, table[name].to_pylist()) for name in PRICE_COLUMNS]
+    lines = [",".join(HEADER), *map(",".join, zip(stamps, *columns, strict=True))]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def build_many(cls: type, columns: Sequence[list]) -> list:
+    """``[cls(*row) for row in zip(*columns)]``, fast. A frozen dataclass's ``__init__`` sets each field through
+    ``object.__setattr__`` (about 2 µs for a six-field row); with slots the same object is made column by column
+    through the slots' own descriptors. A NamedTuple is made by ``tuple.__new__``."""
+    if issubclass(cls, tuple):
+        return list(map(tuple.__new__, repeat(cls), zip(*columns, strict=True)))
+    if not (is_dataclass(cls) and "__slots__" in cls.__dict__):
+        return list(map(cls, *columns))
+    objects = list(map(object.__new__, repeat(cls, len(columns[0]))))
+    for field, column in zip(fields(cls), columns, strict=True):
+        deque(map(cls.__dict__[field.name].__set__, objects, column), maxlen=0)
+    return objects
+
+
+def iter_merged(files: list[CandleFile], bar: Callable, candle: type) -> Iterator:
+    """``bar(symbol, interval, row, candle)`` for every accepted row of the files, merged by (timestamp,
+    symbol, interval) — ties in file order, as ``heapq.merge`` gives — built ``CHUNK`` rows at a time."""
+    return chain.from_iterable(_merged_chunks(files, bar, candle))
+
+
+def _merged_chunks(files: list[CandleFile], bar: Callable, candle: type) -> Iterator[list]:
+    """Lists of bars in merged order. Each file's part of a chunk is a run of its rows (the merge keeps each
+    file's order), so it is built from slices of the file's columns; one permutation then interleaves them."""
+    files = [f for f in files if len(f)]
+    if not files:
+        return
+    sizes = [len(f) for f in files]
+    keys = sorted({(f.symbol, f.interval) for f in files})
+    rank = np.repeat([keys.index((f.symbol, f.interval)) for f in files], sizes)
+    which = np.repeat(np.arange(len(files)), sizes)
+    if any(f.timestamps.dtype == object for f in files):
+        stamps = [ts for f in files for ts in f.timestamps.tolist()]
+        order = np.array(sorted(range(len(stamps)), key=lambda i: (stamps[i], rank[i])), np.int64)
+    else:
+        order = np.lexsort((np.arange(len(rank)), rank, np.concatenate([f.timestamps for f in files])))
+    first = np.concatenate(([0], np.cumsum(sizes)[:-1]))  # each file's first row in the global numbering
+    done = np.zeros(len(files), np.int64)  # rows of each file handed out so far
+    tuple_bar = isinstance(bar, type) and issubclass(bar, tuple)
+    for start in range(0, len(order), CHUNK):
+        index = order[start : start + CHUNK]
+        file_of = which[index]
+        counts = np.bincount(file_of, minlength=len(files))
+        with _collector_paused():
+            parts: list = []
+            for number in np.flatnonzero(counts).tolist():
+                low, high = int(done[number]), int(done[number] + counts[number])
+                parts += _bars(files[number], low, high, bar, candle, tuple_bar)
+            # where each bar of the chunk sits in parts (the files' runs one after the other)
+            run_start = np.cumsum(counts) - counts
+            at = run_start[file_of] + index - first[file_of] - done[file_of]
+            bars = list(map(parts.__getitem__, at.tolist()))
+        done += counts
+        yield bars
+
+
+def _bars(file: CandleFile, low: int, high: int, bar: Callable, candle: type, tuple_bar: bool) -> list:
+    """Rows low..high-1 of one file as bars, in file order."""
+    ts = file.timestamps[low:high].tolist()
+    rows = build_many(CandleRow, [ts, *(list(map(Decimal, column[low:high])) for column in file.texts)])
+    for position, row in file.checked_rows.items():
+        if low <= position < high:
+            rows[position - low] = row
+    candles = build_many(candle, [ts, *file.values[low:high].T.tolist()])
+    columns = (repeat(file.symbol), repeat(file.interval), rows, candles)
+    if tuple_bar:
+        return list(map(tuple.__new__, repeat(bar), zip(*columns, strict=False)))  # two columns repeat
+    return list(map(bar, *columns))
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Building a chunk makes some 40,000 objects and no cycle; a cyclic collection in between (every 700
+    allocations, and full ones as the lists grow) would scan them, and the process's, again and again."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()

@@ -1,0 +1,245 @@
+"""The vectorised candle loader (marketdata/candle_files.py) against the row-by-row validator it replaces:
+the same candles accepted (the same Decimals, to the exponent), every bad row refused with the same reason."""
+
+from __future__ import annotations
+
+import heapq
+import io
+from collections import Counter
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from marketdata import candle_files
+from marketdata.validation import CandleRow, Rejection, parse_file_name, validate_lines
+from trading.backtest import BacktestInputError, Bar, read_bars
+from trading.strategies import Candle
+
+CANDLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "candles"
+SHARED = sorted(CANDLES.glob("*.csv"))
+FIELDS = ("timestamp", "open", "high", "low", "close", "volume")
+
+
+def row_by_row(data: bytes) -> tuple[list[CandleRow], Counter]:
+    """What the replay and the old backtest reader make of a file: a text-mode read, validate_lines."""
+    rows, rejected = [], Counter()
+    for item in validate_lines(io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", errors="replace")):
+        if isinstance(item, Rejection):
+            rejected[item.reason] += 1
+        else:
+            rows.append(item)
+    return rows, rejected
+
+
+def vectorised(data: bytes) -> tuple[list[CandleRow], Counter, list[Candle]]:
+    loaded = candle_files.parse_csv(data, "ETH_BTC", "5m")
+    bars = list(candle_files.iter_merged([loaded], Bar, Candle))
+    return [bar.row for bar in bars], loaded.rejected, [bar.candle for bar in bars]
+
+
+def exact(row: CandleRow) -> tuple:
+    """Equal Decimals can differ in exponent (0.10 and 0.1): compare the digits too."""
+    return type(row), tuple((type(getattr(row, f)), str(getattr(row, f))) for f in FIELDS)
+
+
+def assert_same(data: bytes) -> None:
+    want_rows, want_rejected = row_by_row(data)
+    rows, rejected, candles = vectorised(data)
+    assert +rejected == +want_rejected
+    assert [exact(r) for r in rows] == [exact(r) for r in want_rows]
+    assert candles == [Candle(r.timestamp, *(float(getattr(r, f)) for f in FIELDS[1:])) for r in want_rows]
+
+
+@pytest.mark.skipif(not SHARED, reason="../shared/data/candles is not there")
+def test_shared_files_give_the_same_merged_bars_and_rejections_as_the_row_by_row_reader():
+    def old_bars(path: Path, rejected: Counter):
+        symbol, interval = parse_file_name(path)
+        with path.open(encoding="utf-8", errors="replace") as handle:
+            for item in validate_lines(handle):
+                if isinstance(item, Rejection):
+                    rejected[item.reason] += 1
+                else:
+                    floats = (float(getattr(item, f)) for f in FIELDS[1:])
+                    yield Bar(symbol, interval, item, Candle(item.timestamp, *floats))
+
+    want_rejected: Counter = Counter()
+    streams = [old_bars(path, want_rejected) for path in SHARED]
+    want = list(heapq.merge(*streams, key=lambda bar: (bar.row.timestamp, bar.symbol, bar.interval)))
+    rejected: dict[str, int] = {}
+    bars = list(read_bars([str(path) for path in SHARED], rejected))
+    assert len(bars) == len(want) > 40_000
+    assert bars == want
+    assert [exact(b.row) for b in bars] == [exact(b.row) for b in want]
+    assert all(type(b) is Bar and type(b.candle) is Candle for b in bars)
+    assert rejected == dict(want_rejected)
+
+
+CRAFTED = b"""timestamp_ms,open,high,low,close,volume
+1000,0.1,0.2,0.05,0.15,10
+1000,0.1,0.2,0.05,0.15,10
+900,0.1,0.2,0.05,0.15,10
+2000,0.1,0.2,0.05,0.15
+2000,0.1,0.2,0.05,0.15,10,1
+2000,abc,0.2,0.05,0.15,10
+2000,nan,0.2,0.05,0.15,10
+2000,0.1,Infinity,0.05,0.15,10
+2000.5,0.1,0.2,0.05,0.15,10
+-5,0.1,0.2,0.05,0.15,10
+2000,1e18,1e18,0.05,0.15,10
+2000,0,0.2,0.05,0.15,10
+2000,0.1,0.2,0.0000000000001,0.15,10
+2000,-0.1,0.2,0.05,0.15,10
+2000,0.1,0.04,0.05,0.15,10
+2000,0.3,0.2,0.05,0.15,10
+2000,0.1,0.2,0.05,0.25,10
+2000,0.1,0.2,0.05,0.15,-1
+2000,0.1,0.2,0.05,0.15,10
+
+3000 , 0.1 ,0.2,0.05,0.15,10
+\t
+4000,5.33e-05,6e-5,5.1E-05,5.2e-05,1e-00
+5000,1.0000000000001,1.0000000000002,1,1.00000000000015,7.1234567890123456
+6000,+0.1,0.2,0.05,0.15,1_000
+7000,12345678901234567,12345678901234568,12345678901234566,12345678901234567,1
+8000,4096.000000000001,4096.000000000001,4096,4096.000000000001,1
+9000,4096.000000000001,4096.000000000001,4096.000000000002,4096.000000000001,1
+10000,5000.5,5000.5,5000.5,5000.5,0
+11000,5.,5.e-3,5.e-3,5.,1
+12000,1e-12,1e-12,1e-12,1e-12,1e-13
+13000,0.1,0.2,0.05,0.15,1e-012
+14000,1.5e+0,2,1,1.5,1
+15000,1.5E2,200,100,150,1
+1.6e4,0.1,0.2,0.05,0.15,10
+17000,.5,0.6,0.4,0.5,1
+18000,0.5,0.6,0.4,0.5,
+18000\xc2\xa0,0.5,0.6,0.4,0.5,1
+\xc2\xa0
+19000,0.5,0.6,0.4,0.5,1\xff
+20000,0.5,0.6,0.4,0.5,\xd9\xa1
+21000,0.1,0.2,0.05,0.15,10\r22000,0.1,0.2,0.05,0.15,10\r\n23000,0.1,0.2,0.05,0.15,10
+24000,0.1,0.2,0.05,0.15,10
+24500,1,10000000000000000,0.0000000000015,1,1
+99999999999999999999,0.1,0.2,0.05,0.15,10
+25000,0.1,0.2,0.05,0.15,10
+100000000000000000000,0.1,0.2,0.05,0.15,10
+26000,0.1,0.2,0.05,0.15,10"""
+
+
+def test_crafted_bad_rows_are_refused_with_todays_reasons_and_the_rest_accepted_alike():
+    want_rows, want_rejected = row_by_row(CRAFTED)
+    assert len(set(want_rejected)) == 10, "every reason is in the file"
+    assert_same(CRAFTED)
+    rows, rejected, _ = vectorised(CRAFTED)
+    assert rows[-1].timestamp == 10**20  # beyond 64 bits: checked one by one, merged as a Python int
+    wide = next(row for row in rows if row.timestamp == 24500)  # 17 + 12 digits once quantized: no longer a crash
+    assert (wide.high, wide.low) == (Decimal("1E16"), Decimal("2E-12"))
+    assert rejected[("timestamp_going_back")] >= 3
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"\n\n",
+        b"timestamp_ms,open,high,low,close,volume\n",
+        b"timestamp,open\n1,1,1,1,1,1",
+        b"\xef\xbb\xbftimestamp_ms,open,high,low,close,volume\n1,1,1,1,1,1\n",
+        b"\n\ntimestamp_ms,open,high,low,close,volume\n1,1,1,1,1,1\n",
+        b"1,1,1,1,1,1\n1,1,1,1,1,1\r\n\r\n2,1,1,1,1,1\r",
+        b"TIMESTAMP_MS , OPEN,high,low,close,volume\n5,2,3,1,2,0\n4,2,3,1,2,0\n6,2,3,1,2,0",
+    ],
+)
+def test_edges_of_the_file_format(data):
+    assert_same(data)
+
+
+LINE = st.text(alphabet="0123456789.,eE-+ _\tx\r", max_size=40)
+NUMBER = st.one_of(
+    st.decimals(min_value=0, max_value=10**17, allow_nan=False, allow_infinity=False, places=14).map(str),
+    st.integers(0, 10**19).map(str),
+    st.sampled_from(["0", "1e-5", "5.e-3", "4096", "4096.000000000001", "1E-12", "1e-13", "-1", "nan", ""]),
+    st.floats(0, 1e6, allow_nan=False).map(repr),
+)
+ROW = st.lists(NUMBER, min_size=5, max_size=7).map(",".join)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(ROW, ROW, LINE), max_size=25), st.sampled_from(["\n", "\r\n", "\r"]))
+def test_any_file_is_judged_as_the_row_by_row_validator_judges_it(lines, newline):
+    assert_same(newline.join(lines).encode())
+
+
+def freqtrade_table(path: Path, unit: str):
+    """A Freqtrade candle table (what its datahandler stores) from one of our CSV files."""
+    pa = pytest.importorskip("pyarrow")
+    rows = [line.split(",") for line in path.read_text().splitlines()[1:] if line.strip()]
+    per_ms = {"ms": 1, "us": 1000, "ns": 1_000_000}[unit]
+    columns = {"date": pa.array([int(r[0]) * per_ms for r in rows], pa.timestamp(unit, tz="UTC"))}
+    for index, name in enumerate(("open", "high", "low", "close", "volume"), start=1):
+        columns[name] = pa.array([float(r[index]) for r in rows], pa.float64())
+    return pa.table(columns)
+
+
+@pytest.mark.skipif(not SHARED, reason="../shared/data/candles is not there")
+@pytest.mark.parametrize(("suffix", "unit"), [("feather", "ns"), ("parquet", "ms"), ("feather", "us")])
+def test_freqtrade_files_read_like_the_csv_they_came_from(tmp_path, suffix, unit):
+    pa = pytest.importorskip("pyarrow")
+    source = CANDLES / "ETH_BTC-5m.csv"
+    table = freqtrade_table(source, unit)
+    target = tmp_path / f"ETH_BTC-5m.{suffix}"
+    if suffix == "feather":
+        from pyarrow import feather
+
+        feather.write_feather(table, target)
+    else:
+        from pyarrow import parquet
+
+        parquet.write_table(table, target)
+    assert pa is not None
+    rejected: dict[str, int] = {}
+    bars = list(read_bars([str(target)], rejected))
+    want = list(read_bars([str(source)]))
+    assert rejected == {}
+    assert [(b.symbol, b.interval, b.row, b.candle) for b in bars] == [
+        (b.symbol, b.interval, b.row, b.candle) for b in want
+    ]
+
+
+def test_freqtrade_rows_go_through_the_same_rules(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    from pyarrow import feather
+
+    table = pa.table(
+        {
+            "date": pa.array([300_000, 300_000, 600_000, 900_000, 1_200_000], pa.timestamp("ms", tz="UTC")),
+            "open": [1.0, 1.0, float("nan"), 2.0, 1e-05],
+            "high": [2.0, 2.0, 2.0, 1.0, 2e-05],
+            "low": [0.5, 0.5, 0.5, 1.5, 1e-05],
+            "close": [1.5, 1.5, 1.5, 1.5, 1.5e-05],
+            "volume": [3.0, 3.0, 3.0, 3.0, 0.0],
+        }
+    )
+    feather.write_feather(table, tmp_path / "ABC_BTC-5m.feather")
+    rejected: dict[str, int] = {}
+    bars = list(read_bars([str(tmp_path / "ABC_BTC-5m.feather")], rejected))
+    assert rejected == {"duplicate_timestamp": 1, "non_numeric": 1, "high_below_low": 1}
+    assert [b.row for b in bars] == [
+        CandleRow(300_000, Decimal("1.0"), Decimal("2.0"), Decimal("0.5"), Decimal("1.5"), Decimal("3.0")),
+        CandleRow(1_200_000, Decimal("1e-05"), Decimal("2e-05"), Decimal("1e-05"), Decimal("1.5e-05"), Decimal(0)),
+    ]
+
+
+def test_input_errors_keep_their_messages(tmp_path):
+    (tmp_path / "ETH_BTC-5m.csv").write_text("")
+    (tmp_path / "BAD_BTC-5m.parquet").write_text("timestamp_ms,open,high,low,close,volume\n")
+    for name, message in [
+        ("prices.csv", "name it SYMBOL-INTERVAL.csv"),
+        ("ETH_BTC-5m.csv", "the file is empty"),
+        ("XRP_BTC-5m.feather", "no such file"),
+        ("BAD_BTC-5m.parquet", "BAD_BTC-5m.parquet: "),
+    ]:
+        with pytest.raises(BacktestInputError, match=message):
+            read_bars([str(tmp_path / name)])

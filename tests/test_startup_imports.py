@@ -1,0 +1,60 @@
+"""A command imports only what it uses: ccxt (every exchange it knows, about a second), daphne and Twisted are
+not loaded by a backtest, its --help, or ``manage.py help``, nor numpy and pyarrow where no candle file is read;
+they are by the commands that use them (a probe that could not see them would pass anything)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CANDLES = ROOT.parent / "shared" / "data" / "candles"
+HEAVY = ("ccxt", "daphne", "twisted", "numpy", "pyarrow")
+
+# Runs one manage.py command in this interpreter, then prints which heavy modules it loaded as the last line.
+PROBE = """
+import json, os, sys
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cdb_project.settings")
+from django.core.management import execute_from_command_line
+try:
+    execute_from_command_line(["manage.py", *sys.argv[1:]])
+except SystemExit as stop:
+    if stop.code:
+        raise
+print(json.dumps(sorted(name for name in HEAVY if name in sys.modules)))
+""".replace("HEAVY", repr(HEAVY))
+
+
+def loaded_by(*args: str) -> list[str]:
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, *args],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_help_and_backtest_help_load_nothing_heavy():
+    assert loaded_by("help") == []
+    assert loaded_by("backtest", "--help") == []
+
+
+@pytest.mark.skipif(not (CANDLES / "ETH_BTC-5m.csv").is_file(), reason="../shared/data/candles is not there")
+def test_a_backtest_loads_numpy_for_its_candles_and_nothing_of_the_live_side(tmp_path):
+    data = str(CANDLES / "ETH_BTC-5m.csv")
+    assert loaded_by("backtest", "--data", data, "--no-progress", "--json", str(tmp_path / "r.json")) == ["numpy"]
+    assert json.loads((tmp_path / "r.json").read_text())["candles"] > 5000
+
+
+def test_the_commands_that_need_them_still_load_them():
+    assert "daphne" in loaded_by("runserver", "--help")
+    assert "twisted" in loaded_by("runserver", "--help")

@@ -223,9 +223,26 @@ def health_report(deadline: float | None = None) -> tuple[int, dict]:
     return (503 if failing else 200), body
 
 
+PUBLIC_HEALTH_PARTS = ("db", "redis")
+
+
+def public_health(body: dict) -> dict:
+    """What /health tells a caller who is not logged-in staff: ok or error and which part is down — not the error
+    texts (they name internal hosts and ports), the trading state or the workers."""
+    public = {"status": body["status"]}
+    for part in PUBLIC_HEALTH_PARTS:
+        value = body.get(part)
+        public[part] = value if value in ("ok", "not used") else "down"
+    if "failing" in body:
+        public["failing"] = body["failing"]
+    return public
+
+
 @never_cache
 def health(request):
     status, body = health_report()
+    if not (request.user.is_authenticated and request.user.is_staff):
+        body = public_health(body)
     return JsonResponse(body, status=status)
 
 

@@ -34,9 +34,13 @@ def get(port: int, path: str = "/health", timeout: float = 5) -> tuple[int, dict
 
 # --- in-process (both modes) -----------------------------------------------------------------------------------
 @pytest.mark.django_db(transaction=True)
-def test_health_reports_every_part(client):
+def test_health_reports_every_part_to_staff_and_only_up_or_down_to_others(client, admin_client):
     from risk.state import halt
 
+    anonymous = client.get("/health", HTTP_HOST="localhost")
+    assert anonymous.status_code == 200
+    assert set(anonymous.json()) == {"status", "db", "redis"} and anonymous.json()["db"] == "ok"
+    client = admin_client
     response = client.get("/health", HTTP_HOST="localhost")
     assert response.status_code == 200
     body = response.json()
@@ -52,7 +56,8 @@ def test_health_reports_every_part(client):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_health_reports_the_age_of_the_newest_candle(client):
+def test_health_reports_the_age_of_the_newest_candle(admin_client):
+    client = admin_client
     from cdb_project import bus
     from tests.support import series
 
@@ -63,14 +68,21 @@ def test_health_reports_the_age_of_the_newest_candle(client):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_health_names_a_configured_redis_that_is_down(client, settings):
-    settings.REDIS_URL = f"redis://127.0.0.1:{processes.free_port()}/0"
+def test_health_names_a_configured_redis_that_is_down(client, admin_client, settings):
+    port = processes.free_port()
+    settings.REDIS_URL = f"redis://127.0.0.1:{port}/0"
     start = time.monotonic()
-    response = client.get("/health", HTTP_HOST="localhost")
+    response = admin_client.get("/health", HTTP_HOST="localhost")
     assert time.monotonic() - start < 1.0
     assert response.status_code == 503
     body = response.json()
     assert body["failing"] == ["redis"] and body["redis"].startswith("down:") and body["db"] == "ok"
+    # Anonymous callers learn which part is down, not the error text with the host and port behind it.
+    public = client.get("/health", HTTP_HOST="localhost")
+    assert public.status_code == 503 and public.json() == {
+        "status": "error", "db": "ok", "redis": "down", "failing": ["redis"]
+    }  # fmt: skip
+    assert str(port) not in public.content.decode()
 
 
 # --- real daphne through proxies ---------------------------------------------------------------------------------

@@ -132,21 +132,26 @@ def halt(reason: str, actor: str, *, close_positions: bool = False) -> TradingSt
     layer = OPERATOR_CLOSE if close_positions else ""
     with transaction.atomic():
         state = TradingState.load(for_update=True)
-        # A drawdown halt closes every position already: it stays what it is (its release restarts the drawdown).
-        if state.state == TradingState.State.HALTED and close_positions and state.pause_layer not in CLOSING_HALTS:
-            old_layer, state.pause_layer = state.pause_layer, OPERATOR_CLOSE
-            state.save(update_fields=["pause_layer"])
-            AuditLog.objects.create(
-                actor=actor,
-                action="state:close_positions",
-                target="trading_state",
-                old_value={"state": state.state, "layer": old_layer},
-                new_value={"state": state.state, "layer": OPERATOR_CLOSE},
-                reason=reason,
-            )
-            raise_alert("CRITICAL", "TRADING_STATE", f"Trading HALTED, closing every position: {reason} ({actor})")
-            return state
-        return apply_state_change(state, "HALTED", reason, actor, now_ms(), layer=layer)
+        if state.state != TradingState.State.HALTED:
+            return apply_state_change(state, "HALTED", reason, actor, now_ms(), layer=layer)
+        # Halted already: the state keeps both reasons (audited). Asked to close, a plain halt becomes a closing
+        # one; a drawdown halt closes every position already and stays what it is (its release restarts it).
+        old = {"state": state.state, "reason": state.reason, "layer": state.pause_layer}
+        closing = close_positions and state.pause_layer not in CLOSING_HALTS
+        state.reason = _fit(f"{state.reason}; then {actor}: {reason}", REASON_MAX)
+        state.pause_layer = OPERATOR_CLOSE if closing else state.pause_layer
+        state.save(update_fields=["reason", "pause_layer"])
+        AuditLog.objects.create(
+            actor=actor,
+            action="state:close_positions" if closing else "state:halted_again",
+            target="trading_state",
+            old_value=old,
+            new_value={"state": state.state, "reason": state.reason, "layer": state.pause_layer},
+            reason=reason,
+        )
+        what = "closing every position" if closing else "halted already"
+        raise_alert("CRITICAL", "TRADING_STATE", f"Trading HALTED ({what}): {reason} ({actor})")
+        return state
 
 
 def release(reason: str, actor: str) -> TradingState:

@@ -570,3 +570,14 @@ def test_halt_and_close_on_a_drawdown_halt_keeps_it_a_drawdown_halt():
     last = Order.objects.latest("event_time").event_time
     bus.publish(candle(last + series.STEP_MS, 105.0))
     assert TradingState.load().state == "ACTIVE"
+
+
+def test_a_second_halt_keeps_both_reasons_and_is_audited():
+    halt("first look", actor="alice")
+    state = halt("second look", actor="bob")
+    assert state.state == "HALTED" and state.reason == "first look; then bob: second look"
+    assert AuditLog.objects.filter(action="state:halted_again", actor="bob").exists()
+    assert TradingState.load().pause_layer == ""
+    halt("flatten", actor="carol", close_positions=True)
+    assert TradingState.load().pause_layer == "operator_close"
+    assert AuditLog.objects.filter(action="state:close_positions", actor="carol").exists()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextvars
 import gc
+import hmac
 import logging
 import os
 import threading
@@ -354,8 +355,21 @@ def metrics_text() -> bytes:
     return generate_latest(registry)
 
 
+def may_read_metrics(request) -> bool:
+    """Prometheus with the bearer token (METRICS_TOKEN), or a logged-in staff user: the figures are the account's."""
+    if request.user.is_authenticated and request.user.is_staff:
+        return True
+    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+    token = settings.METRICS_TOKEN
+    return bool(token) and scheme.lower() == "bearer" and hmac.compare_digest(credentials.strip(), token)
+
+
 @never_cache
 def metrics(request):
+    if not may_read_metrics(request):
+        response = HttpResponse("metrics need Authorization: Bearer <METRICS_TOKEN>\n", status=401)
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
     return HttpResponse(metrics_text(), content_type=CONTENT_TYPE_LATEST)
 
 

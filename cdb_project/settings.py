@@ -257,6 +257,8 @@ if PROMETHEUS_MULTIPROC_DIR:
     Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
 PROMETHEUS_EXPORT_MIGRATIONS = False
 HEALTH_TIMEOUT_SEC = env.float("HEALTH_TIMEOUT_SEC", default=0.8)
+# /metrics (equity, exposure, trades) answers `Authorization: Bearer <METRICS_TOKEN>` (Prometheus) or logged-in staff.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 INSTALLED_APPS += ["django_prometheus", "cdb_project.ops.OpsConfig"]
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",

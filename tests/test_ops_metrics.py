@@ -43,13 +43,17 @@ def total(text: str, name: str) -> float:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_metrics_lists_every_business_metric_in_process(client, sma_cross):
+def test_metrics_lists_every_business_metric_in_process(client, sma_cross, settings):
     from cdb_project import bus
 
     series.publish_all(series.events())
     with pytest.raises(bus.InvalidEvent):
         bus.publish({"type": "market_data", "symbol": "BAD"})
-    response = client.get("/metrics", HTTP_HOST="localhost")
+    assert client.get("/metrics", HTTP_HOST="localhost").status_code == 401  # the account's figures: not public
+    settings.METRICS_TOKEN = "a-metrics-token-for-tests"
+    wrong = client.get("/metrics", HTTP_HOST="localhost", HTTP_AUTHORIZATION="Bearer not-the-token")
+    assert wrong.status_code == 401
+    response = client.get("/metrics", HTTP_HOST="localhost", HTTP_AUTHORIZATION="Bearer a-metrics-token-for-tests")
     assert response.status_code == 200 and response["Content-Type"].startswith("text/plain")
     text = response.content.decode()
     for name in BUSINESS:
@@ -74,7 +78,7 @@ def test_metrics_sum_what_several_worker_processes_counted(service_env, tmp_path
     flush_broker()
     metrics_dir = tmp_path / "prom"
     metrics_dir.mkdir()
-    env = {**service_env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    env = {**service_env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), "METRICS_TOKEN": "a-metrics-token-for-tests"}
     workers = [processes.start_worker(f"m{i}", env, tmp_path) for i in (1, 2)]
     server = processes.start_daphne(env, tmp_path)
     symbols = ["AAA_USDT", "BBB_USDT", "CCC_USDT", "DDD_USDT", "EEE_USDT", "FFF_USDT"]
@@ -86,7 +90,8 @@ def test_metrics_sum_what_several_worker_processes_counted(service_env, tmp_path
         bus.wait_until_idle(timeout=60)
         orders = Order.objects.count()
         assert orders >= 2 and not Order.objects.filter(status="PENDING").exists()
-        request = urllib.request.Request(f"http://127.0.0.1:{server.port}/metrics", headers={"Host": "localhost"})
+        headers = {"Host": "localhost", "Authorization": "Bearer a-metrics-token-for-tests"}
+        request = urllib.request.Request(f"http://127.0.0.1:{server.port}/metrics", headers=headers)
         text = urllib.request.urlopen(request, timeout=10).read().decode()
 
         filled = Order.objects.filter(status__in=["FILLED", "PARTIALLY_FILLED"]).count()

@@ -1,10 +1,10 @@
 """The kill switch answers under load: the web process does not hold a PostgreSQL connection per request thread.
 
-1,000 mixed requests (anonymous /metrics and /health, token /api/status/, a logged-in dashboard) from 20 concurrent
-clients against a real daphne on PostgreSQL and Redis, with halt, release and status sent in the middle of it:
-every one of those answers correctly, the web process never holds more connections than requests in flight, and
-none once it is idle. Before, each request thread kept its connection for CONN_MAX_AGE (60 s): about 1,000 requests
-filled PostgreSQL's 100 and then the halt answered 500 "too many clients already".
+1,000 mixed requests (Prometheus's /metrics, anonymous /health, token /api/status/, a logged-in dashboard) from
+20 concurrent clients against a real daphne on PostgreSQL and Redis, with halt, release and status sent in the
+middle of it: every one of those answers correctly, the web process never holds more connections than requests in
+flight, and none once it is idle. Before, each request thread kept its connection for CONN_MAX_AGE (60 s): about
+1,000 requests filled PostgreSQL's 100 and then the halt answered 500 "too many clients already".
 """
 
 from __future__ import annotations
@@ -55,12 +55,21 @@ def _post(url: str, token: str, body: dict) -> tuple[int, dict]:
         return response.status, json.loads(response.read())
 
 
-def test_a_thousand_requests_leave_no_connection_held_and_the_kill_switch_answers(daphne_server):
-    base = f"http://127.0.0.1:{daphne_server.port}"
+def test_a_thousand_requests_leave_no_connection_held_and_the_kill_switch_answers(service_env, tmp_path):
+    from tests.support.processes import start_daphne
+
+    server = start_daphne({**service_env, "METRICS_TOKEN": "a-metrics-token-for-tests"}, tmp_path)
+    try:
+        _load(f"http://127.0.0.1:{server.port}")
+    finally:
+        server.stop()
+
+
+def _load(base: str) -> None:
     boss = User.objects.create_superuser("boss", password="pw-boss-only-for-tests")
     token = Token.objects.create(user=boss).key
     kinds = [
-        (f"{base}/metrics", {}),
+        (f"{base}/metrics", {"Authorization": "Bearer a-metrics-token-for-tests"}),
         (f"{base}/health", {}),
         (f"{base}/api/status/", {"Authorization": f"Token {token}"}),
         (f"{base}/", {"Cookie": session_cookie(boss)}),

@@ -9,8 +9,8 @@
      inside its own transaction, before it publishes;
   3. once the surrounding transaction commits (persist before publish), PUBLISHes
      the JSON on the Redis channel named after the topic (when Redis is in use),
-     enqueues the consuming Celery tasks (``EVENT_CONSUMERS``) and forwards the
-     event to the dashboard's Channels group.
+     enqueues the consuming Celery tasks (``EVENT_CONSUMERS``), forwards the
+     event to the dashboard's Channels group and hands it to its ``EVENT_OBSERVERS`` (notifications).
 
 Broker outages (Redis down or restarted): enqueueing retries with backoff (``CELERY_TASK_PUBLISH_RETRY_POLICY``,
 about ``BROKER_RETRY_SECONDS``) — the event is stored already, so the caller just waits for Redis. A lockstep
@@ -409,6 +409,16 @@ def _announce_all(events: list[tuple[str, Event]]) -> None:
     for topic, event in events:
         if topic in DASHBOARD_TOPICS:
             notify_dashboard(topic, event)
+        for observer in _observers().get(topic, ()):
+            _observe(observer, topic, event)
+
+
+def _observe(observer: Callable[[str, Event], Any], topic: str, event: Event) -> None:
+    """An ``EVENT_OBSERVERS`` hook (notifications): best effort, after the commit; it never stops the publisher."""
+    try:
+        observer(topic, event)
+    except Exception:
+        logger.warning("event observer %s failed", getattr(observer, "__name__", observer), exc_info=True)
 
 
 def _dispatch_batch(topic: str, events: list[Event]) -> None:
@@ -550,6 +560,12 @@ def _consumers() -> dict[str, list]:
 @lru_cache(maxsize=1)
 def _batch_consumers() -> dict[str, list]:
     return {topic: [import_string(path) for path in paths] for topic, paths in settings.EVENT_BATCH_CONSUMERS.items()}
+
+
+@lru_cache(maxsize=1)
+def _observers() -> dict[str, list]:
+    observers = getattr(settings, "EVENT_OBSERVERS", {})
+    return {topic: [import_string(path) for path in paths] for topic, paths in observers.items()}
 
 
 @lru_cache(maxsize=1)

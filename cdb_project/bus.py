@@ -256,11 +256,17 @@ RETRY_ON_DATABASE_ERRORS: dict[str, Any] = {
 
 
 @before_task_publish.connect(weak=False, dispatch_uid="cdb_bus_count_retries")
-def _count_retry(sender=None, headers=None, **kwargs) -> None:
+def _count_retry(sender=None, headers=None, routing_key=None, **kwargs) -> None:
     """A retried task is a new message, sent by the task itself: in flight as much as one ``_enqueue`` sends (the
-    failed run counted itself down as it ended)."""
-    if headers and headers.get("retries"):
+    failed run counted itself down as it ended). Tasks of other queues (notify) are not the pipeline's."""
+    if headers and headers.get("retries") and routing_key in (None, "", _pipeline_queue()):
         _count_in_flight(1)
+
+
+def _pipeline_queue() -> str:
+    from cdb_project.celery import app
+
+    return app.conf.task_default_queue
 
 
 @task_retry.connect(weak=False, dispatch_uid="cdb_bus_log_retries")

@@ -14,10 +14,11 @@ def route(event: dict) -> int:
     return len(service.route(event))
 
 
-@shared_task(bind=True, name="notify.deliver", acks_late=True, ignore_result=True, max_retries=None)
+@shared_task(bind=True, name="notify.deliver", acks_late=True, ignore_result=True, max_retries=100)
 def deliver(self, notification_id: int) -> str | None:
     """Send one message; on failure retry with exponential backoff (NOTIFY_RETRY_BACKOFF_SEC doubling up to
-    NOTIFY_RETRY_BACKOFF_MAX_SEC) until NOTIFY_MAX_ATTEMPTS, counted in the stored message, then give up."""
+    NOTIFY_RETRY_BACKOFF_MAX_SEC) until NOTIFY_MAX_ATTEMPTS, counted in the stored message, then give up (the
+    stored count decides, not Celery's ``max_retries``, which only bounds it)."""
     outcome = service.attempt(notification_id)
     if outcome == "retry":
         from .models import Notification

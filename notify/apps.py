@@ -11,9 +11,11 @@ class NotifyConfig(AppConfig):
 
         from cdb_project.logging import register_secrets
 
-        from . import hooks, rules, sender
+        from . import hooks, rules
 
         for raw in rules.split_urls(settings.NOTIFY_URLS):  # masked in every log line from the start
+            from . import sender  # imports Apprise: only where NOTIFY_URLS is set
+
             try:
                 register_secrets(sender.describe(rules.parse_destination(raw).url).secrets)
             except ValueError:

@@ -1,18 +1,15 @@
-"""The one place that talks to Apprise: load a URL, mask it, send one message with short timeouts."""
+"""The one place that talks to Apprise: load a URL, mask it, send one message with short timeouts.
+
+Apprise is imported on first use (about a second with its plugins): processes that never send, the trading
+workers, do not pay for it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import apprise
-
 from .rules import secret_pieces
 
-NOTIFY_TYPES = {
-    "INFO": apprise.NotifyType.INFO,
-    "WARNING": apprise.NotifyType.WARNING,
-    "CRITICAL": apprise.NotifyType.FAILURE,
-}
+NOTIFY_TYPES = {"INFO": "INFO", "WARNING": "WARNING", "CRITICAL": "FAILURE"}  # our level → apprise.NotifyType
 
 
 @dataclass(frozen=True)
@@ -23,6 +20,8 @@ class Described:
 
 
 def _load(url: str):
+    import apprise
+
     return apprise.Apprise.instantiate(url, suppress_exceptions=True)
 
 
@@ -38,6 +37,8 @@ def describe(url: str) -> Described:
 def send(url: str, title: str, body: str, level: str, timeout: float) -> tuple[bool, str]:
     """Send one message; (delivered, what Apprise logged at WARNING and above). Connect and read timeouts are at
     most ``timeout`` seconds each, so a hanging server costs a delivery task seconds, never trading."""
+    import apprise
+
     plugin = _load(url)
     if plugin is None:
         return False, "Apprise cannot load this URL"
@@ -46,7 +47,7 @@ def send(url: str, title: str, body: str, level: str, timeout: float) -> tuple[b
     with apprise.LogCapture(level=apprise.logging.WARNING, fmt="%(message)s") as output:
         try:
             ok = bool(
-                plugin.notify(body=body, title=title, notify_type=NOTIFY_TYPES.get(level, apprise.NotifyType.INFO))
+                plugin.notify(body=body, title=title, notify_type=apprise.NotifyType[NOTIFY_TYPES.get(level, "INFO")])
             )
         except Exception as error:  # a plugin bug must end as a failed delivery, not a crashed task
             ok = False

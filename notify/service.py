@@ -205,6 +205,9 @@ def flush_digest(digest_id: int) -> Notification | None:
     from . import dispatch, tasks
 
     with transaction.atomic():
+        # The destination's lock first, as _queue takes it: no message joins the digest while its text is made.
+        destination_id = Notification.objects.filter(pk=digest_id).values_list("destination_id", flat=True).first()
+        list(Destination.objects.select_for_update().filter(pk=destination_id))
         digest = Notification.objects.select_for_update().filter(pk=digest_id).first()
         if digest is None or digest.status != Notification.Status.COLLECTING:
             return None

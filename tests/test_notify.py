@@ -62,45 +62,6 @@ def _sample(name: str, **labels) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
-# --- the functional core ---------------------------------------------------------------------------------------
-
-
-def test_notify_urls_split_on_schemes_and_carry_level_and_topics():
-    text = (
-        "tgram://123456789:ABCdef/-100123?level=WARNING, json://hooks.example/cdb?topics=alerts,fills,"
-        "mailtos://user:pass@mail.example?to=ops@example.com,cto@example.com&level=CRITICAL"
-    )
-    urls = rules.split_urls(text)
-    assert len(urls) == 3
-    specs = [rules.parse_destination(url) for url in urls]
-    assert [s.level for s in specs] == ["WARNING", "INFO", "CRITICAL"]
-    assert [s.topics for s in specs] == [("alerts", "daily"), ("alerts", "fills"), ("alerts", "daily")]
-    assert "level" not in specs[0].url and "topics" not in specs[1].url
-    assert "to=ops@example.com,cto@example.com" in specs[2].url
-    with pytest.raises(ValueError, match="unknown topic"):
-        rules.parse_destination("json://h/x?topics=alerts,trades")
-    with pytest.raises(ValueError, match="unknown level"):
-        rules.parse_destination("json://h/x?level=LOUD")
-
-
-def test_levels_and_topics_decide_who_gets_what():
-    assert rules.admits("WARNING", ("alerts",), "alerts", "CRITICAL")
-    assert rules.admits("WARNING", ("alerts",), "alerts", "WARNING")
-    assert not rules.admits("WARNING", ("alerts",), "alerts", "INFO")
-    assert not rules.admits("INFO", ("fills",), "alerts", "CRITICAL")
-    assert rules.admits("CRITICAL", ("fills",), "fills")
-    assert not rules.admits("INFO", ("alerts", "daily"), "fills")
-
-
-def test_secrets_are_what_the_privacy_form_hides():
-    described = service.describe("tgram://123456789:ABCdefGhIJKlmnoPQRstu/-100123456?level=CRITICAL")[1]
-    assert "ABCdefGhIJKlmnoPQRstu" not in described.masked and "ABCdefGhIJKlmnoPQRstu" in described.secrets
-    assert "-100123456" in described.masked  # a chat id is not a secret
-    with pytest.raises(ValueError) as error:
-        service.describe("nosuchservice://TOPSECRET1234@x")
-    assert "TOPSECRET1234" not in str(error.value)
-
-
 # --- alerts --------------------------------------------------------------------------------------------------------
 
 

@@ -64,7 +64,10 @@ def test_halt_retries_and_fills_through_the_notify_queue(production):
     web, started = production
     token = Token.objects.create(user=User.objects.create_superuser("boss", password="pw")).key
     with WebhookServer(status=500, delay=2.0) as failing, WebhookServer() as healthy:
-        service.seed_from_env(f"{failing.url('down')},{healthy.url(query='topics=alerts,fills')}")
+        secret = "Worker-Secret-5"
+        service.seed_from_env(
+            f"{failing.url('down', credentials='cdb:' + secret)},{healthy.url(query='topics=alerts,fills')}"
+        )
         failing_name = Destination.objects.get(masked_url__contains=f":{failing.port}/").name
 
         assert _post(web.port, "/api/risk/halt/", token, {"reason": "night check"})["state"] == "HALTED"
@@ -98,3 +101,5 @@ def test_halt_retries_and_fills_through_the_notify_queue(production):
     assert health["ok"] is False and failing_name in health["detail"]
     notify_log = next(p for p in started if p.name == "notify").output()
     assert "notify.deliver" in notify_log and "retry 1 of" in notify_log  # Celery's retry, with backoff
+    for process in started:
+        assert secret not in process.output(), process.name

@@ -17,13 +17,28 @@ logger = logging.getLogger("cdb.notify")
 QUEUE = "notify"
 
 
+# Enqueueing gives up after about a second when Redis is down (the bus waits minutes for its own tasks): the caller
+# may be a halt request or a trading worker, and a notification is not worth holding them. The stored alert stays.
+PUBLISH_RETRY = {"max_retries": 3, "interval_start": 0.1, "interval_step": 0.2, "interval_max": 0.5}
+
+
 def submit(task, *args, countdown: float = 0.0) -> None:
     from cdb_project.celery import app
 
     if app.conf.task_always_eager:
         _runner.put(task, args, countdown)
-    else:
-        task.apply_async(args, queue=QUEUE, countdown=countdown or None)
+        return
+    try:
+        task.apply_async(args, queue=QUEUE, countdown=countdown or None, retry=True, retry_policy=PUBLISH_RETRY)
+    except Exception as error:  # the broker is unreachable: log, never raise into the caller
+        logger.error("could not queue %s%s: %s", task.name, _describe(args), error)
+
+
+def _describe(args: tuple) -> str:
+    first = args[0] if args else None
+    if isinstance(first, dict):
+        return f" for {first.get('type')} {first.get('code') or first.get('client_order_id') or ''}".rstrip()
+    return f" {first}" if first is not None else ""
 
 
 def wait_idle(timeout: float = 30.0) -> bool:

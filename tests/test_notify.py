@@ -324,6 +324,11 @@ def test_the_admin_replaces_a_url_only_when_a_new_one_is_typed():
         )
         assert bad.status_code == 200 and "Apprise cannot load" in bad.content.decode()
         assert "Bad-Secret-1" not in bad.content.decode()
+        action = admin.post("/admin/notify/destination/", {"action": "send_test", "_selected_action": [destination.pk]})
+        assert action.status_code == 302
+        wait_until(lambda: hook.received, message="the test message from the admin action")
+        assert hook.received[0]["title"] == "Claire de Binare: test message"
+        assert hook.received[0]["auth"]  # sent with the stored credentials
 
 
 def test_manage_py_notify_test_reaches_mail_and_webhook_seeded_from_the_environment():
@@ -343,4 +348,14 @@ def test_manage_py_notify_test_reaches_mail_and_webhook_seeded_from_the_environm
         "ops@example.com"
     ]
     assert Destination.objects.filter(source="env").count() == 2
+    listed = subprocess.run(
+        [sys.executable, "manage.py", "notify", "--list"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert listed.returncode == 0 and "mailto://cdb:****@127.0.0.1" in listed.stdout
+    assert mail.password not in listed.stdout + listed.stderr
     assert os.environ.get("NOTIFY_URLS") is None  # the test's own process was not configured

@@ -104,7 +104,7 @@ class DestinationAdmin(admin.ModelAdmin):
 
     @admin.action(description="Send a test message to the selected destinations", permissions=["send"])
     def send_test(self, request, queryset):
-        queued = service.queue_to_all(Notification.Topic.TEST, service.test_message(), only=list(queryset))
+        queued = service.queue_to_all(Notification.Topic.TEST, service.test_notice(), only=list(queryset))
         self.message_user(request, f"Test message queued for {len(queued)} destination(s).", messages.SUCCESS)
 
     @admin.action(description="Send the daily report now to the selected destinations", permissions=["send"])

@@ -114,7 +114,7 @@ class TestMessageView(APIView):
     def post(self, request):
         from . import service
 
-        queued = service.queue_to_all(Notification.Topic.TEST, service.test_message())
+        queued = service.queue_to_all(Notification.Topic.TEST, service.test_notice())
         return Response({"queued": len(queued)}, status=http.HTTP_202_ACCEPTED)
 
 

@@ -236,7 +236,7 @@ def queue_to_all(
     return out
 
 
-def test_message() -> rules.Message:
+def test_notice() -> rules.Message:
     return rules.Message(
         title="Claire de Binare: test message",
         body=f"Notifications reach this destination. Sent {rules.when(int(timezone.now().timestamp() * 1000))}.",

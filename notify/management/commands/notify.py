@@ -31,7 +31,7 @@ class Command(BaseCommand):
                 )
             return
         if options["test"]:
-            stored = service.queue_to_all(Notification.Topic.TEST, service.test_message(), schedule=False)
+            stored = service.queue_to_all(Notification.Topic.TEST, service.test_notice(), schedule=False)
         else:
             stored = service.queue_to_all(Notification.Topic.DAILY, rules.daily_message(daily_report()), schedule=False)
         if not stored:

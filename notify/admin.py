@@ -11,9 +11,7 @@ from django.urls import path
 from django.views.decorators.http import require_POST
 
 from . import rules, service
-from .models import Destination, Notification
-
-SEND_PERMISSION = "notify.send_notifications"
+from .models import SEND_PERMISSION, Destination, Notification
 
 
 class DestinationForm(forms.ModelForm):

@@ -14,8 +14,7 @@ from rest_framework.views import APIView
 
 from cdb_project.api.filters import _since_until
 
-from .admin import SEND_PERMISSION
-from .models import LEVEL_CHOICES, Destination, Notification
+from .models import LEVEL_CHOICES, SEND_PERMISSION, Destination, Notification
 
 
 class NotificationSerializer(serializers.ModelSerializer):

@@ -7,6 +7,7 @@ from django.db import models
 from .rules import DEFAULT_LEVEL, DEFAULT_TOPICS, LEVELS
 
 LEVEL_CHOICES = [(level, level) for level in LEVELS]
+SEND_PERMISSION = "notify.send_notifications"  # test message and daily report on demand (admin, API)
 
 
 class Destination(models.Model):

@@ -9,8 +9,8 @@
      inside its own transaction, before it publishes;
   3. once the surrounding transaction commits (persist before publish), PUBLISHes
      the JSON on the Redis channel named after the topic (when Redis is in use),
-     enqueues the consuming Celery tasks (``EVENT_CONSUMERS``) and forwards the
-     event to the dashboard's Channels group.
+     enqueues the consuming Celery tasks (``EVENT_CONSUMERS``), forwards the
+     event to the dashboard's Channels group and hands it to its ``EVENT_OBSERVERS`` (notifications).
 
 Broker outages (Redis down or restarted): enqueueing retries with backoff (``CELERY_TASK_PUBLISH_RETRY_POLICY``,
 about ``BROKER_RETRY_SECONDS``) — the event is stored already, so the caller just waits for Redis. A lockstep
@@ -262,10 +262,10 @@ RETRY_ON_DATABASE_ERRORS: dict[str, Any] = {
 
 
 @before_task_publish.connect(weak=False, dispatch_uid="cdb_bus_count_retries")
-def _count_retry(sender=None, headers=None, **kwargs) -> None:
+def _count_retry(sender=None, headers=None, routing_key=None, **kwargs) -> None:
     """A retried task is a new message, sent by the task itself: in flight as much as one ``_enqueue`` sends (the
-    failed run counted itself down as it ended)."""
-    if headers and headers.get("retries"):
+    failed run counted itself down as it ended). Tasks of other queues (notify) are not the pipeline's."""
+    if headers and headers.get("retries") and routing_key in (None, "", _pipeline_queue()):
         _count_in_flight(1)
 
 
@@ -300,6 +300,12 @@ def consumer_failures() -> int:
     if not settings.REDIS_URL:
         return _failures_in_process
     return int(_redis_client().get(FAILURES_KEY) or 0)
+
+
+def _pipeline_queue() -> str:
+    from cdb_project.celery import app
+
+    return app.conf.task_default_queue
 
 
 @task_retry.connect(weak=False, dispatch_uid="cdb_bus_log_retries")
@@ -448,6 +454,16 @@ def _announce_all(events: list[tuple[str, Event]]) -> None:
     for topic, event in events:
         if topic in DASHBOARD_TOPICS:
             notify_dashboard(topic, event)
+        for observer in _observers().get(topic, ()):
+            _observe(observer, topic, event)
+
+
+def _observe(observer: Callable[[str, Event], Any], topic: str, event: Event) -> None:
+    """An ``EVENT_OBSERVERS`` hook (notifications): best effort, after the commit; it never stops the publisher."""
+    try:
+        observer(topic, event)
+    except Exception:
+        logger.warning("event observer %s failed", getattr(observer, "__name__", observer), exc_info=True)
 
 
 def _dispatch_batch(topic: str, events: list[Event]) -> None:
@@ -589,6 +605,12 @@ def _consumers() -> dict[str, list]:
 @lru_cache(maxsize=1)
 def _batch_consumers() -> dict[str, list]:
     return {topic: [import_string(path) for path in paths] for topic, paths in settings.EVENT_BATCH_CONSUMERS.items()}
+
+
+@lru_cache(maxsize=1)
+def _observers() -> dict[str, list]:
+    observers = getattr(settings, "EVENT_OBSERVERS", {})
+    return {topic: [import_string(path) for path in paths] for topic, paths in observers.items()}
 
 
 @lru_cache(maxsize=1)

@@ -6,7 +6,8 @@ handles), plus ``exc_info`` as text. Before it is written the whole line is reda
 
 * the values of environment variables whose names look secret (``*KEY*``, ``*SECRET*``, ``*PASSWORD*``,
   ``*TOKEN*``, ``*PASS*``) and the passwords inside any ``scheme://user:password@host`` URL in the environment
-  (``DATABASE_URL``, ``REDIS_URL``) are replaced by ``***``;
+  (``DATABASE_URL``, ``REDIS_URL``) are replaced by ``***``, and so are the secrets code registers at run time
+  (``register_secrets``: the tokens and passwords of notification URLs, which may come from the database);
 * any ``user:password@`` in a URL, ``password=…``, ``secret=…``, ``api_key=…``, ``signature=…``,
   ``Authorization: Token …`` / ``Bearer …`` and MEXC's ``X-MEXC-APIKEY`` header values are masked by pattern.
 """
@@ -38,6 +39,17 @@ PATTERNS = [
     (re.compile(r"(?P<keep>\b(?:Token|Bearer|Basic)\s+)[A-Za-z0-9._~+/=-]{8,}"), r"\g<keep>" + MASK),
     (re.compile(r"(?P<keep>X-MEXC-APIKEY[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]+", re.IGNORECASE), r"\g<keep>" + MASK),
 ]
+
+
+_registered: list[str] = []  # register_secrets: longest first
+
+
+def register_secrets(values) -> None:
+    """Mask these strings in every log line from now on (thread-safe enough: the list is replaced, not mutated)."""
+    global _registered
+    new = {v for v in values if isinstance(v, str) and len(v) >= MIN_SECRET_LENGTH} - set(_registered)
+    if new:
+        _registered = sorted(set(_registered) | new, key=len, reverse=True)
 
 
 def secret_values(environ: dict[str, str] | None = None) -> list[str]:
@@ -125,7 +137,7 @@ class JsonFormatter(logging.Formatter):
             entry["exc_info"] = record.exc_text
         if record.stack_info:
             entry["stack_info"] = self.formatStack(record.stack_info)
-        return redact(json.dumps(entry, ensure_ascii=False, default=str), self.secrets())
+        return redact(json.dumps(entry, ensure_ascii=False, default=str), self.secrets() + _registered)
 
 
 def _context() -> dict:

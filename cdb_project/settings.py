@@ -337,3 +337,22 @@ SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [
     "drf_spectacular.hooks.postprocess_schema_enums",
     "cdb_project.api.schema.document_errors",
 ]
+
+# --- Notifications (notify/): alerts, fills and a daily report through Apprise ---------------------------------
+# NOTIFY_URLS: comma-separated Apprise URLs, each with optional ?level=INFO|WARNING|CRITICAL (minimum alert level)
+# and ?topics=alerts,fills,daily (default alerts,daily). Seeded into the database at `migrate`, edited in the admin.
+from celery.schedules import crontab  # noqa: E402
+
+INSTALLED_APPS += ["notify"]
+NOTIFY_URLS = env.str("NOTIFY_URLS", default="")
+NOTIFY_TIMEOUT_SEC = env.float("NOTIFY_TIMEOUT_SEC", default=5.0)  # connect and read timeout of one delivery
+NOTIFY_MAX_ATTEMPTS = env.int("NOTIFY_MAX_ATTEMPTS", default=5)
+NOTIFY_RETRY_BACKOFF_SEC = env.float("NOTIFY_RETRY_BACKOFF_SEC", default=2.0)  # 2 s, 4 s, 8 s, … between attempts
+NOTIFY_RETRY_BACKOFF_MAX_SEC = env.float("NOTIFY_RETRY_BACKOFF_MAX_SEC", default=60.0)
+NOTIFY_BURST_LIMIT = env.int("NOTIFY_BURST_LIMIT", default=5)  # messages a window per destination; more: one digest
+NOTIFY_BURST_WINDOW_SEC = env.float("NOTIFY_BURST_WINDOW_SEC", default=60.0)
+# Called after the commit that stored an alert / order result; must be quick (notify.hooks hands on to a task).
+EVENT_OBSERVERS = {"alerts": ["notify.hooks.observe"], "order_results": ["notify.hooks.observe"]}
+CELERY_TASK_ROUTES = {"notify.*": {"queue": "notify"}}
+CELERY_BEAT_SCHEDULE["notify-daily-report"] = {"task": "notify.daily_report", "schedule": crontab(minute=0, hour=0)}
+LOGGING["loggers"]["apprise"] = {"level": "WARNING"}  # its DEBUG lines carry payloads and full URLs

@@ -16,10 +16,11 @@ SERVICES = {
     "cdb_worker",
     "cdb_beat",
     "cdb_feed",
+    "cdb_notify",
     "cdb_prometheus",
     "cdb_grafana",
 }
-APP = ("cdb_web", "cdb_worker", "cdb_beat", "cdb_feed")
+APP = ("cdb_web", "cdb_worker", "cdb_beat", "cdb_feed", "cdb_notify")
 SECRETS = ("POSTGRES_PASSWORD", "REDIS_PASSWORD", "SECRET_KEY", "GRAFANA_ADMIN_PASSWORD")
 
 
@@ -106,6 +107,8 @@ def test_app_services_run_the_entrypoint_roles_and_the_worker_scales():
     assert services["cdb_worker"]["command"] == ["worker"]
     assert services["cdb_beat"]["command"] == ["beat"]
     assert services["cdb_feed"]["command"][0] == "feed"
+    assert services["cdb_notify"]["command"] == ["worker", "-Q", "notify"]  # CELERY_TASK_ROUTES: notify.* → notify
+    assert services["cdb_notify"]["environment"]["WORKER_NAME"] == "notify"
     worker = services["cdb_worker"]
     assert "container_name" not in worker and not worker.get("ports"), "a fixed name or port prevents --scale"
     entry = (ROOT / "docker" / "entrypoint.sh").read_text()
@@ -175,6 +178,7 @@ def test_alert_and_dashboard_metrics_are_the_ones_the_app_exports():
         "risk_checks_passed_total",
         "risk_checks_failed_total",
         "events_rejected_total",
+        "notifications_sent_total",
         "signal_latency_seconds_bucket",
         "order_latency_seconds_bucket",
         "up",
@@ -189,7 +193,7 @@ def test_alert_and_dashboard_metrics_are_the_ones_the_app_exports():
     functions = {"max", "sum", "rate", "increase", "histogram_quantile", "by", "or", "absent", "le", "side", "status"}
     for expr in exprs:
         for name in re.findall(r"\b([a-z_][a-z0-9_]*)\s*(?:\{|\[|\)|\s*[<>=]|$)", expr):
-            if name in functions or name in ("component", "layer", "topic", "job"):
+            if name in functions or name in ("component", "layer", "topic", "job", "destination", "result"):
                 continue
             assert name in exported, (name, expr)
     titles = " ".join(panel["title"].lower() for panel in dashboard["panels"])

@@ -262,7 +262,16 @@ def watchlist() -> dict:
 
 def health() -> dict:
     """The service-health card as ``{ok, detail}`` per part: the database on this request's own connection
-    (the page reads it anyway), Redis and the workers through the checks behind ``/health``."""
+    (the page reads it anyway), Redis and the workers through the checks behind ``/health``, and the
+    notification destinations when there are any."""
+    out = _services_health()
+    notifications = _notifications_health()
+    if notifications is not None:
+        out["notifications"] = notifications
+    return out
+
+
+def _services_health() -> dict:
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
@@ -283,6 +292,15 @@ def health() -> dict:
         detail = f"{workers} worker(s) answered" if workers else "no worker answered"
         out["workers"] = {"ok": bool(workers), "detail": detail}
     return out
+
+
+def _notifications_health() -> dict | None:
+    try:
+        from notify.service import health as notify_health
+
+        return notify_health()
+    except Exception as error:  # the card reports, never fails the page
+        return {"ok": False, "detail": f"{type(error).__name__}: {error}"[:200]}
 
 
 # --- tables -------------------------------------------------------------------------------------------

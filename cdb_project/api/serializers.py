@@ -224,6 +224,7 @@ class HealthSerializer(serializers.Serializer):
     database = CheckSerializer()
     redis = CheckSerializer()
     workers = CheckSerializer()
+    notifications = CheckSerializer(required=False)
 
 
 class StatusSerializer(serializers.Serializer):

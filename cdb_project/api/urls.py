@@ -2,6 +2,8 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
+from notify import api as notify_api
+
 from . import views
 
 router = DefaultRouter(trailing_slash=True)
@@ -14,6 +16,8 @@ router.register("alerts", views.AlertViewSet, basename="alert")
 router.register("risk-events", views.RiskEventViewSet, basename="risk-event")
 router.register("candles", views.CandleViewSet, basename="candle")
 router.register("backtests", views.BacktestRunViewSet, basename="backtest")
+router.register("notifications/destinations", notify_api.DestinationViewSet, basename="notification-destination")
+router.register("notifications", notify_api.NotificationViewSet, basename="notification")
 
 urlpatterns = [
     path("status/", views.StatusView.as_view(), name="api-status"),
@@ -21,6 +25,8 @@ urlpatterns = [
     path("risk/parameters/", views.RiskParametersView.as_view(), name="api-risk-parameters"),
     path("risk/halt/", views.HaltView.as_view(), name="api-risk-halt"),
     path("risk/release/", views.ReleaseView.as_view(), name="api-risk-release"),
+    path("notifications/test/", notify_api.TestMessageView.as_view(), name="api-notify-test"),
+    path("notifications/daily-report/", notify_api.DailyReportView.as_view(), name="api-notify-daily-report"),
     path("token/", views.TokenView.as_view(), name="api-token"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

@@ -65,7 +65,9 @@ def _wait_for(process: Process, ready, timeout: float, what: str) -> None:
     raise RuntimeError(f"{process.name}: no {what} within {timeout}s:\n{process.output()}")
 
 
-def start_worker(name: str, env: dict[str, str], log_dir: Path, concurrency: int = 1) -> Process:
+def start_worker(
+    name: str, env: dict[str, str], log_dir: Path, concurrency: int = 1, queues: str | None = None
+) -> Process:
     args = [
         sys.executable,
         "-m",
@@ -84,6 +86,7 @@ def start_worker(name: str, env: dict[str, str], log_dir: Path, concurrency: int
         "--without-gossip",
         "--without-mingle",
         "--without-heartbeat",
+        *(["-Q", queues] if queues else []),
     ]
     process = _spawn(name, args, env, log_dir)
     _wait_for(process, lambda: " ready." in process.output(), 60, "ready line")

@@ -159,6 +159,19 @@ def test_prometheus_scrapes_web_and_workers_with_alert_rules():
     assert "./deploy/prometheus.yml:" in mounted and "./deploy/alerts.yml:" in mounted
 
 
+def test_prometheus_sends_the_metrics_token_from_a_compose_secret():
+    # /metrics answers only Authorization: Bearer <METRICS_TOKEN>: Prometheus reads it from a secret file that
+    # compose fills from the environment (.env), and no other service is handed that secret.
+    config = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
+    web = {job["job_name"]: job for job in config["scrape_configs"]}["cdb_web"]
+    assert web["authorization"] == {"type": "Bearer", "credentials_file": "/run/secrets/metrics_token"}
+    compose = _compose()
+    assert compose["secrets"]["metrics_token"] == {"environment": "METRICS_TOKEN"}
+    holders = [name for name, service in compose["services"].items() if "metrics_token" in service.get("secrets", [])]
+    assert holders == ["cdb_prometheus"]
+    assert "METRICS_TOKEN=" in (ROOT / ".env.example").read_text()
+
+
 def test_alert_and_dashboard_metrics_are_the_ones_the_app_exports():
     from cdb_project import ops
 

@@ -173,7 +173,11 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
-STATICFILES_DIRS = [BASE_DIR / "static"]
+# lightweight-charts' standalone build, installed by `npm ci` (Makefile), served as static/vendor/lightweight-charts/.
+STATICFILES_DIRS = [
+    BASE_DIR / "static",
+    ("vendor/lightweight-charts", BASE_DIR / "node_modules/lightweight-charts/dist"),
+]
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

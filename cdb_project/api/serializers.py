@@ -146,6 +146,13 @@ class CandleSerializer(serializers.ModelSerializer):
 # --- trading state, halt / release ---------------------------------------------------------------------
 
 
+class ChartQuerySerializer(serializers.Serializer):
+    symbol = serializers.CharField(max_length=41)
+    interval = serializers.CharField(max_length=8, required=False)
+    until = serializers.IntegerField(required=False, min_value=0, max_value=253402300799999)
+    limit = serializers.IntegerField(required=False, min_value=1, max_value=1000, default=300)
+
+
 class TradingStateSerializer(serializers.Serializer):
     state = serializers.ChoiceField(choices=["ACTIVE", "PAUSED", "HALTED"])
     reason = serializers.CharField(allow_blank=True)

@@ -17,6 +17,7 @@ router.register("backtests", views.BacktestRunViewSet, basename="backtest")
 
 urlpatterns = [
     path("status/", views.StatusView.as_view(), name="api-status"),
+    path("chart/", views.ChartView.as_view(), name="api-chart"),
     path("risk/state/", views.TradingStateView.as_view(), name="api-risk-state"),
     path("risk/parameters/", views.RiskParametersView.as_view(), name="api-risk-parameters"),
     path("risk/halt/", views.HaltView.as_view(), name="api-risk-halt"),

@@ -4,7 +4,7 @@ from decimal import Decimal
 
 from django.db.models import Max
 from django_filters.rest_framework import DjangoFilterBackend
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import status as http
 from rest_framework import viewsets
 from rest_framework.authtoken.views import ObtainAuthToken
@@ -18,7 +18,7 @@ from risk import state as trading_state
 from risk.models import Alert, RiskEvent, RiskParameters, TradingState
 from risk.parameters_service import update_parameters
 from risk.state import state_snapshot
-from trading import dashboard
+from trading import chart_service, dashboard
 from trading.models import BacktestRun, Signal
 
 from . import filters, serializers
@@ -69,12 +69,35 @@ class RiskEventViewSet(ReadOnly):
     filterset_class = filters.RiskEventFilter
 
 
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "indicators",
+                int,
+                description="1: add the strategy's indicator lines for this page's candles (needs symbol and "
+                "interval): computed by trading/indicators.py, as the decisions are",
+            )
+        ]
+    )
+)
 class CandleViewSet(ReadOnly):
     """Candles oldest first; ``since`` / ``until`` are open times in epoch ms."""
 
     queryset = Candle.objects.order_by("symbol", "interval", "timestamp")
     serializer_class = serializers.CandleSerializer
     filterset_class = filters.CandleFilter
+
+    def list(self, request, *args, **kwargs):
+        response = super().list(request, *args, **kwargs)
+        if request.query_params.get("indicators") not in ("1", "true"):
+            return response
+        symbol, interval = request.query_params.get("symbol"), request.query_params.get("interval")
+        if not symbol or not interval:
+            return Response({"indicators": ["needs symbol and interval"]}, status=http.HTTP_400_BAD_REQUEST)
+        rows = response.data.get("results", [])
+        response.data["indicators"] = chart_service.page_indicators(symbol, interval, [r["timestamp"] for r in rows])
+        return response
 
 
 class BacktestRunViewSet(ReadOnly):
@@ -131,6 +154,29 @@ class PositionViewSet(ReadOnly):
             if p.symbol == self.kwargs["symbol"]:
                 return p
         raise Http404
+
+
+class ChartView(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        summary="One symbol's price chart: candles, the strategy's indicators, fills and open lots' stops",
+        parameters=[
+            OpenApiParameter("symbol", str, required=True),
+            OpenApiParameter("interval", str, description="default: the stored interval; coarser ones resample"),
+            OpenApiParameter("until", int, description="newest candle open time (epoch ms); default: the newest"),
+            OpenApiParameter("limit", int, description=f"bars, at most {chart_service.MAX_BARS} (default 300)"),
+        ],
+        responses={200: OpenApiResponse(description="chart data"), 400: ERROR_400, 401: ERROR_401},
+    )
+    def get(self, request):
+        query = serializers.ChartQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        try:
+            data = chart_service.chart_data(**query.validated_data)
+        except ValueError as error:
+            return Response({"interval": [str(error)]}, status=http.HTTP_400_BAD_REQUEST)
+        return Response(data)
 
 
 class StatusView(APIView):

@@ -2,7 +2,6 @@
 (function () {
   "use strict";
   const ROWS = 25;
-  const PRICE_POINTS = 240;
   let state = JSON.parse(document.getElementById("initial-snapshot").textContent);
 
   const $ = (id) => document.getElementById(id);
@@ -23,6 +22,7 @@
     const td = document.createElement("td");
     td.textContent = text === null || text === undefined ? "" : String(text);
     if (cls) td.className = cls;
+    if (cls === "reason") td.title = td.textContent;  // truncated in the table, whole on hover
     return td;
   }
 
@@ -82,12 +82,12 @@
 
   function renderTables(fresh) {
     fill("order-results", state.order_results, (o) => [cell(time(o.timestamp)), cell(o.symbol), cell(o.side, o.side),
-      cell(o.status, o.status), cell(num(o.filled_quantity)), cell(num(o.price)), cell(num(o.fees, 4)), cell(o.reason || "")],
+      cell(o.status, o.status), cell(num(o.filled_quantity)), cell(num(o.price)), cell(num(o.fees, 4)), cell(o.reason || "", "reason")],
       (o) => "status-" + o.status, fresh === "order_results");
-    fill("alerts", state.alerts, (a) => [cell(time(a.timestamp)), cell(a.level, a.level), cell(a.code), cell(a.message)],
+    fill("alerts", state.alerts, (a) => [cell(time(a.timestamp)), cell(a.level, a.level), cell(a.code), cell(a.message, "reason")],
       (a) => "level-" + a.level, fresh === "alerts");
     fill("signals", state.signals, (s) => [cell(time(s.timestamp)), cell(s.symbol), cell(s.side, s.side),
-      cell(num(s.confidence, 3)), cell(s.reason)], null, fresh === "signals");
+      cell(num(s.confidence, 3)), cell(s.reason, "reason")], null, fresh === "signals");
     fill("positions", state.positions, (p) => [cell(p.symbol), cell(num(p.quantity)), cell(num(p.avg_entry_price)),
       cell(num(p.price)), cell(money(p.unrealized_pnl) + " (" + pct(p.unrealized_pnl_pct) + ")", p.unrealized_pnl >= 0 ? "up" : "down")]);
     $("watchlist-source").textContent = "(" + state.watchlist.source + (state.watchlist.as_of_ms ? " @ " + time(state.watchlist.as_of_ms) : "") + ")";
@@ -96,21 +96,15 @@
       cell(w.quote_volume === null ? "" : money(w.quote_volume))]);
   }
 
-  // --- charts ------------------------------------------------------------------------------------------
-  let chartSymbol = null, priceSeries = [], priceMarkers = [];
+  // --- charts (lightweight-charts, static/cdb/pricechart.js) ---------------------------------------------
+  const CHART_BARS = 300;
+  let chartSymbol = null, chartInterval = null, chartData = null, chartLoading = null, indicatorTimer = null;
+  const priceChart = CdbPriceChart.create($("price-chart"));
+  const equityChart = CdbPriceChart.line($("equity-chart"), [], {color: "#5fd38d", area: true});
+  window.cdbCharts = {price: priceChart, equity: equityChart};
 
   function renderEquity() {
-    const points = state.equity_curve.map((p) => ({t: p.t, v: p.equity}));
-    CdbCharts.line($("equity-chart"), points, {cls: "equity", empty: "no fills yet"});
-  }
-
-  function renderPrice() {
-    CdbCharts.line($("price-chart"), priceSeries, {markers: priceMarkers, cls: "price", empty: chartSymbol ? "no candles for " + chartSymbol : "no symbol yet"});
-  }
-
-  function marker(order) {
-    return {t: order.timestamp, v: Number(order.price), kind: order.side === "BUY" ? "entry" : "exit",
-      title: order.side + " " + num(order.filled_quantity) + " @ " + num(order.price)};
+    equityChart.setData(state.equity_curve.map((p) => [p.t, p.equity]));
   }
 
   function symbolOptions() {
@@ -124,26 +118,53 @@
     if (chartSymbol) select.value = chartSymbol;
   }
 
-  async function loadPriceChart() {
-    symbolOptions();
-    if (!chartSymbol) { priceSeries = []; priceMarkers = []; renderPrice(); return; }
-    const symbol = chartSymbol, last = (state.prices[symbol] || {}).timestamp || 0;
-    const since = last - PRICE_POINTS * 60000;
-    const q = (params) => new URLSearchParams(params).toString();
-    try {
-      const [candles, orders] = await Promise.all([
-        fetch("/api/candles/?" + q({symbol, interval: state.interval, since, page_size: 500}), {credentials: "same-origin"}).then((r) => r.json()),
-        fetch("/api/orders/?" + q({symbol, status: "FILLED", page_size: 200}), {credentials: "same-origin"}).then((r) => r.json()),
-      ]);
-      if (symbol !== chartSymbol) return;
-      priceSeries = candles.results.map((c) => ({t: c.timestamp, v: Number(c.close)})).slice(-PRICE_POINTS);
-      const t0 = priceSeries.length ? priceSeries[0].t : 0;
-      priceMarkers = orders.results.filter((o) => o.event_time >= t0).map((o) => marker({timestamp: o.event_time, side: o.side, price: o.price, filled_quantity: o.filled_quantity}));
-    } catch (error) {
-      priceSeries = []; priceMarkers = [];
+  function intervalOptions(intervals, current) {
+    const select = $("chart-interval");
+    if ([...select.options].map((o) => o.value).join(",") !== intervals.join(",")) {
+      select.replaceChildren(...intervals.map((i) => new Option(i, i)));
     }
-    renderPrice();
+    select.value = current;
   }
+
+  // The whole chart from the server: candles, the strategy's indicators (trading/indicators.py), fills, stops.
+  async function loadPriceChart(options) {
+    symbolOptions();
+    const root = $("price-chart");
+    if (!chartSymbol) { root.dataset.state = "empty"; return; }
+    const symbol = chartSymbol, params = {symbol, limit: CHART_BARS};
+    if (chartInterval) params.interval = chartInterval;
+    root.dataset.state = "loading";
+    const load = chartLoading = fetch("/api/chart/?" + new URLSearchParams(params), {credentials: "same-origin"})
+      .then((r) => (r.ok ? r.json() : Promise.reject(new Error("chart " + r.status))));
+    try {
+      const data = await load;
+      if (load !== chartLoading || symbol !== chartSymbol) return;
+      chartData = data;
+      chartInterval = data.interval;
+      intervalOptions(data.intervals, data.interval);
+      priceChart.setData(data);
+      if (options && options.keepRange) priceChart.chart.timeScale().setVisibleLogicalRange(options.keepRange);
+      root.dataset.state = data.candles.length ? "ready" : "empty";
+      root.dataset.symbol = symbol;
+      root.dataset.interval = data.interval;
+    } catch (error) {
+      if (load === chartLoading) root.dataset.state = "error";
+    }
+  }
+
+  // Indicator lines are the server's: after live candles, fetch them again (at most every 3 s), keeping the view.
+  function refreshIndicatorsSoon() {
+    if (indicatorTimer) return;
+    indicatorTimer = setTimeout(() => {
+      indicatorTimer = null;
+      loadPriceChart({keepRange: priceChart.chart.timeScale().getVisibleLogicalRange()});
+    }, 3000);
+  }
+
+  window.cdbCentreChart = async (symbol, ms) => {
+    if (symbol !== chartSymbol) { chartSymbol = symbol; await loadPriceChart(); }
+    priceChart.centreOn(ms);
+  };
 
   function render(fresh) {
     renderCards();
@@ -172,12 +193,10 @@
           p.unrealized_pnl_pct = p.avg_entry_price ? data.price / p.avg_entry_price - 1 : null;
           renderTables();
         }
-        if (data.symbol === chartSymbol && (!data.interval || data.interval === state.interval)) {
-          const last = priceSeries[priceSeries.length - 1];
-          if (last && last.t === data.timestamp) last.v = data.price;
-          else if (!last || data.timestamp > last.t) priceSeries.push({t: data.timestamp, v: data.price});
-          if (priceSeries.length > PRICE_POINTS) priceSeries.shift();
-          renderPrice();
+        if (data.symbol === chartSymbol && chartData && (!data.interval || data.interval === chartData.base_interval)) {
+          priceChart.updateCandle({time: data.timestamp, open: data.open ?? data.price, high: data.high ?? data.price,
+            low: data.low ?? data.price, close: data.price, volume: data.volume});
+          refreshIndicatorsSoon();
         } else if (!chartSymbol) {
           loadPriceChart();
         }
@@ -185,7 +204,7 @@
       case "signals": prepend(state.signals, data); break;
       case "order_results":
         prepend(state.order_results, data);
-        if (data.status === "FILLED" && data.symbol === chartSymbol && data.price) { priceMarkers.push(marker(data)); renderPrice(); }
+        if (data.status === "FILLED" && data.symbol === chartSymbol && data.price) refreshIndicatorsSoon();  // markers, stops
         refreshSoon();
         break;
       case "alerts": prepend(state.alerts, data); break;
@@ -278,7 +297,8 @@
     });
   }
 
-  $("chart-symbol").addEventListener("change", (event) => { chartSymbol = event.target.value; loadPriceChart(); });
+  $("chart-symbol").addEventListener("change", (event) => { chartSymbol = event.target.value; chartInterval = null; loadPriceChart(); });
+  $("chart-interval").addEventListener("change", (event) => { chartInterval = event.target.value; loadPriceChart(); });
   document.body.dataset.connection = "connecting";
   render();
   loadPriceChart();

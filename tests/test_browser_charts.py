@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from execution.models import Order, Trade
 from marketdata.models import Candle
 from tests.support import processes
 from tests.test_browser_dashboard import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, TIMEOUT, _user, off_loop
-from trading.chart import EMA, RSI
+from trading.indicators import EMA, RSI
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
@@ -184,11 +185,16 @@ def test_chart_after_a_replay_shows_candles_indicators_and_one_marker_per_fill(s
 
     # Hovering an entry's bar shows its card: quantity, price, fee.
     buy = next(o for o in shown if o.side == "BUY")
-    page.evaluate(
-        "([t, p]) => { const c = window.cdbCharts.price; c.centreOn(t);"
-        " c.chart.setCrosshairPosition(p, Math.floor(t / 1000), c.candleSeries); }",
-        [buy.event_time - buy.event_time % FIVE_MIN, float(buy.price)],
+    bar_time = buy.event_time - buy.event_time % FIVE_MIN
+    page.evaluate("t => window.cdbCharts.price.centreOn(t)", bar_time)
+    page.wait_for_timeout(300)
+    x, y = page.evaluate(
+        "([t, p]) => { const c = window.cdbCharts.price;"
+        " return [c.chart.timeScale().timeToCoordinate(t / 1000), c.candleSeries.priceToCoordinate(p)]; }",
+        [bar_time, float(buy.price)],
     )
+    box = chart.bounding_box()
+    page.mouse.move(box["x"] + x, box["y"] + y)
     tooltip = page.locator("#price-chart .chart-tooltip")
     expect(tooltip).to_be_visible()
     expect(tooltip).to_contain_text("BUY")
@@ -229,6 +235,30 @@ def test_chart_after_a_replay_shows_candles_indicators_and_one_marker_per_fill(s
     expect(chart).to_have_attribute("data-interval", "5m")
     expect(chart).to_have_attribute("data-state", "ready")
 
+    # Closed trades: totals equal what /api/trades/ lists, a page of rows, a click centres the chart on one.
+    closed = _all(page, "/api/trades/?status=CLOSED&page_size=500")
+    assert closed and len(closed) == Trade.objects.filter(status="CLOSED").count()
+    totals = page.locator("#trades-totals")
+    expect(totals).to_have_attribute("data-trades", str(len(closed)))
+    assert _decimal(totals.get_attribute("data-profit-loss")) == sum(_decimal(t["profit_loss"]) for t in closed)
+    rows = page.locator("#closed-trades tbody tr")
+    expect(rows).to_have_count(min(20, len(closed)))
+    oldest = closed[-1]
+    day = oldest["exit_time"][:10]
+    page.fill("#trades-day", day)
+    on_day = [t for t in closed if t["exit_time"][:10] == day]
+    expect(totals).to_have_attribute("data-trades", str(len(on_day)))
+    expect(rows).to_have_count(min(20, len(on_day)))
+    rows.last.click()
+    entry_ms = _ms(on_day[-1]["entry_time"])
+    page.wait_for_function(
+        """t => { const r = window.cdbCharts.price.chart.timeScale().getVisibleRange();
+                  return r && r.from * 1000 <= t && t <= r.to * 1000; }""",
+        arg=entry_ms,
+    )
+    page.fill("#trades-day", "")
+    expect(totals).to_have_attribute("data-trades", str(len(closed)))
+
     watched.shot("dashboard-1280x800")
     watched.check_clean()
     watched.close()
@@ -243,6 +273,20 @@ def test_chart_after_a_replay_shows_candles_indicators_and_one_marker_per_fill(s
 
 def _json(page, url: str) -> dict:
     return json.loads(page.evaluate("async u => JSON.stringify(await (await fetch(u)).json())", url))
+
+
+def _all(page, url: str) -> list[dict]:
+    """Every row of a paginated API list, fetched from the page with its session."""
+    rows, body = [], _json(page, url)
+    rows += body["results"]
+    while body["next"]:
+        body = _json(page, body["next"])
+        rows += body["results"]
+    return rows
+
+
+def _ms(text: str) -> int:
+    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
 
 
 def _decimal(text) -> Decimal:

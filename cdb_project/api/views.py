@@ -2,12 +2,13 @@
 
 from decimal import Decimal
 
-from django.db.models import Max
+from django.db.models import Count, Max, Q, Sum
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import status as http
 from rest_framework import viewsets
 from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.decorators import action
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -49,6 +50,29 @@ class TradeViewSet(ReadOnly):
     queryset = Trade.objects.select_related("order", "exit_order").order_by("-entry_time", "-id")
     serializer_class = serializers.TradeSerializer
     filterset_class = filters.TradeFilter
+
+    @extend_schema(
+        summary="Totals of the trades the same filters select: count, wins, win rate, P&L and fees",
+        responses={200: serializers.TradeTotalsSerializer, 400: ERROR_400, 401: ERROR_401},
+    )
+    @action(detail=False)
+    def totals(self, request):
+        trades = self.filter_queryset(self.get_queryset())
+        sums = trades.aggregate(
+            trades=Count("id"),
+            wins=Count("id", filter=Q(profit_loss__gt=0)),
+            profit_loss=Sum("profit_loss"),
+            entry_fees=Sum("entry_fees"),
+            exit_fees=Sum("exit_fees"),
+        )
+        totals = {
+            "trades": sums["trades"],
+            "wins": sums["wins"],
+            "win_rate": sums["wins"] / sums["trades"] if sums["trades"] else None,
+            "profit_loss": sums["profit_loss"] or Decimal(0),
+            "fees": (sums["entry_fees"] or Decimal(0)) + (sums["exit_fees"] or Decimal(0)),
+        }
+        return Response(serializers.TradeTotalsSerializer(totals).data)
 
 
 class SignalViewSet(ReadOnly):

@@ -99,6 +99,7 @@
   // --- charts (lightweight-charts, static/cdb/pricechart.js) ---------------------------------------------
   const CHART_BARS = 300;
   let chartSymbol = null, chartInterval = null, chartData = null, chartLoading = null, indicatorTimer = null;
+  let chartUntil = null;  // set while the chart shows an older stretch (a clicked trade): no live bars then
   const priceChart = CdbPriceChart.create($("price-chart"));
   const equityChart = CdbPriceChart.line($("equity-chart"), [], {color: "#5fd38d", area: true});
   window.cdbCharts = {price: priceChart, equity: equityChart};
@@ -133,6 +134,8 @@
     if (!chartSymbol) { root.dataset.state = "empty"; return; }
     const symbol = chartSymbol, params = {symbol, limit: CHART_BARS};
     if (chartInterval) params.interval = chartInterval;
+    chartUntil = options && options.until ? Math.floor(options.until) : options && options.keepRange ? chartUntil : null;
+    if (chartUntil) params.until = chartUntil;
     root.dataset.state = "loading";
     const load = chartLoading = fetch("/api/chart/?" + new URLSearchParams(params), {credentials: "same-origin"})
       .then((r) => (r.ok ? r.json() : Promise.reject(new Error("chart " + r.status))));
@@ -161,12 +164,88 @@
     }, 3000);
   }
 
-  window.cdbCentreChart = async (symbol, ms) => {
-    if (symbol !== chartSymbol) { chartSymbol = symbol; await loadPriceChart(); }
-    priceChart.centreOn(ms);
+  // Centre the chart on a trade: its symbol, the bars from its entry to its exit (older ones are fetched).
+  window.cdbCentreChart = async (symbol, entryMs, exitMs) => {
+    const end = exitMs || entryMs;
+    const bars = chartData && chartData.candles;
+    const loaded = bars && bars.length && symbol === chartSymbol && bars[0].time <= entryMs;
+    if (!loaded) {
+      chartSymbol = symbol;
+      const span = chartData && chartData.interval_ms ? chartData.interval_ms : 60000;
+      await loadPriceChart({until: end + CHART_BARS / 2 * span});
+    }
+    priceChart.centreOn((entryMs + end) / 2, Math.max(60, 3 * (end - entryMs) / ((chartData && chartData.interval_ms) || 60000)));
   };
 
+  // --- closed trades (GET /api/trades/ and /api/trades/totals/, the same filters) --------------------------
+  const TRADES_PAGE = 20;
+  let tradesPage = 1, tradesPages = 1, tradesTimer = null;
+  const REASONS = {stop_loss: "stop-loss", drawdown_close: "drawdown close"};
+  const duration = (sec) => {
+    if (sec === null || sec === undefined) return "–";
+    const d = Math.floor(sec / 86400), h = Math.floor((sec % 86400) / 3600), m = Math.round((sec % 3600) / 60);
+    return (d ? d + "d " : "") + (d || h ? h + "h " : "") + m + "m";
+  };
+  const iso = (text) => (text ? text.replace("T", " ").slice(0, 16) : "–");
+
+  function tradeFilters() {
+    const params = {status: "CLOSED"};
+    if ($("trades-symbol").value) params.symbol = $("trades-symbol").value;
+    if ($("trades-day").value) params.day = $("trades-day").value;
+    return params;
+  }
+
+  async function loadTrades() {
+    const filters = tradeFilters();
+    const q = (extra) => new URLSearchParams(Object.assign({}, filters, extra)).toString();
+    try {
+      const [page, totals] = await Promise.all([
+        fetch("/api/trades/?" + q({page: tradesPage, page_size: TRADES_PAGE}), {credentials: "same-origin"}).then((r) => r.json()),
+        fetch("/api/trades/totals/?" + q({}), {credentials: "same-origin"}).then((r) => r.json()),
+      ]);
+      tradesPages = Math.max(1, Math.ceil(page.count / TRADES_PAGE));
+      $("trades-page").textContent = "page " + tradesPage + " of " + tradesPages;
+      $("trades-prev").disabled = tradesPage <= 1;
+      $("trades-next").disabled = tradesPage >= tradesPages;
+      const pnl = Number(totals.profit_loss);
+      $("trades-totals").textContent = totals.trades + " trades · P&L " + (pnl > 0 ? "+" : "") + num(pnl) +
+        " · win rate " + (totals.win_rate === null ? "–" : (totals.win_rate * 100).toFixed(1) + " %") + " · fees " + num(totals.fees, 4);
+      $("trades-totals").dataset.profitLoss = totals.profit_loss;
+      $("trades-totals").dataset.trades = totals.trades;
+      fill("closed-trades", page.results || [], (t) => [cell(t.symbol), cell(iso(t.entry_time)), cell(num(t.entry_price)),
+        cell(iso(t.exit_time)), cell(num(t.exit_price)), cell(num(t.quantity)),
+        cell((Number(t.profit_loss) > 0 ? "+" : "") + num(t.profit_loss), Number(t.profit_loss) >= 0 ? "up" : "down"),
+        cell(t.profit_loss_percent === null ? "–" : Number(t.profit_loss_percent).toFixed(2) + " %", Number(t.profit_loss) >= 0 ? "up" : "down"),
+        cell(duration(t.duration_seconds)), cell(REASONS[t.exit_reason] || t.exit_reason, "reason")], () => "clickable");
+      [...$("closed-trades").querySelectorAll("tbody tr")].forEach((tr, i) => {
+        const t = page.results[i];
+        tr.dataset.tradeId = t.trade_id;
+        tr.addEventListener("click", () => window.cdbCentreChart(t.symbol, Date.parse(t.entry_time), Date.parse(t.exit_time)));
+      });
+    } catch (error) { /* the connection badge shows what is wrong */ }
+  }
+
+  function tradeSymbols() {
+    const select = $("trades-symbol"), symbols = Object.keys(state.prices).sort();
+    const have = [...select.options].slice(1).map((o) => o.value);
+    if (have.join(",") === symbols.join(",")) return;
+    const current = select.value;
+    select.replaceChildren(new Option("all symbols", ""), ...symbols.map((s) => new Option(s, s)));
+    select.value = symbols.includes(current) ? current : "";
+  }
+
+  function loadTradesSoon() {
+    if (tradesTimer) return;
+    tradesTimer = setTimeout(() => { tradesTimer = null; loadTrades(); }, 1000);
+  }
+
+  $("trades-symbol").addEventListener("change", () => { tradesPage = 1; loadTrades(); });
+  $("trades-day").addEventListener("change", () => { tradesPage = 1; loadTrades(); });
+  $("trades-prev").addEventListener("click", () => { if (tradesPage > 1) { tradesPage--; loadTrades(); } });
+  $("trades-next").addEventListener("click", () => { if (tradesPage < tradesPages) { tradesPage++; loadTrades(); } });
+
   function render(fresh) {
+    tradeSymbols();
     renderCards();
     renderTables(fresh);
     renderEquity();
@@ -180,7 +259,7 @@
   function apply(message) {
     const data = message.data;
     switch (message.kind) {
-      case "snapshot": state = data; render(); loadPriceChart(); return;
+      case "snapshot": state = data; render(); if (!chartData) loadPriceChart(); loadTradesSoon(); return;  // live bars keep the chart current
       case "refresh": merge(data); return;
       case "watchlist": state.watchlist = data; break;
       case "market_data":
@@ -193,7 +272,7 @@
           p.unrealized_pnl_pct = p.avg_entry_price ? data.price / p.avg_entry_price - 1 : null;
           renderTables();
         }
-        if (data.symbol === chartSymbol && chartData && (!data.interval || data.interval === chartData.base_interval)) {
+        if (data.symbol === chartSymbol && chartData && !chartUntil && (!data.interval || data.interval === chartData.base_interval)) {
           priceChart.updateCandle({time: data.timestamp, open: data.open ?? data.price, high: data.high ?? data.price,
             low: data.low ?? data.price, close: data.price, volume: data.volume});
           refreshIndicatorsSoon();
@@ -205,6 +284,7 @@
       case "order_results":
         prepend(state.order_results, data);
         if (data.status === "FILLED" && data.symbol === chartSymbol && data.price) refreshIndicatorsSoon();  // markers, stops
+        if (data.status === "FILLED" && data.side === "SELL") loadTradesSoon();
         refreshSoon();
         break;
       case "alerts": prepend(state.alerts, data); break;
@@ -302,5 +382,6 @@
   document.body.dataset.connection = "connecting";
   render();
   loadPriceChart();
+  loadTrades();
   connect();
 })();

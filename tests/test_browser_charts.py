@@ -235,6 +235,11 @@ def test_chart_after_a_replay_shows_candles_indicators_and_one_marker_per_fill(s
     expect(chart).to_have_attribute("data-interval", "5m")
     expect(chart).to_have_attribute("data-state", "ready")
 
+    # The watch list: % change and quote volume over LOOKBACK_MINUTES, as the screener ranks them.
+    row = page.locator("#watchlist tbody tr", has_text=SYMBOL)
+    expect(row.locator("td").nth(3)).to_contain_text("%")
+    expect(row.locator("td").nth(4)).not_to_have_text("–")
+
     # Closed trades: totals equal what /api/trades/ lists, a page of rows, a click centres the chart on one.
     closed = _all(page, "/api/trades/?status=CLOSED&page_size=500")
     assert closed and len(closed) == Trade.objects.filter(status="CLOSED").count()

@@ -15,7 +15,7 @@ from django.test import Client
 from execution.models import Order, Portfolio, Position
 from marketdata.models import Candle
 from risk.models import TradingState
-from trading.dashboard import build_snapshot, equity_curve
+from trading.dashboard import build_snapshot, equity_curve, watchlist
 from trading.routing import websocket_urlpatterns
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -151,6 +151,27 @@ def test_watchlist_comes_from_the_screener_when_it_ran():
     assert [(e["rank"], e["symbol"], e["pct_change"]) for e in data["entries"]] == [
         (1, "SOL_USDT", 5.0),
         (2, "ETH_USDT", 3.0),
+    ]
+
+
+def test_watchlist_without_a_screener_list_ranks_the_watched_symbols_over_the_lookback(settings):
+    """No stored list (embedded mode, a replay): % change and quote volume over LOOKBACK_MINUTES, as the screener
+    computes them, with its rank; a candle older than the window does not count."""
+    settings.SYMBOL_WHITELIST = ["BTC_USDT", "ETH_USDT", "SOL_USDT"]
+    settings.LOOKBACK_MINUTES = 3
+    minute = 60_000
+    _candle("BTC_USDT", T0 - 5 * minute, "50")  # outside the 3-minute window
+    for i, close in enumerate(["100", "104", "110"]):
+        _candle("BTC_USDT", T0 + i * minute, close)
+    for i, close in enumerate(["10", "10.1", "10.2"]):
+        _candle("ETH_USDT", T0 + i * minute, close)
+    data = watchlist(now=T0 + 2 * minute)
+    assert data["lookback_minutes"] == 3 and data["source"] == "watched symbols, ranked live"
+    rows = [(e["rank"], e["symbol"], e["pct_change"], e["quote_volume"]) for e in data["entries"]]
+    assert rows == [
+        (1, "BTC_USDT", pytest.approx(0.1), pytest.approx(314.0)),
+        (2, "ETH_USDT", pytest.approx(0.02), pytest.approx(30.3)),
+        (3, "SOL_USDT", None, None),  # no candles: listed last, no figures
     ]
 
 

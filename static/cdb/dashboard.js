@@ -90,10 +90,34 @@
       cell(num(s.confidence, 3)), cell(s.reason, "reason")], null, fresh === "signals");
     fill("positions", state.positions, (p) => [cell(p.symbol), cell(num(p.quantity)), cell(num(p.avg_entry_price)),
       cell(num(p.price)), cell(money(p.unrealized_pnl) + " (" + pct(p.unrealized_pnl_pct) + ")", p.unrealized_pnl >= 0 ? "up" : "down")]);
-    $("watchlist-source").textContent = "(" + state.watchlist.source + (state.watchlist.as_of_ms ? " @ " + time(state.watchlist.as_of_ms) : "") + ")";
-    fill("watchlist", state.watchlist.entries, (w) => [cell(w.rank), cell(w.symbol),
-      cell(num((state.prices[w.symbol] || {}).price)), cell(w.pct_change === null ? "" : num(w.pct_change, 4) + " %"),
-      cell(w.quote_volume === null ? "" : money(w.quote_volume))]);
+    const wl = state.watchlist;
+    $("watchlist-source").textContent = "(" + wl.source + (wl.lookback_minutes ? ", last " + wl.lookback_minutes + " min" : "") +
+      (wl.as_of_ms ? " @ " + time(wl.as_of_ms) : "") + ")";
+    const key = watchSort.key, dir = watchSort.dir;
+    const value = (w) => (key === "price" ? (state.prices[w.symbol] || {}).price : key === "pct_change" && w.pct_change !== null ? Math.abs(w.pct_change) : w[key]);
+    const entries = wl.entries.slice().sort((a, b) => {
+      const va = value(a), vb = value(b);
+      if (va === null || va === undefined) return 1;
+      if (vb === null || vb === undefined) return -1;
+      return (va < vb ? -1 : va > vb ? 1 : 0) * dir;
+    });
+    fill("watchlist", entries, (w) => [cell(w.rank), cell(w.symbol),
+      cell(num((state.prices[w.symbol] || {}).price)),
+      cell(w.pct_change === null ? "–" : (w.pct_change > 0 ? "+" : "") + pct(w.pct_change), w.pct_change > 0 ? "up" : w.pct_change < 0 ? "down" : ""),
+      cell(w.quote_volume === null ? "–" : money(w.quote_volume))]);
+    for (const th of $("watchlist").querySelectorAll("th[data-sort]")) {
+      th.dataset.dir = th.dataset.sort === key ? (dir > 0 ? "asc" : "desc") : "";
+    }
+  }
+
+  // The watch list sorts by a clicked column (again: the other way); |% change| sorts by size.
+  const watchSort = {key: "rank", dir: 1};
+  for (const th of document.querySelectorAll("#watchlist th[data-sort]")) {
+    th.addEventListener("click", () => {
+      watchSort.dir = watchSort.key === th.dataset.sort ? -watchSort.dir : th.dataset.sort === "rank" || th.dataset.sort === "symbol" ? 1 : -1;
+      watchSort.key = th.dataset.sort;
+      renderTables();
+    });
   }
 
   // --- charts (lightweight-charts, static/cdb/pricechart.js) ---------------------------------------------

@@ -9,6 +9,7 @@ UPDATE_README_SCREENSHOT=1, to docs/ (the README's pictures).
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -26,6 +27,7 @@ from marketdata.models import Candle
 from tests.support import processes
 from tests.test_browser_dashboard import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, TIMEOUT, _user, off_loop
 from trading.indicators import EMA, RSI
+from trading.models import BacktestRun
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
@@ -296,3 +298,61 @@ def _ms(text: str) -> int:
 
 def _decimal(text) -> Decimal:
     return Decimal(str(text))
+
+
+def test_a_stored_backtest_opens_with_its_trades_on_the_chart(server, browser, tmp_path):
+    """``manage.py backtest --save`` twice; the list shows both, one opens with dated equity and drawdown curves,
+    its candles and one marker per fill (equal to its report's trades), and two open side by side."""
+    if not DATA.exists():
+        pytest.skip(f"{DATA} is missing")
+    lines = [line for line in DATA.read_text().splitlines() if line and line[0].isdigit()][:1500]
+    path = tmp_path / f"{SYMBOL}-5m.csv"
+    path.write_text("\n".join(lines) + "\n")
+    common = ["--data", str(path), "--no-progress", "--save"]
+    off_loop(call_command, "backtest", *common, "--capital", "1", stdout=io.StringIO())
+    out = io.StringIO()
+    off_loop(call_command, "backtest", *common, "--capital", "10000", stdout=out)  # 10,000 BTC: entries cut
+    assert "PAPER_MAX_VOLUME_SHARE" in out.getvalue() and "Try --capital" in out.getvalue()
+    small, large = BacktestRun.objects.order_by("id")
+    assert small.report["summary"]["warnings"] == [] and large.report["summary"]["warnings"]
+    _user("analyst")
+
+    watched = Watched(browser, 1280, 800)
+    page = watched.page
+    watched.login(server.port, "analyst")
+    page.click("text=Backtests")
+    expect(page.locator("#backtests-app")).to_have_attribute("data-state", "ready")
+    expect(page.locator("#runs tbody tr")).to_have_count(2)
+    expect(page.locator("#runs tbody tr").first).to_contain_text("Try --capital")  # the newest: the large capital
+    page.click(f"a[href='/backtests/{small.pk}/']")
+    expect(page.locator("#backtests-app")).to_have_attribute("data-state", "ready")
+    expect(page.locator("#run-price")).to_have_attribute("data-state", "ready")
+
+    report = small.report
+    got = read_chart(page)
+    assert len(got["candles"]) == report["candles"] == 1500
+    assert got["candles"][0]["time"] == int(lines[0].split(",")[0])
+    assert set(got["lines"]) == {"EMA12", "EMA26", "SMA50", "RSI14"}
+    # One marker per fill, at the times and prices of the report's trades (a SELL that closes several lots is one).
+    expected = {(t["entry_time"], float(t["entry_price"]), "arrowUp") for t in report["trades"]}
+    expected |= {(t["exit_time"], float(t["exit_price"]), "arrowDown") for t in report["trades"] if t["exit_time"]}
+    markers = {(m["time"], m["price"], m["shape"]) for m in got["markers"]}
+    assert markers == expected
+    fills = [o for o in report["orders"] if o["status"] in ("FILLED", "PARTIALLY_FILLED")]
+    assert len(got["markers"]) == len(fills)
+    # Equity and drawdown on dated axes: every point of the report's curve (one per second at most).
+    assert int(page.locator("#a-equity").get_attribute("data-points")) == len(
+        {t // 1000 for t, _ in report["equity_curve"]}
+    )
+    expect(page.locator("#run-trades tbody tr")).to_have_count(len(report["trades"]))
+    expect(page.locator("#run-risk-events")).to_be_visible()
+    watched.shot("backtest-1280x800")
+
+    page.goto(f"http://127.0.0.1:{server.port}/backtests/{small.pk}/?compare={large.pk}")
+    expect(page.locator("#backtests-app")).to_have_attribute("data-state", "ready")
+    expect(page.locator("#run-a .run-title")).to_contain_text(f"#{small.pk}")
+    expect(page.locator("#run-b .run-title")).to_contain_text(f"#{large.pk}")
+    expect(page.locator("#run-b .warning")).to_contain_text("PAPER_MAX_VOLUME_SHARE")
+    watched.shot("backtest-compare-1280x800")
+    watched.check_clean()
+    watched.close()

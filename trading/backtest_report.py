@@ -36,6 +36,29 @@ def _sharpe(curve: list[tuple[int, Decimal]]) -> float | None:
     return statistics.fmean(returns) / deviation * math.sqrt(YEAR_MS / step)
 
 
+CUT_SHARE = 0.5  # warn when more than half of the entries filled less than they asked for
+
+
+def capital_warnings(result: Result) -> list[str]:
+    """A newcomer's trap: a capital far above what the candles' volumes can absorb (``--capital 10000`` on
+    BTC-quoted pairs is 10,000 BTC), so PAPER_MAX_VOLUME_SHARE cuts most entries. Says so, and suggests a capital
+    at the scale the fills reached."""
+    entries = [o for o in result.orders if o.purpose == "entry" and o.quantity > 0]
+    cut = [o for o in entries if o.filled_quantity < o.quantity]
+    if not entries or len(cut) <= CUT_SHARE * len(entries):
+        return []
+    ratios = sorted(float(o.filled_quantity / o.quantity) for o in cut)
+    suggested = float(result.initial_capital) * max(ratios[len(ratios) // 2], 1e-12)
+    magnitude = 10 ** math.floor(math.log10(suggested))
+    suggested = math.floor(suggested / magnitude) * magnitude
+    quotes = sorted({o.symbol.rsplit("_", 1)[-1] for o in entries})
+    return [
+        f"{len(cut)} of {len(entries)} entries were cut by PAPER_MAX_VOLUME_SHARE (the share of a candle's volume a "
+        f"fill may take): a capital of {_money(result.initial_capital)} is counted in the quote currency "
+        f"({', '.join(quotes)}), too large for these markets. Try --capital {suggested:g} or less."
+    ]
+
+
 def summary(result: Result) -> dict:
     closed = result.closed
     wins = [c for c in closed if c.profit_loss > 0]
@@ -62,6 +85,7 @@ def summary(result: Result) -> dict:
         "realized_pnl": _money(result.book.realized_pnl),
         "time_in_market_pct": 100 * sum(result.in_market) / len(result.in_market) if result.in_market else 0.0,
         "trading_state": result.trading_state,
+        "warnings": capital_warnings(result),
         "per_symbol": {
             symbol: {
                 "trades": item["trades"],

@@ -6,6 +6,7 @@ Reads only; the arithmetic is in ``trading/chart.py``.
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 
 from django.conf import settings
 from django.db.models import Sum
@@ -153,3 +154,63 @@ def page_indicators(symbol: str, interval: str, timestamps: list[int]) -> list[d
     values = rows.order_by("timestamp").values_list("timestamp", "open", "high", "low", "close", "volume")
     page = [Bar(t, float(o), float(h), float(lo), float(c), float(v)) for t, o, h, lo, c, v in values]
     return indicator_series(specs, before + page, first)
+
+
+def backtest_chart(report: dict, symbol: str, max_bars: int = 20_000) -> dict:
+    """A stored backtest's chart of ``symbol``: the candles of its files (read again from disk), the run's strategy
+    indicators and its fills. Raises FileNotFoundError when the run's file for the symbol is not readable here."""
+    from .backtest import BacktestInputError, read_bars
+
+    paths = [p for p in report.get("files", []) if Path(p).name.startswith(f"{symbol}-")]
+    if not paths:
+        raise FileNotFoundError(f"the run has no file for {symbol}")
+    try:
+        rows = [b for b in read_bars(paths) if b.symbol == symbol]
+    except BacktestInputError as error:
+        raise FileNotFoundError(str(error)) from None
+    base = rows[0].interval if rows else None
+    bars = [
+        Bar(b.row.timestamp, b.candle.open, b.candle.high, b.candle.low, b.candle.close, b.candle.volume) for b in rows
+    ]
+    interval = base
+    while len(bars) > max_bars and interval in INTERVALS:  # a long run: coarser bars keep the page light
+        coarser = [i for i in coarser_intervals(interval) if i != interval]
+        if not coarser:
+            break
+        interval = coarser[0]
+        bars = resample(bars, interval_ms(interval))
+    params = {
+        k.removeprefix("strategy."): v for k, v in report.get("parameters", {}).items() if k.startswith("strategy.")
+    }
+    spec = report["strategy"] + (":" + ",".join(f"{k}={v}" for k, v in params.items()) if params else "")
+    _, specs, _ = strategy_indicators(spec)
+    fills_ = [
+        {
+            "time": o["timestamp"],
+            "side": o["side"],
+            "price": o["price"],
+            "quantity": o["filled_quantity"],
+            "fee": o["fees"],
+            "purpose": o["purpose"],
+            "reason": exit_reason_label("signal" if o["purpose"] == "exit" else o["purpose"])
+            if o["side"] == "SELL"
+            else "entry",
+            "detail": o["reason"],
+            "profit_loss": None,
+            "client_order_id": o["client_order_id"],
+        }
+        for o in report.get("orders", [])
+        if o["symbol"] == symbol and o["status"] in ("FILLED", "PARTIALLY_FILLED") and o["price"]
+    ]
+    return {
+        "symbol": symbol,
+        "strategy": report["strategy"],
+        "base_interval": base,
+        "interval": interval,
+        "interval_ms": interval_ms(interval) if interval in INTERVALS else None,
+        "intervals": [interval] if interval else [],
+        "candles": [bar._asdict() for bar in bars],
+        "indicators": indicator_series(specs, bars, bars[0].time if bars else 0),
+        "fills": fills_,
+        "stops": [],
+    }

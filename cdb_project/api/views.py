@@ -130,6 +130,22 @@ class BacktestRunViewSet(ReadOnly):
     queryset = BacktestRun.objects.order_by("-created_at", "-id")
     filterset_class = filters.BacktestRunFilter
 
+    @extend_schema(
+        summary="A stored run's chart of one symbol: its files' candles, its strategy's indicators, its fills",
+        parameters=[OpenApiParameter("symbol", str, required=True)],
+        responses={200: OpenApiResponse(description="chart data"), 400: ERROR_400, 401: ERROR_401},
+    )
+    @action(detail=True)
+    def chart(self, request, pk=None):
+        run = self.get_object()
+        symbol = request.query_params.get("symbol", "")
+        if not symbol:
+            return Response({"symbol": ["required"]}, status=http.HTTP_400_BAD_REQUEST)
+        try:
+            return Response(chart_service.backtest_chart(run.report, symbol))
+        except FileNotFoundError as error:
+            return Response({"symbol": [f"no candles: {error}"]}, status=http.HTTP_400_BAD_REQUEST)
+
     def get_serializer_class(self):
         if self.action == "retrieve":
             return serializers.BacktestRunDetailSerializer

@@ -17,7 +17,8 @@
       layout: {background: {color: COLORS.bg}, textColor: COLORS.text, fontSize: 11},
       grid: {vertLines: {color: COLORS.grid}, horzLines: {color: COLORS.grid}},
       rightPriceScale: {borderColor: "#26313c"},
-      timeScale: {borderColor: "#26313c", timeVisible: true, secondsVisible: false},
+      // A small minimum bar spacing lets fitContent show a whole backtest (thousands of points) at once.
+      timeScale: {borderColor: "#26313c", timeVisible: true, secondsVisible: false, minBarSpacing: 0.05},
       crosshair: {mode: LC.CrosshairMode.Normal},
       handleScroll: true, handleScale: true,
     }, extra || {});

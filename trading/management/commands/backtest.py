@@ -178,6 +178,8 @@ class Command(BaseCommand):
         width = max(len(label) for label, _ in rows)
         for label, value in rows:
             self.stdout.write(f"{label:<{width}}  {value}")
+        for warning in s.get("warnings", []):
+            self.stdout.write(f"WARNING: {warning}")
         for symbol, item in s["per_symbol"].items():
             self.stdout.write(
                 f"  {symbol:<12} trades {item['trades']:>4}  win {100 * item['win_rate']:5.1f} %"

@@ -356,3 +356,43 @@ def test_a_stored_backtest_opens_with_its_trades_on_the_chart(server, browser, t
     watched.shot("backtest-compare-1280x800")
     watched.check_clean()
     watched.close()
+
+
+def test_the_standalone_html_report_draws_the_same_charts_offline(browser, tmp_path):
+    """``backtest --html``: the file alone (file://, every other request refused) draws the equity, the drawdown and
+    a candlestick chart per symbol whose markers are the report's fills."""
+    if not DATA.exists():
+        pytest.skip(f"{DATA} is missing")
+    lines = [line for line in DATA.read_text().splitlines() if line and line[0].isdigit()][:1500]
+    path = tmp_path / f"{SYMBOL}-5m.csv"
+    path.write_text("\n".join(lines) + "\n")
+    html, js = tmp_path / "report.html", tmp_path / "report.json"
+    args = ["--data", str(path), "--capital", "1", "--no-progress", "--html", str(html), "--json", str(js)]
+    call_command("backtest", *args, stdout=io.StringIO())
+    report = json.loads(js.read_text())
+
+    watched = Watched(browser, 1280, 800)
+    watched.context.unroute("**/*")
+    watched.context.route(
+        "**/*",
+        lambda route: (
+            route.continue_()
+            if route.request.url.startswith(("file://", "data:"))
+            else (watched.outside.append(route.request.url), route.abort())
+        ),
+    )
+    page = watched.page
+    page.goto(html.as_uri())
+    page.wait_for_function("window.cdbCharts && window.cdbCharts.prices && window.cdbCharts.prices.ETH_BTC")
+    got = page.evaluate("window.cdbCharts.prices.ETH_BTC.readBack()")
+    assert len(got["candles"]) == 1500 and got["volume"] == 1500
+    assert set(got["lines"]) == {"EMA12", "EMA26", "SMA50", "RSI14"}
+    fills = [o for o in report["orders"] if o["status"] in ("FILLED", "PARTIALLY_FILLED")]
+    assert sorted((m["time"], m["price"]) for m in got["markers"]) == sorted(
+        (o["timestamp"], float(o["price"])) for o in fills
+    )
+    assert int(page.locator("#equity").get_attribute("data-points")) > 1
+    assert int(page.locator("#drawdown").get_attribute("data-points")) > 1
+    page.screenshot(path=str(ARTIFACTS / "backtest-html.png"))
+    watched.check_clean()
+    watched.close()

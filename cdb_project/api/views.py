@@ -133,7 +133,12 @@ class BacktestRunViewSet(ReadOnly):
     @extend_schema(
         summary="A stored run's chart of one symbol: its files' candles, its strategy's indicators, its fills",
         parameters=[OpenApiParameter("symbol", str, required=True)],
-        responses={200: OpenApiResponse(description="chart data"), 400: ERROR_400, 401: ERROR_401},
+        responses={
+            200: OpenApiResponse(description="chart data"),
+            400: ERROR_400,
+            401: ERROR_401,
+            404: OpenApiResponse(description="No such run"),
+        },
     )
     @action(detail=True)
     def chart(self, request, pk=None):

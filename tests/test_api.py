@@ -37,6 +37,8 @@ READ_ENDPOINTS = [
     "/api/risk/parameters/",
     "/api/risk/state/",
     "/api/backtests/",
+    "/api/chart/?symbol=BTC_USDT",
+    "/api/trades/totals/",
 ]
 
 

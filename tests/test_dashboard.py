@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from decimal import Decimal
 
@@ -254,3 +255,20 @@ def test_health_card_in_embedded_mode_needs_no_redis(settings):
         "redis": {"ok": True, "detail": "not used (embedded)"},
         "workers": {"ok": True, "detail": "in-process (embedded)"},
     }
+
+
+@pytest.mark.redis
+def test_an_idle_dashboard_socket_outlives_the_channel_layers_pop_timeout():
+    """channels-redis waits for a message with a 5 s BZPOPMIN; redis-py 8 reads with a 5 s socket timeout by default,
+    so an idle consumer raised redis' TimeoutError and the page reconnected every ~6 s. Waiting 7 s must end in our
+    own timeout, not in redis'."""
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+
+    async def idle() -> None:
+        name = await layer.new_channel()
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(layer.receive(name), 7)
+
+    asyncio.run(idle())

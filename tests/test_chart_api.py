@@ -171,6 +171,9 @@ def test_backtest_chart_reads_the_runs_file(tmp_path):
     body = client.get(f"/api/backtests/{run.pk}/chart/?symbol=ETH_BTC").json()
     fills = [o for o in run.report["orders"] if o["status"] in ("FILLED", "PARTIALLY_FILLED")]
     assert len(body["candles"]) == run.candles and len(body["fills"]) == len(fills)
+    exits = [f for f in body["fills"] if f["side"] == "SELL"]
+    closed = [t for t in run.report["trades"] if t["exit_time"] is not None]
+    assert exits and sum(Decimal(f["profit_loss"]) for f in exits) == sum(Decimal(t["profit_loss"]) for t in closed)
     assert client.get(f"/api/backtests/{run.pk}/chart/?symbol=LTC_BTC").status_code == 400
     assert client.get(f"/api/backtests/{run.pk}/chart/").status_code == 400
     path.unlink()

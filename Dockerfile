@@ -10,6 +10,11 @@ ENV PATH=/opt/venv/bin:$PATH
 COPY requirements.txt /tmp/requirements.txt
 RUN pip install -r /tmp/requirements.txt
 
+FROM node:20-slim AS frontend
+WORKDIR /front
+COPY package.json package-lock.json .npmrc ./
+RUN npm ci
+
 FROM python:3.11-slim AS runtime
 ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 PATH=/opt/venv/bin:$PATH
 RUN groupadd --system --gid 10001 cdb \
@@ -17,6 +22,7 @@ RUN groupadd --system --gid 10001 cdb \
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 COPY . /app
+COPY --from=frontend /front/node_modules /app/node_modules
 RUN DEBUG=true SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput \
     && chmod 0755 /app/docker/entrypoint.sh
 USER cdb:cdb

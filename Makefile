@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PG_URL ?= postgres://postgres@127.0.0.1:5432/test
 REDIS_TEST_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: run test test-embedded lint install install-dev migrate clean chromium
+.PHONY: run test test-embedded lint install install-dev migrate clean chromium frontend
 
 $(VENV)/.runtime: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,8 +17,15 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
-install: $(VENV)/.runtime
-install-dev: $(VENV)/.dev
+## Front-end libraries (lightweight-charts) from the npm registry, pinned by package-lock.json; Django serves
+## node_modules/lightweight-charts/dist as static/vendor/lightweight-charts/ (nothing from a CDN, nothing committed).
+node_modules/.installed: package.json package-lock.json
+	npm ci
+	touch $@
+
+frontend: node_modules/.installed
+install: $(VENV)/.runtime frontend
+install-dev: $(VENV)/.dev frontend
 
 ## Embedded mode: SQLite, in-process tasks, simulated market, http://127.0.0.1:8000
 run: install
@@ -43,4 +50,4 @@ lint: install-dev
 	$(VENV)/bin/ruff check .
 
 clean:
-	rm -rf $(VENV) db.sqlite3 .pytest_cache
+	rm -rf $(VENV) db.sqlite3 .pytest_cache node_modules

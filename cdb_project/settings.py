@@ -162,7 +162,13 @@ else:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000, "expiry": 30},
+            # redis-py 8 reads with a 5 s socket timeout by default, the same as channels-redis' 5 s BZPOPMIN:
+            # an idle dashboard socket then died every ~6 s ("Timeout reading"). The read waits longer than the pop.
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 30, "socket_connect_timeout": 5}],
+                "capacity": 1000,
+                "expiry": 30,
+            },
         }
     }
 
@@ -224,7 +230,11 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
-STATICFILES_DIRS = [BASE_DIR / "static"]
+# lightweight-charts' standalone build, installed by `npm ci` (Makefile), served as static/vendor/lightweight-charts/.
+STATICFILES_DIRS = [
+    BASE_DIR / "static",
+    ("vendor/lightweight-charts", BASE_DIR / "node_modules/lightweight-charts/dist"),
+]
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

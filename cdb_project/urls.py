@@ -11,6 +11,8 @@ handler404 = "trading.views.not_found"
 
 urlpatterns = [
     path("", trading_views.dashboard, name="dashboard"),
+    path("backtests/", trading_views.backtests, name="backtests"),
+    path("backtests/<int:pk>/", trading_views.backtests, name="backtest-detail"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("api/dashboard/snapshot/", trading_views.snapshot, name="dashboard-snapshot"),
     path("api/", include("cdb_project.api.urls")),

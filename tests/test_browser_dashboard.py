@@ -163,9 +163,11 @@ def test_staff_sees_live_tables_and_halts_trading(server, page, sma_cross):
     expect(page.locator("#health")).to_contain_text("redis: ok")
     expect(page.locator("#freshness")).to_contain_text("TEST_USDT")
     expect(page.locator("#signals tbody tr")).to_have_count(1)  # the stored one; the SELL was a bare event
-    expect(page.locator("#price-chart path.marker.entry")).to_have_count(1)  # the BUY on the price chart
-    expect(page.locator("#price-chart path.marker.exit")).to_have_count(1)  # and the SELL
-    expect(page.locator("#equity-chart path.series")).to_have_count(1)
+    # The BUY (▲) and the SELL (▼) on the price chart, read back through lightweight-charts' API in the page.
+    expect(page.locator("#price-chart")).to_have_attribute("data-state", "ready")
+    shapes = page.evaluate("window.cdbCharts.price.readBack().markers.map((m) => m.shape)")
+    assert sorted(shapes) == ["arrowDown", "arrowUp"]
+    assert int(page.locator("#equity-chart").get_attribute("data-points")) >= 2
     page.evaluate("window.__sameDocument = true")
 
     off_loop(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from decimal import Decimal
 
@@ -15,7 +16,7 @@ from django.test import Client
 from execution.models import Order, Portfolio, Position
 from marketdata.models import Candle
 from risk.models import TradingState
-from trading.dashboard import build_snapshot, equity_curve
+from trading.dashboard import build_snapshot, equity_curve, watchlist
 from trading.routing import websocket_urlpatterns
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -154,6 +155,27 @@ def test_watchlist_comes_from_the_screener_when_it_ran():
     ]
 
 
+def test_watchlist_without_a_screener_list_ranks_the_watched_symbols_over_the_lookback(settings):
+    """No stored list (embedded mode, a replay): % change and quote volume over LOOKBACK_MINUTES, as the screener
+    computes them, with its rank; a candle older than the window does not count."""
+    settings.SYMBOL_WHITELIST = ["BTC_USDT", "ETH_USDT", "SOL_USDT"]
+    settings.LOOKBACK_MINUTES = 3
+    minute = 60_000
+    _candle("BTC_USDT", T0 - 5 * minute, "50")  # outside the 3-minute window
+    for i, close in enumerate(["100", "104", "110"]):
+        _candle("BTC_USDT", T0 + i * minute, close)
+    for i, close in enumerate(["10", "10.1", "10.2"]):
+        _candle("ETH_USDT", T0 + i * minute, close)
+    data = watchlist(now=T0 + 2 * minute)
+    assert data["lookback_minutes"] == 3 and data["source"] == "watched symbols, ranked live"
+    rows = [(e["rank"], e["symbol"], e["pct_change"], e["quote_volume"]) for e in data["entries"]]
+    assert rows == [
+        (1, "BTC_USDT", pytest.approx(0.1), pytest.approx(314.0)),
+        (2, "ETH_USDT", pytest.approx(0.02), pytest.approx(30.3)),
+        (3, "SOL_USDT", None, None),  # no candles: listed last, no figures
+    ]
+
+
 # --- the websocket consumer, in-process ---------------------------------------------------------------------
 
 
@@ -244,3 +266,20 @@ def test_health_card_in_embedded_mode_needs_no_redis(settings):
         "redis": {"ok": True, "detail": "not used (embedded)"},
         "workers": {"ok": True, "detail": "in-process (embedded)"},
     }
+
+
+@pytest.mark.redis
+def test_an_idle_dashboard_socket_outlives_the_channel_layers_pop_timeout():
+    """channels-redis waits for a message with a 5 s BZPOPMIN; redis-py 8 reads with a 5 s socket timeout by default,
+    so an idle consumer raised redis' TimeoutError and the page reconnected every ~6 s. Waiting 7 s must end in our
+    own timeout, not in redis'."""
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+
+    async def idle() -> None:
+        name = await layer.new_channel()
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(layer.receive(name), 7)
+
+    asyncio.run(idle())

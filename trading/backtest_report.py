@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import html
+import json
 import math
 import statistics
+from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
 from .backtest import Result
 
@@ -36,6 +39,29 @@ def _sharpe(curve: list[tuple[int, Decimal]]) -> float | None:
     return statistics.fmean(returns) / deviation * math.sqrt(YEAR_MS / step)
 
 
+CUT_SHARE = 0.5  # warn when more than half of the entries filled less than they asked for
+
+
+def capital_warnings(result: Result) -> list[str]:
+    """A newcomer's trap: a capital far above what the candles' volumes can absorb (``--capital 10000`` on
+    BTC-quoted pairs is 10,000 BTC), so PAPER_MAX_VOLUME_SHARE cuts most entries. Says so, and suggests a capital
+    at the scale the fills reached."""
+    entries = [o for o in result.orders if o.purpose == "entry" and o.quantity > 0]
+    cut = [o for o in entries if o.filled_quantity < o.quantity]
+    if not entries or len(cut) <= CUT_SHARE * len(entries):
+        return []
+    ratios = sorted(float(o.filled_quantity / o.quantity) for o in cut)
+    suggested = float(result.initial_capital) * max(ratios[len(ratios) // 2], 1e-12)
+    magnitude = 10 ** math.floor(math.log10(suggested))
+    suggested = math.floor(suggested / magnitude) * magnitude
+    quotes = sorted({o.symbol.rsplit("_", 1)[-1] for o in entries})
+    return [
+        f"{len(cut)} of {len(entries)} entries were cut by PAPER_MAX_VOLUME_SHARE (the share of a candle's volume a "
+        f"fill may take): a capital of {_money(result.initial_capital)} is counted in the quote currency "
+        f"({', '.join(quotes)}), too large for these markets. Try --capital {suggested:g} or less."
+    ]
+
+
 def summary(result: Result) -> dict:
     closed = result.closed
     wins = [c for c in closed if c.profit_loss > 0]
@@ -62,6 +88,7 @@ def summary(result: Result) -> dict:
         "realized_pnl": _money(result.book.realized_pnl),
         "time_in_market_pct": 100 * sum(result.in_market) / len(result.in_market) if result.in_market else 0.0,
         "trading_state": result.trading_state,
+        "warnings": capital_warnings(result),
         "per_symbol": {
             symbol: {
                 "trades": item["trades"],
@@ -150,45 +177,74 @@ def report(result: Result, *, strategy: str, parameters: dict, files: list[str])
     }
 
 
-def _polyline(points: list[tuple[float, float]], width: int, height: int, color: str) -> str:
-    if len(points) < 2:
-        return ""
-    xs, ys = [p[0] for p in points], [p[1] for p in points]
-    x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
-    sx = (width - 60) / ((x1 - x0) or 1)
-    sy = (height - 30) / ((y1 - y0) or 1)
-    path = " ".join(f"{50 + (x - x0) * sx:.1f},{height - 15 - (y - y0) * sy:.1f}" for x, y in points)
-    return (
-        f'<svg viewBox="0 0 {width} {height}" width="100%" role="img">'
-        f'<text x="2" y="14" class="axis">{y1:.6g}</text><text x="2" y="{height - 4}" class="axis">{y0:.6g}</text>'
-        f'<polyline fill="none" stroke="{color}" stroke-width="1.5" points="{path}"/></svg>'
-    )
+STATIC = Path(__file__).resolve().parents[1] / "static"
+LIGHTWEIGHT_CHARTS = (
+    Path(__file__).resolve().parents[1]
+    / "node_modules/lightweight-charts/dist/lightweight-charts.standalone.production.js"
+)
+HTML_CHART_SCRIPT = """
+(function () {
+  const data = JSON.parse(document.getElementById("report-data").textContent);
+  let peak = null;
+  const drawdown = data.equity.map(([t, v]) => { const e = Number(v); peak = peak === null || e > peak ? e : peak;
+    return [t, peak ? -100 * (peak - e) / peak : 0]; });
+  window.cdbCharts = {
+    equity: CdbPriceChart.line(document.getElementById("equity"), data.equity, {color: "#5fd38d", area: true}),
+    drawdown: CdbPriceChart.line(document.getElementById("drawdown"), drawdown,
+      {color: "#ff6b6b", area: true, precision: 2}),
+    prices: {},
+  };
+  for (const [symbol, chart] of Object.entries(data.charts)) {
+    const box = document.getElementById("price-" + symbol);
+    const price = CdbPriceChart.create(box);
+    price.setData(chart);
+    window.cdbCharts.prices[symbol] = price;
+  }
+})();
+"""
 
 
-def html_report(document: dict) -> str:
-    """A single HTML file: equity and drawdown charts as inline SVG, the summary and the trades. No network."""
-    curve = [(ts, float(eq)) for ts, eq in document["equity_curve"]]
-    step = max(1, len(curve) // 2000)
+def _inline_script(text: str) -> str:
+    return "<script>" + text.replace("</script", "<\\/script") + "</script>"
+
+
+def _chart_assets() -> str:
+    """lightweight-charts (installed by ``npm ci``) and static/cdb/pricechart.js, inlined: the page loads nothing."""
+    if not LIGHTWEIGHT_CHARTS.is_file():
+        raise FileNotFoundError(f"{LIGHTWEIGHT_CHARTS} is missing: run `make install` (npm ci) for the --html charts")
+    return _inline_script(LIGHTWEIGHT_CHARTS.read_text()) + _inline_script((STATIC / "cdb/pricechart.js").read_text())
+
+
+def html_report(document: dict, charts: dict[str, dict] | None = None) -> str:
+    """A single HTML file, self-contained and offline: the summary, equity and drawdown on dated axes, a candlestick
+    chart per symbol with the run's fills (``charts``: ``trading.chart_service.backtest_chart`` per symbol) and the
+    trades — drawn by the dashboard's own chart code and lightweight-charts, both inlined."""
+    charts = charts or {}
+    curve = document["equity_curve"]
+    step = max(1, len(curve) // 5000)
     sampled = curve[::step] + ([curve[-1]] if curve and (len(curve) - 1) % step else [])
-    peak, drawdown = None, []
-    for ts, equity in sampled:
-        peak = equity if peak is None or equity > peak else peak
-        drawdown.append((ts, -100 * (peak - equity) / peak if peak else 0.0))
     s = document["summary"]
+
+    def cell(value) -> str:
+        return f"<td title='{html.escape(str(value))}'>{html.escape(str(value))}</td>"
+
+    def when(ms) -> str:
+        return "–" if ms is None else datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M")
+
     rows = "".join(
         "<tr>"
         + "".join(
-            f"<td>{html.escape(str(t[k]) if t[k] is not None else '–')}</td>"
-            for k in (
-                "symbol",
-                "entry_time",
-                "entry_price",
-                "quantity",
-                "exit_time",
-                "exit_price",
-                "profit_loss",
-                "profit_loss_percent",
-                "exit_reason",
+            cell(v if v is not None else "–")
+            for v in (
+                t["symbol"],
+                when(t["entry_time"]),
+                t["entry_price"],
+                t["quantity"],
+                when(t["exit_time"]),
+                t["exit_price"],
+                t["profit_loss"],
+                t["profit_loss_percent"],
+                t["exit_reason"],
             )
         )
         + "</tr>"
@@ -207,27 +263,47 @@ def html_report(document: dict) -> str:
             ("Sharpe", "–" if s["sharpe"] is None else f"{s['sharpe']:.2f}"),
             ("Fees", str(s["fees_paid"])),
             ("Time in market", f"{s['time_in_market_pct']:.1f} %"),
+            ("Period", f"{when(curve[0][0]) if curve else '–'} → {when(curve[-1][0]) if curve else '–'} UTC"),
             ("Candles", f"{document['candles']} in {document['seconds']} s"),
         ]
     )
+    warnings = "".join(f"<p class='warning'>{html.escape(w)}</p>" for w in s.get("warnings", []))
+    prices = "".join(
+        f"<h2>{html.escape(symbol)} <small>{html.escape(str(chart.get('interval') or ''))} bars · ▲ entry ▼ exit"
+        f"</small></h2><div class='chart price' id='price-{html.escape(symbol)}'></div>"
+        for symbol, chart in charts.items()
+    )
+    data = json.dumps({"equity": sampled, "charts": charts}).replace("</", "<\\/")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Backtest — {html.escape(document["strategy"])}</title>
+<link rel="icon" href="data:,">
 <style>
-body {{ font-family: system-ui, sans-serif; margin: 1.5rem; color: #1d2733; }}
+body {{ font-family: system-ui, sans-serif; margin: 1.5rem; color: #e6e6e6; background: #10141a; }}
 .cards {{ display: flex; flex-wrap: wrap; gap: .6rem; }}
-.card {{ border: 1px solid #d0d7de; border-radius: .4rem; padding: .4rem .7rem;
+.card {{ border: 1px solid #26313c; background: #182028; border-radius: .4rem; padding: .4rem .7rem;
          display: flex; flex-direction: column; }}
-.card b {{ font-size: .75rem; color: #57606a; }} .axis {{ font-size: 10px; fill: #57606a; }}
+.card b {{ font-size: .75rem; color: #9aa7b4; }} small {{ color: #9aa7b4; font-weight: normal; }}
+.chart {{ position: relative; height: 260px; border-radius: .3rem; overflow: hidden; }}
+.chart.price {{ height: 480px; }}
+.chart-tooltip {{ position: absolute; z-index: 5; pointer-events: none; background: rgba(24, 32, 40, .95);
+  border: 1px solid #3a4a5a; border-radius: .3rem; padding: .3rem .5rem; font-size: .75rem; max-width: 22rem; }}
+.warning {{ background: rgba(240, 192, 90, .12); border-left: 3px solid #f0c05a; padding: .4rem .8rem; }}
 table {{ border-collapse: collapse; font-size: .8rem; width: 100%; }}
-th, td {{ border-bottom: 1px solid #eaeef2; padding: .2rem .4rem; text-align: left; }}
+th, td {{ border-bottom: 1px solid #26313c; padding: .2rem .4rem; text-align: left; }}
+td {{ max-width: 24rem; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }}
 </style></head><body>
 <h1>Backtest: {html.escape(document["strategy"])}</h1>
 <p>{html.escape(", ".join(document["files"]))}</p>
-<div class="cards">{cards}</div>
-<h2>Equity</h2>{_polyline(sampled, 900, 220, "#1f6feb")}
-<h2>Drawdown (%)</h2>{_polyline(drawdown, 900, 160, "#cf222e")}
+<div class="cards">{cards}</div>{warnings}
+<noscript><p class="warning">The charts need JavaScript (inlined in this file; nothing is fetched).</p></noscript>
+<h2>Equity</h2><div class="chart" id="equity"></div>
+<h2>Drawdown (%)</h2><div class="chart" id="drawdown"></div>
+{prices}
 <h2>Trades</h2>
-<table><thead><tr><th>Symbol</th><th>Entry (ms)</th><th>Entry price</th><th>Quantity</th><th>Exit (ms)</th>
+<table><thead><tr><th>Symbol</th><th>Entry (UTC)</th><th>Entry price</th><th>Quantity</th><th>Exit (UTC)</th>
 <th>Exit price</th><th>P&amp;L</th><th>P&amp;L %</th><th>Exit reason</th></tr></thead><tbody>{rows}</tbody></table>
+<script type="application/json" id="report-data">{data}</script>
+{_chart_assets()}
+{_inline_script(HTML_CHART_SCRIPT)}
 </body></html>
 """

@@ -21,10 +21,12 @@ from execution.models import Order, Portfolio, Position
 from execution.service import order_result_event
 from marketdata import clock
 from marketdata.models import Candle, DataFreshness
+from marketdata.screener import ScreenCandle, rank
 from marketdata.watchlist import current_watchlist
 from risk.models import Alert, RiskParameters, TradingState
 from risk.state import state_snapshot
 
+from .chart_service import base_interval
 from .models import Signal
 
 ROWS = 25
@@ -233,17 +235,51 @@ def freshness(now: int | None = None) -> list[dict]:
     return out
 
 
-def watchlist() -> dict:
+def _live_scores(symbols: list[str], now: int) -> dict[str, object]:
+    """The screener's figures (``marketdata.screener.rank``) for ``symbols`` over the last LOOKBACK_MINUTES of
+    their stored candles up to ``now``, for when no screener list is stored yet (embedded mode, a replay)."""
+    lookback_ms = int(settings.LOOKBACK_MINUTES) * 60_000
+    bases = {symbol: base_interval(symbol) for symbol in symbols}
+    series: dict[str, list[ScreenCandle]] = {}
+    rows = Candle.objects.filter(symbol__in=symbols, timestamp__gt=now - lookback_ms, timestamp__lte=now)
+    for symbol, interval, ts, o, c, v in rows.order_by("timestamp").values_list(
+        "symbol", "interval", "timestamp", "open", "close", "volume"
+    ):
+        if interval == bases[symbol]:
+            series.setdefault(symbol, []).append(ScreenCandle(ts, o, c, v))
+    scores = rank(series, now_ms=now, lookback_ms=lookback_ms, top_n=len(symbols), universe=symbols)
+    return {score.symbol: score for score in scores}
+
+
+def watchlist(now: int | None = None) -> dict:
+    """The screener's stored list; without one, the watched symbols ranked live the same way.
+    ``pct_change`` is a fraction (0.012 = +1.2 %) over ``lookback_minutes``; ``quote_volume`` Σ close × volume."""
     latest = current_watchlist()
     if latest is None:
+        now = market_now_ms() if now is None else now
+        symbols = _watched()
+        scores = _live_scores(symbols, now)
+        ranked = sorted(symbols, key=lambda s: (scores[s].rank if s in scores else len(symbols) + 1, s))
         entries = [
-            {"rank": i + 1, "symbol": s, "pct_change": None, "quote_volume": None, "score": None}
-            for i, s in enumerate(_watched())
+            {
+                "rank": i + 1,
+                "symbol": s,
+                "pct_change": float(scores[s].pct_change) if s in scores else None,
+                "quote_volume": float(scores[s].quote_volume) if s in scores else None,
+                "score": scores[s].score if s in scores else None,
+            }
+            for i, s in enumerate(ranked)
         ]
-        return {"as_of_ms": None, "source": "watched symbols", "entries": entries}
+        return {
+            "as_of_ms": now,
+            "source": "watched symbols, ranked live",
+            "lookback_minutes": int(settings.LOOKBACK_MINUTES),
+            "entries": entries,
+        }
     return {
         "as_of_ms": latest.as_of_ms,
         "source": "screener",
+        "lookback_minutes": latest.lookback_minutes,
         "entries": [
             {
                 "rank": e.rank,

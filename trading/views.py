@@ -22,6 +22,15 @@ def dashboard(request):
 
 
 @never_cache
+@login_required
+def backtests(request, pk: int | None = None):
+    """Stored backtest runs (``manage.py backtest --save``); with ``pk`` one run, ``?compare=<id>`` beside another.
+    The page reads the runs from /api/backtests/."""
+    compare = request.GET.get("compare", "")
+    return render(request, "backtests.html", {"run_id": pk or "", "compare_id": compare if compare.isdigit() else ""})
+
+
+@never_cache
 def snapshot(request):
     if not request.user.is_authenticated:
         return JsonResponse({"detail": "Authentication credentials were not provided."}, status=401)

@@ -1,6 +1,6 @@
 """Query filters of the list endpoints (django-filter; invalid values answer 400 naming the parameter)."""
 
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
 
 import django_filters as filters
 from django import forms
@@ -51,10 +51,15 @@ class TradeFilter(filters.FilterSet):
     symbol = filters.CharFilter()
     status = filters.ChoiceFilter(choices=Trade.Status.choices)
     since, until = _since_until("entry_time", "entered")
+    day = filters.DateFilter(method="filter_day", help_text="closed on this UTC day (YYYY-MM-DD)")
 
     class Meta:
         model = Trade
-        fields = ["symbol", "status", "since", "until"]
+        fields = ["symbol", "status", "since", "until", "day"]
+
+    def filter_day(self, queryset, name, value):
+        start = datetime(value.year, value.month, value.day, tzinfo=UTC)
+        return queryset.filter(exit_time__gte=start, exit_time__lt=start + timedelta(days=1))
 
 
 class SignalFilter(filters.FilterSet):

@@ -48,6 +48,7 @@ class OrderSerializer(serializers.ModelSerializer):
 class TradeSerializer(serializers.ModelSerializer):
     order = serializers.SlugRelatedField(slug_field="client_order_id", read_only=True)
     exit_order = serializers.SlugRelatedField(slug_field="client_order_id", read_only=True, allow_null=True)
+    duration_seconds = serializers.SerializerMethodField(help_text="exit time − entry time (closed trades)")
 
     class Meta:
         model = Trade
@@ -68,7 +69,19 @@ class TradeSerializer(serializers.ModelSerializer):
             "profit_loss",
             "profit_loss_percent",
             "status",
+            "duration_seconds",
         ]
+
+    def get_duration_seconds(self, trade: Trade) -> float | None:
+        return (trade.exit_time - trade.entry_time).total_seconds() if trade.exit_time else None
+
+
+class TradeTotalsSerializer(serializers.Serializer):
+    trades = serializers.IntegerField()
+    wins = serializers.IntegerField()
+    win_rate = serializers.FloatField(allow_null=True)
+    profit_loss = serializers.DecimalField(max_digits=40, decimal_places=12)
+    fees = serializers.DecimalField(max_digits=40, decimal_places=12)
 
 
 class PositionSerializer(serializers.ModelSerializer):
@@ -145,6 +158,13 @@ class CandleSerializer(serializers.ModelSerializer):
 
 
 # --- trading state, halt / release ---------------------------------------------------------------------
+
+
+class ChartQuerySerializer(serializers.Serializer):
+    symbol = serializers.CharField(max_length=41)
+    interval = serializers.CharField(max_length=8, required=False)
+    until = serializers.IntegerField(required=False, min_value=0, max_value=253402300799999)
+    limit = serializers.IntegerField(required=False, min_value=1, max_value=1000, default=300)
 
 
 class TradingStateSerializer(serializers.Serializer):

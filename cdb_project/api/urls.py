@@ -21,6 +21,7 @@ router.register("notifications", notify_api.NotificationViewSet, basename="notif
 
 urlpatterns = [
     path("status/", views.StatusView.as_view(), name="api-status"),
+    path("chart/", views.ChartView.as_view(), name="api-chart"),
     path("risk/state/", views.TradingStateView.as_view(), name="api-risk-state"),
     path("risk/parameters/", views.RiskParametersView.as_view(), name="api-risk-parameters"),
     path("risk/halt/", views.HaltView.as_view(), name="api-risk-halt"),

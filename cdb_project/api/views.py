@@ -2,12 +2,13 @@
 
 from decimal import Decimal
 
-from django.db.models import Max
+from django.db.models import Count, Max, Q, Sum
 from django_filters.rest_framework import DjangoFilterBackend
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import status as http
 from rest_framework import viewsets
 from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
@@ -19,7 +20,7 @@ from risk import state as trading_state
 from risk.models import Alert, RiskEvent, RiskParameters, TradingState
 from risk.parameters_service import update_parameters
 from risk.state import state_snapshot
-from trading import dashboard
+from trading import chart_service, dashboard
 from trading.models import BacktestRun, Signal
 
 from . import filters, serializers
@@ -51,6 +52,29 @@ class TradeViewSet(ReadOnly):
     serializer_class = serializers.TradeSerializer
     filterset_class = filters.TradeFilter
 
+    @extend_schema(
+        summary="Totals of the trades the same filters select: count, wins, win rate, P&L and fees",
+        responses={200: serializers.TradeTotalsSerializer, 400: ERROR_400, 401: ERROR_401},
+    )
+    @action(detail=False)
+    def totals(self, request):
+        trades = self.filter_queryset(self.get_queryset())
+        sums = trades.aggregate(
+            trades=Count("id"),
+            wins=Count("id", filter=Q(profit_loss__gt=0)),
+            profit_loss=Sum("profit_loss"),
+            entry_fees=Sum("entry_fees"),
+            exit_fees=Sum("exit_fees"),
+        )
+        totals = {
+            "trades": sums["trades"],
+            "wins": sums["wins"],
+            "win_rate": sums["wins"] / sums["trades"] if sums["trades"] else None,
+            "profit_loss": sums["profit_loss"] or Decimal(0),
+            "fees": (sums["entry_fees"] or Decimal(0)) + (sums["exit_fees"] or Decimal(0)),
+        }
+        return Response(serializers.TradeTotalsSerializer(totals).data)
+
 
 class SignalViewSet(ReadOnly):
     queryset = Signal.objects.order_by("-timestamp", "-id")
@@ -70,6 +94,18 @@ class RiskEventViewSet(ReadOnly):
     filterset_class = filters.RiskEventFilter
 
 
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "indicators",
+                int,
+                description="1: add the strategy's indicator lines for this page's candles (needs symbol and "
+                "interval): computed by trading/indicators.py, as the decisions are",
+            )
+        ]
+    )
+)
 class CandleViewSet(ReadOnly):
     """Candles oldest first; ``since`` / ``until`` are open times in epoch ms."""
 
@@ -77,12 +113,44 @@ class CandleViewSet(ReadOnly):
     serializer_class = serializers.CandleSerializer
     filterset_class = filters.CandleFilter
 
+    def list(self, request, *args, **kwargs):
+        response = super().list(request, *args, **kwargs)
+        if request.query_params.get("indicators") not in ("1", "true"):
+            return response
+        symbol, interval = request.query_params.get("symbol"), request.query_params.get("interval")
+        if not symbol or not interval:
+            return Response({"indicators": ["needs symbol and interval"]}, status=http.HTTP_400_BAD_REQUEST)
+        rows = response.data.get("results", [])
+        response.data["indicators"] = chart_service.page_indicators(symbol, interval, [r["timestamp"] for r in rows])
+        return response
+
 
 class BacktestRunViewSet(ReadOnly):
     """Runs stored by ``manage.py backtest --save``, newest first; the detail carries the full report."""
 
     queryset = BacktestRun.objects.order_by("-created_at", "-id")
     filterset_class = filters.BacktestRunFilter
+
+    @extend_schema(
+        summary="A stored run's chart of one symbol: its files' candles, its strategy's indicators, its fills",
+        parameters=[OpenApiParameter("symbol", str, required=True)],
+        responses={
+            200: OpenApiResponse(description="chart data"),
+            400: ERROR_400,
+            401: ERROR_401,
+            404: OpenApiResponse(description="No such run"),
+        },
+    )
+    @action(detail=True)
+    def chart(self, request, pk=None):
+        run = self.get_object()
+        symbol = request.query_params.get("symbol", "")
+        if not symbol:
+            return Response({"symbol": ["required"]}, status=http.HTTP_400_BAD_REQUEST)
+        try:
+            return Response(chart_service.backtest_chart(run.report, symbol))
+        except FileNotFoundError as error:
+            return Response({"symbol": [f"no candles: {error}"]}, status=http.HTTP_400_BAD_REQUEST)
 
     def get_serializer_class(self):
         if self.action == "retrieve":
@@ -132,6 +200,29 @@ class PositionViewSet(ReadOnly):
             if p.symbol == self.kwargs["symbol"]:
                 return p
         raise Http404
+
+
+class ChartView(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        summary="One symbol's price chart: candles, the strategy's indicators, fills and open lots' stops",
+        parameters=[
+            OpenApiParameter("symbol", str, required=True),
+            OpenApiParameter("interval", str, description="default: the stored interval; coarser ones resample"),
+            OpenApiParameter("until", int, description="newest candle open time (epoch ms); default: the newest"),
+            OpenApiParameter("limit", int, description=f"bars, at most {chart_service.MAX_BARS} (default 300)"),
+        ],
+        responses={200: OpenApiResponse(description="chart data"), 400: ERROR_400, 401: ERROR_401},
+    )
+    def get(self, request):
+        query = serializers.ChartQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        try:
+            data = chart_service.chart_data(**query.validated_data)
+        except ValueError as error:
+            return Response({"interval": [str(error)]}, status=http.HTTP_400_BAD_REQUEST)
+        return Response(data)
 
 
 class StatusView(APIView):

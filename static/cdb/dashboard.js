@@ -2,7 +2,6 @@
 (function () {
   "use strict";
   const ROWS = 25;
-  const PRICE_POINTS = 240;
   let state = JSON.parse(document.getElementById("initial-snapshot").textContent);
 
   const $ = (id) => document.getElementById(id);
@@ -23,6 +22,7 @@
     const td = document.createElement("td");
     td.textContent = text === null || text === undefined ? "" : String(text);
     if (cls) td.className = cls;
+    if (cls === "reason") td.title = td.textContent;  // truncated in the table, whole on hover
     return td;
   }
 
@@ -82,35 +82,54 @@
 
   function renderTables(fresh) {
     fill("order-results", state.order_results, (o) => [cell(time(o.timestamp)), cell(o.symbol), cell(o.side, o.side),
-      cell(o.status, o.status), cell(num(o.filled_quantity)), cell(num(o.price)), cell(num(o.fees, 4)), cell(o.reason || "")],
+      cell(o.status, o.status), cell(num(o.filled_quantity)), cell(num(o.price)), cell(num(o.fees, 4)), cell(o.reason || "", "reason")],
       (o) => "status-" + o.status, fresh === "order_results");
-    fill("alerts", state.alerts, (a) => [cell(time(a.timestamp)), cell(a.level, a.level), cell(a.code), cell(a.message)],
+    fill("alerts", state.alerts, (a) => [cell(time(a.timestamp)), cell(a.level, a.level), cell(a.code), cell(a.message, "reason")],
       (a) => "level-" + a.level, fresh === "alerts");
     fill("signals", state.signals, (s) => [cell(time(s.timestamp)), cell(s.symbol), cell(s.side, s.side),
-      cell(num(s.confidence, 3)), cell(s.reason)], null, fresh === "signals");
+      cell(num(s.confidence, 3)), cell(s.reason, "reason")], null, fresh === "signals");
     fill("positions", state.positions, (p) => [cell(p.symbol), cell(num(p.quantity)), cell(num(p.avg_entry_price)),
       cell(num(p.price)), cell(money(p.unrealized_pnl) + " (" + pct(p.unrealized_pnl_pct) + ")", p.unrealized_pnl >= 0 ? "up" : "down")]);
-    $("watchlist-source").textContent = "(" + state.watchlist.source + (state.watchlist.as_of_ms ? " @ " + time(state.watchlist.as_of_ms) : "") + ")";
-    fill("watchlist", state.watchlist.entries, (w) => [cell(w.rank), cell(w.symbol),
-      cell(num((state.prices[w.symbol] || {}).price)), cell(w.pct_change === null ? "" : num(w.pct_change, 4) + " %"),
-      cell(w.quote_volume === null ? "" : money(w.quote_volume))]);
+    const wl = state.watchlist;
+    $("watchlist-source").textContent = "(" + wl.source + (wl.lookback_minutes ? ", last " + wl.lookback_minutes + " min" : "") +
+      (wl.as_of_ms ? " @ " + time(wl.as_of_ms) : "") + ")";
+    const key = watchSort.key, dir = watchSort.dir;
+    const value = (w) => (key === "price" ? (state.prices[w.symbol] || {}).price : key === "pct_change" && w.pct_change !== null ? Math.abs(w.pct_change) : w[key]);
+    const entries = wl.entries.slice().sort((a, b) => {
+      const va = value(a), vb = value(b);
+      if (va === null || va === undefined) return 1;
+      if (vb === null || vb === undefined) return -1;
+      return (va < vb ? -1 : va > vb ? 1 : 0) * dir;
+    });
+    fill("watchlist", entries, (w) => [cell(w.rank), cell(w.symbol),
+      cell(num((state.prices[w.symbol] || {}).price)),
+      cell(w.pct_change === null ? "–" : (w.pct_change > 0 ? "+" : "") + pct(w.pct_change), w.pct_change > 0 ? "up" : w.pct_change < 0 ? "down" : ""),
+      cell(w.quote_volume === null ? "–" : money(w.quote_volume))]);
+    for (const th of $("watchlist").querySelectorAll("th[data-sort]")) {
+      th.dataset.dir = th.dataset.sort === key ? (dir > 0 ? "asc" : "desc") : "";
+    }
   }
 
-  // --- charts ------------------------------------------------------------------------------------------
-  let chartSymbol = null, priceSeries = [], priceMarkers = [];
+  // The watch list sorts by a clicked column (again: the other way); |% change| sorts by size.
+  const watchSort = {key: "rank", dir: 1};
+  for (const th of document.querySelectorAll("#watchlist th[data-sort]")) {
+    th.addEventListener("click", () => {
+      watchSort.dir = watchSort.key === th.dataset.sort ? -watchSort.dir : th.dataset.sort === "rank" || th.dataset.sort === "symbol" ? 1 : -1;
+      watchSort.key = th.dataset.sort;
+      renderTables();
+    });
+  }
+
+  // --- charts (lightweight-charts, static/cdb/pricechart.js) ---------------------------------------------
+  const CHART_BARS = 300;
+  let chartSymbol = null, chartInterval = null, chartData = null, chartLoading = null, indicatorTimer = null;
+  let chartUntil = null;  // set while the chart shows an older stretch (a clicked trade): no live bars then
+  const priceChart = CdbPriceChart.create($("price-chart"));
+  const equityChart = CdbPriceChart.line($("equity-chart"), [], {color: "#5fd38d", area: true});
+  window.cdbCharts = {price: priceChart, equity: equityChart};
 
   function renderEquity() {
-    const points = state.equity_curve.map((p) => ({t: p.t, v: p.equity}));
-    CdbCharts.line($("equity-chart"), points, {cls: "equity", empty: "no fills yet"});
-  }
-
-  function renderPrice() {
-    CdbCharts.line($("price-chart"), priceSeries, {markers: priceMarkers, cls: "price", empty: chartSymbol ? "no candles for " + chartSymbol : "no symbol yet"});
-  }
-
-  function marker(order) {
-    return {t: order.timestamp, v: Number(order.price), kind: order.side === "BUY" ? "entry" : "exit",
-      title: order.side + " " + num(order.filled_quantity) + " @ " + num(order.price)};
+    equityChart.setData(state.equity_curve.map((p) => [p.t, p.equity]));
   }
 
   function symbolOptions() {
@@ -124,28 +143,133 @@
     if (chartSymbol) select.value = chartSymbol;
   }
 
-  async function loadPriceChart() {
-    symbolOptions();
-    if (!chartSymbol) { priceSeries = []; priceMarkers = []; renderPrice(); return; }
-    const symbol = chartSymbol, last = (state.prices[symbol] || {}).timestamp || 0;
-    const since = last - PRICE_POINTS * 60000;
-    const q = (params) => new URLSearchParams(params).toString();
-    try {
-      const [candles, orders] = await Promise.all([
-        fetch("/api/candles/?" + q({symbol, interval: state.interval, since, page_size: 500}), {credentials: "same-origin"}).then((r) => r.json()),
-        fetch("/api/orders/?" + q({symbol, status: "FILLED", page_size: 200}), {credentials: "same-origin"}).then((r) => r.json()),
-      ]);
-      if (symbol !== chartSymbol) return;
-      priceSeries = candles.results.map((c) => ({t: c.timestamp, v: Number(c.close)})).slice(-PRICE_POINTS);
-      const t0 = priceSeries.length ? priceSeries[0].t : 0;
-      priceMarkers = orders.results.filter((o) => o.event_time >= t0).map((o) => marker({timestamp: o.event_time, side: o.side, price: o.price, filled_quantity: o.filled_quantity}));
-    } catch (error) {
-      priceSeries = []; priceMarkers = [];
+  function intervalOptions(intervals, current) {
+    const select = $("chart-interval");
+    if ([...select.options].map((o) => o.value).join(",") !== intervals.join(",")) {
+      select.replaceChildren(...intervals.map((i) => new Option(i, i)));
     }
-    renderPrice();
+    select.value = current;
   }
 
+  // The whole chart from the server: candles, the strategy's indicators (trading/indicators.py), fills, stops.
+  async function loadPriceChart(options) {
+    symbolOptions();
+    const root = $("price-chart");
+    if (!chartSymbol) { root.dataset.state = "empty"; return; }
+    const symbol = chartSymbol, params = {symbol, limit: CHART_BARS};
+    if (chartInterval) params.interval = chartInterval;
+    chartUntil = options && options.until ? Math.floor(options.until) : options && options.keepRange ? chartUntil : null;
+    if (chartUntil) params.until = chartUntil;
+    root.dataset.state = "loading";
+    const load = chartLoading = fetch("/api/chart/?" + new URLSearchParams(params), {credentials: "same-origin"})
+      .then((r) => (r.ok ? r.json() : Promise.reject(new Error("chart " + r.status))));
+    try {
+      const data = await load;
+      if (load !== chartLoading || symbol !== chartSymbol) return;
+      chartData = data;
+      chartInterval = data.interval;
+      intervalOptions(data.intervals, data.interval);
+      priceChart.setData(data);
+      if (options && options.keepRange) priceChart.chart.timeScale().setVisibleLogicalRange(options.keepRange);
+      root.dataset.state = data.candles.length ? "ready" : "empty";
+      root.dataset.symbol = symbol;
+      root.dataset.interval = data.interval;
+    } catch (error) {
+      if (load === chartLoading) root.dataset.state = "error";
+    }
+  }
+
+  // Indicator lines are the server's: after live candles, fetch them again (at most every 3 s), keeping the view.
+  function refreshIndicatorsSoon() {
+    if (indicatorTimer) return;
+    indicatorTimer = setTimeout(() => {
+      indicatorTimer = null;
+      loadPriceChart({keepRange: priceChart.chart.timeScale().getVisibleLogicalRange()});
+    }, 3000);
+  }
+
+  // Centre the chart on a trade: its symbol, the bars from its entry to its exit (older ones are fetched).
+  window.cdbCentreChart = async (symbol, entryMs, exitMs) => {
+    const end = exitMs || entryMs;
+    const bars = chartData && chartData.candles;
+    const loaded = bars && bars.length && symbol === chartSymbol && bars[0].time <= entryMs;
+    if (!loaded) {
+      chartSymbol = symbol;
+      const span = chartData && chartData.interval_ms ? chartData.interval_ms : 60000;
+      await loadPriceChart({until: end + CHART_BARS / 2 * span});
+    }
+    priceChart.centreOn((entryMs + end) / 2, Math.max(60, 3 * (end - entryMs) / ((chartData && chartData.interval_ms) || 60000)));
+  };
+
+  // --- closed trades (GET /api/trades/ and /api/trades/totals/, the same filters) --------------------------
+  const TRADES_PAGE = 20;
+  let tradesPage = 1, tradesPages = 1, tradesTimer = null;
+  const REASONS = {stop_loss: "stop-loss", drawdown_close: "drawdown close"};
+  const duration = (sec) => {
+    if (sec === null || sec === undefined) return "–";
+    const d = Math.floor(sec / 86400), h = Math.floor((sec % 86400) / 3600), m = Math.round((sec % 3600) / 60);
+    return (d ? d + "d " : "") + (d || h ? h + "h " : "") + m + "m";
+  };
+  const iso = (text) => (text ? text.replace("T", " ").slice(0, 16) : "–");
+
+  function tradeFilters() {
+    const params = {status: "CLOSED"};
+    if ($("trades-symbol").value) params.symbol = $("trades-symbol").value;
+    if ($("trades-day").value) params.day = $("trades-day").value;
+    return params;
+  }
+
+  async function loadTrades() {
+    const filters = tradeFilters();
+    const q = (extra) => new URLSearchParams(Object.assign({}, filters, extra)).toString();
+    try {
+      const [page, totals] = await Promise.all([
+        fetch("/api/trades/?" + q({page: tradesPage, page_size: TRADES_PAGE}), {credentials: "same-origin"}).then((r) => r.json()),
+        fetch("/api/trades/totals/?" + q({}), {credentials: "same-origin"}).then((r) => r.json()),
+      ]);
+      tradesPages = Math.max(1, Math.ceil(page.count / TRADES_PAGE));
+      $("trades-page").textContent = "page " + tradesPage + " of " + tradesPages;
+      $("trades-prev").disabled = tradesPage <= 1;
+      $("trades-next").disabled = tradesPage >= tradesPages;
+      const pnl = Number(totals.profit_loss);
+      $("trades-totals").textContent = totals.trades + " trades · P&L " + (pnl > 0 ? "+" : "") + num(pnl) +
+        " · win rate " + (totals.win_rate === null ? "–" : (totals.win_rate * 100).toFixed(1) + " %") + " · fees " + num(totals.fees, 4);
+      $("trades-totals").dataset.profitLoss = totals.profit_loss;
+      $("trades-totals").dataset.trades = totals.trades;
+      fill("closed-trades", page.results || [], (t) => [cell(t.symbol), cell(iso(t.entry_time)), cell(num(t.entry_price)),
+        cell(iso(t.exit_time)), cell(num(t.exit_price)), cell(num(t.quantity)),
+        cell((Number(t.profit_loss) > 0 ? "+" : "") + num(t.profit_loss), Number(t.profit_loss) >= 0 ? "up" : "down"),
+        cell(t.profit_loss_percent === null ? "–" : Number(t.profit_loss_percent).toFixed(2) + " %", Number(t.profit_loss) >= 0 ? "up" : "down"),
+        cell(duration(t.duration_seconds)), cell(REASONS[t.exit_reason] || t.exit_reason, "reason")], () => "clickable");
+      [...$("closed-trades").querySelectorAll("tbody tr")].forEach((tr, i) => {
+        const t = page.results[i];
+        tr.dataset.tradeId = t.trade_id;
+        tr.addEventListener("click", () => window.cdbCentreChart(t.symbol, Date.parse(t.entry_time), Date.parse(t.exit_time)));
+      });
+    } catch (error) { /* the connection badge shows what is wrong */ }
+  }
+
+  function tradeSymbols() {
+    const select = $("trades-symbol"), symbols = Object.keys(state.prices).sort();
+    const have = [...select.options].slice(1).map((o) => o.value);
+    if (have.join(",") === symbols.join(",")) return;
+    const current = select.value;
+    select.replaceChildren(new Option("all symbols", ""), ...symbols.map((s) => new Option(s, s)));
+    select.value = symbols.includes(current) ? current : "";
+  }
+
+  function loadTradesSoon() {
+    if (tradesTimer) return;
+    tradesTimer = setTimeout(() => { tradesTimer = null; loadTrades(); }, 1000);
+  }
+
+  $("trades-symbol").addEventListener("change", () => { tradesPage = 1; loadTrades(); });
+  $("trades-day").addEventListener("change", () => { tradesPage = 1; loadTrades(); });
+  $("trades-prev").addEventListener("click", () => { if (tradesPage > 1) { tradesPage--; loadTrades(); } });
+  $("trades-next").addEventListener("click", () => { if (tradesPage < tradesPages) { tradesPage++; loadTrades(); } });
+
   function render(fresh) {
+    tradeSymbols();
     renderCards();
     renderTables(fresh);
     renderEquity();
@@ -159,7 +283,7 @@
   function apply(message) {
     const data = message.data;
     switch (message.kind) {
-      case "snapshot": state = data; render(); loadPriceChart(); return;
+      case "snapshot": state = data; render(); if (!chartData) loadPriceChart(); loadTradesSoon(); return;  // live bars keep the chart current
       case "refresh": merge(data); return;
       case "watchlist": state.watchlist = data; break;
       case "market_data":
@@ -172,12 +296,10 @@
           p.unrealized_pnl_pct = p.avg_entry_price ? data.price / p.avg_entry_price - 1 : null;
           renderTables();
         }
-        if (data.symbol === chartSymbol && (!data.interval || data.interval === state.interval)) {
-          const last = priceSeries[priceSeries.length - 1];
-          if (last && last.t === data.timestamp) last.v = data.price;
-          else if (!last || data.timestamp > last.t) priceSeries.push({t: data.timestamp, v: data.price});
-          if (priceSeries.length > PRICE_POINTS) priceSeries.shift();
-          renderPrice();
+        if (data.symbol === chartSymbol && chartData && !chartUntil && (!data.interval || data.interval === chartData.base_interval)) {
+          priceChart.updateCandle({time: data.timestamp, open: data.open ?? data.price, high: data.high ?? data.price,
+            low: data.low ?? data.price, close: data.price, volume: data.volume});
+          refreshIndicatorsSoon();
         } else if (!chartSymbol) {
           loadPriceChart();
         }
@@ -185,7 +307,8 @@
       case "signals": prepend(state.signals, data); break;
       case "order_results":
         prepend(state.order_results, data);
-        if (data.status === "FILLED" && data.symbol === chartSymbol && data.price) { priceMarkers.push(marker(data)); renderPrice(); }
+        if (data.status === "FILLED" && data.symbol === chartSymbol && data.price) refreshIndicatorsSoon();  // markers, stops
+        if (data.status === "FILLED" && data.side === "SELL") loadTradesSoon();
         refreshSoon();
         break;
       case "alerts": prepend(state.alerts, data); break;
@@ -285,9 +408,11 @@
     });
   }
 
-  $("chart-symbol").addEventListener("change", (event) => { chartSymbol = event.target.value; loadPriceChart(); });
+  $("chart-symbol").addEventListener("change", (event) => { chartSymbol = event.target.value; chartInterval = null; loadPriceChart(); });
+  $("chart-interval").addEventListener("change", (event) => { chartInterval = event.target.value; loadPriceChart(); });
   document.body.dataset.connection = "connecting";
   render();
   loadPriceChart();
+  loadTrades();
   connect();
 })();

@@ -17,9 +17,11 @@ from execution.paper import PaperExchange
 from risk.parameters import PARAMETER_SPECS
 from trading.backtest import Backtest, BacktestInputError, read_bars
 from trading.backtest_report import html_report, report
+from trading.chart_service import backtest_chart
 from trading.strategies import build_strategy, parse_spec
 
 SIZING = "POSITION_SIZE_PCT"
+HTML_MAX_BARS = 5000  # per symbol in --html: longer runs are resampled to coarser bars
 
 
 def _date_ms(text: str, option: str) -> int:
@@ -155,7 +157,14 @@ class Command(BaseCommand):
             Path(options["json_out"]).write_text(_json_text(document))
             self.stdout.write(f"JSON report: {options['json_out']}")
         if options["html_out"]:
-            Path(options["html_out"]).write_text(html_report(document))
+            charts = {}
+            for symbol in sorted({Path(p).name.split("-")[0] for p in options["data"]}):
+                charts[symbol] = backtest_chart(document, symbol, max_bars=HTML_MAX_BARS)
+            try:
+                page = html_report(document, charts)
+            except FileNotFoundError as error:
+                raise CommandError(str(error), returncode=2) from None
+            Path(options["html_out"]).write_text(page)
             self.stdout.write(f"HTML report: {options['html_out']}")
         if options["save"]:
             from trading.models import BacktestRun
@@ -196,6 +205,8 @@ class Command(BaseCommand):
         width = max(len(label) for label, _ in rows)
         for label, value in rows:
             self.stdout.write(f"{label:<{width}}  {value}")
+        for warning in s.get("warnings", []):
+            self.stdout.write(f"WARNING: {warning}")
         for symbol, item in s["per_symbol"].items():
             self.stdout.write(
                 f"  {symbol:<12} trades {item['trades']:>4}  win {100 * item['win_rate']:5.1f} %"

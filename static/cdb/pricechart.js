@@ -1,0 +1,206 @@
+// Candlestick charts on TradingView's lightweight-charts (served from static/vendor, installed by `npm ci`):
+// candles + volume, the strategy's indicator lines as the server computed them (never recomputed here),
+// ▲/▼ markers per fill with a hover card, the stop level of each open lot, and dated equity/drawdown lines.
+// Used by the dashboard, the backtest pages and the standalone --html report (inlined there).
+(function (global) {
+  "use strict";
+  const LC = global.LightweightCharts;
+  const COLORS = {up: "#26a69a", down: "#ef5350", text: "#9aa7b4", grid: "#1f2a35", bg: "#131a21"};
+  const LINE_COLORS = ["#f0c05a", "#8cc4ff", "#c792ea", "#ff9e64", "#5fd38d", "#ff6b9a"];
+  const sec = (ms) => Math.floor(ms / 1000);
+  const fmt = (n) => (n === null || n === undefined || n === "" ? "–" : Number(n).toPrecision(8).replace(/(\.\d*?)0+$/, "$1").replace(/\.$/, ""));
+  const stamp = (ms) => new Date(ms).toISOString().replace("T", " ").slice(0, 16);
+
+  function baseOptions(container, extra) {
+    return Object.assign({
+      autoSize: true,
+      layout: {background: {color: COLORS.bg}, textColor: COLORS.text, fontSize: 11},
+      grid: {vertLines: {color: COLORS.grid}, horzLines: {color: COLORS.grid}},
+      rightPriceScale: {borderColor: "#26313c"},
+      // A small minimum bar spacing lets fitContent show a whole backtest (thousands of points) at once.
+      timeScale: {borderColor: "#26313c", timeVisible: true, secondsVisible: false, minBarSpacing: 0.05},
+      crosshair: {mode: LC.CrosshairMode.Normal},
+      handleScroll: true, handleScale: true,
+    }, extra || {});
+  }
+
+  function priceFormat(candles) {
+    const close = candles.length ? Math.abs(candles[candles.length - 1].close) : 1;
+    const precision = close >= 1000 ? 2 : close >= 1 ? 4 : Math.min(10, Math.ceil(-Math.log10(close)) + 4);
+    return {type: "price", precision, minMove: Math.pow(10, -precision)};
+  }
+
+  function fillText(f) {
+    const parts = [f.side + " " + fmt(f.quantity) + " @ " + fmt(f.price), "fee " + fmt(f.fee), f.side === "SELL" ? "exit: " + f.reason : "entry"];
+    if (f.profit_loss !== null && f.profit_loss !== undefined) parts.push("P&L " + fmt(f.profit_loss));
+    parts.push(stamp(f.time) + " UTC");
+    return parts;
+  }
+
+  // A price chart in `container`. `intervalMs` maps fill times onto their bar.
+  function create(container, options) {
+    options = options || {};
+    container.classList.add("lw-chart");
+    const chart = LC.createChart(container, baseOptions(container));
+    const candles = chart.addSeries(LC.CandlestickSeries, {
+      upColor: COLORS.up, downColor: COLORS.down, borderVisible: false, wickUpColor: COLORS.up, wickDownColor: COLORS.down,
+    });
+    const volume = chart.addSeries(LC.HistogramSeries, {priceScaleId: "volume", priceFormat: {type: "volume"}, lastValueVisible: false, priceLineVisible: false});
+    chart.priceScale("volume").applyOptions({scaleMargins: {top: 0.8, bottom: 0}});
+    candles.priceScale().applyOptions({scaleMargins: {top: 0.08, bottom: 0.22}});
+    const markers = LC.createSeriesMarkers(candles, []);
+    const tooltip = document.createElement("div");
+    tooltip.className = "chart-tooltip";
+    tooltip.hidden = true;
+    container.appendChild(tooltip);
+
+    let lines = {}, guides = [], stopLines = [], fills = [], intervalMs = 60000, bars = [];
+
+    const barTime = (ms) => sec(ms - (ms % intervalMs));
+    function volumeBar(b) {
+      return {time: sec(b.time), value: b.volume, color: b.close >= b.open ? "rgba(38,166,154,.45)" : "rgba(239,83,80,.45)"};
+    }
+    function renderMarkers() {
+      const list = fills.map((f) => ({
+        time: barTime(f.time), position: f.side === "BUY" ? "atPriceBottom" : "atPriceTop", price: Number(f.price),
+        shape: f.side === "BUY" ? "arrowUp" : "arrowDown", color: f.side === "BUY" ? "#5fd38d" : "#ff6b6b", size: 2,
+        id: f.client_order_id || String(f.time) + f.side,
+      }));
+      list.sort((a, b) => a.time - b.time);
+      markers.setMarkers(list);
+    }
+
+    function setIndicators(indicatorLines) {
+      for (const s of Object.values(lines)) chart.removeSeries(s);
+      lines = {}; guides = [];
+      let colour = 0;
+      for (const line of indicatorLines || []) {
+        const pane = line.pane === "price" ? 0 : 1;
+        const series = chart.addSeries(LC.LineSeries, {
+          color: LINE_COLORS[colour++ % LINE_COLORS.length], lineWidth: pane ? 1.5 : 1.5, title: line.name,
+          priceLineVisible: false, lastValueVisible: pane === 1, crosshairMarkerVisible: false,
+          priceFormat: pane ? {type: "price", precision: 1, minMove: 0.1} : priceFormat(bars),
+        }, pane);
+        series.setData(line.values.map(([t, v]) => ({time: sec(t), value: v})));
+        for (const level of line.guides || []) {
+          guides.push(series.createPriceLine({price: level, color: "#4a5866", lineStyle: LC.LineStyle.Dashed, lineWidth: 1, axisLabelVisible: true, title: ""}));
+        }
+        lines[line.name] = series;
+      }
+      const panes = chart.panes();
+      if (panes.length > 1) panes[1].setHeight(Math.max(60, Math.round(container.clientHeight * 0.22)));
+    }
+
+    function setStops(stops) {
+      for (const line of stopLines) candles.removePriceLine(line);
+      stopLines = (stops || []).map((s) => candles.createPriceLine({
+        price: Number(s.price), color: "#ff6b6b", lineStyle: LC.LineStyle.Dotted, lineWidth: 1, axisLabelVisible: true,
+        title: "stop " + fmt(s.quantity),
+      }));
+    }
+
+    chart.subscribeCrosshairMove((param) => {
+      if (!param.time || !param.point) { tooltip.hidden = true; return; }
+      const here = fills.filter((f) => barTime(f.time) === param.time);
+      if (!here.length) { tooltip.hidden = true; return; }
+      tooltip.replaceChildren(...here.flatMap((f, i) => {
+        const block = document.createElement("div");
+        block.className = "fill " + f.side;
+        for (const text of fillText(f)) { const p = document.createElement("div"); p.textContent = text; block.appendChild(p); }
+        return i ? [document.createElement("hr"), block] : [block];
+      }));
+      tooltip.hidden = false;
+      const x = Math.min(param.point.x + 14, container.clientWidth - tooltip.offsetWidth - 4);
+      tooltip.style.left = Math.max(0, x) + "px";
+      tooltip.style.top = Math.max(0, Math.min(param.point.y + 14, container.clientHeight - tooltip.offsetHeight - 4)) + "px";
+    });
+
+    const api = {
+      chart, candleSeries: candles,
+      setData(data) {
+        intervalMs = data.interval_ms || intervalMs;
+        bars = (data.candles || []).map((b) => Object.assign({}, b));
+        candles.applyOptions({priceFormat: priceFormat(bars)});
+        candles.setData(bars.map((b) => ({time: sec(b.time), open: b.open, high: b.high, low: b.low, close: b.close})));
+        volume.setData(bars.map(volumeBar));
+        setIndicators(data.indicators);
+        fills = (data.fills || []).slice();
+        renderMarkers();
+        setStops(data.stops);
+        container.dataset.bars = String(bars.length);
+        if (options.fit !== false) chart.timeScale().fitContent();
+      },
+      // A candle of the base interval (live): moves the last bar or starts the next one.
+      updateCandle(c) {
+        const start = c.time - (c.time % intervalMs);
+        const last = bars[bars.length - 1];
+        if (last && start < last.time) return;
+        let bar;
+        if (last && last.time === start) {
+          bar = last;
+          if (c.time === last.baseTime) { bar.high = Math.max(bar.high, c.high); bar.low = Math.min(bar.low, c.low); bar.volume = (bar.baseVolume || 0) + c.volume; }
+          else { bar.baseVolume = bar.volume; bar.high = Math.max(bar.high, c.high); bar.low = Math.min(bar.low, c.low); bar.volume += c.volume; }
+          bar.close = c.close;
+        } else {
+          bar = {time: start, open: c.open, high: c.high, low: c.low, close: c.close, volume: c.volume, baseVolume: 0};
+          bars.push(bar);
+        }
+        bar.baseTime = c.time;
+        candles.update({time: sec(bar.time), open: bar.open, high: bar.high, low: bar.low, close: bar.close});
+        volume.update(volumeBar(bar));
+        container.dataset.bars = String(bars.length);
+      },
+      addFill(f) { fills.push(f); renderMarkers(); },
+      setStops,
+      centreOn(ms, span) {
+        const t = barTime(ms), half = (span || 60) * intervalMs / 2000;
+        chart.timeScale().setVisibleRange({from: t - half, to: t + half});
+        container.scrollIntoView({block: "nearest", behavior: "smooth"});
+      },
+      // What the chart holds, read back through lightweight-charts' own API (the browser tests use this).
+      readBack() {
+        const out = {candles: candles.data().map((d) => ({time: d.time * 1000, open: d.open, high: d.high, low: d.low, close: d.close})),
+          volume: volume.data().length, lines: {}, markers: markers.markers().map((m) => ({time: m.time * 1000, price: m.price, shape: m.shape})),
+          stops: stopLines.map((l) => l.options().price), panes: chart.panes().length, last: {}};
+        for (const [name, s] of Object.entries(lines)) {
+          const data = s.data();
+          out.lines[name] = data.length;
+          out.last[name] = data.length ? data[data.length - 1].value : null;
+        }
+        return out;
+      },
+    };
+    return api;
+  }
+
+  // A dated line chart (equity, drawdown): points [[ms, value], …].
+  function line(container, points, options) {
+    options = options || {};
+    container.classList.add("lw-chart");
+    const chart = LC.createChart(container, baseOptions(container));
+    const series = chart.addSeries(options.area ? LC.AreaSeries : LC.LineSeries, Object.assign(
+      options.area ? {lineColor: options.color, topColor: options.color + "33", bottomColor: options.color + "05"} : {color: options.color},
+      {lineWidth: 2, priceLineVisible: false, priceFormat: {type: "price", precision: options.precision === undefined ? 2 : options.precision, minMove: 0.01}},
+      options.area && options.invert ? {topColor: options.color + "05", bottomColor: options.color + "55"} : {}));
+    function setData(pts) {
+      // One value per second at most (lightweight-charts needs strictly increasing times): the last one wins.
+      const data = [];
+      for (const [t, v] of pts) {
+        const time = sec(t);
+        if (data.length && data[data.length - 1].time >= time) data[data.length - 1].value = Number(v);
+        else data.push({time, value: Number(v)});
+      }
+      const top = Math.max(1e-12, ...data.map((d) => Math.abs(d.value)));
+      const precision = options.precision !== undefined ? options.precision : top >= 100 ? 2 : Math.min(8, Math.ceil(-Math.log10(top)) + 4);
+      series.applyOptions({priceFormat: {type: "price", precision, minMove: Math.pow(10, -precision)}});
+      series.setData(data);
+      container.dataset.points = String(data.length);
+      return data.length;
+    }
+    setData(points);
+    chart.timeScale().fitContent();
+    return {chart, series, setData};
+  }
+
+  global.CdbPriceChart = {create, line, fillText};
+})(window);

@@ -96,6 +96,7 @@ def test_chart_endpoint_candles_indicators_fills_and_stops(settings):
         quantity=1,
         entry_price=300,
         entry_time=datetime.fromtimestamp((T0 + 300 * MINUTE) / 1000, UTC),
+        stop_loss=294,  # the lot's own stop, as the executor stores it
         status="OPEN",
     )
     client = token_client(make_user("viewer"))

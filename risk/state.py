@@ -12,13 +12,14 @@ from django.utils import timezone
 
 from cdb_project import bus
 from cdb_project.timeutil import now_ms
-from execution.account import load_account
+from execution.account import account_rows, account_state
 from execution.models import Portfolio
 from marketdata import clock
+from marketdata.ingest import latest_prices
 
 from .alerts import raise_alert
-from .desk import CLOSING_HALTS, DRAWDOWN, OPERATOR_CLOSE
-from .models import AuditLog, RiskEvent, TradingState
+from .desk import CLOSING_HALTS, OPERATOR_CLOSE
+from .models import AuditLog, RiskEvent, RiskParameters, TradingState
 
 LEVEL_BY_STATE = {"ACTIVE": "INFO", "PAUSED": "WARNING", "HALTED": "CRITICAL"}
 REASON_MAX = 500  # TradingState.reason
@@ -135,11 +136,11 @@ def halt(reason: str, actor: str, *, close_positions: bool = False) -> TradingSt
         if state.state != TradingState.State.HALTED:
             return apply_state_change(state, "HALTED", reason, actor, now_ms(), layer=layer)
         # Halted already: the state keeps both reasons (audited). Asked to close, a plain halt becomes a closing
-        # one; a drawdown halt closes every position already and stays what it is (its release restarts it).
+        # one and a closing one stays; a plain halt stops everything, a drawdown halt's closes too (SPEC §7).
         old = {"state": state.state, "reason": state.reason, "layer": state.pause_layer}
         closing = close_positions and state.pause_layer not in CLOSING_HALTS
         state.reason = _fit(f"{state.reason}; then {actor}: {reason}", REASON_MAX)
-        state.pause_layer = OPERATOR_CLOSE if closing else state.pause_layer
+        state.pause_layer = OPERATOR_CLOSE if closing else (state.pause_layer if close_positions else "")
         state.save(update_fields=["reason", "pause_layer"])
         AuditLog.objects.create(
             actor=actor,
@@ -155,20 +156,24 @@ def halt(reason: str, actor: str, *, close_positions: bool = False) -> TradingSt
 
 
 def release(reason: str, actor: str) -> TradingState:
-    """A person lifts a HALT (or a pause); trading is ACTIVE again. Releasing the daily drawdown's halt starts the
-    day's drawdown again from the equity at the release (audited, and said in the state's reason): otherwise the
-    next candle would find the same loss and halt again."""
+    """A person lifts a HALT (or a pause); trading is ACTIVE again. When the day's loss is at the drawdown limit at
+    the release (a drawdown halt, or a person's halt on top of one), the day's drawdown starts again from the equity
+    at the release (audited, and said in the state's reason): otherwise the next candle would find the same loss
+    and halt again."""
     reason = clean_text(reason, "reason", REASON_MAX, required=False) or "released"
     actor = clean_text(actor, "actor", ACTOR_MAX, required=True)
     with transaction.atomic():
         state = TradingState.load(for_update=True)
-        if state.state == TradingState.State.HALTED and state.pause_layer == DRAWDOWN:
-            reason += "; " + _restart_daily_drawdown(actor, reason)
+        if state.state == TradingState.State.HALTED:
+            rows = account_rows(lock=True)  # valued now, against the day's stored start (no day roll-over here)
+            held = [symbol for symbol, quantity in rows.quantities.items() if quantity > 0]
+            account = account_state(rows, state.state, latest_prices(held, clock.now_ms()))
+            if account.daily_drawdown >= RiskParameters.load().max_daily_drawdown_pct:
+                reason += "; " + _restart_daily_drawdown(account, actor, reason)
         return apply_state_change(state, "ACTIVE", reason, actor, now_ms())
 
 
-def _restart_daily_drawdown(actor: str, reason: str) -> str:
-    account = load_account(TradingState.State.HALTED, clock.now_ms(), for_decision=False)
+def _restart_daily_drawdown(account, actor: str, reason: str) -> str:
     portfolio = Portfolio.load(for_update=True)
     old, portfolio.day_start_equity = portfolio.day_start_equity, account.equity
     portfolio.save(update_fields=["day_start_equity", "updated_at"])

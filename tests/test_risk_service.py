@@ -581,3 +581,24 @@ def test_a_second_halt_keeps_both_reasons_and_is_audited():
     halt("flatten", actor="carol", close_positions=True)
     assert TradingState.load().pause_layer == "operator_close"
     assert AuditLog.objects.filter(action="state:close_positions", actor="carol").exists()
+
+
+def test_a_persons_halt_on_a_drawdown_halt_stops_its_closes_and_the_release_still_restarts_the_drawdown():
+    # SPEC §7: once a person halts, nothing executes, a drawdown halt's closes included. The day's loss is still
+    # beyond the limit at the release, so the release restarts the drawdown (else the next candle halts again).
+    from django.conf import settings
+
+    from risk.desk import blocked_by_state
+
+    settings.POSITION_SIZE_PCT = "0.25"
+    buy_then([105], max_daily_drawdown_pct=D("0.01"), stop_loss_pct=D("0.10"), max_position_pct=D("0.25"))
+    assert TradingState.load().pause_layer == "drawdown"
+    halt("stop everything", actor="alice")
+    state = TradingState.load()
+    assert (state.state, state.pause_layer) == ("HALTED", "")
+    assert blocked_by_state(state.state, state.pause_layer, "drawdown_close", "SELL")
+    released = release("checked", actor="alice")
+    assert "daily drawdown restarts" in released.reason
+    last = Order.objects.latest("event_time").event_time
+    bus.publish(candle(last + series.STEP_MS, 105.0))
+    assert TradingState.load().state == "ACTIVE"

@@ -361,6 +361,8 @@ NOTIFY_RETRY_BACKOFF_SEC = env.float("NOTIFY_RETRY_BACKOFF_SEC", default=2.0)  #
 NOTIFY_RETRY_BACKOFF_MAX_SEC = env.float("NOTIFY_RETRY_BACKOFF_MAX_SEC", default=60.0)
 NOTIFY_BURST_LIMIT = env.int("NOTIFY_BURST_LIMIT", default=5)  # messages a window per destination; more: one digest
 NOTIFY_BURST_WINDOW_SEC = env.float("NOTIFY_BURST_WINDOW_SEC", default=60.0)
+# Embedded: what a process still has to send when it exits (a digest, a retry) is sent then, within this many seconds.
+NOTIFY_EXIT_FLUSH_SEC = env.float("NOTIFY_EXIT_FLUSH_SEC", default=15.0)
 # Called after the commit that stored an alert / order result; must be quick (notify.hooks hands on to a task).
 EVENT_OBSERVERS = {"alerts": ["notify.hooks.observe"], "order_results": ["notify.hooks.observe"]}
 CELERY_TASK_ROUTES = {"notify.*": {"queue": "notify"}}

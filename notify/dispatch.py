@@ -4,6 +4,7 @@ code that raised the alert. The thread honours countdowns (retry backoff, digest
 
 from __future__ import annotations
 
+import atexit
 import heapq
 import itertools
 import logging
@@ -52,15 +53,34 @@ class _Runner:
         self._order = itertools.count()
         self._cond = threading.Condition()
         self._busy = False
+        self._exiting = False
+        self._flush_registered = False
         self._thread: threading.Thread | None = None
 
     def put(self, task, args: tuple, countdown: float) -> None:
         with self._cond:
-            heapq.heappush(self._heap, (time.monotonic() + max(0.0, countdown), next(self._order), task, args))
+            due = time.monotonic() + (0.0 if self._exiting else max(0.0, countdown))
+            heapq.heappush(self._heap, (due, next(self._order), task, args))
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._loop, name="cdb-notify", daemon=True)
                 self._thread.start()
+                if not self._flush_registered:
+                    atexit.register(self.flush_at_exit)
+                    self._flush_registered = True
             self._cond.notify_all()
+
+    def flush_at_exit(self) -> None:
+        """A short-lived process (``manage.py halt``, a replay) would take its pending messages with it: at exit
+        everything queued — digests and retries included — is made due now and given NOTIFY_EXIT_FLUSH_SEC."""
+        from django.conf import settings
+
+        with self._cond:
+            self._exiting = True
+            self._heap = [(0.0, order, task, args) for _, order, task, args in self._heap]
+            heapq.heapify(self._heap)
+            self._cond.notify_all()
+        if not self.wait_idle(float(settings.NOTIFY_EXIT_FLUSH_SEC)):
+            logger.error("notifications still pending at exit after %ss: not sent", settings.NOTIFY_EXIT_FLUSH_SEC)
 
     def _loop(self) -> None:
         while True:

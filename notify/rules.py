@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 LEVELS = ("INFO", "WARNING", "CRITICAL")
 TOPICS = ("alerts", "fills", "daily")
@@ -71,12 +71,30 @@ def parse_destination(raw: str) -> DestinationSpec:
     query = parse_qsl(parts.query, keep_blank_values=True)
     own = {key.lower(): value for key, value in query if key.lower() in OWN_PARAMETERS}
     rest = [(key, value) for key, value in query if key.lower() not in OWN_PARAMETERS]
-    url = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(rest, safe=",@:/"), parts.fragment))
+    # quote_via=quote: a space stays %20 (Apprise reads "+" literally, so "Bearer+Tok" is not "Bearer Tok")
+    query = urlencode(rest, safe=",@:/", quote_via=quote)
+    url = urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
     return DestinationSpec(
         url=url,
         level=parse_level(own["level"]) if "level" in own else DEFAULT_LEVEL,
         topics=parse_topics(own["topics"]) if "topics" in own else DEFAULT_TOPICS,
     )
+
+
+SECRET_PARAMETER = re.compile(r"key|token|secret|pass|auth|sig|cred|session", re.IGNORECASE)
+
+
+def mask_parameters(masked: str) -> str:
+    """Apprise's privacy form leaves query values as they are: a header (``+Authorization=…``), a payload field
+    (``-apikey=…``, ``:token=…``) or a parameter named like a secret is starred here too."""
+    parts = urlsplit(masked)
+    if not parts.query:
+        return masked
+    query = [
+        (key, "***" if key[:1] in "+-:" or SECRET_PARAMETER.search(key) else value)
+        for key, value in parse_qsl(parts.query, keep_blank_values=True)
+    ]
+    return urlunsplit(parts._replace(query=urlencode(query, safe=",@:/*", quote_via=quote)))
 
 
 def secret_pieces(url: str, masked: str, minimum: int = 4) -> set[str]:

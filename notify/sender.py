@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .rules import secret_pieces
+from .rules import mask_parameters, secret_pieces
 
 NOTIFY_TYPES = {"INFO": "INFO", "WARNING": "WARNING", "CRITICAL": "FAILURE"}  # our level → apprise.NotifyType
 
@@ -30,7 +30,7 @@ def describe(url: str) -> Described:
     plugin = _load(url)
     if plugin is None:
         raise ValueError("Apprise cannot load this URL (unknown scheme or missing/invalid parts)")
-    masked = plugin.url(privacy=True)
+    masked = mask_parameters(plugin.url(privacy=True))
     return Described(masked=masked, service=str(plugin.service_name), secrets=frozenset(secret_pieces(url, masked)))
 
 

@@ -173,9 +173,13 @@ def _queue(
             event_time=event_time,
         )
         now = timezone.now()
+        # Each topic has its own allowance (a run of fills does not fold the next halt into a digest); a digest
+        # sent counts for both.
         recent = (
             Notification.objects.filter(
-                destination=locked, topic__in=BURST_TOPICS, created_at__gte=now - timedelta(seconds=window)
+                destination=locked,
+                topic__in=(topic, Notification.Topic.DIGEST),
+                created_at__gte=now - timedelta(seconds=window),
             )
             .exclude(status__in=[Notification.Status.COALESCED, Notification.Status.COLLECTING])
             .count()

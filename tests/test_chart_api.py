@@ -179,3 +179,13 @@ def test_backtest_chart_reads_the_runs_file(tmp_path):
     assert client.get(f"/api/backtests/{run.pk}/chart/").status_code == 400
     path.unlink()
     assert "no candles" in client.get(f"/api/backtests/{run.pk}/chart/?symbol=ETH_BTC").json()["symbol"][0]
+
+
+@pytest.mark.django_db
+def test_the_last_day_there_is_is_a_day_not_a_500(client):
+    from django.contrib.auth.models import User
+
+    client.force_login(User.objects.create_user("viewer", password="pw-viewer-12345"))
+    for path in ("/api/trades/?day=9999-12-31", "/api/trades/totals/?day=9999-12-31"):
+        assert client.get(path).status_code == 200, path
+    assert client.get("/api/trades/?day=2018-02-30").status_code == 400

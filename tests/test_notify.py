@@ -20,7 +20,7 @@ from rest_framework.test import APIClient
 
 from cdb_project.logging import JsonFormatter
 from execution.models import Order, Trade
-from notify import dispatch, rules, service
+from notify import dispatch, rules, sender, service
 from notify.models import Destination, Notification
 from risk.alerts import raise_alert
 from tests.support import series
@@ -359,3 +359,25 @@ def test_manage_py_notify_test_reaches_mail_and_webhook_seeded_from_the_environm
     assert listed.returncode == 0 and "mailto://cdb:****@127.0.0.1" in listed.stdout
     assert mail.password not in listed.stdout + listed.stderr
     assert os.environ.get("NOTIFY_URLS") is None  # the test's own process was not configured
+
+
+def test_an_embedded_halt_command_sends_its_alert_before_the_process_exits(tmp_path):
+    # Embedded (SQLite, no Redis), the notify thread of a short-lived `manage.py halt` used to die with the process:
+    # no message and no stored row. Now what is queued at exit is sent then.
+    with WebhookServer() as hook:
+        env = {k: v for k, v in child_env(NOTIFY_URLS=hook.url()).items() if k != "REDIS_URL"}
+        env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'embedded.sqlite3'}"
+        for args in (["migrate", "--noinput"], ["halt", "--reason", "embedded halt, told at once"]):
+            result = subprocess.run(
+                [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180
+            )
+            assert result.returncode == 0, result.stdout + result.stderr
+    assert any("embedded halt, told at once" in message["message"] for message in hook.received), hook.received
+
+
+def test_secrets_in_headers_and_payload_fields_are_masked_and_a_space_in_a_header_survives():
+    spec = rules.parse_destination("json://127.0.0.1:9/hook?+Authorization=Bearer%20TopSecretTok&-apikey=KeySecret99")
+    assert "Bearer%20TopSecretTok" in spec.url  # a space stays a space for Apprise (not '+')
+    described = sender.describe(spec.url)
+    assert "TopSecretTok" not in described.masked and "KeySecret99" not in described.masked
+    assert any("TopSecretTok" in piece for piece in described.secrets)

@@ -116,6 +116,7 @@ def report(result: Result, *, strategy: str, parameters: dict, files: list[str])
             "profit_loss": _money(c.profit_loss),
             "profit_loss_percent": _money(c.profit_loss_percent),
             "exit_reason": c.exit_reason,
+            "exit_client_order_id": c.exit_client_order_id,
         }
         for c in result.closed
     ] + [

@@ -185,10 +185,11 @@ def backtest_chart(report: dict, symbol: str, max_bars: int = 20_000) -> dict:
     }
     spec = report["strategy"] + (":" + ",".join(f"{k}={v}" for k, v in params.items()) if params else "")
     _, specs, _ = strategy_indicators(spec)
-    pnl: dict[int, Decimal] = {}  # an exit's P&L: its closed lots', by exit time
+    pnl: dict[str, Decimal] = {}  # an exit's P&L: its closed lots', by the exit order (two exits share a candle)
     for trade in report.get("trades", []):
-        if trade["symbol"] == symbol and trade["exit_time"] is not None and trade["profit_loss"] is not None:
-            pnl[trade["exit_time"]] = pnl.get(trade["exit_time"], Decimal(0)) + Decimal(trade["profit_loss"])
+        exit_order = trade.get("exit_client_order_id")
+        if trade["symbol"] == symbol and exit_order and trade["profit_loss"] is not None:
+            pnl[exit_order] = pnl.get(exit_order, Decimal(0)) + Decimal(trade["profit_loss"])
     fills_ = [
         {
             "time": o["timestamp"],
@@ -201,7 +202,7 @@ def backtest_chart(report: dict, symbol: str, max_bars: int = 20_000) -> dict:
             if o["side"] == "SELL"
             else "entry",
             "detail": o["reason"],
-            "profit_loss": str(pnl[o["timestamp"]]) if o["side"] == "SELL" and o["timestamp"] in pnl else None,
+            "profit_loss": str(pnl[o["client_order_id"]]) if o["client_order_id"] in pnl else None,
             "client_order_id": o["client_order_id"],
         }
         for o in report.get("orders", [])

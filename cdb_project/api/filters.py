@@ -1,6 +1,6 @@
 """Query filters of the list endpoints (django-filter; invalid values answer 400 naming the parameter)."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import django_filters as filters
 from django import forms
@@ -59,6 +59,8 @@ class TradeFilter(filters.FilterSet):
 
     def filter_day(self, queryset, name, value):
         start = datetime(value.year, value.month, value.day, tzinfo=UTC)
+        if value == date.max:  # 9999-12-31 has no next day to end it
+            return queryset.filter(exit_time__gte=start)
         return queryset.filter(exit_time__gte=start, exit_time__lt=start + timedelta(days=1))
 
 

@@ -16,6 +16,7 @@
   const fmt = (n, d = 2) => (n === null || n === undefined ? "–" : Number(n).toFixed(d));
   const stamp = (ms) => (ms ? new Date(ms).toISOString().replace("T", " ").slice(0, 16) : "–");
   const pct = (n) => (n === null || n === undefined ? "–" : (Math.abs(n) < 0.005 ? 0 : n).toFixed(2) + " %");
+  const REASONS = {stop_loss: "stop-loss", drawdown_close: "drawdown close", operator_close: "operator"};
   const files = (list) => list.map((f) => f.split("/").pop()).join(", ");
   window.cdbCharts = {};
 
@@ -66,15 +67,15 @@
   }
 
   async function detail(id, key, compact) {
+    const box = el("div", {class: "run", id: "run-" + key});
+    app.append(box);  // placed before the fetch: compared runs stay in the order asked for
     const run = await get("/api/backtests/" + id + "/");
     const r = run.report;
-    const box = el("div", {class: "run", id: "run-" + key});
     const head = el("h2", {class: "run-title"}, "Run #" + run.id + " · " + r.strategy + " · " + files(r.files));
     const equity = el("div", {class: "chart-box small", id: key + "-equity"});
     const dd = el("div", {class: "chart-box small", id: key + "-drawdown"});
     box.append(head, ...cards(run), el("div", {class: "panel"}, el("h2", {text: "Equity"}), equity),
       el("div", {class: "panel"}, el("h2", {text: "Drawdown (%)"}), dd));
-    app.append(box);
     window.cdbCharts[key + "Equity"] = CdbPriceChart.line(equity, r.equity_curve, {color: "#5fd38d", area: true});
     window.cdbCharts[key + "Drawdown"] = CdbPriceChart.line(dd, drawdown(r.equity_curve), {color: "#ff6b6b", area: true, invert: true, precision: 2});
     if (compact) return;
@@ -95,6 +96,7 @@
         price.dataset.state = "ready";
         price.dataset.symbol = select.value;
       } catch (error) {
+        chart.setData({candles: [], indicators: [], fills: [], stops: []});  // never the previous symbol's chart
         note.textContent = (error && error.symbol) ? error.symbol.join(" ") : "no candles";
         price.dataset.state = "error";
       }
@@ -110,7 +112,7 @@
       });
       return [link, stamp(t.entry_time), t.entry_price, stamp(t.exit_time), t.exit_price, t.quantity, t.profit_loss,
         t.profit_loss_percent === null ? "–" : fmt(t.profit_loss_percent) + " %",
-        t.exit_time ? Math.round((t.exit_time - t.entry_time) / 60000) + " min" : "–", t.exit_reason];
+        t.exit_time ? Math.round((t.exit_time - t.entry_time) / 60000) + " min" : "–", REASONS[t.exit_reason] || t.exit_reason];
     });
     box.append(el("div", {class: "panel"}, el("h2", {text: "Trades (" + r.trades.length + ")"}),
       el("div", {class: "scroll"}, table("run-trades", ["Symbol", "Entry (UTC)", "Entry price", "Exit (UTC)", "Exit price", "Quantity", "P&L", "P&L %", "Duration", "Exit reason"], trades))));

@@ -204,7 +204,7 @@
   // --- closed trades (GET /api/trades/ and /api/trades/totals/, the same filters) --------------------------
   const TRADES_PAGE = 20;
   let tradesPage = 1, tradesPages = 1, tradesTimer = null;
-  const REASONS = {stop_loss: "stop-loss", drawdown_close: "drawdown close"};
+  const REASONS = {stop_loss: "stop-loss", drawdown_close: "drawdown close", operator_close: "operator"};
   const duration = (sec) => {
     if (sec === null || sec === undefined) return "–";
     const d = Math.floor(sec / 86400), h = Math.floor((sec % 86400) / 3600), m = Math.round((sec % 3600) / 60);
@@ -307,8 +307,9 @@
       case "signals": prepend(state.signals, data); break;
       case "order_results":
         prepend(state.order_results, data);
-        if (data.status === "FILLED" && data.symbol === chartSymbol && data.price) refreshIndicatorsSoon();  // markers, stops
-        if (data.status === "FILLED" && data.side === "SELL") loadTradesSoon();
+        const filled = data.status === "FILLED" || data.status === "PARTIALLY_FILLED";
+        if (filled && data.symbol === chartSymbol && data.price) refreshIndicatorsSoon();  // markers, stops
+        if (filled && data.side === "SELL") loadTradesSoon();
         refreshSoon();
         break;
       case "alerts": prepend(state.alerts, data); break;

@@ -334,6 +334,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # The alerts' and the notifications' levels are the same words with other labels: one name each.
+    "ENUM_NAME_OVERRIDES": {
+        "AlertLevelEnum": "risk.models.Alert.Level",
+        "NotificationLevelEnum": "notify.models.LEVEL_CHOICES",
+    },
 }
 
 # --- Live execution (execution/live.py) -------------------------------------------------

@@ -21,7 +21,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 QUANTITY_STEP = Decimal("0.00000001")
 STOP_STEP = Decimal("0.000000000001")  # prices are stored to 12 places
@@ -67,8 +67,22 @@ class MarketSnapshot:
     tradable: bool = True  # on the screener's watch list (or replayed/simulated) and not excluded by the whitelist
 
 
+class OpenLot(Protocol):
+    """What the engine reads of an open lot (one entry's trade): the live store's ``LotStop`` or the backtest's own
+    ``execution.trades.Lot``, as they are."""
+
+    @property
+    def trade_id(self) -> str: ...
+
+    @property
+    def quantity(self) -> Decimal: ...
+
+    @property
+    def stop(self) -> Decimal: ...  # its stop-loss: entry price × (1 − STOP_LOSS_PCT), fixed at the fill
+
+
 class LotStop(NamedTuple):
-    """An open lot (one entry's trade) and its stop-loss: entry price × (1 − STOP_LOSS_PCT), fixed at the fill."""
+    """An open lot as the live store reads it (``execution.account.open_lots``)."""
 
     trade_id: str
     quantity: Decimal
@@ -85,7 +99,7 @@ class AccountState:
     orders_last_minute: int = 0
     last_stop_ms: Mapping[str, int] = field(default_factory=dict)  # symbol -> time of its last stop-loss exit
     # symbol -> its open lots (trades), oldest first, each with its own stop: read where stop-losses are checked
-    lots: Mapping[str, Sequence[LotStop]] = field(default_factory=dict)
+    lots: Mapping[str, Sequence[OpenLot]] = field(default_factory=dict)
     # Proceeds (after costs) of approved sells not yet executed: their quantity has left ``positions`` so that
     # nothing is sold twice, and this keeps it in the equity (not in the cash that new entries may spend).
     receivable: Decimal = Decimal(0)

@@ -47,7 +47,6 @@ from risk.engine import (
     SPREAD_WINDOW,
     AccountState,
     AlertSpec,
-    LotStop,
     MarketSnapshot,
     RiskEngine,
     snapshot_from_rows,
@@ -304,13 +303,7 @@ class Backtest:
         entry_times = self.entry_times
         while entry_times and entry_times[0] <= now - MINUTE_MS:
             entry_times.popleft()
-        lots = {}
-        if with_lots:
-            lots = {
-                s: [LotStop(lot.trade_id, lot.quantity, lot.stop) for lot in held]
-                for s, held in self.lots.items()
-                if held
-            }
+        lots = {s: tuple(held) for s, held in self.lots.items() if held} if with_lots else {}
         # The engine only looks up prices (of held symbols and ``symbol``): a copy of the whole map answers as the
         # live queries do.
         return AccountState(

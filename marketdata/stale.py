@@ -15,6 +15,17 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 ACTOR = "data_stale_watch"
+RESUME_REASON = "market data fresh again"
+RECOVERED_MESSAGE = "Market data fresh again; trading resumed"
+
+
+def pause_reason(stale: Iterable[str]) -> str:
+    return f"data stale: {', '.join(stale)}"
+
+
+def stale_message(newly_stale: Iterable[str], timeout_ms: int) -> str:
+    """The DATA_STALE alert: the symbols that just went stale (the live watch's and the backtest's words)."""
+    return f"No market data for {', '.join(newly_stale)} for more than {timeout_ms // 1000}s; new orders paused"
 
 
 @dataclass(frozen=True)
@@ -24,14 +35,41 @@ class StaleDecision:
     newly_stale: tuple[str, ...] = ()
 
 
+@dataclass
+class CandleSeries:
+    """What a watch over recorded candles (a replay, the backtest) expects of a symbol: a candle every
+    ``interval_ms``, until its data ends at ``last_ms`` (None: not known yet)."""
+
+    interval_ms: int
+    last_ms: int | None = None
+    files_left: int = 1  # a replay's files of the symbol still being read
+    ended_ms: int | None = None  # the latest last candle of its files read to the end so far
+
+
 def stale_symbols(
-    last_seen: Mapping[str, int | None], watched: Iterable[str], now_ms: int, timeout_ms: int
+    last_seen: Mapping[str, int | None],
+    watched: Iterable[str],
+    now_ms: int,
+    timeout_ms: int,
+    candles: Mapping[str, CandleSeries] | None = None,
 ) -> tuple[str, ...]:
-    """Watched symbols whose last data is more than ``timeout_ms`` before ``now_ms`` (never seen = stale)."""
+    """Watched symbols whose last data is more than ``timeout_ms`` before ``now_ms`` (never seen = stale).
+
+    ``candles``: the watch runs on recorded candles' time, where data comes a candle at a time: a symbol is
+    stale only when its next candle is due and missing (a 5m symbol beside 1m ones is not stale between its
+    candles), and it is expected only from its first candle to its last (files that cover different periods)."""
     out = []
     for symbol in watched:
         seen = last_seen.get(symbol)
-        if seen is None or now_ms - seen > timeout_ms:
+        if candles is None:
+            if seen is None or now_ms - seen > timeout_ms:
+                out.append(symbol)
+            continue
+        series = candles.get(symbol)
+        if seen is None or series is None or (series.last_ms is not None and now_ms > series.last_ms):
+            continue
+        age = now_ms - seen
+        if age > timeout_ms and age >= series.interval_ms:
             out.append(symbol)
     return tuple(sorted(set(out)))
 
@@ -44,8 +82,9 @@ def decide(
     *,
     paused_by_watch: bool,
     previously_stale: Iterable[str] = (),
+    candles: Mapping[str, CandleSeries] | None = None,
 ) -> StaleDecision:
-    stale = stale_symbols(last_seen, watched, now_ms, timeout_ms)
+    stale = stale_symbols(last_seen, watched, now_ms, timeout_ms, candles)
     newly = tuple(s for s in stale if s not in set(previously_stale))
     if stale and not paused_by_watch:
         return StaleDecision(stale, "pause", newly)
@@ -119,6 +158,26 @@ class StaleWatch:
         self._last_seen: dict[str, int] = {}
         self._in_memory = watched is not None
         self._state = None
+        self._candles: dict[str, CandleSeries] | None = None
+
+    def expect_candles(self, symbol: str, interval_ms: int) -> None:
+        """A replay: ``symbol`` comes as candles of ``interval_ms`` (its shortest, if several files)."""
+        if self._candles is None:
+            self._candles = {}
+        series = self._candles.get(symbol)
+        if series is None:
+            self._candles[symbol] = CandleSeries(interval_ms)
+        else:
+            series.interval_ms = min(series.interval_ms, interval_ms)
+            series.files_left += 1
+
+    def candles_end(self, symbol: str, last_ms: int) -> None:
+        """A replay's file of ``symbol`` has no candle after ``last_ms``: with its last file, the symbol's data ends."""
+        series = self._candles[symbol]
+        series.files_left -= 1
+        series.ended_ms = last_ms if series.ended_ms is None else max(series.ended_ms, last_ms)
+        if series.files_left == 0:
+            series.last_ms = series.ended_ms
 
     def seen(self, symbol: str, ts: int) -> None:
         if ts > self._last_seen.get(symbol, -1):
@@ -147,6 +206,7 @@ class StaleWatch:
             timeout,
             paused_by_watch=state.paused_by_watch,
             previously_stale=state.stale_symbols,
+            candles=self._candles,
         )
         if decision.action is None and list(decision.stale) == list(state.stale_symbols):
             return decision
@@ -172,26 +232,26 @@ class StaleWatch:
                 timeout,
                 paused_by_watch=state.paused_by_watch,
                 previously_stale=state.stale_symbols,
+                candles=self._candles,
             )
             if decision.newly_stale:
                 raise_alert(
                     "WARNING",
                     "DATA_STALE",
-                    f"No market data for {', '.join(decision.newly_stale)} for more than {timeout // 1000}s; "
-                    "new orders paused",
+                    stale_message(decision.newly_stale, timeout),
                     timestamp=now_ms,
                     **({"symbol": decision.newly_stale[0]} if len(decision.newly_stale) == 1 else {}),
                 )
             if decision.action == "pause":
                 if trading.state == TradingState.State.ACTIVE:
-                    change_state("PAUSED", f"data stale: {', '.join(decision.stale)}", ACTOR, timestamp=now_ms)
+                    change_state("PAUSED", pause_reason(decision.stale), ACTOR, timestamp=now_ms)
                     state.paused_by_watch = True
                 elif trading.state == TradingState.State.PAUSED and trading.changed_by == ACTOR:
                     state.paused_by_watch = True
             elif decision.action == "resume":
                 if trading.state == TradingState.State.PAUSED and trading.changed_by == ACTOR:
-                    change_state("ACTIVE", "market data fresh again", ACTOR, timestamp=now_ms)
-                    raise_alert("INFO", "DATA_RECOVERED", "Market data fresh again; trading resumed", timestamp=now_ms)
+                    change_state("ACTIVE", RESUME_REASON, ACTOR, timestamp=now_ms)
+                    raise_alert("INFO", "DATA_RECOVERED", RECOVERED_MESSAGE, timestamp=now_ms)
                 state.paused_by_watch = False
             state.stale_symbols = list(decision.stale)
             state.changed_at_ms = now_ms

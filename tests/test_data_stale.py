@@ -11,7 +11,7 @@ from django.core.management import call_command
 
 from cdb_project import bus
 from marketdata import clock
-from marketdata.stale import ACTOR, StaleWatch, decide, stale_symbols, touch
+from marketdata.stale import ACTOR, CandleSeries, StaleWatch, decide, stale_symbols, touch
 from marketdata.tasks import check_data_stale
 from risk.models import Alert, RiskEvent, RiskParameters, TradingState
 from risk.state import change_state
@@ -175,3 +175,16 @@ def test_a_replay_pauses_on_a_gap_in_event_time_and_resumes(tmp_path, settings):
     alert = Alert.objects.get(code="DATA_STALE")
     assert alert.symbol == "LTC_BTC" and alert.timestamp == first_missing
     assert state().state == "ACTIVE"
+
+
+def test_a_watch_over_recorded_candles_expects_each_symbol_a_candle_at_a_time():
+    minute = 60_000
+    candles = {"ONE": CandleSeries(minute), "FIVE": CandleSeries(5 * minute), "OLD": CandleSeries(minute, 2 * minute)}
+    seen = {"ONE": 10 * minute, "FIVE": 6 * minute, "OLD": 2 * minute}  # NEW: no candle yet
+    watched = ["ONE", "FIVE", "OLD", "NEW"]
+    # at minute 10: FIVE's next candle (minute 11) is not due; OLD's file ended at minute 2; NEW has not started
+    assert stale_symbols(seen, watched, 10 * minute, 30_000, candles) == ()
+    # at minute 11 FIVE's candle is due and missing (5 min without data > 30 s); ONE's of minute 11 is missing too
+    assert stale_symbols(seen, watched, 11 * minute, 30_000, candles) == ("FIVE", "ONE")
+    # a live watch (no candles): no data for more than the timeout is stale, never seen is stale
+    assert stale_symbols(seen, watched, 10 * minute, 30_000) == ("FIVE", "NEW", "OLD")

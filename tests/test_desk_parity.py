@@ -137,3 +137,37 @@ def test_a_drawdown_day_with_failing_closes(tmp_path):
     assert "FAILED" in closes and closes[-1] == "FILLED" and simulated[3] == "HALTED"
     assert live[0] == simulated[0] and live[1] == simulated[1] and live[3] == simulated[3]
     assert abs(live[2] - simulated[2]) <= simulated[2] * D("1e-14")
+
+
+def test_a_file_with_a_missing_row(tmp_path):
+    # AAA's candle of minute 4 is missing. A replay's data-stale watch checks each time once all its candles are
+    # in: at minute 4 AAA was last seen 60 s before (> DATA_STALE_TIMEOUT_SEC 30), so the account is PAUSED for the
+    # decisions of minute 5 and ACTIVE again for minute 6. The backtest models the same watch: BBB's entry signal
+    # of minute 5 is rejected by the pause in both, AAA's of minute 6 is approved in both.
+    minute = 60_000
+    aaa = [f"{DAY2 + i * minute},100,100,100,100,1000000" for i in range(10) if i != 4]
+    bbb = [f"{DAY2 + i * minute},50,50,50,50,1000000" for i in range(10)]
+    files = [_write(tmp_path / "AAA_USDT-1m.csv", aaa), _write(tmp_path / "BBB_USDT-1m.csv", bbb)]
+    signals = tmp_path / "signals.csv"
+    signals.write_text(f"{DAY2 + 5 * minute},BBB_USDT,BUY\n{DAY2 + 6 * minute},AAA_USDT,BUY\n")
+    live, simulated = run_both(tmp_path, files, f"signals_file:path={signals}")
+    decisions = [(d[0].split(":")[0], d[1], d[2]) for d in simulated[1]]
+    assert decisions == [("BBB_USDT", "REJECT", "state"), ("AAA_USDT", "APPROVE", "position")], decisions
+    assert live[0] == simulated[0] and live[1] == simulated[1] and live[3] == simulated[3] == "ACTIVE"
+    assert abs(live[2] - simulated[2]) <= simulated[2] * D("1e-14")
+
+
+def test_mixed_intervals_and_files_of_different_periods(tmp_path):
+    # A 5m symbol beside a 1m one is not stale between its candles, and a file that starts later or ends earlier
+    # is expected only over its own period; its missing 5m candle (minute 20) pauses both the replay and the
+    # backtest from minute 21 until its next candle (25) is in. Signals every minute on the 1m symbol show that.
+    minute = 60_000
+    one = [f"{DAY2 + i * minute},100,100,100,100,1000000" for i in range(40)]
+    five = [f"{DAY2 + i * FIVE_MIN},7,7,7,7,1000000" for i in range(2, 7) if i != 4]  # minutes 10-30, not 20
+    files = [_write(tmp_path / "ONE_USDT-1m.csv", one), _write(tmp_path / "FIVE_USDT-5m.csv", five)]
+    signals = tmp_path / "signals.csv"
+    signals.write_text("".join(f"{DAY2 + i * minute},ONE_USDT,BUY\n" for i in range(1, 40)))
+    live, simulated = run_both(tmp_path, files, f"signals_file:path={signals}", params=["MAX_ORDERS_PER_MINUTE=600"])
+    paused = [int(d[0].rsplit(":", 1)[-1]) for d in simulated[1] if d[2] == "state"]
+    assert [(t - DAY2) // minute for t in paused] == [21, 22, 23, 24, 25], simulated[1]
+    assert live[0] == simulated[0] and live[1] == simulated[1] and live[3] == simulated[3] == "ACTIVE"

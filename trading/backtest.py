@@ -25,7 +25,8 @@ from typing import NamedTuple
 from execution.accounting import AccountingError, Book
 from execution.paper import PaperExchange
 from execution.trades import ClosedLot, Lot, close_lots, exit_target, open_lot, target_first
-from marketdata.validation import CandleRow, parse_file_name
+from marketdata import stale
+from marketdata.validation import CandleRow, interval_ms, parse_file_name
 from risk.desk import (
     CLOSING_HALTS,
     SUPPRESSED,
@@ -78,9 +79,12 @@ def _entry_time(lot: Lot) -> int:
     return lot.entry_time
 
 
-def read_bars(paths: list[str], rejected: dict[str, int] | None = None) -> Iterator[Bar]:
+def read_bars(
+    paths: list[str], rejected: dict[str, int] | None = None, series: dict[str, stale.CandleSeries] | None = None
+) -> Iterator[Bar]:
     """Candles of several SYMBOL-INTERVAL.csv files (or Freqtrade's .feather/.parquet), validated like a replay
-    and merged by (time, symbol); ``rejected`` counts the refused rows by reason (marketdata/candle_files.py)."""
+    and merged by (time, symbol); ``rejected`` counts the refused rows by reason (marketdata/candle_files.py);
+    ``series`` gets each symbol's interval and last candle: what the data-stale watch expects (``Backtest.watched``)."""
     from marketdata.candle_files import freqtrade_file_name, iter_merged, read_file  # numpy: not for --help
 
     files = []
@@ -100,6 +104,13 @@ def read_bars(paths: list[str], rejected: dict[str, int] | None = None) -> Itera
     for file in files if rejected is not None else ():
         for reason, count in file.rejected.items():
             rejected[reason] = rejected.get(reason, 0) + count
+    for file in files if series is not None and any(len(f) for f in files) else ():
+        if len(file):
+            step, last = interval_ms(file.interval), int(file.timestamps.max())
+            known = series.get(file.symbol)
+            if known is not None:
+                step, last = min(step, known.interval_ms), max(last, known.last_ms)
+            series[file.symbol] = stale.CandleSeries(step, last)
     return iter_merged(files, Bar, Candle)
 
 
@@ -153,6 +164,9 @@ class Backtest:
     position_size_pct: Decimal
     # SYMBOL_WHITELIST: backtested symbols are like replayed ones, tradable unless a whitelist leaves them out
     whitelist: frozenset[str] = frozenset()
+    # The symbols the data-stale watch expects candles of, as a replay's watch expects its files' symbols
+    # (``read_bars``' ``series``, less what a whitelist leaves out); empty: no watch.
+    watched: dict[str, stale.CandleSeries] = field(default_factory=dict)
     desk: Desk = field(init=False)
 
     def __post_init__(self) -> None:
@@ -189,6 +203,13 @@ class Backtest:
         self.equity_curve: list[tuple[int, Decimal]] = []
         self.open_point: int | None = None  # the time of the equity point the next step (or the end) values
         self.in_market: list[bool] = []  # per equity-curve point: was anything held
+        # The data-stale watch, as a replay runs it (marketdata/stale.py): each symbol's latest candle time, the
+        # symbols found stale at the last check, whether its own pause holds, and who changed the state last.
+        self.last_seen: dict[str, int] = {}
+        self.stale_symbols: tuple[str, ...] = ()
+        self.paused_by_watch = False
+        self.changed_by = ""
+        self.stale_timeout_ms = int(self.parameters["DATA_STALE_TIMEOUT_SEC"]) * 1000
 
     # --- the loop ---------------------------------------------------------------------------------------
     def run(self, bars: Iterable[Bar], progress: Callable[[int], None] = lambda n: None) -> Result:
@@ -212,6 +233,8 @@ class Backtest:
             progress(len(group))
             count += len(group)
         if self.open_point is not None:
+            if self.watched:
+                self._check_stale(self.open_point)  # as a replay checks once more after its last candle
             self._close_point()
         return Result(
             self.capital,
@@ -234,15 +257,18 @@ class Backtest:
         where a decision at time T sees all candles up to and including T), then each symbol in order."""
         now = bars[0][2].timestamp  # bar.row.timestamp
         if self.open_point is not None:
+            if self.watched:
+                self._check_stale(self.open_point)  # the previous time's candles are all in: is anyone missing?
             self._close_point()
         if now // DAY_MS != self.day_number:  # the day starts at the equity valued at the last prices before 00:00
             self.day_number = now // DAY_MS
             self.day_start_equity = self._account(bars[0].symbol, now).equity
             self.day_start_f = float(self.day_start_equity)
             self.alarm = None
-        marks, last, history, stops = self.marks, self.last, self.history, self.stop_f
+        marks, last, history, stops, seen = self.marks, self.last, self.history, self.stop_f, self.last_seen
         for bar in bars:
             symbol, _, row, candle = bar
+            seen[symbol] = now
             marks[symbol] = row.close
             last[symbol] = bar
             try:
@@ -495,7 +521,8 @@ class Backtest:
             self.stop_f.pop(symbol, None)
 
     # --- state ---------------------------------------------------------------------------------------------
-    def _set_state(self, new_state: str, layer: str, now: int, reason: str = "") -> None:
+    def _set_state(self, new_state: str, layer: str, now: int, reason: str = "", actor: str = "risk") -> None:
+        self.changed_by = actor
         self.risk_events.append(
             {
                 "timestamp": now,
@@ -508,6 +535,36 @@ class Backtest:
         self.alarm = None
         if new_state != PAUSED:
             self.breaker = {"symbol": "", "tries": 0, "checked": None}
+
+    def _check_stale(self, now: int) -> None:
+        """The data-stale watch at ``now`` (``marketdata.stale.StaleWatch._act``, in memory): a watched symbol without
+        a candle for longer than DATA_STALE_TIMEOUT_SEC pauses an ACTIVE account; when every one is fresh again the
+        watch lifts its own pause (never another layer's, never a HALT)."""
+        decision = stale.decide(
+            self.last_seen,
+            self.watched,
+            now,
+            self.stale_timeout_ms,
+            paused_by_watch=self.paused_by_watch,
+            previously_stale=self.stale_symbols,
+            candles=self.watched,
+        )
+        if decision.newly_stale:
+            message = stale.stale_message(decision.newly_stale, self.stale_timeout_ms)
+            self._alert(AlertSpec("WARNING", "DATA_STALE", message), now)
+        own_pause = self.state == PAUSED and self.changed_by == stale.ACTOR
+        if decision.action == "pause":
+            if self.state == ACTIVE:
+                self._set_state(PAUSED, "", now, stale.pause_reason(decision.stale), stale.ACTOR)
+                self.paused_by_watch = True
+            elif own_pause:
+                self.paused_by_watch = True
+        elif decision.action == "resume":
+            if own_pause:
+                self._set_state(ACTIVE, "", now, stale.RESUME_REASON, stale.ACTOR)
+                self._alert(AlertSpec("INFO", "DATA_RECOVERED", stale.RECOVERED_MESSAGE), now)
+            self.paused_by_watch = False
+        self.stale_symbols = decision.stale
 
     def _alert(self, alert: AlertSpec, now: int) -> None:
         self.alerts.append({"timestamp": now, "level": alert.level, "code": alert.code, "message": alert.message})

@@ -113,7 +113,15 @@ def count_lines(sources: list[ReplaySource]) -> int:
     return total
 
 
-def _read(source: ReplaySource, summary: ReplaySummary, tick: Callable[[int], None]) -> Iterator[tuple]:
+def _read(
+    source: ReplaySource,
+    summary: ReplaySummary,
+    tick: Callable[[int], None],
+    ended: Callable[[ReplaySource, int | None], None],
+) -> Iterator[tuple]:
+    """The file's valid candles; at its end, ``ended(source, its last candle's time)`` — before the merge yields
+    any later candle of another file (it reads each file one candle ahead)."""
+    last = None
     with source.path.open(encoding="utf-8", errors="replace", newline="") as handle:
         for item in validate_lines(handle):
             summary.rows_read += 1
@@ -122,7 +130,9 @@ def _read(source: ReplaySource, summary: ReplaySummary, tick: Callable[[int], No
                 summary.rejected[item.reason] += 1
                 logger.debug("%s line %d rejected (%s): %r", source.path, item.line_number, item.reason, item.line)
                 continue
+            last = item.timestamp
             yield item.timestamp, source.symbol, source.interval, item
+    ended(source, last)
 
 
 def default_batch_size() -> int:
@@ -183,13 +193,20 @@ class Replay:
         self._batch: list[dict] = []
 
     def run(self) -> ReplaySummary:
-        streams = [_read(source, self.summary, self.tick) for source in self.sources]
+        streams = [_read(source, self.summary, self.tick, self._source_ended) for source in self.sources]
+        if self.stale_watch is not None:
+            for source in self.sources:
+                self.stale_watch.expect_candles(source.symbol, interval_ms(source.interval))
         merged = heapq.merge(*streams, key=lambda item: (item[0], item[1], item[2]))
         for chunk in _chunks(merged, self.chunk_rows, by_timestamp=self.speed is not None):
             self._store_and_publish(chunk)
         if self.publish and self.stale_watch is not None and self._last_published_ts is not None:
             self.stale_watch.check_at(self.clock.now_ms())
         return self.summary
+
+    def _source_ended(self, source: ReplaySource, last_ms: int | None) -> None:
+        if self.stale_watch is not None:
+            self.stale_watch.candles_end(source.symbol, last_ms if last_ms is not None else -1)
 
     def _store_and_publish(self, chunk: list[tuple]) -> None:
         rows = [(symbol, interval, ts, c.open, c.high, c.low, c.close, c.volume) for ts, symbol, interval, c in chunk]

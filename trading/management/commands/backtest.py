@@ -134,7 +134,10 @@ class Command(BaseCommand):
         gc.freeze()
         rejected: dict[str, int] = {}
         try:
-            bars = read_bars(options["data"], rejected)
+            series: dict = {}
+            bars = read_bars(options["data"], rejected, series)
+            whitelist = settings.SYMBOL_WHITELIST  # watched as ``run_feed --source replay`` watches its files
+            backtest.watched = {s: v for s, v in sorted(series.items()) if not whitelist or s in whitelist}
             total = sum(_rows_in(Path(p)) for p in options["data"])
             if start is not None or end is not None:
                 bars = (

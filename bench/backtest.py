@@ -76,9 +76,12 @@ def in_process(files: list[str], strategy: str, repeat: int) -> tuple[int, float
     load = simulation = float("inf")
     for _ in range(repeat):
         started = time.perf_counter()
-        bars = list(read_bars(files))
+        series: dict = {}
+        bars = list(read_bars(files, None, series))
         load = min(load, time.perf_counter() - started)
-        result = backtest().run(bars)
+        run = backtest()
+        run.watched = series  # the data-stale watch, as the command runs it
+        result = run.run(bars)
         simulation = min(simulation, result.seconds)
         del bars
     summary = {"orders": len(result.orders), "trades": len(result.closed), "equity": str(result.final_equity)}

@@ -540,6 +540,9 @@ class Backtest:
         """The data-stale watch at ``now`` (``marketdata.stale.StaleWatch._act``, in memory): a watched symbol without
         a candle for longer than DATA_STALE_TIMEOUT_SEC pauses an ACTIVE account; when every one is fresh again the
         watch lifts its own pause (never another layer's, never a HALT)."""
+        seen = self.last_seen
+        if not self.stale_symbols and not self.paused_by_watch and all(seen.get(s) == now for s in self.watched):
+            return  # every symbol has its candle of ``now``: nothing is stale, nothing to lift (the common case)
         decision = stale.decide(
             self.last_seen,
             self.watched,

@@ -44,8 +44,8 @@ def book_exchange_fill(
         spent = notional + quote_fee
         if spent > book.cash:
             problems.append(
-                f"BUY {quantity} {symbol} at {price} cost {spent} with {book.cash} cash in the book: "
-                f"{spent - book.cash} beyond the book's cash"
+                f"BUY {_n(quantity)} {symbol} at {_n(price)} cost {_n(spent)} with {_n(book.cash)} cash in the book: "
+                f"{_n(spent - book.cash)} beyond the book's cash"
             )
         book.cash -= spent
         held = Holding(held.quantity + quantity, held.cost + notional)
@@ -53,8 +53,8 @@ def book_exchange_fill(
         sold = quantity
         if quantity > held.quantity:
             problems.append(
-                f"SELL {quantity} {symbol} with {held.quantity} in the book: {quantity - held.quantity} more sold "
-                "than the book held"
+                f"SELL {_n(quantity)} {symbol} with {_n(held.quantity)} in the book: "
+                f"{_n(quantity - held.quantity)} more sold than the book held"
             )
             sold = held.quantity
         cost_sold = held.cost if sold == held.quantity else money(held.cost * sold / held.quantity)
@@ -77,10 +77,15 @@ def _take_base_fee(
     paid as the fee — the quantity and its cost basis leave the holding, their value is a fee."""
     taken = fee
     if fee > held.quantity:
-        problems.append(f"fee of {fee} {symbol} base asset with {held.quantity} in the book")
+        problems.append(f"a fee of {_n(fee)} of {symbol}'s base asset with {_n(held.quantity)} in the book")
         taken = held.quantity
     value = money(taken * price)
     cost_share = held.cost if taken == held.quantity else money(held.cost * taken / held.quantity)
     book.realized_pnl += value - cost_share
     book.fees += value
     return Holding(held.quantity - taken, held.cost - cost_share), value
+
+
+def _n(value: Decimal) -> str:
+    """A Decimal as plain digits, without trailing zeros: 45.417947750000 -> 45.41794775."""
+    return format(value.normalize(), "f")

@@ -29,7 +29,9 @@ asset on a BUY, the quote on a SELL — MEXC's usual way) or a third asset such 
 ``fill_ratio`` < 1 leaves a market order PARTIALLY_CANCELED; ``hang_seconds`` > 0 stores (and fills) a new order but
 answers only after that delay, so the client times out while the order exists; ``visible_after_seconds`` > 0 makes
 an accepted order (and its trades) invisible to queries for that long after it was placed (MEXC's indexing lag);
-a reused ``newClientOrderId`` is refused; ``orders_invisible`` makes order queries answer "Order does not exist.".
+``lagging_balances`` makes the next account reads answer older balances (the account view lagging behind the
+matching engine); a reused ``newClientOrderId`` is refused; ``orders_invisible`` makes order queries answer
+"Order does not exist.".
 ``stop()`` then ``start()`` restarts the server on the same port with its orders and balances kept (an exchange
 restart). Every ``POST /api/v3/order`` that reaches the server is recorded in ``received_orders`` (accepted or not),
 every request in ``requests``.
@@ -102,6 +104,7 @@ class FakeMexcTrading:
     visible_after_seconds: float = 0.0  # an accepted order is unknown to queries for this long
     orders_invisible: bool = False  # GET /api/v3/order answers -2013 for every order (MEXC's indexing lag)
     rate_limited: int = 0  # the next so many signed requests answer HTTP 429
+    lagging_balances: list = field(default_factory=list)  # answers of the next account reads (a lagging view)
     retry_after_seconds: int = 1
 
     def __post_init__(self) -> None:
@@ -525,7 +528,8 @@ class FakeMexcTrading:
 
     async def _account(self, request: web.Request, params: dict, record) -> web.Response:
         with self._lock:
-            balances = [{"asset": k, "free": str(v), "locked": "0"} for k, v in sorted(self.balances.items())]
+            shown = self.lagging_balances.pop(0) if self.lagging_balances else self.balances
+            balances = [{"asset": k, "free": str(v), "locked": "0"} for k, v in sorted(shown.items())]
         return web.json_response(
             {
                 "canTrade": True,

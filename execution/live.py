@@ -433,19 +433,25 @@ class LiveExecutor:
         return self._refused(status, reason, code=_exchange_answer(exc)[0])
 
     def _create_order(self, client_order_id: str, market: dict, side: str, amount: Decimal) -> dict:
-        """``create_order``; a rate limit (HTTP 429) is waited out and the order tried again, a few times."""
+        return self._waiting_out_rate_limits(
+            client_order_id,
+            lambda: self.exchange.create_order(
+                market["symbol"], "market", side.lower(), str(amount), None, {"clientOrderId": client_order_id}
+            ),
+        )
+
+    def _waiting_out_rate_limits(self, client_order_id: str, call):
+        """``call()``; a rate limit (HTTP 429) is waited out (its Retry-After) and the call made again, a few times."""
         import ccxt
 
         for attempt in range(RATE_LIMIT_RETRIES + 1):
             try:
-                return self.exchange.create_order(
-                    market["symbol"], "market", side.lower(), str(amount), None, {"clientOrderId": client_order_id}
-                )
+                return call()
             except ccxt.RateLimitExceeded:
                 if attempt == RATE_LIMIT_RETRIES:
                     raise
                 wait = self._retry_after()
-                logger.warning("order %s: rate limited, trying again in %.1f s", client_order_id, wait)
+                logger.warning("order %s: rate limited, asking again in %.1f s", client_order_id, wait)
                 time.sleep(wait)
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
@@ -501,7 +507,10 @@ class LiveExecutor:
         import ccxt
 
         try:
-            order = self.exchange.fetch_order("", market["symbol"], {"clientOrderId": client_order_id})
+            order = self._waiting_out_rate_limits(
+                client_order_id,
+                lambda: self.exchange.fetch_order("", market["symbol"], {"clientOrderId": client_order_id}),
+            )
         except ccxt.NetworkError as exc:
             raise ExchangeUnreachable(self._text(f"lookup {client_order_id}: {type(exc).__name__}")) from None
         except ccxt.AuthenticationError as exc:

@@ -348,6 +348,15 @@ LIVE_TRADING = env.bool("LIVE_TRADING", default=False)
 MEXC_API_KEY = env.str("MEXC_API_KEY", default="")
 MEXC_API_SECRET = env.str("MEXC_API_SECRET", default="")
 LIVE_ORDER_TIMEOUT_SEC = env.float("LIVE_ORDER_TIMEOUT_SEC", default=10.0)
+# A live entry still PENDING (not sent, or not known to the exchange) after this many seconds is never sent: EXPIRED.
+LIVE_PENDING_MAX_AGE_SEC = env.float("LIVE_PENDING_MAX_AGE_SEC", default=30.0)
+# When the book and the exchange's balances differ: "alert" (CRITICAL alert) or "halt" (alert and halt trading).
+LIVE_RECONCILE_ACTION = env.str("LIVE_RECONCILE_ACTION", default="halt").strip().lower()
+if LIVE_RECONCILE_ACTION not in ("alert", "halt"):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(f"LIVE_RECONCILE_ACTION must be alert or halt, not {LIVE_RECONCILE_ACTION!r}")
+CELERY_BEAT_SCHEDULE["reconcile-balances"] = {"task": "execution.reconcile_balances", "schedule": 60.0}
 SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [
     "drf_spectacular.hooks.postprocess_schema_enums",
     "cdb_project.api.schema.document_errors",

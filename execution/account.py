@@ -26,9 +26,9 @@ class AccountRows(NamedTuple):
 
     portfolio: Portfolio
     positions: dict[str, Position]
-    quantities: dict[str, Decimal]  # positions plus approved, not yet executed orders
+    quantities: dict[str, Decimal]  # positions less what approved, not yet executed SELLs will sell
     cash: Decimal  # less what approved BUYs will spend
-    receivable: Decimal  # what approved SELLs will bring in
+    receivable: Decimal  # what approved SELLs will bring in, and what approved BUYs hold back (still the account's)
     lots: dict[str, list[LotStop]]  # open trades and their stops by symbol, oldest first (read if asked for)
 
 
@@ -39,8 +39,10 @@ def account_rows(*, lock: bool, with_lots: bool = False) -> AccountRows:
     quantities = {symbol: p.quantity for symbol, p in positions.items()}
     cash, receivable = portfolio.cash, Decimal(0)
     slippage, fee = Decimal(settings.PAPER_SLIPPAGE_PCT), Decimal(settings.FEE_RATE)
-    # Approved orders not yet executed count as done: two decisions in a row must not both spend the same room
-    # nor sell the same units. A pending sell's proceeds are not cash yet, but they are still the account's.
+    # Approved orders not yet executed: two decisions in a row must not both spend the same cash nor sell the same
+    # units, so a pending BUY's cost leaves the cash and a pending SELL's units leave the quantities. A pending BUY
+    # is not held yet — an exit is never sized on units that may never arrive (a live entry can still expire or be
+    # refused) — and what it holds back stays in the equity, as a pending SELL's proceeds do.
     pending_orders = (
         fetch_rows(Order, '"status" = %s', [Order.Status.PENDING], order_by='"event_time" DESC, "id" DESC')
         if pending
@@ -48,11 +50,12 @@ def account_rows(*, lock: bool, with_lots: bool = False) -> AccountRows:
     )
     for order in pending_orders:
         symbol, side, quantity, price = order.symbol, order.side, order.quantity, order.requested_price
-        sign = 1 if side == "BUY" else -1
-        quantities[symbol] = quantities.get(symbol, Decimal(0)) + sign * quantity
         if side == "BUY":
-            cash -= quantity * price * (1 + slippage) * (1 + fee)
+            reserved = quantity * price * (1 + slippage) * (1 + fee)
+            cash -= reserved
+            receivable += reserved
         else:
+            quantities[symbol] = quantities.get(symbol, Decimal(0)) - quantity
             receivable += quantity * price * (1 - slippage) * (1 - fee)
     return AccountRows(portfolio, positions, quantities, cash, receivable, open_lots() if with_lots else {})
 
@@ -148,7 +151,8 @@ def load_account(
     rows: AccountRows | None = None,
     with_lots: bool = False,
 ) -> AccountState:
-    """Cash, positions (PENDING orders included) and last prices at ``at_ms``; rolls the day-start equity at 00:00 UTC.
+    """Cash, positions (PENDING SELLs taken out, PENDING BUYs not yet in) and last prices at ``at_ms``; rolls the
+    day-start equity at 00:00 UTC.
 
     Call inside the transaction that holds the account lock: the day roll-over writes. ``for_decision=False``
     skips what only an entry decision reads (orders in the last minute, the last stop-loss times). ``rows``: the

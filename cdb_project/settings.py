@@ -330,6 +330,7 @@ SPECTACULAR_SETTINGS = {
     "Authenticate with `Authorization: Token <key>` (POST /api/token/) or a session.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],  # /api/schema/ and /api/docs/ need a login
     "COMPONENT_SPLIT_REQUEST": True,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

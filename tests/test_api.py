@@ -538,8 +538,15 @@ def test_after_a_halt_a_signal_creates_no_order(operator, sma_cross, django_capt
 # --- schema and docs ------------------------------------------------------------------------------------
 
 
-def test_openapi_schema_lists_every_endpoint():
-    response = APIClient().get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+def test_schema_and_docs_need_a_login(viewer):
+    assert APIClient().get("/api/schema/").status_code == 401
+    docs = APIClient().get("/api/docs/")
+    assert docs.status_code == 302 and docs["Location"] == "/accounts/login/?next=/api/docs/"
+    assert viewer.get("/api/schema/").status_code == 200
+
+
+def test_openapi_schema_lists_every_endpoint(viewer):
+    response = viewer.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
     assert response.status_code == 200
     schema = response.json()
     assert schema["openapi"].startswith("3.")
@@ -560,7 +567,9 @@ def test_openapi_schema_lists_every_endpoint():
 
 
 def test_swagger_ui_is_served_from_the_installed_package():
-    html = APIClient().get("/api/docs/").content.decode()
+    client = Client()
+    client.force_login(make_user("reader"))
+    html = client.get("/api/docs/").content.decode()
     assert "swagger-ui" in html
     assert "cdn" not in html.lower() and "https://" not in html
     assert "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in html
@@ -592,7 +601,7 @@ def test_api_404_is_json_even_when_no_route_matches(viewer):
 def test_a_body_of_a_type_the_endpoint_does_not_read_is_refused_with_a_documented_415(superuser):
     response = superuser.generic("POST", "/api/risk/halt/", "halt now", content_type="text/plain")
     assert response.status_code == 415 and "text/plain" in response.json()["detail"]
-    schema = APIClient().get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    schema = superuser.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
     writes = [("/api/risk/halt/", "post"), ("/api/risk/release/", "post"), ("/api/risk/parameters/", "patch")]
     for path, method in writes:
         assert "415" in schema["paths"][path][method]["responses"], (path, method)

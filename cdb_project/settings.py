@@ -209,7 +209,7 @@ SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
-# Request bodies: daphne answers 413 beyond this many bytes without keeping them (cdb_project/body_limit.py); Django
+# Request bodies: daphne answers 413 beyond this many bytes without keeping them (cdb_project/daphne_request.py); Django
 # refuses the same figure when it reads a body itself. Nothing here takes uploads: halts, parameters, logins, forms.
 MAX_REQUEST_BODY_BYTES = env.int("MAX_REQUEST_BODY_BYTES", default=1_048_576)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES

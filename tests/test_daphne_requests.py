@@ -1,7 +1,9 @@
-"""Request bodies bounded before they reach memory: a real daphne answers 413 JSON beyond MAX_REQUEST_BODY_BYTES.
+"""A real daphne: request bodies bounded before they reach memory (413 JSON beyond MAX_REQUEST_BODY_BYTES), and a
+multipart body Twisted cannot parse reaches the API, which answers 400 JSON.
 
 Before, daphne put a whole body into the application's queue before the application ran: an anonymous 600 MB
-POST took the web process from 168 to 771 MB (the compose limit is 768 MB).
+POST took the web process from 168 to 771 MB (the compose limit is 768 MB); and Twisted answered a bad multipart
+body with a bare 400 without a body.
 """
 
 from __future__ import annotations
@@ -66,3 +68,12 @@ def test_a_body_within_the_limit_still_reaches_the_application(server):
     connection.request("POST", "/api/token/", body, {"Content-Type": "application/json"})
     response = connection.getresponse()
     assert response.status == 400 and "password" in json.loads(response.read())  # the API's own validation
+
+
+@pytest.mark.parametrize("body", [b"", b"--xyz\r\n", b"garbage"])
+def test_a_broken_or_empty_multipart_body_gets_the_apis_json_400(server, body):
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    connection.request("POST", "/api/token/", body, {"Content-Type": "multipart/form-data; boundary=xyz"})
+    response = connection.getresponse()
+    assert response.status == 400 and response.getheader("Content-Type") == "application/json"
+    assert json.loads(response.read())  # names what is wrong

@@ -1,12 +1,16 @@
-"""Request bodies bounded before they reach the web process's memory: 413 beyond ``MAX_REQUEST_BODY_BYTES``.
+"""daphne's request class with two changes: bodies bounded before they reach memory, and no form parsing.
 
-An ASGI middleware cannot do this under daphne: daphne receives the whole body first (Twisted spools it to a
-file) and then, before the application has run a line, puts all of it into the application's queue as 8 KB
-messages — a 600 MB POST held 600 MB of memory whatever the application answered. So the limit sits in daphne's
-request class, the only place it offers: a body whose ``Content-Length`` or streamed (chunked) size goes over the
-limit is counted and dropped as it arrives, and the request is answered 413 with a JSON body once it is in; no
-application instance is created for it. Django's ``DATA_UPLOAD_MAX_MEMORY_SIZE`` (the same figure, settings.py)
-stays as the second line for anything that runs the application without daphne.
+Bodies: 413 beyond ``MAX_REQUEST_BODY_BYTES``. An ASGI middleware cannot do this under daphne: daphne receives the
+whole body first (Twisted spools it to a file) and then, before the application has run a line, puts all of it into
+the application's queue as 8 KB messages — a 600 MB POST held 600 MB of memory whatever the application answered. So
+the limit sits in daphne's request class, the only place it offers: a body whose ``Content-Length`` or streamed
+(chunked) size goes over the limit is counted and dropped as it arrives, and the request is answered 413 with a JSON
+body once it is in; no application instance is created for it. Django's ``DATA_UPLOAD_MAX_MEMORY_SIZE`` (the same
+figure, settings.py) stays as the second line for anything that runs the application without daphne.
+
+Forms: Twisted parses a POSTed form body itself, for nobody (daphne hands the raw body on), and answers a multipart
+body it cannot parse with a bare 400 without a body before the application sees it. Django and DRF parse bodies
+and answer such a request with their usual 400 (JSON on the API).
 """
 
 from __future__ import annotations
@@ -19,7 +23,10 @@ from django.conf import settings
 
 
 class BoundedWebRequest(http_protocol.WebRequest):
-    """daphne's request, keeping at most ``MAX_REQUEST_BODY_BYTES`` of a body."""
+    """daphne's request, keeping at most ``MAX_REQUEST_BODY_BYTES`` of a body and leaving forms to Django."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, parsePOSTFormSubmission=False, **kwargs)  # Twisted's switch for its form parsing
 
     def gotLength(self, length: int | None) -> None:  # noqa: N802 (Twisted's name)
         self.body_bytes = 0

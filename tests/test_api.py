@@ -592,6 +592,25 @@ def test_date_filter_out_of_range_after_conversion_is_400(viewer):
     assert response.status_code == 400 and "until" in response.json()
 
 
+def test_json_nested_deeper_than_the_decoder_follows_is_a_400():
+    deep = "[" * 1000 + "]" * 1000
+    response = APIClient().post("/api/token/", deep, content_type="application/json")
+    assert response.status_code == 400 and "nested too deeply" in response.json()["detail"]
+
+
+def test_a_nul_in_the_positions_symbol_filter_is_a_400(viewer):
+    Position.objects.create(symbol="BTC_USDT", quantity=1, avg_entry_price=100)
+    response = viewer.get("/api/positions/?symbol=%00")
+    assert response.status_code == 400 and "symbol" in response.json()
+    assert viewer.get("/api/positions/?symbol=BTC_USDT").json()["count"] == 1
+    assert viewer.get("/api/positions/?symbol=ETH_USDT").json()["count"] == 0
+
+
+def test_live_state_is_never_cached(viewer):
+    for url in ["/api/status/", "/api/risk/state/"]:
+        assert "no-store" in viewer.get(url)["Cache-Control"], url
+
+
 def test_api_404_is_json_even_when_no_route_matches(viewer):
     response = viewer.get("/api/orders/1.5e-3/")
     assert response.status_code == 404 and response.json() == {"detail": "Not found."}

@@ -54,6 +54,7 @@ INTERVAL_MS = {
     "4h": 14_400_000,
     "1d": 86_400_000,
 }
+SYMBOL = re.compile(r"[A-Z0-9]{1,20}_[A-Z0-9]{1,20}")  # BASE_QUOTE, as EVENT_SCHEMA.json has it
 FILE_NAME = re.compile(r"^(?P<symbol>[A-Z0-9]{1,20}_[A-Z0-9]{1,20})-(?P<interval>[0-9]+[smhdwM])\.csv$")
 
 

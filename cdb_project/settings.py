@@ -268,9 +268,18 @@ STATICFILES_DIRS = [
     ("vendor/lightweight-charts", BASE_DIR / "node_modules/lightweight-charts/dist"),
 ]
 
+# API tokens (POST /api/token/) expire after this many hours (0: never); an expired one answers 401.
+TOKEN_TTL_HOURS = env.int("TOKEN_TTL_HOURS", default=168)
+# Mail: EMAIL_URL (django-environ, e.g. smtp+tls://user:password@mail.example:587) configures Django's mail and
+# turns the password-reset pages on; without it they are not offered (404): no mail could reach the user.
+EMAIL_CONFIGURED = bool(env.str("EMAIL_URL", default=""))
+if EMAIL_CONFIGURED:
+    globals().update(env.email_url("EMAIL_URL"))  # EMAIL_BACKEND, EMAIL_HOST, EMAIL_PORT, …
+    DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="webmaster@localhost")
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "cdb_project.api.authentication.ExpiringTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

@@ -183,6 +183,29 @@ def test_token_for_username_and_password_then_use_it():
     assert client.get("/api/status/").status_code == 200
 
 
+def test_tokens_expire_and_a_login_hands_out_a_new_one(settings):
+    settings.TOKEN_TTL_HOURS = 24
+    make_user("scripted")
+    old = token_client(User.objects.get(username="scripted"))
+    Token.objects.filter(user__username="scripted").update(created=timezone.now() - timedelta(hours=25))
+    refused = old.get("/api/status/")
+    assert refused.status_code == 401 and "expired" in refused.json()["detail"]
+    fresh = APIClient().post("/api/token/", {"username": "scripted", "password": "pw"}, format="json").json()["token"]
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {fresh}")
+    assert client.get("/api/status/").status_code == 200
+    assert old.get("/api/status/").status_code == 401  # the expired key is gone
+    settings.TOKEN_TTL_HOURS = 0  # never
+    Token.objects.filter(key=fresh).update(created=timezone.now() - timedelta(days=3650))
+    assert client.get("/api/status/").status_code == 200
+
+
+def test_password_reset_is_not_offered_without_mail():
+    for url in ["/accounts/password_reset/", "/accounts/reset/done/"]:
+        assert Client().get(url).status_code == 404, url
+    assert Client().get("/accounts/login/").status_code == 200
+
+
 def test_token_refuses_a_wrong_password():
     make_user("bob")
     response = APIClient().post("/api/token/", {"username": "bob", "password": "nope"}, format="json")

@@ -27,6 +27,7 @@ from trading import chart_service, dashboard
 from trading.models import BacktestRun, Signal
 
 from . import filters, serializers
+from .authentication import current_token
 from .permissions import CanHaltTrading, ReadOrStaffWrite
 
 ERROR_400 = OpenApiResponse(description="Invalid input: the body names each bad field and why")
@@ -339,7 +340,9 @@ class TokenView(ObtainAuthToken):
     )
     def post(self, request, *args, **kwargs):
         try:
-            return super().post(request, *args, **kwargs)
+            serializer = self.get_serializer(data=request.data)
+            serializer.is_valid(raise_exception=True)
+            return Response({"token": current_token(serializer.validated_data["user"]).key})
         except ValidationError:
             # Django's authenticate() turns the lockout (axes' backend refusing, or this failure reaching the
             # limit) into a failed login; axes marks the request.

@@ -2,6 +2,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from execution.reconcile import reconcile_balances, reconcile_pending
 
+MAX_OLDER_THAN = 10 * 365 * 86_400  # ten years: far beyond any order, and well within what a date can subtract
+
 
 class Command(BaseCommand):
     help = (
@@ -18,8 +20,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
-        if options["older_than"] is not None and options["older_than"] < 0:
-            raise CommandError("--older-than must not be negative", returncode=2)
+        if options["older_than"] is not None and not 0 <= options["older_than"] <= MAX_OLDER_THAN:
+            raise CommandError(f"--older-than must be 0–{MAX_OLDER_THAN} seconds", returncode=2)
         settled = reconcile_pending(options["older_than"])
         for order in settled:
             self.stdout.write(f"{order.client_order_id} {order.side} {order.symbol}: {order.status}")

@@ -30,6 +30,7 @@ def trial_rows(study: optuna.Study, fold: int | None = None) -> list[dict]:
                 "max_drawdown": result.get("max_drawdown_pct"),
                 "total_return_pct": result.get("total_return_pct"),
                 "duration": result.get("duration"),
+                "candles": result.get("candles"),
                 "pruned": result.get("pruned") or trial.user_attrs.get("refused"),
                 "first_candle": result.get("first_candle"),
                 "last_candle": result.get("last_candle"),

@@ -44,6 +44,19 @@ def _storage(url: str):
     return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
 
 
+_storage_urls: set[str] = set()
+
+
 def get_storage():
     """This process's storage (one engine and pool per process and database)."""
-    return _storage(storage_url())
+    url = storage_url()
+    _storage_urls.add(url)
+    return _storage(url)
+
+
+def close() -> None:
+    """Close this process's storage connections (a test database can then be dropped)."""
+    for url in list(_storage_urls):
+        _storage(url).engine.dispose()
+    _storage_urls.clear()
+    _storage.cache_clear()

@@ -79,7 +79,8 @@ def recover(study: optuna.Study) -> tuple[int, int]:
 
 def _give_back(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
     study.tell(trial.number, state=TrialState.FAIL)
-    study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
+    if trial.params:  # none yet: killed while the trial was being asked
+        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
 
 
 class Waiter:

@@ -16,6 +16,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from optuna.trial import TrialState
 from rest_framework.test import APIClient
 
 from optimize.folds import walk_forward
@@ -290,3 +291,22 @@ def test_resuming_with_other_arguments_is_refused_and_study_alone_resumes(tmp_pa
     second = optimize(tmp_path, "--study", study, "--trials", "4")
     assert [t["number"] for t in second["trials"]] == [0, 1, 2, 3]
     assert second["trials"][:2] == first["trials"][:2]
+
+
+def test_recover_tells_stored_results_and_asks_lost_trials_again():
+    """What a resume finds after a SIGKILL: a trial whose worker stored its figures is told with them (not run
+    again); one without figures is failed and its parameters are asked first next time."""
+    from optimize.runner import recover
+    from optimize.tasks import RESULT
+
+    space = {"x": optuna.distributions.FloatDistribution(0, 1)}
+    study = optuna.create_study(study_name=f"recover-{uuid.uuid4().hex}", storage=get_storage(), direction="maximize")
+    done, lost = study.ask(space), study.ask(space)
+    done.set_user_attr(RESULT, {"value": 1.5, "pruned": None})
+    assert recover(study) == (1, 1)
+    trials = study.get_trials(deepcopy=False)
+    assert (trials[0].state, trials[0].value) == (TrialState.COMPLETE, 1.5)
+    assert trials[1].state == TrialState.FAIL
+    assert (trials[2].state, trials[2].user_attrs["retry_of"]) == (TrialState.WAITING, 1)
+    again = study.ask(space)
+    assert again.number == 2 and again.params == lost.params

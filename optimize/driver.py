@@ -14,11 +14,11 @@ from trading.backtest import BacktestInputError
 
 from . import data_cache
 from .folds import walk_forward
-from .report import importance, thin, trial_rows
+from .report import importance, trial_rows
 from .runner import Plan, run_study
 from .space import Dimension
 from .tasks import RESULT
-from .trial import Problem, backtest_command, evaluate, iso, run_backtest
+from .trial import EQUITY_POINTS, Problem, backtest_command, evaluate, iso, run_backtest, thin
 
 
 @dataclass
@@ -74,7 +74,7 @@ class Driver:
         )
         study.set_user_attr("config", self.config)
 
-    def run(self, progress: bool = True) -> dict:
+    def run(self, progress: bool = True, on_stall=lambda: None) -> dict:
         studies = []
         for stage in self.stages:
             label = f"fold {stage.plan.fold}/{len(self.stages)}" if stage.fold else "trials"
@@ -111,7 +111,13 @@ class Driver:
         best = _best_trial(last)
         params = best.params if best else {}
         start, end = self.config["from"], self.config["to"]
-        curve = run_backtest(self.problem, params, start, end).equity_curve if best else []
+        if not best:
+            curve = []
+        elif folds:  # the last fold's best parameters over the whole period
+            result = run_backtest(self.problem, params, start, end)
+            curve = [[ts, str(equity)] for ts, equity in thin(result.equity_curve, EQUITY_POINTS)]
+        else:
+            curve = best.user_attrs[RESULT]["equity"]
         return {
             "study": self.name,
             "objective": self.problem.objective,
@@ -126,7 +132,7 @@ class Driver:
             "trials": trials,
             "walk_forward": folds,
             "importance": importance(last),
-            "equity_curve": [[ts, str(equity)] for ts, equity in thin(curve)],
+            "equity_curve": curve,
             "backtest_command": backtest_command(self.problem, params, start, end) if best else None,
         }
 

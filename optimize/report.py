@@ -11,8 +11,6 @@ from optuna.trial import TrialState
 
 from .tasks import RESULT
 
-EQUITY_POINTS = 2000  # the best run's equity curve, thinned to at most this many points
-
 
 def trial_rows(study: optuna.Study, fold: int | None = None) -> list[dict]:
     """Every finished trial: its parameters and what its backtest measured (failed and waiting ones left out)."""
@@ -50,13 +48,6 @@ def importance(study: optuna.Study) -> dict[str, float]:
         return {k: float(v) for k, v in optuna.importance.get_param_importances(study, evaluator=evaluator).items()}
     except (ValueError, RuntimeError, ZeroDivisionError):  # too few complete trials, one value only, …
         return {}
-
-
-def thin(curve: list, points: int = EQUITY_POINTS) -> list:
-    if len(curve) <= points:
-        return curve
-    step = len(curve) / points
-    return [curve[int(i * step)] for i in range(points)] + [curve[-1]]
 
 
 def json_text(document: dict) -> str:

@@ -24,6 +24,7 @@ from .trial import Problem, check_params
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 POLL_SEC = 1.0  # a result whose wake-up was lost is still found within this long
+STALL_SEC = 10.0  # no result for this long: on_stall (the command checks that a worker takes the queue)
 
 
 class Interrupted(Exception):
@@ -89,13 +90,17 @@ class Waiter:
     def __init__(self, client, key: str) -> None:
         self.client, self.key = client, key
 
-    def wait(self, timeout: float) -> None:
+    def wait(self, timeout: float) -> set[int]:
+        """The ids of the trials whose results arrived within ``timeout`` (empty: none, or no Redis)."""
         if self.client is None:
             time.sleep(timeout)
-            return
+            return set()
         got = self.client.blpop([self.key], timeout=max(timeout, 0.01))
-        while got is not None:  # drain what else has arrived
+        ids = set()
+        while got is not None:  # and what else has arrived
+            ids.add(int(got[1] if isinstance(got, (list, tuple)) else got))
             got = self.client.lpop(self.key)
+        return ids
 
     def close(self) -> None:
         if self.client is not None:
@@ -110,6 +115,7 @@ def run_study(
     workers: int,
     progress: Callable[[int, int, float | None], None],
     on_start: Callable[[optuna.Study, int], None] = lambda study, finished: None,
+    on_stall: Callable[[], None] = lambda: None,
 ) -> optuna.Study:
     """Ask, dispatch and tell until the study has ``plan.trials`` finished trials. ``progress(done, total, best)``
     after every finished trial; Ctrl-C hands the in-flight trials back and raises Interrupted."""
@@ -127,6 +133,7 @@ def run_study(
     run = secrets.token_hex(6)
     waiter = Waiter(None, "") if local else _redis_waiter(plan.study, run)
     in_flight: dict[int, int] = {}  # trial number -> trial id
+    quiet, stalled = 0.0, False
     try:
         while finished < plan.trials:
             while len(in_flight) < capacity and finished + len(in_flight) < plan.trials:
@@ -156,9 +163,17 @@ def run_study(
                     from .tasks import run_trial
 
                     run_trial.apply_async((payload,), queue="optimize")
+            due = set(in_flight.values())
             if not local and in_flight:
-                waiter.wait(POLL_SEC)
+                signalled = waiter.wait(POLL_SEC)
+                quiet = 0.0 if signalled else quiet + POLL_SEC
+                if quiet >= STALL_SEC and not stalled:
+                    stalled = True
+                    on_stall()
+                due = signalled or due  # woken: those; timed out: look at every trial in flight
             for number, trial_id in list(in_flight.items()):
+                if trial_id not in due:
+                    continue
                 result = storage.get_trial(trial_id).user_attrs.get(RESULT)
                 if result is not None:
                     _tell(study, number, result)

@@ -25,6 +25,7 @@ from .objectives import objective_value
 from .space import SIZING
 
 DEFAULT_SIZE_PCT = Decimal("0.10")  # settings.POSITION_SIZE_PCT's default
+EQUITY_POINTS = 300  # the trial's equity curve, thinned, kept with its figures (the report plots the best one's)
 
 
 @dataclass(frozen=True)
@@ -93,8 +94,8 @@ def run_backtest(problem: Problem, params: dict, start: int | None, end: int | N
 
 
 def evaluate(problem: Problem, params: dict, start: int | None, end: int | None) -> dict:
-    """The trial's figures: ``value`` (None: pruned, ``pruned`` says why), trades, max drawdown, duration, and the
-    first and last candle time the backtest saw."""
+    """The trial's figures: ``value`` (None: pruned, ``pruned`` says why), trades, max drawdown, duration, the
+    first and last candle time the backtest saw, and its equity curve thinned to EQUITY_POINTS."""
     started = time.perf_counter()
     result = run_backtest(problem, params, start, end)
     figures = summary(result)
@@ -116,7 +117,16 @@ def evaluate(problem: Problem, params: dict, start: int | None, end: int | None)
         "first_candle": curve[0][0] if curve else None,
         "last_candle": curve[-1][0] if curve else None,
         "duration": time.perf_counter() - started,
+        "equity": [[ts, str(equity)] for ts, equity in thin(curve, EQUITY_POINTS)],
     }
+
+
+def thin(curve: list, points: int) -> list:
+    """At most ``points`` + 1 points of a curve, evenly spaced, the last one kept."""
+    if len(curve) <= points:
+        return list(curve)
+    step = len(curve) / points
+    return [curve[int(i * step)] for i in range(points)] + [curve[-1]]
 
 
 def iso(ms: int) -> str:

@@ -244,7 +244,8 @@ def test_a_local_study_stores_values_equal_to_direct_backtests_and_reports(tmp_p
         assert f"--param {name}={value}" in command
     # the best run's equity curve is that backtest's
     direct = direct_backtest(tmp_path, [ETH, LTC], best["params"], capital="1", start="2018-01-12", end="2018-01-16")
-    assert document["equity_curve"][-1] == [direct["equity_curve"][-1][0], str(Decimal(direct["equity_curve"][-1][1]))]
+    (last_time, last_equity), (direct_time, direct_equity) = document["equity_curve"][-1], direct["equity_curve"][-1]
+    assert (last_time, Decimal(last_equity)) == (direct_time, Decimal(direct_equity))
 
     page = html.read_text()
     assert "<svg" in page and "Parameter importance" in page and "Best run's equity" in page

@@ -89,13 +89,11 @@ class Command(BaseCommand):
         local = options["local"] or settings.EMBEDDED
         driver = Driver(name, config, storage, local=local, workers=options["workers"], seed=options["seed"])
         driver.prepare(stored)
-        if not local:
-            _check_workers(self.stderr)
         from ...runner import Interrupted
 
         self.stdout.write(f"study {name}: {config['trials']} trials, {config['objective']}, {config['strategy']}")
         try:
-            document = driver.run(progress=not options["no_progress"])
+            document = driver.run(progress=not options["no_progress"], on_stall=lambda: _check_workers(self.stderr))
         except Interrupted:
             resume = ["python", "manage.py", "optimize", "--study", name, *(["--local"] if local else [])]
             self.stderr.write(f"Stopped. Finished trials are kept. Resume with: {shlex.join(resume)}")
@@ -229,7 +227,8 @@ def _stored_config(storage, name: str) -> dict | None:
 
 
 def _check_workers(stderr) -> None:
-    """Warn (not fail: one may start them next) when no worker answers for the optimize queue."""
+    """Warn (not fail: one may start them next) when no worker answers for the optimize queue (asked when no
+    result came for a while, so a healthy run does not wait for the answers)."""
     from cdb_project.celery import app
 
     try:

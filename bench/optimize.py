@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -80,6 +81,7 @@ def plain_backtest(files: list[str]) -> float:
 
 def optimize(files: list[str], workers: int, trials: int, out: Path) -> dict:
     study = f"bench-{workers}w-{datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}"
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     subprocess.run(
         [sys.executable, "manage.py", "optimize", "--data", *files, "--strategy", "momentum", *SPACE, "--capital", "1",
@@ -88,6 +90,8 @@ def optimize(files: list[str], workers: int, trials: int, out: Path) -> dict:
         cwd=ROOT, check=True, capture_output=True,
     )  # fmt: skip
     wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     document = json.loads(out.read_text())
     done = [datetime.fromisoformat(t["finished_at"]) for t in document["trials"] if t["finished_at"]]
     span = (max(done) - min(done)).total_seconds()
@@ -101,6 +105,7 @@ def optimize(files: list[str], workers: int, trials: int, out: Path) -> dict:
         "slowest_trial_s": max(durations),
         "median_trial_s": sorted(durations)[len(durations) // 2],
         "best_value": document["best_value"],
+        "command_cpu_s": cpu,
     }
 
 
@@ -144,7 +149,8 @@ def main() -> None:
                 f"{count} worker(s): {r['trials']} trials in {r['wall_s']:.1f} s = {r['per_min']:.1f} trials/min "
                 f"(steady {steady}/min); trial median {r['median_trial_s']:.2f} s, "
                 f"slowest {r['slowest_trial_s']:.2f} s "
-                f"({'faster' if r['slowest_trial_s'] < plain else 'SLOWER'} than the plain backtest's {plain:.2f} s)"
+                f"({'faster' if r['slowest_trial_s'] < plain else 'SLOWER'} than the plain backtest's {plain:.2f} s); "
+                f"the command's own CPU {r['command_cpu_s']:.1f} s"
             )
     print(f"2 workers / 1 worker: {results[2]['per_min'] / results[1]['per_min']:.2f}× (target ≥ 1.7×)")
     if args.freqtrade:

@@ -9,6 +9,7 @@ marked FAIL and its parameters are enqueued to be asked first — a late result 
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from collections.abc import Callable
@@ -90,17 +91,18 @@ class Waiter:
     def __init__(self, client, key: str) -> None:
         self.client, self.key = client, key
 
-    def wait(self, timeout: float) -> set[int]:
-        """The ids of the trials whose results arrived within ``timeout`` (empty: none, or no Redis)."""
+    def wait(self, timeout: float) -> dict[int, dict]:
+        """Results (by trial id) that arrived within ``timeout`` (empty: none, or no Redis)."""
         if self.client is None:
             time.sleep(timeout)
-            return set()
+            return {}
         got = self.client.blpop([self.key], timeout=max(timeout, 0.01))
-        ids = set()
+        results = {}
         while got is not None:  # and what else has arrived
-            ids.add(int(got[1] if isinstance(got, (list, tuple)) else got))
+            trial_id, result = json.loads(got[1] if isinstance(got, (list, tuple)) else got)
+            results[trial_id] = result
             got = self.client.lpop(self.key)
-        return ids
+        return results
 
     def close(self) -> None:
         if self.client is not None:
@@ -124,7 +126,8 @@ def run_study(
     already = len(study.trials)
     # Resumed with the same --seed, the sampler must not draw the first run's parameters again.
     seed = None if plan.seed is None else plan.seed + already
-    study.sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+    # multivariate: one joint draw per trial (and one read of the trials) instead of one per parameter
+    study.sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True, multivariate=True)
     finished = finished_count(study)
     best = _best(study)
     on_start(study, finished)
@@ -134,13 +137,12 @@ def run_study(
     waiter = Waiter(None, "") if local else _redis_waiter(plan.study, run)
     in_flight: dict[int, int] = {}  # trial number -> trial id
     quiet, stalled = 0.0, False
+    arrived: dict[int, dict | None] = {}  # results by trial id
     try:
         while finished < plan.trials:
             while len(in_flight) < capacity and finished + len(in_flight) < plan.trials:
                 trial = study.ask(space)
-                trial.set_user_attr("run", run)
-                if plan.fold is not None:
-                    trial.set_user_attr("fold", plan.fold)
+                trial.set_user_attr("run", run)  # which command asked it
                 reason = check_params(plan.problem, trial.params)
                 if reason:
                     trial.set_user_attr("refused", reason)
@@ -158,23 +160,21 @@ def run_study(
                 }
                 in_flight[trial.number] = trial._trial_id
                 if local:
-                    execute(payload)
+                    arrived[trial._trial_id] = execute(payload)
                 else:
                     from .tasks import run_trial
 
                     run_trial.apply_async((payload,), queue="optimize")
-            due = set(in_flight.values())
             if not local and in_flight:
-                signalled = waiter.wait(POLL_SEC)
-                quiet = 0.0 if signalled else quiet + POLL_SEC
+                arrived = waiter.wait(POLL_SEC)
+                quiet = 0.0 if arrived else quiet + POLL_SEC
                 if quiet >= STALL_SEC and not stalled:
                     stalled = True
                     on_stall()
-                due = signalled or due  # woken: those; timed out: look at every trial in flight
+                if not arrived:  # a wake-up lost? look at every trial in flight in the storage
+                    arrived = {i: storage.get_trial_user_attrs(i).get(RESULT) for i in in_flight.values()}
             for number, trial_id in list(in_flight.items()):
-                if trial_id not in due:
-                    continue
-                result = storage.get_trial(trial_id).user_attrs.get(RESULT)
+                result = arrived.pop(trial_id, None)
                 if result is not None:
                     _tell(study, number, result)
                     del in_flight[number]

@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from rest_framework.routers import DefaultRouter
 
 from notify import api as notify_api
+from optimize import api as optimize_api
 
 from . import views
 
@@ -19,6 +20,7 @@ router.register("candles", views.CandleViewSet, basename="candle")
 router.register("backtests", views.BacktestRunViewSet, basename="backtest")
 router.register("notifications/destinations", notify_api.DestinationViewSet, basename="notification-destination")
 router.register("notifications", notify_api.NotificationViewSet, basename="notification")
+router.register("optimizations", optimize_api.OptimizationRunViewSet, basename="optimization")
 
 urlpatterns = [
     path("status/", views.StatusView.as_view(), name="api-status"),

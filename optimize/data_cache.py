@@ -15,7 +15,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
-from trading.backtest import Bar, read_bars
+from marketdata.stale import CandleSeries
+from trading.backtest import Bar, add_series, read_bars
 
 MERGED_KEPT = 4  # merged sets of files kept (each file's bars are kept once, whatever sets use them)
 
@@ -28,6 +29,7 @@ class Candles:
 
     bars: tuple[Bar, ...]
     timestamps: tuple[int, ...]
+    series: dict[str, CandleSeries]  # what the data-stale watch expects of each symbol (``read_bars``' series)
 
     def window(self, start: int | None, end: int | None) -> tuple[Bar, ...]:
         """The bars with ``start <= time <= end`` (either bound may be open), as ``backtest --from/--to`` cut."""
@@ -40,7 +42,7 @@ class CandleCache:
     """Each file's bars by FileKey; the merged bars of the last few sets of files."""
 
     def __init__(self) -> None:
-        self.files: dict[FileKey, tuple[Bar, ...]] = {}
+        self.files: dict[FileKey, tuple[tuple[Bar, ...], dict[str, CandleSeries]]] = {}
         self.merged: OrderedDict[tuple[FileKey, ...], Candles] = OrderedDict()
         self.loads = 0  # files read so far by this process (what a test checks to see the cache work)
 
@@ -50,15 +52,16 @@ class CandleCache:
         stat = os.stat(resolved)
         return str(resolved), stat.st_mtime_ns, stat.st_size
 
-    def _file(self, path: str, key: FileKey) -> tuple[Bar, ...]:
-        bars = self.files.get(key)
-        if bars is None:
+    def _file(self, path: str, key: FileKey) -> tuple[tuple[Bar, ...], dict[str, CandleSeries]]:
+        found = self.files.get(key)
+        if found is None:
             for stale in [k for k in self.files if k[0] == key[0]]:
                 del self.files[stale]
-            bars = self.files[key] = tuple(read_bars([path]))
+            series: dict[str, CandleSeries] = {}
+            found = self.files[key] = (tuple(read_bars([path], None, series)), series)
             self.loads += 1
             gc.freeze()  # long-lived: the collector need not scan them again on every full collection
-        return bars
+        return found
 
     def candles(self, paths: list[str]) -> Candles:
         keys = tuple(self.key(p) for p in paths)
@@ -68,8 +71,12 @@ class CandleCache:
             return found
         per_file = [self._file(p, k) for p, k in zip(paths, keys, strict=True)]
         # read_bars' order: (time, symbol, interval), ties in file order (a stable sort of the files one after another)
-        bars = tuple(sorted((b for bars in per_file for b in bars), key=_merge_key))
-        found = self.merged[keys] = Candles(bars, tuple(b.row.timestamp for b in bars))
+        bars = tuple(sorted((b for bars, _ in per_file for b in bars), key=_merge_key))
+        series: dict[str, CandleSeries] = {}
+        for _, file_series in per_file:
+            for symbol, more in file_series.items():
+                add_series(series, symbol, more)
+        found = self.merged[keys] = Candles(bars, tuple(b.row.timestamp for b in bars), series)
         while len(self.merged) > MERGED_KEPT:
             self.merged.popitem(last=False)
         return found

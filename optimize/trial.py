@@ -16,7 +16,7 @@ from decimal import Decimal
 
 from execution.paper import PaperExchange
 from risk.parameters import PARAMETER_SPECS
-from trading.backtest import Backtest, Result
+from trading.backtest import Backtest, Result, watched_series
 from trading.backtest_report import summary
 from trading.strategies import build_strategy
 
@@ -90,7 +90,9 @@ def run_backtest(problem: Problem, params: dict, start: int | None, end: int | N
         size_pct,
         whitelist=frozenset(problem.whitelist),
     )
-    return backtest.run(data_cache.candles(problem.files).window(start, end))
+    candles = data_cache.candles(problem.files)
+    backtest.watched = watched_series(candles.series, problem.whitelist)  # as the backtest command runs it
+    return backtest.run(candles.window(start, end))
 
 
 def evaluate(problem: Problem, params: dict, start: int | None, end: int | None) -> dict:

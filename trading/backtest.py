@@ -104,14 +104,24 @@ def read_bars(
     for file in files if rejected is not None else ():
         for reason, count in file.rejected.items():
             rejected[reason] = rejected.get(reason, 0) + count
-    for file in files if series is not None and any(len(f) for f in files) else ():
+    for file in files if series is not None else ():
         if len(file):
-            step, last = interval_ms(file.interval), int(file.timestamps.max())
-            known = series.get(file.symbol)
-            if known is not None:
-                step, last = min(step, known.interval_ms), max(last, known.last_ms)
-            series[file.symbol] = stale.CandleSeries(step, last)
+            add_series(series, file.symbol, stale.CandleSeries(interval_ms(file.interval), int(file.timestamps.max())))
     return iter_merged(files, Bar, Candle)
+
+
+def add_series(series: dict[str, stale.CandleSeries], symbol: str, more: stale.CandleSeries) -> None:
+    """Another file of ``symbol``: the watch expects its shortest interval, until its latest candle."""
+    known = series.get(symbol)
+    if known is not None:
+        more = stale.CandleSeries(min(more.interval_ms, known.interval_ms), max(more.last_ms, known.last_ms))
+    series[symbol] = more
+
+
+def watched_series(series: dict[str, stale.CandleSeries], whitelist) -> dict[str, stale.CandleSeries]:
+    """What the data-stale watch expects (``Backtest.watched``): the files' symbols, as ``run_feed --source replay``
+    watches its files', less what a whitelist leaves out."""
+    return {symbol: v for symbol, v in sorted(series.items()) if not whitelist or symbol in whitelist}
 
 
 @dataclass

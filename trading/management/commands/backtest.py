@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from execution.paper import PaperExchange
 from risk.parameters import PARAMETER_SPECS
-from trading.backtest import Backtest, BacktestInputError, read_bars
+from trading.backtest import Backtest, BacktestInputError, read_bars, watched_series
 from trading.backtest_report import html_report, report
 from trading.chart_service import backtest_chart
 from trading.strategies import build_strategy, parse_spec
@@ -151,8 +151,7 @@ class Command(BaseCommand):
         try:
             series: dict = {}
             bars = read_bars(options["data"], rejected, series)
-            whitelist = settings.SYMBOL_WHITELIST  # watched as ``run_feed --source replay`` watches its files
-            backtest.watched = {s: v for s, v in sorted(series.items()) if not whitelist or s in whitelist}
+            backtest.watched = watched_series(series, settings.SYMBOL_WHITELIST)
             total = sum(_rows_in(Path(p)) for p in options["data"])
             if start is not None or end is not None:
                 bars = (

@@ -28,8 +28,13 @@ class AccountRows(NamedTuple):
     positions: dict[str, Position]
     quantities: dict[str, Decimal]  # positions less what approved, not yet executed SELLs will sell
     cash: Decimal  # less what approved BUYs will spend
-    receivable: Decimal  # what approved SELLs will bring in, and what approved BUYs hold back (still the account's)
+    receivable: Decimal  # what approved SELLs will bring in
     lots: dict[str, list[LotStop]]  # open trades and their stops by symbol, oldest first (read if asked for)
+    entering: dict[str, Decimal]  # what approved, not yet executed BUYs will buy, by symbol
+
+    def priced_symbols(self) -> set[str]:
+        """The symbols the account is valued on: those held and those being entered."""
+        return {symbol for symbol, quantity in self.quantities.items() if quantity > 0} | set(self.entering)
 
 
 def account_rows(*, lock: bool, with_lots: bool = False) -> AccountRows:
@@ -42,22 +47,24 @@ def account_rows(*, lock: bool, with_lots: bool = False) -> AccountRows:
     # Approved orders not yet executed: two decisions in a row must not both spend the same cash nor sell the same
     # units, so a pending BUY's cost leaves the cash and a pending SELL's units leave the quantities. A pending BUY
     # is not held yet — an exit is never sized on units that may never arrive (a live entry can still expire or be
-    # refused) — and what it holds back stays in the equity, as a pending SELL's proceeds do.
+    # refused) — but it is being entered: it counts in the exposure and the equity (``AccountState.entering``),
+    # as a pending SELL's proceeds do (``receivable``).
     pending_orders = (
         fetch_rows(Order, '"status" = %s', [Order.Status.PENDING], order_by='"event_time" DESC, "id" DESC')
         if pending
         else []
     )
+    entering: dict[str, Decimal] = {}
     for order in pending_orders:
         symbol, side, quantity, price = order.symbol, order.side, order.quantity, order.requested_price
         if side == "BUY":
-            reserved = quantity * price * (1 + slippage) * (1 + fee)
-            cash -= reserved
-            receivable += reserved
+            cash -= quantity * price * (1 + slippage) * (1 + fee)
+            entering[symbol] = entering.get(symbol, Decimal(0)) + quantity
         else:
             quantities[symbol] = quantities.get(symbol, Decimal(0)) - quantity
             receivable += quantity * price * (1 - slippage) * (1 - fee)
-    return AccountRows(portfolio, positions, quantities, cash, receivable, open_lots() if with_lots else {})
+    lots = open_lots() if with_lots else {}
+    return AccountRows(portfolio, positions, quantities, cash, receivable, lots, entering)
 
 
 def open_lots() -> dict[str, list[LotStop]]:
@@ -109,6 +116,7 @@ def account_state(
         last_stop_ms=last_stop_ms or {},
         lots=rows.lots,
         receivable=rows.receivable,
+        entering=rows.entering,
     )
 
 
@@ -161,7 +169,7 @@ def load_account(
     if rows is None:
         rows = account_rows(lock=True, with_lots=with_lots)
     rolls = day_rolls(rows.portfolio, at_ms)
-    priced = {*rows.quantities, *extra_symbols}
+    priced = {*rows.quantities, *rows.entering, *extra_symbols}
     if for_decision:
         last_stops, recent, prices = decision_history(extra_symbols, at_ms, prices_of=priced)
     else:

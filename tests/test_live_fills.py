@@ -10,6 +10,7 @@ from decimal import Decimal as D
 from io import StringIO
 
 import pytest
+from django.conf import settings as settings_module
 from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 from django.utils import timezone
@@ -340,5 +341,7 @@ def test_a_pending_buy_is_not_counted_as_held_when_an_exit_is_sized():
     assert rows.quantities == {"ETH_USDT": D("0.5")}  # not 0.8: the 0.3 may never arrive
     account = account_state(rows, "ACTIVE", {"ETH_USDT": D("2000")})
     assert proposed_quantity("SELL", account, "ETH_USDT", None, D("0.1")) == D("0.5")
-    assert account.cash < Portfolio.load().cash  # its cost is held back from new entries …
-    assert account.equity == Portfolio.load().cash + D("1000")  # … and still the account's
+    reserved = D("0.3") * D("2000") * (1 + D(settings_module.PAPER_SLIPPAGE_PCT)) * (1 + D(settings_module.FEE_RATE))
+    assert account.cash == Portfolio.load().cash - reserved  # its cost is held back from new entries …
+    assert account.exposure == D("1600")  # … it counts in the exposure (the limits see it) …
+    assert account.equity == Portfolio.load().cash - reserved + D("1600")  # … and in the equity, at its price

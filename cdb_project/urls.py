@@ -1,5 +1,7 @@
 from django.contrib import admin
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic import RedirectView
 
 from cdb_project import ops
 from trading import views as trading_views
@@ -19,4 +21,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("health", ops.health, name="health"),
     path("metrics", ops.metrics, name="metrics"),
+    # pages that name no icon (the API's, a browser's own guess) get the dashboard's
+    path("favicon.ico", RedirectView.as_view(url=static("cdb/favicon.svg"), permanent=True), name="favicon"),
 ]

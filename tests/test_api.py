@@ -216,11 +216,11 @@ def test_status_reports_state_mode_account_freshness_and_health(viewer, settings
     assert data["trading_state"]["state"] == "ACTIVE"
     assert data["mode"] == "PAPER"
     account = data["account"]
-    assert account["equity"] == pytest.approx(9800 + 2 * 110)
-    assert account["exposure"] == pytest.approx(220)
-    assert account["exposure_pct"] == pytest.approx(220 / 10020)
-    assert account["exposure_limit_pct"] == pytest.approx(0.5)
-    assert account["drawdown_limit_pct"] == pytest.approx(0.05)
+    assert (account["equity"], account["cash"], account["exposure"]) == ("10020", "9800", "220")  # exact strings
+    assert (account["quote"], account["quote_decimals"]) == ("USDT", 2)
+    assert Decimal(account["exposure_pct"]) == (Decimal(220) / Decimal(10020)).quantize(Decimal("1e-12"))
+    assert (account["exposure_limit_pct"], account["drawdown_limit_pct"]) == ("0.5", "0.05")
+    assert all(isinstance(v, str) for k, v in account.items() if k not in ("open_positions", "quote_decimals"))
     assert account["open_positions"] == 1
     assert [f["symbol"] for f in data["freshness"]] == ["BTC_USDT"]
     assert data["freshness"][0]["last_seen_ms"] == T0
@@ -253,9 +253,7 @@ def test_daily_pnl_and_drawdown_since_midnight(viewer, settings):
 
     with use_clock(ManualClock(midnight + 3_600_000)):
         account = viewer.get("/api/status/").json()["account"]
-    assert account["day_start_equity"] == pytest.approx(10000)
-    assert account["daily_pnl"] == pytest.approx(-10)
-    assert account["drawdown_pct"] == pytest.approx(10 / 10000)
+    assert (account["day_start_equity"], account["daily_pnl"], account["drawdown_pct"]) == ("10000", "-10", "0.001")
 
 
 # --- orders: filters and pagination ------------------------------------------------------------------------

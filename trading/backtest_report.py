@@ -9,6 +9,7 @@ import statistics
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from urllib.parse import quote
 
 from .backtest import Result
 
@@ -205,6 +206,11 @@ HTML_CHART_SCRIPT = """
 """
 
 
+def _favicon() -> str:
+    """The site's icon as a data URL: the report loads nothing."""
+    return "data:image/svg+xml," + quote((STATIC / "cdb/favicon.svg").read_text(), safe="=:/")
+
+
 def _inline_script(text: str) -> str:
     return "<script>" + text.replace("</script", "<\\/script") + "</script>"
 
@@ -277,7 +283,7 @@ def html_report(document: dict, charts: dict[str, dict] | None = None) -> str:
     data = json.dumps({"equity": sampled, "charts": charts}).replace("</", "<\\/")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Backtest — {html.escape(document["strategy"])}</title>
-<link rel="icon" href="data:,">
+<link rel="icon" href="{_favicon()}">
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 1.5rem; color: #e6e6e6; background: #10141a; }}
 .cards {{ display: flex; flex-wrap: wrap; gap: .6rem; }}

@@ -210,28 +210,35 @@ class ReleaseSerializer(serializers.Serializer):
 # --- status -------------------------------------------------------------------------------------------
 
 
+def _decimal_string(help_text: str = "") -> serializers.DecimalField:
+    """An exact decimal string in the answer (money, quantities and shares are never floats)."""
+    return serializers.DecimalField(max_digits=None, decimal_places=None, help_text=help_text or None)
+
+
 class AccountSerializer(serializers.Serializer):
-    initial_capital = serializers.FloatField()
-    cash = serializers.FloatField()
-    equity = serializers.FloatField()
-    realized_pnl = serializers.FloatField()
-    fees_paid = serializers.FloatField()
+    quote = serializers.CharField(help_text="the quote currency the account's money is counted in (e.g. USDT)")
+    quote_decimals = serializers.IntegerField(help_text="the places a person reads that currency in (USDT: 2)")
+    initial_capital = _decimal_string()
+    cash = _decimal_string()
+    equity = _decimal_string()
+    realized_pnl = _decimal_string()
+    fees_paid = _decimal_string()
     day_start = serializers.DateTimeField(help_text="00:00 UTC of the current market day")
-    day_start_equity = serializers.FloatField()
-    daily_pnl = serializers.FloatField()
-    daily_pnl_pct = serializers.FloatField(help_text="decimal: 0.01 = 1 %")
-    drawdown_pct = serializers.FloatField(help_text="loss since 00:00 UTC as a share of the day's start equity")
-    drawdown_limit_pct = serializers.FloatField(help_text="MAX_DAILY_DRAWDOWN_PCT")
-    exposure = serializers.FloatField()
-    exposure_pct = serializers.FloatField()
-    exposure_limit_pct = serializers.FloatField(help_text="MAX_EXPOSURE_PCT")
+    day_start_equity = _decimal_string()
+    daily_pnl = _decimal_string()
+    daily_pnl_pct = _decimal_string("decimal: 0.01 = 1 %")
+    drawdown_pct = _decimal_string("loss since 00:00 UTC as a share of the day's start equity")
+    drawdown_limit_pct = _decimal_string("MAX_DAILY_DRAWDOWN_PCT")
+    exposure = _decimal_string()
+    exposure_pct = _decimal_string()
+    exposure_limit_pct = _decimal_string("MAX_EXPOSURE_PCT")
     open_positions = serializers.IntegerField()
 
 
 class FreshnessSerializer(serializers.Serializer):
     symbol = serializers.CharField()
     last_seen_ms = serializers.IntegerField(allow_null=True)
-    age_sec = serializers.FloatField(allow_null=True)
+    age_sec = serializers.FloatField(allow_null=True, min_value=0, help_text="market time since the data, never negative")
     stale = serializers.BooleanField()
 
 
@@ -251,7 +258,9 @@ class StatusSerializer(serializers.Serializer):
     trading_state = TradingStateSerializer()
     mode = serializers.ChoiceField(choices=["PAPER", "LIVE"])
     embedded = serializers.BooleanField()
-    market_time_ms = serializers.IntegerField()
+    market_time_ms = serializers.IntegerField(help_text="the market clock every time of the page is in, epoch ms")
+    wall_time_ms = serializers.IntegerField(help_text="this server's wall clock, epoch ms")
+    clock = serializers.CharField(help_text="what drives the market clock (the simulation's pace, a replay, live)")
     account = AccountSerializer()
     freshness = FreshnessSerializer(many=True)
     health = HealthSerializer()

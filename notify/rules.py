@@ -199,10 +199,11 @@ def fill_message(event: dict, profit_loss=None, profit_loss_pct=None) -> Message
 
 def daily_message(report: dict) -> Message:
     """The daily report's text from ``report`` (see notify.report.daily_report)."""
+    quote = report.get("quote", amounts.DEFAULT_QUOTE)
     lines = [
         f"Trading state: {report['trading_state']}" + (f" ({report['reason']})" if report.get("reason") else ""),
-        f"Equity: {amounts.money(report['equity'], report.get('quote', amounts.DEFAULT_QUOTE), unit=True)}",
-        f"Day's P&L: {amounts.money(report['daily_pnl'], report.get('quote', amounts.DEFAULT_QUOTE), unit=True, sign=True)}"
+        f"Equity: {amounts.money(report['equity'], quote, unit=True)}",
+        f"Day's P&L: {amounts.money(report['daily_pnl'], quote, unit=True, sign=True)}"
         f" ({percent(report['daily_pnl_pct'])})",
         f"Drawdown: {percent(report['drawdown_pct'])} (limit {percent(report['drawdown_limit_pct'])})",
         f"Trades closed: {report['trades']}, win rate {percent(report['win_rate'])}",

@@ -409,10 +409,10 @@ def test_candles_by_symbol_interval_and_since(viewer):
 
 def test_parameters_get_shows_values_sources_and_ranges(viewer):
     data = viewer.get("/api/risk/parameters/").json()
-    assert data["max_daily_drawdown_pct"] == pytest.approx(0.05)
-    assert data["data_stale_timeout_sec"] == 30
+    assert data["MAX_DAILY_DRAWDOWN_PCT"] == pytest.approx(0.05)
+    assert data["DATA_STALE_TIMEOUT_SEC"] == 30
     assert data["sources"]["MAX_DAILY_DRAWDOWN_PCT"] == "default"
-    assert data["ranges"]["max_exposure_pct"] == {
+    assert data["ranges"]["MAX_EXPOSURE_PCT"] == {
         "minimum": 0.1,
         "maximum": 1.0,
         "default": 0.5,
@@ -427,7 +427,7 @@ def test_patch_parameters_changes_audits_and_marks_the_source(risk_admin):
         format="json",
     )
     assert response.status_code == 200, response.content
-    assert response.json()["max_exposure_pct"] == pytest.approx(0.4)
+    assert response.json()["MAX_EXPOSURE_PCT"] == pytest.approx(0.4)
     params = RiskParameters.load()
     assert params.max_exposure_pct == Decimal("0.4") and params.data_stale_timeout_sec == 60
     assert params.sources["MAX_EXPOSURE_PCT"] == "admin" and params.sources["DATA_STALE_TIMEOUT_SEC"] == "admin"
@@ -435,6 +435,15 @@ def test_patch_parameters_changes_audits_and_marks_the_source(risk_admin):
     assert set(audit) == {"MAX_EXPOSURE_PCT", "DATA_STALE_TIMEOUT_SEC"}
     assert (audit["MAX_EXPOSURE_PCT"].old_value, audit["MAX_EXPOSURE_PCT"].new_value) == ("0.50000", "0.40000")
     assert audit["MAX_EXPOSURE_PCT"].actor == "riskadmin" and audit["MAX_EXPOSURE_PCT"].reason == "calmer market"
+
+
+@pytest.mark.parametrize("name", ["MAX_EXPOSURE_PCT", "max_exposure_pct"])
+def test_patch_takes_the_spec_names_in_either_case(risk_admin, name):
+    response = risk_admin.patch("/api/risk/parameters/", {name: "0.3", "REASON": "as SPEC §4 spells it"}, format="json")
+    assert response.status_code == 200, response.content
+    assert response.json()["MAX_EXPOSURE_PCT"] == pytest.approx(0.3)
+    assert RiskParameters.load().max_exposure_pct == Decimal("0.3")
+    assert AuditLog.objects.get(action="parameter_change").reason == "as SPEC §4 spells it"
 
 
 def test_patch_with_the_same_value_writes_no_audit(superuser):
@@ -445,13 +454,14 @@ def test_patch_with_the_same_value_writes_no_audit(superuser):
 @pytest.mark.parametrize(
     ("body", "field", "fragment"),
     [
-        ({"max_daily_drawdown_pct": 0.5}, "max_daily_drawdown_pct", "0.01–0.20"),
-        ({"max_daily_drawdown_pct": 0.001}, "max_daily_drawdown_pct", "0.01–0.20"),
-        ({"data_stale_timeout_sec": 5}, "data_stale_timeout_sec", "10–120"),
-        ({"data_stale_timeout_sec": 30.5}, "data_stale_timeout_sec", ""),
-        ({"max_position_pct": "ten percent"}, "max_position_pct", ""),
-        ({"max_spread_multiplier": None}, "max_spread_multiplier", ""),
-        ({"stop_loss_pct": 0.05, "max_exposure_pct": 2}, "max_exposure_pct", "0.10–1.00"),
+        ({"max_daily_drawdown_pct": 0.5}, "MAX_DAILY_DRAWDOWN_PCT", "0.01–0.20"),
+        ({"MAX_DAILY_DRAWDOWN_PCT": 0.001}, "MAX_DAILY_DRAWDOWN_PCT", "0.01–0.20"),
+        ({"data_stale_timeout_sec": 5}, "DATA_STALE_TIMEOUT_SEC", "10–120"),
+        ({"Data_Stale_Timeout_Sec": 30.5}, "DATA_STALE_TIMEOUT_SEC", ""),
+        ({"max_position_pct": "ten percent"}, "MAX_POSITION_PCT", ""),
+        ({"max_spread_multiplier": None}, "MAX_SPREAD_MULTIPLIER", ""),
+        ({"STOP_LOSS_PCT": 0.05, "max_exposure_pct": 2}, "MAX_EXPOSURE_PCT", "0.10–1.00"),
+        ({"MAX_EXPOSURE_PCT": 0.3, "max_exposure_pct": 0.4}, "MAX_EXPOSURE_PCT", "given twice"),
         ({"max_leverage": 3}, "max_leverage", "unknown"),
     ],
 )
@@ -553,7 +563,7 @@ def test_openapi_schema_lists_every_endpoint():
     order_params = {p["name"] for p in schema["paths"]["/api/orders/"]["get"]["parameters"]}
     assert {"symbol", "status", "side", "since", "until", "page", "page_size"} <= order_params
     patch = schema["components"]["schemas"]["PatchedRiskParametersRequest"]["properties"]
-    assert patch["max_daily_drawdown_pct"]["maximum"] == 0.2 and patch["max_daily_drawdown_pct"]["minimum"] == 0.01
+    assert patch["MAX_DAILY_DRAWDOWN_PCT"]["maximum"] == 0.2 and patch["MAX_DAILY_DRAWDOWN_PCT"]["minimum"] == 0.01
     assert {"tokenAuth", "cookieAuth"} <= set(schema["components"]["securitySchemes"])
 
 
@@ -595,3 +605,11 @@ def test_a_body_of_a_type_the_endpoint_does_not_read_is_refused_with_a_documente
     for path, method in writes:
         assert "415" in schema["paths"][path][method]["responses"], (path, method)
     assert "415" not in schema["paths"]["/api/orders/"]["get"]["responses"]
+
+
+def test_the_api_root_lists_its_endpoints(viewer):
+    listed = APIClient().get("/api/").json()  # public: paths only, each endpoint asks for its own credentials
+    assert {"status", "orders", "risk-parameters", "risk-halt", "schema", "docs"} <= set(listed)
+    for name, path in listed.items():
+        assert path.startswith("/api/"), name
+        assert viewer.get(path).status_code in (200, 400, 403, 405), path  # there: not a 404

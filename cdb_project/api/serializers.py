@@ -238,7 +238,9 @@ class AccountSerializer(serializers.Serializer):
 class FreshnessSerializer(serializers.Serializer):
     symbol = serializers.CharField()
     last_seen_ms = serializers.IntegerField(allow_null=True)
-    age_sec = serializers.FloatField(allow_null=True, min_value=0, help_text="market time since the data, never negative")
+    age_sec = serializers.FloatField(
+        allow_null=True, min_value=0, help_text="market time since the data, never negative"
+    )
     stale = serializers.BooleanField()
 
 
@@ -278,12 +280,14 @@ class ParameterRangeSerializer(serializers.Serializer):
 
 def _parameter_field(name: str):
     spec = PARAMETER_SPECS[name]
-    message = f"{name.lower()}: out of range (allowed {spec.describe_range()})"
+    message = f"{name}: out of range (allowed {spec.describe_range()})"
     common = {
         "required": False,
+        "source": name.lower(),  # the model's field
         "min_value": spec.minimum,
         "max_value": spec.maximum,
-        "help_text": f"{spec.description}. Allowed {spec.describe_range()}, default {spec.default}.",
+        "help_text": f"{spec.description}. Allowed {spec.describe_range()}, default {spec.default}. "
+        f"Also accepted as {name.lower()}.",
         "error_messages": {"min_value": message, "max_value": message},
     }
     if spec.integer:
@@ -292,10 +296,25 @@ def _parameter_field(name: str):
     return serializers.DecimalField(max_digits=None, decimal_places=None, coerce_to_string=False, **common)
 
 
-class RiskParametersSerializer(serializers.Serializer):
-    """Every SPEC §4 parameter; PATCH any subset (plus an optional ``reason`` for the audit log)."""
+def canonical_parameter_names(data) -> dict:
+    """Parameter names as SPEC §4 writes them (``MAX_EXPOSURE_PCT``) whatever their case (``max_exposure_pct`` as
+    the environment's lower-case twin); other keys as they are. A name given twice is a 400 naming it."""
+    out: dict = {}
+    for key in data:
+        name = key.upper() if isinstance(key, str) and key.upper() in PARAMETER_SPECS else key
+        if isinstance(key, str) and key.lower() == "reason":
+            name = "reason"
+        if name in out:
+            raise serializers.ValidationError({name: [f"{name} given twice (names are accepted in either case)"]})
+        out[name] = data[key]
+    return out
 
-    locals().update({name.lower(): _parameter_field(name) for name in PARAMETER_SPECS})
+
+class RiskParametersSerializer(serializers.Serializer):
+    """Every SPEC §4 parameter by its SPEC name (upper case; lower case accepted too); PATCH any subset (plus an
+    optional ``reason`` for the audit log)."""
+
+    locals().update({name: _parameter_field(name) for name in PARAMETER_SPECS})
     reason = serializers.CharField(
         write_only=True, required=False, allow_blank=True, max_length=1000, help_text="kept in the audit log"
     )
@@ -306,7 +325,7 @@ class RiskParametersSerializer(serializers.Serializer):
     @extend_schema_field(serializers.DictField(child=ParameterRangeSerializer()))
     def get_ranges(self, obj) -> dict:
         return {
-            name.lower(): {
+            name: {
                 "minimum": spec.minimum,
                 "maximum": spec.maximum,
                 "default": spec.default,
@@ -323,16 +342,22 @@ class RiskParametersSerializer(serializers.Serializer):
         }
         return data
 
+    def to_internal_value(self, data):
+        if hasattr(data, "keys"):
+            data = canonical_parameter_names(data)
+        return super().to_internal_value(data)
+
     def validate(self, attrs):
         known = set(self.fields)
-        unknown = sorted(set(getattr(self, "initial_data", {}) or {}) - known)
+        given = getattr(self, "initial_data", {}) or {}
+        unknown = sorted(set(canonical_parameter_names(given) if hasattr(given, "keys") else ()) - known)
         if unknown:
             raise serializers.ValidationError({name: ["unknown field"] for name in unknown})
         changes = {k: v for k, v in attrs.items() if k != "reason"}
         try:
             validate_changes(changes)
         except ValueError as error:
-            field = str(error).split(":", 1)[0].lower()
+            field = str(error).split(":", 1)[0].upper()
             raise serializers.ValidationError({field: [str(error)]})
         return attrs
 

@@ -31,5 +31,16 @@ urlpatterns = [
     path("token/", views.TokenView.as_view(), name="api-token"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("", views.ApiRootView.as_view(), name="api-root"),
     path("", include(router.urls)),
 ]
+
+# What GET /api/ lists: every endpoint above and each registered collection (its items are <collection><id>/).
+views.ApiRootView.endpoints = {
+    **{
+        p.name.removeprefix("api-"): f"/api/{p.pattern}"
+        for p in urlpatterns
+        if getattr(p, "name", None) not in (None, "api-root")
+    },
+    **{basename + "s": f"/api/{prefix}/" for prefix, _viewset, basename in router.registry},
+}

@@ -115,9 +115,26 @@ def run_blocking(
     return published
 
 
+async def _whole(call) -> None:
+    """Run ``call`` to its end even when the task is cancelled meanwhile (then re-raise the cancel): a step in
+    Django's sync thread pushes to the dashboard through this event loop, so a server that stopped its loop in the
+    middle of one would wait for it forever on exit."""
+    pending = asyncio.ensure_future(call)
+    try:
+        await asyncio.shield(pending)
+    except asyncio.CancelledError:
+        await pending
+        raise
+
+
 async def run_async(market: SimulatedMarket, backfill: int, tick_seconds: float) -> None:
-    """The same loop inside an event loop (the embedded server), database work in Django's sync thread."""
-    step = sync_to_async(publish_step)
+    """The same loop inside an event loop (the embedded server), database work in Django's sync thread.
+    Cancelled, it finishes the step in progress first (see ``_whole``)."""
+    sync_step = sync_to_async(publish_step)
+
+    async def step(market: SimulatedMarket) -> None:
+        await _whole(sync_step(market))
+
     try:
         await sync_to_async(register)(market, tick_seconds)
         for _ in range(backfill):

@@ -31,6 +31,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         from daphne.server import Server, twisted_loop  # installs the asyncio reactor: import it first
+        from twisted.internet import reactor
 
         from cdb_project.asgi import application
         from marketdata.feeds.sim import pace
@@ -52,10 +53,31 @@ class Command(BaseCommand):
                 self.stdout.write(f"{plan.describe()}: {pace(settings.INTERVAL, options['tick_seconds'])}")
             self.stdout.flush()
             if options["feed"] == "sim":
-                asyncio.ensure_future(run_async(plan.market, plan.backfill, options["tick_seconds"]), loop=twisted_loop)
+                feed = asyncio.ensure_future(
+                    run_async(plan.market, plan.backfill, options["tick_seconds"]), loop=twisted_loop
+                )
+                reactor.addSystemEventTrigger("before", "shutdown", lambda: _stopped(feed))
 
         Server(
             application,
             endpoints=[f"tcp:port={options['port']}:interface={options['host']}"],
             ready_callable=ready,
         ).run()
+
+
+def _stopped(feed: asyncio.Future):
+    """On Ctrl-C or SIGTERM: cancel the simulated feed and let the reactor stop only once the step in progress is
+    done (a Deferred the shutdown waits for); stopped in the middle of one, the process never exited."""
+    from twisted.internet.defer import Deferred
+
+    if feed.done():
+        return None
+    feed.cancel()
+
+    async def settled() -> None:
+        try:
+            await feed
+        except (asyncio.CancelledError, Exception):
+            pass
+
+    return Deferred.fromFuture(asyncio.ensure_future(settled(), loop=feed.get_loop()))

@@ -93,7 +93,19 @@ def register(market: SimulatedMarket, tick_seconds: float | None = None) -> None
 
     register_feed_symbols(market.symbols, "sim")
     note = "simulated market: " + pace(market.interval, tick_seconds) if tick_seconds is not None else ""
-    clock.set_shared_event_time(market.timestamp - market.step_ms, note=note)
+    now = market.timestamp - market.step_ms
+    clock.set_shared_event_time(now, note=note)
+    _no_state_from_the_future(now)
+
+
+def _no_state_from_the_future(now_ms: int) -> None:
+    """A fresh database's trading state was stamped by the wall clock, ahead of a market that starts in the past:
+    on one clock it is ACTIVE since the market's start."""
+    from cdb_project.timeutil import ms_to_datetime
+    from risk.models import TradingState
+
+    TradingState.load()
+    TradingState.objects.filter(pk=1, since__gt=ms_to_datetime(now_ms)).update(since=ms_to_datetime(now_ms))
 
 
 def run_blocking(

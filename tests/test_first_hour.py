@@ -260,8 +260,6 @@ def test_make_run_dashboard_fits_from_1280_px(tmp_path):
                 page.fill("#id_password", PASSWORD)
                 page.click("#login-submit")
                 page.wait_for_url(f"http://127.0.0.1:{port}/")
-                page.wait_for_timeout(3000)
-                assert page.evaluate("document.body.dataset.connection") == "live", errors
                 expect(page.locator("body")).to_have_attribute("data-connection", "live", timeout=20_000)
                 expect(page.locator("#order-results tbody tr").first).to_be_visible(timeout=20_000)
                 expect(page.locator("#price-chart")).to_have_attribute("data-state", "ready", timeout=20_000)

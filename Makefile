@@ -4,6 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PG_URL ?= postgres://postgres@127.0.0.1:5432/test
 REDIS_TEST_URL ?= redis://127.0.0.1:6379/15
+PORT ?= 8000
 
 .PHONY: run test test-embedded lint install install-dev migrate clean chromium frontend
 
@@ -27,11 +28,11 @@ frontend: node_modules/.installed
 install: $(VENV)/.runtime frontend
 install-dev: $(VENV)/.dev frontend
 
-## Embedded mode: SQLite, in-process tasks, simulated market, http://127.0.0.1:8000
+## Embedded mode: SQLite, in-process tasks, simulated market, http://127.0.0.1:$(PORT) (make run PORT=8080)
 run: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py ensure_admin
-	$(PY) manage.py serve
+	$(PY) manage.py serve --port $(PORT)
 
 ## Debian's Chromium for the Playwright browser tests (Playwright's own browser download is not used).
 chromium:

@@ -1,7 +1,9 @@
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic import RedirectView
 
 from cdb_project import ops
 from trading import views as trading_views
@@ -24,6 +26,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("health", ops.health, name="health"),
     path("metrics", ops.metrics, name="metrics"),
+    # pages that name no icon (the API's, a browser's own guess) get the dashboard's
+    path("favicon.ico", RedirectView.as_view(url=static("cdb/favicon.svg"), permanent=True), name="favicon"),
 ]
 
 if settings.EMAIL_CONFIGURED:  # password reset by mail only when mail can be sent (EMAIL_URL)

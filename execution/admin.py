@@ -1,10 +1,12 @@
 from django.contrib import admin
 
+from cdb_project.admin_history import HistoryAdmin
+
 from .models import Order, Portfolio, Position, Trade
 
 
 @admin.register(Order)
-class OrderAdmin(admin.ModelAdmin):
+class OrderAdmin(HistoryAdmin):
     list_display = ("created_at", "client_order_id", "symbol", "side", "quantity", "price", "status", "fees")
     list_filter = ("status", "side", "symbol", "strategy", "created_at")
     search_fields = ("client_order_id", "order_id", "signal_id", "symbol", "reason")
@@ -12,7 +14,7 @@ class OrderAdmin(admin.ModelAdmin):
 
 
 @admin.register(Trade)
-class TradeAdmin(admin.ModelAdmin):
+class TradeAdmin(HistoryAdmin):
     list_display = (
         "trade_id",
         "symbol",

@@ -1,5 +1,7 @@
 from django.contrib import admin
 
+from cdb_project.admin_history import HistoryAdmin
+
 from .models import (
     Candle,
     CandleSeries,
@@ -13,7 +15,7 @@ from .models import (
 
 
 @admin.register(Candle)
-class CandleAdmin(admin.ModelAdmin):
+class CandleAdmin(HistoryAdmin):
     list_display = ("symbol", "interval", "timestamp", "open", "high", "low", "close", "volume")
     list_filter = ("interval", "symbol")
     search_fields = ("symbol",)

@@ -119,14 +119,31 @@ def shared_event_time() -> int | None:
     return row[1]
 
 
-def set_shared_event_time(event_ms: int) -> None:
+def set_shared_event_time(event_ms: int, *, note: str | None = None) -> None:
+    """The market's time is ``event_ms``; ``note`` (when given) says what drives it, for the page."""
     from .models import MarketClock
 
-    MarketClock.objects.update_or_create(pk=1, defaults={"mode": MarketClock.Mode.EVENT, "event_time_ms": event_ms})
+    defaults = {"mode": MarketClock.Mode.EVENT, "event_time_ms": event_ms}
+    if note is not None:
+        defaults["note"] = note[:200]
+    MarketClock.objects.update_or_create(pk=1, defaults=defaults)
+
+
+def clock_note() -> str:
+    """What drives the market clock, in words: the simulation's pace, a replay, or the system clock."""
+    from .models import MarketClock
+
+    try:
+        row = MarketClock.objects.filter(pk=1).values_list("mode", "note").first()
+    except Exception:  # no table yet
+        return "system clock"
+    if row is None or row[0] != MarketClock.Mode.EVENT:
+        return "system clock (live)"
+    return row[1] or "event time of the candles being replayed"
 
 
 def release_shared_event_time() -> None:
     """Back to the system clock (a live feed starts, or a replay that should not leave its time behind)."""
     from .models import MarketClock
 
-    MarketClock.objects.update_or_create(pk=1, defaults={"mode": MarketClock.Mode.SYSTEM})
+    MarketClock.objects.update_or_create(pk=1, defaults={"mode": MarketClock.Mode.SYSTEM, "note": ""})

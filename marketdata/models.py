@@ -52,6 +52,8 @@ class CandleSeries(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["symbol", "interval"], name="candleseries_unique")]
+        verbose_name = "candle series"
+        verbose_name_plural = "candle series"
 
     def __str__(self) -> str:
         return f"{self.symbol} {self.interval} r{self.revision}"
@@ -66,6 +68,7 @@ class MarketClock(models.Model):
 
     mode = models.CharField(max_length=8, choices=Mode.choices, default=Mode.SYSTEM)
     event_time_ms = models.BigIntegerField(null=True, blank=True)
+    note = models.CharField(max_length=200, blank=True, default="", help_text="what drives the clock, for the page")
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:
@@ -117,6 +120,7 @@ class WatchListEntry(models.Model):
 
     class Meta:
         ordering = ["watchlist", "rank"]
+        verbose_name_plural = "watch list entries"
         constraints = [models.UniqueConstraint(fields=["watchlist", "symbol"], name="watchlist_entry_unique_symbol")]
 
 
@@ -125,6 +129,10 @@ class DataFreshness(models.Model):
 
     symbol = models.CharField(max_length=41, unique=True)
     last_seen_ms = models.BigIntegerField()
+
+    class Meta:
+        verbose_name = "data freshness"
+        verbose_name_plural = "data freshness"
 
     def __str__(self) -> str:
         return f"{self.symbol} seen @{self.last_seen_ms}"

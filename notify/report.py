@@ -26,6 +26,7 @@ def daily_report(as_of_ms: int | None = None) -> dict:
         "mode": dashboard.trading_mode(),
         "trading_state": state.state,
         "reason": state.reason if state.state != TradingState.State.ACTIVE else "",
+        "quote": account["quote"],
         "equity": account["equity"],
         "daily_pnl": account["daily_pnl"],
         "daily_pnl_pct": account["daily_pnl_pct"],

@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
+from cdb_project import amounts
+
 LEVELS = ("INFO", "WARNING", "CRITICAL")
 TOPICS = ("alerts", "fills", "daily")
 DEFAULT_TOPICS = ("alerts", "daily")
@@ -185,11 +187,11 @@ def fill_message(event: dict, profit_loss=None, profit_loss_pct=None) -> Message
     side, symbol = event.get("side", "?"), event.get("symbol", "?")
     lines = [
         f"{side} {money(event['filled_quantity'])} {symbol} @ {money(event['price'])}",
-        f"fee {money(event['fees'])}",
+        f"fee {amounts.money(event['fees'], amounts.quote_of(symbol), unit=True)}",
     ]
     if profit_loss is not None:
         pct = f" ({percent(Decimal(str(profit_loss_pct)) / 100)})" if profit_loss_pct is not None else ""
-        lines.append(f"P&L {'+' if Decimal(str(profit_loss)) > 0 else ''}{money(profit_loss)}{pct}")
+        lines.append(f"P&L {amounts.money(profit_loss, amounts.quote_of(symbol), unit=True, sign=True)}{pct}")
     partial = " (partial)" if event["status"] == "PARTIALLY_FILLED" else ""
     lines.append(f"{event['client_order_id']} · {when(event['timestamp'])}")
     return Message(title=f"Fill{partial}: {side} {symbol}", body="\n".join(lines))
@@ -197,10 +199,12 @@ def fill_message(event: dict, profit_loss=None, profit_loss_pct=None) -> Message
 
 def daily_message(report: dict) -> Message:
     """The daily report's text from ``report`` (see notify.report.daily_report)."""
+    quote = report.get("quote", amounts.DEFAULT_QUOTE)
     lines = [
         f"Trading state: {report['trading_state']}" + (f" ({report['reason']})" if report.get("reason") else ""),
-        f"Equity: {money(report['equity'])}",
-        f"Day's P&L: {money(report['daily_pnl'])} ({percent(report['daily_pnl_pct'])})",
+        f"Equity: {amounts.money(report['equity'], quote, unit=True)}",
+        f"Day's P&L: {amounts.money(report['daily_pnl'], quote, unit=True, sign=True)}"
+        f" ({percent(report['daily_pnl_pct'])})",
         f"Drawdown: {percent(report['drawdown_pct'])} (limit {percent(report['drawdown_limit_pct'])})",
         f"Trades closed: {report['trades']}, win rate {percent(report['win_rate'])}",
         f"Open positions: {report['open_positions']}",

@@ -5,6 +5,8 @@ from django.shortcuts import redirect
 from django.urls import path
 from django.views.decorators.http import require_POST
 
+from cdb_project.admin_history import HistoryAdmin, ReadOnlyHistoryAdmin
+
 from .models import HALT_PERMISSION, Alert, AuditLog, RiskEvent, RiskParameters, TradingState
 from .parameters import PARAMETER_SPECS
 from .parameters_service import update_parameters
@@ -116,21 +118,21 @@ class TradingStateAdmin(admin.ModelAdmin):
 
 
 @admin.register(RiskEvent)
-class RiskEventAdmin(admin.ModelAdmin):
+class RiskEventAdmin(HistoryAdmin):
     list_display = ("created_at", "decision", "layer", "symbol", "requested_quantity", "approved_quantity", "reason")
     list_filter = ("decision", "layer", "symbol", "created_at")
     search_fields = ("reason", "signal_id", "client_order_id", "symbol")
 
 
 @admin.register(Alert)
-class AlertAdmin(admin.ModelAdmin):
+class AlertAdmin(HistoryAdmin):
     list_display = ("created_at", "level", "code", "symbol", "message")
     list_filter = ("level", "code", "created_at")
     search_fields = ("message", "code", "symbol")
 
 
 @admin.register(AuditLog)
-class AuditLogAdmin(admin.ModelAdmin):
+class AuditLogAdmin(ReadOnlyHistoryAdmin):
     list_display = ("created_at", "actor", "action", "target", "old_value", "new_value", "reason")
     list_filter = ("action", "actor", "created_at")
     search_fields = ("actor", "action", "target", "reason")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cdb_project import bus
-from cdb_project.timeutil import now_ms
+from marketdata import clock
 
 from .models import Alert
 
@@ -24,7 +24,7 @@ def raise_alert(level: str, code: str, message: str, *, timestamp: int | None = 
         "level": level,
         "code": code,
         "message": message,
-        "timestamp": timestamp if timestamp is not None else now_ms(),
+        "timestamp": timestamp if timestamp is not None else clock.now_ms(),  # market time
     }
     if symbol:
         event["symbol"] = symbol

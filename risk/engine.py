@@ -11,8 +11,9 @@ priority order and the first that rejects decides:
 5. single position → entry trimmed to the limit (WARNING)
 6. stop-loss per trade → one automatic exit (``stop_loss_exits``)
 
-plus the order throttle and the per-symbol cool-down after a stop-loss. Exits
-that reduce a position pass every layer except HALTED.
+plus the order throttle, the per-symbol cool-down after a stop-loss and the exchange's minimum order value (an
+entry trimmed below it is not placed, as the live exchange would refuse it). Exits that reduce a position pass
+every layer except HALTED.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ APPROVE, TRIM, REJECT = "APPROVE", "TRIM", "REJECT"
 ACTIVE, PAUSED, HALTED = "ACTIVE", "PAUSED", "HALTED"
 MINUTE_MS = 60_000
 EXPOSURE_ALERT_SHARE = Decimal("0.8")
+# MEXC spot's minimum order value per quote currency (its markets' limits.cost.min): paper entries below it are not
+# placed, as live ones are refused (execution/live.py checks the exchange's own figure before sending).
+MIN_NOTIONAL = {"USDT": Decimal("5"), "USDC": Decimal("5")}
 
 
 class cached_property:  # functools.cached_property without its lock (Python 3.11 locks every first access)
@@ -175,9 +179,15 @@ def _finite_positive(value: Decimal | None) -> bool:
 
 
 class RiskEngine:
-    def __init__(self, fee_rate: Decimal = Decimal("0.001"), slippage_pct: Decimal = Decimal("0.0005")) -> None:
+    def __init__(
+        self,
+        fee_rate: Decimal = Decimal("0.001"),
+        slippage_pct: Decimal = Decimal("0.0005"),
+        min_notional: Mapping[str, Decimal] = MIN_NOTIONAL,
+    ) -> None:
         self.fee_rate = fee_rate
         self.slippage_pct = slippage_pct
+        self.min_notional = min_notional  # quote currency → the smallest order value an entry may have
 
     # --- the decision on a proposed order -------------------------------------------------------------
     def evaluate(
@@ -323,6 +333,14 @@ class RiskEngine:
         details.update({f"max_quantity_{name}": str(round_quantity(value)) for name, value in limits.items()})
         if allowed <= 0:
             return reject(binding, f"no room for a {order.symbol} entry: the {binding} limit leaves nothing")
+        quote = order.symbol.rsplit("_", 1)[-1]
+        minimum = self.min_notional.get(quote)
+        if minimum and allowed * market.price < minimum:
+            return reject(
+                "min_notional",
+                f"{order.symbol} entry of {allowed} (≈ {allowed * market.price:.2f} {quote}, after the {binding} "
+                f"limit) is below the minimum order value {minimum} {quote}: not placed",
+            )
         checks.append("position")
 
         alerts: list[AlertSpec] = []

@@ -8,10 +8,9 @@ paused is remembered, so only that layer resumes); HALTED is left only by a pers
 from __future__ import annotations
 
 from django.db import transaction
-from django.utils import timezone
 
 from cdb_project import bus
-from cdb_project.timeutil import now_ms
+from cdb_project.timeutil import ms_to_datetime
 from execution.account import account_rows, account_state
 from execution.models import Portfolio
 from marketdata import clock
@@ -66,7 +65,7 @@ def apply_state_change(
     if state.state == new_state:
         return state
     old = state.state
-    state.state, state.since = new_state, timezone.now()
+    state.state, state.since = new_state, ms_to_datetime(timestamp)  # market time, as every time on the page
     state.reason, state.changed_by = _fit(reason, REASON_MAX), _fit(actor, ACTOR_MAX)
     state.pause_layer = layer if new_state != TradingState.State.ACTIVE else ""
     if new_state != TradingState.State.PAUSED:
@@ -100,7 +99,7 @@ def change_state(
 ) -> TradingState:
     with transaction.atomic():
         state = TradingState.load(for_update=True)
-        stamp = timestamp if timestamp is not None else now_ms()
+        stamp = timestamp if timestamp is not None else clock.now_ms()
         return apply_state_change(state, new_state, reason, actor, stamp, layer=layer)
 
 
@@ -110,7 +109,7 @@ def pause(layer: str, reason: str, *, timestamp: int | None = None) -> TradingSt
         state = TradingState.load(for_update=True)
         if state.state != TradingState.State.ACTIVE:
             return state
-        stamp = timestamp if timestamp is not None else now_ms()
+        stamp = timestamp if timestamp is not None else clock.now_ms()
         return apply_state_change(state, "PAUSED", reason, "risk", stamp, layer=layer)
 
 
@@ -120,7 +119,7 @@ def resume(layer: str, reason: str, *, timestamp: int | None = None) -> TradingS
         state = TradingState.load(for_update=True)
         if state.state != TradingState.State.PAUSED or state.pause_layer != layer:
             return state
-        stamp = timestamp if timestamp is not None else now_ms()
+        stamp = timestamp if timestamp is not None else clock.now_ms()
         return apply_state_change(state, "ACTIVE", reason, "risk", stamp)
 
 
@@ -134,7 +133,7 @@ def halt(reason: str, actor: str, *, close_positions: bool = False) -> TradingSt
     with transaction.atomic():
         state = TradingState.load(for_update=True)
         if state.state != TradingState.State.HALTED:
-            return apply_state_change(state, "HALTED", reason, actor, now_ms(), layer=layer)
+            return apply_state_change(state, "HALTED", reason, actor, clock.now_ms(), layer=layer)
         # Halted already: the state keeps both reasons (audited). Asked to close, a plain halt becomes a closing
         # one and a closing one stays; a plain halt stops everything, a drawdown halt's closes too (SPEC §7).
         old = {"state": state.state, "reason": state.reason, "layer": state.pause_layer}
@@ -169,7 +168,7 @@ def release(reason: str, actor: str) -> TradingState:
             account = account_state(rows, state.state, latest_prices(rows.priced_symbols(), clock.now_ms()))
             if account.daily_drawdown >= RiskParameters.load().max_daily_drawdown_pct:
                 reason += "; " + _restart_daily_drawdown(account, actor, reason)
-        return apply_state_change(state, "ACTIVE", reason, actor, now_ms())
+        return apply_state_change(state, "ACTIVE", reason, actor, clock.now_ms())
 
 
 def _restart_daily_drawdown(account, actor: str, reason: str) -> str:

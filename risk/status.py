@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from cdb_project.timeutil import now_ms
+from cdb_project.amounts import plain
 from execution.models import Position
+from marketdata.clock import now_ms
 from marketdata.ingest import latest_price
 
 from .models import RiskParameters, TradingState
@@ -16,6 +17,7 @@ from .state import state_snapshot
 def risk_status() -> dict:
     """State, every parameter with its value and source, exposure, daily drawdown and open positions."""
     from execution.models import Portfolio
+    from trading.dashboard import account_quote
 
     state = TradingState.load()
     params = RiskParameters.load()
@@ -29,11 +31,11 @@ def risk_status() -> dict:
         positions.append(
             {
                 "symbol": position.symbol,
-                "quantity": str(position.quantity),
-                "avg_entry_price": str(position.avg_entry_price),
-                "last_price": str(price),
-                "value": str(value),
-                "unrealized_pnl": str((price - position.avg_entry_price) * position.quantity),
+                "quantity": plain(position.quantity),
+                "avg_entry_price": plain(position.avg_entry_price),
+                "last_price": plain(price),
+                "value": plain(value),
+                "unrealized_pnl": plain((price - position.avg_entry_price) * position.quantity),
             }
         )
     equity = portfolio.cash + exposure
@@ -57,12 +59,13 @@ def risk_status() -> dict:
         "mode": "LIVE" if live_trading_enabled() else "PAPER",
         "generated_at": now_ms(),
         "parameters": parameters,
-        "cash": str(portfolio.cash),
-        "equity": str(equity),
-        "exposure": str(exposure),
-        "exposure_pct": str(exposure / equity if equity > 0 else 0),
-        "day_start_equity": str(start) if start is not None else None,
-        "daily_drawdown_pct": str(drawdown),
+        "quote": account_quote(),
+        "cash": plain(portfolio.cash),
+        "equity": plain(equity),
+        "exposure": plain(exposure),
+        "exposure_pct": plain(round(exposure / equity, 12) if equity > 0 else 0),
+        "day_start_equity": plain(start),
+        "daily_drawdown_pct": plain(round(drawdown, 12)),
         "open_positions": positions,
         "warnings": [seed.warning for seed in seeds.values() if seed.warning],
     }

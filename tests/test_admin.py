@@ -35,3 +35,18 @@ def test_changelists_render_with_data_filters_and_search(admin_client, sma_cross
     assert "market_data" in page and "price" in page
     filtered = admin_client.get(reverse("admin:execution_order_changelist"), {"status__exact": "FILLED"})
     assert "TEST_USDT" in filtered.content.decode()
+
+
+def test_stored_history_has_no_add_and_names_read_right(admin_client):
+    history = ["candle", "signal", "order", "trade", "alert", "riskevent", "auditlog"]
+    index = admin_client.get(reverse("admin:index")).content.decode()
+    for model in _models():
+        name = model._meta.model_name
+        add = reverse(f"admin:{model._meta.app_label}_{name}_add")
+        if name in history:
+            assert admin_client.get(add).status_code == 403, name  # stored as things happen, never by hand
+            assert f'href="{add}"' not in index, name
+    assert "Candle series" in index and "Data freshness" in index and "Watch list entries" in index
+    assert "seriess" not in index and "freshnesss" not in index and "entrys" not in index
+    audit = reverse("admin:risk_auditlog_changelist")
+    assert "action-checkbox" not in admin_client.get(audit).content.decode()  # no delete action on the evidence

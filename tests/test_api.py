@@ -239,11 +239,11 @@ def test_status_reports_state_mode_account_freshness_and_health(viewer, settings
     assert data["trading_state"]["state"] == "ACTIVE"
     assert data["mode"] == "PAPER"
     account = data["account"]
-    assert account["equity"] == pytest.approx(9800 + 2 * 110)
-    assert account["exposure"] == pytest.approx(220)
-    assert account["exposure_pct"] == pytest.approx(220 / 10020)
-    assert account["exposure_limit_pct"] == pytest.approx(0.5)
-    assert account["drawdown_limit_pct"] == pytest.approx(0.05)
+    assert (account["equity"], account["cash"], account["exposure"]) == ("10020", "9800", "220")  # exact strings
+    assert (account["quote"], account["quote_decimals"]) == ("USDT", 2)
+    assert Decimal(account["exposure_pct"]) == (Decimal(220) / Decimal(10020)).quantize(Decimal("1e-12"))
+    assert (account["exposure_limit_pct"], account["drawdown_limit_pct"]) == ("0.5", "0.05")
+    assert all(isinstance(v, str) for k, v in account.items() if k not in ("open_positions", "quote_decimals"))
     assert account["open_positions"] == 1
     assert [f["symbol"] for f in data["freshness"]] == ["BTC_USDT"]
     assert data["freshness"][0]["last_seen_ms"] == T0
@@ -276,9 +276,7 @@ def test_daily_pnl_and_drawdown_since_midnight(viewer, settings):
 
     with use_clock(ManualClock(midnight + 3_600_000)):
         account = viewer.get("/api/status/").json()["account"]
-    assert account["day_start_equity"] == pytest.approx(10000)
-    assert account["daily_pnl"] == pytest.approx(-10)
-    assert account["drawdown_pct"] == pytest.approx(10 / 10000)
+    assert (account["day_start_equity"], account["daily_pnl"], account["drawdown_pct"]) == ("10000", "-10", "0.001")
 
 
 # --- orders: filters and pagination ------------------------------------------------------------------------
@@ -434,10 +432,10 @@ def test_candles_by_symbol_interval_and_since(viewer):
 
 def test_parameters_get_shows_values_sources_and_ranges(viewer):
     data = viewer.get("/api/risk/parameters/").json()
-    assert data["max_daily_drawdown_pct"] == pytest.approx(0.05)
-    assert data["data_stale_timeout_sec"] == 30
+    assert data["MAX_DAILY_DRAWDOWN_PCT"] == pytest.approx(0.05)
+    assert data["DATA_STALE_TIMEOUT_SEC"] == 30
     assert data["sources"]["MAX_DAILY_DRAWDOWN_PCT"] == "default"
-    assert data["ranges"]["max_exposure_pct"] == {
+    assert data["ranges"]["MAX_EXPOSURE_PCT"] == {
         "minimum": 0.1,
         "maximum": 1.0,
         "default": 0.5,
@@ -452,7 +450,7 @@ def test_patch_parameters_changes_audits_and_marks_the_source(risk_admin):
         format="json",
     )
     assert response.status_code == 200, response.content
-    assert response.json()["max_exposure_pct"] == pytest.approx(0.4)
+    assert response.json()["MAX_EXPOSURE_PCT"] == pytest.approx(0.4)
     params = RiskParameters.load()
     assert params.max_exposure_pct == Decimal("0.4") and params.data_stale_timeout_sec == 60
     assert params.sources["MAX_EXPOSURE_PCT"] == "admin" and params.sources["DATA_STALE_TIMEOUT_SEC"] == "admin"
@@ -460,6 +458,15 @@ def test_patch_parameters_changes_audits_and_marks_the_source(risk_admin):
     assert set(audit) == {"MAX_EXPOSURE_PCT", "DATA_STALE_TIMEOUT_SEC"}
     assert (audit["MAX_EXPOSURE_PCT"].old_value, audit["MAX_EXPOSURE_PCT"].new_value) == ("0.50000", "0.40000")
     assert audit["MAX_EXPOSURE_PCT"].actor == "riskadmin" and audit["MAX_EXPOSURE_PCT"].reason == "calmer market"
+
+
+@pytest.mark.parametrize("name", ["MAX_EXPOSURE_PCT", "max_exposure_pct"])
+def test_patch_takes_the_spec_names_in_either_case(risk_admin, name):
+    response = risk_admin.patch("/api/risk/parameters/", {name: "0.3", "REASON": "as SPEC §4 spells it"}, format="json")
+    assert response.status_code == 200, response.content
+    assert response.json()["MAX_EXPOSURE_PCT"] == pytest.approx(0.3)
+    assert RiskParameters.load().max_exposure_pct == Decimal("0.3")
+    assert AuditLog.objects.get(action="parameter_change").reason == "as SPEC §4 spells it"
 
 
 def test_patch_with_the_same_value_writes_no_audit(superuser):
@@ -470,13 +477,14 @@ def test_patch_with_the_same_value_writes_no_audit(superuser):
 @pytest.mark.parametrize(
     ("body", "field", "fragment"),
     [
-        ({"max_daily_drawdown_pct": 0.5}, "max_daily_drawdown_pct", "0.01–0.20"),
-        ({"max_daily_drawdown_pct": 0.001}, "max_daily_drawdown_pct", "0.01–0.20"),
-        ({"data_stale_timeout_sec": 5}, "data_stale_timeout_sec", "10–120"),
-        ({"data_stale_timeout_sec": 30.5}, "data_stale_timeout_sec", ""),
-        ({"max_position_pct": "ten percent"}, "max_position_pct", ""),
-        ({"max_spread_multiplier": None}, "max_spread_multiplier", ""),
-        ({"stop_loss_pct": 0.05, "max_exposure_pct": 2}, "max_exposure_pct", "0.10–1.00"),
+        ({"max_daily_drawdown_pct": 0.5}, "MAX_DAILY_DRAWDOWN_PCT", "0.01–0.20"),
+        ({"MAX_DAILY_DRAWDOWN_PCT": 0.001}, "MAX_DAILY_DRAWDOWN_PCT", "0.01–0.20"),
+        ({"data_stale_timeout_sec": 5}, "DATA_STALE_TIMEOUT_SEC", "10–120"),
+        ({"Data_Stale_Timeout_Sec": 30.5}, "DATA_STALE_TIMEOUT_SEC", ""),
+        ({"max_position_pct": "ten percent"}, "MAX_POSITION_PCT", ""),
+        ({"max_spread_multiplier": None}, "MAX_SPREAD_MULTIPLIER", ""),
+        ({"STOP_LOSS_PCT": 0.05, "max_exposure_pct": 2}, "MAX_EXPOSURE_PCT", "0.10–1.00"),
+        ({"MAX_EXPOSURE_PCT": 0.3, "max_exposure_pct": 0.4}, "MAX_EXPOSURE_PCT", "given twice"),
         ({"max_leverage": 3}, "max_leverage", "unknown"),
     ],
 )
@@ -585,7 +593,7 @@ def test_openapi_schema_lists_every_endpoint(viewer):
     order_params = {p["name"] for p in schema["paths"]["/api/orders/"]["get"]["parameters"]}
     assert {"symbol", "status", "side", "since", "until", "page", "page_size"} <= order_params
     patch = schema["components"]["schemas"]["PatchedRiskParametersRequest"]["properties"]
-    assert patch["max_daily_drawdown_pct"]["maximum"] == 0.2 and patch["max_daily_drawdown_pct"]["minimum"] == 0.01
+    assert patch["MAX_DAILY_DRAWDOWN_PCT"]["maximum"] == 0.2 and patch["MAX_DAILY_DRAWDOWN_PCT"]["minimum"] == 0.01
     assert {"tokenAuth", "cookieAuth"} <= set(schema["components"]["securitySchemes"])
 
 
@@ -648,3 +656,11 @@ def test_a_body_of_a_type_the_endpoint_does_not_read_is_refused_with_a_documente
     for path, method in writes:
         assert "415" in schema["paths"][path][method]["responses"], (path, method)
     assert "415" not in schema["paths"]["/api/orders/"]["get"]["responses"]
+
+
+def test_the_api_root_lists_its_endpoints(viewer):
+    listed = APIClient().get("/api/").json()  # public: paths only, each endpoint asks for its own credentials
+    assert {"status", "orders", "risk-parameters", "risk-halt", "schema", "docs"} <= set(listed)
+    for name, path in listed.items():
+        assert path.startswith("/api/"), name
+        assert viewer.get(path).status_code in (200, 400, 403, 405), path  # there: not a 404

@@ -109,8 +109,8 @@ def _fill(n: int, side: str, price: str, qty: str = "1", fees: str = "0") -> Ord
 def test_equity_curve_follows_the_fills():
     _fill(1, "BUY", "100", fees="1")  # equity 10000 - 1 fee
     _fill(2, "SELL", "110", fees="1")  # +10 profit, -1 fee
-    curve = equity_curve(10008.0, T0 + 10 * 60_000)
-    assert [p["equity"] for p in curve] == [10000.0, 9999.0, 10008.0, 10008.0]
+    curve = equity_curve("10008", T0 + 10 * 60_000)
+    assert [p["equity"] for p in curve] == ["10000", "9999", "10008", "10008"]  # exact decimal strings
     assert [p["t"] for p in curve] == sorted(p["t"] for p in curve)
 
 
@@ -125,15 +125,15 @@ def test_snapshot_has_positions_with_unrealized_pnl_watchlist_and_freshness(sett
     assert data["positions"] == [
         {
             "symbol": "BTC_USDT",
-            "quantity": 2.0,
-            "avg_entry_price": 100.0,
-            "price": 120.0,
-            "market_value": 240.0,
-            "unrealized_pnl": 40.0,
-            "unrealized_pnl_pct": 0.2,
+            "quantity": "2",
+            "avg_entry_price": "100",
+            "price": "120",
+            "market_value": "240",
+            "unrealized_pnl": "40",
+            "unrealized_pnl_pct": "0.2",
         }
     ]
-    assert data["account"]["equity"] == 10040.0 and data["account"]["open_positions"] == 1
+    assert data["account"]["equity"] == "10040" and data["account"]["open_positions"] == 1
     fresh = {f["symbol"]: f for f in data["freshness"]}
     assert fresh["BTC_USDT"]["last_seen_ms"] == T0 and fresh["BTC_USDT"]["stale"] is True  # 2024 is long ago
     assert fresh["ETH_USDT"]["last_seen_ms"] is None and fresh["ETH_USDT"]["stale"] is True
@@ -150,8 +150,8 @@ def test_watchlist_comes_from_the_screener_when_it_ran():
     data = build_snapshot()["watchlist"]
     assert data["source"] == "screener" and data["as_of_ms"] == T0
     assert [(e["rank"], e["symbol"], e["pct_change"]) for e in data["entries"]] == [
-        (1, "SOL_USDT", 5.0),
-        (2, "ETH_USDT", 3.0),
+        (1, "SOL_USDT", "5"),
+        (2, "ETH_USDT", "3"),
     ]
 
 
@@ -170,8 +170,8 @@ def test_watchlist_without_a_screener_list_ranks_the_watched_symbols_over_the_lo
     assert data["lookback_minutes"] == 3 and data["source"] == "watched symbols, ranked live"
     rows = [(e["rank"], e["symbol"], e["pct_change"], e["quote_volume"]) for e in data["entries"]]
     assert rows == [
-        (1, "BTC_USDT", pytest.approx(0.1), pytest.approx(314.0)),
-        (2, "ETH_USDT", pytest.approx(0.02), pytest.approx(30.3)),
+        (1, "BTC_USDT", "0.1", "314"),
+        (2, "ETH_USDT", "0.02", "30.3"),
         (3, "SOL_USDT", None, None),  # no candles: listed last, no figures
     ]
 

@@ -308,7 +308,7 @@ def _assert_answer(response, fields: set[str]) -> None:
         assert named & (fields | as_parsed | {"non_field_errors", "detail"}), f"400 without a field name: {body}"
 
 
-PARAMETER_NAMES = [*(name.lower() for name in PARAMETER_SPECS), "reason"]
+PARAMETER_NAMES = [*PARAMETER_SPECS, *(name.lower() for name in PARAMETER_SPECS), "reason"]
 
 
 def test_patch_risk_parameters_with_arbitrary_bodies(api):

@@ -170,9 +170,9 @@ def test_fills_carry_symbol_side_quantity_price_fee_and_the_exit_pnl(sma_cross):
     assert [m["title"] for m in hook.received] == ["Fill: BUY TEST_USDT", "Fill: SELL TEST_USDT"]
     first, second = (m["message"] for m in hook.received)
     assert f"BUY {rules.money(entry.filled_quantity)} TEST_USDT @ {rules.money(entry.price)}" in first
-    assert f"fee {rules.money(entry.fees)}" in first and "P&L" not in first
+    assert f"fee {entry.fees.quantize(Decimal('0.01'))} USDT" in first and "P&L" not in first
     assert f"SELL {rules.money(exit_.filled_quantity)} TEST_USDT @ {rules.money(exit_.price)}" in second
-    assert f"P&L {rules.money(trade.profit_loss)}" in second and trade.profit_loss < 0
+    assert f"P&L {trade.profit_loss.quantize(Decimal('0.01'))} USDT" in second and trade.profit_loss < 0
 
 
 def _number(pattern: str, text: str) -> Decimal:
@@ -201,8 +201,11 @@ def test_the_daily_report_figures_equal_api_status(sma_cross):
     account = status["account"]
     assert hook.received[0]["title"].startswith("Daily report ") and status["mode"] in hook.received[0]["title"]
     assert f"Trading state: {status['trading_state']['state']}" in text
-    assert float(_number(r"Equity: (-?[\d.]+)", text)) == account["equity"]
-    assert float(_number(r"Day's P&L: (-?[\d.]+)", text)) == account["daily_pnl"]
+    cents = Decimal("0.01")  # the report reads USDT to the cent (cdb_project.amounts)
+    assert _number(r"Equity: (-?[\d.]+) USDT", text.replace(",", "")) == Decimal(account["equity"]).quantize(cents)
+    assert _number(r"Day's P&L: \+?(-?[\d.]+) USDT", text.replace(",", "")) == Decimal(account["daily_pnl"]).quantize(
+        cents
+    )
     assert abs(_number(r"Drawdown: (-?[\d.]+) %", text) / 100 - Decimal(str(account["drawdown_pct"]))) < Decimal(
         "0.00005"
     )

@@ -106,10 +106,24 @@ def test_exposure_at_the_limit_blocks_new_entries():
 
 
 def test_exposure_just_below_the_limit_trims_to_the_room_left():
-    # 4,999.99 exposure: the room is 0.01 → 0.01 / 100 = 0.0001 ETH.
+    # 4,990 exposure of equity 10,000: the room is 10 → 10 / 100 = 0.1 ETH (above the 5 USDT minimum order value).
+    state = account(cash="5010", positions={"BTC_USDT": "49.9"}, prices={"BTC_USDT": "100"})
+    decision = decide(state)
+    assert (decision.action, decision.layer, decision.quantity) == ("TRIM", "exposure", D("0.1"))
+
+
+def test_an_entry_trimmed_below_the_minimum_order_value_is_not_placed():
+    # 4,999.99 exposure: the room is 0.01 → 0.0001 ETH ≈ 0.01 USDT, a dust order MEXC would refuse (minimum 5 USDT).
     state = account(cash="5000.01", positions={"BTC_USDT": "49.9999"}, prices={"BTC_USDT": "100"})
     decision = decide(state)
-    assert (decision.action, decision.layer, decision.quantity) == ("TRIM", "exposure", D("0.0001"))
+    assert (decision.action, decision.layer, decision.quantity) == ("REJECT", "min_notional", D(0))
+    assert "below the minimum order value 5 USDT" in decision.reasons[0] and "exposure limit" in decision.reasons[0]
+    # 0.05 ETH at 100 = 5 USDT: exactly the minimum goes through
+    assert decide(account(), buy(qty="0.05")).action == "APPROVE"
+    # a quote without a known minimum (BTC-quoted pairs, an engine told none) trims to the dust as before
+    no_minimum = RiskEngine(fee_rate=D("0.001"), slippage_pct=D("0.0005"), min_notional={})
+    trimmed = no_minimum.evaluate(state, buy(), market(), PARAMS, NOW)
+    assert (trimmed.action, trimmed.quantity) == ("TRIM", D("0.0001"))
 
 
 def test_exposure_above_80_percent_of_the_limit_raises_a_critical_alert():

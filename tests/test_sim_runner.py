@@ -23,7 +23,7 @@ def test_a_failed_step_is_logged_and_the_feed_goes_on(monkeypatch, caplog):
         return real(symbol, interval, candle)
 
     monkeypatch.setattr(sim_runner, "publish_candle", flaky)
-    market = sim_runner.build_market(["SIMF_USDT"], seed=7, interval="1m", backfill=2)
+    market = sim_runner.build_market(["SIMF_USDT"], seed=7, interval="1m", backfill=2).market
 
     async def run_for(seconds: float) -> None:
         task = asyncio.ensure_future(sim_runner.run_async(market, backfill=2, tick_seconds=0.02))

@@ -1,10 +1,12 @@
 from django.contrib import admin
 
+from cdb_project.admin_history import HistoryAdmin
+
 from .models import BacktestRun, Signal
 
 
 @admin.register(Signal)
-class SignalAdmin(admin.ModelAdmin):
+class SignalAdmin(HistoryAdmin):
     list_display = ("timestamp", "symbol", "side", "confidence", "strategy", "status", "reason")
     list_filter = ("side", "status", "strategy", "symbol")
     search_fields = ("signal_id", "symbol", "reason")

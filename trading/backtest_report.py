@@ -6,9 +6,11 @@ import html
 import json
 import math
 import statistics
-from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from urllib.parse import quote
+
+from cdb_project.amounts import common_quote, iso_utc, money
 
 from .backtest import Result
 
@@ -205,6 +207,11 @@ HTML_CHART_SCRIPT = """
 """
 
 
+def _favicon() -> str:
+    """The site's icon as a data URL: the report loads nothing."""
+    return "data:image/svg+xml," + quote((STATIC / "cdb/favicon.svg").read_text(), safe="=:/")
+
+
 def _inline_script(text: str) -> str:
     return "<script>" + text.replace("</script", "<\\/script") + "</script>"
 
@@ -221,6 +228,9 @@ def html_report(document: dict, charts: dict[str, dict] | None = None) -> str:
     chart per symbol with the run's fills (``charts``: ``trading.chart_service.backtest_chart`` per symbol) and the
     trades — drawn by the dashboard's own chart code and lightweight-charts, both inlined."""
     charts = charts or {}
+    quote = common_quote(
+        [Path(p).name.split("-")[0] for p in document["files"]] + [t["symbol"] for t in document["trades"]]
+    )
     curve = document["equity_curve"]
     step = max(1, len(curve) // 5000)
     sampled = curve[::step] + ([curve[-1]] if curve and (len(curve) - 1) % step else [])
@@ -229,8 +239,11 @@ def html_report(document: dict, charts: dict[str, dict] | None = None) -> str:
     def cell(value) -> str:
         return f"<td title='{html.escape(str(value))}'>{html.escape(str(value))}</td>"
 
-    def when(ms) -> str:
-        return "–" if ms is None else datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M")
+    def when(ms) -> str:  # ISO 8601, UTC
+        return iso_utc(ms, seconds=False)
+
+    def pct(value) -> str:
+        return "–" if value is None else f"{float(value):.2f} %"
 
     rows = "".join(
         "<tr>"
@@ -243,8 +256,8 @@ def html_report(document: dict, charts: dict[str, dict] | None = None) -> str:
                 t["quantity"],
                 when(t["exit_time"]),
                 t["exit_price"],
-                t["profit_loss"],
-                t["profit_loss_percent"],
+                money(t["profit_loss"], quote, sign=True),
+                pct(t["profit_loss_percent"]),
                 t["exit_reason"],
             )
         )
@@ -254,17 +267,17 @@ def html_report(document: dict, charts: dict[str, dict] | None = None) -> str:
     cards = "".join(
         f"<div class='card'><b>{html.escape(label)}</b><span>{html.escape(value)}</span></div>"
         for label, value in [
-            ("Initial capital", document["initial_capital"]),
-            ("Final equity", document["final_equity"]),
+            ("Initial capital", money(document["initial_capital"], quote, unit=True)),
+            ("Final equity", money(document["final_equity"], quote, unit=True)),
             ("Total return", f"{s['total_return_pct']:.2f} %"),
             ("Max drawdown", f"{s['max_drawdown_pct']:.2f} %"),
             ("Trades", str(s["trades"])),
             ("Win rate", "–" if s["win_rate"] is None else f"{100 * s['win_rate']:.1f} %"),
             ("Profit factor", "–" if s["profit_factor"] is None else f"{s['profit_factor']:.2f}"),
             ("Sharpe", "–" if s["sharpe"] is None else f"{s['sharpe']:.2f}"),
-            ("Fees", str(s["fees_paid"])),
+            ("Fees", money(s["fees_paid"], quote, unit=True)),
             ("Time in market", f"{s['time_in_market_pct']:.1f} %"),
-            ("Period", f"{when(curve[0][0]) if curve else '–'} → {when(curve[-1][0]) if curve else '–'} UTC"),
+            ("Period", f"{when(curve[0][0]) if curve else '–'} → {when(curve[-1][0]) if curve else '–'}"),
             ("Candles", f"{document['candles']} in {document['seconds']} s"),
         ]
     )
@@ -277,7 +290,7 @@ def html_report(document: dict, charts: dict[str, dict] | None = None) -> str:
     data = json.dumps({"equity": sampled, "charts": charts}).replace("</", "<\\/")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Backtest — {html.escape(document["strategy"])}</title>
-<link rel="icon" href="data:,">
+<link rel="icon" href="{_favicon()}">
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 1.5rem; color: #e6e6e6; background: #10141a; }}
 .cards {{ display: flex; flex-wrap: wrap; gap: .6rem; }}
@@ -302,7 +315,8 @@ td {{ max-width: 24rem; overflow: hidden; text-overflow: ellipsis; white-space: 
 {prices}
 <h2>Trades</h2>
 <table><thead><tr><th>Symbol</th><th>Entry (UTC)</th><th>Entry price</th><th>Quantity</th><th>Exit (UTC)</th>
-<th>Exit price</th><th>P&amp;L</th><th>P&amp;L %</th><th>Exit reason</th></tr></thead><tbody>{rows}</tbody></table>
+<th>Exit price</th>
+<th>P&amp;L ({html.escape(quote)})</th><th>P&amp;L %</th><th>Exit reason</th></tr></thead><tbody>{rows}</tbody></table>
 <script type="application/json" id="report-data">{data}</script>
 {_chart_assets()}
 {_inline_script(HTML_CHART_SCRIPT)}

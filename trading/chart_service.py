@@ -11,6 +11,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db.models import Sum
 
+from cdb_project.amounts import decimals_for, quote_of
 from execution.models import Order, Trade
 from marketdata.models import Candle
 
@@ -108,6 +109,7 @@ def chart_data(symbol: str, interval: str | None = None, until: int | None = Non
     strategy, specs, warmup = strategy_indicators(settings.STRATEGY)
     out = {
         "symbol": symbol,
+        "quote_decimals": decimals_for(quote_of(symbol)),  # fees and P&L are read in the quote's places
         "strategy": strategy,
         "base_interval": base,
         "interval": interval or base,
@@ -210,6 +212,7 @@ def backtest_chart(report: dict, symbol: str, max_bars: int = 20_000) -> dict:
     ]
     return {
         "symbol": symbol,
+        "quote_decimals": decimals_for(quote_of(symbol)),
         "strategy": report["strategy"],
         "base_interval": base,
         "interval": interval,

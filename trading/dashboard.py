@@ -2,7 +2,12 @@
 
 ``build_snapshot()`` is the whole page state (sent on websocket connect, served at /api/dashboard/snapshot/);
 ``status()`` is the part /api/status/ returns. The account figures (equity, daily P&L, drawdown, exposure)
-come from the stored portfolio, positions, filled orders and the latest candle closes.
+come from the stored portfolio, positions, filled orders and the latest candle closes; money, quantities and
+ratios are exact decimal strings (``cdb_project.amounts.plain``), as in every other endpoint.
+
+One clock: every time on the page is market time (``market_time_ms``; the simulated market's or a replay's time
+while one drives the clock, else the system clock), labelled with what drives it (``clock``); the wall clock
+(``wall_time_ms``) is shown beside it.
 """
 
 from __future__ import annotations
@@ -14,8 +19,10 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import Max
 
+from cdb_project.amounts import common_quote, decimals_for, plain
 from cdb_project.ops import run_checks
 from cdb_project.timeutil import datetime_to_ms, ms_to_datetime
+from cdb_project.timeutil import now_ms as wall_now_ms
 from execution.live import live_trading_enabled
 from execution.models import Order, Portfolio, Position
 from execution.service import order_result_event
@@ -107,8 +114,17 @@ def _day_start_ms(now: int) -> int:
     return datetime_to_ms(datetime(moment.year, moment.month, moment.day, tzinfo=UTC))
 
 
-def _ratio(numerator: Decimal, denominator: Decimal) -> float:
-    return float(numerator / denominator) if denominator else 0.0
+RATIO_PLACES = Decimal("1e-12")
+
+
+def _ratio(numerator: Decimal, denominator: Decimal) -> str:
+    """A share as an exact decimal string to 12 places (0.0123 = 1.23 %)."""
+    return plain((numerator / denominator).quantize(RATIO_PLACES)) if denominator else "0"
+
+
+def account_quote() -> str:
+    """The quote currency the account's money is counted in: the one the watched symbols share, else USDT."""
+    return common_quote(_watched())
 
 
 def account_summary(now: int | None = None) -> dict:
@@ -135,21 +151,24 @@ def account_summary(now: int | None = None) -> dict:
         )
     daily_pnl = equity - start_equity
     drawdown = max(ZERO, -daily_pnl)
+    quote = account_quote()
     return {
-        "initial_capital": float(portfolio.initial_capital),
-        "cash": float(portfolio.cash),
-        "equity": float(equity),
-        "realized_pnl": float(portfolio.realized_pnl),
-        "fees_paid": float(portfolio.fees_paid),
+        "quote": quote,
+        "quote_decimals": decimals_for(quote),
+        "initial_capital": plain(portfolio.initial_capital),
+        "cash": plain(portfolio.cash),
+        "equity": plain(equity),
+        "realized_pnl": plain(portfolio.realized_pnl),
+        "fees_paid": plain(portfolio.fees_paid),
         "day_start": ms_to_datetime(day_start).isoformat(),
-        "day_start_equity": float(start_equity),
-        "daily_pnl": float(daily_pnl),
+        "day_start_equity": plain(start_equity),
+        "daily_pnl": plain(daily_pnl),
         "daily_pnl_pct": _ratio(daily_pnl, start_equity),
         "drawdown_pct": _ratio(drawdown, start_equity),
-        "drawdown_limit_pct": float(params.max_daily_drawdown_pct),
-        "exposure": float(exposure),
+        "drawdown_limit_pct": plain(params.max_daily_drawdown_pct),
+        "exposure": plain(exposure),
         "exposure_pct": _ratio(exposure, equity),
-        "exposure_limit_pct": float(params.max_exposure_pct),
+        "exposure_limit_pct": plain(params.max_exposure_pct),
         "open_positions": len(positions),
     }
 
@@ -165,18 +184,18 @@ def positions() -> list[dict]:
         out.append(
             {
                 "symbol": p.symbol,
-                "quantity": float(p.quantity),
-                "avg_entry_price": float(p.avg_entry_price),
-                "price": float(price) if price is not None else None,
-                "market_value": float(p.quantity * price) if price is not None else None,
-                "unrealized_pnl": float(unrealized) if unrealized is not None else None,
+                "quantity": plain(p.quantity),
+                "avg_entry_price": plain(p.avg_entry_price),
+                "price": plain(price),
+                "market_value": plain(p.quantity * price) if price is not None else None,
+                "unrealized_pnl": plain(unrealized),
                 "unrealized_pnl_pct": _ratio(unrealized, cost) if unrealized is not None else None,
             }
         )
     return out
 
 
-def equity_curve(current_equity: float, now: int) -> list[dict]:
+def equity_curve(current_equity: str, now: int) -> list[dict]:
     """Equity after every fill (marked at fill prices), thinned to EQUITY_POINTS, ending with the equity now."""
     portfolio = Portfolio.load()
     _, _, _, curve = _replay(portfolio.initial_capital, _fills())
@@ -184,7 +203,7 @@ def equity_curve(current_equity: float, now: int) -> list[dict]:
     if len(points) > EQUITY_POINTS:
         step = len(points) / EQUITY_POINTS
         points = [points[int(i * step)] for i in range(EQUITY_POINTS)]
-    out = [{"t": t, "equity": float(e)} for t, e in points]
+    out = [{"t": t, "equity": plain(e)} for t, e in points]
     out.append({"t": max(now, out[-1]["t"] + 1), "equity": current_equity})
     return out
 
@@ -223,7 +242,8 @@ def freshness(now: int | None = None) -> list[dict]:
     out = []
     for symbol in watched:
         last = seen.get(symbol)
-        age = (now - last) / 1000 if last is not None else None
+        # never negative: data stamped after the clock (a replay's time left behind) is as fresh as can be
+        age = max(0, now - last) / 1000 if last is not None else None
         out.append(
             {
                 "symbol": symbol,
@@ -264,8 +284,8 @@ def watchlist(now: int | None = None) -> dict:
             {
                 "rank": i + 1,
                 "symbol": s,
-                "pct_change": float(scores[s].pct_change) if s in scores else None,
-                "quote_volume": float(scores[s].quote_volume) if s in scores else None,
+                "pct_change": plain(scores[s].pct_change) if s in scores else None,
+                "quote_volume": plain(scores[s].quote_volume) if s in scores else None,
                 "score": scores[s].score if s in scores else None,
             }
             for i, s in enumerate(ranked)
@@ -284,8 +304,8 @@ def watchlist(now: int | None = None) -> dict:
             {
                 "rank": e.rank,
                 "symbol": e.symbol,
-                "pct_change": float(e.pct_change),
-                "quote_volume": float(e.quote_volume),
+                "pct_change": plain(e.pct_change),
+                "quote_volume": plain(e.quote_volume),
                 "score": float(e.score),
             }
             for e in latest.entries.order_by("rank")
@@ -362,7 +382,7 @@ def signal_row(s: Signal) -> dict:
         "confidence": float(s.confidence),
         "reason": s.reason,
         "strategy": s.strategy,
-        "price": float(s.price),
+        "price": plain(s.price),
         "timestamp": s.timestamp,
     }
 
@@ -379,6 +399,8 @@ def status() -> dict:
         "mode": trading_mode(),
         "embedded": settings.EMBEDDED,
         "market_time_ms": now,
+        "wall_time_ms": wall_now_ms(),
+        "clock": clock.clock_note(),
         "account": account_summary(now),
         "freshness": freshness(now),
         "health": health(),
@@ -389,7 +411,7 @@ def build_snapshot() -> dict:
     """The whole dashboard state."""
     data = status()
     prices = {
-        symbol: {"timestamp": p["timestamp"], "price": float(p["price"]), "volume": float(p["volume"])}
+        symbol: {"timestamp": p["timestamp"], "price": plain(p["price"]), "volume": plain(p["volume"])}
         for symbol, p in latest_closes().items()
     }
     # The equity now is marked at the newest closes: its point on the curve sits at their time.
@@ -402,6 +424,7 @@ def build_snapshot() -> dict:
         equity_curve=equity_curve(data["account"]["equity"], as_of),
         order_results=[order_result_event(o) for o in Order.objects.exclude(status=Order.Status.PENDING)[:ROWS]],
         signals=[signal_row(s) for s in Signal.objects.all()[:ROWS]],
-        alerts=[alert_row(a) for a in Alert.objects.all()[:ROWS]],
+        # by their own (market) time, the one the table shows: a halt sorts among the risk alerts around it
+        alerts=[alert_row(a) for a in Alert.objects.order_by("-timestamp", "-id")[:ROWS]],
     )
     return data

@@ -210,28 +210,37 @@ class ReleaseSerializer(serializers.Serializer):
 # --- status -------------------------------------------------------------------------------------------
 
 
+def _decimal_string(help_text: str = "") -> serializers.DecimalField:
+    """An exact decimal string in the answer (money, quantities and shares are never floats)."""
+    return serializers.DecimalField(max_digits=None, decimal_places=None, help_text=help_text or None)
+
+
 class AccountSerializer(serializers.Serializer):
-    initial_capital = serializers.FloatField()
-    cash = serializers.FloatField()
-    equity = serializers.FloatField()
-    realized_pnl = serializers.FloatField()
-    fees_paid = serializers.FloatField()
+    quote = serializers.CharField(help_text="the quote currency the account's money is counted in (e.g. USDT)")
+    quote_decimals = serializers.IntegerField(help_text="the places a person reads that currency in (USDT: 2)")
+    initial_capital = _decimal_string()
+    cash = _decimal_string()
+    equity = _decimal_string()
+    realized_pnl = _decimal_string()
+    fees_paid = _decimal_string()
     day_start = serializers.DateTimeField(help_text="00:00 UTC of the current market day")
-    day_start_equity = serializers.FloatField()
-    daily_pnl = serializers.FloatField()
-    daily_pnl_pct = serializers.FloatField(help_text="decimal: 0.01 = 1 %")
-    drawdown_pct = serializers.FloatField(help_text="loss since 00:00 UTC as a share of the day's start equity")
-    drawdown_limit_pct = serializers.FloatField(help_text="MAX_DAILY_DRAWDOWN_PCT")
-    exposure = serializers.FloatField()
-    exposure_pct = serializers.FloatField()
-    exposure_limit_pct = serializers.FloatField(help_text="MAX_EXPOSURE_PCT")
+    day_start_equity = _decimal_string()
+    daily_pnl = _decimal_string()
+    daily_pnl_pct = _decimal_string("decimal: 0.01 = 1 %")
+    drawdown_pct = _decimal_string("loss since 00:00 UTC as a share of the day's start equity")
+    drawdown_limit_pct = _decimal_string("MAX_DAILY_DRAWDOWN_PCT")
+    exposure = _decimal_string()
+    exposure_pct = _decimal_string()
+    exposure_limit_pct = _decimal_string("MAX_EXPOSURE_PCT")
     open_positions = serializers.IntegerField()
 
 
 class FreshnessSerializer(serializers.Serializer):
     symbol = serializers.CharField()
     last_seen_ms = serializers.IntegerField(allow_null=True)
-    age_sec = serializers.FloatField(allow_null=True)
+    age_sec = serializers.FloatField(
+        allow_null=True, min_value=0, help_text="market time since the data, never negative"
+    )
     stale = serializers.BooleanField()
 
 
@@ -252,7 +261,9 @@ class StatusSerializer(serializers.Serializer):
     trading_state = TradingStateSerializer()
     mode = serializers.ChoiceField(choices=["PAPER", "LIVE"])
     embedded = serializers.BooleanField()
-    market_time_ms = serializers.IntegerField()
+    market_time_ms = serializers.IntegerField(help_text="the market clock every time of the page is in, epoch ms")
+    wall_time_ms = serializers.IntegerField(help_text="this server's wall clock, epoch ms")
+    clock = serializers.CharField(help_text="what drives the market clock (the simulation's pace, a replay, live)")
     account = AccountSerializer()
     freshness = FreshnessSerializer(many=True)
     health = HealthSerializer()
@@ -270,12 +281,14 @@ class ParameterRangeSerializer(serializers.Serializer):
 
 def _parameter_field(name: str):
     spec = PARAMETER_SPECS[name]
-    message = f"{name.lower()}: out of range (allowed {spec.describe_range()})"
+    message = f"{name}: out of range (allowed {spec.describe_range()})"
     common = {
         "required": False,
+        "source": name.lower(),  # the model's field
         "min_value": spec.minimum,
         "max_value": spec.maximum,
-        "help_text": f"{spec.description}. Allowed {spec.describe_range()}, default {spec.default}.",
+        "help_text": f"{spec.description}. Allowed {spec.describe_range()}, default {spec.default}. "
+        f"Also accepted as {name.lower()}.",
         "error_messages": {"min_value": message, "max_value": message},
     }
     if spec.integer:
@@ -284,10 +297,25 @@ def _parameter_field(name: str):
     return serializers.DecimalField(max_digits=None, decimal_places=None, coerce_to_string=False, **common)
 
 
-class RiskParametersSerializer(serializers.Serializer):
-    """Every SPEC §4 parameter; PATCH any subset (plus an optional ``reason`` for the audit log)."""
+def canonical_parameter_names(data) -> dict:
+    """Parameter names as SPEC §4 writes them (``MAX_EXPOSURE_PCT``) whatever their case (``max_exposure_pct`` as
+    the environment's lower-case twin); other keys as they are. A name given twice is a 400 naming it."""
+    out: dict = {}
+    for key in data:
+        name = key.upper() if isinstance(key, str) and key.upper() in PARAMETER_SPECS else key
+        if isinstance(key, str) and key.lower() == "reason":
+            name = "reason"
+        if name in out:
+            raise serializers.ValidationError({name: [f"{name} given twice (names are accepted in either case)"]})
+        out[name] = data[key]
+    return out
 
-    locals().update({name.lower(): _parameter_field(name) for name in PARAMETER_SPECS})
+
+class RiskParametersSerializer(serializers.Serializer):
+    """Every SPEC §4 parameter by its SPEC name (upper case; lower case accepted too); PATCH any subset (plus an
+    optional ``reason`` for the audit log)."""
+
+    locals().update({name: _parameter_field(name) for name in PARAMETER_SPECS})
     reason = serializers.CharField(
         write_only=True, required=False, allow_blank=True, max_length=1000, help_text="kept in the audit log"
     )
@@ -298,7 +326,7 @@ class RiskParametersSerializer(serializers.Serializer):
     @extend_schema_field(serializers.DictField(child=ParameterRangeSerializer()))
     def get_ranges(self, obj) -> dict:
         return {
-            name.lower(): {
+            name: {
                 "minimum": spec.minimum,
                 "maximum": spec.maximum,
                 "default": spec.default,
@@ -315,16 +343,22 @@ class RiskParametersSerializer(serializers.Serializer):
         }
         return data
 
+    def to_internal_value(self, data):
+        if hasattr(data, "keys"):
+            data = canonical_parameter_names(data)
+        return super().to_internal_value(data)
+
     def validate(self, attrs):
         known = set(self.fields)
-        unknown = sorted(set(getattr(self, "initial_data", {}) or {}) - known)
+        given = getattr(self, "initial_data", {}) or {}
+        unknown = sorted(set(canonical_parameter_names(given) if hasattr(given, "keys") else ()) - known)
         if unknown:
             raise serializers.ValidationError({name: ["unknown field"] for name in unknown})
         changes = {k: v for k, v in attrs.items() if k != "reason"}
         try:
             validate_changes(changes)
         except ValueError as error:
-            field = str(error).split(":", 1)[0].lower()
+            field = str(error).split(":", 1)[0].upper()
             raise serializers.ValidationError({field: [str(error)]})
         return attrs
 

@@ -36,5 +36,16 @@ urlpatterns = [
     # A page for a browser: an anonymous visitor is sent to the login page (the schema itself answers 401). The
     # split view serves its start-up script from a URL of its own instead of inline (Content-Security-Policy).
     path("docs/", login_required(SpectacularSwaggerSplitView.as_view(url_name="api-schema")), name="api-docs"),
+    path("", views.ApiRootView.as_view(), name="api-root"),
     path("", include(router.urls)),
 ]
+
+# What GET /api/ lists: every endpoint above and each registered collection (its items are <collection><id>/).
+views.ApiRootView.endpoints = {
+    **{
+        p.name.removeprefix("api-"): f"/api/{p.pattern}"
+        for p in urlpatterns
+        if getattr(p, "name", None) not in (None, "api-root")
+    },
+    **{basename + "s": f"/api/{prefix}/" for prefix, _viewset, basename in router.registry},
+}

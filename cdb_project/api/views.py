@@ -12,7 +12,7 @@ from rest_framework import viewsets
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
-from rest_framework.permissions import IsAuthenticated
+from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
@@ -228,6 +228,20 @@ class ChartView(APIView):
         return Response(data)
 
 
+class ApiRootView(APIView):
+    """The API's endpoints by name (``cdb_project/api/urls.py`` fills them in); each is described in the schema."""
+
+    permission_classes = [AllowAny]
+    endpoints: dict[str, str] = {}
+
+    @extend_schema(
+        summary="The API's endpoints (the OpenAPI schema at /api/schema/ describes each)",
+        responses={200: OpenApiResponse(description="{name: path}")},
+    )
+    def get(self, request):
+        return Response(self.endpoints)
+
+
 @method_decorator(never_cache, name="dispatch")  # Cache-Control: no-store — live state, never from a cache
 class StatusView(APIView):
     permission_classes = [IsAuthenticated]
@@ -264,7 +278,7 @@ class RiskParametersView(APIView):
                 changes, actor=request.user.get_username(), reason=serializer.validated_data.get("reason", "")
             )
         except ValueError as error:
-            field = str(error).split(":", 1)[0].lower()
+            field = str(error).split(":", 1)[0].upper()
             return Response({field: [str(error)]}, status=http.HTTP_400_BAD_REQUEST)
         return Response(serializers.RiskParametersSerializer(params).data)
 

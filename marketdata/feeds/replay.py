@@ -23,6 +23,7 @@ from ..validation import CandleRow, Rejection, interval_ms, parse_file_name, val
 logger = logging.getLogger("cdb.feed.replay")
 
 CHUNK_ROWS = 2000
+REPLAY_NOTE = "replay: the time of the recorded candles being replayed"
 
 
 class ReplayError(ValueError):
@@ -226,7 +227,7 @@ class Replay:
                 self._before_event(ts)
                 self._publish(symbol, interval, ts, candle)
             self._flush()
-        market_clock.set_shared_event_time(self.clock.now_ms())
+        market_clock.set_shared_event_time(self.clock.now_ms(), note=REPLAY_NOTE)
 
     def _flush(self) -> None:
         if self._batch:
@@ -245,7 +246,7 @@ class Replay:
         if previous is None or ts != previous:
             self.clock.observe(ts)
             if self.speed is not None:
-                market_clock.set_shared_event_time(ts)
+                market_clock.set_shared_event_time(ts, note=REPLAY_NOTE)
         self._last_published_ts = ts
 
     def _publish(self, symbol: str, interval: str, ts: int, candle: CandleRow) -> None:

@@ -1,12 +1,15 @@
 """A seeded simulated market: random walks with drifting regimes (so momentum exists) and lognormal volume.
 
-Pure and deterministic: the same seed gives the same candles.
+Pure and deterministic: the same seed, start and prices give the same candles. A market that carries on from
+stored candles (``prices``: the last closes) mixes its start into the seed, so a restart does not replay the
+first run's moves.
 """
 
 from __future__ import annotations
 
 import math
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from trading.strategies.base import Candle
@@ -25,17 +28,25 @@ class _Walk:
 
 
 class SimulatedMarket:
-    def __init__(self, symbols: list[str] | tuple[str, ...], seed: int, interval: str, start_ms: int) -> None:
+    def __init__(
+        self,
+        symbols: list[str] | tuple[str, ...],
+        seed: int,
+        interval: str,
+        start_ms: int,
+        prices: Mapping[str, float] | None = None,
+    ) -> None:
         if interval not in INTERVAL_MS:
             raise ValueError(f"unsupported interval {interval!r}; use one of {', '.join(INTERVAL_MS)}")
         self.symbols = list(symbols)
         self.interval = interval
         self.step_ms = INTERVAL_MS[interval]
         self.timestamp = start_ms - start_ms % self.step_ms
-        self._rng = random.Random(seed)
+        prices = dict(prices or {})
+        self._rng = random.Random(f"{seed}:{self.timestamp}" if prices else seed)
         self._walks = {
             symbol: _Walk(
-                price=START_PRICES.get(symbol, self._rng.uniform(1, 100)),
+                price=prices.get(symbol) or START_PRICES.get(symbol, self._rng.uniform(1, 100)),
                 drift=0.0,
                 regime_left=0,
                 base_volume=self._rng.uniform(50, 500),
@@ -60,3 +71,11 @@ class SimulatedMarket:
             out.append((symbol, Candle(self.timestamp, *(round(x, 8) for x in (open_, high, low, walk.price, volume)))))
         self.timestamp += self.step_ms
         return out
+
+
+def pace(interval: str, tick_seconds: float) -> str:
+    """How fast the simulated market runs against the wall clock, in words for the page."""
+    step_s = INTERVAL_MS.get(interval, 60_000) / 1000
+    if tick_seconds <= 0:
+        return f"one {interval} candle as fast as it can be stored"
+    return f"one {interval} candle every {tick_seconds:g} s of wall time ({step_s / tick_seconds:g}× real time)"

@@ -6,21 +6,70 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
 
 from cdb_project.timeutil import now_ms
 
 from .publishing import publish_candle
-from .sim import INTERVAL_MS, SimulatedMarket
+from .sim import INTERVAL_MS, SimulatedMarket, pace
 
 logger = logging.getLogger("cdb.feed.sim")
 
 
-def build_market(symbols: list[str], seed: int, interval: str, backfill: int) -> SimulatedMarket:
-    """Start ``backfill`` intervals in the past so strategies are warm right away."""
-    step = INTERVAL_MS.get(interval, 60_000)
-    return SimulatedMarket(symbols, seed, interval, now_ms() - backfill * step)
+@dataclass(frozen=True)
+class SimPlan:
+    """A simulated market ready to run: ``backfill`` candles at once first (0 when it carries on from stored
+    candles, whose history warms the strategies), ``resumed_from_ms`` the stored candle it carries on from."""
+
+    market: SimulatedMarket
+    backfill: int
+    resumed_from_ms: int | None = None
+
+    def describe(self) -> str:
+        symbols = ", ".join(self.market.symbols)
+        if self.resumed_from_ms is None:
+            return f"simulated market ({symbols}) starting {self.backfill} candles before now"
+        return f"simulated market ({symbols}) carrying on from its last stored candle"
+
+
+def stored_resume_point(symbols: list[str], interval: str) -> tuple[int, dict[str, float]] | None:
+    """The newest stored candle time of ``symbols`` at ``interval`` and each symbol's last close, or None."""
+    from django.db.models import Max
+
+    from ..models import Candle
+
+    newest = dict(
+        Candle.objects.filter(symbol__in=symbols, interval=interval)
+        .values("symbol")
+        .annotate(ts=Max("timestamp"))
+        .values_list("symbol", "ts")
+    )
+    if not newest:
+        return None
+    closes = {
+        symbol: float(close)
+        for symbol, ts, close in Candle.objects.filter(
+            interval=interval, symbol__in=list(newest), timestamp__in=set(newest.values())
+        ).values_list("symbol", "timestamp", "close")
+        if newest[symbol] == ts
+    }
+    return max(newest.values()), closes
+
+
+def build_market(symbols: list[str], seed: int, interval: str, backfill: int) -> SimPlan:
+    """Carry on from the last candle stored for these symbols (a restart: the market goes on where it stopped,
+    so every new candle is newer than what is decided already); on an empty database start ``backfill``
+    intervals in the past so strategies are warm right away."""
+    if interval not in INTERVAL_MS:
+        raise ValueError(f"unsupported interval {interval!r}; use one of {', '.join(INTERVAL_MS)}")
+    step = INTERVAL_MS[interval]
+    resume = stored_resume_point(symbols, interval)
+    if resume is None:
+        return SimPlan(SimulatedMarket(symbols, seed, interval, now_ms() - backfill * step), backfill)
+    last, closes = resume
+    return SimPlan(SimulatedMarket(symbols, seed, interval, last + step, prices=closes), 0, last)
 
 
 def publish_step(market: SimulatedMarket) -> int:
@@ -35,11 +84,28 @@ def publish_step(market: SimulatedMarket) -> int:
     return len(candles)
 
 
-def register(market: SimulatedMarket) -> None:
-    """The simulated symbols are tradable without a screener list (unless SYMBOL_WHITELIST says otherwise)."""
+def register(market: SimulatedMarket, tick_seconds: float | None = None) -> None:
+    """The simulated symbols are tradable without a screener list (unless SYMBOL_WHITELIST says otherwise), and
+    the market clock is the simulation's from now on: set to its last candle before the first new one arrives (a
+    replay may have left its own time behind), with its pace for the page."""
+    from .. import clock
     from ..watchlist import register_feed_symbols
 
     register_feed_symbols(market.symbols, "sim")
+    note = "simulated market: " + pace(market.interval, tick_seconds) if tick_seconds is not None else ""
+    now = market.timestamp - market.step_ms
+    clock.set_shared_event_time(now, note=note)
+    _no_state_from_the_future(now)
+
+
+def _no_state_from_the_future(now_ms: int) -> None:
+    """A fresh database's trading state was stamped by the wall clock, ahead of a market that starts in the past:
+    on one clock it is ACTIVE since the market's start."""
+    from cdb_project.timeutil import ms_to_datetime
+    from risk.models import TradingState
+
+    TradingState.load()
+    TradingState.objects.filter(pk=1, since__gt=ms_to_datetime(now_ms)).update(since=ms_to_datetime(now_ms))
 
 
 def run_blocking(
@@ -50,7 +116,7 @@ def run_blocking(
     report: Callable[[str], None] = logger.info,
 ) -> int:
     """Publish ``backfill`` steps at once, then one step per tick; ``steps`` bounds the live part."""
-    register(market)
+    register(market, tick_seconds)
     published = sum(publish_step(market) for _ in range(backfill))
     report(f"backfilled {published} candles")
     done = 0
@@ -61,11 +127,28 @@ def run_blocking(
     return published
 
 
-async def run_async(market: SimulatedMarket, backfill: int, tick_seconds: float) -> None:
-    """The same loop inside an event loop (the embedded server), database work in Django's sync thread."""
-    step = sync_to_async(publish_step)
+async def _whole(call) -> None:
+    """Run ``call`` to its end even when the task is cancelled meanwhile (then re-raise the cancel): a step in
+    Django's sync thread pushes to the dashboard through this event loop, so a server that stopped its loop in the
+    middle of one would wait for it forever on exit."""
+    pending = asyncio.ensure_future(call)
     try:
-        await sync_to_async(register)(market)
+        await asyncio.shield(pending)
+    except asyncio.CancelledError:
+        await pending
+        raise
+
+
+async def run_async(market: SimulatedMarket, backfill: int, tick_seconds: float) -> None:
+    """The same loop inside an event loop (the embedded server), database work in Django's sync thread.
+    Cancelled, it finishes the step in progress first (see ``_whole``)."""
+    sync_step = sync_to_async(publish_step)
+
+    async def step(market: SimulatedMarket) -> None:
+        await _whole(sync_step(market))
+
+    try:
+        await sync_to_async(register)(market, tick_seconds)
         for _ in range(backfill):
             await step(market)
         logger.info(

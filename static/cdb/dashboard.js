@@ -5,10 +5,21 @@
   let state = JSON.parse(document.getElementById("initial-snapshot").textContent);
 
   const $ = (id) => document.getElementById(id);
+  // Prices and quantities: 8 significant digits. Money: the quote currency's places (USDT 2, BTC 8), never "-0.00".
+  // Every value may come as an exact decimal string (the snapshot) or a number (a push).
   const num = (n, digits = 8) => (n === null || n === undefined ? "–" : Number(n).toPrecision(digits).replace(/(\.\d*?)0+$/, "$1").replace(/\.$/, ""));
-  const money = (n) => (n === null || n === undefined ? "–" : (Math.abs(n) < 0.005 ? 0 : Number(n)).toLocaleString("en-US", {minimumFractionDigits: 2, maximumFractionDigits: 2}));
-  const pct = (n) => (n === null || n === undefined ? "–" : (Math.abs(n) < 0.00005 ? 0 : Number(n) * 100).toFixed(2) + " %");
+  const places = () => (state.account && Number.isInteger(state.account.quote_decimals) ? state.account.quote_decimals : 2);
+  const money = (n) => {
+    if (n === null || n === undefined || n === "") return "–";
+    const digits = places(), value = Number(n);
+    return (Math.abs(value) < 0.5 * 10 ** -digits ? 0 : value).toLocaleString("en-US", {minimumFractionDigits: digits, maximumFractionDigits: digits});
+  };
+  const signed = (n) => (Number(n) >= 0.5 * 10 ** -places() ? "+" : "") + money(n);
+  const pct = (n) => (n === null || n === undefined ? "–" : (Math.abs(Number(n)) < 0.00005 ? 0 : Number(n) * 100).toFixed(2) + " %");
   const time = (ms) => (ms ? new Date(ms).toISOString().replace("T", " ").slice(0, 19) : "–");
+  // Reasons as people read them: "at 194.177100930000" → "at 194.17710093", "5.000" → "5".
+  const tidy = (text) => String(text || "").replace(/(\d\.\d*?[1-9])0+(?!\d)/g, "$1").replace(/(\d)\.0+(?!\d)/g, "$1");
+  const label = (status) => String(status || "").replace(/_/g, " ");
   const age = (sec) => {
     if (sec === null || sec === undefined) return "never";
     if (sec < 120) return sec.toFixed(0) + " s ago";
@@ -59,20 +70,30 @@
     $("state").className = "big " + ts.state;
     $("state-reason").textContent = ts.reason ? "reason: " + ts.reason : "";
     $("state-since").textContent = "since " + ts.since.replace("T", " ").slice(0, 19) + " UTC" + (ts.changed_by ? " · by " + ts.changed_by : "");
+    const halt = $("halt-button"), release = $("release-button");
+    if (halt) {  // a halt while halted only adds a reason: Halt is for ACTIVE and PAUSED, Release for PAUSED and HALTED
+      halt.disabled = ts.state === "HALTED";
+      halt.title = halt.disabled ? "trading is halted already" : "stop every order until a person releases trading";
+      release.disabled = ts.state === "ACTIVE";
+      release.title = release.disabled ? "trading is active: nothing to release" : "back to ACTIVE";
+    }
     $("mode").textContent = state.mode;
     $("mode").className = "big " + state.mode;
-    $("market-time").textContent = "market time " + time(state.market_time_ms) + (state.embedded ? " · embedded" : "");
+    $("market-time").textContent = state.embedded ? "embedded: SQLite, in-process tasks" : "";
+    $("clock-market").textContent = time(state.market_time_ms) + " UTC";
+    $("clock-note").textContent = state.clock || "";
+    $("clock-wall").textContent = state.wall_time_ms ? time(state.wall_time_ms) + " UTC" : "–";
     $("equity").textContent = money(a.equity);
-    $("cash").textContent = "cash " + money(a.cash) + " · realized " + money(a.realized_pnl) + " · fees " + money(a.fees_paid);
-    $("daily-pnl").textContent = (a.daily_pnl > -0.005 ? "+" : "") + money(a.daily_pnl) + " (" + pct(a.daily_pnl_pct) + ")";
-    $("daily-pnl").className = "big " + (a.daily_pnl > -0.005 ? "up" : "down");
-    $("drawdown").textContent = "drawdown " + pct(a.drawdown_pct) + " of limit " + pct(a.drawdown_limit_pct);
-    meter("drawdown-meter", a.drawdown_pct, a.drawdown_limit_pct);
-    $("exposure").textContent = money(a.exposure) + " (" + pct(a.exposure_pct) + ")";
-    $("exposure-limit").textContent = "limit " + pct(a.exposure_limit_pct) + " of equity";
-    meter("exposure-meter", a.exposure_pct, a.exposure_limit_pct);
+    $("cash").textContent = a.quote + " · cash " + money(a.cash) + " · realized " + money(a.realized_pnl) + " · fees " + money(a.fees_paid);
+    $("daily-pnl").textContent = signed(a.daily_pnl);
+    $("daily-pnl").className = "big " + (Number(a.daily_pnl) > -0.5 * 10 ** -places() ? "up" : "down");
+    $("drawdown").textContent = (Number(a.daily_pnl_pct) > 0 ? "+" : "") + pct(a.daily_pnl_pct) + " · drawdown " + pct(a.drawdown_pct) + " of limit " + pct(a.drawdown_limit_pct);
+    meter("drawdown-meter", Number(a.drawdown_pct), Number(a.drawdown_limit_pct));
+    $("exposure").textContent = money(a.exposure);
+    $("exposure-limit").textContent = pct(a.exposure_pct) + " of equity · limit " + pct(a.exposure_limit_pct);
+    meter("exposure-meter", Number(a.exposure_pct), Number(a.exposure_limit_pct));
     $("open-positions").textContent = String(a.open_positions);
-    const unrealized = state.positions.reduce((sum, p) => sum + (p.unrealized_pnl || 0), 0);
+    const unrealized = state.positions.reduce((sum, p) => sum + Number(p.unrealized_pnl || 0), 0);
     $("unrealized").textContent = "unrealized " + money(unrealized);
     listItems("freshness", state.freshness.length ? state.freshness.map((f) => [
       f.symbol + ": " + age(f.age_sec) + (f.stale ? " — STALE" : ""),
@@ -81,20 +102,22 @@
   }
 
   function renderTables(fresh) {
-    fill("order-results", state.order_results, (o) => [cell(time(o.timestamp)), cell(o.symbol), cell(o.side, o.side),
-      cell(o.status, o.status), cell(num(o.filled_quantity)), cell(num(o.price)), cell(num(o.fees, 4)), cell(o.reason || "", "reason")],
+    fill("order-results", state.order_results, (o) => [cell(time(o.timestamp), "time"), cell(o.symbol), cell(o.side, o.side),
+      cell(label(o.status), o.status), cell(num(o.filled_quantity)), cell(num(o.price)), cell(money(o.fees)), cell(tidy(o.reason), "reason")],
       (o) => "status-" + o.status, fresh === "order_results");
-    fill("alerts", state.alerts, (a) => [cell(time(a.timestamp)), cell(a.level, a.level), cell(a.code), cell(a.message, "reason")],
+    fill("alerts", state.alerts, (a) => [cell(time(a.timestamp), "time"), cell(a.level, a.level), cell(a.code), cell(tidy(a.message), "reason")],
       (a) => "level-" + a.level, fresh === "alerts");
-    fill("signals", state.signals, (s) => [cell(time(s.timestamp)), cell(s.symbol), cell(s.side, s.side),
-      cell(num(s.confidence, 3)), cell(s.reason, "reason")], null, fresh === "signals");
+    fill("signals", state.signals, (s) => [cell(time(s.timestamp), "time"), cell(s.symbol), cell(s.side, s.side),
+      cell(num(s.confidence, 3)), cell(tidy(s.reason), "reason")], null, fresh === "signals");
     fill("positions", state.positions, (p) => [cell(p.symbol), cell(num(p.quantity)), cell(num(p.avg_entry_price)),
-      cell(num(p.price)), cell(money(p.unrealized_pnl) + " (" + pct(p.unrealized_pnl_pct) + ")", p.unrealized_pnl >= 0 ? "up" : "down")]);
+      cell(num(p.price)), cell(signed(p.unrealized_pnl) + " (" + pct(p.unrealized_pnl_pct) + ")", Number(p.unrealized_pnl) >= 0 ? "up" : "down")]);
     const wl = state.watchlist;
     $("watchlist-source").textContent = "(" + wl.source + (wl.lookback_minutes ? ", last " + wl.lookback_minutes + " min" : "") +
       (wl.as_of_ms ? " @ " + time(wl.as_of_ms) : "") + ")";
     const key = watchSort.key, dir = watchSort.dir;
-    const value = (w) => (key === "price" ? (state.prices[w.symbol] || {}).price : key === "pct_change" && w.pct_change !== null ? Math.abs(w.pct_change) : w[key]);
+    const numeric = (v) => (v === null || v === undefined ? v : Number(v));
+    const value = (w) => (key === "symbol" ? w.symbol : key === "price" ? numeric((state.prices[w.symbol] || {}).price)
+      : key === "pct_change" && w.pct_change !== null ? Math.abs(Number(w.pct_change)) : numeric(w[key]));
     const entries = wl.entries.slice().sort((a, b) => {
       const va = value(a), vb = value(b);
       if (va === null || va === undefined) return 1;
@@ -103,7 +126,7 @@
     });
     fill("watchlist", entries, (w) => [cell(w.rank), cell(w.symbol),
       cell(num((state.prices[w.symbol] || {}).price)),
-      cell(w.pct_change === null ? "–" : (w.pct_change > 0 ? "+" : "") + pct(w.pct_change), w.pct_change > 0 ? "up" : w.pct_change < 0 ? "down" : ""),
+      cell(w.pct_change === null ? "–" : (Number(w.pct_change) > 0 ? "+" : "") + pct(w.pct_change), Number(w.pct_change) > 0 ? "up" : Number(w.pct_change) < 0 ? "down" : ""),
       cell(w.quote_volume === null ? "–" : money(w.quote_volume))]);
     for (const th of $("watchlist").querySelectorAll("th[data-sort]")) {
       th.dataset.dir = th.dataset.sort === key ? (dir > 0 ? "asc" : "desc") : "";
@@ -232,13 +255,13 @@
       $("trades-prev").disabled = tradesPage <= 1;
       $("trades-next").disabled = tradesPage >= tradesPages;
       const pnl = Number(totals.profit_loss);
-      $("trades-totals").textContent = totals.trades + " trades · P&L " + (pnl > 0 ? "+" : "") + num(pnl) +
-        " · win rate " + (totals.win_rate === null ? "–" : (totals.win_rate * 100).toFixed(1) + " %") + " · fees " + num(totals.fees, 4);
+      $("trades-totals").textContent = totals.trades + " trades · P&L " + signed(pnl) +
+        " · win rate " + (totals.win_rate === null ? "–" : (totals.win_rate * 100).toFixed(1) + " %") + " · fees " + money(totals.fees);
       $("trades-totals").dataset.profitLoss = totals.profit_loss;
       $("trades-totals").dataset.trades = totals.trades;
-      fill("closed-trades", page.results || [], (t) => [cell(t.symbol), cell(iso(t.entry_time)), cell(num(t.entry_price)),
-        cell(iso(t.exit_time)), cell(num(t.exit_price)), cell(num(t.quantity)),
-        cell((Number(t.profit_loss) > 0 ? "+" : "") + num(t.profit_loss), Number(t.profit_loss) >= 0 ? "up" : "down"),
+      fill("closed-trades", page.results || [], (t) => [cell(t.symbol), cell(iso(t.entry_time), "time"), cell(num(t.entry_price)),
+        cell(iso(t.exit_time), "time"), cell(num(t.exit_price)), cell(num(t.quantity)),
+        cell(signed(t.profit_loss), Number(t.profit_loss) >= 0 ? "up" : "down"),
         cell(t.profit_loss_percent === null ? "–" : Number(t.profit_loss_percent).toFixed(2) + " %", Number(t.profit_loss) >= 0 ? "up" : "down"),
         cell(duration(t.duration_seconds)), cell(REASONS[t.exit_reason] || t.exit_reason, "reason")], () => "clickable");
       [...$("closed-trades").querySelectorAll("tbody tr")].forEach((tr, i) => {
@@ -280,6 +303,13 @@
     list.length = Math.min(list.length, ROWS);
   }
 
+  // Newest (market) time first, as the server sorts them: a late-stamped alert goes below newer ones.
+  function insertByTime(list, item) {
+    const at = list.findIndex((other) => (other.timestamp || 0) <= (item.timestamp || 0));
+    list.splice(at < 0 ? list.length : at, 0, item);
+    list.length = Math.min(list.length, ROWS);
+  }
+
   function apply(message) {
     const data = message.data;
     switch (message.kind) {
@@ -291,9 +321,9 @@
         for (const p of state.positions) {
           if (p.symbol !== data.symbol) continue;
           p.price = data.price;
-          p.market_value = p.quantity * data.price;
-          p.unrealized_pnl = (data.price - p.avg_entry_price) * p.quantity;
-          p.unrealized_pnl_pct = p.avg_entry_price ? data.price / p.avg_entry_price - 1 : null;
+          p.market_value = Number(p.quantity) * Number(data.price);
+          p.unrealized_pnl = (Number(data.price) - Number(p.avg_entry_price)) * Number(p.quantity);
+          p.unrealized_pnl_pct = Number(p.avg_entry_price) ? Number(data.price) / Number(p.avg_entry_price) - 1 : null;
           renderTables();
         }
         if (data.symbol === chartSymbol && chartData && !chartUntil && (!data.interval || data.interval === chartData.base_interval)) {
@@ -312,7 +342,7 @@
         if (filled && data.side === "SELL") loadTradesSoon();
         refreshSoon();
         break;
-      case "alerts": prepend(state.alerts, data); break;
+      case "alerts": insertByTime(state.alerts, data); break;
       case "trading_state": state.trading_state = data; refreshSoon(); break;
       case "ack": if (data.trading_state) state.trading_state = data.trading_state; break;
       default: return;
@@ -376,6 +406,7 @@
       action = which;
       $("state-dialog-title").textContent = which === "halt" ? "Halt trading? No order will execute until released." : "Release trading (back to ACTIVE)?";
       $("state-confirm").textContent = which === "halt" ? "Confirm halt" : "Confirm release";
+      $("state-confirm").className = which === "halt" ? "danger" : "primary";
       $("state-reason-input").value = "";
       $("state-close-input").checked = false;
       $("state-close-label").hidden = which !== "halt";

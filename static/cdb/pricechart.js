@@ -10,6 +10,9 @@
   const sec = (ms) => Math.floor(ms / 1000);
   const fmt = (n) => (n === null || n === undefined || n === "" ? "–" : Number(n).toPrecision(8).replace(/(\.\d*?)0+$/, "$1").replace(/\.$/, ""));
   const stamp = (ms) => new Date(ms).toISOString().replace("T", " ").slice(0, 16);
+  // Fees and P&L in the quote currency's places (the chart data's quote_decimals: USDT 2, BTC 8).
+  const money = (n, places) => (n === null || n === undefined || n === "" ? "–"
+    : (Math.abs(Number(n)) < 0.5 * 10 ** -places ? 0 : Number(n)).toLocaleString("en-US", {minimumFractionDigits: places, maximumFractionDigits: places}));
 
   function baseOptions(container, extra) {
     return Object.assign({
@@ -30,9 +33,9 @@
     return {type: "price", precision, minMove: Math.pow(10, -precision)};
   }
 
-  function fillText(f) {
-    const parts = [f.side + " " + fmt(f.quantity) + " @ " + fmt(f.price), "fee " + fmt(f.fee), f.side === "SELL" ? "exit: " + f.reason : "entry"];
-    if (f.profit_loss !== null && f.profit_loss !== undefined) parts.push("P&L " + fmt(f.profit_loss));
+  function fillText(f, places = 8) {
+    const parts = [f.side + " " + fmt(f.quantity) + " @ " + fmt(f.price), "fee " + money(f.fee, places), f.side === "SELL" ? "exit: " + f.reason : "entry"];
+    if (f.profit_loss !== null && f.profit_loss !== undefined) parts.push("P&L " + (Number(f.profit_loss) > 0 ? "+" : "") + money(f.profit_loss, places));
     parts.push(stamp(f.time) + " UTC");
     return parts;
   }
@@ -54,7 +57,7 @@
     tooltip.hidden = true;
     container.appendChild(tooltip);
 
-    let lines = {}, guides = [], stopLines = [], fills = [], intervalMs = 60000, bars = [];
+    let lines = {}, guides = [], stopLines = [], fills = [], intervalMs = 60000, bars = [], places = 8;
 
     const barTime = (ms) => sec(ms - (ms % intervalMs));
     function volumeBar(b) {
@@ -106,7 +109,7 @@
       tooltip.replaceChildren(...here.flatMap((f, i) => {
         const block = document.createElement("div");
         block.className = "fill " + f.side;
-        for (const text of fillText(f)) { const p = document.createElement("div"); p.textContent = text; block.appendChild(p); }
+        for (const text of fillText(f, places)) { const p = document.createElement("div"); p.textContent = text; block.appendChild(p); }
         return i ? [document.createElement("hr"), block] : [block];
       }));
       tooltip.hidden = false;
@@ -119,6 +122,7 @@
       chart, candleSeries: candles,
       setData(data) {
         intervalMs = data.interval_ms || intervalMs;
+        places = Number.isInteger(data.quote_decimals) ? data.quote_decimals : places;
         bars = (data.candles || []).map((b) => Object.assign({}, b));
         candles.applyOptions({priceFormat: priceFormat(bars)});
         candles.setData(bars.map((b) => ({time: sec(b.time), open: b.open, high: b.high, low: b.low, close: b.close})));

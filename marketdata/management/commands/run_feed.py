@@ -166,14 +166,13 @@ class Command(BaseCommand):
             raise CommandError("--tick-seconds and --backfill must not be negative", returncode=2)
         symbols = options["symbols"] or list(DEFAULT_SYMBOLS)
         try:
-            market = build_market(
-                symbols, options["seed"], options["interval"] or settings.INTERVAL, options["backfill"]
-            )
+            plan = build_market(symbols, options["seed"], options["interval"] or settings.INTERVAL, options["backfill"])
         except ValueError as error:
             raise CommandError(str(error), returncode=2) from None
+        self.stdout.write(plan.describe())
         try:
             published = run_blocking(
-                market, options["backfill"], options["tick_seconds"], options["steps"], report=self.stdout.write
+                plan.market, plan.backfill, options["tick_seconds"], options["steps"], report=self.stdout.write
             )
         except KeyboardInterrupt:
             self.stdout.write("stopped")

@@ -2,6 +2,7 @@ import json
 
 from django.core.management.base import BaseCommand
 
+from cdb_project.amounts import money, quote_of
 from risk.status import risk_status
 
 
@@ -17,11 +18,14 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(status, indent=2))
             return
         out = self.stdout.write
-        out(f"Trading state: {status['state']} since {status['since']} ({status['reason'] or 'no reason'})")
+        quote = status["quote"]
+        since = status["since"][:19].replace("T", " ")
+        out(f"Trading state: {status['state']} since {since} UTC (market time) ({status['reason'] or 'no reason'})")
         out(f"Mode: {status['mode']}")
         out(
-            f"Equity {status['equity']}  cash {status['cash']}  exposure {status['exposure']}"
-            f" ({float(status['exposure_pct']):.2%})  daily drawdown {float(status['daily_drawdown_pct']):.2%}"
+            f"Equity {money(status['equity'], quote, unit=True)}  cash {money(status['cash'], quote)}"
+            f"  exposure {money(status['exposure'], quote)} ({float(status['exposure_pct']):.2%})"
+            f"  daily drawdown {float(status['daily_drawdown_pct']):.2%}"
         )
         out("Parameters:")
         for name, item in status["parameters"].items():
@@ -33,5 +37,6 @@ class Command(BaseCommand):
         for position in status["open_positions"]:
             out(
                 f"  {position['symbol']:<12} {position['quantity']} @ {position['avg_entry_price']}"
-                f"  last {position['last_price']}  unrealized {position['unrealized_pnl']}"
+                f"  last {position['last_price']}"
+                f"  unrealized {money(position['unrealized_pnl'], quote_of(position['symbol']), unit=True, sign=True)}"
             )

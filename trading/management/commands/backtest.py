@@ -199,15 +199,19 @@ class Command(BaseCommand):
             self.stdout.write(f"saved as backtest run #{run.pk}")
 
     def _print_summary(self, document: dict) -> None:
+        """For people: amounts in the quote currency's places (the JSON report keeps them exact)."""
+        from cdb_project.amounts import common_quote, money
+
         s = document["summary"]
+        quote = common_quote([*s["per_symbol"], *(Path(p).name.split("-")[0] for p in document["files"])])
 
         def pct(value):
             return "–" if value is None else f"{value:.2f} %"
 
         rows = [
             ("candles", f"{document['candles']} in {document['seconds']:.3f} s"),
-            ("initial capital", document["initial_capital"]),
-            ("final equity", document["final_equity"]),
+            ("initial capital", money(document["initial_capital"], quote, unit=True)),
+            ("final equity", money(document["final_equity"], quote, unit=True)),
             ("total return", pct(s["total_return_pct"])),
             ("max drawdown", pct(s["max_drawdown_pct"])),
             ("trades (closed / open)", f"{s['trades']} / {s['open_trades']}"),
@@ -215,7 +219,7 @@ class Command(BaseCommand):
             ("win rate", "–" if s["win_rate"] is None else f"{100 * s['win_rate']:.1f} %"),
             ("profit factor", "–" if s["profit_factor"] is None else f"{s['profit_factor']:.3f}"),
             ("sharpe", "–" if s["sharpe"] is None else f"{s['sharpe']:.3f}"),
-            ("fees paid", s["fees_paid"]),
+            ("fees paid", money(s["fees_paid"], quote, unit=True)),
             ("time in market", pct(s["time_in_market_pct"])),
             ("final trading state", s["trading_state"]),
         ]
@@ -227,5 +231,5 @@ class Command(BaseCommand):
         for symbol, item in s["per_symbol"].items():
             self.stdout.write(
                 f"  {symbol:<12} trades {item['trades']:>4}  win {100 * item['win_rate']:5.1f} %"
-                f"  P&L {item['profit_loss']}"
+                f"  P&L {money(item['profit_loss'], quote, unit=True, sign=True)}"
             )

@@ -6,6 +6,7 @@ the feed as its own process (``manage.py run_feed``) and this only serves.
 """
 
 import asyncio
+import os
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -19,7 +20,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--host", default="127.0.0.1")
-        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument(
+            "--port", type=int, default=int(os.environ.get("PORT") or 8000), help="default: $PORT, else 8000"
+        )
         parser.add_argument("--feed", choices=["sim", "none"], default="sim" if settings.EMBEDDED else "none")
         parser.add_argument("--symbols", type=symbol_list, default=list(DEFAULT_SYMBOLS))
         parser.add_argument("--seed", type=int, default=7)
@@ -28,8 +31,10 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         from daphne.server import Server, twisted_loop  # installs the asyncio reactor: import it first
+        from twisted.internet import reactor
 
         from cdb_project.asgi import application
+        from marketdata.feeds.sim import pace
         from marketdata.feeds.sim_runner import build_market, run_async
 
         if not 0 < options["port"] < 65536:
@@ -41,18 +46,21 @@ class Command(BaseCommand):
                 "note: with Redis configured, run the feed as its own process instead (manage.py run_feed)"
             )
         try:
-            market = build_market(options["symbols"], options["seed"], settings.INTERVAL, options["backfill"])
+            plan = build_market(options["symbols"], options["seed"], settings.INTERVAL, options["backfill"])
         except ValueError as error:
             raise CommandError(str(error)) from None
 
         def ready() -> None:
             url = f"http://{options['host']}:{options['port']}/"
             self.stdout.write(self.style.SUCCESS(f"Claire de Binare is serving at {url}"), ending="\n")
+            if options["feed"] == "sim":
+                self.stdout.write(f"{plan.describe()}: {pace(settings.INTERVAL, options['tick_seconds'])}")
             self.stdout.flush()
             if options["feed"] == "sim":
-                asyncio.ensure_future(
-                    run_async(market, options["backfill"], options["tick_seconds"]), loop=twisted_loop
+                feed = asyncio.ensure_future(
+                    run_async(plan.market, plan.backfill, options["tick_seconds"]), loop=twisted_loop
                 )
+                reactor.addSystemEventTrigger("before", "shutdown", lambda: _stopped(feed))
 
         server = Server(
             application,
@@ -62,3 +70,21 @@ class Command(BaseCommand):
         server.run()
         if not server.listening_addresses:  # daphne logged why ("Listen failure: …") and returned
             raise CommandError(f"could not listen on {options['host']}:{options['port']}", returncode=2)
+
+
+def _stopped(feed: asyncio.Future):
+    """On Ctrl-C or SIGTERM: cancel the simulated feed and let the reactor stop only once the step in progress is
+    done (a Deferred the shutdown waits for); stopped in the middle of one, the process never exited."""
+    from twisted.internet.defer import Deferred
+
+    if feed.done():
+        return None
+    feed.cancel()
+
+    async def settled() -> None:
+        try:
+            await feed
+        except (asyncio.CancelledError, Exception):
+            pass
+
+    return Deferred.fromFuture(asyncio.ensure_future(settled(), loop=feed.get_loop()))

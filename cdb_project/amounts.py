@@ -1,0 +1,93 @@
+"""Amounts and times as people read them, and exact decimal strings for machines. Pure functions.
+
+Money is shown in its quote currency's precision (2 places for USDT, 8 for BTC, …) with thousands separators;
+JSON carries exact decimal strings without exponent or trailing zeros (``plain``); times for people are ISO 8601
+UTC (``iso_utc``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+
+DEFAULT_QUOTE = "USDT"
+DEFAULT_DECIMALS = 8
+# Places a person reads an amount of the quote currency in: fiat and stablecoins to the cent, coins to the satoshi.
+QUOTE_DECIMALS = {
+    "USDT": 2,
+    "USDC": 2,
+    "USDE": 2,
+    "FDUSD": 2,
+    "TUSD": 2,
+    "BUSD": 2,
+    "DAI": 2,
+    "USD": 2,
+    "EUR": 2,
+    "BTC": 8,
+    "ETH": 8,
+    "BNB": 8,
+}
+
+
+def quote_of(symbol: str) -> str:
+    """``BTC_USDT`` → ``USDT`` (``""`` for a name without a quote part)."""
+    return symbol.rsplit("_", 1)[1] if "_" in symbol else ""
+
+
+def common_quote(symbols: Iterable[str], default: str = DEFAULT_QUOTE) -> str:
+    """The quote currency the symbols share (an account's money), else ``default``."""
+    quotes = {quote_of(s) for s in symbols} - {""}
+    return quotes.pop() if len(quotes) == 1 else default
+
+
+def decimals_for(quote: str) -> int:
+    return QUOTE_DECIMALS.get(quote.upper(), DEFAULT_DECIMALS)
+
+
+def _decimal(value) -> Decimal | None:
+    if value is None:
+        return None
+    if isinstance(value, Decimal):
+        return value
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        return None
+
+
+def money(value, quote: str = DEFAULT_QUOTE, *, unit: bool = False, sign: bool = False) -> str:
+    """``10155.57963252087875700000000`` → ``10,155.58`` (``10,155.58 USDT`` with ``unit``); ``–`` for nothing.
+    Rounded half to even in the quote's places; never ``-0.00``."""
+    number = _decimal(value)
+    if number is None or not number.is_finite():
+        return "–"
+    places = decimals_for(quote)
+    rounded = number.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN)
+    if rounded == 0:
+        rounded = abs(rounded)
+    text = f"{rounded:,.{places}f}"
+    if sign and rounded > 0:
+        text = "+" + text
+    return f"{text} {quote}" if unit and quote else text
+
+
+def plain(value) -> str | None:
+    """The exact decimal string: no exponent, no trailing zeros (``194.177100930000`` → ``194.17710093``)."""
+    number = _decimal(value)
+    if number is None:
+        return None
+    if not number.is_finite():
+        return str(number)
+    if number == 0:
+        return "0"
+    text = format(number.normalize(), "f")
+    return text
+
+
+def iso_utc(epoch_ms: int | None, *, seconds: bool = True) -> str:
+    """Epoch milliseconds → ``2024-03-01T12:34:56Z`` (``–`` for nothing)."""
+    if epoch_ms is None:
+        return "–"
+    moment = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ" if seconds else "%Y-%m-%dT%H:%MZ")

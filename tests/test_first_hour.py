@@ -1,0 +1,299 @@
+"""A trader's first hour (issue 22) through the real commands on a SQLite database of their own, as `make run` uses:
+`manage.py serve` twice in a row (the second run carries the simulated market on from the last stored candle and
+decides new candles at once, no data age below zero), a replay into that same database, `make run` once more, the
+amounts as people and programs read them (risk_status, /api/status/, the backtest summary, JSON and HTML report),
+and the dashboard in Chromium at 1280 and 1920 px with no table cell clipped (measured in the page).
+
+With UPDATE_README_SCREENSHOT=1 the browser test lets `make run`'s dashboard run for a minute at its own pace and
+saves it as docs/make-run-1280x800.png, the README's first picture.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from tests.support.processes import ROOT, Process, _spawn, _wait_for, free_port, wait_until
+
+SHARED_CANDLES = ROOT.parent / "shared" / "data" / "candles"
+ARTIFACTS = ROOT / "artifacts" / "browser"
+README_SCREENSHOT = ROOT / "docs" / "make-run-1280x800.png"
+USER, PASSWORD = "trader", "first-hour-secret"
+EXACT = re.compile(r"-?\d+(\.\d*[1-9])?")  # an exact decimal string: no exponent, no trailing zeros
+USDT = r"-?\d{1,3}(,\d{3})*\.\d{2} USDT"  # an amount for people: thousands separated, to the cent
+
+
+def _env(db: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL") and not k.startswith("PYTEST")}
+    env.update(DATABASE_URL=f"sqlite:///{db}", PYTHONUNBUFFERED="1", CDB_ADMIN_USER=USER, CDB_ADMIN_PASSWORD=PASSWORD)
+    return env
+
+
+def _manage(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    done = subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    assert done.returncode == 0, f"manage.py {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
+    return done
+
+
+def _serve(env: dict[str, str], log_dir: Path, name: str, *args: str) -> tuple[Process, int]:
+    """`make run`'s last step: migrate and ensure_admin first, then serve (its defaults unless ``args`` say)."""
+    _manage(env, "migrate", "--noinput")
+    _manage(env, "ensure_admin")
+    port = free_port()
+    server = _spawn(name, [sys.executable, "manage.py", "serve", "--port", str(port), *args], env, log_dir)
+    _wait_for(server, lambda: "serving at" in server.output(), 60, "the serving line")
+    return server, port
+
+
+def _stop(server: Process) -> None:
+    server.stop()  # SIGTERM, as Ctrl-C would: the server must finish its step and exit
+    assert server.popen.returncode is not None and server.popen.returncode != -9, server.output()[-5000:]
+    assert "Traceback" not in server.output(), server.output()[-20_000:]
+
+
+def _query(db: Path, sql: str, *args) -> list[tuple]:
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30) as connection:
+        return connection.execute(sql, args).fetchall()
+
+
+def _one(db: Path, sql: str, *args):
+    return _query(db, sql, *args)[0][0]
+
+
+def _token(port: int) -> str:
+    body = json.dumps({"username": USER, "password": PASSWORD}).encode()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/token/", data=body, headers={"Content-Type": "application/json"}
+    )
+    return json.load(urllib.request.urlopen(request, timeout=10))["token"]
+
+
+def _get(port: int, path: str, token: str) -> dict:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers={"Authorization": f"Token {token}"})
+    return json.load(urllib.request.urlopen(request, timeout=30))
+
+
+def _check_status(status: dict) -> None:
+    """/api/status/: money, quantities and shares as exact decimal strings; one clock, said; no negative age."""
+    account = status["account"]
+    for key, value in account.items():
+        if key in ("open_positions", "quote_decimals", "day_start", "quote"):
+            continue
+        assert isinstance(value, str) and EXACT.fullmatch(value), (key, value)
+    assert (account["quote"], account["quote_decimals"]) == ("USDT", 2)
+    assert status["clock"].startswith("simulated market: one 1m candle every")
+    assert status["market_time_ms"] > status["wall_time_ms"] - 3_600_000  # the market's time, not a replay's
+    assert status["freshness"] and all(f["age_sec"] is not None and f["age_sec"] >= 0 for f in status["freshness"])
+    assert {f["symbol"] for f in status["freshness"]} == {"BTC_USDT", "ETH_USDT", "SOL_USDT", "XRP_USDT"}
+
+
+def test_make_run_twice_carries_on_and_a_replay_fits_in(tmp_path):
+    db = tmp_path / "db.sqlite3"
+    env = _env(db)
+
+    # First run, faster than `make run` (a 1m candle every 0.1 s) until it has traded.
+    first, _ = _serve(env, tmp_path, "run1", "--tick-seconds", "0.1")
+    try:
+        assert "starting 60 candles before now" in first.output()
+        wait_until(lambda: _one(db, "SELECT COUNT(*) FROM execution_order") >= 2, timeout=120, message="orders")
+    finally:
+        _stop(first)
+    last_stored = _one(db, "SELECT MAX(timestamp) FROM marketdata_candle")
+    decided_before = _one(db, "SELECT COUNT(*) FROM risk_riskevent")
+
+    # Second run, exactly `make run`: the market carries on after the last stored candle and is decided at once.
+    second, port = _serve(env, tmp_path, "run2")
+    try:
+        started = time.monotonic()
+        assert "carrying on from its last stored candle: one 1m candle every 1 s of wall time" in second.output()
+        wait_until(
+            lambda: _one(db, "SELECT COUNT(*) FROM marketdata_candle WHERE timestamp > ?", last_stored) >= 8,
+            timeout=30,
+            message="new candles after the last stored one",
+        )
+        assert time.monotonic() - started < 30
+        token = _token(port)
+        for _ in range(3):  # the age stays at or above zero as the clock moves
+            _check_status(_get(port, "/api/status/", token))
+            time.sleep(1)
+        status = _get(port, "/api/status/", token)
+        assert status["market_time_ms"] > last_stored
+        alerts = _get(port, "/api/alerts/?page_size=100", token)["results"]
+        assert all(a["timestamp"] >= last_stored - 86_400_000 for a in alerts)  # market time, not wall time
+        risk = _manage(env, "risk_status").stdout
+        assert re.search(rf"^Equity {USDT}  cash {USDT[:-5]}  exposure {USDT[:-5]} \(", risk, re.M), risk
+        assert "UTC (market time)" in risk
+        assert "000000" not in risk.split("Parameters:")[0]  # no "10155.57963252087875700000000"
+    finally:
+        _stop(second)
+    assert "already stored and decided" not in second.output()
+    assert _one(db, "SELECT COUNT(*) FROM risk_riskevent") >= decided_before
+    newest = _one(db, "SELECT MAX(timestamp) FROM marketdata_candle")
+    assert newest > last_stored
+
+    # A replay of recorded candles into the same database (a BTC-quoted pair from 2018), then `make run` again.
+    data = tmp_path / "ETH_BTC-5m.csv"
+    data.write_text("".join((SHARED_CANDLES / "ETH_BTC-5m.csv").read_text().splitlines(keepends=True)[:301]))
+    replay = _manage(env, "run_feed", "--source", "replay", "--data", str(data), "--lockstep", "--no-progress")
+    assert "replayed 1 file(s): 300 new candles" in replay.stdout, replay.stdout
+    third, port = _serve(env, tmp_path, "run3")
+    try:
+        assert "carrying on from its last stored candle" in third.output()
+        wait_until(
+            lambda: _one(db, "SELECT COUNT(*) FROM marketdata_candle WHERE timestamp > ?", newest) >= 4,
+            timeout=30,
+            message="the simulated market going on after the replay",
+        )
+        token = _token(port)
+        _check_status(_get(port, "/api/status/", token))  # the replay's 2018 clock is gone; ETH_BTC is not watched
+    finally:
+        _stop(third)
+
+
+def test_amounts_in_the_backtest_summary_and_reports(tmp_path):
+    """For people the quote's places (BTC: 8) and ISO 8601 UTC times; for programs every JSON key as before."""
+    env = _env(tmp_path / "db.sqlite3")
+    out_json, out_html = tmp_path / "run.json", tmp_path / "run.html"
+    files = [str(SHARED_CANDLES / "ETH_BTC-5m.csv")]
+    done = _manage(
+        env, "backtest", "--data", *files, "--capital", "1", "--json", str(out_json), "--html", str(out_html)
+    )
+    btc = r"\d{1,3}(,\d{3})*\.\d{8} BTC"
+    for label in ("initial capital", "final equity", "fees paid"):
+        assert re.search(rf"^{label} +{btc}$", done.stdout, re.M), done.stdout
+    assert re.search(rf"ETH_BTC +trades +\d+ +win +[\d.]+ % +P&L [+-]?{btc}$", done.stdout, re.M), done.stdout
+    document = json.loads(out_json.read_text())
+    assert {
+        "strategy",
+        "parameters",
+        "files",
+        "initial_capital",
+        "final_equity",
+        "cash",
+        "realized_pnl",
+        "unrealized_pnl",
+        "fees",
+        "candles",
+        "seconds",
+        "summary",
+        "trades",
+        "orders",
+        "equity_curve",
+        "risk_events",
+        "alerts",
+        "rejected_rows",
+    } <= set(document)
+    assert document["final_equity"] == format(Decimal(document["final_equity"]).normalize(), "f")  # exact, as before
+    page = out_html.read_text()
+    table = page.split("<h2>Trades</h2>")[1].split("</table>")[0]
+    assert re.search(r"<td title='\d{4}-\d\d-\d\dT\d\d:\d\dZ'>", table)  # ISO 8601 UTC
+    assert not re.search(r">\d{13}<", table)  # no epoch milliseconds for people
+    assert re.search(rf"<span>{btc}</span>", page)  # the cards
+    assert 'rel="icon" href="data:image/svg+xml,' in page
+
+
+# --- the dashboard in a real browser ---------------------------------------------------------------------------
+
+CLIPPED = """() => {
+  const out = [];
+  const visible = (el) => el.offsetParent !== null;
+  for (const td of document.querySelectorAll("table td, table th")) {
+    if (visible(td) && td.scrollWidth > td.clientWidth + 1) out.push(`${td.closest("table").id}: ${td.textContent}`);
+  }
+  for (const table of document.querySelectorAll(".panel table")) {
+    const panel = table.closest(".panel");
+    if (visible(table) && table.offsetWidth > panel.clientWidth) out.push(`table ${table.id} wider than its panel`);
+  }
+  const lines = (el) => { const r = document.createRange(); r.selectNodeContents(el);
+    return new Set([...r.getClientRects()].map((q) => Math.round(q.top))).size; };
+  for (const td of document.querySelectorAll("td.time")) {
+    if (visible(td) && lines(td) > 1) out.push(`wrapped: ${td.textContent}`);
+  }
+  for (const big of document.querySelectorAll(".card .big")) {
+    const cut = lines(big) > 1 || big.scrollWidth > big.clientWidth + 1;
+    if (big.textContent && cut) out.push(`card ${big.id}: ${big.textContent}`);
+  }
+  return out;
+}"""
+
+
+@pytest.mark.browser
+def test_make_run_dashboard_fits_from_1280_px(tmp_path):
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    expect = playwright_api.expect
+    readme = os.environ.get("UPDATE_README_SCREENSHOT") == "1"
+    db = tmp_path / "db.sqlite3"
+    # `make run` as it is for the README's picture (a minute at its own pace); faster otherwise.
+    server, port = _serve(_env(db), tmp_path, "serve", *(() if readme else ("--tick-seconds", "0.1")))
+    started = time.monotonic()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    try:
+        wait_until(lambda: _one(db, "SELECT COUNT(*) FROM execution_order") >= 3, timeout=120, message="orders")
+        if readme:
+            time.sleep(max(0.0, 60 - (time.monotonic() - started)))
+        with playwright_api.sync_playwright() as p:
+            browser = p.chromium.launch(
+                executable_path=shutil.which("chromium") or "/usr/bin/chromium", headless=True, args=["--no-sandbox"]
+            )
+            for width, height in ((1280, 800), (1920, 1080)):
+                context = browser.new_context(viewport={"width": width, "height": height})
+                page = context.new_page()
+                errors: list[str] = []
+                page.on("pageerror", lambda error, errors=errors: errors.append(str(error)))
+                page.on("requestfailed", lambda r, errors=errors: errors.append(f"{r.url}: {r.failure}"))
+                page.on("response", lambda r, errors=errors: r.status >= 400 and errors.append(f"{r.url}: {r.status}"))
+                page.goto(f"http://127.0.0.1:{port}/")
+                page.fill("#id_username", USER)
+                page.fill("#id_password", PASSWORD)
+                page.click("#login-submit")
+                page.wait_for_url(f"http://127.0.0.1:{port}/")
+                expect(page.locator("body")).to_have_attribute("data-connection", "live", timeout=20_000)
+                expect(page.locator("#order-results tbody tr").first).to_be_visible(timeout=20_000)
+                expect(page.locator("#price-chart")).to_have_attribute("data-state", "ready", timeout=20_000)
+                expect(page.locator("#clock-note")).to_contain_text("simulated market: one 1m candle every")
+                expect(page.locator("#equity")).to_have_text(re.compile(r"^\d{1,3}(,\d{3})*\.\d{2}$"))
+                fees = page.locator("#order-results tbody tr td:nth-child(7)").all_text_contents()
+                assert fees and all(re.fullmatch(r"\d+\.\d{2}", f) for f in fees), fees
+                reasons = " ".join(page.locator("#order-results td.reason").all_text_contents())
+                assert not re.search(r"\d\.\d*0(?!\d)", reasons), reasons  # no trailing zeros
+                # the buttons follow the state: ACTIVE → Halt only
+                expect(page.locator("#halt-button")).to_be_enabled()
+                expect(page.locator("#release-button")).to_be_disabled()
+                page.wait_for_timeout(1500)  # a few pushes more
+                assert page.evaluate(CLIPPED) == [], f"{width}px"
+                shot = ARTIFACTS / f"make-run-{width}x{height}.png"
+                page.screenshot(path=str(shot))
+                if readme and width == 1280:
+                    shutil.copyfile(shot, README_SCREENSHOT)
+                favicon = page.evaluate("fetch('/favicon.ico').then((r) => [r.status, r.headers.get('content-type')])")
+                assert favicon == [200, "image/svg+xml"]
+                if width == 1920:  # halt, then release: each button only in the state it changes, confirms coloured so
+                    page.click("#halt-button")
+                    expect(page.locator("#state-confirm")).to_have_class("danger")
+                    page.fill("#state-reason-input", "first hour: a look at halting")
+                    page.click("#state-confirm")
+                    expect(page.locator("#state")).to_have_text("HALTED")
+                    expect(page.locator("#halt-button")).to_be_disabled()
+                    page.click("#release-button")
+                    expect(page.locator("#state-confirm")).to_have_class("primary")
+                    page.click("#state-confirm")
+                    expect(page.locator("#state")).to_have_text("ACTIVE")
+                    expect(page.locator("#alerts tbody tr").first).to_contain_text("Trading ACTIVE")  # newest first
+                assert not errors, errors
+                context.close()
+            browser.close()
+    finally:
+        _stop(server)

@@ -110,7 +110,10 @@ def execute_live(event: dict) -> Order | None:
     except AlreadySent:
         return order
     except NotSent as error:
-        _alert_unknown(order, f"not sent ({error}); left PENDING, never sent, for the reconciliation")
+        why = f"not sent ({error}); left PENDING, never sent, for the reconciliation"
+        # Said on the order: one tried before is sent late, its price checked again (``_late_entry_refusal``).
+        Order.objects.filter(pk=order.pk, status=Order.Status.PENDING, sent_at__isnull=True).update(reason=why[:2000])
+        _alert_unknown(order, why)
         return order
     except LiveExecutionError as error:  # OrderOutcomeUnknown, ExchangeUnreachable, TradesUnavailable, credentials
         _alert_unknown(order, f"outcome unknown ({error}); left PENDING for the reconciliation")
@@ -202,10 +205,10 @@ def _too_old(order: Order) -> str:
 
 
 def _late_entry_refusal(executor: LiveExecutor, order: Order) -> LiveFill | None:
-    """An entry sent late at a price that moved beyond MAX_SLIPPAGE_PCT since its decision: REJECTED. None: send
-    it."""
+    """An entry sent late (tried before — its reason says why it was not sent — or older than LATE_SEND_SEC) at a
+    price that moved beyond MAX_SLIPPAGE_PCT since its decision: REJECTED. None: send it."""
     age = (timezone.now() - order.created_at).total_seconds()
-    if age <= LATE_SEND_SEC:
+    if age <= LATE_SEND_SEC and not order.reason:
         return None
     price = executor.last_price(order.symbol)
     if price <= 0:

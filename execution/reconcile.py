@@ -74,10 +74,10 @@ def reconcile_balances(executor: LiveExecutor | None = None) -> BalanceReport:
         executor = executor or live_executor()
     except LiveExecutionError as error:
         return _skipped(f"skipped: no exchange client ({error})", True)
+    portfolio = Portfolio.load()  # created on the first check: before the book's version is read
     before = _book_version()
     if before[1]:
         return _skipped(f"skipped: {before[1]} order(s) sent and not booked yet")
-    portfolio = Portfolio.load()
     positions = dict(Position.objects.values_list("symbol", "quantity"))
     quote = _quote(positions)
     book = book_assets(portfolio.cash, quote, positions)

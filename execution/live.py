@@ -9,14 +9,18 @@ Contract with the execution shell (see the module's public names below):
 * Exchange refusals come back as REJECTED (business: funds, quantity, symbol) or FAILED (credentials,
   permissions, rate limit, clock) fills with the exchange's reason.
 * When the outcome of a placement cannot be known (timeout, connection lost, HTTP 5xx, order accepted
-  but not final in time) ``submit`` raises ``OrderOutcomeUnknown``: the order stays PENDING and the
-  reconciliation asks ``find`` later — several times, since an accepted order can take a moment to become
-  visible to queries, before it concludes that the exchange never received it.
+  but not final in time) ``submit`` raises ``OrderOutcomeUnknown``: the order stays PENDING and the shell only
+  asks ``find`` (several lookups, since an accepted order can take a moment to become visible to queries) and
+  ``follow`` from then on — it never sends it again. ``NotSent`` says nothing left (the exchange could not be
+  asked before sending): the order may be sent later.
 * A rate limit (HTTP 429) is waited out (its ``Retry-After``, at most ``RATE_LIMIT_MAX_WAIT_SEC``) and the
-  placement tried again, a few times; then the order is FAILED (it was never placed).
+  request made again, a few times, for every request: placement, lookup, trades, balances and the ticker. A
+  placement still limited is FAILED (it was never placed); a read still limited is a read that failed.
 * What an order executed comes from its trades (``fetch_order_trades``), each with its commission's currency:
-  a ``LiveFill`` carries the commission paid in the quote asset, in the base asset (it reduces what is held)
-  and in any other asset (recorded as such).
+  a ``LiveFill`` carries what was paid (the trades' quote amounts summed), the commission paid in the quote
+  asset, in the base asset (it reduces what is held) and in any other asset (recorded as such). Nothing is
+  estimated: trades that cannot be read, do not add up to the order's executed quantity or name no valid
+  commission raise ``TradesUnavailable`` and the order waits for the reconciliation.
 
 Money and quantities are ``Decimal`` built from the exchange's strings, never from floats. The API key
 and secret never appear in log records, fill reasons or exception texts (ccxt's own debug log of the

@@ -109,14 +109,16 @@ def execute_live(event: dict) -> Order | None:
         fill = _outcome_of_sent(live_executor(), order) if sent else _send(live_executor(), order)
     except AlreadySent:
         return order
-    except NotSent as error:
-        why = f"not sent ({error}); left PENDING, never sent, for the reconciliation"
-        # Said on the order: one tried before is sent late, its price checked again (``_late_entry_refusal``).
-        Order.objects.filter(pk=order.pk, status=Order.Status.PENDING, sent_at__isnull=True).update(reason=why[:2000])
+    except LiveExecutionError as error:  # NotSent, OrderOutcomeUnknown, ExchangeUnreachable, TradesUnavailable …
+        if order.sent_at is None:  # failed before the mark: nothing left
+            why = f"not sent ({error}); left PENDING, never sent, for the reconciliation"
+            # Said on the order: one tried before is sent late, its price checked again (``_late_entry_refusal``).
+            Order.objects.filter(pk=order.pk, status=Order.Status.PENDING, sent_at__isnull=True).update(
+                reason=why[:2000]
+            )
+        else:
+            why = f"outcome unknown ({error}); left PENDING for the reconciliation"
         _alert_unknown(order, why)
-        return order
-    except LiveExecutionError as error:  # OrderOutcomeUnknown, ExchangeUnreachable, TradesUnavailable, credentials
-        _alert_unknown(order, f"outcome unknown ({error}); left PENDING for the reconciliation")
         return order
     _test_pause_hook("CDB_TEST_PAUSE_BEFORE_BOOKING")
     with transaction.atomic():

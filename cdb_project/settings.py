@@ -9,6 +9,7 @@ to real Celery workers, the channels-redis layer and Redis pub/sub; setting
 from __future__ import annotations
 
 import logging
+import math
 import os
 import secrets
 from datetime import timedelta
@@ -395,8 +396,18 @@ LIVE_TRADING = env.bool("LIVE_TRADING", default=False)
 MEXC_API_KEY = env.str("MEXC_API_KEY", default="")
 MEXC_API_SECRET = env.str("MEXC_API_SECRET", default="")
 LIVE_ORDER_TIMEOUT_SEC = env.float("LIVE_ORDER_TIMEOUT_SEC", default=10.0)
-# A live entry still PENDING (not sent, or not known to the exchange) after this many seconds is never sent: EXPIRED.
-LIVE_PENDING_MAX_AGE_SEC = env.float("LIVE_PENDING_MAX_AGE_SEC", default=30.0)
+# A live entry still PENDING and never sent after this many seconds is never sent: EXPIRED (1–3600 s).
+_live_pending_max_age = env.str("LIVE_PENDING_MAX_AGE_SEC", default="30").strip()
+try:
+    LIVE_PENDING_MAX_AGE_SEC = float(_live_pending_max_age)
+except ValueError:
+    LIVE_PENDING_MAX_AGE_SEC = math.nan
+if not 1 <= LIVE_PENDING_MAX_AGE_SEC <= 3600:  # nan and inf fail too
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        f"LIVE_PENDING_MAX_AGE_SEC must be a number of seconds from 1 to 3600, not {_live_pending_max_age!r}"
+    )
 # When the book and the exchange's balances differ: "alert" (CRITICAL alert) or "halt" (alert and halt trading).
 LIVE_RECONCILE_ACTION = env.str("LIVE_RECONCILE_ACTION", default="halt").strip().lower()
 if LIVE_RECONCILE_ACTION not in ("alert", "halt"):

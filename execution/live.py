@@ -9,14 +9,18 @@ Contract with the execution shell (see the module's public names below):
 * Exchange refusals come back as REJECTED (business: funds, quantity, symbol) or FAILED (credentials,
   permissions, rate limit, clock) fills with the exchange's reason.
 * When the outcome of a placement cannot be known (timeout, connection lost, HTTP 5xx, order accepted
-  but not final in time) ``submit`` raises ``OrderOutcomeUnknown``: the order stays PENDING and the
-  reconciliation asks ``find`` later — several times, since an accepted order can take a moment to become
-  visible to queries, before it concludes that the exchange never received it.
+  but not final in time) ``submit`` raises ``OrderOutcomeUnknown``: the order stays PENDING and the shell only
+  asks ``find`` (several lookups, since an accepted order can take a moment to become visible to queries) and
+  ``follow`` from then on — it never sends it again. ``NotSent`` says nothing left (the exchange could not be
+  asked before sending): the order may be sent later.
 * A rate limit (HTTP 429) is waited out (its ``Retry-After``, at most ``RATE_LIMIT_MAX_WAIT_SEC``) and the
-  placement tried again, a few times; then the order is FAILED (it was never placed).
+  request made again, a few times, for every request: placement, lookup, trades, balances and the ticker. A
+  placement still limited is FAILED (it was never placed); a read still limited is a read that failed.
 * What an order executed comes from its trades (``fetch_order_trades``), each with its commission's currency:
-  a ``LiveFill`` carries the commission paid in the quote asset, in the base asset (it reduces what is held)
-  and in any other asset (recorded as such).
+  a ``LiveFill`` carries what was paid (the trades' quote amounts summed), the commission paid in the quote
+  asset, in the base asset (it reduces what is held) and in any other asset (recorded as such). Nothing is
+  estimated: trades that cannot be read, do not add up to the order's executed quantity or name no valid
+  commission raise ``TradesUnavailable`` and the order waits for the reconciliation.
 
 Money and quantities are ``Decimal`` built from the exchange's strings, never from floats. The API key
 and secret never appear in log records, fill reasons or exception texts (ccxt's own debug log of the
@@ -32,6 +36,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal, InvalidOperation
 from functools import cache
 from typing import NamedTuple
@@ -70,9 +75,10 @@ class LiveFill(NamedTuple):
     valued in the quote asset (quote part plus base part at the fill price: what the book counts as fees);
     ``quote_fee`` and ``base_fee`` are the commission paid in each of the two assets, ``other_fees`` what was
     paid in a third asset (e.g. MX) as ``(asset, amount)`` pairs. ``code`` is the exchange's error code of a
-    refusal."""
+    refusal; ``cost`` what was paid or received in the quote asset (the book moves its cash by this, not by
+    quantity × the rounded average price)."""
 
-    status: str  # FILLED, PARTIALLY_FILLED, PENDING (still open), FAILED, REJECTED or EXPIRED
+    status: str  # FILLED, PARTIALLY_FILLED, PENDING (still open), FAILED, REJECTED, EXPIRED or UNKNOWN
     quantity: Decimal
     price: Decimal | None
     fee: Decimal
@@ -82,6 +88,7 @@ class LiveFill(NamedTuple):
     base_fee: Decimal = Decimal(0)
     other_fees: tuple[tuple[str, Decimal], ...] = ()
     code: int | None = None
+    cost: Decimal | None = None  # the quote amount traded: the sum of the trades' own amounts, exactly
 
 
 class LiveExecutionError(Exception):
@@ -94,6 +101,16 @@ class OrderOutcomeUnknown(LiveExecutionError):
 
 class ExchangeUnreachable(LiveExecutionError):
     """A read (lookup, cancel, balance) failed on the network; nothing is known, try again later."""
+
+
+class TradesUnavailable(ExchangeUnreachable):
+    """An order is final but its trades cannot be read (or do not add up, or name no commission): what it executed
+    is not booked on a guess — it stays PENDING and the reconciliation reads it again."""
+
+
+class NotSent(LiveExecutionError):
+    """Nothing left for the exchange (its markets or the lookup before sending failed): the order was not placed by
+    this call and may be sent later."""
 
 
 def live_trading_enabled() -> bool:
@@ -232,10 +249,18 @@ class LiveExecutor:
     # --- public API ---------------------------------------------------------------------------
 
     def submit(
-        self, client_order_id: str, symbol: str, side: str, quantity: Decimal, reference_price: Decimal | None = None
+        self,
+        client_order_id: str,
+        symbol: str,
+        side: str,
+        quantity: Decimal,
+        reference_price: Decimal | None = None,
+        before_sending: Callable[[], None] | None = None,
     ) -> LiveFill:
         """Place a MARKET order once; see the module docstring. ``reference_price`` (e.g. the approved
-        price) is used for the minimum-notional check; without it the exchange's last price is asked."""
+        price) is used for the minimum-notional check; without it the exchange's last price is asked.
+        ``before_sending`` is called right before the order leaves (the caller marks it sent there); raises
+        ``NotSent`` when the exchange could not be asked before that."""
         import ccxt
 
         side = side.upper()
@@ -244,16 +269,16 @@ class LiveExecutor:
         try:
             market = self._market(symbol)
         except ccxt.NetworkError as exc:
-            raise OrderOutcomeUnknown(
-                self._text(f"markets of the exchange unavailable: {type(exc).__name__}")
-            ) from None
+            raise NotSent(self._text(f"markets of the exchange unavailable: {type(exc).__name__}")) from None
         if market is None:
             return self._refused("REJECTED", f"unknown symbol {symbol} on MEXC spot")
 
         try:
             existing = self._lookup(client_order_id, market)
+        except TradesUnavailable as exc:  # it exists: never sent again
+            raise OrderOutcomeUnknown(self._text(str(exc))) from None
         except ExchangeUnreachable as exc:
-            raise OrderOutcomeUnknown(self._text(f"could not check {client_order_id} before sending: {exc}")) from None
+            raise NotSent(self._text(f"could not check {client_order_id} before sending: {exc}")) from None
         except LiveExecutionError as exc:  # credentials refused: nothing was sent
             logger.warning("order %s FAILED before sending: %s", client_order_id, exc)
             return self._refused("FAILED", self._text(f"exchange refused the credentials: {exc}"))
@@ -268,6 +293,8 @@ class LiveExecutor:
             logger.info("order %s rejected before sending: %s", client_order_id, problem)
             return self._refused("REJECTED", problem)
 
+        if before_sending is not None:
+            before_sending()
         try:
             created = self._create_order(client_order_id, market, side, amount)
         except (ccxt.InvalidNonce, ccxt.RateLimitExceeded, ccxt.DDoSProtection) as exc:
@@ -333,6 +360,19 @@ class LiveExecutor:
         logger.info("order %s unknown to the exchange after %d lookups", client_order_id, attempts)
         return None
 
+    def follow(self, client_order_id: str, symbol: str, order_id: str = "") -> LiveFill:
+        """Follow an order the exchange shows open until it is final, sending nothing; OrderOutcomeUnknown when it
+        is not final within the settle timeout."""
+        import ccxt
+
+        try:
+            market = self._market(symbol)
+        except ccxt.NetworkError as exc:
+            raise ExchangeUnreachable(self._text(f"markets unavailable: {type(exc).__name__}")) from None
+        if market is None:
+            raise LiveExecutionError(f"unknown symbol {symbol} on MEXC spot")
+        return self._await_final(client_order_id, market, order_id)
+
     def cancel(self, client_order_id: str, symbol: str) -> LiveFill | None:
         """Cancel the order if it is still open; returns its final state (None when the exchange does not know it)."""
         import ccxt
@@ -358,23 +398,16 @@ class LiveExecutor:
 
     def balance(self) -> dict[str, Decimal]:
         """Free (available) balance per asset on the spot account."""
-        import ccxt
-
-        try:
-            answer = self.exchange.fetch_balance()
-        except ccxt.NetworkError as exc:
-            raise ExchangeUnreachable(self._text(f"balance: {type(exc).__name__}")) from None
-        except ccxt.ExchangeError as exc:
-            raise LiveExecutionError(self._text(f"balance: {self._reason(exc)}")) from None
-        return {entry["asset"]: _dec(entry.get("free")) for entry in (answer.get("info") or {}).get("balances", [])}
+        return {asset: free for asset, (free, _) in self.balances().items()}
 
     def balances(self) -> dict[str, tuple[Decimal, Decimal]]:
-        """(free, locked) per asset on the spot account, as ``fetch_balance`` reports them."""
+        """(free, locked) per asset on the spot account, as ``fetch_balance`` reports them (a rate limit waited
+        out)."""
         import ccxt
 
         try:
-            answer = self.exchange.fetch_balance()
-        except ccxt.NetworkError as exc:
+            answer = self._waiting_out_rate_limits("balance", self.exchange.fetch_balance)
+        except ccxt.NetworkError as exc:  # a rate limit that lasted is one too
             raise ExchangeUnreachable(self._text(f"balance: {type(exc).__name__}")) from None
         except ccxt.ExchangeError as exc:
             raise LiveExecutionError(self._text(f"balance: {self._reason(exc)}")) from None
@@ -440,8 +473,9 @@ class LiveExecutor:
             ),
         )
 
-    def _waiting_out_rate_limits(self, client_order_id: str, call):
-        """``call()``; a rate limit (HTTP 429) is waited out (its Retry-After) and the call made again, a few times."""
+    def _waiting_out_rate_limits(self, what: str, call):
+        """``call()``; a rate limit (HTTP 429) is waited out (its Retry-After) and the call made again, a few times.
+        ``what``: the order's client id (or the read) for the log."""
         import ccxt
 
         for attempt in range(RATE_LIMIT_RETRIES + 1):
@@ -451,7 +485,7 @@ class LiveExecutor:
                 if attempt == RATE_LIMIT_RETRIES:
                     raise
                 wait = self._retry_after()
-                logger.warning("order %s: rate limited, asking again in %.1f s", client_order_id, wait)
+                logger.warning("%s: rate limited, asking again in %.1f s", what, wait)
                 time.sleep(wait)
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
@@ -498,7 +532,10 @@ class LiveExecutor:
     def _last_price(self, market: dict) -> Decimal:
         """The last traded price, for the minimum-notional check; 0 (check left to the exchange) if unavailable."""
         try:
-            return _dec(self.exchange.spotPublicGetTickerPrice({"symbol": market["id"]}).get("price"))
+            answer = self._waiting_out_rate_limits(
+                f"ticker {market['id']}", lambda: self.exchange.spotPublicGetTickerPrice({"symbol": market["id"]})
+            )
+            return _dec(answer.get("price"))
         except Exception as exc:  # the exchange enforces the minimum anyway
             logger.warning("no last price for %s (%s); minimum notional left to the exchange", market["id"], exc)
             return ZERO
@@ -558,29 +595,18 @@ class LiveExecutor:
         if executed <= 0:
             return self._refused("FAILED", f"cancelled by the exchange with nothing filled ({status})", order_id)
         fill_status = "FILLED" if status == "FILLED" else "PARTIALLY_FILLED"
-        fill = self._fill_from_trades(order_id, market, executed, cost, price)._replace(status=fill_status)
+        fill = self._fill_from_trades(order_id, market, executed)._replace(status=fill_status)
         if fill_status == "PARTIALLY_FILLED":
             note = f"{_plain(executed)} of {_plain(_dec(info.get('origQty')))} filled ({status})"
             fill = fill._replace(reason=note + (f"; {fill.reason}" if fill.reason else ""))
         return fill
 
-    def _fill_from_trades(
-        self, order_id: str, market: dict, executed: Decimal, cost: Decimal, price: Decimal
-    ) -> LiveFill:
-        """The order's fill from its trades: quantity, average price and each commission in its own currency.
-        When the trades do not add up to what the order executed (not all visible yet, even after asking again),
-        the order's own totals are used and the commission is estimated at the taker rate in the quote asset."""
-        trades = []
-        for attempt in range(TRADES_ATTEMPTS):
-            try:
-                trades = self.exchange.fetch_order_trades(order_id, market["symbol"])
-            except Exception as exc:
-                logger.warning("order %s: trades unavailable (%s)", order_id, type(exc).__name__)
-                trades = []
-            if sum((_dec((t.get("info") or {}).get("qty")) for t in trades), ZERO) == executed:
-                break
-            if attempt + 1 < TRADES_ATTEMPTS:
-                time.sleep(POLL_INTERVAL_SEC)
+    def _fill_from_trades(self, order_id: str, market: dict, executed: Decimal) -> LiveFill:
+        """The order's fill from its trades: quantity, what was paid (their quote amounts, summed exactly), average
+        price and each commission in its own currency. Nothing is guessed: when the trades cannot be read (a rate
+        limit waited out included), do not add up to what the order executed (not all visible yet, even after asking
+        again) or name no valid commission, ``TradesUnavailable`` leaves the order for the reconciliation."""
+        trades = self._order_trades(order_id, market, executed)
         traded, quote_amount = ZERO, ZERO
         fees: dict[str, Decimal] = {}
         for trade in trades:
@@ -588,19 +614,46 @@ class LiveExecutor:
             qty = _dec(raw.get("qty"))
             traded += qty
             quote_amount += _dec(raw.get("quoteQty"), qty * _dec(raw.get("price")))
-            asset = raw.get("commissionAsset") or market["quoteId"]
-            fees[asset] = fees.get(asset, ZERO) + _dec(raw.get("commission"))
-        if not trades or traded != executed:
-            estimate = (cost * _dec(market.get("taker"))).quantize(PRICE_STEP, ROUND_HALF_EVEN)
-            note = "trades not available: fee estimated at the taker rate"
-            return LiveFill("FILLED", executed, price, estimate, order_id, note, quote_fee=estimate)
+            commission = _dec(raw.get("commission"), Decimal(-1))
+            asset = raw.get("commissionAsset") or ""
+            if commission < 0 or (commission > 0 and not asset):
+                raise TradesUnavailable(
+                    f"order {order_id}: trade {raw.get('id')} names no valid commission "
+                    f"({raw.get('commission')!r} {asset!r}); not booked on a guess"
+                )
+            fees[asset] = fees.get(asset, ZERO) + commission
+        fees.pop("", None)
         price = (quote_amount / traded).quantize(PRICE_STEP, ROUND_HALF_EVEN)
         quote_fee = fees.pop(market["quoteId"], ZERO)
         base_fee = fees.pop(market["baseId"], ZERO)
         value = (quote_fee + base_fee * price).quantize(PRICE_STEP, ROUND_HALF_EVEN)
         other = tuple((asset, amount) for asset, amount in sorted(fees.items()) if amount)
         note = "; ".join(f"fee paid as {_plain(amount)} {asset}" for asset, amount in other)
-        return LiveFill("FILLED", traded, price, value, order_id, note, quote_fee, base_fee, other)
+        return LiveFill("FILLED", traded, price, value, order_id, note, quote_fee, base_fee, other, cost=quote_amount)
+
+    def _order_trades(self, order_id: str, market: dict, executed: Decimal) -> list[dict]:
+        """The order's trades once they add up to ``executed`` (asked a few times, rate limits waited out)."""
+        import ccxt
+
+        problem = "not visible yet"
+        for attempt in range(TRADES_ATTEMPTS):
+            try:
+                trades = self._waiting_out_rate_limits(
+                    f"trades of {order_id}", lambda: self.exchange.fetch_order_trades(order_id, market["symbol"])
+                )
+            except (ccxt.NetworkError, ccxt.ExchangeError) as exc:
+                problem, trades = self._reason(exc), []
+            traded = sum((_dec((t.get("info") or {}).get("qty")) for t in trades), ZERO)
+            if trades and traded == executed:
+                return trades
+            if trades:
+                problem = f"they add up to {_plain(traded)} of {_plain(executed)}"
+            if attempt + 1 < TRADES_ATTEMPTS:
+                time.sleep(POLL_INTERVAL_SEC)
+        logger.warning("order %s: trades unavailable (%s)", order_id, problem)
+        raise TradesUnavailable(
+            self._text(f"order {order_id} executed {_plain(executed)} but its trades cannot be read ({problem})")
+        )
 
     def _existing_after_duplicate(self, client_order_id: str, market: dict) -> LiveFill:
         """The exchange refused a reused client id: the first order exists, so report that one."""

@@ -32,14 +32,16 @@ def book_exchange_fill(
     price: Decimal,
     quote_fee: Decimal = ZERO,
     base_fee: Decimal = ZERO,
+    cost: Decimal | None = None,
 ) -> BookedFill:
-    """Apply a fill the exchange executed to ``book``; never refuses it (see the module docstring)."""
+    """Apply a fill the exchange executed to ``book``; never refuses it (see the module docstring). ``cost``: what
+    the trades paid or received in the quote asset (their amounts summed); without it quantity × price."""
     if side not in ("BUY", "SELL"):
         raise ValueError(f"unknown side {side!r}")
     problems: list[str] = []
     held = book.holding(symbol)
     before = held.quantity
-    notional = money(quantity * price)
+    notional = money(cost if cost is not None else quantity * price)
     if side == "BUY":
         spent = notional + quote_fee
         if spent > book.cash:

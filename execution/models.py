@@ -29,7 +29,8 @@ class Order(models.Model):
         PARTIALLY_FILLED = "PARTIALLY_FILLED"
         FAILED = "FAILED"
         REJECTED = "REJECTED"
-        EXPIRED = "EXPIRED", "EXPIRED (never sent: too old to send, or nothing sellable above the market minimum)"
+        EXPIRED = "EXPIRED", "EXPIRED (never sent: too old to send, or what is held is below the market minimum)"
+        UNKNOWN = "UNKNOWN", "UNKNOWN (sent, never shown by the exchange: a person must check; not retried)"
 
     order_id = models.CharField(max_length=64, blank=True, db_index=True, help_text="The executor's id")
     client_order_id = models.CharField(max_length=64, unique=True)

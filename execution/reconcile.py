@@ -4,6 +4,7 @@ on demand), and comparing the book with the exchange's balances (live trading: e
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -11,8 +12,6 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
-
-from marketdata.ingest import latest_price
 
 from .balances import BalanceDifference, balance_differences, book_assets
 from .live import LiveExecutionError, LiveExecutor, live_trading_enabled
@@ -40,6 +39,8 @@ def reconcile_pending(older_than_seconds: int | None = None) -> list[Order]:
 # --- balances ---------------------------------------------------------------------------------------------------
 DEFAULT_QUOTE = "USDT"  # the quote of every MEXC spot market the system trades, when the book names none yet
 BALANCE_ACTOR = "balance reconciliation"
+CONFIRM_WAIT_SEC = 2.0  # a difference is read again after this before it counts (the account view may lag a fill)
+DEFAULT_QUOTE_TOLERANCE = Decimal(1)  # in the quote asset, when no market the book traded names a minimum notional
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class BalanceReport:
     detail: str
     differences: tuple[BalanceDifference, ...] = ()
     halted: bool = False
+    live: bool = True  # False: paper trading, there is nothing to compare
 
     @property
     def ok(self) -> bool:
@@ -56,31 +58,39 @@ class BalanceReport:
 
 def reconcile_balances(executor: LiveExecutor | None = None) -> BalanceReport:
     """Compare the book's cash and positions with ``fetch_balance()`` (live trading only). A difference above the
-    asset's tolerance (``execution.balances``) raises a CRITICAL alert — once for the same differences — and, with
-    LIVE_RECONCILE_ACTION=halt, halts trading. The result is kept for the health card and /api/status/.
+    asset's tolerance (``execution.balances``), seen again on a second read ``CONFIRM_WAIT_SEC`` later, raises a
+    CRITICAL alert — once for the same differences — and, with LIVE_RECONCILE_ACTION=halt, halts trading. The result,
+    or why the check was skipped, is kept for the health card and /api/status/.
 
     No lock is held while the exchange is asked: the book is read before and after, and a check during which an
     order was in flight (sent, not booked) or the book moved is skipped; the next one compares again."""
     if not live_trading_enabled():
-        return BalanceReport(False, "paper trading: no exchange balances to compare")
+        if getattr(settings, "LIVE_TRADING", False):
+            return _skipped("LIVE_TRADING=true but MEXC_API_KEY or MEXC_API_SECRET is not set: nothing compared", True)
+        return BalanceReport(False, "paper trading: no exchange balances to compare", live=False)
     from .live_service import live_executor
 
-    executor = executor or live_executor()
+    try:
+        executor = executor or live_executor()
+    except LiveExecutionError as error:
+        return _skipped(f"skipped: no exchange client ({error})", True)
+    portfolio = Portfolio.load()  # created on the first check: before the book's version is read
     before = _book_version()
     if before[1]:
-        return BalanceReport(False, f"skipped: {before[1]} order(s) sent and not booked yet")
-    portfolio = Portfolio.load()
+        return _skipped(f"skipped: {before[1]} order(s) sent and not booked yet")
     positions = dict(Position.objects.values_list("symbol", "quantity"))
-    try:
-        totals = {asset: free + locked for asset, (free, locked) in executor.balances().items()}
-        tolerances = _tolerances(executor, positions)
-    except LiveExecutionError as error:  # ExchangeUnreachable included
-        return BalanceReport(False, f"skipped: exchange balances unavailable ({error})")
-    if _book_version() != before:
-        return BalanceReport(False, "skipped: the book moved during the check")
     quote = _quote(positions)
     book = book_assets(portfolio.cash, quote, positions)
-    differences = tuple(balance_differences(book, totals, tolerances))
+    try:
+        tolerances = _tolerances(executor, positions)
+        differences = tuple(balance_differences(book, _totals(executor), tolerances))
+        if differences:  # one read may lag the matching engine: a difference counts when a second read shows it
+            time.sleep(CONFIRM_WAIT_SEC)
+            differences = tuple(balance_differences(book, _totals(executor), tolerances))
+    except LiveExecutionError as error:  # ExchangeUnreachable included
+        return _skipped(f"skipped: exchange balances unavailable ({error})", True)
+    if _book_version() != before:
+        return _skipped("skipped: the book moved during the check")
     compared = ", ".join(f"{asset} {amount}" for asset, amount in sorted(book.items()))
     detail = f"book and exchange agree ({compared})"
     if differences:
@@ -89,6 +99,23 @@ def reconcile_balances(executor: LiveExecutor | None = None) -> BalanceReport:
     if differences:
         logger.error("%s", detail)
     return BalanceReport(True, detail, differences, halted)
+
+
+def _totals(executor: LiveExecutor) -> dict[str, Decimal]:
+    return {asset: free + locked for asset, (free, locked) in executor.balances().items()}
+
+
+def _skipped(detail: str, unavailable: bool = False) -> BalanceReport:
+    """Store a check that did not compare, so the health card says so: one that could not run (no keys, the exchange
+    unreachable or refusing the key) is not ok; one skipped for an order in flight keeps the last result's flag."""
+    with transaction.atomic():
+        last = BalanceCheck.objects.select_for_update().filter(pk=1).first()
+        ok = False if unavailable else (last.ok if last is not None else True)
+        differences = last.differences if last is not None else []
+        BalanceCheck.objects.update_or_create(
+            pk=1, defaults={"checked_at": timezone.now(), "ok": ok, "detail": detail[:2000], "differences": differences}
+        )
+    return BalanceReport(False, detail)
 
 
 def _book_version() -> tuple:
@@ -103,22 +130,29 @@ def _quote(positions: dict[str, Decimal]) -> str:
 
 
 def _tolerances(executor: LiveExecutor, positions: dict[str, Decimal]) -> dict[str, Decimal]:
-    """The market's minimum quantity per base asset; for the quote, the smallest of those minimums valued at the
-    symbol's last price (what the book could not have traded anyway)."""
+    """The market's minimum quantity per base asset; for the quote, the smallest minimum notional of the markets the
+    book traded (what it could not have traded anyway; ``DEFAULT_QUOTE_TOLERANCE`` when none names one)."""
     tolerances: dict[str, Decimal] = {}
-    quote_tolerances = []
-    for symbol in positions:
+    notionals = []
+    traded = set(positions) | set(
+        Order.objects.filter(status__in=[Order.Status.FILLED, Order.Status.PARTIALLY_FILLED])
+        .values_list("symbol", flat=True)
+        .distinct()
+    )
+    for symbol in sorted(traded):
         market = executor.market_of(symbol)
         if market is None:
             continue
-        minimum = Decimal(str((market["limits"].get("amount") or {}).get("min") or 0))
-        base = symbol.partition("_")[0]
-        tolerances[base] = minimum
-        price = latest_price(symbol)
-        if price:
-            quote_tolerances.append(minimum * price)
-    tolerances[_quote(positions)] = min(quote_tolerances, default=Decimal(0))
+        if symbol in positions:
+            tolerances[symbol.partition("_")[0]] = _limit(market, "amount")
+        if _limit(market, "cost") > 0:
+            notionals.append(_limit(market, "cost"))
+    tolerances[_quote(positions)] = min(notionals, default=DEFAULT_QUOTE_TOLERANCE)
     return tolerances
+
+
+def _limit(market: dict, kind: str) -> Decimal:
+    return Decimal(str((market["limits"].get(kind) or {}).get("min") or 0))
 
 
 def _record_check(differences: tuple[BalanceDifference, ...], detail: str) -> bool:

@@ -20,6 +20,7 @@ import requests
 from execution.live import (
     ExchangeUnreachable,
     LiveExecutor,
+    NotSent,
     OrderOutcomeUnknown,
     build_exchange,
     live_trading_enabled,
@@ -300,12 +301,14 @@ def test_cancel_an_open_order_and_an_unknown_one(executor, fake):
     assert executor.cancel("cdb-unknown", "ETH_USDT") is None
 
 
-def test_unreachable_exchange_is_an_unknown_outcome_not_a_failure(live_settings, fake):
+def test_unreachable_exchange_is_not_a_failure_and_nothing_is_sent(live_settings, fake):
     live_settings.MEXC_REST_URL = "http://127.0.0.1:9"  # discard port: connection refused
     executor = LiveExecutor()
+    marked = []
 
-    with pytest.raises(OrderOutcomeUnknown):
-        executor.submit("cdb-down-1", "ETH_USDT", "BUY", Decimal("0.25"))
+    with pytest.raises(NotSent):  # the markets could not be read: nothing left, the order may be sent later
+        executor.submit("cdb-down-1", "ETH_USDT", "BUY", Decimal("0.25"), before_sending=lambda: marked.append(1))
+    assert marked == []
     with pytest.raises(ExchangeUnreachable):
         executor.lookup("cdb-down-1", "ETH_USDT")
 

@@ -16,7 +16,10 @@ class Command(BaseCommand):
         parser.add_argument(
             "--balances",
             action="store_true",
-            help="compare the book's cash and positions with fetch_balance(); exit status 1 when they differ",
+            help=(
+                "compare the book's cash and positions with fetch_balance(); exit status 1 when they differ, "
+                "3 when the comparison could not be made (no keys, exchange unreachable, order in flight)"
+            ),
         )
 
     def handle(self, *args, **options):
@@ -34,3 +37,5 @@ class Command(BaseCommand):
             self.stdout.write("trading HALTED (LIVE_RECONCILE_ACTION=halt)")
         if report.differences:
             raise CommandError("the book and the exchange's balances differ", returncode=1)
+        if report.live and not report.checked:
+            raise CommandError(f"the balances were not compared: {report.detail}", returncode=3)

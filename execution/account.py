@@ -30,6 +30,7 @@ class AccountRows(NamedTuple):
     cash: Decimal  # less what approved BUYs will spend
     receivable: Decimal  # what approved SELLs will bring in
     lots: dict[str, list[LotStop]]  # open trades and their stops by symbol, oldest first (read if asked for)
+    waiting: frozenset[str]  # symbols with PENDING orders (on paper: waiting for their symbol's next candle)
 
 
 def account_rows(*, lock: bool, with_lots: bool = False) -> AccountRows:
@@ -54,7 +55,9 @@ def account_rows(*, lock: bool, with_lots: bool = False) -> AccountRows:
             cash -= quantity * price * (1 + slippage) * (1 + fee)
         else:
             receivable += quantity * price * (1 - slippage) * (1 - fee)
-    return AccountRows(portfolio, positions, quantities, cash, receivable, open_lots() if with_lots else {})
+    waiting = frozenset(order.symbol for order in pending_orders)
+    lots = open_lots() if with_lots else {}
+    return AccountRows(portfolio, positions, quantities, cash, receivable, lots, waiting)
 
 
 def open_lots() -> dict[str, list[LotStop]]:
@@ -67,8 +70,8 @@ def open_lots() -> dict[str, list[LotStop]]:
 
 
 def _portfolio_and_pending_count(lock: bool) -> tuple[Portfolio, int]:
-    """The portfolio row (locked if ``lock``) and, from the same statement, how many orders are PENDING: there
-    are almost never any (a paper order is filled in its decision's transaction), and then they need no query.
+    """The portfolio row (locked if ``lock``) and, from the same statement, how many orders are PENDING: mostly
+    none (a paper order waits one candle, a live one the exchange's answer), and then they need no query.
     Under the account lock that count cannot change before the orders are read: every writer of an order's
     status holds it."""
     extra = (

@@ -15,6 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from csp.constants import NONE, SELF
 
 from risk.parameters import seed_from_env
 
@@ -68,6 +69,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "axes",
+    "csp",
     "cdb_project",
     "marketdata",
     "trading",
@@ -83,6 +85,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "axes.middleware.AxesMiddleware",  # last: answers a locked-out login (django-axes)
 ]
 
@@ -206,6 +209,35 @@ SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
+# Request bodies: daphne answers 413 beyond this many bytes without keeping them (cdb_project/daphne_request.py); Django
+# refuses the same figure when it reads a body itself. Nothing here takes uploads: halts, parameters, logins, forms.
+MAX_REQUEST_BODY_BYTES = env.int("MAX_REQUEST_BODY_BYTES", default=1_048_576)
+DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
+# Content-Security-Policy (django-csp): scripts, styles, fonts and connections from this origin only — the
+# dashboard, the charts (lightweight-charts from static), the admin and Swagger UI (drf-spectacular-sidecar) have no
+# inline script or style. img-src allows data: for Swagger UI's icons. CSP_REPORT_ONLY=true only reports violations.
+# The one inline style allowed, by its hash: the <style> lightweight-charts adds for its TradingView attribution logo
+# (its licence asks for the attribution; tests/test_settings_security.py checks the hash against the installed file).
+LIGHTWEIGHT_CHARTS_LOGO_STYLE = "'sha256-3pRED1tOXas1FXFoPb9TGCjmYe9XQsmO9OV23khV2nY='"
+_CSP = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF, LIGHTWEIGHT_CHARTS_LOGO_STYLE],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],  # 'self' covers the same host's ws:// and wss:// (the dashboard socket)
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+        **({"upgrade-insecure-requests": True} if HTTPS else {}),
+    }
+}
+if env.bool("CSP_REPORT_ONLY", default=False):
+    CONTENT_SECURITY_POLICY_REPORT_ONLY = _CSP
+else:
+    CONTENT_SECURITY_POLICY = _CSP
 
 # --- Auth, i18n, static ----------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [  # every user, ensure_admin's too
@@ -236,12 +268,26 @@ STATICFILES_DIRS = [
     ("vendor/lightweight-charts", BASE_DIR / "node_modules/lightweight-charts/dist"),
 ]
 
+# API tokens (POST /api/token/) expire after this many hours (0: never); an expired one answers 401.
+TOKEN_TTL_HOURS = env.int("TOKEN_TTL_HOURS", default=168)
+# Mail: EMAIL_URL (django-environ, e.g. smtp+tls://user:password@mail.example:587) configures Django's mail and
+# turns the password-reset pages on; without it they are not offered (404): no mail could reach the user.
+EMAIL_CONFIGURED = bool(env.str("EMAIL_URL", default=""))
+if EMAIL_CONFIGURED:
+    globals().update(env.email_url("EMAIL_URL"))  # EMAIL_BACKEND, EMAIL_HOST, EMAIL_PORT, …
+    DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="webmaster@localhost")
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "cdb_project.api.authentication.ExpiringTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": [
+        "cdb_project.api.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
 
@@ -330,6 +376,7 @@ SPECTACULAR_SETTINGS = {
     "Authenticate with `Authorization: Token <key>` (POST /api/token/) or a session.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],  # /api/schema/ and /api/docs/ need a login
     "COMPONENT_SPLIT_REQUEST": True,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
@@ -348,6 +395,15 @@ LIVE_TRADING = env.bool("LIVE_TRADING", default=False)
 MEXC_API_KEY = env.str("MEXC_API_KEY", default="")
 MEXC_API_SECRET = env.str("MEXC_API_SECRET", default="")
 LIVE_ORDER_TIMEOUT_SEC = env.float("LIVE_ORDER_TIMEOUT_SEC", default=10.0)
+# A live entry still PENDING (not sent, or not known to the exchange) after this many seconds is never sent: EXPIRED.
+LIVE_PENDING_MAX_AGE_SEC = env.float("LIVE_PENDING_MAX_AGE_SEC", default=30.0)
+# When the book and the exchange's balances differ: "alert" (CRITICAL alert) or "halt" (alert and halt trading).
+LIVE_RECONCILE_ACTION = env.str("LIVE_RECONCILE_ACTION", default="halt").strip().lower()
+if LIVE_RECONCILE_ACTION not in ("alert", "halt"):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(f"LIVE_RECONCILE_ACTION must be alert or halt, not {LIVE_RECONCILE_ACTION!r}")
+CELERY_BEAT_SCHEDULE["reconcile-balances"] = {"task": "execution.reconcile_balances", "schedule": 60.0}
 SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [
     "drf_spectacular.hooks.postprocess_schema_enums",
     "cdb_project.api.schema.document_errors",
@@ -373,3 +429,9 @@ EVENT_OBSERVERS = {"alerts": ["notify.hooks.observe"], "order_results": ["notify
 CELERY_TASK_ROUTES = {"notify.*": {"queue": "notify"}}
 CELERY_BEAT_SCHEDULE["notify-daily-report"] = {"task": "notify.daily_report", "schedule": crontab(minute=0, hour=0)}
 LOGGING["loggers"]["apprise"] = {"level": "WARNING"}  # its DEBUG lines carry payloads and full URLs
+
+# --- Optimization (optimize/): Optuna studies whose trials run on the `optimize` queue ---------------------------
+# Workers for it: celery -A cdb_project worker -Q optimize. Trading workers (default queue) never take a trial.
+INSTALLED_APPS += ["optimize"]
+CELERY_TASK_ROUTES["optimize.*"] = {"queue": "optimize"}
+LOGGING["loggers"]["optuna"] = {"level": "WARNING"}  # one INFO line per trial

@@ -1,4 +1,6 @@
+from django.conf import settings
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from cdb_project import ops
@@ -13,10 +15,16 @@ urlpatterns = [
     path("", trading_views.dashboard, name="dashboard"),
     path("backtests/", trading_views.backtests, name="backtests"),
     path("backtests/<int:pk>/", trading_views.backtests, name="backtest-detail"),
-    path("accounts/", include("django.contrib.auth.urls")),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/password_change/", auth_views.PasswordChangeView.as_view(), name="password_change"),
+    path("accounts/password_change/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
     path("api/dashboard/snapshot/", trading_views.snapshot, name="dashboard-snapshot"),
     path("api/", include("cdb_project.api.urls")),
     path("admin/", admin.site.urls),
     path("health", ops.health, name="health"),
     path("metrics", ops.metrics, name="metrics"),
 ]
+
+if settings.EMAIL_CONFIGURED:  # password reset by mail only when mail can be sent (EMAIL_URL)
+    urlpatterns.append(path("accounts/", include("django.contrib.auth.urls")))

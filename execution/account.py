@@ -26,11 +26,16 @@ class AccountRows(NamedTuple):
 
     portfolio: Portfolio
     positions: dict[str, Position]
-    quantities: dict[str, Decimal]  # positions plus approved, not yet executed orders
+    quantities: dict[str, Decimal]  # positions less what approved, not yet executed SELLs will sell
     cash: Decimal  # less what approved BUYs will spend
     receivable: Decimal  # what approved SELLs will bring in
     lots: dict[str, list[LotStop]]  # open trades and their stops by symbol, oldest first (read if asked for)
+    entering: dict[str, Decimal]  # what approved, not yet executed BUYs will buy, by symbol
     waiting: frozenset[str]  # symbols with PENDING orders (on paper: waiting for their symbol's next candle)
+
+    def priced_symbols(self) -> set[str]:
+        """The symbols the account is valued on: those held and those being entered."""
+        return {symbol for symbol, quantity in self.quantities.items() if quantity > 0} | set(self.entering)
 
 
 def account_rows(*, lock: bool, with_lots: bool = False) -> AccountRows:
@@ -40,24 +45,28 @@ def account_rows(*, lock: bool, with_lots: bool = False) -> AccountRows:
     quantities = {symbol: p.quantity for symbol, p in positions.items()}
     cash, receivable = portfolio.cash, Decimal(0)
     slippage, fee = Decimal(settings.PAPER_SLIPPAGE_PCT), Decimal(settings.FEE_RATE)
-    # Approved orders not yet executed count as done: two decisions in a row must not both spend the same room
-    # nor sell the same units. A pending sell's proceeds are not cash yet, but they are still the account's.
+    # Approved orders not yet executed: two decisions in a row must not both spend the same cash nor sell the same
+    # units, so a pending BUY's cost leaves the cash and a pending SELL's units leave the quantities. A pending BUY
+    # is not held yet — an exit is never sized on units that may never arrive (a live entry can still expire or be
+    # refused) — but it is being entered: it counts in the exposure and the equity (``AccountState.entering``),
+    # as a pending SELL's proceeds do (``receivable``).
     pending_orders = (
         fetch_rows(Order, '"status" = %s', [Order.Status.PENDING], order_by='"event_time" DESC, "id" DESC')
         if pending
         else []
     )
+    entering: dict[str, Decimal] = {}
     for order in pending_orders:
         symbol, side, quantity, price = order.symbol, order.side, order.quantity, order.requested_price
-        sign = 1 if side == "BUY" else -1
-        quantities[symbol] = quantities.get(symbol, Decimal(0)) + sign * quantity
         if side == "BUY":
             cash -= quantity * price * (1 + slippage) * (1 + fee)
+            entering[symbol] = entering.get(symbol, Decimal(0)) + quantity
         else:
+            quantities[symbol] = quantities.get(symbol, Decimal(0)) - quantity
             receivable += quantity * price * (1 - slippage) * (1 - fee)
     waiting = frozenset(order.symbol for order in pending_orders)
     lots = open_lots() if with_lots else {}
-    return AccountRows(portfolio, positions, quantities, cash, receivable, lots, waiting)
+    return AccountRows(portfolio, positions, quantities, cash, receivable, lots, entering, waiting)
 
 
 def open_lots() -> dict[str, list[LotStop]]:
@@ -109,6 +118,7 @@ def account_state(
         last_stop_ms=last_stop_ms or {},
         lots=rows.lots,
         receivable=rows.receivable,
+        entering=rows.entering,
     )
 
 
@@ -151,7 +161,8 @@ def load_account(
     rows: AccountRows | None = None,
     with_lots: bool = False,
 ) -> AccountState:
-    """Cash, positions (PENDING orders included) and last prices at ``at_ms``; rolls the day-start equity at 00:00 UTC.
+    """Cash, positions (PENDING SELLs taken out, PENDING BUYs not yet in) and last prices at ``at_ms``; rolls the
+    day-start equity at 00:00 UTC.
 
     Call inside the transaction that holds the account lock: the day roll-over writes. ``for_decision=False``
     skips what only an entry decision reads (orders in the last minute, the last stop-loss times). ``rows``: the
@@ -160,7 +171,7 @@ def load_account(
     if rows is None:
         rows = account_rows(lock=True, with_lots=with_lots)
     rolls = day_rolls(rows.portfolio, at_ms)
-    priced = {*rows.quantities, *extra_symbols}
+    priced = {*rows.quantities, *rows.entering, *extra_symbols}
     if for_decision:
         last_stops, recent, prices = decision_history(extra_symbols, at_ms, prices_of=priced)
     else:

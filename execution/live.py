@@ -10,7 +10,13 @@ Contract with the execution shell (see the module's public names below):
   permissions, rate limit, clock) fills with the exchange's reason.
 * When the outcome of a placement cannot be known (timeout, connection lost, HTTP 5xx, order accepted
   but not final in time) ``submit`` raises ``OrderOutcomeUnknown``: the order stays PENDING and the
-  reconciliation asks ``lookup`` later.
+  reconciliation asks ``find`` later — several times, since an accepted order can take a moment to become
+  visible to queries, before it concludes that the exchange never received it.
+* A rate limit (HTTP 429) is waited out (its ``Retry-After``, at most ``RATE_LIMIT_MAX_WAIT_SEC``) and the
+  placement tried again, a few times; then the order is FAILED (it was never placed).
+* What an order executed comes from its trades (``fetch_order_trades``), each with its commission's currency:
+  a ``LiveFill`` carries the commission paid in the quote asset, in the base asset (it reduces what is held)
+  and in any other asset (recorded as such).
 
 Money and quantities are ``Decimal`` built from the exchange's strings, never from floats. The API key
 and secret never appear in log records, fill reasons or exception texts (ccxt's own debug log of the
@@ -28,10 +34,9 @@ import logging
 import time
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal, InvalidOperation
 from functools import cache
+from typing import NamedTuple
 
 from django.conf import settings
-
-from .paper import Fill
 
 logger = logging.getLogger("cdb.execution.live")
 
@@ -46,7 +51,37 @@ DUPLICATE_ORDER = -2010
 CREDENTIAL_CODES = {400, 401, 402, 602, 700001, 700002, 700006, 700007, 10072, 70011, 730100}
 UNKNOWN_OUTCOME_CODES = {500, 503, 504, 20002}  # MEXC: a 5xx answer means the execution status is UNKNOWN
 
+INSUFFICIENT_POSITION = 30004  # MEXC: not enough free balance for the order
+MIN_TRANSACTION_VOLUME = 30002  # MEXC: below the minimum quantity or the minimum notional
+RESIZABLE_CODES = {INSUFFICIENT_POSITION, MIN_TRANSACTION_VOLUME}  # a SELL refused so is sized again
+
 FINAL_STATUSES = {"FILLED", "CANCELED", "PARTIALLY_CANCELED", "REJECTED", "EXPIRED"}
+LOOKUP_ATTEMPTS = 4  # ``find``: lookups before an order is taken as never received
+LOOKUP_FIRST_WAIT_SEC = 0.25  # doubled after each miss: 0.25 + 0.5 + 1 s in all
+RATE_LIMIT_RETRIES = 2
+RATE_LIMIT_MAX_WAIT_SEC = 5.0
+TRADES_ATTEMPTS = 3  # an order's trades may show a moment after the order itself
+
+
+class LiveFill(NamedTuple):
+    """What the exchange executed for one order, read from its trades.
+
+    ``quantity`` is what was traded (before any commission), ``price`` its average; ``fee`` is the commission
+    valued in the quote asset (quote part plus base part at the fill price: what the book counts as fees);
+    ``quote_fee`` and ``base_fee`` are the commission paid in each of the two assets, ``other_fees`` what was
+    paid in a third asset (e.g. MX) as ``(asset, amount)`` pairs. ``code`` is the exchange's error code of a
+    refusal."""
+
+    status: str  # FILLED, PARTIALLY_FILLED, PENDING (still open), FAILED, REJECTED or EXPIRED
+    quantity: Decimal
+    price: Decimal | None
+    fee: Decimal
+    order_id: str
+    reason: str = ""
+    quote_fee: Decimal = Decimal(0)
+    base_fee: Decimal = Decimal(0)
+    other_fees: tuple[tuple[str, Decimal], ...] = ()
+    code: int | None = None
 
 
 class LiveExecutionError(Exception):
@@ -198,7 +233,7 @@ class LiveExecutor:
 
     def submit(
         self, client_order_id: str, symbol: str, side: str, quantity: Decimal, reference_price: Decimal | None = None
-    ) -> Fill:
+    ) -> LiveFill:
         """Place a MARKET order once; see the module docstring. ``reference_price`` (e.g. the approved
         price) is used for the minimum-notional check; without it the exchange's last price is asked."""
         import ccxt
@@ -234,9 +269,7 @@ class LiveExecutor:
             return self._refused("REJECTED", problem)
 
         try:
-            created = self.exchange.create_order(
-                market["symbol"], "market", side.lower(), str(amount), None, {"clientOrderId": client_order_id}
-            )
+            created = self._create_order(client_order_id, market, side, amount)
         except (ccxt.InvalidNonce, ccxt.RateLimitExceeded, ccxt.DDoSProtection) as exc:
             return self._refusal(client_order_id, "FAILED", exc)  # an explicit answer: not placed
         except ccxt.NetworkError as exc:
@@ -270,10 +303,10 @@ class LiveExecutor:
         logger.info("order %s sent as %s: %s %s %s", client_order_id, order_id, side, amount, market["symbol"])
         return self._await_final(client_order_id, market, order_id)
 
-    def lookup(self, client_order_id: str, symbol: str) -> Fill | None:
+    def lookup(self, client_order_id: str, symbol: str) -> LiveFill | None:
         """The exchange's state of the order with this client id; None when the exchange does not know it.
 
-        Open orders come back as ``Fill(status="PENDING")``. Raises ExchangeUnreachable on network trouble
+        Open orders come back as ``LiveFill(status="PENDING")``. Raises ExchangeUnreachable on network trouble
         and LiveExecutionError when the exchange refuses the credentials."""
         import ccxt
 
@@ -285,7 +318,22 @@ class LiveExecutor:
             return None
         return self._lookup(client_order_id, market)
 
-    def cancel(self, client_order_id: str, symbol: str) -> Fill | None:
+    def find(self, client_order_id: str, symbol: str, attempts: int = LOOKUP_ATTEMPTS) -> LiveFill | None:
+        """``lookup``, asked up to ``attempts`` times (waiting 0.25 s, 0.5 s, 1 s … between) while the exchange does
+        not know the order: one accepted a moment ago may not be visible yet. None only when every lookup said
+        the order does not exist; ExchangeUnreachable when the exchange could not be asked."""
+        wait = LOOKUP_FIRST_WAIT_SEC
+        for attempt in range(attempts):
+            found = self.lookup(client_order_id, symbol)
+            if found is not None:
+                return found
+            if attempt + 1 < attempts:
+                time.sleep(wait)
+                wait *= 2
+        logger.info("order %s unknown to the exchange after %d lookups", client_order_id, attempts)
+        return None
+
+    def cancel(self, client_order_id: str, symbol: str) -> LiveFill | None:
         """Cancel the order if it is still open; returns its final state (None when the exchange does not know it)."""
         import ccxt
 
@@ -320,6 +368,44 @@ class LiveExecutor:
             raise LiveExecutionError(self._text(f"balance: {self._reason(exc)}")) from None
         return {entry["asset"]: _dec(entry.get("free")) for entry in (answer.get("info") or {}).get("balances", [])}
 
+    def balances(self) -> dict[str, tuple[Decimal, Decimal]]:
+        """(free, locked) per asset on the spot account, as ``fetch_balance`` reports them."""
+        import ccxt
+
+        try:
+            answer = self.exchange.fetch_balance()
+        except ccxt.NetworkError as exc:
+            raise ExchangeUnreachable(self._text(f"balance: {type(exc).__name__}")) from None
+        except ccxt.ExchangeError as exc:
+            raise LiveExecutionError(self._text(f"balance: {self._reason(exc)}")) from None
+        return {
+            entry["asset"]: (_dec(entry.get("free")), _dec(entry.get("locked")))
+            for entry in (answer.get("info") or {}).get("balances", [])
+        }
+
+    def market_of(self, symbol: str) -> dict | None:
+        """The ccxt market of a system symbol (None when MEXC spot has no such market)."""
+        import ccxt
+
+        try:
+            return self._market(symbol)
+        except ccxt.NetworkError as exc:
+            raise ExchangeUnreachable(self._text(f"markets unavailable: {type(exc).__name__}")) from None
+
+    def last_price(self, symbol: str) -> Decimal:
+        """The exchange's last traded price of the symbol; 0 when it cannot be had."""
+        market = self.market_of(symbol)
+        return ZERO if market is None else self._last_price(market)
+
+    def sellable(self, symbol: str, wanted: Decimal, free: Decimal) -> tuple[Decimal, str]:
+        """What a SELL of ``wanted`` can really send with ``free`` units of the base asset available: the smaller of
+        the two rounded down to the market's step, and why it cannot be sent (below the market's minimum
+        quantity or notional: dust) — an empty reason when it can."""
+        market = self.market_of(symbol)
+        if market is None:
+            return ZERO, f"unknown symbol {symbol} on MEXC spot"
+        return self._checked_amount(market, min(_dec(wanted), _dec(free)), None)
+
     # --- internals ----------------------------------------------------------------------------
 
     def _text(self, text: str) -> str:
@@ -334,17 +420,50 @@ class LiveExecutor:
         return self._text(f"{type(exc).__name__}: {message}")
 
     @staticmethod
-    def _refused(status: str, reason: str, order_id: str = "") -> Fill:
-        return Fill(status, ZERO, None, ZERO, order_id, reason)
+    def _refused(status: str, reason: str, order_id: str = "", code: int | None = None) -> LiveFill:
+        return LiveFill(status, ZERO, None, ZERO, order_id, reason, code=code)
 
-    def _refusal(self, client_order_id: str, status: str, exc: Exception) -> Fill:
+    def _refusal(self, client_order_id: str, status: str, exc: Exception) -> LiveFill:
         import ccxt
 
         reason = f"exchange refused the order: {self._reason(exc)}"
         if isinstance(exc, ccxt.InsufficientFunds):
             reason = f"insufficient balance: {self._reason(exc)}"
         logger.warning("order %s %s: %s", client_order_id, status, reason)
-        return self._refused(status, reason)
+        return self._refused(status, reason, code=_exchange_answer(exc)[0])
+
+    def _create_order(self, client_order_id: str, market: dict, side: str, amount: Decimal) -> dict:
+        return self._waiting_out_rate_limits(
+            client_order_id,
+            lambda: self.exchange.create_order(
+                market["symbol"], "market", side.lower(), str(amount), None, {"clientOrderId": client_order_id}
+            ),
+        )
+
+    def _waiting_out_rate_limits(self, client_order_id: str, call):
+        """``call()``; a rate limit (HTTP 429) is waited out (its Retry-After) and the call made again, a few times."""
+        import ccxt
+
+        for attempt in range(RATE_LIMIT_RETRIES + 1):
+            try:
+                return call()
+            except ccxt.RateLimitExceeded:
+                if attempt == RATE_LIMIT_RETRIES:
+                    raise
+                wait = self._retry_after()
+                logger.warning("order %s: rate limited, asking again in %.1f s", client_order_id, wait)
+                time.sleep(wait)
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    def _retry_after(self) -> float:
+        """The wait the exchange asked for in its last answer's ``Retry-After`` (1 s if none), capped."""
+        headers = getattr(self.exchange, "last_response_headers", None) or {}
+        value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+        try:
+            wait = float(value) if value is not None else 1.0
+        except ValueError:
+            wait = 1.0
+        return min(max(wait, 0.0), RATE_LIMIT_MAX_WAIT_SEC)
 
     def _market(self, symbol: str) -> dict | None:
         self.exchange.load_markets()
@@ -388,7 +507,10 @@ class LiveExecutor:
         import ccxt
 
         try:
-            order = self.exchange.fetch_order("", market["symbol"], {"clientOrderId": client_order_id})
+            order = self._waiting_out_rate_limits(
+                client_order_id,
+                lambda: self.exchange.fetch_order("", market["symbol"], {"clientOrderId": client_order_id}),
+            )
         except ccxt.NetworkError as exc:
             raise ExchangeUnreachable(self._text(f"lookup {client_order_id}: {type(exc).__name__}")) from None
         except ccxt.AuthenticationError as exc:
@@ -402,11 +524,11 @@ class LiveExecutor:
             raise ExchangeUnreachable(self._text(f"lookup {client_order_id}: {self._reason(exc)}")) from None
         return order.get("info") or {}
 
-    def _lookup(self, client_order_id: str, market: dict) -> Fill | None:
+    def _lookup(self, client_order_id: str, market: dict) -> LiveFill | None:
         info = self._fetch_order(client_order_id, market)
         return None if info is None else self._fill_from_order(info, market)
 
-    def _await_final(self, client_order_id: str, market: dict, order_id: str) -> Fill:
+    def _await_final(self, client_order_id: str, market: dict, order_id: str) -> LiveFill:
         """Follow an accepted order until the exchange reports it final, within the settle timeout."""
         deadline = time.monotonic() + float(self.settle_timeout_sec)
         last = "not visible yet"
@@ -425,53 +547,62 @@ class LiveExecutor:
                 )
             time.sleep(POLL_INTERVAL_SEC)
 
-    def _fill_from_order(self, info: dict, market: dict) -> Fill:
+    def _fill_from_order(self, info: dict, market: dict) -> LiveFill:
         order_id = str(info.get("orderId") or "")
         status = info.get("status") or ""
         executed = _dec(info.get("executedQty"))
         cost = _dec(info.get("cummulativeQuoteQty"))
         price = (cost / executed).quantize(PRICE_STEP, ROUND_HALF_EVEN) if executed > 0 else None
         if status not in FINAL_STATUSES:
-            return Fill("PENDING", executed, price, ZERO, order_id, f"open on the exchange ({status})")
+            return LiveFill("PENDING", executed, price, ZERO, order_id, f"open on the exchange ({status})")
         if executed <= 0:
             return self._refused("FAILED", f"cancelled by the exchange with nothing filled ({status})", order_id)
-        fee, note = self._fee(order_id, market, executed, cost, price)
         fill_status = "FILLED" if status == "FILLED" else "PARTIALLY_FILLED"
+        fill = self._fill_from_trades(order_id, market, executed, cost, price)._replace(status=fill_status)
         if fill_status == "PARTIALLY_FILLED":
-            note = f"{_plain(executed)} of {_plain(_dec(info.get('origQty')))} filled ({status})" + (
-                f"; {note}" if note else ""
-            )
-        return Fill(fill_status, executed, price, fee, order_id, note)
+            note = f"{_plain(executed)} of {_plain(_dec(info.get('origQty')))} filled ({status})"
+            fill = fill._replace(reason=note + (f"; {fill.reason}" if fill.reason else ""))
+        return fill
 
-    def _fee(
+    def _fill_from_trades(
         self, order_id: str, market: dict, executed: Decimal, cost: Decimal, price: Decimal
-    ) -> tuple[Decimal, str]:
-        """The order's commission in the quote currency, from its trades; estimated at the taker rate otherwise."""
-        try:
-            trades = self.exchange.fetch_order_trades(order_id, market["symbol"])
-        except Exception as exc:
-            logger.warning("order %s: trades unavailable (%s); fee estimated", order_id, type(exc).__name__)
-            trades = []
-        fee, traded, foreign = ZERO, ZERO, []
+    ) -> LiveFill:
+        """The order's fill from its trades: quantity, average price and each commission in its own currency.
+        When the trades do not add up to what the order executed (not all visible yet, even after asking again),
+        the order's own totals are used and the commission is estimated at the taker rate in the quote asset."""
+        trades = []
+        for attempt in range(TRADES_ATTEMPTS):
+            try:
+                trades = self.exchange.fetch_order_trades(order_id, market["symbol"])
+            except Exception as exc:
+                logger.warning("order %s: trades unavailable (%s)", order_id, type(exc).__name__)
+                trades = []
+            if sum((_dec((t.get("info") or {}).get("qty")) for t in trades), ZERO) == executed:
+                break
+            if attempt + 1 < TRADES_ATTEMPTS:
+                time.sleep(POLL_INTERVAL_SEC)
+        traded, quote_amount = ZERO, ZERO
+        fees: dict[str, Decimal] = {}
         for trade in trades:
             raw = trade.get("info") or {}
-            traded += _dec(raw.get("qty"))
-            commission, asset = _dec(raw.get("commission")), raw.get("commissionAsset")
-            if asset == market["quoteId"]:
-                fee += commission
-            elif asset == market["baseId"]:
-                fee += commission * _dec(raw.get("price"), price)
-            elif commission:
-                foreign.append(f"{commission} {asset}")
-        if trades and traded == executed and not foreign:
-            return fee.quantize(PRICE_STEP, ROUND_HALF_EVEN), ""
-        estimate = (cost * _dec(market.get("taker"))).quantize(PRICE_STEP, ROUND_HALF_EVEN)
-        note = "fee estimated at the taker rate"
-        if foreign:
-            note += f" (paid as {', '.join(foreign)})"
-        return estimate, note
+            qty = _dec(raw.get("qty"))
+            traded += qty
+            quote_amount += _dec(raw.get("quoteQty"), qty * _dec(raw.get("price")))
+            asset = raw.get("commissionAsset") or market["quoteId"]
+            fees[asset] = fees.get(asset, ZERO) + _dec(raw.get("commission"))
+        if not trades or traded != executed:
+            estimate = (cost * _dec(market.get("taker"))).quantize(PRICE_STEP, ROUND_HALF_EVEN)
+            note = "trades not available: fee estimated at the taker rate"
+            return LiveFill("FILLED", executed, price, estimate, order_id, note, quote_fee=estimate)
+        price = (quote_amount / traded).quantize(PRICE_STEP, ROUND_HALF_EVEN)
+        quote_fee = fees.pop(market["quoteId"], ZERO)
+        base_fee = fees.pop(market["baseId"], ZERO)
+        value = (quote_fee + base_fee * price).quantize(PRICE_STEP, ROUND_HALF_EVEN)
+        other = tuple((asset, amount) for asset, amount in sorted(fees.items()) if amount)
+        note = "; ".join(f"fee paid as {_plain(amount)} {asset}" for asset, amount in other)
+        return LiveFill("FILLED", traded, price, value, order_id, note, quote_fee, base_fee, other)
 
-    def _existing_after_duplicate(self, client_order_id: str, market: dict) -> Fill:
+    def _existing_after_duplicate(self, client_order_id: str, market: dict) -> LiveFill:
         """The exchange refused a reused client id: the first order exists, so report that one."""
         try:
             existing = self._lookup(client_order_id, market)

@@ -29,6 +29,7 @@ class Order(models.Model):
         PARTIALLY_FILLED = "PARTIALLY_FILLED"
         FAILED = "FAILED"
         REJECTED = "REJECTED"
+        EXPIRED = "EXPIRED", "EXPIRED (never sent: too old to send, or nothing sellable above the market minimum)"
 
     order_id = models.CharField(max_length=64, blank=True, db_index=True, help_text="The executor's id")
     client_order_id = models.CharField(max_length=64, unique=True)
@@ -40,6 +41,9 @@ class Order(models.Model):
     price = MoneyField(null=True, blank=True, help_text="Average fill price")
     filled_quantity = MoneyField(default=Decimal("0"))
     fees = MoneyField(default=Decimal("0"))
+    fees_by_asset = models.JSONField(
+        default=dict, blank=True, help_text="Live: the commission in each asset it was paid in"
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
     reason = models.TextField(blank=True)
     event_time = models.BigIntegerField(db_index=True, help_text="Event time of the decision, epoch ms")
@@ -131,3 +135,15 @@ class Portfolio(models.Model):
             cls.objects.get_or_create(pk=1, defaults={"initial_capital": capital, "cash": capital})
             portfolio = fetch_singleton(cls, for_update=for_update)
         return portfolio
+
+
+class BalanceCheck(models.Model):
+    """The last comparison of the book with the exchange's balances (live trading; one row, ``execution.reconcile``)."""
+
+    checked_at = models.DateTimeField()
+    ok = models.BooleanField(default=True)
+    detail = models.TextField(blank=True, help_text="What was compared, or why the check was skipped")
+    differences = models.JSONField(default=list, blank=True, help_text="[{asset, book, exchange, difference}]")
+
+    def __str__(self) -> str:
+        return f"balances {'ok' if self.ok else 'DIFFER'} at {self.checked_at:%Y-%m-%d %H:%M:%S}"

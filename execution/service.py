@@ -10,10 +10,9 @@ import logging
 import os
 import time
 from decimal import Decimal
-from functools import lru_cache
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection
 from django.utils import timezone
 
 from cdb_project import bus, deferred_writes
@@ -27,7 +26,7 @@ from risk.models import RiskParameters, TradingState
 
 from . import metrics
 from .accounting import AccountingError, Book, Holding
-from .live import LiveExecutor, OrderOutcomeUnknown, live_trading_enabled
+from .live import live_trading_enabled
 from .models import Order, Portfolio, Position, Trade
 from .paper import Fill, PaperExchange
 from .trades import Lot, close_lots, exit_target, open_lot, target_first
@@ -67,7 +66,9 @@ def execute_order(event: dict) -> Order | None:
     enabled. A paper order is not executed here: it meets its price at its symbol's next candle, through the
     desk (``risk.decision_service.fill_waiting_orders``)."""
     if live_trading_enabled():
-        return _execute_live(event)
+        from .live_service import execute_live  # the live path: sends to MEXC, books what it executed
+
+        return execute_live(event)
     return Order.objects.filter(client_order_id=event["client_order_id"]).first()
 
 
@@ -127,51 +128,6 @@ def _locked_order(event: dict) -> tuple[TradingState, Order | None]:
     return state, order
 
 
-def _execute_live(event: dict) -> Order | None:
-    """Live: mark the order sent and commit, call MEXC outside any lock, then settle under the lock.
-
-    A redelivery or a reconciliation calls ``submit`` again, which asks the exchange for the client order id
-    first: nothing is ever sent twice. An unknown outcome (timeout) leaves the order PENDING for reconcile.
-    """
-    with transaction.atomic():
-        state, order = _locked_order(event)
-        if order is None or order.status != Order.Status.PENDING:
-            return order
-        blocked = _blocked_by_state(state, order)
-        if blocked:
-            order.status, order.reason = Order.Status.REJECTED, blocked
-            _finish(order)
-            return order
-        if order.sent_at is None:
-            order.sent_at = timezone.now()
-            order.save(update_fields=["sent_at"])
-    _test_pause_hook()
-    try:
-        fill = live_executor().submit(
-            order.client_order_id, order.symbol, order.side, order.quantity, reference_price=order.requested_price
-        )
-    except OrderOutcomeUnknown as error:
-        raise_alert(
-            "WARNING",
-            "ORDER_UNKNOWN",
-            f"{order.side} {order.quantity} {order.symbol}: outcome unknown ({error}); left PENDING for reconcile",
-            timestamp=order.event_time,
-            symbol=order.symbol,
-        )
-        return order
-    with transaction.atomic():
-        _, order = _locked_order(event)
-        if order is None or order.status != Order.Status.PENDING:
-            return order
-        return _settle_and_finish(order, fill)
-
-
-@lru_cache(maxsize=1)
-def live_executor() -> LiveExecutor:
-    """One exchange client per process (markets are loaded once)."""
-    return LiveExecutor()
-
-
 def _finish(order: Order, candle_stored_at=None) -> None:
     _publish_result(order)
     _observe(order, candle_stored_at)
@@ -185,10 +141,11 @@ def _finish(order: Order, candle_stored_at=None) -> None:
         )
 
 
-def _test_pause_hook() -> None:
-    """Test-only: with CDB_TEST_PAUSE_BEFORE_SEND=path:seconds, the first order to get here writes this
-    process's pid to ``path`` and sleeps, so a test can SIGKILL the worker between PENDING and send."""
-    spec = os.environ.get("CDB_TEST_PAUSE_BEFORE_SEND")
+def _test_pause_hook(variable: str = "CDB_TEST_PAUSE_BEFORE_SEND") -> None:
+    """Test-only: with CDB_TEST_PAUSE_BEFORE_SEND=path:seconds (or the ``variable`` named), the first order to get
+    here writes this process's pid to ``path`` and sleeps, so a test can SIGKILL the worker between PENDING and
+    send (or, live, between the exchange's fill and its booking: CDB_TEST_PAUSE_BEFORE_BOOKING)."""
+    spec = os.environ.get(variable)
     if not spec:
         return
     path, seconds = spec.rsplit(":", 1)

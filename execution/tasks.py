@@ -5,7 +5,7 @@ from celery.signals import worker_ready
 
 from cdb_project.bus import RETRY_ON_DATABASE_ERRORS, consumer
 
-from .reconcile import reconcile_pending
+from .reconcile import reconcile_balances, reconcile_pending
 from .service import execute_order
 
 logger = logging.getLogger("cdb.execution")
@@ -20,6 +20,12 @@ def on_order(event: dict) -> None:
 @shared_task(name="execution.reconcile_pending")
 def reconcile_pending_orders() -> int:
     return len(reconcile_pending())
+
+
+@shared_task(name="execution.reconcile_balances")
+def reconcile_balances_task() -> str:
+    """The beat job: the book against the exchange's balances (live trading only; paper: nothing to do)."""
+    return reconcile_balances().detail
 
 
 @worker_ready.connect

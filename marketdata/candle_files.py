@@ -32,9 +32,11 @@ from pathlib import Path
 import numpy as np
 
 from .validation import (
+    BAD_TIMESTAMP,
     DUPLICATE_TIMESTAMP,
     HEADER,
     HIGH_BELOW_LOW,
+    MAX_TIMESTAMP_MS,
     NON_POSITIVE_PRICE,
     OPEN_CLOSE_OUTSIDE_RANGE,
     TIMESTAMP_GOING_BACK,
@@ -67,7 +69,7 @@ class CandleFile:
 
     symbol: str
     interval: str
-    timestamps: np.ndarray  # int64 (object: Python ints, when one does not fit in 64 bits)
+    timestamps: np.ndarray  # int64
     values: np.ndarray  # float64 (n, 5): open, high, low, close, volume as the strategy reads them
     texts: list[list[str]]  # 5 columns: each accepted plain row's exact text ("0" where checked one by one)
     checked_rows: dict[int, CandleRow]  # accepted rows checked one by one, by position
@@ -124,9 +126,11 @@ def parse_csv(data: bytes, symbol: str, interval: str) -> CandleFile:
     values = np.fromiter(map(float, chain.from_iterable(texts)), np.float64, count=len(plain) * 5)
     values = values.reshape(5, -1).T
     reasons, unsure = _plain_reasons(values)
+    late = ts > MAX_TIMESTAMP_MS  # validation._check_plain judges the timestamp first
+    reasons[late], unsure[late] = 4, False
 
     rejected: Counter = Counter()
-    for code, count in enumerate(np.bincount(reasons[~unsure], minlength=4).tolist()):
+    for code, count in enumerate(np.bincount(reasons[~unsure], minlength=5).tolist()):
         if code and count:
             rejected[_PLAIN_REASONS[code]] += count
     to_check = np.ones(len(line_end), bool)
@@ -138,7 +142,7 @@ def parse_csv(data: bytes, symbol: str, interval: str) -> CandleFile:
     line_of = np.concatenate((plain[plain_good], np.fromiter(checked, np.int64, count=len(checked))))
     order = np.argsort(line_of, kind="stable")
     checked_ts = [row.timestamp for row in checked.values()]
-    stamps = _timestamps(ts[plain_good], checked_ts)[order]
+    stamps = np.concatenate((ts[plain_good], np.array(checked_ts, np.int64)))[order]  # all ≤ MAX_TIMESTAMP_MS
     accepted = _in_order(stamps, rejected)
 
     take = order[accepted]  # positions among the candidates, in line order
@@ -230,7 +234,7 @@ def _exponent_numbers(buf, at, kind, field, fields, point, n_point, sep, field_s
     return ok & (k <= 12) & (decimals + k <= 12)
 
 
-_PLAIN_REASONS = {1: NON_POSITIVE_PRICE, 2: HIGH_BELOW_LOW, 3: OPEN_CLOSE_OUTSIDE_RANGE}
+_PLAIN_REASONS = {1: NON_POSITIVE_PRICE, 2: HIGH_BELOW_LOW, 3: OPEN_CLOSE_OUTSIDE_RANGE, 4: BAD_TIMESTAMP}
 
 
 def _plain_reasons(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -250,24 +254,9 @@ def _plain_reasons(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return reasons, unsure
 
 
-def _timestamps(plain: np.ndarray, checked: list[int]) -> np.ndarray:
-    """Both lists as one array: int64, or Python ints when a checked row's timestamp needs more than 63 bits."""
-    if all(0 <= ts < 2**63 for ts in checked):
-        return np.concatenate((plain, np.array(checked, np.int64)))
-    return np.array([*plain.tolist(), *checked], dtype=object)
-
-
 def _in_order(stamps: np.ndarray, rejected: Counter) -> np.ndarray:
     """Which candidates (in line order) the order rule accepts: a timestamp above every earlier accepted one.
     A refused row is never above that maximum, so the running maximum of all candidates is the same."""
-    if stamps.dtype == object:
-        highest, accepted = None, []
-        for ts in stamps.tolist():
-            accepted.append(highest is None or ts > highest)
-            if not accepted[-1]:
-                rejected[DUPLICATE_TIMESTAMP if ts == highest else TIMESTAMP_GOING_BACK] += 1
-            highest = ts if highest is None else max(highest, ts)
-        return np.array(accepted, bool)
     if len(stamps) == 0:
         return np.zeros(0, bool)
     before = np.concatenate(([-1], np.maximum.accumulate(stamps)[:-1]))
@@ -337,11 +326,7 @@ def _merged_chunks(files: list[CandleFile], bar: Callable, candle: type) -> Iter
     keys = sorted({(f.symbol, f.interval) for f in files})
     rank = np.repeat([keys.index((f.symbol, f.interval)) for f in files], sizes)
     which = np.repeat(np.arange(len(files)), sizes)
-    if any(f.timestamps.dtype == object for f in files):
-        stamps = [ts for f in files for ts in f.timestamps.tolist()]
-        order = np.array(sorted(range(len(stamps)), key=lambda i: (stamps[i], rank[i])), np.int64)
-    else:
-        order = np.lexsort((np.arange(len(rank)), rank, np.concatenate([f.timestamps for f in files])))
+    order = np.lexsort((np.arange(len(rank)), rank, np.concatenate([f.timestamps for f in files])))
     first = np.concatenate(([0], np.cumsum(sizes)[:-1]))  # each file's first row in the global numbering
     done = np.zeros(len(files), np.int64)  # rows of each file handed out so far
     tuple_bar = isinstance(bar, type) and issubclass(bar, tuple)

@@ -17,6 +17,9 @@ QUANTUM = Decimal("1e-12")  # MoneyField: 12 fractional digits
 MAX_VALUE = Decimal("1e18")  # MoneyField: 18 integer digits
 WIDE = Context(prec=30)  # 18 integer digits and 12 decimals: what quantizing a value below MAX_VALUE may need
 SMALLEST_PRICE = Decimal("5e-13")  # rounds to 1e-12 at 12 places; anything smaller would be stored as 0
+# 9999-12-31T23:59:59.999Z, EVENT_SCHEMA.json's bound: a later timestamp overflowed PostgreSQL's bigint (or failed
+# the event's validation) and aborted a whole replay
+MAX_TIMESTAMP_MS = 253_402_300_799_999
 
 MALFORMED = "malformed_line"
 NON_NUMERIC = "non_numeric"
@@ -51,6 +54,7 @@ INTERVAL_MS = {
     "4h": 14_400_000,
     "1d": 86_400_000,
 }
+SYMBOL = re.compile(r"[A-Z0-9]{1,20}_[A-Z0-9]{1,20}")  # BASE_QUOTE, as EVENT_SCHEMA.json has it
 FILE_NAME = re.compile(r"^(?P<symbol>[A-Z0-9]{1,20}_[A-Z0-9]{1,20})-(?P<interval>[0-9]+[smhdwM])\.csv$")
 
 
@@ -113,7 +117,7 @@ def check_row(fields: list[str]) -> CandleRow | str:
         return NON_NUMERIC
     if not (ts.is_finite() and o.is_finite() and h.is_finite() and lo.is_finite() and c.is_finite() and v.is_finite()):
         return NON_NUMERIC  # NaN, Infinity
-    if ts < 0 or ts != ts.to_integral_value():
+    if ts < 0 or ts > MAX_TIMESTAMP_MS or ts != ts.to_integral_value():
         return BAD_TIMESTAMP
     if max(abs(o), abs(h), abs(lo), abs(c), abs(v)) >= MAX_VALUE:
         return OUT_OF_RANGE
@@ -141,6 +145,8 @@ _plain_row = PLAIN_ROW.fullmatch
 
 def _check_plain(ts: str, o: str, h: str, lo: str, c: str, v: str) -> CandleRow | str:
     """check_row for a PLAIN_ROW match: the same result, without the checks that cannot fail."""
+    if int(ts) > MAX_TIMESTAMP_MS:
+        return BAD_TIMESTAMP
     o, h, lo, c = Decimal(o), Decimal(h), Decimal(lo), Decimal(c)
     if min(o, h, lo, c) < SMALLEST_PRICE:
         return NON_POSITIVE_PRICE

@@ -222,7 +222,7 @@ class MarketWatch:
             self.latest_order_time = version[0]  # the version row reads it first
         else:  # the one-row tables were only just created
             self.latest_order_time = Order.objects.aggregate(latest=Max("event_time"))["latest"]
-        self.held = sorted(symbol for symbol, quantity in self.rows.quantities.items() if quantity > 0)
+        self.held = sorted(self.rows.priced_symbols())
         self.closes = None
         self.read_prices = None
         self.latest_symbol_orders: dict[str, int | None] = {}

@@ -103,14 +103,20 @@ class AccountState:
     # Proceeds (after costs) of approved sells not yet executed: their quantity has left ``positions`` so that
     # nothing is sold twice, and this keeps it in the equity (not in the cash that new entries may spend).
     receivable: Decimal = Decimal(0)
+    # Quantities of approved entries not yet executed, by symbol: not held (never sold, never stopped), but their
+    # cost has left the cash, so they count in the exposure, the position limit and the equity.
+    entering: Mapping[str, Decimal] = field(default_factory=dict)
 
     def position_value(self, symbol: str) -> Decimal:
-        return self.positions.get(symbol, Decimal(0)) * self.prices.get(symbol, Decimal(0))
+        quantity = self.positions.get(symbol, Decimal(0)) + self.entering.get(symbol, Decimal(0))
+        return quantity * self.prices.get(symbol, Decimal(0))
 
     @cached_property
     def exposure(self) -> Decimal:
         total, prices = Decimal(0), self.prices  # summed in the positions' order, as sum(..., Decimal(0)) would
         for symbol, quantity in self.positions.items():
+            total += quantity * prices.get(symbol, Decimal(0))
+        for symbol, quantity in self.entering.items():
             total += quantity * prices.get(symbol, Decimal(0))
         return total
 

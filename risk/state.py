@@ -166,8 +166,7 @@ def release(reason: str, actor: str) -> TradingState:
         state = TradingState.load(for_update=True)
         if state.state == TradingState.State.HALTED:
             rows = account_rows(lock=True)  # valued now, against the day's stored start (no day roll-over here)
-            held = [symbol for symbol, quantity in rows.quantities.items() if quantity > 0]
-            account = account_state(rows, state.state, latest_prices(held, clock.now_ms()))
+            account = account_state(rows, state.state, latest_prices(rows.priced_symbols(), clock.now_ms()))
             if account.daily_drawdown >= RiskParameters.load().max_daily_drawdown_pct:
                 reason += "; " + _restart_daily_drawdown(account, actor, reason)
         return apply_state_change(state, "ACTIVE", reason, actor, now_ms())

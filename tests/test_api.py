@@ -183,6 +183,29 @@ def test_token_for_username_and_password_then_use_it():
     assert client.get("/api/status/").status_code == 200
 
 
+def test_tokens_expire_and_a_login_hands_out_a_new_one(settings):
+    settings.TOKEN_TTL_HOURS = 24
+    make_user("scripted")
+    old = token_client(User.objects.get(username="scripted"))
+    Token.objects.filter(user__username="scripted").update(created=timezone.now() - timedelta(hours=25))
+    refused = old.get("/api/status/")
+    assert refused.status_code == 401 and "expired" in refused.json()["detail"]
+    fresh = APIClient().post("/api/token/", {"username": "scripted", "password": "pw"}, format="json").json()["token"]
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {fresh}")
+    assert client.get("/api/status/").status_code == 200
+    assert old.get("/api/status/").status_code == 401  # the expired key is gone
+    settings.TOKEN_TTL_HOURS = 0  # never
+    Token.objects.filter(key=fresh).update(created=timezone.now() - timedelta(days=3650))
+    assert client.get("/api/status/").status_code == 200
+
+
+def test_password_reset_is_not_offered_without_mail():
+    for url in ["/accounts/password_reset/", "/accounts/reset/done/"]:
+        assert Client().get(url).status_code == 404, url
+    assert Client().get("/accounts/login/").status_code == 200
+
+
 def test_token_refuses_a_wrong_password():
     make_user("bob")
     response = APIClient().post("/api/token/", {"username": "bob", "password": "nope"}, format="json")
@@ -538,8 +561,15 @@ def test_after_a_halt_a_signal_creates_no_order(operator, sma_cross, django_capt
 # --- schema and docs ------------------------------------------------------------------------------------
 
 
-def test_openapi_schema_lists_every_endpoint():
-    response = APIClient().get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+def test_schema_and_docs_need_a_login(viewer):
+    assert APIClient().get("/api/schema/").status_code == 401
+    docs = APIClient().get("/api/docs/")
+    assert docs.status_code == 302 and docs["Location"] == "/accounts/login/?next=/api/docs/"
+    assert viewer.get("/api/schema/").status_code == 200
+
+
+def test_openapi_schema_lists_every_endpoint(viewer):
+    response = viewer.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
     assert response.status_code == 200
     schema = response.json()
     assert schema["openapi"].startswith("3.")
@@ -560,7 +590,9 @@ def test_openapi_schema_lists_every_endpoint():
 
 
 def test_swagger_ui_is_served_from_the_installed_package():
-    html = APIClient().get("/api/docs/").content.decode()
+    client = Client()
+    client.force_login(make_user("reader"))
+    html = client.get("/api/docs/").content.decode()
     assert "swagger-ui" in html
     assert "cdn" not in html.lower() and "https://" not in html
     assert "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in html
@@ -583,6 +615,25 @@ def test_date_filter_out_of_range_after_conversion_is_400(viewer):
     assert response.status_code == 400 and "until" in response.json()
 
 
+def test_json_nested_deeper_than_the_decoder_follows_is_a_400():
+    deep = "[" * 1000 + "]" * 1000
+    response = APIClient().post("/api/token/", deep, content_type="application/json")
+    assert response.status_code == 400 and "nested too deeply" in response.json()["detail"]
+
+
+def test_a_nul_in_the_positions_symbol_filter_is_a_400(viewer):
+    Position.objects.create(symbol="BTC_USDT", quantity=1, avg_entry_price=100)
+    response = viewer.get("/api/positions/?symbol=%00")
+    assert response.status_code == 400 and "symbol" in response.json()
+    assert viewer.get("/api/positions/?symbol=BTC_USDT").json()["count"] == 1
+    assert viewer.get("/api/positions/?symbol=ETH_USDT").json()["count"] == 0
+
+
+def test_live_state_is_never_cached(viewer):
+    for url in ["/api/status/", "/api/risk/state/"]:
+        assert "no-store" in viewer.get(url)["Cache-Control"], url
+
+
 def test_api_404_is_json_even_when_no_route_matches(viewer):
     response = viewer.get("/api/orders/1.5e-3/")
     assert response.status_code == 404 and response.json() == {"detail": "Not found."}
@@ -592,7 +643,7 @@ def test_api_404_is_json_even_when_no_route_matches(viewer):
 def test_a_body_of_a_type_the_endpoint_does_not_read_is_refused_with_a_documented_415(superuser):
     response = superuser.generic("POST", "/api/risk/halt/", "halt now", content_type="text/plain")
     assert response.status_code == 415 and "text/plain" in response.json()["detail"]
-    schema = APIClient().get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    schema = superuser.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
     writes = [("/api/risk/halt/", "post"), ("/api/risk/release/", "post"), ("/api/risk/parameters/", "patch")]
     for path, method in writes:
         assert "415" in schema["paths"][path][method]["responses"], (path, method)

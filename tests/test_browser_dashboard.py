@@ -92,9 +92,13 @@ def page():
         page = context.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda error: errors.append(str(error)))
+        # Chromium reports what the Content-Security-Policy blocked on the console ("Refused to …").
+        violations: list[str] = []
+        page.on("console", lambda m: "Security Policy" in m.text and violations.append(f"{m.text} {m.location}"))
         page.js_errors = errors
         page.outside_requests = outside
         yield page
+        assert not violations, violations
         # The test's ORM calls beside Playwright's event loop ran on a connection of that loop's context (asgiref's
         # Local): close it here, in that context, or it outlives the test and blocks dropping the test database.
         connections.close_all()
@@ -269,6 +273,31 @@ def test_viewer_gets_no_halt_button_and_a_403(server, page):
     expect(page.locator("#swagger-ui")).to_contain_text("/api/risk/halt/")
     _shot(page, "api-docs")
     assert not page.outside_requests, page.outside_requests
+
+
+def test_admin_kill_switch_asks_and_halts_under_the_content_security_policy(server, page):
+    User.objects.create_superuser("chief", password="chief-password")
+    page.goto(f"http://127.0.0.1:{server.port}/admin/login/?next=/admin/risk/tradingstate/")
+    page.fill("#id_username", "chief")
+    page.fill("#id_password", "chief-password")
+    page.click("input[type=submit]")
+    page.fill("#id_reason", "admin browser halt")
+    asked: list[str] = []
+
+    def answer(dialog) -> None:  # the confirmation comes from static/cdb/admin_confirm.js, not an inline onclick
+        asked.append(dialog.message)
+        dialog.dismiss() if len(asked) == 1 else dialog.accept()
+
+    page.on("dialog", answer)
+    page.click("button.cdb-halt")
+    assert asked == ["HALT trading? No further order executes until someone releases it."]
+    assert TradingState.load().state == "ACTIVE"  # dismissed: nothing sent
+    page.click("button.cdb-halt")
+    expect(page.locator(".messagelist")).to_contain_text("HALTED")
+    assert TradingState.load().state == "HALTED"
+    assert page.locator("button.cdb-halt").evaluate("b => getComputedStyle(b).backgroundColor") == "rgb(186, 33, 33)"
+    _shot(page, "admin-kill-switch")
+    assert not page.js_errors, page.js_errors
 
 
 def test_page_reconnects_and_resynchronises_after_a_server_restart(service_env, tmp_path, page):

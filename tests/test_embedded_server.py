@@ -25,8 +25,15 @@ def _manage(env, *args) -> subprocess.CompletedProcess:
 def test_ensure_admin_creates_one_admin_once(tmp_path):
     env = _embedded_env(tmp_path)
     assert _manage(env, "migrate", "--noinput").returncode == 0
-    first = _manage(env, "ensure_admin")
-    assert first.returncode == 0 and "Created admin user 'admin' with password: " in first.stdout
+    saved = tmp_path / "admin-password"
+    first = _manage({**env, "GENERATED_ADMIN_PASSWORD_FILE": str(saved)}, "ensure_admin")
+    assert first.returncode == 0 and f"its generated password is in {saved}" in first.stdout
+    password = saved.read_text().strip()
+    assert len(password) >= 16 and password not in first.stdout + first.stderr  # never into a log
+    assert saved.stat().st_mode & 0o777 == 0o600
+    admin = "from django.contrib.auth.models import User; admin = User.objects.get(username='admin'); "
+    check = admin + f"print(admin.check_password({password!r}))"
+    assert _manage(env, "shell", "-c", check).stdout.strip().endswith("True")
     second = _manage(env, "ensure_admin")
     assert second.returncode == 0 and "exists already" in second.stdout and "password" not in second.stdout
 

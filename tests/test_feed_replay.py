@@ -182,6 +182,9 @@ BROKEN_ROWS = [
     ("1515560700000,0.0995,0.0997,0.099", "malformed_line"),
     ("this is not a candle", "malformed_line"),
     ("1515560700000;0.0995;0.0997;0.099;0.0995;3", "malformed_line"),
+    # after the year 9999: overflowed PostgreSQL's bigint (or failed the event schema) and aborted the replay
+    ("99999999999999999999999,0.0995,0.0997,0.099,0.0995,3", "bad_timestamp"),
+    ("999999999999999999,0.0995,0.0997,0.099,0.0995,3", "bad_timestamp"),
     ("1515560700000,0.0995,0.0997,0.099,0.0995,3", None),
     ("1515560700000,0.0995,0.0997,0.099,0.0995,4", "duplicate_timestamp"),
     ("1515560400000,0.0995,0.0997,0.099,0.0995,4", "timestamp_going_back"),

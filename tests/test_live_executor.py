@@ -387,3 +387,45 @@ def test_exchange_is_spot_only_and_pointed_at_the_configured_url(live_settings, 
 def test_symbols_are_converted_to_ccxt():
     assert system_symbol_to_ccxt("ETH_USDT") == "ETH/USDT"
     assert system_symbol_to_ccxt("ETH/USDT") == "ETH/USDT"
+
+
+# --- what the exchange really does (issue 20) ---------------------------------------------------------------------
+
+
+def test_a_rate_limit_is_waited_out_and_the_order_placed_once(executor, fake):
+    fake.rate_limited, fake.retry_after_seconds = 1, 1  # the next signed request answers 429, Retry-After: 1
+    started = time.monotonic()
+    fill = executor.submit("cdb-429-1", "ETH_USDT", "BUY", Decimal("0.25"))
+    assert fill.status == "FILLED" and time.monotonic() - started >= 1.0
+    # The 429 hit the lookup before sending (placements wait it out the same way): one order, accepted.
+    assert [r.accepted for r in fake.orders_for("cdb-429-1")] == [True]
+    assert len(fake.placed_orders()) == 1
+
+
+def test_fees_are_read_per_trade_in_their_own_currency(executor, fake):
+    fake.fee_in, fake.trades_per_order = "received", 2
+    buy = executor.submit("cdb-fee-1", "ETH_USDT", "BUY", Decimal("0.25"))
+    assert (buy.quote_fee, buy.base_fee, buy.other_fees) == (Decimal(0), Decimal("0.000125"), ())
+    assert buy.fee == Decimal("0.25")  # 0.000125 ETH valued at 2,000
+    fake.fee_in, fake.prices["MXUSDT"], fake.balances["MX"] = "MX", "2.5", Decimal("5")
+    sell = executor.submit("cdb-fee-2", "ETH_USDT", "SELL", Decimal("0.25"))
+    assert sell.fee == 0 and sell.other_fees == (("MX", Decimal("0.1")),) and "0.1 MX" in sell.reason
+
+
+def test_find_asks_again_for_an_order_that_shows_late(executor, fake):
+    fake.visible_after_seconds = 0.6
+    fake.hang_seconds = 2.0
+    with pytest.raises(OrderOutcomeUnknown):
+        executor.submit("cdb-late-1", "ETH_USDT", "BUY", Decimal("0.25"))
+    assert executor.lookup("cdb-late-1", "ETH_USDT") is not None  # by now it shows
+    fake.visible_after_seconds = 30.0
+    assert executor.find("cdb-late-1", "ETH_USDT", attempts=2) is None
+    asked = [r for r in fake.requests if r == ("GET", "/api/v3/order")]
+    assert len(asked) >= 3
+
+
+def test_sellable_is_the_smaller_of_wanted_and_free_and_names_dust(executor, fake):
+    assert executor.sellable("ETH_USDT", Decimal("0.45427275"), Decimal("1")) == (Decimal("0.4542"), "")
+    assert executor.sellable("ETH_USDT", Decimal("0.5"), Decimal("0.3")) == (Decimal("0.3000"), "")
+    amount, problem = executor.sellable("ETH_USDT", Decimal("0.00007275"), Decimal("1"))
+    assert amount == 0 and "below the minimum order quantity 0.0001 ETH" in problem

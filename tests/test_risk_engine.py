@@ -204,3 +204,19 @@ def test_an_exit_on_a_symbol_off_the_watch_list_still_goes():
     held = account(cash="9000", positions={"ETH_USDT": "10"})
     decision = decide(held, ProposedOrder("ETH_USDT", "SELL", D("10"), D("100")), off_list)
     assert decision.approved and decision.quantity == D("10")
+
+
+def test_an_entry_not_yet_filled_counts_in_the_exposure_but_is_not_held():
+    # 10 BTC held at 100 and 5 more approved, not filled yet (entering): equity 1,000 cash + 1,500 = 2,500;
+    # the exposure 1,500 reaches MAX_EXPOSURE_PCT 0.6 × 2,500 = 1,500, so the next entry is blocked — counting
+    # only what is held (1,000) it would pass; an exit still sells only the 10 held.
+    from risk.engine import AccountState, MarketSnapshot, ProposedOrder, RiskEngine, proposed_quantity
+
+    state = AccountState("ACTIVE", D(1000), {"BTC": D(10)}, {"BTC": D(100)}, entering={"BTC": D(5)})
+    assert state.exposure == D(1500) and state.equity == D(2500)
+    assert state.position_value("BTC") == D(1500)
+    parameters = {**PARAMS, "MAX_EXPOSURE_PCT": D("0.6")}
+    market = MarketSnapshot(price=D(100), last_data_ms=NOW)
+    decision = RiskEngine().evaluate(state, ProposedOrder("BTC", "BUY", D(1), D(100)), market, parameters, NOW)
+    assert (decision.action, decision.layer) == ("REJECT", "exposure")
+    assert proposed_quantity("SELL", state, "BTC", D(100), D("0.1")) == D(10)

@@ -195,8 +195,9 @@ def test_non_json_and_binary_frames_get_an_error_and_the_socket_stays_open(daphn
         wait_until(lambda: client.pushed("snapshot"), message="the snapshot")
         client._socket.send("not json {")
         client._socket.send(b"\x00\x01binary")
-        errors = wait_until(lambda: len(client.pushed("error")) >= 2 and client.pushed("error"), message="errors")
-        assert [e["status"] for e in errors] == [400, 400]
+        client._socket.send("[" * 100_000 + "]" * 100_000)  # deeper than the JSON decoder follows
+        errors = wait_until(lambda: len(client.pushed("error")) >= 3 and client.pushed("error"), message="errors")
+        assert [e["status"] for e in errors] == [400, 400, 400]
         client.send({"action": "snapshot"})
         wait_until(lambda: len(client.pushed("snapshot")) == 2, message="still open")
     finally:

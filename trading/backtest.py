@@ -108,14 +108,24 @@ def read_bars(
     for file in files if rejected is not None else ():
         for reason, count in file.rejected.items():
             rejected[reason] = rejected.get(reason, 0) + count
-    for file in files if series is not None and any(len(f) for f in files) else ():
+    for file in files if series is not None else ():
         if len(file):
-            step, last = interval_ms(file.interval), int(file.timestamps.max())
-            known = series.get(file.symbol)
-            if known is not None:
-                step, last = min(step, known.interval_ms), max(last, known.last_ms)
-            series[file.symbol] = stale.CandleSeries(step, last)
+            add_series(series, file.symbol, stale.CandleSeries(interval_ms(file.interval), int(file.timestamps.max())))
     return iter_merged(files, Bar, Candle)
+
+
+def add_series(series: dict[str, stale.CandleSeries], symbol: str, more: stale.CandleSeries) -> None:
+    """Another file of ``symbol``: the watch expects its shortest interval, until its latest candle."""
+    known = series.get(symbol)
+    if known is not None:
+        more = stale.CandleSeries(min(more.interval_ms, known.interval_ms), max(more.last_ms, known.last_ms))
+    series[symbol] = more
+
+
+def watched_series(series: dict[str, stale.CandleSeries], whitelist) -> dict[str, stale.CandleSeries]:
+    """What the data-stale watch expects (``Backtest.watched``): the files' symbols, as ``run_feed --source replay``
+    watches its files', less what a whitelist leaves out."""
+    return {symbol: v for symbol, v in sorted(series.items()) if not whitelist or symbol in whitelist}
 
 
 @dataclass
@@ -348,21 +358,21 @@ class Backtest:
     ) -> AccountState:
         """The account as the engine sees it; ``with_lots``: with each held symbol's open lots and their stops
         (what the watch checks stop-losses on; a decision does not read them). Orders waiting for their fill
-        count as done, at their decision's price and estimated costs, as the live account counts PENDING orders
-        (``execution.account.account_rows``): two decisions in a row must not spend the same room twice."""
+        count as the live account counts PENDING orders (``execution.account.account_rows``): an entry's estimated
+        cost leaves the cash and it counts as being entered (not held), an exit's units leave the position."""
         entry_times = self.entry_times
         while entry_times and entry_times[0] <= now - MINUTE_MS:
             entry_times.popleft()
         lots = {s: tuple(held) for s, held in self.lots.items() if held} if with_lots else {}
         quantities = {s: h.quantity for s, h in self.book.holdings.items() if h.quantity > 0}
-        cash, receivable = self.book.cash, Decimal(0)
+        cash, receivable, entering = self.book.cash, Decimal(0), {}
         if self.pending_orders:
             slippage, fee = self.exchange.slippage_pct, self.exchange.fee_rate
             for order in reversed(self.pending_orders):  # newest first, as the live query reads them
                 symbol_, quantity, price = order.symbol, order.quantity, order.requested_price
                 if order.side == "BUY":
-                    quantities[symbol_] = quantities.get(symbol_, Decimal(0)) + quantity
                     cash -= quantity * price * (1 + slippage) * (1 + fee)
+                    entering[symbol_] = entering.get(symbol_, Decimal(0)) + quantity
                 else:
                     quantities[symbol_] = quantities.get(symbol_, Decimal(0)) - quantity
                     receivable += quantity * price * (1 - slippage) * (1 - fee)
@@ -379,6 +389,7 @@ class Backtest:
             last_stop_ms={symbol: self.last_stop[symbol]} if symbol in self.last_stop else {},
             lots=lots,
             receivable=receivable,
+            entering=entering,
         )
 
     def _market(self, symbol: str) -> MarketSnapshot:

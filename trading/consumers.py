@@ -55,7 +55,7 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         """A frame that is not a JSON text gets an error answer; the socket stays open (it used to close 1011)."""
         try:
             content = json.loads(text_data) if text_data is not None else None
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than the decoder follows
             content = None
         if content is None:
             detail = 'send JSON text frames, e.g. {"action": "snapshot"}'

@@ -298,12 +298,15 @@ def watchlist(now: int | None = None) -> dict:
 
 def health() -> dict:
     """The service-health card as ``{ok, detail}`` per part: the database on this request's own connection
-    (the page reads it anyway), Redis and the workers through the checks behind ``/health``, and the
-    notification destinations when there are any."""
+    (the page reads it anyway), Redis and the workers through the checks behind ``/health``, the notification
+    destinations when there are any, and (live trading) the book against the exchange's balances."""
     out = _services_health()
     notifications = _notifications_health()
     if notifications is not None:
         out["notifications"] = notifications
+    balances = _balances_health()
+    if balances is not None:
+        out["balances"] = balances
     return out
 
 
@@ -328,6 +331,16 @@ def _services_health() -> dict:
         detail = f"{workers} worker(s) answered" if workers else "no worker answered"
         out["workers"] = {"ok": bool(workers), "detail": detail}
     return out
+
+
+def _balances_health() -> dict | None:
+    """Live trading: whether the book matches the exchange's balances (``execution.reconcile``)."""
+    try:
+        from execution.reconcile import balance_health
+
+        return balance_health()
+    except Exception as error:  # the card reports, never fails the page
+        return {"ok": False, "detail": f"{type(error).__name__}: {error}"[:200]}
 
 
 def _notifications_health() -> dict | None:

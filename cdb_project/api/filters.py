@@ -6,7 +6,7 @@ import django_filters as filters
 from django import forms
 from django_filters.fields import IsoDateTimeField
 
-from execution.models import SIDES, Order, Trade
+from execution.models import SIDES, Order, Position, Trade
 from marketdata.models import Candle
 from risk.models import Alert, RiskEvent
 from trading.models import BacktestRun, Signal
@@ -45,6 +45,14 @@ class OrderFilter(filters.FilterSet):
     class Meta:
         model = Order
         fields = ["symbol", "status", "side", "since", "until"]
+
+
+class PositionFilter(filters.FilterSet):
+    symbol = filters.CharFilter()  # a form field: a NUL is a 400 (PostgreSQL refused the query with a 500)
+
+    class Meta:
+        model = Position
+        fields = ["symbol"]
 
 
 class TradeFilter(filters.FilterSet):

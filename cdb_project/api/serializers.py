@@ -245,6 +245,7 @@ class HealthSerializer(serializers.Serializer):
     redis = CheckSerializer()
     workers = CheckSerializer()
     notifications = CheckSerializer(required=False)
+    balances = CheckSerializer(required=False, help_text="Live: the book against the exchange's balances")
 
 
 class StatusSerializer(serializers.Serializer):

@@ -1,8 +1,10 @@
+from django.contrib.auth.decorators import login_required
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 
 from notify import api as notify_api
+from optimize import api as optimize_api
 
 from . import views
 
@@ -18,6 +20,7 @@ router.register("candles", views.CandleViewSet, basename="candle")
 router.register("backtests", views.BacktestRunViewSet, basename="backtest")
 router.register("notifications/destinations", notify_api.DestinationViewSet, basename="notification-destination")
 router.register("notifications", notify_api.NotificationViewSet, basename="notification")
+router.register("optimizations", optimize_api.OptimizationRunViewSet, basename="optimization")
 
 urlpatterns = [
     path("status/", views.StatusView.as_view(), name="api-status"),
@@ -30,6 +33,8 @@ urlpatterns = [
     path("notifications/daily-report/", notify_api.DailyReportView.as_view(), name="api-notify-daily-report"),
     path("token/", views.TokenView.as_view(), name="api-token"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    # A page for a browser: an anonymous visitor is sent to the login page (the schema itself answers 401). The
+    # split view serves its start-up script from a URL of its own instead of inline (Content-Security-Policy).
+    path("docs/", login_required(SpectacularSwaggerSplitView.as_view(url_name="api-schema")), name="api-docs"),
     path("", include(router.urls)),
 ]

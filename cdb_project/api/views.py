@@ -3,6 +3,8 @@
 from decimal import Decimal
 
 from django.db.models import Count, Max, Q, Sum
+from django.utils.decorators import method_decorator
+from django.views.decorators.cache import never_cache
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import status as http
@@ -12,6 +14,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from execution.models import Order, Position, Trade
@@ -24,6 +27,7 @@ from trading import chart_service, dashboard
 from trading.models import BacktestRun, Signal
 
 from . import filters, serializers
+from .authentication import current_token
 from .permissions import CanHaltTrading, ReadOrStaffWrite
 
 ERROR_400 = OpenApiResponse(description="Invalid input: the body names each bad field and why")
@@ -162,15 +166,14 @@ class PositionViewSet(ReadOnly):
     """Open positions with their unrealized profit/loss at the latest close."""
 
     serializer_class = serializers.PositionSerializer
+    filterset_class = filters.PositionFilter
     lookup_field = "symbol"
 
     def get_queryset(self):
-        queryset = Position.objects.filter(quantity__gt=0).order_by("symbol")
-        symbol = self.request.query_params.get("symbol")
-        return queryset.filter(symbol=symbol) if symbol else queryset
+        return Position.objects.filter(quantity__gt=0).order_by("symbol")
 
     def filter_queryset(self, queryset):
-        rows = list(queryset)
+        rows = list(super().filter_queryset(queryset))
         newest = dict(
             Candle.objects.filter(symbol__in=[p.symbol for p in rows])
             .values("symbol")
@@ -225,6 +228,7 @@ class ChartView(APIView):
         return Response(data)
 
 
+@method_decorator(never_cache, name="dispatch")  # Cache-Control: no-store — live state, never from a cache
 class StatusView(APIView):
     permission_classes = [IsAuthenticated]
 
@@ -305,6 +309,7 @@ class ReleaseView(APIView):
         return Response(serializers.TradingStateSerializer(state_snapshot(state)).data)
 
 
+@method_decorator(never_cache, name="dispatch")
 class TradingStateView(APIView):
     permission_classes = [IsAuthenticated]
 
@@ -322,6 +327,7 @@ class TokenView(ObtainAuthToken):
     from that address for LOGIN_LOCKOUT_MINUTES, even with the right password: 429."""
 
     serializer_class = serializers.TokenRequestSerializer
+    parser_classes = api_settings.DEFAULT_PARSER_CLASSES  # ObtainAuthToken names DRF's own, deep JSON's 500 included
 
     @extend_schema(
         summary="Exchange a username and password for an API token",
@@ -334,7 +340,9 @@ class TokenView(ObtainAuthToken):
     )
     def post(self, request, *args, **kwargs):
         try:
-            return super().post(request, *args, **kwargs)
+            serializer = self.get_serializer(data=request.data)
+            serializer.is_valid(raise_exception=True)
+            return Response({"token": current_token(serializer.validated_data["user"]).key})
         except ValidationError:
             # Django's authenticate() turns the lockout (axes' backend refusing, or this failure reaching the
             # limit) into a failed login; axes marks the request.

@@ -11,12 +11,30 @@ must be the lowercase hex HMAC-SHA256 of *totalParams* (the query string, withou
 concatenated with the request body) keyed with the secret. Errors are MEXC's ``{"code": ..., "msg": ...}``
 bodies with HTTP 400.
 
-Behaviours for tests: fills at ``prices[symbol]``; balances are checked and moved (MEXC's 30004
-"Insufficient position" when short); ``fill_ratio`` < 1 leaves a market order PARTIALLY_CANCELED;
-``hang_seconds`` > 0 stores (and fills) a new order but answers only after that delay, so the client
-times out while the order exists; a reused ``newClientOrderId`` is refused; ``orders_invisible`` makes
-order queries answer "Order does not exist." (MEXC can lag right after a placement). Every ``POST /api/v3/order``
-that reaches the server is recorded in ``received_orders`` (accepted or not), every request in ``requests``.
+Error codes, as MEXC documents and answers them (https://www.mexc.com/api-docs/spot-v3/error-code and
+https://www.mexc.com/api-docs/spot-v3/general-info; ccxt's mexc exception table maps the same codes):
+
+* ``30004`` "Insufficient position": a SELL for more than the free base balance, or a BUY the free quote balance
+  cannot pay (ccxt: InsufficientFunds);
+* ``30002`` "The minimum transaction volume cannot be less than:" + the minimum notional (ccxt: InvalidOrder),
+  for a quantity below the market's minimum or an order value below its minimum notional;
+* ``-2013`` "Order does not exist." for GET /api/v3/order, ``-2011`` "Unknown order sent." for DELETE;
+* HTTP ``429`` "Too Many Requests" with a ``Retry-After`` header (seconds to wait) when a rate limit is broken
+  (general info, "Limits Error"); ``rate_limited`` makes the next so many signed requests answer it.
+
+Behaviours for tests: fills at ``prices[symbol]``; balances are checked (fee included) and moved by every fill;
+the commission is charged in ``fee_in``: ``"quote"``, ``"base"``, ``"received"`` (what the order receives: the base
+asset on a BUY, the quote on a SELL — MEXC's usual way) or a third asset such as ``"MX"`` (valued at
+``prices[asset + quote]``); ``trades_per_order`` splits a fill into several trades (each with its own commission);
+``fill_ratio`` < 1 leaves a market order PARTIALLY_CANCELED; ``hang_seconds`` > 0 stores (and fills) a new order but
+answers only after that delay, so the client times out while the order exists; ``visible_after_seconds`` > 0 makes
+an accepted order (and its trades) invisible to queries for that long after it was placed (MEXC's indexing lag);
+``lagging_balances`` makes the next account reads answer older balances (the account view lagging behind the
+matching engine); a reused ``newClientOrderId`` is refused; ``orders_invisible`` makes order queries answer
+"Order does not exist.".
+``stop()`` then ``start()`` restarts the server on the same port with its orders and balances kept (an exchange
+restart). Every ``POST /api/v3/order`` that reaches the server is recorded in ``received_orders`` (accepted or not),
+every request in ``requests``.
 """
 
 from __future__ import annotations
@@ -59,6 +77,7 @@ DECIMALS_TOO_LONG = (10096, "amount decimal places is too long")
 PARAM_ERROR = (33333, "param is error")
 # MEXC's table lists no code for a reused client order id; the fake answers like the Binance-style v3 API.
 DUPLICATE_ORDER = (-2010, "Duplicate order sent.")
+TOO_MANY_REQUESTS = (429, "Too Many Requests")
 
 
 @dataclass
@@ -78,10 +97,15 @@ class FakeMexcTrading:
     prices: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_PRICES))
     balances: dict[str, Decimal] = field(default_factory=lambda: {k: Decimal(v) for k, v in DEFAULT_BALANCES.items()})
     taker_fee: Decimal = Decimal("0.0005")
-    fee_in: str = "quote"  # "quote" or "base": the asset the commission is charged in
+    fee_in: str = "quote"  # "quote", "base", "received" or a third asset ("MX"): where the commission is charged
+    trades_per_order: int = 1
     fill_ratio: Decimal = Decimal("1")
     hang_seconds: float = 0.0
+    visible_after_seconds: float = 0.0  # an accepted order is unknown to queries for this long
     orders_invisible: bool = False  # GET /api/v3/order answers -2013 for every order (MEXC's indexing lag)
+    rate_limited: int = 0  # the next so many signed requests answer HTTP 429
+    lagging_balances: list = field(default_factory=list)  # answers of the next account reads (a lagging view)
+    retry_after_seconds: int = 1
 
     def __post_init__(self) -> None:
         self.orders: dict[str, dict] = {}
@@ -89,6 +113,7 @@ class FakeMexcTrading:
         self.trades: list[dict] = []
         self.received_orders: list[ReceivedOrder] = []
         self.requests: list[tuple[str, str]] = []
+        self._placed_at: dict[str, float] = {}  # order id -> time.monotonic() of its placement
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -140,17 +165,20 @@ class FakeMexcTrading:
         app.router.add_get("/api/v3/account", self._signed(self._account))
         self._runner = web.AppRunner(app, shutdown_timeout=1.0, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)  # a restart keeps its port
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]
 
-    def stop(self) -> None:
+    def stop(self, *, abrupt: bool = False) -> None:
+        """Stop serving (orders and balances are kept for a ``start()`` again). ``abrupt``: a request still
+        hanging gets no answer (its connection is dropped), as when the exchange goes down mid-order."""
         if self._loop is None:
             return
         loop = self._loop
 
         async def shutdown() -> None:
-            self._release.set()
+            if not abrupt:
+                self._release.set()
             await self._runner.cleanup()
 
         asyncio.run_coroutine_threadsafe(shutdown(), loop).result(10)
@@ -213,6 +241,9 @@ class FakeMexcTrading:
                 else:
                     record = None
             refusal = self._authenticate(api_key, valid, params)
+            if refusal is None and self._take_rate_limit():
+                refusal = self._error(TOO_MANY_REQUESTS, status=429)
+                refusal.headers["Retry-After"] = str(self.retry_after_seconds)
             if refusal is not None:
                 if record is not None:
                     record.error_code = json.loads(refusal.body)["code"]
@@ -220,6 +251,13 @@ class FakeMexcTrading:
             return await handler(request, params, record)
 
         return wrapped
+
+    def _take_rate_limit(self) -> bool:
+        with self._lock:
+            if self.rate_limited <= 0:
+                return False
+            self.rate_limited -= 1
+            return True
 
     def _authenticate(self, api_key: str, signature_valid: bool, params: dict) -> web.Response | None:
         if not api_key:
@@ -334,20 +372,42 @@ class FakeMexcTrading:
             if client_id in self.client_ids:
                 return self._error(DUPLICATE_ORDER), None
             filled = (quantity * self.fill_ratio).quantize(Decimal(1).scaleb(-decimals), ROUND_DOWN)
-            cost = filled * price
-            fee = (cost if self.fee_in == "quote" else filled) * self.taker_fee
-            fee_asset = quote if self.fee_in == "quote" else base
-            if side == "BUY" and self.balances.get(quote, Decimal(0)) < quantity * price:
-                return self._error(INSUFFICIENT_POSITION), None
-            if side == "SELL" and self.balances.get(base, Decimal(0)) < quantity:
-                return self._error(INSUFFICIENT_POSITION), None
-            sign = 1 if side == "BUY" else -1
-            self.balances[base] = self.balances.get(base, Decimal(0)) + sign * filled
-            self.balances[quote] = self.balances.get(quote, Decimal(0)) - sign * cost
-            self.balances[fee_asset] -= fee
+            fee_asset = self._fee_asset(side, base, quote)
+            # What the whole order would need, fee included: a market order the balance cannot pay is refused.
+            needs = self._movements(side, base, quote, quantity, price, fee_asset)
+            for asset, change in needs.items():
+                if change < 0 and self.balances.get(asset, Decimal(0)) + change < 0:
+                    return self._error(INSUFFICIENT_POSITION), None
             now = int(time.time() * 1000)
             order_id = f"C02__{uuid.uuid4().int % 10**18}"
             status = "FILLED" if filled == quantity else ("PARTIALLY_CANCELED" if filled else "CANCELED")
+            parts = self._split(filled, decimals)
+            cost = Decimal(0)
+            for part in parts:
+                part_cost = part * price
+                cost += part_cost
+                moved = self._movements(side, base, quote, part, price, fee_asset)
+                for asset, change in moved.items():
+                    self.balances[asset] = self.balances.get(asset, Decimal(0)) + change
+                self.trades.append(
+                    {
+                        "symbol": params["symbol"],
+                        "id": uuid.uuid4().hex,
+                        "orderId": order_id,
+                        "orderListId": -1,
+                        "price": str(price),
+                        "qty": str(part),
+                        "quoteQty": str(part_cost),
+                        "commission": str(self._fee(part, price, fee_asset, base, quote)),
+                        "commissionAsset": fee_asset,
+                        "time": now,
+                        "isBuyer": side == "BUY",
+                        "isMaker": False,
+                        "isBestMatch": True,
+                        "isSelfTrade": False,
+                        "clientOrderId": client_id,
+                    }
+                )
             order = {
                 "symbol": params["symbol"],
                 "orderId": order_id,
@@ -370,26 +430,7 @@ class FakeMexcTrading:
             }
             self.orders[order_id] = order
             self.client_ids[client_id] = order_id
-            if filled:
-                self.trades.append(
-                    {
-                        "symbol": params["symbol"],
-                        "id": uuid.uuid4().hex,
-                        "orderId": order_id,
-                        "orderListId": -1,
-                        "price": str(price),
-                        "qty": str(filled),
-                        "quoteQty": str(cost),
-                        "commission": str(fee),
-                        "commissionAsset": fee_asset,
-                        "time": now,
-                        "isBuyer": side == "BUY",
-                        "isMaker": False,
-                        "isBestMatch": True,
-                        "isSelfTrade": False,
-                        "clientOrderId": client_id,
-                    }
-                )
+            self._placed_at[order_id] = time.monotonic()
         answer = {
             "symbol": params["symbol"],
             "orderId": order_id,
@@ -402,6 +443,44 @@ class FakeMexcTrading:
         }
         return web.json_response(answer), order
 
+    def _fee_asset(self, side: str, base: str, quote: str) -> str:
+        if self.fee_in == "quote":
+            return quote
+        if self.fee_in == "base":
+            return base
+        if self.fee_in == "received":
+            return base if side == "BUY" else quote
+        return self.fee_in
+
+    def _fee(self, quantity: Decimal, price: Decimal, fee_asset: str, base: str, quote: str) -> Decimal:
+        """The commission of a fill of ``quantity`` at ``price`` in ``fee_asset`` (a third asset at its own price)."""
+        if fee_asset == base:
+            return quantity * self.taker_fee
+        value = quantity * price * self.taker_fee
+        return value if fee_asset == quote else value / Decimal(self.prices[fee_asset + quote])
+
+    def _movements(
+        self, side: str, base: str, quote: str, quantity: Decimal, price: Decimal, fee_asset: str
+    ) -> dict[str, Decimal]:
+        """How a fill moves the balances: base and quote by the trade, the fee asset by the commission."""
+        sign = 1 if side == "BUY" else -1
+        moved = {base: sign * quantity, quote: -sign * quantity * price}
+        moved[fee_asset] = moved.get(fee_asset, Decimal(0)) - self._fee(quantity, price, fee_asset, base, quote)
+        return moved
+
+    def _split(self, filled: Decimal, decimals: int) -> list[Decimal]:
+        """``filled`` as ``trades_per_order`` trades at the market's step (the last takes the rest)."""
+        if filled <= 0:
+            return []
+        count = max(1, self.trades_per_order)
+        part = (filled / count).quantize(Decimal(1).scaleb(-decimals), ROUND_DOWN)
+        parts = [part] * (count - 1) if part > 0 else []
+        return [*parts, filled - sum(parts, Decimal(0))]
+
+    def _visible(self, order_id: str) -> bool:
+        placed = self._placed_at.get(order_id)
+        return placed is None or time.monotonic() - placed >= self.visible_after_seconds
+
     def _find(self, params: dict) -> tuple[dict | None, web.Response | None]:
         if self._symbol(params) is None:
             return None, self._error(INVALID_SYMBOL)
@@ -412,7 +491,8 @@ class FakeMexcTrading:
             if client_id:
                 order_id = self.client_ids.get(client_id)
             order = self.orders.get(order_id or "")
-        if order is None or order["symbol"] != params["symbol"] or self.orders_invisible:
+        hidden = self.orders_invisible or (order is not None and not self._visible(order["orderId"]))
+        if order is None or order["symbol"] != params["symbol"] or hidden:
             return None, self._error(ORDER_NOT_FOUND)
         return order, None
 
@@ -440,13 +520,16 @@ class FakeMexcTrading:
             trades = [
                 t
                 for t in self.trades
-                if t["symbol"] == params["symbol"] and params.get("orderId") in (None, t["orderId"])
+                if t["symbol"] == params["symbol"]
+                and params.get("orderId") in (None, t["orderId"])
+                and self._visible(t["orderId"])
             ]
         return web.json_response(trades)
 
     async def _account(self, request: web.Request, params: dict, record) -> web.Response:
         with self._lock:
-            balances = [{"asset": k, "free": str(v), "locked": "0"} for k, v in sorted(self.balances.items())]
+            shown = self.lagging_balances.pop(0) if self.lagging_balances else self.balances
+            balances = [{"asset": k, "free": str(v), "locked": "0"} for k, v in sorted(shown.items())]
         return web.json_response(
             {
                 "canTrade": True,

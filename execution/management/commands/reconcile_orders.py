@@ -1,18 +1,36 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from execution.reconcile import reconcile_pending
+from execution.reconcile import reconcile_balances, reconcile_pending
+
+MAX_OLDER_THAN = 10 * 365 * 86_400  # ten years: far beyond any order, and well within what a date can subtract
 
 
 class Command(BaseCommand):
-    help = "Settle PENDING orders older than a timeout (left by a crash); each is executed at most once."
+    help = (
+        "Settle PENDING orders older than a timeout (left by a crash); each is executed at most once. "
+        "With --balances, then compare the book with the exchange's balances (live trading)."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--older-than", type=int, default=None, help="seconds (default PENDING_ORDER_TIMEOUT_SEC)")
+        parser.add_argument(
+            "--balances",
+            action="store_true",
+            help="compare the book's cash and positions with fetch_balance(); exit status 1 when they differ",
+        )
 
     def handle(self, *args, **options):
-        if options["older_than"] is not None and options["older_than"] < 0:
-            raise CommandError("--older-than must not be negative", returncode=2)
+        if options["older_than"] is not None and not 0 <= options["older_than"] <= MAX_OLDER_THAN:
+            raise CommandError(f"--older-than must be 0–{MAX_OLDER_THAN} seconds", returncode=2)
         settled = reconcile_pending(options["older_than"])
         for order in settled:
             self.stdout.write(f"{order.client_order_id} {order.side} {order.symbol}: {order.status}")
         self.stdout.write(f"reconciled {len(settled)} order(s)")
+        if not options["balances"]:
+            return
+        report = reconcile_balances()
+        self.stdout.write(f"balances: {report.detail}")
+        if report.halted:
+            self.stdout.write("trading HALTED (LIVE_RECONCILE_ACTION=halt)")
+        if report.differences:
+            raise CommandError("the book and the exchange's balances differ", returncode=1)

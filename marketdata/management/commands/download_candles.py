@@ -35,8 +35,12 @@ class Command(BaseCommand):
             raise CommandError(str(error), returncode=2) from None
         if until <= since:
             raise CommandError("--until must be after --since", returncode=2)
-        exchange = make_exchange("sync")
         out = Path(options["out"])
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise CommandError(f"--out {out}: {error.strerror or error}", returncode=2) from None
+        exchange = make_exchange("sync")
         total = 0
         for symbol in options["symbols"]:
             bar = tqdm(

@@ -5,6 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from marketdata.feeds.sim import DEFAULT_SYMBOLS
 from marketdata.feeds.sim_runner import build_market, run_blocking
+from marketdata.validation import SYMBOL
 
 
 def symbol_list(value: str) -> list[str]:
@@ -12,6 +13,14 @@ def symbol_list(value: str) -> list[str]:
     if not symbols:
         raise ValueError("no symbols given")
     return symbols
+
+
+def check_symbols(symbols: list[str] | None) -> None:
+    """A one-line error (exit code 2) for a symbol that is not BASE_QUOTE: it used to fail the event schema at the
+    first candle, with a traceback."""
+    for symbol in symbols or []:
+        if not SYMBOL.fullmatch(symbol):
+            raise CommandError(f"--symbols: {symbol!r} is not a symbol: BASE_QUOTE, e.g. BTC_USDT", returncode=2)
 
 
 def speed_value(value: str) -> float | None:
@@ -64,6 +73,7 @@ class Command(BaseCommand):
         from cdb_project.ops import freeze_startup_objects
 
         freeze_startup_objects()
+        check_symbols(options["symbols"])
         source = options["source"]
         if source == "replay":
             return self.replay(options)

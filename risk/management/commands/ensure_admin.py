@@ -1,8 +1,15 @@
-"""Create the first admin user, once: credentials from env or generated and printed one time."""
+"""Create the first admin user, once: credentials from env, or a generated password written to a file.
+
+A generated password is never printed: stdout ends up in logs (container logs, CI, journald). It goes to a file
+only the running user can read (mode 0600): GENERATED_ADMIN_PASSWORD_FILE, by default ``.admin_password`` beside
+the checkout (git-ignored); the command says where. Read it, log in, change the password, delete the file.
+"""
 
 import os
 import secrets
+from pathlib import Path
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
@@ -26,13 +33,31 @@ class Command(BaseCommand):
             validate_password(password, user=User(username=username))
         except ValidationError as error:
             raise CommandError(f"CDB_ADMIN_PASSWORD refused: {' '.join(error.messages)}", returncode=2) from None
+        if generated:
+            path = _save(password)
         User.objects.create_superuser(username=username, email="", password=password)
         if generated:
             self.stdout.write(
                 self.style.WARNING(
-                    f"Created admin user '{username}' with password: {password}\n"
-                    "This is shown only once. Log in at /admin/ and change it."
+                    f"Created admin user '{username}'; its generated password is in {path} (readable by this user "
+                    "only). Log in at /admin/, change it and delete the file."
                 )
             )
         else:
             self.stdout.write(f"Created admin user '{username}' (password from CDB_ADMIN_PASSWORD)")
+
+
+def _save(password: str) -> Path:
+    path = Path(os.environ.get("GENERATED_ADMIN_PASSWORD_FILE") or settings.BASE_DIR / ".admin_password")
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(descriptor, 0o600)  # a file that was there keeps its mode otherwise
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(password + "\n")
+    except OSError as error:
+        raise CommandError(
+            f"cannot write the generated password to {path} ({error.strerror}): set GENERATED_ADMIN_PASSWORD_FILE "
+            "to a writable path, or CDB_ADMIN_PASSWORD",
+            returncode=2,
+        ) from None
+    return path

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from execution.paper import PaperExchange
 from risk.parameters import PARAMETER_SPECS
-from trading.backtest import Backtest, BacktestInputError, read_bars
+from trading.backtest import Backtest, BacktestInputError, read_bars, watched_series
 from trading.backtest_report import html_report, report
 from trading.chart_service import backtest_chart
 from trading.strategies import build_strategy, parse_spec
@@ -42,6 +42,19 @@ def _decimal(name: str, text: str, low: Decimal, high: Decimal) -> Decimal:
     if value is None or not value.is_finite() or not low <= value <= high:
         raise CommandError(f"{name}={text!r}: must be a number in {low}–{high}", returncode=2)
     return value
+
+
+def _output_dir(option: str, path: str | None) -> None:
+    """Refuse an output file whose directory is not there before the run, not after it."""
+    if path is not None and not Path(path).parent.is_dir():
+        raise CommandError(f"{option} {path}: no such directory", returncode=2)
+
+
+def _write(option: str, path: str, text: str) -> None:
+    try:
+        Path(path).write_text(text)
+    except OSError as error:  # not writable, a directory, /proc, a full disk …
+        raise CommandError(f"{option} {path}: {error.strerror or error}", returncode=2) from None
 
 
 def _json_text(document: dict) -> str:
@@ -113,6 +126,8 @@ class Command(BaseCommand):
         end = _date_ms(options["date_to"], "--to") if options["date_to"] else None
         if start is not None and end is not None and start > end:
             raise CommandError("--from is after --to", returncode=2)
+        _output_dir("--json", options["json_out"])
+        _output_dir("--html", options["html_out"])
 
         exchange = PaperExchange(
             slippage_pct=Decimal(settings.PAPER_SLIPPAGE_PCT),
@@ -136,8 +151,7 @@ class Command(BaseCommand):
         try:
             series: dict = {}
             bars = read_bars(options["data"], rejected, series)
-            whitelist = settings.SYMBOL_WHITELIST  # watched as ``run_feed --source replay`` watches its files
-            backtest.watched = {s: v for s, v in sorted(series.items()) if not whitelist or s in whitelist}
+            backtest.watched = watched_series(series, settings.SYMBOL_WHITELIST)
             total = sum(_rows_in(Path(p)) for p in options["data"])
             if start is not None or end is not None:
                 bars = (
@@ -157,7 +171,7 @@ class Command(BaseCommand):
         document["rejected_rows"] = rejected
         self._print_summary(document)
         if options["json_out"]:
-            Path(options["json_out"]).write_text(_json_text(document))
+            _write("--json", options["json_out"], _json_text(document))
             self.stdout.write(f"JSON report: {options['json_out']}")
         if options["html_out"]:
             charts = {}
@@ -167,7 +181,7 @@ class Command(BaseCommand):
                 page = html_report(document, charts)
             except FileNotFoundError as error:
                 raise CommandError(str(error), returncode=2) from None
-            Path(options["html_out"]).write_text(page)
+            _write("--html", options["html_out"], page)
             self.stdout.write(f"HTML report: {options['html_out']}")
         if options["save"]:
             from trading.models import BacktestRun

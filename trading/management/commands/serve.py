@@ -11,7 +11,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from marketdata.feeds.sim import DEFAULT_SYMBOLS
-from marketdata.management.commands.run_feed import symbol_list
+from marketdata.management.commands.run_feed import check_symbols, symbol_list
 
 
 class Command(BaseCommand):
@@ -32,6 +32,10 @@ class Command(BaseCommand):
         from cdb_project.asgi import application
         from marketdata.feeds.sim_runner import build_market, run_async
 
+        if not 0 < options["port"] < 65536:
+            raise CommandError(f"--port {options['port']}: must be 1–65535", returncode=2)
+        check_symbols(options["symbols"])
+
         if options["feed"] == "sim" and not settings.EMBEDDED:
             self.stderr.write(
                 "note: with Redis configured, run the feed as its own process instead (manage.py run_feed)"
@@ -50,8 +54,11 @@ class Command(BaseCommand):
                     run_async(market, options["backfill"], options["tick_seconds"]), loop=twisted_loop
                 )
 
-        Server(
+        server = Server(
             application,
             endpoints=[f"tcp:port={options['port']}:interface={options['host']}"],
             ready_callable=ready,
-        ).run()
+        )
+        server.run()
+        if not server.listening_addresses:  # daphne logged why ("Listen failure: …") and returned
+            raise CommandError(f"could not listen on {options['host']}:{options['port']}", returncode=2)

@@ -1,0 +1,45 @@
+"""REST: ``GET /api/optimizations/`` (stored studies, newest first, without the bulky report) and
+``/api/optimizations/<id>/`` (with the full report, as ``manage.py optimize --json`` writes it)."""
+
+from __future__ import annotations
+
+from rest_framework import serializers, viewsets
+from rest_framework.permissions import IsAuthenticated
+
+from .models import OptimizationRun
+
+FIELDS = [
+    "id",
+    "study",
+    "created_at",
+    "updated_at",
+    "strategy",
+    "objective",
+    "files",
+    "space",
+    "trials",
+    "walk_forward",
+    "best_params",
+    "best_value",
+    "backtest_command",
+]
+
+
+class OptimizationRunSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = OptimizationRun
+        fields = FIELDS
+
+
+class OptimizationRunDetailSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = OptimizationRun
+        fields = [*FIELDS, "report"]
+
+
+class OptimizationRunViewSet(viewsets.ReadOnlyModelViewSet):
+    permission_classes = [IsAuthenticated]
+    queryset = OptimizationRun.objects.order_by("-updated_at", "-id")
+
+    def get_serializer_class(self):
+        return OptimizationRunDetailSerializer if self.action == "retrieve" else OptimizationRunSerializer

@@ -1,0 +1,193 @@
+"""The command's shell around the runner: the study (or one study per walk-forward fold), the out-of-sample
+check, the best run's equity curve, the report and the stored ``OptimizationRun``."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+import optuna
+from django.core.management.base import CommandError
+from tqdm import tqdm
+
+from trading.backtest import BacktestInputError
+
+from . import data_cache
+from .folds import walk_forward
+from .report import importance, trial_rows
+from .runner import Plan, run_study
+from .space import Dimension
+from .tasks import RESULT
+from .trial import EQUITY_POINTS, Problem, backtest_command, evaluate, iso, run_backtest, thin
+
+
+@dataclass
+class Stage:
+    plan: Plan
+    fold: dict | None  # the fold's bounds (walk-forward), None for a plain study
+
+
+class Driver:
+    def __init__(self, name: str, config: dict, storage, *, local: bool, workers: int, seed: int | None) -> None:
+        self.name, self.config, self.storage = name, config, storage
+        self.local, self.workers, self.seed = local, workers, seed
+        self.problem = Problem.from_dict(config["problem"])
+        self.dimensions = [Dimension(**d) for d in config["space"]]
+
+    def prepare(self, stored: dict | None) -> None:
+        """Load the candles (a bad file exits 2 before anything is stored), cut the folds, record the study."""
+        try:
+            candles = data_cache.candles(self.problem.files)
+        except BacktestInputError as error:
+            raise CommandError(str(error), returncode=2) from None
+        window = candles.window(self.config["from"], self.config["to"])
+        if not window:
+            raise CommandError("no valid candles in the given files and dates", returncode=2)
+        self.start, self.end = window[0].row.timestamp, window[-1].row.timestamp
+        trials = self.config["trials"]
+        if self.config["walk_forward"]:
+            try:
+                folds = walk_forward([b.row.timestamp for b in window], self.config["walk_forward"])
+            except ValueError as error:
+                raise CommandError(str(error), returncode=2) from None
+            self.stages = [
+                Stage(
+                    Plan(
+                        f"{self.name}.fold{f.number}",
+                        self.problem,
+                        self.dimensions,
+                        *f.in_sample,
+                        trials,
+                        None if self.seed is None else self.seed + f.number,
+                        f.number,
+                    ),
+                    f.as_dict(),
+                )
+                for f in folds
+            ]
+        else:
+            self.stages = [
+                Stage(Plan(self.name, self.problem, self.dimensions, self.start, self.end, trials, self.seed), None)
+            ]
+        study = optuna.create_study(
+            study_name=self.name, storage=self.storage, direction="maximize", load_if_exists=True
+        )
+        study.set_user_attr("config", self.config)
+
+    def run(self, progress: bool = True, on_stall=lambda: None) -> dict:
+        studies = []
+        for stage in self.stages:
+            label = f"fold {stage.plan.fold}/{len(self.stages)}" if stage.fold else "trials"
+            with tqdm(total=stage.plan.trials, unit="trial", desc=label, file=sys.stderr, disable=not progress) as bar:
+
+                def update(done: int, total: int, best: float | None, bar=bar) -> None:
+                    bar.n = done
+                    bar.set_postfix_str(f"best {best:.4g}" if best is not None else "best –", refresh=False)
+                    bar.refresh()
+
+                def started(study, finished: int, bar=bar) -> None:
+                    bar.n = bar.last_print_n = finished
+                    bar.refresh()
+
+                studies.append(
+                    run_study(
+                        stage.plan,
+                        self.storage,
+                        local=self.local,
+                        workers=self.workers,
+                        progress=update,
+                        on_start=started,
+                    )
+                )
+        return self.document(studies)
+
+    def document(self, studies: list[optuna.Study]) -> dict:
+        trials, folds = [], []
+        for stage, study in zip(self.stages, studies, strict=True):
+            trials += trial_rows(study, stage.plan.fold)
+            if stage.fold:
+                folds.append(self._fold(stage, study))
+        last = studies[-1]
+        best = _best_trial(last)
+        params = best.params if best else {}
+        start, end = self.config["from"], self.config["to"]
+        if not best:
+            curve = []
+        elif folds:  # the last fold's best parameters over the whole period
+            result = run_backtest(self.problem, params, start, end)
+            curve = [[ts, str(equity)] for ts, equity in thin(result.equity_curve, EQUITY_POINTS)]
+        else:
+            curve = best.user_attrs[RESULT]["equity"]
+        return {
+            "study": self.name,
+            "objective": self.problem.objective,
+            "strategy": self.config["strategy"],
+            "files": self.problem.files,
+            "space": self.config["space"],
+            "from": iso(self.start),
+            "to": iso(self.end),
+            "best_params": params,
+            "best_value": best.value if best else None,
+            "best_trial": best.number if best else None,
+            "trials": trials,
+            "walk_forward": folds,
+            "importance": importance(last),
+            "equity_curve": curve,
+            "backtest_command": backtest_command(self.problem, params, start, end) if best else None,
+        }
+
+    def _fold(self, stage: Stage, study: optuna.Study) -> dict:
+        """The fold's best in-sample trial, scored on the out-of-sample candles that follow."""
+        best = _best_trial(study)
+        inside_from, inside_to = stage.fold["in_sample"]
+        out_from, out_to = stage.fold["out_of_sample"]
+        inside = best.user_attrs[RESULT] if best else {}
+        out = evaluate(self.problem, best.params, out_from, out_to) if best else {}
+
+        def figures(result: dict, begin: int, finish: int) -> dict:
+            return {
+                "from": iso(begin),
+                "to": iso(finish),
+                "from_ms": begin,
+                "to_ms": finish,
+                "value": result.get("value"),
+                "trades": result.get("trades"),
+                "max_drawdown": result.get("max_drawdown_pct"),
+                "total_return_pct": result.get("total_return_pct"),
+                "candles": result.get("candles"),
+            }
+
+        return {
+            "fold": stage.plan.fold,
+            "study": stage.plan.study,
+            "best_params": best.params if best else {},
+            "in_sample": figures(inside, inside_from, inside_to),
+            "out_of_sample": figures(out, out_from, out_to),
+        }
+
+    def save(self, document: dict):
+        from .models import OptimizationRun
+
+        run, _ = OptimizationRun.objects.update_or_create(
+            study=self.name,
+            defaults={
+                "strategy": self.config["strategy"],
+                "objective": self.problem.objective,
+                "files": self.problem.files,
+                "space": self.config["space"],
+                "trials": len(document["trials"]),
+                "walk_forward": self.config["walk_forward"],
+                "best_params": document["best_params"],
+                "best_value": document["best_value"],
+                "backtest_command": document["backtest_command"] or "",
+                "report": document,
+            },
+        )
+        return run
+
+
+def _best_trial(study: optuna.Study):
+    try:
+        return study.best_trial
+    except ValueError:  # no complete trial
+        return None

@@ -1,0 +1,242 @@
+"""`manage.py optimize`: tune a strategy's and the risk layers' parameters with Optuna, one backtest per trial,
+the trials run by the workers of the ``optimize`` queue (or in this process with ``--local``)."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from trading.strategies import build_strategy, parse_spec
+
+from ...objectives import OBJECTIVES
+from ...space import SpaceError, parse_space
+
+DEFAULT_TRIALS = 100
+# What defines a study: resuming it with other values of these would mix two problems in one study.
+PROBLEM_ARGS = ("files", "strategy", "space", "objective", "capital", "min_trades", "walk_forward", "from", "to")
+
+
+def _date_ms(text: str | None, option: str) -> int | None:
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise CommandError(f"{option} {text!r}: use a date like 2018-01-31 or 2018-01-31T12:00", returncode=2) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+class Command(BaseCommand):
+    requires_system_checks = []  # as `backtest`: no URL/view imports for a command that serves none
+    help = (
+        "Optimize a strategy's and the risk layers' parameters with Optuna (TPE): each trial is one backtest, run "
+        "by the workers of the optimize queue (celery -A cdb_project worker -Q optimize) or here with --local. "
+        "Resumable: --study NAME continues a study after a crash or Ctrl-C."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--data", nargs="+", metavar="FILE", help="SYMBOL-INTERVAL.csv files")
+        parser.add_argument("--strategy", default=None, help="registered strategy, optionally name:key=value,…")
+        parser.add_argument(
+            "--space",
+            action="append",
+            default=[],
+            metavar="NAME=LOW:HIGH[:int|float|log]",
+            help="a searched parameter (strategy, SPEC §4 risk parameter or POSITION_SIZE_PCT); repeat",
+        )
+        parser.add_argument(
+            "--trials", type=int, default=None, help=f"finished trials wanted (default {DEFAULT_TRIALS})"
+        )
+        parser.add_argument("--objective", choices=OBJECTIVES, default=None, help="maximised (default sharpe)")
+        parser.add_argument("--capital", default=None, help="initial cash (default INITIAL_CAPITAL)")
+        parser.add_argument("--min-trades", type=int, default=None, help="fewer closed trades: pruned (default 0)")
+        parser.add_argument("--walk-forward", type=int, default=None, metavar="K", help="K walk-forward folds")
+        parser.add_argument("--from", dest="date_from", default=None, help="first candle time (UTC date/time)")
+        parser.add_argument("--to", dest="date_to", default=None, help="last candle time (UTC date/time)")
+        parser.add_argument("--study", default=None, help="study name: a new one, or an existing one to resume")
+        where = parser.add_mutually_exclusive_group()
+        where.add_argument("--workers", type=int, default=2, help="worker processes taking trials (default 2)")
+        where.add_argument("--local", action="store_true", help="run the trials in this process")
+        parser.add_argument("--seed", type=int, default=None, help="the sampler's seed")
+        parser.add_argument("--json", dest="json_out", default=None, metavar="OUT.json")
+        parser.add_argument("--html", dest="html_out", default=None, metavar="OUT.html")
+        parser.add_argument("--no-progress", action="store_true")
+
+    def handle(self, *args, **options):
+        import optuna
+
+        from ...storage import get_storage
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        storage = get_storage()
+        name = options["study"] or f"{datetime.now(UTC):%Y%m%d-%H%M%S}"
+        stored = _stored_config(storage, name)
+        config = self._config(options, stored)
+        if options["trials"] is not None and options["trials"] < 1:
+            raise CommandError("--trials must be at least 1", returncode=2)
+        if options["workers"] < 1:
+            raise CommandError("--workers must be at least 1", returncode=2)
+        from ...driver import Driver
+
+        local = options["local"] or settings.EMBEDDED
+        driver = Driver(name, config, storage, local=local, workers=options["workers"], seed=options["seed"])
+        driver.prepare(stored)
+        from ...runner import Interrupted
+
+        self.stdout.write(f"study {name}: {config['trials']} trials, {config['objective']}, {config['strategy']}")
+        try:
+            document = driver.run(progress=not options["no_progress"], on_stall=lambda: _check_workers(self.stderr))
+        except Interrupted:
+            resume = ["python", "manage.py", "optimize", "--study", name, *(["--local"] if local else [])]
+            self.stderr.write(f"Stopped. Finished trials are kept. Resume with: {shlex.join(resume)}")
+            sys.exit(130)
+        self._print(document)
+        if options["json_out"]:
+            from ...report import json_text
+
+            Path(options["json_out"]).write_text(json_text(document))
+            self.stdout.write(f"JSON report: {options['json_out']}")
+        if options["html_out"]:
+            from ...report import html_page
+
+            Path(options["html_out"]).write_text(html_page(document))
+            self.stdout.write(f"HTML report: {options['html_out']}")
+        run = driver.save(document)
+        self.stdout.write(f"saved as optimization run #{run.pk}")
+
+    def _config(self, options: dict, stored: dict | None) -> dict:
+        """The study's arguments: from the options, checked against the stored ones when resuming; with no
+        --data, a stored study's own."""
+        if options["data"] is None:
+            if stored is None:
+                raise CommandError(
+                    "--data is required (only an existing study resumes with --study NAME alone)", returncode=2
+                )
+            config = dict(stored)
+        else:
+            config = self._from_options(options)
+            if stored is not None:
+                differ = [k for k in PROBLEM_ARGS if stored.get(k) != config.get(k)]
+                if differ:
+                    raise CommandError(
+                        f"study {options['study']!r} exists with other {', '.join(differ)}: resume it with "
+                        f"--study {options['study']} alone, or choose another name",
+                        returncode=2,
+                    )
+                config["problem"] = stored["problem"]
+        if options["trials"] is not None:
+            config["trials"] = options["trials"]
+        return config
+
+    def _from_options(self, options: dict) -> dict:
+        spec = options["strategy"] or settings.STRATEGY
+        try:
+            strategy, fixed = parse_spec(spec)
+            build_strategy(strategy, **fixed)
+            dimensions = parse_space(strategy, options["space"])
+        except (SpaceError, ValueError) as error:
+            raise CommandError(str(error), returncode=2) from None
+        for dimension in dimensions:
+            if dimension.name in fixed:
+                raise CommandError(f"--space {dimension.name}: also fixed in --strategy {spec}", returncode=2)
+        capital_text = options["capital"] or str(settings.INITIAL_CAPITAL)
+        try:
+            capital = Decimal(capital_text)
+        except ArithmeticError:
+            capital = None
+        if capital is None or not capital.is_finite() or not Decimal("0.00000001") <= capital <= Decimal("1e15"):
+            raise CommandError(f"--capital {capital_text!r}: must be a number in 0.00000001–1e15", returncode=2)
+        min_trades = options["min_trades"] or 0
+        walk_forward = options["walk_forward"] or 0
+        if min_trades < 0 or walk_forward < 0:
+            raise CommandError("--min-trades and --walk-forward cannot be negative", returncode=2)
+        start, end = _date_ms(options["date_from"], "--from"), _date_ms(options["date_to"], "--to")
+        if start is not None and end is not None and start > end:
+            raise CommandError("--from is after --to", returncode=2)
+        files = []
+        for raw in options["data"]:
+            path = Path(raw)
+            if not path.is_file():
+                raise CommandError(f"{raw}: no such file", returncode=2)
+            files.append(str(path.resolve()))
+        return {
+            "files": files,
+            "strategy": spec,
+            "space": [d.as_dict() | {"target": d.target} for d in dimensions],
+            "space_args": options["space"],
+            "objective": options["objective"] or "sharpe",
+            "capital": str(capital),
+            "min_trades": min_trades,
+            "walk_forward": walk_forward,
+            "from": start,
+            "to": end,
+            "trials": DEFAULT_TRIALS,
+            "problem": _problem(files, strategy, fixed, capital_text, options, min_trades),
+        }
+
+    def _print(self, document: dict) -> None:
+        self.stdout.write(f"best {document['objective']}: {document['best_value']}")
+        for key, value in document["best_params"].items():
+            self.stdout.write(f"  {key} = {value}")
+        for fold in document["walk_forward"]:
+            inside, out = fold["in_sample"], fold["out_of_sample"]
+            self.stdout.write(
+                f"  fold {fold['fold']}: in-sample {inside['value']} ({inside['trades']} trades) · "
+                f"out-of-sample {out['value']} ({out['trades']} trades)"
+            )
+        if document["backtest_command"]:
+            self.stdout.write("backtest the best parameters:")
+            self.stdout.write(document["backtest_command"])
+
+
+def _problem(files: list[str], strategy: str, fixed: dict, capital: str, options: dict, min_trades: int) -> dict:
+    """Everything the backtest depends on, resolved here (this process's settings) and sent with every trial."""
+    from ...trial import Problem
+
+    return Problem(
+        files=files,
+        strategy=strategy,
+        strategy_params=fixed,
+        risk={name: str(seed.value) for name, seed in settings.RISK_PARAMETER_SEEDS.items()},
+        size_pct=str(settings.POSITION_SIZE_PCT),
+        capital=str(Decimal(capital)),
+        slippage_pct=str(settings.PAPER_SLIPPAGE_PCT),
+        fee_rate=str(settings.FEE_RATE),
+        max_volume_share=str(settings.PAPER_MAX_VOLUME_SHARE),
+        paper_seed=settings.PAPER_SEED,
+        whitelist=list(settings.SYMBOL_WHITELIST),
+        objective=options["objective"] or "sharpe",
+        min_trades=min_trades,
+    ).as_dict()
+
+
+def _stored_config(storage, name: str) -> dict | None:
+    try:
+        study_id = storage.get_study_id_from_name(name)
+    except KeyError:
+        return None
+    return storage.get_study_user_attrs(study_id).get("config")
+
+
+def _check_workers(stderr) -> None:
+    """Warn (not fail: one may start them next) when no worker answers for the optimize queue (asked when no
+    result came for a while, so a healthy run does not wait for the answers)."""
+    from cdb_project.celery import app
+
+    try:
+        queues = app.control.inspect(timeout=1.0).active_queues() or {}
+    except Exception:  # noqa: BLE001 - a broker problem shows when the first trial is sent
+        return
+    if not any(q["name"] == "optimize" for worker in queues.values() for q in worker):
+        stderr.write(
+            "WARNING: no worker takes the optimize queue yet; start one with: "
+            "celery -A cdb_project worker -Q optimize -l INFO (or run with --local)"
+        )

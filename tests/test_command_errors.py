@@ -1,0 +1,73 @@
+"""Commands given a bad path, symbol, number or port stop with one line and exit code 2, never a traceback.
+
+Each ran into a traceback (exit 1) after doing its work, or, for ``serve``, exited 0 after failing to listen.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.processes import ROOT
+
+CANDLES = ROOT.parent / "shared" / "data" / "candles"
+ONE_FILE = str(CANDLES / "ETH_BTC-5m.csv")
+needs_candles = pytest.mark.skipif(not Path(ONE_FILE).exists(), reason="../shared/data/candles is not there")
+
+
+def _manage(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    """The command as an operator runs it, on a throw-away SQLite database, embedded."""
+    env = {"PATH": "/usr/bin:/bin", "DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}", "DEBUG": "true"}
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180
+    )
+
+
+def _one_line_error(done: subprocess.CompletedProcess, *words: str) -> None:
+    assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr
+    lines = [line for line in done.stderr.splitlines() if line and not line.startswith('{"timestamp"')]
+    assert len(lines) == 1 and lines[0].startswith("CommandError: "), done.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+@needs_candles
+@pytest.mark.parametrize(
+    ("option", "path", "why"),
+    [
+        ("--json", "/nonexistent/dir/x.json", "no such directory"),
+        ("--html", "/nonexistent/dir/x.html", "no such directory"),
+        ("--html", "/proc/x.html", "No such file or directory"),  # the directory is there; writing fails
+        ("--json", "/proc", "Is a directory"),
+    ],
+)
+def test_backtest_report_to_a_path_it_cannot_write(tmp_path, option, path, why):
+    _one_line_error(_manage(tmp_path, "backtest", "--no-progress", "--data", ONE_FILE, option, path), option, why)
+
+
+def test_run_feed_and_serve_refuse_a_symbol_that_is_not_one(tmp_path):
+    _one_line_error(_manage(tmp_path, "run_feed", "--source", "sim", "--symbols", "NOT A SYMBOL"), "'NOT A SYMBOL'")
+    _one_line_error(_manage(tmp_path, "serve", "--feed", "none", "--symbols", "BTC_USDT,bad"), "'BAD'")
+
+
+def test_download_candles_to_a_directory_it_cannot_make(tmp_path):
+    done = _manage(tmp_path, "download_candles", "--out", "/proc/x", "--symbols", "BTC_USDT", "--since", "2024-01-01")
+    _one_line_error(done, "--out /proc/x")
+
+
+def test_reconcile_orders_refuses_an_age_no_date_can_subtract(tmp_path):
+    _one_line_error(_manage(tmp_path, "reconcile_orders", "--older-than", "99999999999999999999"), "--older-than")
+
+
+def test_serve_exits_2_when_it_cannot_listen(tmp_path):
+    _one_line_error(_manage(tmp_path, "serve", "--feed", "none", "--port", "99999"), "--port 99999")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        _one_line_error(_manage(tmp_path, "serve", "--feed", "none", "--port", port), f"127.0.0.1:{port}")

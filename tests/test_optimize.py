@@ -1,0 +1,313 @@
+"""manage.py optimize in one process (--local): spaces checked against the declared ranges (exit 2), walk-forward
+folds that never let out-of-sample candles into the in-sample optimization, each trial's value equal to the
+backtest of its parameters, the report and the API. The runs through real workers: tests/test_optimize_workers.py."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from decimal import Decimal
+from pathlib import Path
+
+import optuna
+import pytest
+from django.contrib.auth.models import User
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from optuna.trial import TrialState
+from rest_framework.test import APIClient
+
+from optimize.folds import walk_forward
+from optimize.models import OptimizationRun
+from optimize.space import SpaceError, parse_space
+from optimize.storage import close, get_storage
+
+ROOT = Path(__file__).resolve().parents[1]
+CANDLES = ROOT.parent / "shared" / "data" / "candles"
+ETH, LTC = str(CANDLES / "ETH_BTC-5m.csv"), str(CANDLES / "LTC_BTC-5m.csv")
+SMALL = ["--data", ETH, LTC, "--from", "2018-01-12", "--to", "2018-01-16", "--capital", "1"]
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _storage_closed():
+    """Optuna's connections to the test database closed after the module (else it cannot be dropped)."""
+    yield
+    close()
+
+
+def optimize(tmp_path: Path, *args: str) -> dict:
+    out = tmp_path / f"{uuid.uuid4().hex}.json"
+    with open(tmp_path / "stdout", "w") as stdout:
+        call_command("optimize", *args, "--local", "--no-progress", "--json", str(out), stdout=stdout)
+    return json.loads(out.read_text())
+
+
+def direct_backtest(tmp_path: Path, files: list[str], params: dict, *, capital: str, start: str, end: str) -> dict:
+    """`manage.py backtest` of these parameters: its JSON report."""
+    out = tmp_path / f"bt-{uuid.uuid4().hex}.json"
+    args = ["--data", *files, "--strategy", "momentum", "--capital", capital, "--from", start, "--to", end]
+    for name, value in params.items():
+        args += ["--param", f"{name}={value}"]
+    with open(tmp_path / "bt-stdout", "w") as stdout:
+        call_command("backtest", *args, "--json", str(out), "--no-progress", stdout=stdout)
+    return json.loads(out.read_text())
+
+
+# --- spaces ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        ("ema_fast=1:30", "ema_fast must stay within its declared range (allowed 2–200)"),
+        ("STOP_LOSS_PCT=0.001:0.05", "STOP_LOSS_PCT must stay within its declared range (allowed 0.005–0.1)"),
+        ("max_position_pct=0.01:0.5", "MAX_POSITION_PCT must stay within its declared range (allowed 0.01–0.25)"),
+        ("ema_slow=60:20", "ema_slow's low end must be below its high end (allowed 3–500)"),
+        ("ema_fast=5.5:20", "ema_fast searched as :int needs whole-number ends (allowed 2–200)"),
+        ("ema_fast=5:20:float", "ema_fast is a whole number (allowed 2–200)"),
+        ("rsi_max=60.5:80:int", "rsi_max searched as :int needs whole-number ends (allowed 0–100)"),
+        ("rsi_max=0:80:log", "rsi_max searched as :log needs a low end above 0"),
+        ("rsi_max=60:80:cube", "the kind 'cube' is not one of int, float, log"),
+        ("nonsense=1:2", "nonsense: unknown parameter for strategy 'momentum'; known: ema_fast"),
+        ("ema_fast=5", "expected NAME=LOW:HIGH"),
+        ("ema_fast=a:9", "'a' is not a number"),
+    ],
+)
+def test_a_bad_space_names_the_parameter_and_its_range(item, message):
+    with pytest.raises(SpaceError) as error:
+        parse_space("momentum", [item])
+    assert message in str(error.value)
+
+
+def test_spaces_parse_to_typed_dimensions():
+    fast, stop, rsi, size = parse_space(
+        "momentum", ["ema_fast=5:30", "stop_loss_pct=0.005:0.05", "rsi_max=60:80:int", "POSITION_SIZE_PCT=0.05:0.2:log"]
+    )
+    assert (fast.name, fast.low, fast.high, fast.integer, fast.target) == ("ema_fast", 5, 30, True, "strategy")
+    assert (stop.name, stop.integer, stop.target) == ("STOP_LOSS_PCT", False, "risk")
+    assert (rsi.integer, rsi.low, rsi.high) == (True, 60, 80)
+    assert (size.log, size.target) == (True, "sizing")
+    with pytest.raises(SpaceError, match="ema_fast: given twice"):
+        parse_space("momentum", ["ema_fast=5:30", "ema_fast=6:7"])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--space", "ema_fast=1:30"], "ema_fast must stay within its declared range (allowed 2–200)"),
+        (["--space", "STOP_LOSS_PCT=0.005:0.5"], "STOP_LOSS_PCT must stay within its declared range"),
+        ([], "give at least one --space"),
+        (["--space", "ema_fast=5:30", "--strategy", "nope"], "unknown strategy 'nope'"),
+        (["--space", "ema_fast=5:30", "--walk-forward", "5000"], "--walk-forward 5000"),
+        (["--space", "ema_fast=5:30", "--from", "2030-01-01"], "no valid candles"),
+    ],
+)
+def test_the_command_refuses_bad_spaces_with_exit_2_before_any_study(args, message):
+    study = f"bad-{uuid.uuid4().hex}"
+    with pytest.raises(CommandError) as error:
+        call_command("optimize", "--data", ETH, "--study", study, "--local", *args)
+    assert error.value.returncode == 2
+    assert message in str(error.value)
+    assert study not in [s.study_name for s in optuna.get_all_study_summaries(get_storage())]
+
+
+def test_exit_code_2_and_the_message_from_the_shell(service_env):
+    answer = subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "optimize",
+            "--data",
+            ETH,
+            "--strategy",
+            "momentum",
+            "--space",
+            "ema_slow=20:900",
+            "--local",
+        ],
+        cwd=ROOT,
+        env=service_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert answer.returncode == 2, answer.stderr
+    assert "ema_slow must stay within its declared range (allowed 3–500)" in answer.stderr
+
+
+# --- walk-forward ---------------------------------------------------------------------------------------------
+def test_folds_are_consecutive_and_never_overlap():
+    times = list(range(0, 1000 * 300_000, 300_000))
+    folds = walk_forward(times, 4)
+    assert [f.number for f in folds] == [1, 2, 3, 4]
+    bounds = [b for f in folds for b in (f.in_sample, f.out_of_sample)]
+    for (a_from, a_to), (b_from, b_to) in zip(bounds, bounds[1:], strict=False):
+        assert a_from <= a_to < b_from <= b_to
+    assert bounds[0][0] == times[0] and bounds[-1][1] == times[-1]
+    covered = sum(1 for t in times for low, high in bounds if low <= t <= high)
+    assert covered == len(times)  # every candle time in exactly one part
+    with pytest.raises(ValueError):
+        walk_forward(times[:5], 4)
+
+
+def test_walk_forward_keeps_out_of_sample_candles_out_of_the_optimization(tmp_path):
+    study = f"wf-{uuid.uuid4().hex}"
+    document = optimize(
+        tmp_path,
+        *SMALL,
+        "--strategy",
+        "momentum",
+        "--space",
+        "ema_fast=5:20",
+        "--space",
+        "ema_slow=21:60",
+        "--trials",
+        "4",
+        "--walk-forward",
+        "2",
+        "--objective",
+        "profit",
+        "--seed",
+        "3",
+        "--study",
+        study,
+    )
+    folds = document["walk_forward"]
+    assert [f["fold"] for f in folds] == [1, 2]
+    assert folds[0]["out_of_sample"]["to_ms"] < folds[1]["in_sample"]["from_ms"]
+    for fold in folds:
+        inside, out = fold["in_sample"], fold["out_of_sample"]
+        assert inside["from_ms"] <= inside["to_ms"] < out["from_ms"] <= out["to_ms"]
+        trials = [t for t in document["trials"] if t["fold"] == fold["fold"]]
+        assert len(trials) == 4
+        for trial in trials:
+            if trial["candles"] is None:  # refused combination: no backtest
+                continue
+            # the candle times this trial's backtest saw: all in-sample
+            assert inside["from_ms"] <= trial["first_candle"] <= trial["last_candle"] <= inside["to_ms"]
+            assert trial["last_candle"] < out["from_ms"]
+        # the out-of-sample score is the backtest of the fold's best parameters on the candles that follow
+        direct = direct_backtest(
+            tmp_path, [ETH, LTC], fold["best_params"], capital="1", start=out["from"], end=out["to"]
+        )
+        assert out["value"] == direct["summary"]["total_return_pct"]
+        assert out["trades"] == direct["summary"]["trades"]
+        assert inside["value"] == max(t["value"] for t in trials if t["value"] is not None)
+    assert document["best_params"] == folds[-1]["best_params"]
+
+
+# --- a local study, its report, its stored run -------------------------------------------------------------------
+def test_a_local_study_stores_values_equal_to_direct_backtests_and_reports(tmp_path):
+    study = f"local-{uuid.uuid4().hex}"
+    html = tmp_path / "report.html"
+    document = optimize(
+        tmp_path,
+        *SMALL,
+        "--strategy",
+        "momentum",
+        "--space",
+        "ema_fast=5:20",
+        "--space",
+        "ema_slow=21:60",
+        "--space",
+        "STOP_LOSS_PCT=0.005:0.05",
+        "--trials",
+        "6",
+        "--objective",
+        "calmar",
+        "--seed",
+        "11",
+        "--study",
+        study,
+        "--html",
+        str(html),
+    )
+    assert document["study"] == study and document["objective"] == "calmar"
+    assert len(document["trials"]) == 6
+    scored = [t for t in document["trials"] if t["value"] is not None]
+    assert scored
+    for trial in scored:
+        direct = direct_backtest(
+            tmp_path, [ETH, LTC], trial["params"], capital="1", start="2018-01-12", end="2018-01-16"
+        )
+        summary = direct["summary"]
+        assert trial["value"] == summary["total_return_pct"] / summary["max_drawdown_pct"]
+        assert (trial["trades"], trial["max_drawdown"]) == (summary["trades"], summary["max_drawdown_pct"])
+        assert trial["duration"] > 0
+    best = max(scored, key=lambda t: t["value"])
+    assert (document["best_params"], document["best_value"]) == (best["params"], best["value"])
+    command = document["backtest_command"]
+    assert command.startswith("python manage.py backtest --data ") and "\n" not in command
+    for name, value in best["params"].items():
+        assert f"--param {name}={value}" in command
+    # the best run's equity curve is that backtest's
+    direct = direct_backtest(tmp_path, [ETH, LTC], best["params"], capital="1", start="2018-01-12", end="2018-01-16")
+    (last_time, last_equity), (direct_time, direct_equity) = document["equity_curve"][-1], direct["equity_curve"][-1]
+    assert (last_time, Decimal(last_equity)) == (direct_time, Decimal(direct_equity))
+
+    page = html.read_text()
+    assert "<svg" in page and "Parameter importance" in page and "Best run's equity" in page
+    assert "<script src" not in page and "http://" not in page and "https://" not in page
+
+    run = OptimizationRun.objects.get(study=study)
+    assert run.best_params == document["best_params"] and run.trials == 6
+    client = APIClient()
+    client.force_authenticate(User.objects.create_user("trader"))
+    listed = client.get("/api/optimizations/").json()["results"]
+    assert [r["study"] for r in listed] == [study] and "report" not in listed[0]
+    detail = client.get(f"/api/optimizations/{run.pk}/").json()
+    assert detail["report"]["trials"] == document["trials"]
+    assert APIClient().get("/api/optimizations/").status_code == 401
+
+
+def test_sortino_and_sharpe_objectives_match_the_backtest(tmp_path):
+    for objective in ("sharpe", "sortino"):
+        document = optimize(
+            tmp_path, *SMALL, "--strategy", "momentum", "--space", "ema_fast=5:11", "--trials", "2",
+            "--objective", objective, "--seed", "5", "--study", f"{objective}-{uuid.uuid4().hex}",
+        )  # fmt: skip
+        trial = next(t for t in document["trials"] if t["value"] is not None)
+        direct = direct_backtest(
+            tmp_path, [ETH, LTC], trial["params"], capital="1", start="2018-01-12", end="2018-01-16"
+        )
+        if objective == "sharpe":
+            assert trial["value"] == direct["summary"]["sharpe"]
+        else:  # recomputed here from the backtest's equity curve
+            curve = [Decimal(e) for _, e in direct["equity_curve"]]
+            returns = [float(b / a - 1) for a, b in zip(curve, curve[1:], strict=False)]
+            downside = (sum(min(r, 0) ** 2 for r in returns) / len(returns)) ** 0.5
+            mean = sum(returns) / len(returns)
+            assert trial["value"] == pytest.approx(mean / downside * (365 * 24 * 12) ** 0.5, rel=1e-9)
+
+
+def test_resuming_with_other_arguments_is_refused_and_study_alone_resumes(tmp_path):
+    study = f"resume-{uuid.uuid4().hex}"
+    args = [*SMALL, "--strategy", "momentum", "--space", "ema_fast=5:11", "--objective", "profit", "--study", study]
+    first = optimize(tmp_path, *args, "--trials", "2", "--seed", "1")
+    with pytest.raises(CommandError) as error:
+        call_command("optimize", *args[:-2], "--objective", "sharpe", "--study", study, "--local")
+    assert error.value.returncode == 2 and "exists with other objective" in str(error.value)
+    second = optimize(tmp_path, "--study", study, "--trials", "4")
+    assert [t["number"] for t in second["trials"]] == [0, 1, 2, 3]
+    assert second["trials"][:2] == first["trials"][:2]
+
+
+def test_recover_tells_stored_results_and_asks_lost_trials_again():
+    """What a resume finds after a SIGKILL: a trial whose worker stored its figures is told with them (not run
+    again); one without figures is failed and its parameters are asked first next time."""
+    from optimize.runner import recover
+    from optimize.tasks import RESULT
+
+    space = {"x": optuna.distributions.FloatDistribution(0, 1)}
+    study = optuna.create_study(study_name=f"recover-{uuid.uuid4().hex}", storage=get_storage(), direction="maximize")
+    done, lost = study.ask(space), study.ask(space)
+    done.set_user_attr(RESULT, {"value": 1.5, "pruned": None})
+    assert recover(study) == (1, 1)
+    trials = study.get_trials(deepcopy=False)
+    assert (trials[0].state, trials[0].value) == (TrialState.COMPLETE, 1.5)
+    assert trials[1].state == TrialState.FAIL
+    assert (trials[2].state, trials[2].user_attrs["retry_of"]) == (TrialState.WAITING, 1)
+    again = study.ask(space)
+    assert again.number == 2 and again.params == lost.params

@@ -25,8 +25,10 @@ from execution.account import account_rows, account_state, day_rolls, load_accou
 from execution.live import live_trading_enabled
 from execution.models import Order, Portfolio, Position, Trade
 from execution.service import cancel_order, execute_order, fill_candle, fill_paper_order
+from marketdata import clock as market_clock
 from marketdata.ingest import latest_prices
 from marketdata.models import Candle
+from marketdata.validation import interval_ms
 from marketdata.watchlist import is_tradable
 
 from . import metrics
@@ -69,16 +71,20 @@ def risk_engine() -> RiskEngine:
 
 
 def market_at(symbol: str, at_ms: int) -> MarketSnapshot:
-    """``market_snapshot`` of the symbol's last candles at ``at_ms``."""
+    """The market snapshot of the symbol's last candles at ``at_ms``; its data is as fresh as the newest candle's
+    close (open time + interval: a candle is known when it closes)."""
     rows = fetch_values(
         Candle,
-        ("timestamp", "high", "low", "close"),
+        ("timestamp", "high", "low", "close", "interval"),
         '"symbol" = %s AND "timestamp" <= %s',
         [symbol, at_ms],
         order_by='"timestamp" DESC',
         limit=SPREAD_WINDOW + 1,
     )
-    return snapshot_from_candles(rows)
+    snapshot = snapshot_from_candles([row[:4] for row in rows])
+    if not rows:
+        return snapshot
+    return replace(snapshot, last_data_ms=rows[0][0] + interval_ms(rows[0][4]))
 
 
 def decide_signal(event: dict) -> Order | None:
@@ -109,9 +115,10 @@ def decide_locked(state: TradingState, event: dict, parameters: RiskParameters |
     symbol = event["symbol"]
     account = load_account(state.state, now, (symbol,))
     market = market_at(symbol, now)
+    decided_at = market_clock.decision_time_ms(now)  # live: wall time, so a late candle's signal is stale
     if event["side"] == "BUY" and not is_tradable(symbol):
         market = replace(market, tradable=False)
-    view = DeskView(desk_state(state), account, (parameters or RiskParameters.load()).as_dict(), now, market)
+    view = DeskView(desk_state(state), account, (parameters or RiskParameters.load()).as_dict(), decided_at, market)
     price = event.get("price")
     signal = SignalIn(
         signal_id_of(event),

@@ -625,3 +625,31 @@ def test_a_persons_halt_on_a_drawdown_halt_stops_its_closes_and_the_release_stil
     last = Order.objects.latest("event_time").event_time
     bus.publish(candle(last + series.STEP_MS, 105.0))
     assert TradingState.load().state == "ACTIVE"
+
+
+def test_once_a_live_feed_drives_the_market_a_late_candles_signal_is_stale():
+    # Defect 2: the data age was the candle against itself. Live (the MEXC feed set the shared clock to the wall
+    # clock), the decision is made at wall time: a backfilled candle from an hour ago is older than
+    # DATA_STALE_TIMEOUT_SEC 30 → rejected as stale (layer 3); a candle that closes now is fresh. Without a live
+    # feed (a replay, a simulation) the decision is made at the candle's own time, as in the backtest.
+    import time
+
+    from marketdata import clock
+
+    def signal(ts, signal_id):
+        symbol = f"{signal_id.upper()}_USDT"  # one symbol each: the position limit stays out of it
+        bus.publish(candle(ts, 100.0, symbol=symbol))
+        bus.publish(
+            {"type": "signal", "symbol": symbol, "side": "BUY", "confidence": 0.9, "reason": "live",
+             "timestamp": ts, "signal_id": signal_id}
+        )  # fmt: skip
+        return RiskEvent.objects.get(signal_id=signal_id)
+
+    wall = int(time.time() * 1000)
+    hour_ago = wall - 3_600_000 - (wall % 60_000)
+    assert signal(hour_ago - 120_000, "replayed").layer == "position"  # no live feed: the candle's own time
+    clock.release_shared_event_time()  # what the live MEXC feed does when it starts
+    late = signal(hour_ago, "backfilled")
+    assert (late.decision, late.layer) == ("REJECT", "data_stale") and "limit 30s" in late.reason
+    fresh = signal(wall - 59_000, "fresh")  # opened 59 s ago: closes in a second
+    assert (fresh.decision, fresh.layer) == ("APPROVE", "position")

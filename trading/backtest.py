@@ -199,6 +199,10 @@ class Backtest:
         self.held_f: dict[str, float] = {}
         self.stop_f: dict[str, float] = {}
         self.equity_f: float | None = None  # cash_f + held_f at the last candles; None: to be recomputed
+        # The waiting orders as the account counts them (``_account``), in floats: entries' estimated cost out of the
+        # cash, exits' proceeds in; the quantities they add (entries) or take off (exits), by symbol.
+        self.pending_cash_f = 0.0
+        self.pending_held_f: dict[str, float] = {}
         self.alarm: bool | None = None  # the drawdown pre-check's answer for equity_f and the state; None: to do
         self.stop_dirty: set[str] = set()
         self.marks: dict[str, Decimal] = {}
@@ -328,10 +332,8 @@ class Backtest:
     def _drawdown_alarm(self) -> bool:
         """The float pre-check of the daily drawdown: False only where the exact check cannot trip (the margin
         of 1e-9 is far above float error). Kept in ``alarm`` until the marks, the book, the day or the state
-        change (each of those resets it). While orders wait for their fill the account counts them at estimated
-        costs, which the float copies of the book do not: the exact check decides then."""
-        if self.pending_orders:
-            return self.day_start_f > 0 and self.state != HALTED
+        change (each of those resets it). Waiting orders count as the exact account counts them
+        (``_pending_changed``)."""
         alarm = self.alarm
         if alarm is None:
             alarm = False
@@ -341,7 +343,9 @@ class Backtest:
                     last, held = self.last, 0.0
                     for s, q in self.held_f.items():  # summed as sum() would, without its generator
                         held += q * last[s].candle.close
-                    equity = self.equity_f = self.cash_f + held
+                    for s, q in self.pending_held_f.items():
+                        held += q * last[s].candle.close
+                    equity = self.equity_f = self.cash_f + self.pending_cash_f + held
                 alarm = (self.day_start_f - equity) / self.day_start_f >= self.max_drawdown_f - 1e-9
             self.alarm = alarm
         return alarm
@@ -490,7 +494,7 @@ class Backtest:
             self.entry_times.append(order.timestamp)
         self.pending.setdefault(order.symbol, []).append(order)
         self.pending_orders.append(order)
-        self.alarm = None
+        self._pending_changed()
         if order.purpose in EXIT_KEYED:
             base = order.signal_id.split("#", 1)[0]
             self.exit_attempts_by_key.setdefault(base, []).append(order)
@@ -511,9 +515,24 @@ class Backtest:
         """The symbol's waiting orders, oldest first, at this candle's open (``Desk.fill``)."""
         for order in self.pending.pop(symbol):
             self.pending_orders.remove(order)
-            self.alarm = None
+            self._pending_changed()
             effects = self.desk.fill(self._desk_state(), self.parameters, order, row.open)
             self._apply(effects, now, {order.client_order_id: (order, row.volume)})
+
+    def _pending_changed(self) -> None:
+        """The float copies of what the waiting orders add to the account (for the drawdown pre-check)."""
+        slippage, fee = float(self.exchange.slippage_pct), float(self.exchange.fee_rate)
+        cash, held = 0.0, {}
+        for order in self.pending_orders:
+            quantity, price = float(order.quantity), float(order.requested_price)
+            if order.side == "BUY":
+                cash -= quantity * price * (1 + slippage) * (1 + fee)
+                held[order.symbol] = held.get(order.symbol, 0.0) + quantity
+            else:
+                cash += quantity * price * (1 - slippage) * (1 - fee)
+                held[order.symbol] = held.get(order.symbol, 0.0) - quantity
+        self.pending_cash_f, self.pending_held_f = cash, held
+        self.equity_f = self.alarm = None
 
     def _fill(self, order: Order, price: Decimal, volume: Decimal) -> None:
         fill = self.exchange.fill(order.client_order_id, order.side, order.quantity, price, volume)

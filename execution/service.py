@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from cdb_project import bus, deferred_writes
+from cdb_project import bus
 from cdb_project.raw_rows import fetch_rows, fetch_rows_with, fetch_values
 from cdb_project.timeutil import ms_to_datetime
 from marketdata.models import Candle
@@ -236,13 +236,7 @@ def _settle(
     except AccountingError as error:
         order.status, order.reason = Order.Status.FAILED, str(error)
         return False
-    portfolio.cash, portfolio.realized_pnl, portfolio.fees_paid = book.cash, book.realized_pnl, book.fees
-    deferred_writes.update(portfolio, ["cash", "realized_pnl", "fees_paid", "updated_at"])
-    holding = book.holding(order.symbol)
-    position = Position(
-        symbol=order.symbol, quantity=holding.quantity, cost_basis=holding.cost, avg_entry_price=holding.avg_entry_price
-    )
-    deferred_writes.upsert(position, "symbol", ["quantity", "cost_basis", "avg_entry_price", "updated_at"])
+    save_book(book, portfolio, order.symbol)
     filled_at = ms_to_datetime(order.event_time)
     order.status, order.reason = SETTLED_BY_FILL[fill.status], fill.reason
     order.filled_quantity, order.price, order.fees, order.filled_at = fill.quantity, fill.price, fill.fee, filled_at
@@ -251,6 +245,19 @@ def _settle(
             stop_loss_pct = RiskParameters.load().stop_loss_pct
         order.entry_price, order.stop_loss = fill.price, stop_price(fill.price, stop_loss_pct)
     return True
+
+
+def save_book(book: Book, portfolio: Portfolio, symbol: str) -> None:
+    """Store what a fill changed in the book: the portfolio's totals and the symbol's position (inserted, or
+    updated where stored: one statement)."""
+    portfolio.cash, portfolio.realized_pnl, portfolio.fees_paid = book.cash, book.realized_pnl, book.fees
+    portfolio.save(update_fields=["cash", "realized_pnl", "fees_paid", "updated_at"])
+    holding = book.holding(symbol)
+    position = Position(
+        symbol=symbol, quantity=holding.quantity, cost_basis=holding.cost, avg_entry_price=holding.avg_entry_price
+    )
+    fields = ["quantity", "cost_basis", "avg_entry_price", "updated_at"]
+    Position.objects.bulk_create([position], update_conflicts=True, unique_fields=["symbol"], update_fields=fields)
 
 
 def _record_trades(order: Order, fill: Fill) -> None:
@@ -269,7 +276,7 @@ def _record_trades(order: Order, fill: Fill) -> None:
             entry_fees=lot.entry_fees,
             stop_loss=lot.stop,
         )
-        deferred_writes.insert(trade)
+        trade.save(force_insert=True)
     else:
         _close_trades(order, fill)
 
@@ -304,7 +311,7 @@ def _close_trades(order: Order, fill: Fill) -> None:
         trade.exit_time = ms_to_datetime(item.exit_time)
         trade.profit_loss, trade.profit_loss_percent = item.profit_loss, item.profit_loss_percent
         trade.exit_reason, trade.status = item.exit_reason, Trade.Status.CLOSED
-        deferred_writes.update(trade, CLOSED_TRADE_FIELDS)
+        trade.save(update_fields=CLOSED_TRADE_FIELDS)
     if remainder is not None:
         source = by_id[closed[-1].lot.trade_id]  # the lot that was only partly sold
         kept = Trade(
@@ -317,7 +324,7 @@ def _close_trades(order: Order, fill: Fill) -> None:
             entry_fees=remainder.entry_fees,
             stop_loss=remainder.stop,
         )
-        deferred_writes.insert(kept)
+        kept.save(force_insert=True)
 
 
 CLOSED_TRADE_FIELDS = (

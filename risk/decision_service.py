@@ -18,7 +18,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Max, Q
 
-from cdb_project import bus, deferred_writes
+from cdb_project import bus
 from cdb_project.raw_rows import fetch_values
 from cdb_project.timeutil import ms_to_datetime
 from execution.account import account_rows, account_state, day_rolls, load_account
@@ -417,19 +417,17 @@ def _apply(
         if kind is RecordRiskEvent:
             if effect.signal_id == signal_id:
                 metrics.record_decision(effect.decision, effect.layer)
-            deferred_writes.insert(
-                RiskEvent(
-                    decision=effect.decision,
-                    layer=effect.layer,
-                    symbol=effect.symbol,
-                    signal_id=effect.signal_id,
-                    client_order_id=effect.client_order_id,
-                    requested_quantity=effect.requested_quantity,
-                    approved_quantity=effect.approved_quantity,
-                    reason=effect.reason,
-                    details=effect.details,
-                    timestamp=now,
-                )
+            RiskEvent.objects.create(
+                decision=effect.decision,
+                layer=effect.layer,
+                symbol=effect.symbol,
+                signal_id=effect.signal_id,
+                client_order_id=effect.client_order_id,
+                requested_quantity=effect.requested_quantity,
+                approved_quantity=effect.approved_quantity,
+                reason=effect.reason,
+                details=effect.details,
+                timestamp=now,
             )
         elif kind is RaiseAlert:
             raise_alert(effect.level, effect.code, effect.message, timestamp=now, symbol=effect.symbol)

@@ -31,6 +31,7 @@ class AccountRows(NamedTuple):
     receivable: Decimal  # what approved SELLs will bring in
     lots: dict[str, list[LotStop]]  # open trades and their stops by symbol, oldest first (read if asked for)
     entering: dict[str, Decimal]  # what approved, not yet executed BUYs will buy, by symbol
+    waiting: frozenset[str]  # symbols with PENDING orders (on paper: waiting for their symbol's next candle)
 
     def priced_symbols(self) -> set[str]:
         """The symbols the account is valued on: those held and those being entered."""
@@ -63,8 +64,9 @@ def account_rows(*, lock: bool, with_lots: bool = False) -> AccountRows:
         else:
             quantities[symbol] = quantities.get(symbol, Decimal(0)) - quantity
             receivable += quantity * price * (1 - slippage) * (1 - fee)
+    waiting = frozenset(order.symbol for order in pending_orders)
     lots = open_lots() if with_lots else {}
-    return AccountRows(portfolio, positions, quantities, cash, receivable, lots, entering)
+    return AccountRows(portfolio, positions, quantities, cash, receivable, lots, entering, waiting)
 
 
 def open_lots() -> dict[str, list[LotStop]]:
@@ -77,8 +79,8 @@ def open_lots() -> dict[str, list[LotStop]]:
 
 
 def _portfolio_and_pending_count(lock: bool) -> tuple[Portfolio, int]:
-    """The portfolio row (locked if ``lock``) and, from the same statement, how many orders are PENDING: there
-    are almost never any (a paper order is filled in its decision's transaction), and then they need no query.
+    """The portfolio row (locked if ``lock``) and, from the same statement, how many orders are PENDING: mostly
+    none (a paper order waits one candle, a live one the exchange's answer), and then they need no query.
     Under the account lock that count cannot change before the orders are read: every writer of an order's
     status holds it."""
     extra = (

@@ -34,7 +34,6 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from cdb_project import deferred_writes
 from cdb_project.timeutil import ms_to_datetime
 from risk.alerts import raise_alert
 from risk.engine import stop_price
@@ -61,6 +60,7 @@ from .service import (
     _record_trades,
     _test_pause_hook,
     load_book,
+    save_book,
 )
 
 logger = logging.getLogger("cdb.execution.live")
@@ -307,13 +307,7 @@ def book_live_fill(order: Order, fill: LiveFill) -> Order:
     booked = book_exchange_fill(
         book, order.symbol, order.side, fill.quantity, fill.price, fill.quote_fee, fill.base_fee, fill.cost
     )
-    portfolio.cash, portfolio.realized_pnl, portfolio.fees_paid = book.cash, book.realized_pnl, book.fees
-    deferred_writes.update(portfolio, ["cash", "realized_pnl", "fees_paid", "updated_at"])
-    holding = book.holding(order.symbol)
-    position = Position(
-        symbol=order.symbol, quantity=holding.quantity, cost_basis=holding.cost, avg_entry_price=holding.avg_entry_price
-    )
-    deferred_writes.upsert(position, "symbol", ["quantity", "cost_basis", "avg_entry_price", "updated_at"])
+    save_book(book, portfolio, order.symbol)
     order.status, order.reason = SETTLED_BY_FILL[fill.status], fill.reason
     order.filled_quantity, order.price, order.fees = fill.quantity, fill.price, booked.fee_value
     order.fees_by_asset = _fees_by_asset(order.symbol, fill)

@@ -22,7 +22,10 @@ logger = logging.getLogger("cdb.execution.reconcile")
 
 
 def reconcile_pending(older_than_seconds: int | None = None) -> list[Order]:
-    """Execute (exactly once, under the usual locks) every PENDING order older than the timeout."""
+    """Execute (exactly once, under the usual locks) every PENDING live order older than the timeout. Paper
+    orders are not reconciled: each waits for its symbol's next candle, whose price it fills at."""
+    if not live_trading_enabled():
+        return []
     timeout = settings.PENDING_ORDER_TIMEOUT_SEC if older_than_seconds is None else older_than_seconds
     cutoff = timezone.now() - timedelta(seconds=timeout)
     settled = []

@@ -12,10 +12,10 @@ import time
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection
 from django.utils import timezone
 
-from cdb_project import bus, deferred_writes
+from cdb_project import bus
 from cdb_project.raw_rows import fetch_rows, fetch_rows_with, fetch_values
 from cdb_project.timeutil import ms_to_datetime
 from marketdata.models import Candle
@@ -62,62 +62,49 @@ def order_result_event(order: Order) -> dict:
 
 
 def execute_order(event: dict) -> Order | None:
-    """Execute the stored PENDING order named by the event, exactly once (paper, or live when enabled)."""
+    """Execute the stored PENDING order named by the event, exactly once, on the exchange when live trading is
+    enabled. A paper order is not executed here: it meets its price at its symbol's next candle, through the
+    desk (``risk.decision_service.fill_waiting_orders``)."""
     if live_trading_enabled():
         from .live_service import execute_live  # the live path: sends to MEXC, books what it executed
 
         return execute_live(event)
-    with transaction.atomic():
-        state, order = _locked_order(event)
-        if order is None or order.status != Order.Status.PENDING:
-            return order
-        return fill_paper_order(order, state)
+    return Order.objects.filter(client_order_id=event["client_order_id"]).first()
 
 
-# The last candle of a symbol at an order's event time, as the paper fill reads it.
-FILL_CANDLE_FIELDS = ("close", "volume", "timestamp", "created_at")
+# The candle a paper order fills at: the first of its symbol after the order's decision.
+FILL_CANDLE_FIELDS = ("open", "volume", "timestamp", "created_at")
 
 
-def fill_paper_order(
-    order: Order,
-    state: TradingState,
-    *,
-    candle: tuple | None = None,
-    account: tuple[Portfolio, list[Position]] | None = None,
-    stop_loss_pct: Decimal | None = None,
-) -> Order:
-    """Fill an order on the paper exchange, settle the account, store the order and publish its order_result.
-
-    Call inside the transaction that holds the account lock (``TradingState``): the decision's own for a new
-    paper order — there is no exchange to wait for, so the decision and its fill are one atomic step, and the
-    order (not stored yet) is written once, with its outcome — or ``execute_order``'s for a stored PENDING order
-    (redelivered, or found by the recovery jobs). The caller may pass what it has just read under that lock: the
-    symbol's last ``candle`` (``FILL_CANDLE_FIELDS``; None if there is none) and the ``account`` (portfolio row,
-    open positions) and the ``stop_loss_pct`` of the decision (else the current parameter)."""
-    _test_pause_hook()
-    blocked = _blocked_by_state(state, order)
-    if blocked:
-        order.status, order.reason = Order.Status.REJECTED, blocked
-        _finish(order)
-        return order
-    if candle is None:
-        candle = _fill_candle(order)
-    market_price, volume, timestamp, created_at = candle or (order.requested_price, None, None, None)
-    stored_at = created_at if timestamp is not None and timestamp == order.source_timestamp else None
-    fill = paper_exchange().fill(order.client_order_id, order.side, order.quantity, market_price, volume)
-    return _settle_and_finish(order, fill, account, stored_at, stop_loss_pct)
-
-
-def _fill_candle(order: Order) -> tuple | None:
+def fill_candle(order: Order, up_to_ms: int) -> tuple | None:
+    """The first candle of the order's symbol after its decision, up to ``up_to_ms`` (``FILL_CANDLE_FIELDS``)."""
     rows = fetch_values(
         Candle,
         FILL_CANDLE_FIELDS,
-        '"symbol" = %s AND "timestamp" <= %s',
-        [order.symbol, order.event_time],
-        order_by='"timestamp" DESC',
+        '"symbol" = %s AND "timestamp" > %s AND "timestamp" <= %s',
+        [order.symbol, order.event_time, up_to_ms],
+        order_by='"timestamp", "interval"',
         limit=1,
     )
     return rows[0] if rows else None
+
+
+def fill_paper_order(order: Order, candle: tuple, *, stop_loss_pct: Decimal | None = None) -> Order:
+    """Fill a stored PENDING order on the paper exchange at ``candle``'s open (``fill_candle``), settle the
+    account, store the order and publish its order_result. Call inside the transaction that holds the account
+    lock (``TradingState``), once the desk has let the order through (``risk.desk.Desk.fill``); a filled BUY's
+    stop is its fill price × (1 − ``stop_loss_pct``, else the current parameter)."""
+    _test_pause_hook()
+    price, volume, _timestamp, created_at = candle
+    fill = paper_exchange().fill(order.client_order_id, order.side, order.quantity, price, volume)
+    return _settle_and_finish(order, fill, None, created_at, stop_loss_pct)
+
+
+def cancel_order(order: Order, reason: str) -> Order:
+    """A stored PENDING order the desk held back: REJECTED, stored, its order_result published, an alert raised."""
+    order.status, order.reason = Order.Status.REJECTED, reason
+    _finish(order)
+    return order
 
 
 def _locked_order(event: dict) -> tuple[TradingState, Order | None]:
@@ -249,13 +236,7 @@ def _settle(
     except AccountingError as error:
         order.status, order.reason = Order.Status.FAILED, str(error)
         return False
-    portfolio.cash, portfolio.realized_pnl, portfolio.fees_paid = book.cash, book.realized_pnl, book.fees
-    deferred_writes.update(portfolio, ["cash", "realized_pnl", "fees_paid", "updated_at"])
-    holding = book.holding(order.symbol)
-    position = Position(
-        symbol=order.symbol, quantity=holding.quantity, cost_basis=holding.cost, avg_entry_price=holding.avg_entry_price
-    )
-    deferred_writes.upsert(position, "symbol", ["quantity", "cost_basis", "avg_entry_price", "updated_at"])
+    save_book(book, portfolio, order.symbol)
     filled_at = ms_to_datetime(order.event_time)
     order.status, order.reason = SETTLED_BY_FILL[fill.status], fill.reason
     order.filled_quantity, order.price, order.fees, order.filled_at = fill.quantity, fill.price, fill.fee, filled_at
@@ -264,6 +245,19 @@ def _settle(
             stop_loss_pct = RiskParameters.load().stop_loss_pct
         order.entry_price, order.stop_loss = fill.price, stop_price(fill.price, stop_loss_pct)
     return True
+
+
+def save_book(book: Book, portfolio: Portfolio, symbol: str) -> None:
+    """Store what a fill changed in the book: the portfolio's totals and the symbol's position (inserted, or
+    updated where stored: one statement)."""
+    portfolio.cash, portfolio.realized_pnl, portfolio.fees_paid = book.cash, book.realized_pnl, book.fees
+    portfolio.save(update_fields=["cash", "realized_pnl", "fees_paid", "updated_at"])
+    holding = book.holding(symbol)
+    position = Position(
+        symbol=symbol, quantity=holding.quantity, cost_basis=holding.cost, avg_entry_price=holding.avg_entry_price
+    )
+    fields = ["quantity", "cost_basis", "avg_entry_price", "updated_at"]
+    Position.objects.bulk_create([position], update_conflicts=True, unique_fields=["symbol"], update_fields=fields)
 
 
 def _record_trades(order: Order, fill: Fill) -> None:
@@ -282,7 +276,7 @@ def _record_trades(order: Order, fill: Fill) -> None:
             entry_fees=lot.entry_fees,
             stop_loss=lot.stop,
         )
-        deferred_writes.insert(trade)
+        trade.save(force_insert=True)
     else:
         _close_trades(order, fill)
 
@@ -317,7 +311,7 @@ def _close_trades(order: Order, fill: Fill) -> None:
         trade.exit_time = ms_to_datetime(item.exit_time)
         trade.profit_loss, trade.profit_loss_percent = item.profit_loss, item.profit_loss_percent
         trade.exit_reason, trade.status = item.exit_reason, Trade.Status.CLOSED
-        deferred_writes.update(trade, CLOSED_TRADE_FIELDS)
+        trade.save(update_fields=CLOSED_TRADE_FIELDS)
     if remainder is not None:
         source = by_id[closed[-1].lot.trade_id]  # the lot that was only partly sold
         kept = Trade(
@@ -330,7 +324,7 @@ def _close_trades(order: Order, fill: Fill) -> None:
             entry_fees=remainder.entry_fees,
             stop_loss=remainder.stop,
         )
-        deferred_writes.insert(kept)
+        kept.save(force_insert=True)
 
 
 CLOSED_TRADE_FIELDS = (

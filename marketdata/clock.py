@@ -119,6 +119,19 @@ def shared_event_time() -> int | None:
     return row[1]
 
 
+def decision_time_ms(event_ms: int) -> int:
+    """The market clock at a decision on a candle of ``event_ms``: wall time once a live feed drives the market
+    (it sets the shared clock to the system's, ``release_shared_event_time``), so that a candle decided late — a
+    backlog, a backfill after an outage — is judged as old as it is; otherwise (a replay, a simulation, a test
+    clock, no feed yet) the candle's own time, as the backtest decides: the newest candle seen."""
+    if _installed() is not None:
+        return event_ms
+    from .models import MarketClock
+
+    mode = MarketClock.objects.filter(pk=1).values_list("mode", flat=True).first()
+    return max(event_ms, SYSTEM.now_ms()) if mode == MarketClock.Mode.SYSTEM else event_ms
+
+
 def set_shared_event_time(event_ms: int, *, note: str | None = None) -> None:
     """The market's time is ``event_ms``; ``note`` (when given) says what drives it, for the page."""
     from .models import MarketClock

@@ -18,26 +18,30 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Max, Q
 
-from cdb_project import bus, deferred_writes
+from cdb_project import bus
 from cdb_project.raw_rows import fetch_values
 from cdb_project.timeutil import ms_to_datetime
 from execution.account import account_rows, account_state, day_rolls, load_account
 from execution.live import live_trading_enabled
 from execution.models import Order, Portfolio, Position, Trade
-from execution.service import execute_order, fill_paper_order
+from execution.service import cancel_order, execute_order, fill_candle, fill_paper_order
+from marketdata import clock as market_clock
 from marketdata.ingest import latest_prices
 from marketdata.models import Candle
+from marketdata.validation import interval_ms
 from marketdata.watchlist import is_tradable
 
 from . import metrics
 from .alerts import raise_alert
 from .desk import (
     SUPPRESSED,
+    CancelOrder,
     ChangeState,
     Desk,
     DeskState,
     DeskView,
     Effect,
+    FillOrder,
     RaiseAlert,
     RecordRiskEvent,
     SignalIn,
@@ -66,17 +70,12 @@ def risk_engine() -> RiskEngine:
     return RiskEngine(fee_rate=Decimal(settings.FEE_RATE), slippage_pct=Decimal(settings.PAPER_SLIPPAGE_PCT))
 
 
-def market_snapshot(symbol: str, at_ms: int) -> MarketSnapshot:
-    """Last price, candle-range spread against its recent average, and the last data time, at ``at_ms``."""
-    return market_at(symbol, at_ms)[0]
-
-
-def market_at(symbol: str, at_ms: int) -> tuple[MarketSnapshot, tuple | None]:
-    """``market_snapshot`` and, from the same query, the last candle as a paper fill reads it
-    (``execution.service.FILL_CANDLE_FIELDS``; None if the symbol has none)."""
+def market_at(symbol: str, at_ms: int) -> MarketSnapshot:
+    """The market snapshot of the symbol's last candles at ``at_ms``; its data is as fresh as the newest candle's
+    close (open time + interval: a candle is known when it closes)."""
     rows = fetch_values(
         Candle,
-        ("timestamp", "high", "low", "close", "volume", "created_at"),
+        ("timestamp", "high", "low", "close", "interval"),
         '"symbol" = %s AND "timestamp" <= %s',
         [symbol, at_ms],
         order_by='"timestamp" DESC',
@@ -84,9 +83,8 @@ def market_at(symbol: str, at_ms: int) -> tuple[MarketSnapshot, tuple | None]:
     )
     snapshot = snapshot_from_candles([row[:4] for row in rows])
     if not rows:
-        return snapshot, None
-    timestamp, _high, _low, close, volume, created_at = rows[0]
-    return snapshot, (close, volume, timestamp, created_at)
+        return snapshot
+    return replace(snapshot, last_data_ms=rows[0][0] + interval_ms(rows[0][4]))
 
 
 def decide_signal(event: dict) -> Order | None:
@@ -111,15 +109,16 @@ def decide_signal(event: dict) -> Order | None:
 def decide_locked(state: TradingState, event: dict, parameters: RiskParameters | None = None) -> Order | None:
     """``decide_signal``'s decision for a signal not decided before, in the caller's transaction, which holds the
     account lock (``state``, loaded ``for_update``; ``parameters``, if the caller read them with it): the desk's
-    effects carried out. A paper order is filled here too."""
+    effects carried out. An approved order is stored PENDING: live, sent to the exchange; on paper, it waits for
+    its symbol's next candle (``fill_waiting_orders``)."""
     now = event["timestamp"]
     symbol = event["symbol"]
-    rows = account_rows(lock=True)
-    account = load_account(state.state, now, (symbol,), rows=rows)
-    market, last_candle = market_at(symbol, now)
+    account = load_account(state.state, now, (symbol,))
+    market = market_at(symbol, now)
+    decided_at = market_clock.decision_time_ms(now)  # live: wall time, so a late candle's signal is stale
     if event["side"] == "BUY" and not is_tradable(symbol):
         market = replace(market, tradable=False)
-    view = DeskView(desk_state(state), account, (parameters or RiskParameters.load()).as_dict(), now, market)
+    view = DeskView(desk_state(state), account, (parameters or RiskParameters.load()).as_dict(), decided_at, market)
     price = event.get("price")
     signal = SignalIn(
         signal_id_of(event),
@@ -130,25 +129,44 @@ def decide_locked(state: TradingState, event: dict, parameters: RiskParameters |
         event.get("strategy", ""),
         event.get("source_timestamp", now),
     )
-    # A paper order is filled with what was read under this lock a moment ago: the account and the candle.
-    fill_with = {"candle": last_candle, "account": (rows.portfolio, list(rows.positions.values()))}
-    return _apply(desk().decide(view, signal, STORED_EXITS), state, now, signal_fill=(signal.signal_id, fill_with))
+    return _apply(desk().decide(view, signal, STORED_EXITS), state, now, signal_id=signal.signal_id)
 
 
-def watch_market(event: dict) -> None:
-    """Per market_data, under the account lock: roll the day, then the desk's watch (the daily drawdown's halt and
-    close-out, stop-losses, the circuit breaker's retry). ``MarketWatch`` calls it for the candles where its look
-    without the lock found work."""
+def fill_waiting_orders(state: TradingState, symbol: str, at_ms: int) -> None:
+    """Paper: the symbol's PENDING orders decided before ``at_ms`` meet the first price after their decision, the
+    open of the symbol's first candle after it, through the desk's fill step (``Desk.fill``: a state that now
+    blocks an order cancels it; an entry's slippage beyond MAX_SLIPPAGE_PCT trips the circuit breaker), oldest
+    first. In the caller's transaction, which holds the account lock (``state``)."""
+    waiting = list(
+        Order.objects.select_for_update()
+        .filter(status=Order.Status.PENDING, symbol=symbol, event_time__lt=at_ms)
+        .order_by("id")
+    )
+    parameters = RiskParameters.load().as_dict() if waiting else {}
+    for order in waiting:
+        candle = fill_candle(order, at_ms)
+        if candle is not None:
+            effects = desk().fill(desk_state(state), parameters, order, candle[0])
+            _apply(effects, state, candle[2], fills={order.client_order_id: (order, candle, parameters)})
+
+
+def watch_market(event: dict, *, fill: bool = False) -> None:
+    """Per market_data, under the account lock: with ``fill``, the symbol's paper orders waiting for this candle
+    first (``fill_waiting_orders``); roll the day, then the desk's watch (the daily drawdown's halt and close-out,
+    stop-losses, the circuit breaker's retry). ``MarketWatch`` calls it for the candles where its look without
+    the lock found work."""
     now = event["timestamp"]
     with transaction.atomic():
         state = TradingState.load(for_update=True)
+        if fill:
+            fill_waiting_orders(state, event["symbol"], now)
         late = _superseded(now)
         if late and _superseded(now, event["symbol"]):
             return
         account = load_account(state.state, now, (event["symbol"],), for_decision=False, with_lots=True)
         parameters = RiskParameters.load().as_dict()
         breaker = state.state == PAUSED and state.pause_layer == "circuit_breaker"
-        market = market_snapshot(state.breaker_symbol, now) if breaker else None
+        market = market_at(state.breaker_symbol, now) if breaker else None
         view = DeskView(desk_state(state), account, parameters, now, market)
         if late:  # only its own symbol's stop-loss: see _superseded
             _apply(desk().watch(view, STORED_EXITS, only_symbol=event["symbol"]), state, now)
@@ -184,6 +202,10 @@ class MarketWatch:
         if version is None or version != self.version:
             self._load_account(version)
             self.version = version
+        if event["symbol"] in self.rows.waiting and not live_trading_enabled():
+            watch_market(event, fill=True)  # its paper orders meet this candle's price, then the watch
+            self.version = None  # the account has changed: read it again for the next candle
+            return
         if closes is not None and asked == self.held:
             read = zip(asked, closes, strict=True)
             self.read_prices = (now, {symbol: close for symbol, close in read if close is not None})
@@ -378,31 +400,34 @@ STORED_EXITS = StoredExits()
 
 
 def _apply(
-    effects: list[Effect], state: TradingState, now: int, *, signal_fill: tuple[str, dict] | None = None
+    effects: list[Effect],
+    state: TradingState,
+    now: int,
+    *,
+    signal_id: str | None = None,
+    fills: dict[str, tuple[Order, tuple, dict]] | None = None,
 ) -> Order | None:
     """Carry out the desk's effects in order, in the caller's transaction (which holds the account lock). Returns
-    the signal's order, if one was made. ``signal_fill``: (signal id, what a paper fill of that signal's order may
-    use instead of reading it again: see ``fill_paper_order``)."""
+    the order of the signal ``signal_id``, if one was made. ``fills``: for a fill step's effects, the order they
+    name by client order id, with its fill candle (``fill_candle``) and the parameters."""
     paper = not live_trading_enabled()
     made = None
     for effect in effects:
         kind = effect.__class__
         if kind is RecordRiskEvent:
-            if signal_fill is not None and effect.signal_id == signal_fill[0]:
+            if effect.signal_id == signal_id:
                 metrics.record_decision(effect.decision, effect.layer)
-            deferred_writes.insert(
-                RiskEvent(
-                    decision=effect.decision,
-                    layer=effect.layer,
-                    symbol=effect.symbol,
-                    signal_id=effect.signal_id,
-                    client_order_id=effect.client_order_id,
-                    requested_quantity=effect.requested_quantity,
-                    approved_quantity=effect.approved_quantity,
-                    reason=effect.reason,
-                    details=effect.details,
-                    timestamp=now,
-                )
+            RiskEvent.objects.create(
+                decision=effect.decision,
+                layer=effect.layer,
+                symbol=effect.symbol,
+                signal_id=effect.signal_id,
+                client_order_id=effect.client_order_id,
+                requested_quantity=effect.requested_quantity,
+                approved_quantity=effect.approved_quantity,
+                reason=effect.reason,
+                details=effect.details,
+                timestamp=now,
             )
         elif kind is RaiseAlert:
             raise_alert(effect.level, effect.code, effect.message, timestamp=now, symbol=effect.symbol)
@@ -414,23 +439,25 @@ def _apply(
         elif kind is UpdateBreaker:
             state.breaker_tries, state.breaker_checked_ms = effect.tries, effect.checked_ms
             state.save(update_fields=["breaker_tries", "breaker_checked_ms"])
-        else:
-            the_signals = signal_fill is not None and effect.signal_id == signal_fill[0]
+        elif kind is SubmitOrder:
+            the_signals = effect.signal_id == signal_id
             order = _submit(effect, now, paper)
-            if paper:
-                extra = signal_fill[1] if the_signals else {}
-                fill_paper_order(order, state, stop_loss_pct=effect.stop_loss_pct, **extra)
-            elif not the_signals:  # the risk manager's own exits are sent at once, inside this transaction
+            if not paper and not the_signals:  # the risk manager's own exits are sent at once, in this transaction
                 execute_order({"client_order_id": order.client_order_id})
             if the_signals:
                 made = order
+        elif kind is FillOrder:
+            order, candle, parameters = fills[effect.client_order_id]
+            fill_paper_order(order, (effect.price, *candle[1:]), stop_loss_pct=parameters["STOP_LOSS_PCT"])
+        elif kind is CancelOrder:
+            cancel_order(fills[effect.client_order_id][0], effect.reason)
     return made
 
 
 def _submit(submit: SubmitOrder, now: int, paper: bool) -> Order:
     """Store the order PENDING, then (after commit) publish it to the executor — or, on paper, only announce it:
-    the caller fills it in this transaction and stores it then, once, with its outcome."""
-    order = (Order if paper else Order.objects.create)(
+    it waits for its symbol's next candle (``fill_waiting_orders``)."""
+    order = Order.objects.create(
         client_order_id=submit.client_order_id,
         signal_id=submit.signal_id,
         symbol=submit.symbol,
@@ -452,10 +479,11 @@ def _submit(submit: SubmitOrder, now: int, paper: bool) -> Order:
 
 
 def _redrive_pending_order(signal_id: str) -> None:
-    """A redelivered signal was decided before: its order may still be PENDING because the process that stored
-    it died before enqueueing its execution. Enqueue it again (execution is idempotent by client_order_id)."""
+    """A redelivered signal was decided before: its live order may still be PENDING because the process that
+    stored it died before enqueueing its execution. Enqueue it again (execution is idempotent by client_order_id).
+    A paper order waits for its symbol's next candle: nothing to enqueue."""
     order = Order.objects.filter(signal_id=signal_id, status=Order.Status.PENDING).first()
-    if order is None:
+    if order is None or not live_trading_enabled():
         logger.info("signal %s already decided; redelivery ignored", signal_id)
         return
     logger.warning(

@@ -134,7 +134,46 @@ class SubmitOrder(NamedTuple):
     source_timestamp: int | None = None
 
 
-Effect = RecordRiskEvent | RaiseAlert | ChangeState | UpdateBreaker | SubmitOrder
+class FillOrder(NamedTuple):
+    """Fill the approved order at ``price``: the first price known after its decision."""
+
+    client_order_id: str
+    price: Decimal
+
+
+class CancelOrder(NamedTuple):
+    """The approved order does not go to the market: it ends REJECTED for ``reason``."""
+
+    client_order_id: str
+    reason: str
+
+
+class PendingOrder(Protocol):
+    """An approved order waiting for its price, as the desk reads it (the live ``Order`` or the backtest's)."""
+
+    @property
+    def client_order_id(self) -> str: ...
+
+    @property
+    def signal_id(self) -> str: ...
+
+    @property
+    def symbol(self) -> str: ...
+
+    @property
+    def side(self) -> str: ...
+
+    @property
+    def purpose(self) -> str: ...
+
+    @property
+    def quantity(self) -> Decimal: ...
+
+    @property
+    def requested_price(self) -> Decimal: ...  # the market price at its decision
+
+
+Effect = RecordRiskEvent | RaiseAlert | ChangeState | UpdateBreaker | SubmitOrder | FillOrder | CancelOrder
 
 
 def blocked_by_state(state: str, layer: str, purpose: str, side: str) -> str:
@@ -201,6 +240,45 @@ class Desk:
                 )
             )
         return effects
+
+    # --- an approved order at the first price after its decision ----------------------------------------------
+    def fill(
+        self, state: DeskState, parameters: Mapping[str, Decimal], order: PendingOrder, price: Decimal
+    ) -> list[Effect]:
+        """An approved order meets the first price known after its decision (replay and backtest: the next candle
+        open of its symbol). A trading state that now blocks it cancels it; an entry whose price moved from the
+        decision's by more than MAX_SLIPPAGE_PCT trips the circuit breaker (SPEC §4 layer 2: PAUSE, a
+        CIRCUIT_BREAKER alert) and is cancelled, before anything is filled; otherwise it fills at that price.
+        Exits are not held back by slippage: they reduce what is at risk."""
+        blocked = blocked_by_state(state.state, state.layer, order.purpose, order.side)
+        if blocked:
+            return [CancelOrder(order.client_order_id, blocked)]
+        if order.side == "BUY":
+            decided, limit = order.requested_price, parameters["MAX_SLIPPAGE_PCT"]
+            slippage = abs(price - decided) / decided
+            if slippage > limit:
+                message = (
+                    f"{order.symbol}: the price {price} after the decision moved {slippage:.4%} from {decided} at "
+                    f"the decision, beyond MAX_SLIPPAGE_PCT {limit:.2%}; circuit breaker"
+                )
+                details = {"price": str(price), "decision_price": str(decided), "slippage": str(slippage)}
+                effects: list[Effect] = [
+                    RecordRiskEvent(
+                        "REJECT",
+                        "circuit_breaker",
+                        order.symbol,
+                        order.signal_id,
+                        order.client_order_id,
+                        order.quantity,
+                        Decimal(0),
+                        message,
+                        details,
+                    ),
+                    RaiseAlert("WARNING", "CIRCUIT_BREAKER", message, order.symbol),
+                ]
+                effects += self._trip(state, PAUSED, "circuit_breaker", message, order.symbol)
+                return [*effects, CancelOrder(order.client_order_id, message)]
+        return [FillOrder(order.client_order_id, price)]
 
     # --- a candle: the watch ----------------------------------------------------------------------------------
     def watch_has_work(self, view: DeskView) -> bool:

@@ -47,9 +47,9 @@ def sma_cross(settings):
 
 @pytest.fixture
 def orders_left_pending(monkeypatch):
-    """Decisions store their orders PENDING and hand them to the executor after the commit, as they do for live
-    trading (a paper order is otherwise filled in its decision's transaction, never PENDING after a commit). The
-    executor stays the paper one: what is tested is how a stored PENDING order is found and executed."""
+    """Decisions hand their PENDING orders to the executor after the commit, as they do for live trading (a paper
+    order otherwise waits for its symbol's next candle). The executor stays the paper one, which leaves a paper order
+    to that candle: what is tested is how a stored PENDING order is found and handed on."""
     monkeypatch.setattr("risk.decision_service.live_trading_enabled", lambda: True)
 
 

@@ -144,17 +144,21 @@ def _signal(symbol: str, ts: int) -> dict:
 
 def test_staff_sees_live_tables_and_halts_trading(server, page, sma_cross):
     _user("operator", "halt_trading", staff=True)
-    # Some history for the cards and charts: the crafted series gives candles, one BUY signal and a filled order;
-    # a few more candles and a SELL signal close it again (an exit marker on the price chart).
+    # Some history for the cards and charts: the crafted series gives candles, one BUY signal and its order, filled
+    # at the next candle's open; a few more candles and a SELL signal (filled at the candle after it) close it
+    # again (an exit marker on the price chart).
     off_loop(series.publish_all, series.events())
-    assert Order.objects.filter(symbol="TEST_USDT", status="FILLED").count() == 1
+    assert Order.objects.filter(symbol="TEST_USDT", status="PENDING").count() == 1
     later = [110.5, 111.2, 112.0, 112.4, 113.1]
     start = series.BASE_TS + (series.CROSS_INDEX + 1) * series.STEP_MS
-    off_loop(series.publish_all, series.events(prices=later, base_ts=start))
+    later_events = series.events(prices=later, base_ts=start)
+    off_loop(series.publish_all, later_events)
+    assert Order.objects.filter(symbol="TEST_USDT", status="FILLED").count() == 1
     exit_ts = start + (len(later) - 1) * series.STEP_MS
     off_loop(
         bus.publish, {**_signal("TEST_USDT", exit_ts), "side": "SELL", "price": later[-1], "reason": "take profit"}
     )
+    off_loop(bus.publish, series.next_event(later_events, open_=113.0, close=113.2))
     assert Order.objects.filter(symbol="TEST_USDT", side="SELL", status="FILLED").count() == 1
     port = server.port
 

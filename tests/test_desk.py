@@ -7,15 +7,18 @@ written beside it. The desk is pure: the ledger below is the shell's store (open
 from __future__ import annotations
 
 from decimal import Decimal as D
+from typing import NamedTuple
 
 import pytest
 
 from execution.paper import PaperExchange
 from risk.desk import (
+    CancelOrder,
     ChangeState,
     Desk,
     DeskState,
     DeskView,
+    FillOrder,
     RaiseAlert,
     RecordRiskEvent,
     SubmitOrder,
@@ -215,6 +218,64 @@ def _backtest(tmp_path, closes, signal_rows, position_size_pct=D("0.25"), **para
     return backtest.run(read_bars([_candles(tmp_path, closes)]))
 
 
+class Waiting(NamedTuple):
+    client_order_id: str = "cdbx"
+    signal_id: str = "sig"
+    symbol: str = "TEST_USDT"
+    side: str = "BUY"
+    purpose: str = "entry"
+    quantity: D = D(10)
+    requested_price: D = D(100)
+
+
+def test_an_order_fills_at_the_first_price_after_its_decision_and_slippage_trips_the_breaker():
+    # Defect 1: the breaker compared the signal's price with the same candle's close (0 % every time). Now the
+    # desk meets an approved order with the first price after its decision. Decided at 100, MAX_SLIPPAGE_PCT 1 %:
+    # 100.9 is 0.9 % away → filled at 100.9; 101.5 is 1.5 % away → the entry is cancelled, PAUSED by the circuit
+    # breaker with a CIRCUIT_BREAKER alert and a REJECT risk event; an exit at 101.5 fills (it reduces risk).
+    assert DESK.fill(ACTIVE, PARAMETERS, Waiting(), D("100.9")) == [FillOrder("cdbx", D("100.9"))]
+    effects = DESK.fill(ACTIVE, PARAMETERS, Waiting(), D("101.5"))
+    assert [type(e) for e in effects] == [RecordRiskEvent, RaiseAlert, ChangeState, CancelOrder]
+    event, alert, change, cancel = effects
+    assert (event.decision, event.layer, event.approved_quantity) == ("REJECT", "circuit_breaker", D(0))
+    assert D(event.details["slippage"]) == D("0.015")
+    assert (alert.level, alert.code) == ("WARNING", "CIRCUIT_BREAKER")
+    assert (change.new_state, change.layer, change.breaker_symbol) == ("PAUSED", "circuit_breaker", "TEST_USDT")
+    assert cancel.client_order_id == "cdbx" and "circuit breaker" in cancel.reason
+    exit_order = Waiting(side="SELL", purpose="exit")
+    assert DESK.fill(ACTIVE, PARAMETERS, exit_order, D("101.5")) == [FillOrder("cdbx", D("101.5"))]
+    # A state that now blocks the order cancels it: PAUSED stops entries, HALTED everything but its closes.
+    assert DESK.fill(DeskState("PAUSED"), PARAMETERS, Waiting(), D(100)) == [
+        CancelOrder("cdbx", "trading PAUSED before execution: entries blocked")
+    ]
+    assert DESK.fill(DeskState("HALTED"), PARAMETERS, exit_order, D(100)) == [
+        CancelOrder("cdbx", "trading HALTED before execution")
+    ]
+
+
+def test_a_gap_after_the_signal_trips_the_breaker_in_the_backtest(tmp_path):
+    # BUY signal on the candle closing at 100; the next candle opens at 103 (3 % > 1 %): no fill, the entry is
+    # REJECTED and trading PAUSED by the circuit breaker; its retry finds the market normal (the spread is
+    # ordinary) 60 s later and resumes. The second BUY, decided at 103, fills at the next open, 103.5 (0.49 %).
+    closes = {DAY2 + i * FIVE_MIN: p for i, p in enumerate([100, 100, 103, 103, 103.5, 103.5])}
+    path = tmp_path / "TEST_USDT-5m.csv"
+    rows = ["timestamp_ms,open,high,low,close,volume"]
+    opens = {DAY2 + 2 * FIVE_MIN: 103, DAY2 + 4 * FIVE_MIN: 103.5}
+    rows += [f"{ts},{opens.get(ts, p)},{p},{p},{p},1000000" for ts, p in sorted(closes.items())]
+    path.write_text("\n".join(rows) + "\n")
+    signals = _signals(tmp_path, [f"{DAY2 + FIVE_MIN},TEST_USDT,BUY", f"{DAY2 + 3 * FIVE_MIN},TEST_USDT,BUY"])
+    exchange = PaperExchange(slippage_pct=D(0), fee_rate=D(0), failure_rate=D(0), max_volume_share=D(0))
+    backtest = Backtest(lambda: SignalsFile(path=signals), PARAMETERS, D(10000), exchange, D("0.10"))
+    result = backtest.run(read_bars([str(path)]))
+    assert [(o.status, o.price, o.timestamp) for o in result.orders] == [
+        ("REJECTED", None, DAY2 + FIVE_MIN),
+        ("FILLED", D("103.5"), DAY2 + 3 * FIVE_MIN),
+    ]
+    changes = [e["reason"].split(":")[0] for e in result.risk_events if e["decision"] == "STATE_CHANGE"]
+    assert changes == ["ACTIVE → PAUSED", "PAUSED → ACTIVE"]
+    assert [a["code"] for a in result.alerts][:2] == ["CIRCUIT_BREAKER", "ORDER_FAILED"]
+
+
 @pytest.mark.parametrize("crash_at", [DAY2 - FIVE_MIN, DAY2])
 def test_a_crash_at_midnight_halts_like_a_crash_a_candle_earlier(tmp_path, crash_at):
     # Defect 4: the day-start equity was taken after the day's first candle was applied, so its loss was missed.
@@ -239,7 +300,8 @@ def test_a_crash_at_midnight_halts_like_a_crash_a_candle_earlier(tmp_path, crash
 def test_a_stop_loss_sells_its_own_lot_in_the_backtest(tmp_path):
     # 10 bought at 100 (0.10 × 10,000 = 1,000; stop 98), then 10 at 105 (stop 102.9; 0.10 × 10,050 = 1,005 → 9.57142857
     # at 105 — the position limit 0.25 leaves room). At 102 only the second lot's stop is reached: it alone is sold and
-    # its trade closed at 102; the first stays open until 97 reaches its stop 98.
+    # its trade closed — at the next candle's open, 101 (an order fills at the first price after its decision); the
+    # first stays open until 97 reaches its stop 98, and is sold at the next open, 97.
     closes = {DAY2 + i * FIVE_MIN: p for i, p in enumerate([100, 100, 105, 105, 102, 101, 97, 97])}
     result = _backtest(
         tmp_path,
@@ -252,11 +314,11 @@ def test_a_stop_loss_sells_its_own_lot_in_the_backtest(tmp_path):
     assert summary == [
         ("entry", D(10), D(100), DAY2, D(98)),
         ("entry", D("9.57142857"), D(105), DAY2 + 2 * FIVE_MIN, D("102.9")),
-        ("stop_loss", D("9.57142857"), D(102), DAY2 + 4 * FIVE_MIN, None),
+        ("stop_loss", D("9.57142857"), D(101), DAY2 + 4 * FIVE_MIN, None),
         ("stop_loss", D(10), D(97), DAY2 + 6 * FIVE_MIN, None),
     ]
     closed = [(c.lot.entry_price, c.exit_price) for c in result.closed]
-    assert closed == [(D(105), D(102)), (D(100), D(97))]
+    assert closed == [(D(105), D(101)), (D(100), D(97))]
 
 
 def test_signals_file_rows_become_decisions_at_their_candles(tmp_path):

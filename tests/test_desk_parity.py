@@ -171,3 +171,23 @@ def test_mixed_intervals_and_files_of_different_periods(tmp_path):
     paused = [int(d[0].rsplit(":", 1)[-1]) for d in simulated[1] if d[2] == "state"]
     assert [(t - DAY2) // minute for t in paused] == [21, 22, 23, 24, 25], simulated[1]
     assert live[0] == simulated[0] and live[1] == simulated[1] and live[3] == simulated[3] == "ACTIVE"
+
+
+def test_a_gap_after_a_signal_trips_the_breaker_in_both(tmp_path):
+    # The BUY decided on the candle closing at 100 meets the next candle's open, 103: 3 % beyond MAX_SLIPPAGE_PCT
+    # 1 % → the entry is REJECTED and trading PAUSED by the circuit breaker in both shells; the retry resumes and
+    # the next BUY fills at the following open. An operator halt is not needed: the breaker's own records compare.
+    rows = []
+    for i, (o, c) in enumerate([(100, 100), (100, 100), (103, 103), (103, 103), (103.5, 103.5), (104, 104)]):
+        rows.append(f"{DAY2 + i * FIVE_MIN},{o},{max(o, c)},{min(o, c)},{c},1000000")
+    files = [_write(tmp_path / "GAP_USDT-5m.csv", rows)]
+    signals = tmp_path / "signals.csv"
+    signals.write_text(f"{DAY2 + FIVE_MIN},GAP_USDT,BUY\n{DAY2 + 3 * FIVE_MIN},GAP_USDT,BUY\n")
+    live, simulated = run_both(tmp_path, files, f"signals_file:path={signals}")
+    assert [(o[4], o[7]) for o in simulated[0]] == [("REJECTED", None), ("FILLED", D("103.5") * D("1.0005"))]
+    assert [d[1:3] for d in simulated[1]] == [
+        ("APPROVE", "position"),
+        ("REJECT", "circuit_breaker"),
+        ("APPROVE", "position"),
+    ]
+    assert live[0] == simulated[0] and live[1] == simulated[1] and live[3] == simulated[3] == "ACTIVE"

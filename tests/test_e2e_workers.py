@@ -1,11 +1,13 @@
 """End to end on real processes: Celery workers on Redis + PostgreSQL, a Redis subscriber, a daphne websocket."""
 
 import json
+from decimal import Decimal
 
 import pytest
 import redis
 from django.conf import settings
 
+from cdb_project import bus
 from execution.models import Order
 from tests.support import series
 from tests.support.processes import wait_until
@@ -33,11 +35,15 @@ def test_market_data_becomes_an_order_result_seen_on_redis_and_the_websocket(cel
     browser = DashboardClient(daphne_server.port, cookie=session_cookie(viewer))
     try:
         wait_until(lambda: any(m["kind"] == "snapshot" for m in browser.messages), message="the snapshot")
-        series.publish_all(series.events())
+        evts = series.events()
+        series.publish_all(evts)
+        wait_until(lambda: Order.objects.exists(), message="the crossing's order")
+        bus.publish(series.next_event(evts))  # the candle whose open it fills at
 
         order = wait_until(lambda: Order.objects.filter(status=Order.Status.FILLED).first(), message="a filled order")
         signal = Signal.objects.get()
         assert order.signal_id == signal.signal_id and order.side == "BUY"
+        assert order.price == Decimal("110.2551")  # the next candle's open 110.2 × 1.0005
 
         def result_on(messages):
             return [m for m in messages if m.get("client_order_id") == order.client_order_id]
@@ -46,7 +52,10 @@ def test_market_data_becomes_an_order_result_seen_on_redis_and_the_websocket(cel
             lambda: result_on([e for channel, e in received if channel == "order_results"]), message="Redis message"
         )
         assert on_redis[0]["status"] == "FILLED" and on_redis[0]["price"] == float(order.price)
-        assert [channel for channel, _ in received] == ["signals", "orders", "order_results"]
+        # Redis channels are shared by every database index: only this signal's messages are looked at.
+        ids = (signal.signal_id, order.client_order_id)
+        ours = [channel for channel, e in received if e.get("signal_id") in ids or e.get("client_order_id") in ids]
+        assert ours == ["signals", "orders", "order_results"]
 
         pushed = wait_until(
             lambda: result_on(browser.pushed("order_results")),
@@ -70,12 +79,13 @@ def _database_sessions() -> int:
 
 def test_workers_keep_their_database_sessions_between_tasks(celery_workers):
     """Celery's Django fix-up would open a PostgreSQL session for every task; workers keep theirs (CONN_MAX_AGE)."""
-    from cdb_project import bus
-
-    series.publish_all(series.events())  # 26 candles, one task each, and the order they lead to
+    series.publish_all(series.filled_events())  # 27 candles, one task each, and the order they lead to
     bus.wait_until_idle(timeout=60, poll=0.05)
     before = _database_sessions()
-    series.publish_all(series.events(symbol="MORE_USDT"))
+    more = series.events(symbol="MORE_USDT")
+    series.publish_all(more)
+    bus.wait_until_idle(timeout=60, poll=0.05)
+    bus.publish(series.next_event(more))  # after the crossing's decision: the candle its order fills at
     bus.wait_until_idle(timeout=60, poll=0.05)
     assert Order.objects.filter(symbol="MORE_USDT", status=Order.Status.FILLED).exists()
     assert _database_sessions() - before <= 2, "at most a reconnect per worker, not a session per task"

@@ -1,7 +1,8 @@
 """A worker SIGKILLed in the middle of an order: the task is redelivered and the order fills exactly once.
 
-Paper: the signal, its decision and the fill are one transaction, so a worker killed inside it leaves nothing
-stored. Live: the order is committed PENDING before it is sent; a worker killed between that commit and the send
+Paper: the order is committed PENDING by its decision and filled by its symbol's next candle in one transaction, so
+a worker killed inside the fill leaves it PENDING, and the redelivered candle fills it once. Live: the order is
+committed PENDING before it is sent; a worker killed between that commit and the send
 leaves it PENDING, and the redelivered task sends it once (the fake MEXC counts what it received). A worker killed
 after the exchange filled the order and before the fill was booked leaves it PENDING too: the redelivered task
 finds it on the exchange by its client order id and books it, and the book then equals the exchange."""
@@ -26,9 +27,12 @@ KEY, SECRET = "test-crash-key-0123", "test-crash-secret-4567"
 
 
 @contextlib.contextmanager
-def _killed_at_the_pause(env: dict, tmp_path, before_kill, pause: str = "CDB_TEST_PAUSE_BEFORE_SEND"):
-    """Start a worker that pauses at its first order (``pause``: before sending, or CDB_TEST_PAUSE_BEFORE_BOOKING),
-    publish the crafted series, run ``before_kill`` while it is paused, SIGKILL its pool process (which holds the
+def _killed_at_the_pause(
+    env: dict, tmp_path, before_kill, pause: str = "CDB_TEST_PAUSE_BEFORE_SEND", *, next_candle: bool = False
+):
+    """Start a worker that pauses at its first order (``pause``: before sending or filling, or
+    CDB_TEST_PAUSE_BEFORE_BOOKING), publish the crafted series (and, with ``next_candle``, the candle after it, whose
+    open a paper order fills at), run ``before_kill`` while it is paused, SIGKILL its pool process (which holds the
     unacknowledged task), and yield the order the redelivered task fills."""
     from tests.support.services import flush_broker
 
@@ -36,7 +40,11 @@ def _killed_at_the_pause(env: dict, tmp_path, before_kill, pause: str = "CDB_TES
     pause_file = tmp_path / "paused.pid"
     worker = processes.start_worker("crashy", {**env, pause: f"{pause_file}:60"}, tmp_path)
     try:
-        series.publish_all(series.events("ETH_USDT", [p * 20 for p in series.crossing_prices()]))
+        events = series.events("ETH_USDT", [p * 20 for p in series.crossing_prices()])
+        if next_candle:
+            after = series.events("ETH_USDT", [2200.0], base_ts=events[-1]["timestamp"] + series.STEP_MS)
+            events += after
+        series.publish_all(events)
         pid = int(
             wait_until(
                 lambda: pause_file.exists() and pause_file.read_text(),
@@ -57,13 +65,12 @@ def _killed_at_the_pause(env: dict, tmp_path, before_kill, pause: str = "CDB_TES
         worker.stop()
 
 
-def test_a_paper_order_killed_inside_its_decision_is_decided_and_filled_once_on_redelivery(
-    service_env, tmp_path, sma_cross
-):
-    def nothing_stored_yet():
-        assert not Signal.objects.exists() and not Order.objects.exists()  # one transaction, not committed
+def test_a_paper_order_killed_inside_its_fill_is_filled_once_on_redelivery(service_env, tmp_path, sma_cross):
+    def decided_not_filled():
+        assert Signal.objects.count() == 1 and Order.objects.get().status == "PENDING"  # the decision committed
+        assert not Trade.objects.exists() and not Position.objects.exists()  # the fill is one transaction
 
-    with _killed_at_the_pause(service_env, tmp_path, nothing_stored_yet) as order:
+    with _killed_at_the_pause(service_env, tmp_path, decided_not_filled, next_candle=True) as order:
         assert Signal.objects.count() == 1 and Order.objects.count() == 1 and Trade.objects.count() == 1
         assert Position.objects.get(symbol="ETH_USDT").quantity == order.quantity
 

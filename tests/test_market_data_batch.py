@@ -3,6 +3,8 @@ effects the same candles have one task each: the same signals, decisions, orders
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 from django.conf import settings
 
@@ -24,14 +26,16 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture(autouse=True)
 def _strategy(sma_cross):
-    """The crafted series buys TEST_USDT at candle 25; the stop (2 %) fires at 107.8."""
+    """The crafted series decides to buy TEST_USDT at candle 25; it fills at the next open, 110.2 × 1.0005 =
+    110.2551; its stop (2 %) is 108.05, which the close 108 trips (the stop-loss SELL fills at the next open, 107)."""
 
 
 def _events() -> list[dict]:
-    """The crossing (a BUY), then a second symbol's candles in between, then a fall through the stop-loss."""
+    """The crossing (a BUY, filled at the next candle), then a second symbol's candles in between, then a fall
+    through the stop-loss (at 108) and its fill (at 107)."""
     events = series.events()
     last = events[-1]["timestamp"]
-    for i, price in enumerate([108, 107.8, 107, 106, 109, 111], start=1):
+    for i, price in enumerate([110.2, 109, 108, 107, 106, 109, 111], start=1):
         ts = last + i * series.STEP_MS
         events.append(market_data_event("TEST_USDT", "1m", ts, price, price * 1.001, price * 0.999, price, 100))
         events.append(market_data_event("OTHER_USDT", "1m", ts, 50 + i, 50.1 + i, 49.9 + i, 50 + i, 10))
@@ -65,6 +69,11 @@ def test_a_batch_has_the_effects_of_its_candles_one_by_one():
     one_by_one = _outcome()
     assert any(order[1] == Order.Purpose.STOP_LOSS for order in one_by_one["orders"]), "the series must exercise it"
     assert len(one_by_one["orders"]) == 2
+    by_time = sorted(one_by_one["orders"], key=lambda order: order[6])
+    assert [(order[2], order[3], order[5]) for order in by_time] == [  # filled at the next candles' opens
+        ("BUY", "FILLED", Decimal("110.2551")),  # 110.2 × 1.0005
+        ("SELL", "FILLED", Decimal("106.9465")),  # 107 × 0.9995
+    ]
 
     _forget_everything()
     for start in range(0, len(events), 7):  # batches that split the crossing and the fall at odd places
@@ -77,13 +86,17 @@ def test_a_batch_has_the_effects_of_its_candles_one_by_one():
 def test_a_malformed_event_in_a_batch_is_refused_alone():
     events = series.events()
     bus.publish_batch(events[:-1])
+    fill = series.next_event(events)  # the candle after the crossing, which fills its BUY
     persist_market_data(events[-1])  # stored, not yet handled: what a worker receives
+    persist_market_data(fill)
     broken = dict(events[-1], price=-1)
 
-    on_market_data_batch([broken, events[-1], "not an event"])
+    on_market_data_batch([broken, events[-1], "not an event", fill])
 
     assert RejectedEvent.objects.filter(stage="consume", consumer="trading.tasks.on_market_data_batch").count() == 2
-    assert Order.objects.get().status == Order.Status.FILLED, "the valid candle was still handled"
+    order = Order.objects.get()
+    assert order.status == Order.Status.FILLED, "the valid candles were still handled"
+    assert order.price == Decimal("110.2551")  # the fill candle's open 110.2 × 1.0005
     on_market_data_batch({"type": "market_data"})
     assert RejectedEvent.objects.filter(reason__startswith="a batch must be a JSON array").count() == 1
 

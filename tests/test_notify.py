@@ -119,7 +119,8 @@ def test_a_refusing_destination_is_retried_then_reported_and_the_next_order_is_n
         service.seed_from_env(f"{failing.url('down')},json://127.0.0.1:{refused_port}/gone,{healthy.url()}")
         names = {d.masked_url.split("/")[2]: d.name for d in Destination.objects.all()}
         raise_alert("CRITICAL", "ORDER_FAILED", "order X failed: exchange says no")
-        series.publish_all(series.events())  # candles through the real bus → a signal → a paper order
+        # Candles through the real bus → a signal → a paper order, filled at the next candle's open.
+        series.publish_all(series.filled_events())
         order = Order.objects.get()
         assert order.status == Order.Status.FILLED
         # The order was decided and filled while the failing destination was still being tried.
@@ -155,7 +156,9 @@ def test_a_refusing_destination_is_retried_then_reported_and_the_next_order_is_n
 
 
 def _entry_then_stop_loss() -> list[dict]:
-    prices = series.crossing_prices() + [110.5, 100.0]  # a BUY at the cross, then the stop-loss sells
+    # A BUY decided at the cross fills at the next open (110.5); the close 100 trips its stop-loss, whose SELL
+    # fills at the open of the candle after.
+    prices = series.crossing_prices() + [110.5, 100.0, 100.0]
     return series.events(prices=prices)
 
 
@@ -166,6 +169,7 @@ def test_fills_carry_symbol_side_quantity_price_fee_and_the_exit_pnl(sma_cross):
         wait_until(lambda: len(hook.received) >= 2, message="two fills")
         dispatch.wait_idle(10)
     entry, exit_ = Order.objects.order_by("event_time")
+    assert (entry.price, exit_.price) == (Decimal("110.55525"), Decimal("99.95"))  # 110.5 × 1.0005, 100 × 0.9995
     trade = Trade.objects.get()
     assert [m["title"] for m in hook.received] == ["Fill: BUY TEST_USDT", "Fill: SELL TEST_USDT"]
     first, second = (m["message"] for m in hook.received)
@@ -182,7 +186,7 @@ def _number(pattern: str, text: str) -> Decimal:
 
 
 def test_the_daily_report_figures_equal_api_status(sma_cross):
-    series.publish_all(_entry_then_stop_loss() + series.events(symbol="HOLD_USDT"))  # one closed trade, one open
+    series.publish_all(_entry_then_stop_loss() + series.filled_events(symbol="HOLD_USDT"))  # one closed, one open
     with WebhookServer() as hook:
         service.seed_from_env(hook.url(query="topics=daily"))
         result = subprocess.run(

@@ -11,6 +11,7 @@ import pytest
 from django.contrib.auth.models import User
 from rest_framework.authtoken.models import Token
 
+from cdb_project import bus
 from execution.models import Order
 from notify import service
 from notify.models import Destination, Notification
@@ -76,7 +77,10 @@ def test_halt_retries_and_fills_through_the_notify_queue(production):
         assert "Trading HALTED: night check" in healthy.received[0]["message"]
         _post(web.port, "/api/risk/release/", token, {"reason": "all good"})
 
-        series.publish_all(series.events())  # to the trading worker through Redis
+        evts = series.filled_events()
+        series.publish_all(evts[:-1])  # to the trading worker through Redis: a BUY decided at the cross
+        wait_until(lambda: Order.objects.exists(), timeout=60, message="the decided order")
+        bus.publish(evts[-1])  # the next candle, whose open it fills at
         order = wait_until(
             lambda: Order.objects.filter(status=Order.Status.FILLED).first(), timeout=60, message="a filled order"
         )

@@ -83,10 +83,16 @@ def test_metrics_sum_what_several_worker_processes_counted(service_env, tmp_path
     server = processes.start_daphne(env, tmp_path)
     symbols = ["AAA_USDT", "BBB_USDT", "CCC_USDT", "DDD_USDT", "EEE_USDT", "FFF_USDT"]
     try:
-        for symbol in symbols:
-            series.publish_all(series.events(symbol))
+        crossings = [series.events(symbol) for symbol in symbols]
+        for evts in crossings:
+            series.publish_all(evts)
         on_market_data.delay({"type": "market_data", "symbol": 42})  # malformed: rejected inside a worker
+        wait_until(lambda: Signal.objects.count() == len(symbols), timeout=60, message="every crossing's signal")
         wait_until(lambda: Order.objects.exists(), timeout=60, message="a first order")
+        bus.wait_until_idle(timeout=60)
+        assert not Order.objects.exclude(status="PENDING").exists()  # each waits for its symbol's next candle
+        for evts in crossings:
+            bus.publish(series.next_event(evts))
         bus.wait_until_idle(timeout=60)
         orders = Order.objects.count()
         assert orders >= 2 and not Order.objects.filter(status="PENDING").exists()

@@ -1,4 +1,5 @@
-"""The skeleton path in-process: market_data → signal → risk decision → paper fill → order_result, stored."""
+"""The skeleton path in-process: market_data → signal → risk decision → (next candle) paper fill → order_result,
+stored."""
 
 from decimal import Decimal
 
@@ -22,17 +23,22 @@ def _sma_cross(sma_cross):
 
 def test_a_crossing_candle_becomes_a_filled_order():
     series.publish_all(series.events())
+    order = Order.objects.get()
+    assert order.status == Order.Status.PENDING  # it waits for the first price after its decision
+    next_candle = series.events(prices=[110.2])[0]
+    next_candle["timestamp"] = series.BASE_TS + (series.CROSS_INDEX + 1) * series.STEP_MS
+    bus.publish(next_candle)
 
-    assert Candle.objects.filter(symbol="TEST_USDT").count() == 26
+    assert Candle.objects.filter(symbol="TEST_USDT").count() == 27
     signal = Signal.objects.get()
     assert (signal.side, signal.timestamp) == ("BUY", series.BASE_TS + series.CROSS_INDEX * series.STEP_MS)
-    order = Order.objects.get()
+    order.refresh_from_db()
     assert order.status == Order.Status.FILLED and order.signal_id == signal.signal_id
     # Sized at POSITION_SIZE_PCT (0.10) of the 10,000 equity at the last close 110: 1000 / 110, rounded down.
     assert order.quantity == Decimal("9.09090909")
-    # Paper fill: 110 × (1 + 0.0005) slippage, fee 0.1 % of the notional.
-    assert order.price == Decimal("110.055")
-    assert order.fees == (Decimal("110.055") * Decimal("9.09090909") * Decimal("0.001")).quantize(Decimal("1e-12"))
+    # Paper fill at the next candle's open 110.2: × (1 + 0.0005) slippage, fee 0.1 % of the notional.
+    assert order.price == Decimal("110.2") * Decimal("1.0005")
+    assert order.fees == (order.price * Decimal("9.09090909") * Decimal("0.001")).quantize(Decimal("1e-12"))
     portfolio = Portfolio.load()
     assert portfolio.cash == Decimal("10000") - order.price * order.quantity - order.fees
     assert Position.objects.get(symbol="TEST_USDT").quantity == order.quantity
@@ -75,31 +81,16 @@ def test_position_cap_trims_the_entry():
     assert trim.requested_quantity == Decimal("9.09090909")
 
 
-def test_a_halt_between_decision_and_execution_blocks_the_fill(settings, orders_left_pending):
-    """The executor re-checks the state under the lock: an order approved and stored PENDING before a halt (as a
-    live order is before it is sent) never fills."""
-    from execution.service import execute_order
-
-    settings.CELERY_TASK_ALWAYS_EAGER = True
-    events = series.events()
-    series.publish_all(events[:-1])
-    order = _approve_without_executing(events[-1])
+def test_a_halt_between_decision_and_execution_blocks_the_fill():
+    """The fill step re-checks the state under the lock: an order approved and stored PENDING before a halt never
+    fills at the next candle."""
+    series.publish_all(series.events())
+    order = Order.objects.get(status=Order.Status.PENDING)
     trading_state.halt("operator", actor="test")
-    execute_order({"client_order_id": order.client_order_id})
+    next_candle = series.events(prices=[110.0])[0]
+    next_candle["timestamp"] = series.BASE_TS + (series.CROSS_INDEX + 1) * series.STEP_MS
+    bus.publish(next_candle)
 
     order.refresh_from_db()
     assert order.status == Order.Status.REJECTED and "HALTED" in order.reason
     assert Position.objects.filter(quantity__gt=0).count() == 0
-
-
-def _approve_without_executing(event):
-    from cdb_project.celery import app
-
-    consumers = bus._consumers()
-    saved = consumers.pop("orders")
-    try:
-        assert app.conf.task_always_eager
-        bus.publish(event)
-    finally:
-        consumers["orders"] = saved
-    return Order.objects.get(status=Order.Status.PENDING)

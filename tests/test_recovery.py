@@ -1,8 +1,8 @@
 """cdb_project.recovery: work a broker outage lost (a NEW signal, a PENDING order) is found in the store and
 finished, exactly once."""
-# A signal is stored NEW only by versions before signals were stored and decided in one transaction, and a paper
-# order is filled in its decision's transaction: the tests below make those states as such a version, or live
-# trading (orders_left_pending), leaves them.
+# A signal is stored NEW only by versions before signals were stored and decided in one transaction: the tests below
+# make that state as such a version leaves it. A paper order is PENDING until its symbol's next candle: recovery
+# leaves it to that candle (it never fills at a price from before its decision).
 
 from __future__ import annotations
 
@@ -67,22 +67,29 @@ def test_a_new_signal_whose_task_was_lost_is_decided_once(sma_cross):
     signal.refresh_from_db()
     assert signal.status == Signal.Status.DECIDED
     assert RiskEvent.objects.filter(signal_id=signal.signal_id).count() == 1
-    assert Order.objects.get().status == Order.Status.FILLED  # and on_order ran
+    assert Order.objects.get().status == Order.Status.PENDING  # approved: it waits for the next candle's price
 
     assert redrive(older_than_seconds=0) == {"orders": 0, "signals": 0}  # nothing left, nothing twice
     assert Order.objects.count() == 1 and RiskEvent.objects.filter(signal_id=signal.signal_id).count() == 1
 
 
-def test_a_pending_order_whose_task_was_lost_is_executed_once(sma_cross, orders_left_pending):
+def test_a_paper_order_is_left_to_its_next_candle_and_filled_once(sma_cross):
     from cdb_project.recovery import redrive
     from execution.models import Order
 
+    events = series.events()
     with consumers(market_data=["trading.tasks.on_market_data"]):
-        series.publish_all(series.events())  # decided, the order stored PENDING, its on_order "lost"
+        series.publish_all(events)  # decided, the order stored PENDING, its orders event lost
     order = Order.objects.get()
     assert order.status == Order.Status.PENDING
 
-    assert redrive(older_than_seconds=0) == {"orders": 1, "signals": 0}
+    assert redrive(older_than_seconds=0) == {"orders": 0, "signals": 0}  # no price after its decision yet
+    order.refresh_from_db()
+    assert order.status == Order.Status.PENDING
+    next_candle = series.events(prices=[110.0])[0]
+    next_candle["timestamp"] = events[-1]["timestamp"] + series.STEP_MS
+    with consumers(market_data=["trading.tasks.on_market_data"]):
+        bus.publish(next_candle)
     order.refresh_from_db()
     assert order.status == Order.Status.FILLED
     assert redrive(older_than_seconds=0) == {"orders": 0, "signals": 0}

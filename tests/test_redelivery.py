@@ -1,9 +1,10 @@
 """Redelivered tasks (acks_late) and work a dying worker leaves behind.
 
-A paper signal is stored, decided and filled in one transaction: a worker that dies inside it leaves nothing, and
-the redelivered candle does all of it, once. An order committed PENDING before it is sent (live trading) whose
-execution task was lost is re-driven by the redelivered candle or signal. Dying is simulated by dropping the one
-enqueue (the process died right after its commit) or by failing inside the transaction."""
+A signal is stored and decided in one transaction, and a paper order is filled by its symbol's next candle in
+another: a worker that dies inside either leaves nothing of it, and the redelivered candle does it, once. An order
+committed PENDING before it is sent (live trading) whose execution task was lost is re-driven by the redelivered
+candle or signal. Dying is simulated by dropping the one enqueue (the process died right after its commit) or by
+failing inside the transaction."""
 
 import pytest
 
@@ -25,9 +26,11 @@ def _strategy(sma_cross):
     """The crafted series signals a BUY at its last candle (index 25)."""
 
 
-def _losing(monkeypatch, topic: str) -> list[dict]:
-    """Drop the first enqueue on ``topic`` (the process died right after its commit); return what was dropped."""
-    real, lost = bus._dispatch, []
+def _losing(monkeypatch, topic: str) -> tuple[list[dict], list[dict]]:
+    """Drop the first enqueue on ``topic`` (the process died right after its commit): (what was dropped, the orders
+    enqueued to a consumer again after it)."""
+    real, lost, sent = bus._dispatch, [], []
+    real_enqueue = bus._enqueue
 
     def dispatch(event_topic, event):
         if event_topic == topic and not lost:
@@ -35,18 +38,32 @@ def _losing(monkeypatch, topic: str) -> list[dict]:
             return
         real(event_topic, event)
 
+    def enqueue(task, payload):
+        if lost and isinstance(payload, dict) and payload.get("type") == "order":
+            sent.append(payload)
+        real_enqueue(task, payload)
+
     monkeypatch.setattr(bus, "_dispatch", dispatch)
-    return lost
+    monkeypatch.setattr(bus, "_enqueue", enqueue)
+    return lost, sent
+
+
+def _next_candle(events: list[dict], price: float = 110.0) -> dict:
+    candle = series.events(prices=[price])[0]
+    candle["timestamp"] = events[-1]["timestamp"] + series.STEP_MS
+    return candle
 
 
 def test_dying_inside_the_signal_transaction_leaves_nothing_and_the_redelivered_candle_does_it_once(monkeypatch):
+    from risk import decision_service
+
     events = series.events()
-    real_fill = service.paper_exchange
+    real_submit = decision_service._submit
 
-    def dying():
-        raise RuntimeError("the worker dies in the middle of the fill")
+    def dying(*args):
+        raise RuntimeError("the worker dies in the middle of the decision")
 
-    monkeypatch.setattr(service, "paper_exchange", dying)
+    monkeypatch.setattr(decision_service, "_submit", dying)
     series.publish_all(events[:-1])
     persist_market_data(events[-1])  # stored by the feed; its task is the one that dies
     with pytest.raises(RuntimeError):
@@ -54,23 +71,38 @@ def test_dying_inside_the_signal_transaction_leaves_nothing_and_the_redelivered_
     # Signal, risk event and order were one transaction: none of them is stored.
     assert not Signal.objects.exists() and not RiskEvent.objects.exists() and not Order.objects.exists()
 
-    monkeypatch.setattr(service, "paper_exchange", real_fill)
+    monkeypatch.setattr(decision_service, "_submit", real_submit)
     on_market_data(events[-1])  # acks_late redelivery of the candle's task
     assert Signal.objects.get().status == Signal.Status.DECIDED
-    assert Order.objects.get().status == Order.Status.FILLED and Trade.objects.count() == 1
-    assert RiskEvent.objects.count() == 1
-
+    assert Order.objects.get().status == Order.Status.PENDING and RiskEvent.objects.count() == 1
     on_market_data(events[-1])  # and once more: nothing changes
-    assert (Signal.objects.count(), Order.objects.count(), RiskEvent.objects.count(), Trade.objects.count()) == (
-        1,
-        1,
-        1,
-        1,
-    )
+    assert (Signal.objects.count(), Order.objects.count(), RiskEvent.objects.count()) == (1, 1, 1)
+
+
+def test_dying_inside_the_fill_leaves_the_order_pending_and_the_redelivered_candle_fills_it_once(monkeypatch):
+    events = series.events()
+    series.publish_all(events)
+    real_fill = service.paper_exchange
+
+    def dying():
+        raise RuntimeError("the worker dies in the middle of the fill")
+
+    monkeypatch.setattr(service, "paper_exchange", dying)
+    fill_candle = _next_candle(events)
+    persist_market_data(fill_candle)
+    with pytest.raises(RuntimeError):
+        on_market_data(fill_candle)
+    assert Order.objects.get().status == Order.Status.PENDING and not Trade.objects.exists()
+
+    monkeypatch.setattr(service, "paper_exchange", real_fill)
+    on_market_data(fill_candle)  # acks_late redelivery
+    assert Order.objects.get().status == Order.Status.FILLED and Trade.objects.count() == 1
+    on_market_data(fill_candle)  # and once more: nothing changes
+    assert (Order.objects.count(), Trade.objects.count()) == (1, 1)
 
 
 def test_a_redelivered_signal_enqueues_its_still_pending_order(monkeypatch, orders_left_pending):
-    lost = _losing(monkeypatch, "orders")
+    lost, sent = _losing(monkeypatch, "orders")
     series.publish_all(series.events())
     order = Order.objects.get()
     assert lost and order.status == Order.Status.PENDING
@@ -88,8 +120,8 @@ def test_a_redelivered_signal_enqueues_its_still_pending_order(monkeypatch, orde
         }
     )
 
-    order.refresh_from_db()
-    assert order.status == Order.Status.FILLED and Order.objects.count() == 1
+    assert [event["client_order_id"] for event in sent] == [order.client_order_id]  # enqueued again, once
+    assert Order.objects.count() == 1
     assert RiskEvent.objects.filter(signal_id=signal.signal_id).count() == 1
 
 
@@ -97,7 +129,7 @@ def test_a_redelivered_candle_re_drives_the_pending_order_of_its_decided_signal(
     """Dying after the decision's commit leaves the order PENDING with no task anywhere but the candle's own,
     which is redelivered."""
     events = series.events()
-    lost = _losing(monkeypatch, "orders")
+    lost, sent = _losing(monkeypatch, "orders")
     series.publish_all(events)
     order = Order.objects.get()
     assert lost and order.status == Order.Status.PENDING
@@ -105,6 +137,5 @@ def test_a_redelivered_candle_re_drives_the_pending_order_of_its_decided_signal(
 
     on_market_data(events[-1])
 
-    order.refresh_from_db()
-    assert order.status == Order.Status.FILLED and Order.objects.count() == 1
-    assert RiskEvent.objects.count() == 1
+    assert [event["client_order_id"] for event in sent] == [order.client_order_id]  # enqueued again, once
+    assert Order.objects.count() == 1 and RiskEvent.objects.count() == 1

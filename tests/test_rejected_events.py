@@ -42,7 +42,7 @@ def test_consumer_stores_each_malformed_payload_and_goes_on(sma_cross):
     assert "price: nan is not a finite number" in reasons[3][2]
     assert "type" in reasons[4][2] and "not JSON" in reasons[5][2] and "expected a market_data" in reasons[6][2]
 
-    series.publish_all(series.events())
+    series.publish_all(series.filled_events())  # the crossing's BUY fills at the next candle's open
     assert Order.objects.filter(status=Order.Status.FILLED).count() == 1
 
 
@@ -53,6 +53,9 @@ def test_real_workers_survive_malformed_events(celery_workers):
         on_market_data.delay(payload)
     wait_until(lambda: RejectedEvent.objects.count() == len(MALFORMED), message="all malformed events stored")
 
-    series.publish_all(series.events())
+    evts = series.events()
+    series.publish_all(evts)
+    wait_until(lambda: Order.objects.exists(), message="the good events' order")
+    bus.publish(series.next_event(evts))  # the candle it fills at
     wait_until(lambda: Order.objects.filter(status=Order.Status.FILLED).exists(), message="the good event's fill")
     assert all(worker.popen.poll() is None for worker in celery_workers)

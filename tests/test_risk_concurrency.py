@@ -75,6 +75,8 @@ def test_concurrent_entries_never_exceed_the_exposure_limit():
     for event in approvals:
         after = D(event.details["exposure"]) + event.approved_quantity * D(event.details["price"])
         assert after <= D("0.30") * D(event.details["equity"]), event.reason
+    for symbol in SYMBOLS:  # the approved orders fill at the next candle's open, 100
+        bus.publish(market_data_event(symbol, "1m", TS + 60_000, 100, 100.1, 99.9, 100, 1000))
     exposure = sum(p.quantity * D(100) for p in Position.objects.all())
     assert D("2990") < exposure <= D("3000")  # the limit was reached, never passed
     assert Order.objects.filter(status=Order.Status.FILLED).count() == approvals.count() >= 3

@@ -26,11 +26,15 @@ def _strategy(sma_cross):
     """The crafted series buys 9.09090909 TEST_USDT at 110.055 at candle 25."""
 
 
-def candle(ts, price, symbol="TEST_USDT", spread=0.001):
-    return market_data_event(symbol, "1m", ts, price, price * (1 + spread), price * (1 - spread), price, 100)
+def candle(ts, price, symbol="TEST_USDT", spread=0.001, open_=None):
+    open_ = price if open_ is None else open_
+    high, low = max(open_, price) * (1 + spread), min(open_, price) * (1 - spread)
+    return market_data_event(symbol, "1m", ts, open_, high, low, price, 100)
 
 
 def buy_then(prices, **params):
+    """The crossing's BUY (decided at the close 110) fills at the next candle's open, 110 (110.055 with the paper
+    slippage); that candle closes at ``prices[0]``, the next ones at the rest (each opening at its close)."""
     if params:
         RiskParameters.load()
         RiskParameters.objects.update(**params)
@@ -38,7 +42,7 @@ def buy_then(prices, **params):
     series.publish_all(events)
     last = events[-1]["timestamp"]
     for i, price in enumerate(prices, start=1):
-        bus.publish(candle(last + i * series.STEP_MS, price))
+        bus.publish(candle(last + i * series.STEP_MS, price, open_=110.0 if i == 1 else None))
     return Order.objects.get(purpose=Order.Purpose.ENTRY)
 
 
@@ -90,6 +94,7 @@ def test_daily_drawdown_halts_and_closes_positions():
 def test_midnight_rebases_the_day_but_stays_halted():
     events = series.events()
     series.publish_all(events)
+    bus.publish(candle(events[-1]["timestamp"] + series.STEP_MS, 110.0))  # the entry fills at this open
     halt("test", actor="tester")
     start_before = Portfolio.load().day_start_equity
     next_day = (events[-1]["timestamp"] // DAY_MS + 1) * DAY_MS  # 00:00 UTC
@@ -262,6 +267,7 @@ def test_metrics_count_decisions_and_track_the_account():
 
     passed, failed = sample("risk_checks_passed_total"), sample("risk_checks_failed_total", layer="state")
     series.publish_all(series.events())  # one approval
+    bus.publish(candle(series.events()[-1]["timestamp"] + 60_000, 110.0))  # its order fills at this open
     halt("metrics", actor="tester")
     bus.publish(
         {
@@ -275,7 +281,7 @@ def test_metrics_count_decisions_and_track_the_account():
     )  # one rejection by state
     assert sample("risk_checks_passed_total") == passed + 1
     assert sample("risk_checks_failed_total", layer="state") == failed + 1
-    bus.publish(candle(series.events()[-1]["timestamp"] + 60_000, 110.0))
+    bus.publish(candle(series.events()[-1]["timestamp"] + 120_000, 110.0))
     assert sample("trading_state") == 2  # HALTED
     assert 9 < sample("total_exposure_percent") < 11  # ≈ 1,000 of ≈ 10,000
 
@@ -328,7 +334,10 @@ def test_only_watched_symbols_get_entries_and_exits_always_go(settings):
             "signal_id": "exit-off-list",
         }
     )
+    bus.publish(candle(last + 2 * series.STEP_MS, 110.0))  # the exit fills at the next open
     exit_order = Order.objects.get(purpose=Order.Purpose.EXIT)
+    entry.refresh_from_db()
+    assert entry.status == Order.Status.FILLED
     assert exit_order.status == Order.Status.FILLED and exit_order.quantity == entry.filled_quantity
 
 
@@ -388,6 +397,8 @@ def test_a_lagging_symbol_still_fires_its_own_stop_loss_and_nothing_else():
     series.publish_all(series.events("BBB_USDT", base_ts=series.BASE_TS - 10 * minute))
     # AAA's candles before BBB's buy are late; BBB's stored prices then (~98) are far below BBB's stop (107.85).
     series.publish_all(series.events("AAA_USDT"))
+    aaa_fill = series.BASE_TS + (series.CROSS_INDEX + 1) * minute
+    bus.publish(candle(aaa_fill, 110.0, symbol="AAA_USDT"))  # AAA's entry fills at this open
     entries = {o.symbol: o for o in Order.objects.filter(purpose=Order.Purpose.ENTRY)}
     assert entries["BBB_USDT"].event_time == bbb_buy
     aaa_buy = entries["AAA_USDT"].event_time
@@ -399,9 +410,10 @@ def test_a_lagging_symbol_still_fires_its_own_stop_loss_and_nothing_else():
     assert not Order.objects.filter(purpose=Order.Purpose.STOP_LOSS).exists()
     # After BBB's entry but before AAA's: BBB's stop fires at its own candle; AAA's price then (98.3) is below
     # AAA's stop too, but AAA was bought later — it stays open.
-    bus.publish(candle(bbb_buy + minute, 108.0, symbol="BBB_USDT"))
+    bus.publish(candle(bbb_buy + minute, 108.0, symbol="BBB_USDT", open_=110.0))  # BBB's entry fills at 110
     assert not Order.objects.filter(purpose=Order.Purpose.STOP_LOSS).exists()
     bus.publish(candle(bbb_buy + 2 * minute, 107.0, symbol="BBB_USDT"))
+    bus.publish(candle(bbb_buy + 3 * minute, 107.0, symbol="BBB_USDT"))  # the stop fills at this open
     stop = Order.objects.get(purpose=Order.Purpose.STOP_LOSS)
     assert (stop.symbol, stop.event_time, stop.status) == ("BBB_USDT", bbb_buy + 2 * minute, Order.Status.FILLED)
     assert stop.quantity == entries["BBB_USDT"].quantity
@@ -420,7 +432,8 @@ def test_a_candle_with_nothing_to_do_costs_the_watch_one_statement_and_a_drop_st
     buy_then([108])  # entry 110.055, stop 107.8539
     start = series.events()[-1]["timestamp"] + 1 * series.STEP_MS
     watch = MarketWatch()
-    events = [candle(start + n * series.STEP_MS, price) for n, price in enumerate([108.5, 108.4, 107.5], start=1)]
+    prices = [108.5, 108.4, 107.5, 107.4]
+    events = [candle(start + n * series.STEP_MS, price) for n, price in enumerate(prices, start=1)]
     for event in events:
         persist_market_data(event)
     watch(events[0])  # reads the account
@@ -429,7 +442,10 @@ def test_a_candle_with_nothing_to_do_costs_the_watch_one_statement_and_a_drop_st
     assert not Order.objects.filter(purpose=Order.Purpose.STOP_LOSS).exists()
     watch(events[2])
     stop = Order.objects.get(purpose=Order.Purpose.STOP_LOSS)
-    assert stop.event_time == events[2]["timestamp"] and stop.status == Order.Status.FILLED
+    assert stop.event_time == events[2]["timestamp"] and stop.status == Order.Status.PENDING
+    watch(events[3])  # the next candle: the stop fills at its open
+    stop.refresh_from_db()
+    assert stop.status == Order.Status.FILLED and stop.price == D("107.4") * (1 - D("0.0005"))
 
 
 # --- the desk's halts, through the live shell ------------------------------------------------------------------
@@ -445,6 +461,7 @@ def test_an_operator_halt_holds_back_the_stop_loss_until_released():
     assert suppressed.count() == 1
     release("checked", actor="tester")
     bus.publish(candle(last + 4 * series.STEP_MS, 107.0))
+    bus.publish(candle(last + 5 * series.STEP_MS, 107.0))  # the stop fills at the next open
     stop = Order.objects.get(purpose=Order.Purpose.STOP_LOSS)
     assert stop.status == Order.Status.FILLED and stop.event_time == last + 4 * series.STEP_MS
 
@@ -464,10 +481,13 @@ def test_halt_and_close_positions_closes_at_the_next_price_through_the_api(clien
     last = entry.event_time + series.STEP_MS
     bus.publish(candle(last + series.STEP_MS, 109.0))
     close = Order.objects.get(purpose=Order.Purpose.OPERATOR_CLOSE)
-    assert close.status == Order.Status.FILLED and close.quantity == entry.quantity
+    assert close.status == Order.Status.PENDING and close.quantity == entry.quantity
     assert close.event_time == last + series.STEP_MS and close.requested_price == D("109")
+    bus.publish(candle(last + 2 * series.STEP_MS, 110.0))  # filled at this open; then flat: nothing more
+    close.refresh_from_db()
+    assert close.status == Order.Status.FILLED and close.price == D("110") * (1 - D("0.0005"))
     assert Trade.objects.get(order=entry).exit_reason == "operator_close"
-    bus.publish(candle(last + 2 * series.STEP_MS, 110.0))  # flat: nothing more
+    bus.publish(candle(last + 3 * series.STEP_MS, 110.0))
     assert Order.objects.filter(purpose=Order.Purpose.OPERATOR_CLOSE).count() == 1
     assert TradingState.load().state == "HALTED"
 
@@ -486,8 +506,9 @@ def test_releasing_a_drawdown_halt_restarts_the_day_from_the_equity_at_release()
     from django.conf import settings
 
     settings.POSITION_SIZE_PCT = "0.25"
-    buy_then([105], max_daily_drawdown_pct=D("0.01"), stop_loss_pct=D("0.10"), max_position_pct=D("0.25"))
+    entry = buy_then([105], max_daily_drawdown_pct=D("0.01"), stop_loss_pct=D("0.10"), max_position_pct=D("0.25"))
     assert TradingState.load().pause_layer == "drawdown"
+    bus.publish(candle(entry.event_time + 2 * series.STEP_MS, 105.0))  # the close fills at this open: flat
     portfolio = Portfolio.load()
     assert portfolio.cash < portfolio.day_start_equity * D("0.99")
     state = release("looked at it", actor="tester")
@@ -511,16 +532,18 @@ def test_each_trade_has_its_own_stop_and_its_stop_loss_sells_that_lot():
         {"type": "signal", "symbol": "TEST_USDT", "side": "BUY", "confidence": 0.8, "reason": "more",
          "timestamp": ts, "signal_id": "second-lot"}
     )  # fmt: skip
+    bus.publish(candle(ts + series.STEP_MS, 117.0, open_=120.0))  # lot 2 fills at this open; 117 reaches its stop
     second = Order.objects.get(signal_id="second-lot")
     assert second.status == Order.Status.FILLED and second.stop_loss == D("117.6588")
-    bus.publish(candle(ts + series.STEP_MS, 117.0))
     stop = Order.objects.get(purpose=Order.Purpose.STOP_LOSS)
     assert (
         stop.quantity == second.filled_quantity and stop.signal_id == f"stop:{Trade.objects.get(order=second).trade_id}"
     )
+    bus.publish(candle(ts + 2 * series.STEP_MS, 117.0))  # the stop fills at the next open
     assert Trade.objects.get(order=second).status == Trade.Status.CLOSED
     assert Trade.objects.get(order=first).status == Trade.Status.OPEN
-    bus.publish(candle(ts + 2 * series.STEP_MS, 107.8))  # now lot 1's stop
+    bus.publish(candle(ts + 3 * series.STEP_MS, 107.8))  # now lot 1's stop
+    bus.publish(candle(ts + 4 * series.STEP_MS, 107.8))
     assert Trade.objects.get(order=first).status == Trade.Status.CLOSED
 
 
@@ -602,3 +625,31 @@ def test_a_persons_halt_on_a_drawdown_halt_stops_its_closes_and_the_release_stil
     last = Order.objects.latest("event_time").event_time
     bus.publish(candle(last + series.STEP_MS, 105.0))
     assert TradingState.load().state == "ACTIVE"
+
+
+def test_once_a_live_feed_drives_the_market_a_late_candles_signal_is_stale():
+    # Defect 2: the data age was the candle against itself. Live (the MEXC feed set the shared clock to the wall
+    # clock), the decision is made at wall time: a backfilled candle from an hour ago is older than
+    # DATA_STALE_TIMEOUT_SEC 30 → rejected as stale (layer 3); a candle that closes now is fresh. Without a live
+    # feed (a replay, a simulation) the decision is made at the candle's own time, as in the backtest.
+    import time
+
+    from marketdata import clock
+
+    def signal(ts, signal_id):
+        symbol = f"{signal_id.upper()}_USDT"  # one symbol each: the position limit stays out of it
+        bus.publish(candle(ts, 100.0, symbol=symbol))
+        bus.publish(
+            {"type": "signal", "symbol": symbol, "side": "BUY", "confidence": 0.9, "reason": "live",
+             "timestamp": ts, "signal_id": signal_id}
+        )  # fmt: skip
+        return RiskEvent.objects.get(signal_id=signal_id)
+
+    wall = int(time.time() * 1000)
+    hour_ago = wall - 3_600_000 - (wall % 60_000)
+    assert signal(hour_ago - 120_000, "replayed").layer == "position"  # no live feed: the candle's own time
+    clock.release_shared_event_time()  # what the live MEXC feed does when it starts
+    late = signal(hour_ago, "backfilled")
+    assert (late.decision, late.layer) == ("REJECT", "data_stale") and "limit 30s" in late.reason
+    fresh = signal(wall - 59_000, "fresh")  # opened 59 s ago: closes in a second
+    assert (fresh.decision, fresh.layer) == ("APPROVE", "position")

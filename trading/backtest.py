@@ -2,10 +2,13 @@
 in one process over recorded candles, with the same order of effects as the live pipeline.
 
 Per candle, exactly as the live ``trading.on_market_data`` task and its followers do:
-1. the risk watch: day roll-over at 00:00 UTC, daily drawdown (HALT and close everything), stop-loss exits
-   (settled at once), the circuit breaker's retry;
-2. the strategy on the candle; a signal is sized and judged by ``RiskEngine.evaluate``;
-3. an approved order is filled by the paper exchange at the candle's close and booked.
+1. the symbol's approved orders meet their price, the candle's open: the first price after their decision
+   (``Desk.fill``: the state may cancel them, an entry's slippage may trip the circuit breaker); the paper
+   exchange fills them and the book takes the fills;
+2. the risk watch: day roll-over at 00:00 UTC, daily drawdown (HALT and close everything), stop-loss exits,
+   the circuit breaker's retry;
+3. the strategy on the candle; a signal is sized and judged by the desk. Its approved order waits, as every
+   order the desk makes, for step 1 of its symbol's next candle.
 
 Nothing here touches the ORM, Redis or the clock: state lives in this object, time is the candles' time.
 Identifiers (signal ids, client order ids, trade ids, exit keys) are derived exactly as live, so a replay
@@ -30,16 +33,17 @@ from marketdata.validation import CandleRow, interval_ms, parse_file_name
 from risk.desk import (
     CLOSING_HALTS,
     SUPPRESSED,
+    CancelOrder,
     ChangeState,
     Desk,
     DeskState,
     DeskView,
+    FillOrder,
     RaiseAlert,
     RecordRiskEvent,
     SignalIn,
     SubmitOrder,
     UpdateBreaker,
-    blocked_by_state,
 )
 from risk.engine import (
     ACTIVE,
@@ -195,6 +199,10 @@ class Backtest:
         self.held_f: dict[str, float] = {}
         self.stop_f: dict[str, float] = {}
         self.equity_f: float | None = None  # cash_f + held_f at the last candles; None: to be recomputed
+        # The waiting orders as the account counts them (``_account``), in floats: entries' estimated cost out of the
+        # cash, exits' proceeds in; the quantities they add (entries) or take off (exits), by symbol.
+        self.pending_cash_f = 0.0
+        self.pending_held_f: dict[str, float] = {}
         self.alarm: bool | None = None  # the drawdown pre-check's answer for equity_f and the state; None: to do
         self.stop_dirty: set[str] = set()
         self.marks: dict[str, Decimal] = {}
@@ -202,7 +210,9 @@ class Backtest:
         self.history: dict[str, deque[CandleRow]] = {}  # each symbol's last SPREAD_WINDOW + 1 rows, newest first
         self.strategies: dict[tuple[str, str], Strategy] = {}
         self.orders: list[Order] = []
-        self.exit_attempts_by_key: dict[str, list[str]] = {}  # exit key base -> statuses of its attempts
+        self.pending: dict[str, list[Order]] = {}  # approved orders waiting for their symbol's next candle
+        self.pending_orders: list[Order] = []  # the same, oldest first
+        self.exit_attempts_by_key: dict[str, list[Order]] = {}  # exit key base -> the orders of its attempts
         self.suppressed_stops: set[str] = set()  # stop keys a halt held back (and said so)
         self.entry_times: deque[int] = deque()
         self.last_stop: dict[str, int] = {}
@@ -270,11 +280,7 @@ class Backtest:
             if self.watched:
                 self._check_stale(self.open_point)  # the previous time's candles are all in: is anyone missing?
             self._close_point()
-        if now // DAY_MS != self.day_number:  # the day starts at the equity valued at the last prices before 00:00
-            self.day_number = now // DAY_MS
-            self.day_start_equity = self._account(bars[0].symbol, now).equity
-            self.day_start_f = float(self.day_start_equity)
-            self.alarm = None
+        prior_marks = self.marks.copy() if now // DAY_MS != self.day_number else None
         marks, last, history, stops, seen = self.marks, self.last, self.history, self.stop_f, self.last_seen
         for bar in bars:
             symbol, _, row, candle = bar
@@ -294,7 +300,15 @@ class Backtest:
         # pre-check fires (see ``_watch``), a stop may trigger, or the circuit breaker waits for a retry.
         # What it looks at changes only through the watch itself or a decision, so it is re-read after those.
         alarm = self._drawdown_alarm()
-        for symbol, interval, _, candle in bars:
+        pending = self.pending
+        for symbol, interval, row, candle in bars:
+            if symbol in pending:
+                self._fill_pending(symbol, row, now)
+                alarm = self._drawdown_alarm()
+            if prior_marks is not None:  # the first candle of a UTC day, after its own fills (as live)
+                self._roll_day(now, symbol, prior_marks)
+                prior_marks = None
+                alarm = self._drawdown_alarm()
             if alarm or self.stop_dirty or self.state != ACTIVE:
                 self._watch(symbol, now)
                 alarm = self.alarm if self.alarm is not None else self._drawdown_alarm()
@@ -308,10 +322,18 @@ class Backtest:
                 alarm = self.alarm if self.alarm is not None else self._drawdown_alarm()
         self.open_point = now
 
+    def _roll_day(self, now: int, symbol: str, prior_marks: dict[str, Decimal]) -> None:
+        """The day starts at the equity valued at the last prices before 00:00 UTC."""
+        self.day_number = now // DAY_MS
+        self.day_start_equity = self._account(symbol, now, marks=prior_marks).equity
+        self.day_start_f = float(self.day_start_equity)
+        self.alarm = None
+
     def _drawdown_alarm(self) -> bool:
         """The float pre-check of the daily drawdown: False only where the exact check cannot trip (the margin
         of 1e-9 is far above float error). Kept in ``alarm`` until the marks, the book, the day or the state
-        change (each of those resets it)."""
+        change (each of those resets it). Waiting orders count as the exact account counts them
+        (``_pending_changed``)."""
         alarm = self.alarm
         if alarm is None:
             alarm = False
@@ -321,7 +343,9 @@ class Backtest:
                     last, held = self.last, 0.0
                     for s, q in self.held_f.items():  # summed as sum() would, without its generator
                         held += q * last[s].candle.close
-                    equity = self.equity_f = self.cash_f + held
+                    for s, q in self.pending_held_f.items():
+                        held += q * last[s].candle.close
+                    equity = self.equity_f = self.cash_f + self.pending_cash_f + held
                 alarm = (self.day_start_f - equity) / self.day_start_f >= self.max_drawdown_f - 1e-9
             self.alarm = alarm
         return alarm
@@ -333,24 +357,43 @@ class Backtest:
         self.open_point = None
 
     # --- the account as the engine sees it --------------------------------------------------------------
-    def _account(self, symbol: str, now: int, *, with_lots: bool = False) -> AccountState:
+    def _account(
+        self, symbol: str, now: int, *, with_lots: bool = False, marks: dict[str, Decimal] | None = None
+    ) -> AccountState:
         """The account as the engine sees it; ``with_lots``: with each held symbol's open lots and their stops
-        (what the watch checks stop-losses on; a decision does not read them)."""
+        (what the watch checks stop-losses on; a decision does not read them). Orders waiting for their fill
+        count as the live account counts PENDING orders (``execution.account.account_rows``): an entry's estimated
+        cost leaves the cash and it counts as being entered (not held), an exit's units leave the position."""
         entry_times = self.entry_times
         while entry_times and entry_times[0] <= now - MINUTE_MS:
             entry_times.popleft()
         lots = {s: tuple(held) for s, held in self.lots.items() if held} if with_lots else {}
+        quantities = {s: h.quantity for s, h in self.book.holdings.items() if h.quantity > 0}
+        cash, receivable, entering = self.book.cash, Decimal(0), {}
+        if self.pending_orders:
+            slippage, fee = self.exchange.slippage_pct, self.exchange.fee_rate
+            for order in reversed(self.pending_orders):  # newest first, as the live query reads them
+                symbol_, quantity, price = order.symbol, order.quantity, order.requested_price
+                if order.side == "BUY":
+                    cash -= quantity * price * (1 + slippage) * (1 + fee)
+                    entering[symbol_] = entering.get(symbol_, Decimal(0)) + quantity
+                else:
+                    quantities[symbol_] = quantities.get(symbol_, Decimal(0)) - quantity
+                    receivable += quantity * price * (1 - slippage) * (1 - fee)
+            quantities = {s: q for s, q in quantities.items() if q > 0}
         # The engine only looks up prices (of held symbols and ``symbol``): a copy of the whole map answers as the
         # live queries do.
         return AccountState(
             trading_state=self.state,
-            cash=self.book.cash,
-            positions={s: h.quantity for s, h in self.book.holdings.items() if h.quantity > 0},
-            prices=self.marks.copy(),
+            cash=cash,
+            positions=quantities,
+            prices=(self.marks if marks is None else marks).copy(),
             day_start_equity=self.day_start_equity,
             orders_last_minute=len(entry_times),
             last_stop_ms={symbol: self.last_stop[symbol]} if symbol in self.last_stop else {},
             lots=lots,
+            receivable=receivable,
+            entering=entering,
         )
 
     def _market(self, symbol: str) -> MarketSnapshot:
@@ -386,13 +429,16 @@ class Backtest:
         self._apply(self.desk.decide(self._view(symbol, now, market), signal, self), now)
 
     def _view(self, symbol: str, now: int, market: MarketSnapshot | None, *, with_lots: bool = False) -> DeskView:
-        state = DeskState(
-            self.state, self.layer, self.reason, self.breaker["symbol"], self.breaker["tries"], self.breaker["checked"]
-        )
-        return DeskView(state, self._account(symbol, now, with_lots=with_lots), self.parameters, now, market)
+        account = self._account(symbol, now, with_lots=with_lots)
+        return DeskView(self._desk_state(), account, self.parameters, now, market)
 
-    def _apply(self, effects: list, now: int) -> None:
-        """Carry out the desk's effects in order, in memory (the live worker writes the same to the database)."""
+    def _desk_state(self) -> DeskState:
+        breaker = self.breaker
+        return DeskState(self.state, self.layer, self.reason, breaker["symbol"], breaker["tries"], breaker["checked"])
+
+    def _apply(self, effects: list, now: int, fills: dict[str, tuple[Order, Decimal]] | None = None) -> None:
+        """Carry out the desk's effects in order, in memory (the live worker writes the same to the database);
+        ``fills``: the order a fill step's effects name, by client order id, with its candle's volume."""
         for effect in effects:
             kind = effect.__class__
             if kind is RecordRiskEvent:
@@ -420,8 +466,15 @@ class Backtest:
                     self.breaker = {"symbol": effect.breaker_symbol, "tries": 0, "checked": now}
             elif kind is UpdateBreaker:
                 self.breaker.update(tries=effect.tries, checked=effect.checked_ms)
-            else:
+            elif kind is SubmitOrder:
                 self._submit(effect, now)
+            elif kind is FillOrder:
+                order, volume = fills[effect.client_order_id]
+                self._fill(order, effect.price, volume)
+            elif kind is CancelOrder:
+                order = fills[effect.client_order_id][0]
+                order.status, order.reason = "REJECTED", effect.reason
+                self._alert_failed(order)
 
     def _submit(self, submit: SubmitOrder, now: int) -> None:
         order = Order(
@@ -436,10 +489,15 @@ class Backtest:
             submit.decision,
             submit.checks,
         )
-        self._execute(order)
+        self.orders.append(order)
+        if order.purpose == "entry":
+            self.entry_times.append(order.timestamp)
+        self.pending.setdefault(order.symbol, []).append(order)
+        self.pending_orders.append(order)
+        self._pending_changed()
         if order.purpose in EXIT_KEYED:
             base = order.signal_id.split("#", 1)[0]
-            self.exit_attempts_by_key.setdefault(base, []).append(order.status)
+            self.exit_attempts_by_key.setdefault(base, []).append(order)
 
     # --- the ExitLedger the desk asks -----------------------------------------------------------------------
     def oldest_open_trade(self, symbol: str) -> str | None:
@@ -447,32 +505,45 @@ class Backtest:
         return lots[0].trade_id if lots else None
 
     def exit_attempts(self, base: str) -> list[str]:
-        return self.exit_attempts_by_key.get(base, [])
+        return [order.status for order in self.exit_attempts_by_key.get(base, ())]
 
     def suppressed(self, base: str) -> bool:
         return base in self.suppressed_stops
 
-    # --- 3. execution -----------------------------------------------------------------------------------
-    def _execute(self, order: Order) -> None:
-        self.orders.append(order)
-        if order.purpose == "entry":
-            self.entry_times.append(order.timestamp)
-        blocked = blocked_by_state(self.state, self.layer, order.purpose, order.side)
-        if blocked:
-            order.status, order.reason = "REJECTED", blocked
-        else:
-            fill = self.exchange.fill(
-                order.client_order_id,
-                order.side,
-                order.quantity,
-                self.marks[order.symbol],
-                self.last[order.symbol].row.volume,
-            )
-            self._settle(order, fill)
-            self._flag_stop(order.symbol)
+    # --- 1. the fills -----------------------------------------------------------------------------------
+    def _fill_pending(self, symbol: str, row: CandleRow, now: int) -> None:
+        """The symbol's waiting orders, oldest first, at this candle's open (``Desk.fill``)."""
+        for order in self.pending.pop(symbol):
+            self.pending_orders.remove(order)
+            self._pending_changed()
+            effects = self.desk.fill(self._desk_state(), self.parameters, order, row.open)
+            self._apply(effects, now, {order.client_order_id: (order, row.volume)})
+
+    def _pending_changed(self) -> None:
+        """The float copies of what the waiting orders add to the account (for the drawdown pre-check)."""
+        slippage, fee = float(self.exchange.slippage_pct), float(self.exchange.fee_rate)
+        cash, held = 0.0, {}
+        for order in self.pending_orders:
+            quantity, price = float(order.quantity), float(order.requested_price)
+            if order.side == "BUY":
+                cash -= quantity * price * (1 + slippage) * (1 + fee)
+                held[order.symbol] = held.get(order.symbol, 0.0) + quantity
+            else:
+                cash += quantity * price * (1 - slippage) * (1 - fee)
+                held[order.symbol] = held.get(order.symbol, 0.0) - quantity
+        self.pending_cash_f, self.pending_held_f = cash, held
+        self.equity_f = self.alarm = None
+
+    def _fill(self, order: Order, price: Decimal, volume: Decimal) -> None:
+        fill = self.exchange.fill(order.client_order_id, order.side, order.quantity, price, volume)
+        self._settle(order, fill)
+        self._flag_stop(order.symbol)
         if order.status in ("FAILED", "REJECTED"):
-            message = f"{order.side} {order.quantity} {order.symbol} {order.status}: {order.reason}"
-            self._alert(AlertSpec("WARNING", "ORDER_FAILED", message), order.timestamp)
+            self._alert_failed(order)
+
+    def _alert_failed(self, order: Order) -> None:
+        message = f"{order.side} {order.quantity} {order.symbol} {order.status}: {order.reason}"
+        self._alert(AlertSpec("WARNING", "ORDER_FAILED", message), order.timestamp)
 
     def _flag_stop(self, symbol: str) -> None:
         """Queue ``symbol`` for the watch's stop-loss check where the float pre-check says its stop might trigger

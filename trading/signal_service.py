@@ -49,7 +49,7 @@ from functools import lru_cache
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 
-from cdb_project import bus, deferred_writes
+from cdb_project import bus
 from cdb_project.ops import note_candle_stored
 from cdb_project.raw_rows import fetch_values
 from marketdata.ingest import CandleKey
@@ -411,17 +411,16 @@ def store_signal(strategy: str, symbol: str, interval: str, timestamp: int, emit
     signal (its database id is not read back), or None if it was stored before.
 
     The signal is stored and decided in one transaction, under the account lock that serializes every decision
-    (``risk.decision_service.decide_locked``; a paper order is filled in it too): a crash leaves all of it or
-    none of it. Its writes that nobody waits for go with the next statement (``cdb_project.deferred_writes``). A
-    signal stored before (a redelivered candle) fails the insert on its unique id, and the whole transaction with
-    it."""
+    (``risk.decision_service.decide_locked``): a crash leaves all of it or
+    none of it. A signal stored before (a redelivered candle) fails the insert on its unique id, and the whole
+    transaction with it."""
     from risk.decision_service import decide_locked
     from risk.models import TradingState
 
     signal_id = signal_id_for(symbol, interval, strategy, timestamp)
     published = signal_event(signal_id, strategy, symbol, interval, timestamp, emitted)
     try:
-        with transaction.atomic(), deferred_writes.deferring():
+        with transaction.atomic():
             state, parameters = TradingState.load_with_parameters(for_update=True)
             signal = Signal(
                 signal_id=signal_id,
@@ -436,7 +435,7 @@ def store_signal(strategy: str, symbol: str, interval: str, timestamp: int, emit
                 components=emitted.components,
                 status=Signal.Status.DECIDED,
             )
-            deferred_writes.insert(signal)  # a duplicate signal id raises IntegrityError by the next statement
+            signal.save(force_insert=True)  # a duplicate signal id raises IntegrityError
             bus.publish(published, consumed=True)
             decide_locked(state, published, parameters)
             return signal

@@ -182,8 +182,8 @@ def reject(payload: Any, reason: str, *, stage: str, consumer: str = "") -> None
 def publish(event: Event, *, consumed: bool = False) -> Event:
     """Validate, persist, then (after commit) PUBLISH on Redis, enqueue consumers and notify the dashboard.
 
-    ``consumed``: what the event's consumers do was done in the transaction that publishes it (a paper order is
-    filled in its decision's transaction), so they are not sent it — they would find nothing left to do."""
+    ``consumed``: what the event's consumers do was done in the transaction that publishes it, or is not theirs to
+    do (a paper order waits for its symbol's next candle, not for the executor), so they are not sent it."""
     event = _validated_for_publish(event)
     persister = _persisters().get(event["type"])
     if persister is not None:

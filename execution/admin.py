@@ -2,7 +2,7 @@ from django.contrib import admin
 
 from cdb_project.admin_history import HistoryAdmin
 
-from .models import Order, Portfolio, Position, Trade
+from .models import BalanceCheck, Order, Portfolio, Position, Trade
 
 
 @admin.register(Order)
@@ -41,3 +41,12 @@ class PortfolioAdmin(admin.ModelAdmin):
     list_display = ("cash", "realized_pnl", "fees_paid", "initial_capital", "updated_at")
     list_filter = ("updated_at",)
     search_fields = ("id",)
+
+
+@admin.register(BalanceCheck)
+class BalanceCheckAdmin(HistoryAdmin):
+    """The last comparison of the book with the exchange (live trading): written by the check, never by hand."""
+
+    list_display = ("checked_at", "ok", "detail")
+    list_filter = ("ok", "checked_at")
+    search_fields = ("detail",)

@@ -12,7 +12,7 @@ import time
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from cdb_project import bus
@@ -69,7 +69,9 @@ def execute_order(event: dict) -> Order | None:
         from .live_service import execute_live  # the live path: sends to MEXC, books what it executed
 
         return execute_live(event)
-    return Order.objects.filter(client_order_id=event["client_order_id"]).first()
+    with transaction.atomic():  # an order event naming no stored order is rejected (stored, as SPEC §7 asks)
+        _, order = _locked_order(event)
+    return order
 
 
 # The candle a paper order fills at: the first of its symbol after the order's decision.

@@ -31,6 +31,7 @@ class AccountRows(NamedTuple):
     receivable: Decimal  # what approved SELLs will bring in
     lots: dict[str, list[LotStop]]  # open trades and their stops by symbol, oldest first (read if asked for)
     entering: dict[str, Decimal]  # what approved, not yet executed BUYs will buy, by symbol
+    entering_cost: Decimal  # what they are estimated to cost (out of ``cash``, still the account's)
     waiting: frozenset[str]  # symbols with PENDING orders (on paper: waiting for their symbol's next candle)
 
     def priced_symbols(self) -> set[str]:
@@ -48,25 +49,28 @@ def account_rows(*, lock: bool, with_lots: bool = False) -> AccountRows:
     # Approved orders not yet executed: two decisions in a row must not both spend the same cash nor sell the same
     # units, so a pending BUY's cost leaves the cash and a pending SELL's units leave the quantities. A pending BUY
     # is not held yet — an exit is never sized on units that may never arrive (a live entry can still expire or be
-    # refused) — but it is being entered: it counts in the exposure and the equity (``AccountState.entering``),
-    # as a pending SELL's proceeds do (``receivable``).
+    # refused) — but it is being entered: it counts in the exposure (``AccountState.entering``), and its cost stays
+    # in the equity (``entering_cost``), as a pending SELL's proceeds do (``receivable``).
     pending_orders = (
         fetch_rows(Order, '"status" = %s', [Order.Status.PENDING], order_by='"event_time" DESC, "id" DESC')
         if pending
         else []
     )
     entering: dict[str, Decimal] = {}
+    entering_cost = Decimal(0)
     for order in pending_orders:
         symbol, side, quantity, price = order.symbol, order.side, order.quantity, order.requested_price
         if side == "BUY":
-            cash -= quantity * price * (1 + slippage) * (1 + fee)
+            cost = quantity * price * (1 + slippage) * (1 + fee)
+            cash -= cost
+            entering_cost += cost
             entering[symbol] = entering.get(symbol, Decimal(0)) + quantity
         else:
             quantities[symbol] = quantities.get(symbol, Decimal(0)) - quantity
             receivable += quantity * price * (1 - slippage) * (1 - fee)
     waiting = frozenset(order.symbol for order in pending_orders)
     lots = open_lots() if with_lots else {}
-    return AccountRows(portfolio, positions, quantities, cash, receivable, lots, entering, waiting)
+    return AccountRows(portfolio, positions, quantities, cash, receivable, lots, entering, entering_cost, waiting)
 
 
 def open_lots() -> dict[str, list[LotStop]]:
@@ -119,6 +123,7 @@ def account_state(
         lots=rows.lots,
         receivable=rows.receivable,
         entering=rows.entering,
+        entering_cost=rows.entering_cost,
     )
 
 

@@ -151,14 +151,16 @@ def fill_waiting_orders(state: TradingState, symbol: str, at_ms: int) -> None:
 
 
 def watch_market(event: dict, *, fill: bool = False) -> None:
-    """Per market_data, under the account lock: with ``fill``, the symbol's paper orders waiting for this candle
-    first (``fill_waiting_orders``); roll the day, then the desk's watch (the daily drawdown's halt and close-out,
+    """Per market_data, under the account lock: roll the day; with ``fill``, the symbol's paper orders waiting for
+    this candle (``fill_waiting_orders``); then the desk's watch (the daily drawdown's halt and close-out,
     stop-losses, the circuit breaker's retry). ``MarketWatch`` calls it for the candles where its look without
     the lock found work."""
     now = event["timestamp"]
     with transaction.atomic():
         state = TradingState.load(for_update=True)
         if fill:
+            if day_rolls(Portfolio.load(), now):  # the day starts before this candle's fills, at the prices before
+                load_account(state.state, now, (event["symbol"],), for_decision=False)
             fill_waiting_orders(state, event["symbol"], now)
         late = _superseded(now)
         if late and _superseded(now, event["symbol"]):

@@ -177,11 +177,12 @@ Effect = RecordRiskEvent | RaiseAlert | ChangeState | UpdateBreaker | SubmitOrde
 
 
 def blocked_by_state(state: str, layer: str, purpose: str, side: str) -> str:
-    """Why an execution may not carry out an order now ("" if it may): a HALT stops every order except the
-    closing orders of the halt itself (a drawdown halt's, an operator's halt-and-close); PAUSED stops entries."""
+    """Why an execution may not carry out an order now ("" if it may): a HALT stops every order except, under a
+    halt that closes every position (a drawdown halt, an operator's halt-and-close), the sells that close them —
+    its own closing orders and exits decided before it, which it would otherwise have to decide again a candle
+    later; PAUSED stops entries."""
     if state == HALTED:
-        closing = CLOSING_HALTS.get(layer)
-        if closing is None or purpose != closing[0]:
+        if layer not in CLOSING_HALTS or side != "SELL":
             return "trading HALTED before execution"
     if state == PAUSED and side == "BUY":
         return "trading PAUSED before execution: entries blocked"

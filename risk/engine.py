@@ -107,26 +107,34 @@ class AccountState:
     # Proceeds (after costs) of approved sells not yet executed: their quantity has left ``positions`` so that
     # nothing is sold twice, and this keeps it in the equity (not in the cash that new entries may spend).
     receivable: Decimal = Decimal(0)
-    # Quantities of approved entries not yet executed, by symbol: not held (never sold, never stopped), but their
-    # cost has left the cash, so they count in the exposure, the position limit and the equity.
+    # Quantities of approved entries not yet executed, by symbol: not held (never sold, never stopped), but being
+    # entered, so they count in the exposure and the position limit at the market price; their estimated cost has
+    # left the cash and stays in the equity as it is (``entering_cost``) until they fill: a price move before the
+    # fill is not a gain or loss of the account (an entry the move cancels never happened).
     entering: Mapping[str, Decimal] = field(default_factory=dict)
+    entering_cost: Decimal = Decimal(0)
 
     def position_value(self, symbol: str) -> Decimal:
         quantity = self.positions.get(symbol, Decimal(0)) + self.entering.get(symbol, Decimal(0))
         return quantity * self.prices.get(symbol, Decimal(0))
 
     @cached_property
-    def exposure(self) -> Decimal:
+    def held_value(self) -> Decimal:
         total, prices = Decimal(0), self.prices  # summed in the positions' order, as sum(..., Decimal(0)) would
         for symbol, quantity in self.positions.items():
             total += quantity * prices.get(symbol, Decimal(0))
+        return total
+
+    @cached_property
+    def exposure(self) -> Decimal:
+        total, prices = self.held_value, self.prices
         for symbol, quantity in self.entering.items():
             total += quantity * prices.get(symbol, Decimal(0))
         return total
 
     @cached_property
     def equity(self) -> Decimal:
-        return self.cash + self.receivable + self.exposure
+        return self.cash + self.receivable + self.entering_cost + self.held_value
 
     @cached_property
     def daily_drawdown(self) -> Decimal:

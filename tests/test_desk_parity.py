@@ -191,3 +191,43 @@ def test_a_gap_after_a_signal_trips_the_breaker_in_both(tmp_path):
         ("APPROVE", "position"),
     ]
     assert live[0] == simulated[0] and live[1] == simulated[1] and live[3] == simulated[3] == "ACTIVE"
+
+
+def test_a_stop_fired_in_another_symbols_turn_fills_at_the_next_candle_in_both(tmp_path):
+    # AAA sorts before BBB: at 00:04 the watch in AAA's turn already sees BBB's close 96 below BBB's stop (the entry
+    # filled at 100.05, stop 98.049) and decides the stop-loss; BBB's own candle of that time must not fill it at
+    # its open 100 (a price from before the decision): both shells sell at the next open, 95 × 0.9995.
+    minute = 60_000
+    aaa = [f"{DAY2 + i * minute},50,50,50,50,1000000" for i in range(8)]
+    bbb_bars = [(100, 100)] * 4 + [(100, 96), (95, 95), (95, 95), (95, 95)]
+    bbb = [f"{DAY2 + i * minute},{o},{max(o, c)},{min(o, c)},{c},1000000" for i, (o, c) in enumerate(bbb_bars)]
+    files = [_write(tmp_path / "AAA_USDT-1m.csv", aaa), _write(tmp_path / "BBB_USDT-1m.csv", bbb)]
+    signals = tmp_path / "signals.csv"
+    signals.write_text(f"{DAY2 + minute},BBB_USDT,BUY\n")
+    live, simulated = run_both(tmp_path, files, f"signals_file:path={signals}")
+    stops = [o for o in simulated[0] if o[3] == "stop_loss"]
+    assert [(o[4], o[7], o[8]) for o in stops] == [("FILLED", D("95") * D("0.9995"), DAY2 + 4 * minute)]
+    assert live[0] == simulated[0] and live[1] == simulated[1] and live[3] == simulated[3]
+    assert abs(live[2] - simulated[2]) <= simulated[2] * D("1e-14")
+
+
+def test_an_exit_that_fills_at_midnight_counts_in_the_new_day(tmp_path):
+    # 0.25 × 10,000 in AAA at 100 (24.98 units after costs), a SELL signal at 23:59 (close 100) that fills at the
+    # 00:00 open, 75: a loss of ≈ 625 = 6.3 % of the day's start (valued at 23:59 with the SELL waiting) ≥ 5 % →
+    # HALTED in the new day, whatever the symbols are called; BBB's entry at 00:02 is refused.
+    minute = 60_000
+    midnight = DAY2 + 86_400_000
+    start = midnight - 10 * minute
+    aaa = [f"{start + i * minute},100,100,100,100,1000000" for i in range(10)]
+    aaa += [f"{midnight + i * minute},75,75,75,75,1000000" for i in range(4)]
+    bbb = [f"{start + i * minute},50,50,50,50,1000000" for i in range(14)]
+    files = [_write(tmp_path / "AAA_USDT-1m.csv", aaa), _write(tmp_path / "BBB_USDT-1m.csv", bbb)]
+    signals = tmp_path / "signals.csv"
+    signals.write_text(
+        f"{start + minute},AAA_USDT,BUY\n{midnight - minute},AAA_USDT,SELL\n{midnight + 2 * minute},BBB_USDT,BUY\n"
+    )
+    params = ["MAX_POSITION_PCT=0.25", "POSITION_SIZE_PCT=0.25"]
+    live, simulated = run_both(tmp_path, files, f"signals_file:path={signals}", params=params)
+    assert simulated[3] == "HALTED", simulated
+    assert simulated[1][-1][1:3] == ("REJECT", "state")  # BBB's entry after the halt
+    assert live[0] == simulated[0] and live[1] == simulated[1] and live[3] == simulated[3]

@@ -221,14 +221,26 @@ def test_an_exit_on_a_symbol_off_the_watch_list_still_goes():
 
 
 def test_an_entry_not_yet_filled_counts_in_the_exposure_but_is_not_held():
-    # 10 BTC held at 100 and 5 more approved, not filled yet (entering): equity 1,000 cash + 1,500 = 2,500;
-    # the exposure 1,500 reaches MAX_EXPOSURE_PCT 0.6 × 2,500 = 1,500, so the next entry is blocked — counting
-    # only what is held (1,000) it would pass; an exit still sells only the 10 held.
+    # 10 BTC held at 100 and 5 more approved, not filled yet (entering, estimated cost 500 out of the 1,500 cash):
+    # equity 1,000 cash + 500 entering cost + 1,000 held = 2,500, whatever the price does before the fill; the
+    # exposure 1,500 (held and entering at 100) reaches MAX_EXPOSURE_PCT 0.6 × 2,500 = 1,500, so the next entry is
+    # blocked — counting only what is held (1,000) it would pass; an exit still sells only the 10 held.
     from risk.engine import AccountState, MarketSnapshot, ProposedOrder, RiskEngine, proposed_quantity
 
-    state = AccountState("ACTIVE", D(1000), {"BTC": D(10)}, {"BTC": D(100)}, entering={"BTC": D(5)})
+    def account(price):
+        return AccountState(
+            "ACTIVE",
+            D(1000),
+            {"BTC": D(10)},
+            {"BTC": D(price)},
+            entering={"BTC": D(5)},
+            entering_cost=D(500),
+        )
+
+    state = account(100)
     assert state.exposure == D(1500) and state.equity == D(2500)
     assert state.position_value("BTC") == D(1500)
+    assert account(70).equity == D(2200)  # only the 10 held lost 30 each: the entry's 500 stays as it was
     parameters = {**PARAMS, "MAX_EXPOSURE_PCT": D("0.6")}
     market = MarketSnapshot(price=D(100), last_data_ms=NOW)
     decision = RiskEngine().evaluate(state, ProposedOrder("BTC", "BUY", D(1), D(100)), market, parameters, NOW)

@@ -199,8 +199,8 @@ class Backtest:
         self.held_f: dict[str, float] = {}
         self.stop_f: dict[str, float] = {}
         self.equity_f: float | None = None  # cash_f + held_f at the last candles; None: to be recomputed
-        # The waiting orders as the account counts them (``_account``), in floats: entries' estimated cost out of the
-        # cash, exits' proceeds in; the quantities they add (entries) or take off (exits), by symbol.
+        # The waiting exits as the account counts them (``_account``), in floats: their proceeds in, their quantities
+        # off the positions (a waiting entry leaves the equity as it is).
         self.pending_cash_f = 0.0
         self.pending_held_f: dict[str, float] = {}
         self.alarm: bool | None = None  # the drawdown pre-check's answer for equity_f and the state; None: to do
@@ -280,7 +280,8 @@ class Backtest:
             if self.watched:
                 self._check_stale(self.open_point)  # the previous time's candles are all in: is anyone missing?
             self._close_point()
-        prior_marks = self.marks.copy() if now // DAY_MS != self.day_number else None
+        if now // DAY_MS != self.day_number:  # before any fill: as the live watch rolls the day, then fills
+            self._roll_day(now, bars[0].symbol)
         marks, last, history, stops, seen = self.marks, self.last, self.history, self.stop_f, self.last_seen
         for bar in bars:
             symbol, _, row, candle = bar
@@ -305,10 +306,6 @@ class Backtest:
             if symbol in pending:
                 self._fill_pending(symbol, row, now)
                 alarm = self._drawdown_alarm()
-            if prior_marks is not None:  # the first candle of a UTC day, after its own fills (as live)
-                self._roll_day(now, symbol, prior_marks)
-                prior_marks = None
-                alarm = self._drawdown_alarm()
             if alarm or self.stop_dirty or self.state != ACTIVE:
                 self._watch(symbol, now)
                 alarm = self.alarm if self.alarm is not None else self._drawdown_alarm()
@@ -322,10 +319,11 @@ class Backtest:
                 alarm = self.alarm if self.alarm is not None else self._drawdown_alarm()
         self.open_point = now
 
-    def _roll_day(self, now: int, symbol: str, prior_marks: dict[str, Decimal]) -> None:
-        """The day starts at the equity valued at the last prices before 00:00 UTC."""
+    def _roll_day(self, now: int, symbol: str) -> None:
+        """The day starts at the equity valued at the last prices before 00:00 UTC (the marks before this time's
+        candles), waiting orders counted as the account counts them."""
         self.day_number = now // DAY_MS
-        self.day_start_equity = self._account(symbol, now, marks=prior_marks).equity
+        self.day_start_equity = self._account(symbol, now).equity
         self.day_start_f = float(self.day_start_equity)
         self.alarm = None
 
@@ -357,9 +355,7 @@ class Backtest:
         self.open_point = None
 
     # --- the account as the engine sees it --------------------------------------------------------------
-    def _account(
-        self, symbol: str, now: int, *, with_lots: bool = False, marks: dict[str, Decimal] | None = None
-    ) -> AccountState:
+    def _account(self, symbol: str, now: int, *, with_lots: bool = False) -> AccountState:
         """The account as the engine sees it; ``with_lots``: with each held symbol's open lots and their stops
         (what the watch checks stop-losses on; a decision does not read them). Orders waiting for their fill
         count as the live account counts PENDING orders (``execution.account.account_rows``): an entry's estimated
@@ -369,13 +365,15 @@ class Backtest:
             entry_times.popleft()
         lots = {s: tuple(held) for s, held in self.lots.items() if held} if with_lots else {}
         quantities = {s: h.quantity for s, h in self.book.holdings.items() if h.quantity > 0}
-        cash, receivable, entering = self.book.cash, Decimal(0), {}
+        cash, receivable, entering, entering_cost = self.book.cash, Decimal(0), {}, Decimal(0)
         if self.pending_orders:
             slippage, fee = self.exchange.slippage_pct, self.exchange.fee_rate
             for order in reversed(self.pending_orders):  # newest first, as the live query reads them
                 symbol_, quantity, price = order.symbol, order.quantity, order.requested_price
                 if order.side == "BUY":
-                    cash -= quantity * price * (1 + slippage) * (1 + fee)
+                    cost = quantity * price * (1 + slippage) * (1 + fee)
+                    cash -= cost
+                    entering_cost += cost
                     entering[symbol_] = entering.get(symbol_, Decimal(0)) + quantity
                 else:
                     quantities[symbol_] = quantities.get(symbol_, Decimal(0)) - quantity
@@ -387,13 +385,14 @@ class Backtest:
             trading_state=self.state,
             cash=cash,
             positions=quantities,
-            prices=(self.marks if marks is None else marks).copy(),
+            prices=self.marks.copy(),
             day_start_equity=self.day_start_equity,
             orders_last_minute=len(entry_times),
             last_stop_ms={symbol: self.last_stop[symbol]} if symbol in self.last_stop else {},
             lots=lots,
             receivable=receivable,
             entering=entering,
+            entering_cost=entering_cost,
         )
 
     def _market(self, symbol: str) -> MarketSnapshot:
@@ -512,8 +511,13 @@ class Backtest:
 
     # --- 1. the fills -----------------------------------------------------------------------------------
     def _fill_pending(self, symbol: str, row: CandleRow, now: int) -> None:
-        """The symbol's waiting orders, oldest first, at this candle's open (``Desk.fill``)."""
-        for order in self.pending.pop(symbol):
+        """The symbol's orders decided before this candle, oldest first, at its open (``Desk.fill``); one decided at
+        this very time (by the watch of another symbol, or on another interval of this one) waits for the next."""
+        waiting = self.pending.pop(symbol)
+        due = [order for order in waiting if order.timestamp < now]
+        if len(due) < len(waiting):
+            self.pending[symbol] = [order for order in waiting if order.timestamp >= now]
+        for order in due:
             self.pending_orders.remove(order)
             self._pending_changed()
             effects = self.desk.fill(self._desk_state(), self.parameters, order, row.open)
@@ -523,12 +527,9 @@ class Backtest:
         """The float copies of what the waiting orders add to the account (for the drawdown pre-check)."""
         slippage, fee = float(self.exchange.slippage_pct), float(self.exchange.fee_rate)
         cash, held = 0.0, {}
-        for order in self.pending_orders:
-            quantity, price = float(order.quantity), float(order.requested_price)
-            if order.side == "BUY":
-                cash -= quantity * price * (1 + slippage) * (1 + fee)
-                held[order.symbol] = held.get(order.symbol, 0.0) + quantity
-            else:
+        for order in self.pending_orders:  # an entry's cost stays in the equity until it fills: nothing to add
+            if order.side == "SELL":
+                quantity, price = float(order.quantity), float(order.requested_price)
                 cash += quantity * price * (1 - slippage) * (1 - fee)
                 held[order.symbol] = held.get(order.symbol, 0.0) - quantity
         self.pending_cash_f, self.pending_held_f = cash, held

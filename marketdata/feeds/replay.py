@@ -220,6 +220,8 @@ class Replay:
         self.summary.last_timestamp = last
         if not self.publish or not new:
             return
+        if self._last_published_ts is None:  # the market runs on the replay's time from its first candle on
+            market_clock.set_shared_event_time(first)
         with market_clock.use_clock(self.clock):
             for ts, symbol, interval, candle in chunk:
                 if (symbol, interval, ts) not in new:

@@ -41,6 +41,8 @@ PATTERNS = [
 ]
 
 
+# Settings that hold a secret, perhaps read from a file (NAME_FILE) and so never in the environment.
+SETTINGS_SECRETS = ("SECRET_KEY", "MEXC_API_KEY", "MEXC_API_SECRET", "METRICS_TOKEN", "EMAIL_HOST_PASSWORD")
 _registered: list[str] = []  # register_secrets: longest first
 
 
@@ -97,17 +99,19 @@ class JsonFormatter(logging.Formatter):
     def secrets(self) -> list[str]:
         if self._secrets is None:
             values = set(secret_values())
-            try:  # settings may hold secrets that never were in the environment (.secret_key)
+            try:  # settings hold secrets that never were in the environment (.secret_key, NAME_FILE secrets)
                 from django.conf import settings
 
                 if settings.configured:
-                    for name in ("SECRET_KEY", "MEXC_API_KEY", "MEXC_API_SECRET"):
-                        value = getattr(settings, name, "")
+                    candidates = [getattr(settings, name, "") for name in SETTINGS_SECRETS]
+                    candidates.append(settings.DATABASES["default"].get("PASSWORD"))
+                    try:
+                        candidates.append(urlsplit(getattr(settings, "REDIS_URL", "")).password)
+                    except ValueError:
+                        pass
+                    for value in candidates:
                         if isinstance(value, str) and len(value) >= MIN_SECRET_LENGTH:
                             values.add(value)
-                    password = settings.DATABASES["default"].get("PASSWORD")
-                    if isinstance(password, str) and len(password) >= MIN_SECRET_LENGTH:
-                        values.add(password)
             except Exception:
                 return sorted(values, key=len, reverse=True)  # settings not ready yet: try again next record
             self._secrets = sorted(values, key=len, reverse=True)

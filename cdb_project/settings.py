@@ -4,6 +4,10 @@ With nothing set the system runs embedded: SQLite, Celery tasks run in-process
 (eager), the in-memory Channels layer and no Redis. Setting ``REDIS_URL`` switches
 to real Celery workers, the channels-redis layer and Redis pub/sub; setting
 ``DATABASE_URL`` to ``postgres://…`` switches the store.
+
+Any variable can be read from a file instead: ``NAME_FILE=/run/secrets/name`` (django-environ's FileAwareEnv; compose
+hands each container only the secrets it uses that way). The database and Redis passwords may stay out of the URLs:
+``DATABASE_PASSWORD`` and ``REDIS_PASSWORD`` are added to a URL that carries none.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import os
 import secrets
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import environ
 from csp.constants import NONE, SELF
@@ -22,9 +27,15 @@ from risk.parameters import seed_from_env
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-env = environ.Env()
+env = environ.FileAwareEnv()  # NAME_FILE (a Docker secret's path) wins over NAME
 if (BASE_DIR / ".env").exists():
     environ.Env.read_env(BASE_DIR / ".env")
+
+
+def _secret(name: str) -> str:
+    """A secret from NAME or NAME_FILE; a file's trailing newline is not part of it."""
+    return env.str(name, default="").strip()
+
 
 DEBUG = env.bool("DEBUG", default=False)
 
@@ -38,7 +49,7 @@ def _local_secret_key() -> str:
     return path.read_text().strip()
 
 
-SECRET_KEY = env.str("SECRET_KEY", default="") or _local_secret_key()
+SECRET_KEY = _secret("SECRET_KEY") or _local_secret_key()
 PLACEHOLDER_KEYS = {"change-me", "changeme", "secret", "secret-key", "please-change-me", "xxx"}
 if not DEBUG and (
     SECRET_KEY.lower() in PLACEHOLDER_KEYS
@@ -110,6 +121,8 @@ TEMPLATES = [
 
 # --- Store -----------------------------------------------------------------
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+if not DATABASES["default"].get("PASSWORD"):  # compose: postgres://cdb@cdb_postgres:5432/cdb + the password's secret
+    DATABASES["default"]["PASSWORD"] = _secret("DATABASE_PASSWORD")
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The feed, the web server and eager tasks share one file: wait for the lock instead of failing. IMMEDIATE: a
     # transaction takes the write lock when it begins; a deferred one that reads, then writes while another thread
@@ -126,7 +139,18 @@ else:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis, Celery, Channels -------------------------------------------------
-REDIS_URL = env.str("REDIS_URL", default="")
+
+
+def _with_password(url: str, password: str) -> str:
+    """``url`` with ``password`` in it, unless it has one already (or there is none to add)."""
+    parts = urlsplit(url)
+    if not url or not password or parts.password:
+        return url
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:{quote(password, safe='')}@{parts.netloc.rpartition('@')[2]}"))
+
+
+REDIS_URL = _with_password(env.str("REDIS_URL", default=""), _secret("REDIS_PASSWORD"))
 EMBEDDED = not REDIS_URL
 
 CELERY_TASK_ALWAYS_EAGER = EMBEDDED
@@ -273,9 +297,9 @@ STATICFILES_DIRS = [
 TOKEN_TTL_HOURS = env.int("TOKEN_TTL_HOURS", default=168)
 # Mail: EMAIL_URL (django-environ, e.g. smtp+tls://user:password@mail.example:587) configures Django's mail and
 # turns the password-reset pages on; without it they are not offered (404): no mail could reach the user.
-EMAIL_CONFIGURED = bool(env.str("EMAIL_URL", default=""))
+EMAIL_CONFIGURED = bool(_secret("EMAIL_URL"))
 if EMAIL_CONFIGURED:
-    globals().update(env.email_url("EMAIL_URL"))  # EMAIL_BACKEND, EMAIL_HOST, EMAIL_PORT, …
+    globals().update(env.email_url_config(_secret("EMAIL_URL")))  # EMAIL_BACKEND, EMAIL_HOST, EMAIL_PORT, …
     DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="webmaster@localhost")
 
 REST_FRAMEWORK = {
@@ -315,7 +339,7 @@ if PROMETHEUS_MULTIPROC_DIR:
 PROMETHEUS_EXPORT_MIGRATIONS = False
 HEALTH_TIMEOUT_SEC = env.float("HEALTH_TIMEOUT_SEC", default=0.8)
 # /metrics (equity, exposure, trades) answers `Authorization: Bearer <METRICS_TOKEN>` (Prometheus) or logged-in staff.
-METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_TOKEN = _secret("METRICS_TOKEN")
 INSTALLED_APPS += ["django_prometheus", "cdb_project.ops.OpsConfig"]
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
@@ -393,8 +417,8 @@ SPECTACULAR_SETTINGS = {
 # Live orders only when LIVE_TRADING is on AND both keys are set (trade permission only, never withdraw).
 # The REST base is MEXC_REST_URL above (tests point it at a local fake).
 LIVE_TRADING = env.bool("LIVE_TRADING", default=False)
-MEXC_API_KEY = env.str("MEXC_API_KEY", default="")
-MEXC_API_SECRET = env.str("MEXC_API_SECRET", default="")
+MEXC_API_KEY = _secret("MEXC_API_KEY")
+MEXC_API_SECRET = _secret("MEXC_API_SECRET")
 LIVE_ORDER_TIMEOUT_SEC = env.float("LIVE_ORDER_TIMEOUT_SEC", default=10.0)
 # A live entry still PENDING and never sent after this many seconds is never sent: EXPIRED (1–3600 s).
 _live_pending_max_age = env.str("LIVE_PENDING_MAX_AGE_SEC", default="30").strip()
@@ -426,7 +450,7 @@ SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [
 from celery.schedules import crontab  # noqa: E402
 
 INSTALLED_APPS += ["notify"]
-NOTIFY_URLS = env.str("NOTIFY_URLS", default="")
+NOTIFY_URLS = _secret("NOTIFY_URLS")
 NOTIFY_TIMEOUT_SEC = env.float("NOTIFY_TIMEOUT_SEC", default=5.0)  # connect and read timeout of one delivery
 NOTIFY_MAX_ATTEMPTS = env.int("NOTIFY_MAX_ATTEMPTS", default=5)
 NOTIFY_RETRY_BACKOFF_SEC = env.float("NOTIFY_RETRY_BACKOFF_SEC", default=2.0)  # 2 s, 4 s, 8 s, … between attempts

@@ -2,10 +2,15 @@
 checked by parsing them."""
 
 import json
+import os
 import re
+import shutil
+import stat
 import subprocess
+import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,7 +26,24 @@ SERVICES = {
     "cdb_grafana",
 }
 APP = ("cdb_web", "cdb_worker", "cdb_beat", "cdb_feed", "cdb_notify")
-SECRETS = ("POSTGRES_PASSWORD", "REDIS_PASSWORD", "SECRET_KEY", "GRAFANA_ADMIN_PASSWORD")
+SECRETS = ("POSTGRES_PASSWORD", "REDIS_PASSWORD", "SECRET_KEY", "GRAFANA_ADMIN_PASSWORD", "METRICS_TOKEN")
+# Each container and the secrets it uses, no more (docs/security.md "Secrets in compose").
+SECRETS_OF = {
+    "cdb_postgres": {"postgres_password"},
+    "cdb_redis": {"redis_password"},
+    "cdb_web": {
+        "secret_key", "postgres_password", "redis_password", "cdb_admin_password", "metrics_token",
+        "mexc_api_key", "mexc_api_secret", "notify_urls", "email_url",
+    },
+    "cdb_worker": {"secret_key", "postgres_password", "redis_password", "mexc_api_key", "mexc_api_secret"},
+    "cdb_notify": {
+        "secret_key", "postgres_password", "redis_password", "notify_urls", "mexc_api_key", "mexc_api_secret",
+    },
+    "cdb_beat": {"secret_key", "redis_password"},
+    "cdb_feed": {"secret_key", "postgres_password", "redis_password"},
+    "cdb_prometheus": {"metrics_token"},
+    "cdb_grafana": {"grafana_admin_password"},
+}  # fmt: skip
 
 
 def _compose() -> dict:
@@ -61,20 +83,119 @@ def test_every_service_has_a_healthcheck():
     assert "/health" in " ".join(web)
 
 
-def test_app_services_reach_postgres_and_redis_with_secrets_from_env():
+def test_app_services_reach_postgres_and_redis_with_passwords_from_secret_files():
     services = _compose()["services"]
     for name in APP:
         env = services[name]["environment"]
-        assert env["DATABASE_URL"].startswith("postgres://cdb:${POSTGRES_PASSWORD")
-        assert "@cdb_postgres:5432/" in env["DATABASE_URL"]
-        assert env["REDIS_URL"].startswith("redis://:${REDIS_PASSWORD") and "@cdb_redis:6379/" in env["REDIS_URL"]
-        assert services[name]["env_file"] == ".env"
+        assert env["DATABASE_URL"] == "postgres://cdb@cdb_postgres:5432/cdb"  # settings.py adds DATABASE_PASSWORD
+        assert env["REDIS_URL"] == "redis://cdb_redis:6379/0"  # … and REDIS_PASSWORD
+        assert env["REDIS_PASSWORD_FILE"] == "/run/secrets/redis_password"
+        assert env["SECRET_KEY_FILE"] == "/run/secrets/secret_key"
+        assert services[name]["env_file"] == "cdb.env"
         assert services[name]["depends_on"]["cdb_postgres"]["condition"] == "service_healthy"
         assert env["PROMETHEUS_MULTIPROC_DIR"].startswith("/tmp/")
-    command = services["cdb_redis"]["command"]
-    assert "--requirepass" in command and command[command.index("--requirepass") + 1].startswith("${REDIS_PASSWORD")
     assert services["cdb_worker"]["environment"]["WORKER_METRICS_PORT"] == "9808"
-    assert services["cdb_grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"].startswith("${GRAFANA_ADMIN_PASSWORD")
+    assert services["cdb_postgres"]["environment"]["POSTGRES_PASSWORD_FILE"] == "/run/secrets/postgres_password"
+    grafana = services["cdb_grafana"]["environment"]
+    assert grafana["GF_SECURITY_ADMIN_PASSWORD__FILE"] == "/run/secrets/grafana_admin_password"
+
+
+def _secret_files(service: dict) -> dict[str, str]:
+    """NAME_FILE variables pointing into /run/secrets/: {variable: secret}."""
+    env = service.get("environment", {})
+    return {k: v.removeprefix("/run/secrets/") for k, v in env.items() if str(v).startswith("/run/secrets/")}
+
+
+def test_each_container_gets_only_the_secrets_it_uses():
+    compose = _compose()
+    services = compose["services"]
+    defined = compose["secrets"]
+    assert {name: set(service.get("secrets", [])) for name, service in services.items()} == SECRETS_OF
+    # every secret is one value from one .env variable, and every one defined is handed to someone
+    assert set(defined) == set().union(*SECRETS_OF.values())
+    for secret, source in defined.items():
+        assert set(source) == {"environment"} and source["environment"] == secret.upper(), secret
+    for name, service in services.items():
+        held = set(service.get("secrets", []))
+        files = _secret_files(service)
+        assert set(files.values()) <= held, (name, "reads a secret it is not given")
+        if name in APP:  # the app reads each secret it holds through a NAME_FILE variable (settings.py)
+            assert set(files.values()) == held, (name, "holds a secret it never reads")
+            for variable, secret in files.items():
+                assert variable.removesuffix("_FILE") in (secret.upper(), "DATABASE_PASSWORD"), variable
+    # the others: Prometheus reads metrics_token (deploy/prometheus.yml), Redis its password (deploy/redis/start.sh)
+    assert "/run/secrets/metrics_token" in (ROOT / "deploy" / "prometheus.yml").read_text()
+    assert "/run/secrets/redis_password" in (ROOT / "deploy" / "redis" / "start.sh").read_text()
+    # beat only schedules: no database password, and no NAME_FILE pointing at one it does not have
+    assert services["cdb_beat"]["environment"]["DATABASE_PASSWORD_FILE"] == ""
+
+
+def test_no_secret_reaches_a_container_through_its_environment_or_a_command_line():
+    compose = _compose()
+    secret_vars = {source["environment"] for source in compose["secrets"].values()}
+    interpolated = re.compile(r"\$\{(" + "|".join(secret_vars) + r")\b")
+    for name, service in compose["services"].items():
+        for key in ("environment", "command", "entrypoint", "healthcheck", "env_file"):
+            text = json.dumps(service.get(key, ""))
+            assert not interpolated.search(text), (name, key, "a secret's value in", text)
+        commands = json.dumps([service.get("command", ""), service.get("entrypoint", ""), service["healthcheck"]])
+        assert not re.search(r'[" ](-a|--requirepass|--pass|--password)[" =]', commands), (name, commands)
+        assert "REDISCLI_AUTH" not in json.dumps(service.get("environment", {})), name
+    # the app containers' env_file holds settings only: no secret's name in its example
+    settings_file = (ROOT / "cdb.env.example").read_text()
+    for variable in secret_vars | {"DATABASE_PASSWORD", "DATABASE_URL", "REDIS_URL"}:
+        assert not re.search(rf"^\s*#?\s*{variable}=", settings_file, re.MULTILINE), variable
+    # … and .env.example names every secret compose makes (an unset variable makes no secret file)
+    example = (ROOT / ".env.example").read_text()
+    for variable in secret_vars:
+        assert re.search(rf"^{variable}=", example, re.MULTILINE), variable
+
+
+def test_redis_takes_its_password_from_a_private_config_file_not_its_command_line(tmp_path):
+    # deploy/redis/start.sh as cdb_redis runs it, with the real redis-server: the password file → a 0600 redis.conf
+    if not shutil.which("redis-server"):
+        pytest.skip("redis-server is not installed")
+    import redis
+
+    from tests.support.processes import free_port
+
+    password = "RedisSecret-" + os.urandom(8).hex()
+    secret = tmp_path / "redis_password"
+    secret.write_text(password + "\n")
+    (tmp_path / "conf").mkdir(mode=0o700)
+    port = free_port()
+    env = {"PATH": os.environ["PATH"], "REDIS_PASSWORD_FILE": str(secret), "REDIS_CONF_DIR": str(tmp_path / "conf")}
+    args = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)]
+    proc = subprocess.Popen(["sh", str(ROOT / "deploy" / "redis" / "start.sh"), *args], env=env)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                assert redis.Redis(port=port, password=password).ping()
+                break
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.05)
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(port=port).ping()
+        conf = tmp_path / "conf" / "redis.conf"
+        assert stat.S_IMODE(conf.stat().st_mode) == 0o600
+        assert conf.read_text() == f"requirepass {password}\n"
+        cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes().decode()  # the exec'd redis-server
+        assert "redis-server" in cmdline and password not in cmdline
+        # the healthcheck's way: redis-cli with REDISCLI_AUTH, no -a
+        check = subprocess.run(
+            ["sh", "-c", f'REDISCLI_AUTH="$(cat {secret})" redis-cli -p {port} ping'], capture_output=True, text=True
+        )
+        assert check.stdout.strip() == "PONG"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    secret.write_text("has a space\n")
+    refused = subprocess.run(
+        ["sh", str(ROOT / "deploy" / "redis" / "start.sh")], env=env, capture_output=True, text=True
+    )
+    assert refused.returncode == 2 and "letters, digits" in refused.stderr
 
 
 def test_no_secret_value_is_written_in_the_compose_file():
@@ -93,8 +214,8 @@ def test_no_secret_value_is_written_in_the_compose_file():
     checked = 0
     for key, value in walk(_compose()):
         if re.search(r"PASSWORD|SECRET|_KEY|TOKEN|_AUTH", key):
-            # interpolated from .env, or the path of a file that holds it; never written here
-            assert value.startswith(("${", "/")), (key, value)
+            # the path of a file that holds it (empty: none), or interpolated from .env; never written here
+            assert value == "" or value.startswith(("${", "/")), (key, value)
             checked += 1
         for password in re.findall(r"://[^:/@]*:([^@]+)@", value):
             assert password.startswith("${"), (key, value)
@@ -139,7 +260,10 @@ def test_env_file_is_not_committed_but_its_example_is():
     example = (ROOT / ".env.example").read_text()
     for name in SECRETS:
         assert re.search(rf"^{name}=change-me$", example, re.MULTILINE), name
-    tracked = subprocess.run(["git", "ls-files", ".env"], cwd=ROOT, capture_output=True, text=True).stdout
+    assert (ROOT / "cdb.env.example").exists()
+    assert "cdb.env" in (ROOT / ".gitignore").read_text().split()
+    assert "cdb.env" in (ROOT / ".dockerignore").read_text().split()
+    tracked = subprocess.run(["git", "ls-files", ".env", "cdb.env"], cwd=ROOT, capture_output=True, text=True).stdout
     assert tracked.strip() == ""
 
 
@@ -162,14 +286,14 @@ def test_prometheus_scrapes_web_and_workers_with_alert_rules():
 
 def test_prometheus_sends_the_metrics_token_from_a_compose_secret():
     # /metrics answers only Authorization: Bearer <METRICS_TOKEN>: Prometheus reads it from a secret file that
-    # compose fills from the environment (.env), and no other service is handed that secret.
+    # compose fills from the environment (.env); the web checks it. No other service is handed that secret.
     config = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
     web = {job["job_name"]: job for job in config["scrape_configs"]}["cdb_web"]
     assert web["authorization"] == {"type": "Bearer", "credentials_file": "/run/secrets/metrics_token"}
     compose = _compose()
     assert compose["secrets"]["metrics_token"] == {"environment": "METRICS_TOKEN"}
     holders = [name for name, service in compose["services"].items() if "metrics_token" in service.get("secrets", [])]
-    assert holders == ["cdb_prometheus"]
+    assert holders == ["cdb_web", "cdb_prometheus"]
     assert "METRICS_TOKEN=" in (ROOT / ".env.example").read_text()
 
 

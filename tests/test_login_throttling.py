@@ -58,3 +58,15 @@ def test_ensure_admin_takes_a_good_password(monkeypatch):
     monkeypatch.setenv("CDB_ADMIN_PASSWORD", "correct-horse-battery-staple")
     call_command("ensure_admin", stdout=io.StringIO())
     assert User.objects.get(is_superuser=True).check_password("correct-horse-battery-staple")
+
+
+def test_ensure_admin_reads_the_password_from_cdb_admin_password_file(monkeypatch, tmp_path):
+    # compose's cdb_admin_password secret: a file; its trailing newline is not part of the password
+    secret = tmp_path / "cdb_admin_password"
+    secret.write_text("correct-horse-battery-staple\n")
+    monkeypatch.delenv("CDB_ADMIN_PASSWORD", raising=False)
+    monkeypatch.setenv("CDB_ADMIN_PASSWORD_FILE", str(secret))
+    out = io.StringIO()
+    call_command("ensure_admin", stdout=out)
+    assert User.objects.get(is_superuser=True).check_password("correct-horse-battery-staple")
+    assert "password from CDB_ADMIN_PASSWORD" in out.getvalue()

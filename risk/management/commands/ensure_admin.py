@@ -9,6 +9,7 @@ import os
 import secrets
 from pathlib import Path
 
+import environ
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
@@ -25,7 +26,8 @@ class Command(BaseCommand):
             self.stdout.write("an admin user exists already; nothing to do")
             return
         username = os.environ.get("CDB_ADMIN_USER", "admin")
-        password = os.environ.get("CDB_ADMIN_PASSWORD")
+        # CDB_ADMIN_PASSWORD, or CDB_ADMIN_PASSWORD_FILE (compose's cdb_admin_password secret)
+        password = environ.FileAwareEnv().str("CDB_ADMIN_PASSWORD", default="").strip()
         generated = not password
         if generated:
             password = secrets.token_urlsafe(12)

@@ -7,6 +7,8 @@ import sys
 
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cdb_project.settings")
+    if sys.argv[1:2] == ["serve"]:  # the web process, as cdb_project.asgi says for daphne: set before the settings
+        os.environ.setdefault("CDB_PROCESS", "web")
     from django.core.management import execute_from_command_line
 
     execute_from_command_line(sys.argv)

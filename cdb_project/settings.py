@@ -340,6 +340,13 @@ PROMETHEUS_EXPORT_MIGRATIONS = False
 HEALTH_TIMEOUT_SEC = env.float("HEALTH_TIMEOUT_SEC", default=0.8)
 # /metrics (equity, exposure, trades) answers `Authorization: Bearer <METRICS_TOKEN>` (Prometheus) or logged-in staff.
 METRICS_TOKEN = _secret("METRICS_TOKEN")
+if METRICS_TOKEN and (METRICS_TOKEN.lower() in PLACEHOLDER_KEYS or len(METRICS_TOKEN) < 16):
+    from django.core.exceptions import ImproperlyConfigured  # a token everybody has opens the account's figures
+
+    raise ImproperlyConfigured(
+        "METRICS_TOKEN is a placeholder or too short (at least 16 characters): generate one with "
+        "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`, or leave it unset (staff only)"
+    )
 INSTALLED_APPS += ["django_prometheus", "cdb_project.ops.OpsConfig"]
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",

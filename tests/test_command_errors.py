@@ -71,3 +71,17 @@ def test_serve_exits_2_when_it_cannot_listen(tmp_path):
         taken.listen()
         port = str(taken.getsockname()[1])
         _one_line_error(_manage(tmp_path, "serve", "--feed", "none", "--port", port), f"127.0.0.1:{port}")
+
+
+@pytest.mark.parametrize(
+    ("args", "argument"),
+    [
+        (("run_feed", "--source", "sim", "--backfill", "99999999999", "--steps", "0", "--no-publish"), "--backfill"),
+        (("run_feed", "--source", "sim", "--tick-seconds", "nan", "--steps", "1"), "--tick-seconds"),
+        (("serve", "--backfill", "-1"), "--backfill"),
+    ],
+)
+def test_feed_numbers_it_cannot_run_with_are_usage_errors(tmp_path, args, argument):
+    done = _manage(tmp_path, *args)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert f"argument {argument}: invalid" in done.stderr

@@ -40,6 +40,12 @@ def test_a_placeholder_or_weak_secret_key_is_refused_with_debug_off(key):
     assert result.returncode != 0 and "SECRET_KEY is a placeholder or too short" in result.stderr
 
 
+@pytest.mark.parametrize("token", ["change-me", "short-token"])
+def test_a_placeholder_or_short_metrics_token_is_refused(token):
+    result = _manage("check", SECRET_KEY=secrets.token_urlsafe(50), METRICS_TOKEN=token)
+    assert result.returncode != 0 and "METRICS_TOKEN is a placeholder or too short" in result.stderr
+
+
 def test_the_documented_production_variables_pass_check_deploy():
     result = _manage(
         "check", "--deploy", "--fail-level", "WARNING",

@@ -55,10 +55,11 @@ def _post(url: str, token: str, body: dict) -> tuple[int, dict]:
         return response.status, json.loads(response.read())
 
 
-def test_a_thousand_requests_leave_no_connection_held_and_the_kill_switch_answers(service_env, tmp_path):
+@pytest.mark.parametrize("serve", [False, True], ids=["daphne", "manage.py serve"])
+def test_a_thousand_requests_leave_no_connection_held_and_the_kill_switch_answers(service_env, tmp_path, serve):
     from tests.support.processes import start_daphne
 
-    server = start_daphne({**service_env, "METRICS_TOKEN": "a-metrics-token-for-tests"}, tmp_path)
+    server = start_daphne({**service_env, "METRICS_TOKEN": "a-metrics-token-for-tests"}, tmp_path, serve=serve)
     try:
         _load(f"http://127.0.0.1:{server.port}")
     finally:
@@ -95,4 +96,5 @@ def _load(base: str) -> None:
     assert statuses.count(200) == REQUESTS, {code: statuses.count(code) for code in set(statuses)}
     assert [(code, body["state"]) for code, body in switch] == [(200, "HALTED"), (200, "ACTIVE")]
     assert most[0] <= CLIENTS + 2, f"the web process held {most[0]} connections for {CLIENTS} clients"
+    assert most[0] >= 1, "no connection named cdb-web under load: the server did not run as the web process"
     wait_until(lambda: _web_connections() == 0, timeout=10, message="no connection held by the idle web process")

@@ -99,9 +99,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_daphne(env: dict[str, str], log_dir: Path, port: int | None = None) -> Process:
+def start_daphne(env: dict[str, str], log_dir: Path, port: int | None = None, *, serve: bool = False) -> Process:
+    """daphne on the project's ASGI application; with ``serve``, through ``manage.py serve`` (no feed) instead."""
     port = port or free_port()
     args = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "cdb_project.asgi:application"]
+    if serve:
+        args = [sys.executable, "manage.py", "serve", "--feed", "none", "--port", str(port)]
     process = _spawn(f"daphne-{port}", args, env, log_dir)
 
     def listening() -> bool:

@@ -23,6 +23,24 @@ def check_symbols(symbols: list[str] | None) -> None:
             raise CommandError(f"--symbols: {symbol!r} is not a symbol: BASE_QUOTE, e.g. BTC_USDT", returncode=2)
 
 
+def bounded(cast, low, high):
+    """An argparse type: ``cast(value)`` between ``low`` and ``high`` (NaN and infinities refused), so a value the
+    feed cannot run with is a one-line usage error (exit 2), not a traceback from the first candle."""
+
+    def parse(value: str):
+        number = cast(value)
+        if not low <= number <= high:  # False for NaN too
+            raise ValueError(f"{value} is not between {low} and {high}")
+        return number
+
+    parse.__name__ = cast.__name__  # argparse names the type in its message
+    return parse
+
+
+SECONDS = bounded(float, 0.001, 3600.0)
+BACKFILL = bounded(int, 0, 100_000)
+
+
 def speed_value(value: str) -> float | None:
     if value.strip().lower() == "max":
         return None
@@ -60,14 +78,14 @@ class Command(BaseCommand):
         parser.add_argument("--no-progress", action="store_true", help="replay: no progress bar")
         parser.add_argument("--seed", type=int, default=7, help="sim: random seed")
         parser.add_argument(
-            "--tick-seconds", type=float, default=1.0, help="sim: real seconds between two simulated candles"
+            "--tick-seconds", type=SECONDS, default=1.0, help="sim: real seconds between two simulated candles"
         )
-        parser.add_argument("--backfill", type=int, default=60, help="sim/mexc: candles published at once on start")
-        parser.add_argument("--steps", type=int, default=None, help="sim: stop after this many live candles")
+        parser.add_argument("--backfill", type=BACKFILL, default=60, help="sim/mexc: candles published on start")
+        parser.add_argument("--steps", type=BACKFILL, default=None, help="sim: stop after this many live candles")
         parser.add_argument(
             "--transport", choices=["auto", "ws", "rest"], default="auto", help="mexc: websocket, REST polling or auto"
         )
-        parser.add_argument("--poll-seconds", type=float, default=5.0, help="mexc: REST polling period")
+        parser.add_argument("--poll-seconds", type=SECONDS, default=5.0, help="mexc: REST polling period")
 
     def handle(self, *args, **options):
         from cdb_project.ops import freeze_startup_objects

@@ -10,9 +10,10 @@ import os
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.db import connections
 
 from marketdata.feeds.sim import DEFAULT_SYMBOLS
-from marketdata.management.commands.run_feed import check_symbols, symbol_list
+from marketdata.management.commands.run_feed import BACKFILL, SECONDS, check_symbols, symbol_list
 
 
 class Command(BaseCommand):
@@ -26,8 +27,8 @@ class Command(BaseCommand):
         parser.add_argument("--feed", choices=["sim", "none"], default="sim" if settings.EMBEDDED else "none")
         parser.add_argument("--symbols", type=symbol_list, default=list(DEFAULT_SYMBOLS))
         parser.add_argument("--seed", type=int, default=7)
-        parser.add_argument("--tick-seconds", type=float, default=1.0)
-        parser.add_argument("--backfill", type=int, default=60)
+        parser.add_argument("--tick-seconds", type=SECONDS, default=1.0)
+        parser.add_argument("--backfill", type=BACKFILL, default=60)
 
     def handle(self, *args, **options):
         from daphne.server import Server, twisted_loop  # installs the asyncio reactor: import it first
@@ -45,10 +46,12 @@ class Command(BaseCommand):
             self.stderr.write(
                 "note: with Redis configured, run the feed as its own process instead (manage.py run_feed)"
             )
-        try:
-            plan = build_market(options["symbols"], options["seed"], settings.INTERVAL, options["backfill"])
-        except ValueError as error:
-            raise CommandError(str(error)) from None
+        plan = None
+        if options["feed"] == "sim":  # where the simulated market carries on from (it reads the stored candles)
+            try:
+                plan = build_market(options["symbols"], options["seed"], settings.INTERVAL, options["backfill"])
+            except ValueError as error:
+                raise CommandError(str(error)) from None
 
         def ready() -> None:
             url = f"http://{options['host']}:{options['port']}/"
@@ -67,6 +70,7 @@ class Command(BaseCommand):
             endpoints=[f"tcp:port={options['port']}:interface={options['host']}"],
             ready_callable=ready,
         )
+        connections.close_all()  # what the start-up read: the web process holds no connection while idle
         server.run()
         if not server.listening_addresses:  # daphne logged why ("Listen failure: …") and returned
             raise CommandError(f"could not listen on {options['host']}:{options['port']}", returncode=2)

@@ -493,7 +493,8 @@ class Backtest:
             self.entry_times.append(order.timestamp)
         self.pending.setdefault(order.symbol, []).append(order)
         self.pending_orders.append(order)
-        self._pending_changed()
+        if order.side == "SELL":  # a waiting entry leaves the float equity as it is
+            self._pending_changed()
         if order.purpose in EXIT_KEYED:
             base = order.signal_id.split("#", 1)[0]
             self.exit_attempts_by_key.setdefault(base, []).append(order)
@@ -519,7 +520,8 @@ class Backtest:
             self.pending[symbol] = [order for order in waiting if order.timestamp >= now]
         for order in due:
             self.pending_orders.remove(order)
-            self._pending_changed()
+            if order.side == "SELL":
+                self._pending_changed()
             effects = self.desk.fill(self._desk_state(), self.parameters, order, row.open)
             self._apply(effects, now, {order.client_order_id: (order, row.volume)})
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from trading.management.commands.backtest import date_ms
 from trading.strategies import build_strategy, parse_spec
 
 from ...objectives import OBJECTIVES
@@ -23,15 +24,7 @@ PROBLEM_ARGS = ("files", "strategy", "space", "objective", "capital", "min_trade
 
 
 def _date_ms(text: str | None, option: str) -> int | None:
-    if text is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise CommandError(f"{option} {text!r}: use a date like 2018-01-31 or 2018-01-31T12:00", returncode=2) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
+    return None if text is None else date_ms(text, option)
 
 
 class Command(BaseCommand):

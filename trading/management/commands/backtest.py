@@ -24,7 +24,8 @@ SIZING = "POSITION_SIZE_PCT"
 HTML_MAX_BARS = 5000  # per symbol in --html: longer runs are resampled to coarser bars
 
 
-def _date_ms(text: str, option: str) -> int:
+def date_ms(text: str, option: str) -> int:
+    """``--from``/``--to``: an ISO date or date-time (UTC unless it says otherwise) as epoch ms; else exit 2."""
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
@@ -122,8 +123,8 @@ class Command(BaseCommand):
             raise CommandError(str(error), returncode=2) from None
         capital = _decimal("--capital", options["capital"], Decimal("0.00000001"), Decimal("1e15"))
         failure_rate = _decimal("--failure-rate", options["failure_rate"], Decimal(0), Decimal(1))
-        start = _date_ms(options["date_from"], "--from") if options["date_from"] else None
-        end = _date_ms(options["date_to"], "--to") if options["date_to"] else None
+        start = date_ms(options["date_from"], "--from") if options["date_from"] else None
+        end = date_ms(options["date_to"], "--to") if options["date_to"] else None
         if start is not None and end is not None and start > end:
             raise CommandError("--from is after --to", returncode=2)
         _output_dir("--json", options["json_out"])

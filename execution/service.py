@@ -99,7 +99,7 @@ def fill_paper_order(order: Order, candle: tuple, *, stop_loss_pct: Decimal | No
     _test_pause_hook()
     price, volume, _timestamp, created_at = candle
     fill = paper_exchange().fill(order.client_order_id, order.side, order.quantity, price, volume)
-    return _settle_and_finish(order, fill, None, created_at, stop_loss_pct)
+    return _settle_and_finish(order, fill, created_at, stop_loss_pct)
 
 
 def cancel_order(order: Order, reason: str) -> Order:
@@ -188,42 +188,27 @@ def _observe(order: Order, stored=None) -> None:
 
 
 def load_book() -> tuple[Book, Portfolio]:
-    """The stored portfolio as a pure Book (locked: call inside the account transaction)."""
+    """The stored portfolio and its open positions as a pure Book (locked: call inside the account transaction)."""
     portfolio = Portfolio.load(for_update=True)
-    return book_of(portfolio, fetch_rows(Position, '"quantity" > 0', order_by='"symbol"', for_update=True))
-
-
-def book_of(portfolio: Portfolio, positions: list[Position]) -> tuple[Book, Portfolio]:
-    """The portfolio row and its open positions (quantity > 0, as read under the lock) as a pure Book."""
+    positions = fetch_rows(Position, '"quantity" > 0', order_by='"symbol"', for_update=True)
     holdings = {p.symbol: Holding(p.quantity, p.cost_basis) for p in positions}
     book = Book(portfolio.initial_capital, portfolio.cash, holdings, portfolio.realized_pnl, portfolio.fees_paid)
     return book, portfolio
 
 
-def _settle_and_finish(
-    order: Order,
-    fill: Fill,
-    account: tuple[Portfolio, list[Position]] | None = None,
-    candle_stored_at=None,
-    stop_loss_pct: Decimal | None = None,
-) -> Order:
+def _settle_and_finish(order: Order, fill: Fill, candle_stored_at=None, stop_loss_pct: Decimal | None = None) -> Order:
     """Settle the fill, store the order and publish its order_result, then record its trades: they refer to the
     order row, which a new paper order gets only now."""
-    filled = _settle(order, fill, account, stop_loss_pct)
+    filled = _settle(order, fill, stop_loss_pct)
     _finish(order, candle_stored_at)
     if filled:
         _record_trades(order, fill)
     return order
 
 
-def _settle(
-    order: Order,
-    fill: Fill,
-    account: tuple[Portfolio, list[Position]] | None = None,
-    stop_loss_pct: Decimal | None = None,
-) -> bool:
-    """Apply a fill to the order's fields and to the account (portfolio, position), from ``account`` if the caller
-    has read it under the lock. True when it filled: its trades are then to be recorded (``_record_trades``). A
+def _settle(order: Order, fill: Fill, stop_loss_pct: Decimal | None = None) -> bool:
+    """Apply a fill to the order's fields and to the account (portfolio, position), read under the lock. True when
+    it filled: its trades are then to be recorded (``_record_trades``). A
     filled BUY gets its lot's stop from its fill price (``stop_loss_pct`` of the decision, else the parameter)."""
     order.order_id = fill.order_id
     if fill.status not in SETTLED_BY_FILL:
@@ -232,7 +217,7 @@ def _settle(
             fill.reason,
         )
         return False
-    book, portfolio = load_book() if account is None else book_of(*account)
+    book, portfolio = load_book()
     try:
         book.apply(order.symbol, order.side, fill.quantity, fill.price, fill.fee)
     except AccountingError as error:

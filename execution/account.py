@@ -13,7 +13,7 @@ from django.db import connection
 from cdb_project.raw_rows import fetch_rows, fetch_rows_with
 from cdb_project.timeutil import ms_to_datetime
 from marketdata.ingest import latest_prices, latest_prices_query, prices_of_rows
-from risk.engine import AccountState, LotStop
+from risk.engine import AccountState, LotStop, fold_waiting
 
 from .models import Order, Portfolio, Position, Trade
 
@@ -44,30 +44,15 @@ def account_rows(*, lock: bool, with_lots: bool = False) -> AccountRows:
     portfolio, pending = _portfolio_and_pending_count(lock)
     positions = {p.symbol: p for p in fetch_rows(Position, '"quantity" > 0', order_by='"symbol"')}
     quantities = {symbol: p.quantity for symbol, p in positions.items()}
-    cash, receivable = portfolio.cash, Decimal(0)
     slippage, fee = Decimal(settings.PAPER_SLIPPAGE_PCT), Decimal(settings.FEE_RATE)
-    # Approved orders not yet executed: two decisions in a row must not both spend the same cash nor sell the same
-    # units, so a pending BUY's cost leaves the cash and a pending SELL's units leave the quantities. A pending BUY
-    # is not held yet — an exit is never sized on units that may never arrive (a live entry can still expire or be
-    # refused) — but it is being entered: it counts in the exposure (``AccountState.entering``), and its cost stays
-    # in the equity (``entering_cost``), as a pending SELL's proceeds do (``receivable``).
     pending_orders = (
         fetch_rows(Order, '"status" = %s', [Order.Status.PENDING], order_by='"event_time" DESC, "id" DESC')
         if pending
         else []
     )
-    entering: dict[str, Decimal] = {}
-    entering_cost = Decimal(0)
-    for order in pending_orders:
-        symbol, side, quantity, price = order.symbol, order.side, order.quantity, order.requested_price
-        if side == "BUY":
-            cost = quantity * price * (1 + slippage) * (1 + fee)
-            cash -= cost
-            entering_cost += cost
-            entering[symbol] = entering.get(symbol, Decimal(0)) + quantity
-        else:
-            quantities[symbol] = quantities.get(symbol, Decimal(0)) - quantity
-            receivable += quantity * price * (1 - slippage) * (1 - fee)
+    quantities, cash, receivable, entering, entering_cost = fold_waiting(
+        quantities, portfolio.cash, pending_orders, slippage, fee
+    )
     waiting = frozenset(order.symbol for order in pending_orders)
     lots = open_lots() if with_lots else {}
     return AccountRows(portfolio, positions, quantities, cash, receivable, lots, entering, entering_cost, waiting)

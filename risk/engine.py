@@ -408,6 +408,36 @@ BREAKER_RETRY_MS = 60_000
 BREAKER_MAX_TRIES = 10
 
 
+class Waiting(NamedTuple):
+    """Approved orders not yet executed, folded into the account (``fold_waiting``)."""
+
+    quantities: dict[str, Decimal]  # held, less what waiting SELLs will sell
+    cash: Decimal  # less what waiting BUYs are estimated to cost
+    receivable: Decimal  # what waiting SELLs will bring in
+    entering: dict[str, Decimal]  # what waiting BUYs will buy, by symbol
+    entering_cost: Decimal  # their estimated cost (still the account's)
+
+
+def fold_waiting(held: Mapping[str, Decimal], cash: Decimal, orders, slippage: Decimal, fee: Decimal) -> Waiting:
+    """The account with its approved, not yet executed orders (newest first; each with ``symbol``, ``side``,
+    ``quantity``, ``requested_price``) counted as the live store and the backtest both count them: two decisions in
+    a row must not spend the same cash nor sell the same units. A waiting BUY is not held (an exit is never sized
+    on units that may not arrive) but is being entered: it counts in the exposure, and its cost stays in the
+    equity, as a waiting SELL's proceeds do."""
+    quantities, receivable, entering, entering_cost = dict(held), Decimal(0), {}, Decimal(0)
+    for order in orders:
+        symbol, quantity, price = order.symbol, order.quantity, order.requested_price
+        if order.side == "BUY":
+            cost = quantity * price * (1 + slippage) * (1 + fee)
+            cash -= cost
+            entering_cost += cost
+            entering[symbol] = entering.get(symbol, Decimal(0)) + quantity
+        else:
+            quantities[symbol] = quantities.get(symbol, Decimal(0)) - quantity
+            receivable += quantity * price * (1 - slippage) * (1 - fee)
+    return Waiting(quantities, cash, receivable, entering, entering_cost)
+
+
 def stop_price(entry_price: Decimal, stop_loss_pct: Decimal) -> Decimal:
     """A lot's stop-loss: its entry (fill) price × (1 − STOP_LOSS_PCT), to the stored precision."""
     return (entry_price * (1 - stop_loss_pct)).quantize(STOP_STEP, rounding=ROUND_HALF_EVEN)

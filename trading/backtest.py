@@ -54,6 +54,7 @@ from risk.engine import (
     AlertSpec,
     MarketSnapshot,
     RiskEngine,
+    fold_waiting,
     snapshot_from_rows,
     stop_price,
 )
@@ -366,18 +367,11 @@ class Backtest:
         lots = {s: tuple(held) for s, held in self.lots.items() if held} if with_lots else {}
         quantities = {s: h.quantity for s, h in self.book.holdings.items() if h.quantity > 0}
         cash, receivable, entering, entering_cost = self.book.cash, Decimal(0), {}, Decimal(0)
-        if self.pending_orders:
-            slippage, fee = self.exchange.slippage_pct, self.exchange.fee_rate
-            for order in reversed(self.pending_orders):  # newest first, as the live query reads them
-                symbol_, quantity, price = order.symbol, order.quantity, order.requested_price
-                if order.side == "BUY":
-                    cost = quantity * price * (1 + slippage) * (1 + fee)
-                    cash -= cost
-                    entering_cost += cost
-                    entering[symbol_] = entering.get(symbol_, Decimal(0)) + quantity
-                else:
-                    quantities[symbol_] = quantities.get(symbol_, Decimal(0)) - quantity
-                    receivable += quantity * price * (1 - slippage) * (1 - fee)
+        if self.pending_orders:  # newest first, as the live query reads them
+            exchange = self.exchange
+            quantities, cash, receivable, entering, entering_cost = fold_waiting(
+                quantities, cash, reversed(self.pending_orders), exchange.slippage_pct, exchange.fee_rate
+            )
             quantities = {s: q for s, q in quantities.items() if q > 0}
         # The engine only looks up prices (of held symbols and ``symbol``): a copy of the whole map answers as the
         # live queries do.

@@ -11,7 +11,7 @@ import pytest
 
 from risk.parameters import PARAMETER_SPECS
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").exists())  # wherever tests/ puts it
 DOCS = sorted([ROOT / "README.md", ROOT / "CHANGELOG.md", *(ROOT / "docs").glob("*.md")])
 README_MAX_LINES = 220
 CONFIGURATION = ROOT / "docs" / "configuration.md"

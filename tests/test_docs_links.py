@@ -1,5 +1,6 @@
-"""The documentation holds together: relative links resolve, the README stays a short guide, and every environment
-variable the code reads is in docs/configuration.md (issue 23, "Docs")."""
+"""The documentation holds together (issue 23, "Docs"): relative links resolve, the modules and folders the guides
+name exist, the README stays a short guide, and every environment variable the code reads is in
+docs/configuration.md."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ CONFIGURATION = ROOT / "docs" / "configuration.md"
 LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 FENCE = re.compile(r"^\s*(```|~~~)")
 EXTERNAL = ("http://", "https://", "mailto:", "#")
+GENERATED = {"artifacts", "node_modules", "staticfiles", "media"}  # made by runs, not in a fresh clone
 SKIPPED_DIRS = {".git", ".venv", "node_modules", "tests", "bench", "migrations", "artifacts", "staticfiles"}
 
 
@@ -51,6 +53,26 @@ def test_relative_links_resolve(document: Path):
         if not (document.parent / target.split("#", 1)[0]).exists()
     ]
     assert not missing, "links to files that do not exist:\n" + "\n".join(missing)
+
+
+def named_paths(markdown: str) -> set[str]:
+    """Repository paths written as inline code (`risk/desk.py`, `deploy/grafana/dashboards/`): a first folder that
+    exists at the top of the repository, then a file name with an extension or a folder with a trailing slash."""
+    top = {entry.name for entry in ROOT.iterdir() if entry.is_dir() and not entry.name.startswith(".")} - GENERATED
+    paths = re.findall(r"`((?:[\w.-]+/)+(?:[\w-]+\.[a-z]{1,4})?)(?:[ :#`(])", markdown)
+    return {path for path in paths if path.split("/", 1)[0] in top}
+
+
+def test_named_paths_finder():
+    text = "`risk/desk.py` `tests/support/` `celery/fixups/django.py` `risk/desk.py:12` `a b/c.py` `docs/x.md#y`"
+    assert named_paths(text) == {"risk/desk.py", "tests/support/", "docs/x.md"}
+
+
+@pytest.mark.parametrize("document", [d for d in DOCS if d.name != "CHANGELOG.md"], ids=lambda path: path.name)
+def test_named_paths_exist(document: Path):
+    """A module or folder the guide names is there (the changelog may name what is gone)."""
+    missing = sorted(path for path in named_paths(document.read_text(encoding="utf-8")) if not (ROOT / path).exists())
+    assert not missing, f"{document.relative_to(ROOT)} names paths that do not exist: {missing}"
 
 
 def test_readme_is_a_short_guide():

@@ -1,5 +1,5 @@
 #!/bin/sh
-# One entrypoint for every process of Claire de Binare (the Dockerfile's ENTRYPOINT; the README runs it too):
+# One entrypoint for every process of Claire de Binare (the Dockerfile's ENTRYPOINT; roles: docs/operations.md):
 #   entrypoint.sh web | worker | beat | feed [run_feed args] | migrate | <any command>
 # Logs are JSON lines on stdout/stderr (LOGGING in cdb_project/settings.py); daphne's plain access log is off.
 set -eu

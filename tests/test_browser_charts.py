@@ -4,7 +4,7 @@ Debian's Chromium (Playwright) against a real daphne on the PostgreSQL test data
 recorded candles through the real pipeline (momentum, paper fills). What the charts hold is read back through
 lightweight-charts' own API in the page (``window.cdbCharts``) and compared with the database and the API.
 Screenshots at 1280×800 and 1920×1080 go to artifacts/browser/ and, when missing or with
-UPDATE_README_SCREENSHOT=1, to docs/ (the README's pictures).
+UPDATE_README_SCREENSHOT=1, to docs/ (the pictures of docs/dashboard-and-api.md and docs/backtest.md).
 """
 
 from __future__ import annotations

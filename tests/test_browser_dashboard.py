@@ -1,6 +1,6 @@
 """The dashboard in a real browser (Debian's Chromium via Playwright) against a real daphne with the Redis layer.
 
-Screenshots go to artifacts/browser/; the staff view is copied to docs/dashboard.png (the README's picture) when
+Screenshots go to artifacts/browser/; the staff view is copied to docs/dashboard.png (docs/dashboard-and-api.md) when
 that file is missing or UPDATE_README_SCREENSHOT=1.
 """
 

@@ -12,8 +12,8 @@ from django.utils import timezone
 from prometheus_client import REGISTRY
 
 from cdb_project import bus
+from execution.executor import execute_order
 from execution.models import Order, Portfolio, Position, Trade
-from execution.service import execute_order
 from risk.models import Alert
 from tests.support import series
 

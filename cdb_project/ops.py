@@ -33,7 +33,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, g
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from cdb_project.logging import log_context
+from ground.logging import log_context
 
 logger = logging.getLogger("cdb.ops")
 
@@ -461,7 +461,8 @@ class OpsConfig(AppConfig):
         from celery import signals as celery_signals
         from django.db.models.signals import post_save
 
-        from cdb_project import bus, recovery
+        from cdb_project import recovery
+        from ground import bus
 
         bus.on_broker_recovered(recovery.redrive)
 

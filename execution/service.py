@@ -15,9 +15,9 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from cdb_project import bus
-from cdb_project.raw_rows import fetch_rows, fetch_rows_with, fetch_values
-from cdb_project.timeutil import ms_to_datetime
+from ground import bus
+from ground.raw_rows import fetch_rows, fetch_rows_with, fetch_values
+from ground.timeutil import ms_to_datetime
 from marketdata.models import Candle
 from risk.alerts import raise_alert
 from risk.desk import blocked_by_state

@@ -21,7 +21,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import connection, transaction
 
-from cdb_project.amounts import common_quote
+from ground.amounts import common_quote
 
 from . import clock
 from .models import Candle, FeedSymbol, WatchList, WatchListEntry

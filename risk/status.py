@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from cdb_project.amounts import plain
 from execution.models import Position
+from ground.amounts import plain
 from marketdata.clock import now_ms
 from marketdata.ingest import latest_price
 from marketdata.watchlist import account_quote

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from cdb_project.logging import JsonFormatter, log_context, redact, secret_values
+from ground.logging import JsonFormatter, log_context, redact, secret_values
 from tests.support import processes
 
 FAKE = {
@@ -148,7 +148,7 @@ def test_the_running_system_never_logs_a_secret(service_env, tmp_path):
                 ).read()
             except Exception:
                 pass
-        from cdb_project import bus
+        from ground import bus
 
         processes.wait_until(lambda: _idle(bus, env), timeout=60, message="the worker to finish")
     finally:

@@ -44,7 +44,7 @@ def total(text: str, name: str) -> float:
 
 @pytest.mark.django_db(transaction=True)
 def test_metrics_lists_every_business_metric_in_process(client, sma_cross, settings):
-    from cdb_project import bus
+    from ground import bus
 
     series.publish_all(series.events())
     with pytest.raises(bus.InvalidEvent):
@@ -68,8 +68,8 @@ def test_metrics_lists_every_business_metric_in_process(client, sma_cross, setti
 @pytest.mark.workers
 @pytest.mark.django_db(transaction=True)
 def test_metrics_sum_what_several_worker_processes_counted(service_env, tmp_path):
-    from cdb_project import bus
     from execution.models import Order
+    from ground import bus
     from risk.models import RiskEvent
     from tests.support.services import flush_broker
     from trading.models import Signal

@@ -3,7 +3,7 @@
 ``build_snapshot()`` is the whole page state (sent on websocket connect, served at /api/dashboard/snapshot/);
 ``status()`` is the part /api/status/ returns. The account figures (equity, daily P&L, drawdown, exposure)
 come from the stored portfolio, positions, filled orders and the latest candle closes; money, quantities and
-ratios are exact decimal strings (``cdb_project.amounts.plain``), as in every other endpoint.
+ratios are exact decimal strings (``ground.amounts.plain``), as in every other endpoint.
 
 One clock: every time on the page is market time (``market_time_ms``; the simulated market's or a replay's time
 while one drives the clock, else the system clock), labelled with what drives it (``clock``); the wall clock
@@ -19,13 +19,13 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import Max
 
-from cdb_project.amounts import decimals_for, plain
 from cdb_project.ops import run_checks
-from cdb_project.timeutil import datetime_to_ms, ms_to_datetime
-from cdb_project.timeutil import now_ms as wall_now_ms
 from execution.live import live_trading_enabled
 from execution.models import Order, Portfolio, Position
 from execution.service import order_result_event
+from ground.amounts import decimals_for, plain
+from ground.timeutil import datetime_to_ms, ms_to_datetime
+from ground.timeutil import now_ms as wall_now_ms
 from marketdata import clock
 from marketdata.models import Candle, DataFreshness
 from marketdata.screener import ScreenCandle, rank

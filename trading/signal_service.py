@@ -50,8 +50,8 @@ from functools import lru_cache
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 
-from cdb_project import bus
-from cdb_project.raw_rows import fetch_values
+from ground import bus
+from ground.raw_rows import fetch_values
 from marketdata.ingest import CandleKey
 from marketdata.models import Candle, CandleSeries
 

@@ -167,7 +167,7 @@ def _storable(text: str) -> str:
 
 def reject(payload: Any, reason: str, *, stage: str, consumer: str = "") -> None:
     """Log and store a refused event. Never raises: losing the record must not stop the caller."""
-    from cdb_project.models import RejectedEvent
+    from ground.models import RejectedEvent
 
     topic = ""
     if isinstance(payload, dict) and isinstance(payload.get("type"), str):
@@ -388,7 +388,7 @@ def _handling():
 
 @contextlib.contextmanager
 def event_log_context(event: Event):
-    """Log lines written while handling ``event`` carry its symbol and client_order_id (cdb_project.logging)."""
+    """Log lines written while handling ``event`` carry its symbol and client_order_id (ground.logging)."""
     context = {key: event[key] for key in ("symbol", "client_order_id") if isinstance(event.get(key), str)}
     token = log_context.set(context)
     try:

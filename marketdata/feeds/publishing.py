@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from ground import bus
-from trading.strategies.base import Candle
 
+from ..candle import Candle
 from ..ingest import market_data_event
 
 

@@ -462,9 +462,14 @@ class OpsConfig(AppConfig):
         from django.db.models.signals import post_save
 
         from cdb_project import recovery
+        from execution import metrics as execution_metrics  # noqa: F401  every business metric, at 0, from start-up
         from ground import bus
+        from notify import metrics as notify_metrics  # noqa: F401
+        from risk import metrics as risk_metrics  # noqa: F401
 
         bus.on_broker_recovered(recovery.redrive)
+        for topic in settings.EVENT_CONSUMERS:
+            events_rejected_total.labels(topic=topic)
 
         post_save.connect(_on_signal_saved, sender="trading.Signal", dispatch_uid="cdb_ops_signal_latency")
         post_save.connect(_on_rejected_saved, sender="cdb_project.RejectedEvent", dispatch_uid="cdb_ops_rejected")

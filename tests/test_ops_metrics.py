@@ -65,6 +65,28 @@ def test_metrics_lists_every_business_metric_in_process(client, sma_cross, setti
     assert samples(text, "trading_state")[""] == 0.0
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_fresh_web_process_lists_every_business_metric_at_zero(service_env, tmp_path):
+    """Before any event: every metric SPEC §6 names is on /metrics, the counters at 0 (no lazy registration)."""
+    metrics_dir = tmp_path / "prom"
+    metrics_dir.mkdir()
+    env = {**service_env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), "METRICS_TOKEN": "a-metrics-token-for-tests"}
+    server = processes.start_daphne(env, tmp_path)
+    try:
+        headers = {"Host": "localhost", "Authorization": "Bearer a-metrics-token-for-tests"}
+        request = urllib.request.Request(f"http://127.0.0.1:{server.port}/metrics", headers=headers)
+        text = urllib.request.urlopen(request, timeout=10).read().decode()
+    finally:
+        server.stop()
+    for name in BUSINESS:
+        assert f"# TYPE {name} " in text, name
+    for counter in ("trades_total", "trades_failed_total", "risk_checks_passed_total", "risk_checks_failed_total"):
+        assert samples(text, counter) and total(text, counter) == 0, counter
+    assert samples(text, "trades_total") == {'{side="BUY"}': 0.0, '{side="SELL"}': 0.0}
+    assert samples(text, "events_rejected_total")['{topic="market_data"}'] == 0
+    assert samples(text, "order_latency_seconds_count")[""] == samples(text, "signal_latency_seconds_count")[""] == 0
+
+
 @pytest.mark.workers
 @pytest.mark.django_db(transaction=True)
 def test_metrics_sum_what_several_worker_processes_counted(service_env, tmp_path):

@@ -325,10 +325,10 @@ class LiveCollector:
 
 
 def _stale_limit() -> float:
-    try:
-        return float(settings.RISK_PARAMETER_SEEDS["DATA_STALE_TIMEOUT_SEC"].value)
-    except Exception:
-        return 30.0
+    """DATA_STALE_TIMEOUT_SEC as the live risk parameter has it (an admin change counts at the next scrape)."""
+    from risk.models import RiskParameters
+
+    return float(RiskParameters.load().data_stale_timeout_sec)
 
 
 def multiprocess_dir() -> str | None:

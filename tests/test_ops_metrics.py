@@ -87,6 +87,33 @@ def test_a_fresh_web_process_lists_every_business_metric_at_zero(service_env, tm
     assert samples(text, "order_latency_seconds_count")[""] == samples(text, "signal_latency_seconds_count")[""] == 0
 
 
+@pytest.mark.django_db(transaction=True)
+def test_market_data_health_follows_the_live_stale_timeout(client, settings):
+    """service_health{component="market_data"} compares the newest candle's age with DATA_STALE_TIMEOUT_SEC as
+    the admin set it, not with the environment's seed."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from marketdata.models import Candle
+    from risk.models import RiskParameters
+
+    settings.METRICS_TOKEN = "a-metrics-token-for-tests"
+    candle = Candle.objects.create(
+        symbol="BTC_USDT", interval="1m", timestamp=60_000, open=1, high=1, low=1, close=1, volume=1
+    )
+    Candle.objects.filter(pk=candle.pk).update(created_at=timezone.now() - timedelta(seconds=100))  # 100 s old
+
+    def market_data_health(timeout_sec: int) -> float:
+        RiskParameters.objects.filter(pk=RiskParameters.load().pk).update(data_stale_timeout_sec=timeout_sec)
+        headers = {"HTTP_HOST": "localhost", "HTTP_AUTHORIZATION": "Bearer a-metrics-token-for-tests"}
+        text = client.get("/metrics", **headers).content.decode()
+        return samples(text, "service_health")['{component="market_data"}']
+
+    assert market_data_health(120) == 1.0  # 100 s ≤ 120 s (the environment seed, 30 s, would call it stale)
+    assert market_data_health(60) == 0.0  # 100 s > 60 s
+
+
 @pytest.mark.workers
 @pytest.mark.django_db(transaction=True)
 def test_metrics_sum_what_several_worker_processes_counted(service_env, tmp_path):

@@ -65,6 +65,7 @@ def test_metrics_lists_every_business_metric_in_process(client, sma_cross, setti
     assert samples(text, "trading_state")[""] == 0.0
 
 
+@pytest.mark.postgres  # the child process reads the test database by its PostgreSQL URL
 @pytest.mark.django_db(transaction=True)
 def test_a_fresh_web_process_lists_every_business_metric_at_zero(service_env, tmp_path):
     """Before any event: every metric SPEC §6 names is on /metrics, the counters at 0 (no lazy registration)."""

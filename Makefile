@@ -39,16 +39,19 @@ chromium:
 	@command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium) \
 		|| echo "could not install chromium: the browser tests will skip (or fail under CI)"
 
-## The whole suite against this machine's PostgreSQL and Redis.
+## The whole suite against this machine's PostgreSQL and Redis, after the layer contract (pyproject.toml).
 test: install-dev chromium
+	$(VENV)/bin/lint-imports
 	DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_TEST_URL) $(PY) -m pytest $(PYTEST_ARGS)
 
 ## The suite without PostgreSQL or Redis; tests that need them are skipped.
 test-embedded: install-dev
+	$(VENV)/bin/lint-imports
 	env -u DATABASE_URL -u REDIS_URL CDB_EMBEDDED_TESTS=1 $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: install-dev
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf $(VENV) db.sqlite3 .pytest_cache node_modules

@@ -6,7 +6,7 @@
 
 Each measurement runs in a fresh child process on its own store: a PostgreSQL database created and dropped
 for the run (``cdb_bench_feed``) and a temporary SQLite file. Only the replay is timed (start-up and
-migrations are not). "publish" sends every stored candle through cdb_project.bus.publish (validated,
+migrations are not). "publish" sends every stored candle through ground.bus.publish (validated,
 PUBLISHed on Redis and the signal task enqueued on a dedicated Redis database, flushed afterwards; nothing
 consumes it); "eager" runs the consuming tasks in-process, i.e. the whole pipeline per candle.
 Target: ≥ 5,000 candles/s stored with --no-publish.

@@ -55,8 +55,8 @@ def main() -> None:
     import redis
     from django.db import connection
 
-    from cdb_project import bus
     from execution.models import Order
+    from ground import bus
     from marketdata.ingest import bulk_store, market_data_event
     from marketdata.watchlist import register_feed_symbols
     from trading.tasks import on_market_data

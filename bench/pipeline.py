@@ -243,8 +243,8 @@ def main() -> None:
     strategy = args.strategy or ("momentum" if args.data else "sma_cross:fast=2,slow=3")
 
     prepare(args.database_url, args.redis_url, strategy)
-    from cdb_project import bus
     from execution.models import Order
+    from ground import bus
     from marketdata.feeds.replay import Replay, resolve_sources
     from marketdata.watchlist import register_feed_symbols
 

@@ -16,7 +16,6 @@ the web process, not taken from whichever worker wrote last.
 
 from __future__ import annotations
 
-import contextvars
 import gc
 import hmac
 import logging
@@ -34,10 +33,9 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, g
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-logger = logging.getLogger("cdb.ops")
+from ground.logging import log_context
 
-# Log context (read by cdb_project.logging.JsonFormatter): the symbol / client_order_id of the event a task handles.
-log_context: contextvars.ContextVar[dict | None] = contextvars.ContextVar("cdb_log_context", default=None)
+logger = logging.getLogger("cdb.ops")
 
 signal_latency_seconds = Histogram(
     "signal_latency_seconds",
@@ -327,10 +325,10 @@ class LiveCollector:
 
 
 def _stale_limit() -> float:
-    try:
-        return float(settings.RISK_PARAMETER_SEEDS["DATA_STALE_TIMEOUT_SEC"].value)
-    except Exception:
-        return 30.0
+    """DATA_STALE_TIMEOUT_SEC as the live risk parameter has it (an admin change counts at the next scrape)."""
+    from risk.models import RiskParameters
+
+    return float(RiskParameters.load().data_stale_timeout_sec)
 
 
 def multiprocess_dir() -> str | None:
@@ -374,35 +372,14 @@ def metrics(request):
 
 
 # --- process hooks --------------------------------------------------------------------------------------------
-# (symbol, interval) → (timestamp, created_at) of the candle this process's signal path read last: a signal on it,
-# which follows at once, takes its latency from here instead of reading the candle again.
-_candles_stored: dict[tuple[str, str], tuple[int, datetime]] = {}
-
-
-def note_candle_stored(symbol: str, interval: str, timestamp: int, created_at: datetime) -> None:
-    _candles_stored[(symbol, interval)] = (timestamp, created_at)
-
-
 def _on_signal_saved(sender, instance, created, **kwargs):
     if not created:
         return
-    noted = _candles_stored.get((instance.symbol, instance.interval))
-    if noted is not None and noted[0] == instance.timestamp:
-        stored_at = noted[1]
-    else:
-        from cdb_project.raw_rows import fetch_values
-        from marketdata.models import Candle
+    from trading.signal_service import candle_stored_at
 
-        found = fetch_values(
-            Candle,
-            ("created_at",),
-            '"symbol" = %s AND "interval" = %s AND "timestamp" = %s',
-            [instance.symbol, instance.interval, instance.timestamp],
-            limit=1,
-        )
-        if not found:
-            return
-        stored_at = found[0][0]
+    stored_at = candle_stored_at(instance.symbol, instance.interval, instance.timestamp)
+    if stored_at is None:
+        return
     from django.utils import timezone
 
     signal_latency_seconds.observe(max(0.0, (timezone.now() - stored_at).total_seconds()))
@@ -483,6 +460,16 @@ class OpsConfig(AppConfig):
     def ready(self):
         from celery import signals as celery_signals
         from django.db.models.signals import post_save
+
+        from cdb_project import recovery
+        from execution import metrics as execution_metrics  # noqa: F401  every business metric, at 0, from start-up
+        from ground import bus
+        from notify import metrics as notify_metrics  # noqa: F401
+        from risk import metrics as risk_metrics  # noqa: F401
+
+        bus.on_broker_recovered(recovery.redrive)
+        for topic in settings.EVENT_CONSUMERS:
+            events_rejected_total.labels(topic=topic)
 
         post_save.connect(_on_signal_saved, sender="trading.Signal", dispatch_uid="cdb_ops_signal_latency")
         post_save.connect(_on_rejected_saved, sender="cdb_project.RejectedEvent", dispatch_uid="cdb_ops_rejected")

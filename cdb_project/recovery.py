@@ -45,7 +45,7 @@ def redrive_signals(older_than_seconds: float = 0) -> int:
     The event is rebuilt the way ``trading.signal_service.process_market_data`` built it: the strategy is evaluated
     again on the stored candles (deterministic), not read back from the row (whose numbers are rounded).
     """
-    from cdb_project import bus
+    from ground import bus
     from trading.models import Signal
     from trading.signal_service import evaluate, signal_event, signal_id_for
 

@@ -82,7 +82,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "axes",
     "csp",
-    "cdb_project",
+    "ground",
     "marketdata",
     "trading",
     "risk",
@@ -167,7 +167,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_CONNECTION_RETRY = True  # a worker that loses Redis reconnects with backoff (2 s, 4 s, … 30 s)
 # Enqueueing a task while Redis is down: retry with backoff (0.1 s, 0.6 s, … then every 5 s) for about
 # BROKER_RETRY_SECONDS before giving up. The event is already stored (persist before publish), so the publisher
-# and the workers simply wait for Redis; see cdb_project/bus.py and cdb_project/recovery.py.
+# and the workers simply wait for Redis; see ground/bus.py and cdb_project/recovery.py.
 BROKER_RETRY_SECONDS = env.float("BROKER_RETRY_SECONDS", default=300.0)
 CELERY_TASK_PUBLISH_RETRY = True
 CELERY_TASK_PUBLISH_RETRY_POLICY = {
@@ -316,10 +316,10 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
 
-LOGGING = {  # JSON lines with secrets masked (cdb_project/logging.py); Celery keeps this too (cdb_project/ops.py)
+LOGGING = {  # JSON lines with secrets masked (ground/logging.py); Celery keeps this too (cdb_project/ops.py)
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"json": {"()": "cdb_project.logging.JsonFormatter"}},
+    "formatters": {"json": {"()": "ground.logging.JsonFormatter"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
@@ -354,7 +354,7 @@ MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
-# --- Event bus wiring (see cdb_project/bus.py) -------------------------------------
+# --- Event bus wiring (see ground/bus.py) -------------------------------------
 EVENT_CONSUMERS = {
     "market_data": ["trading.tasks.on_market_data"],  # risk watch, then the signal engine
     "signals": ["risk.tasks.on_signal"],
@@ -365,7 +365,7 @@ EVENT_CONSUMERS = {
 EVENT_BATCH_CONSUMERS = {"market_data": ["trading.tasks.on_market_data_batch"]}
 MARKET_DATA_BATCH_SIZE = env.int("MARKET_DATA_BATCH_SIZE", default=64)
 # A worker hands the events its task publishes straight to the next consumer in the same process instead of
-# through the broker (see cdb_project/bus.py): a live order, committed PENDING, goes on to its execution. (A
+# through the broker (see ground/bus.py): a live order, committed PENDING, goes on to its execution. (A
 # paper signal is stored, decided and filled in one transaction.) Off: the live execution is a task of its own.
 BUS_INLINE_CONSUMERS = env.bool("BUS_INLINE_CONSUMERS", default=True)
 EVENT_PERSISTERS = {

@@ -10,15 +10,12 @@ from typing import NamedTuple
 from django.conf import settings
 from django.db import connection
 
-from cdb_project.raw_rows import fetch_rows, fetch_rows_with
-from cdb_project.timeutil import ms_to_datetime
+from ground.raw_rows import fetch_rows, fetch_rows_with
+from ground.timeutil import DAY_MS, MINUTE_MS, ms_to_datetime
 from marketdata.ingest import latest_prices, latest_prices_query, prices_of_rows
 from risk.engine import AccountState, LotStop, fold_waiting
 
 from .models import Order, Portfolio, Position, Trade
-
-MINUTE_MS = 60_000
-DAY_MS = 86_400_000
 
 
 class AccountRows(NamedTuple):

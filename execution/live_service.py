@@ -34,7 +34,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from cdb_project.timeutil import ms_to_datetime
+from ground.timeutil import ms_to_datetime
 from risk.alerts import raise_alert
 from risk.engine import stop_price
 from risk.models import RiskParameters

@@ -3,8 +3,8 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import models
 
-from cdb_project.fields import MoneyField
-from cdb_project.raw_rows import fetch_singleton
+from ground.fields import MoneyField
+from ground.raw_rows import fetch_singleton
 
 SIDES = [("BUY", "BUY"), ("SELL", "SELL")]
 

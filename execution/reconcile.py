@@ -14,9 +14,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from .balances import BalanceDifference, balance_differences, book_assets
+from .executor import execute_order
 from .live import LiveExecutionError, LiveExecutor, live_trading_enabled
 from .models import BalanceCheck, Order, Portfolio, Position
-from .service import execute_order
 
 logger = logging.getLogger("cdb.execution.reconcile")
 

@@ -15,9 +15,9 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from cdb_project import bus
-from cdb_project.raw_rows import fetch_rows, fetch_rows_with, fetch_values
-from cdb_project.timeutil import ms_to_datetime
+from ground import bus
+from ground.raw_rows import fetch_rows, fetch_rows_with, fetch_values
+from ground.timeutil import ms_to_datetime
 from marketdata.models import Candle
 from risk.alerts import raise_alert
 from risk.desk import blocked_by_state
@@ -26,7 +26,6 @@ from risk.models import RiskParameters, TradingState
 
 from . import metrics
 from .accounting import AccountingError, Book, Holding
-from .live import live_trading_enabled
 from .models import Order, Portfolio, Position, Trade
 from .paper import Fill, PaperExchange
 from .trades import Lot, close_lots, exit_target, open_lot, target_first
@@ -61,14 +60,8 @@ def order_result_event(order: Order) -> dict:
     }
 
 
-def execute_order(event: dict) -> Order | None:
-    """Execute the stored PENDING order named by the event, exactly once, on the exchange when live trading is
-    enabled. A paper order is not executed here: it meets its price at its symbol's next candle, through the
-    desk (``risk.decision_service.fill_waiting_orders``)."""
-    if live_trading_enabled():
-        from .live_service import execute_live  # the live path: sends to MEXC, books what it executed
-
-        return execute_live(event)
+def locked_paper_order(event: dict) -> Order | None:
+    """The stored order named by the event (a paper order waits for its candle: nothing is executed here)."""
     with transaction.atomic():  # an order event naming no stored order is rejected (stored, as SPEC §7 asks)
         _, order = _locked_order(event)
     return order

@@ -3,10 +3,10 @@ import logging
 from celery import shared_task
 from celery.signals import worker_ready
 
-from cdb_project.bus import RETRY_ON_DATABASE_ERRORS, consumer
+from ground.bus import RETRY_ON_DATABASE_ERRORS, consumer
 
+from .executor import execute_order
 from .reconcile import reconcile_balances, reconcile_pending
-from .service import execute_order
 
 logger = logging.getLogger("cdb.execution")
 

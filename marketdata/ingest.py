@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from cdb_project.raw_rows import converted
+from ground.raw_rows import converted
 
 from .models import Candle
 
@@ -113,7 +113,7 @@ def prestored(symbol: str, interval: str, timestamp: int) -> Iterator[None]:
 
 def publish_stored(symbol: str, interval: str, timestamp: int, o, h, l, c, v) -> dict:  # noqa: E741
     """Publish market_data for a candle that bulk_store has stored (validated by the bus, not stored twice)."""
-    from cdb_project import bus
+    from ground import bus
 
     with prestored(symbol, interval, timestamp):
         return bus.publish(market_data_event(symbol, interval, timestamp, o, h, l, c, v))
@@ -121,7 +121,7 @@ def publish_stored(symbol: str, interval: str, timestamp: int, o, h, l, c, v) ->
 
 def publish_stored_batch(events: list[dict]) -> list[dict]:
     """Publish market_data events whose candles bulk_store has stored, as one batch (see bus.publish_batch)."""
-    from cdb_project import bus
+    from ground import bus
 
     return bus.publish_batch(events, stored=True)
 

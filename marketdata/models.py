@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.db import models
 
-from cdb_project.fields import MoneyField
+from ground.fields import MoneyField
 
 
 class Candle(models.Model):

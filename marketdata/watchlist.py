@@ -21,9 +21,12 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import connection, transaction
 
+from ground.amounts import common_quote
+
 from . import clock
 from .models import Candle, FeedSymbol, WatchList, WatchListEntry
 from .screener import ScreenCandle, rank
+from .stale import watched_symbols
 from .validation import interval_ms
 
 _Q = Decimal("1e-12")
@@ -99,3 +102,14 @@ def run_screener(now_ms: int | None = None) -> WatchList:
             for s in scores
         )
     return watchlist
+
+
+def symbols_in_view() -> list[str]:
+    """The data-stale watch's symbols; when it watches nothing yet, every symbol with stored candles."""
+    watched = list(watched_symbols())
+    return watched or list(Candle.objects.order_by("symbol").values_list("symbol", flat=True).distinct())
+
+
+def account_quote() -> str:
+    """The quote currency the account's money is counted in: the one the watched symbols share, else USDT."""
+    return common_quote(symbols_in_view())

@@ -9,7 +9,7 @@ class NotifyConfig(AppConfig):
         from django.conf import settings
         from django.db.models.signals import post_delete, post_migrate, post_save
 
-        from cdb_project.logging import register_secrets
+        from ground.logging import register_secrets
 
         from . import hooks, rules
 

@@ -24,7 +24,7 @@ PUBLISH_RETRY = {"max_retries": 3, "interval_start": 0.1, "interval_step": 0.2, 
 
 
 def submit(task, *args, countdown: float = 0.0) -> None:
-    from cdb_project.celery import app
+    from celery import current_app as app
 
     if app.conf.task_always_eager:
         _runner.put(task, args, countdown)

@@ -1,4 +1,4 @@
-"""The bus observer (``EVENT_OBSERVERS`` in settings, called by cdb_project/bus.py after the commit that stored an
+"""The bus observer (``EVENT_OBSERVERS`` in settings, called by ground/bus.py after the commit that stored an
 alert or an order result): hand the event to the notify queue when some destination wants it. Cheap on purpose:
 one enqueue, and a look at the enabled destinations at most every few seconds — never a delivery."""
 

@@ -3,8 +3,8 @@ closed trades and win rate."""
 
 from __future__ import annotations
 
-from cdb_project.timeutil import ms_to_datetime
 from execution.models import Trade
+from ground.timeutil import ms_to_datetime
 from risk.models import TradingState
 from trading import dashboard
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
-from cdb_project import amounts
+from ground import amounts
 
 LEVELS = ("INFO", "WARNING", "CRITICAL")
 TOPICS = ("alerts", "fills", "daily")

@@ -17,7 +17,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from cdb_project.logging import redact, register_secrets
+from ground.logging import redact, register_secrets
 
 from . import rules, sender
 from .metrics import notifications_sent_total

@@ -5,7 +5,7 @@ from django.shortcuts import redirect
 from django.urls import path
 from django.views.decorators.http import require_POST
 
-from cdb_project.admin_history import HistoryAdmin, ReadOnlyHistoryAdmin
+from ground.admin_history import HistoryAdmin, ReadOnlyHistoryAdmin
 
 from .models import HALT_PERMISSION, Alert, AuditLog, RiskEvent, RiskParameters, TradingState
 from .parameters import PARAMETER_SPECS

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cdb_project import bus
+from ground import bus
 from marketdata import clock
 
 from .models import Alert

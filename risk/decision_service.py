@@ -18,13 +18,14 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Max, Q
 
-from cdb_project import bus
-from cdb_project.raw_rows import fetch_values
-from cdb_project.timeutil import ms_to_datetime
 from execution.account import account_rows, account_state, day_rolls, load_account
+from execution.executor import execute_order
 from execution.live import live_trading_enabled
 from execution.models import Order, Portfolio, Position, Trade
-from execution.service import cancel_order, execute_order, fill_candle, fill_paper_order
+from execution.service import cancel_order, fill_candle, fill_paper_order
+from ground import bus
+from ground.raw_rows import fetch_values
+from ground.timeutil import ms_to_datetime
 from marketdata import clock as market_clock
 from marketdata.ingest import latest_prices
 from marketdata.models import Candle

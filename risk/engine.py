@@ -24,11 +24,12 @@ from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 from typing import NamedTuple, Protocol
 
+from ground.timeutil import MINUTE_MS
+
 QUANTITY_STEP = Decimal("0.00000001")
 STOP_STEP = Decimal("0.000000000001")  # prices are stored to 12 places
 APPROVE, TRIM, REJECT = "APPROVE", "TRIM", "REJECT"
 ACTIVE, PAUSED, HALTED = "ACTIVE", "PAUSED", "HALTED"
-MINUTE_MS = 60_000
 EXPOSURE_ALERT_SHARE = Decimal("0.8")
 # MEXC spot's minimum order value per quote currency (its markets' limits.cost.min): paper entries below it are not
 # placed, as live ones are refused (execution/live.py checks the exchange's own figure before sending).

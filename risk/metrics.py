@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from prometheus_client import Counter, Gauge
 
-from .engine import AccountState
+if TYPE_CHECKING:
+    from .engine import AccountState
 
 STATE_CODES = {"ACTIVE": 0, "PAUSED": 1, "HALTED": 2}
 
@@ -13,6 +16,10 @@ risk_checks_failed_total = Counter("risk_checks_failed_total", "Orders rejected 
 daily_drawdown_percent = Gauge("daily_drawdown_percent", "Loss since 00:00 UTC as a percentage of day-start equity")
 total_exposure_percent = Gauge("total_exposure_percent", "Value of open positions as a percentage of equity")
 trading_state = Gauge("trading_state", "Trading state: 0 ACTIVE, 1 PAUSED, 2 HALTED")
+
+# The layers of risk.engine that reject most often, at 0 until they do: /metrics lists the counter from start-up.
+for _layer in ("input", "state", "position", "watchlist", "data_stale", "exposure"):
+    risk_checks_failed_total.labels(layer=_layer)
 
 
 def record_decision(action: str, layer: str) -> None:

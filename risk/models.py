@@ -1,8 +1,8 @@
 from django.conf import settings
 from django.db import models
 
-from cdb_project.fields import MoneyField
-from cdb_project.raw_rows import fetch_singleton, fetch_singletons
+from ground.fields import MoneyField
+from ground.raw_rows import fetch_singleton, fetch_singletons
 
 HALT_PERMISSION = "risk.halt_trading"  # who may halt and release trading (TradingState.Meta.permissions)
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from django.db import transaction
 
-from cdb_project import bus
-from cdb_project.timeutil import ms_to_datetime
 from execution.account import account_rows, account_state
 from execution.models import Portfolio
+from ground import bus
+from ground.timeutil import ms_to_datetime
 from marketdata import clock
 from marketdata.ingest import latest_prices
 

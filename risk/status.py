@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from cdb_project.amounts import plain
 from execution.models import Position
+from ground.amounts import plain
 from marketdata.clock import now_ms
 from marketdata.ingest import latest_price
+from marketdata.watchlist import account_quote
 
 from .models import RiskParameters, TradingState
 from .parameters import PARAMETER_SPECS
@@ -17,7 +18,6 @@ from .state import state_snapshot
 def risk_status() -> dict:
     """State, every parameter with its value and source, exposure, daily drawdown and open positions."""
     from execution.models import Portfolio
-    from trading.dashboard import account_quote
 
     state = TradingState.load()
     params = RiskParameters.load()

@@ -1,6 +1,6 @@
 from celery import shared_task
 
-from cdb_project.bus import RETRY_ON_DATABASE_ERRORS, consumer
+from ground.bus import RETRY_ON_DATABASE_ERRORS, consumer
 
 from .decision_service import decide_signal
 

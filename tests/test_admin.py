@@ -5,7 +5,7 @@ from django.apps import apps
 from django.contrib import admin
 from django.urls import reverse
 
-from cdb_project import bus
+from ground import bus
 from tests.support import series
 
 pytestmark = pytest.mark.django_db(transaction=True)

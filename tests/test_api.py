@@ -15,8 +15,8 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from cdb_project import bus
 from execution.models import Order, Portfolio, Position, Trade
+from ground import bus
 from marketdata.models import Candle
 from risk.models import Alert, AuditLog, RiskEvent, RiskParameters, TradingState
 from trading.models import Signal

@@ -21,8 +21,8 @@ import pytest
 from django.core.management import call_command
 from django.db import connections
 
-from cdb_project import bus
 from execution.models import Order, Trade
+from ground import bus
 from marketdata.models import Candle
 from tests.support import processes
 from tests.test_browser_dashboard import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, TIMEOUT, _user, off_loop

@@ -18,8 +18,8 @@ from django.db import connections
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from cdb_project import bus
 from execution.models import Order
+from ground import bus
 from risk import state as trading_state
 from risk.models import TradingState
 from tests.support import processes, series

@@ -9,7 +9,7 @@ import pytest
 from django.conf import settings
 from django.db import transaction
 
-from cdb_project import bus
+from ground import bus
 from tests.test_event_schema import SPEC_EXAMPLES
 
 pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]

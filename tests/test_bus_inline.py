@@ -3,7 +3,7 @@ validated a second time; anything else a consumer receives is validated."""
 
 import pytest
 
-from cdb_project import bus
+from ground import bus
 from tests.test_event_schema import SPEC_EXAMPLES
 
 SIGNAL = next(example for example in SPEC_EXAMPLES if example["type"] == "signal")

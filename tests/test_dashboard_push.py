@@ -9,8 +9,8 @@ import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
-from cdb_project import dashboard_push
-from cdb_project.dashboard_push import BackgroundPusher
+from ground import dashboard_push
+from ground.dashboard_push import BackgroundPusher
 
 
 @pytest.mark.redis

@@ -9,7 +9,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.core.management import call_command
 
-from cdb_project import bus
+from ground import bus
 from marketdata import clock
 from marketdata.stale import ACTOR, CandleSeries, StaleWatch, decide, stale_symbols, touch
 from marketdata.tasks import check_data_stale

@@ -61,7 +61,7 @@ def run(env: dict, tmp_path: Path, name: str, kills: int = 0) -> tuple[dict, lis
     """Replay the candles in lockstep through two fresh workers; with ``kills``, SIGKILL a pool process (of each
     worker in turn) that many times, spread over the replay: a few milliseconds after a candle is published, while
     its task is running, then the replay goes on once the pool has replaced the process."""
-    from cdb_project import bus
+    from ground import bus
     from tests.support.services import flush_broker
 
     flush_broker()

@@ -8,8 +8,8 @@ import pytest
 import redis
 from django.conf import settings
 
-from cdb_project import bus
 from execution.models import Order
+from ground import bus
 from tests.support import series
 from tests.support.processes import wait_until
 from tests.support.ws import DashboardClient, session_cookie

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cdb_project.bus import InvalidEvent, _validator, _validators_by_type, validate
+from ground.bus import InvalidEvent, _validator, _validators_by_type, validate
 
 SPEC_EXAMPLES = [
     {

@@ -11,9 +11,9 @@ from django.core.management import call_command
 from django.utils import timezone
 from prometheus_client import REGISTRY
 
-from cdb_project import bus
+from execution.executor import execute_order
 from execution.models import Order, Portfolio, Position, Trade
-from execution.service import execute_order
+from ground import bus
 from risk.models import Alert
 from tests.support import series
 

@@ -13,7 +13,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.db import connections
 
-from cdb_project import bus
+from ground import bus
 from marketdata.feeds.mexc import MexcFeed, backoff_delay, make_exchange
 from marketdata.feeds.mexc_runner import CandleSink
 from marketdata.models import Candle, DataFreshness

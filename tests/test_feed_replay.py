@@ -15,7 +15,7 @@ from django.conf import settings as django_settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from cdb_project import bus
+from ground import bus
 from marketdata import clock
 from marketdata.feeds.replay import Replay, resolve_sources
 from marketdata.models import Candle, FeedSymbol

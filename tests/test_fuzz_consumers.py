@@ -181,8 +181,8 @@ def _candle(timestamp: int = T0, price: str = "100") -> None:
 
 def _consume(path: str, payload) -> None:
     """Run the consumer task in-process, the way a worker does; nothing may escape it."""
-    from cdb_project import bus
-    from cdb_project.models import RejectedEvent
+    from ground import bus
+    from ground.models import RejectedEvent
 
     task = import_string(path)
     before = RejectedEvent.objects.count()
@@ -228,8 +228,8 @@ def test_consumers_survive_mutations_of_their_own_event(topic, path):
 def test_publish_accepts_or_raises_invalid_event():
     """bus.publish: a valid event goes through (persisted, dispatched); anything else raises InvalidEvent with the
     reason and leaves a RejectedEvent — never another exception."""
-    from cdb_project import bus
-    from cdb_project.models import RejectedEvent
+    from ground import bus
+    from ground.models import RejectedEvent
 
     _candle()
 
@@ -410,7 +410,7 @@ def test_list_filters_with_arbitrary_values(api):
 )
 def test_a_payload_with_nul_characters_is_still_stored_as_rejected(payload):
     """PostgreSQL text cannot hold NUL: the rejected payload used to be lost (only logged)."""
-    from cdb_project.models import RejectedEvent
+    from ground.models import RejectedEvent
     from trading.tasks import on_market_data
 
     assert on_market_data(payload) is None
@@ -433,8 +433,8 @@ def test_a_signal_with_an_extreme_price_is_decided_or_refused_without_an_excepti
 
 @pytest.mark.parametrize("quantity", [5e-324, 1e-13, 9.99e17])
 def test_an_order_with_an_extreme_quantity_is_refused_without_an_exception(quantity):
-    from cdb_project.models import RejectedEvent
     from execution.tasks import on_order
+    from ground.models import RejectedEvent
 
     on_order({**valid_events()["order"], "quantity": quantity})
     assert RejectedEvent.objects.filter(stage="consume").exists()  # no such stored order

@@ -7,8 +7,8 @@ import pytest
 import redis
 from django.conf import settings
 
-from cdb_project import bus
 from cdb_project.celery import app
+from ground import bus
 from tests.support import series
 from tests.support.services import flush_broker
 from trading.models import Signal

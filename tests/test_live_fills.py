@@ -17,13 +17,13 @@ from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from cdb_project import bus
 from execution.account import account_rows, account_state
 from execution.balances import book_assets
+from execution.executor import execute_order
 from execution.live_service import live_executor
 from execution.models import BalanceCheck, Order, Portfolio, Position, Trade
 from execution.reconcile import reconcile_balances
-from execution.service import execute_order
+from ground import bus
 from marketdata.ingest import market_data_event
 from risk.engine import proposed_quantity
 from risk.models import Alert, TradingState

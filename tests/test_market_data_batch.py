@@ -8,9 +8,9 @@ from decimal import Decimal
 import pytest
 from django.conf import settings
 
-from cdb_project import bus
-from cdb_project.models import RejectedEvent
 from execution.models import Order, Portfolio, Position, Trade
+from ground import bus
+from ground.models import RejectedEvent
 from marketdata.feeds.replay import Replay, resolve_sources
 from marketdata.ingest import market_data_event, persist_market_data
 from marketdata.models import Candle
@@ -135,7 +135,7 @@ def test_a_batch_publishes_every_event_and_pushes_the_last_candle_of_each_symbol
     from asgiref.sync import async_to_sync
     from channels.layers import get_channel_layer
 
-    from cdb_project.dashboard_push import background_pusher
+    from ground.dashboard_push import background_pusher
 
     layer = get_channel_layer()
     background_pusher(layer, settings.DASHBOARD_GROUP).flush(10)  # what earlier tests pushed is out of the way

@@ -18,8 +18,8 @@ from prometheus_client import REGISTRY
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from cdb_project.logging import JsonFormatter
 from execution.models import Order, Trade
+from ground.logging import JsonFormatter
 from notify import dispatch, rules, sender, service
 from notify.models import Destination, Notification
 from risk.alerts import raise_alert
@@ -205,7 +205,7 @@ def test_the_daily_report_figures_equal_api_status(sma_cross):
     account = status["account"]
     assert hook.received[0]["title"].startswith("Daily report ") and status["mode"] in hook.received[0]["title"]
     assert f"Trading state: {status['trading_state']['state']}" in text
-    cents = Decimal("0.01")  # the report reads USDT to the cent (cdb_project.amounts)
+    cents = Decimal("0.01")  # the report reads USDT to the cent (ground.amounts)
     assert _number(r"Equity: (-?[\d.]+) USDT", text.replace(",", "")) == Decimal(account["equity"]).quantize(cents)
     assert _number(r"Day's P&L: \+?(-?[\d.]+) USDT", text.replace(",", "")) == Decimal(account["daily_pnl"]).quantize(
         cents

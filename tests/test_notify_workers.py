@@ -11,8 +11,8 @@ import pytest
 from django.contrib.auth.models import User
 from rest_framework.authtoken.models import Token
 
-from cdb_project import bus
 from execution.models import Order
+from ground import bus
 from notify import service
 from notify.models import Destination, Notification
 from tests.support import processes, series, services

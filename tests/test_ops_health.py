@@ -58,7 +58,7 @@ def test_health_reports_every_part_to_staff_and_only_up_or_down_to_others(client
 @pytest.mark.django_db(transaction=True)
 def test_health_reports_the_age_of_the_newest_candle(admin_client):
     client = admin_client
-    from cdb_project import bus
+    from ground import bus
     from tests.support import series
 
     assert client.get("/health", HTTP_HOST="localhost").json()["last_market_data_age_s"] is None

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from cdb_project.logging import JsonFormatter, redact, secret_values
+from ground.logging import JsonFormatter, log_context, redact, secret_values
 from tests.support import processes
 
 FAKE = {
@@ -42,13 +42,11 @@ def test_a_record_is_one_json_line_with_the_known_fields():
 
 
 def test_the_event_of_the_running_task_names_symbol_and_order(monkeypatch):
-    from cdb_project import ops
-
-    token = ops.log_context.set({"symbol": "ETH_USDT", "client_order_id": "abc"})
+    token = log_context.set({"symbol": "ETH_USDT", "client_order_id": "abc"})
     try:
         entry = json.loads(JsonFormatter().format(record("inside a task")))
     finally:
-        ops.log_context.reset(token)
+        log_context.reset(token)
     assert entry["symbol"] == "ETH_USDT" and entry["client_order_id"] == "abc"
 
 
@@ -150,7 +148,7 @@ def test_the_running_system_never_logs_a_secret(service_env, tmp_path):
                 ).read()
             except Exception:
                 pass
-        from cdb_project import bus
+        from ground import bus
 
         processes.wait_until(lambda: _idle(bus, env), timeout=60, message="the worker to finish")
     finally:

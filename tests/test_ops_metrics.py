@@ -44,7 +44,7 @@ def total(text: str, name: str) -> float:
 
 @pytest.mark.django_db(transaction=True)
 def test_metrics_lists_every_business_metric_in_process(client, sma_cross, settings):
-    from cdb_project import bus
+    from ground import bus
 
     series.publish_all(series.events())
     with pytest.raises(bus.InvalidEvent):
@@ -65,11 +65,61 @@ def test_metrics_lists_every_business_metric_in_process(client, sma_cross, setti
     assert samples(text, "trading_state")[""] == 0.0
 
 
+@pytest.mark.postgres  # the child process reads the test database by its PostgreSQL URL
+@pytest.mark.django_db(transaction=True)
+def test_a_fresh_web_process_lists_every_business_metric_at_zero(service_env, tmp_path):
+    """Before any event: every metric SPEC §6 names is on /metrics, the counters at 0 (no lazy registration)."""
+    metrics_dir = tmp_path / "prom"
+    metrics_dir.mkdir()
+    env = {**service_env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), "METRICS_TOKEN": "a-metrics-token-for-tests"}
+    server = processes.start_daphne(env, tmp_path)
+    try:
+        headers = {"Host": "localhost", "Authorization": "Bearer a-metrics-token-for-tests"}
+        request = urllib.request.Request(f"http://127.0.0.1:{server.port}/metrics", headers=headers)
+        text = urllib.request.urlopen(request, timeout=10).read().decode()
+    finally:
+        server.stop()
+    for name in BUSINESS:
+        assert f"# TYPE {name} " in text, name
+    for counter in ("trades_total", "trades_failed_total", "risk_checks_passed_total", "risk_checks_failed_total"):
+        assert samples(text, counter) and total(text, counter) == 0, counter
+    assert samples(text, "trades_total") == {'{side="BUY"}': 0.0, '{side="SELL"}': 0.0}
+    assert samples(text, "events_rejected_total")['{topic="market_data"}'] == 0
+    assert samples(text, "order_latency_seconds_count")[""] == samples(text, "signal_latency_seconds_count")[""] == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_market_data_health_follows_the_live_stale_timeout(client, settings):
+    """service_health{component="market_data"} compares the newest candle's age with DATA_STALE_TIMEOUT_SEC as
+    the admin set it, not with the environment's seed."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from marketdata.models import Candle
+    from risk.models import RiskParameters
+
+    settings.METRICS_TOKEN = "a-metrics-token-for-tests"
+    candle = Candle.objects.create(
+        symbol="BTC_USDT", interval="1m", timestamp=60_000, open=1, high=1, low=1, close=1, volume=1
+    )
+    Candle.objects.filter(pk=candle.pk).update(created_at=timezone.now() - timedelta(seconds=100))  # 100 s old
+
+    def market_data_health(timeout_sec: int) -> float:
+        RiskParameters.objects.filter(pk=RiskParameters.load().pk).update(data_stale_timeout_sec=timeout_sec)
+        headers = {"HTTP_HOST": "localhost", "HTTP_AUTHORIZATION": "Bearer a-metrics-token-for-tests"}
+        text = client.get("/metrics", **headers).content.decode()
+        return samples(text, "service_health")['{component="market_data"}']
+
+    assert market_data_health(120) == 1.0  # 100 s ≤ 120 s (the environment seed, 30 s, would call it stale)
+    assert market_data_health(60) == 0.0  # 100 s > 60 s
+
+
 @pytest.mark.workers
 @pytest.mark.django_db(transaction=True)
 def test_metrics_sum_what_several_worker_processes_counted(service_env, tmp_path):
-    from cdb_project import bus
     from execution.models import Order
+    from ground import bus
     from risk.models import RiskEvent
     from tests.support.services import flush_broker
     from trading.models import Signal

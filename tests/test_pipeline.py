@@ -5,8 +5,8 @@ from decimal import Decimal
 
 import pytest
 
-from cdb_project import bus
 from execution.models import Order, Portfolio, Position, Trade
+from ground import bus
 from marketdata.models import Candle
 from risk import state as trading_state
 from risk.models import RiskEvent, RiskParameters

@@ -1,12 +1,12 @@
-"""cdb_project.raw_rows builds the instances the ORM builds: same values and types, on PostgreSQL and SQLite."""
+"""ground.raw_rows builds the instances the ORM builds: same values and types, on PostgreSQL and SQLite."""
 
 from decimal import Decimal as D
 
 import pytest
 from django.utils import timezone
 
-from cdb_project.raw_rows import fetch_rows, fetch_rows_with, fetch_singleton, fetch_singletons, fetch_values
 from execution.models import Order, Portfolio, Position, Trade
+from ground.raw_rows import fetch_rows, fetch_rows_with, fetch_singleton, fetch_singletons, fetch_values
 from risk.models import RiskParameters, TradingState
 from trading.models import Signal
 

@@ -11,7 +11,7 @@ import contextlib
 import pytest
 from django.test.utils import override_settings
 
-from cdb_project import bus
+from ground import bus
 from tests.support import series
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -8,9 +8,9 @@ failing inside the transaction."""
 
 import pytest
 
-from cdb_project import bus
 from execution import service
 from execution.models import Order, Trade
+from ground import bus
 from marketdata.ingest import persist_market_data
 from risk.models import RiskEvent
 from risk.tasks import on_signal

@@ -2,9 +2,9 @@
 
 import pytest
 
-from cdb_project import bus
-from cdb_project.models import RejectedEvent
 from execution.models import Order
+from ground import bus
+from ground.models import RejectedEvent
 from tests.support import series
 from tests.support.processes import wait_until
 from trading.tasks import on_market_data

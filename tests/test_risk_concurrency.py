@@ -6,8 +6,8 @@ from decimal import Decimal as D
 import pytest
 from django.db import connection
 
-from cdb_project import bus
 from execution.models import Order, Position
+from ground import bus
 from marketdata.ingest import market_data_event
 from marketdata.models import Candle
 from risk.decision_service import decide_signal

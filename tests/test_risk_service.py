@@ -9,8 +9,8 @@ from django.contrib.auth.models import Permission, User
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
-from cdb_project import bus
 from execution.models import Order, Portfolio, Trade
+from ground import bus
 from marketdata.ingest import latest_prices, market_data_event
 from marketdata.models import Candle
 from risk.models import Alert, AuditLog, RiskEvent, RiskParameters, TradingState
@@ -117,7 +117,7 @@ def test_midnight_rebases_the_day_but_stays_halted():
 
 
 def series_day(ms):
-    from cdb_project.timeutil import ms_to_datetime
+    from ground.timeutil import ms_to_datetime
 
     return ms_to_datetime(ms).date()
 

@@ -5,8 +5,8 @@ candle)."""
 import pytest
 from django.db import OperationalError
 
-from cdb_project import bus
 from execution.models import Order, Trade
+from ground import bus
 from risk import decision_service
 from risk.models import RiskEvent
 from tests.support import series

@@ -3,7 +3,7 @@
 import pytest
 from django.contrib.auth.models import Permission, User
 
-from cdb_project import bus
+from ground import bus
 from risk import state as trading_state
 from risk.models import TradingState
 from tests.support.processes import wait_until

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from cdb_project.admin_history import HistoryAdmin
+from ground.admin_history import HistoryAdmin
 
 from .models import BacktestRun, Signal
 

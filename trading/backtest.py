@@ -28,6 +28,7 @@ from typing import NamedTuple
 from execution.accounting import AccountingError, Book
 from execution.paper import PaperExchange
 from execution.trades import ClosedLot, Lot, close_lots, exit_target, open_lot, target_first
+from ground.timeutil import DAY_MS, MINUTE_MS
 from marketdata import stale
 from marketdata.validation import CandleRow, interval_ms, parse_file_name
 from risk.desk import (
@@ -61,8 +62,6 @@ from risk.engine import (
 from trading.signal_ids import signal_id_for
 from trading.strategies import Candle, Strategy
 
-MINUTE_MS = 60_000
-DAY_MS = 86_400_000
 EXIT_KEYED = ("stop_loss", "drawdown_close", "operator_close")  # orders made under an exit key (desk._exit)
 STOP_MARGIN = 1 + 1e-9  # float pre-check of a stop: far above float error, so it never misses an exact trigger
 

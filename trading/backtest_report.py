@@ -10,7 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 from urllib.parse import quote
 
-from cdb_project.amounts import common_quote, iso_utc, money
+from ground.amounts import common_quote, iso_utc, money
 
 from .backtest import Result
 

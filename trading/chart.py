@@ -11,10 +11,11 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple
 
+from ground.timeutil import MINUTE_MS
+
 from .indicators import EMA, RSI, SMA
 from .strategies import build_strategy, parse_spec
 
-MINUTE_MS = 60_000
 INTERVALS: dict[str, int] = {
     "1m": MINUTE_MS,
     "3m": 3 * MINUTE_MS,

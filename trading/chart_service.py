@@ -11,8 +11,8 @@ from pathlib import Path
 from django.conf import settings
 from django.db.models import Sum
 
-from cdb_project.amounts import decimals_for, quote_of
 from execution.models import Order, Trade
+from ground.amounts import decimals_for, quote_of
 from marketdata.models import Candle
 
 from .chart import INTERVALS, Bar, coarser_intervals, indicator_series, interval_ms, resample, strategy_indicators

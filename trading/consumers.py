@@ -99,6 +99,6 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({"kind": message["kind"], "data": message["data"]})
 
     async def dashboard_push_many(self, message: dict) -> None:
-        """Pushes a process gathered into one message (``cdb_project.dashboard_push``): one frame each, in order."""
+        """Pushes a process gathered into one message (``ground.dashboard_push``): one frame each, in order."""
         for push in message["messages"]:
             await self.dashboard_push(push)

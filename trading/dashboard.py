@@ -3,7 +3,7 @@
 ``build_snapshot()`` is the whole page state (sent on websocket connect, served at /api/dashboard/snapshot/);
 ``status()`` is the part /api/status/ returns. The account figures (equity, daily P&L, drawdown, exposure)
 come from the stored portfolio, positions, filled orders and the latest candle closes; money, quantities and
-ratios are exact decimal strings (``cdb_project.amounts.plain``), as in every other endpoint.
+ratios are exact decimal strings (``ground.amounts.plain``), as in every other endpoint.
 
 One clock: every time on the page is market time (``market_time_ms``; the simulated market's or a replay's time
 while one drives the clock, else the system clock), labelled with what drives it (``clock``); the wall clock
@@ -19,17 +19,17 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import Max
 
-from cdb_project.amounts import common_quote, decimals_for, plain
 from cdb_project.ops import run_checks
-from cdb_project.timeutil import datetime_to_ms, ms_to_datetime
-from cdb_project.timeutil import now_ms as wall_now_ms
 from execution.live import live_trading_enabled
 from execution.models import Order, Portfolio, Position
 from execution.service import order_result_event
+from ground.amounts import decimals_for, plain
+from ground.timeutil import datetime_to_ms, ms_to_datetime
+from ground.timeutil import now_ms as wall_now_ms
 from marketdata import clock
 from marketdata.models import Candle, DataFreshness
 from marketdata.screener import ScreenCandle, rank
-from marketdata.watchlist import current_watchlist
+from marketdata.watchlist import account_quote, current_watchlist, symbols_in_view
 from risk.models import Alert, RiskParameters, TradingState
 from risk.state import state_snapshot
 
@@ -122,11 +122,6 @@ def _ratio(numerator: Decimal, denominator: Decimal) -> str:
     return plain((numerator / denominator).quantize(RATIO_PLACES)) if denominator else "0"
 
 
-def account_quote() -> str:
-    """The quote currency the account's money is counted in: the one the watched symbols share, else USDT."""
-    return common_quote(_watched())
-
-
 def account_summary(now: int | None = None) -> dict:
     """Equity, cash, daily P&L and drawdown since 00:00 UTC (market time), exposure and their limits."""
     now = market_now_ms() if now is None else now
@@ -211,17 +206,6 @@ def equity_curve(current_equity: str, now: int) -> list[dict]:
 # --- market data: freshness and the watch list -----------------------------------------------------------
 
 
-def _watched() -> list[str]:
-    """The data-stale watch's symbols; when it watches nothing yet, every symbol with stored candles."""
-    try:
-        from marketdata.stale import watched_symbols
-
-        watched = list(watched_symbols())
-    except ImportError:
-        watched = list(settings.SYMBOL_WHITELIST)
-    return watched or list(Candle.objects.order_by("symbol").values_list("symbol", flat=True).distinct())
-
-
 def _stale_timeout_ms() -> int:
     return int(RiskParameters.load().data_stale_timeout_sec) * 1000
 
@@ -229,7 +213,7 @@ def _stale_timeout_ms() -> int:
 def freshness(now: int | None = None) -> list[dict]:
     """Per watched symbol: when data was last seen (market time), how old it is, and whether it is stale."""
     now = market_now_ms() if now is None else now
-    watched = _watched()
+    watched = symbols_in_view()
     seen = dict(
         Candle.objects.filter(symbol__in=watched)
         .values("symbol")
@@ -277,7 +261,7 @@ def watchlist(now: int | None = None) -> dict:
     latest = current_watchlist()
     if latest is None:
         now = market_now_ms() if now is None else now
-        symbols = _watched()
+        symbols = symbols_in_view()
         scores = _live_scores(symbols, now)
         ranked = sorted(symbols, key=lambda s: (scores[s].rank if s in scores else len(symbols) + 1, s))
         entries = [

@@ -1,6 +1,6 @@
 from django.db import models
 
-from cdb_project.fields import MoneyField
+from ground.fields import MoneyField
 
 
 class Signal(models.Model):

@@ -43,15 +43,15 @@ import hashlib
 import hmac
 import logging
 import pickle
+from datetime import datetime
 from decimal import Decimal
 from functools import lru_cache
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 
-from cdb_project import bus
-from cdb_project.ops import note_candle_stored
-from cdb_project.raw_rows import fetch_values
+from ground import bus
+from ground.raw_rows import fetch_values
 from marketdata.ingest import CandleKey
 from marketdata.models import Candle, CandleSeries
 
@@ -315,6 +315,11 @@ def _evaluate_window(spec: str, symbol: str, interval: str, targets: list[int], 
     return strategy, emitted, path
 
 
+# (symbol, interval) → (timestamp, created_at) of the candle this process's signal path read last: a signal on it,
+# which follows at once, takes its latency from here instead of reading the candle again.
+_candles_read: dict[tuple[str, str], tuple[int, datetime]] = {}
+
+
 def _recent_rows(symbol: str, interval: str, last: int, limit: int) -> tuple[list[tuple], int | None]:
     """The newest ``limit`` candles up to ``last`` (newest first) and the series' revision, in one statement: one
     snapshot, so the rows are the history of that revision."""
@@ -330,8 +335,23 @@ def _recent_rows(symbol: str, interval: str, last: int, limit: int) -> tuple[lis
     )
     if not rows:
         return [], None
-    note_candle_stored(symbol, interval, rows[0][0], rows[0][-2])  # for signal_latency_seconds, if it signals
+    _candles_read[(symbol, interval)] = (rows[0][0], rows[0][-2])  # for signal_latency_seconds, if it signals
     return [row[:-2] for row in rows], rows[0][-1]
+
+
+def candle_stored_at(symbol: str, interval: str, timestamp: int) -> datetime | None:
+    """When the candle a signal was made on was stored (``signal_latency_seconds`` in ops), None if it is gone."""
+    noted = _candles_read.get((symbol, interval))
+    if noted is not None and noted[0] == timestamp:
+        return noted[1]
+    found = fetch_values(
+        Candle,
+        ("created_at",),
+        '"symbol" = %s AND "interval" = %s AND "timestamp" = %s',
+        [symbol, interval, timestamp],
+        limit=1,
+    )
+    return found[0][0] if found else None
 
 
 def _revision(symbol: str, interval: str) -> int | None:

@@ -1,6 +1,6 @@
 from celery import shared_task
 
-from cdb_project.bus import RETRY_ON_DATABASE_ERRORS, batch_consumer, consumer, event_log_context
+from ground.bus import RETRY_ON_DATABASE_ERRORS, batch_consumer, consumer, event_log_context
 from risk.decision_service import MarketWatch, process_market_watch
 
 from .signal_service import candle_key, evaluate_events, process_market_data, store_signal

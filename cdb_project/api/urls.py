@@ -3,10 +3,9 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 
-from notify import api as notify_api
 from optimize import api as optimize_api
 
-from . import views
+from . import notifications, views
 
 router = DefaultRouter(trailing_slash=True)
 router.include_root_view = False
@@ -18,8 +17,8 @@ router.register("alerts", views.AlertViewSet, basename="alert")
 router.register("risk-events", views.RiskEventViewSet, basename="risk-event")
 router.register("candles", views.CandleViewSet, basename="candle")
 router.register("backtests", views.BacktestRunViewSet, basename="backtest")
-router.register("notifications/destinations", notify_api.DestinationViewSet, basename="notification-destination")
-router.register("notifications", notify_api.NotificationViewSet, basename="notification")
+router.register("notifications/destinations", notifications.DestinationViewSet, basename="notification-destination")
+router.register("notifications", notifications.NotificationViewSet, basename="notification")
 router.register("optimizations", optimize_api.OptimizationRunViewSet, basename="optimization")
 
 urlpatterns = [
@@ -29,8 +28,8 @@ urlpatterns = [
     path("risk/parameters/", views.RiskParametersView.as_view(), name="api-risk-parameters"),
     path("risk/halt/", views.HaltView.as_view(), name="api-risk-halt"),
     path("risk/release/", views.ReleaseView.as_view(), name="api-risk-release"),
-    path("notifications/test/", notify_api.TestMessageView.as_view(), name="api-notify-test"),
-    path("notifications/daily-report/", notify_api.DailyReportView.as_view(), name="api-notify-daily-report"),
+    path("notifications/test/", notifications.TestMessageView.as_view(), name="api-notify-test"),
+    path("notifications/daily-report/", notifications.DailyReportView.as_view(), name="api-notify-daily-report"),
     path("token/", views.TokenView.as_view(), name="api-token"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # A page for a browser: an anonymous visitor is sent to the login page (the schema itself answers 401). The

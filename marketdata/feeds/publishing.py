@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from cdb_project import bus
-from trading.strategies.base import Candle
+from ground import bus
 
+from ..candle import Candle
 from ..ingest import market_data_event
 
 

@@ -138,9 +138,8 @@ def _read(
 
 def default_batch_size() -> int:
     """``MARKET_DATA_BATCH_SIZE`` when Celery workers take the tasks, else 1 (tasks run in this process)."""
+    from celery import current_app as app
     from django.conf import settings
-
-    from cdb_project.celery import app
 
     return 1 if app.conf.task_always_eager else max(1, settings.MARKET_DATA_BATCH_SIZE)
 

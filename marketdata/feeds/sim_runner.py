@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
 
-from cdb_project.timeutil import now_ms
+from ground.timeutil import now_ms
 
 from .publishing import publish_candle
 from .sim import INTERVAL_MS, SimulatedMarket, pace
@@ -101,7 +101,7 @@ def register(market: SimulatedMarket, tick_seconds: float | None = None) -> None
 def _no_state_from_the_future(now_ms: int) -> None:
     """A fresh database's trading state was stamped by the wall clock, ahead of a market that starts in the past:
     on one clock it is ACTIVE since the market's start."""
-    from cdb_project.timeutil import ms_to_datetime
+    from ground.timeutil import ms_to_datetime
     from risk.models import TradingState
 
     TradingState.load()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cdb_project import bus
+from ground import bus
 from marketdata.ingest import market_data_event
 
 BASE_TS = 1_730_443_200_000  # 2024-11-01 06:40 UTC

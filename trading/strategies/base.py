@@ -21,17 +21,9 @@ from dataclasses import dataclass, field
 from math import isfinite
 from typing import ClassVar
 
+from marketdata.candle import Candle
+
 REGISTRY: dict[str, type[Strategy]] = {}
-
-
-@dataclass(frozen=True, slots=True)
-class Candle:
-    timestamp: int  # open time, epoch ms
-    open: float
-    high: float
-    low: float
-    close: float
-    volume: float
 
 
 @dataclass(frozen=True, slots=True)

@@ -103,7 +103,7 @@ class Command(BaseCommand):
     def replay(self, options):
         from tqdm import tqdm
 
-        from cdb_project.bus import wait_until_idle
+        from ground.bus import wait_until_idle
         from marketdata.feeds.replay import Replay, ReplayError, count_lines, resolve_sources
         from marketdata.stale import StaleWatch
         from marketdata.watchlist import register_feed_symbols
@@ -200,8 +200,8 @@ class Command(BaseCommand):
 
 def _pipeline_counts() -> tuple[int, int, int]:
     """Signals and orders stored, and consumer tasks failed for good, so far."""
-    from cdb_project.bus import consumer_failures
     from execution.models import Order
+    from ground.bus import consumer_failures
     from trading.models import Signal
 
     return Signal.objects.count(), Order.objects.count(), consumer_failures()

@@ -2,7 +2,7 @@ import json
 
 from django.core.management.base import BaseCommand
 
-from cdb_project.amounts import money, quote_of
+from ground.amounts import money, quote_of
 from risk.status import risk_status
 
 

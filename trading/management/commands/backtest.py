@@ -201,7 +201,7 @@ class Command(BaseCommand):
 
     def _print_summary(self, document: dict) -> None:
         """For people: amounts in the quote currency's places (the JSON report keeps them exact)."""
-        from cdb_project.amounts import common_quote, money
+        from ground.amounts import common_quote, money
 
         s = document["summary"]
         quote = common_quote([*s["per_symbol"], *(Path(p).name.split("-")[0] for p in document["files"])])

@@ -15,8 +15,9 @@
 Broker outages (Redis down or restarted): enqueueing retries with backoff (``CELERY_TASK_PUBLISH_RETRY_POLICY``,
 about ``BROKER_RETRY_SECONDS``) — the event is stored already, so the caller just waits for Redis. A lockstep
 waiter (``wait_until_idle``) that loses the broker waits for it, then re-drives what Redis may have lost: the
-events this process sent since the pipeline was last idle are sent again and ``cdb_project.recovery.redrive``
-re-queues stored work that is not finished (NEW signals, PENDING orders). Every consumer is idempotent, so a
+events this process sent since the pipeline was last idle are sent again and the jobs registered with
+``on_broker_recovered`` (``cdb_project.recovery.redrive``) re-queue stored work that is not finished (NEW signals,
+PENDING orders). Every consumer is idempotent, so a
 second delivery changes nothing.
 
 ``@consumer(event_type)`` wraps every task that receives events: it validates
@@ -45,6 +46,7 @@ from django.db import InterfaceError, OperationalError, transaction
 from django.utils.module_loading import import_string
 
 from .dashboard_push import background_pusher
+from .logging import log_context
 
 if TYPE_CHECKING:
     from jsonschema import Draft202012Validator  # imported by the first validation: 0.1 s no command needs
@@ -165,7 +167,7 @@ def _storable(text: str) -> str:
 
 def reject(payload: Any, reason: str, *, stage: str, consumer: str = "") -> None:
     """Log and store a refused event. Never raises: losing the record must not stop the caller."""
-    from cdb_project.models import RejectedEvent
+    from ground.models import RejectedEvent
 
     topic = ""
     if isinstance(payload, dict) and isinstance(payload.get("type"), str):
@@ -303,7 +305,7 @@ def consumer_failures() -> int:
 
 
 def _pipeline_queue() -> str:
-    from cdb_project.celery import app
+    from celery import current_app as app
 
     return app.conf.task_default_queue
 
@@ -386,9 +388,7 @@ def _handling():
 
 @contextlib.contextmanager
 def event_log_context(event: Event):
-    """Log lines written while handling ``event`` carry its symbol and client_order_id (cdb_project.logging)."""
-    from cdb_project.ops import log_context
-
+    """Log lines written while handling ``event`` carry its symbol and client_order_id (ground.logging)."""
     context = {key: event[key] for key in ("symbol", "client_order_id") if isinstance(event.get(key), str)}
     token = log_context.set(context)
     try:
@@ -509,7 +509,7 @@ def _run_inline(consumers, event: Event) -> None:
 
 
 def _eager() -> bool:
-    from cdb_project.celery import app
+    from celery import current_app as app
 
     return bool(app.conf.task_always_eager)
 
@@ -629,7 +629,7 @@ def wait_until_idle(timeout: float = 60.0, poll: float = 0.005) -> None:
     If the broker goes away meanwhile, wait for it with backoff (up to ``BROKER_RETRY_SECONDS``), then re-drive
     what it may have lost (``_recover``) and wait again: a restarted Redis can come back without its queue.
     """
-    from cdb_project.celery import app
+    from celery import current_app as app
 
     if app.conf.task_always_eager or not settings.REDIS_URL:
         return
@@ -692,12 +692,21 @@ def _await_broker() -> None:
         delay = min(delay * 2, 5.0)
 
 
+_recovery_jobs: list[Callable[[], Any]] = []
+
+
+def on_broker_recovered(job: Callable[[], Any]) -> None:
+    """Register what finishes the stored work a restarted broker may have lost (the roof registers
+    ``cdb_project.recovery.redrive`` from ``OpsConfig.ready``: the bus knows no domain module)."""
+    if job not in _recovery_jobs:
+        _recovery_jobs.append(job)
+
+
 def _recover() -> None:
     """After a broker outage: finish stored work Redis may have lost, then send again what we sent since idle."""
-    from cdb_project.recovery import redrive
-
     _redis_client().set(IN_FLIGHT_KEY, 0)  # what the lost broker held is sent again below, and counted again
-    redrive(older_than_seconds=0)
+    for job in _recovery_jobs:
+        job()
     pending = list(_sent_since_idle)
     for event in pending:
         redeliver(event)

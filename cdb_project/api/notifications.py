@@ -12,9 +12,9 @@ from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from cdb_project.api.filters import _since_until
+from notify.models import LEVEL_CHOICES, SEND_PERMISSION, Destination, Notification
 
-from .models import LEVEL_CHOICES, SEND_PERMISSION, Destination, Notification
+from .filters import _since_until
 
 
 class NotificationSerializer(serializers.ModelSerializer):
@@ -111,7 +111,7 @@ class TestMessageView(APIView):
 
     @extend_schema(summary="Queue a test message to every enabled destination", request=None, responses=SEND_RESPONSES)
     def post(self, request):
-        from . import service
+        from notify import service
 
         queued = service.queue_to_all(Notification.Topic.TEST, service.test_notice())
         return Response({"queued": len(queued)}, status=http.HTTP_202_ACCEPTED)
@@ -122,6 +122,6 @@ class DailyReportView(APIView):
 
     @extend_schema(summary="Queue today's report so far (topic daily)", request=None, responses=SEND_RESPONSES)
     def post(self, request):
-        from .tasks import daily_report
+        from notify.tasks import daily_report
 
         return Response({"queued": daily_report(scheduled=False)}, status=http.HTTP_202_ACCEPTED)

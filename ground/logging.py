@@ -14,6 +14,7 @@ handles), plus ``exc_info`` as text. Before it is written the whole line is reda
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import os
@@ -25,6 +26,9 @@ SECRET_NAME = re.compile(r"KEY|SECRET|PASSWORD|PASSWD|TOKEN|PASS\b|_PASS|CREDENT
 NOT_SECRET_NAMES = frozenset({"PYTHONHASHSEED", "KEYBOARD", "KEYTIMEOUT"})
 MIN_SECRET_LENGTH = 4
 MASK = "***"
+
+# The symbol / client_order_id of the event being handled (set by the bus's consumers and by ops around each task).
+log_context: contextvars.ContextVar[dict | None] = contextvars.ContextVar("cdb_log_context", default=None)
 
 PATTERNS = [
     (re.compile(r"(?P<keep>[a-z][a-z0-9+.-]*://[^/\s:@'\"]*:)[^@\s'\"/]+(?=@)", re.IGNORECASE), r"\g<keep>" + MASK),
@@ -145,8 +149,4 @@ class JsonFormatter(logging.Formatter):
 
 
 def _context() -> dict:
-    try:
-        from cdb_project.ops import log_context
-    except Exception:
-        return {}
     return log_context.get() or {}

@@ -2,6 +2,9 @@
 
 from datetime import UTC, datetime
 
+MINUTE_MS = 60_000
+DAY_MS = 86_400_000
+
 
 def ms_to_datetime(epoch_ms: int) -> datetime:
     return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)

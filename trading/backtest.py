@@ -1,8 +1,11 @@
 """The backtest: the live decision code (strategy, the six risk layers, the paper fill model, the book) run
 in one process over recorded candles, with the same order of effects as the live pipeline.
 
-Per candle, exactly as the live ``trading.on_market_data`` task and its followers do:
-1. the symbol's approved orders meet their price, the candle's open: the first price after their decision
+Candles are taken in the order they are known, at their close (open time + interval), every candle known at one
+time before any decision of that time; that time is the decisions' market time. Per candle, exactly as the live
+``trading.on_market_data`` task and its followers do:
+1. the symbol's approved orders decided by the candle's open meet their price, that open: the first price after
+   their decision
    (``Desk.fill``: the state may cancel them, an entry's slippage may trip the circuit breaker); the paper
    exchange fills them and the book takes the fills;
 2. the risk watch: day roll-over at 00:00 UTC, daily drawdown (HALT and close everything), stop-loss exits,
@@ -10,7 +13,7 @@ Per candle, exactly as the live ``trading.on_market_data`` task and its follower
 3. the strategy on the candle; a signal is sized and judged by the desk. Its approved order waits, as every
    order the desk makes, for step 1 of its symbol's next candle.
 
-Nothing here touches the ORM, Redis or the clock: state lives in this object, time is the candles' time.
+Nothing here touches the ORM, Redis or the clock: state lives in this object, time is the candles' (close) time.
 Identifiers (signal ids, client order ids, trade ids, exit keys) are derived exactly as live, so a replay
 through Celery/Redis/PostgreSQL and this loop can be compared order by order.
 """
@@ -77,6 +80,7 @@ class Bar(NamedTuple):
     interval: str
     row: CandleRow  # exact Decimals: prices, fills and the book
     candle: Candle  # the same candle in floats: what the strategy reads
+    known: int  # when it is known: its close, open time + interval (the market time of its decisions)
 
 
 def _entry_time(lot: Lot) -> int:
@@ -87,7 +91,8 @@ def read_bars(
     paths: list[str], rejected: dict[str, int] | None = None, series: dict[str, stale.CandleSeries] | None = None
 ) -> Iterator[Bar]:
     """Candles of several SYMBOL-INTERVAL.csv files (or Freqtrade's .feather/.parquet), validated like a replay
-    and merged by (time, symbol); ``rejected`` counts the refused rows by reason (marketdata/candle_files.py);
+    and merged by (the time each is known: its close, symbol); ``rejected`` counts the refused rows by reason
+    (marketdata/candle_files.py);
     ``series`` gets each symbol's interval and last candle: what the data-stale watch expects (``Backtest.watched``)."""
     from marketdata.candle_files import freqtrade_file_name, iter_merged, read_file  # numpy: not for --help
 
@@ -110,7 +115,8 @@ def read_bars(
             rejected[reason] = rejected.get(reason, 0) + count
     for file in files if series is not None else ():
         if len(file):
-            add_series(series, file.symbol, stale.CandleSeries(interval_ms(file.interval), int(file.timestamps.max())))
+            length = interval_ms(file.interval)
+            add_series(series, file.symbol, stale.CandleSeries(length, int(file.timestamps.max()) + length))
     return iter_merged(files, Bar, Candle)
 
 
@@ -239,13 +245,13 @@ class Backtest:
         now = None
         step = self.step
         for bar in bars:
-            if bar[2].timestamp != now:  # bar.row.timestamp
+            if bar[4] != now:  # bar.known
                 if group:
                     step(group)
                     progress(len(group))
                     count += len(group)
                 group = [bar]
-                now = bar[2].timestamp
+                now = bar[4]
             else:
                 group.append(bar)
         if group:
@@ -273,18 +279,19 @@ class Backtest:
         )
 
     def step(self, bars: list[Bar]) -> None:
-        """One timestamp: every candle of that time is in before any decision (as in the store of a replay,
-        where a decision at time T sees all candles up to and including T), then each symbol in order."""
-        now = bars[0][2].timestamp  # bar.row.timestamp
+        """One time: every candle known (closed) at that time is in before any decision (as in the store of a
+        replay, where a decision at time T sees all candles known by T), then each candle in (symbol, interval)
+        order."""
+        now = bars[0][4]  # bar.known
         if self.open_point is not None:
             if self.watched:
                 self._check_stale(self.open_point)  # the previous time's candles are all in: is anyone missing?
             self._close_point()
-        if now // DAY_MS != self.day_number:  # before any fill: as the live watch rolls the day, then fills
+        if (now - 1) // DAY_MS != self.day_number:  # before any fill, as live (``validation.market_day``)
             self._roll_day(now, bars[0].symbol)
         marks, last, history, stops, seen = self.marks, self.last, self.history, self.stop_f, self.last_seen
         for bar in bars:
-            symbol, _, row, candle = bar
+            symbol, _, row, candle, _ = bar
             seen[symbol] = now
             marks[symbol] = row.close
             last[symbol] = bar
@@ -302,7 +309,7 @@ class Backtest:
         # What it looks at changes only through the watch itself or a decision, so it is re-read after those.
         alarm = self._drawdown_alarm()
         pending = self.pending
-        for symbol, interval, row, candle in bars:
+        for symbol, interval, row, candle, _ in bars:
             if symbol in pending:
                 self._fill_pending(symbol, row, now)
                 alarm = self._drawdown_alarm()
@@ -314,15 +321,16 @@ class Backtest:
                 strategy = strategies[symbol, interval] = self.strategy_factory().for_series(symbol, interval)
             emitted = strategy.on_candle(candle)
             if emitted is not None:
-                signal_id = signal_id_for(symbol, interval, strategy.name, now)
-                self._decide(symbol, emitted.side, Decimal(str(emitted.price)), emitted.confidence, signal_id, now)
+                signal_id = signal_id_for(symbol, interval, strategy.name, row.timestamp)  # keyed by the candle
+                price = Decimal(str(emitted.price))
+                self._decide(symbol, emitted.side, price, emitted.confidence, signal_id, now, row.timestamp)
                 alarm = self.alarm if self.alarm is not None else self._drawdown_alarm()
         self.open_point = now
 
     def _roll_day(self, now: int, symbol: str) -> None:
         """The day starts at the equity valued at the last prices before 00:00 UTC (the marks before this time's
         candles), waiting orders counted as the account counts them."""
-        self.day_number = now // DAY_MS
+        self.day_number = (now - 1) // DAY_MS
         self.day_start_equity = self._account(symbol, now).equity
         self.day_start_f = float(self.day_start_equity)
         self.alarm = None
@@ -389,8 +397,9 @@ class Backtest:
         )
 
     def _market(self, symbol: str) -> MarketSnapshot:
-        """The engine's market snapshot from the symbol's recent candles (newest first)."""
-        return snapshot_from_rows(self.history.get(symbol, ()))
+        """The engine's market snapshot from the symbol's recent candles (newest first); its data is as fresh as
+        the newest one's close."""
+        return snapshot_from_rows(self.history.get(symbol, ()), self.last_seen.get(symbol))
 
     # --- 1. the watch -----------------------------------------------------------------------------------
     def _watch(self, symbol: str, now: int) -> None:
@@ -413,11 +422,13 @@ class Backtest:
         self._apply(self.desk.watch(view, self), now)
 
     # --- 2. the decision --------------------------------------------------------------------------------
-    def _decide(self, symbol: str, side: str, price: Decimal, confidence: float, signal_id: str, now: int) -> None:
+    def _decide(
+        self, symbol: str, side: str, price: Decimal, confidence: float, signal_id: str, now: int, opened: int
+    ) -> None:
         market = self._market(symbol)
         if self.whitelist and symbol not in self.whitelist:
             market = replace(market, tradable=False)
-        signal = SignalIn(signal_id, symbol, side, price, confidence, source_timestamp=now)
+        signal = SignalIn(signal_id, symbol, side, price, confidence, source_timestamp=opened)
         self._apply(self.desk.decide(self._view(symbol, now, market), signal, self), now)
 
     def _view(self, symbol: str, now: int, market: MarketSnapshot | None, *, with_lots: bool = False) -> DeskView:
@@ -462,11 +473,11 @@ class Backtest:
                 self._submit(effect, now)
             elif kind is FillOrder:
                 order, volume = fills[effect.client_order_id]
-                self._fill(order, effect.price, volume)
+                self._fill(order, effect.price, volume, now)
             elif kind is CancelOrder:
                 order = fills[effect.client_order_id][0]
                 order.status, order.reason = "REJECTED", effect.reason
-                self._alert_failed(order)
+                self._alert_failed(order, now)
 
     def _submit(self, submit: SubmitOrder, now: int) -> None:
         order = Order(
@@ -505,12 +516,14 @@ class Backtest:
 
     # --- 1. the fills -----------------------------------------------------------------------------------
     def _fill_pending(self, symbol: str, row: CandleRow, now: int) -> None:
-        """The symbol's orders decided before this candle, oldest first, at its open (``Desk.fill``); one decided at
-        this very time (by the watch of another symbol, or on another interval of this one) waits for the next."""
+        """The symbol's orders decided by this candle's open, oldest first, at that open (``Desk.fill``): the first
+        price after their decision. One decided later (at this very time, by the watch of another symbol, or on
+        another interval of this one) waits for the next candle; the step's market time is ``now``."""
         waiting = self.pending.pop(symbol)
-        due = [order for order in waiting if order.timestamp < now]
+        opened = row.timestamp
+        due = [order for order in waiting if order.timestamp <= opened]
         if len(due) < len(waiting):
-            self.pending[symbol] = [order for order in waiting if order.timestamp >= now]
+            self.pending[symbol] = [order for order in waiting if order.timestamp > opened]
         for order in due:
             self.pending_orders.remove(order)
             if order.side == "SELL":
@@ -530,16 +543,17 @@ class Backtest:
         self.pending_cash_f, self.pending_held_f = cash, held
         self.equity_f = self.alarm = None
 
-    def _fill(self, order: Order, price: Decimal, volume: Decimal) -> None:
+    def _fill(self, order: Order, price: Decimal, volume: Decimal, now: int) -> None:
         fill = self.exchange.fill(order.client_order_id, order.side, order.quantity, price, volume)
         self._settle(order, fill)
         self._flag_stop(order.symbol)
         if order.status in ("FAILED", "REJECTED"):
-            self._alert_failed(order)
+            self._alert_failed(order, now)
 
-    def _alert_failed(self, order: Order) -> None:
+    def _alert_failed(self, order: Order, now: int) -> None:
+        """ORDER_FAILED at ``now``, the fill step's time: when the failure is known (not the order's decision)."""
         message = f"{order.side} {order.quantity} {order.symbol} {order.status}: {order.reason}"
-        self._alert(AlertSpec("WARNING", "ORDER_FAILED", message), order.timestamp)
+        self._alert(AlertSpec("WARNING", "ORDER_FAILED", message), now)
 
     def _flag_stop(self, symbol: str) -> None:
         """Queue ``symbol`` for the watch's stop-loss check where the float pre-check says its stop might trigger

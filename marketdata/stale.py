@@ -74,6 +74,27 @@ def stale_symbols(
     return tuple(sorted(set(out)))
 
 
+STALE, ENDED = "is stale", "has ended"
+
+
+def without_data(
+    last_seen: Mapping[str, int | None],
+    watched: Iterable[str],
+    now_ms: int,
+    timeout_ms: int,
+    candles: Mapping[str, CandleSeries] | None = None,
+) -> dict[str, str]:
+    """The watched symbols that can give no price at ``now_ms``, with why (``STALE``, ``ENDED``): the stale ones
+    (``stale_symbols``), and over recorded candles those past their last candle. Their waiting orders expire
+    (``risk.desk.Desk.expire``); at the end of a replay or backtest, every symbol's data has ended."""
+    found = dict.fromkeys(stale_symbols(last_seen, watched, now_ms, timeout_ms, candles), STALE)
+    for symbol in watched if candles is not None else ():
+        series = candles.get(symbol)
+        if series is not None and series.last_ms is not None and now_ms > series.last_ms:
+            found.setdefault(symbol, ENDED)
+    return found
+
+
 def decide(
     last_seen: Mapping[str, int | None],
     watched: Iterable[str],
@@ -208,9 +229,21 @@ class StaleWatch:
             previously_stale=state.stale_symbols,
             candles=self._candles,
         )
-        if decision.action is None and list(decision.stale) == list(state.stale_symbols):
-            return decision
-        return self._act(last_seen, watched, now_ms, timeout)
+        if decision.action is not None or list(decision.stale) != list(state.stale_symbols):
+            decision = self._act(last_seen, watched, now_ms, timeout)
+        self._expire(without_data(last_seen, watched, now_ms, timeout, self._candles), now_ms)
+        return decision
+
+    def data_ended(self, now_ms: int, symbols: Iterable[str]) -> None:
+        """A replay is over: the data of ``symbols`` has ended, and their orders still waiting expire."""
+        self._expire(dict.fromkeys(symbols, ENDED), now_ms)
+
+    @staticmethod
+    def _expire(symbols: dict[str, str], now_ms: int) -> None:
+        if symbols:
+            from risk.decision_service import expire_waiting_orders
+
+            expire_waiting_orders(symbols, now_ms)
 
     def _act(self, last_seen, watched, now_ms: int, timeout: int) -> StaleDecision:
         from django.db import transaction

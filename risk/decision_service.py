@@ -42,6 +42,7 @@ from .desk import (
     DeskState,
     DeskView,
     Effect,
+    ExpireOrder,
     FillOrder,
     RaiseAlert,
     RecordRiskEvent,
@@ -152,6 +153,24 @@ def fill_waiting_orders(state: TradingState, symbol: str, opened_ms: int, now: i
         if candle is not None:
             effects = desk().fill(desk_state(state), parameters, order, candle[0])
             _apply(effects, state, now, fills={order.client_order_id: (order, candle, parameters)})
+
+
+def expire_waiting_orders(without_data: dict[str, str], now: int) -> None:
+    """Paper: the PENDING orders of symbols without data at ``now`` (``marketdata.stale.without_data``: stale, or
+    a replay's data of them over) can get no price: they expire through the desk (``Desk.expire``), under the
+    account lock. Called by the data-stale watch where the backtest runs its own."""
+    if not without_data or live_trading_enabled():
+        return
+    symbols = sorted(without_data)
+    if not Order.objects.filter(status=Order.Status.PENDING, symbol__in=symbols).exists():
+        return
+    with transaction.atomic():
+        state = TradingState.load(for_update=True)
+        waiting = list(
+            Order.objects.select_for_update().filter(status=Order.Status.PENDING, symbol__in=symbols).order_by("id")
+        )
+        fills = {order.client_order_id: (order, (), {}) for order in waiting}
+        _apply(desk().expire(waiting, without_data), state, now, fills=fills)
 
 
 def watch_market(event: dict, *, fill: bool = False) -> None:
@@ -458,6 +477,8 @@ def _apply(
             fill_paper_order(order, (effect.price, *candle[1:]), stop_loss_pct=stop_loss_pct, known_ms=now)
         elif kind is CancelOrder:
             cancel_order(fills[effect.client_order_id][0], effect.reason, now)
+        elif kind is ExpireOrder:
+            cancel_order(fills[effect.client_order_id][0], effect.reason, now, Order.Status.EXPIRED)
     return made
 
 

@@ -18,6 +18,7 @@ from risk.desk import (
     Desk,
     DeskState,
     DeskView,
+    ExpireOrder,
     FillOrder,
     RaiseAlert,
     RecordRiskEvent,
@@ -468,3 +469,58 @@ def test_capital_warnings_count_only_entries_that_filled():
     result.orders = [entry("PARTIALLY_FILLED", 5), entry("PARTIALLY_FILLED", 5), entry("PENDING", 0)]
     [warning] = capital_warnings(result)
     assert warning.startswith("2 of 2 entries were cut") and "--capital 5000" in warning
+
+
+def test_an_order_that_can_get_no_price_expires_and_frees_its_cost():
+    # The desk's rule: a waiting order of a symbol the data-stale watch finds without data (stale, or its data ended)
+    # EXPIRES with an ORDER_EXPIRED alert; orders of other symbols wait on.
+    other = Waiting(client_order_id="cdby", symbol="OTHER_USDT")
+    effects = DESK.expire([Waiting(), other], {"TEST_USDT": "has ended"})
+    assert [type(e) for e in effects] == [RaiseAlert, ExpireOrder]
+    alert, expire = effects
+    assert (alert.level, alert.code, alert.symbol) == ("WARNING", "ORDER_EXPIRED", "TEST_USDT")
+    assert expire == ExpireOrder("cdbx", "no price after its decision: TEST_USDT's market data has ended")
+
+
+def test_the_backtest_expires_an_order_whose_symbol_has_no_more_candles(tmp_path):
+    # AAA's file ends with the candle opened at 00:09; BBB's goes on to 00:19. 10,000 capital, 25 % sizing, no fee.
+    # AAA's BUY on its last candle is decided at 00:10: 0.25 × 10,000 / 100 = 25 AAA, 2,500 held back while it waits.
+    # AAA never has another candle: the watch's check at 00:11 finds its data ended (00:11 > 00:10, its last close)
+    # → EXPIRED with an ORDER_EXPIRED alert at 00:11, the 2,500 free again. BBB's BUY decided at 00:13 counts no
+    # exposure but its own: 0.25 × 10,000 / 50 = 50 BBB = 25 % ≤ MAX_EXPOSURE_PCT 30 %, approved in full; with AAA's
+    # cost still held back, 2,500 + 2,500 = 50 % > 30 % would have cut it. BBB's SELL on the very last candle (00:19,
+    # decided 00:20, all 50) can get no price either: EXPIRED when the data ends; the 50 BBB stay held.
+    aaa = [(DAY2 + i * MINUTE, 100, 100) for i in range(10)]
+    bbb = [(DAY2 + i * MINUTE, 50, 50) for i in range(20)]
+    files = [_write_rows(tmp_path / "AAA_USDT-1m.csv", aaa), _write_rows(tmp_path / "BBB_USDT-1m.csv", bbb)]
+    rows = [
+        f"{DAY2 + 9 * MINUTE},AAA_USDT,BUY",
+        f"{DAY2 + 12 * MINUTE},BBB_USDT,BUY",
+        f"{DAY2 + 19 * MINUTE},BBB_USDT,SELL",
+    ]
+    signals = _signals(tmp_path, rows)
+    exchange = PaperExchange(slippage_pct=D(0), fee_rate=D(0), failure_rate=D(0), max_volume_share=D(0))
+    parameters = {**PARAMETERS, "MAX_POSITION_PCT": D("0.25"), "MAX_EXPOSURE_PCT": D("0.3")}
+    series: dict = {}
+    bars = read_bars(files, None, series)
+    backtest = Backtest(lambda: SignalsFile(path=signals), parameters, D(10000), exchange, D("0.25"))
+    backtest.watched = series
+    result = backtest.run(bars)
+    print([(e["decision"], e.get("layer"), e["reason"]) for e in result.risk_events])
+    assert [(o.symbol, o.status, o.quantity, o.filled_quantity, o.timestamp) for o in result.orders] == [
+        ("AAA_USDT", "EXPIRED", D(25), D(0), DAY2 + 10 * MINUTE),
+        ("BBB_USDT", "FILLED", D(50), D(50), DAY2 + 13 * MINUTE),
+        ("BBB_USDT", "EXPIRED", D(50), D(0), DAY2 + 20 * MINUTE),
+    ]
+    expired = [(a["timestamp"], a["message"]) for a in result.alerts if a["code"] == "ORDER_EXPIRED"]
+    assert expired == [
+        (
+            DAY2 + 11 * MINUTE,
+            "BUY 25.00000000 AAA_USDT EXPIRED: no price after its decision: AAA_USDT's market data has ended",
+        ),
+        (
+            DAY2 + 20 * MINUTE,
+            "SELL 50.00000000 BBB_USDT EXPIRED: no price after its decision: BBB_USDT's market data has ended",
+        ),
+    ]
+    assert result.final_equity == D(10000)

@@ -271,3 +271,30 @@ def test_1m_and_5m_files_of_different_symbols_decide_on_closed_candles_in_both(t
     assert abs(live[2] - simulated[2]) <= simulated[2] * D("1e-14")
     risk_alerts = [a for a in simulated[4] if a[1] in ("RISK_LIMIT", "ORDER_FAILED")]
     assert risk_alerts == [a for a in live[4] if a[1] in ("RISK_LIMIT", "ORDER_FAILED")]
+
+
+def test_orders_that_can_get_no_price_expire_in_both(tmp_path):
+    # tests/test_desk.py's expiry case through both shells: AAA's file ends with the candle opened at 00:09, so the
+    # BUY decided at its close never gets a price: both expire it when the watch finds AAA's data ended (00:11), and
+    # release its cost, so BBB's BUY at 00:13 is sized and limited without it. BBB's SELL on the very last candle
+    # expires when the data ends (the replay's end, the backtest's).
+    minute = 60_000
+    aaa = [f"{DAY2 + i * minute},100,100,100,100,1000000" for i in range(10)]
+    bbb = [f"{DAY2 + i * minute},50,50,50,50,1000000" for i in range(20)]
+    files = [_write(tmp_path / "AAA_USDT-1m.csv", aaa), _write(tmp_path / "BBB_USDT-1m.csv", bbb)]
+    signals = tmp_path / "signals.csv"
+    signals.write_text(
+        f"{DAY2 + 9 * minute},AAA_USDT,BUY\n{DAY2 + 12 * minute},BBB_USDT,BUY\n{DAY2 + 19 * minute},BBB_USDT,SELL\n"
+    )
+    params = ["MAX_POSITION_PCT=0.25", "POSITION_SIZE_PCT=0.25", "MAX_EXPOSURE_PCT=0.3"]
+    live, simulated = run_both(tmp_path, files, f"signals_file:path={signals}", params=params)
+    assert [(o[1], o[4], o[8]) for o in simulated[0]] == [
+        ("AAA_USDT", "EXPIRED", DAY2 + 10 * minute),
+        ("BBB_USDT", "FILLED", DAY2 + 13 * minute),
+        ("BBB_USDT", "EXPIRED", DAY2 + 20 * minute),
+    ]
+    assert live[0] == simulated[0] and live[1] == simulated[1] and live[3] == simulated[3] == "ACTIVE"
+    assert abs(live[2] - simulated[2]) <= simulated[2] * D("1e-14")
+    expired = [a for a in simulated[4] if a[1] == "ORDER_EXPIRED"]
+    assert expired == [(DAY2 + 11 * minute, "ORDER_EXPIRED"), (DAY2 + 20 * minute, "ORDER_EXPIRED")]
+    assert expired == [a for a in live[4] if a[1] == "ORDER_EXPIRED"]

@@ -42,6 +42,7 @@ from risk.desk import (
     Desk,
     DeskState,
     DeskView,
+    ExpireOrder,
     FillOrder,
     RaiseAlert,
     RecordRiskEvent,
@@ -261,6 +262,8 @@ class Backtest:
         if self.open_point is not None:
             if self.watched:
                 self._check_stale(self.open_point)  # as a replay checks once more after its last candle
+            if self.pending_orders:  # the data has ended: no order still waiting will get a price
+                self._expire({order.symbol: stale.ENDED for order in self.pending_orders}, self.open_point)
             self._close_point()
         return Result(
             self.capital,
@@ -478,6 +481,10 @@ class Backtest:
                 order = fills[effect.client_order_id][0]
                 order.status, order.reason = "REJECTED", effect.reason
                 self._alert_failed(order, now)
+            elif kind is ExpireOrder:
+                order = fills[effect.client_order_id][0]
+                order.status, order.reason = "EXPIRED", effect.reason
+                self._stop_waiting(order)
 
     def _submit(self, submit: SubmitOrder, now: int) -> None:
         order = Order(
@@ -530,6 +537,23 @@ class Backtest:
                 self._pending_changed()
             effects = self.desk.fill(self._desk_state(), self.parameters, order, row.open)
             self._apply(effects, now, {order.client_order_id: (order, row.volume)})
+
+    def _expire(self, without_data: dict[str, str], now: int) -> None:
+        """The waiting orders of symbols without data (``stale.without_data``) expire (``Desk.expire``)."""
+        waiting = [order for order in self.pending_orders if order.symbol in without_data]
+        if waiting:
+            fills = {order.client_order_id: (order, None) for order in waiting}
+            self._apply(self.desk.expire(waiting, without_data), now, fills)
+
+    def _stop_waiting(self, order: Order) -> None:
+        self.pending_orders.remove(order)
+        rest = [other for other in self.pending[order.symbol] if other is not order]
+        if rest:
+            self.pending[order.symbol] = rest
+        else:
+            del self.pending[order.symbol]
+        if order.side == "SELL":
+            self._pending_changed()
 
     def _pending_changed(self) -> None:
         """The float copies of what the waiting orders add to the account (for the drawdown pre-check)."""
@@ -659,6 +683,8 @@ class Backtest:
                 self._alert(AlertSpec("INFO", "DATA_RECOVERED", stale.RECOVERED_MESSAGE), now)
             self.paused_by_watch = False
         self.stale_symbols = decision.stale
+        if self.pending_orders:
+            self._expire(stale.without_data(seen, self.watched, now, self.stale_timeout_ms, self.watched), now)
 
     def _alert(self, alert: AlertSpec, now: int) -> None:
         self.alerts.append({"timestamp": now, "level": alert.level, "code": alert.code, "message": alert.message})

@@ -205,6 +205,8 @@ class Replay:
             self._store_and_publish(chunk)
         if self.publish and self.stale_watch is not None and self._last_published_ts is not None:
             self.stale_watch.check_at(self.clock.now_ms())
+            # as the backtest ends: no order still waiting will get a price from these files
+            self.stale_watch.data_ended(self.clock.now_ms(), sorted({s.symbol for s in self.sources}))
         return self.summary
 
     def _source_ended(self, source: ReplaySource, last_ms: int | None) -> None:

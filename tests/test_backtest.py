@@ -124,7 +124,8 @@ def test_params_dates_and_tight_limits_change_the_run(tmp_path):
     assert tight["orders"] != base["orders"]
     window = _backtest(tmp_path, FIVE_MINUTE[0], "--from", "2018-01-12", "--to", "2018-01-13")
     assert 0 < window["candles"] <= 24 * 12 + 1
-    assert all(1515715200000 <= ts <= 1515801600000 for ts, _ in window["equity_curve"])
+    # the candles opened in the window, each valued when it is known, at its close (5 min later)
+    assert all(1515715200000 + 300_000 <= ts <= 1515801600000 + 300_000 for ts, _ in window["equity_curve"])
 
 
 def test_symbols_outside_symbol_whitelist_get_no_entries(tmp_path, settings):

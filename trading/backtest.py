@@ -25,6 +25,8 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
+from itertools import repeat
+from operator import eq, itemgetter
 from pathlib import Path
 from typing import NamedTuple
 
@@ -67,6 +69,7 @@ from trading.signal_ids import signal_id_for
 from trading.strategies import Candle, Strategy
 
 EXIT_KEYED = ("stop_loss", "drawdown_close", "operator_close")  # orders made under an exit key (desk._exit)
+KNOWN = itemgetter(4)  # a Bar's known time
 STOP_MARGIN = 1 + 1e-9  # float pre-check of a stop: far above float error, so it never misses an exact trigger
 
 
@@ -195,7 +198,7 @@ class Backtest:
         self.desk = Desk(engine, self.position_size_pct)
         self.book = Book.new(self.capital)
         self.state, self.layer, self.reason = ACTIVE, "", ""  # the trading state, the layer that set it, why
-        self.breaker = {"symbol": "", "tries": 0, "checked": None}
+        self.desk_state = DeskState(ACTIVE)  # the same as the desk reads it, with the circuit breaker's retries
         self.day_number: int | None = None
         self.day_start_equity: Decimal | None = None
         self.day_start_f = 0.0
@@ -230,9 +233,9 @@ class Backtest:
         self.equity_curve: list[tuple[int, Decimal]] = []
         self.open_point: int | None = None  # the time of the equity point the next step (or the end) values
         self.in_market: list[bool] = []  # per equity-curve point: was anything held
-        # The data-stale watch, as a replay runs it (marketdata/stale.py): each symbol's latest candle time, the
-        # symbols found stale at the last check, whether its own pause holds, and who changed the state last.
-        self.last_seen: dict[str, int] = {}
+        # The data-stale watch, as a replay runs it (marketdata/stale.py): the symbols found stale at the last check
+        # (each symbol's latest candle time is its ``last`` bar's), whether its own pause holds, and who changed the
+        # state last.
         self.stale_symbols: tuple[str, ...] = ()
         self.paused_by_watch = False
         self.changed_by = ""
@@ -286,16 +289,18 @@ class Backtest:
         replay, where a decision at time T sees all candles known by T), then each candle in (symbol, interval)
         order."""
         now = bars[0][4]  # bar.known
-        if self.open_point is not None:
-            if self.watched:
-                self._check_stale(self.open_point)  # the previous time's candles are all in: is anyone missing?
+        point = self.open_point
+        if point is not None:
+            # the previous time's candles are all in: is anyone missing? (not when each has its candle of that time
+            # and nothing is stale or paused by the watch: the common case)
+            if self.watched and (self.stale_symbols or self.paused_by_watch or not self._all_in(point)):
+                self._check_stale(point)
             self._close_point()
         if (now - 1) // DAY_MS != self.day_number:  # before any fill, as live (``validation.market_day``)
             self._roll_day(now, bars[0].symbol)
-        marks, last, history, stops, seen = self.marks, self.last, self.history, self.stop_f, self.last_seen
+        marks, last, history, stops = self.marks, self.last, self.history, self.stop_f
         for bar in bars:
             symbol, _, row, candle, _ = bar
-            seen[symbol] = now
             marks[symbol] = row.close
             last[symbol] = bar
             try:
@@ -402,7 +407,8 @@ class Backtest:
     def _market(self, symbol: str) -> MarketSnapshot:
         """The engine's market snapshot from the symbol's recent candles (newest first); its data is as fresh as
         the newest one's close."""
-        return snapshot_from_rows(self.history.get(symbol, ()), self.last_seen.get(symbol))
+        bar = self.last.get(symbol)
+        return snapshot_from_rows(self.history.get(symbol, ()), bar[4] if bar is not None else None)
 
     # --- 1. the watch -----------------------------------------------------------------------------------
     def _watch(self, symbol: str, now: int) -> None:
@@ -418,9 +424,12 @@ class Backtest:
             s in stops and last[s].candle.close <= stops[s] * STOP_MARGIN for s in candidates
         )
         closing = self.state == HALTED and self.layer in CLOSING_HALTS and bool(self.held_f)
-        if not (stop_due or closing or self.state == PAUSED or self._drawdown_alarm()):
+        # Of a pause only the circuit breaker's has work of its own (its retry): a data-stale pause leaves the watch
+        # what it has when ACTIVE (``Desk.watch_has_work``).
+        breaker_waits = self.state == PAUSED and self.layer == "circuit_breaker"
+        if not (stop_due or closing or breaker_waits or self._drawdown_alarm()):
             return
-        breaker = self.breaker["symbol"] if self.state == PAUSED and self.layer == "circuit_breaker" else None
+        breaker = self.desk_state.breaker_symbol if breaker_waits else None
         view = self._view(symbol, now, self._market(breaker) if breaker else None, with_lots=True)
         self._apply(self.desk.watch(view, self), now)
 
@@ -436,18 +445,19 @@ class Backtest:
 
     def _view(self, symbol: str, now: int, market: MarketSnapshot | None, *, with_lots: bool = False) -> DeskView:
         account = self._account(symbol, now, with_lots=with_lots)
-        return DeskView(self._desk_state(), account, self.parameters, now, market)
-
-    def _desk_state(self) -> DeskState:
-        breaker = self.breaker
-        return DeskState(self.state, self.layer, self.reason, breaker["symbol"], breaker["tries"], breaker["checked"])
+        return DeskView(self.desk_state, account, self.parameters, now, market)
 
     def _apply(self, effects: list, now: int, fills: dict[str, tuple[Order, Decimal]] | None = None) -> None:
         """Carry out the desk's effects in order, in memory (the live worker writes the same to the database);
         ``fills``: the order a fill step's effects name, by client order id, with its candle's volume."""
         for effect in effects:
             kind = effect.__class__
-            if kind is RecordRiskEvent:
+            if kind is FillOrder:  # the most frequent effects first
+                order, volume = fills[effect.client_order_id]
+                self._fill(order, effect.price, volume, now)
+            elif kind is SubmitOrder:
+                self._submit(effect, now)
+            elif kind is RecordRiskEvent:
                 if effect.layer == SUPPRESSED:
                     self.suppressed_stops.add(effect.signal_id)
                 requested = effect.requested_quantity
@@ -469,14 +479,13 @@ class Backtest:
             elif kind is ChangeState:
                 self._set_state(effect.new_state, effect.layer, now, effect.reason)
                 if effect.breaker_symbol:
-                    self.breaker = {"symbol": effect.breaker_symbol, "tries": 0, "checked": now}
+                    self.desk_state = self.desk_state._replace(
+                        breaker_symbol=effect.breaker_symbol, breaker_tries=0, breaker_checked_ms=now
+                    )
             elif kind is UpdateBreaker:
-                self.breaker.update(tries=effect.tries, checked=effect.checked_ms)
-            elif kind is SubmitOrder:
-                self._submit(effect, now)
-            elif kind is FillOrder:
-                order, volume = fills[effect.client_order_id]
-                self._fill(order, effect.price, volume, now)
+                self.desk_state = self.desk_state._replace(
+                    breaker_tries=effect.tries, breaker_checked_ms=effect.checked_ms
+                )
             elif kind is CancelOrder:
                 order = fills[effect.client_order_id][0]
                 order.status, order.reason = "REJECTED", effect.reason
@@ -526,16 +535,16 @@ class Backtest:
         """The symbol's orders decided by this candle's open, oldest first, at that open (``Desk.fill``): the first
         price after their decision. One decided later (at this very time, by the watch of another symbol, or on
         another interval of this one) waits for the next candle; the step's market time is ``now``."""
-        waiting = self.pending.pop(symbol)
+        due = self.pending.pop(symbol)  # in the order they were decided
         opened = row.timestamp
-        due = [order for order in waiting if order.timestamp <= opened]
-        if len(due) < len(waiting):
-            self.pending[symbol] = [order for order in waiting if order.timestamp > opened]
+        if due[-1].timestamp > opened:
+            first_later = next(i for i, order in enumerate(due) if order.timestamp > opened)
+            due, self.pending[symbol] = due[:first_later], due[first_later:]
         for order in due:
             self.pending_orders.remove(order)
             if order.side == "SELL":
                 self._pending_changed()
-            effects = self.desk.fill(self._desk_state(), self.parameters, order, row.open)
+            effects = self.desk.fill(self.desk_state, self.parameters, order, row.open)
             self._apply(effects, now, {order.client_order_id: (order, row.volume)})
 
     def _expire(self, without_data: dict[str, str], now: int) -> None:
@@ -648,18 +657,25 @@ class Backtest:
         )
         self.state, self.layer, self.reason = new_state, layer if new_state != ACTIVE else "", reason
         self.alarm = None
-        if new_state != PAUSED:
-            self.breaker = {"symbol": "", "tries": 0, "checked": None}
+        if new_state != PAUSED:  # the circuit breaker's retries end with its pause
+            self.desk_state = DeskState(new_state, self.layer, reason)
+        else:
+            self.desk_state = self.desk_state._replace(state=new_state, layer=self.layer, reason=reason)
+
+    def _all_in(self, now: int) -> bool:
+        """Whether every watched symbol's latest candle is known at ``now``."""
+        try:
+            return all(map(eq, map(KNOWN, map(self.last.__getitem__, self.watched)), repeat(now)))
+        except KeyError:  # a symbol not seen yet
+            return False
 
     def _check_stale(self, now: int) -> None:
         """The data-stale watch at ``now`` (``marketdata.stale.StaleWatch._act``, in memory): a watched symbol without
         a candle for longer than DATA_STALE_TIMEOUT_SEC pauses an ACTIVE account; when every one is fresh again the
         watch lifts its own pause (never another layer's, never a HALT)."""
-        seen = self.last_seen
-        if not self.stale_symbols and not self.paused_by_watch and all(seen.get(s) == now for s in self.watched):
-            return  # every symbol has its candle of ``now``: nothing is stale, nothing to lift (the common case)
+        seen = {symbol: bar[4] for symbol, bar in self.last.items()}  # each symbol's latest candle time
         decision = stale.decide(
-            self.last_seen,
+            seen,
             self.watched,
             now,
             self.stale_timeout_ms,

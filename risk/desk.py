@@ -266,8 +266,8 @@ class Desk:
             return [CancelOrder(order.client_order_id, blocked)]
         if order.side == "BUY":
             decided, limit = order.requested_price, parameters["MAX_SLIPPAGE_PCT"]
-            slippage = abs(price - decided) / decided
-            if slippage > limit:
+            if abs(price - decided) > limit * decided:  # exactly: no rounded division (the share only to say it)
+                slippage = abs(price - decided) / decided
                 message = (
                     f"{order.symbol}: the price {price} after the decision moved {slippage:.4%} from {decided} at "
                     f"the decision, beyond MAX_SLIPPAGE_PCT {limit:.2%}; circuit breaker"

@@ -204,6 +204,7 @@ class Backtest:
         self.day_start_f = 0.0
         self.max_drawdown_f = float(self.parameters["MAX_DAILY_DRAWDOWN_PCT"])
         self.stop_loss_pct = self.parameters["STOP_LOSS_PCT"]
+        self.sell_factor_f = (1 - float(self.exchange.slippage_pct)) * (1 - float(self.exchange.fee_rate))
         # Float copies of the book, for the pre-checks only (never for a decision or an amount).
         self.cash_f = float(self.capital)
         self.held_f: dict[str, float] = {}
@@ -213,6 +214,7 @@ class Backtest:
         # off the positions (a waiting entry leaves the equity as it is).
         self.pending_cash_f = 0.0
         self.pending_held_f: dict[str, float] = {}
+        self.waiting_sells_f: dict[str, tuple[str, float, float]] = {}  # client order id → symbol, units, proceeds
         self.alarm: bool | None = None  # the drawdown pre-check's answer for equity_f and the state; None: to do
         self.stop_dirty: set[str] = set()
         self.marks: dict[str, Decimal] = {}
@@ -514,6 +516,9 @@ class Backtest:
         self.pending.setdefault(order.symbol, []).append(order)
         self.pending_orders.append(order)
         if order.side == "SELL":  # a waiting entry leaves the float equity as it is
+            quantity = float(order.quantity)
+            proceeds = quantity * float(order.requested_price) * self.sell_factor_f
+            self.waiting_sells_f[order.client_order_id] = (order.symbol, quantity, proceeds)
             self._pending_changed()
         if order.purpose in EXIT_KEYED:
             base = order.signal_id.split("#", 1)[0]
@@ -543,6 +548,7 @@ class Backtest:
         for order in due:
             self.pending_orders.remove(order)
             if order.side == "SELL":
+                del self.waiting_sells_f[order.client_order_id]
                 self._pending_changed()
             effects = self.desk.fill(self.desk_state, self.parameters, order, row.open)
             self._apply(effects, now, {order.client_order_id: (order, row.volume)})
@@ -562,17 +568,16 @@ class Backtest:
         else:
             del self.pending[order.symbol]
         if order.side == "SELL":
+            del self.waiting_sells_f[order.client_order_id]
             self._pending_changed()
 
     def _pending_changed(self) -> None:
-        """The float copies of what the waiting orders add to the account (for the drawdown pre-check)."""
-        slippage, fee = float(self.exchange.slippage_pct), float(self.exchange.fee_rate)
+        """The float copies of what the waiting orders add to the account (for the drawdown pre-check): the waiting
+        sells' (an entry's cost stays in the equity until it fills: nothing to add), each converted once."""
         cash, held = 0.0, {}
-        for order in self.pending_orders:  # an entry's cost stays in the equity until it fills: nothing to add
-            if order.side == "SELL":
-                quantity, price = float(order.quantity), float(order.requested_price)
-                cash += quantity * price * (1 - slippage) * (1 - fee)
-                held[order.symbol] = held.get(order.symbol, 0.0) - quantity
+        for symbol, quantity, proceeds in self.waiting_sells_f.values():  # in the order they were decided
+            cash += proceeds
+            held[symbol] = held.get(symbol, 0.0) - quantity
         self.pending_cash_f, self.pending_held_f = cash, held
         self.equity_f = self.alarm = None
 

@@ -38,7 +38,8 @@ from .engine import (
 # the daily drawdown (SPEC §4 layer 1) and an operator's "halt and close positions".
 DRAWDOWN, OPERATOR_CLOSE = "drawdown", "operator_close"
 CLOSING_HALTS = {DRAWDOWN: ("drawdown_close", "ddclose"), OPERATOR_CLOSE: ("operator_close", "opclose")}
-RETRIED_STATUSES = frozenset({"FAILED", "REJECTED", "EXPIRED"})  # a risk exit that ended so is tried again
+RETRIED_STATUSES = frozenset({"FAILED", "REJECTED"})  # a risk exit that ended so is tried again
+RISK_EXITS = frozenset({"stop_loss", *(purpose for purpose, _ in CLOSING_HALTS.values())})  # keyed by their trade
 SUPPRESSED = "suppressed"  # the risk event's decision-layer pair for a stop-loss that a HALT held back
 
 
@@ -296,14 +297,18 @@ class Desk:
         """The waiting orders of symbols without data at decision time — the data-stale watch's finding, by symbol,
         with why: stale (no candle for longer than DATA_STALE_TIMEOUT_SEC once one was due) or ended (a replay's or
         backtest's data of it is over) — can get no first price after their decision: each EXPIRES, with a WARNING
-        ``ORDER_EXPIRED`` alert, and releases what the account held back for it. A risk exit that expired is tried
-        again (a new attempt) on a later candle, like a failed one."""
+        ``ORDER_EXPIRED`` alert, and releases what the account held back for it. A risk exit (stop-loss, close) is
+        cancelled instead (REJECTED, with the shell's ORDER_FAILED alert): like any rejected risk exit it is decided
+        again on a later candle, when its symbol has a price — its position must not stay without its stop."""
         effects: list[Effect] = []
         for order in orders:
             why = without_data.get(order.symbol)
             if why is None:
                 continue
             reason = f"no price after its decision: {order.symbol}'s market data {why}"
+            if order.purpose in RISK_EXITS:
+                effects.append(CancelOrder(order.client_order_id, reason))
+                continue
             message = f"{order.side} {order.quantity} {order.symbol} EXPIRED: {reason}"
             effects += [
                 RaiseAlert("WARNING", "ORDER_EXPIRED", message, order.symbol),

@@ -91,11 +91,11 @@ def test_invariants_hold_on_every_shared_file(all_files_report):
         if "max_quantity_position" in d:  # entries
             assert D(d["position_value"]) + qty * price <= DEFAULTS["MAX_POSITION_PCT"] * equity
             assert D(d["exposure"]) + qty * price <= DEFAULTS["MAX_EXPOSURE_PCT"] * equity
-    # Every stop-loss acted on once: one executed stop exit per trade (a failed or expired one is tried again).
+    # Every stop-loss acted on once: one executed stop exit per trade (a failed or rejected one is tried again).
     stop_keys = [
         o["signal_id"].split("#")[0]
         for o in r["orders"]
-        if o["purpose"] == "stop_loss" and o["status"] not in ("FAILED", "EXPIRED")
+        if o["purpose"] == "stop_loss" and o["status"] not in ("FAILED", "REJECTED")
     ]
     assert len(stop_keys) == len(set(stop_keys)) and stop_keys
     # No order executes while HALTED (the risk manager's own exits aside), and equity never goes negative.

@@ -480,6 +480,14 @@ def test_an_order_that_can_get_no_price_expires_and_frees_its_cost():
     alert, expire = effects
     assert (alert.level, alert.code, alert.symbol) == ("WARNING", "ORDER_EXPIRED", "TEST_USDT")
     assert expire == ExpireOrder("cdbx", "no price after its decision: TEST_USDT's market data has ended")
+    # A risk exit is cancelled instead (REJECTED), so that it is decided again once its symbol has a price: a
+    # position must not be left without its stop (an EXPIRED exit is never retried, as the live dust exit is not).
+    stop = Waiting(client_order_id="cdbs", side="SELL", purpose="stop_loss")
+    reason = "no price after its decision: TEST_USDT's market data is stale"
+    assert DESK.expire([stop], {"TEST_USDT": "is stale"}) == [CancelOrder("cdbs", reason)]
+    retry = DESK.watch(view(**UNDER_STOP), Ledger({"BTC_USDT": "T1"}, {"stop:T1": ["REJECTED"]}))
+    assert [o.signal_id for o in orders(retry)] == ["stop:T1#1"]
+    assert DESK.watch(view(**UNDER_STOP), Ledger({"BTC_USDT": "T1"}, {"stop:T1": ["EXPIRED"]})) == []
 
 
 def test_the_backtest_expires_an_order_whose_symbol_has_no_more_candles(tmp_path):

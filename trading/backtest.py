@@ -495,7 +495,6 @@ class Backtest:
             elif kind is ExpireOrder:
                 order = fills[effect.client_order_id][0]
                 order.status, order.reason = "EXPIRED", effect.reason
-                self._stop_waiting(order)
 
     def _submit(self, submit: SubmitOrder, now: int) -> None:
         order = Order(
@@ -557,6 +556,8 @@ class Backtest:
         """The waiting orders of symbols without data (``stale.without_data``) expire (``Desk.expire``)."""
         waiting = [order for order in self.pending_orders if order.symbol in without_data]
         if waiting:
+            for order in waiting:  # each ends now (expired, or a risk exit cancelled to be decided again)
+                self._stop_waiting(order)
             fills = {order.client_order_id: (order, None) for order in waiting}
             self._apply(self.desk.expire(waiting, without_data), now, fills)
 

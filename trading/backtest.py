@@ -234,6 +234,7 @@ class Backtest:
         self.alerts: list[dict] = []
         self.equity_curve: list[tuple[int, Decimal]] = []
         self.open_point: int | None = None  # the time of the equity point the next step (or the end) values
+        self.open_group = 0  # how many candles that time had
         self.in_market: list[bool] = []  # per equity-curve point: was anything held
         # The data-stale watch, as a replay runs it (marketdata/stale.py): the symbols found stale at the last check
         # (each symbol's latest candle time is its ``last`` bar's), whether its own pause holds, and who changed the
@@ -293,9 +294,14 @@ class Backtest:
         now = bars[0][4]  # bar.known
         point = self.open_point
         if point is not None:
-            # the previous time's candles are all in: is anyone missing? (not when each has its candle of that time
-            # and nothing is stale or paused by the watch: the common case)
-            if self.watched and (self.stale_symbols or self.paused_by_watch or not self._all_in(point)):
+            # The previous time's candles are all in: is anyone missing? Not when nothing is stale or paused by the
+            # watch and every symbol has its candle of that time (the common case): surely so when that time had a
+            # candle of every series seen so far (one strategy each), else asked symbol by symbol.
+            if self.watched and (
+                self.stale_symbols
+                or self.paused_by_watch
+                or (self.open_group < len(self.strategies) and not self._all_in(point))
+            ):
                 self._check_stale(point)
             self._close_point()
         if (now - 1) // DAY_MS != self.day_number:  # before any fill, as live (``validation.market_day``)
@@ -335,7 +341,7 @@ class Backtest:
                 price = Decimal(str(emitted.price))
                 self._decide(symbol, emitted.side, price, emitted.confidence, signal_id, now, row.timestamp)
                 alarm = self.alarm if self.alarm is not None else self._drawdown_alarm()
-        self.open_point = now
+        self.open_point, self.open_group = now, len(bars)
 
     def _roll_day(self, now: int, symbol: str) -> None:
         """The day starts at the equity valued at the last prices before 00:00 UTC (the marks before this time's

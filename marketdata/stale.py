@@ -10,7 +10,7 @@ Time comes from ``marketdata.clock`` (or is passed in), so tests and replays con
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -173,7 +173,16 @@ def touch(symbol: str, seen_ms: int) -> None:
 class StaleWatch:
     """The shell. ``check()`` for live use (beat task); a replay feeds ``seen()`` and calls ``check_at()``."""
 
-    def __init__(self, watched: Iterable[str] | None = None, timeout: int | None = None) -> None:
+    def __init__(
+        self,
+        watched: Iterable[str] | None = None,
+        timeout: int | None = None,
+        on_without_data: Callable[[dict[str, str], int], None] | None = None,
+    ) -> None:
+        """``on_without_data(symbols, now_ms)``: told at each check of the symbols without data (``without_data``:
+        stale, or a replay's data of them over) — the risk layer's ``expire_waiting_orders``, passed in by the
+        process that runs the watch (marketdata does not call up into risk)."""
+        self._on_without_data = on_without_data
         self._watched = list(watched) if watched is not None else None
         self._timeout = timeout
         self._last_seen: dict[str, int] = {}
@@ -238,12 +247,9 @@ class StaleWatch:
         """A replay is over: the data of ``symbols`` has ended, and their orders still waiting expire."""
         self._expire(dict.fromkeys(symbols, ENDED), now_ms)
 
-    @staticmethod
-    def _expire(symbols: dict[str, str], now_ms: int) -> None:
-        if symbols:
-            from risk.decision_service import expire_waiting_orders
-
-            expire_waiting_orders(symbols, now_ms)
+    def _expire(self, symbols: dict[str, str], now_ms: int) -> None:
+        if symbols and self._on_without_data is not None:
+            self._on_without_data(symbols, now_ms)
 
     def _act(self, last_seen, watched, now_ms: int, timeout: int) -> StaleDecision:
         from django.db import transaction

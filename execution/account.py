@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import replace
+from datetime import date
 from decimal import Decimal
 from typing import NamedTuple
 
@@ -13,6 +14,7 @@ from django.db import connection
 from ground.raw_rows import fetch_rows, fetch_rows_with
 from ground.timeutil import DAY_MS, MINUTE_MS, ms_to_datetime
 from marketdata.ingest import latest_prices, latest_prices_query, prices_of_rows
+from marketdata.validation import market_day
 from risk.engine import AccountState, LotStop, fold_waiting
 
 from .models import Order, Portfolio, Position, Trade
@@ -82,8 +84,13 @@ def _portfolio_and_pending_count(lock: bool) -> tuple[Portfolio, int]:
 
 
 def day_rolls(portfolio: Portfolio, at_ms: int) -> bool:
-    """The first event of a new UTC day: the day-start equity is to be set again."""
-    return portfolio.day is None or ms_to_datetime(at_ms).date() > portfolio.day
+    """The first event of a new UTC day (``marketdata.validation.market_day``): the day-start equity is to be set
+    again."""
+    return portfolio.day is None or _day_of(at_ms) > portfolio.day
+
+
+def _day_of(at_ms: int) -> date:
+    return ms_to_datetime(market_day(at_ms) * DAY_MS).date()
 
 
 def account_state(
@@ -164,11 +171,11 @@ def load_account(
     else:
         last_stops, recent, prices = {}, 0, latest_prices(priced, at_ms)
     state = account_state(rows, trading_state, prices, orders_last_minute=recent, last_stop_ms=last_stops)
-    if rolls:  # the day starts at the equity valued at the last prices before 00:00 UTC
-        before = latest_prices(priced, at_ms - at_ms % DAY_MS - 1)
+    if rolls:  # the day starts at the equity valued at the last prices before 00:00 UTC: the candles known by then
+        before = latest_prices(priced, market_day(at_ms) * DAY_MS)
         start = account_state(rows, trading_state, {**prices, **before}).equity
         portfolio = rows.portfolio
-        portfolio.day, portfolio.day_start_equity = ms_to_datetime(at_ms).date(), start
+        portfolio.day, portfolio.day_start_equity = _day_of(at_ms), start
         portfolio.save(update_fields=["day", "day_start_equity", "updated_at"])
         state = replace(state, day_start_equity=start)
     return state

@@ -72,11 +72,13 @@ FILL_CANDLE_FIELDS = ("open", "volume", "timestamp", "created_at")
 
 
 def fill_candle(order: Order, up_to_ms: int) -> tuple | None:
-    """The first candle of the order's symbol after its decision, up to ``up_to_ms`` (``FILL_CANDLE_FIELDS``)."""
+    """The first candle of the order's symbol opened at or after its decision (the order's event time, a market
+    time: a candle's open at that moment is the first price after it), opened by ``up_to_ms``
+    (``FILL_CANDLE_FIELDS``)."""
     rows = fetch_values(
         Candle,
         FILL_CANDLE_FIELDS,
-        '"symbol" = %s AND "timestamp" > %s AND "timestamp" <= %s',
+        '"symbol" = %s AND "timestamp" >= %s AND "timestamp" <= %s',
         [order.symbol, order.event_time, up_to_ms],
         order_by='"timestamp", "interval"',
         limit=1,
@@ -84,21 +86,25 @@ def fill_candle(order: Order, up_to_ms: int) -> tuple | None:
     return rows[0] if rows else None
 
 
-def fill_paper_order(order: Order, candle: tuple, *, stop_loss_pct: Decimal | None = None) -> Order:
+def fill_paper_order(
+    order: Order, candle: tuple, *, stop_loss_pct: Decimal | None = None, known_ms: int | None = None
+) -> Order:
     """Fill a stored PENDING order on the paper exchange at ``candle``'s open (``fill_candle``), settle the
     account, store the order and publish its order_result. Call inside the transaction that holds the account
     lock (``TradingState``), once the desk has let the order through (``risk.desk.Desk.fill``); a filled BUY's
-    stop is its fill price × (1 − ``stop_loss_pct``, else the current parameter)."""
+    stop is its fill price × (1 − ``stop_loss_pct``, else the current parameter). ``known_ms``: the market time of
+    the fill step, when a failure is known (its ORDER_FAILED alert's time)."""
     _test_pause_hook()
     price, volume, _timestamp, created_at = candle
     fill = paper_exchange().fill(order.client_order_id, order.side, order.quantity, price, volume)
-    return _settle_and_finish(order, fill, created_at, stop_loss_pct)
+    return _settle_and_finish(order, fill, created_at, stop_loss_pct, known_ms)
 
 
-def cancel_order(order: Order, reason: str) -> Order:
-    """A stored PENDING order the desk held back: REJECTED, stored, its order_result published, an alert raised."""
-    order.status, order.reason = Order.Status.REJECTED, reason
-    _finish(order)
+def cancel_order(order: Order, reason: str, known_ms: int | None = None, status: str = Order.Status.REJECTED) -> Order:
+    """A stored PENDING order the desk held back: REJECTED (or ``status``), stored, its order_result published, an
+    ORDER_FAILED alert raised at ``known_ms`` (the market time of the desk's step; None: the market clock now)."""
+    order.status, order.reason = status, reason
+    _finish(order, known_ms=known_ms)
     return order
 
 
@@ -123,7 +129,10 @@ def _locked_order(event: dict) -> tuple[TradingState, Order | None]:
     return state, order
 
 
-def _finish(order: Order, candle_stored_at=None) -> None:
+def _finish(order: Order, candle_stored_at=None, *, known_ms: int | None = None) -> None:
+    """Store the settled order, publish its result; a FAILED or REJECTED one raises ORDER_FAILED at the time its
+    failure was known: ``known_ms`` (a paper fill step's market time), else the market clock now (an exchange's
+    answer) — not its decision time."""
     _publish_result(order)
     _observe(order, candle_stored_at)
     if order.status in (Order.Status.FAILED, Order.Status.REJECTED):
@@ -131,7 +140,7 @@ def _finish(order: Order, candle_stored_at=None) -> None:
             "WARNING",
             "ORDER_FAILED",
             f"{order.side} {order.quantity} {order.symbol} {order.status}: {order.reason}",
-            timestamp=order.event_time,
+            timestamp=known_ms,
             symbol=order.symbol,
         )
 
@@ -189,11 +198,17 @@ def load_book() -> tuple[Book, Portfolio]:
     return book, portfolio
 
 
-def _settle_and_finish(order: Order, fill: Fill, candle_stored_at=None, stop_loss_pct: Decimal | None = None) -> Order:
+def _settle_and_finish(
+    order: Order,
+    fill: Fill,
+    candle_stored_at=None,
+    stop_loss_pct: Decimal | None = None,
+    known_ms: int | None = None,
+) -> Order:
     """Settle the fill, store the order and publish its order_result, then record its trades: they refer to the
     order row, which a new paper order gets only now."""
     filled = _settle(order, fill, stop_loss_pct)
-    _finish(order, candle_stored_at)
+    _finish(order, candle_stored_at, known_ms=known_ms)
     if filled:
         _record_trades(order, fill)
     return order

@@ -42,6 +42,7 @@ from .validation import (
     TIMESTAMP_GOING_BACK,
     CandleRow,
     check_line,
+    interval_ms,
     is_header,
 )
 
@@ -311,8 +312,9 @@ def build_many(cls: type, columns: Sequence[list]) -> list:
 
 
 def iter_merged(files: list[CandleFile], bar: Callable, candle: type) -> Iterator:
-    """``bar(symbol, interval, row, candle)`` for every accepted row of the files, merged by (timestamp,
-    symbol, interval) — ties in file order, as ``heapq.merge`` gives — built ``CHUNK`` rows at a time."""
+    """``bar(symbol, interval, row, candle, known)`` for every accepted row of the files, merged by (known,
+    symbol, interval) — ties in file order, as ``heapq.merge`` gives — built ``CHUNK`` rows at a time. ``known`` is
+    when the candle is known: its close, open time + interval (``validation.known_at``)."""
     return chain.from_iterable(_merged_chunks(files, bar, candle))
 
 
@@ -326,7 +328,8 @@ def _merged_chunks(files: list[CandleFile], bar: Callable, candle: type) -> Iter
     keys = sorted({(f.symbol, f.interval) for f in files})
     rank = np.repeat([keys.index((f.symbol, f.interval)) for f in files], sizes)
     which = np.repeat(np.arange(len(files)), sizes)
-    order = np.lexsort((np.arange(len(rank)), rank, np.concatenate([f.timestamps for f in files])))
+    known = np.concatenate([f.timestamps + interval_ms(f.interval) for f in files])
+    order = np.lexsort((np.arange(len(rank)), rank, known))
     first = np.concatenate(([0], np.cumsum(sizes)[:-1]))  # each file's first row in the global numbering
     done = np.zeros(len(files), np.int64)  # rows of each file handed out so far
     tuple_bar = isinstance(bar, type) and issubclass(bar, tuple)
@@ -355,7 +358,8 @@ def _bars(file: CandleFile, low: int, high: int, bar: Callable, candle: type, tu
         if low <= position < high:
             rows[position - low] = row
     candles = build_many(candle, [ts, *file.values[low:high].T.tolist()])
-    columns = (repeat(file.symbol), repeat(file.interval), rows, candles)
+    known = (file.timestamps[low:high] + interval_ms(file.interval)).tolist()
+    columns = (repeat(file.symbol), repeat(file.interval), rows, candles, known)
     if tuple_bar:
         return list(map(tuple.__new__, repeat(bar), zip(*columns, strict=False)))  # two columns repeat
     return list(map(bar, *columns))

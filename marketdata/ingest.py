@@ -66,11 +66,12 @@ def market_data_event(symbol: str, interval: str, timestamp: int, o, h, l, c, v)
 
 
 def latest_price(symbol: str, at_or_before: int | None = None) -> Decimal | None:
-    """The last close of ``symbol`` at or before an event time (any interval)."""
+    """The last close of ``symbol`` known at or before a market time (any interval): a candle is known at its
+    close (``Candle.known_at``)."""
     candles = Candle.objects.filter(symbol=symbol)
     if at_or_before is not None:
-        candles = candles.filter(timestamp__lte=at_or_before)
-    close = candles.order_by("-timestamp").values_list("close", flat=True).first()
+        candles = candles.filter(known_at__lte=at_or_before)
+    close = candles.order_by("-known_at", "interval").values_list("close", flat=True).first()
     return close
 
 
@@ -89,8 +90,8 @@ def latest_prices_query(symbols: Sequence[str], at_or_before: int) -> tuple[str,
     """The SQL of ``latest_prices`` (rows of symbol, close) and its parameters, for a query to hold as a part."""
     table = connection.ops.quote_name(Candle._meta.db_table)
     one = (
-        f'SELECT * FROM (SELECT "symbol", "close" FROM {table} WHERE "symbol" = %s AND "timestamp" <= %s '
-        f'ORDER BY "timestamp" DESC LIMIT 1) AS p{{n}}'
+        f'SELECT * FROM (SELECT "symbol", "close" FROM {table} WHERE "symbol" = %s AND "known_at" <= %s '
+        f'ORDER BY "known_at" DESC, "interval" LIMIT 1) AS p{{n}}'
     )
     sql = " UNION ALL ".join(one.format(n=n) for n in range(len(symbols)))
     return sql, [value for symbol in symbols for value in (symbol, at_or_before)]

@@ -1,16 +1,32 @@
 from __future__ import annotations
 
 from django.db import models
+from django.db.models import BigIntegerField, Case, F, Value, When
+from django.db.models.functions import Cast, Length, Substr
 
 from ground.fields import MoneyField
 
+# An interval's milliseconds in SQL, as ``marketdata.validation.interval_ms`` reads "<number><s|m|h|d>".
+INTERVAL_MS_SQL = Cast(Substr("interval", 1, Length("interval") - 1), BigIntegerField()) * Case(
+    When(interval__endswith="s", then=Value(1_000)),
+    When(interval__endswith="m", then=Value(60_000)),
+    When(interval__endswith="h", then=Value(3_600_000)),
+    When(interval__endswith="d", then=Value(86_400_000)),
+    output_field=BigIntegerField(),
+)
+
 
 class Candle(models.Model):
-    """One OHLCV candle; timestamp is the open time in epoch milliseconds (UTC)."""
+    """One OHLCV candle; timestamp is the open time in epoch milliseconds (UTC). A candle is known at its close,
+    ``known_at`` (open time + interval, computed by the database): every decision looks up the candles known at its
+    time, so a 5m candle's close is not seen by a 1m decision before it has closed."""
 
     symbol = models.CharField(max_length=41)
     interval = models.CharField(max_length=8)
     timestamp = models.BigIntegerField()
+    known_at = models.GeneratedField(
+        expression=F("timestamp") + INTERVAL_MS_SQL, output_field=BigIntegerField(), db_persist=True
+    )
     open = MoneyField()
     high = MoneyField()
     low = MoneyField()
@@ -24,7 +40,11 @@ class Candle(models.Model):
         ]
         # "The last candle of a symbol at or before t" (prices, snapshots, fills) reads across intervals: without
         # this index it sorts every stored candle of the symbol.
-        indexes = [models.Index(fields=["symbol", "timestamp"], name="candle_symbol_ts")]
+        # Prices and market snapshots at a decision time read "the last candle known by t": by its close.
+        indexes = [
+            models.Index(fields=["symbol", "timestamp"], name="candle_symbol_ts"),
+            models.Index(fields=["symbol", "known_at"], name="candle_symbol_known"),
+        ]
         ordering = ["symbol", "interval", "timestamp"]
 
     def __str__(self) -> str:

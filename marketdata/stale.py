@@ -10,7 +10,7 @@ Time comes from ``marketdata.clock`` (or is passed in), so tests and replays con
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -72,6 +72,27 @@ def stale_symbols(
         if age > timeout_ms and age >= series.interval_ms:
             out.append(symbol)
     return tuple(sorted(set(out)))
+
+
+STALE, ENDED = "is stale", "has ended"
+
+
+def without_data(
+    last_seen: Mapping[str, int | None],
+    watched: Iterable[str],
+    now_ms: int,
+    timeout_ms: int,
+    candles: Mapping[str, CandleSeries] | None = None,
+) -> dict[str, str]:
+    """The watched symbols that can give no price at ``now_ms``, with why (``STALE``, ``ENDED``): the stale ones
+    (``stale_symbols``), and over recorded candles those past their last candle. Their waiting orders expire
+    (``risk.desk.Desk.expire``); at the end of a replay or backtest, every symbol's data has ended."""
+    found = dict.fromkeys(stale_symbols(last_seen, watched, now_ms, timeout_ms, candles), STALE)
+    for symbol in watched if candles is not None else ():
+        series = candles.get(symbol)
+        if series is not None and series.last_ms is not None and now_ms > series.last_ms:
+            found.setdefault(symbol, ENDED)
+    return found
 
 
 def decide(
@@ -152,7 +173,16 @@ def touch(symbol: str, seen_ms: int) -> None:
 class StaleWatch:
     """The shell. ``check()`` for live use (beat task); a replay feeds ``seen()`` and calls ``check_at()``."""
 
-    def __init__(self, watched: Iterable[str] | None = None, timeout: int | None = None) -> None:
+    def __init__(
+        self,
+        watched: Iterable[str] | None = None,
+        timeout: int | None = None,
+        on_without_data: Callable[[dict[str, str], int], None] | None = None,
+    ) -> None:
+        """``on_without_data(symbols, now_ms)``: told at each check of the symbols without data (``without_data``:
+        stale, or a replay's data of them over) — the risk layer's ``expire_waiting_orders``, passed in by the
+        process that runs the watch (marketdata does not call up into risk)."""
+        self._on_without_data = on_without_data
         self._watched = list(watched) if watched is not None else None
         self._timeout = timeout
         self._last_seen: dict[str, int] = {}
@@ -208,9 +238,18 @@ class StaleWatch:
             previously_stale=state.stale_symbols,
             candles=self._candles,
         )
-        if decision.action is None and list(decision.stale) == list(state.stale_symbols):
-            return decision
-        return self._act(last_seen, watched, now_ms, timeout)
+        if decision.action is not None or list(decision.stale) != list(state.stale_symbols):
+            decision = self._act(last_seen, watched, now_ms, timeout)
+        self._expire(without_data(last_seen, watched, now_ms, timeout, self._candles), now_ms)
+        return decision
+
+    def data_ended(self, now_ms: int, symbols: Iterable[str]) -> None:
+        """A replay is over: the data of ``symbols`` has ended, and their orders still waiting expire."""
+        self._expire(dict.fromkeys(symbols, ENDED), now_ms)
+
+    def _expire(self, symbols: dict[str, str], now_ms: int) -> None:
+        if symbols and self._on_without_data is not None:
+            self._on_without_data(symbols, now_ms)
 
     def _act(self, last_seen, watched, now_ms: int, timeout: int) -> StaleDecision:
         from django.db import transaction

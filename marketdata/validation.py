@@ -101,6 +101,18 @@ def interval_ms(interval: str) -> int:
     return int(match.group(1)) * {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}[match.group(2)]
 
 
+def known_at(timestamp: int, interval: str) -> int:
+    """When a candle opened at ``timestamp`` is known: at its close, open time + interval. Decisions, the replay's
+    order and the backtest's are by this time, so a 5m candle is not seen by a 1m decision before it has closed."""
+    return timestamp + interval_ms(interval)
+
+
+def market_day(at_ms: int) -> int:
+    """The UTC day (days since the epoch) a market time belongs to: that of the instant just before it, so the
+    candles known at 00:00 (closed then) end the old day and the first candle opened at 00:00 starts the new one."""
+    return (at_ms - 1) // 86_400_000
+
+
 def parse_file_name(path: str | Path) -> tuple[str, str] | None:
     """``ETH_BTC-5m.csv`` → ("ETH_BTC", "5m"); None when the name does not follow SYMBOL-INTERVAL.csv."""
     match = FILE_NAME.match(Path(path).name)

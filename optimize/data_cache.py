@@ -2,8 +2,8 @@
 validates each file once and hands the same (immutable) bars to every later trial.
 
 A file is known by its resolved path, modification time and size: a file rewritten in place is read again. The
-bars are those ``trading.backtest.read_bars`` makes, merged in its order (time, then symbol and interval, ties in
-file order), so a trial sees exactly the candles ``manage.py backtest`` reads.
+bars are those ``trading.backtest.read_bars`` makes, merged in its order (the time each is known, its close, then
+symbol and interval, ties in file order), so a trial sees exactly the candles ``manage.py backtest`` reads.
 """
 
 from __future__ import annotations
@@ -25,17 +25,27 @@ FileKey = tuple[str, int, int]  # resolved path, mtime in ns, size
 
 @dataclass(frozen=True)
 class Candles:
-    """Bars in time order and their timestamps, for cutting windows."""
+    """Bars in the order they are known and those times, for cutting windows."""
 
     bars: tuple[Bar, ...]
-    timestamps: tuple[int, ...]
+    known: tuple[int, ...]
     series: dict[str, CandleSeries]  # what the data-stale watch expects of each symbol (``read_bars``' series)
 
     def window(self, start: int | None, end: int | None) -> tuple[Bar, ...]:
-        """The bars with ``start <= time <= end`` (either bound may be open), as ``backtest --from/--to`` cut."""
-        low = 0 if start is None else bisect_left(self.timestamps, start)
-        high = len(self.bars) if end is None else bisect_right(self.timestamps, end)
-        return self.bars[low:high]
+        """The bars opened in ``start <= time <= end`` (either bound may be open), as ``backtest --from/--to`` cut.
+        A bar is known one interval after it opens: its range of known times is found by bisection, then cut by
+        open time (with several intervals the two orders differ near the bounds)."""
+        if start is None and end is None:
+            return self.bars
+        lengths = [series.interval_ms for series in self.series.values()] or [0]
+        low = 0 if start is None else bisect_left(self.known, start + min(lengths))
+        high = len(self.bars) if end is None else bisect_right(self.known, end + max(lengths))
+        inside = self.bars[low:high]
+        if len(set(lengths)) == 1:  # one interval: known in that range is opened in [start, end]
+            return inside
+        return tuple(
+            b for b in inside if (start is None or b.row.timestamp >= start) and (end is None or b.row.timestamp <= end)
+        )
 
 
 class CandleCache:
@@ -70,20 +80,21 @@ class CandleCache:
             self.merged.move_to_end(keys)
             return found
         per_file = [self._file(p, k) for p, k in zip(paths, keys, strict=True)]
-        # read_bars' order: (time, symbol, interval), ties in file order (a stable sort of the files one after another)
+        # read_bars' order: (known time, symbol, interval), ties in file order (a stable sort of the files one after
+        # another)
         bars = tuple(sorted((b for bars, _ in per_file for b in bars), key=_merge_key))
         series: dict[str, CandleSeries] = {}
         for _, file_series in per_file:
             for symbol, more in file_series.items():
                 add_series(series, symbol, more)
-        found = self.merged[keys] = Candles(bars, tuple(b.row.timestamp for b in bars), series)
+        found = self.merged[keys] = Candles(bars, tuple(b.known for b in bars), series)
         while len(self.merged) > MERGED_KEPT:
             self.merged.popitem(last=False)
         return found
 
 
 def _merge_key(bar: Bar) -> tuple[int, str, str]:
-    return bar.row.timestamp, bar.symbol, bar.interval
+    return bar.known, bar.symbol, bar.interval
 
 
 _CACHE = CandleCache()

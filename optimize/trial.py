@@ -108,6 +108,8 @@ def evaluate(problem: Problem, params: dict, start: int | None, end: int | None)
     elif value is None:
         pruned = f"{problem.objective} undefined (no variation or no drawdown)"
     curve = result.equity_curve
+    # the candles it saw, by their open time (the fold's bounds; the curve's times are the candles' closes)
+    opens = [bar.row.timestamp for bar in data_cache.candles(problem.files).window(start, end)]
     return {
         "value": value,
         "pruned": pruned,
@@ -116,8 +118,8 @@ def evaluate(problem: Problem, params: dict, start: int | None, end: int | None)
         "total_return_pct": figures["total_return_pct"],
         "sharpe": figures["sharpe"],
         "candles": result.candles,
-        "first_candle": curve[0][0] if curve else None,
-        "last_candle": curve[-1][0] if curve else None,
+        "first_candle": min(opens) if opens else None,
+        "last_candle": max(opens) if opens else None,
         "duration": time.perf_counter() - started,
         "equity": [[ts, str(equity)] for ts, equity in thin(curve, EQUITY_POINTS)],
     }

@@ -29,7 +29,7 @@ from ground.timeutil import ms_to_datetime
 from marketdata import clock as market_clock
 from marketdata.ingest import latest_prices
 from marketdata.models import Candle
-from marketdata.validation import interval_ms
+from marketdata.validation import known_at
 from marketdata.watchlist import is_tradable
 
 from . import metrics
@@ -42,6 +42,7 @@ from .desk import (
     DeskState,
     DeskView,
     Effect,
+    ExpireOrder,
     FillOrder,
     RaiseAlert,
     RecordRiskEvent,
@@ -72,20 +73,22 @@ def risk_engine() -> RiskEngine:
 
 
 def market_at(symbol: str, at_ms: int) -> MarketSnapshot:
-    """The market snapshot of the symbol's last candles at ``at_ms``; its data is as fresh as the newest candle's
-    close (open time + interval: a candle is known when it closes)."""
+    """The market snapshot of the symbol's last candles known at ``at_ms`` (a candle is known at its close, open
+    time + interval); its data is as fresh as the newest one's close."""
     rows = fetch_values(
         Candle,
-        ("timestamp", "high", "low", "close", "interval"),
-        '"symbol" = %s AND "timestamp" <= %s',
+        ("known_at", "high", "low", "close"),
+        '"symbol" = %s AND "known_at" <= %s',
         [symbol, at_ms],
-        order_by='"timestamp" DESC',
+        order_by='"known_at" DESC, "interval"',
         limit=SPREAD_WINDOW + 1,
     )
-    snapshot = snapshot_from_candles([row[:4] for row in rows])
-    if not rows:
-        return snapshot
-    return replace(snapshot, last_data_ms=rows[0][0] + interval_ms(rows[0][4]))
+    return snapshot_from_candles(rows)
+
+
+def event_known_at(event: dict) -> int:
+    """The market time of a decision on an event's candle: when that candle is known, at its close."""
+    return known_at(event["timestamp"], event.get("interval") or settings.INTERVAL)
 
 
 def decide_signal(event: dict) -> Order | None:
@@ -111,8 +114,8 @@ def decide_locked(state: TradingState, event: dict, parameters: RiskParameters |
     """``decide_signal``'s decision for a signal not decided before, in the caller's transaction, which holds the
     account lock (``state``, loaded ``for_update``; ``parameters``, if the caller read them with it): the desk's
     effects carried out. An approved order is stored PENDING: live, sent to the exchange; on paper, it waits for
-    its symbol's next candle (``fill_waiting_orders``)."""
-    now = event["timestamp"]
+    its symbol's next candle (``fill_waiting_orders``). The decision's market time is its candle's close."""
+    now = event_known_at(event)
     symbol = event["symbol"]
     account = load_account(state.state, now, (symbol,))
     market = market_at(symbol, now)
@@ -128,41 +131,60 @@ def decide_locked(state: TradingState, event: dict, parameters: RiskParameters |
         Decimal(str(price)) if price else None,
         event["confidence"],
         event.get("strategy", ""),
-        event.get("source_timestamp", now),
+        event.get("source_timestamp", event["timestamp"]),
     )
     return _apply(desk().decide(view, signal, STORED_EXITS), state, now, signal_id=signal.signal_id)
 
 
-def fill_waiting_orders(state: TradingState, symbol: str, at_ms: int) -> None:
-    """Paper: the symbol's PENDING orders decided before ``at_ms`` meet the first price after their decision, the
-    open of the symbol's first candle after it, through the desk's fill step (``Desk.fill``: a state that now
-    blocks an order cancels it; an entry's slippage beyond MAX_SLIPPAGE_PCT trips the circuit breaker), oldest
-    first. In the caller's transaction, which holds the account lock (``state``)."""
+def fill_waiting_orders(state: TradingState, symbol: str, opened_ms: int, now: int) -> None:
+    """Paper: the symbol's PENDING orders decided by ``opened_ms`` (the open of the candle at hand) meet the first
+    price after their decision, the open of the symbol's first candle opened at or after it, through the desk's
+    fill step (``Desk.fill``: a state that now blocks an order cancels it; an entry's slippage beyond
+    MAX_SLIPPAGE_PCT trips the circuit breaker), oldest first, at the market time ``now`` (the candle's close). In
+    the caller's transaction, which holds the account lock (``state``)."""
     waiting = list(
         Order.objects.select_for_update()
-        .filter(status=Order.Status.PENDING, symbol=symbol, event_time__lt=at_ms)
+        .filter(status=Order.Status.PENDING, symbol=symbol, event_time__lte=opened_ms)
         .order_by("id")
     )
     parameters = RiskParameters.load().as_dict() if waiting else {}
     for order in waiting:
-        candle = fill_candle(order, at_ms)
+        candle = fill_candle(order, opened_ms)
         if candle is not None:
             effects = desk().fill(desk_state(state), parameters, order, candle[0])
-            _apply(effects, state, candle[2], fills={order.client_order_id: (order, candle, parameters)})
+            _apply(effects, state, now, fills={order.client_order_id: (order, candle, parameters)})
+
+
+def expire_waiting_orders(without_data: dict[str, str], now: int) -> None:
+    """Paper: the PENDING orders of symbols without data at ``now`` (``marketdata.stale.without_data``: stale, or
+    a replay's data of them over) can get no price: they expire through the desk (``Desk.expire``), under the
+    account lock. Called by the data-stale watch where the backtest runs its own."""
+    if not without_data or live_trading_enabled():
+        return
+    symbols = sorted(without_data)
+    if not Order.objects.filter(status=Order.Status.PENDING, symbol__in=symbols).exists():
+        return
+    with transaction.atomic():
+        state = TradingState.load(for_update=True)
+        waiting = list(
+            Order.objects.select_for_update().filter(status=Order.Status.PENDING, symbol__in=symbols).order_by("id")
+        )
+        fills = {order.client_order_id: (order, (), {}) for order in waiting}
+        _apply(desk().expire(waiting, without_data), state, now, fills=fills)
 
 
 def watch_market(event: dict, *, fill: bool = False) -> None:
     """Per market_data, under the account lock: roll the day; with ``fill``, the symbol's paper orders waiting for
     this candle (``fill_waiting_orders``); then the desk's watch (the daily drawdown's halt and close-out,
     stop-losses, the circuit breaker's retry). ``MarketWatch`` calls it for the candles where its look without
-    the lock found work."""
-    now = event["timestamp"]
+    the lock found work. Its market time is the candle's close."""
+    now = event_known_at(event)
     with transaction.atomic():
         state = TradingState.load(for_update=True)
         if fill:
             if day_rolls(Portfolio.load(), now):  # the day starts before this candle's fills, at the prices before
                 load_account(state.state, now, (event["symbol"],), for_decision=False)
-            fill_waiting_orders(state, event["symbol"], now)
+            fill_waiting_orders(state, event["symbol"], event["timestamp"], now)
         late = _superseded(now)
         if late and _superseded(now, event["symbol"]):
             return
@@ -199,7 +221,7 @@ class MarketWatch:
         self.read_prices: tuple[int, dict[str, Decimal]] | None = None  # (time, closes of self.held then)
 
     def __call__(self, event: dict) -> None:
-        now = event["timestamp"]
+        now = event_known_at(event)
         asked = self.held if self.window_end is None else []
         version, closes = _account_version(asked, now)
         if version is None or version != self.version:
@@ -213,7 +235,7 @@ class MarketWatch:
             read = zip(asked, closes, strict=True)
             self.read_prices = (now, {symbol: close for symbol, close in read if close is not None})
         if self.latest_order_time is not None and self.latest_order_time > now:
-            if self._own_stop_may_trigger(event):  # all a late candle may do: see _superseded
+            if self._own_stop_may_trigger(event, now):  # all a late candle may do: see _superseded
                 watch_market(event)
             return
         if day_rolls(self.rows.portfolio, now):
@@ -237,9 +259,9 @@ class MarketWatch:
         self.read_prices = None
         self.latest_symbol_orders: dict[str, int | None] = {}
 
-    def _own_stop_may_trigger(self, event: dict) -> bool:
+    def _own_stop_may_trigger(self, event: dict, now: int) -> bool:
         """For a late candle: its symbol is held, has no later order, and its price is at or below its stop."""
-        symbol, now = event["symbol"], event["timestamp"]
+        symbol = event["symbol"]
         if symbol not in self.held:
             return False
         if symbol not in self.latest_symbol_orders:
@@ -269,21 +291,20 @@ class MarketWatch:
         return prices
 
     def _load_window(self, now: int) -> None:
-        """The last close of each held symbol at ``now``, then every close after it up to ``window_end``."""
+        """The last close of each held symbol known at ``now``, then every close known after it up to
+        ``window_end``."""
         series: dict[str, tuple[list[int], list[Decimal]]] = {symbol: ([], []) for symbol in self.held}
         for symbol, close in latest_prices(self.held, now).items():
             series[symbol][0].append(now)
             series[symbol][1].append(close)
         later = (
-            Candle.objects.filter(symbol__in=self.held, timestamp__gt=now, timestamp__lte=self.window_end)
-            .order_by("timestamp")
-            .values_list("symbol", "timestamp", "close")
+            Candle.objects.filter(symbol__in=self.held, known_at__gt=now, known_at__lte=self.window_end)
+            .order_by("known_at", "interval")
+            .values_list("symbol", "known_at", "close")
         )
         for symbol, ts, close in later:
             stamps, closes = series[symbol]
-            if stamps and stamps[-1] == ts:  # two intervals at one time: keep one, as latest_price does
-                closes[-1] = close
-            else:
+            if not stamps or stamps[-1] != ts:  # two intervals known at one time: the first, as latest_price keeps
                 stamps.append(ts)
                 closes.append(close)
         self.closes, self.closes_from = series, now
@@ -325,8 +346,9 @@ def _account_version(held: list[str], now: int) -> tuple[tuple | None, list[Deci
     postgresql = connection.vendor == "postgresql"
     if postgresql:
         closes = (
-            "ARRAY(SELECT (SELECT c.close FROM {candle} c WHERE c.symbol = h.symbol AND c.timestamp <= $3 "
-            "ORDER BY c.timestamp DESC LIMIT 1) FROM unnest($2::text[]) WITH ORDINALITY AS h(symbol, n) ORDER BY h.n)"
+            "ARRAY(SELECT (SELECT c.close FROM {candle} c WHERE c.symbol = h.symbol AND c.known_at <= $3 "
+            "ORDER BY c.known_at DESC, c.interval LIMIT 1) "
+            "FROM unnest($2::text[]) WITH ORDINALITY AS h(symbol, n) ORDER BY h.n)"
         )
         parts = f"md5(ROW({parts.replace('%s', '$1')})::text), {closes}"
     sql = (
@@ -451,9 +473,12 @@ def _apply(
                 made = order
         elif kind is FillOrder:
             order, candle, parameters = fills[effect.client_order_id]
-            fill_paper_order(order, (effect.price, *candle[1:]), stop_loss_pct=parameters["STOP_LOSS_PCT"])
+            stop_loss_pct = parameters["STOP_LOSS_PCT"]
+            fill_paper_order(order, (effect.price, *candle[1:]), stop_loss_pct=stop_loss_pct, known_ms=now)
         elif kind is CancelOrder:
-            cancel_order(fills[effect.client_order_id][0], effect.reason)
+            cancel_order(fills[effect.client_order_id][0], effect.reason, now)
+        elif kind is ExpireOrder:
+            cancel_order(fills[effect.client_order_id][0], effect.reason, now, Order.Status.EXPIRED)
     return made
 
 

@@ -14,7 +14,7 @@ transaction (``risk/decision_service.py``), the backtest in memory (``trading/ba
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import NamedTuple, Protocol
@@ -39,6 +39,7 @@ from .engine import (
 DRAWDOWN, OPERATOR_CLOSE = "drawdown", "operator_close"
 CLOSING_HALTS = {DRAWDOWN: ("drawdown_close", "ddclose"), OPERATOR_CLOSE: ("operator_close", "opclose")}
 RETRIED_STATUSES = frozenset({"FAILED", "REJECTED"})  # a risk exit that ended so is tried again
+RISK_EXITS = frozenset({"stop_loss", *(purpose for purpose, _ in CLOSING_HALTS.values())})  # keyed by their trade
 SUPPRESSED = "suppressed"  # the risk event's decision-layer pair for a stop-loss that a HALT held back
 
 
@@ -148,6 +149,14 @@ class CancelOrder(NamedTuple):
     reason: str
 
 
+class ExpireOrder(NamedTuple):
+    """The approved order can get no price: it ends EXPIRED for ``reason``, and what the account held back for it
+    (an entry's cost, an exit's units) is free again."""
+
+    client_order_id: str
+    reason: str
+
+
 class PendingOrder(Protocol):
     """An approved order waiting for its price, as the desk reads it (the live ``Order`` or the backtest's)."""
 
@@ -173,7 +182,9 @@ class PendingOrder(Protocol):
     def requested_price(self) -> Decimal: ...  # the market price at its decision
 
 
-Effect = RecordRiskEvent | RaiseAlert | ChangeState | UpdateBreaker | SubmitOrder | FillOrder | CancelOrder
+Effect = (
+    RecordRiskEvent | RaiseAlert | ChangeState | UpdateBreaker | SubmitOrder | FillOrder | CancelOrder | ExpireOrder
+)
 
 
 def blocked_by_state(state: str, layer: str, purpose: str, side: str) -> str:
@@ -256,8 +267,8 @@ class Desk:
             return [CancelOrder(order.client_order_id, blocked)]
         if order.side == "BUY":
             decided, limit = order.requested_price, parameters["MAX_SLIPPAGE_PCT"]
-            slippage = abs(price - decided) / decided
-            if slippage > limit:
+            if abs(price - decided) > limit * decided:  # exactly: no rounded division (the share only to say it)
+                slippage = abs(price - decided) / decided
                 message = (
                     f"{order.symbol}: the price {price} after the decision moved {slippage:.4%} from {decided} at "
                     f"the decision, beyond MAX_SLIPPAGE_PCT {limit:.2%}; circuit breaker"
@@ -280,6 +291,30 @@ class Desk:
                 effects += self._trip(state, PAUSED, "circuit_breaker", message, order.symbol)
                 return [*effects, CancelOrder(order.client_order_id, message)]
         return [FillOrder(order.client_order_id, price)]
+
+    # --- an approved order that can get no price --------------------------------------------------------------
+    def expire(self, orders: Iterable[PendingOrder], without_data: Mapping[str, str]) -> list[Effect]:
+        """The waiting orders of symbols without data at decision time — the data-stale watch's finding, by symbol,
+        with why: stale (no candle for longer than DATA_STALE_TIMEOUT_SEC once one was due) or ended (a replay's or
+        backtest's data of it is over) — can get no first price after their decision: each EXPIRES, with a WARNING
+        ``ORDER_EXPIRED`` alert, and releases what the account held back for it. A risk exit (stop-loss, close) is
+        cancelled instead (REJECTED, with the shell's ORDER_FAILED alert): like any rejected risk exit it is decided
+        again on a later candle, when its symbol has a price — its position must not stay without its stop."""
+        effects: list[Effect] = []
+        for order in orders:
+            why = without_data.get(order.symbol)
+            if why is None:
+                continue
+            reason = f"no price after its decision: {order.symbol}'s market data {why}"
+            if order.purpose in RISK_EXITS:
+                effects.append(CancelOrder(order.client_order_id, reason))
+                continue
+            message = f"{order.side} {order.quantity} {order.symbol} EXPIRED: {reason}"
+            effects += [
+                RaiseAlert("WARNING", "ORDER_EXPIRED", message, order.symbol),
+                ExpireOrder(order.client_order_id, reason),
+            ]
+        return effects
 
     # --- a candle: the watch ----------------------------------------------------------------------------------
     def watch_has_work(self, view: DeskView) -> bool:

@@ -459,7 +459,8 @@ def proposed_quantity(side: str, state: AccountState, symbol: str, price: Decima
 
 
 def snapshot_from_candles(rows: list[tuple[int, Decimal, Decimal, Decimal]]) -> MarketSnapshot:
-    """Market snapshot from the symbol's last ``SPREAD_WINDOW + 1`` candles, newest first: (ts, high, low, close).
+    """Market snapshot from the symbol's last ``SPREAD_WINDOW + 1`` candles, newest first: (known at, high, low,
+    close); the data is as fresh as the newest candle's close (its known time).
 
     The candle range stands in for the spread; its average over the previous candles is the baseline.
     """
@@ -469,13 +470,13 @@ def snapshot_from_candles(rows: list[tuple[int, Decimal, Decimal, Decimal]]) -> 
     return _snapshot(rows[0][3], rows[0][0], spreads)
 
 
-def snapshot_from_rows(rows: Sequence) -> MarketSnapshot:
-    """:func:`snapshot_from_candles` from candle objects (``timestamp``, ``high``, ``low``, ``close``: the
-    backtest's validated rows), newest first, without building the tuples."""
+def snapshot_from_rows(rows: Sequence, known_ms: int) -> MarketSnapshot:
+    """:func:`snapshot_from_candles` from candle objects (``high``, ``low``, ``close``: the backtest's validated
+    rows), newest first, without building the tuples; ``known_ms``: when the newest one closed."""
     if not rows:
         return MarketSnapshot(price=None)
     spreads = [(row.high - row.low) / row.close for row in rows if row.close > 0]
-    return _snapshot(rows[0].close, rows[0].timestamp, spreads)
+    return _snapshot(rows[0].close, known_ms, spreads)
 
 
 def _snapshot(price: Decimal, last_data_ms: int, spreads: list[Decimal]) -> MarketSnapshot:

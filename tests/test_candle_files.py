@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from marketdata import candle_files
-from marketdata.validation import CandleRow, Rejection, parse_file_name, validate_lines
+from marketdata.validation import CandleRow, Rejection, interval_ms, parse_file_name, validate_lines
 from trading.backtest import BacktestInputError, Bar, read_bars
 from trading.strategies import Candle
 
@@ -63,11 +63,12 @@ def test_shared_files_give_the_same_merged_bars_and_rejections_as_the_row_by_row
                     rejected[item.reason] += 1
                 else:
                     floats = (float(getattr(item, f)) for f in FIELDS[1:])
-                    yield Bar(symbol, interval, item, Candle(item.timestamp, *floats))
+                    known = item.timestamp + interval_ms(interval)
+                    yield Bar(symbol, interval, item, Candle(item.timestamp, *floats), known)
 
     want_rejected: Counter = Counter()
     streams = [old_bars(path, want_rejected) for path in SHARED]
-    want = list(heapq.merge(*streams, key=lambda bar: (bar.row.timestamp, bar.symbol, bar.interval)))
+    want = list(heapq.merge(*streams, key=lambda bar: (bar.known, bar.symbol, bar.interval)))
     rejected: dict[str, int] = {}
     bars = list(read_bars([str(path) for path in SHARED], rejected))
     assert len(bars) == len(want) > 40_000

@@ -18,6 +18,7 @@ from risk.desk import (
     Desk,
     DeskState,
     DeskView,
+    ExpireOrder,
     FillOrder,
     RaiseAlert,
     RecordRiskEvent,
@@ -261,6 +262,7 @@ def test_a_gap_after_the_signal_trips_the_breaker_in_the_backtest(tmp_path):
     # BUY signal on the candle closing at 100; the next candle opens at 103 (3 % > 1 %): no fill, the entry is
     # REJECTED and trading PAUSED by the circuit breaker; its retry finds the market normal (the spread is
     # ordinary) 60 s later and resumes. The second BUY, decided at 103, fills at the next open, 103.5 (0.49 %).
+    # Each order is decided at its signal candle's close, one interval after its open.
     closes = {DAY2 + i * FIVE_MIN: p for i, p in enumerate([100, 100, 103, 103, 103.5, 103.5])}
     path = tmp_path / "TEST_USDT-5m.csv"
     rows = ["timestamp_ms,open,high,low,close,volume"]
@@ -272,12 +274,16 @@ def test_a_gap_after_the_signal_trips_the_breaker_in_the_backtest(tmp_path):
     backtest = Backtest(lambda: SignalsFile(path=signals), PARAMETERS, D(10000), exchange, D("0.10"))
     result = backtest.run(read_bars([str(path)]))
     assert [(o.status, o.price, o.timestamp) for o in result.orders] == [
-        ("REJECTED", None, DAY2 + FIVE_MIN),
-        ("FILLED", D("103.5"), DAY2 + 3 * FIVE_MIN),
+        ("REJECTED", None, DAY2 + 2 * FIVE_MIN),
+        ("FILLED", D("103.5"), DAY2 + 4 * FIVE_MIN),
     ]
     changes = [e["reason"].split(":")[0] for e in result.risk_events if e["decision"] == "STATE_CHANGE"]
     assert changes == ["ACTIVE → PAUSED", "PAUSED → ACTIVE"]
     assert [a["code"] for a in result.alerts][:2] == ["CIRCUIT_BREAKER", "ORDER_FAILED"]
+    # The failure is known when the entry meets its price, at the step the 103 candle has closed (00:15), not at
+    # its decision (00:10).
+    failed = [a for a in result.alerts if a["code"] == "ORDER_FAILED"]
+    assert [a["timestamp"] for a in failed] == [DAY2 + 3 * FIVE_MIN]
 
 
 @pytest.mark.parametrize("crash_at", [DAY2 - FIVE_MIN, DAY2])
@@ -287,6 +293,7 @@ def test_a_crash_at_midnight_halts_like_a_crash_a_candle_earlier(tmp_path, crash
     # The crash to 60 at 23:55 or at 00:00: equity 7,500 + 25 × 60 = 9,000; the day started at 10,000 (the
     # prices before 00:00 were 100, or already 60 when the crash came at 23:55 — then the halt is on day 1):
     # down 10 % ≥ 5 % → HALT and close 25 at 60 — at 00:00 too, where it used to be missed (only the 2 % stop fired).
+    # Decisions are made at a candle's close: the entry at 23:50, the close when the crash candle has closed.
     closes = {DAY2 - 4 * FIVE_MIN: 100.0, DAY2 - 3 * FIVE_MIN: 100.0, DAY2 - 2 * FIVE_MIN: 100.0}
     closes.update({ts: 100.0 for ts in range(DAY2 - 2 * FIVE_MIN, crash_at, FIVE_MIN)})
     closes.update({ts: 60.0 for ts in range(crash_at, DAY2 + 2 * FIVE_MIN, FIVE_MIN)})
@@ -294,8 +301,8 @@ def test_a_crash_at_midnight_halts_like_a_crash_a_candle_earlier(tmp_path, crash
         tmp_path, closes, [f"{DAY2 - 3 * FIVE_MIN},TEST_USDT,BUY,0.9,crafted"], MAX_POSITION_PCT=D("0.25")
     )
     assert [(o.side, o.purpose, o.filled_quantity, o.price, o.timestamp) for o in result.orders] == [
-        ("BUY", "entry", D(25), D(100), DAY2 - 3 * FIVE_MIN),
-        ("SELL", "drawdown_close", D(25), D(60), crash_at),
+        ("BUY", "entry", D(25), D(100), DAY2 - 2 * FIVE_MIN),
+        ("SELL", "drawdown_close", D(25), D(60), crash_at + FIVE_MIN),
     ]
     assert result.trading_state == "HALTED"
     assert result.final_equity == D(9000)
@@ -305,7 +312,8 @@ def test_a_stop_loss_sells_its_own_lot_in_the_backtest(tmp_path):
     # 10 bought at 100 (0.10 × 10,000 = 1,000; stop 98), then 10 at 105 (stop 102.9; 0.10 × 10,050 = 1,005 → 9.57142857
     # at 105 — the position limit 0.25 leaves room). At 102 only the second lot's stop is reached: it alone is sold and
     # its trade closed — at the next candle's open, 101 (an order fills at the first price after its decision); the
-    # first stays open until 97 reaches its stop 98, and is sold at the next open, 97.
+    # first stays open until 97 reaches its stop 98, and is sold at the next open, 97. Each order's time is its
+    # decision's: the close of the candle it was decided on (open + 5 min).
     closes = {DAY2 + i * FIVE_MIN: p for i, p in enumerate([100, 100, 105, 105, 102, 101, 97, 97])}
     result = _backtest(
         tmp_path,
@@ -316,10 +324,10 @@ def test_a_stop_loss_sells_its_own_lot_in_the_backtest(tmp_path):
     )
     summary = [(o.purpose, o.filled_quantity, o.price, o.timestamp, o.stop_loss) for o in result.orders]
     assert summary == [
-        ("entry", D(10), D(100), DAY2, D(98)),
-        ("entry", D("9.57142857"), D(105), DAY2 + 2 * FIVE_MIN, D("102.9")),
-        ("stop_loss", D("9.57142857"), D(101), DAY2 + 4 * FIVE_MIN, None),
-        ("stop_loss", D(10), D(97), DAY2 + 6 * FIVE_MIN, None),
+        ("entry", D(10), D(100), DAY2 + FIVE_MIN, D(98)),
+        ("entry", D("9.57142857"), D(105), DAY2 + 3 * FIVE_MIN, D("102.9")),
+        ("stop_loss", D("9.57142857"), D(101), DAY2 + 5 * FIVE_MIN, None),
+        ("stop_loss", D(10), D(97), DAY2 + 7 * FIVE_MIN, None),
     ]
     closed = [(c.lot.entry_price, c.exit_price) for c in result.closed]
     assert closed == [(D(105), D(101)), (D(100), D(97))]
@@ -400,3 +408,127 @@ def test_a_cached_signals_file_strategy_does_not_carry_the_file(tmp_path):
     blob = pickle.dumps(strategy)
     assert len(blob) < 1000  # the 20,000 rows come back from the file, not from the cache
     assert pickle.loads(blob).due == strategy.due
+
+
+MINUTE = 60_000
+
+
+def _write_rows(path, rows: list[tuple[int, float, float]]) -> str:
+    """Candles (open time, open, close) with high/low spanning them."""
+    lines = ["timestamp_ms,open,high,low,close,volume"]
+    lines += [f"{ts},{o},{max(o, c)},{min(o, c)},{c},1000000" for ts, o, c in rows]
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def test_a_5m_close_is_not_seen_by_1m_decisions_before_it_has_closed(tmp_path):
+    # Defect 3: candles were ordered and keyed by their open time, so the 5m FIVE candle opened at 00:10 (closing at
+    # 00:15) was in the store of 00:10 and its crash to 60 was seen by the 1m decisions of 00:10-00:14.
+    # 10,000 capital, 25 % sizing, no fee or slippage. FIVE's BUY on its 00:00 candle is decided at its close 00:05:
+    # 0.25 × 10,000 / 100 = 25 FIVE, filled at the next open 100 (cash 7,500). ONE's BUY on its 00:11 candle is
+    # decided at 00:12: FIVE is still worth its 00:05-00:10 close, 100, so equity is 7,500 + 25 × 100 = 10,000, no
+    # drawdown: 25 ONE at 100 (cash 5,000). At 00:15 the crash candle has closed: 5,000 + 25 × 100 + 25 × 60 = 9,000,
+    # down 10 % ≥ 5 % → HALT at 00:15 and close both (by symbol), FIVE at its 00:15 open 60, ONE at its 00:15 open 100:
+    # final equity 5,000 + 2,500 + 1,500 = 9,000.
+    # Before: HALT at 00:10, ONE's BUY rejected, and FIVE sold at 100 — before a crash that had not happened yet.
+    five = [(DAY2, 100, 100), (DAY2 + 5 * MINUTE, 100, 100), (DAY2 + 10 * MINUTE, 100, 60)]
+    five += [(DAY2 + 15 * MINUTE, 60, 60), (DAY2 + 20 * MINUTE, 60, 60)]
+    one = [(DAY2 + i * MINUTE, 100, 100) for i in range(25)]
+    files = [_write_rows(tmp_path / "ONE_USDT-1m.csv", one), _write_rows(tmp_path / "FIVE_USDT-5m.csv", five)]
+    signals = _signals(tmp_path, [f"{DAY2},FIVE_USDT,BUY", f"{DAY2 + 11 * MINUTE},ONE_USDT,BUY"])
+    exchange = PaperExchange(slippage_pct=D(0), fee_rate=D(0), failure_rate=D(0), max_volume_share=D(0))
+    parameters = {**PARAMETERS, "MAX_POSITION_PCT": D("0.25"), "MAX_EXPOSURE_PCT": D(1)}
+    backtest = Backtest(lambda: SignalsFile(path=signals), parameters, D(10000), exchange, D("0.25"))
+    result = backtest.run(read_bars(files))
+    summary = [(o.symbol, o.purpose, o.status, o.filled_quantity, o.price, o.timestamp) for o in result.orders]
+    assert summary == [
+        ("FIVE_USDT", "entry", "FILLED", D(25), D(100), DAY2 + 5 * MINUTE),
+        ("ONE_USDT", "entry", "FILLED", D(25), D(100), DAY2 + 12 * MINUTE),
+        ("FIVE_USDT", "drawdown_close", "FILLED", D(25), D(60), DAY2 + 15 * MINUTE),
+        ("ONE_USDT", "drawdown_close", "FILLED", D(25), D(100), DAY2 + 15 * MINUTE),
+    ]
+    [halt] = [e for e in result.risk_events if e["decision"] == "STATE_CHANGE"]
+    assert halt["timestamp"] == DAY2 + 15 * MINUTE and "HALTED" in halt["reason"]
+    assert result.final_equity == D(9000) and result.trading_state == "HALTED"
+
+
+def test_capital_warnings_count_only_entries_that_filled():
+    # Two entries filled (one in full, one cut to half by the volume share) and two cancelled before any fill: one
+    # cut of two filled is not "more than half" → no warning. Counting the cancelled ones (filled 0 < asked) made it
+    # three cut of four, and a warning about a capital too large for the markets that no fill had shown.
+    from trading.backtest import Order as BacktestOrder
+    from trading.backtest_report import capital_warnings
+
+    def entry(status, filled):
+        return BacktestOrder("c", "s", "AAA_BTC", "BUY", D(10), D(1), NOW, "entry", "APPROVE", [], status, D(filled))
+
+    orders = [entry("FILLED", 10), entry("PARTIALLY_FILLED", 5), entry("REJECTED", 0), entry("REJECTED", 0)]
+    result = type("R", (), {"orders": orders, "initial_capital": D(10000)})()
+    assert capital_warnings(result) == []
+    # Two of two filled entries cut → warned, with the median fill ratio 0.5 × 10,000 = 5,000 suggested.
+    result.orders = [entry("PARTIALLY_FILLED", 5), entry("PARTIALLY_FILLED", 5), entry("PENDING", 0)]
+    [warning] = capital_warnings(result)
+    assert warning.startswith("2 of 2 entries were cut") and "--capital 5000" in warning
+
+
+def test_an_order_that_can_get_no_price_expires_and_frees_its_cost():
+    # The desk's rule: a waiting order of a symbol the data-stale watch finds without data (stale, or its data ended)
+    # EXPIRES with an ORDER_EXPIRED alert; orders of other symbols wait on.
+    other = Waiting(client_order_id="cdby", symbol="OTHER_USDT")
+    effects = DESK.expire([Waiting(), other], {"TEST_USDT": "has ended"})
+    assert [type(e) for e in effects] == [RaiseAlert, ExpireOrder]
+    alert, expire = effects
+    assert (alert.level, alert.code, alert.symbol) == ("WARNING", "ORDER_EXPIRED", "TEST_USDT")
+    assert expire == ExpireOrder("cdbx", "no price after its decision: TEST_USDT's market data has ended")
+    # A risk exit is cancelled instead (REJECTED), so that it is decided again once its symbol has a price: a
+    # position must not be left without its stop (an EXPIRED exit is never retried, as the live dust exit is not).
+    stop = Waiting(client_order_id="cdbs", side="SELL", purpose="stop_loss")
+    reason = "no price after its decision: TEST_USDT's market data is stale"
+    assert DESK.expire([stop], {"TEST_USDT": "is stale"}) == [CancelOrder("cdbs", reason)]
+    retry = DESK.watch(view(**UNDER_STOP), Ledger({"BTC_USDT": "T1"}, {"stop:T1": ["REJECTED"]}))
+    assert [o.signal_id for o in orders(retry)] == ["stop:T1#1"]
+    assert DESK.watch(view(**UNDER_STOP), Ledger({"BTC_USDT": "T1"}, {"stop:T1": ["EXPIRED"]})) == []
+
+
+def test_the_backtest_expires_an_order_whose_symbol_has_no_more_candles(tmp_path):
+    # AAA's file ends with the candle opened at 00:09; BBB's goes on to 00:19. 10,000 capital, 25 % sizing, no fee.
+    # AAA's BUY on its last candle is decided at 00:10: 0.25 × 10,000 / 100 = 25 AAA, 2,500 held back while it waits.
+    # AAA never has another candle: the watch's check at 00:11 finds its data ended (00:11 > 00:10, its last close)
+    # → EXPIRED with an ORDER_EXPIRED alert at 00:11, the 2,500 free again. BBB's BUY decided at 00:13 counts no
+    # exposure but its own: 0.25 × 10,000 / 50 = 50 BBB = 25 % ≤ MAX_EXPOSURE_PCT 30 %, approved in full; with AAA's
+    # cost still held back, 2,500 + 2,500 = 50 % > 30 % would have cut it. BBB's SELL on the very last candle (00:19,
+    # decided 00:20, all 50) can get no price either: EXPIRED when the data ends; the 50 BBB stay held.
+    aaa = [(DAY2 + i * MINUTE, 100, 100) for i in range(10)]
+    bbb = [(DAY2 + i * MINUTE, 50, 50) for i in range(20)]
+    files = [_write_rows(tmp_path / "AAA_USDT-1m.csv", aaa), _write_rows(tmp_path / "BBB_USDT-1m.csv", bbb)]
+    rows = [
+        f"{DAY2 + 9 * MINUTE},AAA_USDT,BUY",
+        f"{DAY2 + 12 * MINUTE},BBB_USDT,BUY",
+        f"{DAY2 + 19 * MINUTE},BBB_USDT,SELL",
+    ]
+    signals = _signals(tmp_path, rows)
+    exchange = PaperExchange(slippage_pct=D(0), fee_rate=D(0), failure_rate=D(0), max_volume_share=D(0))
+    parameters = {**PARAMETERS, "MAX_POSITION_PCT": D("0.25"), "MAX_EXPOSURE_PCT": D("0.3")}
+    series: dict = {}
+    bars = read_bars(files, None, series)
+    backtest = Backtest(lambda: SignalsFile(path=signals), parameters, D(10000), exchange, D("0.25"))
+    backtest.watched = series
+    result = backtest.run(bars)
+    print([(e["decision"], e.get("layer"), e["reason"]) for e in result.risk_events])
+    assert [(o.symbol, o.status, o.quantity, o.filled_quantity, o.timestamp) for o in result.orders] == [
+        ("AAA_USDT", "EXPIRED", D(25), D(0), DAY2 + 10 * MINUTE),
+        ("BBB_USDT", "FILLED", D(50), D(50), DAY2 + 13 * MINUTE),
+        ("BBB_USDT", "EXPIRED", D(50), D(0), DAY2 + 20 * MINUTE),
+    ]
+    expired = [(a["timestamp"], a["message"]) for a in result.alerts if a["code"] == "ORDER_EXPIRED"]
+    assert expired == [
+        (
+            DAY2 + 11 * MINUTE,
+            "BUY 25.00000000 AAA_USDT EXPIRED: no price after its decision: AAA_USDT's market data has ended",
+        ),
+        (
+            DAY2 + 20 * MINUTE,
+            "SELL 50.00000000 BBB_USDT EXPIRED: no price after its decision: BBB_USDT's market data has ended",
+        ),
+    ]
+    assert result.final_equity == D(10000)

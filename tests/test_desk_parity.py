@@ -37,7 +37,8 @@ def _manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
 
 
 def run_both(tmp_path: Path, files: list[str], strategy: str, failure_rate: str = "0", params=()) -> tuple:
-    """(live orders, live risk decisions, live equity), and the backtest's report, for the same files."""
+    """(orders, risk decisions, final equity, trading state, alerts as (time, code)) of the live shell and of the
+    backtest, for the same files."""
     database = tmp_path / "live.sqlite3"
     env = _env(database, STRATEGY=strategy, PAPER_FAILURE_RATE=failure_rate)
     for item in params:
@@ -56,6 +57,7 @@ def run_both(tmp_path: Path, files: list[str], strategy: str, failure_rate: str 
         [(sid, dec, layer, D(q)) for sid, dec, layer, q in stored["decisions"]],
         D(stored["equity"]),
         stored["state"],
+        [tuple(a) for a in stored["alerts"]],
     )
     simulated = (
         [
@@ -70,6 +72,7 @@ def run_both(tmp_path: Path, files: list[str], strategy: str, failure_rate: str 
         ],
         D(report["final_equity"]),
         report["summary"]["trading_state"],
+        [(a["timestamp"], a["code"]) for a in report["alerts"]],
     )  # fmt: skip
     return live, simulated
 
@@ -82,7 +85,7 @@ from decimal import Decimal
 from execution.accounting import money
 from execution.models import Order, Portfolio, Position
 from marketdata.models import Candle
-from risk.models import RiskEvent, TradingState
+from risk.models import Alert, RiskEvent, TradingState
 fields = ["client_order_id", "symbol", "side", "purpose", "status"]
 fields += ["quantity", "filled_quantity", "price", "event_time"]
 rows = Order.objects.order_by("id").values_list(*fields)
@@ -94,7 +97,9 @@ equity = Portfolio.load().cash
 for p in Position.objects.filter(quantity__gt=0):
     close = Candle.objects.filter(symbol=p.symbol).order_by("-timestamp").values_list("close", flat=True).first()
     equity += money(p.quantity * close)
-print(json.dumps({"orders": orders, "decisions": decisions, "equity": str(equity), "state": TradingState.load().state}))
+alerts = list(Alert.objects.order_by("id").values_list("timestamp", "code"))
+state = TradingState.load().state
+print(json.dumps({"orders": orders, "decisions": decisions, "equity": str(equity), "state": state, "alerts": alerts}))
 """
 
 
@@ -159,8 +164,10 @@ def test_a_file_with_a_missing_row(tmp_path):
 
 def test_mixed_intervals_and_files_of_different_periods(tmp_path):
     # A 5m symbol beside a 1m one is not stale between its candles, and a file that starts later or ends earlier
-    # is expected only over its own period; its missing 5m candle (minute 20) pauses both the replay and the
-    # backtest from minute 21 until its next candle (25) is in. Signals every minute on the 1m symbol show that.
+    # is expected only over its own period. Its missing 5m candle (opened at minute 20) is due at its close, 25: both
+    # the replay and the backtest find it missing once the candles known at 25 are in, so the decisions at 26 (on the
+    # 1m candle opened at 25) are paused, until its next candle (opened at 25) closes at 30: the 1m signals on the
+    # candles opened at 25-29 are refused. Signals every minute on the 1m symbol show that.
     minute = 60_000
     one = [f"{DAY2 + i * minute},100,100,100,100,1000000" for i in range(40)]
     five = [f"{DAY2 + i * FIVE_MIN},7,7,7,7,1000000" for i in range(2, 7) if i != 4]  # minutes 10-30, not 20
@@ -169,7 +176,7 @@ def test_mixed_intervals_and_files_of_different_periods(tmp_path):
     signals.write_text("".join(f"{DAY2 + i * minute},ONE_USDT,BUY\n" for i in range(1, 40)))
     live, simulated = run_both(tmp_path, files, f"signals_file:path={signals}", params=["MAX_ORDERS_PER_MINUTE=600"])
     paused = [int(d[0].rsplit(":", 1)[-1]) for d in simulated[1] if d[2] == "state"]
-    assert [(t - DAY2) // minute for t in paused] == [21, 22, 23, 24, 25], simulated[1]
+    assert [(t - DAY2) // minute for t in paused] == [25, 26, 27, 28, 29], simulated[1]
     assert live[0] == simulated[0] and live[1] == simulated[1] and live[3] == simulated[3] == "ACTIVE"
 
 
@@ -191,12 +198,17 @@ def test_a_gap_after_a_signal_trips_the_breaker_in_both(tmp_path):
         ("APPROVE", "position"),
     ]
     assert live[0] == simulated[0] and live[1] == simulated[1] and live[3] == simulated[3] == "ACTIVE"
+    # The rejected entry's ORDER_FAILED is stamped when its failure is known, the step its fill candle (opened at
+    # 00:10) has closed, 00:15 — not at its decision, 00:10 — in both shells.
+    failed = [a for a in simulated[4] if a[1] == "ORDER_FAILED"]
+    assert failed == [(DAY2 + 3 * FIVE_MIN, "ORDER_FAILED")] == [a for a in live[4] if a[1] == "ORDER_FAILED"]
 
 
 def test_a_stop_fired_in_another_symbols_turn_fills_at_the_next_candle_in_both(tmp_path):
-    # AAA sorts before BBB: at 00:04 the watch in AAA's turn already sees BBB's close 96 below BBB's stop (the entry
-    # filled at 100.05, stop 98.049) and decides the stop-loss; BBB's own candle of that time must not fill it at
-    # its open 100 (a price from before the decision): both shells sell at the next open, 95 × 0.9995.
+    # AAA sorts before BBB: at 00:05, when the candles opened at 00:04 have closed, the watch in AAA's turn already
+    # sees BBB's close 96 below BBB's stop (the entry filled at 100.05, stop 98.049) and decides the stop-loss; BBB's
+    # own candle of that time (opened at 00:04) must not fill it at its open 100 (a price from before the decision):
+    # both shells sell at the next open, 95 × 0.9995.
     minute = 60_000
     aaa = [f"{DAY2 + i * minute},50,50,50,50,1000000" for i in range(8)]
     bbb_bars = [(100, 100)] * 4 + [(100, 96), (95, 95), (95, 95), (95, 95)]
@@ -206,7 +218,7 @@ def test_a_stop_fired_in_another_symbols_turn_fills_at_the_next_candle_in_both(t
     signals.write_text(f"{DAY2 + minute},BBB_USDT,BUY\n")
     live, simulated = run_both(tmp_path, files, f"signals_file:path={signals}")
     stops = [o for o in simulated[0] if o[3] == "stop_loss"]
-    assert [(o[4], o[7], o[8]) for o in stops] == [("FILLED", D("95") * D("0.9995"), DAY2 + 4 * minute)]
+    assert [(o[4], o[7], o[8]) for o in stops] == [("FILLED", D("95") * D("0.9995"), DAY2 + 5 * minute)]
     assert live[0] == simulated[0] and live[1] == simulated[1] and live[3] == simulated[3]
     assert abs(live[2] - simulated[2]) <= simulated[2] * D("1e-14")
 
@@ -231,3 +243,58 @@ def test_an_exit_that_fills_at_midnight_counts_in_the_new_day(tmp_path):
     assert simulated[3] == "HALTED", simulated
     assert simulated[1][-1][1:3] == ("REJECT", "state")  # BBB's entry after the halt
     assert live[0] == simulated[0] and live[1] == simulated[1] and live[3] == simulated[3]
+
+
+def test_1m_and_5m_files_of_different_symbols_decide_on_closed_candles_in_both(tmp_path):
+    # tests/test_desk.py's look-ahead case through both shells: FIVE's 5m candle opened at 00:10 crashes from 100 to
+    # 60 and is known at its close, 00:15. ONE's BUY on its 1m candle opened at 00:11 is decided at 00:12, when FIVE
+    # is still worth 100: approved in both. At 00:15 the crash is known: equity ≈ 9,000 of ≈ 10,000, down ≈ 10 % ≥ 5 %
+    # → HALT at 00:15 and both positions closed. Had either shell seen the 5m close at its open time, it would halt
+    # at 00:10 and refuse ONE's BUY.
+    minute = 60_000
+    five = [(0, 100, 100), (5, 100, 100), (10, 100, 60), (15, 60, 60), (20, 60, 60)]
+    five_rows = [f"{DAY2 + m * minute},{o},{max(o, c)},{min(o, c)},{c},1000000" for m, o, c in five]
+    one_rows = [f"{DAY2 + i * minute},100,100,100,100,1000000" for i in range(25)]
+    files = [_write(tmp_path / "ONE_USDT-1m.csv", one_rows), _write(tmp_path / "FIVE_USDT-5m.csv", five_rows)]
+    signals = tmp_path / "signals.csv"
+    signals.write_text(f"{DAY2},FIVE_USDT,BUY\n{DAY2 + 11 * minute},ONE_USDT,BUY\n")
+    params = ["MAX_POSITION_PCT=0.25", "POSITION_SIZE_PCT=0.25", "MAX_EXPOSURE_PCT=1"]
+    live, simulated = run_both(tmp_path, files, f"signals_file:path={signals}", params=params)
+    assert [(o[1], o[3], o[4], o[8]) for o in simulated[0]] == [
+        ("FIVE_USDT", "entry", "FILLED", DAY2 + 5 * minute),
+        ("ONE_USDT", "entry", "FILLED", DAY2 + 12 * minute),
+        ("FIVE_USDT", "drawdown_close", "FILLED", DAY2 + 15 * minute),
+        ("ONE_USDT", "drawdown_close", "FILLED", DAY2 + 15 * minute),
+    ]
+    assert simulated[3] == "HALTED"
+    assert live[0] == simulated[0] and live[1] == simulated[1] and live[3] == simulated[3]
+    assert abs(live[2] - simulated[2]) <= simulated[2] * D("1e-14")
+    risk_alerts = [a for a in simulated[4] if a[1] in ("RISK_LIMIT", "ORDER_FAILED")]
+    assert risk_alerts == [a for a in live[4] if a[1] in ("RISK_LIMIT", "ORDER_FAILED")]
+
+
+def test_orders_that_can_get_no_price_expire_in_both(tmp_path):
+    # tests/test_desk.py's expiry case through both shells: AAA's file ends with the candle opened at 00:09, so the
+    # BUY decided at its close never gets a price: both expire it when the watch finds AAA's data ended (00:11), and
+    # release its cost, so BBB's BUY at 00:13 is sized and limited without it. BBB's SELL on the very last candle
+    # expires when the data ends (the replay's end, the backtest's).
+    minute = 60_000
+    aaa = [f"{DAY2 + i * minute},100,100,100,100,1000000" for i in range(10)]
+    bbb = [f"{DAY2 + i * minute},50,50,50,50,1000000" for i in range(20)]
+    files = [_write(tmp_path / "AAA_USDT-1m.csv", aaa), _write(tmp_path / "BBB_USDT-1m.csv", bbb)]
+    signals = tmp_path / "signals.csv"
+    signals.write_text(
+        f"{DAY2 + 9 * minute},AAA_USDT,BUY\n{DAY2 + 12 * minute},BBB_USDT,BUY\n{DAY2 + 19 * minute},BBB_USDT,SELL\n"
+    )
+    params = ["MAX_POSITION_PCT=0.25", "POSITION_SIZE_PCT=0.25", "MAX_EXPOSURE_PCT=0.3"]
+    live, simulated = run_both(tmp_path, files, f"signals_file:path={signals}", params=params)
+    assert [(o[1], o[4], o[8]) for o in simulated[0]] == [
+        ("AAA_USDT", "EXPIRED", DAY2 + 10 * minute),
+        ("BBB_USDT", "FILLED", DAY2 + 13 * minute),
+        ("BBB_USDT", "EXPIRED", DAY2 + 20 * minute),
+    ]
+    assert live[0] == simulated[0] and live[1] == simulated[1] and live[3] == simulated[3] == "ACTIVE"
+    assert abs(live[2] - simulated[2]) <= simulated[2] * D("1e-14")
+    expired = [a for a in simulated[4] if a[1] == "ORDER_EXPIRED"]
+    assert expired == [(DAY2 + 11 * minute, "ORDER_EXPIRED"), (DAY2 + 20 * minute, "ORDER_EXPIRED")]
+    assert expired == [a for a in live[4] if a[1] == "ORDER_EXPIRED"]

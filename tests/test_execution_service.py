@@ -176,15 +176,15 @@ def test_a_pending_sell_keeps_its_value_in_the_equity(settings):
     entry = Order.objects.get()
     assert entry.status == "FILLED"
     watched_ts = NEXT_TS + series.STEP_MS
-    # Decided on the candle the watch below looks at: that candle does not fill it (its next one would), so the
-    # watch judges the drawdown with the exit still PENDING.
+    # Decided on the candle the watch below looks at, at its close: that candle does not fill it (its next one
+    # would), so the watch judges the drawdown with the exit still PENDING.
     Order.objects.create(
         client_order_id="cdbpendingexit",
         symbol="TEST_USDT",
         side="SELL",
         quantity=entry.filled_quantity,
         requested_price=D("110.4"),
-        event_time=watched_ts,
+        event_time=watched_ts + series.STEP_MS,
         purpose=Order.Purpose.EXIT,
     )
     with transaction.atomic():

@@ -156,8 +156,9 @@ def test_replay_time_drives_the_market_clock_and_symbols_become_tradable(tmp_pat
         replay("--data", str(eth))
     finally:
         bus.publish = bus_publish
-    assert seen_clock and all(event_ts == now for event_ts, now in seen_clock)
-    last = int(data_rows(eth)[-1].split(",")[0])
+    # the market's time is when each candle is known: its close, 5 minutes after its open time
+    assert seen_clock and all(event_ts + 300_000 == now for event_ts, now in seen_clock)
+    last = int(data_rows(eth)[-1].split(",")[0]) + 300_000
     assert clock.now_ms() == last, "other processes see the replay's time through the shared clock"
     assert FeedSymbol.objects.filter(symbol="ETH_BTC", source="replay").exists()
     assert is_tradable("ETH_BTC")

@@ -53,13 +53,15 @@ def test_stop_loss_exits_exactly_once_per_trade():
     assert stops.count() == 1
     stop = stops.get()
     assert stop.status == Order.Status.FILLED and stop.quantity == entry.quantity
-    assert stop.event_time == series.events()[-1]["timestamp"] + 2 * series.STEP_MS
+    # decided when the 107.8 candle (opened two steps after the last event) has closed
+    assert stop.event_time == series.events()[-1]["timestamp"] + 3 * series.STEP_MS
     trade = Trade.objects.get(order=entry)
     assert trade.status == Trade.Status.CLOSED and trade.exit_reason == "stop_loss" and trade.profit_loss < 0
     assert Alert.objects.filter(code="RISK_LIMIT", level="WARNING", message__startswith="Stop-loss").count() == 1
-    # The symbol cools down for 15 minutes after its stop: a BUY 14 minutes later is refused, 15 minutes later not.
+    # The symbol cools down for 15 minutes after its stop: a BUY decided 14 minutes later (on the candle opened 13
+    # minutes later, at its close) is refused, 15 minutes later not.
     for minutes, layer in ((14, "cooldown"), (15, "position")):
-        ts = stop.event_time + minutes * series.STEP_MS
+        ts = stop.event_time + (minutes - 1) * series.STEP_MS
         bus.publish(candle(ts, 106.0))
         bus.publish(
             {
@@ -393,7 +395,7 @@ def test_a_lagging_symbol_still_fires_its_own_stop_loss_and_nothing_else():
     """BBB's candles arrive behind AAA's (a backlog worked off by several workers): a late BBB candle checks BBB's
     stop-loss, never another symbol's by prices from before that symbol's entry, nor BBB's own before BBB's entry."""
     minute = series.STEP_MS
-    bbb_buy = series.BASE_TS + 15 * minute  # BBB's series starts 10 minutes before AAA's: it buys first
+    bbb_buy = series.BASE_TS + 16 * minute  # BBB's series starts 10 minutes before AAA's: it buys first (at 15's close)
     series.publish_all(series.events("BBB_USDT", base_ts=series.BASE_TS - 10 * minute))
     # AAA's candles before BBB's buy are late; BBB's stored prices then (~98) are far below BBB's stop (107.85).
     series.publish_all(series.events("AAA_USDT"))
@@ -402,7 +404,7 @@ def test_a_lagging_symbol_still_fires_its_own_stop_loss_and_nothing_else():
     entries = {o.symbol: o for o in Order.objects.filter(purpose=Order.Purpose.ENTRY)}
     assert entries["BBB_USDT"].event_time == bbb_buy
     aaa_buy = entries["AAA_USDT"].event_time
-    assert aaa_buy == series.BASE_TS + series.CROSS_INDEX * minute
+    assert aaa_buy == series.BASE_TS + (series.CROSS_INDEX + 1) * minute
     assert not Order.objects.filter(purpose=Order.Purpose.STOP_LOSS).exists()
 
     # Older than BBB's own entry: BBB's position did not exist then, whatever its price.
@@ -410,10 +412,10 @@ def test_a_lagging_symbol_still_fires_its_own_stop_loss_and_nothing_else():
     assert not Order.objects.filter(purpose=Order.Purpose.STOP_LOSS).exists()
     # After BBB's entry but before AAA's: BBB's stop fires at its own candle; AAA's price then (98.3) is below
     # AAA's stop too, but AAA was bought later — it stays open.
-    bus.publish(candle(bbb_buy + minute, 108.0, symbol="BBB_USDT", open_=110.0))  # BBB's entry fills at 110
+    bus.publish(candle(bbb_buy, 108.0, symbol="BBB_USDT", open_=110.0))  # BBB's entry fills at 110
     assert not Order.objects.filter(purpose=Order.Purpose.STOP_LOSS).exists()
-    bus.publish(candle(bbb_buy + 2 * minute, 107.0, symbol="BBB_USDT"))
-    bus.publish(candle(bbb_buy + 3 * minute, 107.0, symbol="BBB_USDT"))  # the stop fills at this open
+    bus.publish(candle(bbb_buy + minute, 107.0, symbol="BBB_USDT"))  # the stop is decided at its close
+    bus.publish(candle(bbb_buy + 2 * minute, 107.0, symbol="BBB_USDT"))  # the stop fills at this open
     stop = Order.objects.get(purpose=Order.Purpose.STOP_LOSS)
     assert (stop.symbol, stop.event_time, stop.status) == ("BBB_USDT", bbb_buy + 2 * minute, Order.Status.FILLED)
     assert stop.quantity == entries["BBB_USDT"].quantity
@@ -442,7 +444,7 @@ def test_a_candle_with_nothing_to_do_costs_the_watch_one_statement_and_a_drop_st
     assert not Order.objects.filter(purpose=Order.Purpose.STOP_LOSS).exists()
     watch(events[2])
     stop = Order.objects.get(purpose=Order.Purpose.STOP_LOSS)
-    assert stop.event_time == events[2]["timestamp"] and stop.status == Order.Status.PENDING
+    assert stop.event_time == events[2]["timestamp"] + series.STEP_MS and stop.status == Order.Status.PENDING
     watch(events[3])  # the next candle: the stop fills at its open
     stop.refresh_from_db()
     assert stop.status == Order.Status.FILLED and stop.price == D("107.4") * (1 - D("0.0005"))
@@ -453,15 +455,15 @@ def test_an_operator_halt_holds_back_the_stop_loss_until_released():
     # Entry 110.055, stop 107.8539 (2 %). HALTED by a person: 107.8 and 107 send nothing and say so once.
     buy_then([108])
     halt("manual check", actor="tester")
-    last = Order.objects.get().event_time
-    bus.publish(candle(last + 2 * series.STEP_MS, 107.8))
-    bus.publish(candle(last + 3 * series.STEP_MS, 107.0))
+    last = Order.objects.get().event_time  # the entry's decision: its signal candle's close
+    bus.publish(candle(last + series.STEP_MS, 107.8))
+    bus.publish(candle(last + 2 * series.STEP_MS, 107.0))
     assert not Order.objects.filter(purpose=Order.Purpose.STOP_LOSS).exists()
     suppressed = Alert.objects.filter(level="CRITICAL", message__startswith="stop-loss suppressed while HALTED")
     assert suppressed.count() == 1
     release("checked", actor="tester")
-    bus.publish(candle(last + 4 * series.STEP_MS, 107.0))
-    bus.publish(candle(last + 5 * series.STEP_MS, 107.0))  # the stop fills at the next open
+    bus.publish(candle(last + 3 * series.STEP_MS, 107.0))  # the stop is decided at its close
+    bus.publish(candle(last + 4 * series.STEP_MS, 107.0))  # the stop fills at the next open
     stop = Order.objects.get(purpose=Order.Purpose.STOP_LOSS)
     assert stop.status == Order.Status.FILLED and stop.event_time == last + 4 * series.STEP_MS
 
@@ -478,11 +480,11 @@ def test_halt_and_close_positions_closes_at_the_next_price_through_the_api(clien
     state = TradingState.load()
     assert (state.state, state.pause_layer) == ("HALTED", "operator_close")
     assert not Order.objects.filter(purpose=Order.Purpose.OPERATOR_CLOSE).exists()  # at the next price, not before
-    last = entry.event_time + series.STEP_MS
+    last = entry.event_time  # the entry decided at its signal candle's close; the candle opened then closed at 108
     bus.publish(candle(last + series.STEP_MS, 109.0))
     close = Order.objects.get(purpose=Order.Purpose.OPERATOR_CLOSE)
     assert close.status == Order.Status.PENDING and close.quantity == entry.quantity
-    assert close.event_time == last + series.STEP_MS and close.requested_price == D("109")
+    assert close.event_time == last + 2 * series.STEP_MS and close.requested_price == D("109")
     bus.publish(candle(last + 2 * series.STEP_MS, 110.0))  # filled at this open; then flat: nothing more
     close.refresh_from_db()
     assert close.status == Order.Status.FILLED and close.price == D("110") * (1 - D("0.0005"))

@@ -1,8 +1,11 @@
 """The backtest: the live decision code (strategy, the six risk layers, the paper fill model, the book) run
 in one process over recorded candles, with the same order of effects as the live pipeline.
 
-Per candle, exactly as the live ``trading.on_market_data`` task and its followers do:
-1. the symbol's approved orders meet their price, the candle's open: the first price after their decision
+Candles are taken in the order they are known, at their close (open time + interval), every candle known at one
+time before any decision of that time; that time is the decisions' market time. Per candle, exactly as the live
+``trading.on_market_data`` task and its followers do:
+1. the symbol's approved orders decided by the candle's open meet their price, that open: the first price after
+   their decision
    (``Desk.fill``: the state may cancel them, an entry's slippage may trip the circuit breaker); the paper
    exchange fills them and the book takes the fills;
 2. the risk watch: day roll-over at 00:00 UTC, daily drawdown (HALT and close everything), stop-loss exits,
@@ -10,7 +13,7 @@ Per candle, exactly as the live ``trading.on_market_data`` task and its follower
 3. the strategy on the candle; a signal is sized and judged by the desk. Its approved order waits, as every
    order the desk makes, for step 1 of its symbol's next candle.
 
-Nothing here touches the ORM, Redis or the clock: state lives in this object, time is the candles' time.
+Nothing here touches the ORM, Redis or the clock: state lives in this object, time is the candles' (close) time.
 Identifiers (signal ids, client order ids, trade ids, exit keys) are derived exactly as live, so a replay
 through Celery/Redis/PostgreSQL and this loop can be compared order by order.
 """
@@ -22,6 +25,8 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
+from itertools import repeat
+from operator import eq, itemgetter
 from pathlib import Path
 from typing import NamedTuple
 
@@ -39,6 +44,7 @@ from risk.desk import (
     Desk,
     DeskState,
     DeskView,
+    ExpireOrder,
     FillOrder,
     RaiseAlert,
     RecordRiskEvent,
@@ -63,6 +69,7 @@ from trading.signal_ids import signal_id_for
 from trading.strategies import Candle, Strategy
 
 EXIT_KEYED = ("stop_loss", "drawdown_close", "operator_close")  # orders made under an exit key (desk._exit)
+KNOWN = itemgetter(4)  # a Bar's known time
 STOP_MARGIN = 1 + 1e-9  # float pre-check of a stop: far above float error, so it never misses an exact trigger
 
 
@@ -77,6 +84,7 @@ class Bar(NamedTuple):
     interval: str
     row: CandleRow  # exact Decimals: prices, fills and the book
     candle: Candle  # the same candle in floats: what the strategy reads
+    known: int  # when it is known: its close, open time + interval (the market time of its decisions)
 
 
 def _entry_time(lot: Lot) -> int:
@@ -87,7 +95,8 @@ def read_bars(
     paths: list[str], rejected: dict[str, int] | None = None, series: dict[str, stale.CandleSeries] | None = None
 ) -> Iterator[Bar]:
     """Candles of several SYMBOL-INTERVAL.csv files (or Freqtrade's .feather/.parquet), validated like a replay
-    and merged by (time, symbol); ``rejected`` counts the refused rows by reason (marketdata/candle_files.py);
+    and merged by (the time each is known: its close, symbol); ``rejected`` counts the refused rows by reason
+    (marketdata/candle_files.py);
     ``series`` gets each symbol's interval and last candle: what the data-stale watch expects (``Backtest.watched``)."""
     from marketdata.candle_files import freqtrade_file_name, iter_merged, read_file  # numpy: not for --help
 
@@ -110,7 +119,8 @@ def read_bars(
             rejected[reason] = rejected.get(reason, 0) + count
     for file in files if series is not None else ():
         if len(file):
-            add_series(series, file.symbol, stale.CandleSeries(interval_ms(file.interval), int(file.timestamps.max())))
+            length = interval_ms(file.interval)
+            add_series(series, file.symbol, stale.CandleSeries(length, int(file.timestamps.max()) + length))
     return iter_merged(files, Bar, Candle)
 
 
@@ -188,12 +198,13 @@ class Backtest:
         self.desk = Desk(engine, self.position_size_pct)
         self.book = Book.new(self.capital)
         self.state, self.layer, self.reason = ACTIVE, "", ""  # the trading state, the layer that set it, why
-        self.breaker = {"symbol": "", "tries": 0, "checked": None}
+        self.desk_state = DeskState(ACTIVE)  # the same as the desk reads it, with the circuit breaker's retries
         self.day_number: int | None = None
         self.day_start_equity: Decimal | None = None
         self.day_start_f = 0.0
         self.max_drawdown_f = float(self.parameters["MAX_DAILY_DRAWDOWN_PCT"])
         self.stop_loss_pct = self.parameters["STOP_LOSS_PCT"]
+        self.sell_factor_f = (1 - float(self.exchange.slippage_pct)) * (1 - float(self.exchange.fee_rate))
         # Float copies of the book, for the pre-checks only (never for a decision or an amount).
         self.cash_f = float(self.capital)
         self.held_f: dict[str, float] = {}
@@ -203,6 +214,7 @@ class Backtest:
         # off the positions (a waiting entry leaves the equity as it is).
         self.pending_cash_f = 0.0
         self.pending_held_f: dict[str, float] = {}
+        self.waiting_sells_f: dict[str, tuple[str, float, float]] = {}  # client order id → symbol, units, proceeds
         self.alarm: bool | None = None  # the drawdown pre-check's answer for equity_f and the state; None: to do
         self.stop_dirty: set[str] = set()
         self.marks: dict[str, Decimal] = {}
@@ -222,10 +234,11 @@ class Backtest:
         self.alerts: list[dict] = []
         self.equity_curve: list[tuple[int, Decimal]] = []
         self.open_point: int | None = None  # the time of the equity point the next step (or the end) values
+        self.open_group = 0  # how many candles that time had
         self.in_market: list[bool] = []  # per equity-curve point: was anything held
-        # The data-stale watch, as a replay runs it (marketdata/stale.py): each symbol's latest candle time, the
-        # symbols found stale at the last check, whether its own pause holds, and who changed the state last.
-        self.last_seen: dict[str, int] = {}
+        # The data-stale watch, as a replay runs it (marketdata/stale.py): the symbols found stale at the last check
+        # (each symbol's latest candle time is its ``last`` bar's), whether its own pause holds, and who changed the
+        # state last.
         self.stale_symbols: tuple[str, ...] = ()
         self.paused_by_watch = False
         self.changed_by = ""
@@ -239,13 +252,13 @@ class Backtest:
         now = None
         step = self.step
         for bar in bars:
-            if bar[2].timestamp != now:  # bar.row.timestamp
+            if bar[4] != now:  # bar.known
                 if group:
                     step(group)
                     progress(len(group))
                     count += len(group)
                 group = [bar]
-                now = bar[2].timestamp
+                now = bar[4]
             else:
                 group.append(bar)
         if group:
@@ -255,6 +268,8 @@ class Backtest:
         if self.open_point is not None:
             if self.watched:
                 self._check_stale(self.open_point)  # as a replay checks once more after its last candle
+            if self.pending_orders:  # the data has ended: no order still waiting will get a price
+                self._expire({order.symbol: stale.ENDED for order in self.pending_orders}, self.open_point)
             self._close_point()
         return Result(
             self.capital,
@@ -273,19 +288,27 @@ class Backtest:
         )
 
     def step(self, bars: list[Bar]) -> None:
-        """One timestamp: every candle of that time is in before any decision (as in the store of a replay,
-        where a decision at time T sees all candles up to and including T), then each symbol in order."""
-        now = bars[0][2].timestamp  # bar.row.timestamp
-        if self.open_point is not None:
-            if self.watched:
-                self._check_stale(self.open_point)  # the previous time's candles are all in: is anyone missing?
+        """One time: every candle known (closed) at that time is in before any decision (as in the store of a
+        replay, where a decision at time T sees all candles known by T), then each candle in (symbol, interval)
+        order."""
+        now = bars[0][4]  # bar.known
+        point = self.open_point
+        if point is not None:
+            # The previous time's candles are all in: is anyone missing? Not when nothing is stale or paused by the
+            # watch and every symbol has its candle of that time (the common case): surely so when that time had a
+            # candle of every series seen so far (one strategy each), else asked symbol by symbol.
+            if self.watched and (
+                self.stale_symbols
+                or self.paused_by_watch
+                or (self.open_group < len(self.strategies) and not self._all_in(point))
+            ):
+                self._check_stale(point)
             self._close_point()
-        if now // DAY_MS != self.day_number:  # before any fill: as the live watch rolls the day, then fills
+        if (now - 1) // DAY_MS != self.day_number:  # before any fill, as live (``validation.market_day``)
             self._roll_day(now, bars[0].symbol)
-        marks, last, history, stops, seen = self.marks, self.last, self.history, self.stop_f, self.last_seen
+        marks, last, history, stops = self.marks, self.last, self.history, self.stop_f
         for bar in bars:
-            symbol, _, row, candle = bar
-            seen[symbol] = now
+            symbol, _, row, candle, _ = bar
             marks[symbol] = row.close
             last[symbol] = bar
             try:
@@ -302,7 +325,7 @@ class Backtest:
         # What it looks at changes only through the watch itself or a decision, so it is re-read after those.
         alarm = self._drawdown_alarm()
         pending = self.pending
-        for symbol, interval, row, candle in bars:
+        for symbol, interval, row, candle, _ in bars:
             if symbol in pending:
                 self._fill_pending(symbol, row, now)
                 alarm = self._drawdown_alarm()
@@ -314,15 +337,16 @@ class Backtest:
                 strategy = strategies[symbol, interval] = self.strategy_factory().for_series(symbol, interval)
             emitted = strategy.on_candle(candle)
             if emitted is not None:
-                signal_id = signal_id_for(symbol, interval, strategy.name, now)
-                self._decide(symbol, emitted.side, Decimal(str(emitted.price)), emitted.confidence, signal_id, now)
+                signal_id = signal_id_for(symbol, interval, strategy.name, row.timestamp)  # keyed by the candle
+                price = Decimal(str(emitted.price))
+                self._decide(symbol, emitted.side, price, emitted.confidence, signal_id, now, row.timestamp)
                 alarm = self.alarm if self.alarm is not None else self._drawdown_alarm()
-        self.open_point = now
+        self.open_point, self.open_group = now, len(bars)
 
     def _roll_day(self, now: int, symbol: str) -> None:
         """The day starts at the equity valued at the last prices before 00:00 UTC (the marks before this time's
         candles), waiting orders counted as the account counts them."""
-        self.day_number = now // DAY_MS
+        self.day_number = (now - 1) // DAY_MS
         self.day_start_equity = self._account(symbol, now).equity
         self.day_start_f = float(self.day_start_equity)
         self.alarm = None
@@ -389,8 +413,10 @@ class Backtest:
         )
 
     def _market(self, symbol: str) -> MarketSnapshot:
-        """The engine's market snapshot from the symbol's recent candles (newest first)."""
-        return snapshot_from_rows(self.history.get(symbol, ()))
+        """The engine's market snapshot from the symbol's recent candles (newest first); its data is as fresh as
+        the newest one's close."""
+        bar = self.last.get(symbol)
+        return snapshot_from_rows(self.history.get(symbol, ()), bar[4] if bar is not None else None)
 
     # --- 1. the watch -----------------------------------------------------------------------------------
     def _watch(self, symbol: str, now: int) -> None:
@@ -406,34 +432,40 @@ class Backtest:
             s in stops and last[s].candle.close <= stops[s] * STOP_MARGIN for s in candidates
         )
         closing = self.state == HALTED and self.layer in CLOSING_HALTS and bool(self.held_f)
-        if not (stop_due or closing or self.state == PAUSED or self._drawdown_alarm()):
+        # Of a pause only the circuit breaker's has work of its own (its retry): a data-stale pause leaves the watch
+        # what it has when ACTIVE (``Desk.watch_has_work``).
+        breaker_waits = self.state == PAUSED and self.layer == "circuit_breaker"
+        if not (stop_due or closing or breaker_waits or self._drawdown_alarm()):
             return
-        breaker = self.breaker["symbol"] if self.state == PAUSED and self.layer == "circuit_breaker" else None
+        breaker = self.desk_state.breaker_symbol if breaker_waits else None
         view = self._view(symbol, now, self._market(breaker) if breaker else None, with_lots=True)
         self._apply(self.desk.watch(view, self), now)
 
     # --- 2. the decision --------------------------------------------------------------------------------
-    def _decide(self, symbol: str, side: str, price: Decimal, confidence: float, signal_id: str, now: int) -> None:
+    def _decide(
+        self, symbol: str, side: str, price: Decimal, confidence: float, signal_id: str, now: int, opened: int
+    ) -> None:
         market = self._market(symbol)
         if self.whitelist and symbol not in self.whitelist:
             market = replace(market, tradable=False)
-        signal = SignalIn(signal_id, symbol, side, price, confidence, source_timestamp=now)
+        signal = SignalIn(signal_id, symbol, side, price, confidence, source_timestamp=opened)
         self._apply(self.desk.decide(self._view(symbol, now, market), signal, self), now)
 
     def _view(self, symbol: str, now: int, market: MarketSnapshot | None, *, with_lots: bool = False) -> DeskView:
         account = self._account(symbol, now, with_lots=with_lots)
-        return DeskView(self._desk_state(), account, self.parameters, now, market)
-
-    def _desk_state(self) -> DeskState:
-        breaker = self.breaker
-        return DeskState(self.state, self.layer, self.reason, breaker["symbol"], breaker["tries"], breaker["checked"])
+        return DeskView(self.desk_state, account, self.parameters, now, market)
 
     def _apply(self, effects: list, now: int, fills: dict[str, tuple[Order, Decimal]] | None = None) -> None:
         """Carry out the desk's effects in order, in memory (the live worker writes the same to the database);
         ``fills``: the order a fill step's effects name, by client order id, with its candle's volume."""
         for effect in effects:
             kind = effect.__class__
-            if kind is RecordRiskEvent:
+            if kind is FillOrder:  # the most frequent effects first
+                order, volume = fills[effect.client_order_id]
+                self._fill(order, effect.price, volume, now)
+            elif kind is SubmitOrder:
+                self._submit(effect, now)
+            elif kind is RecordRiskEvent:
                 if effect.layer == SUPPRESSED:
                     self.suppressed_stops.add(effect.signal_id)
                 requested = effect.requested_quantity
@@ -455,18 +487,20 @@ class Backtest:
             elif kind is ChangeState:
                 self._set_state(effect.new_state, effect.layer, now, effect.reason)
                 if effect.breaker_symbol:
-                    self.breaker = {"symbol": effect.breaker_symbol, "tries": 0, "checked": now}
+                    self.desk_state = self.desk_state._replace(
+                        breaker_symbol=effect.breaker_symbol, breaker_tries=0, breaker_checked_ms=now
+                    )
             elif kind is UpdateBreaker:
-                self.breaker.update(tries=effect.tries, checked=effect.checked_ms)
-            elif kind is SubmitOrder:
-                self._submit(effect, now)
-            elif kind is FillOrder:
-                order, volume = fills[effect.client_order_id]
-                self._fill(order, effect.price, volume)
+                self.desk_state = self.desk_state._replace(
+                    breaker_tries=effect.tries, breaker_checked_ms=effect.checked_ms
+                )
             elif kind is CancelOrder:
                 order = fills[effect.client_order_id][0]
                 order.status, order.reason = "REJECTED", effect.reason
-                self._alert_failed(order)
+                self._alert_failed(order, now)
+            elif kind is ExpireOrder:
+                order = fills[effect.client_order_id][0]
+                order.status, order.reason = "EXPIRED", effect.reason
 
     def _submit(self, submit: SubmitOrder, now: int) -> None:
         order = Order(
@@ -487,6 +521,9 @@ class Backtest:
         self.pending.setdefault(order.symbol, []).append(order)
         self.pending_orders.append(order)
         if order.side == "SELL":  # a waiting entry leaves the float equity as it is
+            quantity = float(order.quantity)
+            proceeds = quantity * float(order.requested_price) * self.sell_factor_f
+            self.waiting_sells_f[order.client_order_id] = (order.symbol, quantity, proceeds)
             self._pending_changed()
         if order.purpose in EXIT_KEYED:
             base = order.signal_id.split("#", 1)[0]
@@ -505,41 +542,63 @@ class Backtest:
 
     # --- 1. the fills -----------------------------------------------------------------------------------
     def _fill_pending(self, symbol: str, row: CandleRow, now: int) -> None:
-        """The symbol's orders decided before this candle, oldest first, at its open (``Desk.fill``); one decided at
-        this very time (by the watch of another symbol, or on another interval of this one) waits for the next."""
-        waiting = self.pending.pop(symbol)
-        due = [order for order in waiting if order.timestamp < now]
-        if len(due) < len(waiting):
-            self.pending[symbol] = [order for order in waiting if order.timestamp >= now]
+        """The symbol's orders decided by this candle's open, oldest first, at that open (``Desk.fill``): the first
+        price after their decision. One decided later (at this very time, by the watch of another symbol, or on
+        another interval of this one) waits for the next candle; the step's market time is ``now``."""
+        due = self.pending.pop(symbol)  # in the order they were decided
+        opened = row.timestamp
+        if due[-1].timestamp > opened:
+            first_later = next(i for i, order in enumerate(due) if order.timestamp > opened)
+            due, self.pending[symbol] = due[:first_later], due[first_later:]
         for order in due:
             self.pending_orders.remove(order)
             if order.side == "SELL":
+                del self.waiting_sells_f[order.client_order_id]
                 self._pending_changed()
-            effects = self.desk.fill(self._desk_state(), self.parameters, order, row.open)
+            effects = self.desk.fill(self.desk_state, self.parameters, order, row.open)
             self._apply(effects, now, {order.client_order_id: (order, row.volume)})
 
+    def _expire(self, without_data: dict[str, str], now: int) -> None:
+        """The waiting orders of symbols without data (``stale.without_data``) expire (``Desk.expire``)."""
+        waiting = [order for order in self.pending_orders if order.symbol in without_data]
+        if waiting:
+            for order in waiting:  # each ends now (expired, or a risk exit cancelled to be decided again)
+                self._stop_waiting(order)
+            fills = {order.client_order_id: (order, None) for order in waiting}
+            self._apply(self.desk.expire(waiting, without_data), now, fills)
+
+    def _stop_waiting(self, order: Order) -> None:
+        self.pending_orders.remove(order)
+        rest = [other for other in self.pending[order.symbol] if other is not order]
+        if rest:
+            self.pending[order.symbol] = rest
+        else:
+            del self.pending[order.symbol]
+        if order.side == "SELL":
+            del self.waiting_sells_f[order.client_order_id]
+            self._pending_changed()
+
     def _pending_changed(self) -> None:
-        """The float copies of what the waiting orders add to the account (for the drawdown pre-check)."""
-        slippage, fee = float(self.exchange.slippage_pct), float(self.exchange.fee_rate)
+        """The float copies of what the waiting orders add to the account (for the drawdown pre-check): the waiting
+        sells' (an entry's cost stays in the equity until it fills: nothing to add), each converted once."""
         cash, held = 0.0, {}
-        for order in self.pending_orders:  # an entry's cost stays in the equity until it fills: nothing to add
-            if order.side == "SELL":
-                quantity, price = float(order.quantity), float(order.requested_price)
-                cash += quantity * price * (1 - slippage) * (1 - fee)
-                held[order.symbol] = held.get(order.symbol, 0.0) - quantity
+        for symbol, quantity, proceeds in self.waiting_sells_f.values():  # in the order they were decided
+            cash += proceeds
+            held[symbol] = held.get(symbol, 0.0) - quantity
         self.pending_cash_f, self.pending_held_f = cash, held
         self.equity_f = self.alarm = None
 
-    def _fill(self, order: Order, price: Decimal, volume: Decimal) -> None:
+    def _fill(self, order: Order, price: Decimal, volume: Decimal, now: int) -> None:
         fill = self.exchange.fill(order.client_order_id, order.side, order.quantity, price, volume)
         self._settle(order, fill)
         self._flag_stop(order.symbol)
         if order.status in ("FAILED", "REJECTED"):
-            self._alert_failed(order)
+            self._alert_failed(order, now)
 
-    def _alert_failed(self, order: Order) -> None:
+    def _alert_failed(self, order: Order, now: int) -> None:
+        """ORDER_FAILED at ``now``, the fill step's time: when the failure is known (not the order's decision)."""
         message = f"{order.side} {order.quantity} {order.symbol} {order.status}: {order.reason}"
-        self._alert(AlertSpec("WARNING", "ORDER_FAILED", message), order.timestamp)
+        self._alert(AlertSpec("WARNING", "ORDER_FAILED", message), now)
 
     def _flag_stop(self, symbol: str) -> None:
         """Queue ``symbol`` for the watch's stop-loss check where the float pre-check says its stop might trigger
@@ -610,18 +669,25 @@ class Backtest:
         )
         self.state, self.layer, self.reason = new_state, layer if new_state != ACTIVE else "", reason
         self.alarm = None
-        if new_state != PAUSED:
-            self.breaker = {"symbol": "", "tries": 0, "checked": None}
+        if new_state != PAUSED:  # the circuit breaker's retries end with its pause
+            self.desk_state = DeskState(new_state, self.layer, reason)
+        else:
+            self.desk_state = self.desk_state._replace(state=new_state, layer=self.layer, reason=reason)
+
+    def _all_in(self, now: int) -> bool:
+        """Whether every watched symbol's latest candle is known at ``now``."""
+        try:
+            return all(map(eq, map(KNOWN, map(self.last.__getitem__, self.watched)), repeat(now)))
+        except KeyError:  # a symbol not seen yet
+            return False
 
     def _check_stale(self, now: int) -> None:
         """The data-stale watch at ``now`` (``marketdata.stale.StaleWatch._act``, in memory): a watched symbol without
         a candle for longer than DATA_STALE_TIMEOUT_SEC pauses an ACTIVE account; when every one is fresh again the
         watch lifts its own pause (never another layer's, never a HALT)."""
-        seen = self.last_seen
-        if not self.stale_symbols and not self.paused_by_watch and all(seen.get(s) == now for s in self.watched):
-            return  # every symbol has its candle of ``now``: nothing is stale, nothing to lift (the common case)
+        seen = {symbol: bar[4] for symbol, bar in self.last.items()}  # each symbol's latest candle time
         decision = stale.decide(
-            self.last_seen,
+            seen,
             self.watched,
             now,
             self.stale_timeout_ms,
@@ -645,6 +711,8 @@ class Backtest:
                 self._alert(AlertSpec("INFO", "DATA_RECOVERED", stale.RECOVERED_MESSAGE), now)
             self.paused_by_watch = False
         self.stale_symbols = decision.stale
+        if self.pending_orders:
+            self._expire(stale.without_data(seen, self.watched, now, self.stale_timeout_ms, self.watched), now)
 
     def _alert(self, alert: AlertSpec, now: int) -> None:
         self.alerts.append({"timestamp": now, "level": alert.level, "code": alert.code, "message": alert.message})

@@ -41,14 +41,16 @@ def _sharpe(curve: list[tuple[int, Decimal]]) -> float | None:
     return statistics.fmean(returns) / deviation * math.sqrt(YEAR_MS / step)
 
 
+FILLED = ("FILLED", "PARTIALLY_FILLED")
 CUT_SHARE = 0.5  # warn when more than half of the entries filled less than they asked for
 
 
 def capital_warnings(result: Result) -> list[str]:
     """A newcomer's trap: a capital far above what the candles' volumes can absorb (``--capital 10000`` on
     BTC-quoted pairs is 10,000 BTC), so PAPER_MAX_VOLUME_SHARE cuts most entries. Says so, and suggests a capital
-    at the scale the fills reached."""
-    entries = [o for o in result.orders if o.purpose == "entry" and o.quantity > 0]
+    at the scale the fills reached. Counts the entries that filled (fully or in part): a cancelled, failed or
+    still waiting entry was never cut by the volume share."""
+    entries = [o for o in result.orders if o.purpose == "entry" and o.status in FILLED and o.quantity > 0]
     cut = [o for o in entries if o.filled_quantity < o.quantity]
     if not entries or len(cut) <= CUT_SHARE * len(entries):
         return []
@@ -75,7 +77,7 @@ def summary(result: Result) -> dict:
         entry["trades"] += 1
         entry["wins"] += item.profit_loss > 0
         entry["profit_loss"] += item.profit_loss
-    filled = [o for o in result.orders if o.status in ("FILLED", "PARTIALLY_FILLED")]
+    filled = [o for o in result.orders if o.status in FILLED]
     return {
         "total_return_pct": float((result.final_equity / result.initial_capital - 1) * 100),
         "max_drawdown_pct": _max_drawdown_pct(result.equity_curve),

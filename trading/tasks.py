@@ -1,7 +1,7 @@
 from celery import shared_task
 
 from ground.bus import RETRY_ON_DATABASE_ERRORS, batch_consumer, consumer, event_log_context
-from risk.decision_service import MarketWatch, process_market_watch
+from risk.decision_service import MarketWatch, event_known_at, process_market_watch
 
 from .signal_service import candle_key, evaluate_events, process_market_data, store_signal
 
@@ -22,7 +22,7 @@ def on_market_data_batch(events: list[dict]) -> None:
     (the watch, then its signal): the strategy runs once per symbol over its candles, and the account is read
     again only when it changed (``MarketWatch``)."""
     outputs = evaluate_events(events)
-    watch = MarketWatch(window_end=max(event["timestamp"] for event in events))
+    watch = MarketWatch(window_end=max(event_known_at(event) for event in events))
     for event in events:
         with event_log_context(event):
             watch(event)

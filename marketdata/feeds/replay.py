@@ -1,6 +1,7 @@
 """CSV replay: recorded candles validated row by row, stored in bulk (each once), then published in time order.
 
-Files are read as streams and merged by timestamp, so several symbols interleave as they did live. Each
+Files are read as streams and merged by the time each candle is known, its close (open time + interval), so several
+symbols interleave as they did live and a 5m candle comes after the 1m candles that closed before it. Each
 chunk is stored with one ``INSERT … ON CONFLICT DO NOTHING RETURNING``; only the candles that were new are
 published as market_data (a second replay of the same file stores and publishes nothing). While
 publishing, the market clock follows the candles' time and the data-stale watch sees that time.
@@ -120,9 +121,11 @@ def _read(
     tick: Callable[[int], None],
     ended: Callable[[ReplaySource, int | None], None],
 ) -> Iterator[tuple]:
-    """The file's valid candles; at its end, ``ended(source, its last candle's time)`` — before the merge yields
-    any later candle of another file (it reads each file one candle ahead)."""
+    """The file's valid candles as (known at, symbol, interval, row); at its end, ``ended(source, the time its last
+    candle is known)`` — before the merge yields any later candle of another file (it reads each file one candle
+    ahead)."""
     last = None
+    length = interval_ms(source.interval)
     with source.path.open(encoding="utf-8", errors="replace", newline="") as handle:
         for item in validate_lines(handle):
             summary.rows_read += 1
@@ -131,8 +134,8 @@ def _read(
                 summary.rejected[item.reason] += 1
                 logger.debug("%s line %d rejected (%s): %r", source.path, item.line_number, item.reason, item.line)
                 continue
-            last = item.timestamp
-            yield item.timestamp, source.symbol, source.interval, item
+            last = item.timestamp + length
+            yield last, source.symbol, source.interval, item
     ended(source, last)
 
 
@@ -147,7 +150,7 @@ def default_batch_size() -> int:
 def _chunks(merged: Iterator[tuple], size: int, by_timestamp: bool) -> Iterator[list[tuple]]:
     chunk: list[tuple] = []
     for item in merged:
-        # Never split one timestamp across chunks: a candle published at time T must find every candle of T
+        # Never split one time across chunks: a candle published at time T must find every candle known at T
         # stored, as the backtest sees them (a decision at T values all symbols at T).
         at_boundary = item[0] != chunk[-1][0] if chunk else False
         if chunk and at_boundary and (len(chunk) >= size or by_timestamp):
@@ -202,6 +205,8 @@ class Replay:
             self._store_and_publish(chunk)
         if self.publish and self.stale_watch is not None and self._last_published_ts is not None:
             self.stale_watch.check_at(self.clock.now_ms())
+            # as the backtest ends: no order still waiting will get a price from these files
+            self.stale_watch.data_ended(self.clock.now_ms(), sorted({s.symbol for s in self.sources}))
         return self.summary
 
     def _source_ended(self, source: ReplaySource, last_ms: int | None) -> None:
@@ -209,24 +214,23 @@ class Replay:
             self.stale_watch.candles_end(source.symbol, last_ms if last_ms is not None else -1)
 
     def _store_and_publish(self, chunk: list[tuple]) -> None:
-        rows = [(symbol, interval, ts, c.open, c.high, c.low, c.close, c.volume) for ts, symbol, interval, c in chunk]
+        rows = [(s, i, c.timestamp, c.open, c.high, c.low, c.close, c.volume) for _, s, i, c in chunk]
         new = bulk_store(rows)
         self.summary.stored += len(new)
         self.summary.already_present += len(chunk) - len(new)
-        first, last = chunk[0][0], chunk[-1][0]
         if self.summary.first_timestamp is None:
-            self.summary.first_timestamp = first
-        self.summary.last_timestamp = last
+            self.summary.first_timestamp = chunk[0][3].timestamp
+        self.summary.last_timestamp = chunk[-1][3].timestamp
         if not self.publish or not new:
             return
         if self._last_published_ts is None:  # the market runs on the replay's time from its first candle on
-            market_clock.set_shared_event_time(first)
+            market_clock.set_shared_event_time(chunk[0][0])
         with market_clock.use_clock(self.clock):
-            for ts, symbol, interval, candle in chunk:
-                if (symbol, interval, ts) not in new:
+            for known, symbol, interval, candle in chunk:
+                if (symbol, interval, candle.timestamp) not in new:
                     continue
-                self._before_event(ts)
-                self._publish(symbol, interval, ts, candle)
+                self._before_event(known)
+                self._publish(symbol, interval, known, candle)
             self._flush()
         market_clock.set_shared_event_time(self.clock.now_ms(), note=REPLAY_NOTE)
 
@@ -250,8 +254,8 @@ class Replay:
                 market_clock.set_shared_event_time(ts, note=REPLAY_NOTE)
         self._last_published_ts = ts
 
-    def _publish(self, symbol: str, interval: str, ts: int, candle: CandleRow) -> None:
-        values = (symbol, interval, ts, candle.open, candle.high, candle.low, candle.close, candle.volume)
+    def _publish(self, symbol: str, interval: str, known: int, candle: CandleRow) -> None:
+        values = (symbol, interval, candle.timestamp, candle.open, candle.high, candle.low, candle.close, candle.volume)
         if self.batch_size > 1:
             self._batch.append(market_data_event(*values))
             if len(self._batch) >= self.batch_size:
@@ -262,4 +266,4 @@ class Replay:
         if self.after_event is not None:
             self.after_event()
         if self.stale_watch is not None:
-            self.stale_watch.seen(symbol, ts)
+            self.stale_watch.seen(symbol, known)

@@ -107,6 +107,7 @@ class Command(BaseCommand):
         from marketdata.feeds.replay import Replay, ReplayError, count_lines, resolve_sources
         from marketdata.stale import StaleWatch
         from marketdata.watchlist import register_feed_symbols
+        from risk.decision_service import expire_waiting_orders
 
         try:
             sources = resolve_sources(options["data"] or [], options["symbols"], options["interval"])
@@ -125,7 +126,8 @@ class Command(BaseCommand):
             mininterval=0.5,
         )
         watch = StaleWatch(
-            watched=[s for s in symbols if not settings.SYMBOL_WHITELIST or s in settings.SYMBOL_WHITELIST]
+            watched=[s for s in symbols if not settings.SYMBOL_WHITELIST or s in settings.SYMBOL_WHITELIST],
+            on_without_data=expire_waiting_orders,  # as the backtest's watch: orders that can get no price expire
         )
         replay = Replay(
             sources,

@@ -194,9 +194,10 @@ def price_text(whole: str, decimals: str, k: int, exponent: bool) -> str:
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.one_of(PRICE_PART.map(lambda part: price_text(*part)), st.sampled_from(NEAR_2_53)), min_size=6))
 def test_plain_prices_are_the_floats_float_makes_of_them(texts):
-    """The loader computes a plain number's float from its digits (``_plain_numbers``), not with ``float``: the
-    same float for every shape a plain row allows, up to 28 digits and around 2**53 where the sum stops being
-    exact. Each row holds five of the numbers, so high ≥ low is not asked of them: assert_same judges the rows."""
+    """Every shape a plain row allows (up to 16 digits before the point, 12 decimals with the ``e-k``; around
+    2**53, where floats stop holding every integer): the candle's float is ``float(text)`` and the row's lazy
+    Decimal is ``Decimal(text)`` (assert_same). The first rows mix the numbers, so high ≥ low is not asked of
+    them; the last ones hold one number five times and are accepted above the price floor."""
     rows = [f"{1000 * n},{','.join(texts[n : n + 5])}" for n in range(len(texts) - 4)]
     data = "\n".join(
         [

@@ -1,7 +1,8 @@
 """A command imports only what it uses: ccxt (every exchange it knows, about a second), daphne and Twisted are
 not loaded by a backtest, its --help, or ``manage.py help``, nor numpy and pyarrow where no candle file is read,
-nor the apps' admin modules (``risk.admin`` stands for them) outside the admin; they are by the commands that use
-them (a probe that could not see them would pass anything)."""
+nor the apps' admin modules (``risk.admin`` stands for them) outside the admin, nor the ORM chart code that only
+``backtest --html`` draws with; they are by the commands that use them (a probe that could not see them would pass
+anything)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CANDLES = ROOT.parent / "shared" / "data" / "candles"
-HEAVY = ("ccxt", "daphne", "twisted", "numpy", "pyarrow", "risk.admin")
+HEAVY = ("ccxt", "daphne", "twisted", "numpy", "pyarrow", "risk.admin", "trading.chart_service")
 
 # Runs one manage.py command in this interpreter, then prints which heavy modules it loaded as the last line.
 PROBE = """

@@ -6,12 +6,13 @@ Prints per round and then the best of the rounds:
 * load: ``read_bars`` over the files, every bar built (marketdata/candle_files.py);
 * simulation: ``Backtest.run`` over the loaded bars (momentum strategy, all six risk layers, paper fills);
 * the whole command: ``manage.py backtest --data <files> --capital 1 --json r.json`` in a fresh process under
-  ``/usr/bin/time -v``: wall time (start-up, load, simulation, report) and peak RSS.
+  ``/usr/bin/time -v``: wall time (start-up, load, simulation, report), CPU seconds (user + system: less moved
+  by other work on a shared machine than the wall time) and peak RSS.
 
 With ``--freqtrade`` (after ``bash ../shared/compare/freqtrade/setup.sh``), Freqtrade's whole ``backtesting``
 command (``run_ft.py``, the same candles, an EMA/RSI strategy) runs in each round right after ours, and the
-ratios are printed: whole command (ours faster by), peak RSS (ours / theirs), and simulation (their ``loop_s`` —
-signals, DataFrame to lists, the candle loop — over our simulation time).
+ratios are printed: whole command (ours faster by, in wall and in CPU seconds), peak RSS (ours / theirs), and
+simulation (their ``loop_s`` — signals, DataFrame to lists, the candle loop — over our simulation time).
 
 Targets (issue "Backtest in about a second", 2-core machine): whole command ≥ 8× faster than Freqtrade's with
 peak RSS ≤ half of theirs; load ≥ 300,000 candles/s; simulation ≥ 15× Freqtrade's loop (measured, reported).
@@ -40,15 +41,16 @@ FREQTRADE = ROOT.parent / "shared" / "compare" / "freqtrade"
 FT_PYTHON = Path("/tmp/ftvenv/bin/python")
 
 
-def timed(command: list[str], cwd: Path, out: Path) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of a command, from /usr/bin/time -v."""
+def timed(command: list[str], cwd: Path, out: Path) -> tuple[float, float, float]:
+    """Wall seconds, peak RSS (MB) and CPU seconds (user + system) of a command, from /usr/bin/time -v."""
     report = out.with_suffix(".time")
     subprocess.run(["/usr/bin/time", "-v", "-o", str(report), *command], cwd=cwd, check=True, capture_output=True)
     text = report.read_text()
     clock = re.search(r"Elapsed \(wall clock\) time.*?: (.*)", text).group(1).split(":")
     wall = sum(float(part) * 60**power for power, part in enumerate(reversed(clock)))
     rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", text).group(1)) / 1024
-    return wall, rss
+    cpu = sum(float(re.search(rf"{kind} time \(seconds\): ([\d.]+)", text).group(1)) for kind in ("User", "System"))
+    return wall, rss, cpu
 
 
 def in_process(files: list[str], strategy: str, repeat: int) -> tuple[int, float, float, dict]:
@@ -109,23 +111,24 @@ def main() -> None:
         work = Path(tmp)
         for number in range(args.rounds):
             candles, load, simulation, summary = in_process(files, args.strategy, args.repeat)
-            wall, rss = timed([*ours, "--json", str(work / f"ours{number}.json")], ROOT, work / f"ours{number}")
-            row = {"load": load, "simulation": simulation, "wall": wall, "rss": rss}
+            wall, rss, cpu = timed([*ours, "--json", str(work / f"ours{number}.json")], ROOT, work / f"ours{number}")
+            row = {"load": load, "simulation": simulation, "wall": wall, "rss": rss, "cpu": cpu}
             if args.freqtrade:
                 result = work / f"ft{number}.json"
                 command = [str(FT_PYTHON), str(FREQTRADE / "run_ft.py"), "--json", str(result)]
-                row["ft_wall"], row["ft_rss"] = timed(command, FREQTRADE, work / f"ft{number}")
+                row["ft_wall"], row["ft_rss"], row["ft_cpu"] = timed(command, FREQTRADE, work / f"ft{number}")
                 row["ft"] = json.loads(result.read_text())
             rounds.append(row)
             line = (
                 f"round {number + 1}: load {candles / load:,.0f} candles/s, simulation {candles / simulation:,.0f}"
-                f" candles/s ({simulation:.3f} s), command {wall:.2f} s {rss:.0f} MB"
+                f" candles/s ({simulation:.3f} s), command {wall:.2f} s (CPU {cpu:.2f} s) {rss:.0f} MB"
             )
             if args.freqtrade:
                 ft = row["ft"]
                 line += (
-                    f" | freqtrade {row['ft_wall']:.2f} s {row['ft_rss']:.0f} MB, loop {ft['loop_s']:.3f} s"
-                    f" | {row['ft_wall'] / wall:.1f}x, RSS {rss / row['ft_rss']:.2f},"
+                    f" | freqtrade {row['ft_wall']:.2f} s (CPU {row['ft_cpu']:.2f} s) {row['ft_rss']:.0f} MB,"
+                    f" loop {ft['loop_s']:.3f} s | {row['ft_wall'] / wall:.1f}x (CPU {row['ft_cpu'] / cpu:.1f}x),"
+                    f" RSS {rss / row['ft_rss']:.2f},"
                     f" loop {ft['loop_s'] / simulation:.1f}x"
                 )
             print(line, flush=True)
@@ -139,17 +142,19 @@ def main() -> None:
         f"simulation:                        {best('simulation'):.3f} s = {candles / best('simulation'):,.0f} candles/s"
     )
     print(
-        f"whole command (manage.py backtest): {best('wall'):.2f} s wall, "
+        f"whole command (manage.py backtest): {best('wall'):.2f} s wall, {best('cpu'):.2f} s CPU, "
         f"peak RSS {max(r['rss'] for r in rounds):.0f} MB"
     )
     if args.freqtrade:
         loop = min(row["ft"]["loop_s"] for row in rounds)
         print(
             f"freqtrade {rounds[0]['ft'].get('freqtrade')} backtesting: {best('ft_wall'):.2f} s wall, "
+            f"{best('ft_cpu'):.2f} s CPU, "
             f"peak RSS {best('ft_rss'):.0f} MB, loop {loop:.3f} s"
         )
         print(
-            f"ratios, best against best: whole command {best('ft_wall') / best('wall'):.1f}x faster (target ≥ 8), "
+            f"ratios, best against best: whole command {best('ft_wall') / best('wall'):.1f}x faster (target ≥ 8; "
+            f"CPU seconds {best('ft_cpu') / best('cpu'):.1f}x), "
             f"peak RSS {max(r['rss'] for r in rounds) / best('ft_rss'):.2f} of Freqtrade's (target ≤ 0.5), "
             f"simulation {loop / best('simulation'):.1f}x faster than Freqtrade's loop (target ≥ 15)"
         )

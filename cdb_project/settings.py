@@ -70,7 +70,7 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
     "cdb_project.devserver",  # daphne's runserver, imported only when it runs (not "daphne": see its docstring)
-    "django.contrib.admin",
+    "cdb_project.admin_app.AdminConfig",  # django.contrib.admin; the admin.py modules loaded where used
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

@@ -8,6 +8,7 @@ from django.views.generic import RedirectView
 from cdb_project import ops
 from trading import views as trading_views
 
+admin.autodiscover()  # every app's admin.py: not at django.setup() (cdb_project/admin_app.py)
 admin.site.site_header = "Claire de Binare"
 admin.site.site_title = "Claire de Binare admin"
 

@@ -41,8 +41,9 @@ def vectorised(data: bytes) -> tuple[list[CandleRow], Counter, list[Candle]]:
 
 
 def exact(row: CandleRow) -> tuple:
-    """Equal Decimals can differ in exponent (0.10 and 0.1): compare the digits too."""
-    return type(row), tuple((type(getattr(row, f)), str(getattr(row, f))) for f in FIELDS)
+    """Equal Decimals can differ in exponent (0.10 and 0.1): compare the digits too. A loaded row is a CandleRow
+    (a ``TextRow``, which makes each Decimal from the file's text when it is first read)."""
+    return isinstance(row, CandleRow), tuple((type(getattr(row, f)), str(getattr(row, f))) for f in FIELDS)
 
 
 def assert_same(data: bytes) -> None:
@@ -173,6 +174,45 @@ ROW = st.lists(NUMBER, min_size=5, max_size=7).map(",".join)
 @given(st.lists(st.one_of(ROW, ROW, LINE), max_size=25), st.sampled_from(["\n", "\r\n", "\r"]))
 def test_any_file_is_judged_as_the_row_by_row_validator_judges_it(lines, newline):
     assert_same(newline.join(lines).encode())
+
+
+PRICE_PART = st.tuples(
+    st.text("0123456789", min_size=1, max_size=16),
+    st.text("0123456789", max_size=12),
+    st.integers(0, 12),
+    st.booleans(),
+)
+NEAR_2_53 = ["9007199254740991", "9007199254740992", "9007199254740993", "9999999999999999", "1e-12", "0.000000000001"]
+NEAR_2_53 += ["123456789012345e-12", "1234567890123456.123456789012", "900719925474099.3", "90071992547409.93e-1"]
+
+
+def price_text(whole: str, decimals: str, k: int, exponent: bool) -> str:
+    """A number of PLAIN_ROW's shape: at most 16 digits before the point, at most 12 decimals with the ``e-k``."""
+    mantissa = f"{whole}.{decimals}" if decimals else whole
+    return f"{mantissa}e-{min(k, 12 - len(decimals))}" if exponent else mantissa
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(PRICE_PART.map(lambda part: price_text(*part)), st.sampled_from(NEAR_2_53)), min_size=6))
+def test_plain_prices_are_the_floats_float_makes_of_them(texts):
+    """Every shape a plain row allows (up to 16 digits before the point, 12 decimals with the ``e-k``; around
+    2**53, where floats stop holding every integer): the candle's float is ``float(text)`` and the row's lazy
+    Decimal is ``Decimal(text)`` (assert_same). The first rows mix the numbers, so high ≥ low is not asked of
+    them; the last ones hold one number five times and are accepted above the price floor."""
+    rows = [f"{1000 * n},{','.join(texts[n : n + 5])}" for n in range(len(texts) - 4)]
+    data = "\n".join(
+        [
+            "timestamp_ms,open,high,low,close,volume",
+            *rows,
+            *(f"{n},{t},{t},{t},{t},1" for n, t in enumerate(texts, 10**7)),
+        ]
+    ).encode()
+    assert_same(data)
+    loaded = candle_files.parse_csv(data, "ETH_BTC", "5m")
+    accepted = dict(zip(loaded.timestamps.tolist(), loaded.values[:, 0].tolist(), strict=True))
+    for n, text in enumerate(texts, 10**7):
+        if Decimal(text) >= Decimal("5e-13"):  # the price floor: the row is accepted
+            assert accepted[n] == float(text), text
 
 
 def freqtrade_table(path: Path, unit: str):

@@ -1,6 +1,8 @@
 """A command imports only what it uses: ccxt (every exchange it knows, about a second), daphne and Twisted are
-not loaded by a backtest, its --help, or ``manage.py help``, nor numpy and pyarrow where no candle file is read;
-they are by the commands that use them (a probe that could not see them would pass anything)."""
+not loaded by a backtest, its --help, or ``manage.py help``, nor numpy and pyarrow where no candle file is read,
+nor the apps' admin modules (``risk.admin`` stands for them) outside the admin, nor the ORM chart code that only
+``backtest --html`` draws with; they are by the commands that use them (a probe that could not see them would pass
+anything)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CANDLES = ROOT.parent / "shared" / "data" / "candles"
-HEAVY = ("ccxt", "daphne", "twisted", "numpy", "pyarrow")
+HEAVY = ("ccxt", "daphne", "twisted", "numpy", "pyarrow", "risk.admin", "trading.chart_service")
 
 # Runs one manage.py command in this interpreter, then prints which heavy modules it loaded as the last line.
 PROBE = """
@@ -58,3 +60,10 @@ def test_a_backtest_loads_numpy_for_its_candles_and_nothing_of_the_live_side(tmp
 def test_the_commands_that_need_them_still_load_them():
     assert "daphne" in loaded_by("runserver", "--help")
     assert "twisted" in loaded_by("runserver", "--help")
+
+
+def test_the_admin_modules_load_with_the_urls_and_for_the_admin_check():
+    """Each seen on its own: the admin-tagged checks (autodiscover before ``check_admin_app``), and the URL checks
+    (they import ``cdb_project/urls.py``, which mounts the admin site)."""
+    assert "risk.admin" in loaded_by("check", "--tag", "admin")
+    assert "risk.admin" in loaded_by("check", "--tag", "urls")

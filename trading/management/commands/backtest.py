@@ -17,7 +17,6 @@ from execution.paper import PaperExchange
 from risk.parameters import PARAMETER_SPECS
 from trading.backtest import Backtest, BacktestInputError, read_bars, watched_series
 from trading.backtest_report import html_report, report
-from trading.chart_service import backtest_chart
 from trading.strategies import build_strategy, parse_spec
 
 SIZING = "POSITION_SIZE_PCT"
@@ -175,6 +174,8 @@ class Command(BaseCommand):
             _write("--json", options["json_out"], _json_text(document))
             self.stdout.write(f"JSON report: {options['json_out']}")
         if options["html_out"]:
+            from trading.chart_service import backtest_chart  # the ORM's chart code: only for --html
+
             charts = {}
             for symbol in sorted({Path(p).name.split("-")[0] for p in options["data"]}):
                 charts[symbol] = backtest_chart(document, symbol, max_bars=HTML_MAX_BARS)

@@ -28,6 +28,7 @@ class TradingState(models.Model):
 
     class Meta:
         permissions = [("halt_trading", "Can halt and release trading")]
+        verbose_name = verbose_name_plural = "trading state"  # one row
 
     def __str__(self) -> str:
         return f"{self.state} since {self.since:%Y-%m-%d %H:%M:%S} UTC ({self.reason or 'no reason'})"

@@ -10,7 +10,7 @@ from ground.admin_history import HistoryAdmin
 from .models import HALT_PERMISSION, Alert, AuditLog, RiskEvent, RiskParameters, TradingState
 from .parameters import PARAMETER_SPECS
 from .parameters_service import update_parameters
-from .state import halt, release
+from .state import halt, outcome, release
 
 PARAMETER_FIELDS = [name.lower() for name in PARAMETER_SPECS]
 
@@ -97,7 +97,7 @@ class TradingStateAdmin(HistoryAdmin):
         except ValueError as error:
             self.message_user(request, str(error), messages.ERROR)
         else:
-            self.message_user(request, f"Trading is {state.state}: {state.reason}", messages.SUCCESS)
+            self.message_user(request, outcome(state), messages.WARNING if state.already else messages.SUCCESS)
         return redirect("admin:risk_tradingstate_changelist")
 
     def halt_view(self, request):

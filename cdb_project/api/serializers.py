@@ -180,6 +180,11 @@ class TradingStateSerializer(serializers.Serializer):
     )
 
 
+class StateChangeSerializer(TradingStateSerializer):
+    changed = serializers.BooleanField(help_text="false: trading was in that state already (a halt's reason is added)")
+    message = serializers.CharField(help_text="what happened, as a person reads it")
+
+
 class TokenRequestSerializer(AuthTokenSerializer):
     """DRF's username + password, bounded as a user's fields are (a longer name cannot be a user, and the login
     throttle stores what it is given)."""

@@ -435,6 +435,7 @@
         return;
       }
       state.trading_state = body;
+      $("state-notice").textContent = body.changed === false ? body.message : "";  // "Trading is ACTIVE already …"
       render();
       dialog.close();
     });

@@ -12,7 +12,7 @@ from django.db import transaction
 from execution.account import account_rows, account_state
 from execution.models import Portfolio
 from ground import bus
-from ground.amounts import iso_utc
+from ground.amounts import iso_utc, money
 from ground.timeutil import ms_to_datetime
 from marketdata import clock
 from marketdata.ingest import latest_prices
@@ -219,4 +219,10 @@ def _restart_daily_drawdown(account, actor: str, reason: str) -> str:
         new_value={"day_start_equity": str(account.equity)},
         reason=reason,
     )
-    return f"the daily drawdown restarts from the equity at release {account.equity:.8f} (was {old:.8f})"
+    from trading.dashboard import account_quote
+
+    quote = account_quote()
+    return (
+        f"the daily drawdown restarts from the equity at release {money(account.equity, quote, unit=True)} "
+        f"(was {money(old, quote, unit=True)})"
+    )

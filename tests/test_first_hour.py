@@ -96,7 +96,7 @@ def _check_status(status: dict) -> None:
     assert (account["quote"], account["quote_decimals"]) == ("USDT", 2)
     assert status["clock"].startswith("simulated market: one 1m candle every")
     assert status["market_time_ms"] > status["wall_time_ms"] - 3_600_000  # the market's time, not a replay's
-    assert status["freshness"] and all(f["age_sec"] is not None and f["age_sec"] >= 0 for f in status["freshness"])
+    assert status["freshness"] and all(type(f["age_sec"]) is int and f["age_sec"] >= 0 for f in status["freshness"])
     assert {f["symbol"] for f in status["freshness"]} == {"BTC_USDT", "ETH_USDT", "SOL_USDT", "XRP_USDT"}
 
 
@@ -135,7 +135,8 @@ def test_make_run_twice_carries_on_and_a_replay_fits_in(tmp_path):
         assert all(a["timestamp"] >= last_stored - 86_400_000 for a in alerts)  # market time, not wall time
         risk = _manage(env, "risk_status").stdout
         assert re.search(rf"^Equity {USDT}  cash {USDT[:-5]}  exposure {USDT[:-5]} \(", risk, re.M), risk
-        assert "UTC (market time)" in risk
+        iso = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"  # ISO 8601 UTC
+        assert re.search(rf"^Trading state: ACTIVE since {iso} \(market time\)", risk, re.M), risk
         assert "000000" not in risk.split("Parameters:")[0]  # no "10155.57963252087875700000000"
     finally:
         _stop(second)

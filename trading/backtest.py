@@ -28,6 +28,7 @@ from typing import NamedTuple
 from execution.accounting import AccountingError, Book
 from execution.paper import PaperExchange
 from execution.trades import ClosedLot, Lot, close_lots, exit_target, open_lot, target_first
+from ground.amounts import base_of
 from ground.timeutil import DAY_MS, MINUTE_MS
 from marketdata import stale
 from marketdata.validation import CandleRow, interval_ms, parse_file_name
@@ -531,7 +532,9 @@ class Backtest:
         self.equity_f = self.alarm = None
 
     def _fill(self, order: Order, price: Decimal, volume: Decimal) -> None:
-        fill = self.exchange.fill(order.client_order_id, order.side, order.quantity, price, volume)
+        fill = self.exchange.fill(
+            order.client_order_id, order.side, order.quantity, price, volume, asset=base_of(order.symbol)
+        )
         self._settle(order, fill)
         self._flag_stop(order.symbol)
         if order.status in ("FAILED", "REJECTED"):

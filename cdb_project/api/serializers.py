@@ -243,8 +243,8 @@ class AccountSerializer(serializers.Serializer):
 class FreshnessSerializer(serializers.Serializer):
     symbol = serializers.CharField()
     last_seen_ms = serializers.IntegerField(allow_null=True)
-    age_sec = serializers.FloatField(
-        allow_null=True, min_value=0, help_text="market time since the data, never negative"
+    age_sec = serializers.IntegerField(
+        allow_null=True, min_value=0, help_text="whole seconds of market time since the data, never negative"
     )
     stale = serializers.BooleanField()
 

@@ -28,6 +28,11 @@ def test_ensure_admin_creates_one_admin_once(tmp_path):
     saved = tmp_path / "admin-password"
     first = _manage({**env, "GENERATED_ADMIN_PASSWORD_FILE": str(saved)}, "ensure_admin")
     assert first.returncode == 0 and f"its generated password is in {saved}" in first.stdout
+    # what docs/security.md and the README say: `cat` the file, `manage.py changepassword admin` for another one
+    assert f"`cat {saved}`" in first.stdout
+    assert "`.venv/bin/python manage.py changepassword admin` sets another one" in first.stdout or (
+        "`python manage.py changepassword admin` sets another one" in first.stdout
+    )
     password = saved.read_text().strip()
     assert len(password) >= 16 and password not in first.stdout + first.stderr  # never into a log
     assert saved.stat().st_mode & 0o777 == 0o600
@@ -35,7 +40,8 @@ def test_ensure_admin_creates_one_admin_once(tmp_path):
     check = admin + f"print(admin.check_password({password!r}))"
     assert _manage(env, "shell", "-c", check).stdout.strip().endswith("True")
     second = _manage(env, "ensure_admin")
-    assert second.returncode == 0 and "exists already" in second.stdout and "password" not in second.stdout
+    assert second.returncode == 0 and "exists already (admin)" in second.stdout and password not in second.stdout
+    assert "manage.py changepassword admin`" in second.stdout
 
 
 def test_embedded_server_shows_live_paper_trading(tmp_path):

@@ -136,7 +136,7 @@ def _finish(order: Order, candle_stored_at=None) -> None:
         raise_alert(
             "WARNING",
             "ORDER_FAILED",
-            f"{order.side} {amounts.quantity(order.quantity, amounts.base_of(order.symbol))} {order.symbol} "
+            f"{order.symbol} {order.side} {amounts.quantity(order.quantity, amounts.base_of(order.symbol))} "
             f"{order.status}: {order.reason}",
             timestamp=order.event_time,
             symbol=order.symbol,

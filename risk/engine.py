@@ -265,7 +265,7 @@ class RiskEngine:
             quantity = min(order.quantity, held)
             checks.append("position")
             action = TRIM if quantity < order.quantity else APPROVE
-            reason = f"exit of {held_as(quantity)} {order.symbol} (held {held_as(held)})"
+            reason = f"exit of {held_as(quantity)} (held {held_as(held)})"
             return Decision(action, quantity, "position", (reason,), tuple(checks), details)
 
         if not order.quantity.is_finite() or order.quantity <= 0:

@@ -1,5 +1,6 @@
 """`make run`'s path on a fresh database: migrate, ensure_admin, serve with the simulated feed, live pushes."""
 
+import re
 import subprocess
 import sys
 import urllib.request
@@ -72,7 +73,11 @@ def test_embedded_server_shows_live_paper_trading(tmp_path):
             wait_until(lambda: client.pushed("market_data"), timeout=30, message="candles arriving")
             wait_until(lambda: client.pushed("signals"), timeout=60, message="a signal")
             results = wait_until(lambda: client.pushed("order_results"), timeout=60, message="a paper order result")
-            assert results[0]["status"] in {"FILLED", "FAILED", "REJECTED"}
+            assert results[0]["status"] in {"FILLED", "PARTIALLY_FILLED", "FAILED", "REJECTED"}
+            exact = re.compile(r"(0|[1-9]\d*)(\.\d*[1-9])?")  # an exact decimal string, as the store holds it
+            for result in results:  # amounts as exact decimal strings on the websocket, the quantity ordered too
+                amounts = [result["quantity"], result["filled_quantity"], result["fees"]] + [result["price"] or "1"]
+                assert all(isinstance(a, str) and exact.fullmatch(a) for a in amounts), result
         finally:
             client.close()
     finally:

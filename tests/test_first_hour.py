@@ -133,14 +133,17 @@ def test_make_run_twice_carries_on_and_a_replay_fits_in(tmp_path):
         assert status["market_time_ms"] > last_stored
         alerts = _get(port, "/api/alerts/?page_size=100", token)["results"]
         assert all(a["timestamp"] >= last_stored - 86_400_000 for a in alerts)  # market time, not wall time
-        messages = "\n".join(a["message"] for a in alerts)
-        assert not re.search(r"\d\.\d*000(?!\d)", messages), messages  # no "194.177100930000"
-        assert not re.search(r"\d [A-Z]+_[A-Z]+\b", messages), messages  # "0.5 XRP", never "0.5 XRP_USDT"
-        assert re.search(rf"{USDT}|\d [A-Z]{{3,}}\b", messages), messages  # amounts carry their unit
+        # what people read of the decisions: the alerts served, every risk event's and order's reason
+        said = [a["message"] for a in alerts] + [r for (r,) in _query(db, "SELECT reason FROM risk_riskevent")]
+        said += [r for (r,) in _query(db, "SELECT reason FROM execution_order")]
+        text = "\n".join(said)
+        assert not re.search(r"\d\.\d*000(?!\d)", text), text  # no "194.177100930000"
+        assert not re.search(r"\d [A-Z]+_[A-Z]+\b", text), text  # "0.5 XRP", never "0.5 XRP_USDT"
+        assert re.search(r"^approved [\d,.]+ [A-Z]+ at [\d,.]+ USDT$", text, re.M), text  # units: base, quote
         risk = _manage(env, "risk_status").stdout
         assert re.search(rf"^Equity {USDT}  cash {USDT}  exposure {USDT} \(", risk, re.M), risk
         position = rf"^  [A-Z]+_USDT +[\d,.]+ ([A-Z]+) @ [\d,.]+ USDT  last [\d,.]+ USDT  unrealized [+]?{USDT}$"
-        held = re.findall(position, risk, re.M)  # "0.5 XRP @ 0.565288 USDT": the base asset, the price's quote
+        held = [m.group(1) for m in re.finditer(position, risk, re.M)]  # "0.5 XRP @ 0.565288 USDT"
         assert held and all(f"{base}_USDT" in risk for base in held), risk
         iso = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"  # ISO 8601 UTC
         assert re.search(rf"^Trading state: ACTIVE since {iso} \(market time\)", risk, re.M), risk

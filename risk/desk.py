@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import NamedTuple, Protocol
 
-from cdb_project import amounts
+from ground import amounts
 
 from .engine import (
     ACTIVE,

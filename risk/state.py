@@ -16,6 +16,7 @@ from ground.amounts import iso_utc, money
 from ground.timeutil import ms_to_datetime
 from marketdata import clock
 from marketdata.ingest import latest_prices
+from marketdata.watchlist import account_quote
 
 from .alerts import raise_alert
 from .desk import CLOSING_HALTS, OPERATOR_CLOSE
@@ -219,8 +220,6 @@ def _restart_daily_drawdown(account, actor: str, reason: str) -> str:
         new_value={"day_start_equity": str(account.equity)},
         reason=reason,
     )
-    from trading.dashboard import account_quote
-
     quote = account_quote()
     return (
         f"the daily drawdown restarts from the equity at release {money(account.equity, quote, unit=True)} "

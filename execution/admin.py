@@ -30,14 +30,16 @@ class TradeAdmin(HistoryAdmin):
 
 
 @admin.register(Position)
-class PositionAdmin(admin.ModelAdmin):
+class PositionAdmin(HistoryAdmin):
+    """The book as the fills made it (execution.service): a hand edit would part it from the orders and trades."""
+
     list_display = ("symbol", "quantity", "avg_entry_price", "updated_at")
     list_filter = ("symbol",)
     search_fields = ("symbol",)
 
 
 @admin.register(Portfolio)
-class PortfolioAdmin(admin.ModelAdmin):
+class PortfolioAdmin(HistoryAdmin):
     list_display = ("cash", "realized_pnl", "fees_paid", "initial_capital", "updated_at")
     list_filter = ("updated_at",)
     search_fields = ("id",)

@@ -34,6 +34,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from ground import amounts
 from ground.timeutil import ms_to_datetime
 from risk.alerts import raise_alert
 from risk.engine import stop_price
@@ -132,7 +133,7 @@ def _alert_unknown(order: Order, what: str) -> None:
     raise_alert(
         "WARNING",
         "ORDER_UNKNOWN",
-        f"{order.side} {order.quantity} {order.symbol}: {what}",
+        f"{order.symbol} {order.side} {_quantity(order, order.quantity)}: {what}",
         timestamp=order.event_time,
         symbol=order.symbol,
     )
@@ -220,8 +221,9 @@ def _late_entry_refusal(executor: LiveExecutor, order: Order) -> LiveFill | None
     if slippage <= limit:
         return None
     reason = (
-        f"sent late ({age:.1f}s after its decision): the price moved {slippage:.4%} from {order.requested_price} "
-        f"to {price}, beyond MAX_SLIPPAGE_PCT {limit:.2%}; not sent"
+        f"sent late ({age:.1f}s after its decision): the price moved {slippage:.4%} from "
+        f"{amounts.price(order.requested_price, amounts.quote_of(order.symbol))} to "
+        f"{amounts.price(price, amounts.quote_of(order.symbol))}, beyond MAX_SLIPPAGE_PCT {limit:.2%}; not sent"
     )
     return LiveFill("REJECTED", ZERO, None, ZERO, "", reason)
 
@@ -285,7 +287,10 @@ def _short(order: Order, booked: Decimal, free: Decimal, problem: str) -> LiveFi
 
 
 def _alert_resized(order: Order, amount: Decimal, why: str) -> None:
-    message = f"SELL {order.symbol} resized from {order.quantity} to {amount} ({order.quantity - amount} less): {why}"
+    message = (
+        f"SELL {order.symbol} resized from {_quantity(order, order.quantity)} to {_quantity(order, amount)} "
+        f"({_quantity(order, order.quantity - amount)} less): {why}"
+    )
     raise_alert("CRITICAL", "EXIT_RESIZED", message, symbol=order.symbol)
 
 
@@ -297,10 +302,13 @@ def book_live_fill(order: Order, fill: LiveFill) -> Order:
         order.status, order.reason = NOT_SETTLED.get(fill.status, Order.Status.FAILED), fill.reason
         _finish(order)
         if order.status == Order.Status.EXPIRED:
-            message = f"{order.side} {order.quantity} {order.symbol} EXPIRED: {order.reason}"
+            message = f"{order.symbol} {order.side} {_quantity(order, order.quantity)} EXPIRED: {order.reason}"
             raise_alert("WARNING", "ORDER_EXPIRED", message, timestamp=order.event_time, symbol=order.symbol)
         elif order.status == Order.Status.UNKNOWN:
-            message = f"{order.side} {order.quantity} {order.symbol} ({order.client_order_id}): {order.reason}"
+            message = (
+                f"{order.symbol} {order.side} {_quantity(order, order.quantity)} ({order.client_order_id}): "
+                f"{order.reason}"
+            )
             raise_alert("CRITICAL", "ORDER_NEEDS_CHECK", message, timestamp=order.event_time, symbol=order.symbol)
         return order
     book, portfolio = load_book()
@@ -334,3 +342,8 @@ def _fees_by_asset(symbol: str, fill: LiveFill) -> dict[str, str]:
     base, _, quote = symbol.partition("_")
     paid = {quote: fill.quote_fee, base: fill.base_fee, **dict(fill.other_fees)}
     return {asset: str(amount) for asset, amount in paid.items() if amount}
+
+
+def _quantity(order: Order, value) -> str:
+    """A quantity of the order's base asset, as an alert says it (``0.5 BTC``)."""
+    return amounts.quantity(value, amounts.base_of(order.symbol))

@@ -125,6 +125,9 @@ class Portfolio(models.Model):
     day_start_equity = MoneyField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    class Meta:
+        verbose_name = verbose_name_plural = "portfolio"  # one row
+
     def __str__(self) -> str:
         return f"cash {self.cash}"
 

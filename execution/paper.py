@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
 from typing import NamedTuple
 
+from ground import amounts
+
 from .accounting import money
 
 QUANTITY_STEP = Decimal("0.00000001")
@@ -46,7 +48,10 @@ class PaperExchange:
         quantity: Decimal,
         market_price: Decimal,
         volume: Decimal | None = None,
+        *,
+        asset: str = "",
     ) -> Fill:
+        """``asset``: the base asset the quantity and volume are counted in, for the reason a person reads."""
         order_id = "PAPER_" + hashlib.sha256(client_order_id.encode()).hexdigest()[:16].upper()
         failure_rate = float(self.failure_rate)
         # A draw is in [0, 1): with a failure rate of 0 (or below) it can never fail, so it is not drawn.
@@ -58,8 +63,12 @@ class PaperExchange:
             if available <= 0:
                 return Fill("FAILED", Decimal(0), None, Decimal(0), order_id, "paper exchange: no volume to fill")
             if quantity > available:
+                reason = (
+                    f"thin volume: filled {amounts.quantity(available, asset)} of {amounts.quantity(quantity, asset)}"
+                    f" ordered ({self.max_volume_share:.0%} of the candle's volume "
+                    f"{amounts.quantity(volume, asset)})"
+                )
                 quantity, status = available, "PARTIALLY_FILLED"
-                reason = f"thin volume: filled {available} ({self.max_volume_share} of the candle's {volume})"
         direction = 1 if side == "BUY" else -1
         price = money(market_price * (1 + direction * self.slippage_pct))
         fee = money(price * quantity * self.fee_rate)

@@ -15,7 +15,8 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from ground import bus
+from ground import amounts, bus
+from ground.amounts import plain
 from ground.raw_rows import fetch_rows, fetch_rows_with, fetch_values
 from ground.timeutil import ms_to_datetime
 from marketdata.models import Candle
@@ -45,6 +46,8 @@ def paper_exchange() -> PaperExchange:
 
 
 def order_result_event(order: Order) -> dict:
+    """The order_result event: amounts as exact decimal strings (as every JSON the system serves), the quantity
+    ordered beside the one filled."""
     return {
         "type": "order_result",
         "order_id": order.order_id or order.client_order_id,
@@ -52,9 +55,10 @@ def order_result_event(order: Order) -> dict:
         "symbol": order.symbol,
         "side": order.side,
         "status": order.status,
-        "filled_quantity": float(order.filled_quantity),
-        "price": float(order.price) if order.price else None,
-        "fees": float(order.fees),
+        "quantity": plain(order.quantity),
+        "filled_quantity": plain(order.filled_quantity),
+        "price": plain(order.price) if order.price else None,
+        "fees": plain(order.fees),
         "reason": order.reason,
         "timestamp": order.event_time,
     }
@@ -96,7 +100,9 @@ def fill_paper_order(
     the fill step, when a failure is known (its ORDER_FAILED alert's time)."""
     _test_pause_hook()
     price, volume, _timestamp, created_at = candle
-    fill = paper_exchange().fill(order.client_order_id, order.side, order.quantity, price, volume)
+    fill = paper_exchange().fill(
+        order.client_order_id, order.side, order.quantity, price, volume, asset=amounts.base_of(order.symbol)
+    )
     return _settle_and_finish(order, fill, created_at, stop_loss_pct, known_ms)
 
 
@@ -139,7 +145,8 @@ def _finish(order: Order, candle_stored_at=None, *, known_ms: int | None = None)
         raise_alert(
             "WARNING",
             "ORDER_FAILED",
-            f"{order.side} {order.quantity} {order.symbol} {order.status}: {order.reason}",
+            f"{order.symbol} {order.side} {amounts.quantity(order.quantity, amounts.base_of(order.symbol))} "
+            f"{order.status}: {order.reason}",
             timestamp=known_ms,
             symbol=order.symbol,
         )

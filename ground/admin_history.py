@@ -1,18 +1,33 @@
-"""The admin's view of stored history (candles, signals, orders, trades, alerts, risk events, the audit log): what
-the system recorded is looked at and searched, never added by hand."""
+"""The admin's view of what the system records (candles, signals, orders, trades, positions, the book, alerts, risk
+events, the audit log, the clock, data freshness, rejected events, run results): looked at and searched, never
+added, changed or deleted by hand — a hand-edited row would be evidence that no longer matches what happened.
+
+What an operator does edit keeps a plain ``ModelAdmin``: risk parameters, notification destinations, users."""
 
 from django.contrib import admin
 
 
 class HistoryAdmin(admin.ModelAdmin):
-    """No "Add" button and no add view: these rows are written by the system as things happen."""
+    """No "Add", no "Delete", and a change page that only shows the row (Django's view-only form, no Save)."""
 
-    def has_add_permission(self, request) -> bool:
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
         return False
 
 
-class ReadOnlyHistoryAdmin(HistoryAdmin):
-    """History that is evidence (the audit log): neither added, changed nor deleted through the admin."""
+class HistoryInline(admin.TabularInline):
+    """The rows of a recorded parent, shown with it and as read-only as it."""
+
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False

@@ -1,6 +1,7 @@
 """Amounts and times as people read them, and exact decimal strings for machines. Pure functions.
 
-Money is shown in its quote currency's precision (2 places for USDT, 8 for BTC, …) with thousands separators;
+Money is shown in its quote currency's precision (2 places for USDT, 8 for BTC, …) with thousands separators and
+the quote as unit, prices likewise (with more places for a cheap coin), quantities exact in their base asset;
 JSON carries exact decimal strings without exponent or trailing zeros (``plain``); times for people are ISO 8601
 UTC (``iso_utc``).
 """
@@ -13,6 +14,7 @@ from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 
 DEFAULT_QUOTE = "USDT"
 DEFAULT_DECIMALS = 8
+PRICE_DIGITS = 6  # significant digits a price keeps at least, whatever its quote's places
 # Places a person reads an amount of the quote currency in: fiat and stablecoins to the cent, coins to the satoshi.
 QUOTE_DECIMALS = {
     "USDT": 2,
@@ -28,6 +30,11 @@ QUOTE_DECIMALS = {
     "ETH": 8,
     "BNB": 8,
 }
+
+
+def base_of(symbol: str) -> str:
+    """``BTC_USDT`` → ``BTC`` (the name itself when it has no quote part)."""
+    return symbol.rsplit("_", 1)[0]
 
 
 def quote_of(symbol: str) -> str:
@@ -59,17 +66,43 @@ def _decimal(value) -> Decimal | None:
 def money(value, quote: str = DEFAULT_QUOTE, *, unit: bool = False, sign: bool = False) -> str:
     """``10155.57963252087875700000000`` → ``10,155.58`` (``10,155.58 USDT`` with ``unit``); ``–`` for nothing.
     Rounded half to even in the quote's places; never ``-0.00``."""
+    return _fixed(value, decimals_for(quote), quote if unit else "", sign=sign)
+
+
+def price(value, quote: str = DEFAULT_QUOTE) -> str:
+    """A price, with its quote as unit: the quote's places, more where a coin is cheap enough to need them for
+    ``PRICE_DIGITS`` significant digits, no trailing zeros past the quote's (``194.17710093`` → ``194.177 USDT``,
+    ``99.9500`` → ``99.95 USDT``, ``0.0000123456789`` → ``0.0000123457 USDT``)."""
+    number = _decimal(value)
+    places = decimals_for(quote)
+    if number is not None and number.is_finite() and number != 0:
+        wanted = max(places, PRICE_DIGITS - number.adjusted() - 1)
+        rounded = number.quantize(Decimal(1).scaleb(-wanted), rounding=ROUND_HALF_EVEN).normalize()
+        places = max(places, -rounded.as_tuple().exponent)  # no trailing zeros past the quote's places
+    return _fixed(number, places, quote)
+
+
+def quantity(value, asset: str = "") -> str:
+    """A quantity of ``asset`` (a symbol's base, ``base_of``), exact and thousands separated, trailing zeros off:
+    ``1772.329280850000`` → ``1,772.32928085 XRP``."""
     number = _decimal(value)
     if number is None or not number.is_finite():
         return "–"
-    places = decimals_for(quote)
+    text = "0" if number == 0 else format(number.normalize(), ",f")
+    return f"{text} {asset}" if asset else text
+
+
+def _fixed(value, places: int, unit: str = "", *, sign: bool = False) -> str:
+    number = _decimal(value)
+    if number is None or not number.is_finite():
+        return "–"
     rounded = number.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN)
     if rounded == 0:
         rounded = abs(rounded)
     text = f"{rounded:,.{places}f}"
     if sign and rounded > 0:
         text = "+" + text
-    return f"{text} {quote}" if unit and quote else text
+    return f"{text} {unit}" if unit else text
 
 
 def plain(value) -> str | None:

@@ -91,6 +91,9 @@ class MarketClock(models.Model):
     note = models.CharField(max_length=200, blank=True, default="", help_text="what drives the clock, for the page")
     updated_at = models.DateTimeField(auto_now=True)
 
+    class Meta:
+        verbose_name = verbose_name_plural = "market clock"  # one row
+
     def __str__(self) -> str:
         return f"{self.mode} clock @{self.event_time_ms}"
 
@@ -164,6 +167,9 @@ class StaleWatchState(models.Model):
     paused_by_watch = models.BooleanField(default=False)
     stale_symbols = models.JSONField(default=list, blank=True)
     changed_at_ms = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = verbose_name_plural = "stale-data watch"  # one row
 
     @classmethod
     def load(cls, *, for_update: bool = False) -> StaleWatchState:

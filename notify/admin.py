@@ -10,6 +10,8 @@ from django.shortcuts import redirect
 from django.urls import path
 from django.views.decorators.http import require_POST
 
+from ground.admin_history import HistoryAdmin
+
 from . import rules, service
 from .models import SEND_PERMISSION, Destination, Notification
 
@@ -118,7 +120,7 @@ class DestinationAdmin(admin.ModelAdmin):
 
 
 @admin.register(Notification)
-class NotificationAdmin(admin.ModelAdmin):
+class NotificationAdmin(HistoryAdmin):
     """Every message, sent or failed or coalesced into a digest. Read-only."""
 
     list_display = ("created_at", "destination_name", "topic", "level", "title", "status", "attempts", "sent_at")
@@ -126,12 +128,6 @@ class NotificationAdmin(admin.ModelAdmin):
     search_fields = ("title", "body", "destination_name", "error")
     date_hierarchy = "created_at"
     list_select_related = False
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
     def changelist_view(self, request, extra_context=None):
         extra = {"can_send": request.user.has_perm(SEND_PERMISSION), **(extra_context or {})}

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from decimal import Decimal
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
@@ -129,7 +128,7 @@ def event_topic(event: dict) -> tuple[str, str] | None:
     if (
         event.get("type") == "order_result"
         and event.get("status") in ("FILLED", "PARTIALLY_FILLED")
-        and event.get("filled_quantity")
+        and Decimal(str(event.get("filled_quantity") or 0)) > 0
         and event.get("price")
     ):
         return "fills", "INFO"
@@ -149,21 +148,8 @@ def retry_delay(retries: int, base: float, cap: float) -> float:
 # --- texts -------------------------------------------------------------------------------------------------------
 
 
-def money(value) -> str:
-    """An exact decimal as plain text (no exponent, no trailing zeros)."""
-    if value is None:
-        return "—"
-    number = value if isinstance(value, Decimal) else Decimal(str(value))
-    text = format(number.normalize(), "f")
-    return "0" if text in ("-0", "") else text
-
-
 def percent(ratio) -> str:
     return f"{Decimal(str(ratio)) * 100:.2f} %"
-
-
-def when(epoch_ms: int) -> str:
-    return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 @dataclass(frozen=True)
@@ -177,7 +163,7 @@ def alert_message(event: dict) -> Message:
     symbol = f" {event['symbol']}" if event.get("symbol") else ""
     return Message(
         title=f"[{event['level']}] {event['code']}{symbol}",
-        body=f"{event['message']}\n{when(event['timestamp'])}",
+        body=f"{event['message']}\n{amounts.iso_utc(event['timestamp'])}",
         level=event["level"],
     )
 
@@ -186,14 +172,15 @@ def fill_message(event: dict, profit_loss=None, profit_loss_pct=None) -> Message
     """symbol, side, quantity, price, fee, and the realized P&L when the fill closed trades."""
     side, symbol = event.get("side", "?"), event.get("symbol", "?")
     lines = [
-        f"{side} {money(event['filled_quantity'])} {symbol} @ {money(event['price'])}",
+        f"{side} {amounts.quantity(event['filled_quantity'], amounts.base_of(symbol))}"
+        f" @ {amounts.price(event['price'], amounts.quote_of(symbol))}",
         f"fee {amounts.money(event['fees'], amounts.quote_of(symbol), unit=True)}",
     ]
     if profit_loss is not None:
         pct = f" ({percent(Decimal(str(profit_loss_pct)) / 100)})" if profit_loss_pct is not None else ""
         lines.append(f"P&L {amounts.money(profit_loss, amounts.quote_of(symbol), unit=True, sign=True)}{pct}")
     partial = " (partial)" if event["status"] == "PARTIALLY_FILLED" else ""
-    lines.append(f"{event['client_order_id']} · {when(event['timestamp'])}")
+    lines.append(f"{event['client_order_id']} · {amounts.iso_utc(event['timestamp'])}")
     return Message(title=f"Fill{partial}: {side} {symbol}", body="\n".join(lines))
 
 

@@ -17,6 +17,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from ground import amounts
 from ground.logging import redact, register_secrets
 
 from . import rules, sender
@@ -243,7 +244,7 @@ def queue_to_all(
 def test_notice() -> rules.Message:
     return rules.Message(
         title="Claire de Binare: test message",
-        body=f"Notifications reach this destination. Sent {rules.when(int(timezone.now().timestamp() * 1000))}.",
+        body=f"Notifications reach this destination. Sent {amounts.iso_utc(int(timezone.now().timestamp() * 1000))}.",
     )
 
 

@@ -5,12 +5,12 @@ from django.shortcuts import redirect
 from django.urls import path
 from django.views.decorators.http import require_POST
 
-from ground.admin_history import HistoryAdmin, ReadOnlyHistoryAdmin
+from ground.admin_history import HistoryAdmin
 
 from .models import HALT_PERMISSION, Alert, AuditLog, RiskEvent, RiskParameters, TradingState
 from .parameters import PARAMETER_SPECS
 from .parameters_service import update_parameters
-from .state import halt, release
+from .state import halt, outcome, release
 
 PARAMETER_FIELDS = [name.lower() for name in PARAMETER_SPECS]
 
@@ -66,21 +66,12 @@ class RiskParametersAdmin(admin.ModelAdmin):
 
 
 @admin.register(TradingState)
-class TradingStateAdmin(admin.ModelAdmin):
+class TradingStateAdmin(HistoryAdmin):
     """Read-only; changed only through Halt and Release (staff with the risk.halt_trading permission)."""
 
     list_display = ("state", "reason", "since", "changed_by", "pause_layer")
     list_filter = ("state",)
     search_fields = ("reason", "changed_by")
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def changelist_view(self, request, extra_context=None):
         TradingState.load()
@@ -106,7 +97,7 @@ class TradingStateAdmin(admin.ModelAdmin):
         except ValueError as error:
             self.message_user(request, str(error), messages.ERROR)
         else:
-            self.message_user(request, f"Trading is {state.state}: {state.reason}", messages.SUCCESS)
+            self.message_user(request, outcome(state), messages.WARNING if state.already else messages.SUCCESS)
         return redirect("admin:risk_tradingstate_changelist")
 
     def halt_view(self, request):
@@ -132,7 +123,7 @@ class AlertAdmin(HistoryAdmin):
 
 
 @admin.register(AuditLog)
-class AuditLogAdmin(ReadOnlyHistoryAdmin):
+class AuditLogAdmin(HistoryAdmin):
     list_display = ("created_at", "actor", "action", "target", "old_value", "new_value", "reason")
     list_filter = ("action", "actor", "created_at")
     search_fields = ("actor", "action", "target", "reason")

@@ -19,6 +19,8 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import NamedTuple, Protocol
 
+from ground import amounts
+
 from .engine import (
     ACTIVE,
     HALTED,
@@ -269,9 +271,11 @@ class Desk:
             decided, limit = order.requested_price, parameters["MAX_SLIPPAGE_PCT"]
             if abs(price - decided) > limit * decided:  # exactly: no rounded division (the share only to say it)
                 slippage = abs(price - decided) / decided
+                quote = amounts.quote_of(order.symbol)
                 message = (
-                    f"{order.symbol}: the price {price} after the decision moved {slippage:.4%} from {decided} at "
-                    f"the decision, beyond MAX_SLIPPAGE_PCT {limit:.2%}; circuit breaker"
+                    f"{order.symbol}: the price {amounts.price(price, quote)} after the decision moved {slippage:.4%} "
+                    f"from {amounts.price(decided, quote)} at the decision, beyond MAX_SLIPPAGE_PCT {limit:.2%}; "
+                    "circuit breaker"
                 )
                 details = {"price": str(price), "decision_price": str(decided), "slippage": str(slippage)}
                 effects: list[Effect] = [

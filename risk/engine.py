@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 from typing import NamedTuple, Protocol
 
+from ground import amounts
 from ground.timeutil import MINUTE_MS
 
 QUANTITY_STEP = Decimal("0.00000001")
@@ -232,6 +233,13 @@ class RiskEngine:
         if not _finite_positive(market.price):
             return reject("input", f"no valid market price for {order.symbol} (unknown symbol or no data)")
         is_exit = order.side == "SELL"
+        quote, base = amounts.quote_of(order.symbol), amounts.base_of(order.symbol)
+
+        def worth(value: Decimal) -> str:  # an amount of money, as the reasons say it
+            return amounts.money(value, quote, unit=True)
+
+        def held_as(value: Decimal) -> str:  # a quantity of the symbol's base asset
+            return amounts.quantity(value, base)
 
         # Layer 1: daily drawdown.
         max_drawdown = parameters["MAX_DAILY_DRAWDOWN_PCT"]
@@ -239,7 +247,7 @@ class RiskEngine:
         if state.trading_state != HALTED and drawdown >= max_drawdown:
             message = (
                 f"Daily drawdown {drawdown:.4%} reached the limit {max_drawdown:.2%} "
-                f"(day start equity {state.day_start_equity:.8f}, equity {equity:.8f}). Trading halted."
+                f"(day start equity {worth(state.day_start_equity)}, equity {worth(equity)}). Trading halted."
             )
             return reject(
                 "drawdown", message, AlertSpec("CRITICAL", "RISK_LIMIT", message), state_change=HALTED, close=True
@@ -257,7 +265,7 @@ class RiskEngine:
             quantity = min(order.quantity, held)
             checks.append("position")
             action = TRIM if quantity < order.quantity else APPROVE
-            reason = f"exit of {quantity} {order.symbol} (held {held})"
+            reason = f"exit of {held_as(quantity)} (held {held_as(held)})"
             return Decision(action, quantity, "position", (reason,), tuple(checks), details)
 
         if not order.quantity.is_finite() or order.quantity <= 0:
@@ -270,7 +278,8 @@ class RiskEngine:
         details["expected_slippage"] = str(slippage)
         if slippage > parameters["MAX_SLIPPAGE_PCT"]:
             message = (
-                f"{order.symbol}: expected slippage {slippage:.4%} against the signal price {order.price} "
+                f"{order.symbol}: expected slippage {slippage:.4%} against the signal price "
+                f"{amounts.price(order.price, quote)} "
                 f"exceeds MAX_SLIPPAGE_PCT {parameters['MAX_SLIPPAGE_PCT']:.2%}; circuit breaker"
             )
             return reject(
@@ -316,15 +325,16 @@ class RiskEngine:
         checks.append("throttle")
 
         if equity <= 0:
-            return reject("input", f"equity is {equity}: no new entries")
+            return reject("input", f"equity is {worth(equity)}: no new entries")
 
         # Layer 4: total exposure.
         max_exposure = parameters["MAX_EXPOSURE_PCT"] * equity
         exposure = state.exposure
         if exposure >= max_exposure:
             message = (
-                f"total exposure {exposure:.8f} ≥ limit {max_exposure:.8f} "
-                f"({parameters['MAX_EXPOSURE_PCT']} × equity {equity:.8f}): new entries blocked"
+                f"total exposure {worth(exposure)} ≥ limit {worth(max_exposure)} "
+                f"({parameters['MAX_EXPOSURE_PCT']:.2%} of equity {worth(equity)}): "
+                "new entries blocked"
             )
             return reject("exposure", message, AlertSpec("INFO", "RISK_LIMIT", f"{order.symbol}: {message}"))
         checks.append("exposure")
@@ -342,13 +352,13 @@ class RiskEngine:
         details.update({f"max_quantity_{name}": str(round_quantity(value)) for name, value in limits.items()})
         if allowed <= 0:
             return reject(binding, f"no room for a {order.symbol} entry: the {binding} limit leaves nothing")
-        quote = order.symbol.rsplit("_", 1)[-1]
         minimum = self.min_notional.get(quote)
         if minimum and allowed * market.price < minimum:
             return reject(
                 "min_notional",
-                f"{order.symbol} entry of {allowed} (≈ {allowed * market.price:.2f} {quote}, after the {binding} "
-                f"limit) is below the minimum order value {minimum} {quote}: not placed",
+                f"{order.symbol} entry of {held_as(allowed)} (≈ {worth(allowed * market.price)}, "
+                f"after the {binding} limit) is below the minimum order value {worth(minimum)}: "
+                "not placed",
             )
         checks.append("position")
 
@@ -359,18 +369,18 @@ class RiskEngine:
                 AlertSpec(
                     "CRITICAL",
                     "RISK_LIMIT",
-                    f"Exposure {exposure_after:.8f} above 80 % of its limit {max_exposure:.8f}",
+                    f"Exposure {worth(exposure_after)} above 80 % of its limit {worth(max_exposure)}",
                 )
             )
         if allowed < order.quantity:
             reason = (
-                f"trimmed {order.quantity} → {allowed} {order.symbol} by the {binding} limit "
-                f"(MAX_POSITION_PCT {parameters['MAX_POSITION_PCT']} × equity {equity:.8f} = {position_limit:.8f}, "
-                f"held value {position_value:.8f})"
+                f"trimmed {held_as(order.quantity)} → {held_as(allowed)} by the {binding} limit "
+                f"(MAX_POSITION_PCT {parameters['MAX_POSITION_PCT']:.2%} of equity {worth(equity)}"
+                f" = {worth(position_limit)}, held value {worth(position_value)})"
             )
             alerts.append(AlertSpec("WARNING", "RISK_LIMIT", f"{order.symbol} entry {reason}"))
             return Decision(TRIM, allowed, binding, (reason,), tuple(checks), details, tuple(alerts))
-        reason = f"approved {allowed} {order.symbol} at {market.price}"
+        reason = f"approved {held_as(allowed)} at {amounts.price(market.price, quote)}"
         return Decision(APPROVE, allowed, "position", (reason,), tuple(checks), details, tuple(alerts))
 
     # --- what the market alone can trigger ------------------------------------------------------------
@@ -398,7 +408,11 @@ class RiskEngine:
                 if price <= lot.stop:
                     quantity = min(lot.quantity, held)
                     held -= quantity
-                    reason = f"{symbol} at {price} is at or below the stop {lot.stop} of trade {lot.trade_id}"
+                    quote = amounts.quote_of(symbol)
+                    reason = (
+                        f"{symbol} at {amounts.price(price, quote)} is at or below the stop "
+                        f"{amounts.price(lot.stop, quote)} of trade {lot.trade_id}"
+                    )
                     exits.append(ExitOrder(symbol, quantity, "stop_loss", reason, lot.trade_id))
         return exits
 

@@ -26,8 +26,13 @@ class TradingState(models.Model):
     breaker_tries = models.PositiveIntegerField(default=0)
     breaker_checked_ms = models.BigIntegerField(null=True, blank=True)
 
+    # Not stored: set by a person's halt or release that found trading in that state already, saying so
+    # (``risk.state.outcome``); empty when the action changed the state.
+    already = ""
+
     class Meta:
         permissions = [("halt_trading", "Can halt and release trading")]
+        verbose_name = verbose_name_plural = "trading state"  # one row
 
     def __str__(self) -> str:
         return f"{self.state} since {self.since:%Y-%m-%d %H:%M:%S} UTC ({self.reason or 'no reason'})"

@@ -12,9 +12,11 @@ from django.db import transaction
 from execution.account import account_rows, account_state
 from execution.models import Portfolio
 from ground import bus
+from ground.amounts import iso_utc, money
 from ground.timeutil import ms_to_datetime
 from marketdata import clock
 from marketdata.ingest import latest_prices
+from marketdata.watchlist import account_quote
 
 from .alerts import raise_alert
 from .desk import CLOSING_HALTS, OPERATOR_CLOSE
@@ -151,6 +153,11 @@ def halt(reason: str, actor: str, *, close_positions: bool = False) -> TradingSt
         )
         what = "closing every position" if closing else "halted already"
         raise_alert("CRITICAL", "TRADING_STATE", f"Trading HALTED ({what}): {reason} ({actor})")
+        state.already = (
+            f"Trading is HALTED already (since {_since(state)}): "
+            + ("it now closes every position; " if closing else "")
+            + f"your reason is added to the halt's: {state.reason}"
+        )
         return state
 
 
@@ -163,12 +170,42 @@ def release(reason: str, actor: str) -> TradingState:
     actor = clean_text(actor, "actor", ACTOR_MAX, required=True)
     with transaction.atomic():
         state = TradingState.load(for_update=True)
+        if state.state == TradingState.State.ACTIVE:  # nothing to lift: said, and the attempt audited
+            AuditLog.objects.create(
+                actor=actor,
+                action="state:active_already",
+                target="trading_state",
+                old_value={"state": state.state, "reason": state.reason},
+                new_value={"state": state.state, "reason": state.reason},
+                reason=reason,
+            )
+            state.already = (
+                f"Trading is ACTIVE already (since {_since(state)}, by {state.changed_by or 'nobody'}): "
+                "nothing to release"
+            )
+            return state
         if state.state == TradingState.State.HALTED:
             rows = account_rows(lock=True)  # valued now, against the day's stored start (no day roll-over here)
             account = account_state(rows, state.state, latest_prices(rows.priced_symbols(), clock.now_ms()))
             if account.daily_drawdown >= RiskParameters.load().max_daily_drawdown_pct:
                 reason += "; " + _restart_daily_drawdown(account, actor, reason)
         return apply_state_change(state, "ACTIVE", reason, actor, clock.now_ms())
+
+
+def outcome(state: TradingState) -> str:
+    """What a person is told after their halt or release (commands, API, admin, dashboard): the state it made, or
+    that trading was in it already."""
+    return state.already or f"Trading {state.state}: {state.reason} (by {state.changed_by})"
+
+
+def outcome_snapshot(state: TradingState) -> dict:
+    """``state_snapshot`` with what the person is told: ``changed`` (false: it was in that state already) and
+    ``message``."""
+    return {**state_snapshot(state), "changed": not state.already, "message": outcome(state)}
+
+
+def _since(state: TradingState) -> str:
+    return iso_utc(int(state.since.timestamp() * 1000))
 
 
 def _restart_daily_drawdown(account, actor: str, reason: str) -> str:
@@ -183,4 +220,8 @@ def _restart_daily_drawdown(account, actor: str, reason: str) -> str:
         new_value={"day_start_equity": str(account.equity)},
         reason=reason,
     )
-    return f"the daily drawdown restarts from the equity at release {account.equity:.8f} (was {old:.8f})"
+    quote = account_quote()
+    return (
+        f"the daily drawdown restarts from the equity at release {money(account.equity, quote, unit=True)} "
+        f"(was {money(old, quote, unit=True)})"
+    )

@@ -54,7 +54,7 @@ def test_market_data_becomes_an_order_result_seen_on_redis_and_the_websocket(cel
         on_redis = wait_until(
             lambda: result_on([e for channel, e in received if channel == "order_results"]), message="Redis message"
         )
-        assert on_redis[0]["status"] == "FILLED" and on_redis[0]["price"] == float(order.price)
+        assert on_redis[0]["status"] == "FILLED" and on_redis[0]["price"] == "110.2551"  # exact, as stored
         # Redis channels are shared by every database index: only this signal's messages are looked at.
         ids = (signal.signal_id, order.client_order_id)
         ours = [channel for channel, e in received if e.get("signal_id") in ids or e.get("client_order_id") in ids]
@@ -64,7 +64,7 @@ def test_market_data_becomes_an_order_result_seen_on_redis_and_the_websocket(cel
             lambda: result_on(browser.pushed("order_results")),
             message="the websocket push",
         )
-        assert pushed[0]["filled_quantity"] == float(order.filled_quantity)
+        assert pushed[0]["filled_quantity"] == format(order.filled_quantity.normalize(), "f")  # exact, a string
     finally:
         listener.stop()
         browser.close()

@@ -1,5 +1,6 @@
 """`make run`'s path on a fresh database: migrate, ensure_admin, serve with the simulated feed, live pushes."""
 
+import re
 import subprocess
 import sys
 import urllib.request
@@ -28,6 +29,13 @@ def test_ensure_admin_creates_one_admin_once(tmp_path):
     saved = tmp_path / "admin-password"
     first = _manage({**env, "GENERATED_ADMIN_PASSWORD_FILE": str(saved)}, "ensure_admin")
     assert first.returncode == 0 and f"its generated password is in {saved}" in first.stdout
+    # what docs/security.md and the README say: `cat` the file, `manage.py changepassword admin` for another one
+    assert f"`cat {saved}`" in first.stdout
+    said = " ".join(first.stdout.replace(str(saved), "/path/to/checkout/.admin_password").split())
+    said = said.replace("`python manage.py", "`.venv/bin/python manage.py")  # as make run's virtualenv runs it
+    security = (ROOT / "docs" / "security.md").read_text()
+    quoted = security.split("```\nCreated admin user", 1)[1].split("```", 1)[0]
+    assert said == " ".join(("Created admin user" + quoted).split())  # the docs quote it word for word
     password = saved.read_text().strip()
     assert len(password) >= 16 and password not in first.stdout + first.stderr  # never into a log
     assert saved.stat().st_mode & 0o777 == 0o600
@@ -35,7 +43,8 @@ def test_ensure_admin_creates_one_admin_once(tmp_path):
     check = admin + f"print(admin.check_password({password!r}))"
     assert _manage(env, "shell", "-c", check).stdout.strip().endswith("True")
     second = _manage(env, "ensure_admin")
-    assert second.returncode == 0 and "exists already" in second.stdout and "password" not in second.stdout
+    assert second.returncode == 0 and "exists already (admin)" in second.stdout and password not in second.stdout
+    assert "manage.py changepassword admin`" in second.stdout
 
 
 def test_embedded_server_shows_live_paper_trading(tmp_path):
@@ -66,7 +75,11 @@ def test_embedded_server_shows_live_paper_trading(tmp_path):
             wait_until(lambda: client.pushed("market_data"), timeout=30, message="candles arriving")
             wait_until(lambda: client.pushed("signals"), timeout=60, message="a signal")
             results = wait_until(lambda: client.pushed("order_results"), timeout=60, message="a paper order result")
-            assert results[0]["status"] in {"FILLED", "FAILED", "REJECTED"}
+            assert results[0]["status"] in {"FILLED", "PARTIALLY_FILLED", "FAILED", "REJECTED"}
+            exact = re.compile(r"(0|[1-9]\d*)(\.\d*[1-9])?")  # an exact decimal string, as the store holds it
+            for result in results:  # amounts as exact decimal strings on the websocket, the quantity ordered too
+                amounts = [result["quantity"], result["filled_quantity"], result["fees"]] + [result["price"] or "1"]
+                assert all(isinstance(a, str) and exact.fullmatch(a) for a in amounts), result
         finally:
             client.close()
     finally:

@@ -2,7 +2,7 @@
 `manage.py serve` twice in a row (the second run carries the simulated market on from the last stored candle and
 decides new candles at once, no data age below zero), a replay into that same database, `make run` once more, the
 amounts as people and programs read them (risk_status, /api/status/, the backtest summary, JSON and HTML report),
-and the dashboard in Chromium at 1280 and 1920 px with no table cell clipped (measured in the page).
+and the dashboard in Chromium at 1280, 1366, 1440 and 1920 px with no table cell clipped (measured in the page).
 
 With UPDATE_README_SCREENSHOT=1 the browser test lets `make run`'s dashboard run for a minute at its own pace and
 saves it as docs/make-run-1280x800.png, the README's first picture.
@@ -29,7 +29,7 @@ from tests.support.processes import ROOT, Process, _spawn, _wait_for, free_port,
 SHARED_CANDLES = ROOT.parent / "shared" / "data" / "candles"
 ARTIFACTS = ROOT / "artifacts" / "browser"
 README_SCREENSHOT = ROOT / "docs" / "make-run-1280x800.png"
-USER, PASSWORD = "trader", "first-hour-secret"
+USER, PASSWORD = "admin", "first-hour-secret"  # the name ensure_admin gives the first admin
 EXACT = re.compile(r"-?\d+(\.\d*[1-9])?")  # an exact decimal string: no exponent, no trailing zeros
 USDT = r"-?\d{1,3}(,\d{3})*\.\d{2} USDT"  # an amount for people: thousands separated, to the cent
 
@@ -96,7 +96,7 @@ def _check_status(status: dict) -> None:
     assert (account["quote"], account["quote_decimals"]) == ("USDT", 2)
     assert status["clock"].startswith("simulated market: one 1m candle every")
     assert status["market_time_ms"] > status["wall_time_ms"] - 3_600_000  # the market's time, not a replay's
-    assert status["freshness"] and all(f["age_sec"] is not None and f["age_sec"] >= 0 for f in status["freshness"])
+    assert status["freshness"] and all(type(f["age_sec"]) is int and f["age_sec"] >= 0 for f in status["freshness"])
     assert {f["symbol"] for f in status["freshness"]} == {"BTC_USDT", "ETH_USDT", "SOL_USDT", "XRP_USDT"}
 
 
@@ -133,9 +133,20 @@ def test_make_run_twice_carries_on_and_a_replay_fits_in(tmp_path):
         assert status["market_time_ms"] > last_stored
         alerts = _get(port, "/api/alerts/?page_size=100", token)["results"]
         assert all(a["timestamp"] >= last_stored - 86_400_000 for a in alerts)  # market time, not wall time
+        # what people read of the decisions: the alerts served, every risk event's and order's reason
+        said = [a["message"] for a in alerts] + [r for (r,) in _query(db, "SELECT reason FROM risk_riskevent")]
+        said += [r for (r,) in _query(db, "SELECT reason FROM execution_order")]
+        text = "\n".join(said)
+        assert not re.search(r"\d\.\d*000(?!\d)", text), text  # no "194.177100930000"
+        assert not re.search(r"\d [A-Z]+_[A-Z]+\b", text), text  # "0.5 XRP", never "0.5 XRP_USDT"
+        assert re.search(r"^approved [\d,.]+ [A-Z]+ at [\d,.]+ USDT$", text, re.M), text  # units: base, quote
         risk = _manage(env, "risk_status").stdout
-        assert re.search(rf"^Equity {USDT}  cash {USDT[:-5]}  exposure {USDT[:-5]} \(", risk, re.M), risk
-        assert "UTC (market time)" in risk
+        assert re.search(rf"^Equity {USDT}  cash {USDT}  exposure {USDT} \(", risk, re.M), risk
+        position = rf"^  [A-Z]+_USDT +[\d,.]+ ([A-Z]+) @ [\d,.]+ USDT  last [\d,.]+ USDT  unrealized [+]?{USDT}$"
+        held = [m.group(1) for m in re.finditer(position, risk, re.M)]  # "0.5 XRP @ 0.565288 USDT"
+        assert held and all(f"{base}_USDT" in risk for base in held), risk
+        iso = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"  # ISO 8601 UTC
+        assert re.search(rf"^Trading state: ACTIVE since {iso} \(market time\)", risk, re.M), risk
         assert "000000" not in risk.split("Parameters:")[0]  # no "10155.57963252087875700000000"
     finally:
         _stop(second)
@@ -230,6 +241,10 @@ CLIPPED = """() => {
 }"""
 
 
+QTY_AND_REASON = """() => [...document.querySelectorAll("#order-results tbody tr")].map(
+  (tr) => [tr.querySelector("td.qty").textContent, tr.querySelector("td.reason").textContent])"""
+
+
 @pytest.mark.browser
 def test_make_run_dashboard_fits_from_1280_px(tmp_path):
     playwright_api = pytest.importorskip("playwright.sync_api")
@@ -248,7 +263,7 @@ def test_make_run_dashboard_fits_from_1280_px(tmp_path):
             browser = p.chromium.launch(
                 executable_path=shutil.which("chromium") or "/usr/bin/chromium", headless=True, args=["--no-sandbox"]
             )
-            for width, height in ((1280, 800), (1920, 1080)):
+            for width, height in ((1280, 800), (1366, 768), (1440, 900), (1920, 1080)):
                 context = browser.new_context(viewport={"width": width, "height": height})
                 page = context.new_page()
                 errors: list[str] = []
@@ -268,7 +283,16 @@ def test_make_run_dashboard_fits_from_1280_px(tmp_path):
                 fees = page.locator("#order-results tbody tr td:nth-child(7)").all_text_contents()
                 assert fees and all(re.fullmatch(r"\d+\.\d{2}", f) for f in fees), fees
                 reasons = " ".join(page.locator("#order-results td.reason").all_text_contents())
-                assert not re.search(r"\d\.\d*0(?!\d)", reasons), reasons  # no trailing zeros
+                assert not re.search(r"\d\.\d*000(?!\d)", reasons), reasons  # not the store's 12 places
+                assert not re.search(r"\d [A-Z]+_[A-Z]+\b", reasons), reasons  # a unit is an asset, not the pair
+                # a partial fill's Qty says what its reason says: "filled A XRP of B XRP ordered" → "A of B"
+                rows = page.evaluate(QTY_AND_REASON)
+                partial = [(q, r) for q, r in rows if r.startswith("thin volume")]
+                for qty, reason in partial:
+                    filled, ordered = re.match(
+                        r"thin volume: filled ([\d,.]+) \w+ of ([\d,.]+) \w+ ordered", reason
+                    ).groups()
+                    assert qty == f"{filled} of {ordered}", (qty, reason)
                 # the buttons follow the state: ACTIVE → Halt only
                 expect(page.locator("#halt-button")).to_be_enabled()
                 expect(page.locator("#release-button")).to_be_disabled()
@@ -289,9 +313,17 @@ def test_make_run_dashboard_fits_from_1280_px(tmp_path):
                     expect(page.locator("#halt-button")).to_be_disabled()
                     page.click("#release-button")
                     expect(page.locator("#state-confirm")).to_have_class("primary")
+                    # someone else releases first (the shell): this release finds trading ACTIVE and says so
+                    released = _manage(_env(db), "release", "--reason", "from the shell", "--actor", "ops").stdout
+                    assert released.startswith("Trading ACTIVE: from the shell (by ops)"), released
                     page.click("#state-confirm")
+                    expect(page.locator("#state-notice")).to_contain_text("Trading is ACTIVE already")
                     expect(page.locator("#state")).to_have_text("ACTIVE")
-                    expect(page.locator("#alerts tbody tr").first).to_contain_text("Trading ACTIVE")  # newest first
+                    audit = _query(db, "SELECT actor, action FROM risk_auditlog ORDER BY id")[-3:]
+                    assert audit == [(USER, "state:halted"), ("ops", "state:active"), (USER, "state:active_already")]
+                    page.reload()  # the shell's release is another process: the page hears of it from the store
+                    first_alert = page.locator("#alerts tbody tr").first  # newest (market time) first
+                    expect(first_alert).to_contain_text("Trading ACTIVE: from the shell (ops)")
                 assert not errors, errors
                 context.close()
             browser.close()

@@ -154,7 +154,7 @@ def test_a_pending_entry_sent_when_the_exchange_is_back_is_checked_against_the_c
     fake.start()
     reconcile_pending()
     order.refresh_from_db()
-    assert order.status == "REJECTED" and "MAX_SLIPPAGE_PCT" in order.reason and "2860" in order.reason
+    assert order.status == "REJECTED" and "MAX_SLIPPAGE_PCT" in order.reason and "2,860.00 USDT" in order.reason
     assert fake.received_orders == []
     assert_book_is_the_exchange(fake)
 

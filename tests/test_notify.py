@@ -173,9 +173,10 @@ def test_fills_carry_symbol_side_quantity_price_fee_and_the_exit_pnl(sma_cross):
     trade = Trade.objects.get()
     assert [m["title"] for m in hook.received] == ["Fill: BUY TEST_USDT", "Fill: SELL TEST_USDT"]
     first, second = (m["message"] for m in hook.received)
-    assert f"BUY {rules.money(entry.filled_quantity)} TEST_USDT @ {rules.money(entry.price)}" in first
+    # the quantity exact in the base asset, the price to 6 significant digits (110.55525 → 110.555, half even)
+    assert f"BUY {format(entry.filled_quantity.normalize(), ',f')} TEST @ 110.555 USDT" in first
     assert f"fee {entry.fees.quantize(Decimal('0.01'))} USDT" in first and "P&L" not in first
-    assert f"SELL {rules.money(exit_.filled_quantity)} TEST_USDT @ {rules.money(exit_.price)}" in second
+    assert f"SELL {format(exit_.filled_quantity.normalize(), ',f')} TEST @ 99.95 USDT" in second  # 99.9500 → 2 places
     assert f"P&L {trade.profit_loss.quantize(Decimal('0.01'))} USDT" in second and trade.profit_loss < 0
 
 

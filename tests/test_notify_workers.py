@@ -98,7 +98,7 @@ def test_halt_retries_and_fills_through_the_notify_queue(production):
             message="the failing destination given up on",
         )
         assert len(failing.received) == 6  # two messages, NOTIFY_MAX_ATTEMPTS each
-    assert f"{order.filled_quantity.normalize():f} TEST_USDT" in next(
+    assert f"BUY {order.filled_quantity.normalize():,f} TEST @ " in next(  # in the base asset
         m["message"] for m in healthy.received if m["title"].startswith("Fill")
     )
     health = _get(web.port, "/api/status/", token)["health"]["notifications"]

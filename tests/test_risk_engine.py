@@ -117,7 +117,7 @@ def test_an_entry_trimmed_below_the_minimum_order_value_is_not_placed():
     state = account(cash="5000.01", positions={"BTC_USDT": "49.9999"}, prices={"BTC_USDT": "100"})
     decision = decide(state)
     assert (decision.action, decision.layer, decision.quantity) == ("REJECT", "min_notional", D(0))
-    assert "below the minimum order value 5 USDT" in decision.reasons[0] and "exposure limit" in decision.reasons[0]
+    assert "below the minimum order value 5.00 USDT" in decision.reasons[0] and "exposure limit" in decision.reasons[0]
     # 0.05 ETH at 100 = 5 USDT: exactly the minimum goes through
     assert decide(account(), buy(qty="0.05")).action == "APPROVE"
     # a quote without a known minimum (BTC-quoted pairs, an engine told none) trims to the dust as before

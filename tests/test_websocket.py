@@ -85,7 +85,12 @@ def test_halt_over_the_websocket_needs_the_permission(daphne_server):
         operator.send({"action": "halt", "reason": "from the websocket"})
         ack = wait_until(lambda: operator.pushed("ack"), message="the halt ack")[0]
         assert ack["trading_state"]["state"] == "HALTED" and ack["trading_state"]["changed_by"] == "operator"
+        assert ack["trading_state"]["changed"] is True
         assert TradingState.load().state == "HALTED"
+        operator.send({"action": "halt", "reason": "twice"})  # said, not silently kept
+        again = wait_until(lambda: len(operator.pushed("ack")) == 2 and operator.pushed("ack"), message="ack 2")[1]
+        assert again["trading_state"]["changed"] is False
+        assert again["trading_state"]["message"].startswith("Trading is HALTED already")
         # every open dashboard hears about it
         assert wait_until(lambda: viewer.pushed("trading_state"), message="the push")[0]["state"] == "HALTED"
 

@@ -13,8 +13,7 @@ class SignalAdmin(HistoryAdmin):
 
 
 @admin.register(BacktestRun)
-class BacktestRunAdmin(admin.ModelAdmin):
+class BacktestRunAdmin(HistoryAdmin):
     list_display = ("created_at", "strategy", "candles", "initial_capital", "final_equity", "total_return_pct")
     list_filter = ("strategy", "created_at")
     search_fields = ("strategy", "files")
-    readonly_fields = [f.name for f in BacktestRun._meta.fields]

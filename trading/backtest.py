@@ -33,6 +33,8 @@ from typing import NamedTuple
 from execution.accounting import AccountingError, Book
 from execution.paper import PaperExchange
 from execution.trades import ClosedLot, Lot, close_lots, exit_target, open_lot, target_first
+from ground import amounts
+from ground.amounts import base_of
 from ground.timeutil import DAY_MS, MINUTE_MS
 from marketdata import stale
 from marketdata.validation import CandleRow, interval_ms, parse_file_name
@@ -589,7 +591,9 @@ class Backtest:
         self.equity_f = self.alarm = None
 
     def _fill(self, order: Order, price: Decimal, volume: Decimal, now: int) -> None:
-        fill = self.exchange.fill(order.client_order_id, order.side, order.quantity, price, volume)
+        fill = self.exchange.fill(
+            order.client_order_id, order.side, order.quantity, price, volume, asset=base_of(order.symbol)
+        )
         self._settle(order, fill)
         self._flag_stop(order.symbol)
         if order.status in ("FAILED", "REJECTED"):
@@ -597,7 +601,10 @@ class Backtest:
 
     def _alert_failed(self, order: Order, now: int) -> None:
         """ORDER_FAILED at ``now``, the fill step's time: when the failure is known (not the order's decision)."""
-        message = f"{order.side} {order.quantity} {order.symbol} {order.status}: {order.reason}"
+        message = (
+            f"{order.symbol} {order.side} {amounts.quantity(order.quantity, base_of(order.symbol))} "
+            f"{order.status}: {order.reason}"
+        )
         self._alert(AlertSpec("WARNING", "ORDER_FAILED", message), now)
 
     def _flag_stop(self, symbol: str) -> None:

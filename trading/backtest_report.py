@@ -10,15 +10,11 @@ from decimal import Decimal
 from pathlib import Path
 from urllib.parse import quote
 
-from ground.amounts import common_quote, iso_utc, money
+from ground.amounts import base_of, common_quote, iso_utc, money, plain, price, quantity, quote_of
 
 from .backtest import Result
 
 YEAR_MS = 365 * 24 * 3600 * 1000
-
-
-def _money(value: Decimal | None) -> str | None:
-    return None if value is None else format(value.normalize(), "f") if value else "0"
 
 
 def _max_drawdown_pct(curve: list[tuple[int, Decimal]]) -> float:
@@ -58,11 +54,12 @@ def capital_warnings(result: Result) -> list[str]:
     suggested = float(result.initial_capital) * max(ratios[len(ratios) // 2], 1e-12)
     magnitude = 10 ** math.floor(math.log10(suggested))
     suggested = math.floor(suggested / magnitude) * magnitude
-    quotes = sorted({o.symbol.rsplit("_", 1)[-1] for o in entries})
+    quotes = sorted({quote_of(o.symbol) for o in entries})
+    capital = money(result.initial_capital, quotes[0], unit=True) if len(quotes) == 1 else plain(result.initial_capital)
     return [
         f"{len(cut)} of {len(entries)} entries were cut by PAPER_MAX_VOLUME_SHARE (the share of a candle's volume a "
-        f"fill may take): a capital of {_money(result.initial_capital)} is counted in the quote currency "
-        f"({', '.join(quotes)}), too large for these markets. Try --capital {suggested:g} or less."
+        f"fill may take): a capital of {capital} is counted in the quote currency ({', '.join(quotes)}), "
+        f"too large for these markets. Try --capital {suggested:g} or less."
     ]
 
 
@@ -88,8 +85,8 @@ def summary(result: Result) -> dict:
         "win_rate": len(wins) / len(closed) if closed else None,
         "profit_factor": float(gross_profit / gross_loss) if gross_loss > 0 else None,
         "sharpe": _sharpe(result.equity_curve),
-        "fees_paid": _money(result.book.fees),
-        "realized_pnl": _money(result.book.realized_pnl),
+        "fees_paid": plain(result.book.fees),
+        "realized_pnl": plain(result.book.realized_pnl),
         "time_in_market_pct": 100 * sum(result.in_market) / len(result.in_market) if result.in_market else 0.0,
         "trading_state": result.trading_state,
         "warnings": capital_warnings(result),
@@ -97,7 +94,7 @@ def summary(result: Result) -> dict:
             symbol: {
                 "trades": item["trades"],
                 "win_rate": item["wins"] / item["trades"],
-                "profit_loss": _money(item["profit_loss"]),
+                "profit_loss": plain(item["profit_loss"]),
             }
             for symbol, item in sorted(per_symbol.items())
         },
@@ -112,13 +109,13 @@ def report(result: Result, *, strategy: str, parameters: dict, files: list[str])
             "symbol": c.lot.symbol,
             "side": "BUY",
             "entry_time": c.lot.entry_time,
-            "entry_price": _money(c.lot.entry_price),
-            "quantity": _money(c.lot.quantity),
+            "entry_price": plain(c.lot.entry_price),
+            "quantity": plain(c.lot.quantity),
             "exit_time": c.exit_time,
-            "exit_price": _money(c.exit_price),
-            "fees": _money(c.lot.entry_fees + c.exit_fees),
-            "profit_loss": _money(c.profit_loss),
-            "profit_loss_percent": _money(c.profit_loss_percent),
+            "exit_price": plain(c.exit_price),
+            "fees": plain(c.lot.entry_fees + c.exit_fees),
+            "profit_loss": plain(c.profit_loss),
+            "profit_loss_percent": plain(c.profit_loss_percent),
             "exit_reason": c.exit_reason,
             "exit_client_order_id": c.exit_client_order_id,
         }
@@ -129,11 +126,11 @@ def report(result: Result, *, strategy: str, parameters: dict, files: list[str])
             "symbol": lot.symbol,
             "side": "BUY",
             "entry_time": lot.entry_time,
-            "entry_price": _money(lot.entry_price),
-            "quantity": _money(lot.quantity),
+            "entry_price": plain(lot.entry_price),
+            "quantity": plain(lot.quantity),
             "exit_time": None,
             "exit_price": None,
-            "fees": _money(lot.entry_fees),
+            "fees": plain(lot.entry_fees),
             "profit_loss": None,
             "profit_loss_percent": None,
             "exit_reason": "open",
@@ -146,12 +143,12 @@ def report(result: Result, *, strategy: str, parameters: dict, files: list[str])
         "strategy": strategy,
         "parameters": {k: str(v) for k, v in parameters.items()},
         "files": files,
-        "initial_capital": _money(result.initial_capital),
-        "final_equity": _money(result.final_equity),
-        "cash": _money(book.cash),
-        "realized_pnl": _money(book.realized_pnl),
-        "unrealized_pnl": _money(book.unrealized_pnl(result.marks)),
-        "fees": _money(book.fees),
+        "initial_capital": plain(result.initial_capital),
+        "final_equity": plain(result.final_equity),
+        "cash": plain(book.cash),
+        "realized_pnl": plain(book.realized_pnl),
+        "unrealized_pnl": plain(book.unrealized_pnl(result.marks)),
+        "fees": plain(book.fees),
         "candles": result.candles,
         "seconds": round(result.seconds, 4),
         "summary": summary(result),
@@ -163,11 +160,11 @@ def report(result: Result, *, strategy: str, parameters: dict, files: list[str])
                 "symbol": o.symbol,
                 "side": o.side,
                 "purpose": o.purpose,
-                "quantity": _money(o.quantity),
-                "filled_quantity": _money(o.filled_quantity),
-                "price": _money(o.price),
-                "fees": _money(o.fees),
-                "stop_loss": _money(o.stop_loss),
+                "quantity": plain(o.quantity),
+                "filled_quantity": plain(o.filled_quantity),
+                "price": plain(o.price),
+                "fees": plain(o.fees),
+                "stop_loss": plain(o.stop_loss),
                 "status": o.status,
                 "reason": o.reason,
                 "timestamp": o.timestamp,
@@ -176,7 +173,7 @@ def report(result: Result, *, strategy: str, parameters: dict, files: list[str])
             }
             for o in result.orders
         ],
-        "equity_curve": [[ts, _money(equity)] for ts, equity in result.equity_curve],
+        "equity_curve": [[ts, plain(equity)] for ts, equity in result.equity_curve],
         "risk_events": result.risk_events,
         "alerts": result.alerts,
     }
@@ -254,11 +251,11 @@ def html_report(document: dict, charts: dict[str, dict] | None = None) -> str:
             for v in (
                 t["symbol"],
                 when(t["entry_time"]),
-                t["entry_price"],
-                t["quantity"],
+                price(t["entry_price"], quote_of(t["symbol"])),
+                quantity(t["quantity"], base_of(t["symbol"])),
                 when(t["exit_time"]),
-                t["exit_price"],
-                money(t["profit_loss"], quote, sign=True),
+                price(t["exit_price"], quote_of(t["symbol"])) if t["exit_price"] is not None else None,
+                money(t["profit_loss"], quote_of(t["symbol"]), unit=True, sign=True),
                 pct(t["profit_loss_percent"]),
                 t["exit_reason"],
             )

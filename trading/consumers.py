@@ -16,7 +16,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
 from risk import state as trading_state
-from risk.state import state_snapshot
+from risk.state import outcome_snapshot
 
 from .dashboard import build_snapshot
 from .session_guard import may_change_state, user_group
@@ -93,7 +93,7 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         except ValueError as error:
             await self.send_json({"kind": "error", "data": {"status": 400, "action": action, "detail": str(error)}})
             return
-        await self.send_json({"kind": "ack", "data": {"action": action, "trading_state": state_snapshot(new)}})
+        await self.send_json({"kind": "ack", "data": {"action": action, "trading_state": outcome_snapshot(new)}})
 
     async def dashboard_push(self, message: dict) -> None:
         await self.send_json({"kind": message["kind"], "data": message["data"]})

@@ -227,12 +227,12 @@ def freshness(now: int | None = None) -> list[dict]:
     for symbol in watched:
         last = seen.get(symbol)
         # never negative: data stamped after the clock (a replay's time left behind) is as fresh as can be
-        age = max(0, now - last) / 1000 if last is not None else None
+        age = max(0, now - last) // 1000 if last is not None else None  # whole seconds
         out.append(
             {
                 "symbol": symbol,
                 "last_seen_ms": last,
-                "age_sec": round(age, 1) if age is not None else None,
+                "age_sec": age,
                 "stale": last is None or now - last > timeout,
             }
         )

@@ -180,6 +180,11 @@ class TradingStateSerializer(serializers.Serializer):
     )
 
 
+class StateChangeSerializer(TradingStateSerializer):
+    changed = serializers.BooleanField(help_text="false: trading was in that state already (a halt's reason is added)")
+    message = serializers.CharField(help_text="what happened, as a person reads it")
+
+
 class TokenRequestSerializer(AuthTokenSerializer):
     """DRF's username + password, bounded as a user's fields are (a longer name cannot be a user, and the login
     throttle stores what it is given)."""
@@ -238,8 +243,8 @@ class AccountSerializer(serializers.Serializer):
 class FreshnessSerializer(serializers.Serializer):
     symbol = serializers.CharField()
     last_seen_ms = serializers.IntegerField(allow_null=True)
-    age_sec = serializers.FloatField(
-        allow_null=True, min_value=0, help_text="market time since the data, never negative"
+    age_sec = serializers.IntegerField(
+        allow_null=True, min_value=0, help_text="whole seconds of market time since the data, never negative"
     )
     stale = serializers.BooleanField()
 

@@ -22,7 +22,7 @@ from marketdata.models import Candle
 from risk import state as trading_state
 from risk.models import Alert, RiskEvent, RiskParameters, TradingState
 from risk.parameters_service import update_parameters
-from risk.state import state_snapshot
+from risk.state import outcome_snapshot, state_snapshot
 from trading import chart_service, dashboard
 from trading.models import BacktestRun, Signal
 
@@ -289,7 +289,7 @@ class HaltView(APIView):
     @extend_schema(
         summary="Halt trading (needs risk.halt_trading)",
         request=serializers.HaltSerializer,
-        responses={200: serializers.TradingStateSerializer, 400: ERROR_400, 401: ERROR_401, 403: ERROR_403},
+        responses={200: serializers.StateChangeSerializer, 400: ERROR_400, 401: ERROR_401, 403: ERROR_403},
     )
     def post(self, request):
         serializer = serializers.HaltSerializer(data=request.data)
@@ -302,7 +302,7 @@ class HaltView(APIView):
             )
         except ValueError as error:
             return Response({"reason": [str(error)]}, status=http.HTTP_400_BAD_REQUEST)
-        return Response(serializers.TradingStateSerializer(state_snapshot(state)).data)
+        return Response(serializers.StateChangeSerializer(outcome_snapshot(state)).data)
 
 
 class ReleaseView(APIView):
@@ -311,7 +311,7 @@ class ReleaseView(APIView):
     @extend_schema(
         summary="Release trading back to ACTIVE (needs risk.halt_trading)",
         request=serializers.ReleaseSerializer,
-        responses={200: serializers.TradingStateSerializer, 400: ERROR_400, 401: ERROR_401, 403: ERROR_403},
+        responses={200: serializers.StateChangeSerializer, 400: ERROR_400, 401: ERROR_401, 403: ERROR_403},
     )
     def post(self, request):
         serializer = serializers.ReleaseSerializer(data=request.data)
@@ -320,7 +320,7 @@ class ReleaseView(APIView):
             state = trading_state.release(serializer.validated_data.get("reason", ""), request.user.get_username())
         except ValueError as error:
             return Response({"reason": [str(error)]}, status=http.HTTP_400_BAD_REQUEST)
-        return Response(serializers.TradingStateSerializer(state_snapshot(state)).data)
+        return Response(serializers.StateChangeSerializer(outcome_snapshot(state)).data)
 
 
 @method_decorator(never_cache, name="dispatch")

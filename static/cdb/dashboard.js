@@ -19,6 +19,15 @@
   const time = (ms) => (ms ? new Date(ms).toISOString().replace("T", " ").slice(0, 19) : "–");
   // Reasons as people read them: "at 194.177100930000" → "at 194.17710093", "5.000" → "5".
   const tidy = (text) => String(text || "").replace(/(\d\.\d*?[1-9])0+(?!\d)/g, "$1").replace(/(\d)\.0+(?!\d)/g, "$1");
+  // A quantity exactly as the server sends it (a decimal string), thousands separated: what the reasons say too.
+  const qty = (n) => {
+    if (n === null || n === undefined || n === "") return "–";
+    const [whole, part] = String(n).replace(/(\.\d*?)0+$/, "$1").replace(/\.$/, "").split(".");
+    return whole.replace(/\B(?=(\d{3})+(?!\d))/g, ",") + (part ? "." + part : "");
+  };
+  // The Qty of an order result: what filled, and what was ordered when that differs (a partial fill, a failure).
+  const filledOf = (o) => (o.quantity === undefined || o.quantity === null || Number(o.quantity) === Number(o.filled_quantity)
+    ? qty(o.filled_quantity) : qty(o.filled_quantity) + " of " + qty(o.quantity));
   const label = (status) => String(status || "").replace(/_/g, " ");
   const age = (sec) => {
     if (sec === null || sec === undefined) return "never";
@@ -103,13 +112,13 @@
 
   function renderTables(fresh) {
     fill("order-results", state.order_results, (o) => [cell(time(o.timestamp), "time"), cell(o.symbol), cell(o.side, o.side),
-      cell(label(o.status), o.status), cell(num(o.filled_quantity)), cell(num(o.price)), cell(money(o.fees)), cell(tidy(o.reason), "reason")],
+      cell(label(o.status), o.status), cell(filledOf(o), "qty"), cell(num(o.price)), cell(money(o.fees)), cell(tidy(o.reason), "reason")],
       (o) => "status-" + o.status, fresh === "order_results");
     fill("alerts", state.alerts, (a) => [cell(time(a.timestamp), "time"), cell(a.level, a.level), cell(a.code), cell(tidy(a.message), "reason")],
       (a) => "level-" + a.level, fresh === "alerts");
     fill("signals", state.signals, (s) => [cell(time(s.timestamp), "time"), cell(s.symbol), cell(s.side, s.side),
       cell(num(s.confidence, 3)), cell(tidy(s.reason), "reason")], null, fresh === "signals");
-    fill("positions", state.positions, (p) => [cell(p.symbol), cell(num(p.quantity)), cell(num(p.avg_entry_price)),
+    fill("positions", state.positions, (p) => [cell(p.symbol), cell(qty(p.quantity)), cell(num(p.avg_entry_price)),
       cell(num(p.price)), cell(signed(p.unrealized_pnl) + " (" + pct(p.unrealized_pnl_pct) + ")", Number(p.unrealized_pnl) >= 0 ? "up" : "down")]);
     const wl = state.watchlist;
     $("watchlist-source").textContent = "(" + wl.source + (wl.lookback_minutes ? ", last " + wl.lookback_minutes + " min" : "") +
@@ -435,6 +444,7 @@
         return;
       }
       state.trading_state = body;
+      $("state-notice").textContent = body.changed === false ? body.message : "";  // "Trading is ACTIVE already …"
       render();
       dialog.close();
     });

@@ -2,11 +2,13 @@
 
 A generated password is never printed: stdout ends up in logs (container logs, CI, journald). It goes to a file
 only the running user can read (mode 0600): GENERATED_ADMIN_PASSWORD_FILE, by default ``.admin_password`` beside
-the checkout (git-ignored); the command says where. Read it, log in, change the password, delete the file.
+the checkout (git-ignored); the command says where, and that ``manage.py changepassword NAME`` sets another one
+(docs/security.md says the same).
 """
 
 import os
 import secrets
+import sys
 from pathlib import Path
 
 import environ
@@ -22,8 +24,13 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         User = get_user_model()
-        if User.objects.filter(is_superuser=True).exists():
-            self.stdout.write("an admin user exists already; nothing to do")
+        existing = User.objects.filter(is_superuser=True).order_by("pk").first()
+        if existing is not None:
+            name = existing.get_username()
+            self.stdout.write(
+                f"an admin user exists already ({name}); nothing to do. A lost password is reset with "
+                f"`{_manage_py()} changepassword {name}`"
+            )
             return
         username = os.environ.get("CDB_ADMIN_USER", "admin")
         # CDB_ADMIN_PASSWORD, or CDB_ADMIN_PASSWORD_FILE (compose's cdb_admin_password secret)
@@ -38,15 +45,24 @@ class Command(BaseCommand):
         if generated:
             path = _save(password)
         User.objects.create_superuser(username=username, email="", password=password)
+        reset = f"`{_manage_py()} changepassword {username}`"
         if generated:
             self.stdout.write(
                 self.style.WARNING(
-                    f"Created admin user '{username}'; its generated password is in {path} (readable by this user "
-                    "only). Log in at /admin/, change it and delete the file."
+                    f"Created admin user '{username}'; its generated password is in {path} (readable by you only, "
+                    f"never printed: `cat {path}`). Sign in with it; {reset} sets another one (then delete the file)."
                 )
             )
         else:
-            self.stdout.write(f"Created admin user '{username}' (password from CDB_ADMIN_PASSWORD)")
+            self.stdout.write(
+                f"Created admin user '{username}' (password from CDB_ADMIN_PASSWORD); {reset} sets another one."
+            )
+
+
+def _manage_py() -> str:
+    """How this checkout runs manage.py: through its own virtualenv (`make run`'s), else the python on the PATH."""
+    venv = Path(settings.BASE_DIR) / ".venv"
+    return ".venv/bin/python manage.py" if Path(sys.prefix).resolve() == venv.resolve() else "python manage.py"
 
 
 def _save(password: str) -> Path:

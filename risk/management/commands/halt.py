@@ -3,7 +3,7 @@ import getpass
 from django.core.management.base import BaseCommand, CommandError
 
 from risk.desk import OPERATOR_CLOSE
-from risk.state import halt
+from risk.state import halt, outcome
 
 
 class Command(BaseCommand):
@@ -24,6 +24,6 @@ class Command(BaseCommand):
             state = halt(options["reason"], actor, close_positions=options["close_positions"])
         except ValueError as error:
             raise CommandError(str(error), returncode=2) from None
-        self.stdout.write(self.style.WARNING(f"Trading {state.state}: {state.reason} (by {state.changed_by})"))
+        self.stdout.write(self.style.WARNING(outcome(state)))
         if state.pause_layer == OPERATOR_CLOSE:
             self.stdout.write("Every position is closed at the next price of its symbol, until the account is flat.")

@@ -2,7 +2,7 @@ import getpass
 
 from django.core.management.base import BaseCommand, CommandError
 
-from risk.state import release
+from risk.state import outcome, release
 
 
 class Command(BaseCommand):
@@ -17,4 +17,4 @@ class Command(BaseCommand):
             state = release(options["reason"], options["actor"] or f"cli:{getpass.getuser()}")
         except ValueError as error:
             raise CommandError(str(error), returncode=2) from None
-        self.stdout.write(self.style.SUCCESS(f"Trading {state.state}: {state.reason} (by {state.changed_by})"))
+        self.stdout.write((self.style.WARNING if state.already else self.style.SUCCESS)(outcome(state)))

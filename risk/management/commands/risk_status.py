@@ -2,7 +2,7 @@ import json
 
 from django.core.management.base import BaseCommand
 
-from ground.amounts import money, quote_of
+from ground.amounts import base_of, money, price, quantity, quote_of
 from risk.status import risk_status
 
 
@@ -19,12 +19,12 @@ class Command(BaseCommand):
             return
         out = self.stdout.write
         quote = status["quote"]
-        since = status["since"][:19].replace("T", " ")
-        out(f"Trading state: {status['state']} since {since} UTC (market time) ({status['reason'] or 'no reason'})")
+        since = status["since"][:19] + "Z"  # ISO 8601 UTC
+        out(f"Trading state: {status['state']} since {since} (market time) ({status['reason'] or 'no reason'})")
         out(f"Mode: {status['mode']}")
         out(
-            f"Equity {money(status['equity'], quote, unit=True)}  cash {money(status['cash'], quote)}"
-            f"  exposure {money(status['exposure'], quote)} ({float(status['exposure_pct']):.2%})"
+            f"Equity {money(status['equity'], quote, unit=True)}  cash {money(status['cash'], quote, unit=True)}"
+            f"  exposure {money(status['exposure'], quote, unit=True)} ({float(status['exposure_pct']):.2%})"
             f"  daily drawdown {float(status['daily_drawdown_pct']):.2%}"
         )
         out("Parameters:")
@@ -35,8 +35,10 @@ class Command(BaseCommand):
             out(self.style.WARNING(f"warning: {warning}"))
         out(f"Open positions: {len(status['open_positions'])}")
         for position in status["open_positions"]:
+            symbol = position["symbol"]
+            quote = quote_of(symbol)
             out(
-                f"  {position['symbol']:<12} {position['quantity']} @ {position['avg_entry_price']}"
-                f"  last {position['last_price']}"
-                f"  unrealized {money(position['unrealized_pnl'], quote_of(position['symbol']), unit=True, sign=True)}"
+                f"  {symbol:<12} {quantity(position['quantity'], base_of(symbol))}"
+                f" @ {price(position['avg_entry_price'], quote)}  last {price(position['last_price'], quote)}"
+                f"  unrealized {money(position['unrealized_pnl'], quote, unit=True, sign=True)}"
             )

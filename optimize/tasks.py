@@ -1,15 +1,17 @@
 """The ``optimize`` queue (CELERY_TASK_ROUTES): one trial, one backtest. A trading worker never takes them.
 
 The worker stores the trial's figures in Optuna's storage (the trial's ``result`` attribute: what a resumed command
-finds) and hands them to the command through a Redis list; the command tells Optuna (ask in the command, run here,
-tell there). A late result for a trial the command has given up on (Ctrl-C, or a resume after the command was
-killed) is dropped: Optuna refuses to change a finished trial.
+finds), finishes the trial there (complete with its value, or pruned) and wakes the command through a Redis list
+with the trial id and the value. The command only asked and created the trial: it never writes a result. A late
+result for a trial the command has given up on (Ctrl-C, or a resume after the command was killed) is dropped:
+Optuna refuses to change a finished trial.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+from functools import cache
 
 from celery import shared_task
 
@@ -17,8 +19,21 @@ RESULT = "result"  # the trial attribute holding what the worker measured
 DONE_TTL_SEC = 86_400
 
 
+def finish(storage, trial_id: int, result: dict) -> bool:
+    """End a RUNNING trial with its figures' value (pruned: none); False if it had ended already."""
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    try:
+        if result["pruned"] or result["value"] is None:
+            return storage.set_trial_state_values(trial_id, TrialState.PRUNED)
+        return storage.set_trial_state_values(trial_id, TrialState.COMPLETE, [result["value"]])
+    except UpdateFinishedTrialError:
+        return False
+
+
 def execute(payload: dict) -> dict | None:
-    """Run the trial and store its figures; None: the trial was given up on meanwhile (the figures dropped)."""
+    """Run the trial, store its figures and finish it; None: the trial was given up on meanwhile (dropped)."""
     from optuna.exceptions import UpdateFinishedTrialError
 
     from . import data_cache
@@ -33,7 +48,7 @@ def execute(payload: dict) -> dict | None:
         storage.set_trial_user_attr(trial_id, RESULT, outcome)
     except UpdateFinishedTrialError:
         return None
-    return outcome
+    return outcome if finish(storage, trial_id, outcome) else None
 
 
 @shared_task(name="optimize.run_trial", acks_late=True, ignore_result=True)
@@ -42,11 +57,19 @@ def run_trial(payload: dict) -> None:
     if outcome is not None and payload.get("done_key"):
         import json
 
-        import redis
         from django.conf import settings
 
-        client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=5)
+        done = {"value": outcome["value"], "pruned": outcome["pruned"]}  # what the command's sampler needs
+        client = _redis(settings.REDIS_URL)
         with client.pipeline() as pipe:
-            pipe.rpush(payload["done_key"], json.dumps([payload["trial_id"], outcome]))
+            pipe.rpush(payload["done_key"], json.dumps([payload["trial_id"], done]))
             pipe.expire(payload["done_key"], DONE_TTL_SEC)
             pipe.execute()
+
+
+@cache
+def _redis(url: str):
+    """One client (and its connection pool) per process, not a new connection per trial."""
+    import redis
+
+    return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)

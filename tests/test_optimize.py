@@ -294,10 +294,10 @@ def test_resuming_with_other_arguments_is_refused_and_study_alone_resumes(tmp_pa
     assert second["trials"][:2] == first["trials"][:2]
 
 
-def test_recover_tells_stored_results_and_asks_lost_trials_again():
-    """What a resume finds after a SIGKILL: a trial whose worker stored its figures is told with them (not run
-    again); one without figures is failed and its parameters are asked first next time."""
-    from optimize.runner import recover
+def test_recover_finishes_stored_results_and_asks_lost_trials_again():
+    """What a resume finds after a SIGKILL: a trial whose worker stored its figures is finished with them (not run
+    again); one without figures is failed, and its parameters are asked first next time, once."""
+    from optimize.runner import recover, retries, sampler_study
     from optimize.tasks import RESULT
 
     space = {"x": optuna.distributions.FloatDistribution(0, 1)}
@@ -308,6 +308,10 @@ def test_recover_tells_stored_results_and_asks_lost_trials_again():
     trials = study.get_trials(deepcopy=False)
     assert (trials[0].state, trials[0].value) == (TrialState.COMPLETE, 1.5)
     assert trials[1].state == TrialState.FAIL
-    assert (trials[2].state, trials[2].user_attrs["retry_of"]) == (TrialState.WAITING, 1)
-    again = study.ask(space)
-    assert again.number == 2 and again.params == lost.params
+    assert retries(trials) == [(lost.params, 1)]
+    # the sampler's in-memory copy holds the finished trial only
+    memory = sampler_study(trials, seed=1)
+    assert [(t.state, t.value, t.params) for t in memory.trials] == [(TrialState.COMPLETE, 1.5, done.params)]
+    # once a trial says it asks trial 1 again, nothing is left to retry
+    study.enqueue_trial(lost.params, user_attrs={"retry_of": 1})
+    assert retries(study.get_trials(deepcopy=False)) == []

@@ -153,15 +153,14 @@ def run_study(
     on_start(record, finished)
     space = distributions(plan.dimensions)
     capacity = 1 if local else IN_FLIGHT_PER_WORKER * workers
-    run = secrets.token_hex(6)
-    waiter = Waiter(None, "") if local else _redis_waiter(plan.study, run)
+    waiter = Waiter(None, "") if local else _redis_waiter(plan.study, secrets.token_hex(6))
     in_flight: dict[int, int] = {}  # trial id in the storage -> trial number in memory
     quiet, stalled = 0.0, False
     arrived: dict[int, dict] = {}  # results by trial id
     try:
         while finished < plan.trials:
             while len(in_flight) < capacity and finished + len(in_flight) < plan.trials:
-                attrs = {"run": run}  # which command asked it
+                attrs = {}
                 if again:
                     params, number = again.popleft()
                     memory.enqueue_trial(params, skip_if_exists=False)

@@ -200,7 +200,7 @@ def run_study(
                     stalled = True
                     on_stall()
                 if not arrived:  # a wake-up lost? look at every trial in flight in the storage
-                    arrived = _look_up(storage, in_flight)
+                    arrived = stored_results(storage, in_flight)
             for trial_id, result in arrived.items():
                 number = in_flight.pop(trial_id, None)
                 if number is None:  # found in the storage already, its wake-up came late
@@ -227,7 +227,7 @@ def _template(state: TrialState, params: dict, space: dict, attrs: dict) -> optu
     )
 
 
-def _look_up(storage, in_flight: dict[int, int]) -> dict[int, dict]:
+def stored_results(storage, in_flight: dict[int, int]) -> dict[int, dict]:
     """The in-flight trials a worker has stored figures for, finished here if the worker did not get to it."""
     found = {}
     for trial_id in in_flight:

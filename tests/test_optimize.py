@@ -315,3 +315,78 @@ def test_recover_finishes_stored_results_and_asks_lost_trials_again():
     # once a trial says it asks trial 1 again, nothing is left to retry
     study.enqueue_trial(lost.params, user_attrs={"retry_of": 1})
     assert retries(study.get_trials(deepcopy=False)) == []
+
+
+def _stored_problem(study: str) -> dict:
+    storage = get_storage()
+    return storage.get_study_user_attrs(storage.get_study_id_from_name(study))["config"]["problem"]
+
+
+def test_the_worker_finishes_its_trial_and_a_late_result_is_dropped(tmp_path):
+    """The worker stores the figures and ends the trial itself (the command writes no result); a trial the command
+    gave up on (failed) stays failed and its result is dropped."""
+    from optimize.runner import stored_results
+    from optimize.tasks import RESULT, execute
+
+    study = f"worker-{uuid.uuid4().hex}"
+    optimize(
+        tmp_path, *SMALL, "--strategy", "momentum", "--space", "rsi_max=60:80:int", "--trials", "1", "--study", study
+    )
+    storage = get_storage()
+    study_id = storage.get_study_id_from_name(study)
+    space = {"rsi_max": optuna.distributions.IntDistribution(60, 80)}
+
+    def running(value: int) -> int:
+        template = optuna.trial.create_trial(state=TrialState.RUNNING, params={"rsi_max": value}, distributions=space)
+        return storage.create_new_trial(study_id, template)
+
+    def payload(trial_id: int, value: int) -> dict:
+        problem = _stored_problem(study)
+        return {"trial_id": trial_id, "problem": problem, "params": {"rsi_max": value}, "start": None, "end": None}
+
+    ran = running(70)
+    outcome = execute(payload(ran, 70))
+    trial = storage.get_trial(ran)
+    assert trial.state == TrialState.COMPLETE and trial.value == outcome["value"] is not None
+    assert trial.user_attrs[RESULT] == outcome
+
+    given_up = running(71)
+    storage.set_trial_state_values(given_up, TrialState.FAIL)
+    assert execute(payload(given_up, 71)) is None
+    assert (storage.get_trial(given_up).state, storage.get_trial(given_up).user_attrs) == (TrialState.FAIL, {})
+
+    # a worker that died between storing the figures and ending the trial: the command, finding no wake-up, reads
+    # the figures in the storage and ends the trial with them
+    half = running(72)
+    storage.set_trial_user_attr(half, RESULT, {"value": 0.5, "pruned": None})
+    assert stored_results(storage, {half: 2, given_up: 1}) == {half: {"value": 0.5, "pruned": None}}
+    assert (storage.get_trial(half).state, storage.get_trial(half).value) == (TrialState.COMPLETE, 0.5)
+
+
+def test_the_database_work_per_trial_does_not_grow_with_the_trials(tmp_path):
+    """The sampler reads its trials from memory: per trial the command creates the trial (one transaction) and, with
+    --local, runs it and stores its figures — the same statements for the 4th trial as for the 12th."""
+    from sqlalchemy import event
+
+    statements = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        statements.append(statement)
+
+    engine = get_storage().engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        counts = []
+        for trials in (4, 8, 12):
+            statements.clear()
+            # float risk parameters: no combination the strategy refuses (a refused one is created, never run)
+            optimize(tmp_path, *SMALL, "--strategy", "momentum", "--space", "STOP_LOSS_PCT=0.005:0.05",
+                     "--space", "rsi_max=60:80", "--trials", str(trials), "--seed", "3")  # fmt: skip
+            counts.append(len(statements))
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    per_trial = (counts[1] - counts[0]) / 4
+    assert counts[2] - counts[1] == counts[1] - counts[0]  # no statement more for a later trial
+    # creating the trial (lock the study, insert it, 2 × (the parameter's first use, insert), count its number) plus
+    # the worker's two writes (figures, then state and value); the ask through the RDB storage it replaces took ~50
+    assert per_trial <= 20, counts  # 16 when written

@@ -27,7 +27,7 @@ from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
 
 from .space import Dimension
-from .tasks import RESULT, execute, finish
+from .tasks import ERROR, RESULT, execute, finish
 from .trial import Problem, check_params
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -38,6 +38,10 @@ IN_FLIGHT_PER_WORKER = 2  # each worker one trial running and one waiting in the
 
 class Interrupted(Exception):
     """Ctrl-C: in-flight trials were handed back (failed, their parameters asked again by the next run)."""
+
+
+class TrialFailed(Exception):
+    """A trial's backtest raised on a worker (the trial failed, the others in flight were handed back)."""
 
 
 @dataclass(frozen=True)
@@ -205,6 +209,8 @@ def run_study(
                 number = in_flight.pop(trial_id, None)
                 if number is None:  # found in the storage already, its wake-up came late
                     continue
+                if ERROR in result:
+                    raise TrialFailed(f"trial {number} failed: {result[ERROR]}")
                 if result["pruned"] or result["value"] is None:
                     memory.tell(number, state=TrialState.PRUNED)
                 else:
@@ -216,6 +222,9 @@ def run_study(
     except KeyboardInterrupt:
         _hand_back(storage, in_flight)
         raise Interrupted() from None
+    except TrialFailed:
+        _hand_back(storage, in_flight)
+        raise
     finally:
         waiter.close()
     return optuna.load_study(study_name=plan.study, storage=storage)
@@ -232,6 +241,9 @@ def stored_results(storage, in_flight: dict[int, int]) -> dict[int, dict]:
     found = {}
     for trial_id in in_flight:
         trial = storage.get_trial(trial_id)
+        if trial.state == TrialState.FAIL and ERROR in trial.user_attrs:
+            found[trial_id] = {ERROR: trial.user_attrs[ERROR]}
+            continue
         result = trial.user_attrs.get(RESULT)
         if result is not None:
             if trial.state == TrialState.RUNNING:

@@ -16,6 +16,7 @@ from functools import cache
 from celery import shared_task
 
 RESULT = "result"  # the trial attribute holding what the worker measured
+ERROR = "error"  # the trial attribute holding why its backtest raised (the trial failed)
 DONE_TTL_SEC = 86_400
 
 
@@ -51,20 +52,48 @@ def execute(payload: dict) -> dict | None:
     return outcome if finish(storage, trial_id, outcome) else None
 
 
+def give_up(storage, trial_id: int, error: str) -> bool:
+    """Fail a RUNNING trial whose backtest raised, the error kept on it; False if it had ended already."""
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    try:
+        storage.set_trial_user_attr(trial_id, ERROR, error)
+        return storage.set_trial_state_values(trial_id, TrialState.FAIL)
+    except UpdateFinishedTrialError:
+        return False
+
+
 @shared_task(name="optimize.run_trial", acks_late=True, ignore_result=True)
 def run_trial(payload: dict) -> None:
-    outcome = execute(payload)
-    if outcome is not None and payload.get("done_key"):
-        import json
+    """Run one trial; a trial that raises (a file missing on this machine, a bug) is failed with the error and the
+    command told, so it stops with the message instead of waiting for the trial forever."""
+    try:
+        outcome = execute(payload)
+    except Exception as error:
+        from .storage import get_storage
 
-        from django.conf import settings
+        text = f"{type(error).__name__}: {error} (worker {socket.gethostname()}:{os.getpid()})"
+        if give_up(get_storage(), payload["trial_id"], text):
+            _wake(payload, {ERROR: text})
+        raise  # and Celery logs it
+    if outcome is not None:
+        _wake(payload, {"value": outcome["value"], "pruned": outcome["pruned"]})  # what the command's sampler needs
 
-        done = {"value": outcome["value"], "pruned": outcome["pruned"]}  # what the command's sampler needs
-        client = _redis(settings.REDIS_URL)
-        with client.pipeline() as pipe:
-            pipe.rpush(payload["done_key"], json.dumps([payload["trial_id"], done]))
-            pipe.expire(payload["done_key"], DONE_TTL_SEC)
-            pipe.execute()
+
+def _wake(payload: dict, message: dict) -> None:
+    """Push the trial id and ``message`` on the command's Redis list."""
+    if not payload.get("done_key"):
+        return
+    import json
+
+    from django.conf import settings
+
+    client = _redis(settings.REDIS_URL)
+    with client.pipeline() as pipe:
+        pipe.rpush(payload["done_key"], json.dumps([payload["trial_id"], message]))
+        pipe.expire(payload["done_key"], DONE_TTL_SEC)
+        pipe.execute()
 
 
 @cache

@@ -380,8 +380,9 @@ def test_the_database_work_per_trial_does_not_grow_with_the_trials(tmp_path):
         for trials in (4, 8, 12):
             statements.clear()
             # float risk parameters: no combination the strategy refuses (a refused one is created, never run)
-            optimize(tmp_path, *SMALL, "--strategy", "momentum", "--space", "STOP_LOSS_PCT=0.005:0.05",
-                     "--space", "rsi_max=60:80", "--trials", str(trials), "--seed", "3")  # fmt: skip
+            space = ["--space", "STOP_LOSS_PCT=0.005:0.05", "--space", "rsi_max=60:80"]
+            study = ["--study", f"count-{uuid.uuid4().hex}"]  # a new study each (a default name may repeat)
+            optimize(tmp_path, *SMALL, "--strategy", "momentum", *space, "--trials", str(trials), "--seed", "3", *study)
             counts.append(len(statements))
     finally:
         event.remove(engine, "before_cursor_execute", count)
@@ -390,3 +391,34 @@ def test_the_database_work_per_trial_does_not_grow_with_the_trials(tmp_path):
     # creating the trial (lock the study, insert it, 2 × (the parameter's first use, insert), count its number) plus
     # the worker's two writes (figures, then state and value); the ask through the RDB storage it replaces took ~50
     assert per_trial <= 20, counts  # 16 when written
+
+
+def test_a_trial_that_raises_is_failed_with_its_error_and_the_command_woken(tmp_path, settings):
+    """A worker whose backtest raises (here: the file is missing on its machine) fails the trial, keeps the error on
+    it and wakes the command with it, instead of leaving the trial RUNNING for a command that would wait forever."""
+    import redis
+
+    from optimize.runner import stored_results
+    from optimize.tasks import ERROR, run_trial
+
+    study = f"raises-{uuid.uuid4().hex}"
+    optimize(
+        tmp_path, *SMALL, "--strategy", "momentum", "--space", "rsi_max=60:80:int", "--trials", "1", "--study", study
+    )
+    storage = get_storage()
+    space = {"rsi_max": optuna.distributions.IntDistribution(60, 80)}
+    template = optuna.trial.create_trial(state=TrialState.RUNNING, params={"rsi_max": 70}, distributions=space)
+    trial_id = storage.create_new_trial(storage.get_study_id_from_name(study), template)
+    problem = _stored_problem(study) | {"files": [str(tmp_path / "gone-5m.csv")]}
+    done_key = f"optimize:test:{uuid.uuid4().hex}:done"
+    payload = {"trial_id": trial_id, "problem": problem, "params": {"rsi_max": 70}, "start": None, "end": None}
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    try:
+        run_trial.apply(args=(payload | {"done_key": done_key},))  # in this process, as a worker runs it
+        woken = json.loads(client.lpop(done_key))
+    finally:
+        client.delete(done_key)
+    trial = storage.get_trial(trial_id)
+    assert trial.state == TrialState.FAIL and trial.user_attrs[ERROR].startswith("FileNotFoundError: ")
+    assert woken == [trial_id, {ERROR: trial.user_attrs[ERROR]}]
+    assert stored_results(storage, {trial_id: 1}) == {trial_id: {ERROR: trial.user_attrs[ERROR]}}  # wake-up lost

@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -40,14 +41,20 @@ FT_PYTHON = Path("/tmp/ftvenv/bin/python")
 SPACE = ["--space", "ema_fast=5:20", "--space", "ema_slow=21:60", "--space", "rsi_max=60:80:int"]
 
 
-def start_workers(count: int, log_dir: Path) -> list[subprocess.Popen]:
+def start_workers(count: int, log_dir: Path, own_sessions: bool) -> list[subprocess.Popen]:
+    """``count`` workers of the optimize queue; ``own_sessions``: each in its own session, as separately started
+    services are (Linux's autogroup scheduling shares the CPU between sessions first: on a loaded machine, workers
+    started in this bench's session would share this session's CPU whatever their number)."""
     workers = []
     for number in range(count):
         log = log_dir / f"bench{number}.log"
         argv = [sys.executable, "-m", "celery", "-A", "cdb_project", "worker", "-Q", "optimize", "-c", "1", "-P",
                 "prefork", "-n", f"bench{number}-{os.getpid()}@%h", "-l", "INFO", "--without-gossip",
                 "--without-mingle", "--without-heartbeat"]  # fmt: skip
-        workers.append(subprocess.Popen(argv, cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT))
+        output = log.open("w")
+        workers.append(
+            subprocess.Popen(argv, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT, start_new_session=own_sessions)
+        )
     deadline = time.monotonic() + 90
     for number in range(count):
         while " ready." not in (log_dir / f"bench{number}.log").read_text(errors="replace"):
@@ -113,11 +120,11 @@ def _cpu_since(before) -> float:
     return after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
 
 
-def measure(files: list[str], count: int, trials: int, tmp: Path) -> dict:
+def measure(files: list[str], count: int, trials: int, tmp: Path, own_sessions: bool) -> dict:
     """One optimize run with ``count`` fresh workers, the workers' CPU (start-up and first load included) added."""
     load = os.getloadavg()[0]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    workers = start_workers(count, tmp)
+    workers = start_workers(count, tmp, own_sessions)
     try:
         result = optimize(files, count, trials, tmp / f"{count}.json")
     finally:
@@ -158,11 +165,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="rounds of 1 and 2 workers (every other one 2 first)")
     parser.add_argument("--freqtrade", action="store_true", help="Freqtrade's hyperopt after every round")
     parser.add_argument("--epochs", type=int, default=20, help="Freqtrade hyperopt epochs")
+    parser.add_argument("--own-sessions", action="store_true", help="each worker in its own session (setsid)")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the workers are stopped on the way out
     if not os.environ.get("REDIS_URL") or not os.environ.get("DATABASE_URL", "").startswith("postgres"):
         raise SystemExit("set DATABASE_URL=postgres://… and REDIS_URL=redis://… (a migrated database)")
     files = sorted(str(p) for p in CANDLES.glob("*-5m.csv"))
     print(f"{datetime.now():%Y-%m-%d %H:%M}  {os.cpu_count()} CPUs  load average {os.getloadavg()}")
+    print(f"workers {'each in its own session' if args.own_sessions else 'in the bench session'}")
     print(f"files: {len(files)} ({', '.join(Path(f).name for f in files)})")
     ratios, versus = [], []
     with tempfile.TemporaryDirectory() as tmp:
@@ -171,7 +181,7 @@ def main() -> None:
             print(f"round {number + 1}: plain manage.py backtest {plain:.2f} s wall (best of 3)")
             results = {}
             for count in (1, 2) if number % 2 == 0 else (2, 1):
-                results[count] = measure(files, count, args.trials, Path(tmp))
+                results[count] = measure(files, count, args.trials, Path(tmp), args.own_sessions)
                 print("  " + report(results[count], plain), flush=True)
             ratios.append(results[2]["per_min"] / results[1]["per_min"])
             steady = [results[c]["steady_per_min"] for c in (1, 2)]

@@ -2,22 +2,26 @@
 (34,513 candles) with 1 and with 2 workers of the ``optimize`` queue, against the plain `manage.py backtest` of
 the same data, and side by side with Freqtrade's hyperopt.
 
-Needs PostgreSQL and Redis (``DATABASE_URL``, ``REDIS_URL``; the database migrated). For each worker count the
-bench starts that many workers (``celery -A cdb_project worker -Q optimize -c 1``), runs a new study of --trials
-trials on the 3-parameter space of the Freqtrade comparison (ema_fast 5–20, ema_slow 21–60, rsi_max 60–80,
-objective sharpe) and prints:
+Needs PostgreSQL and Redis (``DATABASE_URL``, ``REDIS_URL``; the database migrated). In each of --rounds rounds
+(1 then 2 workers; every other round 2 then 1, so a drifting load favours neither) the bench measures the plain
+backtest (best of 3), then for each worker count starts that many fresh workers (``celery -A cdb_project worker
+-Q optimize -c 1``; with --own-sessions each in its own session, as separately started services are), runs a new
+study of --trials trials on the 3-parameter space of the Freqtrade comparison (ema_fast 5–20, ema_slow 21–60,
+rsi_max 60–80, objective sharpe) and prints:
 
+* the load average when the run started;
 * trials/min over the whole command (start-up, the workers' first load, every trial, the report);
 * trials/min steady: between the first and the last trial finished;
-* the slowest trial (the worker's time for one trial, its first load included) against the wall time of the
-  plain `manage.py backtest` of the same files (best of 3).
+* the median and the slowest trial (the worker's time for one trial, its first load included) against the plain
+  backtest's wall time;
+* CPU per trial of the command and of the workers (their start-up and first load included).
 
-With ``--freqtrade`` (after ``bash ../shared/compare/freqtrade/setup.sh`` and ``freqtrade[hyperopt]``), Freqtrade's
-hyperopt (``run_ft_hyperopt.py EPOCHS 2``: the same candles and space, ``-j 2``) runs right after, and the ratio of
-2-worker trials/min to its epochs/min (whole command both) is printed. Targets: 2 workers ≥ 1.7× 1 worker; 2 workers
-≥ 5× Freqtrade; no trial slower than the plain backtest.
+With ``--freqtrade`` (after ``bash ../shared/compare/freqtrade/setup.sh``, ``freqtrade[hyperopt]`` in its venv and
+EmaRsiCrossHO.py in its strategies), Freqtrade's hyperopt (``run_ft_hyperopt.py EPOCHS 2``: the same candles and
+space, ``-j 2``) runs after each round, and the ratio of 2-worker trials/min to its epochs/min (whole command both)
+is printed. Targets: 2 workers ≥ 1.7× 1 worker; 2 workers ≥ 5× Freqtrade; no trial slower than the plain backtest.
 
-    .venv/bin/python bench/optimize.py [--trials 60] [--freqtrade] [--epochs 20]
+    .venv/bin/python bench/optimize.py [--trials 120] [--rounds 2] [--own-sessions] [--freqtrade] [--epochs 20]
 """
 
 from __future__ import annotations

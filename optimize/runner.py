@@ -27,7 +27,7 @@ from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
 
 from .space import Dimension
-from .tasks import ERROR, RESULT, execute, finish
+from .tasks import ERROR, RESULT, execute, fail, finish
 from .trial import Problem, check_params
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -74,8 +74,7 @@ def recover(study: optuna.Study) -> tuple[int, int]:
         if result is not None:
             finish(study._storage, trial._trial_id, result)
             told += 1
-        else:
-            study.tell(trial.number, state=TrialState.FAIL)
+        elif fail(study._storage, trial._trial_id):  # (False: a late worker of the dead command finished it)
             failed += 1
     return told, failed
 
@@ -261,7 +260,7 @@ def _hand_back(storage, in_flight: dict[int, int]) -> None:
         if result is not None:
             finish(storage, trial_id, result)
         else:
-            storage.set_trial_state_values(trial_id, TrialState.FAIL)
+            fail(storage, trial_id)  # (a worker may finish it meanwhile: then it stays finished)
 
 
 def _best(study: optuna.Study) -> float | None:

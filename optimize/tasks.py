@@ -55,10 +55,20 @@ def execute(payload: dict) -> dict | None:
 def give_up(storage, trial_id: int, error: str) -> bool:
     """Fail a RUNNING trial whose backtest raised, the error kept on it; False if it had ended already."""
     from optuna.exceptions import UpdateFinishedTrialError
-    from optuna.trial import TrialState
 
     try:
         storage.set_trial_user_attr(trial_id, ERROR, error)
+    except UpdateFinishedTrialError:
+        return False
+    return fail(storage, trial_id)
+
+
+def fail(storage, trial_id: int) -> bool:
+    """Fail a RUNNING trial; False if it had ended already (its worker finished it meanwhile)."""
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    try:
         return storage.set_trial_state_values(trial_id, TrialState.FAIL)
     except UpdateFinishedTrialError:
         return False

@@ -1,10 +1,16 @@
-"""Driving one Optuna study to its number of finished trials: ask here, run each trial as an ``optimize`` task
-(or in this process with ``--local``), tell Optuna when its result is stored.
+"""Driving one Optuna study to its number of finished trials: sample here, run each trial as an ``optimize`` task
+(or in this process with ``--local``), where the trial's figures and its end are written to the study's storage.
 
-Crash safety: a trial is finished only once told. A worker stores its figures on the trial before the command
-tells, so a command killed in between loses nothing: on the next start, a RUNNING trial that has figures is told
-with them (never run again); one without figures (its task lost, or still queued for a command that is gone) is
-marked FAIL and its parameters are enqueued to be asked first — a late result for it is dropped.
+The command samples from an in-memory copy of the study (the finished trials, then every trial it asks): TPE reads
+its trials from this process's memory, not from the database, and asking and telling cost no round trip. The RDB
+storage keeps the record: a trial is created there (RUNNING, with its parameters) in one transaction before it is
+sent, and the worker that runs it stores its figures and finishes it there. The command learns of it through a
+Redis list (BLPOP: no polling) and tells its in-memory copy.
+
+Crash safety: a trial is finished only in the storage. On the next start, a RUNNING trial whose figures a worker
+stored (its worker died before finishing it) is finished with them — never run again; one without figures (its task
+lost, or still queued for a command that is gone) is marked FAIL, and its parameters are asked again first (the new
+trial's ``retry_of`` names it) — a late result for it is dropped: Optuna refuses to change a finished trial.
 """
 
 from __future__ import annotations
@@ -12,24 +18,30 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import optuna
 from optuna.distributions import FloatDistribution, IntDistribution
-from optuna.trial import TrialState
+from optuna.trial import TrialState, create_trial
 
 from .space import Dimension
-from .tasks import RESULT, execute
+from .tasks import ERROR, RESULT, execute, fail, finish
 from .trial import Problem, check_params
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 POLL_SEC = 1.0  # a result whose wake-up was lost is still found within this long
 STALL_SEC = 10.0  # no result for this long: on_stall (the command checks that a worker takes the queue)
+IN_FLIGHT_PER_WORKER = 2  # each worker one trial running and one waiting in the queue: none idles between trials
 
 
 class Interrupted(Exception):
-    """Ctrl-C: in-flight trials were handed back (failed, their parameters enqueued for the next run)."""
+    """Ctrl-C: in-flight trials were handed back (failed, their parameters asked again by the next run)."""
+
+
+class TrialFailed(Exception):
+    """A trial's backtest raised on a worker (the trial failed, the others in flight were handed back)."""
 
 
 @dataclass(frozen=True)
@@ -53,40 +65,51 @@ def distributions(dimensions: list[Dimension]) -> dict:
     }
 
 
-def finished_count(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=FINISHED))
-
-
-def _tell(study: optuna.Study, number: int, result: dict) -> None:
-    if result["pruned"] or result["value"] is None:
-        study.tell(number, state=TrialState.PRUNED)
-    else:
-        study.tell(number, result["value"])
-
-
 def recover(study: optuna.Study) -> tuple[int, int]:
-    """Trials a killed command left RUNNING: told from their stored figures, or failed and enqueued again.
-    Returns (told, re-enqueued)."""
-    told = again = 0
+    """Trials a killed command left RUNNING: finished from their stored figures, or failed (``retries`` asks their
+    parameters again). Returns (finished, failed)."""
+    told = failed = 0
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         result = trial.user_attrs.get(RESULT)
         if result is not None:
-            _tell(study, trial.number, result)
+            finish(study._storage, trial._trial_id, result)
             told += 1
-        else:
-            _give_back(study, trial)
-            again += 1
-    return told, again
+        elif fail(study._storage, trial._trial_id):  # (False: a late worker of the dead command finished it)
+            failed += 1
+    return told, failed
 
 
-def _give_back(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-    study.tell(trial.number, state=TrialState.FAIL)
-    if trial.params:  # none yet: killed while the trial was being asked
-        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
+def retries(trials: list[optuna.trial.FrozenTrial]) -> list[tuple[dict, int]]:
+    """(parameters, trial number) of the failed trials not asked again yet, oldest first."""
+    asked_again = {t.user_attrs.get("retry_of") for t in trials}
+    return [
+        (t.params, t.number)
+        for t in trials
+        if t.state == TrialState.FAIL and t.params and t.number not in asked_again  # no params: killed while asked
+    ]
+
+
+def sampler_study(trials: list[optuna.trial.FrozenTrial], seed: int | None) -> optuna.Study:
+    """The in-memory study TPE samples from: the stored study's finished trials (values and parameters only)."""
+    # multivariate: one joint draw per trial; constant liar: the trials in flight count as bad, so the next asks
+    # look elsewhere
+    sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True, multivariate=True)
+    memory = optuna.create_study(direction="maximize", sampler=sampler)
+    memory.add_trials(
+        create_trial(
+            state=t.state,
+            value=t.value if t.state == TrialState.COMPLETE else None,
+            params=t.params,
+            distributions=t.distributions,
+        )
+        for t in trials
+        if t.state in FINISHED
+    )
+    return memory
 
 
 class Waiter:
-    """Wakes the command when a worker stored a result (a Redis list per run); ``None`` client: just sleep."""
+    """Wakes the command when a worker finished a trial (a Redis list per run); ``None`` client: just sleep."""
 
     def __init__(self, client, key: str) -> None:
         self.client, self.key = client, key
@@ -120,47 +143,55 @@ def run_study(
     on_stall: Callable[[], None] = lambda: None,
 ) -> optuna.Study:
     """Ask, dispatch and tell until the study has ``plan.trials`` finished trials. ``progress(done, total, best)``
-    after every finished trial; Ctrl-C hands the in-flight trials back and raises Interrupted."""
-    study = optuna.create_study(study_name=plan.study, storage=storage, direction="maximize", load_if_exists=True)
-    recover(study)
-    already = len(study.trials)
+    after every finished trial; Ctrl-C hands the in-flight trials back and raises Interrupted. Returns the study
+    as stored."""
+    record = optuna.create_study(study_name=plan.study, storage=storage, direction="maximize", load_if_exists=True)
+    recover(record)
+    stored = record.get_trials(deepcopy=False)
     # Resumed with the same --seed, the sampler must not draw the first run's parameters again.
-    seed = None if plan.seed is None else plan.seed + already
-    # multivariate: one joint draw per trial (and one read of the trials) instead of one per parameter
-    study.sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True, multivariate=True)
-    finished = finished_count(study)
-    best = _best(study)
-    on_start(study, finished)
+    memory = sampler_study(stored, None if plan.seed is None else plan.seed + len(stored))
+    again = deque(retries(stored))
+    finished = len(memory.trials)
+    best = _best(memory)
+    on_start(record, finished)
     space = distributions(plan.dimensions)
-    capacity = 1 if local else 2 * workers  # each worker one trial running and one waiting: none idles
-    run = secrets.token_hex(6)
-    waiter = Waiter(None, "") if local else _redis_waiter(plan.study, run)
-    in_flight: dict[int, int] = {}  # trial number -> trial id
+    capacity = 1 if local else IN_FLIGHT_PER_WORKER * workers
+    waiter = Waiter(None, "") if local else _redis_waiter(plan.study, secrets.token_hex(6))
+    in_flight: dict[int, int] = {}  # trial id in the storage -> trial number in memory
     quiet, stalled = 0.0, False
-    arrived: dict[int, dict | None] = {}  # results by trial id
+    arrived: dict[int, dict] = {}  # results by trial id
     try:
         while finished < plan.trials:
             while len(in_flight) < capacity and finished + len(in_flight) < plan.trials:
-                trial = study.ask(space)
-                trial.set_user_attr("run", run)  # which command asked it
+                attrs = {}
+                if again:
+                    params, number = again.popleft()
+                    memory.enqueue_trial(params, skip_if_exists=False)
+                    attrs["retry_of"] = number
+                trial = memory.ask(space)
                 reason = check_params(plan.problem, trial.params)
-                if reason:
-                    trial.set_user_attr("refused", reason)
-                    study.tell(trial, state=TrialState.PRUNED)
+                if reason:  # the strategy refuses the combination: pruned, no backtest
+                    storage.create_new_trial(
+                        record._study_id, _template(TrialState.PRUNED, trial.params, space, attrs | {"refused": reason})
+                    )
+                    memory.tell(trial, state=TrialState.PRUNED)
                     finished += 1
                     progress(finished, plan.trials, best)
                     continue
+                trial_id = storage.create_new_trial(
+                    record._study_id, _template(TrialState.RUNNING, trial.params, space, attrs)
+                )
+                in_flight[trial_id] = trial.number
                 payload = {
-                    "trial_id": trial._trial_id,
+                    "trial_id": trial_id,
                     "problem": plan.problem.as_dict(),
                     "params": trial.params,
                     "start": plan.start,
                     "end": plan.end,
                     "done_key": waiter.key,
                 }
-                in_flight[trial.number] = trial._trial_id
                 if local:
-                    arrived[trial._trial_id] = execute(payload)
+                    arrived[trial_id] = execute(payload)
                 else:
                     from .tasks import run_trial
 
@@ -172,34 +203,64 @@ def run_study(
                     stalled = True
                     on_stall()
                 if not arrived:  # a wake-up lost? look at every trial in flight in the storage
-                    arrived = {i: storage.get_trial_user_attrs(i).get(RESULT) for i in in_flight.values()}
-            for number, trial_id in list(in_flight.items()):
-                result = arrived.pop(trial_id, None)
-                if result is not None:
-                    _tell(study, number, result)
-                    del in_flight[number]
-                    finished += 1
-                    if not result["pruned"] and result["value"] is not None:
-                        best = result["value"] if best is None else max(best, result["value"])
-                    progress(finished, plan.trials, best)
+                    arrived = stored_results(storage, in_flight)
+            for trial_id, result in arrived.items():
+                number = in_flight.pop(trial_id, None)
+                if number is None:  # found in the storage already, its wake-up came late
+                    continue
+                if ERROR in result:
+                    raise TrialFailed(f"trial {number} failed: {result[ERROR]}")
+                if result["pruned"] or result["value"] is None:
+                    memory.tell(number, state=TrialState.PRUNED)
+                else:
+                    memory.tell(number, result["value"])
+                    best = result["value"] if best is None else max(best, result["value"])
+                finished += 1
+                progress(finished, plan.trials, best)
+            arrived = {}
     except KeyboardInterrupt:
-        _hand_back(study, storage, in_flight)
+        _hand_back(storage, in_flight)
         raise Interrupted() from None
+    except TrialFailed:
+        _hand_back(storage, in_flight)
+        raise
     finally:
         waiter.close()
-    return study
+    return optuna.load_study(study_name=plan.study, storage=storage)
 
 
-def _hand_back(study: optuna.Study, storage, in_flight: dict[int, int]) -> None:
-    for number, trial_id in in_flight.items():
+def _template(state: TrialState, params: dict, space: dict, attrs: dict) -> optuna.trial.FrozenTrial:
+    return create_trial(
+        state=state, params=params, distributions={name: space[name] for name in params}, user_attrs=attrs
+    )
+
+
+def stored_results(storage, in_flight: dict[int, int]) -> dict[int, dict]:
+    """The in-flight trials a worker has stored figures for, finished here if the worker did not get to it."""
+    found = {}
+    for trial_id in in_flight:
+        trial = storage.get_trial(trial_id)
+        if trial.state == TrialState.FAIL and ERROR in trial.user_attrs:
+            found[trial_id] = {ERROR: trial.user_attrs[ERROR]}
+            continue
+        result = trial.user_attrs.get(RESULT)
+        if result is not None:
+            if trial.state == TrialState.RUNNING:
+                finish(storage, trial_id, result)
+            found[trial_id] = result
+    return found
+
+
+def _hand_back(storage, in_flight: dict[int, int]) -> None:
+    for trial_id in in_flight:
         trial = storage.get_trial(trial_id)
         if trial.state != TrialState.RUNNING:
             continue
         result = trial.user_attrs.get(RESULT)
         if result is not None:
-            _tell(study, number, result)
+            finish(storage, trial_id, result)
         else:
-            _give_back(study, trial)
+            fail(storage, trial_id)  # (a worker may finish it meanwhile: then it stays finished)
 
 
 def _best(study: optuna.Study) -> float | None:

@@ -294,10 +294,10 @@ def test_resuming_with_other_arguments_is_refused_and_study_alone_resumes(tmp_pa
     assert second["trials"][:2] == first["trials"][:2]
 
 
-def test_recover_tells_stored_results_and_asks_lost_trials_again():
-    """What a resume finds after a SIGKILL: a trial whose worker stored its figures is told with them (not run
-    again); one without figures is failed and its parameters are asked first next time."""
-    from optimize.runner import recover
+def test_recover_finishes_stored_results_and_asks_lost_trials_again():
+    """What a resume finds after a SIGKILL: a trial whose worker stored its figures is finished with them (not run
+    again); one without figures is failed, and its parameters are asked first next time, once."""
+    from optimize.runner import recover, retries, sampler_study
     from optimize.tasks import RESULT
 
     space = {"x": optuna.distributions.FloatDistribution(0, 1)}
@@ -308,6 +308,117 @@ def test_recover_tells_stored_results_and_asks_lost_trials_again():
     trials = study.get_trials(deepcopy=False)
     assert (trials[0].state, trials[0].value) == (TrialState.COMPLETE, 1.5)
     assert trials[1].state == TrialState.FAIL
-    assert (trials[2].state, trials[2].user_attrs["retry_of"]) == (TrialState.WAITING, 1)
-    again = study.ask(space)
-    assert again.number == 2 and again.params == lost.params
+    assert retries(trials) == [(lost.params, 1)]
+    # the sampler's in-memory copy holds the finished trial only
+    memory = sampler_study(trials, seed=1)
+    assert [(t.state, t.value, t.params) for t in memory.trials] == [(TrialState.COMPLETE, 1.5, done.params)]
+    # once a trial says it asks trial 1 again, nothing is left to retry
+    study.enqueue_trial(lost.params, user_attrs={"retry_of": 1})
+    assert retries(study.get_trials(deepcopy=False)) == []
+
+
+def _stored_problem(study: str) -> dict:
+    storage = get_storage()
+    return storage.get_study_user_attrs(storage.get_study_id_from_name(study))["config"]["problem"]
+
+
+def test_the_worker_finishes_its_trial_and_a_late_result_is_dropped(tmp_path):
+    """The worker stores the figures and ends the trial itself (the command writes no result); a trial the command
+    gave up on (failed) stays failed and its result is dropped."""
+    from optimize.runner import stored_results
+    from optimize.tasks import RESULT, execute
+
+    study = f"worker-{uuid.uuid4().hex}"
+    optimize(
+        tmp_path, *SMALL, "--strategy", "momentum", "--space", "rsi_max=60:80:int", "--trials", "1", "--study", study
+    )
+    storage = get_storage()
+    study_id = storage.get_study_id_from_name(study)
+    space = {"rsi_max": optuna.distributions.IntDistribution(60, 80)}
+
+    def running(value: int) -> int:
+        template = optuna.trial.create_trial(state=TrialState.RUNNING, params={"rsi_max": value}, distributions=space)
+        return storage.create_new_trial(study_id, template)
+
+    def payload(trial_id: int, value: int) -> dict:
+        problem = _stored_problem(study)
+        return {"trial_id": trial_id, "problem": problem, "params": {"rsi_max": value}, "start": None, "end": None}
+
+    ran = running(70)
+    outcome = execute(payload(ran, 70))
+    trial = storage.get_trial(ran)
+    assert trial.state == TrialState.COMPLETE and trial.value == outcome["value"] is not None
+    assert trial.user_attrs[RESULT] == outcome
+
+    given_up = running(71)
+    storage.set_trial_state_values(given_up, TrialState.FAIL)
+    assert execute(payload(given_up, 71)) is None
+    assert (storage.get_trial(given_up).state, storage.get_trial(given_up).user_attrs) == (TrialState.FAIL, {})
+
+    # a worker that died between storing the figures and ending the trial: the command, finding no wake-up, reads
+    # the figures in the storage and ends the trial with them
+    half = running(72)
+    storage.set_trial_user_attr(half, RESULT, {"value": 0.5, "pruned": None})
+    assert stored_results(storage, {half: 2, given_up: 1}) == {half: {"value": 0.5, "pruned": None}}
+    assert (storage.get_trial(half).state, storage.get_trial(half).value) == (TrialState.COMPLETE, 0.5)
+
+
+def test_the_database_work_per_trial_does_not_grow_with_the_trials(tmp_path):
+    """The sampler reads its trials from memory: per trial the command creates the trial (one transaction) and, with
+    --local, runs it and stores its figures — the same statements for the 4th trial as for the 12th."""
+    from sqlalchemy import event
+
+    statements = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        statements.append(statement)
+
+    engine = get_storage().engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        counts = []
+        for trials in (4, 8, 12):
+            statements.clear()
+            # float risk parameters: no combination the strategy refuses (a refused one is created, never run)
+            space = ["--space", "STOP_LOSS_PCT=0.005:0.05", "--space", "rsi_max=60:80"]
+            study = ["--study", f"count-{uuid.uuid4().hex}"]  # a new study each (a default name may repeat)
+            optimize(tmp_path, *SMALL, "--strategy", "momentum", *space, "--trials", str(trials), "--seed", "3", *study)
+            counts.append(len(statements))
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    per_trial = (counts[1] - counts[0]) / 4
+    assert counts[2] - counts[1] == counts[1] - counts[0]  # no statement more for a later trial
+    # creating the trial (lock the study, insert it, 2 × (the parameter's first use, insert), count its number) plus
+    # the worker's two writes (figures, then state and value); the ask through the RDB storage it replaces took ~50
+    assert per_trial <= 20, counts  # 16 when written
+
+
+def test_a_trial_that_raises_is_failed_with_its_error_and_the_command_woken(tmp_path, settings):
+    """A worker whose backtest raises (here: the file is missing on its machine) fails the trial, keeps the error on
+    it and wakes the command with it, instead of leaving the trial RUNNING for a command that would wait forever."""
+    import redis
+
+    from optimize.runner import stored_results
+    from optimize.tasks import ERROR, run_trial
+
+    study = f"raises-{uuid.uuid4().hex}"
+    optimize(
+        tmp_path, *SMALL, "--strategy", "momentum", "--space", "rsi_max=60:80:int", "--trials", "1", "--study", study
+    )
+    storage = get_storage()
+    space = {"rsi_max": optuna.distributions.IntDistribution(60, 80)}
+    template = optuna.trial.create_trial(state=TrialState.RUNNING, params={"rsi_max": 70}, distributions=space)
+    trial_id = storage.create_new_trial(storage.get_study_id_from_name(study), template)
+    problem = _stored_problem(study) | {"files": [str(tmp_path / "gone-5m.csv")]}
+    done_key = f"optimize:test:{uuid.uuid4().hex}:done"
+    payload = {"trial_id": trial_id, "problem": problem, "params": {"rsi_max": 70}, "start": None, "end": None}
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    try:
+        run_trial.apply(args=(payload | {"done_key": done_key},))  # in this process, as a worker runs it
+        woken = json.loads(client.lpop(done_key))
+    finally:
+        client.delete(done_key)
+    trial = storage.get_trial(trial_id)
+    assert trial.state == TrialState.FAIL and trial.user_attrs[ERROR].startswith("FileNotFoundError: ")
+    assert woken == [trial_id, {ERROR: trial.user_attrs[ERROR]}]
+    assert stored_results(storage, {trial_id: 1}) == {trial_id: {ERROR: trial.user_attrs[ERROR]}}  # wake-up lost

@@ -125,5 +125,30 @@ def test_a_killed_command_resumes_without_running_a_finished_trial_again(optimiz
             assert not retried
 
 
+def test_a_trial_failing_on_a_worker_stops_the_command_with_its_error(optimize_workers, service_env, tmp_path):
+    """A file that disappears from the workers' machine: the next trial fails there, and the command stops with the
+    worker's error and how to resume (exit 1) instead of waiting for it forever."""
+    copy = tmp_path / "ETH_BTC-5m.csv"
+    copy.write_bytes(Path(FILES[0]).read_bytes())
+    study = f"gone-{uuid.uuid4().hex}"
+    args = ["--data", str(copy), *WINDOW, "--capital", "1", "--strategy", "momentum", "--space", "rsi_max=55.5:80"]
+    process = command(service_env, study, *args, "--trials", "5000")
+    try:
+        processes.wait_until(
+            lambda: _study_exists(study) and len(finished(study)) >= 1, timeout=120, message="1 finished trial"
+        )
+        copy.unlink()
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 1, stderr
+    assert (
+        "failed: FileNotFoundError: " in stderr and f"resume with: python manage.py optimize --study {study}" in stderr
+    )
+    left = optuna.load_study(study_name=study, storage=get_storage()).get_trials(deepcopy=False)
+    assert not [t for t in left if t.state == TrialState.RUNNING]  # the others in flight were handed back
+    assert [t for t in left if t.state == TrialState.FAIL and "FileNotFoundError" in t.user_attrs.get("error", "")]
+
+
 def _study_exists(study: str) -> bool:
     return study in {s.study_name for s in optuna.get_all_study_summaries(get_storage())}

@@ -82,15 +82,18 @@ class Command(BaseCommand):
         local = options["local"] or settings.EMBEDDED
         driver = Driver(name, config, storage, local=local, workers=options["workers"], seed=options["seed"])
         driver.prepare(stored)
-        from ...runner import Interrupted
+        from ...runner import Interrupted, TrialFailed
 
         self.stdout.write(f"study {name}: {config['trials']} trials, {config['objective']}, {config['strategy']}")
         try:
             document = driver.run(progress=not options["no_progress"], on_stall=lambda: _check_workers(self.stderr))
         except Interrupted:
-            resume = ["python", "manage.py", "optimize", "--study", name, *(["--local"] if local else [])]
-            self.stderr.write(f"Stopped. Finished trials are kept. Resume with: {shlex.join(resume)}")
+            self.stderr.write(f"Stopped. Finished trials are kept. Resume with: {_resume(name, local)}")
             sys.exit(130)
+        except TrialFailed as error:
+            raise CommandError(
+                f"{error}. Finished trials are kept; fix the cause and resume with: {_resume(name, local)}"
+            ) from None
         self._print(document)
         if options["json_out"]:
             from ...report import json_text
@@ -188,6 +191,10 @@ class Command(BaseCommand):
         if document["backtest_command"]:
             self.stdout.write("backtest the best parameters:")
             self.stdout.write(document["backtest_command"])
+
+
+def _resume(study: str, local: bool) -> str:
+    return shlex.join(["python", "manage.py", "optimize", "--study", study, *(["--local"] if local else [])])
 
 
 def _problem(files: list[str], strategy: str, fixed: dict, capital: str, options: dict, min_trades: int) -> dict:

@@ -32,9 +32,8 @@ from marketdata.screener import ScreenCandle, rank
 from marketdata.watchlist import account_quote, current_watchlist, symbols_in_view
 from risk.models import Alert, RiskParameters, TradingState
 from risk.state import state_snapshot
-
-from .chart_service import base_interval
-from .models import Signal
+from trading.chart_service import base_interval
+from trading.models import Signal
 
 ROWS = 25
 EQUITY_POINTS = 300

@@ -98,7 +98,14 @@ class StaleWatch:
         if self._state is None or not self._in_memory:
             self._state = StaleWatchState.load()
         state = self._state
-        decision = decide(
+        decision = self._decide(last_seen, watched, now_ms, timeout, state)
+        if decision.action is not None or list(decision.stale) != list(state.stale_symbols):
+            decision = self._act(last_seen, watched, now_ms, timeout)
+        self._expire(without_data(last_seen, watched, now_ms, timeout, self._candles), now_ms)
+        return decision
+
+    def _decide(self, last_seen, watched, now_ms: int, timeout: int, state) -> StaleDecision:
+        return decide(
             last_seen,
             watched,
             now_ms,
@@ -107,10 +114,6 @@ class StaleWatch:
             previously_stale=state.stale_symbols,
             candles=self._candles,
         )
-        if decision.action is not None or list(decision.stale) != list(state.stale_symbols):
-            decision = self._act(last_seen, watched, now_ms, timeout)
-        self._expire(without_data(last_seen, watched, now_ms, timeout, self._candles), now_ms)
-        return decision
 
     def data_ended(self, now_ms: int, symbols: Iterable[str]) -> None:
         """A replay is over: the data of ``symbols`` has ended, and their orders still waiting expire."""
@@ -133,15 +136,7 @@ class StaleWatch:
             state = StaleWatchState.load(for_update=True)
             trading = TradingState.load(for_update=True)
             # decide again under the lock: another checker (beat, a replay) may have acted meanwhile
-            decision = decide(
-                last_seen,
-                watched,
-                now_ms,
-                timeout,
-                paused_by_watch=state.paused_by_watch,
-                previously_stale=state.stale_symbols,
-                candles=self._candles,
-            )
+            decision = self._decide(last_seen, watched, now_ms, timeout, state)
             if decision.newly_stale:
                 raise_alert(
                     "WARNING",

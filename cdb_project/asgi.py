@@ -14,7 +14,7 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: 
 
 from cdb_project.daphne_request import bound_daphne_requests  # noqa: E402
 from cdb_project.websocket_origin import SameOriginValidator  # noqa: E402
-from trading.routing import websocket_urlpatterns  # noqa: E402
+from dashboard.routing import websocket_urlpatterns  # noqa: E402
 
 bound_daphne_requests()  # a body over MAX_REQUEST_BODY_BYTES: 413, never held in memory (cdb_project/daphne_request.py)
 application = ProtocolTypeRouter(

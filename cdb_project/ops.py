@@ -34,8 +34,11 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from ground.logging import log_context
+from ground.redis_client import redis_client
 
 logger = logging.getLogger("cdb.ops")
+
+HEALTH_REDIS_TIMEOUT = 0.5  # seconds: a health check answers within its budget even when Redis hangs
 
 signal_latency_seconds = Histogram(
     "signal_latency_seconds",
@@ -108,33 +111,20 @@ def _db_check() -> dict:
     return {"trading_state": row[0] if row else "ACTIVE", "last_market_data_age_s": age}
 
 
-def _redis_client():
-    import redis
-
-    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=0.5, socket_connect_timeout=0.5)
-
-
 def _redis_check() -> dict:
     from cdb_project.celery import app
 
-    client = _redis_client()
-    try:
-        client.ping()
-        queue = app.conf.task_default_queue
-        return {"queue_length": client.llen(queue), "unacked": client.hlen("unacked"), "queue": queue}
-    finally:
-        client.close()
+    client = redis_client(HEALTH_REDIS_TIMEOUT)
+    client.ping()
+    queue = app.conf.task_default_queue
+    return {"queue_length": client.llen(queue), "unacked": client.hlen("unacked"), "queue": queue}
 
 
 def _workers_check() -> int:
     """Celery workers answering a broadcast ping (stops waiting once every registered pidbox has answered)."""
     from cdb_project.celery import app
 
-    client = _redis_client()
-    try:
-        bindings = client.scard(f"_kombu.binding.{app.conf.control_exchange}.pidbox")
-    finally:
-        client.close()
+    bindings = redis_client(HEALTH_REDIS_TIMEOUT).scard(f"_kombu.binding.{app.conf.control_exchange}.pidbox")
     if not bindings:
         return 0
     return len(app.control.ping(timeout=0.4, limit=bindings) or [])

@@ -87,6 +87,7 @@ INSTALLED_APPS = [
     "trading",
     "risk",
     "execution",
+    "dashboard",
 ]
 
 MIDDLEWARE = [

@@ -6,23 +6,23 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from cdb_project import ops
-from trading import views as trading_views
+from dashboard import views as dashboard_views
 
 admin.autodiscover()  # every app's admin.py: not at django.setup() (cdb_project/admin_app.py)
 admin.site.site_header = "Claire de Binare"
 admin.site.site_title = "Claire de Binare admin"
 
-handler404 = "trading.views.not_found"
+handler404 = "dashboard.views.not_found"
 
 urlpatterns = [
-    path("", trading_views.dashboard, name="dashboard"),
-    path("backtests/", trading_views.backtests, name="backtests"),
-    path("backtests/<int:pk>/", trading_views.backtests, name="backtest-detail"),
+    path("", dashboard_views.dashboard, name="dashboard"),
+    path("backtests/", dashboard_views.backtests, name="backtests"),
+    path("backtests/<int:pk>/", dashboard_views.backtests, name="backtest-detail"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/password_change/", auth_views.PasswordChangeView.as_view(), name="password_change"),
     path("accounts/password_change/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
-    path("api/dashboard/snapshot/", trading_views.snapshot, name="dashboard-snapshot"),
+    path("api/dashboard/snapshot/", dashboard_views.snapshot, name="dashboard-snapshot"),
     path("api/", include("cdb_project.api.urls")),
     path("admin/", admin.site.urls),
     path("health", ops.health, name="health"),

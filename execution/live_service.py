@@ -59,7 +59,6 @@ from .service import (
     _finish,
     _locked_order,
     _record_trades,
-    _test_pause_hook,
     load_book,
     save_book,
 )
@@ -105,7 +104,6 @@ def execute_live(event: dict) -> Order | None:
             expired = _too_old(order)
             if expired:  # never sent: nothing to ask the exchange
                 return book_live_fill(order, LiveFill("EXPIRED", ZERO, None, ZERO, "", expired))
-    _test_pause_hook()
     try:
         fill = _outcome_of_sent(live_executor(), order) if sent else _send(live_executor(), order)
     except AlreadySent:
@@ -121,7 +119,6 @@ def execute_live(event: dict) -> Order | None:
             why = f"outcome unknown ({error}); left PENDING for the reconciliation"
         _alert_unknown(order, why)
         return order
-    _test_pause_hook("CDB_TEST_PAUSE_BEFORE_BOOKING")
     with transaction.atomic():
         _, order = _locked_order(event)
         if order is None or order.status != Order.Status.PENDING:

@@ -7,8 +7,6 @@ finds it settled and only republishes a result that was never published.
 from __future__ import annotations
 
 import logging
-import os
-import time
 from decimal import Decimal
 
 from django.conf import settings
@@ -98,7 +96,6 @@ def fill_paper_order(
     lock (``TradingState``), once the desk has let the order through (``risk.desk.Desk.fill``); a filled BUY's
     stop is its fill price × (1 − ``stop_loss_pct``, else the current parameter). ``known_ms``: the market time of
     the fill step, when a failure is known (its ORDER_FAILED alert's time)."""
-    _test_pause_hook()
     price, volume, _timestamp, created_at = candle
     fill = paper_exchange().fill(
         order.client_order_id, order.side, order.quantity, price, volume, asset=amounts.base_of(order.symbol)
@@ -150,23 +147,6 @@ def _finish(order: Order, candle_stored_at=None, *, known_ms: int | None = None)
             timestamp=known_ms,
             symbol=order.symbol,
         )
-
-
-def _test_pause_hook(variable: str = "CDB_TEST_PAUSE_BEFORE_SEND") -> None:
-    """Test-only: with CDB_TEST_PAUSE_BEFORE_SEND=path:seconds (or the ``variable`` named), the first order to get
-    here writes this process's pid to ``path`` and sleeps, so a test can SIGKILL the worker between PENDING and
-    send (or, live, between the exchange's fill and its booking: CDB_TEST_PAUSE_BEFORE_BOOKING)."""
-    spec = os.environ.get(variable)
-    if not spec:
-        return
-    path, seconds = spec.rsplit(":", 1)
-    try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:
-        return
-    os.write(fd, str(os.getpid()).encode())
-    os.close(fd)
-    time.sleep(float(seconds))
 
 
 def _blocked_by_state(state: TradingState, order: Order) -> str:

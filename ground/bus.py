@@ -47,6 +47,7 @@ from django.utils.module_loading import import_string
 
 from .dashboard_push import background_pusher
 from .logging import log_context
+from .redis_client import redis_client
 
 if TYPE_CHECKING:
     from jsonschema import Draft202012Validator  # imported by the first validation: 0.1 s no command needs
@@ -287,7 +288,7 @@ def _count_failure(sender=None, **kwargs) -> None:
         import redis
 
         try:
-            _redis_client().incr(FAILURES_KEY)
+            redis_client().incr(FAILURES_KEY)
         except redis.RedisError:
             logger.warning("could not count a failed task in Redis", exc_info=True)
 
@@ -301,7 +302,7 @@ def consumer_failures() -> int:
     before and after its run)."""
     if not settings.REDIS_URL:
         return _failures_in_process
-    return int(_redis_client().get(FAILURES_KEY) or 0)
+    return int(redis_client().get(FAILURES_KEY) or 0)
 
 
 def _pipeline_queue() -> str:
@@ -551,7 +552,7 @@ def _count_in_flight(delta: int) -> None:
     import redis
 
     try:
-        _redis_client().incrby(IN_FLIGHT_KEY, delta)
+        redis_client().incrby(IN_FLIGHT_KEY, delta)
     except redis.RedisError:  # best effort: the queue and unacked checks of wait_until_idle still stand
         logger.warning("could not count a task in flight", exc_info=True)
 
@@ -576,7 +577,7 @@ def _redis_publish_many(messages: list[tuple[str, str]], attempts: int = 4) -> N
     delay = 0.1
     for attempt in range(1, attempts + 1):
         try:
-            pipe = _redis_client().pipeline(transaction=False)
+            pipe = redis_client().pipeline(transaction=False)
             for channel, message in messages:
                 pipe.publish(channel, message)
             pipe.execute()
@@ -588,13 +589,6 @@ def _redis_publish_many(messages: list[tuple[str, str]], attempts: int = 4) -> N
                 return
             time.sleep(delay)
             delay *= 2
-
-
-@lru_cache(maxsize=1)
-def _redis_client():
-    import redis
-
-    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
 
 
 @lru_cache(maxsize=1)
@@ -677,7 +671,7 @@ def _await_broker() -> None:
     """Ping the broker with exponential backoff (0.1 s doubling to 5 s) until it answers or the budget is spent."""
     import redis
 
-    client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+    client = redis_client()
     deadline = time.monotonic() + settings.BROKER_RETRY_SECONDS
     delay = 0.1
     while True:
@@ -704,7 +698,7 @@ def on_broker_recovered(job: Callable[[], Any]) -> None:
 
 def _recover() -> None:
     """After a broker outage: finish stored work Redis may have lost, then send again what we sent since idle."""
-    _redis_client().set(IN_FLIGHT_KEY, 0)  # what the lost broker held is sent again below, and counted again
+    redis_client().set(IN_FLIGHT_KEY, 0)  # what the lost broker held is sent again below, and counted again
     for job in _recovery_jobs:
         job()
     pending = list(_sent_since_idle)

@@ -3,10 +3,10 @@ closed trades and win rate."""
 
 from __future__ import annotations
 
+from dashboard import snapshot as dashboard
 from execution.models import Trade
 from ground.timeutil import ms_to_datetime
 from risk.models import TradingState
-from trading import dashboard
 
 
 def daily_report(as_of_ms: int | None = None) -> dict:

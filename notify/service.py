@@ -156,7 +156,7 @@ def _queue(
     event_time: int | None = None,
     schedule: bool = True,
 ) -> Notification | None:
-    from . import dispatch, tasks
+    from . import dispatch
 
     window = float(settings.NOTIFY_BURST_WINDOW_SEC)
     with transaction.atomic():
@@ -195,19 +195,28 @@ def _queue(
                     title="(collecting)",
                     status=Notification.Status.COLLECTING,
                 )
-                transaction.on_commit(lambda: dispatch.submit(tasks.flush_digest, digest.pk, countdown=window))
+                transaction.on_commit(
+                    lambda: dispatch.submit(_task("notify.flush_digest"), digest.pk, countdown=window)
+                )
             elif digest.created_at < now - timedelta(seconds=2 * window):  # its flush was lost: send it now
-                transaction.on_commit(lambda: dispatch.submit(tasks.flush_digest, digest.pk))
+                transaction.on_commit(lambda: dispatch.submit(_task("notify.flush_digest"), digest.pk))
             return Notification.objects.create(status=Notification.Status.COALESCED, digest=digest, **fields)
         stored = Notification.objects.create(status=Notification.Status.QUEUED, **fields)
         if schedule:
-            transaction.on_commit(lambda: dispatch.submit(tasks.deliver, stored.pk))
+            transaction.on_commit(lambda: dispatch.submit(_task("notify.deliver"), stored.pk))
         return stored
+
+
+def _task(name: str):
+    """A task of notify.tasks, found by its name in the Celery app (notify.tasks imports this module)."""
+    from celery import current_app
+
+    return current_app.tasks[name]
 
 
 def flush_digest(digest_id: int) -> Notification | None:
     """Close a collecting digest: its text lists every coalesced message; then it is delivered like any other."""
-    from . import dispatch, tasks
+    from . import dispatch
 
     with transaction.atomic():
         # The destination's lock first, as _queue takes it: no message joins the digest while its text is made.
@@ -223,7 +232,7 @@ def flush_digest(digest_id: int) -> Notification | None:
         digest.title, digest.body, digest.level = message.title[:250], message.body, message.level
         digest.status = Notification.Status.QUEUED
         digest.save(update_fields=["title", "body", "level", "status"])
-        transaction.on_commit(lambda: dispatch.submit(tasks.deliver, digest.pk))
+        transaction.on_commit(lambda: dispatch.submit(_task("notify.deliver"), digest.pk))
     return digest
 
 

@@ -13,11 +13,11 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser, Permission, User
 from django.test import Client
 
+from dashboard.routing import websocket_urlpatterns
+from dashboard.snapshot import build_snapshot, equity_curve, watchlist
 from execution.models import Order, Portfolio, Position
 from marketdata.models import Candle
 from risk.models import TradingState
-from trading.dashboard import build_snapshot, equity_curve, watchlist
-from trading.routing import websocket_urlpatterns
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -11,10 +11,11 @@ from django.core.management import call_command
 
 from ground import bus
 from marketdata import clock
-from marketdata.stale import ACTOR, CandleSeries, StaleWatch, decide, stale_symbols, touch
-from marketdata.tasks import check_data_stale
+from marketdata.stale import ACTOR, CandleSeries, decide, stale_symbols, touch
+from risk.data_stale import StaleWatch
 from risk.models import Alert, RiskEvent, RiskParameters, TradingState
 from risk.state import change_state
+from risk.tasks import check_data_stale
 
 T0 = 1_730_443_200_000
 SEC = 1_000

@@ -24,6 +24,7 @@ from trading.models import Signal
 
 pytestmark = [pytest.mark.workers, pytest.mark.django_db(transaction=True)]
 KEY, SECRET = "test-crash-key-0123", "test-crash-secret-4567"
+PAUSE_HOOKS = str(processes.ROOT / "tests" / "support" / "pause_hooks")  # the worker's sitecustomize: the pauses
 
 
 @contextlib.contextmanager
@@ -38,7 +39,11 @@ def _killed_at_the_pause(
 
     flush_broker()
     pause_file = tmp_path / "paused.pid"
-    worker = processes.start_worker("crashy", {**env, pause: f"{pause_file}:60"}, tmp_path)
+    hooks = {
+        pause: f"{pause_file}:60",
+        "PYTHONPATH": os.pathsep.join(filter(None, [PAUSE_HOOKS, env.get("PYTHONPATH")])),
+    }
+    worker = processes.start_worker("crashy", {**env, **hooks}, tmp_path)
     try:
         events = series.events("ETH_USDT", [p * 20 for p in series.crossing_prices()])
         if next_candle:

@@ -17,6 +17,7 @@ from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
+from dashboard.snapshot import status
 from execution.account import account_rows, account_state
 from execution.balances import book_assets
 from execution.executor import execute_order
@@ -31,7 +32,6 @@ from risk.state import halt
 from tests.support import series
 from tests.support.fake_mexc_trading import FakeMexcTrading
 from tests.support.processes import wait_until
-from trading.dashboard import status
 
 pytestmark = pytest.mark.django_db(transaction=True)
 KEY, SECRET = "test-fills-key-0123", "test-fills-secret-4567"

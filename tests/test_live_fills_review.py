@@ -15,6 +15,7 @@ from django.conf import settings as django_settings
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
+from dashboard.snapshot import status
 from execution import live_service
 from execution.accounting import Book
 from execution.live import LiveExecutor, TradesUnavailable
@@ -31,7 +32,6 @@ from tests.test_live_fills import (  # the issue's own tests' helpers
     publish_crossing,
     reconcile_pending,
 )
-from trading.dashboard import status
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

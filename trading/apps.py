@@ -3,8 +3,3 @@ from django.apps import AppConfig
 
 class TradingConfig(AppConfig):
     name = "trading"
-
-    def ready(self) -> None:
-        from .session_guard import connect_signals
-
-        connect_signals()

@@ -689,7 +689,7 @@ class Backtest:
             return False
 
     def _check_stale(self, now: int) -> None:
-        """The data-stale watch at ``now`` (``marketdata.stale.StaleWatch._act``, in memory): a watched symbol without
+        """The data-stale watch at ``now`` (``risk.data_stale.StaleWatch._act``, in memory): a watched symbol without
         a candle for longer than DATA_STALE_TIMEOUT_SEC pauses an ACTIVE account; when every one is fresh again the
         watch lifts its own pause (never another layer's, never a HALT)."""
         seen = {symbol: bar[4] for symbol, bar in self.last.items()}  # each symbol's latest candle time

@@ -52,6 +52,7 @@ from django.db import IntegrityError, connection, transaction
 
 from ground import bus
 from ground.raw_rows import fetch_values
+from ground.redis_client import redis_client
 from marketdata.ingest import CandleKey
 from marketdata.models import Candle, CandleSeries
 
@@ -125,9 +126,7 @@ class _LocalStore:
 
 class _RedisStore:
     def __init__(self, url: str) -> None:
-        import redis
-
-        self.client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        self.client = redis_client(url=url)
 
     def get_many(self, keys: list[str]) -> dict[str, bytes]:
         return {key: value for key, value in zip(keys, self.client.mget(keys), strict=True) if value is not None}

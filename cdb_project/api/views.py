@@ -17,13 +17,14 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
+from dashboard import snapshot
 from execution.models import Order, Position, Trade
 from marketdata.models import Candle
 from risk import state as trading_state
 from risk.models import Alert, RiskEvent, RiskParameters, TradingState
 from risk.parameters_service import update_parameters
 from risk.state import outcome_snapshot, state_snapshot
-from trading import chart_service, dashboard
+from trading import chart_service
 from trading.models import BacktestRun, Signal
 
 from . import filters, serializers
@@ -251,7 +252,7 @@ class StatusView(APIView):
         responses={200: serializers.StatusSerializer, 401: ERROR_401},
     )
     def get(self, request):
-        return Response(serializers.StatusSerializer(dashboard.status()).data)
+        return Response(serializers.StatusSerializer(snapshot.status()).data)
 
 
 class RiskParametersView(APIView):

@@ -105,8 +105,8 @@ class Command(BaseCommand):
 
         from ground.bus import wait_until_idle
         from marketdata.feeds.replay import Replay, ReplayError, count_lines, resolve_sources
-        from marketdata.stale import StaleWatch
         from marketdata.watchlist import register_feed_symbols
+        from risk.data_stale import StaleWatch
         from risk.decision_service import expire_waiting_orders
 
         try:

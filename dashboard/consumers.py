@@ -18,8 +18,8 @@ from django.conf import settings
 from risk import state as trading_state
 from risk.state import outcome_snapshot
 
-from .dashboard import build_snapshot
 from .session_guard import may_change_state, user_group
+from .snapshot import build_snapshot
 
 CLOSE_UNAUTHENTICATED = 4401
 

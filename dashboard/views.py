@@ -8,7 +8,7 @@ from django.views.defaults import page_not_found
 
 from risk.models import HALT_PERMISSION
 
-from .dashboard import build_snapshot
+from .snapshot import build_snapshot
 
 
 @never_cache

@@ -27,14 +27,14 @@ from ground.amounts import decimals_for, plain
 from ground.timeutil import datetime_to_ms, ms_to_datetime
 from ground.timeutil import now_ms as wall_now_ms
 from marketdata import clock
-from marketdata.models import Candle, DataFreshness
+from marketdata.models import Candle
 from marketdata.screener import ScreenCandle, rank
+from marketdata.stale import last_seen_from_store
 from marketdata.watchlist import account_quote, current_watchlist, symbols_in_view
 from risk.models import Alert, RiskParameters, TradingState
 from risk.state import state_snapshot
-
-from .chart_service import base_interval
-from .models import Signal
+from trading.chart_service import base_interval
+from trading.models import Signal
 
 ROWS = 25
 EQUITY_POINTS = 300
@@ -214,14 +214,7 @@ def freshness(now: int | None = None) -> list[dict]:
     """Per watched symbol: when data was last seen (market time), how old it is, and whether it is stale."""
     now = market_now_ms() if now is None else now
     watched = symbols_in_view()
-    seen = dict(
-        Candle.objects.filter(symbol__in=watched)
-        .values("symbol")
-        .annotate(ts=Max("timestamp"))
-        .values_list("symbol", "ts")
-    )
-    for symbol, ts in DataFreshness.objects.filter(symbol__in=watched).values_list("symbol", "last_seen_ms"):
-        seen[symbol] = max(ts, seen.get(symbol, ts))
+    seen = last_seen_from_store(watched)
     timeout = _stale_timeout_ms()
     out = []
     for symbol in watched:

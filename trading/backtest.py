@@ -103,11 +103,18 @@ def read_bars(
     from marketdata.candle_files import freqtrade_file_name, iter_merged, read_file  # numpy: not for --help
 
     files = []
+    seen: dict[tuple[str, str], Path] = {}
     for raw in paths:
         path = Path(raw)
         named = parse_file_name(path) or freqtrade_file_name(path)
         if named is None:
             raise BacktestInputError(f"{path}: name it SYMBOL-INTERVAL.csv (e.g. ETH_BTC-5m.csv)")
+        if tuple(named) in seen:  # as the replay refuses them: one series would be read twice, interleaved
+            raise BacktestInputError(
+                f"{seen[tuple(named)]} and {path}: two files replay the same symbol and interval "
+                f"({named[0]} {named[1]}); backtest them one after the other"
+            )
+        seen[tuple(named)] = path
         if not path.is_file():
             raise BacktestInputError(f"{path}: no such file")
         if path.stat().st_size == 0:

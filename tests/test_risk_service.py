@@ -728,3 +728,20 @@ def test_once_a_live_feed_drives_the_market_a_late_candles_signal_is_stale():
     assert (late.decision, late.layer) == ("REJECT", "data_stale") and "limit 30s" in late.reason
     fresh = signal(wall - 59_000, "fresh")  # opened 59 s ago: closes in a second
     assert (fresh.decision, fresh.layer) == ("APPROVE", "position")
+
+
+def test_a_signal_too_large_to_be_an_order_is_a_stored_rejection_live():
+    # Cash 10^15 at a price of 0.00000001: 0.10 × 10^15 / 10^-8 = 10^22 units, beyond what an order can carry
+    # (below 10^18): the decision used to raise InvalidOperation in round_quantity. Now a stored REJECT, no order.
+    Portfolio.load()
+    Portfolio.objects.update(cash=D("1e15"), day_start_equity=D("1e15"))
+    ts = series.BASE_TS
+    bus.publish(candle(ts, 0.00000001, spread=0))
+    bus.publish(
+        {"type": "signal", "symbol": "TEST_USDT", "side": "BUY", "confidence": 0.9, "reason": "tiny price",
+         "timestamp": ts, "signal_id": "absurd"}
+    )  # fmt: skip
+    event = RiskEvent.objects.get(signal_id="absurd")
+    assert (event.decision, event.layer, event.approved_quantity) == ("REJECT", "size", 0)
+    assert "1e+22 units" in event.reason
+    assert not Order.objects.exists()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+from collections.abc import Collection, Mapping
 from functools import lru_cache
 from math import isfinite
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import NamedTuple
 from .base import Candle, Signal, Strategy
 
 HEADER = "timestamp_ms"
+SECONDS_BEFORE = 100_000_000_000  # an epoch time below this is 1973 in milliseconds, 5138 in seconds
 DEFAULT_REASON = "signals file"
 Row = tuple[str, float, str]  # side, confidence, reason
 
@@ -67,6 +69,39 @@ class SignalsFile(Strategy):
             return None
         side, confidence, reason = found
         return Signal(side, confidence, reason, candle.close, candle.timestamp)
+
+    def rows_without_candle(self, open_times: Mapping[tuple[str, str], Collection[int]]) -> list[tuple[int, str, str]]:
+        """The file's rows that no candle of a run matched — (open time, symbol, side), oldest first — given the
+        open times of the run's candles by (symbol, interval). A row fires only at the close of the candle with its
+        open time, so a time in seconds, one off the interval grid or a symbol without data would otherwise be
+        dropped without a word."""
+        missing = []
+        for symbol, rows in _read_cached(Path(self.path)).by_symbol.items():
+            series = [
+                times
+                for (of, interval), times in open_times.items()
+                if of == symbol and (not self.interval or interval == self.interval)
+            ]
+            missing += [(stamp, symbol, row[0]) for stamp, row in rows.items() if not any(stamp in t for t in series)]
+        return sorted(missing)
+
+    def unmatched_warning(self, open_times: Mapping[tuple[str, str], Collection[int]]) -> str | None:
+        """What a run's summary says of ``rows_without_candle`` (None: every row met its candle)."""
+        missing = self.rows_without_candle(open_times)
+        if not missing:
+            return None
+        stamp, symbol, side = missing[0]
+        symbols = {of for of, _ in open_times}
+        if symbol not in symbols:
+            why = f"no candles of {symbol} in this run"
+        elif stamp < SECONDS_BEFORE:
+            why = "a time in seconds? timestamp_ms is in milliseconds"
+        else:
+            why = f"no {symbol} candle opens at {stamp}"
+        return (
+            f"{len(missing)} signal row(s) of {self.path} matched no candle and were not decided: "
+            f"first {stamp},{symbol},{side} ({why})"
+        )
 
     def __getstate__(self) -> dict:
         """Pickled (the live path caches the strategy after every candle) without the file's rows: they come back

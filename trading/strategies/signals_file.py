@@ -74,15 +74,22 @@ class SignalsFile(Strategy):
         """The file's rows that no candle of a run matched — (open time, symbol, side), oldest first — given the
         open times of the run's candles by (symbol, interval). A row fires only at the close of the candle with its
         open time, so a time in seconds, one off the interval grid or a symbol without data would otherwise be
-        dropped without a word."""
+        dropped without a word. Rows outside the run's time span (its symbol's, or the run's for a symbol without
+        data) are left for the runs that cover them — a replay in parts — but a time in seconds is always wrong."""
+        spans = {key: (min(times), max(times)) for key, times in open_times.items() if times}
+        if not spans:
+            return []
+        run_span = (min(low for low, _ in spans.values()), max(high for _, high in spans.values()))
         missing = []
         for symbol, rows in _read_cached(Path(self.path)).by_symbol.items():
-            series = [
-                times
-                for (of, interval), times in open_times.items()
-                if of == symbol and (not self.interval or interval == self.interval)
+            keys = [k for k in spans if k[0] == symbol and (not self.interval or k[1] == self.interval)]
+            low = min((spans[k][0] for k in keys), default=run_span[0])
+            high = max((spans[k][1] for k in keys), default=run_span[1])
+            missing += [
+                (stamp, symbol, row[0])
+                for stamp, row in rows.items()
+                if (stamp < SECONDS_BEFORE or low <= stamp <= high) and not any(stamp in open_times[k] for k in keys)
             ]
-            missing += [(stamp, symbol, row[0]) for stamp, row in rows.items() if not any(stamp in t for t in series)]
         return sorted(missing)
 
     def unmatched_warning(self, open_times: Mapping[tuple[str, str], Collection[int]]) -> str | None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import NamedTuple, Protocol
 
 from ground import amounts
@@ -42,6 +42,8 @@ DRAWDOWN, OPERATOR_CLOSE = "drawdown", "operator_close"
 CLOSING_HALTS = {DRAWDOWN: ("drawdown_close", "ddclose"), OPERATOR_CLOSE: ("operator_close", "opclose")}
 RETRIED_STATUSES = frozenset({"FAILED", "REJECTED"})  # a risk exit that ended so is tried again
 RISK_EXITS = frozenset({"stop_loss", *(purpose for purpose, _ in CLOSING_HALTS.values())})  # keyed by their trade
+# An order's quantity is stored with 12 decimals in 30 digits (``ground.fields.MoneyField``): below 10^18 units.
+MAX_ORDER_QUANTITY = Decimal("1e18")
 SUPPRESSED = "suppressed"  # the risk event's decision-layer pair for a stop-loss that a HALT held back
 
 
@@ -212,7 +214,12 @@ class Desk:
         account, market, parameters, now = view.account, view.market, view.parameters, view.now
         symbol, side = signal.symbol, signal.side
         price = signal.price if signal.price else market.price
-        quantity = proposed_quantity(side, account, symbol, price, self.position_size_pct)
+        try:
+            quantity = proposed_quantity(side, account, symbol, price, self.position_size_pct)
+        except InvalidOperation:  # beyond Decimal's precision once quantized: absurd, but no reason to crash
+            quantity = None
+        if quantity is None or quantity >= MAX_ORDER_QUANTITY:
+            return [self._absurd_size(signal, account.equity, price)]
         proposal = ProposedOrder(symbol, side, quantity, price)
         decision = self.engine.evaluate(account, proposal, market, parameters, now)
         client_order_id = client_order_id_for(signal.signal_id)
@@ -254,6 +261,17 @@ class Desk:
                 )
             )
         return effects
+
+    def _absurd_size(self, signal: SignalIn, equity: Decimal, price: Decimal | None) -> RecordRiskEvent:
+        """A signal whose size cannot be an order (a price of 0.00000001 on a huge capital): rejected, said why."""
+        quote = amounts.quote_of(signal.symbol)
+        reason = (
+            f"{signal.symbol}: {self.position_size_pct:.2%} of the equity {float(equity):.8g} {quote} at "
+            f"{float(price):.8g} {quote} is {float(equity * self.position_size_pct / price):.8g} units, beyond what "
+            f"an order can carry (less than {float(MAX_ORDER_QUANTITY):.0e}); signal rejected"
+        )
+        details = {"equity": str(equity), "price": str(price), "max_quantity": str(MAX_ORDER_QUANTITY)}
+        return RecordRiskEvent("REJECT", "size", signal.symbol, signal.signal_id, "", None, Decimal(0), reason, details)
 
     # --- an approved order at the first price after its decision ----------------------------------------------
     def fill(

@@ -19,8 +19,8 @@ from marketdata.ingest import latest_prices
 from marketdata.watchlist import account_quote
 
 from .alerts import raise_alert
-from .desk import CLOSING_HALTS, OPERATOR_CLOSE
-from .models import AuditLog, RiskEvent, RiskParameters, TradingState
+from .desk import CLOSING_HALTS, DRAWDOWN, OPERATOR_CLOSE
+from .models import AuditLog, RiskEvent, TradingState
 
 LEVEL_BY_STATE = {"ACTIVE": "INFO", "PAUSED": "WARNING", "HALTED": "CRITICAL"}
 REASON_MAX = 500  # TradingState.reason
@@ -137,11 +137,14 @@ def halt(reason: str, actor: str, *, close_positions: bool = False) -> TradingSt
         if state.state != TradingState.State.HALTED:
             return apply_state_change(state, "HALTED", reason, actor, clock.now_ms(), layer=layer)
         # Halted already: the state keeps both reasons (audited). Asked to close, a plain halt becomes a closing
-        # one and a closing one stays; a plain halt stops everything, a drawdown halt's closes too (SPEC §7).
+        # one; a closing halt (drawdown, operator_close) stays what it is, asked to close or not: a second halt
+        # must not silently stop a close-out under way, which goes on until the account is flat.
         old = {"state": state.state, "reason": state.reason, "layer": state.pause_layer}
-        closing = close_positions and state.pause_layer not in CLOSING_HALTS
+        still_closing = state.pause_layer in CLOSING_HALTS
+        closing = close_positions and not still_closing
         state.reason = _fit(f"{state.reason}; then {actor}: {reason}", REASON_MAX)
-        state.pause_layer = OPERATOR_CLOSE if closing else (state.pause_layer if close_positions else "")
+        if closing:
+            state.pause_layer = OPERATOR_CLOSE
         state.save(update_fields=["reason", "pause_layer"])
         AuditLog.objects.create(
             actor=actor,
@@ -151,21 +154,29 @@ def halt(reason: str, actor: str, *, close_positions: bool = False) -> TradingSt
             new_value={"state": state.state, "reason": state.reason, "layer": state.pause_layer},
             reason=reason,
         )
-        what = "closing every position" if closing else "halted already"
+        what = (
+            "closing every position"
+            if closing
+            else "halted already; still closing positions"
+            if still_closing
+            else "halted already"
+        )
         raise_alert("CRITICAL", "TRADING_STATE", f"Trading HALTED ({what}): {reason} ({actor})")
         state.already = (
             f"Trading is HALTED already (since {_since(state)}): "
             + ("it now closes every position; " if closing else "")
+            + ("still closing positions until flat; " if still_closing else "")
             + f"your reason is added to the halt's: {state.reason}"
         )
         return state
 
 
 def release(reason: str, actor: str) -> TradingState:
-    """A person lifts a HALT (or a pause); trading is ACTIVE again. When the day's loss is at the drawdown limit at
-    the release (a drawdown halt, or a person's halt on top of one), the day's drawdown starts again from the equity
-    at the release (audited, and said in the state's reason): otherwise the next candle would find the same loss
-    and halt again."""
+    """A person lifts a HALT (or a pause); trading is ACTIVE again. Releasing a drawdown halt (or a person's halt on
+    top of one, which keeps its layer) always starts the day's drawdown again from the equity at the release
+    (audited, and said in the state's reason): the person has seen the day's loss and let trading go on, so the limit
+    counts from there — otherwise a small further dip would halt again against the day's old start. Any other halt's
+    release leaves the day's start alone: a loss made while it held is still the day's loss."""
     reason = clean_text(reason, "reason", REASON_MAX, required=False) or "released"
     actor = clean_text(actor, "actor", ACTOR_MAX, required=True)
     with transaction.atomic():
@@ -184,11 +195,10 @@ def release(reason: str, actor: str) -> TradingState:
                 "nothing to release"
             )
             return state
-        if state.state == TradingState.State.HALTED:
+        if state.state == TradingState.State.HALTED and state.pause_layer == DRAWDOWN:
             rows = account_rows(lock=True)  # valued now, against the day's stored start (no day roll-over here)
             account = account_state(rows, state.state, latest_prices(rows.priced_symbols(), clock.now_ms()))
-            if account.daily_drawdown >= RiskParameters.load().max_daily_drawdown_pct:
-                reason += "; " + _restart_daily_drawdown(account, actor, reason)
+            reason += "; " + _restart_daily_drawdown(account, actor, reason)
         return apply_state_change(state, "ACTIVE", reason, actor, clock.now_ms())
 
 

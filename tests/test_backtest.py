@@ -5,6 +5,7 @@ import re
 import subprocess
 import sys
 from decimal import Decimal as D
+from pathlib import Path
 
 import pytest
 from django.core.management import call_command
@@ -192,6 +193,7 @@ def test_save_stores_the_run(tmp_path, admin_client):
         (["--data", FIVE_MINUTE[0], "--param", "ema_fast=abc"], "ema_fast"),
         (["--data", FIVE_MINUTE[0], "--capital", "-5"], "--capital"),
         (["--data", FIVE_MINUTE[0], "--from", "yesterday"], "--from"),
+        (["--data", FIVE_MINUTE[0], "DUPLICATE"], "two files replay the same symbol and interval"),
     ],
 )
 def test_bad_input_exits_2_with_a_clear_message(tmp_path, args, message):
@@ -202,7 +204,10 @@ def test_bad_input_exits_2_with_a_clear_message(tmp_path, args, message):
         "EMPTY": tmp_path / "EMPTY_BTC-5m.csv",
         "HEADER_ONLY": tmp_path / "HEADER_BTC-5m.csv",
         "WRONGNAME": tmp_path / "wrong.csv",
+        "DUPLICATE": tmp_path / "again" / Path(FIVE_MINUTE[0]).name,  # the same symbol and interval, elsewhere
     }
+    names["DUPLICATE"].parent.mkdir()
+    names["DUPLICATE"].symlink_to(FIVE_MINUTE[0])
     args = [str(names.get(a, a)) for a in args]
     done = subprocess.run(
         [sys.executable, "manage.py", "backtest", "--no-progress", *args],

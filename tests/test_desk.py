@@ -22,10 +22,11 @@ from risk.desk import (
     FillOrder,
     RaiseAlert,
     RecordRiskEvent,
+    SignalIn,
     SubmitOrder,
     blocked_by_state,
 )
-from risk.engine import AccountState, LotStop, RiskEngine, stop_price
+from risk.engine import AccountState, LotStop, MarketSnapshot, RiskEngine, stop_price
 from risk.parameters import PARAMETER_SPECS
 from trading.backtest import Backtest, read_bars
 from trading.strategies.signals_file import SignalsFile
@@ -532,3 +533,29 @@ def test_the_backtest_expires_an_order_whose_symbol_has_no_more_candles(tmp_path
         ),
     ]
     assert result.final_equity == D(10000)
+
+
+def test_a_signal_too_large_to_be_an_order_is_rejected_not_raised(tmp_path):
+    # Capital 10^15 at a price of 0.00000001: 0.10 × 10^15 / 10^-8 = 10^22 units — 31 digits once quantized to 8
+    # decimals, beyond Decimal's 28 (InvalidOperation), and beyond what an order stores (below 10^18 units).
+    # The desk rejects the signal with a risk event saying why, and nothing else.
+    huge = view(cash=D("1e15"), day_start_equity=D("1e15"))._replace(market=MarketSnapshot(price=D("0.00000001")))
+    signal = SignalIn("s1", "TEST_USDT", "BUY", D("0.00000001"), 0.9)
+    [event] = DESK.decide(huge, signal, Ledger())
+    assert (event.decision, event.layer, event.approved_quantity, event.client_order_id) == ("REJECT", "size", 0, "")
+    assert "1e+22 units" in event.reason and "1e+18" in event.reason
+    # At 0.000001: 10^14 / 10^-6 = 10^20 units, quantized fine but not storable: rejected too; at 1: 10^14 units,
+    # a size the risk layers judge (here the snapshot has no data time: stale).
+    at_micro = huge._replace(market=MarketSnapshot(price=D("0.000001")))
+    assert DESK.decide(at_micro, signal._replace(price=D("0.000001")), Ledger())[0].layer == "size"
+    at_one = huge._replace(market=MarketSnapshot(price=D(1)))
+    judged = DESK.decide(at_one, signal._replace(price=D(1)), Ledger())[0]
+    assert judged.layer != "size" and judged.requested_quantity == D("1e14")
+    # The backtest shell, capital 10^15, candles at 0.00000001: the BUY is a stored REJECT, no order, no crash.
+    closes = {DAY2 + i * FIVE_MIN: 0.00000001 for i in range(4)}
+    signals = _signals(tmp_path, [f"{DAY2},TEST_USDT,BUY"])
+    exchange = PaperExchange(slippage_pct=D(0), fee_rate=D(0), failure_rate=D(0), max_volume_share=D(0))
+    backtest = Backtest(lambda: SignalsFile(path=signals), PARAMETERS, D("1e15"), exchange, D("0.10"))
+    result = backtest.run(read_bars([_candles(tmp_path, closes)]))
+    assert result.orders == [] and result.final_equity == D("1e15")
+    assert [(e["decision"], e["layer"]) for e in result.risk_events] == [("REJECT", "size")]

@@ -298,3 +298,35 @@ def test_orders_that_can_get_no_price_expire_in_both(tmp_path):
     expired = [a for a in simulated[4] if a[1] == "ORDER_EXPIRED"]
     assert expired == [(DAY2 + 11 * minute, "ORDER_EXPIRED"), (DAY2 + 20 * minute, "ORDER_EXPIRED")]
     assert expired == [a for a in live[4] if a[1] == "ORDER_EXPIRED"]
+
+
+def test_signal_rows_that_match_no_candle_are_said_by_both(tmp_path):
+    # Six AAA 1m candles from DAY2. Of four signal rows only the one at DAY2 + 1 min meets a candle; the one in
+    # seconds (DAY2 / 1000), the one 30 s off the minute grid and the one of ZZZ_USDT (no data) meet none: 3 rows,
+    # the oldest first (the time in seconds). The row an hour later is beyond the run's candles: left for a later
+    # run (a replay in parts), not counted. Both the backtest's summary (and JSON summary.warnings) and the
+    # replay's summary say so; neither used to.
+    minute = 60_000
+    files = [_write(tmp_path / "AAA_USDT-1m.csv", [f"{DAY2 + i * minute},100,100,100,100,1000000" for i in range(6)])]
+    signals = tmp_path / "signals.csv"
+    signals.write_text(
+        f"{DAY2 + minute},AAA_USDT,BUY\n{DAY2 // 1000},AAA_USDT,BUY\n{DAY2 + 30_000},AAA_USDT,SELL\n"
+        f"{DAY2 + 2 * minute},ZZZ_USDT,BUY\n{DAY2 + 60 * minute},AAA_USDT,SELL\n"
+    )
+    env = _env(tmp_path / "live.sqlite3", STRATEGY=f"signals_file:path={signals}", PAPER_FAILURE_RATE="0")
+    said = f"3 signal row(s) of {signals} matched no candle and were not decided: first {DAY2 // 1000},AAA_USDT,BUY"
+    report_path = tmp_path / "backtest.json"
+    backtest = _manage(env, "backtest", "--data", *files, "--json", str(report_path), "--no-progress")
+    assert f"WARNING: {said} (a time in seconds?" in backtest.stdout
+    assert any(w.startswith(said) for w in json.loads(report_path.read_text())["summary"]["warnings"])
+    _manage(env, "migrate", "--noinput")
+    replay = _manage(env, "run_feed", "--source", "replay", "--data", *files, "--speed", "max", "--lockstep",
+                     "--no-progress")  # fmt: skip
+    assert f"WARNING: {said} (a time in seconds?" in replay.stdout
+    # A path with ',' cannot be a strategy parameter: a clear error (exit 2), not a traceback.
+    refused = subprocess.run(
+        [sys.executable, "manage.py", "backtest", "--data", *files, "--strategy", "signals_file:path=/tmp/a,b.csv"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert refused.returncode == 2 and "a value, such as a file's path, cannot contain one" in refused.stderr
+    assert "Traceback" not in refused.stderr

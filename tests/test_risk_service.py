@@ -14,7 +14,7 @@ from ground import bus
 from marketdata.ingest import latest_prices, market_data_event
 from marketdata.models import Candle
 from risk.models import Alert, AuditLog, RiskEvent, RiskParameters, TradingState
-from risk.state import halt, pause, release, resume
+from risk.state import halt, outcome, pause, release, resume
 from tests.support import series
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -523,6 +523,61 @@ def test_releasing_a_drawdown_halt_restarts_the_day_from_the_equity_at_release()
     assert TradingState.load().state == "ACTIVE"
 
 
+def test_releasing_a_drawdown_halt_below_the_limit_still_restarts_the_day():
+    # The drawdown halt of test_daily_drawdown_halts_and_closes_positions (limit 1 %), closed at the next open
+    # 105 × (1 − 0.0005) = 104.9475. Flat, the day's loss is 22.72727272 × (110.055 − 104.9475) = 116.08 plus fees
+    # 2.50 + 2.38 = 120.97 → equity 9,879.03, 1.21 % down. The limit is raised to 1.5 % before the release: the loss
+    # is below it, and the release used to leave the day's start at 10,000. A new BUY of 0.25 × 9,879.03 = 2,469.76
+    # at 105 then dips to 102: (105.0525 − 102) × 23.51 = 71.77 + fee 1.23 → 0.73 % since the release, but
+    # 1.21 % + 0.73 % = 1.94 % ≥ 1.5 % since the old start: it halted again two candles after the release.
+    from django.conf import settings
+
+    settings.POSITION_SIZE_PCT = "0.25"
+    entry = buy_then([105], max_daily_drawdown_pct=D("0.01"), stop_loss_pct=D("0.10"), max_position_pct=D("0.25"))
+    bus.publish(candle(entry.event_time + 2 * series.STEP_MS, 105.0))  # the close fills at this open: flat
+    cash = Portfolio.load().cash
+    assert D("9879.0") < cash < D("9879.1")
+    RiskParameters.objects.update(max_daily_drawdown_pct=D("0.015"))
+    state = release("seen it, go on", actor="tester")
+    assert "the daily drawdown restarts from the equity at release 9,879.0" in state.reason
+    assert Portfolio.load().day_start_equity == cash
+    assert AuditLog.objects.get(action="day_start_equity:restart").new_value == {"day_start_equity": str(cash)}
+    ts = Order.objects.latest("event_time").event_time + series.STEP_MS
+    bus.publish(candle(ts, 105.0))
+    bus.publish(
+        {"type": "signal", "symbol": "TEST_USDT", "side": "BUY", "confidence": 0.8, "reason": "again",
+         "timestamp": ts, "signal_id": "after-release"}
+    )  # fmt: skip
+    bus.publish(candle(ts + series.STEP_MS, 102.0, open_=105.0))  # fills at 105.0525, closes at 102
+    bus.publish(candle(ts + 2 * series.STEP_MS, 102.0))
+    assert Order.objects.get(signal_id="after-release").status == Order.Status.FILLED
+    assert TradingState.load().state == "ACTIVE"
+    assert not Order.objects.filter(purpose=Order.Purpose.DRAWDOWN_CLOSE, event_time__gt=ts).exists()
+
+
+def test_releasing_a_persons_halt_keeps_the_days_drawdown():
+    # A person's halt is not a drawdown halt: its release leaves the day's start (10,000) alone. Halted with the
+    # position open (22.72727272 at 110.055), the price falls to 105 while HALTED: 1.17 % down ≥ 1 % (see
+    # test_daily_drawdown_halts_and_closes_positions), no drawdown check while HALTED. After the release the next
+    # candle finds the loss: HALT by the drawdown layer and close. It used to restart the day at the release.
+    from django.conf import settings
+
+    settings.POSITION_SIZE_PCT = "0.25"
+    entry = buy_then([110], max_daily_drawdown_pct=D("0.01"), stop_loss_pct=D("0.10"), max_position_pct=D("0.25"))
+    halt("lunch", actor="tester")
+    last = entry.event_time + series.STEP_MS
+    bus.publish(candle(last + series.STEP_MS, 105.0))
+    assert TradingState.load().pause_layer == ""
+    state = release("back", actor="tester")
+    assert "daily drawdown restarts" not in state.reason
+    assert Portfolio.load().day_start_equity == D("10000")
+    assert not AuditLog.objects.filter(action="day_start_equity:restart").exists()
+    bus.publish(candle(last + 2 * series.STEP_MS, 105.0))
+    state = TradingState.load()
+    assert (state.state, state.pause_layer) == ("HALTED", "drawdown")
+    assert Order.objects.filter(purpose=Order.Purpose.DRAWDOWN_CLOSE).count() == 1
+
+
 def test_each_trade_has_its_own_stop_and_its_stop_loss_sells_that_lot():
     # Lot 1: 9.09090909 at 110.055 (the series' entry): stop 110.055 × 0.98 = 107.8539. Lot 2 bought at 120 (filled
     # at 120 × 1.0005 = 120.06): stop 117.6588. At 117 only lot 2's stop is reached: it alone is sold.
@@ -608,25 +663,43 @@ def test_a_second_halt_keeps_both_reasons_and_is_audited():
     assert AuditLog.objects.filter(action="state:close_positions", actor="carol").exists()
 
 
-def test_a_persons_halt_on_a_drawdown_halt_stops_its_closes_and_the_release_still_restarts_the_drawdown():
-    # SPEC §7: once a person halts, nothing executes, a drawdown halt's closes included. The day's loss is still
-    # beyond the limit at the release, so the release restarts the drawdown (else the next candle halts again).
+def test_a_persons_halt_on_a_drawdown_halt_keeps_closing_and_the_release_still_restarts_the_drawdown():
+    # A plain halt on a drawdown halt must not silently stop the close-out: the halt keeps its closing layer, says
+    # so, and the close fills at the next open (105 × (1 − 0.0005) = 104.9475) until flat. Its release is a drawdown
+    # halt's release: the day restarts from the equity at release.
     from django.conf import settings
 
-    from risk.desk import blocked_by_state
-
     settings.POSITION_SIZE_PCT = "0.25"
-    buy_then([105], max_daily_drawdown_pct=D("0.01"), stop_loss_pct=D("0.10"), max_position_pct=D("0.25"))
+    entry = buy_then([105], max_daily_drawdown_pct=D("0.01"), stop_loss_pct=D("0.10"), max_position_pct=D("0.25"))
     assert TradingState.load().pause_layer == "drawdown"
-    halt("stop everything", actor="alice")
-    state = TradingState.load()
-    assert (state.state, state.pause_layer) == ("HALTED", "")
-    assert blocked_by_state(state.state, state.pause_layer, "drawdown_close", "SELL")
+    state = halt("stop everything", actor="alice")
+    assert "still closing positions" in outcome(state)
+    assert (TradingState.load().state, TradingState.load().pause_layer) == ("HALTED", "drawdown")
+    assert Alert.objects.filter(message__contains="halted already; still closing positions").exists()
+    bus.publish(candle(entry.event_time + 2 * series.STEP_MS, 105.0))
+    close = Order.objects.get(purpose=Order.Purpose.DRAWDOWN_CLOSE)
+    assert close.status == Order.Status.FILLED and close.price == D("104.9475")
     released = release("checked", actor="alice")
     assert "daily drawdown restarts" in released.reason
-    last = Order.objects.latest("event_time").event_time
-    bus.publish(candle(last + series.STEP_MS, 105.0))
-    assert TradingState.load().state == "ACTIVE"
+
+
+def test_a_second_plain_halt_keeps_an_operator_close_closing_through_the_api(client):
+    # POST /api/risk/halt/ {"close_positions": true}, then {"reason": "again"}: the layer stays operator_close and
+    # the close still fills at the next open: 109 × (1 − 0.0005) = 108.9455.
+    entry = buy_then([108])
+    User.objects.create_superuser("boss", password="pw-for-tests-only")
+    client.force_login(User.objects.get(username="boss"))
+    body = {"reason": "flatten", "close_positions": True}
+    first = client.post("/api/risk/halt/", body, content_type="application/json")
+    assert first.json()["layer"] == "operator_close"
+    again = client.post("/api/risk/halt/", {"reason": "again"}, content_type="application/json")
+    assert again.status_code == 200, again.content
+    assert again.json()["layer"] == "operator_close" and "still closing positions" in again.json()["message"]
+    last = entry.event_time
+    bus.publish(candle(last + 1 * series.STEP_MS, 108.0))  # the close is decided at this candle's close
+    bus.publish(candle(last + 2 * series.STEP_MS, 108.0, open_=109.0))  # and fills at this open
+    close = Order.objects.get(purpose=Order.Purpose.OPERATOR_CLOSE)
+    assert close.status == Order.Status.FILLED and close.price == D("109") * (1 - D("0.0005"))
 
 
 def test_once_a_live_feed_drives_the_market_a_late_candles_signal_is_stale():
@@ -655,3 +728,20 @@ def test_once_a_live_feed_drives_the_market_a_late_candles_signal_is_stale():
     assert (late.decision, late.layer) == ("REJECT", "data_stale") and "limit 30s" in late.reason
     fresh = signal(wall - 59_000, "fresh")  # opened 59 s ago: closes in a second
     assert (fresh.decision, fresh.layer) == ("APPROVE", "position")
+
+
+def test_a_signal_too_large_to_be_an_order_is_a_stored_rejection_live():
+    # Cash 10^15 at a price of 0.00000001: 0.10 × 10^15 / 10^-8 = 10^22 units, beyond what an order can carry
+    # (below 10^18): the decision used to raise InvalidOperation in round_quantity. Now a stored REJECT, no order.
+    Portfolio.load()
+    Portfolio.objects.update(cash=D("1e15"), day_start_equity=D("1e15"))
+    ts = series.BASE_TS
+    bus.publish(candle(ts, 0.00000001, spread=0))
+    bus.publish(
+        {"type": "signal", "symbol": "TEST_USDT", "side": "BUY", "confidence": 0.9, "reason": "tiny price",
+         "timestamp": ts, "signal_id": "absurd"}
+    )  # fmt: skip
+    event = RiskEvent.objects.get(signal_id="absurd")
+    assert (event.decision, event.layer, event.approved_quantity) == ("REJECT", "size", 0)
+    assert "1e+22 units" in event.reason
+    assert not Order.objects.exists()

@@ -28,7 +28,7 @@ from decimal import Decimal
 from itertools import repeat
 from operator import eq, itemgetter
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from execution.accounting import AccountingError, Book
 from execution.paper import PaperExchange
@@ -94,20 +94,31 @@ def _entry_time(lot: Lot) -> int:
 
 
 def read_bars(
-    paths: list[str], rejected: dict[str, int] | None = None, series: dict[str, stale.CandleSeries] | None = None
+    paths: list[str],
+    rejected: dict[str, int] | None = None,
+    series: dict[str, stale.CandleSeries] | None = None,
+    open_times: dict[tuple[str, str], Any] | None = None,
 ) -> Iterator[Bar]:
     """Candles of several SYMBOL-INTERVAL.csv files (or Freqtrade's .feather/.parquet), validated like a replay
     and merged by (the time each is known: its close, symbol); ``rejected`` counts the refused rows by reason
     (marketdata/candle_files.py);
-    ``series`` gets each symbol's interval and last candle: what the data-stale watch expects (``Backtest.watched``)."""
+    ``series`` gets each symbol's interval and last candle: what the data-stale watch expects (``Backtest.watched``);
+    ``open_times`` each (symbol, interval)'s valid open times (a numpy array): what a signals file's rows can meet."""
     from marketdata.candle_files import freqtrade_file_name, iter_merged, read_file  # numpy: not for --help
 
     files = []
+    seen: dict[tuple[str, str], Path] = {}
     for raw in paths:
         path = Path(raw)
         named = parse_file_name(path) or freqtrade_file_name(path)
         if named is None:
             raise BacktestInputError(f"{path}: name it SYMBOL-INTERVAL.csv (e.g. ETH_BTC-5m.csv)")
+        if tuple(named) in seen:  # as the replay refuses them: one series would be read twice, interleaved
+            raise BacktestInputError(
+                f"{seen[tuple(named)]} and {path}: two files replay the same symbol and interval "
+                f"({named[0]} {named[1]}); backtest them one after the other"
+            )
+        seen[tuple(named)] = path
         if not path.is_file():
             raise BacktestInputError(f"{path}: no such file")
         if path.stat().st_size == 0:
@@ -119,6 +130,8 @@ def read_bars(
     for file in files if rejected is not None else ():
         for reason, count in file.rejected.items():
             rejected[reason] = rejected.get(reason, 0) + count
+    for file in files if open_times is not None else ():
+        open_times[(file.symbol, file.interval)] = file.timestamps
     for file in files if series is not None else ():
         if len(file):
             length = interval_ms(file.interval)

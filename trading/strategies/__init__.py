@@ -33,7 +33,10 @@ def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
     for item in filter(None, (part.strip() for part in rest.split(","))):
         key, sep, value = item.partition("=")
         if not sep or not key.strip() or not value.strip():
-            raise ValueError(f"strategy spec {spec!r}: expected key=value, got {item!r}")
+            raise ValueError(
+                f"strategy spec {spec!r}: expected key=value, got {item!r} (',' separates the parameters: "
+                "a value, such as a file's path, cannot contain one)"
+            )
         if key.strip() in params:
             raise ValueError(f"strategy spec {spec!r}: parameter {key.strip()} given twice")
         params[key.strip()] = value.strip()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+from collections.abc import Collection, Mapping
 from functools import lru_cache
 from math import isfinite
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import NamedTuple
 from .base import Candle, Signal, Strategy
 
 HEADER = "timestamp_ms"
+SECONDS_BEFORE = 100_000_000_000  # an epoch time below this is 1973 in milliseconds, 5138 in seconds
 DEFAULT_REASON = "signals file"
 Row = tuple[str, float, str]  # side, confidence, reason
 
@@ -67,6 +69,46 @@ class SignalsFile(Strategy):
             return None
         side, confidence, reason = found
         return Signal(side, confidence, reason, candle.close, candle.timestamp)
+
+    def rows_without_candle(self, open_times: Mapping[tuple[str, str], Collection[int]]) -> list[tuple[int, str, str]]:
+        """The file's rows that no candle of a run matched — (open time, symbol, side), oldest first — given the
+        open times of the run's candles by (symbol, interval). A row fires only at the close of the candle with its
+        open time, so a time in seconds, one off the interval grid or a symbol without data would otherwise be
+        dropped without a word. Rows outside the run's time span (its symbol's, or the run's for a symbol without
+        data) are left for the runs that cover them — a replay in parts — but a time in seconds is always wrong."""
+        spans = {key: (min(times), max(times)) for key, times in open_times.items() if times}
+        if not spans:
+            return []
+        run_span = (min(low for low, _ in spans.values()), max(high for _, high in spans.values()))
+        missing = []
+        for symbol, rows in _read_cached(Path(self.path)).by_symbol.items():
+            keys = [k for k in spans if k[0] == symbol and (not self.interval or k[1] == self.interval)]
+            low = min((spans[k][0] for k in keys), default=run_span[0])
+            high = max((spans[k][1] for k in keys), default=run_span[1])
+            missing += [
+                (stamp, symbol, row[0])
+                for stamp, row in rows.items()
+                if (stamp < SECONDS_BEFORE or low <= stamp <= high) and not any(stamp in open_times[k] for k in keys)
+            ]
+        return sorted(missing)
+
+    def unmatched_warning(self, open_times: Mapping[tuple[str, str], Collection[int]]) -> str | None:
+        """What a run's summary says of ``rows_without_candle`` (None: every row met its candle)."""
+        missing = self.rows_without_candle(open_times)
+        if not missing:
+            return None
+        stamp, symbol, side = missing[0]
+        symbols = {of for of, _ in open_times}
+        if symbol not in symbols:
+            why = f"no candles of {symbol} in this run"
+        elif stamp < SECONDS_BEFORE:
+            why = "a time in seconds? timestamp_ms is in milliseconds"
+        else:
+            why = f"no {symbol} candle opens at {stamp}"
+        return (
+            f"{len(missing)} signal row(s) of {self.path} matched no candle and were not decided: "
+            f"first {stamp},{symbol},{side} ({why})"
+        )
 
     def __getstate__(self) -> dict:
         """Pickled (the live path caches the strategy after every candle) without the file's rows: they come back

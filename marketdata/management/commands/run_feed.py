@@ -151,6 +151,9 @@ class Command(BaseCommand):
         self.stdout.write(f"signals:         {signals}")
         self.stdout.write(f"orders:          {orders}")
         self.stdout.write(f"errors:          {errors}")
+        unmatched = _unmatched_signals(sources) if publish else None
+        if unmatched:
+            self.stdout.write(self.style.WARNING(f"WARNING: {unmatched}"))
         if not options["lockstep"] and publish:
             self.stdout.write("(without --lockstep the workers may still be deciding: these counts are so far)")
         if errors:
@@ -207,6 +210,21 @@ def _pipeline_counts() -> tuple[int, int, int]:
     from trading.models import Signal
 
     return Signal.objects.count(), Order.objects.count(), consumer_failures()
+
+
+def _unmatched_signals(sources) -> str | None:
+    """A signals file's rows that no replayed candle met, said (None: all met one, or no signals file)."""
+    from marketdata.candle_files import read_file
+    from trading.strategies import strategy_from_spec
+
+    strategy = strategy_from_spec(settings.STRATEGY)
+    if not hasattr(strategy, "unmatched_warning"):
+        return None
+    open_times: dict[tuple[str, str], set[int]] = {}
+    for source in sources:  # read again, validated as replayed: only a signals file's run pays for it
+        times = read_file(source.path, source.symbol, source.interval).timestamps.tolist()
+        open_times.setdefault((source.symbol, source.interval), set()).update(times)
+    return strategy.unmatched_warning(open_times)
 
 
 def _check_strategy() -> None:

@@ -63,6 +63,16 @@ def _json_text(document: dict) -> str:
     return "{\n" + ",\n".join(f"{json.dumps(key)}: {json.dumps(value)}" for key, value in document.items()) + "\n}\n"
 
 
+def _unmatched_signals(strategy, open_times: dict, start: int | None, end: int | None) -> str | None:
+    """A signals file's rows that no candle of the run (within --from/--to) met, said (None: all met one)."""
+    if not hasattr(strategy, "unmatched_warning"):
+        return None
+    low, high = start if start is not None else -(2**62), end if end is not None else 2**62
+    return strategy.unmatched_warning(
+        {key: set(times[(times >= low) & (times <= high)].tolist()) for key, times in open_times.items()}
+    )
+
+
 def _rows_in(path: Path) -> int:
     """About how many candles a file has, for the progress bar: its lines but the header (0: not a CSV)."""
     return max(0, path.read_bytes().count(b"\n") - 1) if path.suffix == ".csv" else 0
@@ -99,7 +109,10 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         strategy_spec = options["strategy"] or settings.STRATEGY
-        name, strategy_params = parse_spec(strategy_spec)
+        try:
+            name, strategy_params = parse_spec(strategy_spec)
+        except ValueError as error:
+            raise CommandError(str(error), returncode=2) from None
         risk = {n: seed.value for n, seed in settings.RISK_PARAMETER_SEEDS.items()}
         size_pct = Decimal(settings.POSITION_SIZE_PCT)
         for item in options["param"]:
@@ -150,7 +163,8 @@ class Command(BaseCommand):
         rejected: dict[str, int] = {}
         try:
             series: dict = {}
-            bars = read_bars(options["data"], rejected, series)
+            open_times: dict = {}
+            bars = read_bars(options["data"], rejected, series, open_times)
             backtest.watched = watched_series(series, settings.SYMBOL_WHITELIST)
             total = sum(_rows_in(Path(p)) for p in options["data"])
             if start is not None or end is not None:
@@ -169,6 +183,9 @@ class Command(BaseCommand):
         parameters = {**risk, SIZING: size_pct, **{f"strategy.{k}": v for k, v in strategy_params.items()}}
         document = report(result, strategy=name, parameters=parameters, files=options["data"])
         document["rejected_rows"] = rejected
+        unmatched = _unmatched_signals(build_strategy(name, **strategy_params), open_times, start, end)
+        if unmatched:
+            document["summary"]["warnings"].append(unmatched)
         self._print_summary(document)
         if options["json_out"]:
             _write("--json", options["json_out"], _json_text(document))

@@ -7,8 +7,9 @@ What an operator does edit keeps a plain ``ModelAdmin``: risk parameters, notifi
 from django.contrib import admin
 
 
-class HistoryAdmin(admin.ModelAdmin):
-    """No "Add", no "Delete", and a change page that only shows the row (Django's view-only form, no Save)."""
+class ViewOnly:
+    """Permissions that let a row be looked at and nothing else: no add, no change (Django's view-only form, no
+    Save), no delete."""
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False
@@ -20,17 +21,12 @@ class HistoryAdmin(admin.ModelAdmin):
         return False
 
 
-class HistoryInline(admin.TabularInline):
+class HistoryAdmin(ViewOnly, admin.ModelAdmin):
+    """No "Add", no "Delete", and a change page that only shows the row."""
+
+
+class HistoryInline(ViewOnly, admin.TabularInline):
     """The rows of a recorded parent, shown with it and as read-only as it."""
 
     extra = 0
     can_delete = False
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False

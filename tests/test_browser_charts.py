@@ -185,6 +185,11 @@ def test_chart_after_a_replay_shows_candles_indicators_and_one_marker_per_fill(s
     # The stop of each open lot is a line.
     open_lots = Trade.objects.filter(symbol=SYMBOL, status="OPEN").count()
     assert len(got["stops"]) == open_lots
+    # titled with the lot's quantity in its base asset: "stop · 0.02920517 ETH"
+    lots = Trade.objects.filter(symbol=SYMBOL, status="OPEN").exclude(stop_loss=None).order_by("entry_time", "id")
+    assert lots and got["stopTitles"] == [
+        f"stop · {lot.quantity.normalize():,f} {SYMBOL.split('_')[0]}" for lot in lots
+    ]
 
     # Hovering an entry's bar shows its card: quantity, price, fee.
     buy = next(o for o in shown if o.side == "BUY")

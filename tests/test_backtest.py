@@ -175,6 +175,22 @@ def test_save_stores_the_run(tmp_path, admin_client):
     assert D(row["final_equity"]) == run.final_equity
     detail = admin_client.get(f"/api/backtests/{run.pk}/").json()
     assert detail["report"]["orders"] == report["orders"] and detail["report"]["trades"] == report["trades"]
+    # The stored-backtest pages show money with its unit, to the quote's places (ADA_BTC: BTC, 8 places; the run
+    # holds ADA), thousands separated, not the store's 12 raw places: 10000.000000000000 → "10,000.00000000 BTC".
+    satoshi = D("0.00000001")
+    assert row["amounts"]["initial_capital"] == f"{D(report['initial_capital']).quantize(satoshi):,f} BTC"
+    assert row["amounts"]["final_equity"] == f"{D(report['final_equity']).quantize(satoshi):,f} BTC"
+    assert row["amounts"]["fees_paid"] == f"{D(report['summary']['fees_paid']).quantize(satoshi):,f} BTC"
+    assert re.fullmatch(r"\d{1,3}(,\d{3})*\.\d{8} BTC", row["amounts"]["final_equity"]), row["amounts"]
+    assert detail["amounts"]["final_equity"] == row["amounts"]["final_equity"] and "trades" not in row["amounts"]
+    shown = detail["amounts"]["trades"]
+    assert report["trades"] and len(shown) == len(report["trades"])
+    for trade, amounts in zip(report["trades"], shown, strict=True):
+        assert amounts["quantity"] == f"{D(trade['quantity']).normalize():,f} ADA"
+        assert amounts["entry_price"].endswith(" BTC") and D(amounts["entry_price"].split()[0]) > 0
+        assert trade["exit_price"] is None or amounts["exit_price"].endswith(" BTC")
+        profit = D(trade["profit_loss"]).quantize(satoshi)
+        assert amounts["profit_loss"] == f"{'+' if profit > 0 else ''}{abs(profit) if profit == 0 else profit:,f} BTC"
     assert admin_client.get("/api/backtests/", {"strategy": "nosuch"}).json()["count"] == 0
     assert admin_client.get("/api/backtests/", {"since": "not a date"}).status_code == 400
     assert admin_client.get("/api/backtests/999999/").status_code == 404

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 from datetime import datetime
 from decimal import Decimal
@@ -184,6 +185,11 @@ def test_chart_after_a_replay_shows_candles_indicators_and_one_marker_per_fill(s
     # The stop of each open lot is a line.
     open_lots = Trade.objects.filter(symbol=SYMBOL, status="OPEN").count()
     assert len(got["stops"]) == open_lots
+    # titled with the lot's quantity in its base asset: "stop · 0.02920517 ETH"
+    lots = Trade.objects.filter(symbol=SYMBOL, status="OPEN").exclude(stop_loss=None).order_by("entry_time", "id")
+    assert lots and got["stopTitles"] == [
+        f"stop · {lot.quantity.normalize():,f} {SYMBOL.split('_')[0]}" for lot in lots
+    ]
 
     # Hovering an entry's bar shows its card: quantity, price, fee.
     buy = next(o for o in shown if o.side == "BUY")
@@ -324,6 +330,7 @@ def test_a_stored_backtest_opens_with_its_trades_on_the_chart(server, browser, t
     expect(page.locator("#backtests-app")).to_have_attribute("data-state", "ready")
     expect(page.locator("#runs tbody tr")).to_have_count(2)
     expect(page.locator("#runs tbody tr").first).to_contain_text("Try --capital")  # the newest: the large capital
+    expect(page.locator("#runs tbody tr").last).to_contain_text("1.00000000 BTC")  # --capital 1, not 1.000000000000
     page.click(f"a[href='/backtests/{small.pk}/']")
     expect(page.locator("#backtests-app")).to_have_attribute("data-state", "ready")
     expect(page.locator("#run-price")).to_have_attribute("data-state", "ready")
@@ -345,6 +352,12 @@ def test_a_stored_backtest_opens_with_its_trades_on_the_chart(server, browser, t
         {t // 1000 for t, _ in report["equity_curve"]}
     )
     expect(page.locator("#run-trades tbody tr")).to_have_count(len(report["trades"]))
+    expect(page.locator(".card", has_text="Capital")).to_contain_text("1.00000000 BTC")
+    base = SYMBOL.split("_")[0]
+    first = page.locator("#run-trades tbody tr").first.locator("td")
+    expect(first.nth(2)).to_have_text(re.compile(r"^\d[\d,]*\.\d{8,} BTC$"))  # entry price, with its quote
+    expect(first.nth(5)).to_have_text(re.compile(rf"^\d[\d,.]* {base}$"))  # quantity, in the base asset
+    expect(first.nth(6)).to_have_text(re.compile(r"^[+-]?\d[\d,]*\.\d{8} BTC$"))  # P&L
     expect(page.locator("#run-risk-events")).to_be_visible()
     watched.shot("backtest-1280x800")
 

@@ -19,9 +19,9 @@ ONE_FILE = str(CANDLES / "ETH_BTC-5m.csv")
 needs_candles = pytest.mark.skipif(not Path(ONE_FILE).exists(), reason="../shared/data/candles is not there")
 
 
-def _manage(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+def _manage(tmp_path: Path, *args: str, **environ: str) -> subprocess.CompletedProcess:
     """The command as an operator runs it, on a throw-away SQLite database, embedded."""
-    env = {"PATH": "/usr/bin:/bin", "DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}", "DEBUG": "true"}
+    env = {"PATH": "/usr/bin:/bin", "DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}", "DEBUG": "true", **environ}
     return subprocess.run(
         [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180
     )
@@ -71,6 +71,13 @@ def test_serve_exits_2_when_it_cannot_listen(tmp_path):
         taken.listen()
         port = str(taken.getsockname()[1])
         _one_line_error(_manage(tmp_path, "serve", "--feed", "none", "--port", port), f"127.0.0.1:{port}")
+
+
+@pytest.mark.parametrize("port", ["abc", "8792x", "1.5"])
+def test_serve_refuses_a_port_that_is_not_a_number(tmp_path, port):
+    """``make run PORT=abc`` exports PORT: it was a ValueError traceback from building the parser."""
+    _one_line_error(_manage(tmp_path, "serve", "--feed", "none", PORT=port), f"--port {port}: must be 1–65535")
+    _one_line_error(_manage(tmp_path, "serve", "--feed", "none", "--port", port), f"--port {port}: must be 1–65535")
 
 
 @pytest.mark.parametrize(

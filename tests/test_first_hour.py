@@ -307,9 +307,12 @@ def test_make_run_dashboard_fits_from_1280_px(tmp_path):
                 if width == 1920:  # halt, then release: each button only in the state it changes, confirms coloured so
                     page.click("#halt-button")
                     expect(page.locator("#state-confirm")).to_have_class("danger")
-                    page.fill("#state-reason-input", "first hour: a look at halting")
+                    page.fill("#state-reason-input", "A" * 500)  # the longest reason, unbroken (a pasted URL)
                     page.click("#state-confirm")
                     expect(page.locator("#state")).to_have_text("HALTED")
+                    expect(page.locator("#state-reason")).to_have_text("reason: " + "A" * 500)
+                    page_width = page.evaluate("document.documentElement.scrollWidth")  # was 4585: the card grew
+                    assert page_width == page.evaluate("document.documentElement.clientWidth"), page_width
                     expect(page.locator("#halt-button")).to_be_disabled()
                     page.click("#release-button")
                     expect(page.locator("#state-confirm")).to_have_class("primary")

@@ -222,14 +222,46 @@ def _chart_assets() -> str:
     return _inline_script(LIGHTWEIGHT_CHARTS.read_text()) + _inline_script((STATIC / "cdb/pricechart.js").read_text())
 
 
+def report_quote(document: dict) -> str:
+    """The currency a report's money is in: the quote its files and trades share (``BTC`` for ``ETH_BTC-5m.csv``)."""
+    return common_quote(
+        [Path(p).name.split("-")[0] for p in document["files"]] + [t["symbol"] for t in document.get("trades", [])]
+    )
+
+
+def trade_amounts(trade: dict) -> dict[str, str | None]:
+    """One trade's prices, quantity and P&L as people read them, each with its unit."""
+    quote = quote_of(trade["symbol"])
+    return {
+        "entry_price": price(trade["entry_price"], quote),
+        "exit_price": price(trade["exit_price"], quote) if trade["exit_price"] is not None else None,
+        "quantity": quantity(trade["quantity"], base_of(trade["symbol"])),
+        "profit_loss": money(trade["profit_loss"], quote, unit=True, sign=True),
+    }
+
+
+def amounts(document: dict, *, trades: bool = True) -> dict:
+    """A report's money and its trades' amounts as people read them (the stored-backtest pages show these; the
+    report keeps the exact decimal strings for programs)."""
+    quote = report_quote(document)
+    shown: dict = {
+        "quote": quote,
+        "initial_capital": money(document["initial_capital"], quote, unit=True),
+        "final_equity": money(document["final_equity"], quote, unit=True),
+        "fees_paid": money(document.get("summary", {}).get("fees_paid"), quote, unit=True),
+    }
+    if trades:
+        shown["trades"] = [trade_amounts(t) for t in document.get("trades", [])]
+    return shown
+
+
 def html_report(document: dict, charts: dict[str, dict] | None = None) -> str:
     """A single HTML file, self-contained and offline: the summary, equity and drawdown on dated axes, a candlestick
     chart per symbol with the run's fills (``charts``: ``trading.chart_service.backtest_chart`` per symbol) and the
     trades — drawn by the dashboard's own chart code and lightweight-charts, both inlined."""
     charts = charts or {}
-    quote = common_quote(
-        [Path(p).name.split("-")[0] for p in document["files"]] + [t["symbol"] for t in document["trades"]]
-    )
+    shown = amounts(document, trades=False)
+    quote = shown["quote"]
     curve = document["equity_curve"]
     step = max(1, len(curve) // 5000)
     sampled = curve[::step] + ([curve[-1]] if curve and (len(curve) - 1) % step else [])
@@ -251,30 +283,30 @@ def html_report(document: dict, charts: dict[str, dict] | None = None) -> str:
             for v in (
                 t["symbol"],
                 when(t["entry_time"]),
-                price(t["entry_price"], quote_of(t["symbol"])),
-                quantity(t["quantity"], base_of(t["symbol"])),
+                a["entry_price"],
+                a["quantity"],
                 when(t["exit_time"]),
-                price(t["exit_price"], quote_of(t["symbol"])) if t["exit_price"] is not None else None,
-                money(t["profit_loss"], quote_of(t["symbol"]), unit=True, sign=True),
+                a["exit_price"],
+                a["profit_loss"],
                 pct(t["profit_loss_percent"]),
                 t["exit_reason"],
             )
         )
         + "</tr>"
-        for t in document["trades"]
+        for t, a in ((t, trade_amounts(t)) for t in document["trades"])
     )
     cards = "".join(
         f"<div class='card'><b>{html.escape(label)}</b><span>{html.escape(value)}</span></div>"
         for label, value in [
-            ("Initial capital", money(document["initial_capital"], quote, unit=True)),
-            ("Final equity", money(document["final_equity"], quote, unit=True)),
+            ("Initial capital", shown["initial_capital"]),
+            ("Final equity", shown["final_equity"]),
             ("Total return", f"{s['total_return_pct']:.2f} %"),
             ("Max drawdown", f"{s['max_drawdown_pct']:.2f} %"),
             ("Trades", str(s["trades"])),
             ("Win rate", "–" if s["win_rate"] is None else f"{100 * s['win_rate']:.1f} %"),
             ("Profit factor", "–" if s["profit_factor"] is None else f"{s['profit_factor']:.2f}"),
             ("Sharpe", "–" if s["sharpe"] is None else f"{s['sharpe']:.2f}"),
-            ("Fees", money(s["fees_paid"], quote, unit=True)),
+            ("Fees", shown["fees_paid"]),
             ("Time in market", f"{s['time_in_market_pct']:.1f} %"),
             ("Period", f"{when(curve[0][0]) if curve else '–'} → {when(curve[-1][0]) if curve else '–'}"),
             ("Candles", f"{document['candles']} in {document['seconds']} s"),

@@ -11,6 +11,7 @@ from marketdata.models import Candle
 from risk.models import Alert, RiskEvent
 from risk.parameters import PARAMETER_SPECS
 from risk.parameters_service import validate_changes
+from trading.backtest_report import amounts as backtest_amounts
 from trading.models import BacktestRun, Signal
 
 
@@ -385,19 +386,33 @@ class BacktestRunSerializer(serializers.ModelSerializer):
     """A stored run without its bulky report: the summary only (the detail endpoint has the whole report)."""
 
     summary = serializers.SerializerMethodField()
+    amounts = serializers.SerializerMethodField()
 
     class Meta:
         model = BacktestRun
-        fields = [*BACKTEST_FIELDS, "summary"]
+        fields = [*BACKTEST_FIELDS, "summary", "amounts"]
 
     @extend_schema_field(serializers.DictField())
     def get_summary(self, run: BacktestRun) -> dict:
         return run.report.get("summary", {})
 
+    @extend_schema_field(serializers.DictField())
+    def get_amounts(self, run: BacktestRun) -> dict:
+        """Capital, final equity and fees for people, in the quote currency (``0.95764109 BTC``)."""
+        return backtest_amounts(run.report, trades=False)
+
 
 class BacktestRunDetailSerializer(serializers.ModelSerializer):
     """A stored run with its full JSON report, exactly as ``manage.py backtest --json`` wrote it."""
 
+    amounts = serializers.SerializerMethodField()
+
     class Meta:
         model = BacktestRun
-        fields = [*BACKTEST_FIELDS, "report"]
+        fields = [*BACKTEST_FIELDS, "report", "amounts"]
+
+    @extend_schema_field(serializers.DictField())
+    def get_amounts(self, run: BacktestRun) -> dict:
+        """The run's money and, in ``trades`` (the report's order), each trade's prices, quantity and P&L for people,
+        with units, as the HTML report shows them."""
+        return backtest_amounts(run.report)

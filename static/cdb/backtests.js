@@ -38,7 +38,7 @@
         compare.disabled = picked.length !== 2;
       });
       return [box, el("a", {href: "/backtests/" + r.id + "/", text: "#" + r.id}), r.created_at.replace("T", " ").slice(0, 16), r.strategy,
-        files(r.files), r.initial_capital, r.final_equity, pct(Number(r.total_return_pct)), pct(s.max_drawdown_pct), s.trades,
+        files(r.files), r.amounts.initial_capital, r.amounts.final_equity, pct(Number(r.total_return_pct)), pct(s.max_drawdown_pct), s.trades,
         s.win_rate === null || s.win_rate === undefined ? "–" : fmt(100 * s.win_rate, 1) + " %", r.candles, (s.warnings || []).join(" ")];
     });
     app.replaceChildren(el("section", {class: "wide"}, el("div", {class: "panel"},
@@ -55,11 +55,11 @@
   }
 
   function cards(run) {
-    const s = run.report.summary, r = run.report;
-    const items = [["Capital", r.initial_capital], ["Final equity", r.final_equity], ["Return", pct(s.total_return_pct)],
+    const s = run.report.summary, r = run.report, a = run.amounts;  // amounts: with units, from ground/amounts.py
+    const items = [["Capital", a.initial_capital], ["Final equity", a.final_equity], ["Return", pct(s.total_return_pct)],
       ["Max drawdown", pct(s.max_drawdown_pct)], ["Trades", s.trades + " closed / " + s.open_trades + " open"],
       ["Win rate", s.win_rate === null ? "–" : fmt(100 * s.win_rate, 1) + " %"], ["Profit factor", fmt(s.profit_factor)],
-      ["Sharpe", fmt(s.sharpe)], ["Fees", s.fees_paid], ["Time in market", pct(s.time_in_market_pct)],
+      ["Sharpe", fmt(s.sharpe)], ["Fees", a.fees_paid], ["Time in market", pct(s.time_in_market_pct)],
       ["Period", stamp(r.equity_curve.length ? r.equity_curve[0][0] : null) + " → " + stamp(r.equity_curve.length ? r.equity_curve[r.equity_curve.length - 1][0] : null)]];
     const out = el("section", {class: "cards"}, ...items.map(([label, value]) => el("div", {class: "card"}, el("h2", {text: label}), el("p", {class: "big-ish", text: String(value)}))));
     const warnings = (s.warnings || []).map((w) => el("p", {class: "warning", role: "note", text: w}));
@@ -104,13 +104,14 @@
     select.addEventListener("change", load);
     await load();
 
-    const trades = r.trades.map((t) => {
+    const trades = r.trades.map((t, i) => {
+      const a = run.amounts.trades[i];
       const link = el("a", {href: "#run-price", text: t.symbol});
       link.addEventListener("click", (event) => {
         event.preventDefault();
         if (select.value !== t.symbol) { select.value = t.symbol; load().then(() => chart.centreOn(t.entry_time)); } else chart.centreOn(t.entry_time);
       });
-      return [link, stamp(t.entry_time), t.entry_price, stamp(t.exit_time), t.exit_price, t.quantity, t.profit_loss,
+      return [link, stamp(t.entry_time), a.entry_price, stamp(t.exit_time), a.exit_price, a.quantity, a.profit_loss,
         t.profit_loss_percent === null ? "–" : fmt(t.profit_loss_percent) + " %",
         t.exit_time ? Math.round((t.exit_time - t.entry_time) / 60000) + " min" : "–", REASONS[t.exit_reason] || t.exit_reason];
     });

@@ -9,6 +9,9 @@
   const LINE_COLORS = ["#f0c05a", "#8cc4ff", "#c792ea", "#ff9e64", "#5fd38d", "#ff6b9a"];
   const sec = (ms) => Math.floor(ms / 1000);
   const fmt = (n) => (n === null || n === undefined || n === "" ? "–" : Number(n).toPrecision(8).replace(/(\.\d*?)0+$/, "$1").replace(/\.$/, ""));
+  // A quantity exact, as ground/amounts' quantity(): "1772.329280850000" → "1,772.32928085".
+  const quantity = (q) => { const [whole, part = ""] = String(q).split("."), rest = part.replace(/0+$/, "");
+    return whole.replace(/\B(?=(\d{3})+(?!\d))/g, ",") + (rest ? "." + rest : ""); };
   const stamp = (ms) => new Date(ms).toISOString().replace("T", " ").slice(0, 16);
   // Fees and P&L in the quote currency's places (the chart data's quote_decimals: USDT 2, BTC 8).
   const money = (n, places) => (n === null || n === undefined || n === "" ? "–"
@@ -57,7 +60,7 @@
     tooltip.hidden = true;
     container.appendChild(tooltip);
 
-    let lines = {}, guides = [], stopLines = [], fills = [], intervalMs = 60000, bars = [], places = 8;
+    let lines = {}, guides = [], stopLines = [], fills = [], intervalMs = 60000, bars = [], places = 8, base = "";
 
     const barTime = (ms) => sec(ms - (ms % intervalMs));
     function volumeBar(b) {
@@ -98,7 +101,7 @@
       for (const line of stopLines) candles.removePriceLine(line);
       stopLines = (stops || []).map((s) => candles.createPriceLine({
         price: Number(s.price), color: "#ff6b6b", lineStyle: LC.LineStyle.Dotted, lineWidth: 1, axisLabelVisible: true,
-        title: "stop " + fmt(s.quantity),
+        title: "stop · " + quantity(s.quantity) + (base ? " " + base : ""),  // the lot's quantity in the base asset
       }));
     }
 
@@ -123,6 +126,7 @@
       setData(data) {
         intervalMs = data.interval_ms || intervalMs;
         places = Number.isInteger(data.quote_decimals) ? data.quote_decimals : places;
+        base = data.symbol ? data.symbol.replace(/_[^_]*$/, "") : base;  // BTC_USDT → BTC, as ground/amounts' base_of
         bars = (data.candles || []).map((b) => Object.assign({}, b));
         candles.applyOptions({priceFormat: priceFormat(bars)});
         candles.setData(bars.map((b) => ({time: sec(b.time), open: b.open, high: b.high, low: b.low, close: b.close})));
@@ -165,7 +169,7 @@
       readBack() {
         const out = {candles: candles.data().map((d) => ({time: d.time * 1000, open: d.open, high: d.high, low: d.low, close: d.close})),
           volume: volume.data().length, lines: {}, markers: markers.markers().map((m) => ({time: m.time * 1000, price: m.price, shape: m.shape})),
-          stops: stopLines.map((l) => l.options().price), panes: chart.panes().length, last: {}};
+          stops: stopLines.map((l) => l.options().price), stopTitles: stopLines.map((l) => l.options().title), panes: chart.panes().length, last: {}};
         for (const [name, s] of Object.entries(lines)) {
           const data = s.data();
           out.lines[name] = data.length;

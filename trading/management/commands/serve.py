@@ -16,14 +16,25 @@ from marketdata.feeds.sim import DEFAULT_SYMBOLS
 from marketdata.management.commands.run_feed import BACKFILL, SECONDS, check_symbols, symbol_list
 
 
+def port_number(text: str) -> int:
+    """The port from ``--port`` or ``$PORT`` (``make run PORT=…``), checked here rather than by argparse so a value
+    like ``abc`` or ``1.5`` in the environment is the same one-line error (exit 2) as ``--port 99999``, not a
+    traceback while the parser is being built."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
+    if not 0 < port < 65536:
+        raise CommandError(f"--port {text}: must be 1–65535", returncode=2)
+    return port
+
+
 class Command(BaseCommand):
     help = "Serve the dashboard, admin and API with daphne (and the simulated feed when embedded)."
 
     def add_arguments(self, parser):
         parser.add_argument("--host", default="127.0.0.1")
-        parser.add_argument(
-            "--port", type=int, default=int(os.environ.get("PORT") or 8000), help="default: $PORT, else 8000"
-        )
+        parser.add_argument("--port", default=os.environ.get("PORT") or "8000", help="default: $PORT, else 8000")
         parser.add_argument("--feed", choices=["sim", "none"], default="sim" if settings.EMBEDDED else "none")
         parser.add_argument("--symbols", type=symbol_list, default=list(DEFAULT_SYMBOLS))
         parser.add_argument("--seed", type=int, default=7)
@@ -38,8 +49,7 @@ class Command(BaseCommand):
         from marketdata.feeds.sim import pace
         from marketdata.feeds.sim_runner import build_market, run_async
 
-        if not 0 < options["port"] < 65536:
-            raise CommandError(f"--port {options['port']}: must be 1–65535", returncode=2)
+        options["port"] = port_number(options["port"])
         check_symbols(options["symbols"])
 
         if options["feed"] == "sim" and not settings.EMBEDDED:

@@ -162,6 +162,8 @@ def halt(reason: str, actor: str, *, close_positions: bool = False) -> TradingSt
             else "halted already"
         )
         raise_alert("CRITICAL", "TRADING_STATE", f"Trading HALTED ({what}): {reason} ({actor})")
+        snapshot = state_snapshot(state)  # the halt's reasons grew: the dashboards show both at once
+        transaction.on_commit(lambda: bus.notify_dashboard("trading_state", snapshot))
         state.already = (
             f"Trading is HALTED already (since {_since(state)}): "
             + ("it now closes every position; " if closing else "")

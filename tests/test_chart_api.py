@@ -12,6 +12,7 @@ import pytest
 from django.core.management import call_command
 
 from execution.models import Order, Trade
+from ground.amounts import plain
 from marketdata.models import Candle
 from tests.test_api import make_user, token_client
 from trading.chart import Bar, coarser_intervals, indicator_series, resample, strategy_indicators
@@ -44,7 +45,7 @@ def test_indicator_lines_are_the_strategy_classes_fed_close_by_close():
         for name, ind in (("EMA5", ema), ("SMA20", sma), ("RSI14", rsi)):
             value = ind.update(bar.close)
             if bar.time >= T0 + 30 * MINUTE:
-                expected[name].append([bar.time, value])
+                expected[name].append([bar.time, plain(value)])  # the float computed, as an exact decimal string
     by_name = {line["name"]: line for line in lines}
     for name, values in expected.items():
         assert by_name[name]["values"] == values
@@ -116,7 +117,8 @@ def test_chart_endpoint_candles_indicators_fills_and_stops(settings):
     fifteen = client.get("/api/chart/?symbol=BTC_USDT&interval=15m&limit=10").json()
     assert [c["time"] % (15 * MINUTE) for c in fifteen["candles"]] == [0] * 10 and fifteen["candles"][-1][
         "volume"
-    ] == 20
+    ] == "20"  # exact decimal strings, as every JSON
+    assert all(isinstance(c[k], str) for c in body["candles"] for k in ("open", "high", "low", "close", "volume"))
     assert client.get("/api/chart/?symbol=BTC_USDT&interval=7m").status_code == 400
     assert client.get("/api/chart/").status_code == 400
     assert client.get("/api/chart/?symbol=NOPE_USDT").json()["candles"] == []

@@ -8,7 +8,7 @@
   const problem = (status, body) => {
     const said = body && typeof body.detail === "string" ? body.detail : body && typeof body === "object"
       ? Object.entries(body).map(([field, why]) => field + ": " + [].concat(why).join(" ")).join("; ") : "";
-    return (said || "no answer") + " (HTTP " + status + ")";
+    return (status === 404 ? "no such run" : said || "no answer") + " (HTTP " + status + ")";
   };
   const get = (url) => fetch(url, {credentials: "same-origin"}).then((r) => (r.ok ? r.json()
     : r.json().catch(() => null).then((b) => Promise.reject(new Error(problem(r.status, b))))));

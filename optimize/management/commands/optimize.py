@@ -107,6 +107,13 @@ class Command(BaseCommand):
             self.stdout.write(f"HTML report: {options['html_out']}")
         run = driver.save(document)
         self.stdout.write(f"saved as optimization run #{run.pk}")
+        if document["failed"]:
+            raise CommandError(
+                f"{len(document['failed'])} trial(s) failed (their errors above and in the report's 'failed'); fix "
+                "the cause, then an extended run asks their parameters again first: "
+                f"{_resume(name, local)} --trials {config['trials'] + len(document['failed'])}",
+                returncode=3,
+            )
 
     def _config(self, options: dict, stored: dict | None) -> dict:
         """The study's arguments: from the options, checked against the stored ones when resuming; with no
@@ -179,6 +186,8 @@ class Command(BaseCommand):
         }
 
     def _print(self, document: dict) -> None:
+        failed = f", {len(document['failed'])} failed" if document["failed"] else ""
+        self.stdout.write(f"{len(document['trials'])} trials finished{failed}")
         self.stdout.write(f"best {document['objective']}: {document['best_value']}")
         for key, value in document["best_params"].items():
             self.stdout.write(f"  {key} = {value}")

@@ -461,7 +461,12 @@ def test_a_local_trial_that_raises_is_failed_with_its_error_and_the_study_goes_o
     assert f"--study {study} --local --trials {8 + len(failed)}" in str(error.value)
     assert len(document["trials"]) == 8 and all(t["params"]["x"] <= 0.85 for t in document["trials"])  # went on
     assert f"8 trials finished, {len(failed)} failed" in stdout.read_text()
-    assert "Failed trials" in html.read_text() and OptimizationRun.objects.filter(study=study).exists()
+    assert "Failed trials" in html.read_text()
+    client = APIClient()
+    client.force_authenticate(User.objects.create_user("trader"))
+    run = OptimizationRun.objects.get(study=study)
+    assert client.get("/api/optimizations/").json()["results"][0]["failed"] == len(failed)
+    assert client.get(f"/api/optimizations/{run.pk}/").json()["report"]["failed"] == failed
     stored = optuna.load_study(study_name=study, storage=get_storage()).get_trials(deepcopy=False)
     assert sorted(t.number for t in stored if t.state == TrialState.FAIL) == sorted(f["number"] for f in failed)
     assert all("ZeroDivisionError" in t.user_attrs["error"] for t in stored if t.state == TrialState.FAIL)

@@ -31,7 +31,7 @@ class Command(BaseCommand):
     requires_system_checks = []  # as `backtest`: no URL/view imports for a command that serves none
     help = (
         "Optimize a strategy's and the risk layers' parameters with Optuna (TPE): each trial is one backtest, run "
-        "by the workers of the optimize queue (celery -A cdb_project worker -Q optimize) or here with --local. "
+        "by the workers of the optimize queue (celery -A cdb_project worker -Q optimize -P solo) or here with --local. "
         "Resumable: --study NAME continues a study after a crash or Ctrl-C."
     )
 
@@ -87,7 +87,7 @@ class Command(BaseCommand):
         self.stdout.write(f"study {name}: {config['trials']} trials, {config['objective']}, {config['strategy']}")
         try:
             document = driver.run(progress=not options["no_progress"], on_stall=lambda: _check_workers(self.stderr))
-        except Interrupted:
+        except (Interrupted, KeyboardInterrupt):  # (the latter: while the report was being made)
             self.stderr.write(f"Stopped. Finished trials are kept. Resume with: {_resume(name, local)}")
             sys.exit(130)
         except TrialFailed as error:
@@ -247,5 +247,5 @@ def _check_workers(stderr) -> None:
     if not any(q["name"] == "optimize" for worker in queues.values() for q in worker):
         stderr.write(
             "WARNING: no worker takes the optimize queue yet; start one with: "
-            "celery -A cdb_project worker -Q optimize -l INFO (or run with --local)"
+            "celery -A cdb_project worker -Q optimize -P solo -l INFO (one per core; or run with --local)"
         )

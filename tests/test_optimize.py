@@ -5,6 +5,7 @@ backtest of its parameters, the report and the API. The runs through real worker
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import uuid
@@ -23,6 +24,7 @@ from optimize.folds import walk_forward
 from optimize.models import OptimizationRun
 from optimize.space import SpaceError, parse_space
 from optimize.storage import close, get_storage
+from tests.support import processes
 from trading.strategies import REGISTRY, Param, Strategy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -500,3 +502,43 @@ def test_local_trials_failing_one_after_another_stop_the_command(tmp_path, fragi
     stored = optuna.load_study(study_name=study, storage=get_storage()).get_trials(deepcopy=False)
     assert [t.state for t in stored] == [TrialState.FAIL] * 5
     assert not OptimizationRun.objects.filter(study=study).exists()
+
+
+def test_ctrl_c_stops_cleanly_says_how_to_resume_and_the_resume_finishes(service_env, tmp_path):
+    """A trader's Ctrl-C (SIGINT) on a --local run from a shell: exit 130 with the resume line, the finished trials
+    kept, none left running; the line, run as printed, brings the study to its count."""
+    study = f"ctrl-c-{uuid.uuid4().hex}"
+    argv = [sys.executable, "manage.py", "optimize", *SMALL, "--strategy", "momentum", "--space", "rsi_max=55.5:80"]
+    argv += ["--trials", "12", "--study", study, "--local", "--no-progress"]
+    process = subprocess.Popen(
+        argv, cwd=ROOT, env=service_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+
+        def finished() -> int:
+            names = {s.study_name for s in optuna.get_all_study_summaries(get_storage())}
+            if study not in names:
+                return 0
+            trials = optuna.load_study(study_name=study, storage=get_storage()).get_trials(deepcopy=False)
+            return sum(t.state == TrialState.COMPLETE for t in trials)
+
+        processes.wait_until(lambda: finished() >= 2, timeout=120, message="2 finished trials")
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130, stderr
+    resume = f"python manage.py optimize --study {study} --local"
+    assert f"Stopped. Finished trials are kept. Resume with: {resume}" in stderr and "Traceback" not in stderr
+    trials = optuna.load_study(study_name=study, storage=get_storage()).get_trials(deepcopy=False)
+    kept = {t.number: t.value for t in trials if t.state == TrialState.COMPLETE}
+    assert kept and not [t for t in trials if t.state == TrialState.RUNNING]
+
+    answer = subprocess.run(
+        [sys.executable, *resume.split()[1:], "--no-progress"], cwd=ROOT, env=service_env, capture_output=True,
+        text=True, timeout=600,
+    )  # fmt: skip
+    assert answer.returncode == 0, answer.stderr
+    after = optuna.load_study(study_name=study, storage=get_storage()).get_trials(deepcopy=False)
+    assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in after) == 12
+    assert all(after[number].value == value for number, value in kept.items())  # untouched

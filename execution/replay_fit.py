@@ -51,7 +51,8 @@ def refusal(account: StoredAccount, symbols: Sequence[str], first_ms: int | None
     if account.held and account.newest_ms is not None and first_ms is not None and first_ms < account.newest_ms:
         return (
             f"this database holds {', '.join(account.held)} and market data up to {iso_utc(account.newest_ms)}: "
-            f"a replay from {iso_utc(first_ms)} would value them at that older time, without their prices"
+            f"a replay from {iso_utc(first_ms)} would value them at that older time (no price then, or one from before "
+            "they were bought)"
         )
     return None
 

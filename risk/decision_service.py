@@ -548,18 +548,7 @@ def _apply(
 
 
 def _risk_event(record: RecordRiskEvent, now: int) -> RiskEvent:
-    return RiskEvent(
-        decision=record.decision,
-        layer=record.layer,
-        symbol=record.symbol,
-        signal_id=record.signal_id,
-        client_order_id=record.client_order_id,
-        requested_quantity=record.requested_quantity,
-        approved_quantity=record.approved_quantity,
-        reason=record.reason,
-        details=record.details,
-        timestamp=now,
-    )
+    return RiskEvent(**record._asdict(), timestamp=now)  # the effect's fields are the model's
 
 
 def _order(submit: SubmitOrder, now: int) -> Order:

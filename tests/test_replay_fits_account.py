@@ -84,15 +84,19 @@ def _readme_line(needle: str) -> str:
     return line.split("  #")[0].strip()
 
 
-def _checkout_beside_shared(tmp_path: Path) -> Path:
+def _checkout_beside_shared(tmp_path: Path, rows: int) -> Path:
     """A directory that looks like the checkout (its entries linked) with ../shared beside it: the README's
-    commands run there as pasted, and what they create in it (replay.sqlite3) stays in the test's directory."""
+    commands run there as pasted, and what they create in it (replay.sqlite3) stays in the test's directory. Its
+    ETH_BTC-5m.csv is the shared file's first ``rows`` candles: the whole file (5,760) takes minutes to replay."""
     checkout = tmp_path / "checkout"
     checkout.mkdir()
     for entry in ROOT.iterdir():
         if entry.name not in ("db.sqlite3", "replay.sqlite3"):
             (checkout / entry.name).symlink_to(entry)
-    (tmp_path / "shared").symlink_to(SHARED)
+    candles = tmp_path / "shared" / "data" / "candles"
+    candles.mkdir(parents=True)
+    lines = (SHARED / "data" / "candles" / "ETH_BTC-5m.csv").read_text().splitlines(keepends=True)
+    (candles / "ETH_BTC-5m.csv").write_text("".join(lines[: rows + 1]))  # with its header
     return checkout
 
 
@@ -123,18 +127,31 @@ def test_a_replay_that_would_wreck_the_account_is_refused_and_the_readme_command
     assert _fingerprint(db) == before
 
     # The README's two lines, pasted as they are, after `make run`.
-    checkout = _checkout_beside_shared(tmp_path)
+    checkout = _checkout_beside_shared(tmp_path, rows=300)
     for needle in ("manage.py backtest --data", "manage.py run_feed --source replay"):
         command = _readme_line(needle)
         done = subprocess.run(
-            ["bash", "-c", command], cwd=checkout, env=env, capture_output=True, text=True, timeout=900
+            ["bash", "-c", command], cwd=checkout, env=env, capture_output=True, text=True, timeout=600
         )
         assert done.returncode == 0, f"{command}\n{done.stdout}\n{done.stderr}"
         assert "Traceback" not in done.stderr, done.stderr
     replay_db = checkout / "replay.sqlite3"
-    assert "creating its tables" in done.stdout and "replayed 1 file(s): 5760 new candles" in done.stdout, done.stdout
+    assert "creating its tables" in done.stdout and "replayed 1 file(s): 300 new candles" in done.stdout, done.stdout
     assert "errors:          0" in done.stdout, done.stdout
     assert _query(replay_db, "SELECT initial_capital FROM execution_portfolio") == [(1,)]
     assert _query(replay_db, "SELECT COUNT(*) FROM execution_order")[0][0] > 0  # it traded, in BTC
     assert _query(replay_db, "SELECT DISTINCT symbol FROM execution_order") == [("ETH_BTC",)]
     assert _fingerprint(db) == before  # `make run`'s database as it was
+
+
+def test_the_rule_on_its_own():
+    from execution.replay_fit import StoredAccount, refusal
+
+    new_database = StoredAccount(None, (), None)
+    assert refusal(new_database, ["ETH_BTC"], 1_000) is None  # its quote is the replay's
+    usdt = StoredAccount("USDT", ("SOL_USDT",), 5_000)
+    assert "ETH_BTC is quoted in BTC" in refusal(usdt, ["ETH_BTC", "SOL_USDT"], 6_000)
+    assert refusal(usdt, ["SOL_USDT"], 6_000) is None  # after the stored data: the clock goes on
+    assert refusal(usdt, ["SOL_USDT"], 5_000) is None
+    assert "would value them at that older time" in refusal(usdt, ["SOL_USDT"], 4_999)
+    assert refusal(StoredAccount("USDT", (), None), ["SOL_USDT"], 4_999) is None  # nothing held, nothing to value

@@ -468,8 +468,8 @@ class _Rows:
     written with one INSERT per model (``write``). An effect that reads or writes the account or the trading state
     writes the rows gathered before it first, so everything is stored in the order the desk said it."""
 
-    def __init__(self, now: int, paper: bool) -> None:
-        self.now, self.paper = now, paper
+    def __init__(self, paper: bool) -> None:
+        self.paper = paper
         self.risk_events: list[RiskEvent] = []
         self.alerts: list[dict] = []
         self.orders: list[tuple[Order, bool]] = []  # with: sent at once (a live risk exit)
@@ -506,7 +506,7 @@ def _apply(
     they name by client order id, with its fill candle (``fill_candle``) and the parameters."""
     paper = not live_trading_enabled()
     made = None
-    rows = _Rows(now, paper)
+    rows = _Rows(paper)
     for effect in effects:
         kind = effect.__class__
         if kind is RecordRiskEvent:

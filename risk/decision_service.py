@@ -33,8 +33,10 @@ from marketdata.validation import known_at
 from marketdata.watchlist import is_tradable
 
 from . import metrics
-from .alerts import raise_alert
+from .alerts import alert_event, raise_alerts
 from .desk import (
+    CLOSING_HALTS,
+    RISK_EXITS,
     SUPPRESSED,
     CancelOrder,
     ChangeState,
@@ -133,7 +135,7 @@ def decide_locked(state: TradingState, event: dict, parameters: RiskParameters |
         event.get("strategy", ""),
         event.get("source_timestamp", event["timestamp"]),
     )
-    return _apply(desk().decide(view, signal, STORED_EXITS), state, now, signal_id=signal.signal_id)
+    return _apply(desk().decide(view, signal, StoredExits()), state, now, signal_id=signal.signal_id)
 
 
 def fill_waiting_orders(state: TradingState, symbol: str, opened_ms: int, now: int) -> None:
@@ -194,10 +196,10 @@ def watch_market(event: dict, *, fill: bool = False) -> None:
         market = market_at(state.breaker_symbol, now) if breaker else None
         view = DeskView(desk_state(state), account, parameters, now, market)
         if late:  # only its own symbol's stop-loss: see _superseded
-            _apply(desk().watch(view, STORED_EXITS, only_symbol=event["symbol"]), state, now)
+            _apply(desk().watch(view, StoredExits(), only_symbol=event["symbol"]), state, now)
             return
         metrics.record_account(account, state.state)
-        _apply(desk().watch(view, STORED_EXITS), state, now)
+        _apply(desk().watch(view, StoredExits()), state, now)
 
 
 class MarketWatch:
@@ -407,21 +409,87 @@ def desk_state(state: TradingState) -> DeskState:
 
 
 class StoredExits:
-    """The desk's ``ExitLedger`` on the database: open trades, orders made under an exit key, held-back stops."""
+    """The desk's ``ExitLedger`` on the database, for one decision: open trades, orders made under an exit key,
+    held-back stops. Each kind of question is answered from one query, made when it is first asked, for every open
+    trade at once: a close-out of many positions reads as much as one of a single position."""
+
+    def __init__(self) -> None:
+        self._open: dict[str, list[tuple[str, int]]] | None = None  # symbol → (trade id, entry order id), oldest first
+        self._attempts: dict[str, list[str]] | None = None  # an open trade's exit key → its orders' statuses
+        self._suppressed: set[str] | None = None
+
+    def _open_trades(self) -> dict[str, list[tuple[str, int]]]:
+        if self._open is None:
+            self._open = {}
+            trades = Trade.objects.filter(status=Trade.Status.OPEN).order_by("entry_time", "id")
+            for symbol, trade_id, order_id in trades.values_list("symbol", "trade_id", "order_id"):
+                self._open.setdefault(symbol, []).append((trade_id, order_id))
+        return self._open
 
     def oldest_open_trade(self, symbol: str) -> str | None:
-        trades = Trade.objects.filter(symbol=symbol, status=Trade.Status.OPEN).order_by("entry_time", "id")
-        return trades.values_list("trade_id", flat=True).first()
+        trades = self._open_trades().get(symbol)
+        return trades[0][0] if trades else None
 
     def exit_attempts(self, base: str) -> list[str]:
+        if self._attempts is None:
+            # An exit of an open trade is made after that trade's entry order: so after the oldest one's.
+            open_trades = [trade for trades in self._open_trades().values() for trade in trades]
+            self._attempts = {f"{kind}:{trade_id}": [] for trade_id, _ in open_trades for kind in _EXIT_KINDS}
+            if open_trades:
+                exits = Order.objects.filter(
+                    purpose__in=RISK_EXITS,
+                    symbol__in=list(self._open),
+                    id__gt=min(order_id for _, order_id in open_trades),
+                ).order_by("id")
+                for signal_id, status in exits.values_list("signal_id", "status"):
+                    statuses = self._attempts.get(signal_id.partition("#")[0])
+                    if statuses is not None:
+                        statuses.append(status)
+        if base in self._attempts:
+            return list(self._attempts[base])
         attempts = Order.objects.filter(Q(signal_id=base) | Q(signal_id__startswith=f"{base}#")).order_by("id")
-        return list(attempts.values_list("status", flat=True))
+        return list(attempts.values_list("status", flat=True))  # not an open trade's key: asked on its own
 
     def suppressed(self, base: str) -> bool:
-        return RiskEvent.objects.filter(signal_id=base, layer=SUPPRESSED).exists()
+        stops = {f"stop:{trade_id}" for trades in self._open_trades().values() for trade_id, _ in trades}
+        if base not in stops:  # not an open trade's stop: asked on its own
+            return RiskEvent.objects.filter(signal_id=base, layer=SUPPRESSED).exists()
+        if self._suppressed is None:
+            events = RiskEvent.objects.filter(layer=SUPPRESSED, signal_id__in=sorted(stops))
+            self._suppressed = set(events.values_list("signal_id", flat=True))
+        return base in self._suppressed
 
 
-STORED_EXITS = StoredExits()
+_EXIT_KINDS = ("stop", *(kind for _, kind in CLOSING_HALTS.values()))  # the keys of risk exits: KIND:trade id
+
+
+class _Rows:
+    """The desk's effects that are rows of their own — risk events, alerts, orders — gathered in effect order and
+    written with one INSERT per model (``write``). An effect that reads or writes the account or the trading state
+    writes the rows gathered before it first, so everything is stored in the order the desk said it."""
+
+    def __init__(self, paper: bool) -> None:
+        self.paper = paper
+        self.risk_events: list[RiskEvent] = []
+        self.alerts: list[dict] = []
+        self.orders: list[tuple[Order, bool]] = []  # with: sent at once (a live risk exit)
+
+    def write(self) -> None:
+        if self.risk_events:
+            RiskEvent.objects.bulk_create(self.risk_events)
+            self.risk_events = []
+        if self.alerts:
+            raise_alerts(self.alerts)
+            self.alerts = []
+        if self.orders:
+            orders, self.orders = self.orders, []
+            Order.objects.bulk_create([order for order, _ in orders])
+            for order, send in orders:
+                # after commit: published to the executor — or, on paper, only announced: it waits for its symbol's
+                # next candle (``fill_waiting_orders``)
+                bus.publish(order_event(order), consumed=self.paper)
+                if send:  # the risk manager's own exits are sent at once, in this transaction
+                    execute_order({"client_order_id": order.client_order_id})
 
 
 def _apply(
@@ -432,31 +500,34 @@ def _apply(
     signal_id: str | None = None,
     fills: dict[str, tuple[Order, tuple, dict]] | None = None,
 ) -> Order | None:
-    """Carry out the desk's effects in order, in the caller's transaction (which holds the account lock). Returns
-    the order of the signal ``signal_id``, if one was made. ``fills``: for a fill step's effects, the order they
-    name by client order id, with its fill candle (``fill_candle``) and the parameters."""
+    """Carry out the desk's effects, in the caller's transaction (which holds the account lock): the risk events,
+    alerts and orders in one INSERT per model (``_Rows``), so a decision's statements do not grow with its effects.
+    Returns the order of the signal ``signal_id``, if one was made. ``fills``: for a fill step's effects, the order
+    they name by client order id, with its fill candle (``fill_candle``) and the parameters."""
     paper = not live_trading_enabled()
     made = None
+    rows = _Rows(paper)
     for effect in effects:
         kind = effect.__class__
         if kind is RecordRiskEvent:
             if effect.signal_id == signal_id:
                 metrics.record_decision(effect.decision, effect.layer)
-            RiskEvent.objects.create(
-                decision=effect.decision,
-                layer=effect.layer,
-                symbol=effect.symbol,
-                signal_id=effect.signal_id,
-                client_order_id=effect.client_order_id,
-                requested_quantity=effect.requested_quantity,
-                approved_quantity=effect.approved_quantity,
-                reason=effect.reason,
-                details=effect.details,
-                timestamp=now,
+            rows.risk_events.append(_risk_event(effect, now))
+            continue
+        if kind is RaiseAlert:
+            rows.alerts.append(
+                alert_event(effect.level, effect.code, effect.message, timestamp=now, symbol=effect.symbol)
             )
-        elif kind is RaiseAlert:
-            raise_alert(effect.level, effect.code, effect.message, timestamp=now, symbol=effect.symbol)
-        elif kind is ChangeState:
+            continue
+        if kind is SubmitOrder:
+            the_signals = effect.signal_id == signal_id
+            order = _order(effect, now)
+            rows.orders.append((order, not paper and not the_signals))
+            if the_signals:
+                made = order
+            continue
+        rows.write()
+        if kind is ChangeState:
             apply_state_change(state, effect.new_state, effect.reason, "risk", now, layer=effect.layer)
             if effect.breaker_symbol:
                 state.breaker_symbol, state.breaker_tries, state.breaker_checked_ms = effect.breaker_symbol, 0, now
@@ -464,13 +535,6 @@ def _apply(
         elif kind is UpdateBreaker:
             state.breaker_tries, state.breaker_checked_ms = effect.tries, effect.checked_ms
             state.save(update_fields=["breaker_tries", "breaker_checked_ms"])
-        elif kind is SubmitOrder:
-            the_signals = effect.signal_id == signal_id
-            order = _submit(effect, now, paper)
-            if not paper and not the_signals:  # the risk manager's own exits are sent at once, in this transaction
-                execute_order({"client_order_id": order.client_order_id})
-            if the_signals:
-                made = order
         elif kind is FillOrder:
             order, candle, parameters = fills[effect.client_order_id]
             stop_loss_pct = parameters["STOP_LOSS_PCT"]
@@ -479,13 +543,17 @@ def _apply(
             cancel_order(fills[effect.client_order_id][0], effect.reason, now)
         elif kind is ExpireOrder:
             cancel_order(fills[effect.client_order_id][0], effect.reason, now, Order.Status.EXPIRED)
+    rows.write()
     return made
 
 
-def _submit(submit: SubmitOrder, now: int, paper: bool) -> Order:
-    """Store the order PENDING, then (after commit) publish it to the executor — or, on paper, only announce it:
-    it waits for its symbol's next candle (``fill_waiting_orders``)."""
-    order = Order.objects.create(
+def _risk_event(record: RecordRiskEvent, now: int) -> RiskEvent:
+    return RiskEvent(**record._asdict(), timestamp=now)  # the effect's fields are the model's
+
+
+def _order(submit: SubmitOrder, now: int) -> Order:
+    """The PENDING order of a ``SubmitOrder``, to be stored (``_Rows.write``)."""
+    return Order(
         client_order_id=submit.client_order_id,
         signal_id=submit.signal_id,
         symbol=submit.symbol,
@@ -502,8 +570,6 @@ def _submit(submit: SubmitOrder, now: int, paper: bool) -> Order:
         risk_checks=submit.checks,
         purpose=submit.purpose,
     )
-    bus.publish(order_event(order), consumed=paper)
-    return order
 
 
 def _redrive_pending_order(signal_id: str) -> None:

@@ -1,7 +1,8 @@
 """The risk shell: load the account under its row lock, ask the engine, store the decision, publish orders.
 
-Two entry points, both serialized by ``TradingState``'s row lock:
+Three entry points, all serialized by ``TradingState``'s row lock:
 - ``decide_signal``: a signal becomes an approved PENDING order or a stored rejection;
+- ``fill_market``: paper orders waiting for a symbol's next candle meet its price;
 - ``watch_market``: each market_data event checks the daily drawdown (halt and close
   everything), stop-losses (one exit per trade) and the circuit breaker's retry.
 """
@@ -138,18 +139,23 @@ def decide_locked(state: TradingState, event: dict, parameters: RiskParameters |
     return _apply(desk().decide(view, signal, StoredExits()), state, now, signal_id=signal.signal_id)
 
 
-def fill_waiting_orders(state: TradingState, symbol: str, opened_ms: int, now: int) -> None:
+def fill_waiting_orders(
+    state: TradingState, symbol: str, opened_ms: int, now: int, parameters: RiskParameters | None = None
+) -> None:
     """Paper: the symbol's PENDING orders decided by ``opened_ms`` (the open of the candle at hand) meet the first
     price after their decision, the open of the symbol's first candle opened at or after it, through the desk's
     fill step (``Desk.fill``: a state that now blocks an order cancels it; an entry's slippage beyond
     MAX_SLIPPAGE_PCT trips the circuit breaker), oldest first, at the market time ``now`` (the candle's close). In
-    the caller's transaction, which holds the account lock (``state``)."""
+    the caller's transaction, which holds the account lock (``state``; ``parameters``, if the caller read them with
+    it)."""
     waiting = list(
         Order.objects.select_for_update()
         .filter(status=Order.Status.PENDING, symbol=symbol, event_time__lte=opened_ms)
         .order_by("id")
     )
-    parameters = RiskParameters.load().as_dict() if waiting else {}
+    if not waiting:
+        return
+    parameters = (parameters or RiskParameters.load()).as_dict()
     for order in waiting:
         candle = fill_candle(order, opened_ms)
         if candle is not None:
@@ -175,18 +181,25 @@ def expire_waiting_orders(without_data: dict[str, str], now: int) -> None:
         _apply(desk().expire(waiting, without_data), state, now, fills=fills)
 
 
-def watch_market(event: dict, *, fill: bool = False) -> None:
-    """Per market_data, under the account lock: roll the day; with ``fill``, the symbol's paper orders waiting for
-    this candle (``fill_waiting_orders``); then the desk's watch (the daily drawdown's halt and close-out,
-    stop-losses, the circuit breaker's retry). ``MarketWatch`` calls it for the candles where its look without
-    the lock found work. Its market time is the candle's close."""
+def fill_market(event: dict) -> None:
+    """Paper, per market_data of a symbol with orders waiting for it, under the account lock: roll the day (it
+    starts before this candle's fills, at the prices before), then fill those orders (``fill_waiting_orders``).
+    The watch of the same candle follows as for any candle (``MarketWatch``), on the account after the fills."""
+    now = event_known_at(event)
+    with transaction.atomic():
+        state, parameters = TradingState.load_with_parameters(for_update=True)
+        if day_rolls(Portfolio.load(), now):
+            load_account(state.state, now, (event["symbol"],), for_decision=False)
+        fill_waiting_orders(state, event["symbol"], event["timestamp"], now, parameters)
+
+
+def watch_market(event: dict) -> None:
+    """Per market_data, under the account lock: roll the day, then the desk's watch (the daily drawdown's halt and
+    close-out, stop-losses, the circuit breaker's retry). ``MarketWatch`` calls it for the candles where its look
+    without the lock found work. Its market time is the candle's close."""
     now = event_known_at(event)
     with transaction.atomic():
         state = TradingState.load(for_update=True)
-        if fill:
-            if day_rolls(Portfolio.load(), now):  # the day starts before this candle's fills, at the prices before
-                load_account(state.state, now, (event["symbol"],), for_decision=False)
-            fill_waiting_orders(state, event["symbol"], event["timestamp"], now)
         late = _superseded(now)
         if late and _superseded(now, event["symbol"]):
             return
@@ -230,9 +243,10 @@ class MarketWatch:
             self._load_account(version)
             self.version = version
         if event["symbol"] in self.rows.waiting and not live_trading_enabled():
-            watch_market(event, fill=True)  # its paper orders meet this candle's price, then the watch
-            self.version = None  # the account has changed: read it again for the next candle
-            return
+            fill_market(event)  # its paper orders meet this candle's price; then this candle's watch, on the fills
+            version, closes = _account_version(asked, now)
+            self._load_account(version)
+            self.version = version
         if closes is not None and asked == self.held:
             read = zip(asked, closes, strict=True)
             self.read_prices = (now, {symbol: close for symbol, close in read if close is not None})
@@ -249,8 +263,8 @@ class MarketWatch:
             watch_market(event)
 
     def _load_account(self, version: tuple | None) -> None:
-        self.state = TradingState.load()
-        self.parameters = RiskParameters.load().as_dict()
+        self.state, parameters = TradingState.load_with_parameters()
+        self.parameters = parameters.as_dict()
         self.rows = account_rows(lock=False, with_lots=True)
         if version is not None:
             self.latest_order_time = version[0]  # the version row reads it first

@@ -420,6 +420,10 @@ class StoredExits:
     def suppressed(self, base: str) -> bool:
         return RiskEvent.objects.filter(signal_id=base, layer=SUPPRESSED).exists()
 
+    def price_time(self, symbol: str, at_ms: int) -> int | None:
+        known = Candle.objects.filter(symbol=symbol, known_at__lte=at_ms).order_by("-known_at", "interval")
+        return known.values_list("known_at", flat=True).first()
+
 
 STORED_EXITS = StoredExits()
 
@@ -457,7 +461,7 @@ def _apply(
         elif kind is RaiseAlert:
             raise_alert(effect.level, effect.code, effect.message, timestamp=now, symbol=effect.symbol)
         elif kind is ChangeState:
-            apply_state_change(state, effect.new_state, effect.reason, "risk", now, layer=effect.layer)
+            apply_state_change(state, effect.new_state, effect.reason, effect.actor, now, layer=effect.layer)
             if effect.breaker_symbol:
                 state.breaker_symbol, state.breaker_tries, state.breaker_checked_ms = effect.breaker_symbol, 0, now
                 state.save(update_fields=["breaker_symbol", "breaker_tries", "breaker_checked_ms"])

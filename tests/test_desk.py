@@ -698,3 +698,55 @@ def test_a_signal_too_large_to_be_an_order_is_rejected_not_raised(tmp_path):
     result = backtest.run(read_bars([_candles(tmp_path, closes)]))
     assert result.orders == [] and result.final_equity == D("1e15")
     assert [(e["decision"], e["layer"]) for e in result.risk_events] == [("REJECT", "size")]
+
+
+def test_releasing_a_drawdown_halt_in_the_backtest_restarts_the_day_and_the_report_says_so(tmp_path):
+    # Defect 8 through an operator-commands file. 10 % of 10,000 (MAX_POSITION_PCT) = 10 TEST at 100 (no costs);
+    # the candle known at 00:15 closes at 40: equity 9,400, down 6 % ≥ 5 % → HALT and close at the next open, 40:
+    # cash 9,400. Released at 00:20 (given before the candles known at 00:25): the day restarts from 9,400, so the BUY
+    # decided at 00:30 is approved and trading stays ACTIVE (against the old start, 10,000, it would halt again).
+    closes = [100, 100, 40, 40, 40, 40, 40, 40]
+    path = tmp_path / "TEST_USDT-5m.csv"
+    rows = ["timestamp_ms,open,high,low,close,volume"]
+    rows += [f"{DAY2 + i * FIVE_MIN},{100 if i < 3 else 40},100,40,{c},1000000" for i, c in enumerate(closes)]
+    path.write_text("\n".join(rows) + "\n")
+    signals = _signals(tmp_path, [f"{DAY2},TEST_USDT,BUY", f"{DAY2 + 5 * FIVE_MIN},TEST_USDT,BUY"])
+    commands = tmp_path / "ops.csv"
+    commands.write_text(f"{DAY2 + 4 * FIVE_MIN},release,seen the loss\n")
+    exchange = PaperExchange(slippage_pct=D(0), fee_rate=D(0), failure_rate=D(0), max_volume_share=D(0))
+    backtest = Backtest(
+        lambda: SignalsFile(path=signals),
+        PARAMETERS,
+        D(10000),
+        exchange,
+        D("0.25"),
+        operator=OperatorSchedule(read_operator_commands(commands)),
+    )
+    result = backtest.run(read_bars([str(path)]))
+    assert [(o.purpose, o.status, o.price) for o in result.orders] == [
+        ("entry", "FILLED", D(100)),
+        ("drawdown_close", "FILLED", D(40)),
+        ("entry", "FILLED", D(40)),
+    ]
+    assert result.trading_state == "ACTIVE"
+    states = [(a["timestamp"], a["level"], a["message"]) for a in result.alerts if a["code"] == "TRADING_STATE"]
+    assert states == [
+        (
+            DAY2 + 3 * FIVE_MIN,
+            "CRITICAL",
+            "Trading HALTED: Daily drawdown 6.0000% reached the limit 5.00%. Trading halted. (risk)",
+        ),
+        (
+            DAY2 + 4 * FIVE_MIN,
+            "INFO",
+            "Trading ACTIVE: seen the loss; the daily drawdown restarts from the equity at release 9,400.00 USDT "
+            "(was 10,000.00 USDT) (operator file ops.csv)",
+        ),
+    ]
+    # The report: the JSON keeps its keys and carries the state changes; the HTML page lists them.
+    from trading.backtest_report import html_report, report
+
+    document = report(result, strategy="signals_file", parameters={}, files=[str(path)])
+    assert [a["message"] for a in document["alerts"] if a["code"] == "TRADING_STATE"] == [s[2] for s in states]
+    page = html_report(document)
+    assert "<h2>Trading state</h2>" in page and "Trading ACTIVE: seen the loss; the daily drawdown restarts" in page

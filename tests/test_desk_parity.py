@@ -126,6 +126,11 @@ def _write(path: Path, rows: list[str]) -> str:
     return str(path)
 
 
+def _flat(path: Path, price: float, count: int, step: int = 60_000) -> str:
+    """A file of ``count`` candles at one price from DAY2, one every ``step`` ms."""
+    return _write(path, [f"{DAY2 + i * step},{price},{price},{price},{price},1000000" for i in range(count)])
+
+
 def _slice(tmp_path: Path, name: str, rows: int) -> str:
     lines = (CANDLES / name).read_text().splitlines()[1 : rows + 1]
     return _write(tmp_path / name, lines)
@@ -297,9 +302,7 @@ def test_orders_that_can_get_no_price_expire_in_both(tmp_path):
     # release its cost, so BBB's BUY at 00:13 is sized and limited without it. BBB's SELL on the very last candle
     # expires when the data ends (the replay's end, the backtest's).
     minute = 60_000
-    aaa = [f"{DAY2 + i * minute},100,100,100,100,1000000" for i in range(10)]
-    bbb = [f"{DAY2 + i * minute},50,50,50,50,1000000" for i in range(20)]
-    files = [_write(tmp_path / "AAA_USDT-1m.csv", aaa), _write(tmp_path / "BBB_USDT-1m.csv", bbb)]
+    files = [_flat(tmp_path / "AAA_USDT-1m.csv", 100, 10), _flat(tmp_path / "BBB_USDT-1m.csv", 50, 20)]
     signals = tmp_path / "signals.csv"
     signals.write_text(
         f"{DAY2 + 9 * minute},AAA_USDT,BUY\n{DAY2 + 12 * minute},BBB_USDT,BUY\n{DAY2 + 19 * minute},BBB_USDT,SELL\n"
@@ -402,9 +405,7 @@ def test_an_operator_halt_and_close_sells_everything_at_its_last_known_price_in_
     # 00:15). The BUY decided at 00:14 is refused; the release at 00:16 leaves the day's start alone (not a drawdown
     # halt).
     minute = 60_000
-    aaa = [f"{DAY2 + i * minute},100,100,100,100,1000000" for i in range(20)]
-    bbb = [f"{DAY2 + i * FIVE_MIN},50,50,50,50,1000000" for i in range(4)]
-    files = [_write(tmp_path / "AAA_USDT-1m.csv", aaa), _write(tmp_path / "BBB_USDT-5m.csv", bbb)]
+    files = [_flat(tmp_path / "AAA_USDT-1m.csv", 100, 20), _flat(tmp_path / "BBB_USDT-5m.csv", 50, 4, FIVE_MIN)]
     signals = tmp_path / "signals.csv"
     signals.write_text(f"{DAY2 + minute},AAA_USDT,BUY\n{DAY2},BBB_USDT,BUY\n{DAY2 + 13 * minute},AAA_USDT,BUY\n")
     commands = tmp_path / "ops.csv"
@@ -435,7 +436,7 @@ def test_an_operator_halt_and_close_sells_everything_at_its_last_known_price_in_
 
 
 def test_a_bad_operator_commands_file_is_refused_by_both_commands(tmp_path):
-    files = [_write(tmp_path / "AAA_USDT-1m.csv", [f"{DAY2 + i * 60_000},100,100,100,100,1000000" for i in range(3)])]
+    files = [_flat(tmp_path / "AAA_USDT-1m.csv", 100, 3)]
     commands = tmp_path / "ops.csv"
     commands.write_text(f"{DAY2},halt,ok\n{DAY2 + 60_000},pause,no such command\n")
     env = _env(tmp_path / "live.sqlite3")

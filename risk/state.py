@@ -173,7 +173,14 @@ def operator_command(command: OperatorCommand, timestamp: int | None = None) -> 
         desk_state = DeskState(state.state, state.pause_layer, state.reason)
         effects = operate(desk_state, command, valued, account_quote())
         if not effects and command.command == RELEASE:  # nothing to lift: said, and the attempt audited
-            _audit_unchanged(state, command, "state:active_already")
+            AuditLog.objects.create(
+                actor=command.actor,
+                action="state:active_already",
+                target="trading_state",
+                old_value={"state": state.state, "reason": state.reason},
+                new_value={"state": state.state, "reason": state.reason},
+                reason=command.reason,
+            )
             state.already = (
                 f"Trading is ACTIVE already (since {_since(state)}, by {state.changed_by or 'nobody'}): "
                 "nothing to release"
@@ -188,17 +195,6 @@ def operator_command(command: OperatorCommand, timestamp: int | None = None) -> 
             elif isinstance(effect, RaiseAlert):
                 raise_alert(effect.level, effect.code, effect.message, timestamp=stamp, symbol=effect.symbol)
         return state
-
-
-def _audit_unchanged(state: TradingState, command: OperatorCommand, action: str) -> None:
-    AuditLog.objects.create(
-        actor=command.actor,
-        action=action,
-        target="trading_state",
-        old_value={"state": state.state, "reason": state.reason},
-        new_value={"state": state.state, "reason": state.reason},
-        reason=command.reason,
-    )
 
 
 def _amend_halt(state: TradingState, amend: AmendHalt, command: OperatorCommand) -> None:

@@ -1,5 +1,5 @@
-"""The desk: what the risk manager does on a signal and on a candle, as one pure function of what is known at
-decision time, returning the effects to carry out.
+"""The desk: what the risk manager does on a signal, on a candle and on a person's command, as one pure function of
+what is known at decision time, returning the effects to carry out.
 
 ``RiskEngine`` judges one proposed order; the desk is the orchestration around it that the live worker and the
 backtest used to write twice: sizing the signal, recording the decision, tripping the state, the daily drawdown's
@@ -9,7 +9,9 @@ which orders an execution may still carry out in a given trading state.
 Nothing here touches the ORM, Redis or the clock. A shell builds a ``DeskView`` (trading state, account, market,
 parameters, decision time), passes an ``ExitLedger`` (its store of open trades and earlier exit attempts, asked
 only when an exit is due) and carries out the returned effects in order: the live worker in the decision's
-transaction (``risk/decision_service.py``), the backtest in memory (``trading/backtest.py``).
+transaction (``risk/decision_service.py``), the backtest in memory (``trading/backtest.py``). A person's command
+(``operate``) is carried out by ``risk/state.py`` live (admin, API, dashboard, ``manage.py halt``, a replay's
+operator-commands file) and by the backtest in memory.
 """
 
 from __future__ import annotations

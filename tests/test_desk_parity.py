@@ -448,3 +448,22 @@ def test_a_bad_operator_commands_file_is_refused_by_both_commands(tmp_path):
         assert result.returncode == 2, result.stderr
         assert f"{commands}: line 2: unknown command 'pause': one of halt, halt_close, release" in result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_commands_at_or_after_the_last_candle_are_said_not_given_by_both(tmp_path):
+    # Three AAA candles, the last known at 00:03: a halt at 00:01 is given (before the candles known at 00:02); a
+    # release at 00:03 would be given before candles known after 00:03, and there are none: both commands say so.
+    files = [_flat(tmp_path / "AAA_USDT-1m.csv", 100, 3)]
+    commands = tmp_path / "ops.csv"
+    commands.write_text(f"{DAY2 + 60_000},halt,stop\n{DAY2 + 180_000},release\n")
+    env = _env(tmp_path / "live.sqlite3")
+    said = f"1 operator command(s) at or after the last candle's time were not given: first line 2, {DAY2 + 180_000}"
+    report_path = tmp_path / "backtest.json"
+    backtest = _manage(env, "backtest", "--data", *files, "--operator-commands", str(commands), "--json",
+                       str(report_path), "--no-progress")  # fmt: skip
+    assert f"WARNING: {said},release" in backtest.stdout and "final trading state     HALTED" in backtest.stdout
+    assert any(w.startswith(said) for w in json.loads(report_path.read_text())["summary"]["warnings"])
+    _manage(env, "migrate", "--noinput")
+    replay = _manage(env, "run_feed", "--source", "replay", "--data", *files, "--lockstep", "--no-progress",
+                     "--operator-commands", str(commands))  # fmt: skip
+    assert f"WARNING: {said},release" in replay.stdout

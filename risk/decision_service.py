@@ -473,6 +473,10 @@ class StoredExits:
             self._suppressed = set(events.values_list("signal_id", flat=True))
         return base in self._suppressed
 
+    def price_time(self, symbol: str, at_ms: int) -> int | None:
+        known = Candle.objects.filter(symbol=symbol, known_at__lte=at_ms).order_by("-known_at", "interval")
+        return known.values_list("known_at", flat=True).first()
+
 
 _EXIT_KINDS = ("stop", *(kind for _, kind in CLOSING_HALTS.values()))  # the keys of risk exits: KIND:trade id
 
@@ -542,7 +546,7 @@ def _apply(
             continue
         rows.write()
         if kind is ChangeState:
-            apply_state_change(state, effect.new_state, effect.reason, "risk", now, layer=effect.layer)
+            apply_state_change(state, effect.new_state, effect.reason, effect.actor, now, layer=effect.layer)
             if effect.breaker_symbol:
                 state.breaker_symbol, state.breaker_tries, state.breaker_checked_ms = effect.breaker_symbol, 0, now
                 state.save(update_fields=["breaker_symbol", "breaker_tries", "breaker_checked_ms"])

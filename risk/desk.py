@@ -1,5 +1,5 @@
-"""The desk: what the risk manager does on a signal and on a candle, as one pure function of what is known at
-decision time, returning the effects to carry out.
+"""The desk: what the risk manager does on a signal, on a candle and on a person's command, as one pure function of
+what is known at decision time, returning the effects to carry out.
 
 ``RiskEngine`` judges one proposed order; the desk is the orchestration around it that the live worker and the
 backtest used to write twice: sizing the signal, recording the decision, tripping the state, the daily drawdown's
@@ -9,12 +9,14 @@ which orders an execution may still carry out in a given trading state.
 Nothing here touches the ORM, Redis or the clock. A shell builds a ``DeskView`` (trading state, account, market,
 parameters, decision time), passes an ``ExitLedger`` (its store of open trades and earlier exit attempts, asked
 only when an exit is due) and carries out the returned effects in order: the live worker in the decision's
-transaction (``risk/decision_service.py``), the backtest in memory (``trading/backtest.py``).
+transaction (``risk/decision_service.py``), the backtest in memory (``trading/backtest.py``). A person's command
+(``operate``) is carried out by ``risk/state.py`` live (admin, API, dashboard, ``manage.py halt``, a replay's
+operator-commands file) and by the backtest in memory.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from typing import NamedTuple, Protocol
@@ -45,6 +47,17 @@ RISK_EXITS = frozenset({"stop_loss", *(purpose for purpose, _ in CLOSING_HALTS.v
 # An order's quantity is stored with 12 decimals in 30 digits (``ground.fields.MoneyField``): below 10^18 units.
 MAX_ORDER_QUANTITY = Decimal("1e18")
 SUPPRESSED = "suppressed"  # the risk event's decision-layer pair for a stop-loss that a HALT held back
+REASON_MAX = 500  # a trading state's reason is stored in at most this many characters (TradingState.reason)
+LEVEL_BY_STATE = {ACTIVE: "INFO", PAUSED: "WARNING", HALTED: "CRITICAL"}  # a TRADING_STATE alert's level
+# An operator's commands (admin, API, dashboard, ``manage.py halt``/``release``, an operator-commands file):
+# halt, halt and close every position, release.
+HALT, HALT_CLOSE, RELEASE = "halt", "halt_close", "release"
+OPERATOR_COMMANDS = (HALT, HALT_CLOSE, RELEASE)
+
+
+def state_change_message(new_state: str, reason: str, actor: str) -> str:
+    """The TRADING_STATE alert of a change of the trading state, as every shell stores it."""
+    return f"Trading {new_state}: {reason} ({actor})"
 
 
 class DeskState(NamedTuple):
@@ -90,6 +103,17 @@ class ExitLedger(Protocol):
     def suppressed(self, base: str) -> bool:
         """Whether the stop-loss of ``base`` (``stop:<trade id>``) was held back by a halt and said so already."""
 
+    def price_time(self, symbol: str, at_ms: int) -> int | None:
+        """When the symbol's last price known at ``at_ms`` became known: its candle's close (None: no price)."""
+
+
+class OperatorCommand(NamedTuple):
+    """A person's command: ``halt``, ``halt_close`` (halt and close every position) or ``release``."""
+
+    command: str
+    reason: str
+    actor: str
+
 
 # --- effects, carried out by the shell in the order given -------------------------------------------------
 class RecordRiskEvent(NamedTuple):
@@ -116,6 +140,26 @@ class ChangeState(NamedTuple):
     layer: str
     reason: str
     breaker_symbol: str = ""  # a circuit breaker's trip: the symbol whose market it waits for
+    actor: str = "risk"  # who changed it: the risk manager, or the person of an operator command
+
+
+class AmendHalt(NamedTuple):
+    """An operator halt on top of a HALT: the state stays HALTED and keeps both reasons (``reason``); ``layer`` is
+    the halt's layer now (a plain halt asked to close becomes ``operator_close``). ``closing``: it closes every
+    position from now on; ``still_closing``: it was a closing halt already, and stays one."""
+
+    reason: str
+    layer: str
+    closing: bool
+    still_closing: bool
+
+
+class RestartDay(NamedTuple):
+    """Releasing a drawdown halt: the day's drawdown counts from ``equity``, the equity at the release (was
+    ``previous``)."""
+
+    equity: Decimal
+    previous: Decimal | None
 
 
 class UpdateBreaker(NamedTuple):
@@ -187,7 +231,16 @@ class PendingOrder(Protocol):
 
 
 Effect = (
-    RecordRiskEvent | RaiseAlert | ChangeState | UpdateBreaker | SubmitOrder | FillOrder | CancelOrder | ExpireOrder
+    RecordRiskEvent
+    | RaiseAlert
+    | ChangeState
+    | AmendHalt
+    | RestartDay
+    | UpdateBreaker
+    | SubmitOrder
+    | FillOrder
+    | CancelOrder
+    | ExpireOrder
 )
 
 
@@ -202,6 +255,66 @@ def blocked_by_state(state: str, layer: str, purpose: str, side: str) -> str:
     if state == PAUSED and side == "BUY":
         return "trading PAUSED before execution: entries blocked"
     return ""
+
+
+def operate(state: DeskState, command: OperatorCommand, valued: Callable[[], AccountState], quote: str) -> list[Effect]:
+    """A person's command, the same wherever it is given (admin, API, dashboard, ``manage.py halt``/``release``, an
+    operator-commands file in a replay or a backtest). A halt stops every order from now on (``blocked_by_state``);
+    ``halt_close`` also closes every position, on the next candles, until the account is flat (``Desk.watch``). A
+    halt on top of a halt keeps both reasons; a closing halt stays closing. A release makes trading ACTIVE again;
+    releasing a drawdown halt starts the day's drawdown again from the equity at the release: the person has seen
+    the day's loss and let trading go on. ``valued``: the account valued now, asked only for that release;
+    ``quote``: the account's currency, to say the equity in."""
+    if command.command == RELEASE:
+        return _release(state, command, valued, quote)
+    if command.command not in (HALT, HALT_CLOSE):
+        raise ValueError(f"unknown operator command {command.command!r}: one of {', '.join(OPERATOR_COMMANDS)}")
+    close = command.command == HALT_CLOSE
+    if state.state != HALTED:
+        change = ChangeState(HALTED, OPERATOR_CLOSE if close else "", command.reason, actor=command.actor)
+        return [change, *(_unpriced(valued()) if close else ())]
+    still_closing = state.layer in CLOSING_HALTS
+    closing = close and not still_closing
+    what = (
+        "closing every position"
+        if closing
+        else "halted already; still closing positions"
+        if still_closing
+        else "halted already"
+    )
+    merged = f"{state.reason}; then {command.actor}: {command.reason}"
+    return [
+        AmendHalt(merged, OPERATOR_CLOSE if closing else state.layer, closing, still_closing),
+        RaiseAlert("CRITICAL", "TRADING_STATE", f"Trading HALTED ({what}): {command.reason} ({command.actor})"),
+        *(_unpriced(valued()) if closing else ()),
+    ]
+
+
+def _unpriced(account: AccountState) -> list[Effect]:
+    """A closing halt's word on each held symbol without a price at decision time: its close waits for one."""
+    held = sorted(symbol for symbol, quantity in account.positions.items() if quantity > 0)
+    return [_waits_for_a_price(symbol) for symbol in held if symbol not in account.prices]
+
+
+def _waits_for_a_price(symbol: str) -> RaiseAlert:
+    return RaiseAlert("CRITICAL", "RISK_LIMIT", f"{symbol}: no price at decision time; its close waits for one", symbol)
+
+
+def _release(
+    state: DeskState, command: OperatorCommand, valued: Callable[[], AccountState], quote: str
+) -> list[Effect]:
+    if state.state == ACTIVE:
+        return []
+    reason, effects = command.reason, []
+    if state.state == HALTED and state.layer == DRAWDOWN:
+        account = valued()
+        equity, previous = account.equity, account.day_start_equity
+        reason += (
+            f"; the daily drawdown restarts from the equity at release {amounts.money(equity, quote, unit=True)} "
+            f"(was {amounts.money(previous, quote, unit=True)})"
+        )
+        effects.append(RestartDay(equity, previous))
+    return [*effects, ChangeState(ACTIVE, "", reason, actor=command.actor)]
 
 
 @dataclass(frozen=True)
@@ -414,8 +527,7 @@ class Desk:
         for exit_order in self.engine.close_all(account, reason):
             if exit_order.symbol not in account.prices:
                 if announce:
-                    message = f"{exit_order.symbol}: no price at decision time; its close waits for one"
-                    effects.append(RaiseAlert("CRITICAL", "RISK_LIMIT", message, exit_order.symbol))
+                    effects.append(_waits_for_a_price(exit_order.symbol))
                 continue
             effects += self._exit(view, kind, replace(exit_order, purpose=purpose), ledger)
         return effects
@@ -445,9 +557,19 @@ class Desk:
             )
             effects.append(RaiseAlert("CRITICAL", "RISK_LIMIT", message, symbol))
         client_order_id = client_order_id_for(key)
+        price = view.account.prices[symbol]
+        details = _price_details(price, ledger.price_time(symbol, now), now)
         effects.append(
             RecordRiskEvent(
-                "APPROVE", exit_order.purpose, symbol, key, client_order_id, quantity, quantity, exit_order.reason, {}
+                "APPROVE",
+                exit_order.purpose,
+                symbol,
+                key,
+                client_order_id,
+                quantity,
+                quantity,
+                exit_order.reason,
+                details,
             )
         )
         effects.append(
@@ -457,7 +579,7 @@ class Desk:
                 symbol,
                 "SELL",
                 round_quantity(quantity),
-                view.account.prices[symbol],
+                price,
                 exit_order.purpose,
                 "APPROVE",
                 [exit_order.purpose],
@@ -489,3 +611,12 @@ class Desk:
                 )
             )
         return effects
+
+
+def _price_details(price: Decimal, known_ms: int | None, now: int) -> dict:
+    """What a risk exit was valued at: the symbol's last known price, when it became known and how old it was at the
+    decision (a close after an outage sells at a price that may be minutes old: the risk event says so)."""
+    details: dict = {"price": amounts.plain(price)}  # exact, the same whatever places the store keeps
+    if known_ms is not None:
+        details.update(price_time=known_ms, price_age_ms=now - known_ms)
+    return details

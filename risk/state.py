@@ -12,18 +12,30 @@ from django.db import transaction
 from execution.account import account_rows, account_state
 from execution.models import Portfolio
 from ground import bus
-from ground.amounts import iso_utc, money
+from ground.amounts import iso_utc
 from ground.timeutil import ms_to_datetime
 from marketdata import clock
 from marketdata.ingest import latest_prices
 from marketdata.watchlist import account_quote
 
 from .alerts import raise_alert
-from .desk import CLOSING_HALTS, DRAWDOWN, OPERATOR_CLOSE
+from .desk import (
+    HALT,
+    HALT_CLOSE,
+    LEVEL_BY_STATE,
+    REASON_MAX,
+    RELEASE,
+    AmendHalt,
+    ChangeState,
+    DeskState,
+    OperatorCommand,
+    RaiseAlert,
+    RestartDay,
+    operate,
+    state_change_message,
+)
 from .models import AuditLog, RiskEvent, TradingState
 
-LEVEL_BY_STATE = {"ACTIVE": "INFO", "PAUSED": "WARNING", "HALTED": "CRITICAL"}
-REASON_MAX = 500  # TradingState.reason
 ACTOR_MAX = 150  # TradingState.changed_by, AuditLog.actor
 
 
@@ -89,7 +101,7 @@ def apply_state_change(
         reason=reason,
     )
     raise_alert(
-        LEVEL_BY_STATE[new_state], "TRADING_STATE", f"Trading {new_state}: {reason} ({actor})", timestamp=timestamp
+        LEVEL_BY_STATE[new_state], "TRADING_STATE", state_change_message(new_state, reason, actor), timestamp=timestamp
     )
     snapshot = state_snapshot(state)
     transaction.on_commit(lambda: bus.notify_dashboard("trading_state", snapshot))
@@ -125,55 +137,17 @@ def resume(layer: str, reason: str, *, timestamp: int | None = None) -> TradingS
         return apply_state_change(state, "ACTIVE", reason, "risk", stamp)
 
 
-def halt(reason: str, actor: str, *, close_positions: bool = False) -> TradingState:
+def halt(reason: str, actor: str, *, close_positions: bool = False, timestamp: int | None = None) -> TradingState:
     """A person halts trading: no further order executes anywhere. With ``close_positions`` the risk manager then
     closes every position at the first price known after the halt (the next candle of each symbol), and keeps
-    closing until the account is flat — the only orders a halt lets through (``risk.desk``)."""
+    closing until the account is flat — the only orders a halt lets through (``risk.desk``). ``timestamp``: the
+    market time it is given at (an operator-commands file in a replay), else now."""
     reason = clean_text(reason, "reason", REASON_MAX, required=True)
     actor = clean_text(actor, "actor", ACTOR_MAX, required=True)
-    layer = OPERATOR_CLOSE if close_positions else ""
-    with transaction.atomic():
-        state = TradingState.load(for_update=True)
-        if state.state != TradingState.State.HALTED:
-            return apply_state_change(state, "HALTED", reason, actor, clock.now_ms(), layer=layer)
-        # Halted already: the state keeps both reasons (audited). Asked to close, a plain halt becomes a closing
-        # one; a closing halt (drawdown, operator_close) stays what it is, asked to close or not: a second halt
-        # must not silently stop a close-out under way, which goes on until the account is flat.
-        old = {"state": state.state, "reason": state.reason, "layer": state.pause_layer}
-        still_closing = state.pause_layer in CLOSING_HALTS
-        closing = close_positions and not still_closing
-        state.reason = _fit(f"{state.reason}; then {actor}: {reason}", REASON_MAX)
-        if closing:
-            state.pause_layer = OPERATOR_CLOSE
-        state.save(update_fields=["reason", "pause_layer"])
-        AuditLog.objects.create(
-            actor=actor,
-            action="state:close_positions" if closing else "state:halted_again",
-            target="trading_state",
-            old_value=old,
-            new_value={"state": state.state, "reason": state.reason, "layer": state.pause_layer},
-            reason=reason,
-        )
-        what = (
-            "closing every position"
-            if closing
-            else "halted already; still closing positions"
-            if still_closing
-            else "halted already"
-        )
-        raise_alert("CRITICAL", "TRADING_STATE", f"Trading HALTED ({what}): {reason} ({actor})")
-        snapshot = state_snapshot(state)  # the halt's reasons grew: the dashboards show both at once
-        transaction.on_commit(lambda: bus.notify_dashboard("trading_state", snapshot))
-        state.already = (
-            f"Trading is HALTED already (since {_since(state)}): "
-            + ("it now closes every position; " if closing else "")
-            + ("still closing positions until flat; " if still_closing else "")
-            + f"your reason is added to the halt's: {state.reason}"
-        )
-        return state
+    return operator_command(OperatorCommand(HALT_CLOSE if close_positions else HALT, reason, actor), timestamp)
 
 
-def release(reason: str, actor: str) -> TradingState:
+def release(reason: str, actor: str, *, timestamp: int | None = None) -> TradingState:
     """A person lifts a HALT (or a pause); trading is ACTIVE again. Releasing a drawdown halt (or a person's halt on
     top of one, which keeps its layer) always starts the day's drawdown again from the equity at the release
     (audited, and said in the state's reason): the person has seen the day's loss and let trading go on, so the limit
@@ -181,27 +155,71 @@ def release(reason: str, actor: str) -> TradingState:
     release leaves the day's start alone: a loss made while it held is still the day's loss."""
     reason = clean_text(reason, "reason", REASON_MAX, required=False) or "released"
     actor = clean_text(actor, "actor", ACTOR_MAX, required=True)
+    return operator_command(OperatorCommand(RELEASE, reason, actor), timestamp)
+
+
+def operator_command(command: OperatorCommand, timestamp: int | None = None) -> TradingState:
+    """A person's command through the desk's operator input (``risk.desk.operate``), its effects carried out under
+    the account lock at the market time ``timestamp`` (default now). The returned state says what the person is
+    told (``outcome``)."""
     with transaction.atomic():
         state = TradingState.load(for_update=True)
-        if state.state == TradingState.State.ACTIVE:  # nothing to lift: said, and the attempt audited
+        stamp = timestamp if timestamp is not None else clock.now_ms()
+
+        def valued():  # the account now, against the day's stored start (no day roll-over here)
+            rows = account_rows(lock=True)
+            return account_state(rows, state.state, latest_prices(rows.priced_symbols(), stamp))
+
+        desk_state = DeskState(state.state, state.pause_layer, state.reason)
+        effects = operate(desk_state, command, valued, account_quote())
+        if not effects and command.command == RELEASE:  # nothing to lift: said, and the attempt audited
             AuditLog.objects.create(
-                actor=actor,
+                actor=command.actor,
                 action="state:active_already",
                 target="trading_state",
                 old_value={"state": state.state, "reason": state.reason},
                 new_value={"state": state.state, "reason": state.reason},
-                reason=reason,
+                reason=command.reason,
             )
             state.already = (
                 f"Trading is ACTIVE already (since {_since(state)}, by {state.changed_by or 'nobody'}): "
                 "nothing to release"
             )
-            return state
-        if state.state == TradingState.State.HALTED and state.pause_layer == DRAWDOWN:
-            rows = account_rows(lock=True)  # valued now, against the day's stored start (no day roll-over here)
-            account = account_state(rows, state.state, latest_prices(rows.priced_symbols(), clock.now_ms()))
-            reason += "; " + _restart_daily_drawdown(account, actor, reason)
-        return apply_state_change(state, "ACTIVE", reason, actor, clock.now_ms())
+        for effect in effects:
+            if isinstance(effect, ChangeState):
+                apply_state_change(state, effect.new_state, effect.reason, effect.actor, stamp, layer=effect.layer)
+            elif isinstance(effect, AmendHalt):
+                _amend_halt(state, effect, command)
+            elif isinstance(effect, RestartDay):
+                _restart_daily_drawdown(effect, command)
+            elif isinstance(effect, RaiseAlert):
+                raise_alert(effect.level, effect.code, effect.message, timestamp=stamp, symbol=effect.symbol)
+        return state
+
+
+def _amend_halt(state: TradingState, amend: AmendHalt, command: OperatorCommand) -> None:
+    """Halted already: the state keeps both reasons (audited). Asked to close, a plain halt becomes a closing one; a
+    closing halt (drawdown, operator_close) stays what it is, asked to close or not: a second halt must not silently
+    stop a close-out under way, which goes on until the account is flat."""
+    old = {"state": state.state, "reason": state.reason, "layer": state.pause_layer}
+    state.reason, state.pause_layer = _fit(amend.reason, REASON_MAX), amend.layer
+    state.save(update_fields=["reason", "pause_layer"])
+    snapshot = state_snapshot(state)  # the halt's reasons grew: the dashboards show both at once
+    transaction.on_commit(lambda: bus.notify_dashboard("trading_state", snapshot))
+    AuditLog.objects.create(
+        actor=command.actor,
+        action="state:close_positions" if amend.closing else "state:halted_again",
+        target="trading_state",
+        old_value=old,
+        new_value={"state": state.state, "reason": state.reason, "layer": state.pause_layer},
+        reason=command.reason,
+    )
+    state.already = (
+        f"Trading is HALTED already (since {_since(state)}): "
+        + ("it now closes every position; " if amend.closing else "")
+        + ("still closing positions until flat; " if amend.still_closing else "")
+        + f"your reason is added to the halt's: {state.reason}"
+    )
 
 
 def outcome(state: TradingState) -> str:
@@ -220,20 +238,15 @@ def _since(state: TradingState) -> str:
     return iso_utc(int(state.since.timestamp() * 1000))
 
 
-def _restart_daily_drawdown(account, actor: str, reason: str) -> str:
+def _restart_daily_drawdown(restart: RestartDay, command: OperatorCommand) -> None:
     portfolio = Portfolio.load(for_update=True)
-    old, portfolio.day_start_equity = portfolio.day_start_equity, account.equity
+    portfolio.day_start_equity = restart.equity
     portfolio.save(update_fields=["day_start_equity", "updated_at"])
     AuditLog.objects.create(
-        actor=actor,
+        actor=command.actor,
         action="day_start_equity:restart",
         target="portfolio",
-        old_value={"day_start_equity": str(old)},
-        new_value={"day_start_equity": str(account.equity)},
-        reason=reason,
-    )
-    quote = account_quote()
-    return (
-        f"the daily drawdown restarts from the equity at release {money(account.equity, quote, unit=True)} "
-        f"(was {money(old, quote, unit=True)})"
+        old_value={"day_start_equity": str(restart.previous)},
+        new_value={"day_start_equity": str(restart.equity)},
+        reason=command.reason,
     )

@@ -13,6 +13,7 @@ import pytest
 
 from execution.paper import PaperExchange
 from risk.desk import (
+    AmendHalt,
     CancelOrder,
     ChangeState,
     Desk,
@@ -20,13 +21,17 @@ from risk.desk import (
     DeskView,
     ExpireOrder,
     FillOrder,
+    OperatorCommand,
     RaiseAlert,
     RecordRiskEvent,
+    RestartDay,
     SignalIn,
     SubmitOrder,
     blocked_by_state,
+    operate,
 )
 from risk.engine import AccountState, LotStop, MarketSnapshot, RiskEngine, stop_price
+from risk.operator_commands import OperatorCommandsError, OperatorSchedule, read_operator_commands
 from risk.parameters import PARAMETER_SPECS
 from trading.backtest import Backtest, read_bars
 from trading.strategies.signals_file import SignalsFile
@@ -40,8 +45,9 @@ DESK = Desk(RiskEngine(fee_rate=D(0), slippage_pct=D(0)), D("0.10"))
 class Ledger:
     """The shell's store as the desk asks it, in memory."""
 
-    def __init__(self, trades=None, attempts=None, suppressed=()):
+    def __init__(self, trades=None, attempts=None, suppressed=(), price_times=None):
         self.trades, self.attempts, self.held_back = trades or {}, attempts or {}, set(suppressed)
+        self.price_times = price_times or {}
 
     def oldest_open_trade(self, symbol):
         return self.trades.get(symbol)
@@ -51,6 +57,9 @@ class Ledger:
 
     def suppressed(self, base):
         return base in self.held_back
+
+    def price_time(self, symbol, at_ms):
+        return self.price_times.get(symbol)
 
 
 def view(state: DeskState = ACTIVE, **account) -> DeskView:
@@ -196,6 +205,130 @@ def test_a_drawdown_close_of_a_symbol_without_a_price_waits_for_one():
     assert len(waiting) == 1 and "waits" in waiting[0].message
 
 
+# --- a close values a symbol at its last known price, with that price's age ----------------------------------
+def _exit_details(effects):
+    return [(e.signal_id, e.details) for e in effects if isinstance(e, RecordRiskEvent) and e.decision == "APPROVE"]
+
+
+def test_risk_exits_say_the_price_they_are_valued_at_and_its_age():
+    # A stop-loss: BTC's last price 97 became known 60 s before the decision (its 1m candle closed at NOW − 60,000):
+    # the exit is valued at 97, 60,000 ms old.
+    ledger = Ledger({"BTC_USDT": "T1"}, price_times={"BTC_USDT": NOW - 60_000})
+    [(key, details)] = _exit_details(DESK.watch(view(**UNDER_STOP), ledger))
+    assert (key, details) == ("stop:T1", {"price": "97", "price_time": NOW - 60_000, "price_age_ms": 60_000})
+    # The daily drawdown: day start 10,000; cash 9,000 + 1 ETH at 500 (its 5m close known 240 s ago) + 0.01 BTC at
+    # 1,000 (known now) = 9,510: down 4.9 % < 5 %. At 450: 9,460, down 5.4 % ≥ 5 % → HALT and close both, each valued
+    # at its own last price with its own age.
+    account = {
+        "cash": D(9000),
+        "positions": {"BTC_USDT": D("0.01"), "ETH_USDT": D(1)},
+        "day_start_equity": D(10000),
+    }
+    ledger = Ledger({"BTC_USDT": "TB", "ETH_USDT": "TE"}, price_times={"BTC_USDT": NOW, "ETH_USDT": NOW - 240_000})
+    assert DESK.watch(view(prices={"BTC_USDT": D(1000), "ETH_USDT": D(500)}, **account), ledger) == []
+    effects = DESK.watch(view(prices={"BTC_USDT": D(1000), "ETH_USDT": D(450)}, **account), ledger)
+    assert _exit_details(effects) == [
+        ("ddclose:TB", {"price": "1000", "price_time": NOW, "price_age_ms": 0}),
+        ("ddclose:TE", {"price": "450", "price_time": NOW - 240_000, "price_age_ms": 240_000}),
+    ]
+    assert [(o.symbol, o.price) for o in orders(effects)] == [("BTC_USDT", D(1000)), ("ETH_USDT", D(450))]
+    # An operator's halt-and-close: the same, on the next candle's watch; a symbol with no price gets no order
+    # (no price to value it at) and waits for one.
+    closing = DeskState("HALTED", "operator_close", "close out")
+    held = {**account, "positions": {**account["positions"], "SOL_USDT": D(3)}}
+    effects = DESK.watch(view(closing, prices={"BTC_USDT": D(1000), "ETH_USDT": D(450)}, **held), ledger)
+    assert [key for key, _ in _exit_details(effects)] == ["opclose:TB", "opclose:TE"]
+    assert _exit_details(effects)[1][1]["price_age_ms"] == 240_000
+    assert [o.purpose for o in orders(effects)] == ["operator_close", "operator_close"]
+
+
+# --- the operator's commands --------------------------------------------------------------------------------
+def _never():
+    raise AssertionError("the account is read only to release a drawdown halt or to close every position")
+
+
+def test_operator_commands_through_the_desk():
+    person = ("check the feed", "alice")
+    halt, close, release = (OperatorCommand(c, *person) for c in ("halt", "halt_close", "release"))
+    # A halt of an ACTIVE account: HALTED by the person, nothing read.
+    assert operate(ACTIVE, halt, _never, "USDT") == [ChangeState("HALTED", "", "check the feed", actor="alice")]
+    # Halt and close: a closing halt; a held symbol with no price (SOL) is said to wait for one.
+    account = AccountState("ACTIVE", D(0), {"BTC_USDT": D(1), "SOL_USDT": D(2)}, {"BTC_USDT": D(100)})
+    effects = operate(ACTIVE, close, lambda: account, "USDT")
+    assert effects[0] == ChangeState("HALTED", "operator_close", "check the feed", actor="alice")
+    assert [(a.code, a.symbol) for a in alerts(effects)] == [("RISK_LIMIT", "SOL_USDT")]
+    # A plain halt asked to close becomes a closing halt, both reasons kept; a closing halt stays one.
+    plain = DeskState("HALTED", "", "maintenance")
+    amend, said = operate(plain, close, lambda: AccountState("HALTED", D(0), {}, {}), "USDT")
+    assert amend == AmendHalt("maintenance; then alice: check the feed", "operator_close", True, False)
+    assert said == RaiseAlert(
+        "CRITICAL", "TRADING_STATE", "Trading HALTED (closing every position): check the feed (alice)"
+    )
+    drawdown = DeskState("HALTED", "drawdown", "Daily drawdown 6% reached the limit 5%. Trading halted.")
+    amend, said = operate(drawdown, halt, _never, "USDT")
+    assert (amend.layer, amend.closing, amend.still_closing) == ("drawdown", False, True)
+    assert "still closing positions" in said.message
+    # A release of an ACTIVE account changes nothing; of a plain halt or a pause, trading is ACTIVE again.
+    assert operate(ACTIVE, release, _never, "USDT") == []
+    assert operate(plain, release, _never, "USDT") == [ChangeState("ACTIVE", "", "check the feed", actor="alice")]
+    # A release of a drawdown halt restarts the day's drawdown from the equity at release: cash 9,000 + 1 BTC at 500
+    # = 9,500 (the day started at 10,000).
+    down = AccountState("HALTED", D(9000), {"BTC_USDT": D(1)}, {"BTC_USDT": D(500)}, day_start_equity=D(10000))
+    restart, change = operate(drawdown, release, lambda: down, "USDT")
+    assert restart == RestartDay(D(9500), D(10000))
+    assert change == ChangeState(
+        "ACTIVE",
+        "",
+        "check the feed; the daily drawdown restarts from the equity at release 9,500.00 USDT (was 10,000.00 USDT)",
+        actor="alice",
+    )
+    with pytest.raises(ValueError, match="unknown operator command"):
+        operate(ACTIVE, OperatorCommand("pause", *person), _never, "USDT")
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        (["1700000000000"], "line 2: expected timestamp_ms,command"),
+        (["1700000000,halt"], "line 2: the time 1700000000 is not epoch milliseconds \\(a time in seconds\\?\\)"),
+        (["17e11,halt"], "line 2: the time '17e11' is not epoch milliseconds"),
+        (["1700000000000,pause"], "line 2: unknown command 'pause': one of halt, halt_close, release"),
+        (["1700000000000,halt," + "x" * 501], "line 2: the reason has 501 characters, at most 500"),
+        (
+            ["1700000000000,halt", "1600000000000,release"],
+            "line 3: its time 1600000000000 is before the previous row's 1700000000000",
+        ),
+        ([], "no command rows"),
+    ],
+)
+def test_an_operator_commands_file_refuses_a_bad_row_naming_its_line(tmp_path, rows, message):
+    path = tmp_path / "ops.csv"
+    path.write_text("timestamp_ms,command,reason\n" + "".join(f"{row}\n" for row in rows))
+    with pytest.raises(OperatorCommandsError, match=message):
+        read_operator_commands(path)
+
+
+def test_operator_commands_are_given_before_the_candles_known_after_their_time(tmp_path):
+    # A command at T is given once every candle known by T is in, before those known after T: at the step of the
+    # first time after T. Two at one time are given in the file's order; a reason may hold commas.
+    path = tmp_path / "ops.csv"
+    path.write_text("1700000060000,halt,feed check, part 1\n1700000060000,halt_close\n1700000120000,release\n")
+    commands = read_operator_commands(path)
+    assert [(c.timestamp_ms, c.command.command, c.command.reason, c.line) for c in commands] == [
+        (1_700_000_060_000, "halt", "feed check, part 1", 1),
+        (1_700_000_060_000, "halt_close", "ops.csv line 2", 2),
+        (1_700_000_120_000, "release", "ops.csv line 3", 3),
+    ]
+    assert commands[0].command.actor == "operator file ops.csv"
+    schedule = OperatorSchedule(commands)
+    assert schedule.due(1_700_000_060_000) == []  # the candles known at T come first
+    assert [c.line for c in schedule.due(1_700_000_120_000)] == [1, 2]
+    assert schedule.not_given() == (
+        "1 operator command(s) at or after the last candle's time were not given: first line 3, 1700000120000,release"
+    )
+    assert [c.line for c in schedule.due(1_700_000_180_000)] == [3] and schedule.not_given() is None
+
+
 # --- the backtest shell on crafted candles ------------------------------------------------------------------
 DAY_MS = 86_400_000
 DAY2 = 1_700_006_400_000  # 2023-11-15 00:00 UTC
@@ -280,7 +413,13 @@ def test_a_gap_after_the_signal_trips_the_breaker_in_the_backtest(tmp_path):
     ]
     changes = [e["reason"].split(":")[0] for e in result.risk_events if e["decision"] == "STATE_CHANGE"]
     assert changes == ["ACTIVE → PAUSED", "PAUSED → ACTIVE"]
-    assert [a["code"] for a in result.alerts][:2] == ["CIRCUIT_BREAKER", "ORDER_FAILED"]
+    # The pause is stored as live stores it: a TRADING_STATE alert (level, message, time), after the breaker's own.
+    assert [a["code"] for a in result.alerts][:3] == ["CIRCUIT_BREAKER", "TRADING_STATE", "ORDER_FAILED"]
+    paused = result.alerts[1]
+    assert (paused["level"], paused["timestamp"]) == ("WARNING", DAY2 + 3 * FIVE_MIN)
+    assert paused["message"].startswith("Trading PAUSED: TEST_USDT: the price 103") and paused["message"].endswith(
+        "circuit breaker (risk)"
+    )
     # The failure is known when the entry meets its price, at the step the 103 candle has closed (00:15), not at
     # its decision (00:10).
     failed = [a for a in result.alerts if a["code"] == "ORDER_FAILED"]
@@ -559,3 +698,55 @@ def test_a_signal_too_large_to_be_an_order_is_rejected_not_raised(tmp_path):
     result = backtest.run(read_bars([_candles(tmp_path, closes)]))
     assert result.orders == [] and result.final_equity == D("1e15")
     assert [(e["decision"], e["layer"]) for e in result.risk_events] == [("REJECT", "size")]
+
+
+def test_releasing_a_drawdown_halt_in_the_backtest_restarts_the_day_and_the_report_says_so(tmp_path):
+    # Defect 8 through an operator-commands file. 10 % of 10,000 (MAX_POSITION_PCT) = 10 TEST at 100 (no costs);
+    # the candle known at 00:15 closes at 40: equity 9,400, down 6 % ≥ 5 % → HALT and close at the next open, 40:
+    # cash 9,400. Released at 00:20 (given before the candles known at 00:25): the day restarts from 9,400, so the BUY
+    # decided at 00:30 is approved and trading stays ACTIVE (against the old start, 10,000, it would halt again).
+    closes = [100, 100, 40, 40, 40, 40, 40, 40]
+    path = tmp_path / "TEST_USDT-5m.csv"
+    rows = ["timestamp_ms,open,high,low,close,volume"]
+    rows += [f"{DAY2 + i * FIVE_MIN},{100 if i < 3 else 40},100,40,{c},1000000" for i, c in enumerate(closes)]
+    path.write_text("\n".join(rows) + "\n")
+    signals = _signals(tmp_path, [f"{DAY2},TEST_USDT,BUY", f"{DAY2 + 5 * FIVE_MIN},TEST_USDT,BUY"])
+    commands = tmp_path / "ops.csv"
+    commands.write_text(f"{DAY2 + 4 * FIVE_MIN},release,seen the loss\n")
+    exchange = PaperExchange(slippage_pct=D(0), fee_rate=D(0), failure_rate=D(0), max_volume_share=D(0))
+    backtest = Backtest(
+        lambda: SignalsFile(path=signals),
+        PARAMETERS,
+        D(10000),
+        exchange,
+        D("0.25"),
+        operator=OperatorSchedule(read_operator_commands(commands)),
+    )
+    result = backtest.run(read_bars([str(path)]))
+    assert [(o.purpose, o.status, o.price) for o in result.orders] == [
+        ("entry", "FILLED", D(100)),
+        ("drawdown_close", "FILLED", D(40)),
+        ("entry", "FILLED", D(40)),
+    ]
+    assert result.trading_state == "ACTIVE"
+    states = [(a["timestamp"], a["level"], a["message"]) for a in result.alerts if a["code"] == "TRADING_STATE"]
+    assert states == [
+        (
+            DAY2 + 3 * FIVE_MIN,
+            "CRITICAL",
+            "Trading HALTED: Daily drawdown 6.0000% reached the limit 5.00%. Trading halted. (risk)",
+        ),
+        (
+            DAY2 + 4 * FIVE_MIN,
+            "INFO",
+            "Trading ACTIVE: seen the loss; the daily drawdown restarts from the equity at release 9,400.00 USDT "
+            "(was 10,000.00 USDT) (operator file ops.csv)",
+        ),
+    ]
+    # The report: the JSON keeps its keys and carries the state changes; the HTML page lists them.
+    from trading.backtest_report import html_report, report
+
+    document = report(result, strategy="signals_file", parameters={}, files=[str(path)])
+    assert [a["message"] for a in document["alerts"] if a["code"] == "TRADING_STATE"] == [s[2] for s in states]
+    page = html_report(document)
+    assert "<h2>Trading state</h2>" in page and "Trading ACTIVE: seen the loss; the daily drawdown restarts" in page

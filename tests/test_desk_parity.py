@@ -20,6 +20,7 @@ CANDLES = ROOT.parent / "shared" / "data" / "candles"
 HEADER = "timestamp_ms,open,high,low,close,volume"
 DAY2 = 1_700_006_400_000  # 2023-11-15 00:00 UTC
 FIVE_MIN = 300_000
+RISK_EXITS = ("stop_loss", "drawdown_close", "operator_close")
 
 
 def _env(database: Path, **extra: str) -> dict[str, str]:
@@ -36,9 +37,12 @@ def _manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     return result
 
 
-def run_both(tmp_path: Path, files: list[str], strategy: str, failure_rate: str = "0", params=()) -> tuple:
-    """(orders, risk decisions, final equity, trading state, alerts as (time, code)) of the live shell and of the
-    backtest, for the same files."""
+def run_both(
+    tmp_path: Path, files: list[str], strategy: str, failure_rate: str = "0", params=(), operator_commands=None
+) -> tuple:
+    """(orders, risk decisions, final equity, trading state, alerts as (time, code), alerts as (time, code, level,
+    message), risk exits' details) of the live shell and of the backtest, for the same files (and the same
+    ``--operator-commands`` file). Both shells store the same trading state changes (TRADING_STATE alerts)."""
     database = tmp_path / "live.sqlite3"
     env = _env(database, STRATEGY=strategy, PAPER_FAILURE_RATE=failure_rate)
     for item in params:
@@ -46,10 +50,14 @@ def run_both(tmp_path: Path, files: list[str], strategy: str, failure_rate: str 
         env[name] = value
     report_path = tmp_path / "backtest.json"
     param_args = [arg for item in params for arg in ("--param", item)]
+    if operator_commands is not None:
+        param_args += ["--operator-commands", operator_commands]
     _manage(env, "backtest", "--data", *files, "--strategy", strategy, "--failure-rate", failure_rate,
             "--json", str(report_path), "--no-progress", *param_args)  # fmt: skip
     _manage(env, "migrate", "--noinput")
-    _manage(env, "run_feed", "--source", "replay", "--data", *files, "--speed", "max", "--lockstep", "--no-progress")
+    commands = ["--operator-commands", operator_commands] if operator_commands is not None else []
+    _manage(env, "run_feed", "--source", "replay", "--data", *files, "--speed", "max", "--lockstep", "--no-progress",
+            *commands)  # fmt: skip
     report = json.loads(report_path.read_text())
     stored = json.loads(_manage(env, "shell", "--no-imports", "-c", READ_LIVE).stdout.splitlines()[-1])
     live = (
@@ -57,7 +65,9 @@ def run_both(tmp_path: Path, files: list[str], strategy: str, failure_rate: str 
         [(sid, dec, layer, D(q)) for sid, dec, layer, q in stored["decisions"]],
         D(stored["equity"]),
         stored["state"],
+        [tuple(a[:2]) for a in stored["alerts"]],
         [tuple(a) for a in stored["alerts"]],
+        [tuple(e) for e in stored["exits"]],
     )
     simulated = (
         [
@@ -73,7 +83,12 @@ def run_both(tmp_path: Path, files: list[str], strategy: str, failure_rate: str 
         D(report["final_equity"]),
         report["summary"]["trading_state"],
         [(a["timestamp"], a["code"]) for a in report["alerts"]],
+        [(a["timestamp"], a["code"], a["level"], a["message"]) for a in report["alerts"]],
+        [(e["signal_id"], e["details"]) for e in report["risk_events"]
+         if e["decision"] != "STATE_CHANGE" and e["layer"] in RISK_EXITS],
     )  # fmt: skip
+    assert [a for a in live[5] if a[1] == "TRADING_STATE"] == [a for a in simulated[5] if a[1] == "TRADING_STATE"]
+    assert live[6] == simulated[6]  # each risk exit's price, and that price's time and age
     return live, simulated
 
 
@@ -97,15 +112,23 @@ equity = Portfolio.load().cash
 for p in Position.objects.filter(quantity__gt=0):
     close = Candle.objects.filter(symbol=p.symbol).order_by("-timestamp").values_list("close", flat=True).first()
     equity += money(p.quantity * close)
-alerts = list(Alert.objects.order_by("id").values_list("timestamp", "code"))
+alerts = list(Alert.objects.order_by("id").values_list("timestamp", "code", "level", "message"))
+exits = events.filter(layer__in=["stop_loss", "drawdown_close", "operator_close"])
+exits = [[s, d] for s, d in exits.values_list("signal_id", "details")]
 state = TradingState.load().state
-print(json.dumps({"orders": orders, "decisions": decisions, "equity": str(equity), "state": state, "alerts": alerts}))
+print(json.dumps({"orders": orders, "decisions": decisions, "equity": str(equity), "state": state, "alerts": alerts,
+                  "exits": exits}))
 """
 
 
 def _write(path: Path, rows: list[str]) -> str:
     path.write_text(HEADER + "\n" + "\n".join(rows) + "\n")
     return str(path)
+
+
+def _flat(path: Path, price: float, count: int, step: int = 60_000) -> str:
+    """A file of ``count`` candles at one price from DAY2, one every ``step`` ms."""
+    return _write(path, [f"{DAY2 + i * step},{price},{price},{price},{price},1000000" for i in range(count)])
 
 
 def _slice(tmp_path: Path, name: str, rows: int) -> str:
@@ -279,9 +302,7 @@ def test_orders_that_can_get_no_price_expire_in_both(tmp_path):
     # release its cost, so BBB's BUY at 00:13 is sized and limited without it. BBB's SELL on the very last candle
     # expires when the data ends (the replay's end, the backtest's).
     minute = 60_000
-    aaa = [f"{DAY2 + i * minute},100,100,100,100,1000000" for i in range(10)]
-    bbb = [f"{DAY2 + i * minute},50,50,50,50,1000000" for i in range(20)]
-    files = [_write(tmp_path / "AAA_USDT-1m.csv", aaa), _write(tmp_path / "BBB_USDT-1m.csv", bbb)]
+    files = [_flat(tmp_path / "AAA_USDT-1m.csv", 100, 10), _flat(tmp_path / "BBB_USDT-1m.csv", 50, 20)]
     signals = tmp_path / "signals.csv"
     signals.write_text(
         f"{DAY2 + 9 * minute},AAA_USDT,BUY\n{DAY2 + 12 * minute},BBB_USDT,BUY\n{DAY2 + 19 * minute},BBB_USDT,SELL\n"
@@ -330,3 +351,119 @@ def test_signal_rows_that_match_no_candle_are_said_by_both(tmp_path):
     )  # fmt: skip
     assert refused.returncode == 2 and "a value, such as a file's path, cannot contain one" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_an_operator_halt_holds_back_a_stop_until_its_release_in_both(tmp_path):
+    # AAA bought on its 1m candle opened at 00:01, decided at its close 00:02, filled at the next open: 100 × 1.0005 =
+    # 100.05, stop 100.05 × 0.98 = 98.049. A person halts at 00:04 (given once the candles known by 00:04 are in). The
+    # candle known at 00:05 closes at 96, under the stop: the stop is held back, one CRITICAL "stop-loss suppressed
+    # while HALTED" alert for the trade (none again at 95), no order; the BUY decided at 00:06 is refused by the halt.
+    # Released at 00:07: the watch at 00:08 sells the lot at the next open, 95 × 0.9995.
+    minute = 60_000
+    bars = [(100, 100)] * 4 + [(100, 96)] + [(95, 95)] * 7
+    rows = [f"{DAY2 + i * minute},{o},{max(o, c)},{min(o, c)},{c},1000000" for i, (o, c) in enumerate(bars)]
+    files = [_write(tmp_path / "AAA_USDT-1m.csv", rows)]
+    signals = tmp_path / "signals.csv"
+    signals.write_text(f"{DAY2 + minute},AAA_USDT,BUY\n{DAY2 + 5 * minute},AAA_USDT,BUY\n")
+    commands = tmp_path / "ops.csv"
+    commands.write_text(
+        f"timestamp_ms,command,reason\n{DAY2 + 4 * minute},halt,feed check\n{DAY2 + 7 * minute},release\n"
+    )
+    live, simulated = run_both(tmp_path, files, f"signals_file:path={signals}", operator_commands=str(commands))
+    assert [(o[3], o[4], o[7], o[8]) for o in simulated[0]] == [
+        ("entry", "FILLED", D("100") * D("1.0005"), DAY2 + 2 * minute),
+        ("stop_loss", "FILLED", D("95") * D("0.9995"), DAY2 + 8 * minute),
+    ]
+    assert [d[1:3] for d in simulated[1]] == [
+        ("APPROVE", "position"),
+        ("REJECT", "suppressed"),
+        ("REJECT", "state"),
+        ("APPROVE", "stop_loss"),
+    ]
+    actor = "operator file ops.csv"
+    said = [a for a in simulated[5] if a[1] in ("TRADING_STATE", "RISK_LIMIT")]
+    assert [(t - DAY2, code, level) for t, code, level, _ in said] == [
+        (4 * minute, "TRADING_STATE", "CRITICAL"),
+        (5 * minute, "RISK_LIMIT", "CRITICAL"),
+        (7 * minute, "TRADING_STATE", "INFO"),
+        (8 * minute, "RISK_LIMIT", "WARNING"),
+    ]
+    assert said[0][3] == f"Trading HALTED: feed check ({actor})"
+    assert said[1][3].startswith("stop-loss suppressed while HALTED: AAA_USDT at 96")
+    assert said[2][3] == f"Trading ACTIVE: ops.csv line 3 ({actor})"
+    [(key, details)] = simulated[6]
+    assert key.startswith("stop:") and details == {"price": "95", "price_time": DAY2 + 8 * minute, "price_age_ms": 0}
+    assert live[0] == simulated[0] and live[1] == simulated[1] and live[3] == simulated[3] == "ACTIVE"
+    assert live[5] == simulated[5]  # every alert: time, code, level and message
+    assert abs(live[2] - simulated[2]) <= simulated[2] * D("1e-14")
+
+
+def test_an_operator_halt_and_close_sells_everything_at_its_last_known_price_in_both(tmp_path):
+    # AAA (1m, 100) is bought at 00:02, BBB (5m, 50) at 00:05. A person halts and closes at 00:11: the watch at 00:12
+    # (AAA's candle opened at 00:11) closes both, AAA valued at its close known at 00:12 (0 ms old), BBB at its 5m close
+    # known at 00:10 (120,000 ms old). AAA's close fills at 00:12's open, BBB's at its next candle's open (opened at
+    # 00:15). The BUY decided at 00:14 is refused; the release at 00:16 leaves the day's start alone (not a drawdown
+    # halt).
+    minute = 60_000
+    files = [_flat(tmp_path / "AAA_USDT-1m.csv", 100, 20), _flat(tmp_path / "BBB_USDT-5m.csv", 50, 4, FIVE_MIN)]
+    signals = tmp_path / "signals.csv"
+    signals.write_text(f"{DAY2 + minute},AAA_USDT,BUY\n{DAY2},BBB_USDT,BUY\n{DAY2 + 13 * minute},AAA_USDT,BUY\n")
+    commands = tmp_path / "ops.csv"
+    commands.write_text(f"{DAY2 + 11 * minute},halt_close,close out\n{DAY2 + 16 * minute},release,go on\n")
+    params = ["MAX_EXPOSURE_PCT=1"]
+    live, simulated = run_both(
+        tmp_path, files, f"signals_file:path={signals}", params=params, operator_commands=str(commands)
+    )
+    assert [(o[1], o[3], o[4], o[8]) for o in simulated[0]] == [
+        ("AAA_USDT", "entry", "FILLED", DAY2 + 2 * minute),
+        ("BBB_USDT", "entry", "FILLED", DAY2 + 5 * minute),
+        ("AAA_USDT", "operator_close", "FILLED", DAY2 + 12 * minute),
+        ("BBB_USDT", "operator_close", "FILLED", DAY2 + 12 * minute),
+    ]
+    assert [(key.split(":")[0], details) for key, details in simulated[6]] == [
+        ("opclose", {"price": "100", "price_time": DAY2 + 12 * minute, "price_age_ms": 0}),
+        ("opclose", {"price": "50", "price_time": DAY2 + 10 * minute, "price_age_ms": 2 * minute}),
+    ]
+    assert [d[1:3] for d in simulated[1]][-1] == ("REJECT", "state")
+    states = [(t - DAY2, level, message) for t, code, level, message in simulated[5] if code == "TRADING_STATE"]
+    assert states == [
+        (11 * minute, "CRITICAL", "Trading HALTED: close out (operator file ops.csv)"),
+        (16 * minute, "INFO", "Trading ACTIVE: go on (operator file ops.csv)"),
+    ]
+    assert live[0] == simulated[0] and live[1] == simulated[1] and live[3] == simulated[3] == "ACTIVE"
+    assert live[5] == simulated[5]
+    assert abs(live[2] - simulated[2]) <= simulated[2] * D("1e-14")
+
+
+def test_a_bad_operator_commands_file_is_refused_by_both_commands(tmp_path):
+    files = [_flat(tmp_path / "AAA_USDT-1m.csv", 100, 3)]
+    commands = tmp_path / "ops.csv"
+    commands.write_text(f"{DAY2},halt,ok\n{DAY2 + 60_000},pause,no such command\n")
+    env = _env(tmp_path / "live.sqlite3")
+    for args in (["backtest", "--data", *files], ["run_feed", "--source", "replay", "--data", *files, "--lockstep"]):
+        result = subprocess.run(
+            [sys.executable, "manage.py", *args, "--operator-commands", str(commands)],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert result.returncode == 2, result.stderr
+        assert f"{commands}: line 2: unknown command 'pause': one of halt, halt_close, release" in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_commands_at_or_after_the_last_candle_are_said_not_given_by_both(tmp_path):
+    # Three AAA candles, the last known at 00:03: a halt at 00:01 is given (before the candles known at 00:02); a
+    # release at 00:03 would be given before candles known after 00:03, and there are none: both commands say so.
+    files = [_flat(tmp_path / "AAA_USDT-1m.csv", 100, 3)]
+    commands = tmp_path / "ops.csv"
+    commands.write_text(f"{DAY2 + 60_000},halt,stop\n{DAY2 + 180_000},release\n")
+    env = _env(tmp_path / "live.sqlite3")
+    said = f"1 operator command(s) at or after the last candle's time were not given: first line 2, {DAY2 + 180_000}"
+    report_path = tmp_path / "backtest.json"
+    backtest = _manage(env, "backtest", "--data", *files, "--operator-commands", str(commands), "--json",
+                       str(report_path), "--no-progress")  # fmt: skip
+    assert f"WARNING: {said},release" in backtest.stdout and "final trading state     HALTED" in backtest.stdout
+    assert any(w.startswith(said) for w in json.loads(report_path.read_text())["summary"]["warnings"])
+    _manage(env, "migrate", "--noinput")
+    replay = _manage(env, "run_feed", "--source", "replay", "--data", *files, "--lockstep", "--no-progress",
+                     "--operator-commands", str(commands))  # fmt: skip
+    assert f"WARNING: {said},release" in replay.stdout

@@ -34,13 +34,15 @@ from execution.accounting import AccountingError, Book
 from execution.paper import PaperExchange
 from execution.trades import ClosedLot, Lot, close_lots, exit_target, open_lot, target_first
 from ground import amounts
-from ground.amounts import base_of
+from ground.amounts import base_of, common_quote
 from ground.timeutil import DAY_MS, MINUTE_MS
 from marketdata import stale
 from marketdata.validation import CandleRow, interval_ms, parse_file_name
 from risk.desk import (
     CLOSING_HALTS,
+    LEVEL_BY_STATE,
     SUPPRESSED,
+    AmendHalt,
     CancelOrder,
     ChangeState,
     Desk,
@@ -50,9 +52,12 @@ from risk.desk import (
     FillOrder,
     RaiseAlert,
     RecordRiskEvent,
+    RestartDay,
     SignalIn,
     SubmitOrder,
     UpdateBreaker,
+    operate,
+    state_change_message,
 )
 from risk.engine import (
     ACTIVE,
@@ -67,6 +72,7 @@ from risk.engine import (
     snapshot_from_rows,
     stop_price,
 )
+from risk.operator_commands import OperatorSchedule
 from trading.signal_ids import signal_id_for
 from trading.strategies import Candle, Strategy
 
@@ -206,6 +212,8 @@ class Backtest:
     # The symbols the data-stale watch expects candles of, as a replay's watch expects its files' symbols
     # (``read_bars``' ``series``, less what a whitelist leaves out); empty: no watch.
     watched: dict[str, stale.CandleSeries] = field(default_factory=dict)
+    # An operator's commands (``--operator-commands``), each given at its market time, as a replay gives them.
+    operator: OperatorSchedule = field(default_factory=OperatorSchedule)
     desk: Desk = field(init=False)
 
     def __post_init__(self) -> None:
@@ -319,6 +327,8 @@ class Backtest:
             ):
                 self._check_stale(point)
             self._close_point()
+        if self.operator:
+            self._give_commands(now)
         if (now - 1) // DAY_MS != self.day_number:  # before any fill, as live (``validation.market_day``)
             self._roll_day(now, bars[0].symbol)
         marks, last, history, stops = self.marks, self.last, self.history, self.stop_f
@@ -500,7 +510,7 @@ class Backtest:
             elif kind is RaiseAlert:
                 self._alert(AlertSpec(effect.level, effect.code, effect.message), now)
             elif kind is ChangeState:
-                self._set_state(effect.new_state, effect.layer, now, effect.reason)
+                self._set_state(effect.new_state, effect.layer, now, effect.reason, effect.actor)
                 if effect.breaker_symbol:
                     self.desk_state = self.desk_state._replace(
                         breaker_symbol=effect.breaker_symbol, breaker_tries=0, breaker_checked_ms=now
@@ -516,6 +526,11 @@ class Backtest:
             elif kind is ExpireOrder:
                 order = fills[effect.client_order_id][0]
                 order.status, order.reason = "EXPIRED", effect.reason
+            elif kind is AmendHalt:
+                self.reason, self.layer = effect.reason, effect.layer
+                self.desk_state = self.desk_state._replace(layer=effect.layer, reason=effect.reason)
+            elif kind is RestartDay:
+                self.day_start_equity, self.day_start_f, self.alarm = effect.equity, float(effect.equity), None
 
     def _submit(self, submit: SubmitOrder, now: int) -> None:
         order = Order(
@@ -554,6 +569,20 @@ class Backtest:
 
     def suppressed(self, base: str) -> bool:
         return base in self.suppressed_stops
+
+    def price_time(self, symbol: str, at_ms: int) -> int | None:
+        bar = self.last.get(symbol)  # the symbol's latest candle: known at or before every decision of this time
+        return bar[4] if bar is not None else None
+
+    # --- an operator's commands -----------------------------------------------------------------------------
+    def _give_commands(self, now: int) -> None:
+        """The commands given before the candles known at ``now`` (``OperatorSchedule.due``), each at its own time
+        through the desk's operator input, as a replay gives them (``risk.state.operator_command``)."""
+        quote = common_quote(self.watched or self.last)
+        for timed in self.operator.due(now):
+            at = timed.timestamp_ms
+            effects = operate(self.desk_state, timed.command, lambda at=at: self._account("", at), quote)
+            self._apply(effects, at)
 
     # --- 1. the fills -----------------------------------------------------------------------------------
     def _fill_pending(self, symbol: str, row: CandleRow, now: int) -> None:
@@ -689,6 +718,8 @@ class Backtest:
         )
         self.state, self.layer, self.reason = new_state, layer if new_state != ACTIVE else "", reason
         self.alarm = None
+        message = state_change_message(new_state, reason, actor)  # as live stores it (risk.state)
+        self._alert(AlertSpec(LEVEL_BY_STATE[new_state], "TRADING_STATE", message), now)
         if new_state != PAUSED:  # the circuit breaker's retries end with its pause
             self.desk_state = DeskState(new_state, self.layer, reason)
         else:

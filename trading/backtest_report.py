@@ -313,6 +313,17 @@ def html_report(document: dict, charts: dict[str, dict] | None = None) -> str:
         ]
     )
     warnings = "".join(f"<p class='warning'>{html.escape(w)}</p>" for w in s.get("warnings", []))
+    state_changes = "".join(  # as live stores them: halts, releases, pauses (with who and why)
+        f"<tr>{cell(when(a['timestamp']))}{cell(a['level'])}{cell(a['message'])}</tr>"
+        for a in document.get("alerts", [])
+        if a["code"] == "TRADING_STATE"
+    )
+    states = (
+        "<table><thead><tr><th>Time (UTC)</th><th>Level</th><th>Change</th></tr></thead>"
+        f"<tbody>{state_changes}</tbody></table>"
+        if state_changes
+        else "<p>ACTIVE throughout: no halt, pause or release.</p>"
+    )
     prices = "".join(
         f"<h2>{html.escape(symbol)} <small>{html.escape(str(chart.get('interval') or ''))} bars · ▲ entry ▼ exit"
         f"</small></h2><div class='chart price' id='price-{html.escape(symbol)}'></div>"
@@ -344,6 +355,8 @@ td {{ max-width: 24rem; overflow: hidden; text-overflow: ellipsis; white-space: 
 <h2>Equity</h2><div class="chart" id="equity"></div>
 <h2>Drawdown (%)</h2><div class="chart" id="drawdown"></div>
 {prices}
+<h2>Trading state</h2>
+{states}
 <h2>Trades</h2>
 <table><thead><tr><th>Symbol</th><th>Entry (UTC)</th><th>Entry price</th><th>Quantity</th><th>Exit (UTC)</th>
 <th>Exit price</th>

@@ -115,6 +115,17 @@ def count_lines(sources: list[ReplaySource]) -> int:
     return total
 
 
+def file_span(source: ReplaySource) -> tuple[int, int] | None:
+    """The open times of the file's first and last valid candles (None: it has none)."""
+    first = last = None
+    with source.path.open(encoding="utf-8", errors="replace", newline="") as handle:
+        for item in validate_lines(handle):
+            if isinstance(item, CandleRow):
+                first = item.timestamp if first is None else first
+                last = item.timestamp
+    return None if first is None else (first, last)
+
+
 def _read(
     source: ReplaySource,
     summary: ReplaySummary,
@@ -176,6 +187,7 @@ class Replay:
         chunk_rows: int = CHUNK_ROWS,
         after_event: Callable[[], None] | None = None,
         batch_size: int | None = None,
+        before_time: Callable[[int], None] | None = None,
     ) -> None:
         self.sources = sources
         self.speed = speed
@@ -185,6 +197,9 @@ class Replay:
         self.sleep = sleep
         self.chunk_rows = chunk_rows
         self.after_event = after_event  # lockstep: e.g. wait until the pipeline has finished with the candle
+        # Before the first candle of each time, once the previous time's are all out (and checked by the data-stale
+        # watch), with that time: e.g. an operator's commands given before it (run_feed --operator-commands).
+        self.before_time = before_time
         self.clock = market_clock.EventClock()
         self.summary = ReplaySummary()
         self._last_published_ts: int | None = None
@@ -249,6 +264,9 @@ class Replay:
             if self.speed:
                 self.sleep((ts - previous) / 1000 / self.speed)
         if previous is None or ts != previous:
+            if self.before_time is not None:
+                self._flush()  # the earlier times' candles go out first
+                self.before_time(ts)
             self.clock.observe(ts)
             if self.speed is not None:
                 market_clock.set_shared_event_time(ts, note=REPLAY_NOTE)

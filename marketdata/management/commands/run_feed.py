@@ -1,8 +1,10 @@
+import shlex
 import sys
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from ground.amounts import DEFAULT_QUOTE, quote_of
 from marketdata.feeds.sim import DEFAULT_SYMBOLS
 from marketdata.feeds.sim_runner import build_market, run_blocking
 from marketdata.validation import SYMBOL
@@ -76,6 +78,13 @@ class Command(BaseCommand):
             "(deterministic, same results as the backtest)",
         )
         parser.add_argument("--no-progress", action="store_true", help="replay: no progress bar")
+        parser.add_argument(
+            "--operator-commands",
+            default=None,
+            metavar="FILE",
+            help="replay: a CSV of timestamp_ms,command[,reason] (halt, halt_close, release), each given at its "
+            "market time as a person would (as manage.py backtest --operator-commands)",
+        )
         parser.add_argument("--seed", type=int, default=7, help="sim: random seed")
         parser.add_argument(
             "--tick-seconds", type=SECONDS, default=1.0, help="sim: real seconds between two simulated candles"
@@ -114,7 +123,10 @@ class Command(BaseCommand):
         except ReplayError as error:
             raise CommandError(str(error), returncode=2) from None
         _check_strategy()
+        _create_tables_of_a_new_database(self.stdout.write)
+        _check_replay_fits(sources)
         publish = not options["no_publish"]
+        schedule = _operator_schedule(options["operator_commands"])
         symbols = sorted({s.symbol for s in sources})
         register_feed_symbols(symbols, "replay")
         progress = tqdm(
@@ -136,6 +148,7 @@ class Command(BaseCommand):
             stale_watch=watch if publish else None,
             tick=progress.update,
             after_event=wait_until_idle if options["lockstep"] else None,
+            before_time=_giver(schedule) if schedule and publish else None,
         )
         before = _pipeline_counts()
         try:
@@ -154,6 +167,9 @@ class Command(BaseCommand):
         unmatched = _unmatched_signals(sources) if publish else None
         if unmatched:
             self.stdout.write(self.style.WARNING(f"WARNING: {unmatched}"))
+        not_given = schedule.not_given() if schedule is not None else None
+        if not_given:
+            self.stdout.write(self.style.WARNING(f"WARNING: {not_given}"))
         if not options["lockstep"] and publish:
             self.stdout.write("(without --lockstep the workers may still be deciding: these counts are so far)")
         if errors:
@@ -227,6 +243,34 @@ def _unmatched_signals(sources) -> str | None:
     return strategy.unmatched_warning(open_times)
 
 
+def _create_tables_of_a_new_database(say) -> None:
+    """A replay into a database of its own (``DATABASE_URL=sqlite:///replay.sqlite3``): a new, empty one gets its
+    tables first, as ``make run`` migrates its own."""
+    from django.core.management import call_command
+    from django.db import connection
+
+    if not connection.introspection.table_names():
+        say(f"a new database ({connection.settings_dict['NAME']}): creating its tables")
+        call_command("migrate", interactive=False, verbosity=0)
+
+
+def _check_replay_fits(sources) -> None:
+    """A replay that would wreck this database's account (another quote currency; positions held while the replay
+    goes back in time) is refused before anything is stored, with a command that works."""
+    from execution.replay_fit import replay_refusal
+
+    reason = replay_refusal(sources)
+    if reason is None:
+        return
+    files = " ".join(shlex.quote(str(source.path)) for source in sources)
+    capital = "" if quote_of(sources[0].symbol) == DEFAULT_QUOTE else "INITIAL_CAPITAL=1 "
+    raise CommandError(
+        f"refused: {reason}. Replay into a database of its own: DATABASE_URL=sqlite:///replay.sqlite3 {capital}"
+        f".venv/bin/python manage.py run_feed --source replay --data {files}",
+        returncode=2,
+    )
+
+
 def _check_strategy() -> None:
     """The consumers build settings.STRATEGY for every candle: a bad one is said before anything is stored."""
     from trading.strategies import strategy_from_spec
@@ -235,3 +279,27 @@ def _check_strategy() -> None:
         strategy_from_spec(settings.STRATEGY)
     except ValueError as error:
         raise CommandError(f"STRATEGY={settings.STRATEGY!r}: {error}", returncode=2) from None
+
+
+def _operator_schedule(path: str | None):
+    """The commands of ``--operator-commands`` (None without it); a bad file is a one-line error (exit 2)."""
+    if path is None:
+        return None
+    from risk.operator_commands import OperatorCommandsError, OperatorSchedule, read_operator_commands
+
+    try:
+        return OperatorSchedule(read_operator_commands(path))
+    except OperatorCommandsError as error:
+        raise CommandError(f"--operator-commands: {error}", returncode=2) from None
+
+
+def _giver(schedule):
+    """The replay's ``before_time``: the commands due before a time's candles, each given at its own market time
+    through the same code as the admin, the API and ``manage.py halt``/``release`` (``risk.state``)."""
+    from risk.state import operator_command
+
+    def give(now: int) -> None:
+        for timed in schedule.due(now):
+            operator_command(timed.command, timed.timestamp_ms)
+
+    return give

@@ -14,6 +14,7 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from execution.paper import PaperExchange
+from risk.operator_commands import OperatorCommandsError, OperatorSchedule, read_operator_commands
 from risk.parameters import PARAMETER_SPECS
 from trading.backtest import Backtest, BacktestInputError, read_bars, watched_series
 from trading.backtest_report import html_report, report
@@ -106,6 +107,13 @@ class Command(BaseCommand):
         parser.add_argument("--html", dest="html_out", default=None, metavar="OUT.html")
         parser.add_argument("--save", action="store_true", help="store the run (admin, /api/backtests/)")
         parser.add_argument("--no-progress", action="store_true")
+        parser.add_argument(
+            "--operator-commands",
+            default=None,
+            metavar="FILE",
+            help="a CSV of timestamp_ms,command[,reason] (halt, halt_close, release), each given at its market time "
+            "as a person would (as run_feed --source replay --operator-commands)",
+        )
 
     def handle(self, *args, **options):
         strategy_spec = options["strategy"] or settings.STRATEGY
@@ -139,6 +147,12 @@ class Command(BaseCommand):
         end = date_ms(options["date_to"], "--to") if options["date_to"] else None
         if start is not None and end is not None and start > end:
             raise CommandError("--from is after --to", returncode=2)
+        schedule = OperatorSchedule()
+        if options["operator_commands"]:
+            try:
+                schedule = OperatorSchedule(read_operator_commands(options["operator_commands"]))
+            except OperatorCommandsError as error:
+                raise CommandError(f"--operator-commands: {error}", returncode=2) from None
         _output_dir("--json", options["json_out"])
         _output_dir("--html", options["html_out"])
 
@@ -156,6 +170,7 @@ class Command(BaseCommand):
             exchange,
             size_pct,
             whitelist=frozenset(settings.SYMBOL_WHITELIST),
+            operator=schedule,
         )
         # The run makes millions of objects; its full collections need not scan Django's (a one-shot process:
         # no collection first, what start-up left for the collector may stay).
@@ -186,6 +201,8 @@ class Command(BaseCommand):
         unmatched = _unmatched_signals(build_strategy(name, **strategy_params), open_times, start, end)
         if unmatched:
             document["summary"]["warnings"].append(unmatched)
+        if schedule.not_given():
+            document["summary"]["warnings"].append(schedule.not_given())
         self._print_summary(document)
         if options["json_out"]:
             _write("--json", options["json_out"], _json_text(document))

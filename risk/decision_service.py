@@ -28,7 +28,7 @@ from ground import bus
 from ground.raw_rows import fetch_values
 from ground.timeutil import ms_to_datetime
 from marketdata import clock as market_clock
-from marketdata.ingest import latest_prices
+from marketdata.ingest import latest_known_times, latest_prices
 from marketdata.models import Candle
 from marketdata.validation import known_at
 from marketdata.watchlist import is_tradable
@@ -431,6 +431,7 @@ class StoredExits:
         self._open: dict[str, list[tuple[str, int]]] | None = None  # symbol → (trade id, entry order id), oldest first
         self._attempts: dict[str, list[str]] | None = None  # an open trade's exit key → its orders' statuses
         self._suppressed: set[str] | None = None
+        self._price_times: tuple[int, dict[str, int | None]] | None = None  # (at, the open trades' price times)
 
     def _open_trades(self) -> dict[str, list[tuple[str, int]]]:
         if self._open is None:
@@ -474,8 +475,10 @@ class StoredExits:
         return base in self._suppressed
 
     def price_time(self, symbol: str, at_ms: int) -> int | None:
-        known = Candle.objects.filter(symbol=symbol, known_at__lte=at_ms).order_by("-known_at", "interval")
-        return known.values_list("known_at", flat=True).first()
+        if self._price_times is None or self._price_times[0] != at_ms or symbol not in self._price_times[1]:
+            symbols = {symbol, *self._open_trades()}
+            self._price_times = (at_ms, {name: None for name in symbols} | latest_known_times(symbols, at_ms))
+        return self._price_times[1][symbol]
 
 
 _EXIT_KINDS = ("stop", *(kind for _, kind in CLOSING_HALTS.values()))  # the keys of risk exits: KIND:trade id

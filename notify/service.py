@@ -208,8 +208,11 @@ def _queue(
 
 
 def _task(name: str):
-    """A task of notify.tasks, found by its name in the Celery app (notify.tasks imports this module)."""
+    """A task of notify.tasks, found by its name in the Celery app (notify.tasks imports this module: it is
+    imported here, on first use, which registers its tasks and loads Celery)."""
     from celery import current_app
+
+    from . import tasks  # noqa: F401
 
     return current_app.tasks[name]
 

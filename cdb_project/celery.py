@@ -30,6 +30,16 @@ def _crontabs(sender: Celery, **kwargs) -> None:
     sender.conf.beat_schedule = beat_schedule(sender.conf.beat_schedule)
 
 
+@app.on_after_finalize.connect
+def _register_notify_tasks(sender: Celery, **kwargs) -> None:
+    """``notify.service`` sends its tasks by name (notify.tasks imports it): registered as the app is finalized,
+    by the first task lookup or publish of the process (a worker imports every app's tasks module anyway)."""
+    from django.apps import apps
+
+    if apps.ready:
+        import notify.tasks  # noqa: F401
+
+
 def _connect_signals() -> None:
     from cdb_project import ops
     from ground import bus

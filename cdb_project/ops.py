@@ -112,7 +112,7 @@ def _db_check() -> dict:
 
 
 def _redis_check() -> dict:
-    from cdb_project.celery import app
+    from celery import current_app as app  # the configured app (cdb_project/celery_on_use.py)
 
     client = redis_client(HEALTH_REDIS_TIMEOUT)
     client.ping()
@@ -122,7 +122,7 @@ def _redis_check() -> dict:
 
 def _workers_check() -> int:
     """Celery workers answering a broadcast ping (stops waiting once every registered pidbox has answered)."""
-    from cdb_project.celery import app
+    from celery import current_app as app  # the configured app (cdb_project/celery_on_use.py)
 
     bindings = redis_client(HEALTH_REDIS_TIMEOUT).scard(f"_kombu.binding.{app.conf.control_exchange}.pidbox")
     if not bindings:
@@ -132,7 +132,8 @@ def _workers_check() -> int:
 
 def _warm_up() -> None:
     """Imports and Celery's lazy configuration happen here, once, not inside a check's time budget."""
-    from cdb_project.celery import app
+    from celery import current_app as app  # the configured app (cdb_project/celery_on_use.py)
+
     from marketdata.models import Candle  # noqa: F401
     from risk.models import TradingState  # noqa: F401
 

@@ -208,11 +208,9 @@ def _queue(
 
 
 def _task(name: str):
-    """A task of notify.tasks, found by its name in the Celery app (notify.tasks imports this module: it is
-    imported here, on first use, which registers its tasks and loads Celery)."""
+    """A task of notify.tasks, found by its name in the Celery app (notify.tasks imports this module): the app
+    imports notify.tasks as it is finalized, by this very lookup at the latest (cdb_project/celery.py)."""
     from celery import current_app
-
-    from . import tasks  # noqa: F401
 
     return current_app.tasks[name]
 

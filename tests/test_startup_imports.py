@@ -90,11 +90,10 @@ print(json.dumps({
 """
 
 
-def test_celery_is_created_by_its_first_use_as_the_configured_app():
-    """Loaded on first use, Celery is the configured app all the same: the settings' broker (not Celery's default,
-    which nobody reads), the beat's crontab, the bus's and the operations' signal handlers."""
+def run_with_broker(*command: str) -> str:
+    """A command's output, run with a broker URL of its own (nothing is sent to it)."""
     done = subprocess.run(
-        [sys.executable, "-c", CELERY_PROBE],
+        command,
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT), "REDIS_URL": "redis://127.0.0.1:6379/7"},
         capture_output=True,
@@ -102,7 +101,13 @@ def test_celery_is_created_by_its_first_use_as_the_configured_app():
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    return done.stdout
+
+
+def test_celery_is_created_by_its_first_use_as_the_configured_app():
+    """Loaded on first use, Celery is the configured app all the same: the settings' broker (not Celery's default,
+    which nobody reads), the beat's crontab, the bus's and the operations' signal handlers."""
+    seen = json.loads(run_with_broker(sys.executable, "-c", CELERY_PROBE).strip().splitlines()[-1])
     assert seen["loaded_at_setup"] is False
     assert (seen["app"], seen["task_app"], seen["broker"]) == ("cdb_project", "cdb_project", "redis://127.0.0.1:6379/7")
     assert seen["daily_report"].startswith("<crontab: 0 0 * * *")
@@ -111,13 +116,6 @@ def test_celery_is_created_by_its_first_use_as_the_configured_app():
 
 def test_the_celery_command_finds_the_app():
     """``celery -A cdb_project`` (the workers' and the beat's command) imports Celery before the project."""
-    done = subprocess.run(
-        [str(Path(sys.executable).with_name("celery")), "-A", "cdb_project", "report"],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "REDIS_URL": "redis://127.0.0.1:6379/7"},
-        capture_output=True,
-        text=True,
-        timeout=120,
+    assert "transport:redis" in run_with_broker(
+        str(Path(sys.executable).with_name("celery")), "-A", "cdb_project", "report"
     )
-    assert done.returncode == 0, done.stderr
-    assert "transport:redis" in done.stdout

@@ -455,8 +455,6 @@ SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [
 # --- Notifications (notify/): alerts, fills and a daily report through Apprise ---------------------------------
 # NOTIFY_URLS: comma-separated Apprise URLs, each with optional ?level=INFO|WARNING|CRITICAL (minimum alert level)
 # and ?topics=alerts,fills,daily (default alerts,daily). Seeded into the database at `migrate`, edited in the admin.
-from celery.schedules import crontab  # noqa: E402
-
 INSTALLED_APPS += ["notify"]
 NOTIFY_URLS = _secret("NOTIFY_URLS")
 NOTIFY_TIMEOUT_SEC = env.float("NOTIFY_TIMEOUT_SEC", default=5.0)  # connect and read timeout of one delivery
@@ -470,7 +468,11 @@ NOTIFY_EXIT_FLUSH_SEC = env.float("NOTIFY_EXIT_FLUSH_SEC", default=15.0)
 # Called after the commit that stored an alert / order result; must be quick (notify.hooks hands on to a task).
 EVENT_OBSERVERS = {"alerts": ["notify.hooks.observe"], "order_results": ["notify.hooks.observe"]}
 CELERY_TASK_ROUTES = {"notify.*": {"queue": "notify"}}
-CELERY_BEAT_SCHEDULE["notify-daily-report"] = {"task": "notify.daily_report", "schedule": crontab(minute=0, hour=0)}
+# A crontab schedule as its fields: made a crontab by the Celery app (cdb_project/celery.py), not imported here
+CELERY_BEAT_SCHEDULE["notify-daily-report"] = {
+    "task": "notify.daily_report",
+    "schedule": {"crontab": {"minute": 0, "hour": 0}},
+}
 LOGGING["loggers"]["apprise"] = {"level": "WARNING"}  # its DEBUG lines carry payloads and full URLs
 
 # --- Optimization (optimize/): Optuna studies whose trials run on the `optimize` queue ---------------------------

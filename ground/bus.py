@@ -40,7 +40,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import async_to_sync
-from celery.signals import before_task_publish, task_failure, task_retry
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, transaction
 from django.utils.module_loading import import_string
@@ -264,7 +263,6 @@ RETRY_ON_DATABASE_ERRORS: dict[str, Any] = {
 }
 
 
-@before_task_publish.connect(weak=False, dispatch_uid="cdb_bus_count_retries")
 def _count_retry(sender=None, headers=None, routing_key=None, **kwargs) -> None:
     """A retried task is a new message, sent by the task itself: in flight as much as one ``_enqueue`` sends (the
     failed run counted itself down as it ended). Tasks of other queues (notify) are not the pipeline's."""
@@ -276,7 +274,6 @@ FAILURES_KEY = "cdb:consumer_failures"
 _failures_in_process = 0
 
 
-@task_failure.connect(weak=False, dispatch_uid="cdb_bus_count_failures")
 def _count_failure(sender=None, **kwargs) -> None:
     """A consumer task that failed for good (no retry left): counted here and, with Redis, for every process, so a
     feed can say how many of its events' consumers failed (``consumer_failures``). Other tasks are not counted."""
@@ -311,11 +308,20 @@ def _pipeline_queue() -> str:
     return app.conf.task_default_queue
 
 
-@task_retry.connect(weak=False, dispatch_uid="cdb_bus_log_retries")
 def _log_retry(sender=None, request=None, reason=None, **kwargs) -> None:
     """Celery logs a retry at INFO on a logger kept at WARNING (a line per task): an operator should see this one."""
     attempt = (getattr(request, "retries", 0) or 0) + 1
     logger.warning("task %s failed (%s); retry %d of %d scheduled", sender.name, reason, attempt, sender.max_retries)
+
+
+def connect_celery_signals() -> None:
+    """Retried tasks counted in flight, failures counted, retries logged: connected by the Celery app as it is
+    created (``cdb_project/celery.py``), in the processes that load Celery."""
+    from celery.signals import before_task_publish, task_failure, task_retry
+
+    before_task_publish.connect(_count_retry, weak=False, dispatch_uid="cdb_bus_count_retries")
+    task_failure.connect(_count_failure, weak=False, dispatch_uid="cdb_bus_count_failures")
+    task_retry.connect(_log_retry, weak=False, dispatch_uid="cdb_bus_log_retries")
 
 
 def consumer(event_type: str) -> Callable[[Callable[[Event], Any]], Callable[[Any], Any]]:

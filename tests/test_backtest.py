@@ -210,16 +210,19 @@ def test_save_stores_the_run(tmp_path, admin_client):
         (["--data", FIVE_MINUTE[0], "--capital", "-5"], "--capital"),
         (["--data", FIVE_MINUTE[0], "--from", "yesterday"], "--from"),
         (["--data", FIVE_MINUTE[0], "DUPLICATE"], "two files replay the same symbol and interval"),
+        (["--data", "SEVEN_MINUTES"], "AAA_USDT-7m.csv: 7m is not an exchange interval; MEXC spot has 1m, 5m, 15m"),
     ],
 )
 def test_bad_input_exits_2_with_a_clear_message(tmp_path, args, message):
     (tmp_path / "EMPTY_BTC-5m.csv").write_text("")
     (tmp_path / "HEADER_BTC-5m.csv").write_text("timestamp_ms,open,high,low,close,volume\n")
     (tmp_path / "wrong.csv").write_text("timestamp_ms,open,high,low,close,volume\n1,1,1,1,1,1\n")
+    (tmp_path / "AAA_USDT-7m.csv").write_text("timestamp_ms,open,high,low,close,volume\n1,1,1,1,1,1\n")
     names = {
         "EMPTY": tmp_path / "EMPTY_BTC-5m.csv",
         "HEADER_ONLY": tmp_path / "HEADER_BTC-5m.csv",
         "WRONGNAME": tmp_path / "wrong.csv",
+        "SEVEN_MINUTES": tmp_path / "AAA_USDT-7m.csv",
         "DUPLICATE": tmp_path / "again" / Path(FIVE_MINUTE[0]).name,  # the same symbol and interval, elsewhere
     }
     names["DUPLICATE"].parent.mkdir()

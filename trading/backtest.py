@@ -37,7 +37,7 @@ from ground import amounts
 from ground.amounts import base_of, common_quote
 from ground.timeutil import DAY_MS, MINUTE_MS
 from marketdata import stale
-from marketdata.validation import CandleRow, interval_ms, parse_file_name
+from marketdata.validation import CandleRow, exchange_interval, interval_ms, parse_file_name
 from risk.desk import (
     CLOSING_HALTS,
     LEVEL_BY_STATE,
@@ -125,6 +125,10 @@ def read_bars(
                 f"({named[0]} {named[1]}); backtest them one after the other"
             )
         seen[tuple(named)] = path
+        try:
+            exchange_interval(named[1])
+        except ValueError as error:
+            raise BacktestInputError(f"{path}: {error}") from None
         if not path.is_file():
             raise BacktestInputError(f"{path}: no such file")
         if path.stat().st_size == 0:

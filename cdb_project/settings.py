@@ -359,7 +359,7 @@ MIDDLEWARE = [
 EVENT_CONSUMERS = {
     "market_data": ["trading.tasks.on_market_data"],  # risk watch, then the signal engine
     "signals": ["risk.tasks.on_signal"],
-    "orders": ["execution.tasks.on_order"],
+    "orders": ["risk.tasks.on_order"],
 }
 # A feed with a backlog (a replay, several symbols' candles at once) sends up to MARKET_DATA_BATCH_SIZE candles
 # as one task, so the broker and the account are visited once per batch, not per candle. 1: a task per candle.

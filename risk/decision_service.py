@@ -19,10 +19,8 @@ from django.db import connection, transaction
 from django.db.models import Max, Q
 
 from execution.account import account_rows, account_state, day_rolls, load_account
-from execution.executor import execute_order
 from execution.live import live_trading_enabled
 from execution.models import Order, Portfolio, Position, Trade
-from execution.service import cancel_order, fill_candle, fill_paper_order
 from ground import bus
 from ground.raw_rows import fetch_values
 from ground.timeutil import ms_to_datetime
@@ -59,6 +57,8 @@ from .engine import (
     stop_price,
 )
 from .models import RiskEvent, RiskParameters, TradingState
+from .order_executor import execute_order
+from .order_service import cancel_order, fill_candle, fill_paper_order
 from .state import apply_state_change
 
 logger = logging.getLogger("cdb.risk")
@@ -495,7 +495,7 @@ def _submit(submit: SubmitOrder, now: int, paper: bool) -> Order:
         event_time=now,
         source_timestamp=submit.source_timestamp or now,
         submitted_at=ms_to_datetime(now),
-        # an entry's stop until its fill fixes it (execution.service: from the fill price)
+        # an entry's stop until its fill fixes it (risk.order_service: from the fill price)
         stop_loss=stop_price(submit.price, submit.stop_loss_pct) if submit.stop_loss_pct is not None else None,
         strategy=submit.strategy,
         risk_score=Decimal(str(submit.confidence)) if submit.confidence is not None else None,

@@ -358,7 +358,7 @@ MIDDLEWARE = [
 # --- Event bus wiring (see ground/bus.py) -------------------------------------
 EVENT_CONSUMERS = {
     "market_data": ["trading.tasks.on_market_data"],  # risk watch, then the signal engine
-    "signals": ["risk.tasks.on_signal"],
+    "signals": ["trading.tasks.on_signal"],
     "orders": ["risk.tasks.on_order"],
 }
 # A feed with a backlog (a replay, several symbols' candles at once) sends up to MARKET_DATA_BATCH_SIZE candles

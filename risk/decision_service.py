@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from bisect import bisect_right
+from collections.abc import Callable
 from dataclasses import replace
 from decimal import Decimal
 
@@ -91,17 +92,18 @@ def event_known_at(event: dict) -> int:
     return known_at(event["timestamp"], event.get("interval") or settings.INTERVAL)
 
 
-def decide_signal(event: dict) -> Order | None:
-    """Turn a signal into an approved PENDING order or a stored rejection; redeliveries change nothing."""
-    from trading.models import Signal
+def decide_signal(event: dict, mark_decided: Callable[[str], bool]) -> Order | None:
+    """Turn a signal into an approved PENDING order or a stored rejection; redeliveries change nothing.
 
+    ``mark_decided(signal_id)`` marks the stored signal decided, in this transaction under the account lock, and
+    says whether it was stored undecided: trading writes the signal rows (``trading.signal_service.mark_decided``),
+    risk does not import them."""
     signal_id = signal_id_of(event)
     with transaction.atomic():
         state = TradingState.load(for_update=True)  # serializes every decision for the account
         # A stored signal still NEW has never been decided (its decision would have marked it in the same
         # transaction); otherwise — decided already, or a signal that was never stored — ask the risk events.
-        undecided = Signal.objects.filter(signal_id=signal_id, status=Signal.Status.NEW)
-        fresh = undecided.update(status=Signal.Status.DECIDED)
+        fresh = mark_decided(signal_id)
         if not fresh and (
             RiskEvent.objects.filter(signal_id=signal_id).exclude(decision=RiskEvent.Decision.STATE_CHANGE).exists()
         ):

@@ -5,7 +5,6 @@ from celery.signals import worker_ready
 
 from ground.bus import RETRY_ON_DATABASE_ERRORS, consumer
 
-from .decision_service import decide_signal
 from .order_executor import execute_order
 from .reconcile import reconcile_balances, reconcile_pending
 
@@ -18,12 +17,6 @@ def check_data_stale() -> list[str]:
     from .data_stale import StaleWatch
 
     return list(StaleWatch().check().stale)
-
-
-@shared_task(name="risk.on_signal", **RETRY_ON_DATABASE_ERRORS)
-@consumer("signal")
-def on_signal(event: dict) -> None:
-    decide_signal(event)
 
 
 # The order tasks keep the names they had in execution/tasks.py (beat schedules, queues and workers know them).

@@ -422,7 +422,7 @@ def test_a_payload_with_nul_characters_is_still_stored_as_rejected(payload):
 @pytest.mark.parametrize("side", ["BUY", "SELL"])
 def test_a_signal_with_an_extreme_price_is_decided_or_refused_without_an_exception(price, side):
     from risk.models import RiskEvent
-    from risk.tasks import on_signal
+    from trading.tasks import on_signal
 
     _candle()
     event = {**valid_events()["signal"], "price": price, "side": side}

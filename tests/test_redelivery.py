@@ -13,10 +13,9 @@ from ground import bus
 from marketdata.ingest import persist_market_data
 from risk import order_service
 from risk.models import RiskEvent
-from risk.tasks import on_signal
 from tests.support import series
 from trading.models import Signal
-from trading.tasks import on_market_data
+from trading.tasks import on_market_data, on_signal
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -472,6 +472,13 @@ def store_signal(strategy: str, symbol: str, interval: str, timestamp: int, emit
     return None
 
 
+def mark_decided(signal_id: str) -> bool:
+    """Mark the stored signal ``signal_id`` DECIDED if it is still NEW; True if it was (it has never been decided).
+    Risk's ``decide_signal`` calls it in the decision's transaction, under the account lock."""
+    undecided = Signal.objects.filter(signal_id=signal_id, status=Signal.Status.NEW)
+    return bool(undecided.update(status=Signal.Status.DECIDED))
+
+
 def _unfinished(signal_id: str) -> bool:
     from execution.models import Order
 

@@ -262,12 +262,11 @@ def _close_trades(order: Order, fill: Fill) -> None:
     rows = list(
         Trade.objects.select_for_update()
         .filter(symbol=order.symbol, status=Trade.Status.OPEN)
-        .annotate(entry_client_order_id=Subquery(entry_order))
+        .annotate(entry_order=Subquery(entry_order))
         .order_by("entry_time", "id")
     )
     lots = [
-        Lot(t.trade_id, t.entry_client_order_id, t.symbol, t.quantity, t.entry_price, 0, t.entry_fees, t.stop_loss)
-        for t in rows
+        Lot(t.trade_id, t.entry_order, t.symbol, t.quantity, t.entry_price, 0, t.entry_fees, t.stop_loss) for t in rows
     ]
     lots = target_first(lots, exit_target(order.signal_id, order.purpose))
     reason = "signal" if order.purpose == Order.Purpose.EXIT else order.purpose

@@ -11,7 +11,7 @@ from typing import NamedTuple
 from django.conf import settings
 from django.db import connection
 
-from ground.raw_rows import fetch_singleton_with
+from ground.raw_rows import fetch_rows, fetch_rows_with
 from ground.timeutil import DAY_MS, MINUTE_MS, ms_to_datetime
 from marketdata.ingest import latest_prices, latest_prices_query, prices_of_rows
 from marketdata.validation import market_day
@@ -41,11 +41,13 @@ class AccountRows(NamedTuple):
 def account_rows(*, lock: bool, with_lots: bool = False) -> AccountRows:
     """The account's rows; ``with_lots``: with the open trades and their stops, which only the watch reads."""
     portfolio, pending = _portfolio_and_pending_count(lock)
-    positions = {p.symbol: p for p in Position.objects.filter(quantity__gt=0).order_by("symbol")}
+    positions = {p.symbol: p for p in fetch_rows(Position, '"quantity" > 0', order_by='"symbol"')}
     quantities = {symbol: p.quantity for symbol, p in positions.items()}
     slippage, fee = Decimal(settings.PAPER_SLIPPAGE_PCT), Decimal(settings.FEE_RATE)
     pending_orders = (
-        list(Order.objects.filter(status=Order.Status.PENDING).order_by("-event_time", "-id")) if pending else []
+        fetch_rows(Order, '"status" = %s', [Order.Status.PENDING], order_by='"event_time" DESC, "id" DESC')
+        if pending
+        else []
     )
     quantities, cash, receivable, entering, entering_cost = fold_waiting(
         quantities, portfolio.cash, pending_orders, slippage, fee
@@ -73,11 +75,11 @@ def _portfolio_and_pending_count(lock: bool) -> tuple[Portfolio, int]:
         f"(SELECT COUNT(*) FROM {connection.ops.quote_name(Order._meta.db_table)} WHERE status = %s)",  # noqa: S608
         [Order.Status.PENDING],
     )
-    found = fetch_singleton_with(Portfolio, extra, for_update=lock)
-    if found is None:  # not created yet
+    rows = fetch_rows_with(Portfolio, extra, '"id" = 1', for_update=lock)
+    if not rows:  # not created yet
         Portfolio.load()
-        found = fetch_singleton_with(Portfolio, extra, for_update=lock)
-    portfolio, pending = found
+        rows = fetch_rows_with(Portfolio, extra, '"id" = 1', for_update=lock)
+    portfolio, pending = rows[0]
     return portfolio, int(pending)
 
 

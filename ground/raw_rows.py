@@ -1,14 +1,14 @@
-"""The one-row tables (trading state, risk parameters, portfolio), read on every decision and execution, from one
-plain query each: the one place the project reads model rows without the ORM's queryset machinery. Every other
-read is an ordinary queryset.
+"""Rows read on every decision and execution (the one-row tables, open positions, PENDING orders, the order
+being executed, the last candles of a symbol) from one plain query each.
 
 The ORM's queryset machinery costs about three times what such a query itself does (0.3 ms against 0.1 ms on
 the bench machine), and ``Model.objects.raw`` still twice (it works out the column mapping and the converters
 again for every query). Here the column list and the converters are worked out once per model, columns and
 connection — the converters the ORM applies (``SQLCompiler.get_converters``), so the values are the ORM's own on
-every backend — and instances are built with ``Model.from_db``, as the ORM builds them. A row is named by its id,
-1; no caller writes a WHERE clause. (``converted`` lends those converters to the rows of a caller's own SQL: the
-latest prices, ``marketdata.ingest``.)
+every backend — and instances are built with ``Model.from_db``, as the ORM builds them.
+
+Callers write their ``where`` / ``order_by`` clauses with double-quoted column names (both PostgreSQL and SQLite
+read them; ``interval`` is a reserved word in PostgreSQL).
 """
 
 from __future__ import annotations
@@ -30,6 +30,57 @@ class _Shape(NamedTuple):
     converters: list[tuple[int, list, Any]]  # (position, converter functions, the column expression)
 
 
+def fetch_rows(
+    model: type[M], where: str, params: Sequence[Any] = (), *, for_update: bool = False, order_by: str = ""
+) -> list[M]:
+    """``SELECT <every column> FROM <model's table> WHERE <where> [ORDER BY <order_by>] [FOR UPDATE]`` as
+    instances; the row lock only where the database has row locks (SQLite has none: a write locks the file)."""
+    return [
+        instance
+        for instance, _ in fetch_rows_with(model, None, where, params, for_update=for_update, order_by=order_by)
+    ]
+
+
+def fetch_rows_with(
+    model: type[M],
+    extra: tuple[str, Sequence[Any]] | None,
+    where: str,
+    params: Sequence[Any] = (),
+    *,
+    for_update: bool = False,
+    order_by: str = "",
+) -> list[tuple[M, Any]]:
+    """``fetch_rows`` with ``extra``, an SQL expression and its parameters (a scalar subquery, say), selected as
+    one more (unconverted) column: (instance, value) pairs."""
+    connection = connections[DEFAULT_DB_ALIAS]  # this thread's connection (the proxy is not hashable)
+    shape = _shape(model, None, connection)
+    rows = _select(connection, shape, where, params, order_by=order_by, for_update=for_update, extra=extra)
+    width = len(shape.attnames)
+    return [
+        (model.from_db(connection.alias, shape.attnames, row[:width]), row[width] if extra is not None else None)
+        for row in rows
+    ]
+
+
+def fetch_values(
+    model: type[models.Model],
+    fields: tuple[str, ...],
+    where: str,
+    params: Sequence[Any] = (),
+    *,
+    order_by: str = "",
+    limit: int | None = None,
+    extra: tuple[str, Sequence[Any]] | None = None,
+) -> list[tuple]:
+    """``values_list(*fields)`` of the rows ``where`` selects, in ``order_by``, at most ``limit``; ``extra``, an
+    SQL expression and its parameters, is selected as one more (unconverted) column after ``fields``."""
+    connection = connections[DEFAULT_DB_ALIAS]
+    shape = _shape(model, fields, connection)
+    return [
+        tuple(row) for row in _select(connection, shape, where, params, order_by=order_by, limit=limit, extra=extra)
+    ]
+
+
 def converted(model: type[models.Model], fields: tuple[str, ...], rows: Iterable[Sequence]) -> list[list]:
     """Rows of ``fields`` a caller selected itself, with the ORM's converters applied."""
     connection = connections[DEFAULT_DB_ALIAS]
@@ -37,33 +88,9 @@ def converted(model: type[models.Model], fields: tuple[str, ...], rows: Iterable
 
 
 def fetch_singleton(model: type[M], *, for_update: bool = False) -> M | None:
-    """The row with id 1 of ``model``'s table, None if it is not there yet; locked ``for_update`` (where the
-    database has row locks: SQLite has none, a write locks the file)."""
-    found = fetch_singleton_with(model, None, for_update=for_update)
-    return found[0] if found is not None else None
-
-
-def fetch_singleton_with(
-    model: type[M], extra: tuple[str, Sequence[Any]] | None, *, for_update: bool = False
-) -> tuple[M, Any] | None:
-    """``fetch_singleton`` with ``extra``, an SQL expression and its parameters (a scalar subquery, say), selected
-    as one more (unconverted) column in the same statement: (instance, value), None if the row is not there yet."""
-    connection = connections[DEFAULT_DB_ALIAS]  # this thread's connection (the proxy is not hashable)
-    shape = _shape(model, None, connection)
-    columns, params = shape.columns, []
-    if extra is not None:
-        columns, params = f"{columns}, {extra[0]}", list(extra[1])
-    sql = f"SELECT {columns} FROM {shape.table} WHERE {connection.ops.quote_name('id')} = 1"  # noqa: S608
-    if for_update and connection.features.has_select_for_update:
-        sql += " FOR UPDATE"
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    width = len(shape.attnames)
-    values = _convert(list(row[:width]), shape.converters, connection)
-    return model.from_db(connection.alias, shape.attnames, values), row[width] if extra is not None else None
+    """The row with id 1 of ``model``'s table, None if it is not there yet."""
+    rows = fetch_rows(model, '"id" = 1', for_update=for_update)
+    return rows[0] if rows else None
 
 
 def fetch_singletons(first: type[M], second: type[N], *, lock_first: bool = False) -> tuple[M, N] | None:
@@ -92,6 +119,25 @@ def fetch_singletons(first: type[M], second: type[N], *, lock_first: bool = Fals
         model.from_db(connection.alias, shape.attnames, _convert(values, shape.converters, connection))
         for model, shape, values in zip((first, second), shapes, parts, strict=True)
     )
+
+
+def _select(
+    connection, shape: _Shape, where, params, *, order_by="", limit=None, for_update=False, extra=None
+) -> list[list]:
+    columns = shape.columns
+    if extra is not None:
+        columns, params = f"{columns}, {extra[0]}", [*extra[1], *params]
+    sql = f"SELECT {columns} FROM {shape.table} WHERE {where}"  # noqa: S608 (model names, caller's clauses)
+    if order_by:
+        sql += f" ORDER BY {order_by}"
+    if limit is not None:
+        sql += f" LIMIT {int(limit)}"
+    if for_update and connection.features.has_select_for_update:
+        sql += " FOR UPDATE"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    return [_convert(list(row), shape.converters, connection) for row in rows]
 
 
 def _convert(values: list, converters: list[tuple[int, list, Any]], connection) -> list:

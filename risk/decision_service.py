@@ -23,6 +23,7 @@ from execution.account import account_rows, account_state, day_rolls, load_accou
 from execution.live import live_trading_enabled
 from execution.models import Order, Portfolio, Position, Trade
 from ground import bus
+from ground.raw_rows import fetch_values
 from ground.timeutil import ms_to_datetime
 from marketdata import clock as market_clock
 from marketdata.ingest import latest_prices
@@ -75,8 +76,15 @@ def risk_engine() -> RiskEngine:
 def market_at(symbol: str, at_ms: int) -> MarketSnapshot:
     """The market snapshot of the symbol's last candles known at ``at_ms`` (a candle is known at its close, open
     time + interval); its data is as fresh as the newest one's close."""
-    candles = Candle.objects.filter(symbol=symbol, known_at__lte=at_ms).order_by("-known_at", "interval")
-    return snapshot_from_candles(list(candles.values_list("known_at", "high", "low", "close")[: SPREAD_WINDOW + 1]))
+    rows = fetch_values(
+        Candle,
+        ("known_at", "high", "low", "close"),
+        '"symbol" = %s AND "known_at" <= %s',
+        [symbol, at_ms],
+        order_by='"known_at" DESC, "interval"',
+        limit=SPREAD_WINDOW + 1,
+    )
+    return snapshot_from_candles(rows)
 
 
 def event_known_at(event: dict) -> int:

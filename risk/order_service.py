@@ -10,8 +10,7 @@ import logging
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import OuterRef, Subquery
+from django.db import connection, transaction
 from django.utils import timezone
 
 from execution import metrics
@@ -21,6 +20,7 @@ from execution.paper import Fill, PaperExchange
 from execution.trades import Lot, close_lots, exit_target, open_lot, target_first
 from ground import amounts, bus
 from ground.amounts import plain
+from ground.raw_rows import fetch_rows, fetch_rows_with, fetch_values
 from ground.timeutil import ms_to_datetime
 from marketdata.models import Candle
 
@@ -77,8 +77,15 @@ def fill_candle(order: Order, up_to_ms: int) -> tuple | None:
     """The first candle of the order's symbol opened at or after its decision (the order's event time, a market
     time: a candle's open at that moment is the first price after it), opened by ``up_to_ms``
     (``FILL_CANDLE_FIELDS``)."""
-    candles = Candle.objects.filter(symbol=order.symbol, timestamp__gte=order.event_time, timestamp__lte=up_to_ms)
-    return candles.order_by("timestamp", "interval").values_list(*FILL_CANDLE_FIELDS).first()
+    rows = fetch_values(
+        Candle,
+        FILL_CANDLE_FIELDS,
+        '"symbol" = %s AND "timestamp" >= %s AND "timestamp" <= %s',
+        [order.symbol, order.event_time, up_to_ms],
+        order_by='"timestamp", "interval"',
+        limit=1,
+    )
+    return rows[0] if rows else None
 
 
 def fill_paper_order(
@@ -108,7 +115,8 @@ def _locked_order(event: dict) -> tuple[TradingState, Order | None]:
     """Lock the account and the order. A settled order is returned as it is (its result republished if that
     never happened); only a PENDING one is to be executed."""
     state = TradingState.load(for_update=True)
-    order = Order.objects.select_for_update().filter(client_order_id=event["client_order_id"]).first()
+    found = fetch_rows(Order, '"client_order_id" = %s', [event["client_order_id"]], for_update=True)
+    order = found[0] if found else None
     if order is None:
         bus.reject(
             event,
@@ -171,7 +179,7 @@ def _observe(order: Order, stored=None) -> None:
 def load_book() -> tuple[Book, Portfolio]:
     """The stored portfolio and its open positions as a pure Book (locked: call inside the account transaction)."""
     portfolio = Portfolio.load(for_update=True)
-    positions = Position.objects.select_for_update().filter(quantity__gt=0).order_by("symbol")
+    positions = fetch_rows(Position, '"quantity" > 0', order_by='"symbol"', for_update=True)
     holdings = {p.symbol: Holding(p.quantity, p.cost_basis) for p in positions}
     book = Book(portfolio.initial_capital, portfolio.cash, holdings, portfolio.realized_pnl, portfolio.fees_paid)
     return book, portfolio
@@ -258,15 +266,19 @@ def _record_trades(order: Order, fill: Fill) -> None:
 def _close_trades(order: Order, fill: Fill) -> None:
     """Close open trades of the symbol oldest first — a stop-loss its own lot first — (execution.trades decides the
     split and the P&L)."""
-    entry_order = Order.objects.filter(pk=OuterRef("order_id")).values("client_order_id")  # not locked: a subquery
-    rows = list(
-        Trade.objects.select_for_update()
-        .filter(symbol=order.symbol, status=Trade.Status.OPEN)
-        .annotate(entry_order=Subquery(entry_order))
-        .order_by("entry_time", "id")
+    orders, trades = (connection.ops.quote_name(model._meta.db_table) for model in (Order, Trade))
+    entry_order = f'(SELECT "client_order_id" FROM {orders} WHERE {orders}."id" = {trades}."order_id")'  # noqa: S608
+    found = fetch_rows_with(
+        Trade,
+        (entry_order, []),
+        '"symbol" = %s AND "status" = %s',
+        [order.symbol, Trade.Status.OPEN],
+        order_by='"entry_time", "id"',
+        for_update=True,
     )
+    rows = [trade for trade, _ in found]
     lots = [
-        Lot(t.trade_id, t.entry_order, t.symbol, t.quantity, t.entry_price, 0, t.entry_fees, t.stop_loss) for t in rows
+        Lot(t.trade_id, entry, t.symbol, t.quantity, t.entry_price, 0, t.entry_fees, t.stop_loss) for t, entry in found
     ]
     lots = target_first(lots, exit_target(order.signal_id, order.purpose))
     reason = "signal" if order.purpose == Order.Purpose.EXIT else order.purpose

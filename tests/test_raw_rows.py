@@ -1,5 +1,4 @@
-"""ground.raw_rows reads the one-row tables as the ORM builds them: same values and types, on PostgreSQL and SQLite
-(every other read is an ordinary queryset)."""
+"""ground.raw_rows builds the instances the ORM builds: same values and types, on PostgreSQL and SQLite."""
 
 from decimal import Decimal as D
 
@@ -7,7 +6,7 @@ import pytest
 from django.utils import timezone
 
 from execution.models import Order, Portfolio, Position, Trade
-from ground.raw_rows import fetch_singleton, fetch_singleton_with, fetch_singletons
+from ground.raw_rows import fetch_rows, fetch_rows_with, fetch_singleton, fetch_singletons, fetch_values
 from risk.models import RiskParameters, TradingState
 from trading.models import Signal
 
@@ -53,6 +52,15 @@ def _stored_rows() -> None:
     )  # fmt: skip
 
 
+@pytest.mark.parametrize("model", [Order, Trade, Position, Signal])
+def test_fetched_rows_equal_the_orm_s(model):
+    _stored_rows()
+    fetched = fetch_rows(model, "1 = 1", order_by="id")
+    expected = list(model.objects.order_by("id"))
+    assert fetched and [_values(row) for row in fetched] == [_values(row) for row in expected]
+    assert all(not row._state.adding and row._state.db == "default" for row in fetched)
+
+
 @pytest.mark.parametrize("model", [TradingState, Portfolio, RiskParameters])
 def test_one_row_tables_equal_the_orm_s(model):
     assert fetch_singleton(model) is None
@@ -78,13 +86,48 @@ def test_the_state_with_its_parameters_is_created_on_first_use():
     assert _values(parameters) == _values(RiskParameters.objects.get(pk=1))
 
 
-def test_a_one_row_table_with_one_more_selected_expression_in_one_statement(django_assert_num_queries):
-    pending = ('(SELECT COUNT(*) FROM "execution_order" WHERE "status" = %s)', [Order.Status.PENDING])
-    assert fetch_singleton_with(Portfolio, pending) is None
-    Portfolio.load()
-    _stored_rows()  # two orders, one of them PENDING
-    with django_assert_num_queries(1):
-        portfolio, count = fetch_singleton_with(Portfolio, pending, for_update=True)
-    assert _values(portfolio) == _values(Portfolio.objects.get(pk=1)) and count == 1
-    assert not portfolio._state.adding and portfolio._state.db == "default"
-    assert _values(fetch_singleton_with(Portfolio, None)[0]) == _values(portfolio)
+def test_where_parameters_and_order():
+    _stored_rows()
+    rows = fetch_rows(Order, "symbol = %s AND quantity > %s", ["RAW_USDT", D("0.4")], order_by="event_time DESC")
+    assert [row.client_order_id for row in rows] == ["cdbraw2", "cdbraw1"]
+    assert fetch_rows(Order, "client_order_id = %s", ["nothing"], for_update=True) == []
+
+
+def test_rows_with_one_more_selected_expression_and_its_parameters():
+    _stored_rows()
+    entry = (
+        '(SELECT "client_order_id" FROM "execution_order" WHERE "execution_order"."id" = "execution_trade"."order_id"'
+        " AND side = %s)"
+    )
+    [(trade, client_order_id)] = fetch_rows_with(Trade, (entry, ["BUY"]), "symbol = %s", ["RAW_USDT"], for_update=True)
+    assert _values(trade) == _values(Trade.objects.get()) and client_order_id == "cdbraw1"
+    [(_, nothing)] = fetch_rows_with(Trade, (entry, ["SELL"]), "symbol = %s", ["RAW_USDT"])
+    assert nothing is None
+
+
+def test_fetched_values_equal_values_list():
+    from marketdata.ingest import bulk_store
+    from marketdata.models import Candle
+
+    bulk_store(
+        [
+            ("RAW_USDT", "1m", 1_735_689_600_000 + n * 60_000, 1.5 + n, 2.25, 0.1, 35250.123456789, 1e-12)
+            for n in range(5)
+        ]
+    )
+    fields = ("timestamp", "high", "low", "close", "volume", "created_at", "interval")
+    fetched = fetch_values(
+        Candle,
+        fields,
+        '"symbol" = %s AND "timestamp" <= %s',
+        ["RAW_USDT", 1_735_689_780_000],
+        order_by='"timestamp" DESC',
+        limit=3,
+    )
+    expected = list(
+        Candle.objects.filter(symbol="RAW_USDT", timestamp__lte=1_735_689_780_000)
+        .order_by("-timestamp")
+        .values_list(*fields)[:3]
+    )
+    assert len(fetched) == 3
+    assert [[(type(v), v) for v in row] for row in fetched] == [[(type(v), v) for v in row] for row in expected]

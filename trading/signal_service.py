@@ -50,10 +50,10 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.core.cache import BaseCache, caches
-from django.db import IntegrityError, transaction
-from django.db.models import Subquery
+from django.db import IntegrityError, connection, transaction
 
 from ground import bus
+from ground.raw_rows import fetch_values
 from ground.redis_client import redis_client
 from marketdata.ingest import CandleKey
 from marketdata.models import Candle, CandleSeries
@@ -299,10 +299,16 @@ _candles_read: dict[tuple[str, str], tuple[int, datetime]] = {}
 def _recent_rows(symbol: str, interval: str, last: int, limit: int) -> tuple[list[tuple], int | None]:
     """The newest ``limit`` candles up to ``last`` (newest first) and the series' revision, in one statement: one
     snapshot, so the rows are the history of that revision."""
-    revision = CandleSeries.objects.filter(symbol=symbol, interval=interval).values("revision")
-    candles = Candle.objects.filter(symbol=symbol, interval=interval, timestamp__lte=last).order_by("-timestamp")
-    candles = candles.annotate(series_revision=Subquery(revision))
-    rows = list(candles.values_list(*_FIELDS, "created_at", "series_revision")[:limit])
+    series = connection.ops.quote_name(CandleSeries._meta.db_table)
+    rows = fetch_values(
+        Candle,
+        (*_FIELDS, "created_at"),
+        '"symbol" = %s AND "interval" = %s AND "timestamp" <= %s',
+        [symbol, interval, last],
+        order_by='"timestamp" DESC',
+        limit=limit,
+        extra=(f'(SELECT "revision" FROM {series} WHERE "symbol" = %s AND "interval" = %s)', [symbol, interval]),
+    )
     if not rows:
         return [], None
     _candles_read[(symbol, interval)] = (rows[0][0], rows[0][-2])  # for signal_latency_seconds, if it signals
@@ -314,8 +320,14 @@ def candle_stored_at(symbol: str, interval: str, timestamp: int) -> datetime | N
     noted = _candles_read.get((symbol, interval))
     if noted is not None and noted[0] == timestamp:
         return noted[1]
-    candle = Candle.objects.filter(symbol=symbol, interval=interval, timestamp=timestamp)
-    return candle.values_list("created_at", flat=True).first()
+    found = fetch_values(
+        Candle,
+        ("created_at",),
+        '"symbol" = %s AND "interval" = %s AND "timestamp" = %s',
+        [symbol, interval, timestamp],
+        limit=1,
+    )
+    return found[0][0] if found else None
 
 
 def _revision(symbol: str, interval: str) -> int | None:

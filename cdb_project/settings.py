@@ -201,6 +201,31 @@ else:
         }
     }
 
+# --- Caches: the strategy-state store (trading/signal_service.py) -------------------------------------------------
+# Django's cache framework. With Redis, a database of its own shared by every worker: STRATEGY_CACHE_URL, by default
+# REDIS_URL's server with database 1. Its values are bytes their writer signed (HMAC of SECRET_KEY), stored as they
+# are: the cache never unpickles what it reads. Embedded (no Redis): local memory in the process.
+STRATEGY_CACHE_URL = _with_password(env.str("STRATEGY_CACHE_URL", default=""), _secret("REDIS_PASSWORD"))
+if not STRATEGY_CACHE_URL and REDIS_URL:
+    STRATEGY_CACHE_URL = urlunsplit(urlsplit(REDIS_URL)._replace(path="/1"))
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "cdb-default"}}
+if STRATEGY_CACHE_URL:
+    CACHES["strategy_state"] = {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": STRATEGY_CACHE_URL,
+        "OPTIONS": {
+            "serializer": "ground.redis_client.BytesAsTheyAre",
+            "socket_timeout": 2.0,
+            "socket_connect_timeout": 2.0,
+        },
+    }
+else:
+    CACHES["strategy_state"] = {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+        "LOCATION": "cdb-strategy-state",
+        "OPTIONS": {"MAX_ENTRIES": 5000},
+    }
+
 # --- Trading -----------------------------------------------------------------
 RISK_PARAMETER_SEEDS = seed_from_env(os.environ)
 for _seed in RISK_PARAMETER_SEEDS.values():
@@ -358,8 +383,8 @@ MIDDLEWARE = [
 # --- Event bus wiring (see ground/bus.py) -------------------------------------
 EVENT_CONSUMERS = {
     "market_data": ["trading.tasks.on_market_data"],  # risk watch, then the signal engine
-    "signals": ["risk.tasks.on_signal"],
-    "orders": ["execution.tasks.on_order"],
+    "signals": ["trading.tasks.on_signal"],
+    "orders": ["risk.tasks.on_order"],
 }
 # A feed with a backlog (a replay, several symbols' candles at once) sends up to MARKET_DATA_BATCH_SIZE candles
 # as one task, so the broker and the account are visited once per batch, not per candle. 1: a task per candle.

@@ -22,7 +22,6 @@ from django.db.models import Max
 from cdb_project.ops import run_checks
 from execution.live import live_trading_enabled
 from execution.models import Order, Portfolio, Position
-from execution.service import order_result_event
 from ground.amounts import decimals_for, plain
 from ground.timeutil import datetime_to_ms, ms_to_datetime
 from ground.timeutil import now_ms as wall_now_ms
@@ -32,6 +31,7 @@ from marketdata.screener import ScreenCandle, rank
 from marketdata.stale import last_seen_from_store
 from marketdata.watchlist import account_quote, current_watchlist, symbols_in_view
 from risk.models import Alert, RiskParameters, TradingState
+from risk.order_service import order_result_event
 from risk.state import state_snapshot
 from trading.chart_service import base_interval
 from trading.models import Signal
@@ -331,9 +331,9 @@ def _services_health() -> dict:
 
 
 def _balances_health() -> dict | None:
-    """Live trading: whether the book matches the exchange's balances (``execution.reconcile``)."""
+    """Live trading: whether the book matches the exchange's balances (``risk.reconcile``)."""
     try:
-        from execution.reconcile import balance_health
+        from risk.reconcile import balance_health
 
         return balance_health()
     except Exception as error:  # the card reports, never fails the page

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from bisect import bisect_right
+from collections.abc import Callable
 from dataclasses import replace
 from decimal import Decimal
 
@@ -20,10 +21,8 @@ from django.db import connection, transaction
 from django.db.models import Max, Q
 
 from execution.account import account_rows, account_state, day_rolls, load_account
-from execution.executor import execute_order
 from execution.live import live_trading_enabled
 from execution.models import Order, Portfolio, Position, Trade
-from execution.service import cancel_order, fill_candle, fill_paper_order
 from ground import bus
 from ground.raw_rows import fetch_values
 from ground.timeutil import ms_to_datetime
@@ -62,6 +61,8 @@ from .engine import (
     stop_price,
 )
 from .models import RiskEvent, RiskParameters, TradingState
+from .order_executor import execute_order
+from .order_service import cancel_order, fill_candle, fill_paper_order
 from .state import apply_state_change
 
 logger = logging.getLogger("cdb.risk")
@@ -94,17 +95,18 @@ def event_known_at(event: dict) -> int:
     return known_at(event["timestamp"], event.get("interval") or settings.INTERVAL)
 
 
-def decide_signal(event: dict) -> Order | None:
-    """Turn a signal into an approved PENDING order or a stored rejection; redeliveries change nothing."""
-    from trading.models import Signal
+def decide_signal(event: dict, mark_decided: Callable[[str], bool]) -> Order | None:
+    """Turn a signal into an approved PENDING order or a stored rejection; redeliveries change nothing.
 
+    ``mark_decided(signal_id)`` marks the stored signal decided, in this transaction under the account lock, and
+    says whether it was stored undecided: trading writes the signal rows (``trading.signal_service.mark_decided``),
+    risk does not import them."""
     signal_id = signal_id_of(event)
     with transaction.atomic():
         state = TradingState.load(for_update=True)  # serializes every decision for the account
         # A stored signal still NEW has never been decided (its decision would have marked it in the same
         # transaction); otherwise — decided already, or a signal that was never stored — ask the risk events.
-        undecided = Signal.objects.filter(signal_id=signal_id, status=Signal.Status.NEW)
-        fresh = undecided.update(status=Signal.Status.DECIDED)
+        fresh = mark_decided(signal_id)
         if not fresh and (
             RiskEvent.objects.filter(signal_id=signal_id).exclude(decision=RiskEvent.Decision.STATE_CHANGE).exists()
         ):
@@ -584,7 +586,7 @@ def _order(submit: SubmitOrder, now: int) -> Order:
         event_time=now,
         source_timestamp=submit.source_timestamp or now,
         submitted_at=ms_to_datetime(now),
-        # an entry's stop until its fill fixes it (execution.service: from the fill price)
+        # an entry's stop until its fill fixes it (risk.order_service: from the fill price)
         stop_loss=stop_price(submit.price, submit.stop_loss_pct) if submit.stop_loss_pct is not None else None,
         strategy=submit.strategy,
         risk_score=Decimal(str(submit.confidence)) if submit.confidence is not None else None,

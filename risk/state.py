@@ -108,6 +108,14 @@ def apply_state_change(
     return state
 
 
+def no_state_from_the_future(now_ms: int) -> None:
+    """A simulated market starts at ``now_ms``, maybe in the past: a fresh database's trading state, stamped by the
+    wall clock, would be ahead of it. On one clock it is then ACTIVE since the market's start. (The commands that
+    run the simulated market pass this to it: market data does not import the layers above it.)"""
+    TradingState.load()
+    TradingState.objects.filter(pk=1, since__gt=ms_to_datetime(now_ms)).update(since=ms_to_datetime(now_ms))
+
+
 def change_state(
     new_state: str, reason: str, actor: str, *, timestamp: int | None = None, layer: str = ""
 ) -> TradingState:

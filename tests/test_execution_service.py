@@ -11,10 +11,10 @@ from django.core.management import call_command
 from django.utils import timezone
 from prometheus_client import REGISTRY
 
-from execution.executor import execute_order
 from execution.models import Order, Portfolio, Position, Trade
 from ground import bus
 from risk.models import Alert
+from risk.order_executor import execute_order
 from tests.support import series
 
 pytestmark = pytest.mark.django_db(transaction=True)

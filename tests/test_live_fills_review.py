@@ -16,13 +16,13 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from dashboard.snapshot import status
-from execution import live_service
 from execution.accounting import Book
 from execution.live import LiveExecutor, TradesUnavailable
 from execution.live_book import book_exchange_fill
 from execution.models import BalanceCheck, Order
-from execution.reconcile import reconcile_balances
+from risk import live_order_service
 from risk.models import Alert, TradingState
+from risk.reconcile import reconcile_balances
 from risk.state import halt
 from tests.test_live_fills import (  # the issue's own tests' helpers
     BOUGHT,
@@ -151,7 +151,7 @@ def test_trades_that_cannot_be_read_leave_the_order_for_the_reconciliation_inste
 
 
 def test_balance_and_ticker_reads_wait_out_a_rate_limit(fake):
-    executor = live_service.live_executor()
+    executor = live_order_service.live_executor()
     fake.rate_limited = 2  # the account read: answered 429 twice, then the balances
     assert executor.balances()["USDT"] == (D("10000"), D("0"))
     fake.stop()
@@ -191,7 +191,7 @@ def test_an_order_the_exchange_never_shows_goes_to_a_person_not_to_a_second_post
     fake.hang_seconds, fake.orders_invisible = 1.5, True
     order = publish_crossing()
     fake.hang_seconds = 0.0
-    sent_long_ago = timezone.now() - timedelta(seconds=live_service.UNSEEN_MAX_SEC + 1)
+    sent_long_ago = timezone.now() - timedelta(seconds=live_order_service.UNSEEN_MAX_SEC + 1)
     Order.objects.filter(pk=order.pk).update(sent_at=sent_long_ago)
     reconcile_pending()
     order.refresh_from_db()
@@ -260,7 +260,7 @@ def test_the_balance_check_exits_3_and_says_why_when_the_exchange_is_down(fake):
 
 def test_the_balance_check_exits_3_with_a_wrong_key(fake, settings):
     settings.MEXC_API_KEY = "not-the-key"
-    live_service.live_executor.cache_clear()
+    live_order_service.live_executor.cache_clear()
     code, text = balances_command()
     assert code == 3 and "unavailable" in text and not BalanceCheck.objects.get().ok
 

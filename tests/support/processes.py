@@ -21,7 +21,8 @@ def child_env(**extra: str) -> dict[str, str]:
     db = connection.settings_dict
     url = f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
-    env.update(DATABASE_URL=url, REDIS_URL=settings.REDIS_URL, PYTHONUNBUFFERED="1")
+    env.update(DATABASE_URL=url, REDIS_URL=settings.REDIS_URL, STRATEGY_CACHE_URL=settings.STRATEGY_CACHE_URL)
+    env.update(PYTHONUNBUFFERED="1")
     env.update(extra)
     return env
 

@@ -48,6 +48,7 @@ class Command(BaseCommand):
         from cdb_project.asgi import application
         from marketdata.feeds.sim import pace
         from marketdata.feeds.sim_runner import build_market, run_async
+        from risk.state import no_state_from_the_future
 
         options["port"] = port_number(options["port"])
         check_symbols(options["symbols"])
@@ -71,7 +72,8 @@ class Command(BaseCommand):
             self.stdout.flush()
             if options["feed"] == "sim":
                 feed = asyncio.ensure_future(
-                    run_async(plan.market, plan.backfill, options["tick_seconds"]), loop=twisted_loop
+                    run_async(plan.market, plan.backfill, options["tick_seconds"], on_start=no_state_from_the_future),
+                    loop=twisted_loop,
                 )
                 reactor.addSystemEventTrigger("before", "shutdown", lambda: _stopped(feed))
 

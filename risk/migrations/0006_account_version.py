@@ -55,8 +55,11 @@ def _postgresql_reverse() -> list[str]:
     return [*statements, "DROP FUNCTION IF EXISTS cdb_account_version_bump()"]
 
 
+# No INSERT OR IGNORE: the conflict clause of the statement that fires the trigger (a position's upsert) would
+# override it.
 SQLITE_BUMP = f"""
-    INSERT OR IGNORE INTO {VERSION_TABLE} ("id", "version") VALUES (1, {SQLITE_START});
+    INSERT INTO {VERSION_TABLE} ("id", "version")
+        SELECT 1, {SQLITE_START} WHERE NOT EXISTS (SELECT 1 FROM {VERSION_TABLE} WHERE "id" = 1);
     UPDATE {VERSION_TABLE} SET "version" = "version" + 1 WHERE "id" = 1;
 """
 

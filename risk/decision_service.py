@@ -223,9 +223,9 @@ class MarketWatch:
     def __call__(self, event: dict) -> None:
         now = event_known_at(event)
         asked = self.held if self.window_end is None else []
-        version, closes = _account_version(asked, now)
+        version, latest_order_time, closes = _account_version(asked, now)
         if version is None or version != self.version:
-            self._load_account()
+            self._load_account(latest_order_time)
             self.version = version
         if event["symbol"] in self.rows.waiting and not live_trading_enabled():
             watch_market(event, fill=True)  # its paper orders meet this candle's price, then the watch
@@ -246,12 +246,13 @@ class MarketWatch:
         if desk().watch_has_work(DeskView(desk_state(self.state), account, self.parameters, now)):
             watch_market(event)
 
-    def _load_account(self) -> None:
-        """Read after the version: a change in between is read now and seen again as a new version next time."""
+    def _load_account(self, latest_order_time: int | None) -> None:
+        """Read after the version (and the latest order time, read with it): a change in between is read now and
+        seen again as a new version next time."""
         self.state = TradingState.load()
         self.parameters = RiskParameters.load().as_dict()
         self.rows = account_rows(lock=False, with_lots=True)
-        self.latest_order_time = Order.objects.aggregate(latest=Max("event_time"))["latest"]
+        self.latest_order_time = latest_order_time
         self.held = sorted(self.rows.priced_symbols())
         self.closes = None
         self.read_prices = None
@@ -319,22 +320,27 @@ def process_market_watch() -> MarketWatch:
     return _process_watch[1]
 
 
-def _account_version(held: list[str], now: int) -> tuple[int | None, list[Decimal | None]]:
+def _account_version(held: list[str], now: int) -> tuple[int | None, int | None, list[Decimal | None]]:
     """The account's version (``AccountVersion``, bumped by triggers whenever anything ``MarketWatch`` read
-    changes; None before its row exists) and, in the same statement, the last close at ``now`` of each of the
-    ``held`` symbols (None for one without a candle by then), in their order."""
+    changes; None before its row exists) and, in the same statement, the latest order's event time and the last
+    close at ``now`` of each of the ``held`` symbols (None for one without a candle by then), in their order."""
     version_table = connection.ops.quote_name(AccountVersion._meta.db_table)
+    order_table = connection.ops.quote_name(Order._meta.db_table)
     candle_table = connection.ops.quote_name(Candle._meta.db_table)
     close = (
         f'(SELECT "close" FROM {candle_table} WHERE "symbol" = %s AND "known_at" <= %s '  # noqa: S608
         'ORDER BY "known_at" DESC, "interval" LIMIT 1)'
     )
-    sql = f'SELECT (SELECT "version" FROM {version_table} WHERE "id" = 1)'  # noqa: S608
+    sql = (
+        f'SELECT (SELECT "version" FROM {version_table} WHERE "id" = 1), '  # noqa: S608
+        f'(SELECT MAX("event_time") FROM {order_table})'
+    )
     sql += "".join(f", {close}" for _ in held)
     with connection.cursor() as cursor:
         cursor.execute(sql, [value for symbol in held for value in (symbol, now)])
-        version, *closes = cursor.fetchone()
-    return version, [close for (close,) in converted(Candle, ("close",), [(value,) for value in closes])]
+        version, latest_order_time, *closes = cursor.fetchone()
+    closes = [close for (close,) in converted(Candle, ("close",), [(value,) for value in closes])]
+    return version, latest_order_time, closes
 
 
 def _superseded(now: int, symbol: str | None = None) -> bool:

@@ -313,6 +313,9 @@ class LiveCollector:
             float(status["exposure_pct"]) * 100,
         )
         yield GaugeMetricFamily("equity", "Paper/live account equity in the quote currency", float(status["equity"]))
+        yield GaugeMetricFamily(
+            "daily_pnl", "Equity change since 00:00 UTC in the quote currency", float(status["daily_pnl"])
+        )
 
 
 def _stale_limit() -> float:

@@ -192,33 +192,18 @@ def publish(event: Event, *, consumed: bool = False) -> Event:
         persister(event)
     topic = TOPIC_BY_TYPE[event["type"]]
     if consumed or not _consumers().get(topic):
-        _announce_after_commit(topic, event)
+        publish_after_commit(topic, event)
     else:
         transaction.on_commit(partial(_dispatch, topic, event))
     return event
 
 
-class _Announcements:
-    """An on_commit hook: events of one transaction that only need announcing, PUBLISHed in one round trip."""
-
-    def __init__(self, topic: str, event: Event) -> None:
-        self.events = [(topic, event)]
-
-    def __call__(self) -> None:
-        _announce_all(self.events)
-
-
-def _announce_after_commit(topic: str, event: Event) -> None:
-    """Announce the event once the transaction commits, together with the ones published just before it: joined
-    to the last on_commit hook if that is an ``_Announcements`` of the same savepoint (so a rolled-back savepoint
-    drops its own events only, and hooks still run in the order they were registered)."""
-    connection = transaction.get_connection()
-    if connection.in_atomic_block and connection.run_on_commit:
-        savepoints, last, _robust = connection.run_on_commit[-1]
-        if isinstance(last, _Announcements) and savepoints == set(connection.savepoint_ids):
-            last.events.append((topic, event))
-            return
-    transaction.on_commit(_Announcements(topic, event))
+def publish_after_commit(topic: str, event: Event) -> None:
+    """Announce ``event`` on ``topic`` (PUBLISH on Redis, the dashboard, the observers) once the transaction around
+    the call commits; never if it rolls back, nor if the savepoint it was published in does; at once outside a
+    transaction. Django's ``transaction.on_commit``, one hook per event: hooks run in the order they were
+    registered, so announcements keep their places among the transaction's other hooks (its dispatches)."""
+    transaction.on_commit(partial(_announce, topic, event))
 
 
 def publish_batch(events: list[Event], *, stored: bool = False) -> list[Event]:
@@ -450,19 +435,14 @@ def _dispatch(topic: str, event: Event) -> None:
 
 
 def _announce(topic: str, event: Event) -> None:
-    _announce_all([(topic, event)])
-
-
-def _announce_all(events: list[tuple[str, Event]]) -> None:
-    """PUBLISH each (topic, event) on the topic's Redis channel, in one round trip, and push them to the dashboard
-    (both best effort)."""
+    """PUBLISH the event on the topic's Redis channel and push it to the dashboard (both best effort), then hand
+    it to the topic's observers."""
     if settings.REDIS_URL:
-        _redis_publish_many([(topic, json.dumps(event, separators=(",", ":"))) for topic, event in events])
-    for topic, event in events:
-        if topic in DASHBOARD_TOPICS:
-            notify_dashboard(topic, event)
-        for observer in _observers().get(topic, ()):
-            _observe(observer, topic, event)
+        _redis_publish_many([(topic, json.dumps(event, separators=(",", ":")))])
+    if topic in DASHBOARD_TOPICS:
+        notify_dashboard(topic, event)
+    for observer in _observers().get(topic, ()):
+        _observe(observer, topic, event)
 
 
 def _observe(observer: Callable[[str, Event], Any], topic: str, event: Event) -> None:

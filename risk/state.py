@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from django.db import transaction
 
-from execution.account import account_rows, account_state
 from execution.models import Portfolio
 from ground import bus
 from ground.amounts import iso_utc
@@ -18,6 +17,7 @@ from marketdata import clock
 from marketdata.ingest import latest_prices
 from marketdata.watchlist import account_quote
 
+from .account_view import account_rows, account_state
 from .alerts import raise_alert
 from .desk import (
     HALT,

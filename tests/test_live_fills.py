@@ -18,11 +18,11 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from dashboard.snapshot import status
-from execution.account import account_rows, account_state
 from execution.balances import book_assets
 from execution.models import BalanceCheck, Order, Portfolio, Position, Trade
 from ground import bus
 from marketdata.ingest import market_data_event
+from risk.account_view import account_rows, account_state
 from risk.engine import proposed_quantity
 from risk.live_order_service import live_executor
 from risk.models import Alert, TradingState

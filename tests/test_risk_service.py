@@ -344,7 +344,7 @@ def test_only_watched_symbols_get_entries_and_exits_always_go(settings):
 
 
 def test_decision_history_reads_cooldowns_the_order_rate_and_prices_in_one_query(django_assert_num_queries):
-    from execution.account import decision_history
+    from risk.account_view import decision_history
 
     now = 1_735_700_000_000
     rows = [  # (symbol, purpose, status, minutes before now)
@@ -424,10 +424,8 @@ def test_a_lagging_symbol_still_fires_its_own_stop_loss_and_nothing_else():
 
 
 def test_a_candle_with_nothing_to_do_costs_the_watch_one_statement_and_a_drop_still_fires(django_assert_num_queries):
-    """MarketWatch reads the account's version and, on PostgreSQL, the held symbols' prices in one statement (two
-    elsewhere); the prices are the candle's own moment's, so a drop through the stop fires it."""
-    from django.db import connection
-
+    """MarketWatch reads the account's version (``AccountVersion``) and the held symbols' prices in one statement; the
+    prices are the candle's own moment's, so a drop through the stop fires it."""
     from marketdata.ingest import persist_market_data
     from risk.decision_service import MarketWatch
 
@@ -439,7 +437,7 @@ def test_a_candle_with_nothing_to_do_costs_the_watch_one_statement_and_a_drop_st
     for event in events:
         persist_market_data(event)
     watch(events[0])  # reads the account
-    with django_assert_num_queries(1 if connection.vendor == "postgresql" else 2):
+    with django_assert_num_queries(1):  # nothing changed: the account is not read again
         watch(events[1])
     assert not Order.objects.filter(purpose=Order.Purpose.STOP_LOSS).exists()
     watch(events[2])

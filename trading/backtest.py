@@ -411,7 +411,7 @@ class Backtest:
     def _account(self, symbol: str, now: int, *, with_lots: bool = False) -> AccountState:
         """The account as the engine sees it; ``with_lots``: with each held symbol's open lots and their stops
         (what the watch checks stop-losses on; a decision does not read them). Orders waiting for their fill
-        count as the live account counts PENDING orders (``execution.account.account_rows``): an entry's estimated
+        count as the live account counts PENDING orders (``risk.account_view.account_rows``): an entry's estimated
         cost leaves the cash and it counts as being entered (not held), an exit's units leave the position."""
         entry_times = self.entry_times
         while entry_times and entry_times[0] <= now - MINUTE_MS:

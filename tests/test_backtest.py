@@ -2,7 +2,6 @@
 
 import json
 import re
-import subprocess
 import sys
 from decimal import Decimal as D
 from pathlib import Path
@@ -11,12 +10,14 @@ import pytest
 from django.core.management import call_command
 
 from risk.parameters import PARAMETER_SPECS
+from tests.support import processes
+from tests.support.paths import CANDLES
 from tests.support.processes import ROOT
 
-CANDLES = ROOT.parent / "shared" / "data" / "candles"
 ALL_FILES = sorted(str(p) for p in CANDLES.glob("*.csv"))
 FIVE_MINUTE = sorted(str(p) for p in CANDLES.glob("*-5m.csv"))
 DEFAULTS = {name: spec.default for name, spec in PARAMETER_SPECS.items()}
+pytestmark = pytest.mark.shared_data
 
 
 def _backtest(tmp_path, *args) -> dict:
@@ -225,7 +226,7 @@ def test_bad_input_exits_2_with_a_clear_message(tmp_path, args, message):
     names["DUPLICATE"].parent.mkdir()
     names["DUPLICATE"].symlink_to(FIVE_MINUTE[0])
     args = [str(names.get(a, a)) for a in args]
-    done = subprocess.run(
+    done = processes.run(
         [sys.executable, "manage.py", "backtest", "--no-progress", *args],
         cwd=ROOT,
         capture_output=True,

@@ -5,7 +5,6 @@ backtest of its parameters, the report and the API. The runs through real worker
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import uuid
 from decimal import Decimal
@@ -23,13 +22,14 @@ from optimize.folds import walk_forward
 from optimize.models import OptimizationRun
 from optimize.space import SpaceError, parse_space
 from optimize.storage import close, get_storage
+from tests.support import processes
+from tests.support.paths import CANDLES
 
 ROOT = Path(__file__).resolve().parents[1]
-CANDLES = ROOT.parent / "shared" / "data" / "candles"
 ETH, LTC = str(CANDLES / "ETH_BTC-5m.csv"), str(CANDLES / "LTC_BTC-5m.csv")
 SMALL = ["--data", ETH, LTC, "--from", "2018-01-12", "--to", "2018-01-16", "--capital", "1"]
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.shared_data]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -114,7 +114,7 @@ def test_the_command_refuses_bad_spaces_with_exit_2_before_any_study(args, messa
 
 
 def test_exit_code_2_and_the_message_from_the_shell(service_env):
-    answer = subprocess.run(
+    answer = processes.run(
         [
             sys.executable,
             "manage.py",

@@ -15,12 +15,13 @@ from tests.test_event_schema import SPEC_EXAMPLES
 
 pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 EXAMPLE = {example["type"]: example for example in SPEC_EXAMPLES}
+RUN = f"{uuid.uuid4().hex[:8]}-"  # the channels are global: other test runs on this Redis publish there too
 
 
 def _event(event_type: str, marker: str) -> dict:
     """The spec's example of ``event_type``, told apart by its reason (signal) or client_order_id."""
     event = dict(EXAMPLE[event_type])
-    event["reason" if event_type == "signal" else "client_order_id"] = marker
+    event["reason" if event_type == "signal" else "client_order_id"] = RUN + marker
     return event
 
 
@@ -35,7 +36,7 @@ def announced():
     def read() -> list[tuple[str, str]]:
         """What came before a marker published now: Redis delivers one subscriber's messages in the order they were
         published, so once the marker is in, everything the transaction announced (or announced twice) is too."""
-        marker = f"marker-{uuid.uuid4().hex}"
+        marker = f"{RUN}marker-{uuid.uuid4().hex}"
         redis.Redis.from_url(settings.REDIS_URL).publish("order_results", json.dumps({"client_order_id": marker}))
         out, deadline = [], time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -43,10 +44,11 @@ def announced():
             if message is None:
                 continue
             data = json.loads(message["data"])
-            said = data.get("reason") or data.get("client_order_id")
+            said = data.get("reason") or data.get("client_order_id") or ""
             if said == marker:
                 return out
-            out.append((message["channel"].decode(), said))
+            if said.startswith(RUN):  # this test's
+                out.append((message["channel"].decode(), said.removeprefix(RUN)))
         raise AssertionError(f"the marker did not arrive within 10 s; before it: {out}")
 
     yield read
@@ -86,4 +88,4 @@ def test_an_event_for_its_consumers_keeps_its_place_among_announcements(announce
         bus.publish(_event("order", "o1"))  # to its consumer (execution.on_order) after the commit
         bus.publish(_event("order_result", "o1"))
     assert announced() == [("signals", "s1"), ("orders", "o1"), ("order_results", "o1")]
-    assert sent == [("execution.on_order", "o1")]
+    assert sent == [("execution.on_order", RUN + "o1")]

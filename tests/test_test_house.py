@@ -131,7 +131,7 @@ def test_without_the_shared_data_a_test_skips_with_the_reason_and_fails_under_ci
     )
 
     under_ci = _inner_pytest(tmp_path / "ci", CI="true")
-    assert "3 failed, 1 passed" in under_ci, under_ci
+    assert "2 failed, 1 passed, 1 error" in under_ci, under_ci
     assert "shared_data required: ../shared/data is absent" in under_ci, under_ci
 
 

@@ -265,8 +265,10 @@ def test_a_restarted_feed_resumes_after_the_last_stored_candle(fake, feed_thread
     first.stop()
     for _ in range(7):
         fake.step()
+    subscribed_before = fake.subscriptions
     feed_thread(transport="ws", backfill=10)
     wait_stored(fake, START - 10)
+    wait_until(lambda: fake.subscriptions > subscribed_before, message="the second feed's kline subscription")
     assert published_through_the_next_candle(fake, published, START - 10) == expected(fake, START - 10)
     last_request = fake.kline_requests()[-1]
     assert "startTime" not in last_request or int(last_request["startTime"]) > fake.history[MARKET_ID][START - 1].t

@@ -5,7 +5,8 @@ the same data, and side by side with Freqtrade's hyperopt.
 Needs PostgreSQL and Redis (``DATABASE_URL``, ``REDIS_URL``; the database migrated). In each of --rounds rounds
 (1 then 2 workers; every other round 2 then 1, so a drifting load favours neither) the bench measures the plain
 backtest (best of 3), then for each worker count starts that many fresh workers (``celery -A cdb_project worker
--Q optimize -c 1``; with --own-sessions each in its own session, as separately started services are), runs a new
+-Q optimize -P solo``, as docs/optimization.md runs them; ``--pool prefork`` for ``-P prefork -c 1``, to compare;
+with --own-sessions each in its own session, as separately started services are), runs a new
 study of --trials trials on the 3-parameter space of the Freqtrade comparison (ema_fast 5–20, ema_slow 21–60,
 rsi_max 60–80, objective sharpe) and prints:
 
@@ -21,7 +22,8 @@ EmaRsiCrossHO.py in its strategies), Freqtrade's hyperopt (``run_ft_hyperopt.py 
 space, ``-j 2``) runs after each round, and the ratio of 2-worker trials/min to its epochs/min (whole command both)
 is printed. Targets: 2 workers ≥ 1.7× 1 worker; 2 workers ≥ 5× Freqtrade; no trial slower than the plain backtest.
 
-    .venv/bin/python bench/optimize.py [--trials 120] [--rounds 2] [--own-sessions] [--freqtrade] [--epochs 20]
+    .venv/bin/python bench/optimize.py [--trials 120] [--rounds 2] [--own-sessions] [--pool solo|prefork]
+        [--freqtrade] [--epochs 20]
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ FT_PYTHON = Path("/tmp/ftvenv/bin/python")
 SPACE = ["--space", "ema_fast=5:20", "--space", "ema_slow=21:60", "--space", "rsi_max=60:80:int"]
 
 
-def start_workers(count: int, log_dir: Path, own_sessions: bool) -> list[subprocess.Popen]:
+def start_workers(count: int, log_dir: Path, own_sessions: bool, pool: str = "solo") -> list[subprocess.Popen]:
     """``count`` workers of the optimize queue; ``own_sessions``: each in its own session, as separately started
     services are (Linux's autogroup scheduling shares the CPU between sessions first: on a loaded machine, workers
     started in this bench's session would share this session's CPU whatever their number)."""
@@ -53,7 +55,7 @@ def start_workers(count: int, log_dir: Path, own_sessions: bool) -> list[subproc
     for number in range(count):
         log = log_dir / f"bench{number}.log"
         argv = [sys.executable, "-m", "celery", "-A", "cdb_project", "worker", "-Q", "optimize", "-c", "1", "-P",
-                "prefork", "-n", f"bench{number}-{os.getpid()}@%h", "-l", "INFO", "--without-gossip",
+                pool, "-n", f"bench{number}-{os.getpid()}@%h", "-l", "INFO", "--without-gossip",
                 "--without-mingle", "--without-heartbeat"]  # fmt: skip
         output = log.open("w")
         workers.append(
@@ -124,11 +126,11 @@ def _cpu_since(before) -> float:
     return after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
 
 
-def measure(files: list[str], count: int, trials: int, tmp: Path, own_sessions: bool) -> dict:
+def measure(files: list[str], count: int, trials: int, tmp: Path, own_sessions: bool, pool: str) -> dict:
     """One optimize run with ``count`` fresh workers, the workers' CPU (start-up and first load included) added."""
     load = os.getloadavg()[0]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    workers = start_workers(count, tmp, own_sessions)
+    workers = start_workers(count, tmp, own_sessions, pool)
     try:
         result = optimize(files, count, trials, tmp / f"{count}.json")
     finally:
@@ -170,13 +172,16 @@ def main() -> None:
     parser.add_argument("--freqtrade", action="store_true", help="Freqtrade's hyperopt after every round")
     parser.add_argument("--epochs", type=int, default=20, help="Freqtrade hyperopt epochs")
     parser.add_argument("--own-sessions", action="store_true", help="each worker in its own session (setsid)")
+    parser.add_argument(
+        "--pool", choices=("solo", "prefork"), default="solo", help="the workers' pool (-P; docs: solo)"
+    )
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the workers are stopped on the way out
     if not os.environ.get("REDIS_URL") or not os.environ.get("DATABASE_URL", "").startswith("postgres"):
         raise SystemExit("set DATABASE_URL=postgres://… and REDIS_URL=redis://… (a migrated database)")
     files = sorted(str(p) for p in CANDLES.glob("*-5m.csv"))
     print(f"{datetime.now():%Y-%m-%d %H:%M}  {os.cpu_count()} CPUs  load average {os.getloadavg()}")
-    print(f"workers {'each in its own session' if args.own_sessions else 'in the bench session'}")
+    print(f"workers -P {args.pool}, {'each in its own session' if args.own_sessions else 'in the bench session'}")
     print(f"files: {len(files)} ({', '.join(Path(f).name for f in files)})")
     ratios, versus = [], []
     with tempfile.TemporaryDirectory() as tmp:
@@ -185,7 +190,7 @@ def main() -> None:
             print(f"round {number + 1}: plain manage.py backtest {plain:.2f} s wall (best of 3)")
             results = {}
             for count in (1, 2) if number % 2 == 0 else (2, 1):
-                results[count] = measure(files, count, args.trials, Path(tmp), args.own_sessions)
+                results[count] = measure(files, count, args.trials, Path(tmp), args.own_sessions, args.pool)
                 print("  " + report(results[count], plain), flush=True)
             ratios.append(results[2]["per_min"] / results[1]["per_min"])
             steady = [results[c]["steady_per_min"] for c in (1, 2)]

@@ -474,7 +474,7 @@ CELERY_BEAT_SCHEDULE["notify-daily-report"] = {"task": "notify.daily_report", "s
 LOGGING["loggers"]["apprise"] = {"level": "WARNING"}  # its DEBUG lines carry payloads and full URLs
 
 # --- Optimization (optimize/): Optuna studies whose trials run on the `optimize` queue ---------------------------
-# Workers for it: celery -A cdb_project worker -Q optimize. Trading workers (default queue) never take a trial.
+# Workers for it: celery -A cdb_project worker -Q optimize -P solo. Trading workers (default queue) never take a trial.
 INSTALLED_APPS += ["optimize"]
 CELERY_TASK_ROUTES["optimize.*"] = {"queue": "optimize"}
 LOGGING["loggers"]["optuna"] = {"level": "WARNING"}  # one INFO line per trial

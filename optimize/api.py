@@ -26,15 +26,20 @@ FIELDS = [
 
 
 class OptimizationRunSerializer(serializers.ModelSerializer):
+    failed = serializers.SerializerMethodField(help_text="trials whose backtest raised (the report's 'failed')")
+
     class Meta:
         model = OptimizationRun
-        fields = FIELDS
+        fields = [*FIELDS, "failed"]
+
+    def get_failed(self, run: OptimizationRun) -> int:
+        return len(run.report.get("failed", []))
 
 
-class OptimizationRunDetailSerializer(serializers.ModelSerializer):
+class OptimizationRunDetailSerializer(OptimizationRunSerializer):
     class Meta:
         model = OptimizationRun
-        fields = [*FIELDS, "report"]
+        fields = [*FIELDS, "failed", "report"]
 
 
 class OptimizationRunViewSet(viewsets.ReadOnlyModelViewSet):

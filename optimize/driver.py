@@ -14,7 +14,7 @@ from trading.backtest import BacktestInputError
 
 from . import data_cache
 from .folds import walk_forward
-from .report import importance, trial_rows
+from .report import failed_rows, importance, trial_rows
 from .runner import Plan, run_study
 from .space import Dimension
 from .tasks import RESULT
@@ -78,15 +78,23 @@ class Driver:
         studies = []
         for stage in self.stages:
             label = f"fold {stage.plan.fold}/{len(self.stages)}" if stage.fold else "trials"
+            failed = [0]  # this stage's failed trials, for the bar
             with tqdm(total=stage.plan.trials, unit="trial", desc=label, file=sys.stderr, disable=not progress) as bar:
 
-                def update(done: int, total: int, best: float | None, bar=bar) -> None:
+                def update(done: int, total: int, best: float | None, bar=bar, failed=failed) -> None:
                     bar.n = done
-                    bar.set_postfix_str(f"best {best:.4g}" if best is not None else "best –", refresh=False)
+                    text = f"best {best:.4g}" if best is not None else "best –"
+                    bar.set_postfix_str(text + (f", {failed[0]} failed" if failed[0] else ""), refresh=False)
                     bar.refresh()
 
+                def failure(number: int, params: dict, error: str, failed=failed) -> None:
+                    failed[0] += 1
+                    shown = ", ".join(f"{k}={v}" for k, v in params.items())
+                    tqdm.write(f"trial {number} failed ({shown}): {error}", file=sys.stderr)
+
                 def started(study, finished: int, bar=bar) -> None:
-                    bar.n = bar.last_print_n = finished
+                    # a resumed study's finished trials are not this run's: the rate and the ETA leave them out
+                    bar.n = bar.last_print_n = bar.initial = finished
                     bar.refresh()
 
                 studies.append(
@@ -97,14 +105,17 @@ class Driver:
                         workers=self.workers,
                         progress=update,
                         on_start=started,
+                        on_stall=on_stall,
+                        on_failure=failure,
                     )
                 )
         return self.document(studies)
 
     def document(self, studies: list[optuna.Study]) -> dict:
-        trials, folds = [], []
+        trials, failed, folds = [], [], []
         for stage, study in zip(self.stages, studies, strict=True):
             trials += trial_rows(study, stage.plan.fold)
+            failed += failed_rows(study, stage.plan.fold)
             if stage.fold:
                 folds.append(self._fold(stage, study))
         last = studies[-1]
@@ -130,6 +141,7 @@ class Driver:
             "best_value": best.value if best else None,
             "best_trial": best.number if best else None,
             "trials": trials,
+            "failed": failed,
             "walk_forward": folds,
             "importance": importance(last),
             "equity_curve": curve,

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import optuna
 from optuna.trial import TrialState
 
-from .tasks import RESULT
+from .tasks import ERROR, RESULT
 
 
 def trial_rows(study: optuna.Study, fold: int | None = None) -> list[dict]:
@@ -39,6 +39,17 @@ def trial_rows(study: optuna.Study, fold: int | None = None) -> list[dict]:
             }
         )
     return rows
+
+
+def failed_rows(study: optuna.Study, fold: int | None = None) -> list[dict]:
+    """The trials whose backtest raised and that no later trial asked again: number, parameters, error."""
+    trials = study.get_trials(deepcopy=False)
+    asked_again = {t.user_attrs.get("retry_of") for t in trials}
+    return [
+        {"number": t.number, "fold": fold, "params": t.params, "error": t.user_attrs[ERROR]}
+        for t in trials
+        if t.state == TrialState.FAIL and ERROR in t.user_attrs and t.number not in asked_again
+    ]
 
 
 def importance(study: optuna.Study) -> dict[str, float]:
@@ -156,10 +167,11 @@ th{background:#f0f0f0}code{background:#f4f4f4;padding:2px 4px;word-break:break-a
 
 def html_page(document: dict) -> str:
     best = document["best_params"]
+    failed = f" · <b>{len(document['failed'])} failed</b>" if document["failed"] else ""
     parts = [
         f"<h1>Optimization {html.escape(document['study'])}</h1>",
         f"<p>{html.escape(document['strategy'])} · objective <b>{html.escape(document['objective'])}</b> · "
-        f"{len(document['trials'])} finished trials · files {html.escape(', '.join(document['files']))}</p>",
+        f"{len(document['trials'])} finished trials{failed} · files {html.escape(', '.join(document['files']))}</p>",
         "<h2>Best parameters</h2>",
         _table(["parameter", "value"], [[k, v] for k, v in best.items()]) if best else "<p>No complete trial.</p>",
         f"<p>best {html.escape(document['objective'])}: {_figure(document['best_value'])}</p>",
@@ -229,6 +241,17 @@ def html_page(document: dict) -> str:
             ],
         )
     )
+    if document["failed"]:
+        parts += [
+            "<h2>Failed trials</h2><p>Their backtest raised; a resumed or extended run asks them again first.</p>",
+            _table(
+                ["#", "fold", "parameters", "error"],
+                [
+                    [t["number"], t["fold"], ", ".join(f"{k}={v}" for k, v in t["params"].items()), t["error"]]
+                    for t in document["failed"]
+                ],
+            ),
+        ]
     body = "\n".join(parts)
     title = html.escape(f"Optimization {document['study']}")
     return (

@@ -19,7 +19,7 @@ import json
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import optuna
@@ -27,12 +27,15 @@ from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
 
 from .space import Dimension
-from .tasks import ERROR, RESULT, execute, fail, finish
+from .tasks import ERROR, RESULT, execute, fail, failed_with, finish
 from .trial import Problem, check_params
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-POLL_SEC = 1.0  # a result whose wake-up was lost is still found within this long
+POLL_SEC = 1.0  # the longest wait for a wake-up before the command looks again (a stall, the trials overdue)
+OVERDUE = 2  # a trial in flight this many times longer than the slowest one so far took is looked for in the storage
 STALL_SEC = 10.0  # no result for this long: on_stall (the command checks that a worker takes the queue)
+# this many failed trials in a row stop the command: a cause every trial meets (a file gone, a bug)
+FAILURES_IN_A_ROW = 5
 IN_FLIGHT_PER_WORKER = 2  # each worker one trial running and one waiting in the queue: none idles between trials
 
 
@@ -41,7 +44,7 @@ class Interrupted(Exception):
 
 
 class TrialFailed(Exception):
-    """A trial's backtest raised on a worker (the trial failed, the others in flight were handed back)."""
+    """FAILURES_IN_A_ROW trials' backtests raised, one after the other (the others in flight were handed back)."""
 
 
 @dataclass(frozen=True)
@@ -90,20 +93,21 @@ def retries(trials: list[optuna.trial.FrozenTrial]) -> list[tuple[dict, int]]:
 
 
 def sampler_study(trials: list[optuna.trial.FrozenTrial], seed: int | None) -> optuna.Study:
-    """The in-memory study TPE samples from: the stored study's finished trials (values and parameters only)."""
+    """The in-memory study TPE samples from: the stored study's finished trials (values and parameters only), and
+    the trials whose backtest raised as pruned ones (TPE ignores failed trials: it would search their region on)."""
     # multivariate: one joint draw per trial; constant liar: the trials in flight count as bad, so the next asks
     # look elsewhere
     sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True, multivariate=True)
     memory = optuna.create_study(direction="maximize", sampler=sampler)
     memory.add_trials(
         create_trial(
-            state=t.state,
+            state=t.state if t.state in FINISHED else TrialState.PRUNED,
             value=t.value if t.state == TrialState.COMPLETE else None,
             params=t.params,
             distributions=t.distributions,
         )
         for t in trials
-        if t.state in FINISHED
+        if t.state in FINISHED or ERROR in t.user_attrs
     )
     return memory
 
@@ -141,24 +145,29 @@ def run_study(
     progress: Callable[[int, int, float | None], None],
     on_start: Callable[[optuna.Study, int], None] = lambda study, finished: None,
     on_stall: Callable[[], None] = lambda: None,
+    on_failure: Callable[[int, dict, str], None] = lambda number, params, error: None,
 ) -> optuna.Study:
     """Ask, dispatch and tell until the study has ``plan.trials`` finished trials. ``progress(done, total, best)``
-    after every finished trial; Ctrl-C hands the in-flight trials back and raises Interrupted. Returns the study
-    as stored."""
+    after every finished trial; ``on_failure(number, params, error)`` after a trial whose backtest raised (stored
+    as FAIL with its error; the study goes on, unless FAILURES_IN_A_ROW failed one after the other: TrialFailed).
+    Ctrl-C hands the in-flight trials back and raises Interrupted. Returns the study as stored."""
     record = optuna.create_study(study_name=plan.study, storage=storage, direction="maximize", load_if_exists=True)
     recover(record)
     stored = record.get_trials(deepcopy=False)
     # Resumed with the same --seed, the sampler must not draw the first run's parameters again.
     memory = sampler_study(stored, None if plan.seed is None else plan.seed + len(stored))
     again = deque(retries(stored))
-    finished = len(memory.trials)
+    finished = sum(t.state in FINISHED for t in stored)
     best = _best(memory)
     on_start(record, finished)
     space = distributions(plan.dimensions)
     capacity = 1 if local else IN_FLIGHT_PER_WORKER * workers
     waiter = Waiter(None, "") if local else _redis_waiter(plan.study, secrets.token_hex(6))
-    in_flight: dict[int, int] = {}  # trial id in the storage -> trial number in memory
-    quiet, stalled = 0.0, False
+    # trial id in the storage -> (trial number in memory, parameters, whether it asks a failed trial's again)
+    in_flight: dict[int, tuple[int, dict, bool]] = {}
+    quiet, stalled, failures_in_a_row = 0.0, False, 0
+    sent: dict[int, float] = {}  # trial id -> when it was sent (monotonic)
+    slowest = POLL_SEC  # the longest a trial took from being sent to its wake-up, so far
     arrived: dict[int, dict] = {}  # results by trial id
     try:
         while finished < plan.trials:
@@ -181,7 +190,7 @@ def run_study(
                 trial_id = storage.create_new_trial(
                     record._study_id, _template(TrialState.RUNNING, trial.params, space, attrs)
                 )
-                in_flight[trial_id] = trial.number
+                in_flight[trial_id] = (trial.number, trial.params, "retry_of" in attrs)
                 payload = {
                     "trial_id": trial_id,
                     "problem": plan.problem.as_dict(),
@@ -191,25 +200,46 @@ def run_study(
                     "done_key": waiter.key,
                 }
                 if local:
-                    arrived[trial_id] = execute(payload)
+                    try:
+                        arrived[trial_id] = execute(payload)
+                    except Exception as error:  # as on a worker: the trial fails with its error, the study goes on
+                        arrived[trial_id] = failed_with(storage, trial_id, error) or {ERROR: str(error)}
                 else:
                     from .tasks import run_trial
 
                     run_trial.apply_async((payload,), queue="optimize")
+                    sent[trial_id] = time.monotonic()
             if not local and in_flight:
                 arrived = waiter.wait(POLL_SEC)
                 quiet = 0.0 if arrived else quiet + POLL_SEC
                 if quiet >= STALL_SEC and not stalled:
                     stalled = True
                     on_stall()
-                if not arrived:  # a wake-up lost? look at every trial in flight in the storage
-                    arrived = stored_results(storage, in_flight)
+                now = time.monotonic()
+                if arrived:
+                    slowest = max([slowest, *(now - sent[t] for t in arrived if t in sent)])
+                else:  # a wake-up lost? look in the storage for the trials overdue (not every second for all)
+                    overdue = [t for t in in_flight if now - sent[t] > OVERDUE * slowest]
+                    arrived = stored_results(storage, overdue) if overdue else {}
             for trial_id, result in arrived.items():
-                number = in_flight.pop(trial_id, None)
-                if number is None:  # found in the storage already, its wake-up came late
+                if trial_id not in in_flight:  # found in the storage already, its wake-up came late
                     continue
+                number, params, retry = in_flight.pop(trial_id)
+                sent.pop(trial_id, None)
                 if ERROR in result:
-                    raise TrialFailed(f"trial {number} failed: {result[ERROR]}")
+                    memory.tell(number, state=TrialState.PRUNED)  # for the sampler, a bad trial: search elsewhere
+                    stored_number = storage.get_trial_number_from_id(trial_id)  # (memory's: finished trials only)
+                    on_failure(stored_number, params, result[ERROR])
+                    # a failed trial's parameters asked again may fail again (a bug they meet): only new trials
+                    # failing in a row say that every trial meets the cause
+                    failures_in_a_row += not retry
+                    if failures_in_a_row >= FAILURES_IN_A_ROW:
+                        raise TrialFailed(
+                            f"{failures_in_a_row} trials in a row failed, the last: trial {stored_number} failed: "
+                            f"{result[ERROR]}"
+                        )
+                    continue
+                failures_in_a_row = 0
                 if result["pruned"] or result["value"] is None:
                     memory.tell(number, state=TrialState.PRUNED)
                 else:
@@ -235,10 +265,10 @@ def _template(state: TrialState, params: dict, space: dict, attrs: dict) -> optu
     )
 
 
-def stored_results(storage, in_flight: dict[int, int]) -> dict[int, dict]:
+def stored_results(storage, trial_ids: Iterable[int]) -> dict[int, dict]:
     """The in-flight trials a worker has stored figures for, finished here if the worker did not get to it."""
     found = {}
-    for trial_id in in_flight:
+    for trial_id in trial_ids:
         trial = storage.get_trial(trial_id)
         if trial.state == TrialState.FAIL and ERROR in trial.user_attrs:
             found[trial_id] = {ERROR: trial.user_attrs[ERROR]}
@@ -251,7 +281,7 @@ def stored_results(storage, in_flight: dict[int, int]) -> dict[int, dict]:
     return found
 
 
-def _hand_back(storage, in_flight: dict[int, int]) -> None:
+def _hand_back(storage, in_flight: dict) -> None:
     for trial_id in in_flight:
         trial = storage.get_trial(trial_id)
         if trial.state != TrialState.RUNNING:

@@ -14,6 +14,7 @@ import socket
 from functools import cache
 
 from celery import shared_task
+from celery.signals import worker_ready
 
 RESULT = "result"  # the trial attribute holding what the worker measured
 ERROR = "error"  # the trial attribute holding why its backtest raised (the trial failed)
@@ -74,18 +75,26 @@ def fail(storage, trial_id: int) -> bool:
         return False
 
 
+def failed_with(storage, trial_id: int, error: Exception) -> dict | None:
+    """Fail the trial whose backtest raised ``error``, the error kept on it; the message for the command (None: the
+    trial had ended already)."""
+    text = f"{type(error).__name__}: {error} (worker {socket.gethostname()}:{os.getpid()})"
+    return {ERROR: text} if give_up(storage, trial_id, text) else None
+
+
 @shared_task(name="optimize.run_trial", acks_late=True, ignore_result=True)
 def run_trial(payload: dict) -> None:
     """Run one trial; a trial that raises (a file missing on this machine, a bug) is failed with the error and the
-    command told, so it stops with the message instead of waiting for the trial forever."""
+    command told (it counts the failure and goes on, or stops after several in a row) instead of waiting for the
+    trial forever."""
     try:
         outcome = execute(payload)
     except Exception as error:
         from .storage import get_storage
 
-        text = f"{type(error).__name__}: {error} (worker {socket.gethostname()}:{os.getpid()})"
-        if give_up(get_storage(), payload["trial_id"], text):
-            _wake(payload, {ERROR: text})
+        message = failed_with(get_storage(), payload["trial_id"], error)
+        if message is not None:
+            _wake(payload, message)
         raise  # and Celery logs it
     if outcome is not None:
         _wake(payload, {"value": outcome["value"], "pruned": outcome["pruned"]})  # what the command's sampler needs
@@ -112,3 +121,18 @@ def _redis(url: str):
     import redis
 
     return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+
+
+@worker_ready.connect
+def warm_up(sender, **_) -> None:
+    """A solo worker of the optimize queue (``-P solo``: it runs each trial in the process that takes it) imports the
+    backtest and opens the study storage before it says it is ready, so its first trial does not pay for them. A
+    prefork pool's processes are forked before this: warming their parent would only hand them its connections."""
+    from celery.concurrency.solo import TaskPool
+
+    if not isinstance(sender.pool, TaskPool) or "optimize" not in {q.name for q in sender.task_consumer.queues}:
+        return
+    from . import trial  # noqa: F401 - the backtest and the strategies
+    from .storage import get_storage
+
+    get_storage()

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from ground import bus
 from marketdata import clock
 
 from .models import Alert
 
 
-def persist_alert(event: dict) -> Alert:
-    return Alert.objects.create(
+def _row(event: dict) -> Alert:
+    return Alert(
         level=event["level"],
         code=event["code"],
         message=event["message"],
@@ -18,7 +20,13 @@ def persist_alert(event: dict) -> Alert:
     )
 
 
-def raise_alert(level: str, code: str, message: str, *, timestamp: int | None = None, symbol: str = "") -> dict:
+def persist_alert(event: dict) -> Alert:
+    alert = _row(event)
+    alert.save(force_insert=True)
+    return alert
+
+
+def alert_event(level: str, code: str, message: str, *, timestamp: int | None = None, symbol: str = "") -> dict:
     event = {
         "type": "alert",
         "level": level,
@@ -28,4 +36,15 @@ def raise_alert(level: str, code: str, message: str, *, timestamp: int | None = 
     }
     if symbol:
         event["symbol"] = symbol
-    return bus.publish(event)
+    return event
+
+
+def raise_alert(level: str, code: str, message: str, *, timestamp: int | None = None, symbol: str = "") -> dict:
+    return bus.publish(alert_event(level, code, message, timestamp=timestamp, symbol=symbol))
+
+
+def raise_alerts(events: Iterable[dict]) -> list[dict]:
+    """Several alerts (``alert_event``s) of one decision: validated, stored with one INSERT, published after commit."""
+    published = bus.publish_batch(list(events), stored=True)
+    Alert.objects.bulk_create([_row(event) for event in published])
+    return published

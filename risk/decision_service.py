@@ -1,7 +1,8 @@
 """The risk shell: load the account under its row lock, ask the engine, store the decision, publish orders.
 
-Two entry points, both serialized by ``TradingState``'s row lock:
+Three entry points, all serialized by ``TradingState``'s row lock:
 - ``decide_signal``: a signal becomes an approved PENDING order or a stored rejection;
+- ``fill_market``: paper orders waiting for a symbol's next candle meet its price;
 - ``watch_market``: each market_data event checks the daily drawdown (halt and close
   everything), stop-losses (one exit per trade) and the circuit breaker's retry.
 """
@@ -33,8 +34,10 @@ from marketdata.validation import known_at
 from marketdata.watchlist import is_tradable
 
 from . import metrics
-from .alerts import raise_alert
+from .alerts import alert_event, raise_alerts
 from .desk import (
+    CLOSING_HALTS,
+    RISK_EXITS,
     SUPPRESSED,
     CancelOrder,
     ChangeState,
@@ -133,21 +136,26 @@ def decide_locked(state: TradingState, event: dict, parameters: RiskParameters |
         event.get("strategy", ""),
         event.get("source_timestamp", event["timestamp"]),
     )
-    return _apply(desk().decide(view, signal, STORED_EXITS), state, now, signal_id=signal.signal_id)
+    return _apply(desk().decide(view, signal, StoredExits()), state, now, signal_id=signal.signal_id)
 
 
-def fill_waiting_orders(state: TradingState, symbol: str, opened_ms: int, now: int) -> None:
+def fill_waiting_orders(
+    state: TradingState, symbol: str, opened_ms: int, now: int, parameters: RiskParameters | None = None
+) -> None:
     """Paper: the symbol's PENDING orders decided by ``opened_ms`` (the open of the candle at hand) meet the first
     price after their decision, the open of the symbol's first candle opened at or after it, through the desk's
     fill step (``Desk.fill``: a state that now blocks an order cancels it; an entry's slippage beyond
     MAX_SLIPPAGE_PCT trips the circuit breaker), oldest first, at the market time ``now`` (the candle's close). In
-    the caller's transaction, which holds the account lock (``state``)."""
+    the caller's transaction, which holds the account lock (``state``; ``parameters``, if the caller read them with
+    it)."""
     waiting = list(
         Order.objects.select_for_update()
         .filter(status=Order.Status.PENDING, symbol=symbol, event_time__lte=opened_ms)
         .order_by("id")
     )
-    parameters = RiskParameters.load().as_dict() if waiting else {}
+    if not waiting:
+        return
+    parameters = (parameters or RiskParameters.load()).as_dict()
     for order in waiting:
         candle = fill_candle(order, opened_ms)
         if candle is not None:
@@ -173,18 +181,25 @@ def expire_waiting_orders(without_data: dict[str, str], now: int) -> None:
         _apply(desk().expire(waiting, without_data), state, now, fills=fills)
 
 
-def watch_market(event: dict, *, fill: bool = False) -> None:
-    """Per market_data, under the account lock: roll the day; with ``fill``, the symbol's paper orders waiting for
-    this candle (``fill_waiting_orders``); then the desk's watch (the daily drawdown's halt and close-out,
-    stop-losses, the circuit breaker's retry). ``MarketWatch`` calls it for the candles where its look without
-    the lock found work. Its market time is the candle's close."""
+def fill_market(event: dict) -> None:
+    """Paper, per market_data of a symbol with orders waiting for it, under the account lock: roll the day (it
+    starts before this candle's fills, at the prices before), then fill those orders (``fill_waiting_orders``).
+    The watch of the same candle follows as for any candle (``MarketWatch``), on the account after the fills."""
+    now = event_known_at(event)
+    with transaction.atomic():
+        state, parameters = TradingState.load_with_parameters(for_update=True)
+        if day_rolls(Portfolio.load(), now):
+            load_account(state.state, now, (event["symbol"],), for_decision=False)
+        fill_waiting_orders(state, event["symbol"], event["timestamp"], now, parameters)
+
+
+def watch_market(event: dict) -> None:
+    """Per market_data, under the account lock: roll the day, then the desk's watch (the daily drawdown's halt and
+    close-out, stop-losses, the circuit breaker's retry). ``MarketWatch`` calls it for the candles where its look
+    without the lock found work. Its market time is the candle's close."""
     now = event_known_at(event)
     with transaction.atomic():
         state = TradingState.load(for_update=True)
-        if fill:
-            if day_rolls(Portfolio.load(), now):  # the day starts before this candle's fills, at the prices before
-                load_account(state.state, now, (event["symbol"],), for_decision=False)
-            fill_waiting_orders(state, event["symbol"], event["timestamp"], now)
         late = _superseded(now)
         if late and _superseded(now, event["symbol"]):
             return
@@ -194,10 +209,10 @@ def watch_market(event: dict, *, fill: bool = False) -> None:
         market = market_at(state.breaker_symbol, now) if breaker else None
         view = DeskView(desk_state(state), account, parameters, now, market)
         if late:  # only its own symbol's stop-loss: see _superseded
-            _apply(desk().watch(view, STORED_EXITS, only_symbol=event["symbol"]), state, now)
+            _apply(desk().watch(view, StoredExits(), only_symbol=event["symbol"]), state, now)
             return
         metrics.record_account(account, state.state)
-        _apply(desk().watch(view, STORED_EXITS), state, now)
+        _apply(desk().watch(view, StoredExits()), state, now)
 
 
 class MarketWatch:
@@ -228,9 +243,10 @@ class MarketWatch:
             self._load_account(version)
             self.version = version
         if event["symbol"] in self.rows.waiting and not live_trading_enabled():
-            watch_market(event, fill=True)  # its paper orders meet this candle's price, then the watch
-            self.version = None  # the account has changed: read it again for the next candle
-            return
+            fill_market(event)  # its paper orders meet this candle's price; then this candle's watch, on the fills
+            version, closes = _account_version(asked, now)
+            self._load_account(version)
+            self.version = version
         if closes is not None and asked == self.held:
             read = zip(asked, closes, strict=True)
             self.read_prices = (now, {symbol: close for symbol, close in read if close is not None})
@@ -247,8 +263,8 @@ class MarketWatch:
             watch_market(event)
 
     def _load_account(self, version: tuple | None) -> None:
-        self.state = TradingState.load()
-        self.parameters = RiskParameters.load().as_dict()
+        self.state, parameters = TradingState.load_with_parameters()
+        self.parameters = parameters.as_dict()
         self.rows = account_rows(lock=False, with_lots=True)
         if version is not None:
             self.latest_order_time = version[0]  # the version row reads it first
@@ -407,21 +423,87 @@ def desk_state(state: TradingState) -> DeskState:
 
 
 class StoredExits:
-    """The desk's ``ExitLedger`` on the database: open trades, orders made under an exit key, held-back stops."""
+    """The desk's ``ExitLedger`` on the database, for one decision: open trades, orders made under an exit key,
+    held-back stops. Each kind of question is answered from one query, made when it is first asked, for every open
+    trade at once: a close-out of many positions reads as much as one of a single position."""
+
+    def __init__(self) -> None:
+        self._open: dict[str, list[tuple[str, int]]] | None = None  # symbol → (trade id, entry order id), oldest first
+        self._attempts: dict[str, list[str]] | None = None  # an open trade's exit key → its orders' statuses
+        self._suppressed: set[str] | None = None
+
+    def _open_trades(self) -> dict[str, list[tuple[str, int]]]:
+        if self._open is None:
+            self._open = {}
+            trades = Trade.objects.filter(status=Trade.Status.OPEN).order_by("entry_time", "id")
+            for symbol, trade_id, order_id in trades.values_list("symbol", "trade_id", "order_id"):
+                self._open.setdefault(symbol, []).append((trade_id, order_id))
+        return self._open
 
     def oldest_open_trade(self, symbol: str) -> str | None:
-        trades = Trade.objects.filter(symbol=symbol, status=Trade.Status.OPEN).order_by("entry_time", "id")
-        return trades.values_list("trade_id", flat=True).first()
+        trades = self._open_trades().get(symbol)
+        return trades[0][0] if trades else None
 
     def exit_attempts(self, base: str) -> list[str]:
+        if self._attempts is None:
+            # An exit of an open trade is made after that trade's entry order: so after the oldest one's.
+            open_trades = [trade for trades in self._open_trades().values() for trade in trades]
+            self._attempts = {f"{kind}:{trade_id}": [] for trade_id, _ in open_trades for kind in _EXIT_KINDS}
+            if open_trades:
+                exits = Order.objects.filter(
+                    purpose__in=RISK_EXITS,
+                    symbol__in=list(self._open),
+                    id__gt=min(order_id for _, order_id in open_trades),
+                ).order_by("id")
+                for signal_id, status in exits.values_list("signal_id", "status"):
+                    statuses = self._attempts.get(signal_id.partition("#")[0])
+                    if statuses is not None:
+                        statuses.append(status)
+        if base in self._attempts:
+            return list(self._attempts[base])
         attempts = Order.objects.filter(Q(signal_id=base) | Q(signal_id__startswith=f"{base}#")).order_by("id")
-        return list(attempts.values_list("status", flat=True))
+        return list(attempts.values_list("status", flat=True))  # not an open trade's key: asked on its own
 
     def suppressed(self, base: str) -> bool:
-        return RiskEvent.objects.filter(signal_id=base, layer=SUPPRESSED).exists()
+        stops = {f"stop:{trade_id}" for trades in self._open_trades().values() for trade_id, _ in trades}
+        if base not in stops:  # not an open trade's stop: asked on its own
+            return RiskEvent.objects.filter(signal_id=base, layer=SUPPRESSED).exists()
+        if self._suppressed is None:
+            events = RiskEvent.objects.filter(layer=SUPPRESSED, signal_id__in=sorted(stops))
+            self._suppressed = set(events.values_list("signal_id", flat=True))
+        return base in self._suppressed
 
 
-STORED_EXITS = StoredExits()
+_EXIT_KINDS = ("stop", *(kind for _, kind in CLOSING_HALTS.values()))  # the keys of risk exits: KIND:trade id
+
+
+class _Rows:
+    """The desk's effects that are rows of their own — risk events, alerts, orders — gathered in effect order and
+    written with one INSERT per model (``write``). An effect that reads or writes the account or the trading state
+    writes the rows gathered before it first, so everything is stored in the order the desk said it."""
+
+    def __init__(self, paper: bool) -> None:
+        self.paper = paper
+        self.risk_events: list[RiskEvent] = []
+        self.alerts: list[dict] = []
+        self.orders: list[tuple[Order, bool]] = []  # with: sent at once (a live risk exit)
+
+    def write(self) -> None:
+        if self.risk_events:
+            RiskEvent.objects.bulk_create(self.risk_events)
+            self.risk_events = []
+        if self.alerts:
+            raise_alerts(self.alerts)
+            self.alerts = []
+        if self.orders:
+            orders, self.orders = self.orders, []
+            Order.objects.bulk_create([order for order, _ in orders])
+            for order, send in orders:
+                # after commit: published to the executor — or, on paper, only announced: it waits for its symbol's
+                # next candle (``fill_waiting_orders``)
+                bus.publish(order_event(order), consumed=self.paper)
+                if send:  # the risk manager's own exits are sent at once, in this transaction
+                    execute_order({"client_order_id": order.client_order_id})
 
 
 def _apply(
@@ -432,31 +514,34 @@ def _apply(
     signal_id: str | None = None,
     fills: dict[str, tuple[Order, tuple, dict]] | None = None,
 ) -> Order | None:
-    """Carry out the desk's effects in order, in the caller's transaction (which holds the account lock). Returns
-    the order of the signal ``signal_id``, if one was made. ``fills``: for a fill step's effects, the order they
-    name by client order id, with its fill candle (``fill_candle``) and the parameters."""
+    """Carry out the desk's effects, in the caller's transaction (which holds the account lock): the risk events,
+    alerts and orders in one INSERT per model (``_Rows``), so a decision's statements do not grow with its effects.
+    Returns the order of the signal ``signal_id``, if one was made. ``fills``: for a fill step's effects, the order
+    they name by client order id, with its fill candle (``fill_candle``) and the parameters."""
     paper = not live_trading_enabled()
     made = None
+    rows = _Rows(paper)
     for effect in effects:
         kind = effect.__class__
         if kind is RecordRiskEvent:
             if effect.signal_id == signal_id:
                 metrics.record_decision(effect.decision, effect.layer)
-            RiskEvent.objects.create(
-                decision=effect.decision,
-                layer=effect.layer,
-                symbol=effect.symbol,
-                signal_id=effect.signal_id,
-                client_order_id=effect.client_order_id,
-                requested_quantity=effect.requested_quantity,
-                approved_quantity=effect.approved_quantity,
-                reason=effect.reason,
-                details=effect.details,
-                timestamp=now,
+            rows.risk_events.append(_risk_event(effect, now))
+            continue
+        if kind is RaiseAlert:
+            rows.alerts.append(
+                alert_event(effect.level, effect.code, effect.message, timestamp=now, symbol=effect.symbol)
             )
-        elif kind is RaiseAlert:
-            raise_alert(effect.level, effect.code, effect.message, timestamp=now, symbol=effect.symbol)
-        elif kind is ChangeState:
+            continue
+        if kind is SubmitOrder:
+            the_signals = effect.signal_id == signal_id
+            order = _order(effect, now)
+            rows.orders.append((order, not paper and not the_signals))
+            if the_signals:
+                made = order
+            continue
+        rows.write()
+        if kind is ChangeState:
             apply_state_change(state, effect.new_state, effect.reason, "risk", now, layer=effect.layer)
             if effect.breaker_symbol:
                 state.breaker_symbol, state.breaker_tries, state.breaker_checked_ms = effect.breaker_symbol, 0, now
@@ -464,13 +549,6 @@ def _apply(
         elif kind is UpdateBreaker:
             state.breaker_tries, state.breaker_checked_ms = effect.tries, effect.checked_ms
             state.save(update_fields=["breaker_tries", "breaker_checked_ms"])
-        elif kind is SubmitOrder:
-            the_signals = effect.signal_id == signal_id
-            order = _submit(effect, now, paper)
-            if not paper and not the_signals:  # the risk manager's own exits are sent at once, in this transaction
-                execute_order({"client_order_id": order.client_order_id})
-            if the_signals:
-                made = order
         elif kind is FillOrder:
             order, candle, parameters = fills[effect.client_order_id]
             stop_loss_pct = parameters["STOP_LOSS_PCT"]
@@ -479,13 +557,17 @@ def _apply(
             cancel_order(fills[effect.client_order_id][0], effect.reason, now)
         elif kind is ExpireOrder:
             cancel_order(fills[effect.client_order_id][0], effect.reason, now, Order.Status.EXPIRED)
+    rows.write()
     return made
 
 
-def _submit(submit: SubmitOrder, now: int, paper: bool) -> Order:
-    """Store the order PENDING, then (after commit) publish it to the executor — or, on paper, only announce it:
-    it waits for its symbol's next candle (``fill_waiting_orders``)."""
-    order = Order.objects.create(
+def _risk_event(record: RecordRiskEvent, now: int) -> RiskEvent:
+    return RiskEvent(**record._asdict(), timestamp=now)  # the effect's fields are the model's
+
+
+def _order(submit: SubmitOrder, now: int) -> Order:
+    """The PENDING order of a ``SubmitOrder``, to be stored (``_Rows.write``)."""
+    return Order(
         client_order_id=submit.client_order_id,
         signal_id=submit.signal_id,
         symbol=submit.symbol,
@@ -502,8 +584,6 @@ def _submit(submit: SubmitOrder, now: int, paper: bool) -> Order:
         risk_checks=submit.checks,
         purpose=submit.purpose,
     )
-    bus.publish(order_event(order), consumed=paper)
-    return order
 
 
 def _redrive_pending_order(signal_id: str) -> None:

@@ -22,10 +22,11 @@ SERVICES = {
     "cdb_beat",
     "cdb_feed",
     "cdb_notify",
+    "cdb_optimize",
     "cdb_prometheus",
     "cdb_grafana",
 }
-APP = ("cdb_web", "cdb_worker", "cdb_beat", "cdb_feed", "cdb_notify")
+APP = ("cdb_web", "cdb_worker", "cdb_beat", "cdb_feed", "cdb_notify", "cdb_optimize")
 SECRETS = ("POSTGRES_PASSWORD", "REDIS_PASSWORD", "SECRET_KEY", "GRAFANA_ADMIN_PASSWORD", "METRICS_TOKEN")
 # Each container and the secrets it uses, no more (docs/security.md "Secrets in compose").
 SECRETS_OF = {
@@ -39,6 +40,7 @@ SECRETS_OF = {
     "cdb_notify": {
         "secret_key", "postgres_password", "redis_password", "notify_urls", "mexc_api_key", "mexc_api_secret",
     },
+    "cdb_optimize": {"secret_key", "postgres_password", "redis_password"},
     "cdb_beat": {"secret_key", "redis_password"},
     "cdb_feed": {"secret_key", "postgres_password", "redis_password"},
     "cdb_prometheus": {"metrics_token"},
@@ -231,6 +233,9 @@ def test_app_services_run_the_entrypoint_roles_and_the_worker_scales():
     assert services["cdb_feed"]["command"][0] == "feed"
     assert services["cdb_notify"]["command"] == ["worker", "-Q", "notify"]  # CELERY_TASK_ROUTES: notify.* → notify
     assert services["cdb_notify"]["environment"]["WORKER_NAME"] == "notify"
+    # optimize.* → optimize; solo: the entrypoint's -P prefork comes first, the last -P is the one celery takes
+    assert services["cdb_optimize"]["command"] == ["worker", "-Q", "optimize", "-P", "solo"]
+    assert services["cdb_optimize"]["profiles"] == ["optimize"] and "ports" not in services["cdb_optimize"]
     worker = services["cdb_worker"]
     assert "container_name" not in worker and not worker.get("ports"), "a fixed name or port prevents --scale"
     entry = (ROOT / "docker" / "entrypoint.sh").read_text()

@@ -1,8 +1,9 @@
 """A trader's first hour (issue 22) through the real commands on a SQLite database of their own, as `make run` uses:
 `manage.py serve` twice in a row (the second run carries the simulated market on from the last stored candle and
-decides new candles at once, no data age below zero), a replay into that same database, `make run` once more, the
-amounts as people and programs read them (risk_status, /api/status/, the backtest summary, JSON and HTML report),
-and the dashboard in Chromium at 1280, 1366, 1440 and 1920 px with no table cell clipped (measured in the page).
+decides new candles at once, no data age below zero), a replay into that same database refused (another quote
+currency), `make run` once more, the amounts as people and programs read them (risk_status, /api/status/, the
+backtest summary, JSON and HTML report), and the dashboard in Chromium at 1280, 1366, 1440 and 1920 px with no table
+cell clipped (measured in the page).
 
 With UPDATE_README_SCREENSHOT=1 the browser test lets `make run`'s dashboard run for a minute at its own pace and
 saves it as docs/make-run-1280x800.png, the README's first picture.
@@ -162,11 +163,21 @@ def test_make_run_twice_carries_on_and_a_replay_fits_in(tmp_path):
     newest = _one(db, "SELECT MAX(timestamp) FROM marketdata_candle")
     assert newest > last_stored
 
-    # A replay of recorded candles into the same database (a BTC-quoted pair from 2018), then `make run` again.
+    # A replay of recorded candles into the same database (a BTC-quoted pair from 2018) is refused: it would trade
+    # BTC with the USDT account (tests/test_replay_fits_account.py: the README's replay, into a database of its
+    # own). Then `make run` again.
     data = tmp_path / "ETH_BTC-5m.csv"
     data.write_text("".join((CANDLES / "ETH_BTC-5m.csv").read_text().splitlines(keepends=True)[:301]))
-    replay = _manage(env, "run_feed", "--source", "replay", "--data", str(data), "--lockstep", "--no-progress")
-    assert "replayed 1 file(s): 300 new candles" in replay.stdout, replay.stdout
+    replay = processes.run(
+        [sys.executable, "manage.py", "run_feed", "--source", "replay", "--data", str(data), "--no-progress"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert replay.returncode == 2 and "replay.sqlite3" in replay.stderr, replay.stdout + replay.stderr
+    assert _one(db, "SELECT COUNT(*) FROM marketdata_candle WHERE symbol = 'ETH_BTC'") == 0
     third, port = _serve(env, tmp_path, "run3")
     try:
         assert "carrying on from its last stored candle" in third.output()
@@ -176,7 +187,7 @@ def test_make_run_twice_carries_on_and_a_replay_fits_in(tmp_path):
             message="the simulated market going on after the replay",
         )
         token = _token(port)
-        _check_status(_get(port, "/api/status/", token))  # the replay's 2018 clock is gone; ETH_BTC is not watched
+        _check_status(_get(port, "/api/status/", token))
     finally:
         _stop(third)
 

@@ -5,6 +5,8 @@ backtest of its parameters, the report and the API. The runs through real worker
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 import sys
 import uuid
 from decimal import Decimal
@@ -24,6 +26,7 @@ from optimize.space import SpaceError, parse_space
 from optimize.storage import close, get_storage
 from tests.support import processes
 from tests.support.paths import CANDLES
+from trading.strategies import REGISTRY, Param, Strategy
 
 ROOT = Path(__file__).resolve().parents[1]
 ETH, LTC = str(CANDLES / "ETH_BTC-5m.csv"), str(CANDLES / "LTC_BTC-5m.csv")
@@ -422,3 +425,120 @@ def test_a_trial_that_raises_is_failed_with_its_error_and_the_command_woken(tmp_
     assert trial.state == TrialState.FAIL and trial.user_attrs[ERROR].startswith("FileNotFoundError: ")
     assert woken == [trial_id, {ERROR: trial.user_attrs[ERROR]}]
     assert stored_results(storage, {trial_id: 1}) == {trial_id: {ERROR: trial.user_attrs[ERROR]}}  # wake-up lost
+
+
+# --- a trial whose backtest raises (--local) ---------------------------------------------------------------------
+@pytest.fixture
+def fragile_strategy():
+    """A strategy with a bug that only some parameter values meet: its backtest raises above ``x`` = 0.85."""
+
+    class Fragile(Strategy):
+        name = "test_fragile"
+        params = {"x": Param(0.5, 0.0, 1.0, integer=False)}
+        warmup = 1
+
+        def on_candle(self, candle):
+            if self.values["x"] > 0.85:
+                raise ZeroDivisionError(f"x={self.values['x']} above 0.85")
+            return None
+
+    yield Fragile.name
+    REGISTRY.pop(Fragile.name)
+
+
+def test_a_local_trial_that_raises_is_failed_with_its_error_and_the_study_goes_on(tmp_path, fragile_strategy):
+    study = f"fragile-{uuid.uuid4().hex}"
+    out, html, stdout = tmp_path / "out.json", tmp_path / "out.html", tmp_path / "stdout"
+    args = [*SMALL, "--strategy", fragile_strategy, "--space", "x=0:1", "--trials", "8", "--seed", "4"]
+    with open(stdout, "w") as output, pytest.raises(CommandError) as error:
+        call_command(
+            "optimize", *args, "--study", study, "--local", "--no-progress", "--json", str(out), "--html", str(html),
+            stdout=output,
+        )  # fmt: skip
+    assert error.value.returncode == 3  # finished, with failed trials
+    document = json.loads(out.read_text())
+    failed = document["failed"]
+    assert failed and all(f["params"]["x"] > 0.85 and "ZeroDivisionError: x=" in f["error"] for f in failed)
+    assert f"{len(failed)} trial(s) failed" in str(error.value)
+    assert f"--study {study} --local --trials {8 + len(failed)}" in str(error.value)
+    assert len(document["trials"]) == 8 and all(t["params"]["x"] <= 0.85 for t in document["trials"])  # went on
+    assert f"8 trials finished, {len(failed)} failed" in stdout.read_text()
+    assert "Failed trials" in html.read_text()
+    client = APIClient()
+    client.force_authenticate(User.objects.create_user("trader"))
+    run = OptimizationRun.objects.get(study=study)
+    assert client.get("/api/optimizations/").json()["results"][0]["failed"] == len(failed)
+    assert client.get(f"/api/optimizations/{run.pk}/").json()["report"]["failed"] == failed
+    stored = optuna.load_study(study_name=study, storage=get_storage()).get_trials(deepcopy=False)
+    assert sorted(t.number for t in stored if t.state == TrialState.FAIL) == sorted(f["number"] for f in failed)
+    assert all("ZeroDivisionError" in t.user_attrs["error"] for t in stored if t.state == TrialState.FAIL)
+    assert not [t for t in stored if t.state == TrialState.RUNNING]
+
+    # extended as the message says: the failed parameters are asked again first (and fail again: the bug is still
+    # there)
+    with open(stdout, "w") as output, pytest.raises(CommandError) as again:
+        call_command(
+            "optimize", "--study", study, "--local", "--no-progress", "--trials", str(8 + len(failed)),
+            "--json", str(out), stdout=output,
+        )  # fmt: skip
+    assert again.value.returncode == 3
+    retried = optuna.load_study(study_name=study, storage=get_storage()).get_trials(deepcopy=False)[len(stored) :]
+    assert [t.user_attrs["retry_of"] for t in retried[: len(failed)]] == [f["number"] for f in failed]
+    assert [t.params for t in retried[: len(failed)]] == [f["params"] for f in failed]
+
+
+def test_local_trials_failing_one_after_another_stop_the_command(tmp_path, fragile_strategy):
+    """A cause every trial meets (here: every x of the space raises): the command stops after 5 failed trials in a
+    row, with the error and how to resume (exit 1), instead of failing the whole study."""
+    study = f"doomed-{uuid.uuid4().hex}"
+    with pytest.raises(CommandError) as error:
+        call_command(
+            "optimize", *SMALL, "--strategy", fragile_strategy, "--space", "x=0.9:1", "--trials", "50",
+            "--study", study, "--local", "--no-progress", stdout=open(tmp_path / "stdout", "w"),
+        )  # fmt: skip
+    assert error.value.returncode == 1
+    assert "5 trials in a row failed, the last: trial 4 failed: ZeroDivisionError: x=" in str(error.value)
+    assert f"resume with: python manage.py optimize --study {study} --local" in str(error.value)
+    stored = optuna.load_study(study_name=study, storage=get_storage()).get_trials(deepcopy=False)
+    assert [t.state for t in stored] == [TrialState.FAIL] * 5
+    assert not OptimizationRun.objects.filter(study=study).exists()
+
+
+def test_ctrl_c_stops_cleanly_says_how_to_resume_and_the_resume_finishes(service_env, tmp_path):
+    """A trader's Ctrl-C (SIGINT) on a --local run from a shell: exit 130 with the resume line, the finished trials
+    kept, none left running; the line, run as printed, brings the study to its count."""
+    study = f"ctrl-c-{uuid.uuid4().hex}"
+    argv = [sys.executable, "manage.py", "optimize", *SMALL, "--strategy", "momentum", "--space", "rsi_max=55.5:80"]
+    argv += ["--trials", "12", "--study", study, "--local", "--no-progress"]
+    process = processes.start(
+        argv, cwd=ROOT, env=service_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+
+        def finished() -> int:
+            names = {s.study_name for s in optuna.get_all_study_summaries(get_storage())}
+            if study not in names:
+                return 0
+            trials = optuna.load_study(study_name=study, storage=get_storage()).get_trials(deepcopy=False)
+            return sum(t.state == TrialState.COMPLETE for t in trials)
+
+        processes.wait_until(lambda: finished() >= 2, timeout=120, message="2 finished trials")
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130, stderr
+    resume = f"python manage.py optimize --study {study} --local"
+    assert f"Stopped. Finished trials are kept. Resume with: {resume}" in stderr and "Traceback" not in stderr
+    trials = optuna.load_study(study_name=study, storage=get_storage()).get_trials(deepcopy=False)
+    kept = {t.number: t.value for t in trials if t.state == TrialState.COMPLETE}
+    assert kept and not [t for t in trials if t.state == TrialState.RUNNING]
+
+    answer = processes.run(
+        [sys.executable, *resume.split()[1:], "--no-progress"], cwd=ROOT, env=service_env, capture_output=True,
+        text=True, timeout=600,
+    )  # fmt: skip
+    assert answer.returncode == 0, answer.stderr
+    after = optuna.load_study(study_name=study, storage=get_storage()).get_trials(deepcopy=False)
+    assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in after) == 12
+    assert all(after[number].value == value for number, value in kept.items())  # untouched

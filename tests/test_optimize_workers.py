@@ -30,10 +30,10 @@ pytestmark = [pytest.mark.workers, pytest.mark.django_db(transaction=True), pyte
 
 @pytest.fixture(scope="module")
 def optimize_workers(service_env, tmp_path_factory):
-    """Two worker processes that take the optimize queue only (as docs/operations.md starts them)."""
+    """Two solo worker processes that take the optimize queue only (as docs/operations.md starts them)."""
     services.flush_broker()
     log_dir = tmp_path_factory.mktemp("optimize-workers")
-    workers = [processes.start_worker(f"opt{i}", service_env, log_dir, queues="optimize") for i in (1, 2)]
+    workers = [processes.start_worker(f"opt{i}", service_env, log_dir, queues="optimize", pool="solo") for i in (1, 2)]
     yield workers
     for worker in workers:
         worker.stop()

@@ -58,12 +58,12 @@ def test_dying_inside_the_signal_transaction_leaves_nothing_and_the_redelivered_
     from risk import decision_service
 
     events = series.events()
-    real_submit = decision_service._submit
+    real_order_event = decision_service.order_event
 
-    def dying(*args):
+    def dying(*args):  # after the risk event and the order are written, before anything is published
         raise RuntimeError("the worker dies in the middle of the decision")
 
-    monkeypatch.setattr(decision_service, "_submit", dying)
+    monkeypatch.setattr(decision_service, "order_event", dying)
     series.publish_all(events[:-1])
     persist_market_data(events[-1])  # stored by the feed; its task is the one that dies
     with pytest.raises(RuntimeError):
@@ -71,7 +71,7 @@ def test_dying_inside_the_signal_transaction_leaves_nothing_and_the_redelivered_
     # Signal, risk event and order were one transaction: none of them is stored.
     assert not Signal.objects.exists() and not RiskEvent.objects.exists() and not Order.objects.exists()
 
-    monkeypatch.setattr(decision_service, "_submit", real_submit)
+    monkeypatch.setattr(decision_service, "order_event", real_order_event)
     on_market_data(events[-1])  # acks_late redelivery of the candle's task
     assert Signal.objects.get().status == Signal.Status.DECIDED
     assert Order.objects.get().status == Order.Status.PENDING and RiskEvent.objects.count() == 1

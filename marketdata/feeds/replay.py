@@ -115,6 +115,17 @@ def count_lines(sources: list[ReplaySource]) -> int:
     return total
 
 
+def file_span(source: ReplaySource) -> tuple[int, int] | None:
+    """The open times of the file's first and last valid candles (None: it has none)."""
+    first = last = None
+    with source.path.open(encoding="utf-8", errors="replace", newline="") as handle:
+        for item in validate_lines(handle):
+            if isinstance(item, CandleRow):
+                first = item.timestamp if first is None else first
+                last = item.timestamp
+    return None if first is None else (first, last)
+
+
 def _read(
     source: ReplaySource,
     summary: ReplaySummary,

@@ -147,7 +147,12 @@ def _wait_for(process: Process, ready, timeout: float, what: str) -> None:
 
 
 def start_worker(
-    name: str, env: dict[str, str], log_dir: Path, concurrency: int = 1, queues: str | None = None
+    name: str,
+    env: dict[str, str],
+    log_dir: Path,
+    concurrency: int = 1,
+    queues: str | None = None,
+    pool: str = "prefork",
 ) -> Process:
     args = [
         sys.executable,
@@ -159,7 +164,7 @@ def start_worker(
         "-l",
         "INFO",
         "-P",
-        "prefork",
+        pool,
         "-c",
         str(concurrency),
         "-n",

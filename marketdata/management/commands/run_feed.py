@@ -1,8 +1,10 @@
+import shlex
 import sys
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from ground.amounts import DEFAULT_QUOTE, quote_of
 from marketdata.feeds.sim import DEFAULT_SYMBOLS
 from marketdata.feeds.sim_runner import build_market, run_blocking
 from marketdata.validation import SYMBOL
@@ -114,6 +116,8 @@ class Command(BaseCommand):
         except ReplayError as error:
             raise CommandError(str(error), returncode=2) from None
         _check_strategy()
+        _create_tables_of_a_new_database(self.stdout.write)
+        _check_replay_fits(sources)
         publish = not options["no_publish"]
         symbols = sorted({s.symbol for s in sources})
         register_feed_symbols(symbols, "replay")
@@ -225,6 +229,34 @@ def _unmatched_signals(sources) -> str | None:
         times = read_file(source.path, source.symbol, source.interval).timestamps.tolist()
         open_times.setdefault((source.symbol, source.interval), set()).update(times)
     return strategy.unmatched_warning(open_times)
+
+
+def _create_tables_of_a_new_database(say) -> None:
+    """A replay into a database of its own (``DATABASE_URL=sqlite:///replay.sqlite3``): a new, empty one gets its
+    tables first, as ``make run`` migrates its own."""
+    from django.core.management import call_command
+    from django.db import connection
+
+    if not connection.introspection.table_names():
+        say(f"a new database ({connection.settings_dict['NAME']}): creating its tables")
+        call_command("migrate", interactive=False, verbosity=0)
+
+
+def _check_replay_fits(sources) -> None:
+    """A replay that would wreck this database's account (another quote currency; positions held while the replay
+    goes back in time) is refused before anything is stored, with a command that works."""
+    from execution.replay_fit import replay_refusal
+
+    reason = replay_refusal(sources)
+    if reason is None:
+        return
+    files = " ".join(shlex.quote(str(source.path)) for source in sources)
+    capital = "" if quote_of(sources[0].symbol) == DEFAULT_QUOTE else "INITIAL_CAPITAL=1 "
+    raise CommandError(
+        f"refused: {reason}. Replay into a database of its own: DATABASE_URL=sqlite:///replay.sqlite3 {capital}"
+        f".venv/bin/python manage.py run_feed --source replay --data {files}",
+        returncode=2,
+    )
 
 
 def _check_strategy() -> None:

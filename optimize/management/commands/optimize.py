@@ -31,7 +31,7 @@ class Command(BaseCommand):
     requires_system_checks = []  # as `backtest`: no URL/view imports for a command that serves none
     help = (
         "Optimize a strategy's and the risk layers' parameters with Optuna (TPE): each trial is one backtest, run "
-        "by the workers of the optimize queue (celery -A cdb_project worker -Q optimize) or here with --local. "
+        "by the workers of the optimize queue (celery -A cdb_project worker -Q optimize -P solo) or here with --local. "
         "Resumable: --study NAME continues a study after a crash or Ctrl-C."
     )
 
@@ -87,7 +87,7 @@ class Command(BaseCommand):
         self.stdout.write(f"study {name}: {config['trials']} trials, {config['objective']}, {config['strategy']}")
         try:
             document = driver.run(progress=not options["no_progress"], on_stall=lambda: _check_workers(self.stderr))
-        except Interrupted:
+        except (Interrupted, KeyboardInterrupt):  # (the latter: while the report was being made)
             self.stderr.write(f"Stopped. Finished trials are kept. Resume with: {_resume(name, local)}")
             sys.exit(130)
         except TrialFailed as error:
@@ -107,6 +107,13 @@ class Command(BaseCommand):
             self.stdout.write(f"HTML report: {options['html_out']}")
         run = driver.save(document)
         self.stdout.write(f"saved as optimization run #{run.pk}")
+        if document["failed"]:
+            raise CommandError(
+                f"{len(document['failed'])} trial(s) failed (their errors above and in the report's 'failed'); fix "
+                "the cause, then an extended run asks their parameters again first: "
+                f"{_resume(name, local)} --trials {config['trials'] + len(document['failed'])}",
+                returncode=3,
+            )
 
     def _config(self, options: dict, stored: dict | None) -> dict:
         """The study's arguments: from the options, checked against the stored ones when resuming; with no
@@ -179,6 +186,8 @@ class Command(BaseCommand):
         }
 
     def _print(self, document: dict) -> None:
+        failed = f", {len(document['failed'])} failed" if document["failed"] else ""
+        self.stdout.write(f"{len(document['trials'])} trials finished{failed}")
         self.stdout.write(f"best {document['objective']}: {document['best_value']}")
         for key, value in document["best_params"].items():
             self.stdout.write(f"  {key} = {value}")
@@ -238,5 +247,5 @@ def _check_workers(stderr) -> None:
     if not any(q["name"] == "optimize" for worker in queues.values() for q in worker):
         stderr.write(
             "WARNING: no worker takes the optimize queue yet; start one with: "
-            "celery -A cdb_project worker -Q optimize -l INFO (or run with --local)"
+            "celery -A cdb_project worker -Q optimize -P solo -l INFO (one per core; or run with --local)"
         )

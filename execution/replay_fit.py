@@ -1,0 +1,78 @@
+"""Whether a replay of recorded candles fits the account of the database it is stored in.
+
+A replay publishes its candles into the pipeline: they are decided against this database's account, at their own
+market time. Two accounts it would wreck are refused before anything is stored:
+
+* an account counted in another quote currency (``marketdata.watchlist.account_quote``): BTC-quoted entries would
+  be sized from USDT money, and the USDT equity labelled BTC;
+* an account holding positions or waiting orders when the database already has market data newer than the
+  replay's first candle: the decisions' clock would go back to the replay's time, where those positions have no
+  price yet (valued at 0: a drawdown HALT that outlives the replay) or prices from before their entry.
+
+``refusal`` is the rule; ``replay_refusal`` reads the database for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from django.db.models import Max, Q
+
+from ground.amounts import iso_utc, quote_of
+from marketdata.feeds.replay import ReplaySource, file_span
+from marketdata.models import Candle
+from marketdata.validation import known_at
+from marketdata.watchlist import account_quote, symbols_in_view
+
+from .models import Order, Position
+
+
+@dataclass(frozen=True)
+class StoredAccount:
+    """What a replay would be decided against: the account's quote currency (None: a new database, whose quote the
+    replay sets), the symbols it holds or waits to trade, and the newest stored candle's close other than the
+    replay's own candles (None: none, or nothing held)."""
+
+    quote: str | None
+    held: tuple[str, ...]
+    newest_ms: int | None
+
+
+def refusal(account: StoredAccount, symbols: Sequence[str], first_ms: int | None) -> str | None:
+    """Why a replay of ``symbols`` whose first candle closes at ``first_ms`` would wreck ``account`` (None: it fits)."""
+    foreign = sorted(s for s in symbols if account.quote is not None and quote_of(s) != account.quote)
+    if foreign:
+        quotes = ", ".join(sorted({quote_of(s) for s in foreign}))
+        return (
+            f"{', '.join(foreign)} is quoted in {quotes} but this database's account counts its money in "
+            f"{account.quote}: its orders would be sized from {account.quote} and its equity mislabelled"
+        )
+    if account.held and account.newest_ms is not None and first_ms is not None and first_ms < account.newest_ms:
+        return (
+            f"this database holds {', '.join(account.held)} and market data up to {iso_utc(account.newest_ms)}: "
+            f"a replay from {iso_utc(first_ms)} would value them at that older time (no price then, or one from before "
+            "they were bought)"
+        )
+    return None
+
+
+def replay_refusal(sources: Sequence[ReplaySource]) -> str | None:
+    """``refusal`` for a replay of ``sources`` into this database (the files are read only when something is held)."""
+    symbols = sorted({s.symbol for s in sources})
+    quote = account_quote() if symbols_in_view() else None
+    held = set(Position.objects.filter(quantity__gt=0).values_list("symbol", flat=True))
+    held |= set(Order.objects.filter(status=Order.Status.PENDING).values_list("symbol", flat=True))
+    if not held:
+        return refusal(StoredAccount(quote, (), None), symbols, None)
+    spans = {source: file_span(source) for source in sources}
+    own = Q(pk__in=[])
+    for source, span in spans.items():
+        if span is not None:
+            own |= Q(symbol=source.symbol, interval=source.interval, timestamp__gte=span[0], timestamp__lte=span[1])
+    firsts = [known_at(span[0], source.interval) for source, span in spans.items() if span is not None]
+    first_ms = min(firsts) if firsts else None
+    newest = None
+    if first_ms is not None:
+        newest = Candle.objects.filter(known_at__gt=first_ms).exclude(own).aggregate(newest=Max("known_at"))["newest"]
+    return refusal(StoredAccount(quote, tuple(sorted(held)), newest), symbols, first_ms)

@@ -16,8 +16,7 @@ from tests.test_event_schema import SPEC_EXAMPLES
 
 pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 EXAMPLE = {example["type"]: example for example in SPEC_EXAMPLES}
-# Redis pub/sub channels are the same for every database index: other runs' events on them are not this test's.
-RUN = f"{uuid.uuid4().hex[:12]}:"
+RUN = f"{uuid.uuid4().hex[:8]}-"  # the channels are global: other test runs on this Redis publish there too
 
 
 def _event(event_type: str, marker: str) -> dict:
@@ -35,23 +34,23 @@ def announced():
     subscriber = redis.Redis.from_url(settings.REDIS_URL).pubsub(ignore_subscribe_messages=True)
     subscriber.subscribe("signals", "orders", "order_results")
 
-    def ours(message) -> tuple[str, str] | None:
-        data = json.loads(message["data"])
-        marker = data.get("reason") or data.get("client_order_id") or ""
-        return (message["channel"].decode(), marker.removeprefix(RUN)) if marker.startswith(RUN) else None
-
-    def read(count: int) -> list[tuple[str, str]]:
+    def read() -> list[tuple[str, str]]:
+        """What came before a marker published now: Redis delivers one subscriber's messages in the order they were
+        published, so once the marker is in, everything the transaction announced (or announced twice) is too."""
+        marker = f"{RUN}marker-{uuid.uuid4().hex}"
+        redis.Redis.from_url(settings.REDIS_URL).publish("order_results", json.dumps({"client_order_id": marker}))
         out, deadline = [], time.monotonic() + 10
-        while len(out) < count and time.monotonic() < deadline:
-            message = subscriber.get_message(timeout=0.2)
-            if message is not None and (mine := ours(message)) is not None:
-                out.append(mine)
-        quiet = time.monotonic() + 0.3
-        while time.monotonic() < quiet:  # nothing more of ours may come
-            late = subscriber.get_message(timeout=0.1)
-            if late is not None and ours(late) is not None:
-                out.append((late["channel"].decode(), "unexpected"))
-        return out
+        while time.monotonic() < deadline:
+            message = subscriber.get_message(timeout=1)
+            if message is None:
+                continue
+            data = json.loads(message["data"])
+            said = data.get("reason") or data.get("client_order_id") or ""
+            if said == marker:
+                return out
+            if said.startswith(RUN):  # this test's
+                out.append((message["channel"].decode(), said.removeprefix(RUN)))
+        raise AssertionError(f"the marker did not arrive within 10 s; before it: {out}")
 
     yield read
     subscriber.close()
@@ -72,7 +71,7 @@ def test_one_transactions_announcements_are_published_after_its_commit_in_order(
         bus.publish(_event("order", "o1"), consumed=True)
         bus.publish(_event("order_result", "o1"))  # no consumers: announced only
         assert round_trips == []  # nothing before the commit
-    assert announced(3) == [("signals", "s1"), ("orders", "o1"), ("order_results", "o1")]
+    assert announced() == [("signals", "s1"), ("orders", "o1"), ("order_results", "o1")]
     assert round_trips == [1, 1, 1]
 
 
@@ -81,13 +80,13 @@ def test_a_rolled_back_transaction_announces_nothing(announced, round_trips):
         bus.publish(_event("signal", "rolled back"), consumed=True)
         bus.publish(_event("order_result", "rolled back"))
         raise RuntimeError("the transaction is rolled back")
-    assert announced(0) == [] and round_trips == []
+    assert announced() == [] and round_trips == []
 
 
 def test_outside_a_transaction_an_announcement_goes_at_once(announced, round_trips):
     bus.publish(_event("order", "at once"), consumed=True)
     assert round_trips == [1]  # before publish returned
-    assert announced(1) == [("orders", "at once")]
+    assert announced() == [("orders", "at once")]
 
 
 def test_a_rolled_back_savepoint_takes_its_announcements_with_it(announced):
@@ -97,7 +96,7 @@ def test_a_rolled_back_savepoint_takes_its_announcements_with_it(announced):
             bus.publish(_event("order", "rolled back"), consumed=True)
             raise RuntimeError("the savepoint is rolled back")
         bus.publish(_event("order_result", "after"))
-    assert announced(2) == [("signals", "kept"), ("order_results", "after")]
+    assert announced() == [("signals", "kept"), ("order_results", "after")]
 
 
 def test_an_event_for_its_consumers_keeps_its_place_among_announcements(announced, monkeypatch):
@@ -107,5 +106,5 @@ def test_an_event_for_its_consumers_keeps_its_place_among_announcements(announce
         bus.publish(_event("signal", "s1"), consumed=True)
         bus.publish(_event("order", "o1"))  # to its consumer (execution.on_order) after the commit
         bus.publish(_event("order_result", "o1"))
-    assert announced(3) == [("signals", "s1"), ("orders", "o1"), ("order_results", "o1")]
+    assert announced() == [("signals", "s1"), ("orders", "o1"), ("order_results", "o1")]
     assert sent == [("execution.on_order", RUN + "o1")]

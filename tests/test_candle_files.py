@@ -22,10 +22,10 @@ from marketdata.validation import (
     parse_file_name,
     validate_lines,
 )
+from tests.support.paths import CANDLES
 from trading.backtest import BacktestInputError, Bar, read_bars
 from trading.strategies import Candle
 
-CANDLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "candles"
 SHARED = sorted(CANDLES.glob("*.csv"))
 FIELDS = ("timestamp", "open", "high", "low", "close", "volume")
 
@@ -61,7 +61,7 @@ def assert_same(data: bytes) -> None:
     assert candles == [Candle(r.timestamp, *(float(getattr(r, f)) for f in FIELDS[1:])) for r in want_rows]
 
 
-@pytest.mark.skipif(not SHARED, reason="../shared/data/candles is not there")
+@pytest.mark.shared_data
 def test_shared_files_give_the_same_merged_bars_and_rejections_as_the_row_by_row_reader():
     def old_bars(path: Path, rejected: Counter):
         symbol, interval = parse_file_name(path)
@@ -280,7 +280,7 @@ def freqtrade_table(path: Path, unit: str):
     return pa.table(columns)
 
 
-@pytest.mark.skipif(not SHARED, reason="../shared/data/candles is not there")
+@pytest.mark.shared_data
 @pytest.mark.parametrize(("suffix", "unit"), [("feather", "ns"), ("parquet", "ms"), ("feather", "us")])
 def test_freqtrade_files_read_like_the_csv_they_came_from(tmp_path, suffix, unit):
     pa = pytest.importorskip("pyarrow")

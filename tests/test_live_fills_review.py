@@ -2,9 +2,7 @@
 regression test (see tests/test_live_fills.py for the scenarios of the issue itself and the helpers)."""
 
 import os
-import subprocess
 import sys
-import time
 from datetime import timedelta
 from decimal import Decimal as D
 from io import StringIO
@@ -24,6 +22,8 @@ from risk import live_order_service
 from risk.models import Alert, TradingState
 from risk.reconcile import reconcile_balances
 from risk.state import halt
+from tests.support import processes
+from tests.support.waiting import wait_until
 from tests.test_live_fills import (  # the issue's own tests' helpers
     BOUGHT,
     assert_book_is_the_exchange,
@@ -180,7 +180,7 @@ def test_an_order_shown_late_is_looked_up_again_and_never_posted_twice(fake):
     reconcile_pending()  # its lookups miss it: left PENDING, not sent again
     order.refresh_from_db()
     assert order.status == "PENDING" and len(fake.orders_for(order.client_order_id)) == 1
-    time.sleep(3.5)
+    wait_until(lambda: fake.shows(order.client_order_id), timeout=10, message="the exchange to show the order")
     reconcile_pending()  # the next run finds it
     order.refresh_from_db()
     assert order.status == "FILLED" and len(fake.orders_for(order.client_order_id)) == 1
@@ -286,7 +286,7 @@ def test_paper_trading_balance_check_exits_0(settings):
 @pytest.mark.parametrize("value", ["0", "-5", "nan", "inf", "abc", ""])
 def test_an_invalid_live_pending_max_age_is_refused(value):
     env = {**os.environ, "LIVE_PENDING_MAX_AGE_SEC": value, "DJANGO_SETTINGS_MODULE": "cdb_project.settings"}
-    done = subprocess.run(
+    done = processes.run(
         [sys.executable, "-c", "import django; django.setup()"],
         env=env,
         capture_output=True,

@@ -15,7 +15,7 @@ from marketdata.ingest import latest_prices, market_data_event
 from marketdata.models import Candle
 from risk.models import Alert, AuditLog, RiskEvent, RiskParameters, TradingState
 from risk.state import halt, outcome, pause, release, resume
-from tests.support import series
+from tests.support import processes, series
 
 pytestmark = pytest.mark.django_db(transaction=True)
 DAY_MS = 86_400_000
@@ -289,15 +289,14 @@ def test_metrics_count_decisions_and_track_the_account():
 
 
 def test_risk_status_reports_an_out_of_range_env_value(tmp_path):
-    import subprocess
     import sys
 
     from tests.support.processes import ROOT
 
     env = {"PATH": "/usr/bin:/bin", "MAX_POSITION_PCT": "0.9", "DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}"}
     run = [sys.executable, "manage.py"]
-    subprocess.run([*run, "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=120)
-    done = subprocess.run([*run, "risk_status"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    processes.run([*run, "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=120)
+    done = processes.run([*run, "risk_status"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0
     assert "warning: MAX_POSITION_PCT: 0.9 is out of range (allowed 0.01–0.25); using the default 0.10" in done.stdout
 

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.support import processes
+from tests.support.paths import CANDLES
+
 ROOT = Path(__file__).resolve().parents[1]
-CANDLES = ROOT.parent / "shared" / "data" / "candles"
 HEAVY = ("ccxt", "daphne", "twisted", "celery", "kombu", "numpy", "pyarrow", "risk.admin", "trading.chart_service")
 
 # Runs one manage.py command in this interpreter, then prints which heavy modules it loaded as the last line.
@@ -33,7 +34,7 @@ print(json.dumps(sorted(name for name in HEAVY if name in sys.modules)))
 
 
 def loaded_by(*args: str) -> list[str]:
-    done = subprocess.run(
+    done = processes.run(
         [sys.executable, "-c", PROBE, *args],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
@@ -50,7 +51,7 @@ def test_help_and_backtest_help_load_nothing_heavy():
     assert loaded_by("backtest", "--help") == []
 
 
-@pytest.mark.skipif(not (CANDLES / "ETH_BTC-5m.csv").is_file(), reason="../shared/data/candles is not there")
+@pytest.mark.shared_data
 def test_a_backtest_loads_numpy_for_its_candles_and_nothing_of_the_live_side(tmp_path):
     data = str(CANDLES / "ETH_BTC-5m.csv")
     assert loaded_by("backtest", "--data", data, "--no-progress", "--json", str(tmp_path / "r.json")) == ["numpy"]
@@ -92,8 +93,8 @@ print(json.dumps({
 
 def run_with_broker(*command: str) -> str:
     """A command's output, run with a broker URL of its own (nothing is sent to it)."""
-    done = subprocess.run(
-        command,
+    done = processes.run(
+        list(command),
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT), "REDIS_URL": "redis://127.0.0.1:6379/7"},
         capture_output=True,

@@ -443,7 +443,7 @@ def test_a_bad_operator_commands_file_is_refused_by_both_commands(tmp_path):
     commands.write_text(f"{DAY2},halt,ok\n{DAY2 + 60_000},pause,no such command\n")
     env = _env(tmp_path / "live.sqlite3")
     for args in (["backtest", "--data", *files], ["run_feed", "--source", "replay", "--data", *files, "--lockstep"]):
-        result = subprocess.run(
+        result = processes.run(
             [sys.executable, "manage.py", *args, "--operator-commands", str(commands)],
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
         )  # fmt: skip

@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import subprocess
 import sys
 
 import pytest
 from django.conf import settings as django_settings
 
 from ground.redis_client import redis_client
+from tests.support import processes
 from tests.support.processes import ROOT
 from tests.test_signal_ordering import SPEC, csv_events, store
 from trading.signal_service import clear_state_cache, evaluate, state_key, state_store
@@ -27,7 +27,7 @@ SHOW_CACHE = (
 def _cache_settings(tmp_path, **env) -> tuple[str, dict]:
     """STRATEGY_CACHE_URL and CACHES["strategy_state"] as a process started with ``env`` reads them."""
     base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}"}
-    done = subprocess.run(
+    done = processes.run(
         [sys.executable, "-c", SHOW_CACHE],
         env={**base, "DJANGO_SETTINGS_MODULE": "cdb_project.settings", **env},
         cwd=ROOT,

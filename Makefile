@@ -4,6 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PG_URL ?= postgres://postgres@127.0.0.1:5432/test
 REDIS_TEST_URL ?= redis://127.0.0.1:6379/15
+STRATEGY_CACHE_TEST_URL ?= redis://127.0.0.1:6379/14
 PORT ?= 8000
 
 .PHONY: run test test-embedded lint install install-dev migrate clean chromium frontend
@@ -42,12 +43,12 @@ chromium:
 ## The whole suite against this machine's PostgreSQL and Redis, after the layer contract (pyproject.toml).
 test: install-dev chromium
 	$(VENV)/bin/lint-imports
-	DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_TEST_URL) $(PY) -m pytest $(PYTEST_ARGS)
+	DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_TEST_URL) STRATEGY_CACHE_URL=$(STRATEGY_CACHE_TEST_URL) $(PY) -m pytest $(PYTEST_ARGS)
 
 ## The suite without PostgreSQL or Redis; tests that need them are skipped.
 test-embedded: install-dev
 	$(VENV)/bin/lint-imports
-	env -u DATABASE_URL -u REDIS_URL CDB_EMBEDDED_TESTS=1 $(PY) -m pytest $(PYTEST_ARGS)
+	env -u DATABASE_URL -u REDIS_URL -u STRATEGY_CACHE_URL CDB_EMBEDDED_TESTS=1 $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: install-dev
 	$(VENV)/bin/ruff check .

@@ -1,3 +1,3 @@
-from .celery import app as celery_app
+from .celery_on_use import bind_on_first_import
 
-__all__ = ("celery_app",)
+bind_on_first_import()  # Celery's app is created by the process's first ``import celery``, not by every process

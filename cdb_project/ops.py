@@ -112,7 +112,7 @@ def _db_check() -> dict:
 
 
 def _redis_check() -> dict:
-    from cdb_project.celery import app
+    from celery import current_app as app  # the configured app (cdb_project/celery_on_use.py)
 
     client = redis_client(HEALTH_REDIS_TIMEOUT)
     client.ping()
@@ -122,7 +122,7 @@ def _redis_check() -> dict:
 
 def _workers_check() -> int:
     """Celery workers answering a broadcast ping (stops waiting once every registered pidbox has answered)."""
-    from cdb_project.celery import app
+    from celery import current_app as app  # the configured app (cdb_project/celery_on_use.py)
 
     bindings = redis_client(HEALTH_REDIS_TIMEOUT).scard(f"_kombu.binding.{app.conf.control_exchange}.pidbox")
     if not bindings:
@@ -132,7 +132,8 @@ def _workers_check() -> int:
 
 def _warm_up() -> None:
     """Imports and Celery's lazy configuration happen here, once, not inside a check's time budget."""
-    from cdb_project.celery import app
+    from celery import current_app as app  # the configured app (cdb_project/celery_on_use.py)
+
     from marketdata.models import Candle  # noqa: F401
     from risk.models import TradingState  # noqa: F401
 
@@ -312,6 +313,9 @@ class LiveCollector:
             float(status["exposure_pct"]) * 100,
         )
         yield GaugeMetricFamily("equity", "Paper/live account equity in the quote currency", float(status["equity"]))
+        yield GaugeMetricFamily(
+            "daily_pnl", "Equity change since 00:00 UTC in the quote currency", float(status["daily_pnl"])
+        )
 
 
 def _stale_limit() -> float:
@@ -448,7 +452,6 @@ class OpsConfig(AppConfig):
     verbose_name = "Operations"
 
     def ready(self):
-        from celery import signals as celery_signals
         from django.db.models.signals import post_save
 
         from cdb_project import recovery
@@ -463,10 +466,17 @@ class OpsConfig(AppConfig):
 
         post_save.connect(_on_signal_saved, sender="trading.Signal", dispatch_uid="cdb_ops_signal_latency")
         post_save.connect(_on_rejected_saved, sender="cdb_project.RejectedEvent", dispatch_uid="cdb_ops_rejected")
-        celery_signals.task_prerun.connect(_task_prerun, weak=False, dispatch_uid="cdb_ops_prerun")
-        celery_signals.task_postrun.connect(_task_postrun, weak=False, dispatch_uid="cdb_ops_postrun")
-        celery_signals.worker_process_shutdown.connect(_worker_process_shutdown, weak=False, dispatch_uid="cdb_ops_wps")
-        celery_signals.worker_ready.connect(_worker_ready, weak=False, dispatch_uid="cdb_ops_ready")
-        celery_signals.worker_process_init.connect(freeze_startup_objects, weak=False, dispatch_uid="cdb_ops_gc_child")
-        celery_signals.worker_ready.connect(freeze_startup_objects, weak=False, dispatch_uid="cdb_ops_gc_worker")
-        celery_signals.setup_logging.connect(_setup_logging, weak=False, dispatch_uid="cdb_ops_logging")
+
+
+def connect_celery_signals() -> None:
+    """The task metrics, the workers' start-up and shutdown hooks and Django's logging for Celery: connected by the
+    Celery app as it is created (``cdb_project/celery.py``), in the processes that load Celery."""
+    from celery import signals as celery_signals
+
+    celery_signals.task_prerun.connect(_task_prerun, weak=False, dispatch_uid="cdb_ops_prerun")
+    celery_signals.task_postrun.connect(_task_postrun, weak=False, dispatch_uid="cdb_ops_postrun")
+    celery_signals.worker_process_shutdown.connect(_worker_process_shutdown, weak=False, dispatch_uid="cdb_ops_wps")
+    celery_signals.worker_ready.connect(_worker_ready, weak=False, dispatch_uid="cdb_ops_ready")
+    celery_signals.worker_process_init.connect(freeze_startup_objects, weak=False, dispatch_uid="cdb_ops_gc_child")
+    celery_signals.worker_ready.connect(freeze_startup_objects, weak=False, dispatch_uid="cdb_ops_gc_worker")
+    celery_signals.setup_logging.connect(_setup_logging, weak=False, dispatch_uid="cdb_ops_logging")

@@ -4,7 +4,7 @@ Everything that matters is in PostgreSQL before its task is enqueued (persist be
 restarted, empty Redis forgot can be found again:
 
 * a PENDING order (a live order is committed PENDING before it is sent) whose ``on_order`` task was lost →
-  executed now (``execution.reconcile``: exactly once, under the usual locks);
+  executed now (``risk.reconcile``: exactly once, under the usual locks);
 * a NEW signal (stored, not yet decided by risk — left by a version that stored a signal before deciding it;
   signals are now stored and decided in one transaction) whose ``on_signal`` task was lost → ``on_signal`` is
   enqueued again with exactly the values the strategy computes for its candle (deciding is idempotent: a signal
@@ -30,7 +30,7 @@ MAX_SIGNALS_PER_RUN = 500
 
 def redrive(older_than_seconds: float = 0, *, orders: bool = True) -> dict[str, int]:
     """Finish stored work older than the given age; returns how many orders and signals were re-driven."""
-    from execution.reconcile import reconcile_pending
+    from risk.reconcile import reconcile_pending
 
     settled = reconcile_pending(older_than_seconds=older_than_seconds) if orders else []
     signals = redrive_signals(older_than_seconds)

@@ -201,6 +201,31 @@ else:
         }
     }
 
+# --- Caches: the strategy-state store (trading/signal_service.py) -------------------------------------------------
+# Django's cache framework. With Redis, a database of its own shared by every worker: STRATEGY_CACHE_URL, by default
+# REDIS_URL's server with database 1. Its values are bytes their writer signed (HMAC of SECRET_KEY), stored as they
+# are: the cache never unpickles what it reads. Embedded (no Redis): local memory in the process.
+STRATEGY_CACHE_URL = _with_password(env.str("STRATEGY_CACHE_URL", default=""), _secret("REDIS_PASSWORD"))
+if not STRATEGY_CACHE_URL and REDIS_URL:
+    STRATEGY_CACHE_URL = urlunsplit(urlsplit(REDIS_URL)._replace(path="/1"))
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "cdb-default"}}
+if STRATEGY_CACHE_URL:
+    CACHES["strategy_state"] = {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": STRATEGY_CACHE_URL,
+        "OPTIONS": {
+            "serializer": "ground.redis_client.BytesAsTheyAre",
+            "socket_timeout": 2.0,
+            "socket_connect_timeout": 2.0,
+        },
+    }
+else:
+    CACHES["strategy_state"] = {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+        "LOCATION": "cdb-strategy-state",
+        "OPTIONS": {"MAX_ENTRIES": 5000},
+    }
+
 # --- Trading -----------------------------------------------------------------
 RISK_PARAMETER_SEEDS = seed_from_env(os.environ)
 for _seed in RISK_PARAMETER_SEEDS.values():
@@ -358,8 +383,8 @@ MIDDLEWARE = [
 # --- Event bus wiring (see ground/bus.py) -------------------------------------
 EVENT_CONSUMERS = {
     "market_data": ["trading.tasks.on_market_data"],  # risk watch, then the signal engine
-    "signals": ["risk.tasks.on_signal"],
-    "orders": ["execution.tasks.on_order"],
+    "signals": ["trading.tasks.on_signal"],
+    "orders": ["risk.tasks.on_order"],
 }
 # A feed with a backlog (a replay, several symbols' candles at once) sends up to MARKET_DATA_BATCH_SIZE candles
 # as one task, so the broker and the account are visited once per batch, not per candle. 1: a task per candle.
@@ -455,8 +480,6 @@ SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [
 # --- Notifications (notify/): alerts, fills and a daily report through Apprise ---------------------------------
 # NOTIFY_URLS: comma-separated Apprise URLs, each with optional ?level=INFO|WARNING|CRITICAL (minimum alert level)
 # and ?topics=alerts,fills,daily (default alerts,daily). Seeded into the database at `migrate`, edited in the admin.
-from celery.schedules import crontab  # noqa: E402
-
 INSTALLED_APPS += ["notify"]
 NOTIFY_URLS = _secret("NOTIFY_URLS")
 NOTIFY_TIMEOUT_SEC = env.float("NOTIFY_TIMEOUT_SEC", default=5.0)  # connect and read timeout of one delivery
@@ -470,7 +493,11 @@ NOTIFY_EXIT_FLUSH_SEC = env.float("NOTIFY_EXIT_FLUSH_SEC", default=15.0)
 # Called after the commit that stored an alert / order result; must be quick (notify.hooks hands on to a task).
 EVENT_OBSERVERS = {"alerts": ["notify.hooks.observe"], "order_results": ["notify.hooks.observe"]}
 CELERY_TASK_ROUTES = {"notify.*": {"queue": "notify"}}
-CELERY_BEAT_SCHEDULE["notify-daily-report"] = {"task": "notify.daily_report", "schedule": crontab(minute=0, hour=0)}
+# A crontab schedule as its fields: made a crontab by the Celery app (cdb_project/celery.py), not imported here
+CELERY_BEAT_SCHEDULE["notify-daily-report"] = {
+    "task": "notify.daily_report",
+    "schedule": {"crontab": {"minute": 0, "hour": 0}},
+}
 LOGGING["loggers"]["apprise"] = {"level": "WARNING"}  # its DEBUG lines carry payloads and full URLs
 
 # --- Optimization (optimize/): Optuna studies whose trials run on the `optimize` queue ---------------------------

@@ -1,9 +1,10 @@
 """What the dashboard and /api/status/ show, as plain JSON-ready data. Read-only queries, no side effects.
 
 ``build_snapshot()`` is the whole page state (sent on websocket connect, served at /api/dashboard/snapshot/);
-``status()`` is the part /api/status/ returns. The account figures (equity, daily P&L, drawdown, exposure)
-come from the stored portfolio, positions, filled orders and the latest candle closes; money, quantities and
-ratios are exact decimal strings (``ground.amounts.plain``), as in every other endpoint.
+``status()`` is the part /api/status/ returns. The account figures (equity, daily P&L, drawdown, exposure) are
+``risk.status.account_summary``: the one account view the risk engine judges (``risk.account_view``); money,
+quantities and ratios are exact decimal strings (``ground.amounts.plain``), as in every other endpoint. The
+equity curve alone replays the fills (marked at fill prices).
 
 One clock: every time on the page is market time (``market_time_ms``; the simulated market's or a replay's time
 while one drives the clock, else the system clock), labelled with what drives it (``clock``); the wall clock
@@ -12,7 +13,6 @@ while one drives the clock, else the system clock), labelled with what drives it
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from decimal import Decimal
 
 from django.conf import settings
@@ -21,18 +21,19 @@ from django.db.models import Max
 
 from cdb_project.ops import run_checks
 from execution.live import live_trading_enabled
-from execution.models import Order, Portfolio, Position
-from execution.service import order_result_event
-from ground.amounts import QUOTE_DECIMALS, decimals_for, plain
-from ground.timeutil import datetime_to_ms, ms_to_datetime
+from execution.models import Order, Portfolio
+from ground.amounts import QUOTE_DECIMALS, plain
 from ground.timeutil import now_ms as wall_now_ms
 from marketdata import clock
 from marketdata.models import Candle
 from marketdata.screener import ScreenCandle, rank
 from marketdata.stale import last_seen_from_store
-from marketdata.watchlist import account_quote, current_watchlist, symbols_in_view
+from marketdata.watchlist import current_watchlist, symbols_in_view
+from risk.account_view import account_view
 from risk.models import Alert, RiskParameters, TradingState
+from risk.order_service import order_result_event
 from risk.state import state_snapshot
+from risk.status import account_summary, open_position_rows
 from trading.chart_service import base_interval
 from trading.models import Signal
 
@@ -54,17 +55,12 @@ def trading_mode() -> str:
     return "LIVE" if live_trading_enabled() else "PAPER"
 
 
-# --- prices and account -------------------------------------------------------------------------------
+# --- prices, positions and the equity curve --------------------------------------------------------------
 
 
-def latest_closes(symbols=None, at_or_before: int | None = None) -> dict[str, dict]:
-    """{symbol: {timestamp, price, volume}} from the newest stored candle of each symbol."""
-    candles = Candle.objects.all()
-    if symbols is not None:
-        candles = candles.filter(symbol__in=list(symbols))
-    if at_or_before is not None:
-        candles = candles.filter(timestamp__lte=at_or_before)
-    newest = candles.values("symbol").annotate(ts=Max("timestamp"))
+def latest_closes() -> dict[str, dict]:
+    """{symbol: {timestamp, price, volume}} from the newest stored candle of each symbol (the chart's prices)."""
+    newest = Candle.objects.values("symbol").annotate(ts=Max("timestamp"))
     out: dict[str, dict] = {}
     for row in newest:
         candle = (
@@ -82,11 +78,9 @@ def latest_closes(symbols=None, at_or_before: int | None = None) -> dict[str, di
     return out
 
 
-def _fills(before_ms: int | None = None):
+def _fills():
     orders = Order.objects.filter(status__in=[Order.Status.FILLED, Order.Status.PARTIALLY_FILLED])
     orders = orders.exclude(price__isnull=True)
-    if before_ms is not None:
-        orders = orders.filter(event_time__lt=before_ms)
     return orders.order_by("event_time", "id").values_list(
         "event_time", "symbol", "side", "filled_quantity", "price", "fees"
     )
@@ -109,85 +103,21 @@ def _replay(
     return cash, holdings, marks, curve
 
 
-def _day_start_ms(now: int) -> int:
-    moment = ms_to_datetime(now)
-    return datetime_to_ms(datetime(moment.year, moment.month, moment.day, tzinfo=UTC))
-
-
-RATIO_PLACES = Decimal("1e-12")
-
-
-def _ratio(numerator: Decimal, denominator: Decimal) -> str:
-    """A share as an exact decimal string to 12 places (0.0123 = 1.23 %)."""
-    return plain((numerator / denominator).quantize(RATIO_PLACES)) if denominator else "0"
-
-
-def account_summary(now: int | None = None) -> dict:
-    """Equity, cash, daily P&L and drawdown since 00:00 UTC (market time), exposure and their limits."""
-    now = market_now_ms() if now is None else now
-    portfolio = Portfolio.load()
-    params = RiskParameters.load()
-    positions = list(Position.objects.filter(quantity__gt=0))
-    prices = latest_closes([p.symbol for p in positions])
-    exposure = ZERO
-    for p in positions:
-        price = prices.get(p.symbol, {}).get("price") or p.avg_entry_price
-        exposure += p.quantity * price
-    equity = portfolio.cash + exposure
-
-    day_start = _day_start_ms(now)
-    if getattr(portfolio, "day", None) == ms_to_datetime(now).date() and getattr(portfolio, "day_start_equity", None):
-        start_equity = portfolio.day_start_equity  # what the risk engine measures its drawdown against
-    else:  # no risk decision today yet: the equity at 00:00 UTC from the fills before it and the closes then
-        cash0, holdings0, marks0, _ = _replay(portfolio.initial_capital, _fills(before_ms=day_start))
-        closes0 = latest_closes([s for s, q in holdings0.items() if q > 0], at_or_before=day_start)
-        start_equity = cash0 + sum(
-            (q * (closes0.get(s, {}).get("price") or marks0[s]) for s, q in holdings0.items() if q > 0), start=ZERO
-        )
-    daily_pnl = equity - start_equity
-    drawdown = max(ZERO, -daily_pnl)
-    quote = account_quote()
-    return {
-        "quote": quote,
-        "quote_decimals": decimals_for(quote),
-        "initial_capital": plain(portfolio.initial_capital),
-        "cash": plain(portfolio.cash),
-        "equity": plain(equity),
-        "realized_pnl": plain(portfolio.realized_pnl),
-        "fees_paid": plain(portfolio.fees_paid),
-        "day_start": ms_to_datetime(day_start).isoformat(),
-        "day_start_equity": plain(start_equity),
-        "daily_pnl": plain(daily_pnl),
-        "daily_pnl_pct": _ratio(daily_pnl, start_equity),
-        "drawdown_pct": _ratio(drawdown, start_equity),
-        "drawdown_limit_pct": plain(params.max_daily_drawdown_pct),
-        "exposure": plain(exposure),
-        "exposure_pct": _ratio(exposure, equity),
-        "exposure_limit_pct": plain(params.max_exposure_pct),
-        "open_positions": len(positions),
-    }
-
-
 def positions() -> list[dict]:
-    rows = list(Position.objects.filter(quantity__gt=0))
-    prices = latest_closes([p.symbol for p in rows])
-    out = []
-    for p in rows:
-        price = prices.get(p.symbol, {}).get("price")
-        unrealized = (price - p.avg_entry_price) * p.quantity if price is not None else None
-        cost = p.avg_entry_price * p.quantity
-        out.append(
-            {
-                "symbol": p.symbol,
-                "quantity": plain(p.quantity),
-                "avg_entry_price": plain(p.avg_entry_price),
-                "price": plain(price),
-                "market_value": plain(p.quantity * price) if price is not None else None,
-                "unrealized_pnl": plain(unrealized),
-                "unrealized_pnl_pct": _ratio(unrealized, cost) if unrealized is not None else None,
-            }
-        )
-    return out
+    """The open positions as ``risk.status`` values them (the account view's prices), in the page's names."""
+    view = account_view(TradingState.load().state)
+    return [
+        {
+            "symbol": row["symbol"],
+            "quantity": row["quantity"],
+            "avg_entry_price": row["avg_entry_price"],
+            "price": row["last_price"],
+            "market_value": row["value"],
+            "unrealized_pnl": row["unrealized_pnl"],
+            "unrealized_pnl_pct": row["unrealized_pnl_pct"],
+        }
+        for row in open_position_rows(view)
+    ]
 
 
 def equity_curve(current_equity: str, now: int) -> list[dict]:
@@ -331,9 +261,9 @@ def _services_health() -> dict:
 
 
 def _balances_health() -> dict | None:
-    """Live trading: whether the book matches the exchange's balances (``execution.reconcile``)."""
+    """Live trading: whether the book matches the exchange's balances (``risk.reconcile``)."""
     try:
-        from execution.reconcile import balance_health
+        from risk.reconcile import balance_health
 
         return balance_health()
     except Exception as error:  # the card reports, never fails the page
@@ -378,7 +308,7 @@ def status() -> dict:
         "market_time_ms": now,
         "wall_time_ms": wall_now_ms(),
         "clock": clock.clock_note(),
-        "account": account_summary(now),
+        "account": account_summary(),
         "freshness": freshness(now),
         "health": health(),
     }

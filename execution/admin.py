@@ -53,7 +53,7 @@ class TradeAdmin(HistoryAdmin):
 
 @admin.register(Position)
 class PositionAdmin(HistoryAdmin):
-    """The book as the fills made it (execution.service): a hand edit would part it from the orders and trades."""
+    """The book as the fills made it (risk.order_service): a hand edit would part it from the orders and trades."""
 
     list_display = ("symbol", "quantity", "avg_entry_price", "updated_at")
     list_filter = ("symbol",)

@@ -1,4 +1,4 @@
-"""Comparing the book with the exchange's balances (pure: the shell is ``execution.reconcile``).
+"""Comparing the book with the exchange's balances (pure: the shell is ``risk.reconcile``).
 
 The book holds the quote asset as its cash and the base asset of each symbol it traded as that position's
 quantity; the exchange reports a total (free + locked) per asset. A difference larger than the asset's tolerance —

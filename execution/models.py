@@ -146,7 +146,7 @@ class Portfolio(models.Model):
 
 
 class BalanceCheck(models.Model):
-    """The last comparison of the book with the exchange's balances (live trading; one row, ``execution.reconcile``)."""
+    """The last comparison of the book with the exchange's balances (live trading; one row, ``risk.reconcile``)."""
 
     checked_at = models.DateTimeField()
     ok = models.BooleanField(default=True)

@@ -40,7 +40,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import async_to_sync
-from celery.signals import before_task_publish, task_failure, task_retry
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, transaction
 from django.utils.module_loading import import_string
@@ -193,33 +192,18 @@ def publish(event: Event, *, consumed: bool = False) -> Event:
         persister(event)
     topic = TOPIC_BY_TYPE[event["type"]]
     if consumed or not _consumers().get(topic):
-        _announce_after_commit(topic, event)
+        publish_after_commit(topic, event)
     else:
         transaction.on_commit(partial(_dispatch, topic, event))
     return event
 
 
-class _Announcements:
-    """An on_commit hook: events of one transaction that only need announcing, PUBLISHed in one round trip."""
-
-    def __init__(self, topic: str, event: Event) -> None:
-        self.events = [(topic, event)]
-
-    def __call__(self) -> None:
-        _announce_all(self.events)
-
-
-def _announce_after_commit(topic: str, event: Event) -> None:
-    """Announce the event once the transaction commits, together with the ones published just before it: joined
-    to the last on_commit hook if that is an ``_Announcements`` of the same savepoint (so a rolled-back savepoint
-    drops its own events only, and hooks still run in the order they were registered)."""
-    connection = transaction.get_connection()
-    if connection.in_atomic_block and connection.run_on_commit:
-        savepoints, last, _robust = connection.run_on_commit[-1]
-        if isinstance(last, _Announcements) and savepoints == set(connection.savepoint_ids):
-            last.events.append((topic, event))
-            return
-    transaction.on_commit(_Announcements(topic, event))
+def publish_after_commit(topic: str, event: Event) -> None:
+    """Announce ``event`` on ``topic`` (PUBLISH on Redis, the dashboard, the observers) once the transaction around
+    the call commits; never if it rolls back, nor if the savepoint it was published in does; at once outside a
+    transaction. Django's ``transaction.on_commit``, one hook per event: hooks run in the order they were
+    registered, so announcements keep their places among the transaction's other hooks (its dispatches)."""
+    transaction.on_commit(partial(_announce, topic, event))
 
 
 def publish_batch(events: list[Event], *, stored: bool = False) -> list[Event]:
@@ -264,7 +248,6 @@ RETRY_ON_DATABASE_ERRORS: dict[str, Any] = {
 }
 
 
-@before_task_publish.connect(weak=False, dispatch_uid="cdb_bus_count_retries")
 def _count_retry(sender=None, headers=None, routing_key=None, **kwargs) -> None:
     """A retried task is a new message, sent by the task itself: in flight as much as one ``_enqueue`` sends (the
     failed run counted itself down as it ended). Tasks of other queues (notify) are not the pipeline's."""
@@ -276,7 +259,6 @@ FAILURES_KEY = "cdb:consumer_failures"
 _failures_in_process = 0
 
 
-@task_failure.connect(weak=False, dispatch_uid="cdb_bus_count_failures")
 def _count_failure(sender=None, **kwargs) -> None:
     """A consumer task that failed for good (no retry left): counted here and, with Redis, for every process, so a
     feed can say how many of its events' consumers failed (``consumer_failures``). Other tasks are not counted."""
@@ -311,11 +293,20 @@ def _pipeline_queue() -> str:
     return app.conf.task_default_queue
 
 
-@task_retry.connect(weak=False, dispatch_uid="cdb_bus_log_retries")
 def _log_retry(sender=None, request=None, reason=None, **kwargs) -> None:
     """Celery logs a retry at INFO on a logger kept at WARNING (a line per task): an operator should see this one."""
     attempt = (getattr(request, "retries", 0) or 0) + 1
     logger.warning("task %s failed (%s); retry %d of %d scheduled", sender.name, reason, attempt, sender.max_retries)
+
+
+def connect_celery_signals() -> None:
+    """Retried tasks counted in flight, failures counted, retries logged: connected by the Celery app as it is
+    created (``cdb_project/celery.py``), in the processes that load Celery."""
+    from celery.signals import before_task_publish, task_failure, task_retry
+
+    before_task_publish.connect(_count_retry, weak=False, dispatch_uid="cdb_bus_count_retries")
+    task_failure.connect(_count_failure, weak=False, dispatch_uid="cdb_bus_count_failures")
+    task_retry.connect(_log_retry, weak=False, dispatch_uid="cdb_bus_log_retries")
 
 
 def consumer(event_type: str) -> Callable[[Callable[[Event], Any]], Callable[[Any], Any]]:
@@ -444,19 +435,14 @@ def _dispatch(topic: str, event: Event) -> None:
 
 
 def _announce(topic: str, event: Event) -> None:
-    _announce_all([(topic, event)])
-
-
-def _announce_all(events: list[tuple[str, Event]]) -> None:
-    """PUBLISH each (topic, event) on the topic's Redis channel, in one round trip, and push them to the dashboard
-    (both best effort)."""
+    """PUBLISH the event on the topic's Redis channel and push it to the dashboard (both best effort), then hand
+    it to the topic's observers."""
     if settings.REDIS_URL:
-        _redis_publish_many([(topic, json.dumps(event, separators=(",", ":"))) for topic, event in events])
-    for topic, event in events:
-        if topic in DASHBOARD_TOPICS:
-            notify_dashboard(topic, event)
-        for observer in _observers().get(topic, ()):
-            _observe(observer, topic, event)
+        _redis_publish_many([(topic, json.dumps(event, separators=(",", ":")))])
+    if topic in DASHBOARD_TOPICS:
+        notify_dashboard(topic, event)
+    for observer in _observers().get(topic, ()):
+        _observe(observer, topic, event)
 
 
 def _observe(observer: Callable[[str, Event], Any], topic: str, event: Event) -> None:

@@ -6,8 +6,8 @@ commas, whose numbers have the shapes ``validation.PLAIN_ROW`` accepts (at most 
 12 decimals in all), is *plain*: the checks left for such a row (price above zero, low ≤ open, close ≤ high) are
 made on whole float columns, which decide them exactly (``_plain_reasons``). Every other line — the header, a
 blank, a sign, a blank inside, NaN, a bad byte, too many digits — goes through ``validation.check_line`` one
-by one, as before; real files have few. The order of timestamps (duplicate, going back) is then judged against
-the largest timestamp accepted so far, which is what the row-by-row validator remembers.
+by one, as before; real files have few. The order of timestamps (duplicate, going back, out of order) is then
+judged over the whole file, as the row-by-row validator judges it (``validation.order_verdicts``).
 
 Accepted rows keep their exact text, and a row handed out (``iter_merged``) is a ``TextRow``: a ``CandleRow`` whose
 open and volume are Decimals made from that text when first read. Decimal only where money is booked: the
@@ -35,17 +35,16 @@ import numpy as np
 
 from .validation import (
     BAD_TIMESTAMP,
-    DUPLICATE_TIMESTAMP,
     HEADER,
     HIGH_BELOW_LOW,
     MAX_TIMESTAMP_MS,
     NON_POSITIVE_PRICE,
     OPEN_CLOSE_OUTSIDE_RANGE,
-    TIMESTAMP_GOING_BACK,
     CandleRow,
     check_line,
     interval_ms,
     is_header,
+    order_verdicts,
 )
 
 FREQTRADE_NAME = re.compile(
@@ -258,17 +257,13 @@ def _plain_reasons(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _in_order(stamps: np.ndarray, rejected: Counter) -> np.ndarray:
-    """Which candidates (in line order) the order rule accepts: a timestamp above every earlier accepted one.
-    A refused row is never above that maximum, so the running maximum of all candidates is the same."""
-    if len(stamps) == 0:
-        return np.zeros(0, bool)
-    before = np.concatenate(([-1], np.maximum.accumulate(stamps)[:-1]))
-    duplicates, back = int(np.count_nonzero(stamps == before)), int(np.count_nonzero(stamps < before))
-    if duplicates:
-        rejected[DUPLICATE_TIMESTAMP] += duplicates
-    if back:
-        rejected[TIMESTAMP_GOING_BACK] += back
-    return stamps > before
+    """Which candidates (in line order) the order rule accepts (``validation.order_verdicts``): all of them when
+    the timestamps rise throughout (the usual file), else the most that do, each refused one counted by its reason."""
+    if len(stamps) < 2 or bool(np.all(stamps[1:] > stamps[:-1])):
+        return np.ones(len(stamps), bool)
+    verdicts = order_verdicts(stamps.tolist())
+    rejected.update(reason for reason in verdicts if reason is not None)
+    return np.fromiter((reason is None for reason in verdicts), bool, count=len(verdicts))
 
 
 def freqtrade_csv(path: Path) -> bytes:

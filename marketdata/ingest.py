@@ -89,11 +89,23 @@ def latest_prices(symbols: Iterable[str], at_or_before: int) -> dict[str, Decima
         return prices_of_rows(cursor.fetchall())
 
 
-def latest_prices_query(symbols: Sequence[str], at_or_before: int) -> tuple[str, list]:
-    """The SQL of ``latest_prices`` (rows of symbol, close) and its parameters, for a query to hold as a part."""
+def latest_known_times(symbols: Iterable[str], at_or_before: int) -> dict[str, int]:
+    """When the price ``latest_prices`` gives each symbol became known (its candle's close), in one query."""
+    symbols = sorted(set(symbols))
+    if not symbols:
+        return {}
+    sql, params = latest_prices_query(symbols, at_or_before, column="known_at")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return {symbol: int(known) for symbol, known in cursor.fetchall()}
+
+
+def latest_prices_query(symbols: Sequence[str], at_or_before: int, column: str = "close") -> tuple[str, list]:
+    """The SQL of ``latest_prices`` (rows of symbol, close — or another ``column`` of the same candle) and its
+    parameters, for a query to hold as a part."""
     table = connection.ops.quote_name(Candle._meta.db_table)
     one = (
-        f'SELECT * FROM (SELECT "symbol", "close" FROM {table} WHERE "symbol" = %s AND "known_at" <= %s '
+        f'SELECT * FROM (SELECT "symbol", "{column}" FROM {table} WHERE "symbol" = %s AND "known_at" <= %s '
         f'ORDER BY "known_at" DESC, "interval" LIMIT 1) AS p{{n}}'
     )
     sql = " UNION ALL ".join(one.format(n=n) for n in range(len(symbols)))

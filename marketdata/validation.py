@@ -7,7 +7,8 @@ becomes a ``CandleRow`` or a ``Rejection`` with one of ``REASONS``; a bad row ne
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Context, Decimal, InvalidOperation
 from pathlib import Path
@@ -31,6 +32,7 @@ OPEN_CLOSE_OUTSIDE_RANGE = "open_close_outside_range"
 NEGATIVE_VOLUME = "negative_volume"
 DUPLICATE_TIMESTAMP = "duplicate_timestamp"
 TIMESTAMP_GOING_BACK = "timestamp_going_back"
+TIMESTAMP_OUT_OF_ORDER = "timestamp_out_of_order"  # ahead of the rows after it, which are kept
 REASONS = (
     MALFORMED,
     NON_NUMERIC,
@@ -42,6 +44,7 @@ REASONS = (
     NEGATIVE_VOLUME,
     DUPLICATE_TIMESTAMP,
     TIMESTAMP_GOING_BACK,
+    TIMESTAMP_OUT_OF_ORDER,
 )
 
 INTERVAL_MS = {
@@ -54,6 +57,9 @@ INTERVAL_MS = {
     "4h": 14_400_000,
     "1d": 86_400_000,
 }
+# The candle intervals of MEXC's spot market (1m 5m 15m 30m 60m 4h 1d 1W 1M) that this code times (a candle's close:
+# open time + interval), in its names: MEXC's 60m is 1h; a week and a month are not timed.
+EXCHANGE_INTERVALS = ("1m", "5m", "15m", "30m", "1h", "4h", "1d")
 SYMBOL = re.compile(r"[A-Z0-9]{1,20}_[A-Z0-9]{1,20}")  # BASE_QUOTE, as EVENT_SCHEMA.json has it
 FILE_NAME = re.compile(r"^(?P<symbol>[A-Z0-9]{1,20}_[A-Z0-9]{1,20})-(?P<interval>[0-9]+[smhdwM])\.csv$")
 
@@ -99,6 +105,16 @@ def interval_ms(interval: str) -> int:
     if not match or int(match.group(1)) == 0:
         raise ValueError(f"unsupported interval {interval!r}")
     return int(match.group(1)) * {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}[match.group(2)]
+
+
+def exchange_interval(interval: str) -> str:
+    """``interval`` when the exchange has candles of it (``EXCHANGE_INTERVALS``); ValueError naming those otherwise:
+    a file of 7m candles is a mistake, not a market."""
+    if interval not in EXCHANGE_INTERVALS:
+        raise ValueError(
+            f"{interval} is not an exchange interval; MEXC spot has {', '.join(EXCHANGE_INTERVALS)} (its 60m is 1h)"
+        )
+    return interval
 
 
 def known_at(timestamp: int, interval: str) -> int:
@@ -182,32 +198,60 @@ def check_line(line: str) -> CandleRow | str:
     return _check_plain(*plain.groups()) if plain is not None else check_row(line.strip().split(","))
 
 
-class RowValidator:
-    """Validates the data lines of one file in order, remembering the last accepted timestamp."""
-
-    def __init__(self) -> None:
-        self.last_timestamp: int | None = None
-
-    def check(self, line_number: int, line: str) -> CandleRow | Rejection:
-        result = check_line(line)
-        if isinstance(result, str):
-            return Rejection(line_number, result, line)
-        if self.last_timestamp is not None:
-            if result.timestamp == self.last_timestamp:
-                return Rejection(line_number, DUPLICATE_TIMESTAMP, line)
-            if result.timestamp < self.last_timestamp:
-                return Rejection(line_number, TIMESTAMP_GOING_BACK, line)
-        self.last_timestamp = result.timestamp
-        return result
+def order_verdicts(timestamps: Sequence[int]) -> list[str | None]:
+    """The order rule over a file's candles that pass their own checks, in file order: None for a candle kept,
+    else the reason it is refused. The most candles in strictly increasing order are kept (a longest increasing
+    subsequence), so one misplaced row costs itself, not the valid rows around it; of several such sequences, the
+    one keeping the earlier rows (a duplicate's first row, as reading in order keeps it). A refused row's reason
+    compares it with the latest candle kept before it: DUPLICATE_TIMESTAMP (the same time), TIMESTAMP_GOING_BACK
+    (before it), TIMESTAMP_OUT_OF_ORDER (after it: ahead of the candles kept after it)."""
+    tails: list[int] = []  # tails[k]: the smallest last timestamp of an increasing run of k + 1 candles so far
+    by_length: list[list[int]] = []  # the positions whose longest run ending there has k + 1 candles, in order
+    for position, timestamp in enumerate(timestamps):
+        k = bisect_left(tails, timestamp)
+        if k == len(tails):
+            tails.append(timestamp)
+            by_length.append([])
+        else:
+            tails[k] = timestamp
+        by_length[k].append(position)
+    kept = [False] * len(timestamps)
+    bound = None  # the timestamp of the candle kept after the one looked for
+    for positions in reversed(by_length):  # the longest run from its end, one candle per length
+        # Along ``positions`` the timestamps never rise (a later, higher one would end a longer run), so those below
+        # ``bound`` are a tail of the list; its first is the earliest, and lies before the candle kept after it
+        # (some run of this length ends there, below it).
+        first = 0 if bound is None else bisect_right(positions, -bound, key=lambda p: -timestamps[p])
+        bound = timestamps[positions[first]]
+        kept[positions[first]] = True
+    verdicts: list[str | None] = []
+    latest = None  # the latest timestamp kept so far
+    for position, timestamp in enumerate(timestamps):
+        if kept[position]:
+            verdicts.append(None)
+            latest = timestamp
+        elif latest is not None and timestamp == latest:
+            verdicts.append(DUPLICATE_TIMESTAMP)
+        elif latest is not None and timestamp < latest:
+            verdicts.append(TIMESTAMP_GOING_BACK)
+        else:
+            verdicts.append(TIMESTAMP_OUT_OF_ORDER)
+    return verdicts
 
 
 def validate_lines(lines: Iterable[str]) -> Iterator[CandleRow | Rejection]:
-    """Every data line of a CSV (the optional header and blank lines skipped), as a CandleRow or a Rejection."""
-    validator = RowValidator()
+    """Every data line of a CSV (the optional header and blank lines skipped), as a CandleRow or a Rejection, in
+    file order. The order of timestamps is judged over the whole file (``order_verdicts``): the lines are read
+    before the first is given out."""
+    checked: list[tuple[int, str, CandleRow | str]] = []
     for number, raw in enumerate(lines, start=1):
         line = raw.rstrip("\r\n")
         if not line.strip():
             continue
         if number == 1 and is_header(line.split(",")):
             continue
-        yield validator.check(number, line)
+        checked.append((number, line, check_line(line)))
+    verdicts = iter(order_verdicts([result.timestamp for _, _, result in checked if not isinstance(result, str)]))
+    for number, line, result in checked:
+        reason = result if isinstance(result, str) else next(verdicts)
+        yield result if reason is None else Rejection(number, reason, line)

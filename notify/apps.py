@@ -11,7 +11,7 @@ class NotifyConfig(AppConfig):
 
         from ground.logging import register_secrets
 
-        from . import hooks, rules, tasks  # noqa: F401  tasks: registered in Celery, notify.service sends them by name
+        from . import hooks, rules  # the tasks module with Celery, on first use (cdb_project/celery.py)
 
         for raw in rules.split_urls(settings.NOTIFY_URLS):  # masked in every log line from the start
             from . import sender  # imports Apprise: only where NOTIFY_URLS is set

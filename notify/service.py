@@ -208,7 +208,8 @@ def _queue(
 
 
 def _task(name: str):
-    """A task of notify.tasks, found by its name in the Celery app (notify.tasks imports this module)."""
+    """A task of notify.tasks, found by its name in the Celery app (notify.tasks imports this module): the app
+    imports notify.tasks as it is finalized, by this very lookup at the latest (cdb_project/celery.py)."""
     from celery import current_app
 
     return current_app.tasks[name]

@@ -41,7 +41,7 @@ def daily_report(scheduled: bool = True) -> int:
     """Beat runs this at 00:00 UTC: the report of the day that just ended, once per day and destination."""
     from . import report
 
-    as_of = report.previous_day_end(report.dashboard.market_now_ms()) if scheduled else None
+    as_of = report.previous_day_end(report.clock.now_ms()) if scheduled else None
     figures = report.daily_report(as_of)
     key = f"daily:{figures['day']}" if scheduled else ""
     return len(service.queue_to_all("daily", service.rules.daily_message(figures), key=key))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from bisect import bisect_right
+from collections.abc import Callable
 from dataclasses import replace
 from decimal import Decimal
 
@@ -19,21 +20,19 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Max, Q
 
-from execution.account import account_rows, account_state, day_rolls, load_account
-from execution.executor import execute_order
 from execution.live import live_trading_enabled
-from execution.models import Order, Portfolio, Position, Trade
-from execution.service import cancel_order, fill_candle, fill_paper_order
+from execution.models import Order, Portfolio, Trade
 from ground import bus
-from ground.raw_rows import fetch_values
+from ground.raw_rows import converted, fetch_values
 from ground.timeutil import ms_to_datetime
 from marketdata import clock as market_clock
-from marketdata.ingest import latest_prices
+from marketdata.ingest import latest_known_times, latest_prices
 from marketdata.models import Candle
 from marketdata.validation import known_at
 from marketdata.watchlist import is_tradable
 
 from . import metrics
+from .account_view import account_rows, account_state, day_rolls, load_account
 from .alerts import alert_event, raise_alerts
 from .desk import (
     CLOSING_HALTS,
@@ -61,7 +60,9 @@ from .engine import (
     snapshot_from_candles,
     stop_price,
 )
-from .models import RiskEvent, RiskParameters, TradingState
+from .models import AccountVersion, RiskEvent, RiskParameters, TradingState
+from .order_executor import execute_order
+from .order_service import cancel_order, fill_candle, fill_paper_order
 from .state import apply_state_change
 
 logger = logging.getLogger("cdb.risk")
@@ -94,17 +95,18 @@ def event_known_at(event: dict) -> int:
     return known_at(event["timestamp"], event.get("interval") or settings.INTERVAL)
 
 
-def decide_signal(event: dict) -> Order | None:
-    """Turn a signal into an approved PENDING order or a stored rejection; redeliveries change nothing."""
-    from trading.models import Signal
+def decide_signal(event: dict, mark_decided: Callable[[str], bool]) -> Order | None:
+    """Turn a signal into an approved PENDING order or a stored rejection; redeliveries change nothing.
 
+    ``mark_decided(signal_id)`` marks the stored signal decided, in this transaction under the account lock, and
+    says whether it was stored undecided: trading writes the signal rows (``trading.signal_service.mark_decided``),
+    risk does not import them."""
     signal_id = signal_id_of(event)
     with transaction.atomic():
         state = TradingState.load(for_update=True)  # serializes every decision for the account
         # A stored signal still NEW has never been decided (its decision would have marked it in the same
         # transaction); otherwise — decided already, or a signal that was never stored — ask the risk events.
-        undecided = Signal.objects.filter(signal_id=signal_id, status=Signal.Status.NEW)
-        fresh = undecided.update(status=Signal.Status.DECIDED)
+        fresh = mark_decided(signal_id)
         if not fresh and (
             RiskEvent.objects.filter(signal_id=signal_id).exclude(decision=RiskEvent.Decision.STATE_CHANGE).exists()
         ):
@@ -218,10 +220,10 @@ def watch_market(event: dict) -> None:
 class MarketWatch:
     """``watch_market`` without reading the whole account for every candle.
 
-    The account rows (portfolio, positions, PENDING orders), the trading state, the parameters and the latest
-    order time are kept; before each candle one small query (``_account_version``) tells whether any of them
-    changed — a decision, a fill, another worker, the admin — and if so they are read again. Prices are read per
-    candle (on PostgreSQL by the same query, for the symbols held when it is sent), or for a batch once: the closes
+    The account rows (portfolio, positions, PENDING orders, open lots), the trading state, the parameters and the
+    latest order time are kept; before each candle one small query (``_account_version``) tells whether any of
+    them changed — a decision, a fill, another worker, the admin — and if so they are read again. Prices are read
+    per candle (by the same query, for the symbols held when it is sent), or for a batch once: the closes
     of every held symbol up to ``window_end``. So each candle is judged on what is stored at that moment; a candle
     that finds something to do takes ``watch_market``, which judges it again under the account lock. So workers do
     not queue behind each other's candles for the lock.
@@ -229,7 +231,7 @@ class MarketWatch:
 
     def __init__(self, window_end: int | None = None) -> None:
         self.window_end = window_end
-        self.version: tuple | None = None
+        self.version: int | None = None
         self.closes: dict[str, tuple[list[int], list[Decimal]]] | None = None
         self.closes_from = 0
         self.held: list[str] = []
@@ -238,16 +240,16 @@ class MarketWatch:
     def __call__(self, event: dict) -> None:
         now = event_known_at(event)
         asked = self.held if self.window_end is None else []
-        version, closes = _account_version(asked, now)
+        version, latest_order_time, closes = _account_version(asked, now)
         if version is None or version != self.version:
-            self._load_account(version)
+            self._load_account(latest_order_time)
             self.version = version
         if event["symbol"] in self.rows.waiting and not live_trading_enabled():
             fill_market(event)  # its paper orders meet this candle's price; then this candle's watch, on the fills
-            version, closes = _account_version(asked, now)
-            self._load_account(version)
+            version, latest_order_time, closes = _account_version(asked, now)
+            self._load_account(latest_order_time)
             self.version = version
-        if closes is not None and asked == self.held:
+        if asked == self.held:
             read = zip(asked, closes, strict=True)
             self.read_prices = (now, {symbol: close for symbol, close in read if close is not None})
         if self.latest_order_time is not None and self.latest_order_time > now:
@@ -262,14 +264,13 @@ class MarketWatch:
         if desk().watch_has_work(DeskView(desk_state(self.state), account, self.parameters, now)):
             watch_market(event)
 
-    def _load_account(self, version: tuple | None) -> None:
+    def _load_account(self, latest_order_time: int | None) -> None:
+        """Read after the version (and the latest order time, read with it): a change in between is read now and
+        seen again as a new version next time."""
         self.state, parameters = TradingState.load_with_parameters()
         self.parameters = parameters.as_dict()
         self.rows = account_rows(lock=False, with_lots=True)
-        if version is not None:
-            self.latest_order_time = version[0]  # the version row reads it first
-        else:  # the one-row tables were only just created
-            self.latest_order_time = Order.objects.aggregate(latest=Max("event_time"))["latest"]
+        self.latest_order_time = latest_order_time
         self.held = sorted(self.rows.priced_symbols())
         self.closes = None
         self.read_prices = None
@@ -337,61 +338,27 @@ def process_market_watch() -> MarketWatch:
     return _process_watch[1]
 
 
-def _account_version(held: list[str], now: int) -> tuple[tuple | None, list[Decimal | None] | None]:
-    """One row that changes whenever anything ``MarketWatch`` read changes (None before the rows exist): the
-    latest order's event time (first: MarketWatch uses it), the whole one-row tables (portfolio, trading state,
-    parameters, even if written by a bulk UPDATE), and for the orders and positions their newest id / update and
-    count / quantity. PostgreSQL returns all but the first as one MD5 of their text: converting some twenty
-    numeric and date columns to Python for every candle cost three times the query.
-
-    With it, on PostgreSQL, the last close at ``now`` of each of the ``held`` symbols (None for one without a
-    candle by then), in their order: a statement fewer per candle. Elsewhere that is None: not read."""
-    models_by_name = {
-        "portfolio": Portfolio,
-        "order": Order,
-        "position": Position,
-        "state": TradingState,
-        "parameters": RiskParameters,
-        "candle": Candle,
-    }
-    tables = {name: connection.ops.quote_name(model._meta.db_table) for name, model in models_by_name.items()}
-    parts = (
-        "p.*, s.*, r.*, (SELECT MAX(id) FROM {order}), (SELECT COUNT(*) FROM {order} WHERE status = %s), "
-        "(SELECT MAX(updated_at) FROM {position}), (SELECT SUM(quantity) FROM {position})"
+def _account_version(held: list[str], now: int) -> tuple[int | None, int | None, list[Decimal | None]]:
+    """The account's version (``AccountVersion``, bumped by triggers whenever anything ``MarketWatch`` read
+    changes; None before its row exists) and, in the same statement, the latest order's event time and the last
+    close at ``now`` of each of the ``held`` symbols (None for one without a candle by then), in their order."""
+    version_table = connection.ops.quote_name(AccountVersion._meta.db_table)
+    order_table = connection.ops.quote_name(Order._meta.db_table)
+    candle_table = connection.ops.quote_name(Candle._meta.db_table)
+    close = (
+        f'(SELECT "close" FROM {candle_table} WHERE "symbol" = %s AND "known_at" <= %s '  # noqa: S608
+        'ORDER BY "known_at" DESC, "interval" LIMIT 1)'
     )
-    postgresql = connection.vendor == "postgresql"
-    if postgresql:
-        closes = (
-            "ARRAY(SELECT (SELECT c.close FROM {candle} c WHERE c.symbol = h.symbol AND c.known_at <= $3 "
-            "ORDER BY c.known_at DESC, c.interval LIMIT 1) "
-            "FROM unnest($2::text[]) WITH ORDINALITY AS h(symbol, n) ORDER BY h.n)"
-        )
-        parts = f"md5(ROW({parts.replace('%s', '$1')})::text), {closes}"
     sql = (
-        f"SELECT (SELECT MAX(event_time) FROM {{order}}), {parts} "
-        "FROM {portfolio} p, {state} s, {parameters} r WHERE p.id = 1 AND s.id = 1 AND r.id = 1"
-    ).format(**tables)
-    if not postgresql:
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [Order.Status.PENDING])
-            return cursor.fetchone(), None
+        f'SELECT (SELECT "version" FROM {version_table} WHERE "id" = 1), '  # noqa: S608
+        f'(SELECT MAX("event_time") FROM {order_table})'
+    )
+    sql += "".join(f", {close}" for _ in held)
     with connection.cursor() as cursor:
-        # Planning this query takes PostgreSQL several times longer than running it: prepare it once per session,
-        # and keep its generic plan (for an array parameter PostgreSQL would otherwise plan it again every time,
-        # expecting a custom plan for the array's length to be cheaper). The setting applies to this session's
-        # prepared statements and PL/pgSQL functions only; Django prepares none, its own queries are unaffected.
-        session = connection.connection
-        key = (id(session), session.get_backend_pid())
-        if key not in _version_prepared:
-            cursor.execute("SET plan_cache_mode = force_generic_plan")
-            cursor.execute(f"PREPARE cdb_account_version (text, text[], bigint) AS {sql}")
-            _version_prepared.add(key)
-        cursor.execute("EXECUTE cdb_account_version (%s, %s, %s)", [Order.Status.PENDING, list(held), now])
-        row = cursor.fetchone()
-    return (None, None) if row is None else (row[:2], row[2])
-
-
-_version_prepared: set[tuple[int, int]] = set()  # PostgreSQL sessions that have cdb_account_version
+        cursor.execute(sql, [value for symbol in held for value in (symbol, now)])
+        version, latest_order_time, *closes = cursor.fetchone()
+    closes = [close for (close,) in converted(Candle, ("close",), [(value,) for value in closes])]
+    return version, latest_order_time, closes
 
 
 def _superseded(now: int, symbol: str | None = None) -> bool:
@@ -431,6 +398,7 @@ class StoredExits:
         self._open: dict[str, list[tuple[str, int]]] | None = None  # symbol → (trade id, entry order id), oldest first
         self._attempts: dict[str, list[str]] | None = None  # an open trade's exit key → its orders' statuses
         self._suppressed: set[str] | None = None
+        self._price_times: tuple[int, dict[str, int | None]] | None = None  # (at, the open trades' price times)
 
     def _open_trades(self) -> dict[str, list[tuple[str, int]]]:
         if self._open is None:
@@ -474,8 +442,10 @@ class StoredExits:
         return base in self._suppressed
 
     def price_time(self, symbol: str, at_ms: int) -> int | None:
-        known = Candle.objects.filter(symbol=symbol, known_at__lte=at_ms).order_by("-known_at", "interval")
-        return known.values_list("known_at", flat=True).first()
+        if self._price_times is None or self._price_times[0] != at_ms or symbol not in self._price_times[1]:
+            symbols = {symbol, *self._open_trades()}
+            self._price_times = (at_ms, {name: None for name in symbols} | latest_known_times(symbols, at_ms))
+        return self._price_times[1][symbol]
 
 
 _EXIT_KINDS = ("stop", *(kind for _, kind in CLOSING_HALTS.values()))  # the keys of risk exits: KIND:trade id
@@ -581,7 +551,7 @@ def _order(submit: SubmitOrder, now: int) -> Order:
         event_time=now,
         source_timestamp=submit.source_timestamp or now,
         submitted_at=ms_to_datetime(now),
-        # an entry's stop until its fill fixes it (execution.service: from the fill price)
+        # an entry's stop until its fill fixes it (risk.order_service: from the fill price)
         stop_loss=stop_price(submit.price, submit.stop_loss_pct) if submit.stop_loss_pct is not None else None,
         strategy=submit.strategy,
         risk_score=Decimal(str(submit.confidence)) if submit.confidence is not None else None,

@@ -88,7 +88,7 @@ class OpenLot(Protocol):
 
 
 class LotStop(NamedTuple):
-    """An open lot as the live store reads it (``execution.account.open_lots``)."""
+    """An open lot as the live store reads it (``risk.account_view.open_lots``)."""
 
     trade_id: str
     quantity: Decimal

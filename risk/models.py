@@ -98,6 +98,25 @@ class RiskParameters(models.Model):
         return {name: getattr(self, name.lower()) for name in PARAMETER_SPECS}
 
 
+class AccountVersion(models.Model):
+    """A counter that goes up with every change of what the account view reads (``risk.account_view``), one row,
+    kept by database triggers (migration 0006) on the portfolio, the positions, the orders, the trades, the trading
+    state and the risk parameters, whoever writes them: the services, the admin, a bulk UPDATE.
+
+    An order or a trade bumps it only when a column the account is built from changes (an order's status, symbol,
+    side, quantity, requested price or event time; a trade's status, symbol, quantity, stop or entry time), so that
+    marking a live order sent, for instance, takes no lock on this row. The bump is part of the writer's
+    transaction: a reader that sees a version sees everything written up to it. The market watch
+    (``risk.decision_service.MarketWatch``) reads it before each candle and reads the account again only when it
+    moved. A row created again (a flushed test database) starts from the clock in microseconds, never from a value
+    an earlier row had."""
+
+    version = models.BigIntegerField()
+
+    class Meta:
+        verbose_name = verbose_name_plural = "account version"  # one row
+
+
 class RiskEvent(models.Model):
     """One risk decision (approve / trim / reject) or state transition, with the numbers behind it."""
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from django.db import transaction
 
-from execution.account import account_rows, account_state
 from execution.models import Portfolio
 from ground import bus
 from ground.amounts import iso_utc
@@ -18,6 +17,7 @@ from marketdata import clock
 from marketdata.ingest import latest_prices
 from marketdata.watchlist import account_quote
 
+from .account_view import account_rows, account_state
 from .alerts import raise_alert
 from .desk import (
     HALT,
@@ -106,6 +106,14 @@ def apply_state_change(
     snapshot = state_snapshot(state)
     transaction.on_commit(lambda: bus.notify_dashboard("trading_state", snapshot))
     return state
+
+
+def no_state_from_the_future(now_ms: int) -> None:
+    """A simulated market starts at ``now_ms``, maybe in the past: a fresh database's trading state, stamped by the
+    wall clock, would be ahead of it. On one clock it is then ACTIVE since the market's start. (The commands that
+    run the simulated market pass this to it: market data does not import the layers above it.)"""
+    TradingState.load()
+    TradingState.objects.filter(pk=1, since__gt=ms_to_datetime(now_ms)).update(since=ms_to_datetime(now_ms))
 
 
 def change_state(

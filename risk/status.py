@@ -1,46 +1,57 @@
-"""The risk status report shared by `manage.py risk_status`, the API and the dashboard."""
+"""The account and risk reports: ``risk_status`` (``manage.py risk_status``, ``/metrics``) and ``account_summary``
+(the dashboard, ``/api/status/``, the daily report), both from the one account view (``risk.account_view``)."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.conf import settings
 
-from execution.models import Position
-from ground.amounts import plain
+from ground.amounts import decimals_for, plain
+from ground.timeutil import ms_to_datetime
 from marketdata.clock import now_ms
-from marketdata.ingest import latest_price
 from marketdata.watchlist import account_quote
 
+from .account_view import AccountView, account_view
 from .models import RiskParameters, TradingState
 from .parameters import PARAMETER_SPECS
 from .state import state_snapshot
 
+RATIO_PLACES = Decimal("1e-12")
 
-def risk_status() -> dict:
-    """State, every parameter with its value and source, exposure, daily drawdown and open positions."""
-    from execution.models import Portfolio
 
-    state = TradingState.load()
-    params = RiskParameters.load()
-    portfolio = Portfolio.load()
-    positions = []
-    exposure = 0
-    for position in Position.objects.filter(quantity__gt=0):
-        price = latest_price(position.symbol) or position.avg_entry_price
-        value = position.quantity * price
-        exposure += value
-        positions.append(
+def ratio(value: Decimal) -> str:
+    """A share as an exact decimal string to 12 places (0.0123 = 1.23 %)."""
+    return plain(value.quantize(RATIO_PLACES))
+
+
+def open_position_rows(view: AccountView) -> list[dict]:
+    """Each open position with its last price (None without a candle), value and unrealized P&L."""
+    out = []
+    for position in view.open_positions:
+        price = view.price(position.symbol)
+        cost = position.avg_entry_price * position.quantity
+        unrealized = (price - position.avg_entry_price) * position.quantity if price is not None else None
+        out.append(
             {
                 "symbol": position.symbol,
                 "quantity": plain(position.quantity),
                 "avg_entry_price": plain(position.avg_entry_price),
                 "last_price": plain(price),
-                "value": plain(value),
-                "unrealized_pnl": plain((price - position.avg_entry_price) * position.quantity),
+                "value": plain(position.quantity * price) if price is not None else None,
+                "unrealized_pnl": plain(unrealized),
+                "unrealized_pnl_pct": ratio(unrealized / cost) if unrealized is not None and cost else None,
             }
         )
-    equity = portfolio.cash + exposure
-    start = portfolio.day_start_equity
-    drawdown = max(0, (start - equity) / start) if start and start > 0 else 0
+    return out
+
+
+def risk_status() -> dict:
+    """State, every parameter with its value and source, equity, daily P&L and drawdown, exposure and the open
+    positions."""
+    state = TradingState.load()
+    params = RiskParameters.load()
+    view = account_view(state.state)
     seeds = settings.RISK_PARAMETER_SEEDS
     parameters = {}
     for name, spec in PARAMETER_SPECS.items():
@@ -60,12 +71,41 @@ def risk_status() -> dict:
         "generated_at": now_ms(),
         "parameters": parameters,
         "quote": account_quote(),
-        "cash": plain(portfolio.cash),
-        "equity": plain(equity),
-        "exposure": plain(exposure),
-        "exposure_pct": plain(round(exposure / equity, 12) if equity > 0 else 0),
-        "day_start_equity": plain(start),
-        "daily_drawdown_pct": plain(round(drawdown, 12)),
-        "open_positions": positions,
+        "cash": plain(view.rows.portfolio.cash),
+        "equity": plain(view.equity),
+        "exposure": plain(view.exposure),
+        "exposure_pct": ratio(view.exposure_pct),
+        "day_start_equity": plain(view.day_start_equity),
+        "daily_pnl": plain(view.daily_pnl),
+        "daily_drawdown_pct": ratio(view.drawdown),
+        "open_positions": open_position_rows(view),
         "warnings": [seed.warning for seed in seeds.values() if seed.warning],
+    }
+
+
+def account_summary(as_of_ms: int | None = None) -> dict:
+    """Equity, cash, daily P&L and drawdown since 00:00 UTC (market time), exposure and their limits, at the market
+    time ``as_of_ms`` (None: now, at the newest prices)."""
+    view = account_view(TradingState.load().state, as_of_ms)
+    params = RiskParameters.load()
+    portfolio = view.rows.portfolio
+    quote = account_quote()
+    return {
+        "quote": quote,
+        "quote_decimals": decimals_for(quote),
+        "initial_capital": plain(portfolio.initial_capital),
+        "cash": plain(portfolio.cash),
+        "equity": plain(view.equity),
+        "realized_pnl": plain(portfolio.realized_pnl),
+        "fees_paid": plain(portfolio.fees_paid),
+        "day_start": ms_to_datetime(view.day_start_ms).isoformat(),
+        "day_start_equity": plain(view.day_start_equity),
+        "daily_pnl": plain(view.daily_pnl),
+        "daily_pnl_pct": ratio(view.daily_pnl_pct),
+        "drawdown_pct": ratio(view.drawdown),
+        "drawdown_limit_pct": plain(params.max_daily_drawdown_pct),
+        "exposure": plain(view.exposure),
+        "exposure_pct": ratio(view.exposure_pct),
+        "exposure_limit_pct": plain(params.max_exposure_pct),
+        "open_positions": len(view.rows.positions),
     }

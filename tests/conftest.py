@@ -1,4 +1,5 @@
-"""Shared fixtures: service markers, eager tasks for in-process tests, real Celery workers and daphne for e2e."""
+"""Shared fixtures: service markers, eager tasks for in-process tests, real Celery workers and daphne for e2e, and
+no child process outliving the test or module that started it."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from tests.support import processes, services
 
 CI = os.environ.get("CI") == "true"
 EMBEDDED_RUN = os.environ.get("CDB_EMBEDDED_TESTS") == "1"
-SERVICE_MARKERS = ("postgres", "redis", "workers", "browser")
+SERVICE_MARKERS = ("postgres", "redis", "workers", "browser", "shared_data")
 
 
+@pytest.hookimpl(tryfirst=True)  # before skipif marks, so that under CI a missing service fails even there
 def pytest_runtest_setup(item: pytest.Item) -> None:
     for name in SERVICE_MARKERS:
         if item.get_closest_marker(name) is None:
@@ -24,6 +26,27 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         if CI and not (EMBEDDED_RUN and not configured):
             pytest.fail(f"{name} required: {problem}")
         pytest.skip(f"{name} not available: {problem}")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _no_child_left_by_the_module():
+    """Process groups a module's fixtures started (its workers) end with the module, even if a teardown failed."""
+    point = processes.mark()
+    yield
+    processes.stop_started_since(point)
+
+
+@pytest.fixture(autouse=True)
+def _no_child_left_by_the_test():
+    """Process groups a test started end with it, passed or failed: whatever its own teardown left is killed.
+    (Higher-scoped fixtures start first, so the module's workers are not the test's.)"""
+    point = processes.mark()
+    yield
+    processes.stop_started_since(point)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    processes.stop_started_since(0)
 
 
 @pytest.fixture(autouse=True)

@@ -2,7 +2,6 @@
 
 import json
 import re
-import subprocess
 import sys
 from decimal import Decimal as D
 from pathlib import Path
@@ -11,12 +10,14 @@ import pytest
 from django.core.management import call_command
 
 from risk.parameters import PARAMETER_SPECS
+from tests.support import processes
+from tests.support.paths import CANDLES
 from tests.support.processes import ROOT
 
-CANDLES = ROOT.parent / "shared" / "data" / "candles"
 ALL_FILES = sorted(str(p) for p in CANDLES.glob("*.csv"))
 FIVE_MINUTE = sorted(str(p) for p in CANDLES.glob("*-5m.csv"))
 DEFAULTS = {name: spec.default for name, spec in PARAMETER_SPECS.items()}
+pytestmark = pytest.mark.shared_data
 
 
 def _backtest(tmp_path, *args) -> dict:
@@ -196,6 +197,7 @@ def test_save_stores_the_run(tmp_path, admin_client):
     assert admin_client.get("/api/backtests/999999/").status_code == 404
 
 
+# *FIVE_MINUTE[:1], not FIVE_MINUTE[0]: without ../shared/data the module still collects (and is skipped).
 @pytest.mark.parametrize(
     "args,message",
     [
@@ -203,29 +205,32 @@ def test_save_stores_the_run(tmp_path, admin_client):
         (["--data", "EMPTY"], "is empty"),
         (["--data", "HEADER_ONLY"], "no valid candles"),
         (["--data", "WRONGNAME"], "SYMBOL-INTERVAL.csv"),
-        (["--data", FIVE_MINUTE[0], "--strategy", "nope"], "unknown strategy 'nope'"),
-        (["--data", FIVE_MINUTE[0], "--param", "MAX_POSITION_PCT=0.9"], "MAX_POSITION_PCT: 0.9 is out of range"),
-        (["--data", FIVE_MINUTE[0], "--param", "fast"], "expected NAME=VALUE"),
-        (["--data", FIVE_MINUTE[0], "--param", "ema_fast=abc"], "ema_fast"),
-        (["--data", FIVE_MINUTE[0], "--capital", "-5"], "--capital"),
-        (["--data", FIVE_MINUTE[0], "--from", "yesterday"], "--from"),
-        (["--data", FIVE_MINUTE[0], "DUPLICATE"], "two files replay the same symbol and interval"),
+        (["--data", *FIVE_MINUTE[:1], "--strategy", "nope"], "unknown strategy 'nope'"),
+        (["--data", *FIVE_MINUTE[:1], "--param", "MAX_POSITION_PCT=0.9"], "MAX_POSITION_PCT: 0.9 is out of range"),
+        (["--data", *FIVE_MINUTE[:1], "--param", "fast"], "expected NAME=VALUE"),
+        (["--data", *FIVE_MINUTE[:1], "--param", "ema_fast=abc"], "ema_fast"),
+        (["--data", *FIVE_MINUTE[:1], "--capital", "-5"], "--capital"),
+        (["--data", *FIVE_MINUTE[:1], "--from", "yesterday"], "--from"),
+        (["--data", *FIVE_MINUTE[:1], "DUPLICATE"], "two files replay the same symbol and interval"),
+        (["--data", "SEVEN_MINUTES"], "AAA_USDT-7m.csv: 7m is not an exchange interval; MEXC spot has 1m, 5m, 15m"),
     ],
 )
 def test_bad_input_exits_2_with_a_clear_message(tmp_path, args, message):
     (tmp_path / "EMPTY_BTC-5m.csv").write_text("")
     (tmp_path / "HEADER_BTC-5m.csv").write_text("timestamp_ms,open,high,low,close,volume\n")
     (tmp_path / "wrong.csv").write_text("timestamp_ms,open,high,low,close,volume\n1,1,1,1,1,1\n")
+    (tmp_path / "AAA_USDT-7m.csv").write_text("timestamp_ms,open,high,low,close,volume\n1,1,1,1,1,1\n")
     names = {
         "EMPTY": tmp_path / "EMPTY_BTC-5m.csv",
         "HEADER_ONLY": tmp_path / "HEADER_BTC-5m.csv",
         "WRONGNAME": tmp_path / "wrong.csv",
+        "SEVEN_MINUTES": tmp_path / "AAA_USDT-7m.csv",
         "DUPLICATE": tmp_path / "again" / Path(FIVE_MINUTE[0]).name,  # the same symbol and interval, elsewhere
     }
     names["DUPLICATE"].parent.mkdir()
     names["DUPLICATE"].symlink_to(FIVE_MINUTE[0])
     args = [str(names.get(a, a)) for a in args]
-    done = subprocess.run(
+    done = processes.run(
         [sys.executable, "manage.py", "backtest", "--no-progress", *args],
         cwd=ROOT,
         capture_output=True,

@@ -2,7 +2,6 @@
 PostgreSQL) and through `backtest` give the same orders in the same order and the same final equity."""
 
 import json
-import subprocess
 import sys
 from decimal import Decimal as D
 
@@ -12,10 +11,10 @@ from execution.accounting import money
 from execution.models import Order, Portfolio, Position
 from marketdata.models import Candle
 from tests.support import processes
+from tests.support.paths import CANDLES
 from tests.support.processes import ROOT
 
-pytestmark = [pytest.mark.workers, pytest.mark.django_db(transaction=True)]
-CANDLES = ROOT.parent / "shared" / "data" / "candles"
+pytestmark = [pytest.mark.workers, pytest.mark.django_db(transaction=True), pytest.mark.shared_data]
 ROWS = 500  # per file: entries, exits, stop-losses, failures and partial fills with the momentum strategy
 
 
@@ -33,7 +32,7 @@ def test_replay_through_workers_equals_the_backtest(service_env, tmp_path):
     env = {**service_env, "STRATEGY": "momentum", "PAPER_FAILURE_RATE": "0.05"}
 
     report_path = tmp_path / "backtest.json"
-    backtest = subprocess.run(
+    backtest = processes.run(
         [
             sys.executable,
             "manage.py",
@@ -60,7 +59,7 @@ def test_replay_through_workers_equals_the_backtest(service_env, tmp_path):
     flush_broker()
     workers = [processes.start_worker(f"parity{i}", env, tmp_path) for i in (1, 2)]
     try:
-        replay = subprocess.run(
+        replay = processes.run(
             [
                 sys.executable,
                 "manage.py",

@@ -26,6 +26,7 @@ from execution.models import Order, Trade
 from ground import bus
 from marketdata.models import Candle
 from tests.support import processes
+from tests.support.paths import CANDLES
 from tests.test_browser_dashboard import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, TIMEOUT, _user, off_loop
 from trading.indicators import EMA, RSI
 from trading.models import BacktestRun
@@ -38,7 +39,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.redis, pytest.mark.postgres, pyte
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
-DATA = ROOT.parent / "shared" / "data" / "candles" / "ETH_BTC-5m.csv"
+DATA = CANDLES / "ETH_BTC-5m.csv"
 SYMBOL = "ETH_BTC"
 ROWS = 700
 FIVE_MIN = 300_000
@@ -140,9 +141,8 @@ def read_chart(page) -> dict:
     return page.evaluate("window.cdbCharts.price.readBack()")
 
 
+@pytest.mark.shared_data
 def test_chart_after_a_replay_shows_candles_indicators_and_one_marker_per_fill(server, browser, tmp_path):
-    if not DATA.exists():
-        pytest.skip(f"{DATA} is missing")
     replay(tmp_path)
     fills = list(Order.objects.filter(symbol=SYMBOL, status__in=["FILLED", "PARTIALLY_FILLED"]).order_by("event_time"))
     assert len(fills) >= 4, "the replay should trade: entries and exits to draw"
@@ -195,7 +195,11 @@ def test_chart_after_a_replay_shows_candles_indicators_and_one_marker_per_fill(s
     buy = next(o for o in shown if o.side == "BUY")
     bar_time = buy.event_time - buy.event_time % FIVE_MIN
     page.evaluate("t => window.cdbCharts.price.centreOn(t)", bar_time)
-    page.wait_for_timeout(300)
+    page.wait_for_function(  # the bar is on screen (polled on animation frames, so after a redraw)
+        "t => { const s = window.cdbCharts.price.chart.timeScale(), x = s.timeToCoordinate(t / 1000);"
+        " return x !== null && x >= 0 && x <= s.width(); }",
+        arg=bar_time,
+    )
     x, y = page.evaluate(
         "([t, p]) => { const c = window.cdbCharts.price;"
         " return [c.chart.timeScale().timeToCoordinate(t / 1000), c.candleSeries.priceToCoordinate(p)]; }",
@@ -306,11 +310,10 @@ def _decimal(text) -> Decimal:
     return Decimal(str(text))
 
 
+@pytest.mark.shared_data
 def test_a_stored_backtest_opens_with_its_trades_on_the_chart(server, browser, tmp_path):
     """``manage.py backtest --save`` twice; the list shows both, one opens with dated equity and drawdown curves,
     its candles and one marker per fill (equal to its report's trades), and two open side by side."""
-    if not DATA.exists():
-        pytest.skip(f"{DATA} is missing")
     lines = [line for line in DATA.read_text().splitlines() if line and line[0].isdigit()][:1500]
     path = tmp_path / f"{SYMBOL}-5m.csv"
     path.write_text("\n".join(lines) + "\n")
@@ -371,11 +374,10 @@ def test_a_stored_backtest_opens_with_its_trades_on_the_chart(server, browser, t
     watched.close()
 
 
+@pytest.mark.shared_data
 def test_the_standalone_html_report_draws_the_same_charts_offline(browser, tmp_path):
     """``backtest --html``: the file alone (file://, every other request refused) draws the equity, the drawdown and
     a candlestick chart per symbol whose markers are the report's fills."""
-    if not DATA.exists():
-        pytest.skip(f"{DATA} is missing")
     lines = [line for line in DATA.read_text().splitlines() if line and line[0].isdigit()][:1500]
     path = tmp_path / f"{SYMBOL}-5m.csv"
     path.write_text("\n".join(lines) + "\n")

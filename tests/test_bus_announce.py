@@ -1,9 +1,11 @@
 """Events a transaction only announces (``bus.publish(..., consumed=True)``, or a topic without consumers) are
-PUBLISHed after its commit, together, in the order they were published — also around an event that goes to its
-consumers — and an event published in a savepoint that is rolled back is not announced."""
+PUBLISHed by ``bus.publish_after_commit``: after its commit, in the order they were published — also around an event
+that goes to its consumers — nothing of a transaction or savepoint that is rolled back, and at once outside a
+transaction."""
 
 import json
 import time
+import uuid
 
 import pytest
 from django.conf import settings
@@ -14,51 +16,77 @@ from tests.test_event_schema import SPEC_EXAMPLES
 
 pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 EXAMPLE = {example["type"]: example for example in SPEC_EXAMPLES}
+RUN = f"{uuid.uuid4().hex[:8]}-"  # the channels are global: other test runs on this Redis publish there too
 
 
 def _event(event_type: str, marker: str) -> dict:
-    """The spec's example of ``event_type``, told apart by its reason (signal) or client_order_id."""
+    """The spec's example of ``event_type``, told apart by its reason (signal) or client_order_id (``RUN`` first)."""
     event = dict(EXAMPLE[event_type])
-    event["reason" if event_type == "signal" else "client_order_id"] = marker
+    event["reason" if event_type == "signal" else "client_order_id"] = RUN + marker
     return event
 
 
 @pytest.fixture
 def announced():
-    """Everything PUBLISHed on the three order-flow channels, as (channel, marker) in arrival order."""
+    """Everything this run PUBLISHed on the three order-flow channels, as (channel, marker) in arrival order."""
     import redis
 
     subscriber = redis.Redis.from_url(settings.REDIS_URL).pubsub(ignore_subscribe_messages=True)
     subscriber.subscribe("signals", "orders", "order_results")
 
-    def read(count: int) -> list[tuple[str, str]]:
+    def read() -> list[tuple[str, str]]:
+        """What came before a marker published now: Redis delivers one subscriber's messages in the order they were
+        published, so once the marker is in, everything the transaction announced (or announced twice) is too."""
+        marker = f"{RUN}marker-{uuid.uuid4().hex}"
+        redis.Redis.from_url(settings.REDIS_URL).publish("order_results", json.dumps({"client_order_id": marker}))
         out, deadline = [], time.monotonic() + 10
-        while len(out) < count and time.monotonic() < deadline:
-            message = subscriber.get_message(timeout=0.2)
-            if message is not None:
-                data = json.loads(message["data"])
-                out.append((message["channel"].decode(), data.get("reason") or data.get("client_order_id")))
-        while (late := subscriber.get_message(timeout=0.3)) is not None:  # nothing more may come
-            out.append((late["channel"].decode(), "unexpected"))
-        return out
+        while time.monotonic() < deadline:
+            message = subscriber.get_message(timeout=1)
+            if message is None:
+                continue
+            data = json.loads(message["data"])
+            said = data.get("reason") or data.get("client_order_id") or ""
+            if said == marker:
+                return out
+            if said.startswith(RUN):  # this test's
+                out.append((message["channel"].decode(), said.removeprefix(RUN)))
+        raise AssertionError(f"the marker did not arrive within 10 s; before it: {out}")
 
     yield read
     subscriber.close()
 
 
-def test_one_transactions_announcements_are_published_together_in_order(announced, monkeypatch):
-    round_trips = []
+@pytest.fixture
+def round_trips(monkeypatch):
+    """The size of every PUBLISH round trip the bus makes, as it makes them."""
+    sizes = []
     real = bus._redis_publish_many
-    monkeypatch.setattr(
-        bus, "_redis_publish_many", lambda messages: (round_trips.append(len(messages)), real(messages))
-    )
+    monkeypatch.setattr(bus, "_redis_publish_many", lambda messages: (sizes.append(len(messages)), real(messages)))
+    return sizes
+
+
+def test_one_transactions_announcements_are_published_after_its_commit_in_order(announced, round_trips):
     with transaction.atomic():
         bus.publish(_event("signal", "s1"), consumed=True)
         bus.publish(_event("order", "o1"), consumed=True)
         bus.publish(_event("order_result", "o1"))  # no consumers: announced only
         assert round_trips == []  # nothing before the commit
-    assert announced(3) == [("signals", "s1"), ("orders", "o1"), ("order_results", "o1")]
-    assert round_trips == [3]
+    assert announced() == [("signals", "s1"), ("orders", "o1"), ("order_results", "o1")]
+    assert round_trips == [1, 1, 1]
+
+
+def test_a_rolled_back_transaction_announces_nothing(announced, round_trips):
+    with pytest.raises(RuntimeError), transaction.atomic():
+        bus.publish(_event("signal", "rolled back"), consumed=True)
+        bus.publish(_event("order_result", "rolled back"))
+        raise RuntimeError("the transaction is rolled back")
+    assert announced() == [] and round_trips == []
+
+
+def test_outside_a_transaction_an_announcement_goes_at_once(announced, round_trips):
+    bus.publish(_event("order", "at once"), consumed=True)
+    assert round_trips == [1]  # before publish returned
+    assert announced() == [("orders", "at once")]
 
 
 def test_a_rolled_back_savepoint_takes_its_announcements_with_it(announced):
@@ -68,7 +96,7 @@ def test_a_rolled_back_savepoint_takes_its_announcements_with_it(announced):
             bus.publish(_event("order", "rolled back"), consumed=True)
             raise RuntimeError("the savepoint is rolled back")
         bus.publish(_event("order_result", "after"))
-    assert announced(2) == [("signals", "kept"), ("order_results", "after")]
+    assert announced() == [("signals", "kept"), ("order_results", "after")]
 
 
 def test_an_event_for_its_consumers_keeps_its_place_among_announcements(announced, monkeypatch):
@@ -78,5 +106,5 @@ def test_an_event_for_its_consumers_keeps_its_place_among_announcements(announce
         bus.publish(_event("signal", "s1"), consumed=True)
         bus.publish(_event("order", "o1"))  # to its consumer (execution.on_order) after the commit
         bus.publish(_event("order_result", "o1"))
-    assert announced(3) == [("signals", "s1"), ("orders", "o1"), ("order_results", "o1")]
-    assert sent == [("execution.on_order", "o1")]
+    assert announced() == [("signals", "s1"), ("orders", "o1"), ("order_results", "o1")]
+    assert sent == [("execution.on_order", RUN + "o1")]

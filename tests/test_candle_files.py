@@ -14,11 +14,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from marketdata import candle_files
-from marketdata.validation import CandleRow, Rejection, interval_ms, parse_file_name, validate_lines
+from marketdata.validation import (
+    CandleRow,
+    Rejection,
+    interval_ms,
+    order_verdicts,
+    parse_file_name,
+    validate_lines,
+)
+from tests.support.paths import CANDLES
 from trading.backtest import BacktestInputError, Bar, read_bars
 from trading.strategies import Candle
 
-CANDLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "candles"
 SHARED = sorted(CANDLES.glob("*.csv"))
 FIELDS = ("timestamp", "open", "high", "low", "close", "volume")
 
@@ -54,7 +61,7 @@ def assert_same(data: bytes) -> None:
     assert candles == [Candle(r.timestamp, *(float(getattr(r, f)) for f in FIELDS[1:])) for r in want_rows]
 
 
-@pytest.mark.skipif(not SHARED, reason="../shared/data/candles is not there")
+@pytest.mark.shared_data
 def test_shared_files_give_the_same_merged_bars_and_rejections_as_the_row_by_row_reader():
     def old_bars(path: Path, rejected: Counter):
         symbol, interval = parse_file_name(path)
@@ -160,6 +167,53 @@ def test_edges_of_the_file_format(data):
     assert_same(data)
 
 
+STEP = 300_000  # 5m
+
+
+def candle_line(n: int) -> str:
+    return f"{n * STEP},1,2,0.5,1.5,10"
+
+
+@pytest.mark.parametrize("misplaced_at", [0, 2, 6])
+def test_a_misplaced_row_is_refused_alone_and_the_valid_rows_after_it_are_kept(tmp_path, misplaced_at):
+    """A row of the future among the first rows (a reviewer's file): it is refused as out of order, and the valid
+    rows after it, which reading in order took for going back behind it, are kept. A duplicate and a row going back
+    are refused with today's reasons. (Right before the last row, a row of the future is not told from a last row
+    going back: of the two, the earlier is kept, as reading in order keeps it.)"""
+    lines = [candle_line(n) for n in range(1, 11)]
+    lines.insert(misplaced_at, candle_line(50))  # ahead of every row after it
+    lines.insert(-3, lines[-4])  # the row before it again: a duplicate
+    lines.append(candle_line(3))  # going back
+    path = tmp_path / "AAA_USDT-5m.csv"
+    path.write_text("timestamp_ms,open,high,low,close,volume\n" + "\n".join(lines) + "\n")
+    rejected: dict[str, int] = {}
+    bars = list(read_bars([str(path)], rejected))
+    assert [bar.row.timestamp for bar in bars] == [n * STEP for n in range(1, 11)]
+    assert rejected == {"timestamp_out_of_order": 1, "duplicate_timestamp": 1, "timestamp_going_back": 1}
+    assert_same(path.read_bytes())  # the row-by-row validator (the replay's) judges the same
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(0, 9), max_size=12))
+def test_the_order_rule_keeps_the_most_rows_in_order(stamps):
+    """Kept: strictly rising, and as many as any rising selection has (checked by brute force); every refused
+    row's reason compares it with the latest row kept before it."""
+    verdicts = order_verdicts(stamps)
+    kept = [t for t, verdict in zip(stamps, verdicts, strict=True) if verdict is None]
+    assert all(a < b for a, b in zip(kept, kept[1:], strict=False))
+    longest = [0] * len(stamps)  # the longest rising selection ending at each row
+    for i, t in enumerate(stamps):
+        longest[i] = 1 + max((longest[j] for j in range(i) if stamps[j] < t), default=0)
+    assert len(kept) == max(longest, default=0)
+    latest = None
+    for t, verdict in zip(stamps, verdicts, strict=True):
+        if verdict is None:
+            latest = t
+        else:
+            expected = "duplicate_timestamp" if t == latest else "timestamp_going_back"
+            assert verdict == (expected if latest is not None and t <= latest else "timestamp_out_of_order")
+
+
 LINE = st.text(alphabet="0123456789.,eE-+ _\tx\r", max_size=40)
 NUMBER = st.one_of(
     st.decimals(min_value=0, max_value=10**17, allow_nan=False, allow_infinity=False, places=14).map(str),
@@ -226,7 +280,7 @@ def freqtrade_table(path: Path, unit: str):
     return pa.table(columns)
 
 
-@pytest.mark.skipif(not SHARED, reason="../shared/data/candles is not there")
+@pytest.mark.shared_data
 @pytest.mark.parametrize(("suffix", "unit"), [("feather", "ns"), ("parquet", "ms"), ("feather", "us")])
 def test_freqtrade_files_read_like_the_csv_they_came_from(tmp_path, suffix, unit):
     pa = pytest.importorskip("pyarrow")

@@ -12,6 +12,7 @@ from django.test.utils import CaptureQueriesContext
 
 from marketdata.ingest import bulk_store, market_data_event, persist_market_data
 from marketdata.models import Candle, CandleSeries
+from tests.support.waiting import wait_until
 from trading.signal_service import clear_state_cache, evaluate
 
 STEP = 60_000
@@ -67,6 +68,14 @@ def test_a_cached_evaluation_reads_one_statement_however_long_the_history():
     clear_state_cache()
 
 
+def _waits_for_a_lock(backend_pid: int) -> bool:
+    """PostgreSQL's own word that a session is blocked on a lock (not merely slow)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", [backend_pid])
+        row = cursor.fetchone()
+    return row is not None and row[0] == "Lock"
+
+
 def _connect():
     settings = connection.settings_dict
     session = psycopg2.connect(
@@ -105,7 +114,8 @@ def test_concurrent_writers_of_a_series_are_ordered_by_its_lock(first, second, l
 
         thread = threading.Thread(target=second_writer)
         thread.start()
-        assert not done.wait(0.5), "the second writer should wait for the first one's series lock"
+        wait_until(lambda: _waits_for_a_lock(b.get_backend_pid()), timeout=10, message="the second writer to wait")
+        assert not done.is_set(), "the second writer should wait for the first one's series lock"
         a.commit()
         thread.join(10)
         assert done.is_set()

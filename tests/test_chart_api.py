@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from django.core.management import call_command
@@ -14,6 +13,7 @@ from django.core.management import call_command
 from execution.models import Order, Trade
 from ground.amounts import plain
 from marketdata.models import Candle
+from tests.support.paths import CANDLES
 from tests.test_api import make_user, token_client
 from trading.chart import Bar, coarser_intervals, indicator_series, resample, strategy_indicators
 from trading.indicators import EMA, RSI, SMA
@@ -21,7 +21,7 @@ from trading.models import BacktestRun
 
 T0 = 1_730_419_200_000  # 2024-11-01 00:00 UTC, a round 15 minutes
 MINUTE = 60_000
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "candles" / "ETH_BTC-5m.csv"
+DATA = CANDLES / "ETH_BTC-5m.csv"
 
 
 # --- pure: resampling and indicator lines -------------------------------------------------------------------
@@ -163,9 +163,8 @@ def test_trade_totals_and_the_day_filter():
 
 
 @pytest.mark.django_db
+@pytest.mark.shared_data
 def test_backtest_chart_reads_the_runs_file(tmp_path):
-    if not DATA.exists():
-        pytest.skip(f"{DATA} is missing")
     path = tmp_path / "ETH_BTC-5m.csv"
     path.write_text("\n".join(DATA.read_text().splitlines()[:600]) + "\n")
     call_command("backtest", "--data", str(path), "--capital", "1", "--no-progress", "--save", stdout=io.StringIO())

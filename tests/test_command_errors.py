@@ -12,17 +12,18 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import processes
+from tests.support.paths import CANDLES
 from tests.support.processes import ROOT
 
-CANDLES = ROOT.parent / "shared" / "data" / "candles"
 ONE_FILE = str(CANDLES / "ETH_BTC-5m.csv")
-needs_candles = pytest.mark.skipif(not Path(ONE_FILE).exists(), reason="../shared/data/candles is not there")
+needs_candles = pytest.mark.shared_data
 
 
 def _manage(tmp_path: Path, *args: str, **environ: str) -> subprocess.CompletedProcess:
     """The command as an operator runs it, on a throw-away SQLite database, embedded."""
     env = {"PATH": "/usr/bin:/bin", "DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}", "DEBUG": "true", **environ}
-    return subprocess.run(
+    return processes.run(
         [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180
     )
 

@@ -6,12 +6,12 @@ import os
 import re
 import shutil
 import stat
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 import yaml
+
+from tests.support import processes
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICES = {
@@ -168,16 +168,16 @@ def test_redis_takes_its_password_from_a_private_config_file_not_its_command_lin
     port = free_port()
     env = {"PATH": os.environ["PATH"], "REDIS_PASSWORD_FILE": str(secret), "REDIS_CONF_DIR": str(tmp_path / "conf")}
     args = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)]
-    proc = subprocess.Popen(["sh", str(ROOT / "deploy" / "redis" / "start.sh"), *args], env=env)
+    proc = processes.start(["sh", str(ROOT / "deploy" / "redis" / "start.sh"), *args], env=env)
+
+    def answers() -> bool:
+        try:
+            return bool(redis.Redis(port=port, password=password).ping())
+        except redis.ConnectionError:
+            return False
+
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                assert redis.Redis(port=port, password=password).ping()
-                break
-            except redis.ConnectionError:
-                assert time.monotonic() < deadline, "redis-server did not start"
-                time.sleep(0.05)
+        processes.wait_until(answers, timeout=10, interval=0.05, message="redis-server to start")
         with pytest.raises(redis.AuthenticationError):
             redis.Redis(port=port).ping()
         conf = tmp_path / "conf" / "redis.conf"
@@ -186,7 +186,7 @@ def test_redis_takes_its_password_from_a_private_config_file_not_its_command_lin
         cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes().decode()  # the exec'd redis-server
         assert "redis-server" in cmdline and password not in cmdline
         # the healthcheck's way: redis-cli with REDISCLI_AUTH, no -a
-        check = subprocess.run(
+        check = processes.run(
             ["sh", "-c", f'REDISCLI_AUTH="$(cat {secret})" redis-cli -p {port} ping'], capture_output=True, text=True
         )
         assert check.stdout.strip() == "PONG"
@@ -194,7 +194,7 @@ def test_redis_takes_its_password_from_a_private_config_file_not_its_command_lin
         proc.terminate()
         proc.wait(timeout=10)
     secret.write_text("has a space\n")
-    refused = subprocess.run(
+    refused = processes.run(
         ["sh", str(ROOT / "deploy" / "redis" / "start.sh")], env=env, capture_output=True, text=True
     )
     assert refused.returncode == 2 and "letters, digits" in refused.stderr
@@ -244,7 +244,7 @@ def test_app_services_run_the_entrypoint_roles_and_the_worker_scales():
 
 
 def test_entrypoint_is_valid_shell():
-    subprocess.run(["sh", "-n", str(ROOT / "docker" / "entrypoint.sh")], check=True)
+    processes.run(["sh", "-n", str(ROOT / "docker" / "entrypoint.sh")], check=True)
 
 
 def test_dockerfile_is_multi_stage_non_root_with_the_entrypoint():
@@ -268,7 +268,7 @@ def test_env_file_is_not_committed_but_its_example_is():
     assert (ROOT / "cdb.env.example").exists()
     assert "cdb.env" in (ROOT / ".gitignore").read_text().split()
     assert "cdb.env" in (ROOT / ".dockerignore").read_text().split()
-    tracked = subprocess.run(["git", "ls-files", ".env", "cdb.env"], cwd=ROOT, capture_output=True, text=True).stdout
+    tracked = processes.run(["git", "ls-files", ".env", "cdb.env"], cwd=ROOT, capture_output=True, text=True).stdout
     assert tracked.strip() == ""
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
@@ -16,6 +15,7 @@ from risk.data_stale import StaleWatch
 from risk.models import Alert, RiskEvent, RiskParameters, TradingState
 from risk.state import change_state
 from risk.tasks import check_data_stale
+from tests.support.paths import CANDLES
 
 T0 = 1_730_443_200_000
 SEC = 1_000
@@ -138,10 +138,7 @@ def test_the_beat_task(watch):
     assert state().state == "PAUSED"
 
 
-CANDLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "candles"
-
-
-@pytest.mark.skipif(not (CANDLES / "ETH_BTC-5m.csv").is_file(), reason="../shared/data/candles is not there")
+@pytest.mark.shared_data
 @pytest.mark.django_db(transaction=True)
 def test_a_replay_pauses_on_a_gap_in_event_time_and_resumes(tmp_path, settings):
     """Two symbols; LTC misses three 5m candles. In event time the gap is 15 min > 30 s: PAUSED, then ACTIVE."""

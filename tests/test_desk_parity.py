@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import processes
+from tests.support.paths import CANDLES
+
 ROOT = Path(__file__).resolve().parents[1]
-CANDLES = ROOT.parent / "shared" / "data" / "candles"
 HEADER = "timestamp_ms,open,high,low,close,volume"
 DAY2 = 1_700_006_400_000  # 2023-11-15 00:00 UTC
 FIVE_MIN = 300_000
@@ -30,7 +32,7 @@ def _env(database: Path, **extra: str) -> dict[str, str]:
 
 
 def _manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    result = subprocess.run(
+    result = processes.run(
         [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
     )
     assert result.returncode == 0, f"manage.py {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
@@ -136,7 +138,7 @@ def _slice(tmp_path: Path, name: str, rows: int) -> str:
     return _write(tmp_path / name, lines)
 
 
-@pytest.mark.skipif(not CANDLES.is_dir(), reason="../shared/data/candles is not there")
+@pytest.mark.shared_data
 def test_real_candles_with_failures_and_partial_fills(tmp_path):
     files = [_slice(tmp_path, "ETH_BTC-5m.csv", 400), _slice(tmp_path, "LTC_BTC-5m.csv", 400)]
     live, simulated = run_both(tmp_path, files, "momentum", failure_rate="0.05")
@@ -345,7 +347,7 @@ def test_signal_rows_that_match_no_candle_are_said_by_both(tmp_path):
                      "--no-progress")  # fmt: skip
     assert f"WARNING: {said} (a time in seconds?" in replay.stdout
     # A path with ',' cannot be a strategy parameter: a clear error (exit 2), not a traceback.
-    refused = subprocess.run(
+    refused = processes.run(
         [sys.executable, "manage.py", "backtest", "--data", *files, "--strategy", "signals_file:path=/tmp/a,b.csv"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
@@ -441,7 +443,7 @@ def test_a_bad_operator_commands_file_is_refused_by_both_commands(tmp_path):
     commands.write_text(f"{DAY2},halt,ok\n{DAY2 + 60_000},pause,no such command\n")
     env = _env(tmp_path / "live.sqlite3")
     for args in (["backtest", "--data", *files], ["run_feed", "--source", "replay", "--data", *files, "--lockstep"]):
-        result = subprocess.run(
+        result = processes.run(
             [sys.executable, "manage.py", *args, "--operator-commands", str(commands)],
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
         )  # fmt: skip

@@ -12,13 +12,13 @@ from django.core.management.base import CommandError
 from marketdata.download import parse_time
 from marketdata.validation import validate_lines
 from tests.support.fake_mexc import FakeMexc, klines_from_csv
+from tests.support.paths import CANDLES
 from trading.backtest import read_bars
 
-CANDLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "candles"
 SOURCE = CANDLES / "UNITTEST_BTC-1m.csv"
 MARKET_ID, SYMBOL = "UNITTESTBTC", "UNITTEST_BTC"
 
-pytestmark = pytest.mark.skipif(not SOURCE.is_file(), reason="../shared/data/candles is not there")
+pytestmark = pytest.mark.shared_data
 
 
 @pytest.fixture(params=["back to back", "as recorded"])

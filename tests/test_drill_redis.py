@@ -49,7 +49,7 @@ class PrivateRedis:
         log = (self.log_dir / f"redis-{self.port}-{self.starts}.log").open("w")
         args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
         args += ["--daemonize", "no"]
-        self.popen = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.popen = processes.start(args, stdout=log, stderr=subprocess.STDOUT)
         processes.wait_until(self.ping, timeout=10, interval=0.05, message=f"redis-server on {self.port}")
 
     def ping(self) -> bool:
@@ -112,7 +112,7 @@ def run(env: dict, tmp_path: Path, name: str, outage_after_signals: int | None =
         feed_log = (tmp_path / "feed.log").open("w")
         csv = drills.zigzag_csv(tmp_path / f"{SYMBOL}-1m.csv", ROWS)
         args = [sys.executable, "manage.py", "run_feed", "--source", "replay", "--data", str(csv), "--lockstep"]
-        feed = subprocess.Popen(
+        feed = processes.start(
             args + ["--no-progress"], cwd=processes.ROOT, env=env, stdout=feed_log, stderr=subprocess.STDOUT
         )
 

@@ -5,6 +5,7 @@ import subprocess
 import sys
 import urllib.request
 
+from tests.support import processes
 from tests.support.processes import ROOT, _spawn, _wait_for, free_port, wait_until
 from tests.support.ws import DashboardClient, http_login
 
@@ -18,7 +19,7 @@ def _embedded_env(tmp_path) -> dict[str, str]:
 
 
 def _manage(env, *args) -> subprocess.CompletedProcess:
-    return subprocess.run(
+    return processes.run(
         [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
     )
 

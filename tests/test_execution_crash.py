@@ -15,8 +15,8 @@ from decimal import Decimal
 import pytest
 from django.core.management import call_command
 
-from execution.live_service import live_executor
 from execution.models import Order, Portfolio, Position, Trade
+from risk.live_order_service import live_executor
 from tests.support import processes, series
 from tests.support.fake_mexc_trading import FakeMexcTrading
 from tests.support.processes import wait_until

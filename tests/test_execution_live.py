@@ -6,8 +6,8 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
-from execution.live_service import live_executor
 from execution.models import Order, Position
+from risk.live_order_service import live_executor
 from risk.models import Alert
 from risk.status import risk_status
 from tests.support import series

@@ -11,10 +11,10 @@ from django.core.management import call_command
 from django.utils import timezone
 from prometheus_client import REGISTRY
 
-from execution.executor import execute_order
 from execution.models import Order, Portfolio, Position, Trade
 from ground import bus
 from risk.models import Alert
+from risk.order_executor import execute_order
 from tests.support import series
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -168,8 +168,8 @@ def test_a_pending_sell_keeps_its_value_in_the_equity(settings):
     # equity would fall to the cash ≈ 8,996.68 — a 10 % "drawdown" that halts trading at the next candle.
     from django.db import transaction
 
-    from execution.account import load_account
     from marketdata.ingest import market_data_event
+    from risk.account_view import load_account
     from risk.models import TradingState
 
     series.publish_all(series.filled_events())

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -17,16 +16,17 @@ from ground import bus
 from marketdata.feeds.mexc import MexcFeed, backoff_delay, make_exchange
 from marketdata.feeds.mexc_runner import CandleSink
 from marketdata.models import Candle, DataFreshness
+from tests.support import processes
 from tests.support.fake_mexc import FakeMexc, klines_from_csv
+from tests.support.paths import CANDLES
 from tests.support.processes import wait_until
 
-CANDLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "candles"
 SOURCE = CANDLES / "UNITTEST_BTC-1m.csv"
 SYMBOL, MARKET_ID = "UNITTEST_BTC", "UNITTESTBTC"
 START = 100  # index of the fake market's running candle when a test starts
 
 pytestmark = [
-    pytest.mark.skipif(not SOURCE.is_file(), reason="../shared/data/candles is not there"),
+    pytest.mark.shared_data,
     pytest.mark.django_db(transaction=True),
 ]
 
@@ -173,13 +173,17 @@ def wait_stored(fake: FakeMexc, first_index: int, timeout: float = 20) -> None:
         raise
 
 
-def published_timestamps(published: list[dict], want: list[int]) -> list[int]:
-    """What went out on the bus, once the feed has published as many events as expected (or 5 s passed)."""
-    deadline = time.monotonic() + 5
-    while len(published) < len(want) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.2)  # and nothing more arrives
+def published_through_the_next_candle(fake: FakeMexc, published: list[dict], first_index: int) -> list[int]:
+    """What went out on the bus, up to one more candle closed now: the feed publishes in order, so once that marker
+    is out, whatever it published before it (a duplicate, a running candle) is in the list."""
+    fake.step()
+    marker = expected(fake, first_index)[-1]
+    wait_until(lambda: marker in [e["timestamp"] for e in published], timeout=20, message="the next candle published")
     return [e["timestamp"] for e in published]
+
+
+def ws_requests(fake: FakeMexc) -> int:
+    return sum(1 for path, _ in fake.requests if path == "/ws")
 
 
 def assert_values_match(fake: FakeMexc) -> None:
@@ -214,17 +218,17 @@ def test_websocket_feed_stores_what_the_server_sends_then_reconnects_and_backfil
 
     for _ in range(5):
         fake.step()
-        time.sleep(0.05)
-    wait_stored(fake, START - 20)
+        wait_stored(fake, START - 20)
     assert feed.feed.stats.ws_candles == 5, "the five closed candles came over the websocket"
     assert len(fake.kline_requests()) == requests_before, "… without a single REST request"
 
     # the server drops the socket; four candles close while the feed is away
+    dropped_at = ws_requests(fake)
     fake.drop()
     wait_until(lambda: feed.feed.stats.reconnects >= 1, message="the feed noticing the drop")
     for _ in range(4):
         fake.step()
-    time.sleep(0.3)
+    wait_until(lambda: ws_requests(fake) > dropped_at, message="a reconnection the server refuses")
     fake.allow()
     wait_until(lambda: fake.subscribed() == 1, timeout=20, message="the resubscription")
     fake.step()
@@ -233,7 +237,7 @@ def test_websocket_feed_stores_what_the_server_sends_then_reconnects_and_backfil
     assert len(fake.kline_requests()) > requests_before  # the gap came through REST
     assert fake.connections >= 2
 
-    timestamps = published_timestamps(published, expected(fake, START - 20))
+    timestamps = published_through_the_next_candle(fake, published, START - 20)
     assert timestamps == expected(fake, START - 20), "every closed candle published once, in order, no hole"
     assert_values_match(fake)  # final values, never the running candle's partial ones
     assert DataFreshness.objects.filter(symbol=SYMBOL).exists()
@@ -246,10 +250,11 @@ def test_rest_polling_stores_closed_candles_only(fake, feed_thread, published):
     for _ in range(3):
         fake.step()
     wait_stored(fake, START - 5)
-    time.sleep(0.5)  # a few more polls: nothing new, nothing twice
-    assert stored() == expected(fake, START - 5)
+    polls = len(fake.kline_requests())
+    wait_until(lambda: len(fake.kline_requests()) >= polls + 3, message="three more polls")
+    assert stored() == expected(fake, START - 5), "nothing new, nothing twice"
     assert fake.history[MARKET_ID][fake.position[MARKET_ID]].t not in stored(), "the running candle waits"
-    assert published_timestamps(published, expected(fake, START - 5)) == expected(fake, START - 5)
+    assert published_through_the_next_candle(fake, published, START - 5) == expected(fake, START - 5)
     assert_values_match(fake)
 
 
@@ -260,9 +265,11 @@ def test_a_restarted_feed_resumes_after_the_last_stored_candle(fake, feed_thread
     first.stop()
     for _ in range(7):
         fake.step()
+    subscribed_before = fake.subscriptions
     feed_thread(transport="ws", backfill=10)
     wait_stored(fake, START - 10)
-    assert published_timestamps(published, expected(fake, START - 10)) == expected(fake, START - 10)
+    wait_until(lambda: fake.subscriptions > subscribed_before, message="the second feed's kline subscription")
+    assert published_through_the_next_candle(fake, published, START - 10) == expected(fake, START - 10)
     last_request = fake.kline_requests()[-1]
     assert "startTime" not in last_request or int(last_request["startTime"]) > fake.history[MARKET_ID][START - 1].t
 
@@ -284,7 +291,7 @@ def test_the_run_feed_command_streams_from_the_fake_mexc(fake, service_env, tmp_
 
     env = {**service_env, **fake.settings(), "REDIS_URL": ""}  # embedded tasks: the child publishes in-process
     log = (tmp_path / "feed.log").open("w")
-    proc = subprocess.Popen(
+    proc = processes.start(
         [sys.executable, "manage.py", "run_feed", "--source", "mexc", "--symbols", SYMBOL, "--backfill", "10"],
         cwd=Path(__file__).resolve().parents[1],
         env=env,

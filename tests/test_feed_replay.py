@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import subprocess
 import sys
 import time
 from decimal import Decimal
@@ -20,13 +19,14 @@ from marketdata import clock
 from marketdata.feeds.replay import Replay, resolve_sources
 from marketdata.models import Candle, FeedSymbol
 from marketdata.watchlist import is_tradable
+from tests.support import processes
+from tests.support.paths import CANDLES
 
 ROOT = Path(__file__).resolve().parents[1]
-CANDLES = ROOT.parent / "shared" / "data" / "candles"
 REAL_CONSUMERS = dict(django_settings.EVENT_CONSUMERS)
 HEADER = "timestamp_ms,open,high,low,close,volume\n"
 
-pytestmark = pytest.mark.skipif(not CANDLES.is_dir(), reason="../shared/data/candles is not there")
+pytestmark = pytest.mark.shared_data
 
 
 def data_rows(path: Path) -> list[str]:
@@ -244,7 +244,7 @@ def test_the_command_exits_with_code_2_and_a_message(tmp_path):
     env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'unused.sqlite3'}"
     env.pop("REDIS_URL", None)
     missing = tmp_path / "NOPE_BTC-5m.csv"
-    proc = subprocess.run(
+    proc = processes.run(
         [sys.executable, "manage.py", "run_feed", "--source", "replay", "--data", str(missing)],
         cwd=ROOT,
         env=env,

@@ -25,9 +25,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import processes
+from tests.support.paths import CANDLES
 from tests.support.processes import ROOT, Process, _spawn, _wait_for, free_port, wait_until
 
-SHARED_CANDLES = ROOT.parent / "shared" / "data" / "candles"
 ARTIFACTS = ROOT / "artifacts" / "browser"
 README_SCREENSHOT = ROOT / "docs" / "make-run-1280x800.png"
 USER, PASSWORD = "admin", "first-hour-secret"  # the name ensure_admin gives the first admin
@@ -42,7 +43,7 @@ def _env(db: Path) -> dict[str, str]:
 
 
 def _manage(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    done = subprocess.run(
+    done = processes.run(
         [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
     )
     assert done.returncode == 0, f"manage.py {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
@@ -101,6 +102,7 @@ def _check_status(status: dict) -> None:
     assert {f["symbol"] for f in status["freshness"]} == {"BTC_USDT", "ETH_USDT", "SOL_USDT", "XRP_USDT"}
 
 
+@pytest.mark.shared_data
 def test_make_run_twice_carries_on_and_a_replay_fits_in(tmp_path):
     db = tmp_path / "db.sqlite3"
     env = _env(db)
@@ -128,8 +130,13 @@ def test_make_run_twice_carries_on_and_a_replay_fits_in(tmp_path):
         assert time.monotonic() - started < 30
         token = _token(port)
         for _ in range(3):  # the age stays at or above zero as the clock moves
-            _check_status(_get(port, "/api/status/", token))
-            time.sleep(1)
+            seen = _get(port, "/api/status/", token)
+            _check_status(seen)
+            wait_until(
+                lambda seen=seen: _get(port, "/api/status/", token)["market_time_ms"] > seen["market_time_ms"],
+                timeout=10,
+                message="the market clock to move",
+            )
         status = _get(port, "/api/status/", token)
         assert status["market_time_ms"] > last_stored
         alerts = _get(port, "/api/alerts/?page_size=100", token)["results"]
@@ -160,8 +167,8 @@ def test_make_run_twice_carries_on_and_a_replay_fits_in(tmp_path):
     # BTC with the USDT account (tests/test_replay_fits_account.py: the README's replay, into a database of its
     # own). Then `make run` again.
     data = tmp_path / "ETH_BTC-5m.csv"
-    data.write_text("".join((SHARED_CANDLES / "ETH_BTC-5m.csv").read_text().splitlines(keepends=True)[:301]))
-    replay = subprocess.run(
+    data.write_text("".join((CANDLES / "ETH_BTC-5m.csv").read_text().splitlines(keepends=True)[:301]))
+    replay = processes.run(
         [sys.executable, "manage.py", "run_feed", "--source", "replay", "--data", str(data), "--no-progress"],
         cwd=ROOT,
         env=env,
@@ -185,11 +192,12 @@ def test_make_run_twice_carries_on_and_a_replay_fits_in(tmp_path):
         _stop(third)
 
 
+@pytest.mark.shared_data
 def test_amounts_in_the_backtest_summary_and_reports(tmp_path):
     """For people the quote's places (BTC: 8) and ISO 8601 UTC times; for programs every JSON key as before."""
     env = _env(tmp_path / "db.sqlite3")
     out_json, out_html = tmp_path / "run.json", tmp_path / "run.html"
-    files = [str(SHARED_CANDLES / "ETH_BTC-5m.csv")]
+    files = [str(CANDLES / "ETH_BTC-5m.csv")]
     done = _manage(
         env, "backtest", "--data", *files, "--capital", "1", "--json", str(out_json), "--html", str(out_html)
     )
@@ -307,7 +315,10 @@ def test_make_run_dashboard_fits_from_1280_px(tmp_path):
                 # the buttons follow the state: ACTIVE → Halt only
                 expect(page.locator("#halt-button")).to_be_enabled()
                 expect(page.locator("#release-button")).to_be_disabled()
-                page.wait_for_timeout(1500)  # a few pushes more
+                for _ in range(2):  # a few pushes more: each moves the market clock
+                    expect(page.locator("#clock-market")).not_to_have_text(
+                        page.locator("#clock-market").text_content(), timeout=20_000
+                    )
                 assert page.evaluate(CLIPPED) == [], f"{width}px"
                 shot = ARTIFACTS / f"make-run-{width}x{height}.png"
                 page.screenshot(path=str(shot))

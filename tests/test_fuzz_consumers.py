@@ -422,7 +422,7 @@ def test_a_payload_with_nul_characters_is_still_stored_as_rejected(payload):
 @pytest.mark.parametrize("side", ["BUY", "SELL"])
 def test_a_signal_with_an_extreme_price_is_decided_or_refused_without_an_exception(price, side):
     from risk.models import RiskEvent
-    from risk.tasks import on_signal
+    from trading.tasks import on_signal
 
     _candle()
     event = {**valid_events()["signal"], "price": price, "side": side}
@@ -433,8 +433,8 @@ def test_a_signal_with_an_extreme_price_is_decided_or_refused_without_an_excepti
 
 @pytest.mark.parametrize("quantity", [5e-324, 1e-13, 9.99e17])
 def test_an_order_with_an_extreme_quantity_is_refused_without_an_exception(quantity):
-    from execution.tasks import on_order
     from ground.models import RejectedEvent
+    from risk.tasks import on_order
 
     on_order({**valid_events()["order"], "quantity": quantity})
     assert RejectedEvent.objects.filter(stage="consume").exists()  # no such stored order

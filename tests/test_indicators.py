@@ -14,11 +14,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.support.paths import CANDLES
 from trading.indicators import ATR, EMA, MACD, RSI, SMA, BollingerBands, VolumeMA
 
 talib = pytest.importorskip("talib")
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "candles"
+DATA = CANDLES
+pytestmark = pytest.mark.shared_data
 FILES = sorted(DATA.glob("*.csv"))
 RTOL = 1e-9
 

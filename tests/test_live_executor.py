@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
 import sys
 import time
 from decimal import Decimal
@@ -26,6 +25,7 @@ from execution.live import (
     live_trading_enabled,
     system_symbol_to_ccxt,
 )
+from tests.support import processes
 from tests.support.fake_mexc_trading import FakeMexcTrading
 
 API_KEY = "mx0vglFAKEKEYdoNotLeak7"
@@ -362,7 +362,7 @@ def test_live_trading_is_off_by_default():
         "print(s.LIVE_TRADING, repr(s.MEXC_API_KEY), repr(s.MEXC_API_SECRET), "
         "s.LIVE_ORDER_TIMEOUT_SEC, s.MEXC_REST_URL)"
     )
-    out = subprocess.run(
+    out = processes.run(
         [sys.executable, "-c", code], env=environment, cwd=settings_dir(), capture_output=True, text=True, check=True
     ).stdout.split()
     assert out[:3] == ["False", "''", "''"]

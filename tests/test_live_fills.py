@@ -18,16 +18,16 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from dashboard.snapshot import status
-from execution.account import account_rows, account_state
 from execution.balances import book_assets
-from execution.executor import execute_order
-from execution.live_service import live_executor
 from execution.models import BalanceCheck, Order, Portfolio, Position, Trade
-from execution.reconcile import reconcile_balances
 from ground import bus
 from marketdata.ingest import market_data_event
+from risk.account_view import account_rows, account_state
 from risk.engine import proposed_quantity
+from risk.live_order_service import live_executor
 from risk.models import Alert, TradingState
+from risk.order_executor import execute_order
+from risk.reconcile import reconcile_balances
 from risk.state import halt
 from tests.support import series
 from tests.support.fake_mexc_trading import FakeMexcTrading

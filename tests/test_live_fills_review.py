@@ -2,9 +2,7 @@
 regression test (see tests/test_live_fills.py for the scenarios of the issue itself and the helpers)."""
 
 import os
-import subprocess
 import sys
-import time
 from datetime import timedelta
 from decimal import Decimal as D
 from io import StringIO
@@ -16,14 +14,16 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from dashboard.snapshot import status
-from execution import live_service
 from execution.accounting import Book
 from execution.live import LiveExecutor, TradesUnavailable
 from execution.live_book import book_exchange_fill
 from execution.models import BalanceCheck, Order
-from execution.reconcile import reconcile_balances
+from risk import live_order_service
 from risk.models import Alert, TradingState
+from risk.reconcile import reconcile_balances
 from risk.state import halt
+from tests.support import processes
+from tests.support.waiting import wait_until
 from tests.test_live_fills import (  # the issue's own tests' helpers
     BOUGHT,
     assert_book_is_the_exchange,
@@ -151,7 +151,7 @@ def test_trades_that_cannot_be_read_leave_the_order_for_the_reconciliation_inste
 
 
 def test_balance_and_ticker_reads_wait_out_a_rate_limit(fake):
-    executor = live_service.live_executor()
+    executor = live_order_service.live_executor()
     fake.rate_limited = 2  # the account read: answered 429 twice, then the balances
     assert executor.balances()["USDT"] == (D("10000"), D("0"))
     fake.stop()
@@ -180,7 +180,7 @@ def test_an_order_shown_late_is_looked_up_again_and_never_posted_twice(fake):
     reconcile_pending()  # its lookups miss it: left PENDING, not sent again
     order.refresh_from_db()
     assert order.status == "PENDING" and len(fake.orders_for(order.client_order_id)) == 1
-    time.sleep(3.5)
+    wait_until(lambda: fake.shows(order.client_order_id), timeout=10, message="the exchange to show the order")
     reconcile_pending()  # the next run finds it
     order.refresh_from_db()
     assert order.status == "FILLED" and len(fake.orders_for(order.client_order_id)) == 1
@@ -191,7 +191,7 @@ def test_an_order_the_exchange_never_shows_goes_to_a_person_not_to_a_second_post
     fake.hang_seconds, fake.orders_invisible = 1.5, True
     order = publish_crossing()
     fake.hang_seconds = 0.0
-    sent_long_ago = timezone.now() - timedelta(seconds=live_service.UNSEEN_MAX_SEC + 1)
+    sent_long_ago = timezone.now() - timedelta(seconds=live_order_service.UNSEEN_MAX_SEC + 1)
     Order.objects.filter(pk=order.pk).update(sent_at=sent_long_ago)
     reconcile_pending()
     order.refresh_from_db()
@@ -260,7 +260,7 @@ def test_the_balance_check_exits_3_and_says_why_when_the_exchange_is_down(fake):
 
 def test_the_balance_check_exits_3_with_a_wrong_key(fake, settings):
     settings.MEXC_API_KEY = "not-the-key"
-    live_service.live_executor.cache_clear()
+    live_order_service.live_executor.cache_clear()
     code, text = balances_command()
     assert code == 3 and "unavailable" in text and not BalanceCheck.objects.get().ok
 
@@ -286,7 +286,7 @@ def test_paper_trading_balance_check_exits_0(settings):
 @pytest.mark.parametrize("value", ["0", "-5", "nan", "inf", "abc", ""])
 def test_an_invalid_live_pending_max_age_is_refused(value):
     env = {**os.environ, "LIVE_PENDING_MAX_AGE_SEC": value, "DJANGO_SETTINGS_MODULE": "cdb_project.settings"}
-    done = subprocess.run(
+    done = processes.run(
         [sys.executable, "-c", "import django; django.setup()"],
         env=env,
         capture_output=True,

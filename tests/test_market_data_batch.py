@@ -154,13 +154,13 @@ def test_a_batch_publishes_every_event_and_pushes_the_last_candle_of_each_symbol
         assert published == events  # every event, in order
 
         background_pusher(layer, settings.DASHBOARD_GROUP).flush(10)
+        async_to_sync(layer.send)(channel, {"type": "test.marker"})  # behind everything the flush pushed
 
         async def pushed_market_data():
             out = []
             while True:
-                try:
-                    message = await asyncio.wait_for(layer.receive(channel), 0.5)
-                except TimeoutError:
+                message = await asyncio.wait_for(layer.receive(channel), 10)
+                if message["type"] == "test.marker":
                     return out
                 pushes = message["messages"] if message["type"] == "dashboard.push_many" else [message]
                 out += [push["data"] for push in pushes if push["kind"] == "market_data"]

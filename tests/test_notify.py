@@ -8,7 +8,6 @@ import io
 import logging
 import os
 import re
-import subprocess
 import sys
 from decimal import Decimal
 
@@ -23,7 +22,7 @@ from ground.logging import JsonFormatter
 from notify import dispatch, rules, sender, service
 from notify.models import Destination, Notification
 from risk.alerts import raise_alert
-from tests.support import series
+from tests.support import processes, series
 from tests.support.notify_servers import SmtpServer, WebhookServer
 from tests.support.processes import ROOT, child_env, free_port, wait_until
 
@@ -190,7 +189,7 @@ def test_the_daily_report_figures_equal_api_status(sma_cross):
     series.publish_all(_entry_then_stop_loss() + series.filled_events(symbol="HOLD_USDT"))  # one closed, one open
     with WebhookServer() as hook:
         service.seed_from_env(hook.url(query="topics=daily"))
-        result = subprocess.run(
+        result = processes.run(
             [sys.executable, "manage.py", "notify", "--daily-report"],
             cwd=ROOT,
             env=child_env(),
@@ -265,7 +264,7 @@ def test_a_secret_in_a_url_never_appears_in_logs_the_admin_or_the_api():
                 logging.getLogger("cdb.test").warning("destination %s", destination.url)
             assert failing.received and failing.received[0]["auth"]  # the password was really used
             assert mail.received
-            result = subprocess.run(
+            result = processes.run(
                 [sys.executable, "manage.py", "notify", "--test"],
                 cwd=ROOT,
                 env=child_env(LOG_LEVEL="DEBUG"),
@@ -342,7 +341,7 @@ def test_the_admin_replaces_a_url_only_when_a_new_one_is_typed():
 def test_manage_py_notify_test_reaches_mail_and_webhook_seeded_from_the_environment():
     with WebhookServer() as hook, SmtpServer() as mail:
         env = child_env(NOTIFY_URLS=f"{hook.url()},{mail.url()}")
-        result = subprocess.run(
+        result = processes.run(
             [sys.executable, "manage.py", "notify", "--test"],
             cwd=ROOT,
             env=env,
@@ -356,7 +355,7 @@ def test_manage_py_notify_test_reaches_mail_and_webhook_seeded_from_the_environm
         "ops@example.com"
     ]
     assert Destination.objects.filter(source="env").count() == 2
-    listed = subprocess.run(
+    listed = processes.run(
         [sys.executable, "manage.py", "notify", "--list"],
         cwd=ROOT,
         env=env,
@@ -376,7 +375,7 @@ def test_an_embedded_halt_command_sends_its_alert_before_the_process_exits(tmp_p
         env = {k: v for k, v in child_env(NOTIFY_URLS=hook.url()).items() if k != "REDIS_URL"}
         env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'embedded.sqlite3'}"
         for args in (["migrate", "--noinput"], ["halt", "--reason", "embedded halt, told at once"]):
-            result = subprocess.run(
+            result = processes.run(
                 [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180
             )
             assert result.returncode == 0, result.stdout + result.stderr

@@ -71,7 +71,7 @@ def test_secrets_from_the_environment_and_url_passwords_are_masked(monkeypatch):
 
 def _private_redis(tmp_path, password: str):
     port = processes.free_port()
-    proc = subprocess.Popen(
+    proc = processes.start(
         [shutil.which("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--requirepass", password]
         + ["--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
         stdout=subprocess.DEVNULL,
@@ -118,7 +118,7 @@ def test_the_running_system_never_logs_a_secret(service_env, tmp_path):
             price = 100 - 0.1 * i if i < 30 else 110 + i
             rows.append(f"{1_730_443_200_000 + i * 60_000},{price},{price * 1.001},{price * 0.999},{price},{100 + i}")
         csv.write_text("\n".join(rows) + "\n")
-        replay = subprocess.run(
+        replay = processes.run(
             [sys.executable, "manage.py", "run_feed", "--source", "replay", "--data", str(csv), "--speed", "max"]
             + ["--no-progress"],
             cwd=processes.ROOT,
@@ -129,7 +129,7 @@ def test_the_running_system_never_logs_a_secret(service_env, tmp_path):
         )
         assert replay.returncode == 0, replay.stderr
         # things that would print a secret if the formatter let it through
-        shell = subprocess.run(
+        shell = processes.run(
             [sys.executable, "manage.py", "shell", "-c", _LEAKY_CODE],
             cwd=processes.ROOT,
             env=env,

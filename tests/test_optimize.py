@@ -25,14 +25,14 @@ from optimize.models import OptimizationRun
 from optimize.space import SpaceError, parse_space
 from optimize.storage import close, get_storage
 from tests.support import processes
+from tests.support.paths import CANDLES
 from trading.strategies import REGISTRY, Param, Strategy
 
 ROOT = Path(__file__).resolve().parents[1]
-CANDLES = ROOT.parent / "shared" / "data" / "candles"
 ETH, LTC = str(CANDLES / "ETH_BTC-5m.csv"), str(CANDLES / "LTC_BTC-5m.csv")
 SMALL = ["--data", ETH, LTC, "--from", "2018-01-12", "--to", "2018-01-16", "--capital", "1"]
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.shared_data]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -117,7 +117,7 @@ def test_the_command_refuses_bad_spaces_with_exit_2_before_any_study(args, messa
 
 
 def test_exit_code_2_and_the_message_from_the_shell(service_env):
-    answer = subprocess.run(
+    answer = processes.run(
         [
             sys.executable,
             "manage.py",
@@ -510,7 +510,7 @@ def test_ctrl_c_stops_cleanly_says_how_to_resume_and_the_resume_finishes(service
     study = f"ctrl-c-{uuid.uuid4().hex}"
     argv = [sys.executable, "manage.py", "optimize", *SMALL, "--strategy", "momentum", "--space", "rsi_max=55.5:80"]
     argv += ["--trials", "12", "--study", study, "--local", "--no-progress"]
-    process = subprocess.Popen(
+    process = processes.start(
         argv, cwd=ROOT, env=service_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
@@ -534,7 +534,7 @@ def test_ctrl_c_stops_cleanly_says_how_to_resume_and_the_resume_finishes(service
     kept = {t.number: t.value for t in trials if t.state == TrialState.COMPLETE}
     assert kept and not [t for t in trials if t.state == TrialState.RUNNING]
 
-    answer = subprocess.run(
+    answer = processes.run(
         [sys.executable, *resume.split()[1:], "--no-progress"], cwd=ROOT, env=service_env, capture_output=True,
         text=True, timeout=600,
     )  # fmt: skip

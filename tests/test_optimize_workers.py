@@ -19,13 +19,13 @@ from optuna.trial import TrialState
 
 from optimize.storage import close, get_storage
 from tests.support import processes, services
+from tests.support.paths import CANDLES
 
 ROOT = Path(__file__).resolve().parents[1]
-CANDLES = ROOT.parent / "shared" / "data" / "candles"
 FILES = [str(CANDLES / "ETH_BTC-5m.csv"), str(CANDLES / "LTC_BTC-5m.csv")]
 WINDOW = ["--from", "2018-01-12", "--to", "2018-01-18"]
 
-pytestmark = [pytest.mark.workers, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.workers, pytest.mark.django_db(transaction=True), pytest.mark.shared_data]
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def command(service_env, study: str, *args: str, out: Path | None = None) -> sub
     argv = [sys.executable, "manage.py", "optimize", "--study", study, "--workers", "2", "--no-progress", *args]
     if out is not None:
         argv += ["--json", str(out)]
-    return subprocess.Popen(argv, cwd=ROOT, env=service_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return processes.start(argv, cwd=ROOT, env=service_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def finished(study: str) -> list[optuna.trial.FrozenTrial]:

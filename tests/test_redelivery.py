@@ -8,15 +8,14 @@ failing inside the transaction."""
 
 import pytest
 
-from execution import service
 from execution.models import Order, Trade
 from ground import bus
 from marketdata.ingest import persist_market_data
+from risk import order_service
 from risk.models import RiskEvent
-from risk.tasks import on_signal
 from tests.support import series
 from trading.models import Signal
-from trading.tasks import on_market_data
+from trading.tasks import on_market_data, on_signal
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -82,19 +81,19 @@ def test_dying_inside_the_signal_transaction_leaves_nothing_and_the_redelivered_
 def test_dying_inside_the_fill_leaves_the_order_pending_and_the_redelivered_candle_fills_it_once(monkeypatch):
     events = series.events()
     series.publish_all(events)
-    real_fill = service.paper_exchange
+    real_fill = order_service.paper_exchange
 
     def dying():
         raise RuntimeError("the worker dies in the middle of the fill")
 
-    monkeypatch.setattr(service, "paper_exchange", dying)
+    monkeypatch.setattr(order_service, "paper_exchange", dying)
     fill_candle = _next_candle(events)
     persist_market_data(fill_candle)
     with pytest.raises(RuntimeError):
         on_market_data(fill_candle)
     assert Order.objects.get().status == Order.Status.PENDING and not Trade.objects.exists()
 
-    monkeypatch.setattr(service, "paper_exchange", real_fill)
+    monkeypatch.setattr(order_service, "paper_exchange", real_fill)
     on_market_data(fill_candle)  # acks_late redelivery
     assert Order.objects.get().status == Order.Status.FILLED and Trade.objects.count() == 1
     on_market_data(fill_candle)  # and once more: nothing changes

@@ -3,7 +3,6 @@ that state already, changes nothing but what it says (a halt's added reason), an
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,12 +12,13 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from risk.models import AuditLog, RiskEvent, TradingState
+from tests.support import processes
 from tests.support.processes import ROOT
 
 
 def _manage(db: Path, *args: str) -> str:
     env = {"PATH": "/usr/bin:/bin", "DATABASE_URL": f"sqlite:///{db}"}
-    done = subprocess.run(
+    done = processes.run(
         [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180
     )
     assert done.returncode == 0, (done.stdout, done.stderr)

@@ -19,9 +19,12 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
+from tests.support import processes
+from tests.support.paths import SHARED_DATA
 from tests.support.processes import ROOT
 
-SHARED = ROOT.parent / "shared"
 MINUTE = 60_000
 
 
@@ -32,7 +35,7 @@ def _env(db: Path, **extra: str) -> dict[str, str]:
 
 
 def _manage(env: dict[str, str], *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run(
+    return processes.run(
         [sys.executable, "manage.py", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
     )
 
@@ -95,18 +98,19 @@ def _checkout_beside_shared(tmp_path: Path, rows: int) -> Path:
             (checkout / entry.name).symlink_to(entry)
     candles = tmp_path / "shared" / "data" / "candles"
     candles.mkdir(parents=True)
-    lines = (SHARED / "data" / "candles" / "ETH_BTC-5m.csv").read_text().splitlines(keepends=True)
+    lines = (SHARED_DATA / "candles" / "ETH_BTC-5m.csv").read_text().splitlines(keepends=True)
     (candles / "ETH_BTC-5m.csv").write_text("".join(lines[: rows + 1]))  # with its header
     return checkout
 
 
+@pytest.mark.shared_data
 def test_a_replay_that_would_wreck_the_account_is_refused_and_the_readme_commands_work(tmp_path):
     db = _make_run_database(tmp_path)
     env = _env(db)
     before = _fingerprint(db)
 
     # The README's old line: BTC-quoted candles into the USDT account.
-    eth_btc = str(SHARED / "data" / "candles" / "ETH_BTC-5m.csv")
+    eth_btc = str(SHARED_DATA / "candles" / "ETH_BTC-5m.csv")
     line = _refused(_manage(env, "run_feed", "--source", "replay", "--data", eth_btc))
     assert "ETH_BTC is quoted in BTC but this database's account counts its money in USDT" in line, line
     assert "DATABASE_URL=sqlite:///replay.sqlite3 INITIAL_CAPITAL=1 .venv/bin/python manage.py run_feed" in line
@@ -130,7 +134,7 @@ def test_a_replay_that_would_wreck_the_account_is_refused_and_the_readme_command
     checkout = _checkout_beside_shared(tmp_path, rows=300)
     for needle in ("manage.py backtest --data", "manage.py run_feed --source replay"):
         command = _readme_line(needle)
-        done = subprocess.run(
+        done = processes.run(
             ["bash", "-c", command], cwd=checkout, env=env, capture_output=True, text=True, timeout=600
         )
         assert done.returncode == 0, f"{command}\n{done.stdout}\n{done.stderr}"

@@ -13,6 +13,7 @@ from marketdata.models import Candle
 from risk.decision_service import decide_signal
 from risk.models import RiskEvent, RiskParameters
 from risk.state import halt
+from trading.signal_service import mark_decided
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 THREADS = 8
@@ -53,7 +54,7 @@ def _fire(signals: list[dict], extra=None) -> list[BaseException]:
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=run, args=(decide_signal, s)) for s in signals]
+    threads = [threading.Thread(target=run, args=(decide_signal, s, mark_decided)) for s in signals]
     if extra:
         threads.append(threading.Thread(target=run, args=extra))
     for thread in threads:

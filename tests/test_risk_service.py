@@ -15,7 +15,7 @@ from marketdata.ingest import latest_prices, market_data_event
 from marketdata.models import Candle
 from risk.models import Alert, AuditLog, RiskEvent, RiskParameters, TradingState
 from risk.state import halt, outcome, pause, release, resume
-from tests.support import series
+from tests.support import processes, series
 
 pytestmark = pytest.mark.django_db(transaction=True)
 DAY_MS = 86_400_000
@@ -289,15 +289,14 @@ def test_metrics_count_decisions_and_track_the_account():
 
 
 def test_risk_status_reports_an_out_of_range_env_value(tmp_path):
-    import subprocess
     import sys
 
     from tests.support.processes import ROOT
 
     env = {"PATH": "/usr/bin:/bin", "MAX_POSITION_PCT": "0.9", "DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}"}
     run = [sys.executable, "manage.py"]
-    subprocess.run([*run, "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=120)
-    done = subprocess.run([*run, "risk_status"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    processes.run([*run, "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=120)
+    done = processes.run([*run, "risk_status"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0
     assert "warning: MAX_POSITION_PCT: 0.9 is out of range (allowed 0.01–0.25); using the default 0.10" in done.stdout
 
@@ -344,7 +343,7 @@ def test_only_watched_symbols_get_entries_and_exits_always_go(settings):
 
 
 def test_decision_history_reads_cooldowns_the_order_rate_and_prices_in_one_query(django_assert_num_queries):
-    from execution.account import decision_history
+    from risk.account_view import decision_history
 
     now = 1_735_700_000_000
     rows = [  # (symbol, purpose, status, minutes before now)
@@ -424,10 +423,8 @@ def test_a_lagging_symbol_still_fires_its_own_stop_loss_and_nothing_else():
 
 
 def test_a_candle_with_nothing_to_do_costs_the_watch_one_statement_and_a_drop_still_fires(django_assert_num_queries):
-    """MarketWatch reads the account's version and, on PostgreSQL, the held symbols' prices in one statement (two
-    elsewhere); the prices are the candle's own moment's, so a drop through the stop fires it."""
-    from django.db import connection
-
+    """MarketWatch reads the account's version (``AccountVersion``) and the held symbols' prices in one statement; the
+    prices are the candle's own moment's, so a drop through the stop fires it."""
     from marketdata.ingest import persist_market_data
     from risk.decision_service import MarketWatch
 
@@ -439,7 +436,7 @@ def test_a_candle_with_nothing_to_do_costs_the_watch_one_statement_and_a_drop_st
     for event in events:
         persist_market_data(event)
     watch(events[0])  # reads the account
-    with django_assert_num_queries(1 if connection.vendor == "postgresql" else 2):
+    with django_assert_num_queries(1):  # nothing changed: the account is not read again
         watch(events[1])
     assert not Order.objects.filter(purpose=Order.Purpose.STOP_LOSS).exists()
     watch(events[2])

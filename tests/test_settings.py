@@ -1,12 +1,12 @@
 """Risk parameters seeded from the environment, validated against SPEC §4's ranges."""
 
-import subprocess
 import sys
 from decimal import Decimal
 
 import pytest
 
 from risk.parameters import PARAMETER_SPECS, seed_from_env
+from tests.support import processes
 from tests.support.processes import ROOT
 
 
@@ -37,7 +37,7 @@ def test_whole_number_parameters_refuse_fractions():
 
 def test_start_up_warns_about_an_out_of_range_env_value(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "MAX_POSITION_PCT": "0.9", "DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}"}
-    done = subprocess.run(
+    done = processes.run(
         [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0

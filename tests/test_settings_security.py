@@ -19,12 +19,13 @@ from django.contrib.auth.models import User
 from django.contrib.staticfiles import finders
 from django.test import Client
 
+from tests.support import processes
 from tests.support.processes import ROOT
 
 
 def _manage(*args: str, **env: str) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DEBUG", "HTTPS") and "PYTEST" not in k}
-    return subprocess.run(
+    return processes.run(
         [sys.executable, "manage.py", *args],
         cwd=ROOT,
         env={**clean, **env},
@@ -108,7 +109,7 @@ def _settings_in_a_process(**env: str) -> subprocess.CompletedProcess:
     for name in ("SECRET_KEY", "DEBUG", "DATABASE_URL", "REDIS_URL", "METRICS_TOKEN", "MEXC_API_KEY"):
         clean.pop(name, None)
     clean["DJANGO_SETTINGS_MODULE"] = "cdb_project.settings"
-    return subprocess.run(
+    return processes.run(
         [sys.executable, "-c", _SHOW_SETTINGS],
         cwd=ROOT,
         env={**clean, **env},

@@ -13,7 +13,6 @@ import random
 import sys
 import time
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
@@ -21,13 +20,15 @@ from django.conf import settings as django_settings
 from marketdata.ingest import market_data_event, persist_market_data
 from marketdata.models import Candle
 from tests.support import processes
+from tests.support.paths import CANDLES
 from tests.support.processes import wait_until
 from trading import signal_service
 from trading.models import Signal
 from trading.signal_service import clear_state_cache, evaluate, history, process_market_data, state_key, state_store
 from trading.strategies import strategy_from_spec
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "candles"
+DATA = CANDLES
+pytestmark = pytest.mark.shared_data
 SPEC = "momentum"
 
 

@@ -10,11 +10,11 @@ from decimal import Decimal
 import pytest
 from django.db import transaction
 
-from execution.account import load_account
 from execution.models import Order, Portfolio
 from marketdata import clock
 from marketdata.ingest import market_data_event
 from marketdata.stale import ACTOR
+from risk.account_view import load_account
 from risk.models import Alert, RiskParameters, TradingState
 from risk.tasks import check_data_stale
 from tests.support import series

@@ -1,22 +1,23 @@
-"""A command imports only what it uses: ccxt (every exchange it knows, about a second), daphne and Twisted are
-not loaded by a backtest, its --help, or ``manage.py help``, nor numpy and pyarrow where no candle file is read,
-nor the apps' admin modules (``risk.admin`` stands for them) outside the admin, nor the ORM chart code that only
-``backtest --html`` draws with; they are by the commands that use them (a probe that could not see them would pass
-anything)."""
+"""A command imports only what it uses: ccxt (every exchange it knows, about a second), daphne and Twisted, and
+Celery (150–180 ms: kombu, PyYAML, click) are not loaded by a backtest, its --help, or ``manage.py help``, nor
+numpy and pyarrow where no candle file is read, nor the apps' admin modules (``risk.admin`` stands for them)
+outside the admin, nor the ORM chart code that only ``backtest --html`` draws with; they are by the commands that
+use them (a probe that could not see them would pass anything)."""
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.support import processes
+from tests.support.paths import CANDLES
+
 ROOT = Path(__file__).resolve().parents[1]
-CANDLES = ROOT.parent / "shared" / "data" / "candles"
-HEAVY = ("ccxt", "daphne", "twisted", "numpy", "pyarrow", "risk.admin", "trading.chart_service")
+HEAVY = ("ccxt", "daphne", "twisted", "celery", "kombu", "numpy", "pyarrow", "risk.admin", "trading.chart_service")
 
 # Runs one manage.py command in this interpreter, then prints which heavy modules it loaded as the last line.
 PROBE = """
@@ -33,7 +34,7 @@ print(json.dumps(sorted(name for name in HEAVY if name in sys.modules)))
 
 
 def loaded_by(*args: str) -> list[str]:
-    done = subprocess.run(
+    done = processes.run(
         [sys.executable, "-c", PROBE, *args],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
@@ -50,7 +51,7 @@ def test_help_and_backtest_help_load_nothing_heavy():
     assert loaded_by("backtest", "--help") == []
 
 
-@pytest.mark.skipif(not (CANDLES / "ETH_BTC-5m.csv").is_file(), reason="../shared/data/candles is not there")
+@pytest.mark.shared_data
 def test_a_backtest_loads_numpy_for_its_candles_and_nothing_of_the_live_side(tmp_path):
     data = str(CANDLES / "ETH_BTC-5m.csv")
     assert loaded_by("backtest", "--data", data, "--no-progress", "--json", str(tmp_path / "r.json")) == ["numpy"]
@@ -67,3 +68,55 @@ def test_the_admin_modules_load_with_the_urls_and_for_the_admin_check():
     (they import ``cdb_project/urls.py``, which mounts the admin site)."""
     assert "risk.admin" in loaded_by("check", "--tag", "admin")
     assert "risk.admin" in loaded_by("check", "--tag", "urls")
+
+
+# A process's first ``import celery`` (here a tasks module's ``shared_task``) creates the configured app.
+CELERY_PROBE = """
+import json, os, sys
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cdb_project.settings")
+import django
+django.setup()
+loaded_at_setup = "celery" in sys.modules
+from trading.tasks import on_market_data
+from celery import current_app
+from celery.signals import before_task_publish, setup_logging, task_prerun
+print(json.dumps({
+    "loaded_at_setup": loaded_at_setup,
+    "app": current_app.main,
+    "broker": current_app.conf.broker_url,
+    "task_app": on_market_data.app.main,
+    "daily_report": str(current_app.conf.beat_schedule["notify-daily-report"]["schedule"]),
+    "receivers": [len(signal.receivers) for signal in (before_task_publish, setup_logging, task_prerun)],
+}))
+"""
+
+
+def run_with_broker(*command: str) -> str:
+    """A command's output, run with a broker URL of its own (nothing is sent to it)."""
+    done = processes.run(
+        list(command),
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "REDIS_URL": "redis://127.0.0.1:6379/7"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_celery_is_created_by_its_first_use_as_the_configured_app():
+    """Loaded on first use, Celery is the configured app all the same: the settings' broker (not Celery's default,
+    which nobody reads), the beat's crontab, the bus's and the operations' signal handlers."""
+    seen = json.loads(run_with_broker(sys.executable, "-c", CELERY_PROBE).strip().splitlines()[-1])
+    assert seen["loaded_at_setup"] is False
+    assert (seen["app"], seen["task_app"], seen["broker"]) == ("cdb_project", "cdb_project", "redis://127.0.0.1:6379/7")
+    assert seen["daily_report"].startswith("<crontab: 0 0 * * *")
+    assert all(seen["receivers"]), seen["receivers"]
+
+
+def test_the_celery_command_finds_the_app():
+    """``celery -A cdb_project`` (the workers' and the beat's command) imports Celery before the project."""
+    assert "transport:redis" in run_with_broker(
+        str(Path(sys.executable).with_name("celery")), "-A", "cdb_project", "report"
+    )

@@ -12,11 +12,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.support.paths import CANDLES
 from trading.strategies import REGISTRY, Candle, Param, Strategy, build_strategy, parse_spec, strategy_from_spec
 from trading.strategies.momentum import Momentum
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "candles"
-FILES = sorted(DATA.glob("*.csv"))
+FILES = sorted(CANDLES.glob("*.csv"))
 
 
 def load(path: Path) -> list[Candle]:
@@ -250,6 +250,7 @@ def series(request) -> list[Candle]:
     return load(request.param)
 
 
+@pytest.mark.shared_data
 def test_momentum_on_real_candles(series):
     strategy = build_strategy("momentum")
     signals = emitted(strategy, series)
@@ -267,6 +268,7 @@ def test_momentum_on_real_candles(series):
             assert 40 <= c["rsi"] <= 70 and c["close"] > c["trend_sma"]
 
 
+@pytest.mark.shared_data
 def test_a_restored_strategy_decides_exactly_like_an_uninterrupted_one(series):
     """The live path caches pickled strategies between candles; that must not change a single signal."""
     straight = build_strategy("momentum").run(series)

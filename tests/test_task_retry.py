@@ -17,8 +17,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_every_consumer_task_retries_on_database_connection_errors():
-    from execution.tasks import on_order
-    from risk.tasks import on_signal
+    from risk.tasks import on_order
+    from trading.tasks import on_signal
 
     for task in (on_market_data, on_market_data_batch, on_signal, on_order):
         assert task.autoretry_for == (OperationalError, bus.InterfaceError), task.name

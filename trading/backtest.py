@@ -37,7 +37,7 @@ from ground import amounts
 from ground.amounts import base_of, common_quote
 from ground.timeutil import DAY_MS, MINUTE_MS
 from marketdata import stale
-from marketdata.validation import CandleRow, interval_ms, parse_file_name
+from marketdata.validation import CandleRow, exchange_interval, interval_ms, parse_file_name
 from risk.desk import (
     CLOSING_HALTS,
     LEVEL_BY_STATE,
@@ -125,6 +125,10 @@ def read_bars(
                 f"({named[0]} {named[1]}); backtest them one after the other"
             )
         seen[tuple(named)] = path
+        try:
+            exchange_interval(named[1])
+        except ValueError as error:
+            raise BacktestInputError(f"{path}: {error}") from None
         if not path.is_file():
             raise BacktestInputError(f"{path}: no such file")
         if path.stat().st_size == 0:
@@ -407,7 +411,7 @@ class Backtest:
     def _account(self, symbol: str, now: int, *, with_lots: bool = False) -> AccountState:
         """The account as the engine sees it; ``with_lots``: with each held symbol's open lots and their stops
         (what the watch checks stop-losses on; a decision does not read them). Orders waiting for their fill
-        count as the live account counts PENDING orders (``execution.account.account_rows``): an entry's estimated
+        count as the live account counts PENDING orders (``risk.account_view.account_rows``): an entry's estimated
         cost leaves the cash and it counts as being entered (not held), an exit's units leave the position."""
         entry_times = self.entry_times
         while entry_times and entry_times[0] <= now - MINUTE_MS:

@@ -29,12 +29,14 @@ full stored history, and a cache makes that cheap:
   and deterministic, only slower.
 
 Either way the result is bit-identical to the in-process run, so the signal for a
-candle does not depend on task order or on which worker ran it. The cache is Redis
-when ``REDIS_URL`` is set (shared by all workers), otherwise a local in-memory cache.
-Cached states are pickles signed with an HMAC of ``SECRET_KEY``; an unsigned, foreign
-or unreadable entry is ignored. The signal id is deterministic (symbol, interval,
-strategy, candle time) and unique in the table, so a candle handled twice — redelivery
-or two workers at once — is stored and published once.
+candle does not depend on task order or on which worker ran it. The cache is Django's
+cache framework (``state_store``): a Redis database of its own, shared by all workers,
+when Redis is configured (``STRATEGY_CACHE_URL``), otherwise local memory in the process.
+Cached states are pickles signed with an HMAC of ``SECRET_KEY``, stored as bytes (the
+cache unpickles nothing); an unsigned, foreign or unreadable entry is ignored. The signal
+id is deterministic (symbol, interval, strategy, candle time) and unique in the table,
+so a candle handled twice — redelivery or two workers at once — is stored and published
+once.
 """
 
 from __future__ import annotations
@@ -45,9 +47,9 @@ import logging
 import pickle
 from datetime import datetime
 from decimal import Decimal
-from functools import lru_cache
 
 from django.conf import settings
+from django.core.cache import BaseCache, caches
 from django.db import IntegrityError, connection, transaction
 
 from ground import bus
@@ -107,46 +109,14 @@ def _pages(symbol: str, interval: str, timestamp: int):
 # --- cached strategy state ---------------------------------------------------------------------------------
 
 
-class _LocalStore:
-    """Embedded mode (no Redis): a process-local LRU cache of its own, so clearing it touches nothing else."""
-
-    def __init__(self) -> None:
-        from django.core.cache.backends.locmem import LocMemCache
-
-        self.cache = LocMemCache("cdb-signal-state", {"TIMEOUT": STATE_TTL, "OPTIONS": {"MAX_ENTRIES": 5000}})
-
-    def get_many(self, keys: list[str]) -> dict[str, bytes]:
-        return self.cache.get_many(keys)
-
-    def set(self, key: str, value: bytes) -> None:
-        self.cache.set(key, value, STATE_TTL)
-
-    def clear(self, prefix: str) -> None:
-        self.cache.clear()
+STATE_CACHE = "strategy_state"  # its alias in settings.CACHES
 
 
-class _RedisStore:
-    def __init__(self, url: str) -> None:
-        self.client = redis_client(url=url)
-
-    def get_many(self, keys: list[str]) -> dict[str, bytes]:
-        return {key: value for key, value in zip(keys, self.client.mget(keys), strict=True) if value is not None}
-
-    def set(self, key: str, value: bytes) -> None:
-        self.client.set(key, value, ex=STATE_TTL)
-
-    def clear(self, prefix: str) -> None:
-        for key in self.client.scan_iter(f"{prefix}*", count=1000):
-            self.client.delete(key)
-
-
-@lru_cache(maxsize=4)
-def _store_for(redis_url: str):
-    return _RedisStore(redis_url) if redis_url else _LocalStore()
-
-
-def state_store():
-    return _store_for(settings.REDIS_URL or "")
+def state_store() -> BaseCache:
+    """The strategy-state cache (Django's cache framework, ``settings.CACHES["strategy_state"]``): with Redis a
+    database of its own (``STRATEGY_CACHE_URL``) shared by every worker, storing the signed bytes as they are;
+    embedded, local memory in this process."""
+    return caches[STATE_CACHE]
 
 
 KEY_PREFIX = "cdb:sigstate:"
@@ -162,8 +132,15 @@ def state_key_prefix(strategy: Strategy, symbol: str, interval: str) -> str:
 
 
 def clear_state_cache() -> None:
-    """Forget every cached strategy state (tests; after changing how candles are stored)."""
-    state_store().clear(KEY_PREFIX)
+    """Forget every cached strategy state (tests; after changing how candles are stored): only those keys, never the
+    rest of the cache's Redis database (``clear`` would empty it all, whatever else shares it)."""
+    store = state_store()
+    if not settings.STRATEGY_CACHE_URL:  # local memory: this cache's own
+        store.clear()
+        return
+    client = redis_client(url=settings.STRATEGY_CACHE_URL)
+    for key in client.scan_iter(f"{store.make_key(KEY_PREFIX)}*", count=1000):
+        client.delete(key)
 
 
 def _sign(payload: bytes) -> bytes:
@@ -190,7 +167,7 @@ def _load(blob: bytes, strategy_key: str) -> tuple[tuple, Strategy] | None:
 
 def _save(strategy: Strategy, symbol: str, interval: str, timestamp: int, fingerprint: tuple) -> None:
     try:
-        state_store().set(state_key(strategy, symbol, interval, timestamp), _dump(fingerprint, strategy))
+        state_store().set(state_key(strategy, symbol, interval, timestamp), _dump(fingerprint, strategy), STATE_TTL)
     except Exception:  # the cache is an optimisation: losing it costs a rebuild, never a wrong signal
         logger.warning("could not cache the strategy state for %s %s @%s", symbol, interval, timestamp, exc_info=True)
 
@@ -472,6 +449,13 @@ def store_signal(strategy: str, symbol: str, interval: str, timestamp: int, emit
     else:
         logger.info("signal %s already stored and decided; not publishing it twice", signal_id)
     return None
+
+
+def mark_decided(signal_id: str) -> bool:
+    """Mark the stored signal ``signal_id`` DECIDED if it is still NEW; True if it was (it has never been decided).
+    Risk's ``decide_signal`` calls it in the decision's transaction, under the account lock."""
+    undecided = Signal.objects.filter(signal_id=signal_id, status=Signal.Status.NEW)
+    return bool(undecided.update(status=Signal.Status.DECIDED))
 
 
 def _unfinished(signal_id: str) -> bool:

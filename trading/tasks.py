@@ -1,9 +1,9 @@
 from celery import shared_task
 
 from ground.bus import RETRY_ON_DATABASE_ERRORS, batch_consumer, consumer, event_log_context
-from risk.decision_service import MarketWatch, event_known_at, process_market_watch
+from risk.decision_service import MarketWatch, decide_signal, event_known_at, process_market_watch
 
-from .signal_service import candle_key, evaluate_events, process_market_data, store_signal
+from .signal_service import candle_key, evaluate_events, mark_decided, process_market_data, store_signal
 
 
 @shared_task(name="trading.on_market_data", **RETRY_ON_DATABASE_ERRORS)
@@ -30,3 +30,11 @@ def on_market_data_batch(events: list[dict]) -> None:
             strategy, emitted = outputs.get(key, ("", None))
             if emitted is not None:
                 store_signal(strategy, *key, emitted)
+
+
+@shared_task(name="risk.on_signal", **RETRY_ON_DATABASE_ERRORS)  # its name from when it lived in risk/tasks.py
+@consumer("signal")
+def on_signal(event: dict) -> None:
+    """The signals consumer: risk decides the signal once, and its stored row (trading's) is marked decided in the
+    decision's transaction."""
+    decide_signal(event, mark_decided)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .. import clock as market_clock
 from ..ingest import bulk_store, market_data_event, publish_stored, publish_stored_batch
-from ..validation import CandleRow, Rejection, interval_ms, parse_file_name, validate_lines
+from ..validation import CandleRow, Rejection, exchange_interval, interval_ms, parse_file_name, validate_lines
 
 logger = logging.getLogger("cdb.feed.replay")
 
@@ -95,7 +95,7 @@ def resolve_sources(paths: list[str], symbols: list[str] | None, interval: str |
                 f"{raw}: name is not SYMBOL-INTERVAL.csv (e.g. ETH_BTC-5m.csv); give --symbols/--interval"
             )
         try:
-            interval_ms(file_interval)
+            exchange_interval(file_interval)
         except ValueError as error:
             raise ReplayError(f"{raw}: {error}") from None
         sources.append(ReplaySource(path, symbol, file_interval))

@@ -84,10 +84,15 @@ def publish_step(market: SimulatedMarket) -> int:
     return len(candles)
 
 
-def register(market: SimulatedMarket, tick_seconds: float | None = None) -> None:
+MarketStart = Callable[[int], None]  # told the simulated market's start (epoch ms) once the clock is set to it
+
+
+def register(market: SimulatedMarket, tick_seconds: float | None = None, *, on_start: MarketStart) -> None:
     """The simulated symbols are tradable without a screener list (unless SYMBOL_WHITELIST says otherwise), and
     the market clock is the simulation's from now on: set to its last candle before the first new one arrives (a
-    replay may have left its own time behind), with its pace for the page."""
+    replay may have left its own time behind), with its pace for the page. Then ``on_start`` is told that time:
+    the command that runs the market passes ``risk.state.no_state_from_the_future`` (the layers above market data
+    keep their clocks in line; this one does not import them)."""
     from .. import clock
     from ..watchlist import register_feed_symbols
 
@@ -95,17 +100,7 @@ def register(market: SimulatedMarket, tick_seconds: float | None = None) -> None
     note = "simulated market: " + pace(market.interval, tick_seconds) if tick_seconds is not None else ""
     now = market.timestamp - market.step_ms
     clock.set_shared_event_time(now, note=note)
-    _no_state_from_the_future(now)
-
-
-def _no_state_from_the_future(now_ms: int) -> None:
-    """A fresh database's trading state was stamped by the wall clock, ahead of a market that starts in the past:
-    on one clock it is ACTIVE since the market's start."""
-    from ground.timeutil import ms_to_datetime
-    from risk.models import TradingState
-
-    TradingState.load()
-    TradingState.objects.filter(pk=1, since__gt=ms_to_datetime(now_ms)).update(since=ms_to_datetime(now_ms))
+    on_start(now)
 
 
 def run_blocking(
@@ -114,9 +109,12 @@ def run_blocking(
     tick_seconds: float,
     steps: int | None,
     report: Callable[[str], None] = logger.info,
+    *,
+    on_start: MarketStart,
 ) -> int:
-    """Publish ``backfill`` steps at once, then one step per tick; ``steps`` bounds the live part."""
-    register(market, tick_seconds)
+    """Publish ``backfill`` steps at once, then one step per tick; ``steps`` bounds the live part (``on_start``:
+    see ``register``)."""
+    register(market, tick_seconds, on_start=on_start)
     published = sum(publish_step(market) for _ in range(backfill))
     report(f"backfilled {published} candles")
     done = 0
@@ -139,16 +137,16 @@ async def _whole(call) -> None:
         raise
 
 
-async def run_async(market: SimulatedMarket, backfill: int, tick_seconds: float) -> None:
+async def run_async(market: SimulatedMarket, backfill: int, tick_seconds: float, *, on_start: MarketStart) -> None:
     """The same loop inside an event loop (the embedded server), database work in Django's sync thread.
-    Cancelled, it finishes the step in progress first (see ``_whole``)."""
+    Cancelled, it finishes the step in progress first (see ``_whole``; ``on_start``: see ``register``)."""
     sync_step = sync_to_async(publish_step)
 
     async def step(market: SimulatedMarket) -> None:
         await _whole(sync_step(market))
 
     try:
-        await sync_to_async(register)(market, tick_seconds)
+        await sync_to_async(register)(market, tick_seconds, on_start=on_start)
         for _ in range(backfill):
             await step(market)
         logger.info(

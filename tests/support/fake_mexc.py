@@ -77,6 +77,7 @@ class FakeMexc:
         self.pushed: list[tuple[str, Kline]] = []
         self.refusing = False
         self.connections = 0
+        self.subscriptions = 0  # SUBSCRIPTION requests answered, ever
         self._sockets: set[web.WebSocketResponse] = set()
         self._subscribers: dict[str, set[web.WebSocketResponse]] = defaultdict(set)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -269,6 +270,7 @@ class FakeMexc:
                     await ws.send_str(
                         json.dumps({"id": body.get("id", 0), "code": 0, "msg": ",".join(body.get("params", []))})
                     )
+                    self.subscriptions += method == "SUBSCRIPTION"
         finally:
             self._sockets.discard(ws)
             for subscribers in self._subscribers.values():

@@ -198,6 +198,12 @@ class FakeMexcTrading:
         with self._lock:
             return [o for o in self.received_orders if o.params.get("newClientOrderId") == client_order_id]
 
+    def shows(self, client_order_id: str) -> bool:
+        """Whether a query for this order would find it now (``visible_after_seconds`` has passed)."""
+        with self._lock:
+            order_id = self.client_ids.get(client_order_id)
+        return order_id is not None and not self.orders_invisible and self._visible(order_id)
+
     def placed_orders(self) -> list[dict]:
         with self._lock:
             return list(self.orders.values())

@@ -6,6 +6,8 @@ import shutil
 
 from django.conf import settings
 
+from tests.support.paths import shared_data_problem
+
 
 def _postgres() -> tuple[bool, str | None]:
     if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
@@ -53,9 +55,20 @@ def _browser() -> tuple[bool, str | None]:
     return True, None
 
 
+def _shared_data() -> tuple[bool, str | None]:
+    return True, shared_data_problem()  # always "configured": an embedded run under CI needs the data too
+
+
 def check(name: str) -> tuple[bool, str | None]:
     """(configured, problem): problem is None when the service can be used."""
-    return {"postgres": _postgres, "redis": _redis, "workers": _workers, "browser": _browser}[name]()
+    checks = {
+        "postgres": _postgres,
+        "redis": _redis,
+        "workers": _workers,
+        "browser": _browser,
+        "shared_data": _shared_data,
+    }
+    return checks[name]()
 
 
 def flush_broker() -> None:

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from execution.reconcile import reconcile_balances, reconcile_pending
+from risk.reconcile import reconcile_balances, reconcile_pending
 
 MAX_OLDER_THAN = 10 * 365 * 86_400  # ten years: far beyond any order, and well within what a date can subtract
 

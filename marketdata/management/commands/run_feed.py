@@ -8,6 +8,7 @@ from ground.amounts import DEFAULT_QUOTE, quote_of
 from marketdata.feeds.sim import DEFAULT_SYMBOLS
 from marketdata.feeds.sim_runner import build_market, run_blocking
 from marketdata.validation import SYMBOL
+from risk.state import no_state_from_the_future
 
 
 def symbol_list(value: str) -> list[str]:
@@ -211,7 +212,12 @@ class Command(BaseCommand):
         self.stdout.write(plan.describe())
         try:
             published = run_blocking(
-                plan.market, plan.backfill, options["tick_seconds"], options["steps"], report=self.stdout.write
+                plan.market,
+                plan.backfill,
+                options["tick_seconds"],
+                options["steps"],
+                report=self.stdout.write,
+                on_start=no_state_from_the_future,
             )
         except KeyboardInterrupt:
             self.stdout.write("stopped")

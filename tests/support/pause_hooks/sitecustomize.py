@@ -44,14 +44,15 @@ def _pausing(function, before: str, after: str | None = None):
 
 def _setup_with_pauses(*args, **kwargs):
     _setup(*args, **kwargs)
-    from execution import live_service, paper
+    from execution import paper
+    from risk import live_order_service
 
     paper.PaperExchange.fill = _pausing(paper.PaperExchange.fill, "CDB_TEST_PAUSE_BEFORE_SEND")
     for name in ("_send", "_outcome_of_sent"):
         setattr(
-            live_service,
+            live_order_service,
             name,
-            _pausing(getattr(live_service, name), "CDB_TEST_PAUSE_BEFORE_SEND", "CDB_TEST_PAUSE_BEFORE_BOOKING"),
+            _pausing(getattr(live_order_service, name), "CDB_TEST_PAUSE_BEFORE_SEND", "CDB_TEST_PAUSE_BEFORE_BOOKING"),
         )
 
 

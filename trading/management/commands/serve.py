@@ -79,6 +79,7 @@ class Command(BaseCommand):
         from cdb_project.asgi import application
         from marketdata.feeds.sim import pace
         from marketdata.feeds.sim_runner import build_market, run_async
+        from risk.state import no_state_from_the_future
         from risk.state_watch import watch_trading_state
 
         options["port"] = port_number(options["port"])
@@ -107,7 +108,8 @@ class Command(BaseCommand):
                 reactor.addSystemEventTrigger("before", "shutdown", watch.cancel)
             if options["feed"] == "sim":
                 feed = asyncio.ensure_future(
-                    run_async(plan.market, plan.backfill, options["tick_seconds"]), loop=twisted_loop
+                    run_async(plan.market, plan.backfill, options["tick_seconds"], on_start=no_state_from_the_future),
+                    loop=twisted_loop,
                 )
                 reactor.addSystemEventTrigger("before", "shutdown", lambda: _stopped(feed))
 

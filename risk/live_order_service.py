@@ -34,13 +34,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from ground import amounts
-from ground.timeutil import ms_to_datetime
-from risk.alerts import raise_alert
-from risk.engine import stop_price
-from risk.models import RiskParameters
-
-from .live import (
+from execution.live import (
     RESIZABLE_CODES,
     LiveExecutionError,
     LiveExecutor,
@@ -49,10 +43,16 @@ from .live import (
     OrderOutcomeUnknown,
     TradesUnavailable,
 )
-from .live_book import book_exchange_fill
-from .models import Order, Position
-from .paper import Fill
-from .service import (
+from execution.live_book import book_exchange_fill
+from execution.models import Order, Position
+from execution.paper import Fill
+from ground import amounts
+from ground.timeutil import ms_to_datetime
+
+from .alerts import raise_alert
+from .engine import stop_price
+from .models import RiskParameters
+from .order_service import (
     SETTLED_BY_FILL,
     _blocked_by_state,
     _close_trades,

@@ -13,21 +13,21 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from execution import metrics
+from execution.accounting import AccountingError, Book, Holding
+from execution.models import Order, Portfolio, Position, Trade
+from execution.paper import Fill, PaperExchange
+from execution.trades import Lot, close_lots, exit_target, open_lot, target_first
 from ground import amounts, bus
 from ground.amounts import plain
 from ground.raw_rows import fetch_rows, fetch_rows_with, fetch_values
 from ground.timeutil import ms_to_datetime
 from marketdata.models import Candle
-from risk.alerts import raise_alert
-from risk.desk import blocked_by_state
-from risk.engine import stop_price
-from risk.models import RiskParameters, TradingState
 
-from . import metrics
-from .accounting import AccountingError, Book, Holding
-from .models import Order, Portfolio, Position, Trade
-from .paper import Fill, PaperExchange
-from .trades import Lot, close_lots, exit_target, open_lot, target_first
+from .alerts import raise_alert
+from .desk import blocked_by_state
+from .engine import stop_price
+from .models import RiskParameters, TradingState
 
 logger = logging.getLogger("cdb.execution")
 SETTLED_BY_FILL = {"FILLED": Order.Status.FILLED, "PARTIALLY_FILLED": Order.Status.PARTIALLY_FILLED}

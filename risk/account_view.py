@@ -1,9 +1,22 @@
-"""Loading the account as the risk engine sees it, at an event time (the shell around risk.engine.AccountState)."""
+"""The account, one view of it: the stored ledger (execution's portfolio, positions and PENDING orders) read into
+the risk engine's ``AccountState`` by one function (``account_state``), and valued by it.
+
+Everyone who shows or judges the account reads it here, so there is one definition of equity, daily P&L and
+drawdown: the engine and the market watch (``load_account``, ``account_rows``), ``risk_status`` and ``/metrics``,
+the dashboard and ``/api/status/`` (``risk.status.account_summary``) and the daily report (``account_view``).
+
+- **equity**: ``AccountState.equity``: cash, plus the held quantities at their last prices, plus what approved,
+  not yet executed orders keep in it (a waiting SELL's proceeds, a waiting BUY's estimated cost);
+- **day start**: the equity of the account at the last prices known by 00:00 UTC, set by the first event of the
+  day (``load_account``); until then (``account_view``), what that event will set;
+- **daily P&L**: equity − day start; **drawdown**: the loss as a share of the day start, 0 when up
+  (``AccountState.daily_drawdown``).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import date
 from decimal import Decimal
 from typing import NamedTuple
@@ -11,13 +24,14 @@ from typing import NamedTuple
 from django.conf import settings
 from django.db import connection
 
+from execution.models import Order, Portfolio, Position, Trade
 from ground.raw_rows import fetch_rows, fetch_rows_with
 from ground.timeutil import DAY_MS, MINUTE_MS, ms_to_datetime
+from marketdata import clock
 from marketdata.ingest import latest_prices, latest_prices_query, prices_of_rows
 from marketdata.validation import market_day
-from risk.engine import AccountState, LotStop, fold_waiting
 
-from .models import Order, Portfolio, Position, Trade
+from .engine import AccountState, LotStop, fold_waiting
 
 
 class AccountRows(NamedTuple):
@@ -90,7 +104,7 @@ def day_rolls(portfolio: Portfolio, at_ms: int) -> bool:
 
 
 def _day_of(at_ms: int) -> date:
-    return ms_to_datetime(market_day(at_ms) * DAY_MS).date()
+    return ms_to_datetime(day_start_ms(at_ms)).date()
 
 
 def account_state(
@@ -171,11 +185,98 @@ def load_account(
     else:
         last_stops, recent, prices = {}, 0, latest_prices(priced, at_ms)
     state = account_state(rows, trading_state, prices, orders_last_minute=recent, last_stop_ms=last_stops)
-    if rolls:  # the day starts at the equity valued at the last prices before 00:00 UTC: the candles known by then
-        before = latest_prices(priced, market_day(at_ms) * DAY_MS)
-        start = account_state(rows, trading_state, {**prices, **before}).equity
+    if rolls:
+        start = day_start_equity(rows, prices, at_ms, priced)
         portfolio = rows.portfolio
         portfolio.day, portfolio.day_start_equity = _day_of(at_ms), start
         portfolio.save(update_fields=["day", "day_start_equity", "updated_at"])
         state = replace(state, day_start_equity=start)
     return state
+
+
+def day_start_ms(at_ms: int) -> int:
+    """00:00 UTC of the market day (``marketdata.validation.market_day``) that holds ``at_ms``."""
+    return market_day(at_ms) * DAY_MS
+
+
+def day_start_equity(
+    rows: AccountRows, prices: dict[str, Decimal], at_ms: int, symbols: Iterable[str] | None = None
+) -> Decimal:
+    """The day's start as the day's first event sets it: the account as it is, at the last prices known by 00:00
+    UTC of ``at_ms``'s day (a symbol without a candle by then: at ``prices``). ``symbols``: those to price (default
+    ``rows.priced_symbols()``)."""
+    before = latest_prices(rows.priced_symbols() if symbols is None else symbols, day_start_ms(at_ms))
+    return account_state(rows, "", {**prices, **before}).equity
+
+
+NEWEST = 2**63 - 1  # a market time after every candle: their newest prices
+
+
+@dataclass(frozen=True)
+class AccountView:
+    """The account at a market time as it is shown and reported: the engine's ``AccountState`` (``account``, its
+    ``day_start_equity`` always set) with the stored rows it was built from."""
+
+    account: AccountState
+    rows: AccountRows
+    day_start_ms: int  # 00:00 UTC of the day the daily P&L and drawdown are measured in
+
+    @property
+    def equity(self) -> Decimal:
+        return self.account.equity
+
+    @property
+    def day_start_equity(self) -> Decimal:
+        return self.account.day_start_equity
+
+    @property
+    def daily_pnl(self) -> Decimal:
+        return self.account.equity - self.account.day_start_equity
+
+    @property
+    def daily_pnl_pct(self) -> Decimal:
+        """The daily P&L as a share of the day start (0 without a positive start)."""
+        start = self.account.day_start_equity
+        return self.daily_pnl / start if start > 0 else Decimal(0)
+
+    @property
+    def drawdown(self) -> Decimal:
+        return self.account.daily_drawdown
+
+    @property
+    def exposure(self) -> Decimal:
+        return self.account.exposure
+
+    @property
+    def exposure_pct(self) -> Decimal:
+        """The exposure as a share of the equity (0 without a positive equity)."""
+        equity = self.account.equity
+        return self.account.exposure / equity if equity > 0 else Decimal(0)
+
+    @property
+    def open_positions(self) -> list[Position]:
+        """The stored open positions, by symbol."""
+        return list(self.rows.positions.values())
+
+    def price(self, symbol: str) -> Decimal | None:
+        return self.account.prices.get(symbol)
+
+
+def account_view(trading_state: str, at_ms: int | None = None) -> AccountView:
+    """The account at the market time ``at_ms`` (None: now, at the newest stored prices, in the market clock's
+    day), read without the lock and without writing: the day's start is the stored one when it is of that day, else
+    the one the day's first event will set (``day_start_equity``). A day before the stored one (a report on a past
+    day) starts from the account as it is now at that day's opening prices: the ledger keeps only today's start."""
+    rows = account_rows(lock=False)
+    if at_ms is None:
+        day, prices_at = clock.now_ms(), NEWEST
+    else:
+        day, prices_at = at_ms, at_ms
+    prices = latest_prices(rows.priced_symbols(), prices_at)
+    account = account_state(rows, trading_state, prices)
+    portfolio = rows.portfolio
+    if portfolio.day == _day_of(day) and portfolio.day_start_equity is not None:
+        start = portfolio.day_start_equity
+    else:
+        start = day_start_equity(rows, prices, day)
+    return AccountView(replace(account, day_start_equity=start), rows, day_start_ms(day))

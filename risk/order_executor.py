@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from .live import live_trading_enabled
-from .live_service import execute_live
-from .models import Order
-from .service import locked_paper_order
+from execution.live import live_trading_enabled
+from execution.models import Order
+
+from .live_order_service import execute_live
+from .order_service import locked_paper_order
 
 
 def execute_order(event: dict) -> Order | None:

@@ -13,10 +13,15 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from .balances import BalanceDifference, balance_differences, book_assets
-from .executor import execute_order
-from .live import LiveExecutionError, LiveExecutor, live_trading_enabled
-from .models import BalanceCheck, Order, Portfolio, Position
+from execution.balances import BalanceDifference, balance_differences, book_assets
+from execution.live import LiveExecutionError, LiveExecutor, live_trading_enabled
+from execution.models import BalanceCheck, Order, Portfolio, Position
+
+from .alerts import raise_alert
+from .live_order_service import live_executor
+from .models import TradingState
+from .order_executor import execute_order
+from .state import halt
 
 logger = logging.getLogger("cdb.execution.reconcile")
 
@@ -71,8 +76,6 @@ def reconcile_balances(executor: LiveExecutor | None = None) -> BalanceReport:
         if getattr(settings, "LIVE_TRADING", False):
             return _skipped("LIVE_TRADING=true but MEXC_API_KEY or MEXC_API_SECRET is not set: nothing compared", True)
         return BalanceReport(False, "paper trading: no exchange balances to compare", live=False)
-    from .live_service import live_executor
-
     try:
         executor = executor or live_executor()
     except LiveExecutionError as error:
@@ -160,10 +163,6 @@ def _limit(market: dict, kind: str) -> Decimal:
 
 def _record_check(differences: tuple[BalanceDifference, ...], detail: str) -> bool:
     """Store the check; on new differences raise the CRITICAL alert and, if so configured, halt. True: halted."""
-    from risk.alerts import raise_alert
-    from risk.models import TradingState
-    from risk.state import halt
-
     found = [d.as_json() for d in differences]
     with transaction.atomic():
         last = BalanceCheck.objects.select_for_update().filter(pk=1).first()

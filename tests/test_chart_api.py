@@ -126,7 +126,7 @@ def test_chart_endpoint_candles_indicators_fills_and_stops(settings):
     page = client.get(f"/api/candles/?symbol=BTC_USDT&interval=1m&since={T0 + 350 * MINUTE}&indicators=1").json()
     ema = {line["name"]: line for line in page["indicators"]}["EMA12"]["values"]
     assert [t for t, _ in ema] == [c["timestamp"] for c in page["results"]]
-    assert ema[-1][1] == pytest.approx(body["indicators"][0]["values"][-1][1], rel=1e-12)
+    assert float(ema[-1][1]) == pytest.approx(float(body["indicators"][0]["values"][-1][1]), rel=1e-12)
     assert client.get("/api/candles/?indicators=1").status_code == 400
 
 

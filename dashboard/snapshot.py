@@ -22,7 +22,7 @@ from django.db.models import Max
 from cdb_project.ops import run_checks
 from execution.live import live_trading_enabled
 from execution.models import Order, Portfolio
-from ground.amounts import plain
+from ground.amounts import QUOTE_DECIMALS, plain
 from ground.timeutil import now_ms as wall_now_ms
 from marketdata import clock
 from marketdata.models import Candle
@@ -193,7 +193,7 @@ def watchlist(now: int | None = None) -> dict:
                 "symbol": s,
                 "pct_change": plain(scores[s].pct_change) if s in scores else None,
                 "quote_volume": plain(scores[s].quote_volume) if s in scores else None,
-                "score": scores[s].score if s in scores else None,
+                "score": plain(scores[s].score) if s in scores else None,
             }
             for i, s in enumerate(ranked)
         ]
@@ -213,7 +213,7 @@ def watchlist(now: int | None = None) -> dict:
                 "symbol": e.symbol,
                 "pct_change": plain(e.pct_change),
                 "quote_volume": plain(e.quote_volume),
-                "score": float(e.score),
+                "score": plain(e.score),
             }
             for e in latest.entries.order_by("rank")
         ],
@@ -286,7 +286,7 @@ def signal_row(s: Signal) -> dict:
     return {
         "symbol": s.symbol,
         "side": s.side,
-        "confidence": float(s.confidence),
+        "confidence": plain(s.confidence),
         "reason": s.reason,
         "strategy": s.strategy,
         "price": plain(s.price),
@@ -325,6 +325,7 @@ def build_snapshot() -> dict:
     as_of = max((p["timestamp"] for p in prices.values()), default=data["market_time_ms"])
     data.update(
         interval=settings.INTERVAL,
+        quote_decimals=dict(QUOTE_DECIMALS),  # the places a price or an amount of each quote is read in
         prices=prices,
         positions=positions(),
         watchlist=watchlist(),

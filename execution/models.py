@@ -3,6 +3,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import models
 
+from ground.amounts import base_of, price, quantity, quote_of
 from ground.fields import MoneyField
 from ground.raw_rows import fetch_singleton
 
@@ -66,7 +67,8 @@ class Order(models.Model):
         ordering = ["-event_time", "-id"]
 
     def __str__(self) -> str:
-        return f"{self.side} {self.quantity} {self.symbol} [{self.status}] {self.client_order_id}"
+        amount = quantity(self.quantity, base_of(self.symbol))
+        return f"{self.side} {amount} {self.symbol} [{self.status}] {self.client_order_id}"
 
 
 class Trade(models.Model):
@@ -97,7 +99,8 @@ class Trade(models.Model):
         ordering = ["-entry_time", "-id"]
 
     def __str__(self) -> str:
-        return f"{self.symbol} {self.quantity} @{self.entry_price} [{self.status}]"
+        amount, quote = quantity(self.quantity, base_of(self.symbol)), quote_of(self.symbol)
+        return f"{self.symbol} {amount} @ {price(self.entry_price, quote)} [{self.status}]"
 
 
 class Position(models.Model):
@@ -111,7 +114,8 @@ class Position(models.Model):
         ordering = ["symbol"]
 
     def __str__(self) -> str:
-        return f"{self.symbol} {self.quantity} @{self.avg_entry_price}"
+        amount = quantity(self.quantity, base_of(self.symbol))
+        return f"{self.symbol} {amount} @ {price(self.avg_entry_price, quote_of(self.symbol))}"
 
 
 class Portfolio(models.Model):
@@ -129,7 +133,7 @@ class Portfolio(models.Model):
         verbose_name = verbose_name_plural = "portfolio"  # one row
 
     def __str__(self) -> str:
-        return f"cash {self.cash}"
+        return "the account's book"  # its amounts are read in the admin, in the account's currency
 
     @classmethod
     def load(cls, *, for_update: bool = False) -> "Portfolio":
@@ -150,4 +154,4 @@ class BalanceCheck(models.Model):
     differences = models.JSONField(default=list, blank=True, help_text="[{asset, book, exchange, difference}]")
 
     def __str__(self) -> str:
-        return f"balances {'ok' if self.ok else 'DIFFER'} at {self.checked_at:%Y-%m-%d %H:%M:%S}"
+        return f"balances {'ok' if self.ok else 'DIFFER'} at {self.checked_at:%Y-%m-%dT%H:%M:%SZ}"

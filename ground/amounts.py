@@ -92,6 +92,15 @@ def quantity(value, asset: str = "") -> str:
     return f"{text} {asset}" if asset else text
 
 
+def percent(fraction, places: int = 2, *, sign: bool = False) -> str:
+    """A fraction as people read it in percent: ``0.0123`` → ``1.23 %`` (``_pct`` values are fractions, SPEC §4:
+    0.10 = 10 %); ``–`` for nothing."""
+    number = _decimal(fraction)
+    if number is None or not number.is_finite():
+        return "–"
+    return _fixed(number * 100, places, "%", sign=sign)
+
+
 def _fixed(value, places: int, unit: str = "", *, sign: bool = False) -> str:
     number = _decimal(value)
     if number is None or not number.is_finite():
@@ -116,6 +125,18 @@ def plain(value) -> str | None:
         return "0"
     text = format(number.normalize(), "f")
     return text
+
+
+STORED_PLACES = Decimal("1e-12")  # what a MoneyField holds: 12 fractional digits
+
+
+def stored(value) -> str | None:
+    """The exact decimal string of ``value`` as the store holds it: rounded half to even to 12 places, then
+    ``plain`` (``100.10000000000001`` → ``100.1``, ``194.177100930000`` → ``194.17710093``). What events carry."""
+    number = _decimal(value)
+    if number is None or not number.is_finite():
+        return plain(number)
+    return plain(number.quantize(STORED_PLACES, rounding=ROUND_HALF_EVEN))
 
 
 def iso_utc(epoch_ms: int | None, *, seconds: bool = True) -> str:

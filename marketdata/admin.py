@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from ground.admin_history import HistoryAdmin, HistoryInline
+from ground.admin_history import EXACT, FRACTION, MONEY, PRICE, QUANTITY, HistoryAdmin, HistoryInline
 
 from .models import (
     Candle,
@@ -19,6 +19,7 @@ class CandleAdmin(HistoryAdmin):
     list_display = ("symbol", "interval", "timestamp", "open", "high", "low", "close", "volume")
     list_filter = ("interval", "symbol")
     search_fields = ("symbol",)
+    amounts = {**dict.fromkeys(("open", "high", "low", "close"), PRICE), "volume": QUANTITY}
 
 
 @admin.register(CandleSeries)
@@ -30,9 +31,14 @@ class CandleSeriesAdmin(HistoryAdmin):
     search_fields = ("symbol",)
 
 
+# pct_change is a fraction over the look-back (0.012 = +1.2 %), quote_volume Σ close × volume in the quote
+WATCH_LIST_AMOUNTS = {"score": EXACT, "pct_change": FRACTION, "quote_volume": MONEY}
+
+
 class WatchListEntryInline(HistoryInline):
     model = WatchListEntry
     fields = ("rank", "symbol", "score", "pct_change", "quote_volume")
+    amounts = WATCH_LIST_AMOUNTS
 
 
 @admin.register(WatchList)
@@ -52,6 +58,7 @@ class WatchListEntryAdmin(HistoryAdmin):
     list_display = ("watchlist", "rank", "symbol", "score", "pct_change", "quote_volume")
     list_filter = ("rank", "watchlist__interval")
     search_fields = ("symbol",)
+    amounts = WATCH_LIST_AMOUNTS
 
 
 @admin.register(DataFreshness)

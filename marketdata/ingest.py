@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from ground.amounts import stored
 from ground.raw_rows import converted
 
 from .models import Candle
@@ -50,18 +51,20 @@ def persist_market_data(event: dict) -> Candle | None:
 
 
 def market_data_event(symbol: str, interval: str, timestamp: int, o, h, l, c, v) -> dict:  # noqa: E741
-    """The market_data event for one candle; ``price`` is the close."""
+    """The market_data event for one candle; ``price`` is the close. Prices and volume are exact decimal strings
+    (``ground.amounts.stored``: the store's 12 places), as in every JSON the system sends."""
+    close = stored(c)
     return {
         "type": "market_data",
         "symbol": symbol,
         "interval": interval,
         "timestamp": int(timestamp),
-        "price": float(c),
-        "volume": float(v),
-        "open": float(o),
-        "high": float(h),
-        "low": float(l),
-        "close": float(c),
+        "price": close,
+        "volume": stored(v),
+        "open": stored(o),
+        "high": stored(h),
+        "low": stored(l),
+        "close": close,
     }
 
 

@@ -4,6 +4,7 @@ from django.db import models
 from django.db.models import BigIntegerField, Case, F, Value, When
 from django.db.models.functions import Cast, Length, Substr
 
+from ground.amounts import iso_utc, price, quote_of
 from ground.fields import MoneyField
 
 # An interval's milliseconds in SQL, as ``marketdata.validation.interval_ms`` reads "<number><s|m|h|d>".
@@ -48,7 +49,8 @@ class Candle(models.Model):
         ordering = ["symbol", "interval", "timestamp"]
 
     def __str__(self) -> str:
-        return f"{self.symbol} {self.interval} @{self.timestamp} close={self.close}"
+        close = price(self.close, quote_of(self.symbol))
+        return f"{self.symbol} {self.interval} @ {iso_utc(self.timestamp)} close {close}"
 
 
 class CandleSeries(models.Model):
@@ -95,7 +97,7 @@ class MarketClock(models.Model):
         verbose_name = verbose_name_plural = "market clock"  # one row
 
     def __str__(self) -> str:
-        return f"{self.mode} clock @{self.event_time_ms}"
+        return f"{self.mode} clock @ {iso_utc(self.event_time_ms)}"
 
 
 class FeedSymbol(models.Model):
@@ -130,7 +132,7 @@ class WatchList(models.Model):
         return list(self.entries.order_by("rank").values_list("symbol", flat=True))
 
     def __str__(self) -> str:
-        return f"watch list @{self.as_of_ms}"
+        return f"watch list @ {iso_utc(self.as_of_ms)}"
 
 
 class WatchListEntry(models.Model):
@@ -158,7 +160,7 @@ class DataFreshness(models.Model):
         verbose_name_plural = "data freshness"
 
     def __str__(self) -> str:
-        return f"{self.symbol} seen @{self.last_seen_ms}"
+        return f"{self.symbol} seen @ {iso_utc(self.last_seen_ms)}"
 
 
 class StaleWatchState(models.Model):

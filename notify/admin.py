@@ -10,7 +10,7 @@ from django.shortcuts import redirect
 from django.urls import path
 from django.views.decorators.http import require_POST
 
-from ground.admin_history import HistoryAdmin
+from ground.admin_history import HistoryAdmin, ReadableColumns
 
 from . import rules, service
 from .models import SEND_PERMISSION, Destination, Notification
@@ -73,7 +73,7 @@ class DestinationForm(forms.ModelForm):
 
 
 @admin.register(Destination)
-class DestinationAdmin(admin.ModelAdmin):
+class DestinationAdmin(ReadableColumns, admin.ModelAdmin):
     form = DestinationForm
     list_display = (
         "name",
@@ -100,7 +100,8 @@ class DestinationAdmin(admin.ModelAdmin):
 
     def get_fields(self, request, obj=None):
         fields = ["name", "new_url", "level", "topics", "enabled"]
-        return (["masked_url", *fields, *self.readonly_fields[1:]]) if obj else fields
+        shown = [self.readable(name) for name in self.readonly_fields]  # times in ISO 8601 UTC, as get_readonly_fields
+        return [shown[0], *fields, *shown[1:]] if obj else fields
 
     @admin.action(description="Send a test message to the selected destinations", permissions=["send"])
     def send_test(self, request, queryset):

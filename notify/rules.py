@@ -148,10 +148,6 @@ def retry_delay(retries: int, base: float, cap: float) -> float:
 # --- texts -------------------------------------------------------------------------------------------------------
 
 
-def percent(ratio) -> str:
-    return f"{Decimal(str(ratio)) * 100:.2f} %"
-
-
 @dataclass(frozen=True)
 class Message:
     title: str
@@ -168,8 +164,9 @@ def alert_message(event: dict) -> Message:
     )
 
 
-def fill_message(event: dict, profit_loss=None, profit_loss_pct=None) -> Message:
-    """symbol, side, quantity, price, fee, and the realized P&L when the fill closed trades."""
+def fill_message(event: dict, profit_loss=None, profit_loss_fraction=None) -> Message:
+    """symbol, side, quantity, price, fee, and the realized P&L when the fill closed trades (``profit_loss_fraction``:
+    of the closed lots' cost, 0.0125 = 1.25 %)."""
     side, symbol = event.get("side", "?"), event.get("symbol", "?")
     lines = [
         f"{side} {amounts.quantity(event['filled_quantity'], amounts.base_of(symbol))}"
@@ -177,7 +174,7 @@ def fill_message(event: dict, profit_loss=None, profit_loss_pct=None) -> Message
         f"fee {amounts.money(event['fees'], amounts.quote_of(symbol), unit=True)}",
     ]
     if profit_loss is not None:
-        pct = f" ({percent(Decimal(str(profit_loss_pct)) / 100)})" if profit_loss_pct is not None else ""
+        pct = f" ({amounts.percent(profit_loss_fraction)})" if profit_loss_fraction is not None else ""
         lines.append(f"P&L {amounts.money(profit_loss, amounts.quote_of(symbol), unit=True, sign=True)}{pct}")
     partial = " (partial)" if event["status"] == "PARTIALLY_FILLED" else ""
     lines.append(f"{event['client_order_id']} · {amounts.iso_utc(event['timestamp'])}")
@@ -191,9 +188,9 @@ def daily_message(report: dict) -> Message:
         f"Trading state: {report['trading_state']}" + (f" ({report['reason']})" if report.get("reason") else ""),
         f"Equity: {amounts.money(report['equity'], quote, unit=True)}",
         f"Day's P&L: {amounts.money(report['daily_pnl'], quote, unit=True, sign=True)}"
-        f" ({percent(report['daily_pnl_pct'])})",
-        f"Drawdown: {percent(report['drawdown_pct'])} (limit {percent(report['drawdown_limit_pct'])})",
-        f"Trades closed: {report['trades']}, win rate {percent(report['win_rate'])}",
+        f" ({amounts.percent(report['daily_pnl_pct'])})",
+        f"Drawdown: {amounts.percent(report['drawdown_pct'])} (limit {amounts.percent(report['drawdown_limit_pct'])})",
+        f"Trades closed: {report['trades']}, win rate {amounts.percent(report['win_rate'])}",
         f"Open positions: {report['open_positions']}",
     ]
     return Message(title=f"Daily report {report['day']} ({report['mode']})", body="\n".join(lines))

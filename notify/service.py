@@ -116,7 +116,7 @@ def _exit_pnl(client_order_id: str) -> tuple[Decimal | None, Decimal | None]:
         return None, None
     pnl = sum((row[0] for row in closed), start=Decimal(0))
     cost = sum((row[1] * row[2] for row in closed), start=Decimal(0))
-    return pnl, (pnl / cost * 100 if cost else None)
+    return pnl, (pnl / cost if cost else None)  # a fraction of the closed lots' cost
 
 
 def message_for(event: dict) -> tuple[str, rules.Message] | None:
@@ -126,8 +126,8 @@ def message_for(event: dict) -> tuple[str, rules.Message] | None:
         return None
     if wanted[0] == "alerts":
         return "alerts", rules.alert_message(event)
-    pnl, pct = _exit_pnl(event["client_order_id"]) if event.get("side") == "SELL" else (None, None)
-    return "fills", rules.fill_message(event, pnl, pct)
+    pnl, fraction = _exit_pnl(event["client_order_id"]) if event.get("side") == "SELL" else (None, None)
+    return "fills", rules.fill_message(event, pnl, fraction)
 
 
 def route(event: dict) -> list[Notification]:

@@ -5,14 +5,23 @@ from django.shortcuts import redirect
 from django.urls import path
 from django.views.decorators.http import require_POST
 
-from ground.admin_history import HistoryAdmin
+from ground.admin_history import QUANTITY, HistoryAdmin, ReadableColumns
 
 from .models import HALT_PERMISSION, Alert, AuditLog, RiskEvent, RiskParameters, TradingState
-from .parameters import PARAMETER_SPECS
+from .parameters import PARAMETER_SPECS, parameter_text
 from .parameters_service import update_parameters
 from .state import halt, outcome, release
 
 PARAMETER_FIELDS = [name.lower() for name in PARAMETER_SPECS]
+
+
+def _parameter_column(name: str):
+    def show(obj: RiskParameters) -> str:
+        return parameter_text(name, getattr(obj, name.lower()))
+
+    show.short_description = name  # SPEC §4's name, as the README, the environment and risk_status write it
+    show.admin_order_field = name.lower()
+    return show
 
 
 class RiskParametersForm(forms.ModelForm):
@@ -26,7 +35,9 @@ class RiskParametersForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         for name, spec in PARAMETER_SPECS.items():
             field = self.fields[name.lower()]
-            field.help_text = f"{spec.description}. Allowed {spec.describe_range()}, default {spec.default}."
+            field.label = name  # SPEC §4's name, as the README, the environment and risk_status write it
+            share = " (a fraction: 0.05 = 5 %)" if name.endswith("_PCT") else ""
+            field.help_text = f"{spec.description}{share}. Allowed {spec.describe_range()}, default {spec.default}."
 
     def clean(self):
         cleaned = super().clean()
@@ -42,11 +53,11 @@ class RiskParametersForm(forms.ModelForm):
 
 
 @admin.register(RiskParameters)
-class RiskParametersAdmin(admin.ModelAdmin):
+class RiskParametersAdmin(ReadableColumns, admin.ModelAdmin):
     """Edited in place, validated against SPEC §4's ranges; every change audited and effective at once."""
 
     form = RiskParametersForm
-    list_display = ("max_daily_drawdown_pct", "max_exposure_pct", "max_position_pct", "stop_loss_pct", "updated_at")
+    list_display = (*(_parameter_column(name) for name in PARAMETER_SPECS), "updated_at")
     list_filter = ("updated_at",)
     search_fields = ("id",)
 
@@ -74,8 +85,15 @@ class TradingStateAdmin(HistoryAdmin):
     search_fields = ("reason", "changed_by")
 
     def changelist_view(self, request, extra_context=None):
-        TradingState.load()
-        extra = {"can_halt": request.user.has_perm(HALT_PERMISSION), **(extra_context or {})}
+        state = TradingState.load()
+        # the buttons follow the state, as on the dashboard: Halt for ACTIVE and PAUSED (a halt while halted only
+        # adds its reason), Release for PAUSED and HALTED
+        extra = {
+            "can_halt": request.user.has_perm(HALT_PERMISSION),
+            "halted": state.state == TradingState.State.HALTED,
+            "active": state.state == TradingState.State.ACTIVE,
+            **(extra_context or {}),
+        }
         return super().changelist_view(request, extra)
 
     def get_urls(self):
@@ -113,6 +131,7 @@ class RiskEventAdmin(HistoryAdmin):
     list_display = ("created_at", "decision", "layer", "symbol", "requested_quantity", "approved_quantity", "reason")
     list_filter = ("decision", "layer", "symbol", "created_at")
     search_fields = ("reason", "signal_id", "client_order_id", "symbol")
+    amounts = {"requested_quantity": QUANTITY, "approved_quantity": QUANTITY}
 
 
 @admin.register(Alert)

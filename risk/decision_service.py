@@ -134,7 +134,7 @@ def decide_locked(state: TradingState, event: dict, parameters: RiskParameters |
         symbol,
         event["side"],
         Decimal(str(price)) if price else None,
-        event["confidence"],
+        float(event["confidence"]),  # a number, or the exact decimal string of one
         event.get("strategy", ""),
         event.get("source_timestamp", event["timestamp"]),
     )

@@ -35,7 +35,7 @@ class TradingState(models.Model):
         verbose_name = verbose_name_plural = "trading state"  # one row
 
     def __str__(self) -> str:
-        return f"{self.state} since {self.since:%Y-%m-%d %H:%M:%S} UTC ({self.reason or 'no reason'})"
+        return f"{self.state} since {self.since:%Y-%m-%dT%H:%M:%SZ} (market time) ({self.reason or 'no reason'})"
 
     @classmethod
     def load(cls, *, for_update: bool = False) -> "TradingState":
@@ -180,4 +180,4 @@ class AuditLog(models.Model):
         ordering = ["-created_at", "-id"]
 
     def __str__(self) -> str:
-        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor} {self.action} {self.target}"
+        return f"{self.created_at:%Y-%m-%dT%H:%M:%SZ} {self.actor} {self.action} {self.target}"

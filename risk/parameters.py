@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
+from ground.amounts import percent, plain
+
 
 @dataclass(frozen=True)
 class ParameterSpec:
@@ -71,6 +73,12 @@ PARAMETER_SPECS: dict[str, ParameterSpec] = {
         _spec("COOLDOWN_AFTER_STOP_MIN", "15", "0", "1440", "Minutes a symbol rests after a stop-loss", integer=True),
     )
 }
+
+
+def parameter_text(name: str, value) -> str:
+    """A parameter as people read it: its exact value, and a ``_PCT`` one (a fraction, SPEC §4: 0.05 = 5 %) in
+    percent too: ``0.05 (5.00 %)`` (the admin, ``risk_status``)."""
+    return f"{plain(value)} ({percent(value)})" if name.endswith("_PCT") else plain(value)
 
 
 @dataclass(frozen=True)

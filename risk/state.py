@@ -212,6 +212,8 @@ def _amend_halt(state: TradingState, amend: AmendHalt, command: OperatorCommand)
     old = {"state": state.state, "reason": state.reason, "layer": state.pause_layer}
     state.reason, state.pause_layer = _fit(amend.reason, REASON_MAX), amend.layer
     state.save(update_fields=["reason", "pause_layer"])
+    snapshot = state_snapshot(state)  # the halt's reasons grew: the dashboards show both at once
+    transaction.on_commit(lambda: bus.notify_dashboard("trading_state", snapshot))
     AuditLog.objects.create(
         actor=command.actor,
         action="state:close_positions" if amend.closing else "state:halted_again",

@@ -11,6 +11,7 @@ import pytest
 from django.core.management import call_command
 
 from execution.models import Order, Trade
+from ground.amounts import plain
 from marketdata.models import Candle
 from tests.support.paths import CANDLES
 from tests.test_api import make_user, token_client
@@ -44,7 +45,7 @@ def test_indicator_lines_are_the_strategy_classes_fed_close_by_close():
         for name, ind in (("EMA5", ema), ("SMA20", sma), ("RSI14", rsi)):
             value = ind.update(bar.close)
             if bar.time >= T0 + 30 * MINUTE:
-                expected[name].append([bar.time, value])
+                expected[name].append([bar.time, plain(value)])  # the float computed, as an exact decimal string
     by_name = {line["name"]: line for line in lines}
     for name, values in expected.items():
         assert by_name[name]["values"] == values
@@ -116,7 +117,8 @@ def test_chart_endpoint_candles_indicators_fills_and_stops(settings):
     fifteen = client.get("/api/chart/?symbol=BTC_USDT&interval=15m&limit=10").json()
     assert [c["time"] % (15 * MINUTE) for c in fifteen["candles"]] == [0] * 10 and fifteen["candles"][-1][
         "volume"
-    ] == 20
+    ] == "20"  # exact decimal strings, as every JSON
+    assert all(isinstance(c[k], str) for c in body["candles"] for k in ("open", "high", "low", "close", "volume"))
     assert client.get("/api/chart/?symbol=BTC_USDT&interval=7m").status_code == 400
     assert client.get("/api/chart/").status_code == 400
     assert client.get("/api/chart/?symbol=NOPE_USDT").json()["candles"] == []
@@ -124,7 +126,7 @@ def test_chart_endpoint_candles_indicators_fills_and_stops(settings):
     page = client.get(f"/api/candles/?symbol=BTC_USDT&interval=1m&since={T0 + 350 * MINUTE}&indicators=1").json()
     ema = {line["name"]: line for line in page["indicators"]}["EMA12"]["values"]
     assert [t for t, _ in ema] == [c["timestamp"] for c in page["results"]]
-    assert ema[-1][1] == pytest.approx(body["indicators"][0]["values"][-1][1], rel=1e-12)
+    assert float(ema[-1][1]) == pytest.approx(float(body["indicators"][0]["values"][-1][1]), rel=1e-12)
     assert client.get("/api/candles/?indicators=1").status_code == 400
 
 

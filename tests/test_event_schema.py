@@ -61,6 +61,14 @@ def test_spec_examples_validate(event):
     assert validate(copy.deepcopy(event)) == event
 
 
+def test_market_data_and_signals_may_carry_exact_decimal_strings():
+    """What the feeds and the signal engine publish (and the dashboard receives): exact decimal strings."""
+    candle = _with(0, price="35250.5", volume="184.12", open="35000", high="35300.000000000001", low="0.5")
+    assert validate(candle) == candle
+    signal = _with(1, price="35250.50000000000145519152283668518066", confidence="0.82")  # a float's exact digits
+    assert validate(signal) == signal
+
+
 def test_json_text_is_accepted():
     assert validate('{"type":"health","service":"web","status":"ok","timestamp":1}')["service"] == "web"
 
@@ -76,7 +84,13 @@ def _with(index: int, **changes):
 
 
 BAD = [
-    ("price as string", _with(0, price="35250.5"), "price"),
+    ("price as a string with an exponent", _with(0, price="3.52505E+4"), "price"),
+    ("price as a string with separators", _with(0, price="35,250.5"), "price"),
+    ("price as a zero string", _with(0, price="0"), "price"),
+    ("price with trailing zeros", _with(0, price="35250.50"), "price"),
+    ("volume with 13 places", _with(0, volume="0.0000000000001"), "volume"),
+    ("signal price as a negative string", _with(1, price="-1"), "price"),
+    ("confidence above 1 as a string", _with(1, confidence="1.01"), "confidence"),
     ("negative price", _with(0, price=-1.0), "price"),
     ("zero price", _with(0, price=0), "price"),
     ("negative volume", _with(0, volume=-0.1), "volume"),

@@ -123,7 +123,8 @@ def test_replay_publishes_each_new_candle_once_in_time_order_across_files(tmp_pa
     assert len(set(keys)) == 70
     assert all(e["interval"] == "5m" for e in published)
     first = data_rows(eth)[0].split(",")
-    assert published[0]["price"] == float(first[4]) and published[0]["volume"] == float(first[5])
+    # exact decimal strings, as the file has them
+    assert Decimal(published[0]["price"]) == Decimal(first[4]) and Decimal(published[0]["volume"]) == Decimal(first[5])
 
     # replaying again, plus a longer file that overlaps: only the really new candles go out
     published.clear()

@@ -166,7 +166,7 @@ def test_a_refilled_table_is_not_mistaken_for_the_cached_one():
     for key in ("price", "close"):
         swapped[a][key], swapped[b][key] = events[b][key], events[a][key]
     for e in swapped:  # keep the candles valid: high/low around the new close
-        e["high"], e["low"] = max(e["high"], e["close"]), min(e["low"], e["close"])
+        e["high"], e["low"] = max(e["high"], e["close"], key=Decimal), min(e["low"], e["close"], key=Decimal)
     store(swapped)
 
     strategy, _, path = evaluate(SPEC, "SWAP_BTC", "5m", swapped[-1]["timestamp"])

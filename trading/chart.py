@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
+from decimal import Decimal
 from typing import NamedTuple
 
+from ground.amounts import plain
 from ground.timeutil import MINUTE_MS
 
 from .indicators import EMA, RSI, SMA
@@ -29,12 +31,22 @@ INTERVALS: dict[str, int] = {
 
 
 class Bar(NamedTuple):
+    """A candle: the store's exact Decimals (a backtest's file: floats). ``as_json`` gives its decimal strings."""
+
     time: int  # open time, epoch ms
-    open: float
-    high: float
-    low: float
-    close: float
-    volume: float
+    open: Decimal | float
+    high: Decimal | float
+    low: Decimal | float
+    close: Decimal | float
+    volume: Decimal | float
+
+    def as_json(self) -> dict:
+        """``{time, open, high, low, close, volume}`` with exact decimal strings, as every JSON the system sends
+        (the browser converts them for drawing)."""
+        return {"time": self.time, **{name: plain(getattr(self, name)) for name in PRICE_FIELDS}}
+
+
+PRICE_FIELDS = ("open", "high", "low", "close", "volume")
 
 
 class IndicatorSpec(NamedTuple):
@@ -107,11 +119,13 @@ def strategy_indicators(spec: str) -> tuple[str, list[IndicatorSpec], int]:
 
 def indicator_series(specs: Sequence[IndicatorSpec], bars: Iterable[Bar], shown_from: int) -> list[dict]:
     """Feed every bar's close to each indicator, in order; keep the values of bars at or after ``shown_from``
-    (the bars before it are warm-up). Each line: ``{name, pane, guides, values: [[time_ms, value], …]}``."""
+    (the bars before it are warm-up), fed as floats, as the strategies feed them. Each line: ``{name, pane, guides,
+    values: [[time_ms, value], …]}``, the value the exact decimal string of the float computed."""
     lines = [{"name": s.name, "pane": s.pane, "guides": list(s.guides), "values": []} for s in specs]
     for bar in bars:
+        close = float(bar.close)
         for spec, line in zip(specs, lines, strict=True):
-            value = spec.indicator.update(bar.close)
+            value = spec.indicator.update(close)
             if bar.time >= shown_from and value is not None and math.isfinite(value):
-                line["values"].append([bar.time, value])
+                line["values"].append([bar.time, plain(value)])
     return lines

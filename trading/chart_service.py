@@ -38,7 +38,7 @@ def _bars(symbol: str, interval: str, until: int | None, count: int) -> list[Bar
     if until is not None:
         rows = rows.filter(timestamp__lte=until)
     values = rows.order_by("-timestamp").values_list("timestamp", "open", "high", "low", "close", "volume")[:count]
-    return [Bar(t, float(o), float(h), float(lo), float(c), float(v)) for t, o, h, lo, c, v in reversed(values)]
+    return [Bar(*row) for row in reversed(values)]  # the stored Decimals: the candles go out exact
 
 
 def exit_reason_label(reason: str) -> str:
@@ -137,7 +137,7 @@ def chart_data(symbol: str, interval: str | None = None, until: int | None = Non
     first, last = shown[0].time, shown[-1].time
     out.update(
         interval_ms=interval_ms(interval) if interval in INTERVALS else None,
-        candles=[bar._asdict() for bar in shown],
+        candles=[bar.as_json() for bar in shown],
         indicators=indicator_series(specs, bars, first),
         fills=fills(symbol, first, last + interval_ms(interval) - 1 if interval in INTERVALS else None),
         stops=stops(symbol),
@@ -155,7 +155,7 @@ def page_indicators(symbol: str, interval: str, timestamps: list[int]) -> list[d
     before = _bars(symbol, interval, first - 1, WARMUP_FACTOR * warmup)
     rows = Candle.objects.filter(symbol=symbol, interval=interval, timestamp__gte=first, timestamp__lte=last)
     values = rows.order_by("timestamp").values_list("timestamp", "open", "high", "low", "close", "volume")
-    page = [Bar(t, float(o), float(h), float(lo), float(c), float(v)) for t, o, h, lo, c, v in values]
+    page = [Bar(*row) for row in values]
     return indicator_series(specs, before + page, first)
 
 
@@ -218,7 +218,7 @@ def backtest_chart(report: dict, symbol: str, max_bars: int = 20_000) -> dict:
         "interval": interval,
         "interval_ms": interval_ms(interval) if interval in INTERVALS else None,
         "intervals": [interval] if interval else [],
-        "candles": [bar._asdict() for bar in bars],
+        "candles": [bar.as_json() for bar in bars],
         "indicators": indicator_series(specs, bars, bars[0].time if bars else 0),
         "fills": fills_,
         "stops": [],

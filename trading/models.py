@@ -1,5 +1,6 @@
 from django.db import models
 
+from ground.amounts import iso_utc
 from ground.fields import MoneyField
 
 
@@ -31,7 +32,7 @@ class Signal(models.Model):
         ordering = ["-timestamp", "-id"]
 
     def __str__(self) -> str:
-        return f"{self.side} {self.symbol} @{self.timestamp} ({self.strategy})"
+        return f"{self.side} {self.symbol} @ {iso_utc(self.timestamp)} ({self.strategy})"
 
 
 class BacktestRun(models.Model):

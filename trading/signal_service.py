@@ -53,6 +53,7 @@ from django.core.cache import BaseCache, caches
 from django.db import IntegrityError, connection, transaction
 
 from ground import bus
+from ground.amounts import plain
 from ground.raw_rows import fetch_values
 from ground.redis_client import redis_client
 from marketdata.ingest import CandleKey
@@ -345,7 +346,8 @@ def _one_by_one(spec: str, symbol: str, interval: str, targets: list[int]):
 
 
 def signal_event(signal_id: str, strategy: str, symbol: str, interval: str, timestamp: int, emitted: Emitted) -> dict:
-    """The ``signal`` event for what a strategy emitted on a candle (the exact floats it computed)."""
+    """The ``signal`` event for what a strategy emitted on a candle: its price and confidence as exact decimal
+    strings of the floats it computed (``plain``: ``float(text)`` gives the very float back)."""
     return {
         "type": "signal",
         "signal_id": signal_id,
@@ -353,9 +355,9 @@ def signal_event(signal_id: str, strategy: str, symbol: str, interval: str, time
         "symbol": symbol,
         "interval": interval,
         "side": emitted.side,
-        "confidence": emitted.confidence,
+        "confidence": plain(emitted.confidence),
         "reason": emitted.reason,
-        "price": emitted.price,
+        "price": plain(emitted.price),
         "timestamp": timestamp,
     }
 

@@ -221,6 +221,9 @@ def _decimal_string(help_text: str = "") -> serializers.DecimalField:
     return serializers.DecimalField(max_digits=None, decimal_places=None, help_text=help_text or None)
 
 
+FRACTION = "a fraction, as every _pct of the live system: 0.01 = 1 %"
+
+
 class AccountSerializer(serializers.Serializer):
     quote = serializers.CharField(help_text="the quote currency the account's money is counted in (e.g. USDT)")
     quote_decimals = serializers.IntegerField(help_text="the places a person reads that currency in (USDT: 2)")
@@ -232,12 +235,12 @@ class AccountSerializer(serializers.Serializer):
     day_start = serializers.DateTimeField(help_text="00:00 UTC of the current market day")
     day_start_equity = _decimal_string()
     daily_pnl = _decimal_string()
-    daily_pnl_pct = _decimal_string("decimal: 0.01 = 1 %")
-    drawdown_pct = _decimal_string("loss since 00:00 UTC as a share of the day's start equity")
-    drawdown_limit_pct = _decimal_string("MAX_DAILY_DRAWDOWN_PCT")
+    daily_pnl_pct = _decimal_string(f"the day's P&L as a share of the day's start equity; {FRACTION}")
+    drawdown_pct = _decimal_string(f"loss since 00:00 UTC as a share of the day's start equity; {FRACTION}")
+    drawdown_limit_pct = _decimal_string(f"MAX_DAILY_DRAWDOWN_PCT; {FRACTION}")
     exposure = _decimal_string()
-    exposure_pct = _decimal_string()
-    exposure_limit_pct = _decimal_string("MAX_EXPOSURE_PCT")
+    exposure_pct = _decimal_string(f"exposure as a share of equity; {FRACTION}")
+    exposure_limit_pct = _decimal_string(f"MAX_EXPOSURE_PCT; {FRACTION}")
     open_positions = serializers.IntegerField()
 
 
@@ -382,6 +385,10 @@ BACKTEST_FIELDS = [
 ]
 
 
+# The backtest report's figures are in percent, as stored runs hold them (docs/clock-and-amounts.md#percentages).
+BACKTEST_PERCENT = "in percent (12.5 = 12.5 %), as the backtest report's summary; the live system's _pct are fractions"
+
+
 class BacktestRunSerializer(serializers.ModelSerializer):
     """A stored run without its bulky report: the summary only (the detail endpoint has the whole report)."""
 
@@ -391,6 +398,7 @@ class BacktestRunSerializer(serializers.ModelSerializer):
     class Meta:
         model = BacktestRun
         fields = [*BACKTEST_FIELDS, "summary", "amounts"]
+        extra_kwargs = {"total_return_pct": {"help_text": BACKTEST_PERCENT}}
 
     @extend_schema_field(serializers.DictField())
     def get_summary(self, run: BacktestRun) -> dict:
@@ -410,6 +418,7 @@ class BacktestRunDetailSerializer(serializers.ModelSerializer):
     class Meta:
         model = BacktestRun
         fields = [*BACKTEST_FIELDS, "report", "amounts"]
+        extra_kwargs = {"total_return_pct": {"help_text": BACKTEST_PERCENT}}
 
     @extend_schema_field(serializers.DictField())
     def get_amounts(self, run: BacktestRun) -> dict:

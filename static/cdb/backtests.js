@@ -4,7 +4,14 @@
 (function () {
   "use strict";
   const app = document.getElementById("backtests-app");
-  const get = (url) => fetch(url, {credentials: "same-origin"}).then((r) => (r.ok ? r.json() : r.json().then((b) => Promise.reject(b))));
+  // An API error as a person reads it: its detail (or each field's complaint), never the JSON body.
+  const problem = (status, body) => {
+    const said = body && typeof body.detail === "string" ? body.detail : body && typeof body === "object"
+      ? Object.entries(body).map(([field, why]) => field + ": " + [].concat(why).join(" ")).join("; ") : "";
+    return (status === 404 ? "no such run" : said || "no answer") + " (HTTP " + status + ")";
+  };
+  const get = (url) => fetch(url, {credentials: "same-origin"}).then((r) => (r.ok ? r.json()
+    : r.json().catch(() => null).then((b) => Promise.reject(new Error(problem(r.status, b))))));
   const el = (tag, attrs, ...children) => {
     const node = document.createElement(tag);
     for (const [k, v] of Object.entries(attrs || {})) {
@@ -135,7 +142,7 @@
       }
       app.dataset.state = "ready";
     } catch (error) {
-      app.replaceChildren(el("p", {class: "error", text: "Could not load: " + JSON.stringify(error)}));
+      app.replaceChildren(el("p", {class: "error", text: "Could not load: " + (error && error.message ? error.message : String(error))}));
       app.dataset.state = "error";
     }
   }

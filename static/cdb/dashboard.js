@@ -5,14 +5,19 @@
   let state = JSON.parse(document.getElementById("initial-snapshot").textContent);
 
   const $ = (id) => document.getElementById(id);
-  // Prices and quantities: 8 significant digits. Money: the quote currency's places (USDT 2, BTC 8), never "-0.00".
-  // Every value may come as an exact decimal string (the snapshot) or a number (a push).
+  // Money: the quote currency's places (USDT 2, BTC 8), never "-0.00". Prices: as ground/amounts' price() (the
+  // symbol's quote's places, 6 significant digits at least), so the page and risk_status print one price alike.
+  // Every value comes as an exact decimal string; a few are computed here as numbers.
   const num = (n, digits = 8) => (n === null || n === undefined ? "–" : Number(n).toPrecision(digits).replace(/(\.\d*?)0+$/, "$1").replace(/\.$/, ""));
   const places = () => (state.account && Number.isInteger(state.account.quote_decimals) ? state.account.quote_decimals : 2);
   const money = (n) => {
     if (n === null || n === undefined || n === "") return "–";
     const digits = places(), value = Number(n);
     return (Math.abs(value) < 0.5 * 10 ** -digits ? 0 : value).toLocaleString("en-US", {minimumFractionDigits: digits, maximumFractionDigits: digits});
+  };
+  const priceOf = (n, symbol) => {
+    const places = (state.quote_decimals || {})[String(symbol || "").split("_").pop()];
+    return CdbPriceChart.price(n, Number.isInteger(places) ? places : 8);
   };
   const signed = (n) => (Number(n) >= 0.5 * 10 ** -places() ? "+" : "") + money(n);
   const pct = (n) => (n === null || n === undefined ? "–" : (Math.abs(Number(n)) < 0.00005 ? 0 : Number(n) * 100).toFixed(2) + " %");
@@ -36,6 +41,10 @@
     if (sec < 172800) return (sec / 3600).toFixed(0) + " h ago";
     return (sec / 86400).toFixed(0) + " days ago";
   };
+  // An API error as a person reads it: its detail, or each field's complaint ("reason: Ensure this field has no more
+  // than 500 characters."), never the JSON body.
+  const problem = (body) => (typeof body.detail === "string" ? body.detail
+    : Object.entries(body).map(([field, why]) => field + ": " + [].concat(why).join(" ")).join("; ") || "no answer");
   const csrf = () => (document.querySelector("[name=csrfmiddlewaretoken]") || {}).value || "";
 
   function cell(text, cls) {
@@ -112,14 +121,14 @@
 
   function renderTables(fresh) {
     fill("order-results", state.order_results, (o) => [cell(time(o.timestamp), "time"), cell(o.symbol), cell(o.side, o.side),
-      cell(label(o.status), o.status), cell(filledOf(o), "qty"), cell(num(o.price)), cell(money(o.fees)), cell(tidy(o.reason), "reason")],
+      cell(label(o.status), o.status), cell(filledOf(o), "qty"), cell(priceOf(o.price, o.symbol)), cell(money(o.fees)), cell(tidy(o.reason), "reason")],
       (o) => "status-" + o.status, fresh === "order_results");
     fill("alerts", state.alerts, (a) => [cell(time(a.timestamp), "time"), cell(a.level, a.level), cell(a.code), cell(tidy(a.message), "reason")],
       (a) => "level-" + a.level, fresh === "alerts");
     fill("signals", state.signals, (s) => [cell(time(s.timestamp), "time"), cell(s.symbol), cell(s.side, s.side),
       cell(num(s.confidence, 3)), cell(tidy(s.reason), "reason")], null, fresh === "signals");
-    fill("positions", state.positions, (p) => [cell(p.symbol), cell(qty(p.quantity)), cell(num(p.avg_entry_price)),
-      cell(num(p.price)), cell(signed(p.unrealized_pnl) + " (" + pct(p.unrealized_pnl_pct) + ")", Number(p.unrealized_pnl) >= 0 ? "up" : "down")]);
+    fill("positions", state.positions, (p) => [cell(p.symbol), cell(qty(p.quantity)), cell(priceOf(p.avg_entry_price, p.symbol)),
+      cell(priceOf(p.price, p.symbol)), cell(signed(p.unrealized_pnl) + " (" + pct(p.unrealized_pnl_pct) + ")", Number(p.unrealized_pnl) >= 0 ? "up" : "down")]);
     const wl = state.watchlist;
     $("watchlist-source").textContent = "(" + wl.source + (wl.lookback_minutes ? ", last " + wl.lookback_minutes + " min" : "") +
       (wl.as_of_ms ? " @ " + time(wl.as_of_ms) : "") + ")";
@@ -134,7 +143,7 @@
       return (va < vb ? -1 : va > vb ? 1 : 0) * dir;
     });
     fill("watchlist", entries, (w) => [cell(w.rank), cell(w.symbol),
-      cell(num((state.prices[w.symbol] || {}).price)),
+      cell(priceOf((state.prices[w.symbol] || {}).price, w.symbol)),
       cell(w.pct_change === null ? "–" : (Number(w.pct_change) > 0 ? "+" : "") + pct(w.pct_change), Number(w.pct_change) > 0 ? "up" : Number(w.pct_change) < 0 ? "down" : ""),
       cell(w.quote_volume === null ? "–" : money(w.quote_volume))]);
     for (const th of $("watchlist").querySelectorAll("th[data-sort]")) {
@@ -268,8 +277,8 @@
         " · win rate " + (totals.win_rate === null ? "–" : (totals.win_rate * 100).toFixed(1) + " %") + " · fees " + money(totals.fees);
       $("trades-totals").dataset.profitLoss = totals.profit_loss;
       $("trades-totals").dataset.trades = totals.trades;
-      fill("closed-trades", page.results || [], (t) => [cell(t.symbol), cell(iso(t.entry_time), "time"), cell(num(t.entry_price)),
-        cell(iso(t.exit_time), "time"), cell(num(t.exit_price)), cell(num(t.quantity)),
+      fill("closed-trades", page.results || [], (t) => [cell(t.symbol), cell(iso(t.entry_time), "time"), cell(priceOf(t.entry_price, t.symbol)),
+        cell(iso(t.exit_time), "time"), cell(priceOf(t.exit_price, t.symbol)), cell(qty(t.quantity)),
         cell(signed(t.profit_loss), Number(t.profit_loss) >= 0 ? "up" : "down"),
         cell(t.profit_loss_percent === null ? "–" : Number(t.profit_loss_percent).toFixed(2) + " %", Number(t.profit_loss) >= 0 ? "up" : "down"),
         cell(duration(t.duration_seconds)), cell(REASONS[t.exit_reason] || t.exit_reason, "reason")], () => "clickable");
@@ -433,14 +442,20 @@
     $("state-confirm").addEventListener("click", async () => {
       const reason = $("state-reason-input").value.trim();
       if (action === "halt" && !reason) { $("state-dialog-error").textContent = "A halt needs a reason."; return; }
-      const response = await fetch("/api/risk/" + action + "/", {
-        method: "POST", credentials: "same-origin",
-        headers: {"Content-Type": "application/json", "X-CSRFToken": csrf()},
-        body: JSON.stringify(action === "halt" ? {reason, close_positions: $("state-close-input").checked} : {reason}),
-      });
+      let response;
+      try {
+        response = await fetch("/api/risk/" + action + "/", {
+          method: "POST", credentials: "same-origin",
+          headers: {"Content-Type": "application/json", "X-CSRFToken": csrf()},
+          body: JSON.stringify(action === "halt" ? {reason, close_positions: $("state-close-input").checked} : {reason}),
+        });
+      } catch (error) {
+        $("state-dialog-error").textContent = "The server did not answer; nothing changed. Try again.";
+        return;
+      }
       const body = await response.json().catch(() => ({}));
       if (!response.ok) {
-        $("state-dialog-error").textContent = response.status + ": " + (body.detail || JSON.stringify(body));
+        $("state-dialog-error").textContent = problem(body) + " (HTTP " + response.status + ")";
         return;
       }
       state.trading_state = body;

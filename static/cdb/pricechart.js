@@ -8,14 +8,42 @@
   const COLORS = {up: "#26a69a", down: "#ef5350", text: "#9aa7b4", grid: "#1f2a35", bg: "#131a21"};
   const LINE_COLORS = ["#f0c05a", "#8cc4ff", "#c792ea", "#ff9e64", "#5fd38d", "#ff6b9a"];
   const sec = (ms) => Math.floor(ms / 1000);
-  const fmt = (n) => (n === null || n === undefined || n === "" ? "–" : Number(n).toPrecision(8).replace(/(\.\d*?)0+$/, "$1").replace(/\.$/, ""));
   // A quantity exact, as ground/amounts' quantity(): "1772.329280850000" → "1,772.32928085".
   const quantity = (q) => { const [whole, part = ""] = String(q).split("."), rest = part.replace(/0+$/, "");
     return whole.replace(/\B(?=(\d{3})+(?!\d))/g, ",") + (rest ? "." + rest : ""); };
+  // A price as ground/amounts' price(): the quote's places (USDT 2, BTC 8), more where a cheap coin needs them for
+  // 6 significant digits, no trailing zeros past the quote's, rounded half to even on the exact decimal string:
+  // "194.17710093" → "194.177", "36416.3149" → "36,416.31", "0.0000363882" (BTC) → "0.0000363882".
+  const PRICE_DIGITS = 6;
+  function roundDecimal(text, places) {
+    const [, sign, whole, frac = ""] = /^(-?)(\d*)(?:\.(\d*))?$/.exec(text);
+    let n = BigInt((whole || "0") + frac.padEnd(places, "0").slice(0, places));
+    const rest = frac.slice(places);
+    const first = rest.charAt(0) || "0";
+    if (first > "5" || (first === "5" && (/[1-9]/.test(rest.slice(1)) || n % 2n === 1n))) n += 1n;
+    const digits = n.toString().padStart(places + 1, "0");
+    return (n === 0n ? "" : sign) + (places ? digits.slice(0, -places) + "." + digits.slice(-places) : digits);
+  }
+  function price(value, places = 8) {
+    if (value === null || value === undefined || value === "") return "–";
+    let text = typeof value === "number" ? value.toFixed(20) : String(value).trim();
+    if (!/^-?\d*(\.\d*)?$/.test(text)) { const n = Number(text); if (!Number.isFinite(n)) return "–"; text = n.toFixed(20); }
+    const [whole, frac = ""] = text.replace("-", "").split(".");
+    const lead = whole.replace(/^0+/, ""), zeros = frac.length - frac.replace(/^0+/, "").length;
+    const adjusted = lead ? lead.length - 1 : /[1-9]/.test(frac) ? -(zeros + 1) : null;  // the first digit's power of 10
+    const wanted = adjusted === null ? places : Math.max(places, PRICE_DIGITS - adjusted - 1);
+    const [w, f = ""] = roundDecimal(text, wanted).split(".");
+    const kept = f.slice(0, places) + f.slice(places).replace(/0+$/, "");
+    return w.replace(/\B(?=(\d{3})+(?!\d))/g, ",") + (kept ? "." + kept : "");
+  }
   const stamp = (ms) => new Date(ms).toISOString().replace("T", " ").slice(0, 16);
   // Fees and P&L in the quote currency's places (the chart data's quote_decimals: USDT 2, BTC 8).
   const money = (n, places) => (n === null || n === undefined || n === "" ? "–"
     : (Math.abs(Number(n)) < 0.5 * 10 ** -places ? 0 : Number(n)).toLocaleString("en-US", {minimumFractionDigits: places, maximumFractionDigits: places}));
+
+  // A candle for drawing: the server sends exact decimal strings, lightweight-charts draws numbers.
+  const numbers = (b) => ({time: b.time, open: Number(b.open), high: Number(b.high), low: Number(b.low),
+    close: Number(b.close), volume: Number(b.volume)});
 
   function baseOptions(container, extra) {
     return Object.assign({
@@ -37,7 +65,7 @@
   }
 
   function fillText(f, places = 8) {
-    const parts = [f.side + " " + fmt(f.quantity) + " @ " + fmt(f.price), "fee " + money(f.fee, places), f.side === "SELL" ? "exit: " + f.reason : "entry"];
+    const parts = [f.side + " " + quantity(f.quantity) + " @ " + price(f.price, places), "fee " + money(f.fee, places), f.side === "SELL" ? "exit: " + f.reason : "entry"];
     if (f.profit_loss !== null && f.profit_loss !== undefined) parts.push("P&L " + (Number(f.profit_loss) > 0 ? "+" : "") + money(f.profit_loss, places));
     parts.push(stamp(f.time) + " UTC");
     return parts;
@@ -87,7 +115,7 @@
           priceLineVisible: false, lastValueVisible: pane === 1, crosshairMarkerVisible: false,
           priceFormat: pane ? {type: "price", precision: 1, minMove: 0.1} : priceFormat(bars),
         }, pane);
-        series.setData(line.values.map(([t, v]) => ({time: sec(t), value: v})));
+        series.setData(line.values.map(([t, v]) => ({time: sec(t), value: Number(v)})));
         for (const level of line.guides || []) {
           guides.push(series.createPriceLine({price: level, color: "#4a5866", lineStyle: LC.LineStyle.Dashed, lineWidth: 1, axisLabelVisible: true, title: ""}));
         }
@@ -127,7 +155,7 @@
         intervalMs = data.interval_ms || intervalMs;
         places = Number.isInteger(data.quote_decimals) ? data.quote_decimals : places;
         base = data.symbol ? data.symbol.replace(/_[^_]*$/, "") : base;  // BTC_USDT → BTC, as ground/amounts' base_of
-        bars = (data.candles || []).map((b) => Object.assign({}, b));
+        bars = (data.candles || []).map(numbers);
         candles.applyOptions({priceFormat: priceFormat(bars)});
         candles.setData(bars.map((b) => ({time: sec(b.time), open: b.open, high: b.high, low: b.low, close: b.close})));
         volume.setData(bars.map(volumeBar));
@@ -139,7 +167,8 @@
         if (options.fit !== false) chart.timeScale().fitContent();
       },
       // A candle of the base interval (live): moves the last bar or starts the next one.
-      updateCandle(c) {
+      updateCandle(candle) {
+        const c = numbers(candle);
         const start = c.time - (c.time % intervalMs);
         const last = bars[bars.length - 1];
         if (last && start < last.time) return;
@@ -210,5 +239,5 @@
     return {chart, series, setData};
   }
 
-  global.CdbPriceChart = {create, line, fillText};
+  global.CdbPriceChart = {create, line, fillText, price, quantity};
 })(window);

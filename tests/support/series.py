@@ -35,7 +35,7 @@ def next_event(
     """The market_data event of the candle after ``evts``' last one (same symbol and interval, one step later),
     opening at ``open_``: what the orders decided on that last candle fill at (× (1 ± PAPER_SLIPPAGE_PCT))."""
     last = evts[-1]
-    volume = last["volume"] + 1 if volume is None else volume
+    volume = float(last["volume"]) + 1 if volume is None else volume  # events carry exact decimal strings
     high, low = max(open_, close) * 1.001, min(open_, close) * 0.999
     return market_data_event(
         last["symbol"], last["interval"], last["timestamp"] + STEP_MS, open_, high, low, close, volume

@@ -2,7 +2,8 @@ import json
 
 from django.core.management.base import BaseCommand
 
-from ground.amounts import base_of, money, price, quantity, quote_of
+from ground.amounts import base_of, money, percent, price, quantity, quote_of
+from risk.parameters import parameter_text
 from risk.status import risk_status
 
 
@@ -24,12 +25,13 @@ class Command(BaseCommand):
         out(f"Mode: {status['mode']}")
         out(
             f"Equity {money(status['equity'], quote, unit=True)}  cash {money(status['cash'], quote, unit=True)}"
-            f"  exposure {money(status['exposure'], quote, unit=True)} ({float(status['exposure_pct']):.2%})"
-            f"  daily drawdown {float(status['daily_drawdown_pct']):.2%}"
+            f"  exposure {money(status['exposure'], quote, unit=True)} ({percent(status['exposure_pct'])})"
+            f"  daily drawdown {percent(status['daily_drawdown_pct'])}"
         )
-        out("Parameters:")
+        out("Parameters: (a _PCT value is a fraction: 0.05 = 5 %)")
         for name, item in status["parameters"].items():
-            line = f"  {name:<26} {item['value']:<10} {item['source']:<8} range {item['range'][0]}–{item['range'][1]}"
+            value = parameter_text(name, item["value"])
+            line = f"  {name:<26} {value:<16} {item['source']:<8} range {item['range'][0]}–{item['range'][1]}"
             out(line)
         for warning in status["warnings"]:
             out(self.style.WARNING(f"warning: {warning}"))

@@ -6,7 +6,10 @@ the feed as its own process (``manage.py run_feed``) and this only serves.
 """
 
 import asyncio
+import fcntl
 import os
+from pathlib import Path
+from typing import TextIO
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -29,6 +32,34 @@ def port_number(text: str) -> int:
     return port
 
 
+def hold_database(database: dict) -> TextIO | None:
+    """One server per SQLite file: an exclusive lock on ``<file>.serve.lock`` held as long as this process lives
+    (the kernel lets go of it when the process ends, a crash or ``kill -9`` included, so a lock left behind never
+    blocks a later start). A second ``serve`` on the same file — two simulated markets writing one store — stops
+    with a one-line error naming the first one's process id. Returns the open lock file (keep it), or None for a
+    server database (PostgreSQL), where several web processes are the normal case."""
+    if database["ENGINE"] != "django.db.backends.sqlite3" or str(database["NAME"]).startswith(":memory:"):
+        return None
+    path = Path(f"{database['NAME']}.serve.lock")
+    lock = path.open("a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read().strip() or "?"
+        lock.close()
+        raise CommandError(
+            f"another `manage.py serve` (pid {holder}) is serving {database['NAME']} already: stop it first "
+            "(Ctrl-C where it runs), or give this one its own database (DATABASE_URL=sqlite:///other.sqlite3)",
+            returncode=2,
+        ) from None
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"{os.getpid()}\n")
+    lock.flush()
+    return lock
+
+
 class Command(BaseCommand):
     help = "Serve the dashboard, admin and API with daphne (and the simulated feed when embedded)."
 
@@ -49,9 +80,11 @@ class Command(BaseCommand):
         from marketdata.feeds.sim import pace
         from marketdata.feeds.sim_runner import build_market, run_async
         from risk.state import no_state_from_the_future
+        from risk.state_watch import watch_trading_state
 
         options["port"] = port_number(options["port"])
         check_symbols(options["symbols"])
+        self.lock = hold_database(connections["default"].settings_dict)  # held until the process ends
 
         if options["feed"] == "sim" and not settings.EMBEDDED:
             self.stderr.write(
@@ -70,6 +103,9 @@ class Command(BaseCommand):
             if options["feed"] == "sim":
                 self.stdout.write(f"{plan.describe()}: {pace(settings.INTERVAL, options['tick_seconds'])}")
             self.stdout.flush()
+            if settings.EMBEDDED:  # a halt or release from a shell reaches the open dashboards at once
+                watch = asyncio.ensure_future(watch_trading_state(), loop=twisted_loop)
+                reactor.addSystemEventTrigger("before", "shutdown", watch.cancel)
             if options["feed"] == "sim":
                 feed = asyncio.ensure_future(
                     run_async(plan.market, plan.backfill, options["tick_seconds"], on_start=no_state_from_the_future),

@@ -1,0 +1,268 @@
+"""The first-hour review's findings (issue 22), through the real things on `make run`'s kind of database (SQLite,
+embedded): `manage.py serve`, its websocket and HTTP API, `manage.py halt` / `release` / `risk_status` in a shell,
+the admin and the dashboard in Chromium.
+
+- the admin shows amounts in their currency's places with the exact value in the title, times in ISO 8601 UTC
+  labelled with their clock; the kill switch's buttons follow the state; the risk parameters are named as SPEC §4;
+- the websocket's market_data and signals pushes and /api/chart/ carry exact decimal strings;
+- a halt or release from a shell reaches an open dashboard at once (not at its next refresh);
+- a second `manage.py serve` on the same database stops with a one-line error, and a crashed one leaves no lock;
+- one price reads the same in risk_status and on the dashboard;
+- an API error in the dashboard's dialog and on the backtest pages reads as a sentence, never as JSON.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from decimal import Decimal
+
+import pytest
+
+from tests.support.processes import ROOT, free_port, wait_until
+from tests.support.ws import DashboardClient, http_login
+from tests.test_first_hour import PASSWORD, USER, _env, _get, _manage, _one, _serve, _stop, _token
+
+EXACT = re.compile(r"(0|[1-9]\d*)(\.\d*[1-9])?")  # an exact decimal string: no exponent, no trailing zeros
+ISO = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
+SHELL_PUSH_DEADLINE = 3.0  # seconds from the shell command's exit to the push: generous (the watch reads every 0.5 s)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """`make run`'s server on its own SQLite file, faster than `make run` (a 1m candle every 0.1 s) until it has
+    traded; shared by the tests of this module."""
+    tmp = tmp_path_factory.mktemp("run")
+    db = tmp / "db.sqlite3"
+    env = _env(db)
+    server, port = _serve(env, tmp, "serve", "--tick-seconds", "0.1")
+    try:
+        wait_until(lambda: _one(db, "SELECT COUNT(*) FROM execution_order") >= 2, timeout=180, message="orders")
+        yield {"db": db, "env": env, "port": port, "server": server, "tmp": tmp}
+    finally:
+        _stop(server)
+
+
+def _wait_push(client: DashboardClient, kind: str, predicate, deadline: float) -> dict:
+    """The first push of ``kind`` that satisfies ``predicate``, waited for until ``deadline`` (monotonic)."""
+    while time.monotonic() < deadline:
+        for message in list(client.messages):
+            if message["kind"] == kind and predicate(message["data"]):
+                return message["data"]
+        time.sleep(0.05)
+    raise AssertionError(f"no {kind} push in time: {[m['kind'] for m in client.messages][-20:]}")
+
+
+def test_a_halt_or_release_in_a_shell_reaches_an_open_dashboard_at_once(run):
+    client = DashboardClient(run["port"], cookie=http_login(run["port"], USER, PASSWORD))
+    try:
+        _manage(run["env"], "halt", "--reason", "from the shell", "--actor", "ops")
+        pushed = _wait_push(
+            client, "trading_state", lambda d: d["state"] == "HALTED", time.monotonic() + SHELL_PUSH_DEADLINE
+        )
+        assert pushed["reason"] == "from the shell" and pushed["changed_by"] == "ops"
+        # a second halt adds its reason to the halt's: pushed too
+        _manage(run["env"], "halt", "--reason", "still checking", "--actor", "ops")
+        pushed = _wait_push(
+            client, "trading_state", lambda d: "still checking" in d["reason"], time.monotonic() + SHELL_PUSH_DEADLINE
+        )
+        assert pushed["state"] == "HALTED" and pushed["reason"].startswith("from the shell; then ops: still checking")
+        _manage(run["env"], "release", "--reason", "checked", "--actor", "ops")
+        pushed = _wait_push(
+            client, "trading_state", lambda d: d["state"] == "ACTIVE", time.monotonic() + SHELL_PUSH_DEADLINE
+        )
+        assert pushed["reason"] == "checked"
+    finally:
+        client.close()
+
+
+def test_pushes_and_the_chart_carry_exact_decimal_strings(run):
+    client = DashboardClient(run["port"], cookie=http_login(run["port"], USER, PASSWORD))
+    try:
+        deadline = time.monotonic() + 120
+        candle = _wait_push(client, "market_data", lambda d: True, deadline)
+        signal_ = _wait_push(client, "signals", lambda d: True, deadline)
+    finally:
+        client.close()
+    for key in ("price", "volume", "open", "high", "low", "close"):
+        assert isinstance(candle[key], str) and EXACT.fullmatch(candle[key]), (key, candle)
+    stored = _one(
+        run["db"],
+        "SELECT close FROM marketdata_candle WHERE symbol = ? AND interval = ? AND timestamp = ?",
+        candle["symbol"],
+        candle["interval"],
+        candle["timestamp"],
+    )
+    assert Decimal(candle["close"]) == Decimal(str(stored))
+    for key in ("price", "confidence"):
+        assert isinstance(signal_[key], str) and EXACT.fullmatch(signal_[key]), (key, signal_)
+    assert 0 <= Decimal(signal_["confidence"]) <= 1
+
+    token = _token(run["port"])
+    chart = _get(run["port"], "/api/chart/?symbol=BTC_USDT&limit=50", token)
+    assert chart["candles"] and chart["indicators"]
+    for bar in chart["candles"]:
+        assert type(bar["time"]) is int
+        for key in ("open", "high", "low", "close", "volume"):
+            assert isinstance(bar[key], str) and EXACT.fullmatch(bar[key]), (key, bar)
+    last = chart["candles"][-1]
+    stored = _one(
+        run["db"],
+        "SELECT close FROM marketdata_candle WHERE symbol = 'BTC_USDT' AND interval = '1m' AND timestamp = ?",
+        last["time"],
+    )
+    assert Decimal(last["close"]) == Decimal(str(stored))
+    values = [value for line in chart["indicators"] for _, value in line["values"]]
+    assert values and all(isinstance(v, str) and re.fullmatch(r"-?" + EXACT.pattern, v) for v in values)
+    coarse = _get(run["port"], "/api/chart/?symbol=BTC_USDT&interval=5m&limit=5", token)  # resampled, still exact
+    assert all(isinstance(bar["volume"], str) and EXACT.fullmatch(bar["volume"]) for bar in coarse["candles"])
+
+
+def test_a_second_server_on_one_database_is_refused_and_a_crashed_one_leaves_no_lock(tmp_path):
+    db = tmp_path / "db.sqlite3"
+    env = _env(db)
+    first, _ = _serve(env, tmp_path, "first", "--feed", "none")
+    try:
+        second = subprocess.run(
+            [sys.executable, "manage.py", "serve", "--feed", "none", "--port", str(free_port())],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert second.returncode == 2, second
+        lines = second.stderr.strip().splitlines()
+        assert len(lines) == 1, second.stderr
+        assert f"another `manage.py serve` (pid {first.popen.pid}) is serving {db} already" in lines[0]
+        assert "serving at" not in second.stdout
+    finally:
+        first.stop(signal.SIGKILL)  # a crash: no clean-up ran
+    again, _ = _serve(env, tmp_path, "again", "--feed", "none")  # the lock went with the process
+    _stop(again)
+
+
+def _login(page, port: int, path: str = "/") -> None:
+    page.goto(f"http://127.0.0.1:{port}/accounts/login/?next={path}")
+    page.fill("#id_username", USER)
+    page.fill("#id_password", PASSWORD)
+    page.click("#login-submit")
+    page.wait_for_url(f"http://127.0.0.1:{port}{path}")
+
+
+def _risk_status_entry_prices(env) -> dict[str, str]:
+    out = _manage(env, "risk_status").stdout
+    return dict(re.findall(r"^  ([A-Z]+_USDT) +[\d,.]+ [A-Z]+ @ ([\d,.]+) USDT", out, re.M))
+
+
+@pytest.mark.browser
+def test_admin_and_dashboard_as_people_read_them(run):
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    expect = playwright_api.expect
+    port, db = run["port"], run["db"]
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=shutil.which("chromium") or "/usr/bin/chromium", headless=True, args=["--no-sandbox"]
+        )
+        page = browser.new_page(viewport={"width": 1440, "height": 900})
+        _login(page, port)
+        base = f"http://127.0.0.1:{port}"
+
+        # Orders: quantity in the base asset, price and fees in the quote's places, the exact value in the title;
+        # the market clock's time and the server's, each labelled
+        page.goto(f"{base}/admin/execution/order/")
+        headers = page.locator("#result_list thead th").all_text_contents()
+        assert any("(wall time, UTC)" in h for h in headers), headers
+        row = page.locator("#result_list tbody tr").first
+        cells = row.locator("td, th").all_text_contents()
+        text = " | ".join(cells)
+        assert re.search(ISO, text), text
+        assert re.search(r"\| [\d,.]+ (BTC|ETH|SOL|XRP) \|", text), text  # quantity with its base asset
+        assert re.search(r"\| \d{1,3}(,\d{3})*\.\d{2} USDT$", text), text  # fees (the last column), to the cent
+        assert not re.search(r"\d\.\d*0000(?!\d)", text), text  # not the store's 12 places
+        titled = row.locator("span[title]").first.get_attribute("title")
+        assert EXACT.fullmatch(titled), titled
+        order_id = _one(db, "SELECT id FROM execution_order WHERE price IS NOT NULL ORDER BY id LIMIT 1")
+        page.goto(f"{base}/admin/execution/order/{order_id}/change/")
+        detail = page.locator("#content").inner_text()
+        assert "(market time, UTC)" in detail and re.search(ISO, detail), detail
+        stored_price = Decimal(str(_one(db, "SELECT price FROM execution_order WHERE id = ?", order_id)))
+        assert page.locator(f"span[title='{format(stored_price.normalize(), 'f')}']").count() >= 1
+        assert not re.search(r"\d\.\d*0000(?!\d)", detail), detail
+
+        # The book: the account's money in USDT to the cent
+        page.goto(f"{base}/admin/execution/portfolio/1/change/")
+        detail = page.locator("#content").inner_text()
+        assert re.search(r"\d{1,3}(,\d{3})*\.\d{2} USDT", detail), detail
+        assert not re.search(r"\d\.\d{9,}", detail), detail
+
+        # Candles: prices and volume, the market time of each
+        page.goto(f"{base}/admin/marketdata/candle/")
+        text = " | ".join(page.locator("#result_list tbody tr").first.locator("td, th").all_text_contents())
+        assert re.search(ISO, text) and " USDT" in text, text
+        headers = " ".join(page.locator("#result_list thead th").all_text_contents())
+        assert "(market time, UTC)" in headers, headers
+
+        # Risk parameters under SPEC §4's names; a _PCT value read as the fraction it is, and in percent
+        page.goto(f"{base}/admin/risk/riskparameters/")
+        headers = " ".join(page.locator("#result_list thead th").all_text_contents())
+        for name in ("MAX_DAILY_DRAWDOWN_PCT", "MAX_POSITION_PCT", "STOP_LOSS_PCT", "DATA_STALE_TIMEOUT_SEC"):
+            assert name in headers, headers
+        assert "0.05 (5.00 %)" in page.locator("#result_list tbody").inner_text()
+        page.goto(f"{base}/admin/risk/riskparameters/1/change/")
+        expect(page.locator("label[for=id_max_position_pct]")).to_have_text("MAX_POSITION_PCT:")
+
+        # The kill switch follows the state: ACTIVE → Halt only; HALTED → Release only
+        page.goto(f"{base}/admin/risk/tradingstate/")
+        expect(page.locator("button.cdb-halt")).to_be_enabled()
+        expect(page.locator("button.cdb-release")).to_be_disabled()
+        page.on("dialog", lambda dialog: dialog.accept())
+        page.fill("#id_reason", "admin check")
+        page.click("button.cdb-halt")
+        expect(page.locator(".messagelist")).to_contain_text("Trading HALTED: admin check")
+        expect(page.locator("button.cdb-halt")).to_be_disabled()
+        expect(page.locator("button.cdb-release")).to_be_enabled()
+        page.click("button.cdb-release")
+        expect(page.locator(".messagelist")).to_contain_text("Trading ACTIVE")
+        expect(page.locator("button.cdb-release")).to_be_disabled()
+
+        # One price, one precision: risk_status and the dashboard's positions
+        page.goto(f"{base}/")
+        expect(page.locator("body")).to_have_attribute("data-connection", "live", timeout=20_000)
+        expect(page.locator("#positions tbody tr").first).to_be_visible(timeout=60_000)
+        for _ in range(5):  # a fill between the two readings moves an average: read again
+            shell = _risk_status_entry_prices(run["env"])
+            shown = {
+                tr.locator("td").nth(0).inner_text(): tr.locator("td").nth(2).inner_text()
+                for tr in page.locator("#positions tbody tr").all()
+            }
+            if shell and shell == shown:
+                break
+            time.sleep(1)
+        assert shell and shell == shown, (shell, shown)
+
+        # An API error in the halt dialog reads as a sentence (a reason longer than the API takes)
+        page.click("#halt-button")
+        page.evaluate("document.getElementById('state-reason-input').value = 'x'.repeat(501)")
+        page.click("#state-confirm")
+        error = page.locator("#state-dialog-error")
+        expect(error).to_have_text("reason: Ensure this field has no more than 500 characters. (HTTP 400)")
+        assert "{" not in error.inner_text() and "[" not in error.inner_text()
+        page.click("#state-cancel")
+        expect(page.locator("#state")).to_have_text("ACTIVE")
+
+        # …and so does one on the backtest pages
+        page.goto(f"{base}/backtests/99999/")
+        expect(page.locator(".error")).to_have_text("Could not load: no such run (HTTP 404)")
+        browser.close()
+
+
+def test_risk_status_says_what_a_pct_parameter_is(run):
+    out = _manage(run["env"], "risk_status").stdout
+    assert "Parameters: (a _PCT value is a fraction: 0.05 = 5 %)" in out, out
+    assert re.search(r"^  MAX_DAILY_DRAWDOWN_PCT +0\.05 \(5\.00 %\) +default", out, re.M), out
+    assert re.search(r"exposure [\d,.]+ USDT \(\d+\.\d\d %\)  daily drawdown \d+\.\d\d %$", out, re.M), out

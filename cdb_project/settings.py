@@ -268,7 +268,8 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
 # dashboard, the charts (lightweight-charts from static), the admin and Swagger UI (drf-spectacular-sidecar) have no
 # inline script or style. img-src allows data: for Swagger UI's icons. CSP_REPORT_ONLY=true only reports violations.
 # The one inline style allowed, by its hash: the <style> lightweight-charts adds for its TradingView attribution logo
-# (its licence asks for the attribution; tests/test_settings_security.py checks the hash against the installed file).
+# (its licence asks for the attribution; tests/e2e/test_settings_security.py checks the hash against the installed
+# file).
 LIGHTWEIGHT_CHARTS_LOGO_STYLE = "'sha256-3pRED1tOXas1FXFoPb9TGCjmYe9XQsmO9OV23khV2nY='"
 _CSP = {
     "DIRECTIVES": {

@@ -1,4 +1,4 @@
-"""Loaded at start-up by the worker processes of tests/test_execution_crash.py (this directory is put first on their
+"""Loaded at start-up by the worker processes of tests/e2e/test_execution_crash.py (this directory is put first on their
 PYTHONPATH): once Django is set up, the first order to reach a pause point writes its process id to a file and
 sleeps, so the test can SIGKILL the worker right there. Test code only; production code has no hook for it.
 

@@ -2,7 +2,7 @@
 --lockstep` on SQLite with in-process tasks (what `make run` uses) — and through `manage.py backtest` give the same
 orders (client order id, side, purpose, status, quantity, price, time), the same risk decisions and the same final
 equity. Both shells carry out the desk's effects (risk/desk.py); this is what keeps them agreeing. The end-to-end
-parity test through real workers is tests/test_backtest_parity.py."""
+parity test through real workers is tests/e2e/test_backtest_parity.py."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import pytest
 from tests.support import processes
 from tests.support.paths import CANDLES
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HEADER = "timestamp_ms,open,high,low,close,volume"
 DAY2 = 1_700_006_400_000  # 2023-11-15 00:00 UTC
 FIVE_MIN = 300_000
@@ -145,7 +145,7 @@ def test_real_candles_with_failures_and_partial_fills(tmp_path):
     assert len(simulated[0]) >= 15 and {o[3] for o in simulated[0]} >= {"entry", "exit"}
     assert live[0] == simulated[0] and live[1] == simulated[1] and live[3] == simulated[3]
     # SQLite keeps a decimal column to 15 significant digits (NUMERIC affinity stores a REAL): the embedded book's
-    # cash drifts in its last digits (PostgreSQL is exact: tests/test_backtest_parity.py compares it exactly).
+    # cash drifts in its last digits (PostgreSQL is exact: tests/e2e/test_backtest_parity.py compares it exactly).
     assert abs(live[2] - simulated[2]) <= simulated[2] * D("1e-14")
 
 
@@ -271,7 +271,8 @@ def test_an_exit_that_fills_at_midnight_counts_in_the_new_day(tmp_path):
 
 
 def test_1m_and_5m_files_of_different_symbols_decide_on_closed_candles_in_both(tmp_path):
-    # tests/test_desk.py's look-ahead case through both shells: FIVE's 5m candle opened at 00:10 crashes from 100 to
+    # tests/unit/test_desk.py's look-ahead case through both shells: FIVE's 5m candle opened at 00:10 crashes from 100
+    # to
     # 60 and is known at its close, 00:15. ONE's BUY on its 1m candle opened at 00:11 is decided at 00:12, when FIVE
     # is still worth 100: approved in both. At 00:15 the crash is known: equity ≈ 9,000 of ≈ 10,000, down ≈ 10 % ≥ 5 %
     # → HALT at 00:15 and both positions closed. Had either shell seen the 5m close at its open time, it would halt
@@ -299,7 +300,7 @@ def test_1m_and_5m_files_of_different_symbols_decide_on_closed_candles_in_both(t
 
 
 def test_orders_that_can_get_no_price_expire_in_both(tmp_path):
-    # tests/test_desk.py's expiry case through both shells: AAA's file ends with the candle opened at 00:09, so the
+    # tests/unit/test_desk.py's expiry case through both shells: AAA's file ends with the candle opened at 00:09, so the
     # BUY decided at its close never gets a price: both expire it when the watch finds AAA's data ended (00:11), and
     # release its cost, so BBB's BUY at 00:13 is sized and limited without it. BBB's SELL on the very last candle
     # expires when the data ends (the replay's end, the backtest's).

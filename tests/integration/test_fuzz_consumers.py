@@ -7,7 +7,7 @@ consumer (EVENT_CONSUMERS) — a malformed event is stored as a RejectedEvent na
 
 API: PATCH /api/risk/parameters/, POST /api/risk/halt/ and /api/risk/release/, POST /api/token/ with arbitrary
 bodies, and the list endpoints with arbitrary since / until / symbol / page / page_size: never a 5xx, and a
-400 names the offending field. (tests/test_schemathesis_api.py checks schema conformance; this file throws
+400 names the offending field. (tests/integration/test_schemathesis_api.py checks schema conformance; this file throws
 values the schema does not describe.)
 
 Examples found by the fuzzer are kept as plain tests at the end.

@@ -13,7 +13,7 @@ import yaml
 
 from tests.support import processes
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SERVICES = {
     "cdb_postgres",
     "cdb_redis",

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import transaction
 
 from ground import bus
-from tests.test_event_schema import SPEC_EXAMPLES
+from tests.unit.test_event_schema import SPEC_EXAMPLES
 
 pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 EXAMPLE = {example["type"]: example for example in SPEC_EXAMPLES}

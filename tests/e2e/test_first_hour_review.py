@@ -23,9 +23,9 @@ from decimal import Decimal
 
 import pytest
 
+from tests.e2e.test_first_hour import PASSWORD, USER, _env, _get, _manage, _one, _serve, _stop, _token
 from tests.support.processes import ROOT, free_port, wait_until
 from tests.support.ws import DashboardClient, http_login
-from tests.test_first_hour import PASSWORD, USER, _env, _get, _manage, _one, _serve, _stop, _token
 
 EXACT = re.compile(r"(0|[1-9]\d*)(\.\d*[1-9])?")  # an exact decimal string: no exponent, no trailing zeros
 ISO = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"

@@ -164,7 +164,7 @@ def test_make_run_twice_carries_on_and_a_replay_fits_in(tmp_path):
     assert newest > last_stored
 
     # A replay of recorded candles into the same database (a BTC-quoted pair from 2018) is refused: it would trade
-    # BTC with the USDT account (tests/test_replay_fits_account.py: the README's replay, into a database of its
+    # BTC with the USDT account (tests/e2e/test_replay_fits_account.py: the README's replay, into a database of its
     # own). Then `make run` again.
     data = tmp_path / "ETH_BTC-5m.csv"
     data.write_text("".join((CANDLES / "ETH_BTC-5m.csv").read_text().splitlines(keepends=True)[:301]))

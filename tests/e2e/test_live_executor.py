@@ -60,7 +60,7 @@ def signed_query(params: dict, secret: str = API_SECRET) -> str:
 
 
 def settings_dir() -> str:
-    return str(Path(__file__).resolve().parent.parent)
+    return str(Path(__file__).resolve().parent.parent.parent)
 
 
 def now_ms() -> int:

@@ -293,7 +293,7 @@ def test_the_run_feed_command_streams_from_the_fake_mexc(fake, service_env, tmp_
     log = (tmp_path / "feed.log").open("w")
     proc = processes.start(
         [sys.executable, "manage.py", "run_feed", "--source", "mexc", "--symbols", SYMBOL, "--backfill", "10"],
-        cwd=Path(__file__).resolve().parents[1],
+        cwd=Path(__file__).resolve().parents[2],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -22,7 +22,7 @@ from marketdata.watchlist import is_tradable
 from tests.support import processes
 from tests.support.paths import CANDLES
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 REAL_CONSUMERS = dict(django_settings.EVENT_CONSUMERS)
 HEADER = "timestamp_ms,open,high,low,close,volume\n"
 

@@ -47,7 +47,7 @@ def emitted(strategy: Strategy, candles: list[Candle]) -> dict[int, object]:
 
 
 def test_every_module_in_the_package_is_registered_by_name():
-    package = Path(__file__).resolve().parents[1] / "trading" / "strategies"
+    package = Path(__file__).resolve().parents[2] / "trading" / "strategies"
     modules = {p.stem for p in package.glob("*.py")} - {"__init__", "base"}
     registered = {cls.__module__.rsplit(".", 1)[-1] for cls in REGISTRY.values()}
     assert modules <= registered

@@ -4,7 +4,7 @@ validated a second time; anything else a consumer receives is validated."""
 import pytest
 
 from ground import bus
-from tests.test_event_schema import SPEC_EXAMPLES
+from tests.unit.test_event_schema import SPEC_EXAMPLES
 
 SIGNAL = next(example for example in SPEC_EXAMPLES if example["type"] == "signal")
 

@@ -16,7 +16,7 @@ import pytest
 from tests.support import processes
 from tests.support.paths import CANDLES
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("ccxt", "daphne", "twisted", "celery", "kombu", "numpy", "pyarrow", "risk.admin", "trading.chart_service")
 
 # Runs one manage.py command in this interpreter, then prints which heavy modules it loaded as the last line.

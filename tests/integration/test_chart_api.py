@@ -13,8 +13,8 @@ from django.core.management import call_command
 from execution.models import Order, Trade
 from ground.amounts import plain
 from marketdata.models import Candle
+from tests.integration.test_api import make_user, token_client
 from tests.support.paths import CANDLES
-from tests.test_api import make_user, token_client
 from trading.chart import Bar, coarser_intervals, indicator_series, resample, strategy_indicators
 from trading.indicators import EMA, RSI, SMA
 from trading.models import BacktestRun

@@ -1,6 +1,7 @@
 """manage.py optimize in one process (--local): spaces checked against the declared ranges (exit 2), walk-forward
 folds that never let out-of-sample candles into the in-sample optimization, each trial's value equal to the
-backtest of its parameters, the report and the API. The runs through real workers: tests/test_optimize_workers.py."""
+backtest of its parameters, the report and the API. The runs through real workers:
+tests/e2e/test_optimize_workers.py."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from tests.support import processes
 from tests.support.paths import CANDLES
 from trading.strategies import REGISTRY, Param, Strategy
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ETH, LTC = str(CANDLES / "ETH_BTC-5m.csv"), str(CANDLES / "LTC_BTC-5m.csv")
 SMALL = ["--data", ETH, LTC, "--from", "2018-01-12", "--to", "2018-01-16", "--capital", "1"]
 

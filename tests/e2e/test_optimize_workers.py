@@ -21,7 +21,7 @@ from optimize.storage import close, get_storage
 from tests.support import processes, services
 from tests.support.paths import CANDLES
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FILES = [str(CANDLES / "ETH_BTC-5m.csv"), str(CANDLES / "LTC_BTC-5m.csv")]
 WINDOW = ["--from", "2018-01-12", "--to", "2018-01-18"]
 

@@ -1,5 +1,5 @@
 """Live trading after the review of issue 20: each defect the reviewer reproduced against the fake MEXC, kept as a
-regression test (see tests/test_live_fills.py for the scenarios of the issue itself and the helpers)."""
+regression test (see tests/integration/test_live_fills.py for the scenarios of the issue itself and the helpers)."""
 
 import os
 import sys
@@ -22,9 +22,7 @@ from risk import live_order_service
 from risk.models import Alert, TradingState
 from risk.reconcile import reconcile_balances
 from risk.state import halt
-from tests.support import processes
-from tests.support.waiting import wait_until
-from tests.test_live_fills import (  # the issue's own tests' helpers
+from tests.integration.test_live_fills import (  # the issue's own tests' helpers
     BOUGHT,
     assert_book_is_the_exchange,
     live_fake,
@@ -32,6 +30,8 @@ from tests.test_live_fills import (  # the issue's own tests' helpers
     publish_crossing,
     reconcile_pending,
 )
+from tests.support import processes
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

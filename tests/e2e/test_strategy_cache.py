@@ -12,9 +12,9 @@ import pytest
 from django.conf import settings as django_settings
 
 from ground.redis_client import redis_client
+from tests.e2e.test_signal_ordering import SPEC, csv_events, store
 from tests.support import processes
 from tests.support.processes import ROOT
-from tests.test_signal_ordering import SPEC, csv_events, store
 from trading.signal_service import clear_state_cache, evaluate, state_key, state_store
 from trading.strategies import strategy_from_spec
 

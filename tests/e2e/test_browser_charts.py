@@ -25,9 +25,9 @@ from django.db import connections
 from execution.models import Order, Trade
 from ground import bus
 from marketdata.models import Candle
+from tests.e2e.test_browser_dashboard import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, TIMEOUT, _user, off_loop
 from tests.support import processes
 from tests.support.paths import CANDLES
-from tests.test_browser_dashboard import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, TIMEOUT, _user, off_loop
 from trading.indicators import EMA, RSI
 from trading.models import BacktestRun
 
@@ -37,7 +37,7 @@ expect.set_options(timeout=20_000)
 
 pytestmark = [pytest.mark.browser, pytest.mark.redis, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 DATA = CANDLES / "ETH_BTC-5m.csv"
 SYMBOL = "ETH_BTC"

@@ -30,7 +30,7 @@ expect.set_options(timeout=20_000)
 
 pytestmark = [pytest.mark.browser, pytest.mark.redis, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts" / "browser"
 README_SCREENSHOT = ROOT / "docs" / "dashboard.png"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

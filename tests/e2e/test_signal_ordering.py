@@ -210,7 +210,9 @@ def test_a_signal_is_stored_with_its_components_published_once_and_not_twice(
     # Published on the signals topic after commit, with the deterministic id.
     [payload] = announced(published, "signals")
     assert payload["signal_id"] == first.signal_id and payload["reason"] == reference.reason
-    assert payload["confidence"] == reference.confidence and payload["side"] == reference.side
+    # exact decimal strings on the wire, the very floats the strategy computed
+    assert float(payload["confidence"]) == reference.confidence and payload["side"] == reference.side
+    assert isinstance(payload["confidence"], str) and float(payload["price"]) == reference.price
 
     with django_capture_on_commit_callbacks(execute=False) as again:
         assert process_market_data(event) is None  # redelivered: already stored, not published again

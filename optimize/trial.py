@@ -67,6 +67,17 @@ def check_params(problem: Problem, params: dict) -> str | None:
     return None
 
 
+def least_warmup(problem: Problem, lows: dict) -> int | None:
+    """The strategy's warm-up at the searched strategy parameters' lows (a warm-up grows with its periods): fewer
+    candles than this and no trial can ever signal. None: the strategy refuses those values together."""
+    for params in (lows, {}):  # the lows refused together (ema_fast ≥ ema_slow): the fixed and default values
+        try:
+            return build_strategy(problem.strategy, **_strategy_params(problem, params)).warmup
+        except ValueError:
+            continue
+    return None
+
+
 def run_backtest(problem: Problem, params: dict, start: int | None, end: int | None) -> Result:
     """The backtest `manage.py backtest` runs for these parameters and this window, on the cached candles."""
     strategy_params = _strategy_params(problem, params)

@@ -5,6 +5,7 @@ backtest of its parameters, the report and the API. The runs through real worker
 from __future__ import annotations
 
 import json
+import shlex
 import signal
 import subprocess
 import sys
@@ -105,6 +106,14 @@ def test_spaces_parse_to_typed_dimensions():
         (["--space", "ema_fast=5:30", "--strategy", "nope"], "unknown strategy 'nope'"),
         (["--space", "ema_fast=5:30", "--walk-forward", "5000"], "--walk-forward 5000"),
         (["--space", "ema_fast=5:30", "--from", "2030-01-01"], "no valid candles"),
+        (["--space", "ema_fast=5:30", "--walk-forward", "0"], "--walk-forward 0: needs at least 1 fold"),
+        (["--space", "ema_fast=5:30", "--walk-forward", "-1"], "--walk-forward -1: needs at least 1 fold"),
+        (
+            ["--space", "ema_fast=5:30", "--from", "2018-01-12", "--to", "2018-01-16", "--walk-forward", "20"],
+            "--walk-forward 20: fold 1's in-sample part has 44 candles, not more than the strategy's warm-up of 50",
+        ),
+        (["--space", "ema_fast=5:30", "--json", "/nonexistent/out.json"], "--json /nonexistent/out.json: its folder"),
+        (["--space", "ema_fast=5:30", "--html", "/"], "--html /: is a directory"),
     ],
 )
 def test_the_command_refuses_bad_spaces_with_exit_2_before_any_study(args, message):
@@ -199,6 +208,22 @@ def test_walk_forward_keeps_out_of_sample_candles_out_of_the_optimization(tmp_pa
         assert out["trades"] == direct["summary"]["trades"]
         assert inside["value"] == max(t["value"] for t in trials if t["value"] is not None)
     assert document["best_params"] == folds[-1]["best_params"]
+    # the printed command reproduces best_value (the last fold's in-sample run), and so does the equity shown
+    out = tmp_path / "best.json"
+    argv = shlex.split(document["backtest_command"])
+    answer = processes.run(
+        [sys.executable, *argv[1:], "--no-progress", "--json", str(out)], cwd=ROOT, capture_output=True, text=True
+    )
+    assert answer.returncode == 0, answer.stderr
+    reproduced = json.loads(out.read_text())
+    assert reproduced["summary"]["total_return_pct"] == document["best_value"]
+    assert Decimal(document["equity_curve"][-1][1]) == Decimal(reproduced["equity_curve"][-1][1])
+    assert argv[argv.index("--from") + 1] == folds[-1]["in_sample"]["from"] == document["equity_from"]
+    whole = shlex.split(document["whole_period_command"])
+    assert (whole[whole.index("--from") + 1], whole[whole.index("--to") + 1]) == (
+        "2018-01-12T00:00:00",
+        "2018-01-16T00:00:00",
+    )
 
 
 # --- a local study, its report, its stored run -------------------------------------------------------------------
@@ -542,3 +567,35 @@ def test_ctrl_c_stops_cleanly_says_how_to_resume_and_the_resume_finishes(service
     after = optuna.load_study(study_name=study, storage=get_storage()).get_trials(deepcopy=False)
     assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in after) == 12
     assert all(after[number].value == value for number, value in kept.items())  # untouched
+
+
+def test_a_second_command_on_a_running_study_is_refused_and_a_killed_ones_lock_is_gone(service_env, tmp_path):
+    """Two commands on one study at once would both ask and tell it: the second is refused (exit 2) while the first
+    runs; once the first is killed (SIGKILL), the study resumes."""
+    study = f"busy-{uuid.uuid4().hex}"
+    argv = [sys.executable, "manage.py", "optimize", *SMALL, "--strategy", "momentum", "--space", "rsi_max=55.5:80"]
+    argv += ["--study", study, "--local", "--no-progress"]
+    first = processes.start(
+        [*argv, "--trials", "500"], cwd=ROOT, env=service_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+
+        def started() -> bool:
+            names = {s.study_name for s in optuna.get_all_study_summaries(get_storage())}
+            return study in names and bool(optuna.load_study(study_name=study, storage=get_storage()).trials)
+
+        processes.wait_until(started, timeout=120, message="a first trial")
+        second = processes.run(
+            [*argv, "--trials", "3"], cwd=ROOT, env=service_env, capture_output=True, text=True, timeout=120
+        )
+        assert second.returncode == 2, second.stderr
+        assert f"study '{study}' is being run by another optimize command" in second.stderr
+        assert "Traceback" not in second.stderr
+    finally:
+        first.kill()
+        first.wait(10)
+    again = processes.run(
+        [sys.executable, "manage.py", "optimize", "--study", study, "--local", "--no-progress", "--trials", "3"],
+        cwd=ROOT, env=service_env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr

@@ -77,6 +77,22 @@ class Command(BaseCommand):
             raise CommandError("--trials must be at least 1", returncode=2)
         if options["workers"] < 1:
             raise CommandError("--workers must be at least 1", returncode=2)
+        for option, path in (("--json", options["json_out"]), ("--html", options["html_out"])):
+            if path is not None:
+                _check_writable(option, Path(path))
+        from ...lock import StudyBusy, study_lock
+
+        try:
+            with study_lock(storage, name):
+                self._run(name, config, stored, storage, options)
+        except StudyBusy:
+            raise CommandError(
+                f"study {name!r} is being run by another optimize command; wait for it to end (or stop it: "
+                "Ctrl-C), then resume",
+                returncode=2,
+            ) from None
+
+    def _run(self, name: str, config: dict, stored: dict | None, storage, options: dict) -> None:
         from ...driver import Driver
 
         local = options["local"] or settings.EMBEDDED
@@ -158,9 +174,14 @@ class Command(BaseCommand):
         if capital is None or not capital.is_finite() or not Decimal("0.00000001") <= capital <= Decimal("1e15"):
             raise CommandError(f"--capital {capital_text!r}: must be a number in 0.00000001–1e15", returncode=2)
         min_trades = options["min_trades"] or 0
-        walk_forward = options["walk_forward"] or 0
-        if min_trades < 0 or walk_forward < 0:
-            raise CommandError("--min-trades and --walk-forward cannot be negative", returncode=2)
+        if min_trades < 0:
+            raise CommandError("--min-trades cannot be negative", returncode=2)
+        walk_forward = options["walk_forward"] or 0  # (0: no walk-forward, when the option is not given)
+        if options["walk_forward"] is not None and options["walk_forward"] < 1:
+            raise CommandError(
+                f"--walk-forward {options['walk_forward']}: needs at least 1 fold (leave the option out for none)",
+                returncode=2,
+            )
         start, end = _date_ms(options["date_from"], "--from"), _date_ms(options["date_to"], "--to")
         if start is not None and end is not None and start > end:
             raise CommandError("--from is after --to", returncode=2)
@@ -198,8 +219,30 @@ class Command(BaseCommand):
                 f"out-of-sample {out['value']} ({out['trades']} trades)"
             )
         if document["backtest_command"]:
-            self.stdout.write("backtest the best parameters:")
+            window = (
+                " on the last fold's in-sample part (reproduces the best value)" if document["walk_forward"] else ""
+            )
+            self.stdout.write(f"backtest the best parameters{window}:")
             self.stdout.write(document["backtest_command"])
+        if document["whole_period_command"]:
+            self.stdout.write("the last fold's best parameters over the whole period (not the best value's run):")
+            self.stdout.write(document["whole_period_command"])
+
+
+def _check_writable(option: str, path: Path) -> None:
+    """A report path the command could not write at the end (after the whole study) is refused before it."""
+    import os
+
+    folder = path.parent
+    if path.is_dir():
+        reason = "is a directory"
+    elif not folder.is_dir():
+        reason = f"its folder {folder} does not exist"
+    elif not os.access(path if path.exists() else folder, os.W_OK):
+        reason = "is not writable" if path.exists() else f"its folder {folder} is not writable"
+    else:
+        return
+    raise CommandError(f"{option} {path}: {reason}", returncode=2)
 
 
 def _resume(study: str, local: bool) -> str:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import optuna
 from django.core.management.base import CommandError
+from optuna.trial import TrialState
 from tqdm import tqdm
 
 from trading.backtest import BacktestInputError
@@ -160,6 +161,7 @@ class Driver:
             "failed": failed,
             "walk_forward": folds,
             "importance": importance(last),
+            "warnings": _warnings(studies, best),
             "equity_curve": curve,
             "equity_from": iso(best_from if best_from is not None else self.start),
             "equity_to": iso(best_to if best_to is not None else self.end),
@@ -216,6 +218,17 @@ class Driver:
             },
         )
         return run
+
+
+def _warnings(studies: list[optuna.Study], best) -> list[str]:
+    """The backtest's warnings once per study: the best trial's (else the first warned trial's), with how many of
+    the finished trials met one."""
+    finished = [t for study in studies for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    warned = [t for t in finished if (t.user_attrs.get(RESULT) or {}).get("warnings")]
+    if not warned:
+        return []
+    shown = best if best in warned else warned[0]
+    return [f"{w} (in {len(warned)} of {len(finished)} trials)" for w in shown.user_attrs[RESULT]["warnings"]]
 
 
 def _best_trial(study: optuna.Study):

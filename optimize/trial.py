@@ -128,6 +128,7 @@ def evaluate(problem: Problem, params: dict, start: int | None, end: int | None)
         "max_drawdown_pct": figures["max_drawdown_pct"],
         "total_return_pct": figures["total_return_pct"],
         "sharpe": figures["sharpe"],
+        "warnings": figures["warnings"],  # as `manage.py backtest` prints them (a capital too large, …)
         "candles": result.candles,
         "first_candle": min(opens) if opens else None,
         "last_candle": max(opens) if opens else None,

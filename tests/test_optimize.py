@@ -599,3 +599,19 @@ def test_a_second_command_on_a_running_study_is_refused_and_a_killed_ones_lock_i
         cwd=ROOT, env=service_env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert again.returncode == 0, again.stderr
+
+
+def test_the_backtests_capital_warning_is_passed_through_once_per_study(tmp_path):
+    """The default capital (INITIAL_CAPITAL, counted in BTC here) is far above what the candles' volumes absorb:
+    `manage.py backtest` warns that PAPER_MAX_VOLUME_SHARE cut the entries; the study says it once, not per trial."""
+    out, printed = tmp_path / "warned.json", tmp_path / "warned.txt"
+    args = ["--data", ETH, "--from", "2018-01-12", "--to", "2018-01-16", "--strategy", "momentum"]
+    args += ["--space", "rsi_max=55.5:80", "--trials", "4", "--seed", "1", "--study", f"warn-{uuid.uuid4().hex}"]
+    with open(printed, "w") as stdout:
+        call_command("optimize", *args, "--local", "--no-progress", "--json", str(out), stdout=stdout)
+    text = printed.read_text()
+    assert text.count("entries were cut by PAPER_MAX_VOLUME_SHARE") == 1, text
+    assert "WARNING: " in text and "(in 4 of 4 trials)" in text
+    assert json.loads(out.read_text())["warnings"] == [
+        line[9:] for line in text.splitlines() if line.startswith("WARNING: ")
+    ]

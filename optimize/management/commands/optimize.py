@@ -218,6 +218,8 @@ class Command(BaseCommand):
                 f"  fold {fold['fold']}: in-sample {inside['value']} ({inside['trades']} trades) · "
                 f"out-of-sample {out['value']} ({out['trades']} trades)"
             )
+        for warning in document["warnings"]:
+            self.stdout.write(f"WARNING: {warning}")
         if document["backtest_command"]:
             window = (
                 " on the last fold's in-sample part (reproduces the best value)" if document["walk_forward"] else ""

@@ -111,6 +111,8 @@ def evaluate(problem: Problem, params: dict, start: int | None, end: int | None)
     first and last candle time the backtest saw, and its equity curve thinned to EQUITY_POINTS."""
     started = time.perf_counter()
     result = run_backtest(problem, params, start, end)
+    if result.candles == 0:  # not a pruned trial: the study's candles are gone (a data file changed under it)
+        raise ValueError("no candles in the trial's files and window (a data file changed under the study?)")
     figures = summary(result)
     value = objective_value(problem.objective, figures, result.equity_curve)
     pruned = None

@@ -615,3 +615,41 @@ def test_the_backtests_capital_warning_is_passed_through_once_per_study(tmp_path
     assert json.loads(out.read_text())["warnings"] == [
         line[9:] for line in text.splitlines() if line.startswith("WARNING: ")
     ]
+
+
+def test_a_trial_on_no_candles_fails_and_a_resume_on_changed_files_is_refused(tmp_path):
+    """A data file changed under a study: a trial that finds no candles fails (not a quiet prune), and resuming the
+    study on a file whose size or modification time changed is refused (exit 2)."""
+    import os
+
+    from optimize.tasks import ERROR, run_trial
+
+    copy = tmp_path / "ETH_BTC-5m.csv"
+    copy.write_bytes(Path(ETH).read_bytes())
+    study = f"changed-{uuid.uuid4().hex}"
+    args = ["--data", str(copy), "--from", "2018-01-12", "--to", "2018-01-16", "--capital", "1"]
+    args += ["--strategy", "momentum", "--space", "rsi_max=60:80:int", "--study", study]
+    optimize(tmp_path, *args, "--trials", "2")
+
+    storage = get_storage()
+    study_id = storage.get_study_id_from_name(study)
+    template = optuna.trial.create_trial(
+        state=TrialState.RUNNING,
+        params={"rsi_max": 70},
+        distributions={"rsi_max": optuna.distributions.IntDistribution(60, 80)},
+    )
+    trial_id = storage.create_new_trial(study_id, template)
+    future = 1_900_000_000_000  # 2030: no candle of the file
+    payload = {"trial_id": trial_id, "problem": _stored_problem(study), "params": {"rsi_max": 70}}
+    with pytest.raises(ValueError, match="no candles"):
+        run_trial({**payload, "start": future, "end": future + 1})
+    trial = storage.get_trial(trial_id)
+    assert trial.state == TrialState.FAIL and "no candles" in trial.user_attrs[ERROR]
+
+    stat = copy.stat()
+    os.utime(copy, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    for resume in (["--study", study], args):
+        with pytest.raises(CommandError) as error:
+            call_command("optimize", *resume, "--trials", "3", "--local", "--no-progress")
+        assert error.value.returncode == 2
+        assert f"{copy} changed since the study began" in str(error.value)

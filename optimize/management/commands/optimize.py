@@ -151,6 +151,14 @@ class Command(BaseCommand):
                         returncode=2,
                     )
                 config["problem"] = stored["problem"]
+        if stored is not None and "file_stamps" in stored:
+            changed = [f for f, stamp in stored["file_stamps"].items() if _file_stamp(f) != stamp]
+            if changed:
+                raise CommandError(
+                    f"study {options['study']!r}: {', '.join(changed)} changed since the study began (size or "
+                    "modification time): its trials would not be comparable; start a new study",
+                    returncode=2,
+                )
         if options["trials"] is not None:
             config["trials"] = options["trials"]
         return config
@@ -203,6 +211,7 @@ class Command(BaseCommand):
             "from": start,
             "to": end,
             "trials": DEFAULT_TRIALS,
+            "file_stamps": {f: _file_stamp(f) for f in files},  # a resume refuses files changed since
             "problem": _problem(files, strategy, fixed, capital_text, options, min_trades),
         }
 
@@ -229,6 +238,15 @@ class Command(BaseCommand):
         if document["whole_period_command"]:
             self.stdout.write("the last fold's best parameters over the whole period (not the best value's run):")
             self.stdout.write(document["whole_period_command"])
+
+
+def _file_stamp(path: str) -> list[int] | None:
+    """A data file's size and modification time (ns); None: it is gone."""
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return None
+    return [stat.st_size, stat.st_mtime_ns]
 
 
 def _check_writable(option: str, path: Path) -> None:

@@ -114,6 +114,7 @@ def test_spaces_parse_to_typed_dimensions():
         ),
         (["--space", "ema_fast=5:30", "--json", "/nonexistent/out.json"], "--json /nonexistent/out.json: its folder"),
         (["--space", "ema_fast=5:30", "--html", "/"], "--html /: is a directory"),
+        (["--space", "ema_fast=5:30", "--study", "s" * 501], "--study: 501 characters, at most 500"),
     ],
 )
 def test_the_command_refuses_bad_spaces_with_exit_2_before_any_study(args, message):
@@ -653,3 +654,41 @@ def test_a_trial_on_no_candles_fails_and_a_resume_on_changed_files_is_refused(tm
             call_command("optimize", *resume, "--trials", "3", "--local", "--no-progress")
         assert error.value.returncode == 2
         assert f"{copy} changed since the study began" in str(error.value)
+
+
+def test_a_study_whose_trials_are_all_pruned_says_why_and_exits_4(tmp_path):
+    study = f"pruned-{uuid.uuid4().hex}"
+    args = [*SMALL, "--strategy", "momentum", "--space", "rsi_max=55.5:80", "--trials", "3", "--min-trades", "100000"]
+    with pytest.raises(CommandError) as error:
+        call_command("optimize", *args, "--study", study, "--local", "--no-progress", stdout=open(tmp_path / "o", "w"))
+    assert error.value.returncode == 4
+    assert "no complete trial: all 3 were pruned (" in str(error.value)
+    assert "fewer than --min-trades 100000" in str(error.value)
+    assert OptimizationRun.objects.filter(study=study).exists()  # the report and the run are kept
+
+
+def test_sigterm_stops_like_ctrl_c(service_env):
+    """SIGTERM (kill, a service manager stopping it): the resume line, the in-flight trial handed back, exit 143."""
+    study = f"term-{uuid.uuid4().hex}"
+    argv = [sys.executable, "manage.py", "optimize", *SMALL, "--strategy", "momentum", "--space", "rsi_max=55.5:80"]
+    argv += ["--trials", "500", "--study", study, "--local", "--no-progress"]
+    process = processes.start(
+        argv, cwd=ROOT, env=service_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+
+        def finished() -> int:
+            if study not in {s.study_name for s in optuna.get_all_study_summaries(get_storage())}:
+                return 0
+            trials = optuna.load_study(study_name=study, storage=get_storage()).get_trials(deepcopy=False)
+            return sum(t.state == TrialState.COMPLETE for t in trials)
+
+        processes.wait_until(lambda: finished() >= 2, timeout=120, message="2 finished trials")
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 143, stderr
+    assert f"Resume with: python manage.py optimize --study {study} --local" in stderr and "Traceback" not in stderr
+    trials = optuna.load_study(study_name=study, storage=get_storage()).get_trials(deepcopy=False)
+    assert not [t for t in trials if t.state == TrialState.RUNNING]

@@ -4,7 +4,9 @@ the trials run by the workers of the ``optimize`` queue (or in this process with
 from __future__ import annotations
 
 import shlex
+import signal
 import sys
+from collections import Counter
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -19,6 +21,9 @@ from ...objectives import OBJECTIVES
 from ...space import SpaceError, parse_space
 
 DEFAULT_TRIALS = 100
+# Optuna stores at most 512 characters; a walk-forward fold's study adds ".foldK"
+MAX_STUDY_NAME = 500
+EXIT_NO_COMPLETE = 4  # every finished trial was pruned: no best parameters
 # What defines a study: resuming it with other values of these would mix two problems in one study.
 PROBLEM_ARGS = ("files", "strategy", "space", "objective", "capital", "min_trades", "walk_forward", "from", "to")
 
@@ -71,6 +76,11 @@ class Command(BaseCommand):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         storage = get_storage()
         name = options["study"] or f"{datetime.now(UTC):%Y%m%d-%H%M%S}"
+        if len(name) > MAX_STUDY_NAME:
+            raise CommandError(
+                f"--study: {len(name)} characters, at most {MAX_STUDY_NAME} (Optuna's limit, less a fold's suffix)",
+                returncode=2,
+            )
         stored = _stored_config(storage, name)
         config = self._config(options, stored)
         if options["trials"] is not None and options["trials"] < 1:
@@ -101,15 +111,24 @@ class Command(BaseCommand):
         from ...runner import Interrupted, TrialFailed
 
         self.stdout.write(f"study {name}: {config['trials']} trials, {config['objective']}, {config['strategy']}")
+        stopped_by: list[int] = []
+
+        def terminate(signum, frame) -> None:  # SIGTERM (kill, systemd, docker stop) as Ctrl-C: trials handed back
+            stopped_by.append(signum)
+            raise KeyboardInterrupt
+
+        previous = signal.signal(signal.SIGTERM, terminate)
         try:
             document = driver.run(progress=not options["no_progress"], on_stall=lambda: _check_workers(self.stderr))
         except (Interrupted, KeyboardInterrupt):  # (the latter: while the report was being made)
             self.stderr.write(f"Stopped. Finished trials are kept. Resume with: {_resume(name, local)}")
-            sys.exit(130)
+            sys.exit(128 + (stopped_by[0] if stopped_by else signal.SIGINT))
         except TrialFailed as error:
             raise CommandError(
                 f"{error}. Finished trials are kept; fix the cause and resume with: {_resume(name, local)}"
             ) from None
+        finally:
+            signal.signal(signal.SIGTERM, previous)
         self._print(document)
         if options["json_out"]:
             from ...report import json_text
@@ -123,6 +142,14 @@ class Command(BaseCommand):
             self.stdout.write(f"HTML report: {options['html_out']}")
         run = driver.save(document)
         self.stdout.write(f"saved as optimization run #{run.pk}")
+        if document["trials"] and document["best_value"] is None:
+            reasons = Counter(t["pruned"] for t in document["trials"])
+            why = "; ".join(f"{count} × {reason}" for reason, count in reasons.most_common(3))
+            raise CommandError(
+                f"no complete trial: all {len(document['trials'])} were pruned ({why}); widen the space or relax "
+                "--min-trades",
+                returncode=EXIT_NO_COMPLETE,
+            )
         if document["failed"]:
             raise CommandError(
                 f"{len(document['failed'])} trial(s) failed (their errors above and in the report's 'failed'); fix "
@@ -310,5 +337,6 @@ def _check_workers(stderr) -> None:
     if not any(q["name"] == "optimize" for worker in queues.values() for q in worker):
         stderr.write(
             "WARNING: no worker takes the optimize queue yet; start one with: "
-            "celery -A cdb_project worker -Q optimize -P solo -l INFO (one per core; or run with --local)"
+            "celery -A cdb_project worker -Q optimize -P solo -n optimize1@%h -l INFO (one per core, each with its "
+            "own -n name: optimize2@%h, …; or run with --local)"
         )

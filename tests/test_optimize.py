@@ -530,12 +530,10 @@ def test_local_trials_failing_one_after_another_stop_the_command(tmp_path, fragi
     assert not OptimizationRun.objects.filter(study=study).exists()
 
 
-def test_ctrl_c_stops_cleanly_says_how_to_resume_and_the_resume_finishes(service_env, tmp_path):
-    """A trader's Ctrl-C (SIGINT) on a --local run from a shell: exit 130 with the resume line, the finished trials
-    kept, none left running; the line, run as printed, brings the study to its count."""
-    study = f"ctrl-c-{uuid.uuid4().hex}"
+def stop_after_two_trials(service_env, study: str, trials: int, sig: int) -> tuple[int, str]:
+    """A --local run from a shell, sent ``sig`` once 2 trials finished: (exit code, stderr)."""
     argv = [sys.executable, "manage.py", "optimize", *SMALL, "--strategy", "momentum", "--space", "rsi_max=55.5:80"]
-    argv += ["--trials", "12", "--study", study, "--local", "--no-progress"]
+    argv += ["--trials", str(trials), "--study", study, "--local", "--no-progress"]
     process = processes.start(
         argv, cwd=ROOT, env=service_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -549,11 +547,19 @@ def test_ctrl_c_stops_cleanly_says_how_to_resume_and_the_resume_finishes(service
             return sum(t.state == TrialState.COMPLETE for t in trials)
 
         processes.wait_until(lambda: finished() >= 2, timeout=120, message="2 finished trials")
-        process.send_signal(signal.SIGINT)
+        process.send_signal(sig)
         _, stderr = process.communicate(timeout=60)
     finally:
         process.kill()
-    assert process.returncode == 130, stderr
+    return process.returncode, stderr
+
+
+def test_ctrl_c_stops_cleanly_says_how_to_resume_and_the_resume_finishes(service_env, tmp_path):
+    """A trader's Ctrl-C (SIGINT) on a --local run from a shell: exit 130 with the resume line, the finished trials
+    kept, none left running; the line, run as printed, brings the study to its count."""
+    study = f"ctrl-c-{uuid.uuid4().hex}"
+    returncode, stderr = stop_after_two_trials(service_env, study, 12, signal.SIGINT)
+    assert returncode == 130, stderr
     resume = f"python manage.py optimize --study {study} --local"
     assert f"Stopped. Finished trials are kept. Resume with: {resume}" in stderr and "Traceback" not in stderr
     trials = optuna.load_study(study_name=study, storage=get_storage()).get_trials(deepcopy=False)
@@ -670,25 +676,8 @@ def test_a_study_whose_trials_are_all_pruned_says_why_and_exits_4(tmp_path):
 def test_sigterm_stops_like_ctrl_c(service_env):
     """SIGTERM (kill, a service manager stopping it): the resume line, the in-flight trial handed back, exit 143."""
     study = f"term-{uuid.uuid4().hex}"
-    argv = [sys.executable, "manage.py", "optimize", *SMALL, "--strategy", "momentum", "--space", "rsi_max=55.5:80"]
-    argv += ["--trials", "500", "--study", study, "--local", "--no-progress"]
-    process = processes.start(
-        argv, cwd=ROOT, env=service_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
-
-        def finished() -> int:
-            if study not in {s.study_name for s in optuna.get_all_study_summaries(get_storage())}:
-                return 0
-            trials = optuna.load_study(study_name=study, storage=get_storage()).get_trials(deepcopy=False)
-            return sum(t.state == TrialState.COMPLETE for t in trials)
-
-        processes.wait_until(lambda: finished() >= 2, timeout=120, message="2 finished trials")
-        process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=60)
-    finally:
-        process.kill()
-    assert process.returncode == 143, stderr
+    returncode, stderr = stop_after_two_trials(service_env, study, 500, signal.SIGTERM)
+    assert returncode == 143, stderr
     assert f"Resume with: python manage.py optimize --study {study} --local" in stderr and "Traceback" not in stderr
     trials = optuna.load_study(study_name=study, storage=get_storage()).get_trials(deepcopy=False)
     assert not [t for t in trials if t.state == TrialState.RUNNING]

@@ -49,18 +49,19 @@ def test_a_worker_killed_mid_trial_does_not_hang_the_command(service_env, tmp_pa
     stored) is failed once overdue and its parameters asked again; the command finishes its count."""
     services.flush_broker()
     study = f"wkill-{uuid.uuid4().hex}"
-    args = ["--data", ETH, "--from", "2018-01-10", "--to", "2018-01-20", "--strategy", "momentum"]
-    args += ["--space", "ema_fast=5:30", "--space", "ema_slow=20:120", "--trials", "12", "--capital", "10"]
+    args = ["--data", ETH, "--strategy", "momentum", "--space", "ema_fast=5:30", "--space", "ema_slow=20:120"]
+    args += ["--trials", "40", "--capital", "10"]
     args += ["--workers", "1"]
     worker = processes.start_worker("kill1", service_env, tmp_path, queues="optimize", pool="solo")
     process = command(service_env, study, *args)
     replacement = None
     try:
-        processes.wait_until(lambda: finished(study) >= 4, timeout=180, message="4 finished trials")
+        processes.wait_until(lambda: finished(study) >= 5, timeout=180, message="5 finished trials")
         processes.wait_until(
             lambda: any(t.state == TrialState.RUNNING and "result" not in t.user_attrs for t in trials(study)),
-            timeout=60,
+            timeout=120,
             message="a trial in flight",
+            interval=0.05,
         )
         worker.popen.send_signal(signal.SIGKILL)
         worker.popen.wait(10)
@@ -73,7 +74,7 @@ def test_a_worker_killed_mid_trial_does_not_hang_the_command(service_env, tmp_pa
             replacement.stop()
     assert process.returncode == 0, stderr
     left = trials(study)
-    assert finished(study) == 12 and not [t for t in left if t.state == TrialState.RUNNING]
+    assert finished(study) == 40 and not [t for t in left if t.state == TrialState.RUNNING]
     lost = [t for t in left if t.state == TrialState.FAIL]
     assert lost  # the trial(s) the killed worker held
     for trial in lost:

@@ -142,21 +142,21 @@ class Command(BaseCommand):
             self.stdout.write(f"HTML report: {options['html_out']}")
         run = driver.save(document)
         self.stdout.write(f"saved as optimization run #{run.pk}")
+        pruned = ""
         if document["trials"] and document["best_value"] is None:
             reasons = Counter(t["pruned"] for t in document["trials"])
             why = "; ".join(f"{count} × {reason}" for reason, count in reasons.most_common(3))
-            raise CommandError(
-                f"no complete trial: all {len(document['trials'])} were pruned ({why}); widen the space or relax "
-                "--min-trades",
-                returncode=EXIT_NO_COMPLETE,
-            )
-        if document["failed"]:
+            pruned = f"no complete trial: all {len(document['trials'])} were pruned ({why})"
+        if document["failed"]:  # (first: the failed trials' parameters are asked again by the line it gives)
             raise CommandError(
                 f"{len(document['failed'])} trial(s) failed (their errors above and in the report's 'failed'); fix "
                 "the cause, then an extended run asks their parameters again first: "
-                f"{_resume(name, local)} --trials {config['trials'] + len(document['failed'])}",
+                f"{_resume(name, local)} --trials {config['trials'] + len(document['failed'])}"
+                + (f". Also {pruned}" if pruned else ""),
                 returncode=3,
             )
+        if pruned:
+            raise CommandError(f"{pruned}; widen the space or relax --min-trades", returncode=EXIT_NO_COMPLETE)
 
     def _config(self, options: dict, stored: dict | None) -> dict:
         """The study's arguments: from the options, checked against the stored ones when resuming; with no

@@ -95,7 +95,8 @@ class Driver:
                         returncode=2,
                     )
 
-    def run(self, progress: bool = True, on_stall=lambda: None) -> dict:
+    def run(self, progress: bool = True, on_stall=lambda: None, stopping=lambda: False) -> dict:
+        """``stopping()`` true (a SIGTERM whose KeyboardInterrupt was swallowed): stop after the next trial."""
         studies = []
         for stage in self.stages:
             label = f"fold {stage.plan.fold}/{len(self.stages)}" if stage.fold else "trials"
@@ -103,6 +104,8 @@ class Driver:
             with tqdm(total=stage.plan.trials, unit="trial", desc=label, file=sys.stderr, disable=not progress) as bar:
 
                 def update(done: int, total: int, best: float | None, bar=bar, failed=failed) -> None:
+                    if stopping():
+                        raise KeyboardInterrupt  # (the runner hands the trials in flight back)
                     bar.n = done
                     text = f"best {best:.4g}" if best is not None else "best –"
                     bar.set_postfix_str(text + (f", {failed[0]} failed" if failed[0] else ""), refresh=False)

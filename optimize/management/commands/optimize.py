@@ -115,11 +115,15 @@ class Command(BaseCommand):
 
         def terminate(signum, frame) -> None:  # SIGTERM (kill, systemd, docker stop) as Ctrl-C: trials handed back
             stopped_by.append(signum)
-            raise KeyboardInterrupt
+            raise KeyboardInterrupt  # (swallowed if it lands in a finalizer: then `stopping` stops the run)
 
         previous = signal.signal(signal.SIGTERM, terminate)
         try:
-            document = driver.run(progress=not options["no_progress"], on_stall=lambda: _check_workers(self.stderr))
+            document = driver.run(
+                progress=not options["no_progress"],
+                on_stall=lambda: _check_workers(self.stderr),
+                stopping=lambda: bool(stopped_by),
+            )
         except (Interrupted, KeyboardInterrupt):  # (the latter: while the report was being made)
             self.stderr.write(f"Stopped. Finished trials are kept. Resume with: {_resume(name, local)}")
             sys.exit(128 + (stopped_by[0] if stopped_by else signal.SIGINT))

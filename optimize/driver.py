@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import optuna
 from django.core.management.base import CommandError
+from optuna.trial import TrialState
 from tqdm import tqdm
 
 from trading.backtest import BacktestInputError
@@ -18,7 +19,7 @@ from .report import failed_rows, importance, trial_rows
 from .runner import Plan, run_study
 from .space import Dimension
 from .tasks import RESULT
-from .trial import EQUITY_POINTS, Problem, backtest_command, evaluate, iso, run_backtest, thin
+from .trial import Problem, backtest_command, evaluate, iso, least_warmup
 
 
 @dataclass
@@ -50,6 +51,7 @@ class Driver:
                 folds = walk_forward([b.row.timestamp for b in window], self.config["walk_forward"])
             except ValueError as error:
                 raise CommandError(str(error), returncode=2) from None
+            self._check_folds(folds, [b.row.timestamp for b in window])
             self.stages = [
                 Stage(
                     Plan(
@@ -74,7 +76,27 @@ class Driver:
         )
         study.set_user_attr("config", self.config)
 
-    def run(self, progress: bool = True, on_stall=lambda: None) -> dict:
+    def _check_folds(self, folds: list, timestamps: list[int]) -> None:
+        """Every fold's in-sample and out-of-sample part longer than the strategy's warm-up (else no trial, or no
+        out-of-sample check, could trade there): refused before anything is stored."""
+        lows = {d.name: d.low for d in self.dimensions if d.target == "strategy"}
+        warmup = least_warmup(self.problem, lows)
+        if warmup is None:
+            return
+        times = sorted(set(timestamps))
+        for fold in folds:
+            for part, (begin, stop) in (("in-sample", fold.in_sample), ("out-of-sample", fold.out_of_sample)):
+                count = sum(begin <= t <= stop for t in times)
+                if count <= warmup:
+                    raise CommandError(
+                        f"--walk-forward {len(folds)}: fold {fold.number}'s {part} part has {count} candles, not "
+                        f"more than the strategy's warm-up of {warmup} (at the space's lowest values): no trade "
+                        "possible; use fewer folds or a longer period",
+                        returncode=2,
+                    )
+
+    def run(self, progress: bool = True, on_stall=lambda: None, stopping=lambda: False) -> dict:
+        """``stopping()`` true (a SIGTERM whose KeyboardInterrupt was swallowed): stop after the next trial."""
         studies = []
         for stage in self.stages:
             label = f"fold {stage.plan.fold}/{len(self.stages)}" if stage.fold else "trials"
@@ -82,6 +104,8 @@ class Driver:
             with tqdm(total=stage.plan.trials, unit="trial", desc=label, file=sys.stderr, disable=not progress) as bar:
 
                 def update(done: int, total: int, best: float | None, bar=bar, failed=failed) -> None:
+                    if stopping():
+                        raise KeyboardInterrupt  # (the runner hands the trials in flight back)
                     bar.n = done
                     text = f"best {best:.4g}" if best is not None else "best –"
                     bar.set_postfix_str(text + (f", {failed[0]} failed" if failed[0] else ""), refresh=False)
@@ -122,13 +146,9 @@ class Driver:
         best = _best_trial(last)
         params = best.params if best else {}
         start, end = self.config["from"], self.config["to"]
-        if not best:
-            curve = []
-        elif folds:  # the last fold's best parameters over the whole period
-            result = run_backtest(self.problem, params, start, end)
-            curve = [[ts, str(equity)] for ts, equity in thin(result.equity_curve, EQUITY_POINTS)]
-        else:
-            curve = best.user_attrs[RESULT]["equity"]
+        # the best trial's own run (its value is best_value): with walk-forward, on the last fold's in-sample part
+        best_from, best_to = self.stages[-1].fold["in_sample"] if folds else (start, end)
+        curve = best.user_attrs[RESULT]["equity"] if best else []
         return {
             "study": self.name,
             "objective": self.problem.objective,
@@ -144,8 +164,13 @@ class Driver:
             "failed": failed,
             "walk_forward": folds,
             "importance": importance(last),
+            "warnings": _warnings(studies, best),
             "equity_curve": curve,
-            "backtest_command": backtest_command(self.problem, params, start, end) if best else None,
+            "equity_from": iso(best_from if best_from is not None else self.start),
+            "equity_to": iso(best_to if best_to is not None else self.end),
+            "backtest_command": backtest_command(self.problem, params, best_from, best_to) if best else None,
+            # walk-forward: the last fold's best parameters over the whole period (not what best_value measured)
+            "whole_period_command": backtest_command(self.problem, params, start, end) if best and folds else None,
         }
 
     def _fold(self, stage: Stage, study: optuna.Study) -> dict:
@@ -196,6 +221,17 @@ class Driver:
             },
         )
         return run
+
+
+def _warnings(studies: list[optuna.Study], best) -> list[str]:
+    """The backtest's warnings once per study: the best trial's (else the first warned trial's), with how many of
+    the finished trials met one."""
+    finished = [t for study in studies for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    warned = [t for t in finished if (t.user_attrs.get(RESULT) or {}).get("warnings")]
+    if not warned:
+        return []
+    shown = best if best in warned else warned[0]
+    return [f"{w} (in {len(warned)} of {len(finished)} trials)" for w in shown.user_attrs[RESULT]["warnings"]]
 
 
 def _best_trial(study: optuna.Study):

@@ -126,6 +126,13 @@ def importance_svg(shares: dict[str, float]) -> str:
     return f'<svg viewBox="0 0 {WIDTH} {height}" role="img" aria-label="parameter importance">{"".join(bars)}</svg>'
 
 
+def _best_window(document: dict) -> str:
+    """Where the best run ran, when it is not the whole period (walk-forward: the last fold's in-sample part)."""
+    if not document["walk_forward"]:
+        return ""
+    return html.escape(f" (the last fold's in-sample part, {document['equity_from']} – {document['equity_to']})")
+
+
 def equity_svg(curve: list) -> str:
     if len(curve) < 2:
         return "<p>No equity curve.</p>"
@@ -175,8 +182,13 @@ def html_page(document: dict) -> str:
         "<h2>Best parameters</h2>",
         _table(["parameter", "value"], [[k, v] for k, v in best.items()]) if best else "<p>No complete trial.</p>",
         f"<p>best {html.escape(document['objective'])}: {_figure(document['best_value'])}</p>",
-        f"<p>Backtest them: <code>{html.escape(document['backtest_command'] or '')}</code></p>",
+        f"<p>Backtest them{_best_window(document)}: <code>{html.escape(document['backtest_command'] or '')}</code></p>",
     ]
+    if document.get("whole_period_command"):
+        parts.append(
+            "<p>The last fold's best parameters over the whole period (not the best value's run): "
+            f"<code>{html.escape(document['whole_period_command'])}</code></p>"
+        )
     folds = document["walk_forward"]
     if folds:
         rows = []
@@ -217,7 +229,7 @@ def html_page(document: dict) -> str:
         trials_svg(document["trials"], document["objective"]),
         "<h2>Parameter importance</h2>",
         importance_svg(document["importance"]),
-        "<h2>Best run's equity</h2>",
+        f"<h2>Best run's equity{_best_window(document)}</h2>",
         equity_svg(document["equity_curve"]),
         "<h2>Top trials</h2>",
     ]

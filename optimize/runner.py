@@ -36,6 +36,8 @@ OVERDUE = 2  # a trial in flight this many times longer than the slowest one so 
 STALL_SEC = 10.0  # no result for this long: on_stall (the command checks that a worker takes the queue)
 # this many failed trials in a row stop the command: a cause every trial meets (a file gone, a bug)
 FAILURES_IN_A_ROW = 5
+LOST_FIRST_SEC = 120.0  # no trial measured yet: a trial without figures this long after it was sent is lost
+LOST = "lost twice (no worker stored figures for it in time: killed, or its task lost)"
 IN_FLIGHT_PER_WORKER = 2  # each worker one trial running and one waiting in the queue: none idles between trials
 
 
@@ -168,6 +170,8 @@ def run_study(
     quiet, stalled, failures_in_a_row = 0.0, False, 0
     sent: dict[int, float] = {}  # trial id -> when it was sent (monotonic)
     slowest = POLL_SEC  # the longest a trial took from being sent to its wake-up, so far
+    # until a first wake-up measured a trial, a trial is overdue after LOST_FIRST_SEC (the first one loads the data)
+    floor = LOST_FIRST_SEC / OVERDUE
     arrived: dict[int, dict] = {}  # results by trial id
     try:
         while finished < plan.trials:
@@ -218,9 +222,19 @@ def run_study(
                 now = time.monotonic()
                 if arrived:
                     slowest = max([slowest, *(now - sent[t] for t in arrived if t in sent)])
+                    floor = 0.0
                 else:  # a wake-up lost? look in the storage for the trials overdue (not every second for all)
-                    overdue = [t for t in in_flight if now - sent[t] > OVERDUE * slowest]
+                    overdue = [t for t in in_flight if now - sent[t] > OVERDUE * max(slowest, floor)]
                     arrived = stored_results(storage, overdue) if overdue else {}
+                    for trial_id in overdue:
+                        if trial_id not in arrived and lost(storage, trial_id):
+                            number, params, retry = in_flight.pop(trial_id)
+                            slowest = max(slowest, now - sent.pop(trial_id))  # the next one is given longer
+                            memory.tell(number, state=TrialState.FAIL)  # its parameters are asked again below
+                            if retry:  # lost twice: not asked a third time
+                                on_failure(storage.get_trial_number_from_id(trial_id), params, LOST)
+                            else:
+                                again.append((params, storage.get_trial_number_from_id(trial_id)))
             for trial_id, result in arrived.items():
                 if trial_id not in in_flight:  # found in the storage already, its wake-up came late
                     continue
@@ -279,6 +293,13 @@ def stored_results(storage, trial_ids: Iterable[int]) -> dict[int, dict]:
                 finish(storage, trial_id, result)
             found[trial_id] = result
     return found
+
+
+def lost(storage, trial_id: int) -> bool:
+    """Fail an overdue RUNNING trial without stored figures (its worker was killed, its task lost): its parameters
+    are asked again, as a start-up recovery does; False if it has ended meanwhile."""
+    trial = storage.get_trial(trial_id)
+    return trial.state == TrialState.RUNNING and RESULT not in trial.user_attrs and fail(storage, trial_id)
 
 
 def _hand_back(storage, in_flight: dict) -> None:

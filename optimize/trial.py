@@ -67,6 +67,17 @@ def check_params(problem: Problem, params: dict) -> str | None:
     return None
 
 
+def least_warmup(problem: Problem, lows: dict) -> int | None:
+    """The strategy's warm-up at the searched strategy parameters' lows (a warm-up grows with its periods): fewer
+    candles than this and no trial can ever signal. None: the strategy refuses those values together."""
+    for params in (lows, {}):  # the lows refused together (ema_fast ≥ ema_slow): the fixed and default values
+        try:
+            return build_strategy(problem.strategy, **_strategy_params(problem, params)).warmup
+        except ValueError:
+            continue
+    return None
+
+
 def run_backtest(problem: Problem, params: dict, start: int | None, end: int | None) -> Result:
     """The backtest `manage.py backtest` runs for these parameters and this window, on the cached candles."""
     strategy_params = _strategy_params(problem, params)
@@ -100,6 +111,8 @@ def evaluate(problem: Problem, params: dict, start: int | None, end: int | None)
     first and last candle time the backtest saw, and its equity curve thinned to EQUITY_POINTS."""
     started = time.perf_counter()
     result = run_backtest(problem, params, start, end)
+    if result.candles == 0:  # not a pruned trial: the study's candles are gone (a data file changed under it)
+        raise ValueError("no candles in the trial's files and window (a data file changed under the study?)")
     figures = summary(result)
     value = objective_value(problem.objective, figures, result.equity_curve)
     pruned = None
@@ -117,6 +130,7 @@ def evaluate(problem: Problem, params: dict, start: int | None, end: int | None)
         "max_drawdown_pct": figures["max_drawdown_pct"],
         "total_return_pct": figures["total_return_pct"],
         "sharpe": figures["sharpe"],
+        "warnings": figures["warnings"],  # as `manage.py backtest` prints them (a capital too large, …)
         "candles": result.candles,
         "first_candle": min(opens) if opens else None,
         "last_candle": max(opens) if opens else None,

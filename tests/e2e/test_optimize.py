@@ -6,6 +6,7 @@ tests/e2e/test_optimize_workers.py."""
 from __future__ import annotations
 
 import json
+import shlex
 import signal
 import subprocess
 import sys
@@ -106,6 +107,15 @@ def test_spaces_parse_to_typed_dimensions():
         (["--space", "ema_fast=5:30", "--strategy", "nope"], "unknown strategy 'nope'"),
         (["--space", "ema_fast=5:30", "--walk-forward", "5000"], "--walk-forward 5000"),
         (["--space", "ema_fast=5:30", "--from", "2030-01-01"], "no valid candles"),
+        (["--space", "ema_fast=5:30", "--walk-forward", "0"], "--walk-forward 0: needs at least 1 fold"),
+        (["--space", "ema_fast=5:30", "--walk-forward", "-1"], "--walk-forward -1: needs at least 1 fold"),
+        (
+            ["--space", "ema_fast=5:30", "--from", "2018-01-12", "--to", "2018-01-16", "--walk-forward", "20"],
+            "--walk-forward 20: fold 1's in-sample part has 44 candles, not more than the strategy's warm-up of 50",
+        ),
+        (["--space", "ema_fast=5:30", "--json", "/nonexistent/out.json"], "--json /nonexistent/out.json: its folder"),
+        (["--space", "ema_fast=5:30", "--html", "/"], "--html /: is a directory"),
+        (["--space", "ema_fast=5:30", "--study", "s" * 501], "--study: 501 characters, at most 500"),
     ],
 )
 def test_the_command_refuses_bad_spaces_with_exit_2_before_any_study(args, message):
@@ -200,6 +210,22 @@ def test_walk_forward_keeps_out_of_sample_candles_out_of_the_optimization(tmp_pa
         assert out["trades"] == direct["summary"]["trades"]
         assert inside["value"] == max(t["value"] for t in trials if t["value"] is not None)
     assert document["best_params"] == folds[-1]["best_params"]
+    # the printed command reproduces best_value (the last fold's in-sample run), and so does the equity shown
+    out = tmp_path / "best.json"
+    argv = shlex.split(document["backtest_command"])
+    answer = processes.run(
+        [sys.executable, *argv[1:], "--no-progress", "--json", str(out)], cwd=ROOT, capture_output=True, text=True
+    )
+    assert answer.returncode == 0, answer.stderr
+    reproduced = json.loads(out.read_text())
+    assert reproduced["summary"]["total_return_pct"] == document["best_value"]
+    assert Decimal(document["equity_curve"][-1][1]) == Decimal(reproduced["equity_curve"][-1][1])
+    assert argv[argv.index("--from") + 1] == folds[-1]["in_sample"]["from"] == document["equity_from"]
+    whole = shlex.split(document["whole_period_command"])
+    assert (whole[whole.index("--from") + 1], whole[whole.index("--to") + 1]) == (
+        "2018-01-12T00:00:00",
+        "2018-01-16T00:00:00",
+    )
 
 
 # --- a local study, its report, its stored run -------------------------------------------------------------------
@@ -505,30 +531,37 @@ def test_local_trials_failing_one_after_another_stop_the_command(tmp_path, fragi
     assert not OptimizationRun.objects.filter(study=study).exists()
 
 
-def test_ctrl_c_stops_cleanly_says_how_to_resume_and_the_resume_finishes(service_env, tmp_path):
-    """A trader's Ctrl-C (SIGINT) on a --local run from a shell: exit 130 with the resume line, the finished trials
-    kept, none left running; the line, run as printed, brings the study to its count."""
-    study = f"ctrl-c-{uuid.uuid4().hex}"
+def stop_after_two_trials(service_env, study: str, trials: int, sig: int) -> tuple[int, str]:
+    """A --local run from a shell, sent ``sig`` once 2 trials finished: (exit code, stderr)."""
     argv = [sys.executable, "manage.py", "optimize", *SMALL, "--strategy", "momentum", "--space", "rsi_max=55.5:80"]
-    argv += ["--trials", "12", "--study", study, "--local", "--no-progress"]
+    argv += ["--trials", str(trials), "--study", study, "--local", "--no-progress"]
     process = processes.start(
         argv, cwd=ROOT, env=service_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
 
         def finished() -> int:
-            names = {s.study_name for s in optuna.get_all_study_summaries(get_storage())}
-            if study not in names:
+            try:  # (not get_all_study_summaries: slow once the test database holds many studies)
+                get_storage().get_study_id_from_name(study)
+            except KeyError:
                 return 0
             trials = optuna.load_study(study_name=study, storage=get_storage()).get_trials(deepcopy=False)
             return sum(t.state == TrialState.COMPLETE for t in trials)
 
         processes.wait_until(lambda: finished() >= 2, timeout=120, message="2 finished trials")
-        process.send_signal(signal.SIGINT)
+        process.send_signal(sig)
         _, stderr = process.communicate(timeout=60)
     finally:
         process.kill()
-    assert process.returncode == 130, stderr
+    return process.returncode, stderr
+
+
+def test_ctrl_c_stops_cleanly_says_how_to_resume_and_the_resume_finishes(service_env, tmp_path):
+    """A trader's Ctrl-C (SIGINT) on a --local run from a shell: exit 130 with the resume line, the finished trials
+    kept, none left running; the line, run as printed, brings the study to its count."""
+    study = f"ctrl-c-{uuid.uuid4().hex}"
+    returncode, stderr = stop_after_two_trials(service_env, study, 12, signal.SIGINT)
+    assert returncode == 130, stderr
     resume = f"python manage.py optimize --study {study} --local"
     assert f"Stopped. Finished trials are kept. Resume with: {resume}" in stderr and "Traceback" not in stderr
     trials = optuna.load_study(study_name=study, storage=get_storage()).get_trials(deepcopy=False)
@@ -543,3 +576,113 @@ def test_ctrl_c_stops_cleanly_says_how_to_resume_and_the_resume_finishes(service
     after = optuna.load_study(study_name=study, storage=get_storage()).get_trials(deepcopy=False)
     assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in after) == 12
     assert all(after[number].value == value for number, value in kept.items())  # untouched
+
+
+def test_a_second_command_on_a_running_study_is_refused_and_a_killed_ones_lock_is_gone(service_env, tmp_path):
+    """Two commands on one study at once would both ask and tell it: the second is refused (exit 2) while the first
+    runs; once the first is killed (SIGKILL), the study resumes."""
+    study = f"busy-{uuid.uuid4().hex}"
+    argv = [sys.executable, "manage.py", "optimize", *SMALL, "--strategy", "momentum", "--space", "rsi_max=55.5:80"]
+    argv += ["--study", study, "--local", "--no-progress"]
+    first = processes.start(
+        [*argv, "--trials", "500"], cwd=ROOT, env=service_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+
+        def started() -> bool:
+            try:  # (not get_all_study_summaries: slow once the test database holds many studies)
+                get_storage().get_study_id_from_name(study)
+            except KeyError:
+                return False
+            return bool(optuna.load_study(study_name=study, storage=get_storage()).trials)
+
+        processes.wait_until(started, timeout=120, message="a first trial")
+        second = processes.run(
+            [*argv, "--trials", "3"], cwd=ROOT, env=service_env, capture_output=True, text=True, timeout=120
+        )
+        assert second.returncode == 2, second.stderr
+        assert f"study '{study}' is being run by another optimize command" in second.stderr
+        assert "Traceback" not in second.stderr
+    finally:
+        first.kill()
+        first.wait(10)
+    again = processes.run(
+        [sys.executable, "manage.py", "optimize", "--study", study, "--local", "--no-progress", "--trials", "3"],
+        cwd=ROOT, env=service_env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+
+
+def test_the_backtests_capital_warning_is_passed_through_once_per_study(tmp_path):
+    """The default capital (INITIAL_CAPITAL, counted in BTC here) is far above what the candles' volumes absorb:
+    `manage.py backtest` warns that PAPER_MAX_VOLUME_SHARE cut the entries; the study says it once, not per trial."""
+    out, printed = tmp_path / "warned.json", tmp_path / "warned.txt"
+    args = ["--data", ETH, "--from", "2018-01-12", "--to", "2018-01-16", "--strategy", "momentum"]
+    args += ["--space", "rsi_max=55.5:80", "--trials", "4", "--seed", "1", "--study", f"warn-{uuid.uuid4().hex}"]
+    with open(printed, "w") as stdout:
+        call_command("optimize", *args, "--local", "--no-progress", "--json", str(out), stdout=stdout)
+    text = printed.read_text()
+    assert text.count("entries were cut by PAPER_MAX_VOLUME_SHARE") == 1, text
+    assert "WARNING: " in text and "(in 4 of 4 trials)" in text
+    assert json.loads(out.read_text())["warnings"] == [
+        line[9:] for line in text.splitlines() if line.startswith("WARNING: ")
+    ]
+
+
+def test_a_trial_on_no_candles_fails_and_a_resume_on_changed_files_is_refused(tmp_path):
+    """A data file changed under a study: a trial that finds no candles fails (not a quiet prune), and resuming the
+    study on a file whose size or modification time changed is refused (exit 2)."""
+    import os
+
+    from optimize.tasks import ERROR, run_trial
+
+    copy = tmp_path / "ETH_BTC-5m.csv"
+    copy.write_bytes(Path(ETH).read_bytes())
+    study = f"changed-{uuid.uuid4().hex}"
+    args = ["--data", str(copy), "--from", "2018-01-12", "--to", "2018-01-16", "--capital", "1"]
+    args += ["--strategy", "momentum", "--space", "rsi_max=60:80:int", "--study", study]
+    optimize(tmp_path, *args, "--trials", "2")
+
+    storage = get_storage()
+    study_id = storage.get_study_id_from_name(study)
+    template = optuna.trial.create_trial(
+        state=TrialState.RUNNING,
+        params={"rsi_max": 70},
+        distributions={"rsi_max": optuna.distributions.IntDistribution(60, 80)},
+    )
+    trial_id = storage.create_new_trial(study_id, template)
+    future = 1_900_000_000_000  # 2030: no candle of the file
+    payload = {"trial_id": trial_id, "problem": _stored_problem(study), "params": {"rsi_max": 70}}
+    with pytest.raises(ValueError, match="no candles"):
+        run_trial({**payload, "start": future, "end": future + 1})
+    trial = storage.get_trial(trial_id)
+    assert trial.state == TrialState.FAIL and "no candles" in trial.user_attrs[ERROR]
+
+    stat = copy.stat()
+    os.utime(copy, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    for resume in (["--study", study], args):
+        with pytest.raises(CommandError) as error:
+            call_command("optimize", *resume, "--trials", "3", "--local", "--no-progress")
+        assert error.value.returncode == 2
+        assert f"{copy} changed since the study began" in str(error.value)
+
+
+def test_a_study_whose_trials_are_all_pruned_says_why_and_exits_4(tmp_path):
+    study = f"pruned-{uuid.uuid4().hex}"
+    args = [*SMALL, "--strategy", "momentum", "--space", "rsi_max=55.5:80", "--trials", "3", "--min-trades", "100000"]
+    with pytest.raises(CommandError) as error:
+        call_command("optimize", *args, "--study", study, "--local", "--no-progress", stdout=open(tmp_path / "o", "w"))
+    assert error.value.returncode == 4
+    assert "no complete trial: all 3 were pruned (" in str(error.value)
+    assert "fewer than --min-trades 100000" in str(error.value)
+    assert OptimizationRun.objects.filter(study=study).exists()  # the report and the run are kept
+
+
+def test_sigterm_stops_like_ctrl_c(service_env):
+    """SIGTERM (kill, a service manager stopping it): the resume line, the in-flight trial handed back, exit 143."""
+    study = f"term-{uuid.uuid4().hex}"
+    returncode, stderr = stop_after_two_trials(service_env, study, 500, signal.SIGTERM)
+    assert returncode == 143, stderr
+    assert f"Resume with: python manage.py optimize --study {study} --local" in stderr and "Traceback" not in stderr
+    trials = optuna.load_study(study_name=study, storage=get_storage()).get_trials(deepcopy=False)
+    assert not [t for t in trials if t.state == TrialState.RUNNING]

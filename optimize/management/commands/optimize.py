@@ -4,7 +4,9 @@ the trials run by the workers of the ``optimize`` queue (or in this process with
 from __future__ import annotations
 
 import shlex
+import signal
 import sys
+from collections import Counter
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -19,6 +21,9 @@ from ...objectives import OBJECTIVES
 from ...space import SpaceError, parse_space
 
 DEFAULT_TRIALS = 100
+# Optuna stores at most 512 characters; a walk-forward fold's study adds ".foldK"
+MAX_STUDY_NAME = 500
+EXIT_NO_COMPLETE = 4  # every finished trial was pruned: no best parameters
 # What defines a study: resuming it with other values of these would mix two problems in one study.
 PROBLEM_ARGS = ("files", "strategy", "space", "objective", "capital", "min_trades", "walk_forward", "from", "to")
 
@@ -71,12 +76,33 @@ class Command(BaseCommand):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         storage = get_storage()
         name = options["study"] or f"{datetime.now(UTC):%Y%m%d-%H%M%S}"
+        if len(name) > MAX_STUDY_NAME:
+            raise CommandError(
+                f"--study: {len(name)} characters, at most {MAX_STUDY_NAME} (Optuna's limit, less a fold's suffix)",
+                returncode=2,
+            )
         stored = _stored_config(storage, name)
         config = self._config(options, stored)
         if options["trials"] is not None and options["trials"] < 1:
             raise CommandError("--trials must be at least 1", returncode=2)
         if options["workers"] < 1:
             raise CommandError("--workers must be at least 1", returncode=2)
+        for option, path in (("--json", options["json_out"]), ("--html", options["html_out"])):
+            if path is not None:
+                _check_writable(option, Path(path))
+        from ...lock import StudyBusy, study_lock
+
+        try:
+            with study_lock(storage, name):
+                self._run(name, config, stored, storage, options)
+        except StudyBusy:
+            raise CommandError(
+                f"study {name!r} is being run by another optimize command; wait for it to end (or stop it: "
+                "Ctrl-C), then resume",
+                returncode=2,
+            ) from None
+
+    def _run(self, name: str, config: dict, stored: dict | None, storage, options: dict) -> None:
         from ...driver import Driver
 
         local = options["local"] or settings.EMBEDDED
@@ -85,15 +111,28 @@ class Command(BaseCommand):
         from ...runner import Interrupted, TrialFailed
 
         self.stdout.write(f"study {name}: {config['trials']} trials, {config['objective']}, {config['strategy']}")
+        stopped_by: list[int] = []
+
+        def terminate(signum, frame) -> None:  # SIGTERM (kill, systemd, docker stop) as Ctrl-C: trials handed back
+            stopped_by.append(signum)
+            raise KeyboardInterrupt  # (swallowed if it lands in a finalizer: then `stopping` stops the run)
+
+        previous = signal.signal(signal.SIGTERM, terminate)
         try:
-            document = driver.run(progress=not options["no_progress"], on_stall=lambda: _check_workers(self.stderr))
+            document = driver.run(
+                progress=not options["no_progress"],
+                on_stall=lambda: _check_workers(self.stderr),
+                stopping=lambda: bool(stopped_by),
+            )
         except (Interrupted, KeyboardInterrupt):  # (the latter: while the report was being made)
             self.stderr.write(f"Stopped. Finished trials are kept. Resume with: {_resume(name, local)}")
-            sys.exit(130)
+            sys.exit(128 + (stopped_by[0] if stopped_by else signal.SIGINT))
         except TrialFailed as error:
             raise CommandError(
                 f"{error}. Finished trials are kept; fix the cause and resume with: {_resume(name, local)}"
             ) from None
+        finally:
+            signal.signal(signal.SIGTERM, previous)
         self._print(document)
         if options["json_out"]:
             from ...report import json_text
@@ -107,13 +146,21 @@ class Command(BaseCommand):
             self.stdout.write(f"HTML report: {options['html_out']}")
         run = driver.save(document)
         self.stdout.write(f"saved as optimization run #{run.pk}")
-        if document["failed"]:
+        pruned = ""
+        if document["trials"] and document["best_value"] is None:
+            reasons = Counter(t["pruned"] for t in document["trials"])
+            why = "; ".join(f"{count} × {reason}" for reason, count in reasons.most_common(3))
+            pruned = f"no complete trial: all {len(document['trials'])} were pruned ({why})"
+        if document["failed"]:  # (first: the failed trials' parameters are asked again by the line it gives)
             raise CommandError(
                 f"{len(document['failed'])} trial(s) failed (their errors above and in the report's 'failed'); fix "
                 "the cause, then an extended run asks their parameters again first: "
-                f"{_resume(name, local)} --trials {config['trials'] + len(document['failed'])}",
+                f"{_resume(name, local)} --trials {config['trials'] + len(document['failed'])}"
+                + (f". Also {pruned}" if pruned else ""),
                 returncode=3,
             )
+        if pruned:
+            raise CommandError(f"{pruned}; widen the space or relax --min-trades", returncode=EXIT_NO_COMPLETE)
 
     def _config(self, options: dict, stored: dict | None) -> dict:
         """The study's arguments: from the options, checked against the stored ones when resuming; with no
@@ -135,6 +182,14 @@ class Command(BaseCommand):
                         returncode=2,
                     )
                 config["problem"] = stored["problem"]
+        if stored is not None and "file_stamps" in stored:
+            changed = [f for f, stamp in stored["file_stamps"].items() if _file_stamp(f) != stamp]
+            if changed:
+                raise CommandError(
+                    f"study {options['study']!r}: {', '.join(changed)} changed since the study began (size or "
+                    "modification time): its trials would not be comparable; start a new study",
+                    returncode=2,
+                )
         if options["trials"] is not None:
             config["trials"] = options["trials"]
         return config
@@ -158,9 +213,14 @@ class Command(BaseCommand):
         if capital is None or not capital.is_finite() or not Decimal("0.00000001") <= capital <= Decimal("1e15"):
             raise CommandError(f"--capital {capital_text!r}: must be a number in 0.00000001–1e15", returncode=2)
         min_trades = options["min_trades"] or 0
-        walk_forward = options["walk_forward"] or 0
-        if min_trades < 0 or walk_forward < 0:
-            raise CommandError("--min-trades and --walk-forward cannot be negative", returncode=2)
+        if min_trades < 0:
+            raise CommandError("--min-trades cannot be negative", returncode=2)
+        walk_forward = options["walk_forward"] or 0  # (0: no walk-forward, when the option is not given)
+        if options["walk_forward"] is not None and options["walk_forward"] < 1:
+            raise CommandError(
+                f"--walk-forward {options['walk_forward']}: needs at least 1 fold (leave the option out for none)",
+                returncode=2,
+            )
         start, end = _date_ms(options["date_from"], "--from"), _date_ms(options["date_to"], "--to")
         if start is not None and end is not None and start > end:
             raise CommandError("--from is after --to", returncode=2)
@@ -182,6 +242,7 @@ class Command(BaseCommand):
             "from": start,
             "to": end,
             "trials": DEFAULT_TRIALS,
+            "file_stamps": {f: _file_stamp(f) for f in files},  # a resume refuses files changed since
             "problem": _problem(files, strategy, fixed, capital_text, options, min_trades),
         }
 
@@ -197,9 +258,42 @@ class Command(BaseCommand):
                 f"  fold {fold['fold']}: in-sample {inside['value']} ({inside['trades']} trades) · "
                 f"out-of-sample {out['value']} ({out['trades']} trades)"
             )
+        for warning in document["warnings"]:
+            self.stdout.write(f"WARNING: {warning}")
         if document["backtest_command"]:
-            self.stdout.write("backtest the best parameters:")
+            window = (
+                " on the last fold's in-sample part (reproduces the best value)" if document["walk_forward"] else ""
+            )
+            self.stdout.write(f"backtest the best parameters{window}:")
             self.stdout.write(document["backtest_command"])
+        if document["whole_period_command"]:
+            self.stdout.write("the last fold's best parameters over the whole period (not the best value's run):")
+            self.stdout.write(document["whole_period_command"])
+
+
+def _file_stamp(path: str) -> list[int] | None:
+    """A data file's size and modification time (ns); None: it is gone."""
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return None
+    return [stat.st_size, stat.st_mtime_ns]
+
+
+def _check_writable(option: str, path: Path) -> None:
+    """A report path the command could not write at the end (after the whole study) is refused before it."""
+    import os
+
+    folder = path.parent
+    if path.is_dir():
+        reason = "is a directory"
+    elif not folder.is_dir():
+        reason = f"its folder {folder} does not exist"
+    elif not os.access(path if path.exists() else folder, os.W_OK):
+        reason = "is not writable" if path.exists() else f"its folder {folder} is not writable"
+    else:
+        return
+    raise CommandError(f"{option} {path}: {reason}", returncode=2)
 
 
 def _resume(study: str, local: bool) -> str:
@@ -247,5 +341,6 @@ def _check_workers(stderr) -> None:
     if not any(q["name"] == "optimize" for worker in queues.values() for q in worker):
         stderr.write(
             "WARNING: no worker takes the optimize queue yet; start one with: "
-            "celery -A cdb_project worker -Q optimize -P solo -l INFO (one per core; or run with --local)"
+            "celery -A cdb_project worker -Q optimize -P solo -n optimize1@%h -l INFO (one per core, each with its "
+            "own -n name: optimize2@%h, …; or run with --local)"
         )

@@ -368,8 +368,15 @@
     render(message.kind);
   }
 
-  // Cards, positions, charts and the watch list from the server; the live tables keep their pushes.
+  // Cards, positions, charts and the watch list from the server; the live tables keep their pushes. Alerts stored
+  // without a push to this page (a halt or release typed in a shell) join the table from the fresh snapshot.
+  const alertKey = (a) => [a.timestamp, a.level, a.code, a.symbol || "", a.message].join("|");
   function merge(fresh) {
+    state.alerts = state.alerts || [];
+    const shown = new Set(state.alerts.map(alertKey));
+    for (const alert of (fresh.alerts || []).slice().reverse()) {
+      if (!shown.has(alertKey(alert))) insertByTime(state.alerts, alert);
+    }
     state = Object.assign(fresh, {order_results: state.order_results, signals: state.signals, alerts: state.alerts});
     render();
     symbolOptions();

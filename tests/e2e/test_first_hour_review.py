@@ -266,3 +266,25 @@ def test_risk_status_says_what_a_pct_parameter_is(run):
     assert "Parameters: (a _PCT value is a fraction: 0.05 = 5 %)" in out, out
     assert re.search(r"^  MAX_DAILY_DRAWDOWN_PCT +0\.05 \(5\.00 %\) +default", out, re.M), out
     assert re.search(r"exposure [\d,.]+ USDT \(\d+\.\d\d %\)  daily drawdown \d+\.\d\d %$", out, re.M), out
+
+
+@pytest.mark.browser
+def test_a_halt_typed_in_a_shell_joins_the_open_dashboards_alerts_table(run):
+    """The shell's halt is stored as an alert without a push to the page: the snapshot the state change asks for
+    brings it into the Alerts table (it used to appear only after a reload), once, and the release's too."""
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    expect = playwright_api.expect
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=shutil.which("chromium") or "/usr/bin/chromium", headless=True, args=["--no-sandbox"]
+        )
+        page = browser.new_page(viewport={"width": 1440, "height": 900})
+        _login(page, run["port"])
+        expect(page.locator("#connection")).to_have_text("live", timeout=30_000)  # the snapshot is in
+        alerts = page.locator("#alerts tbody")
+        _manage(run["env"], "halt", "--reason", "shell halt for the table", "--actor", "ops")
+        expect(alerts).to_contain_text("shell halt for the table", timeout=10_000)
+        _manage(run["env"], "release", "--reason", "shell release for the table", "--actor", "ops")
+        expect(alerts).to_contain_text("shell release for the table", timeout=10_000)
+        assert alerts.locator("tr", has_text="shell halt for the table").count() == 1  # merged once, not per refresh
+        browser.close()

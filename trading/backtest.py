@@ -527,9 +527,11 @@ class Backtest:
                 order = fills[effect.client_order_id][0]
                 order.status, order.reason = "REJECTED", effect.reason
                 self._alert_failed(order, now)
+                self._flag_stop(order.symbol)  # its exit gone: the stop is armed again
             elif kind is ExpireOrder:
                 order = fills[effect.client_order_id][0]
                 order.status, order.reason = "EXPIRED", effect.reason
+                self._flag_stop(order.symbol)
             elif kind is AmendHalt:
                 self.reason, self.layer = effect.reason, effect.layer
                 self.desk_state = self.desk_state._replace(layer=effect.layer, reason=effect.reason)
@@ -722,6 +724,10 @@ class Backtest:
         )
         self.state, self.layer, self.reason = new_state, layer if new_state != ACTIVE else "", reason
         self.alarm = None
+        # A stop held back (or left to a closing halt) is armed again by the change: live checks every held symbol at
+        # the next watch, on its last price, whichever symbol's candle comes next; so does this one.
+        for symbol in self.stop_f:
+            self._flag_stop(symbol)
         message = state_change_message(new_state, reason, actor)  # as live stores it (risk.state)
         self._alert(AlertSpec(LEVEL_BY_STATE[new_state], "TRADING_STATE", message), now)
         if new_state != PAUSED:  # the circuit breaker's retries end with its pause

@@ -159,3 +159,33 @@ def test_the_rule_on_its_own():
     assert refusal(usdt, ["SOL_USDT"], 5_000) is None
     assert "would value them at that older time" in refusal(usdt, ["SOL_USDT"], 4_999)
     assert refusal(StoredAccount("USDT", (), None), ["SOL_USDT"], 4_999) is None  # nothing held, nothing to value
+
+
+def test_listing_the_stored_file_again_does_not_let_an_older_one_in(tmp_path):
+    # AAA replayed and bought (held, its candles stored up to 00:05 known). A second replay lists AAA's file again
+    # (nothing new in it) with CCC's, an hour older: CCC's candles would be the new ones, decided at that older
+    # time with AAA held. Refused as CCC alone would be; the same files with a newer CCC fit.
+    t0 = 1_700_002_800_000
+    header = "timestamp_ms,open,high,low,close,volume\n"
+    aaa = tmp_path / "AAA_USDT-1m.csv"
+    aaa.write_text(header + "".join(f"{t0 + i * MINUTE},100,100,100,100,1000000\n" for i in range(5)))
+    signals = tmp_path / "sig.csv"
+    signals.write_text(f"{t0 + MINUTE},AAA_USDT,BUY\n")
+    db = tmp_path / "db.sqlite3"
+    env = _env(db, STRATEGY=f"signals_file:path={signals}", SYMBOL_WHITELIST="")
+    assert _manage(env, "migrate", "--noinput").returncode == 0
+    replay = ("run_feed", "--source", "replay", "--speed", "max", "--lockstep", "--no-progress", "--data")
+    first = _manage(env, *replay, str(aaa))
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert _query(db, "SELECT symbol FROM execution_position WHERE quantity > 0") == [("AAA_USDT",)]
+    before = _fingerprint(db)
+    older = tmp_path / "old" / "CCC_USDT-1m.csv"
+    older.parent.mkdir()
+    older.write_text(header + "".join(f"{t0 - 3_600_000 + i * MINUTE},10,10,10,10,1000000\n" for i in range(5)))
+    line = _refused(_manage(env, *replay, str(aaa), str(older)))
+    assert "this database holds AAA_USDT" in line and "a replay from 2023-11-14" in line, line
+    assert _fingerprint(db) == before
+    newer = tmp_path / "CCC_USDT-1m.csv"
+    newer.write_text(header + "".join(f"{t0 + (5 + i) * MINUTE},10,10,10,10,1000000\n" for i in range(5)))
+    fits = _manage(env, *replay, str(aaa), str(newer))
+    assert fits.returncode == 0, fits.stdout + fits.stderr

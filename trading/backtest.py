@@ -517,11 +517,14 @@ class Backtest:
                 self._set_state(effect.new_state, effect.layer, now, effect.reason, effect.actor)
                 if effect.breaker_symbol:
                     self.desk_state = self.desk_state._replace(
-                        breaker_symbol=effect.breaker_symbol, breaker_tries=0, breaker_checked_ms=now
+                        breaker_symbol=effect.breaker_symbol,
+                        breaker_tries=0,
+                        breaker_checked_ms=now,
+                        breaker_price=effect.breaker_price,
                     )
             elif kind is UpdateBreaker:
                 self.desk_state = self.desk_state._replace(
-                    breaker_tries=effect.tries, breaker_checked_ms=effect.checked_ms
+                    breaker_tries=effect.tries, breaker_checked_ms=effect.checked_ms, breaker_price=effect.price
                 )
             elif kind is CancelOrder:
                 order = fills[effect.client_order_id][0]

@@ -189,3 +189,31 @@ def test_listing_the_stored_file_again_does_not_let_an_older_one_in(tmp_path):
     newer.write_text(header + "".join(f"{t0 + (5 + i) * MINUTE},10,10,10,10,1000000\n" for i in range(5)))
     fits = _manage(env, *replay, str(aaa), str(newer))
     assert fits.returncode == 0, fits.stdout + fits.stderr
+
+
+def test_a_close_of_a_symbol_outside_the_replay_expires_at_its_end(tmp_path):
+    # AAA replayed and bought (held). A replay of BBB only, with a person's halt_close: AAA's close is decided at
+    # AAA's last price and waits for AAA's next candle, which this replay never brings. When it ends, every order
+    # still waiting ends too: the close is cancelled (REJECTED, a risk exit is decided again when AAA has a price),
+    # none stays PENDING.
+    t0 = 1_700_002_800_000
+    header = "timestamp_ms,open,high,low,close,volume\n"
+    aaa = tmp_path / "AAA_USDT-1m.csv"
+    aaa.write_text(header + "".join(f"{t0 + i * MINUTE},100,100,100,100,1000000\n" for i in range(5)))
+    bbb = tmp_path / "BBB_USDT-1m.csv"
+    bbb.write_text(header + "".join(f"{t0 + (10 + i) * MINUTE},50,50,50,50,1000000\n" for i in range(5)))
+    signals = tmp_path / "sig.csv"
+    signals.write_text(f"{t0 + MINUTE},AAA_USDT,BUY\n")
+    commands = tmp_path / "ops.csv"
+    commands.write_text(f"timestamp_ms,command,reason\n{t0 + 12 * MINUTE},halt_close,flat please\n")
+    db = tmp_path / "db.sqlite3"
+    env = _env(db, STRATEGY=f"signals_file:path={signals}", SYMBOL_WHITELIST="")
+    assert _manage(env, "migrate", "--noinput").returncode == 0
+    replay = ("run_feed", "--source", "replay", "--speed", "max", "--lockstep", "--no-progress")
+    first = _manage(env, *replay, "--data", str(aaa))
+    assert first.returncode == 0, first.stdout + first.stderr
+    second = _manage(env, *replay, "--operator-commands", str(commands), "--data", str(bbb))
+    assert second.returncode == 0, second.stdout + second.stderr
+    closes = _query(db, "SELECT symbol, status FROM execution_order WHERE purpose = 'operator_close'")
+    assert closes == [("AAA_USDT", "REJECTED")], closes
+    assert _query(db, "SELECT COUNT(*) FROM execution_order WHERE status = 'PENDING'") == [(0,)]

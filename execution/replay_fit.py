@@ -88,7 +88,7 @@ def first_new(source: ReplaySource) -> int | None:
         ).values_list("timestamp", flat=True)
     )
     with source.path.open(encoding="utf-8", errors="replace", newline="") as handle:
-        for item in validate_lines(handle):
+        for item in validate_lines(handle, source.interval):
             if isinstance(item, CandleRow) and item.timestamp not in stored:
                 return item.timestamp
     return None

@@ -217,3 +217,15 @@ def test_a_close_of_a_symbol_outside_the_replay_expires_at_its_end(tmp_path):
     closes = _query(db, "SELECT symbol, status FROM execution_order WHERE purpose = 'operator_close'")
     assert closes == [("AAA_USDT", "REJECTED")], closes
     assert _query(db, "SELECT COUNT(*) FROM execution_order WHERE status = 'PENDING'") == [(0,)]
+
+
+def test_a_replay_of_times_in_seconds_is_refused(tmp_path):
+    # Every row's time is in seconds: off the 1m grid, each refused and counted; with no valid candle left the replay
+    # exits 2 naming the time.
+    data = tmp_path / "AAA_USDT-1m.csv"
+    data.write_text("timestamp_ms,open,high,low,close,volume\n1700002800,1,1,1,1,1\n1700002860,1,1,1,1,1\n")
+    env = _env(tmp_path / "db.sqlite3")
+    done = _manage(env, "run_feed", "--source", "replay", "--speed", "max", "--no-progress", "--data", str(data))
+    assert "timestamp_off_interval_grid: 2" in done.stdout, done.stdout
+    line = _refused(done)
+    assert line.endswith("AAA_USDT-1m.csv: 1700002800 is not a 1m open time in epoch ms: a time in seconds?)"), line

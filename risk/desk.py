@@ -447,7 +447,7 @@ class Desk:
             if order.purpose in RISK_EXITS:
                 effects.append(CancelOrder(order.client_order_id, reason))
                 continue
-            message = f"{order.side} {order.quantity} {order.symbol} EXPIRED: {reason}"
+            message = f"{order.side} {amounts.plain(order.quantity)} {order.symbol} EXPIRED: {reason}"
             effects += [
                 RaiseAlert("WARNING", "ORDER_EXPIRED", message, order.symbol),
                 ExpireOrder(order.client_order_id, reason),

@@ -289,8 +289,9 @@ class RiskEngine:
             limit = parameters["MAX_SPREAD_MULTIPLIER"] * market.avg_spread_pct
             details["spread_pct"], details["avg_spread_pct"] = str(market.spread_pct), str(market.avg_spread_pct)
             if market.spread_pct > limit:
+                multiplier = amounts.plain(parameters["MAX_SPREAD_MULTIPLIER"])  # "5", as stored or not ("5.000")
                 message = (
-                    f"{order.symbol}: spread {market.spread_pct:.4%} exceeds {parameters['MAX_SPREAD_MULTIPLIER']} × "
+                    f"{order.symbol}: spread {market.spread_pct:.4%} exceeds {multiplier} × "
                     f"the recent average {market.avg_spread_pct:.4%}; circuit breaker"
                 )
                 return reject(

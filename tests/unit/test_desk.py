@@ -660,6 +660,22 @@ def test_capital_warnings_count_only_entries_that_filled():
     assert warning.startswith("2 of 2 entries were cut") and "--capital 5000" in warning
 
 
+def test_the_expiry_and_spread_messages_say_amounts_alike_in_both_shells():
+    # The live store gives 12 places (10.000000000000, MAX_SPREAD_MULTIPLIER 5.000), the backtest its own (10.00000000,
+    # 5.0): both say the exact number without trailing zeros.
+    for quantity in (D("10.000000000000"), D("10.00000000")):
+        [alert, _] = DESK.expire([Waiting(quantity=quantity)], {"TEST_USDT": "has ended"})
+        assert alert.message.startswith("BUY 10 TEST_USDT EXPIRED:")
+    wide = MarketSnapshot(price=D(100), spread_pct=D("0.2"), avg_spread_pct=D("0.01"), last_data_ms=NOW)
+    signal = SignalIn("sig", "TEST_USDT", "BUY", D(100), 1.0, source_timestamp=NOW - 60_000)
+    for multiplier in (D("5.000"), D("5.0")):
+        seen = view(cash=D(10000), day_start_equity=D(10000))._replace(
+            market=wide, parameters={**PARAMETERS, "MAX_SPREAD_MULTIPLIER": multiplier}
+        )
+        [breaker] = [e for e in DESK.decide(seen, signal, Ledger()) if isinstance(e, RaiseAlert)]
+        assert breaker.message == "TEST_USDT: spread 20.0000% exceeds 5 × the recent average 1.0000%; circuit breaker"
+
+
 def test_an_order_that_can_get_no_price_expires_and_frees_its_cost():
     # The desk's rule: a waiting order of a symbol the data-stale watch finds without data (stale, or its data ended)
     # EXPIRES with an ORDER_EXPIRED alert; orders of other symbols wait on.
@@ -713,11 +729,11 @@ def test_the_backtest_expires_an_order_whose_symbol_has_no_more_candles(tmp_path
     assert expired == [
         (
             DAY2 + 11 * MINUTE,
-            "BUY 25.00000000 AAA_USDT EXPIRED: no price after its decision: AAA_USDT's market data has ended",
+            "BUY 25 AAA_USDT EXPIRED: no price after its decision: AAA_USDT's market data has ended",
         ),
         (
             DAY2 + 20 * MINUTE,
-            "SELL 50.00000000 BBB_USDT EXPIRED: no price after its decision: BBB_USDT's market data has ended",
+            "SELL 50 BBB_USDT EXPIRED: no price after its decision: BBB_USDT's market data has ended",
         ),
     ]
     assert result.final_equity == D(10000)

@@ -17,12 +17,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from django.db.models import Max, Q
+from django.db.models import Max
 
 from ground.amounts import iso_utc, quote_of
 from marketdata.feeds.replay import ReplaySource, file_span
 from marketdata.models import Candle
-from marketdata.validation import known_at
+from marketdata.validation import CandleRow, known_at, validate_lines
 from marketdata.watchlist import account_quote, symbols_in_view
 
 from .models import Order, Position
@@ -31,8 +31,8 @@ from .models import Order, Position
 @dataclass(frozen=True)
 class StoredAccount:
     """What a replay would be decided against: the account's quote currency (None: a new database, whose quote the
-    replay sets), the symbols it holds or waits to trade, and the newest stored candle's close other than the
-    replay's own candles (None: none, or nothing held)."""
+    replay sets), the symbols it holds or waits to trade, and the newest stored candle's close after the first one the
+    replay would newly store (None: none, or nothing held)."""
 
     quote: str | None
     held: tuple[str, ...]
@@ -58,21 +58,37 @@ def refusal(account: StoredAccount, symbols: Sequence[str], first_ms: int | None
 
 
 def replay_refusal(sources: Sequence[ReplaySource]) -> str | None:
-    """``refusal`` for a replay of ``sources`` into this database (the files are read only when something is held)."""
+    """``refusal`` for a replay of ``sources`` into this database (the files are read only when something is held).
+
+    A replay publishes only the candles it newly stores (the rest are already present): its clock starts at the
+    first of those, judged against every stored candle. A file listed again beside an older one therefore hides
+    nothing: its stored candles are not its own new ones, the older file's are."""
     symbols = sorted({s.symbol for s in sources})
     quote = account_quote() if symbols_in_view() else None
     held = set(Position.objects.filter(quantity__gt=0).values_list("symbol", flat=True))
     held |= set(Order.objects.filter(status=Order.Status.PENDING).values_list("symbol", flat=True))
     if not held:
         return refusal(StoredAccount(quote, (), None), symbols, None)
-    spans = {source: file_span(source) for source in sources}
-    own = Q(pk__in=[])
-    for source, span in spans.items():
-        if span is not None:
-            own |= Q(symbol=source.symbol, interval=source.interval, timestamp__gte=span[0], timestamp__lte=span[1])
-    firsts = [known_at(span[0], source.interval) for source, span in spans.items() if span is not None]
+    firsts = [known_at(opened, source.interval) for source in sources if (opened := first_new(source)) is not None]
     first_ms = min(firsts) if firsts else None
     newest = None
     if first_ms is not None:
-        newest = Candle.objects.filter(known_at__gt=first_ms).exclude(own).aggregate(newest=Max("known_at"))["newest"]
+        newest = Candle.objects.filter(known_at__gt=first_ms).aggregate(newest=Max("known_at"))["newest"]
     return refusal(StoredAccount(quote, tuple(sorted(held)), newest), symbols, first_ms)
+
+
+def first_new(source: ReplaySource) -> int | None:
+    """The open time of the file's first valid candle not stored yet (None: every one is)."""
+    span = file_span(source)
+    if span is None:
+        return None
+    stored = set(
+        Candle.objects.filter(
+            symbol=source.symbol, interval=source.interval, timestamp__gte=span[0], timestamp__lte=span[1]
+        ).values_list("timestamp", flat=True)
+    )
+    with source.path.open(encoding="utf-8", errors="replace", newline="") as handle:
+        for item in validate_lines(handle, source.interval):
+            if isinstance(item, CandleRow) and item.timestamp not in stored:
+                return item.timestamp
+    return None

@@ -37,8 +37,10 @@ from .validation import (
     BAD_TIMESTAMP,
     HEADER,
     HIGH_BELOW_LOW,
+    INTERVAL_MS,
     MAX_TIMESTAMP_MS,
     NON_POSITIVE_PRICE,
+    OFF_GRID,
     OPEN_CLOSE_OUTSIDE_RANGE,
     CandleRow,
     check_line,
@@ -94,8 +96,9 @@ def read_file(path: Path, symbol: str, interval: str) -> CandleFile:
     return parse_csv(path.read_bytes(), symbol, interval)
 
 
-def parse_csv(data: bytes, symbol: str, interval: str) -> CandleFile:
-    """The rows of a CSV's bytes, exactly as ``validation.validate_lines`` judges the decoded lines."""
+def parse_csv(data: bytes, symbol: str, interval: str, *, on_grid: bool = True) -> CandleFile:
+    """The rows of a CSV's bytes, exactly as ``validation.validate_lines`` judges the decoded lines (of
+    ``interval``: every open time on its grid; ``on_grid`` False: the format's rules alone, as without one)."""
     if not data.strip(b"\r\n"):
         return CandleFile(symbol, interval, np.zeros(0, np.int64), np.zeros((0, 5)), [[]] * 5, {}, Counter())
     if b"\r" in data:  # universal newlines, as a text-mode file reads them
@@ -145,7 +148,14 @@ def parse_csv(data: bytes, symbol: str, interval: str) -> CandleFile:
     order = np.argsort(line_of, kind="stable")
     checked_ts = [row.timestamp for row in checked.values()]
     stamps = np.concatenate((ts[plain_good], np.array(checked_ts, np.int64)))[order]  # all ≤ MAX_TIMESTAMP_MS
-    accepted = _in_order(stamps, rejected)
+    step = INTERVAL_MS.get(interval) if on_grid else None
+    on_grid = stamps % step == 0 if step else np.ones(len(stamps), bool)  # an own check: before the order rule
+    if bool(on_grid.all()):
+        accepted = _in_order(stamps, rejected)
+    else:
+        rejected[OFF_GRID] += int((~on_grid).sum())
+        accepted = np.zeros(len(stamps), bool)
+        accepted[np.flatnonzero(on_grid)[_in_order(stamps[on_grid], rejected)]] = True
 
     take = order[accepted]  # positions among the candidates, in line order
     n_plain = len(plain_good)

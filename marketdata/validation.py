@@ -33,6 +33,8 @@ NEGATIVE_VOLUME = "negative_volume"
 DUPLICATE_TIMESTAMP = "duplicate_timestamp"
 TIMESTAMP_GOING_BACK = "timestamp_going_back"
 TIMESTAMP_OUT_OF_ORDER = "timestamp_out_of_order"  # ahead of the rows after it, which are kept
+# not an open time of the file's interval (a 1m candle opens on a whole minute): a time in seconds, or shifted
+OFF_GRID = "timestamp_off_interval_grid"
 REASONS = (
     MALFORMED,
     NON_NUMERIC,
@@ -45,6 +47,7 @@ REASONS = (
     DUPLICATE_TIMESTAMP,
     TIMESTAMP_GOING_BACK,
     TIMESTAMP_OUT_OF_ORDER,
+    OFF_GRID,
 )
 
 INTERVAL_MS = {
@@ -239,10 +242,12 @@ def order_verdicts(timestamps: Sequence[int]) -> list[str | None]:
     return verdicts
 
 
-def validate_lines(lines: Iterable[str]) -> Iterator[CandleRow | Rejection]:
+def validate_lines(lines: Iterable[str], interval: str | None = None) -> Iterator[CandleRow | Rejection]:
     """Every data line of a CSV (the optional header and blank lines skipped), as a CandleRow or a Rejection, in
-    file order. The order of timestamps is judged over the whole file (``order_verdicts``): the lines are read
-    before the first is given out."""
+    file order. ``interval``: the file's (its name's), whose grid every open time must be on (``OFF_GRID``). The
+    order of timestamps is judged over the whole file (``order_verdicts``): the lines are read before the first is
+    given out."""
+    step = INTERVAL_MS.get(interval) if interval else None
     checked: list[tuple[int, str, CandleRow | str]] = []
     for number, raw in enumerate(lines, start=1):
         line = raw.rstrip("\r\n")
@@ -250,8 +255,21 @@ def validate_lines(lines: Iterable[str]) -> Iterator[CandleRow | Rejection]:
             continue
         if number == 1 and is_header(line.split(",")):
             continue
-        checked.append((number, line, check_line(line)))
+        result = check_line(line)
+        if step and not isinstance(result, str) and result.timestamp % step:
+            result = OFF_GRID
+        checked.append((number, line, result))
     verdicts = iter(order_verdicts([result.timestamp for _, _, result in checked if not isinstance(result, str)]))
     for number, line, result in checked:
         reason = result if isinstance(result, str) else next(verdicts)
         yield result if reason is None else Rejection(number, reason, line)
+
+
+def off_grid_hint(lines: Iterable[str], interval: str) -> str | None:
+    """Said when a file gave no valid candle: its first time off the ``interval`` grid, as a likely cause (None:
+    none is)."""
+    for item in validate_lines(lines, interval):
+        if isinstance(item, Rejection) and item.reason == OFF_GRID:
+            time = item.line.split(",")[0].strip()
+            return f"{time} is not a {interval} open time in epoch ms: a time in seconds?"
+    return None

@@ -116,8 +116,14 @@ class StaleWatch:
         )
 
     def data_ended(self, now_ms: int, symbols: Iterable[str]) -> None:
-        """A replay is over: the data of ``symbols`` has ended, and their orders still waiting expire."""
-        self._expire(dict.fromkeys(symbols, ENDED), now_ms)
+        """A replay is over: the data of ``symbols`` has ended, and every order still waiting expires — also one of
+        a symbol outside the replay (a close of a position held from before, decided at its last price): this
+        replay brings it no price either. A risk exit among them is decided again when a price comes
+        (``Desk.expire``)."""
+        from execution.models import Order
+
+        waiting = Order.objects.filter(status=Order.Status.PENDING).values_list("symbol", flat=True).distinct()
+        self._expire(dict.fromkeys(sorted({*symbols, *waiting}), ENDED), now_ms)
 
     def _expire(self, symbols: dict[str, str], now_ms: int) -> None:
         if symbols and self._on_without_data is not None:

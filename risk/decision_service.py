@@ -386,6 +386,7 @@ def desk_state(state: TradingState) -> DeskState:
         state.breaker_symbol,
         state.breaker_tries,
         state.breaker_checked_ms,
+        state.breaker_price,
     )
 
 
@@ -519,10 +520,12 @@ def _apply(
             apply_state_change(state, effect.new_state, effect.reason, effect.actor, now, layer=effect.layer)
             if effect.breaker_symbol:
                 state.breaker_symbol, state.breaker_tries, state.breaker_checked_ms = effect.breaker_symbol, 0, now
-                state.save(update_fields=["breaker_symbol", "breaker_tries", "breaker_checked_ms"])
+                state.breaker_price = effect.breaker_price
+                state.save(update_fields=["breaker_symbol", "breaker_tries", "breaker_checked_ms", "breaker_price"])
         elif kind is UpdateBreaker:
             state.breaker_tries, state.breaker_checked_ms = effect.tries, effect.checked_ms
-            state.save(update_fields=["breaker_tries", "breaker_checked_ms"])
+            state.breaker_price = effect.price
+            state.save(update_fields=["breaker_tries", "breaker_checked_ms", "breaker_price"])
         elif kind is FillOrder:
             order, candle, parameters = fills[effect.client_order_id]
             stop_loss_pct = parameters["STOP_LOSS_PCT"]

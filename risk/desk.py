@@ -69,6 +69,7 @@ class DeskState(NamedTuple):
     breaker_symbol: str = ""
     breaker_tries: int = 0
     breaker_checked_ms: int | None = None
+    breaker_price: Decimal | None = None  # a slippage trip: the price its retry measures the move from
 
 
 class DeskView(NamedTuple):
@@ -141,6 +142,7 @@ class ChangeState(NamedTuple):
     reason: str
     breaker_symbol: str = ""  # a circuit breaker's trip: the symbol whose market it waits for
     actor: str = "risk"  # who changed it: the risk manager, or the person of an operator command
+    breaker_price: Decimal | None = None  # a slippage trip: the price that slipped (its retries measure from it)
 
 
 class AmendHalt(NamedTuple):
@@ -165,6 +167,7 @@ class RestartDay(NamedTuple):
 class UpdateBreaker(NamedTuple):
     tries: int
     checked_ms: int
+    price: Decimal | None = None  # a slippage trip: the price of this retry, the next one measures from
 
 
 class SubmitOrder(NamedTuple):
@@ -423,7 +426,7 @@ class Desk:
                     ),
                     RaiseAlert("WARNING", "CIRCUIT_BREAKER", message, order.symbol),
                 ]
-                effects += self._trip(state, PAUSED, "circuit_breaker", message, order.symbol)
+                effects += self._trip(state, PAUSED, "circuit_breaker", message, order.symbol, price)
                 return [*effects, CancelOrder(order.client_order_id, message)]
         return [FillOrder(order.client_order_id, price)]
 
@@ -444,7 +447,7 @@ class Desk:
             if order.purpose in RISK_EXITS:
                 effects.append(CancelOrder(order.client_order_id, reason))
                 continue
-            message = f"{order.side} {order.quantity} {order.symbol} EXPIRED: {reason}"
+            message = f"{order.side} {amounts.plain(order.quantity)} {order.symbol} EXPIRED: {reason}"
             effects += [
                 RaiseAlert("WARNING", "ORDER_EXPIRED", message, order.symbol),
                 ExpireOrder(order.client_order_id, reason),
@@ -500,22 +503,30 @@ class Desk:
         return effects
 
     # --- pieces -----------------------------------------------------------------------------------------------
-    def _trip(self, state: DeskState, new_state: str, layer: str, reason: str, symbol: str) -> list[Effect]:
+    def _trip(
+        self, state: DeskState, new_state: str, layer: str, reason: str, symbol: str, price: Decimal | None = None
+    ) -> list[Effect]:
+        """``price``: a slippage trip's price, which its retries measure the symbol's move from."""
         if state.state == HALTED or state.state == new_state:
             return []
-        return [ChangeState(new_state, layer, reason, symbol if layer == "circuit_breaker" else "")]
+        breaker = layer == "circuit_breaker"
+        return [
+            ChangeState(new_state, layer, reason, symbol if breaker else "", breaker_price=price if breaker else None)
+        ]
 
     def _retry_breaker(self, view: DeskView) -> list[Effect]:
         state = view.state
         market = view.market if view.market is not None else MarketSnapshot(price=None)
-        step, tries = breaker_retry(state.breaker_tries, state.breaker_checked_ms, market, view.parameters, view.now)
+        step, tries = breaker_retry(
+            state.breaker_tries, state.breaker_checked_ms, market, view.parameters, view.now, state.breaker_price
+        )
         if step == "resume":
             return [ChangeState(ACTIVE, "", f"circuit breaker: {state.breaker_symbol} normal again")]
         if step == "halt":
             reason = f"circuit breaker: {state.breaker_symbol} still anomalous after {tries} retries"
             return [ChangeState(HALTED, "circuit_breaker", reason)]
-        if step == "retry":
-            return [UpdateBreaker(tries, view.now)]
+        if step == "retry":  # a slippage trip's next retry measures the move from this price
+            return [UpdateBreaker(tries, view.now, market.price if state.breaker_price is not None else None)]
         return []
 
     def _close_all(self, view: DeskView, layer: str, reason: str, ledger: ExitLedger, *, announce: bool):

@@ -289,8 +289,9 @@ class RiskEngine:
             limit = parameters["MAX_SPREAD_MULTIPLIER"] * market.avg_spread_pct
             details["spread_pct"], details["avg_spread_pct"] = str(market.spread_pct), str(market.avg_spread_pct)
             if market.spread_pct > limit:
+                multiplier = amounts.plain(parameters["MAX_SPREAD_MULTIPLIER"])  # "5", as stored or not ("5.000")
                 message = (
-                    f"{order.symbol}: spread {market.spread_pct:.4%} exceeds {parameters['MAX_SPREAD_MULTIPLIER']} × "
+                    f"{order.symbol}: spread {market.spread_pct:.4%} exceeds {multiplier} × "
                     f"the recent average {market.avg_spread_pct:.4%}; circuit breaker"
                 )
                 return reject(
@@ -504,20 +505,32 @@ def _snapshot(price: Decimal, last_data_ms: int, spreads: list[Decimal]) -> Mark
 
 
 def breaker_retry(
-    tries: int, checked_ms: int | None, market: MarketSnapshot, parameters: Mapping[str, Decimal], now: int
+    tries: int,
+    checked_ms: int | None,
+    market: MarketSnapshot,
+    parameters: Mapping[str, Decimal],
+    now: int,
+    moved_from: Decimal | None = None,
 ) -> tuple[str, int]:
     """One retry of a tripped circuit breaker: ("wait" | "resume" | "retry" | "halt", tries after this step).
 
-    Retried every 60 s of event time; the market is normal again when the tripped symbol's spread is back
-    under the limit; after 10 failed retries trading is HALTED.
+    Retried every 60 s of event time; the market is normal again when the condition that tripped it is gone: a
+    spread trip's symbol's spread is back under the limit; a slippage trip's (``moved_from``: the price that
+    slipped, or the last retry's) symbol's price moved no more than MAX_SLIPPAGE_PCT from it since. After 10 failed
+    retries trading is HALTED.
     """
     if checked_ms is not None and now - checked_ms < BREAKER_RETRY_MS:
         return "wait", tries
-    normal = market.price is not None and (
-        market.avg_spread_pct is None
-        or market.spread_pct is None
-        or market.spread_pct <= parameters["MAX_SPREAD_MULTIPLIER"] * market.avg_spread_pct
-    )
+    if moved_from is not None:
+        normal = (
+            market.price is not None and abs(market.price - moved_from) <= parameters["MAX_SLIPPAGE_PCT"] * moved_from
+        )
+    else:
+        normal = market.price is not None and (
+            market.avg_spread_pct is None
+            or market.spread_pct is None
+            or market.spread_pct <= parameters["MAX_SPREAD_MULTIPLIER"] * market.avg_spread_pct
+        )
     if normal:
         return "resume", 0
     tries += 1

@@ -25,6 +25,13 @@ class TradingState(models.Model):
     breaker_symbol = models.CharField(max_length=41, blank=True)
     breaker_tries = models.PositiveIntegerField(default=0)
     breaker_checked_ms = models.BigIntegerField(null=True, blank=True)
+    breaker_price = models.DecimalField(
+        max_digits=30,
+        decimal_places=12,
+        null=True,
+        blank=True,
+        help_text="A slippage trip: the breaker symbol's price at the trip or the last retry (empty: a spread trip)",
+    )
 
     # Not stored: set by a person's halt or release that found trading in that state already, saying so
     # (``risk.state.outcome``); empty when the action changed the state.

@@ -84,6 +84,7 @@ def apply_state_change(
     state.pause_layer = layer if new_state != TradingState.State.ACTIVE else ""
     if new_state != TradingState.State.PAUSED:
         state.breaker_symbol, state.breaker_tries, state.breaker_checked_ms = "", 0, None
+        state.breaker_price = None
     state.save()
     RiskEvent.objects.create(
         decision=RiskEvent.Decision.STATE_CHANGE,

@@ -517,19 +517,24 @@ class Backtest:
                 self._set_state(effect.new_state, effect.layer, now, effect.reason, effect.actor)
                 if effect.breaker_symbol:
                     self.desk_state = self.desk_state._replace(
-                        breaker_symbol=effect.breaker_symbol, breaker_tries=0, breaker_checked_ms=now
+                        breaker_symbol=effect.breaker_symbol,
+                        breaker_tries=0,
+                        breaker_checked_ms=now,
+                        breaker_price=effect.breaker_price,
                     )
             elif kind is UpdateBreaker:
                 self.desk_state = self.desk_state._replace(
-                    breaker_tries=effect.tries, breaker_checked_ms=effect.checked_ms
+                    breaker_tries=effect.tries, breaker_checked_ms=effect.checked_ms, breaker_price=effect.price
                 )
             elif kind is CancelOrder:
                 order = fills[effect.client_order_id][0]
                 order.status, order.reason = "REJECTED", effect.reason
                 self._alert_failed(order, now)
+                self._flag_stop(order.symbol)  # its exit gone: the stop is armed again
             elif kind is ExpireOrder:
                 order = fills[effect.client_order_id][0]
                 order.status, order.reason = "EXPIRED", effect.reason
+                self._flag_stop(order.symbol)
             elif kind is AmendHalt:
                 self.reason, self.layer = effect.reason, effect.layer
                 self.desk_state = self.desk_state._replace(layer=effect.layer, reason=effect.reason)
@@ -722,6 +727,10 @@ class Backtest:
         )
         self.state, self.layer, self.reason = new_state, layer if new_state != ACTIVE else "", reason
         self.alarm = None
+        # A stop held back (or left to a closing halt) is armed again by the change: live checks every held symbol at
+        # the next watch, on its last price, whichever symbol's candle comes next; so does this one.
+        for symbol in self.stop_f:
+            self._flag_stop(symbol)
         message = state_change_message(new_state, reason, actor)  # as live stores it (risk.state)
         self._alert(AlertSpec(LEVEL_BY_STATE[new_state], "TRADING_STATE", message), now)
         if new_state != PAUSED:  # the circuit breaker's retries end with its pause

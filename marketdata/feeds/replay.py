@@ -119,7 +119,7 @@ def file_span(source: ReplaySource) -> tuple[int, int] | None:
     """The open times of the file's first and last valid candles (None: it has none)."""
     first = last = None
     with source.path.open(encoding="utf-8", errors="replace", newline="") as handle:
-        for item in validate_lines(handle):
+        for item in validate_lines(handle, source.interval):
             if isinstance(item, CandleRow):
                 first = item.timestamp if first is None else first
                 last = item.timestamp
@@ -138,7 +138,7 @@ def _read(
     last = None
     length = interval_ms(source.interval)
     with source.path.open(encoding="utf-8", errors="replace", newline="") as handle:
-        for item in validate_lines(handle):
+        for item in validate_lines(handle, source.interval):
             summary.rows_read += 1
             tick(1)
             if isinstance(item, Rejection):

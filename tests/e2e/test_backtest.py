@@ -213,6 +213,7 @@ def test_save_stores_the_run(tmp_path, admin_client):
         (["--data", *FIVE_MINUTE[:1], "--from", "yesterday"], "--from"),
         (["--data", *FIVE_MINUTE[:1], "DUPLICATE"], "two files replay the same symbol and interval"),
         (["--data", "SEVEN_MINUTES"], "AAA_USDT-7m.csv: 7m is not an exchange interval; MEXC spot has 1m, 5m, 15m"),
+        (["--data", "SECONDS"], "AAA_USDT-1m.csv: 1700002800 is not a 1m open time in epoch ms: a time in seconds?"),
     ],
 )
 def test_bad_input_exits_2_with_a_clear_message(tmp_path, args, message):
@@ -220,11 +221,13 @@ def test_bad_input_exits_2_with_a_clear_message(tmp_path, args, message):
     (tmp_path / "HEADER_BTC-5m.csv").write_text("timestamp_ms,open,high,low,close,volume\n")
     (tmp_path / "wrong.csv").write_text("timestamp_ms,open,high,low,close,volume\n1,1,1,1,1,1\n")
     (tmp_path / "AAA_USDT-7m.csv").write_text("timestamp_ms,open,high,low,close,volume\n1,1,1,1,1,1\n")
+    (tmp_path / "AAA_USDT-1m.csv").write_text("timestamp_ms,open,high,low,close,volume\n1700002800,1,1,1,1,1\n")
     names = {
         "EMPTY": tmp_path / "EMPTY_BTC-5m.csv",
         "HEADER_ONLY": tmp_path / "HEADER_BTC-5m.csv",
         "WRONGNAME": tmp_path / "wrong.csv",
         "SEVEN_MINUTES": tmp_path / "AAA_USDT-7m.csv",
+        "SECONDS": tmp_path / "AAA_USDT-1m.csv",
         "DUPLICATE": tmp_path / "again" / Path(FIVE_MINUTE[0]).name,  # the same symbol and interval, elsewhere
     }
     names["DUPLICATE"].parent.mkdir()

@@ -401,6 +401,50 @@ def test_an_operator_halt_holds_back_a_stop_until_its_release_in_both(tmp_path):
     assert abs(live[2] - simulated[2]) <= simulated[2] * D("1e-14")
 
 
+def test_a_stop_re_armed_between_a_slow_symbols_candles_is_decided_at_the_same_time_in_both(tmp_path):
+    # CCC (5m) bought at its first candle's close, filled at 100 × 1.0005 = 100.05 at 00:05, stop 98.049. Its candle
+    # known at 00:15 closes at 90: the halt given at 00:11 holds the stop back. The release at 00:16 re-arms it
+    # between CCC's candles: both shells decide it on the next candle of any symbol (AAA's 1m, known at 00:17) on
+    # CCC's last price, 90 — not on CCC's own next candle (known at 00:20).
+    minute = 60_000
+    files = [_flat(tmp_path / "AAA_USDT-1m.csv", 50, 35)]
+    ccc = [(100, 100)] * 2 + [(100, 90)] + [(90, 90)] * 4
+    files.append(
+        _write(
+            tmp_path / "CCC_USDT-5m.csv",
+            [f"{DAY2 + i * FIVE_MIN},{o},{max(o, c)},{min(o, c)},{c},1000000" for i, (o, c) in enumerate(ccc)],
+        )
+    )
+    signals = tmp_path / "signals.csv"
+    signals.write_text(f"{DAY2},CCC_USDT,BUY\n")
+    commands = tmp_path / "ops.csv"
+    commands.write_text(
+        f"timestamp_ms,command,reason\n{DAY2 + 11 * minute},halt,check\n{DAY2 + 16 * minute},release,ok\n"
+    )
+    live, simulated = run_both(tmp_path, files, f"signals_file:path={signals}", operator_commands=str(commands))
+    [(key, details)] = simulated[6]
+    assert key.startswith("stop:") and details == {"price": "90", "price_time": DAY2 + 15 * minute,
+                                                   "price_age_ms": 2 * minute}  # fmt: skip
+    assert live[0] == simulated[0] and live[1] == simulated[1] and live[5] == simulated[5]
+
+
+def test_a_price_that_keeps_slipping_halts_after_ten_breaker_retries_in_both(tmp_path):
+    # Each 1m candle opens 2 % above the last, a BUY every minute: the first entry slips 2 % (> MAX_SLIPPAGE_PCT 1 %)
+    # and trips the breaker at 00:02; each retry, every 60 s, finds the price moved 2 % since the last: the tenth
+    # (00:12) HALTS, in both shells.
+    minute = 60_000
+    prices = [100 * 1.02**i for i in range(30)]
+    rows = [f"{DAY2 + i * minute},{p:.4f},{p:.4f},{p:.4f},{p:.4f},1000000" for i, p in enumerate(prices)]
+    files = [_write(tmp_path / "AAA_USDT-1m.csv", rows)]
+    signals = tmp_path / "signals.csv"
+    signals.write_text("".join(f"{DAY2 + i * minute},AAA_USDT,BUY\n" for i in range(30)))
+    live, simulated = run_both(tmp_path, files, f"signals_file:path={signals}")
+    said = [(t - DAY2, level) for t, code, level, _ in simulated[5] if code == "TRADING_STATE"]
+    assert said == [(2 * minute, "WARNING"), (12 * minute, "CRITICAL")]
+    assert live[3] == simulated[3] == "HALTED"
+    assert live[0] == simulated[0] and live[1] == simulated[1] and live[5] == simulated[5]
+
+
 def test_an_operator_halt_and_close_sells_everything_at_its_last_known_price_in_both(tmp_path):
     # AAA (1m, 100) is bought at 00:02, BBB (5m, 50) at 00:05. A person halts and closes at 00:11: the watch at 00:12
     # (AAA's candle opened at 00:11) closes both, AAA valued at its close known at 00:12 (0 ms old), BBB at its 5m close

@@ -159,3 +159,71 @@ def test_the_rule_on_its_own():
     assert refusal(usdt, ["SOL_USDT"], 5_000) is None
     assert "would value them at that older time" in refusal(usdt, ["SOL_USDT"], 4_999)
     assert refusal(StoredAccount("USDT", (), None), ["SOL_USDT"], 4_999) is None  # nothing held, nothing to value
+
+
+T0 = 1_700_002_800_000
+HEADER = "timestamp_ms,open,high,low,close,volume\n"
+REPLAY = ("run_feed", "--source", "replay", "--speed", "max", "--lockstep", "--no-progress")
+
+
+def _aaa_replayed_and_held(tmp_path: Path) -> tuple[Path, dict[str, str], Path]:
+    """A database that replayed 5 AAA_USDT 1m candles from T0 and bought AAA: (database, its env, AAA's file)."""
+    aaa = tmp_path / "AAA_USDT-1m.csv"
+    aaa.write_text(HEADER + "".join(f"{T0 + i * MINUTE},100,100,100,100,1000000\n" for i in range(5)))
+    signals = tmp_path / "sig.csv"
+    signals.write_text(f"{T0 + MINUTE},AAA_USDT,BUY\n")
+    db = tmp_path / "db.sqlite3"
+    env = _env(db, STRATEGY=f"signals_file:path={signals}", SYMBOL_WHITELIST="")
+    assert _manage(env, "migrate", "--noinput").returncode == 0
+    first = _manage(env, *REPLAY, "--data", str(aaa))
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert _query(db, "SELECT symbol FROM execution_position WHERE quantity > 0") == [("AAA_USDT",)]
+    return db, env, aaa
+
+
+def test_listing_the_stored_file_again_does_not_let_an_older_one_in(tmp_path):
+    # AAA replayed and bought (held, its candles stored up to 00:05 known). A second replay lists AAA's file again
+    # (nothing new in it) with CCC's, an hour older: CCC's candles would be the new ones, decided at that older
+    # time with AAA held. Refused as CCC alone would be; the same files with a newer CCC fit.
+    db, env, aaa = _aaa_replayed_and_held(tmp_path)
+    replay = (*REPLAY, "--data")
+    before = _fingerprint(db)
+    older = tmp_path / "old" / "CCC_USDT-1m.csv"
+    older.parent.mkdir()
+    older.write_text(HEADER + "".join(f"{T0 - 3_600_000 + i * MINUTE},10,10,10,10,1000000\n" for i in range(5)))
+    line = _refused(_manage(env, *replay, str(aaa), str(older)))
+    assert "this database holds AAA_USDT" in line and "a replay from 2023-11-14" in line, line
+    assert _fingerprint(db) == before
+    newer = tmp_path / "CCC_USDT-1m.csv"
+    newer.write_text(HEADER + "".join(f"{T0 + (5 + i) * MINUTE},10,10,10,10,1000000\n" for i in range(5)))
+    fits = _manage(env, *replay, str(aaa), str(newer))
+    assert fits.returncode == 0, fits.stdout + fits.stderr
+
+
+def test_a_close_of_a_symbol_outside_the_replay_expires_at_its_end(tmp_path):
+    # AAA replayed and bought (held). A replay of BBB only, with a person's halt_close: AAA's close is decided at
+    # AAA's last price and waits for AAA's next candle, which this replay never brings. When it ends, every order
+    # still waiting ends too: the close is cancelled (REJECTED, a risk exit is decided again when AAA has a price),
+    # none stays PENDING.
+    db, env, _ = _aaa_replayed_and_held(tmp_path)
+    bbb = tmp_path / "BBB_USDT-1m.csv"
+    bbb.write_text(HEADER + "".join(f"{T0 + (10 + i) * MINUTE},50,50,50,50,1000000\n" for i in range(5)))
+    commands = tmp_path / "ops.csv"
+    commands.write_text(f"timestamp_ms,command,reason\n{T0 + 12 * MINUTE},halt_close,flat please\n")
+    second = _manage(env, *REPLAY, "--operator-commands", str(commands), "--data", str(bbb))
+    assert second.returncode == 0, second.stdout + second.stderr
+    closes = _query(db, "SELECT symbol, status FROM execution_order WHERE purpose = 'operator_close'")
+    assert closes == [("AAA_USDT", "REJECTED")], closes
+    assert _query(db, "SELECT COUNT(*) FROM execution_order WHERE status = 'PENDING'") == [(0,)]
+
+
+def test_a_replay_of_times_in_seconds_is_refused(tmp_path):
+    # Every row's time is in seconds: off the 1m grid, each refused and counted; with no valid candle left the replay
+    # exits 2 naming the time.
+    data = tmp_path / "AAA_USDT-1m.csv"
+    data.write_text("timestamp_ms,open,high,low,close,volume\n1700002800,1,1,1,1,1\n1700002860,1,1,1,1,1\n")
+    env = _env(tmp_path / "db.sqlite3")
+    done = _manage(env, "run_feed", "--source", "replay", "--speed", "max", "--no-progress", "--data", str(data))
+    assert "timestamp_off_interval_grid: 2" in done.stdout, done.stdout
+    line = _refused(done)
+    assert line.endswith("AAA_USDT-1m.csv: 1700002800 is not a 1m open time in epoch ms: a time in seconds?)"), line

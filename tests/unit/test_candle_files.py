@@ -18,6 +18,7 @@ from marketdata.validation import (
     CandleRow,
     Rejection,
     interval_ms,
+    off_grid_hint,
     order_verdicts,
     parse_file_name,
     validate_lines,
@@ -42,7 +43,8 @@ def row_by_row(data: bytes) -> tuple[list[CandleRow], Counter]:
 
 
 def vectorised(data: bytes) -> tuple[list[CandleRow], Counter, list[Candle]]:
-    loaded = candle_files.parse_csv(data, "ETH_BTC", "5m")
+    """parse_csv's rows of the format's rules alone, as ``row_by_row`` (the grid: ``test_times_off_the_grid…``)."""
+    loaded = candle_files.parse_csv(data, "ETH_BTC", "5m", on_grid=False)
     bars = list(candle_files.iter_merged([loaded], Bar, Candle))
     return [bar.row for bar in bars], loaded.rejected, [bar.candle for bar in bars]
 
@@ -262,7 +264,7 @@ def test_plain_prices_are_the_floats_float_makes_of_them(texts):
         ]
     ).encode()
     assert_same(data)
-    loaded = candle_files.parse_csv(data, "ETH_BTC", "5m")
+    loaded = candle_files.parse_csv(data, "ETH_BTC", "5m", on_grid=False)
     accepted = dict(zip(loaded.timestamps.tolist(), loaded.values[:, 0].tolist(), strict=True))
     for n, text in enumerate(texts, 10**7):
         if Decimal(text) >= Decimal("5e-13"):  # the price floor: the row is accepted
@@ -340,3 +342,34 @@ def test_input_errors_keep_their_messages(tmp_path):
     ]:
         with pytest.raises(BacktestInputError, match=message):
             read_bars([str(tmp_path / name)])
+
+
+def test_times_off_the_interval_grid_are_refused_alike_by_both_readers():
+    # A 1m file: 1700002800000 opens on a minute (28,333,380 minutes); 1700002870000 is 10 s past one; 1700002800
+    # is a time in seconds (not a whole minute in ms either). Each off-grid row is refused with its reason, counted
+    # like any bad row, and the order rule judges the rest.
+    minute = 60_000
+    lines = [
+        "timestamp_ms,open,high,low,close,volume",
+        "1700002800000,1,1,1,1,1",
+        "1700002870000,1,1,1,1,1",
+        f"{1700002800000 + minute},1,1,1,1,1",
+        "1700002800,1,1,1,1,1",
+        f"{1700002800000 + 2 * minute},1,1,1,1,1",
+    ]
+    data = ("\n".join(lines) + "\n").encode()
+    rows, rejected = [], Counter()
+    for item in validate_lines(io.TextIOWrapper(io.BytesIO(data), encoding="utf-8"), "1m"):
+        if isinstance(item, Rejection):
+            rejected[item.reason] += 1
+        else:
+            rows.append(item.timestamp)
+    assert rows == [1700002800000 + i * minute for i in range(3)]
+    assert rejected == {"timestamp_off_interval_grid": 2}
+    loaded = candle_files.parse_csv(data, "AAA_USDT", "1m")
+    assert loaded.timestamps.tolist() == rows and +loaded.rejected == rejected
+    only_seconds = "\n".join(["timestamp_ms,open,high,low,close,volume", "1700002800,1,1,1,1,1"])
+    assert (
+        off_grid_hint(only_seconds.splitlines(), "1m")
+        == "1700002800 is not a 1m open time in epoch ms: a time in seconds?"
+    )

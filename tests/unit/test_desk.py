@@ -6,6 +6,7 @@ written beside it. The desk is pure: the ledger below is the shell's store (open
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal as D
 from typing import NamedTuple
 
@@ -27,6 +28,7 @@ from risk.desk import (
     RestartDay,
     SignalIn,
     SubmitOrder,
+    UpdateBreaker,
     blocked_by_state,
     operate,
 )
@@ -392,6 +394,53 @@ def test_an_order_fills_at_the_first_price_after_its_decision_and_slippage_trips
     ]
 
 
+def test_a_slippage_trip_is_retried_on_the_price_move_and_halts_after_ten_retries():
+    # Decided at 100, filled at 101.5 (1.5 % > MAX_SLIPPAGE_PCT 1 %): the trip keeps 101.5, the price its retry
+    # measures the move from. 60 s later the price is 103.6: moved 2.1 > 1 % × 101.5 = 1.015 → still anomalous (the
+    # spread, 0, is ordinary: a spread-only judge would resume), try 1, the next retry measures from 103.6. At
+    # 104.5 (0.9 < 1.036) it is normal again and trading resumes; the tenth failed retry HALTS.
+    [change] = [e for e in DESK.fill(ACTIVE, PARAMETERS, Waiting(), D("101.5")) if isinstance(e, ChangeState)]
+    assert (change.breaker_symbol, change.breaker_price) == ("TEST_USDT", D("101.5"))
+    tripped = DeskState("PAUSED", "circuit_breaker", "slipped", "TEST_USDT", 0, NOW - 60_000, D("101.5"))
+    calm = MarketSnapshot(price=D("103.6"), spread_pct=D(0), avg_spread_pct=D(0), last_data_ms=NOW)
+    watched = view(tripped)._replace(market=calm)
+    assert DESK.watch(watched, Ledger()) == [UpdateBreaker(1, NOW, D("103.6"))]
+    moved_less = watched._replace(
+        state=tripped._replace(breaker_price=D("103.6")), market=replace(calm, price=D("104.5"))
+    )
+    [resumed] = DESK.watch(moved_less, Ledger())
+    assert (resumed.new_state, resumed.reason) == ("ACTIVE", "circuit breaker: TEST_USDT normal again")
+    [halted] = DESK.watch(watched._replace(state=tripped._replace(breaker_tries=9)), Ledger())
+    assert (halted.new_state, halted.layer) == ("HALTED", "circuit_breaker")
+    assert halted.reason == "circuit breaker: TEST_USDT still anomalous after 10 retries"
+    # A spread trip (no price kept) is judged on the spread as before: 0 is ordinary.
+    spread_trip = tripped._replace(breaker_price=None)
+    [resumed] = DESK.watch(watched._replace(state=spread_trip), Ledger())
+    assert resumed.new_state == "ACTIVE"
+
+
+def test_a_price_that_keeps_slipping_halts_the_backtest_after_ten_retries(tmp_path):
+    # 30 1m candles, each opening 2 % above the last close, a BUY every minute: the first entry slips 2 % and trips
+    # the breaker at 00:02; every retry (00:03 … 00:12) finds the price moved 2 % since the last one: the tenth, at
+    # 00:12, HALTS. Nothing was bought.
+    minute = 60_000
+    path = tmp_path / "TEST_USDT-1m.csv"
+    prices = [100 * 1.02**i for i in range(30)]
+    rows = [f"{DAY2 + i * minute},{p:.4f},{p:.4f},{p:.4f},{p:.4f},1000000" for i, p in enumerate(prices)]
+    path.write_text("timestamp_ms,open,high,low,close,volume\n" + "\n".join(rows) + "\n")
+    signals = _signals(tmp_path, [f"{DAY2 + i * minute},TEST_USDT,BUY" for i in range(30)])
+    exchange = PaperExchange(slippage_pct=D(0), fee_rate=D(0), failure_rate=D(0), max_volume_share=D(0))
+    backtest = Backtest(lambda: SignalsFile(path=signals), PARAMETERS, D(10000), exchange, D("0.10"))
+    result = backtest.run(read_bars([str(path)]))
+    changes = [
+        (e["timestamp"] - DAY2, e["reason"].split(":")[0])
+        for e in result.risk_events
+        if e["decision"] == "STATE_CHANGE"
+    ]
+    assert changes == [(2 * minute, "ACTIVE → PAUSED"), (12 * minute, "PAUSED → HALTED")]
+    assert result.trading_state == "HALTED" and not [o for o in result.orders if o.status == "FILLED"]
+
+
 def test_a_gap_after_the_signal_trips_the_breaker_in_the_backtest(tmp_path):
     # BUY signal on the candle closing at 100; the next candle opens at 103 (3 % > 1 %): no fill, the entry is
     # REJECTED and trading PAUSED by the circuit breaker; its retry finds the market normal (the spread is
@@ -611,6 +660,22 @@ def test_capital_warnings_count_only_entries_that_filled():
     assert warning.startswith("2 of 2 entries were cut") and "--capital 5000" in warning
 
 
+def test_the_expiry_and_spread_messages_say_amounts_alike_in_both_shells():
+    # The live store gives 12 places (10.000000000000, MAX_SPREAD_MULTIPLIER 5.000), the backtest its own (10.00000000,
+    # 5.0): both say the exact number without trailing zeros.
+    for quantity in (D("10.000000000000"), D("10.00000000")):
+        [alert, _] = DESK.expire([Waiting(quantity=quantity)], {"TEST_USDT": "has ended"})
+        assert alert.message.startswith("BUY 10 TEST_USDT EXPIRED:")
+    wide = MarketSnapshot(price=D(100), spread_pct=D("0.2"), avg_spread_pct=D("0.01"), last_data_ms=NOW)
+    signal = SignalIn("sig", "TEST_USDT", "BUY", D(100), 1.0, source_timestamp=NOW - 60_000)
+    for multiplier in (D("5.000"), D("5.0")):
+        seen = view(cash=D(10000), day_start_equity=D(10000))._replace(
+            market=wide, parameters={**PARAMETERS, "MAX_SPREAD_MULTIPLIER": multiplier}
+        )
+        [breaker] = [e for e in DESK.decide(seen, signal, Ledger()) if isinstance(e, RaiseAlert)]
+        assert breaker.message == "TEST_USDT: spread 20.0000% exceeds 5 × the recent average 1.0000%; circuit breaker"
+
+
 def test_an_order_that_can_get_no_price_expires_and_frees_its_cost():
     # The desk's rule: a waiting order of a symbol the data-stale watch finds without data (stale, or its data ended)
     # EXPIRES with an ORDER_EXPIRED alert; orders of other symbols wait on.
@@ -664,11 +729,11 @@ def test_the_backtest_expires_an_order_whose_symbol_has_no_more_candles(tmp_path
     assert expired == [
         (
             DAY2 + 11 * MINUTE,
-            "BUY 25.00000000 AAA_USDT EXPIRED: no price after its decision: AAA_USDT's market data has ended",
+            "BUY 25 AAA_USDT EXPIRED: no price after its decision: AAA_USDT's market data has ended",
         ),
         (
             DAY2 + 20 * MINUTE,
-            "SELL 50.00000000 BBB_USDT EXPIRED: no price after its decision: BBB_USDT's market data has ended",
+            "SELL 50 BBB_USDT EXPIRED: no price after its decision: BBB_USDT's market data has ended",
         ),
     ]
     assert result.final_equity == D(10000)

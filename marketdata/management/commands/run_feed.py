@@ -173,6 +173,8 @@ class Command(BaseCommand):
             self.stdout.write(self.style.WARNING(f"WARNING: {not_given}"))
         if not options["lockstep"] and publish:
             self.stdout.write("(without --lockstep the workers may still be deciding: these counts are so far)")
+        if summary.rows_read and summary.rows_read == summary.rejected_total:
+            raise CommandError(f"no valid candles in the given files{_off_grid(sources)}", returncode=2)
         if errors:
             raise CommandError(
                 f"replayed {len(sources)} file(s): {summary.stored} new candles, but {errors} consumer task(s) "
@@ -309,3 +311,15 @@ def _giver(schedule):
             operator_command(timed.command, timed.timestamp_ms)
 
     return give
+
+
+def _off_grid(sources) -> str:
+    """The first file's time off its interval's grid, said with a refusal for want of candles ("" for none)."""
+    from marketdata.validation import off_grid_hint
+
+    for source in sources:
+        with source.path.open(encoding="utf-8", errors="replace", newline="") as handle:
+            hint = off_grid_hint(handle, source.interval)
+        if hint:
+            return f" ({source.path.name}: {hint})"
+    return ""

@@ -193,7 +193,9 @@ class Command(BaseCommand):
         except BacktestInputError as error:
             raise CommandError(str(error), returncode=2) from None
         if result.candles == 0:
-            raise CommandError("no valid candles in the given files and dates", returncode=2)
+            raise CommandError(
+                f"no valid candles in the given files and dates{_off_grid(options['data'])}", returncode=2
+            )
 
         parameters = {**risk, SIZING: size_pct, **{f"strategy.{k}": v for k, v in strategy_params.items()}}
         document = report(result, strategy=name, parameters=parameters, files=options["data"])
@@ -269,3 +271,18 @@ class Command(BaseCommand):
                 f"  {symbol:<12} trades {item['trades']:>4}  win {100 * item['win_rate']:5.1f} %"
                 f"  P&L {money(item['profit_loss'], quote, unit=True, sign=True)}"
             )
+
+
+def _off_grid(paths: list[str]) -> str:
+    """The first file's time off its interval's grid, said with a refusal for want of candles ("" for none)."""
+    from marketdata.validation import off_grid_hint, parse_file_name
+
+    for path in paths:
+        named = parse_file_name(path)
+        if named is None or not path.endswith(".csv"):
+            continue
+        with open(path, encoding="utf-8", errors="replace", newline="") as handle:
+            hint = off_grid_hint(handle, named[1])
+        if hint:
+            return f" ({Path(path).name}: {hint})"
+    return ""

@@ -16,7 +16,6 @@ from __future__ import annotations
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import time
 from decimal import Decimal
@@ -24,6 +23,7 @@ from decimal import Decimal
 import pytest
 
 from tests.e2e.test_first_hour import PASSWORD, USER, _env, _get, _manage, _one, _serve, _stop, _token
+from tests.support import processes
 from tests.support.processes import ROOT, free_port, wait_until
 from tests.support.ws import DashboardClient, http_login
 
@@ -127,7 +127,7 @@ def test_a_second_server_on_one_database_is_refused_and_a_crashed_one_leaves_no_
     env = _env(db)
     first, _ = _serve(env, tmp_path, "first", "--feed", "none")
     try:
-        second = subprocess.run(
+        second = processes.run(
             [sys.executable, "manage.py", "serve", "--feed", "none", "--port", str(free_port())],
             cwd=ROOT,
             env=env,

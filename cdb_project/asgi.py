@@ -8,6 +8,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cdb_project.settings")
 os.environ.setdefault("CDB_PROCESS", "web")  # settings: no persistent database connections in the web process
 django_asgi_app = get_asgi_application()
 
+# The configured Celery app, created now (cdb_project/celery_on_use.py), before requests run in threads: two threads
+# importing celery for the first time at once can see it half made (ImportError: current_app).
+import celery  # noqa: E402, F401
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402

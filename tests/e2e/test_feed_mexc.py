@@ -219,7 +219,8 @@ def test_websocket_feed_stores_what_the_server_sends_then_reconnects_and_backfil
     for _ in range(5):
         fake.step()
         wait_stored(fake, START - 20)
-    assert feed.feed.stats.ws_candles == 5, "the five closed candles came over the websocket"
+    # the feed counts a candle just after storing it
+    wait_until(lambda: feed.feed.stats.ws_candles == 5, message="the five closed candles over the websocket")
     assert len(fake.kline_requests()) == requests_before, "… without a single REST request"
 
     # the server drops the socket; four candles close while the feed is away

@@ -80,24 +80,23 @@ def latest_price(symbol: str, at_or_before: int | None = None) -> Decimal | None
 
 def latest_prices(symbols: Iterable[str], at_or_before: int) -> dict[str, Decimal]:
     """``latest_price`` of several symbols in one query (symbols without a candle by then are left out)."""
-    symbols = sorted(set(symbols))
-    if not symbols:
-        return {}
-    sql, params = latest_prices_query(symbols, at_or_before)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return prices_of_rows(cursor.fetchall())
+    return prices_of_rows(_latest_rows(symbols, at_or_before, "close"))
 
 
 def latest_known_times(symbols: Iterable[str], at_or_before: int) -> dict[str, int]:
     """When the price ``latest_prices`` gives each symbol became known (its candle's close), in one query."""
+    return {symbol: int(known) for symbol, known in _latest_rows(symbols, at_or_before, "known_at")}
+
+
+def _latest_rows(symbols: Iterable[str], at_or_before: int, column: str) -> list[tuple]:
+    """(symbol, ``column``) of each symbol's latest candle known by ``at_or_before`` (``latest_prices_query``)."""
     symbols = sorted(set(symbols))
     if not symbols:
-        return {}
-    sql, params = latest_prices_query(symbols, at_or_before, column="known_at")
+        return []
+    sql, params = latest_prices_query(symbols, at_or_before, column=column)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return {symbol: int(known) for symbol, known in cursor.fetchall()}
+        return cursor.fetchall()
 
 
 def latest_prices_query(symbols: Sequence[str], at_or_before: int, column: str = "close") -> tuple[str, list]:

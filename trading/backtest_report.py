@@ -101,6 +101,25 @@ def summary(result: Result) -> dict:
     }
 
 
+# What the report's numbers are in, written into every report (``units``). The summary's three ``*_pct`` keys are in
+# percent (12.5 = 12.5 %) where the live system's ``_pct`` are fractions: scripts, stored runs and optimization
+# studies read them so (issue 19: the report keeps every key and its meaning), so they keep it and say so here.
+UNITS = {
+    "summary.total_return_pct": "percent (12.5 = 12.5 %), not a fraction as the live system's _pct",
+    "summary.max_drawdown_pct": "percent (12.5 = 12.5 %), not a fraction as the live system's _pct",
+    "summary.time_in_market_pct": "percent (12.5 = 12.5 %), not a fraction as the live system's _pct",
+    "summary.win_rate": "fraction (0.5 = 50 %)",
+    "summary.per_symbol.*.win_rate": "fraction (0.5 = 50 %)",
+    "trades.profit_loss_percent": "percent (-1.25 = -1.25 %)",
+    "money": "exact decimal strings in the quote currency of the files' symbols (initial_capital, final_equity, cash, "
+    "realized_pnl, unrealized_pnl, fees, prices, profit_loss, equity_curve values)",
+    "quantity": "exact decimal strings in the symbol's base asset",
+    "times": "epoch milliseconds UTC on the market clock (the candles' time): entry_time, exit_time, timestamp, "
+    "equity_curve times",
+    "parameters": "as given; a risk parameter's _PCT is a fraction (0.05 = 5 %), as SPEC §4",
+}
+
+
 def report(result: Result, *, strategy: str, parameters: dict, files: list[str]) -> dict:
     """The JSON report. Money is a decimal string, so the accounting identity can be checked exactly."""
     trades = [
@@ -176,6 +195,7 @@ def report(result: Result, *, strategy: str, parameters: dict, files: list[str])
         "equity_curve": [[ts, plain(equity)] for ts, equity in result.equity_curve],
         "risk_events": result.risk_events,
         "alerts": result.alerts,
+        "units": UNITS,
     }
 
 

@@ -123,39 +123,37 @@ def test_pushes_and_the_chart_carry_exact_decimal_strings(run):
     assert all(isinstance(bar["volume"], str) and EXACT.fullmatch(bar["volume"]) for bar in coarse["candles"])
 
 
+def _refused_serve(env: dict[str, str], cwd, *args: str) -> str:
+    """`manage.py serve` that must stop before serving: exit 2 with one line on stderr, which is returned."""
+    done = processes.run(
+        [sys.executable, str(ROOT / "manage.py"), "serve", *args, "--port", str(free_port())],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "serving at" not in done.stdout
+    return lines[0]
+
+
 def test_a_second_server_on_one_database_is_refused_and_a_crashed_one_leaves_no_lock(tmp_path):
     db = tmp_path / "db.sqlite3"
     env = _env(db)
     first, _ = _serve(env, tmp_path, "first", "--feed", "none")
     try:
-        second = processes.run(
-            [sys.executable, "manage.py", "serve", "--feed", "none", "--port", str(free_port())],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert second.returncode == 2, second
-        lines = second.stderr.strip().splitlines()
-        assert len(lines) == 1, second.stderr
-        assert f"another `manage.py serve` (pid {first.popen.pid}) is serving {db} already" in lines[0]
-        assert "serving at" not in second.stdout
+        line = _refused_serve(env, ROOT, "--feed", "none")
+        assert f"another `manage.py serve` (pid {first.popen.pid}) is serving {db} already" in line
         # the same file under another name (a symbolic link, a relative path) is the same database
         link = tmp_path / "elsewhere" / "link.sqlite3"
         link.parent.mkdir()
         link.symlink_to(db)
         for url in (f"sqlite:///{link}", "sqlite:///db.sqlite3"):
-            other = processes.run(
-                [sys.executable, str(ROOT / "manage.py"), "serve", "--feed", "none", "--port", str(free_port())],
-                cwd=tmp_path,
-                env={**env, "DATABASE_URL": url},
-                capture_output=True,
-                text=True,
-                timeout=120,
-            )
-            assert other.returncode == 2, (url, other)
-            assert f"(pid {first.popen.pid}) is serving" in other.stderr and "serving at" not in other.stdout, other
+            line = _refused_serve({**env, "DATABASE_URL": url}, tmp_path, "--feed", "none")
+            assert f"(pid {first.popen.pid}) is serving" in line, (url, line)
     finally:
         first.stop(signal.SIGKILL)  # a crash: no clean-up ran
     again, _ = _serve(env, tmp_path, "again", "--feed", "none")  # the lock went with the process
@@ -165,20 +163,8 @@ def test_a_second_server_on_one_database_is_refused_and_a_crashed_one_leaves_no_
 def test_serve_on_an_unmigrated_database_is_a_one_line_error(tmp_path):
     """`manage.py serve` alone on a new file (not `make run`, which migrates first): a sentence naming the command
     that sets the database up, exit 2, never a traceback nor a server answering 500s."""
-    env = _env(tmp_path / "new.sqlite3")
-    done = processes.run(
-        [sys.executable, "manage.py", "serve", "--port", str(free_port())],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 2, done
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
-    assert "run `python manage.py migrate` first" in lines[0] and str(tmp_path / "new.sqlite3") in lines[0], lines
-    assert "serving at" not in done.stdout
+    line = _refused_serve(_env(tmp_path / "new.sqlite3"), ROOT)
+    assert "run `python manage.py migrate` first" in line and str(tmp_path / "new.sqlite3") in line, line
 
 
 def _login(page, port: int, path: str = "/") -> None:

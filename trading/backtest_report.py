@@ -327,7 +327,7 @@ def html_report(document: dict, charts: dict[str, dict] | None = None) -> str:
             ("Profit factor", "–" if s["profit_factor"] is None else f"{s['profit_factor']:.2f}"),
             ("Sharpe", "–" if s["sharpe"] is None else f"{s['sharpe']:.2f}"),
             ("Fees", shown["fees_paid"]),
-            ("Time in market", f"{s['time_in_market_pct']:.1f} %"),
+            ("Time in market", f"{s['time_in_market_pct']:.2f} %"),
             ("Period", f"{when(curve[0][0]) if curve else '–'} → {when(curve[-1][0]) if curve else '–'}"),
             ("Candles", f"{document['candles']} in {document['seconds']} s"),
         ]

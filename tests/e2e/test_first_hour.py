@@ -234,6 +234,10 @@ def test_amounts_in_the_backtest_summary_and_reports(tmp_path):
     assert units["summary.win_rate"].startswith("fraction")
     growth = Decimal(document["final_equity"]) / Decimal(document["initial_capital"]) - 1
     assert summary["total_return_pct"] == pytest.approx(float(growth * 100))
+    # the command, the HTML report and the /backtests/ page print one percentage alike (2 places)
+    shown = f"{summary['time_in_market_pct']:.2f} %"
+    assert re.search(rf"^time in market +{re.escape(shown)}$", done.stdout, re.M), done.stdout
+    assert f"<b>Time in market</b><span>{shown}</span>" in out_html.read_text()
     page = out_html.read_text()
     table = page.split("<h2>Trades</h2>")[1].split("</table>")[0]
     assert re.search(r"<td title='\d{4}-\d\d-\d\dT\d\d:\d\dZ'>", table)  # ISO 8601 UTC

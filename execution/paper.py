@@ -65,7 +65,7 @@ class PaperExchange:
             if quantity > available:
                 reason = (
                     f"thin volume: filled {amounts.quantity(available, asset)} of {amounts.quantity(quantity, asset)}"
-                    f" ordered ({self.max_volume_share:.0%} of the candle's volume "
+                    f" ordered ({amounts.percent(self.max_volume_share)} of the candle's volume "
                     f"{amounts.quantity(volume, asset)})"
                 )
                 quantity, status = available, "PARTIALLY_FILLED"

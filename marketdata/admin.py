@@ -17,6 +17,7 @@ from .models import (
 @admin.register(Candle)
 class CandleAdmin(HistoryAdmin):
     list_display = ("symbol", "interval", "timestamp", "open", "high", "low", "close", "volume")
+    ordering = ("-timestamp", "symbol", "interval")  # newest first, as every history list (the model's is the API's)
     list_filter = ("interval", "symbol")
     search_fields = ("symbol",)
     amounts = {**dict.fromkeys(("open", "high", "low", "close"), PRICE), "volume": QUANTITY}

@@ -7,6 +7,8 @@ paused is remembered, so only that layer resumes); HALTED is left only by a pers
 
 from __future__ import annotations
 
+from datetime import UTC
+
 from django.db import transaction
 
 from execution.models import Portfolio
@@ -64,7 +66,8 @@ def state_snapshot(state: TradingState) -> dict:
     return {
         "state": state.state,
         "reason": state.reason,
-        "since": state.since.isoformat(),
+        # ISO 8601 UTC on the market clock, as DRF writes a time ("…Z"): the API, the pushes and risk_status alike
+        "since": state.since.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "changed_by": state.changed_by,
         "pause_layer": state.pause_layer,
     }
@@ -244,7 +247,8 @@ def outcome_snapshot(state: TradingState) -> dict:
 
 
 def _since(state: TradingState) -> str:
-    return iso_utc(int(state.since.timestamp() * 1000))
+    """When the state began, for people: ISO 8601 UTC on the market clock, labelled so (``risk_status``'s form)."""
+    return f"{iso_utc(int(state.since.timestamp() * 1000))}, market time"
 
 
 def _restart_daily_drawdown(restart: RestartDay, command: OperatorCommand) -> None:

@@ -56,10 +56,10 @@ def risk_status() -> dict:
     parameters = {}
     for name, spec in PARAMETER_SPECS.items():
         parameters[name] = {
-            "value": str(getattr(params, name.lower())),
+            "value": plain(getattr(params, name.lower())),  # as /api/risk/parameters/ gives it: "0.05", "30"
             "source": (params.sources or {}).get(name, seeds[name].source),
-            "default": str(spec.default),
-            "range": [str(spec.minimum), str(spec.maximum)],
+            "default": plain(spec.default),
+            "range": [plain(spec.minimum), plain(spec.maximum)],
         }
         if seeds[name].warning:
             parameters[name]["warning"] = seeds[name].warning

@@ -101,6 +101,25 @@ def summary(result: Result) -> dict:
     }
 
 
+# What the report's numbers are in, written into every report (``units``). The summary's three ``*_pct`` keys are in
+# percent (12.5 = 12.5 %) where the live system's ``_pct`` are fractions: scripts, stored runs and optimization
+# studies read them so (issue 19: the report keeps every key and its meaning), so they keep it and say so here.
+UNITS = {
+    "summary.total_return_pct": "percent (12.5 = 12.5 %), not a fraction as the live system's _pct",
+    "summary.max_drawdown_pct": "percent (12.5 = 12.5 %), not a fraction as the live system's _pct",
+    "summary.time_in_market_pct": "percent (12.5 = 12.5 %), not a fraction as the live system's _pct",
+    "summary.win_rate": "fraction (0.5 = 50 %)",
+    "summary.per_symbol.*.win_rate": "fraction (0.5 = 50 %)",
+    "trades.profit_loss_percent": "percent (-1.25 = -1.25 %)",
+    "money": "exact decimal strings in the quote currency of the files' symbols (initial_capital, final_equity, cash, "
+    "realized_pnl, unrealized_pnl, fees, prices, profit_loss, equity_curve values)",
+    "quantity": "exact decimal strings in the symbol's base asset",
+    "times": "epoch milliseconds UTC on the market clock (the candles' time): entry_time, exit_time, timestamp, "
+    "equity_curve times",
+    "parameters": "as given; a risk parameter's _PCT is a fraction (0.05 = 5 %), as SPEC §4",
+}
+
+
 def report(result: Result, *, strategy: str, parameters: dict, files: list[str]) -> dict:
     """The JSON report. Money is a decimal string, so the accounting identity can be checked exactly."""
     trades = [
@@ -176,6 +195,7 @@ def report(result: Result, *, strategy: str, parameters: dict, files: list[str])
         "equity_curve": [[ts, plain(equity)] for ts, equity in result.equity_curve],
         "risk_events": result.risk_events,
         "alerts": result.alerts,
+        "units": UNITS,
     }
 
 
@@ -307,7 +327,7 @@ def html_report(document: dict, charts: dict[str, dict] | None = None) -> str:
             ("Profit factor", "–" if s["profit_factor"] is None else f"{s['profit_factor']:.2f}"),
             ("Sharpe", "–" if s["sharpe"] is None else f"{s['sharpe']:.2f}"),
             ("Fees", shown["fees_paid"]),
-            ("Time in market", f"{s['time_in_market_pct']:.1f} %"),
+            ("Time in market", f"{s['time_in_market_pct']:.2f} %"),
             ("Period", f"{when(curve[0][0]) if curve else '–'} → {when(curve[-1][0]) if curve else '–'}"),
             ("Candles", f"{document['candles']} in {document['seconds']} s"),
         ]

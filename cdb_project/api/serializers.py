@@ -1,12 +1,12 @@
 """Serializers: the models as JSON (money as strings, exact) and the shapes of status, halt and parameters."""
 
-from decimal import Decimal
-
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.authtoken.serializers import AuthTokenSerializer
 
 from execution.models import Order, Position, Trade
+from ground.amounts import plain
 from marketdata.models import Candle
 from risk.models import Alert, RiskEvent
 from risk.parameters import PARAMETER_SPECS
@@ -171,7 +171,10 @@ class ChartQuerySerializer(serializers.Serializer):
 class TradingStateSerializer(serializers.Serializer):
     state = serializers.ChoiceField(choices=["ACTIVE", "PAUSED", "HALTED"])
     reason = serializers.CharField(allow_blank=True)
-    since = serializers.DateTimeField()
+    since = serializers.DateTimeField(
+        help_text="when the state began: ISO 8601 UTC on the market clock (the candles' time, `market_time_ms` of "
+        "/api/status/), not the server's wall clock"
+    )
     changed_by = serializers.CharField(allow_blank=True)
     layer = serializers.CharField(
         source="pause_layer",
@@ -281,11 +284,48 @@ class StatusSerializer(serializers.Serializer):
 # --- risk parameters ----------------------------------------------------------------------------------
 
 
+PARAMETER_VALUE = "an exact decimal string, as `risk_status --json` prints it (0.05, 30); a _PCT is a fraction"
+
+
 class ParameterRangeSerializer(serializers.Serializer):
-    minimum = serializers.DecimalField(max_digits=12, decimal_places=5, coerce_to_string=False)
-    maximum = serializers.DecimalField(max_digits=12, decimal_places=5, coerce_to_string=False)
-    default = serializers.DecimalField(max_digits=12, decimal_places=5, coerce_to_string=False)
+    minimum = serializers.CharField(help_text=PARAMETER_VALUE)
+    maximum = serializers.CharField(help_text=PARAMETER_VALUE)
+    default = serializers.CharField(help_text=PARAMETER_VALUE)
     description = serializers.CharField()
+
+
+class ParameterDecimalField(serializers.DecimalField):
+    """A fractional parameter: read from a JSON number or a decimal string, answered as its exact decimal string
+    without the column's padding (``"0.05"``, not ``0.05`` nor ``"0.05000"``)."""
+
+    def to_representation(self, value):
+        return plain(value)
+
+
+class ParameterIntegerField(serializers.IntegerField):
+    """A whole parameter (seconds, minutes, a count): read from a number or a string, answered as a decimal string
+    like every other parameter (``"30"``)."""
+
+    def to_representation(self, value):
+        return plain(value)
+
+
+class ParameterFieldSchema(OpenApiSerializerFieldExtension):
+    """OpenAPI for a parameter: a JSON number or a decimal string in a request, a decimal string in an answer."""
+
+    target_class = ParameterDecimalField
+    match_subclasses = True
+
+    def map_serializer_field(self, auto_schema, direction):
+        number = auto_schema._map_serializer_field(self.target, direction, bypass_extensions=True)
+        text = {"type": "string", "pattern": r"^\d+(\.\d*[1-9])?$", "description": PARAMETER_VALUE}
+        if direction == "response":
+            return text
+        return {"oneOf": [{k: v for k, v in number.items() if k != "description"}, {"type": "string"}]}
+
+
+class ParameterIntegerFieldSchema(ParameterFieldSchema):
+    target_class = ParameterIntegerField
 
 
 def _parameter_field(name: str):
@@ -296,14 +336,14 @@ def _parameter_field(name: str):
         "source": name.lower(),  # the model's field
         "min_value": spec.minimum,
         "max_value": spec.maximum,
-        "help_text": f"{spec.description}. Allowed {spec.describe_range()}, default {spec.default}. "
+        "help_text": f"{spec.description}. Allowed {spec.describe_range()}, default {plain(spec.default)}. "
         f"Also accepted as {name.lower()}.",
         "error_messages": {"min_value": message, "max_value": message},
     }
     if spec.integer:
-        return serializers.IntegerField(**{**common, "min_value": int(spec.minimum), "max_value": int(spec.maximum)})
+        return ParameterIntegerField(**{**common, "min_value": int(spec.minimum), "max_value": int(spec.maximum)})
     # Any precision is accepted; the service rounds to what the column stores.
-    return serializers.DecimalField(max_digits=None, decimal_places=None, coerce_to_string=False, **common)
+    return ParameterDecimalField(max_digits=None, decimal_places=None, coerce_to_string=False, **common)
 
 
 def canonical_parameter_names(data) -> dict:
@@ -336,21 +376,13 @@ class RiskParametersSerializer(serializers.Serializer):
     def get_ranges(self, obj) -> dict:
         return {
             name: {
-                "minimum": spec.minimum,
-                "maximum": spec.maximum,
-                "default": spec.default,
+                "minimum": plain(spec.minimum),
+                "maximum": plain(spec.maximum),
+                "default": plain(spec.default),
                 "description": spec.description,
             }
             for name, spec in PARAMETER_SPECS.items()
         }
-
-    def to_representation(self, instance):
-        data = super().to_representation(instance)
-        data["ranges"] = {
-            name: {k: (float(v) if isinstance(v, Decimal) else v) for k, v in spec.items()}
-            for name, spec in data["ranges"].items()
-        }
-        return data
 
     def to_internal_value(self, data):
         if hasattr(data, "keys"):
@@ -400,7 +432,12 @@ class BacktestRunSerializer(serializers.ModelSerializer):
         fields = [*BACKTEST_FIELDS, "summary", "amounts"]
         extra_kwargs = {"total_return_pct": {"help_text": BACKTEST_PERCENT}}
 
-    @extend_schema_field(serializers.DictField())
+    @extend_schema_field(
+        serializers.DictField(
+            help_text="the report's summary: total_return_pct, max_drawdown_pct and time_in_market_pct "
+            f"{BACKTEST_PERCENT}; win_rate a fraction (the report's `units` says each)"
+        )
+    )
     def get_summary(self, run: BacktestRun) -> dict:
         return run.report.get("summary", {})
 

@@ -22,8 +22,6 @@
   const signed = (n) => (Number(n) >= 0.5 * 10 ** -places() ? "+" : "") + money(n);
   const pct = (n) => (n === null || n === undefined ? "–" : (Math.abs(Number(n)) < 0.00005 ? 0 : Number(n) * 100).toFixed(2) + " %");
   const time = (ms) => (ms ? new Date(ms).toISOString().replace("T", " ").slice(0, 19) : "–");
-  // Reasons as people read them: "at 194.177100930000" → "at 194.17710093", "5.000" → "5".
-  const tidy = (text) => String(text || "").replace(/(\d\.\d*?[1-9])0+(?!\d)/g, "$1").replace(/(\d)\.0+(?!\d)/g, "$1");
   // A quantity exactly as the server sends it (a decimal string), thousands separated: what the reasons say too.
   const qty = (n) => {
     if (n === null || n === undefined || n === "") return "–";
@@ -121,12 +119,12 @@
 
   function renderTables(fresh) {
     fill("order-results", state.order_results, (o) => [cell(time(o.timestamp), "time"), cell(o.symbol), cell(o.side, o.side),
-      cell(label(o.status), o.status), cell(filledOf(o), "qty"), cell(priceOf(o.price, o.symbol)), cell(money(o.fees)), cell(tidy(o.reason), "reason")],
+      cell(label(o.status), o.status), cell(filledOf(o), "qty"), cell(priceOf(o.price, o.symbol)), cell(money(o.fees)), cell(o.reason, "reason")],
       (o) => "status-" + o.status, fresh === "order_results");
-    fill("alerts", state.alerts, (a) => [cell(time(a.timestamp), "time"), cell(a.level, a.level), cell(a.code), cell(tidy(a.message), "reason")],
+    fill("alerts", state.alerts, (a) => [cell(time(a.timestamp), "time"), cell(a.level, a.level), cell(a.code), cell(a.message, "reason")],
       (a) => "level-" + a.level, fresh === "alerts");
     fill("signals", state.signals, (s) => [cell(time(s.timestamp), "time"), cell(s.symbol), cell(s.side, s.side),
-      cell(num(s.confidence, 3)), cell(tidy(s.reason), "reason")], null, fresh === "signals");
+      cell(num(s.confidence, 3)), cell(s.reason, "reason")], null, fresh === "signals");
     fill("positions", state.positions, (p) => [cell(p.symbol), cell(qty(p.quantity)), cell(priceOf(p.avg_entry_price, p.symbol)),
       cell(priceOf(p.price, p.symbol)), cell(signed(p.unrealized_pnl) + " (" + pct(p.unrealized_pnl_pct) + ")", Number(p.unrealized_pnl) >= 0 ? "up" : "down")]);
     const wl = state.watchlist;

@@ -227,12 +227,35 @@ def test_amounts_in_the_backtest_summary_and_reports(tmp_path):
         "rejected_rows",
     } <= set(document)
     assert document["final_equity"] == format(Decimal(document["final_equity"]).normalize(), "f")  # exact, as before
+    # the summary's *_pct keep their meaning (percent, as scripts and stored runs read them) and the report says so
+    units, summary = document["units"], document["summary"]
+    for key in ("total_return_pct", "max_drawdown_pct", "time_in_market_pct"):
+        assert units[f"summary.{key}"].startswith("percent (12.5 = 12.5 %)"), units
+    assert units["summary.win_rate"].startswith("fraction")
+    growth = Decimal(document["final_equity"]) / Decimal(document["initial_capital"]) - 1
+    assert summary["total_return_pct"] == pytest.approx(float(growth * 100))
+    # the command, the HTML report and the /backtests/ page print one percentage alike (2 places)
+    shown = f"{summary['time_in_market_pct']:.2f} %"
+    assert re.search(rf"^time in market +{re.escape(shown)}$", done.stdout, re.M), done.stdout
+    assert f"<b>Time in market</b><span>{shown}</span>" in out_html.read_text()
     page = out_html.read_text()
     table = page.split("<h2>Trades</h2>")[1].split("</table>")[0]
     assert re.search(r"<td title='\d{4}-\d\d-\d\dT\d\d:\d\dZ'>", table)  # ISO 8601 UTC
     assert not re.search(r">\d{13}<", table)  # no epoch milliseconds for people
     assert re.search(rf"<span>{btc}</span>", page)  # the cards
     assert 'rel="icon" href="data:image/svg+xml,' in page
+
+
+def test_a_thin_volume_reason_gives_the_share_in_percent_as_every_amount(tmp_path):
+    """A partial fill's reason says the share of the candle's volume as ``percent`` does (``12.50 %``): it said
+    ``12%`` for a share of 0.125, rounded and unlike every other percentage of the product."""
+    env = {**_env(tmp_path / "db.sqlite3"), "PAPER_MAX_VOLUME_SHARE": "0.125"}
+    out_json = tmp_path / "run.json"
+    _manage(env, "backtest", "--data", str(CANDLES / "ETH_BTC-5m.csv"), "--capital", "10", "--json", str(out_json))
+    reasons = [o["reason"] for o in json.loads(out_json.read_text())["orders"] if o["status"] == "PARTIALLY_FILLED"]
+    assert reasons, "no partial fill: the test's capital no longer meets thin volume"
+    pattern = r"thin volume: filled [\d,.]+ ETH of [\d,.]+ ETH ordered \(12\.50 % of the candle's volume [\d,.]+ ETH\)"
+    assert all(re.fullmatch(pattern, reason) for reason in reasons), reasons[:3]
 
 
 # --- the dashboard in a real browser ---------------------------------------------------------------------------

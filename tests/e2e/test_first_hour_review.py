@@ -18,6 +18,7 @@ import shutil
 import signal
 import sys
 import time
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -122,28 +123,48 @@ def test_pushes_and_the_chart_carry_exact_decimal_strings(run):
     assert all(isinstance(bar["volume"], str) and EXACT.fullmatch(bar["volume"]) for bar in coarse["candles"])
 
 
+def _refused_serve(env: dict[str, str], cwd, *args: str) -> str:
+    """`manage.py serve` that must stop before serving: exit 2 with one line on stderr, which is returned."""
+    done = processes.run(
+        [sys.executable, str(ROOT / "manage.py"), "serve", *args, "--port", str(free_port())],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "serving at" not in done.stdout
+    return lines[0]
+
+
 def test_a_second_server_on_one_database_is_refused_and_a_crashed_one_leaves_no_lock(tmp_path):
     db = tmp_path / "db.sqlite3"
     env = _env(db)
     first, _ = _serve(env, tmp_path, "first", "--feed", "none")
     try:
-        second = processes.run(
-            [sys.executable, "manage.py", "serve", "--feed", "none", "--port", str(free_port())],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert second.returncode == 2, second
-        lines = second.stderr.strip().splitlines()
-        assert len(lines) == 1, second.stderr
-        assert f"another `manage.py serve` (pid {first.popen.pid}) is serving {db} already" in lines[0]
-        assert "serving at" not in second.stdout
+        line = _refused_serve(env, ROOT, "--feed", "none")
+        assert f"another `manage.py serve` (pid {first.popen.pid}) is serving {db} already" in line
+        # the same file under another name (a symbolic link, a relative path) is the same database
+        link = tmp_path / "elsewhere" / "link.sqlite3"
+        link.parent.mkdir()
+        link.symlink_to(db)
+        for url in (f"sqlite:///{link}", "sqlite:///db.sqlite3"):
+            line = _refused_serve({**env, "DATABASE_URL": url}, tmp_path, "--feed", "none")
+            assert f"(pid {first.popen.pid}) is serving" in line, (url, line)
     finally:
         first.stop(signal.SIGKILL)  # a crash: no clean-up ran
     again, _ = _serve(env, tmp_path, "again", "--feed", "none")  # the lock went with the process
     _stop(again)
+
+
+def test_serve_on_an_unmigrated_database_is_a_one_line_error(tmp_path):
+    """`manage.py serve` alone on a new file (not `make run`, which migrates first): a sentence naming the command
+    that sets the database up, exit 2, never a traceback nor a server answering 500s."""
+    line = _refused_serve(_env(tmp_path / "new.sqlite3"), ROOT)
+    assert "run `python manage.py migrate` first" in line and str(tmp_path / "new.sqlite3") in line, line
 
 
 def _login(page, port: int, path: str = "/") -> None:
@@ -200,9 +221,12 @@ def test_admin_and_dashboard_as_people_read_them(run):
         assert re.search(r"\d{1,3}(,\d{3})*\.\d{2} USDT", detail), detail
         assert not re.search(r"\d\.\d{9,}", detail), detail
 
-        # Candles: prices and volume, the market time of each
+        # Candles: prices and volume, the market time of each; newest first, as every history list
+        newest = _one(db, "SELECT MAX(timestamp) FROM marketdata_candle")
         page.goto(f"{base}/admin/marketdata/candle/")
         text = " | ".join(page.locator("#result_list tbody tr").first.locator("td, th").all_text_contents())
+        first = re.search(ISO, text).group(0)
+        assert first >= datetime.fromtimestamp(newest / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), (first, newest)
         assert re.search(ISO, text) and " USDT" in text, text
         headers = " ".join(page.locator("#result_list thead th").all_text_contents())
         assert "(market time, UTC)" in headers, headers
@@ -282,8 +306,13 @@ def test_a_halt_typed_in_a_shell_joins_the_open_dashboards_alerts_table(run):
         _login(page, run["port"])
         expect(page.locator("#connection")).to_have_text("live", timeout=30_000)  # the snapshot is in
         alerts = page.locator("#alerts tbody")
-        _manage(run["env"], "halt", "--reason", "shell halt for the table", "--actor", "ops")
+        # amounts in a message read exactly as the server wrote them (no trailing zero taken off)
+        reason = "shell halt for the table at 10.00 % of 1,000.50 USDT, 0.02920500 ETH"
+        _manage(run["env"], "halt", "--reason", reason, "--actor", "ops")
         expect(alerts).to_contain_text("shell halt for the table", timeout=10_000)
+        stored = _one(run["db"], "SELECT message FROM risk_alert WHERE message LIKE '%shell halt for the table%'")
+        assert reason in stored, stored
+        expect(alerts.locator("td.reason", has_text="shell halt for the table")).to_have_text(stored)
         _manage(run["env"], "release", "--reason", "shell release for the table", "--actor", "ops")
         expect(alerts).to_contain_text("shell release for the table", timeout=10_000)
         assert alerts.locator("tr", has_text="shell halt for the table").count() == 1  # merged once, not per refresh

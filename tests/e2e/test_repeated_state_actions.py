@@ -3,6 +3,7 @@ that state already, changes nothing but what it says (a halt's added reason), an
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -40,6 +41,8 @@ def test_the_commands_say_already_and_audit_each_attempt(tmp_path):
     assert said[0].startswith("Trading is ACTIVE already (since ") and said[0].endswith("nothing to release"), said
     assert said[1] == "Trading HALTED: maintenance (by ann)"
     assert said[2].startswith("Trading is HALTED already (since "), said
+    for already in (said[0], said[2]):  # when the state began: ISO 8601 UTC, labelled with its clock
+        assert re.search(r"\(since \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ, market time[,)]", already), already
     assert said[2].endswith("your reason is added to the halt's: maintenance; then bob: still maintenance")
     assert said[3] == "Trading ACTIVE: done (by ann)"
     assert said[4].startswith("Trading is ACTIVE already") and "by ann" in said[4], said
@@ -88,5 +91,6 @@ def test_the_admin_warns_that_trading_was_active_already(admin_client):
     page = admin_client.post(reverse("admin:risk_tradingstate_release"), {"reason": "twice"}, follow=True)
     text = page.content.decode()
     assert 'class="warning"' in text and "Trading is ACTIVE already" in text
+    assert re.search(r"Trading is ACTIVE already \(since \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ, market time, by ", text)
     assert TradingState.load().state == "ACTIVE"
     assert AuditLog.objects.filter(action="state:active_already", actor="admin").count() == 1

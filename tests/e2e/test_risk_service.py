@@ -174,9 +174,9 @@ def test_commands_halt_release_and_risk_status():
     report = json.loads(status.getvalue())
     assert report["state"] == "HALTED" and report["reason"] == "news event"
     assert report["parameters"]["MAX_POSITION_PCT"] == {
-        "value": "0.10000",
+        "value": "0.1",  # as /api/risk/parameters/ gives it
         "source": "default",
-        "default": "0.10",
+        "default": "0.1",
         "range": ["0.01", "0.25"],
     }
     assert {"equity", "exposure", "daily_drawdown_pct", "open_positions"} <= set(report)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from io import StringIO
@@ -432,13 +434,15 @@ def test_candles_by_symbol_interval_and_since(viewer):
 
 def test_parameters_get_shows_values_sources_and_ranges(viewer):
     data = viewer.get("/api/risk/parameters/").json()
-    assert data["MAX_DAILY_DRAWDOWN_PCT"] == pytest.approx(0.05)
-    assert data["DATA_STALE_TIMEOUT_SEC"] == 30
+    # exact decimal strings without the column's padding, as `risk_status --json` gives them
+    assert data["MAX_DAILY_DRAWDOWN_PCT"] == "0.05"
+    assert data["MAX_SPREAD_MULTIPLIER"] == "5"
+    assert data["DATA_STALE_TIMEOUT_SEC"] == "30"
     assert data["sources"]["MAX_DAILY_DRAWDOWN_PCT"] == "default"
     assert data["ranges"]["MAX_EXPOSURE_PCT"] == {
-        "minimum": 0.1,
-        "maximum": 1.0,
-        "default": 0.5,
+        "minimum": "0.1",
+        "maximum": "1",
+        "default": "0.5",
         "description": "Total exposure above which new entries are blocked",
     }
 
@@ -450,7 +454,7 @@ def test_patch_parameters_changes_audits_and_marks_the_source(risk_admin):
         format="json",
     )
     assert response.status_code == 200, response.content
-    assert response.json()["MAX_EXPOSURE_PCT"] == pytest.approx(0.4)
+    assert response.json()["MAX_EXPOSURE_PCT"] == "0.4" and response.json()["DATA_STALE_TIMEOUT_SEC"] == "60"
     params = RiskParameters.load()
     assert params.max_exposure_pct == Decimal("0.4") and params.data_stale_timeout_sec == 60
     assert params.sources["MAX_EXPOSURE_PCT"] == "admin" and params.sources["DATA_STALE_TIMEOUT_SEC"] == "admin"
@@ -464,9 +468,22 @@ def test_patch_parameters_changes_audits_and_marks_the_source(risk_admin):
 def test_patch_takes_the_spec_names_in_either_case(risk_admin, name):
     response = risk_admin.patch("/api/risk/parameters/", {name: "0.3", "REASON": "as SPEC §4 spells it"}, format="json")
     assert response.status_code == 200, response.content
-    assert response.json()["MAX_EXPOSURE_PCT"] == pytest.approx(0.3)
+    assert response.json()["MAX_EXPOSURE_PCT"] == "0.3"
     assert RiskParameters.load().max_exposure_pct == Decimal("0.3")
     assert AuditLog.objects.get(action="parameter_change").reason == "as SPEC §4 spells it"
+
+
+def test_parameters_read_alike_in_the_api_and_risk_status_json(viewer):
+    """One shape for a parameter: the API's value, default and range are risk_status --json's strings."""
+    shell = StringIO()
+    call_command("risk_status", "--json", stdout=shell)
+    printed = json.loads(shell.getvalue())["parameters"]
+    served = viewer.get("/api/risk/parameters/").json()
+    for name, item in printed.items():
+        assert served[name] == item["value"], name
+        ranges = served["ranges"][name]
+        assert [ranges["minimum"], ranges["maximum"]] == item["range"] and ranges["default"] == item["default"]
+    assert printed["MAX_DAILY_DRAWDOWN_PCT"]["value"] == "0.05" and printed["COOLDOWN_AFTER_STOP_MIN"]["value"] == "15"
 
 
 def test_patch_with_the_same_value_writes_no_audit(superuser):
@@ -522,9 +539,19 @@ def test_halt_and_release_through_the_api(operator):
     assert Alert.objects.filter(code="TRADING_STATE", level="CRITICAL").exists()
     assert operator.get("/api/risk/state/").json()["state"] == "HALTED"
 
+    # a second halt is told when the first began: ISO 8601 UTC, labelled with its clock (the market's)
+    again = operator.post("/api/risk/halt/", {"reason": "still checking"}, format="json").json()
+    assert again["changed"] is False
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", again["since"]), again
+    assert re.match(
+        r"Trading is HALTED already \(since \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ, market time\)", again["message"]
+    )
+
     response = operator.post("/api/risk/release/", {"reason": "all clear"}, format="json")
     assert response.status_code == 200 and response.json()["state"] == "ACTIVE"
     assert TradingState.load().state == "ACTIVE"
+    twice = operator.post("/api/risk/release/", {"reason": "all clear"}, format="json").json()
+    assert re.match(r"Trading is ACTIVE already \(since \S+Z, market time, by operator\)", twice["message"]), twice
 
 
 @pytest.mark.parametrize("body", [{}, {"reason": ""}, {"reason": "   "}, {"reason": "x" * 501}])
@@ -593,7 +620,15 @@ def test_openapi_schema_lists_every_endpoint(viewer):
     order_params = {p["name"] for p in schema["paths"]["/api/orders/"]["get"]["parameters"]}
     assert {"symbol", "status", "side", "since", "until", "page", "page_size"} <= order_params
     patch = schema["components"]["schemas"]["PatchedRiskParametersRequest"]["properties"]
-    assert patch["MAX_DAILY_DRAWDOWN_PCT"]["maximum"] == 0.2 and patch["MAX_DAILY_DRAWDOWN_PCT"]["minimum"] == 0.01
+    number, text = patch["MAX_DAILY_DRAWDOWN_PCT"]["oneOf"]  # a PATCH takes a number or a decimal string
+    assert number["maximum"] == 0.2 and number["minimum"] == 0.01 and text["type"] == "string"
+    assert patch["DATA_STALE_TIMEOUT_SEC"]["oneOf"][0] == {"type": "integer", "maximum": 120, "minimum": 10}
+    answer = schema["components"]["schemas"]["RiskParameters"]["properties"]
+    for name in ("MAX_DAILY_DRAWDOWN_PCT", "DATA_STALE_TIMEOUT_SEC"):  # answered as an exact decimal string
+        assert answer[name]["type"] == "string", answer[name]
+    ranges = answer["ranges"]["additionalProperties"]
+    ranges = schema["components"]["schemas"][ranges["$ref"].rsplit("/", 1)[1]]["properties"]
+    assert ranges["minimum"]["type"] == "string"
     assert {"tokenAuth", "cookieAuth"} <= set(schema["components"]["securitySchemes"])
 
 

@@ -37,10 +37,11 @@ def hold_database(database: dict) -> TextIO | None:
     (the kernel lets go of it when the process ends, a crash or ``kill -9`` included, so a lock left behind never
     blocks a later start). A second ``serve`` on the same file — two simulated markets writing one store — stops
     with a one-line error naming the first one's process id. Returns the open lock file (keep it), or None for a
-    server database (PostgreSQL), where several web processes are the normal case."""
+    server database (PostgreSQL), where several web processes are the normal case. The lock sits beside the file's
+    real path (symbolic links and relative paths resolved), so two names for one file share one lock."""
     if database["ENGINE"] != "django.db.backends.sqlite3" or str(database["NAME"]).startswith(":memory:"):
         return None
-    path = Path(f"{database['NAME']}.serve.lock")
+    path = Path(f"{Path(database['NAME']).resolve()}.serve.lock")
     lock = path.open("a+")
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -58,6 +59,22 @@ def hold_database(database: dict) -> TextIO | None:
     lock.write(f"{os.getpid()}\n")
     lock.flush()
     return lock
+
+
+def check_migrated(connection) -> None:
+    """Stop with a one-line error (exit 2) on a database whose migrations are not all applied: serving it ended in a
+    traceback from the first query of a missing table. ``make run`` migrates before it serves."""
+    from django.db.migrations.executor import MigrationExecutor
+
+    executor = MigrationExecutor(connection)
+    unapplied = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    if unapplied:
+        name = connection.settings_dict["NAME"]
+        raise CommandError(
+            f"the database {name} lacks {len(unapplied)} migration(s) (first: {unapplied[0][0].app_label}."
+            f"{unapplied[0][0].name}): run `python manage.py migrate` first (`make run` does)",
+            returncode=2,
+        )
 
 
 class Command(BaseCommand):
@@ -85,6 +102,7 @@ class Command(BaseCommand):
         options["port"] = port_number(options["port"])
         check_symbols(options["symbols"])
         self.lock = hold_database(connections["default"].settings_dict)  # held until the process ends
+        check_migrated(connections["default"])
 
         if options["feed"] == "sim" and not settings.EMBEDDED:
             self.stderr.write(

@@ -32,6 +32,7 @@ from risk.desk import (
     UpdateBreaker,
     blocked_by_state,
     operate,
+    slippage_guarded,
 )
 from risk.engine import AccountState, LotStop, MarketSnapshot, RiskEngine, stop_price
 from risk.operator_commands import OperatorCommandsError, OperatorSchedule, read_operator_commands
@@ -393,6 +394,19 @@ def test_an_order_fills_at_the_first_price_after_its_decision_and_slippage_trips
     assert DESK.fill(DeskState("HALTED"), PARAMETERS, exit_order, D(100)) == [
         CancelOrder("cdbx", "trading HALTED before execution")
     ]
+
+
+@pytest.mark.parametrize("purpose", ["exit", "stop_loss", "drawdown_close", "operator_close"])
+def test_exits_are_exempt_from_the_slippage_breaker_and_fill_in_a_crash(purpose):
+    # SPEC §4 layer 2's action is a PAUSE, and a PAUSE stops new orders, never an exit: a risk exit must close its
+    # position in a crash. Decided at 100, the next open is 60: 40 % > MAX_SLIPPAGE_PCT 1 % (an entry there would
+    # trip the breaker); each SELL fills at 60 and trips nothing, also while PAUSED by the breaker already.
+    assert not slippage_guarded("SELL") and slippage_guarded("BUY")
+    order = Waiting(side="SELL", purpose=purpose)
+    assert DESK.fill(ACTIVE, PARAMETERS, order, D(60)) == [FillOrder("cdbx", D(60))]
+    paused = DeskState("PAUSED", "circuit_breaker", breaker_symbol="TEST_USDT")
+    assert DESK.fill(paused, PARAMETERS, order, D(60)) == [FillOrder("cdbx", D(60))]
+    assert [type(e) for e in DESK.fill(ACTIVE, PARAMETERS, Waiting(), D(60))][-1] is CancelOrder
 
 
 def test_a_slippage_trip_is_retried_on_the_price_move_and_halts_after_ten_retries():

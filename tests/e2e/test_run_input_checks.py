@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
-from tests.e2e.test_desk_parity import DAY2, ROOT, _env, _write
+from tests.e2e.test_desk_parity import DAY2, ROOT, _env, _flat, _write
 from tests.support import processes
 
 REPLAY = ("run_feed", "--source", "replay", "--speed", "max", "--lockstep", "--no-progress")
@@ -19,6 +20,24 @@ def _run(env: dict[str, str], *args: str):
     return processes.run(
         [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
     )
+
+
+def _both(tmp_path: Path, files: list[str], *extra: str, **env_extra: str):
+    """The backtest's and the replay's answers for the same files and options (a database of the replay's own)."""
+    env = _env(tmp_path / "live.sqlite3", **env_extra)
+    backtest = _run(env, "backtest", "--data", *files, "--no-progress", "--json", str(tmp_path / "r.json"), *extra)
+    replay = _run(env, *REPLAY, "--data", *files, *extra)
+    return backtest, replay
+
+
+def test_operator_command_rows_with_a_column_too_many_are_refused_naming_the_line(tmp_path):
+    files = [_flat(tmp_path / "AAA_USDT-1m.csv", 100, 3)]
+    commands = tmp_path / "ops.csv"
+    commands.write_text(f'{DAY2},halt,"a reason, with a comma"\n{DAY2 + MINUTE},release,go on,extra\n')
+    for result in _both(tmp_path, files, "--operator-commands", str(commands)):
+        assert result.returncode == 2, result.stderr
+        assert f"{commands}: line 2: 4 columns, expected at most 3" in result.stderr
+        assert "Traceback" not in result.stderr
 
 
 def test_a_stop_at_tiny_prices_stays_below_the_entry_in_the_backtest(tmp_path):

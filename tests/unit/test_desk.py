@@ -303,6 +303,8 @@ def test_operator_commands_through_the_desk():
             "line 3: its time 1600000000000 is before the previous row's 1700000000000",
         ),
         ([], "no command rows"),
+        (["1700000000000,halt,feed check,part 1"], "line 2: 4 columns, expected at most 3"),
+        (['1700000000000,halt,"feed check'], "line 2: not a CSV row"),
     ],
 )
 def test_an_operator_commands_file_refuses_a_bad_row_naming_its_line(tmp_path, rows, message):
@@ -314,9 +316,9 @@ def test_an_operator_commands_file_refuses_a_bad_row_naming_its_line(tmp_path, r
 
 def test_operator_commands_are_given_before_the_candles_known_after_their_time(tmp_path):
     # A command at T is given once every candle known by T is in, before those known after T: at the step of the
-    # first time after T. Two at one time are given in the file's order; a reason may hold commas.
+    # first time after T. Two at one time are given in the file's order; a quoted reason may hold commas.
     path = tmp_path / "ops.csv"
-    path.write_text("1700000060000,halt,feed check, part 1\n1700000060000,halt_close\n1700000120000,release\n")
+    path.write_text('1700000060000,halt,"feed check, part 1"\n1700000060000,halt_close\n1700000120000,release\n')
     commands = read_operator_commands(path)
     assert [(c.timestamp_ms, c.command.command, c.command.reason, c.line) for c in commands] == [
         (1_700_000_060_000, "halt", "feed check, part 1", 1),

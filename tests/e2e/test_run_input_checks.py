@@ -9,6 +9,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.test_desk_parity import DAY2, ROOT, _env, _flat, _write
 from tests.support import processes
 
@@ -38,6 +40,22 @@ def test_operator_command_rows_with_a_column_too_many_are_refused_naming_the_lin
         assert result.returncode == 2, result.stderr
         assert f"{commands}: line 2: 4 columns, expected at most 3" in result.stderr
         assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "said"),
+    [
+        ("INITIAL_CAPITAL", "1e30", "INITIAL_CAPITAL='1e30': must be a number in 0.00000001–1000000000000000"),
+        ("POSITION_SIZE_PCT", "nan", "POSITION_SIZE_PCT='nan': must be a number in 0.001–1"),
+        ("FEE_RATE", "-0.1", "FEE_RATE='-0.1': must be a number in 0–0.5"),
+    ],
+)
+def test_a_capital_or_paper_setting_out_of_range_is_one_line_before_anything_runs(tmp_path, setting, value, said):
+    files = [_flat(tmp_path / "AAA_USDT-1m.csv", 100, 3)]
+    for result in _both(tmp_path, files, **{setting: value}):
+        assert result.returncode == 2, result.stderr
+        assert said in result.stderr and "Traceback" not in result.stderr
+        assert "candles stored" not in result.stdout  # refused before the replay stored anything
 
 
 def test_a_stop_at_tiny_prices_stays_below_the_entry_in_the_backtest(tmp_path):

@@ -14,6 +14,7 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from execution.paper import PaperExchange
+from execution.run_settings import CAPITAL_RANGE, SIZING_RANGE, checked_decimal, run_settings_problem
 from risk.operator_commands import OperatorCommandsError, OperatorSchedule, read_operator_commands
 from risk.parameters import PARAMETER_SPECS
 from trading.backtest import Backtest, BacktestInputError, read_bars, watched_series
@@ -37,12 +38,9 @@ def date_ms(text: str, option: str) -> int:
 
 def _decimal(name: str, text: str, low: Decimal, high: Decimal) -> Decimal:
     try:
-        value = Decimal(text)
-    except ArithmeticError:
-        value = None
-    if value is None or not value.is_finite() or not low <= value <= high:
-        raise CommandError(f"{name}={text!r}: must be a number in {low}–{high}", returncode=2)
-    return value
+        return checked_decimal(name, text, low, high)
+    except ValueError as error:
+        raise CommandError(str(error), returncode=2) from None
 
 
 def _output_dir(option: str, path: str | None) -> None:
@@ -91,7 +89,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--data", nargs="+", required=True, metavar="FILE", help="SYMBOL-INTERVAL.csv files")
         parser.add_argument("--strategy", default=None, help="registered strategy (default: the STRATEGY setting)")
-        parser.add_argument("--capital", default=str(settings.INITIAL_CAPITAL), help="initial cash (default 10000)")
+        parser.add_argument("--capital", default=None, help="initial cash (default INITIAL_CAPITAL, 10000)")
         parser.add_argument("--from", dest="date_from", default=None, help="first candle time (UTC date/time)")
         parser.add_argument("--to", dest="date_to", default=None, help="last candle time (UTC date/time)")
         parser.add_argument(
@@ -121,6 +119,10 @@ class Command(BaseCommand):
             name, strategy_params = parse_spec(strategy_spec)
         except ValueError as error:
             raise CommandError(str(error), returncode=2) from None
+        paper = ("PAPER_SLIPPAGE_PCT", "FEE_RATE", "PAPER_MAX_VOLUME_SHARE", "POSITION_SIZE_PCT")
+        problem = run_settings_problem({name: getattr(settings, name) for name in paper})
+        if problem:
+            raise CommandError(problem, returncode=2)
         risk = {n: seed.value for n, seed in settings.RISK_PARAMETER_SEEDS.items()}
         size_pct = Decimal(settings.POSITION_SIZE_PCT)
         for item in options["param"]:
@@ -134,14 +136,17 @@ class Command(BaseCommand):
                 except ValueError as error:
                     raise CommandError(f"--param {error}", returncode=2) from None
             elif key.upper() == SIZING:
-                size_pct = _decimal(SIZING, value, Decimal("0.001"), Decimal("1"))
+                size_pct = _decimal(SIZING, value, *SIZING_RANGE)
             else:
                 strategy_params[key] = value
         try:
             build_strategy(name, **strategy_params)  # validates name and parameters before any work
         except ValueError as error:
             raise CommandError(str(error), returncode=2) from None
-        capital = _decimal("--capital", options["capital"], Decimal("0.00000001"), Decimal("1e15"))
+        if options["capital"] is None:
+            capital = _decimal("INITIAL_CAPITAL", settings.INITIAL_CAPITAL, *CAPITAL_RANGE)
+        else:
+            capital = _decimal("--capital", options["capital"], *CAPITAL_RANGE)
         failure_rate = _decimal("--failure-rate", options["failure_rate"], Decimal(0), Decimal(1))
         start = date_ms(options["date_from"], "--from") if options["date_from"] else None
         end = date_ms(options["date_to"], "--to") if options["date_to"] else None

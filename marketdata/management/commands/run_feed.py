@@ -166,7 +166,13 @@ class Command(BaseCommand):
         self.stdout.write(f"signals:         {signals}")
         self.stdout.write(f"orders:          {orders}")
         self.stdout.write(f"errors:          {errors}")
-        unmatched = _unmatched_signals(sources) if publish else None
+        try:
+            unmatched = _unmatched_signals(sources) if publish else None
+        except ValueError as error:  # the signals file, gone or changed since the start
+            raise CommandError(
+                f"{error} (during the replay: keep the signals file until it ends; {errors} consumer task(s) failed)",
+                returncode=1,
+            ) from None
         if unmatched:
             self.stdout.write(self.style.WARNING(f"WARNING: {unmatched}"))
         not_given = schedule.not_given() if schedule is not None else None

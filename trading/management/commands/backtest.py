@@ -20,6 +20,7 @@ from risk.parameters import PARAMETER_SPECS
 from trading.backtest import Backtest, BacktestInputError, read_bars, watched_series
 from trading.backtest_report import html_report, report
 from trading.strategies import build_strategy, parse_spec
+from trading.strategies.signals_file import SignalsFileError
 
 SIZING = "POSITION_SIZE_PCT"
 HTML_MAX_BARS = 5000  # per symbol in --html: longer runs are resampled to coarser bars
@@ -140,7 +141,7 @@ class Command(BaseCommand):
             else:
                 strategy_params[key] = value
         try:
-            build_strategy(name, **strategy_params)  # validates name and parameters before any work
+            strategy = build_strategy(name, **strategy_params)  # validates name and parameters before any work
         except ValueError as error:
             raise CommandError(str(error), returncode=2) from None
         if options["capital"] is None:
@@ -197,6 +198,8 @@ class Command(BaseCommand):
                 result = backtest.run(bars, progress=bar.update)
         except BacktestInputError as error:
             raise CommandError(str(error), returncode=2) from None
+        except SignalsFileError as error:  # each series builds its strategy at its first candle, reading the file
+            raise CommandError(f"{error} (during the run: keep the signals file until it ends)", returncode=1) from None
         if result.candles == 0:
             raise CommandError(
                 f"no valid candles in the given files and dates{_off_grid(options['data'])}", returncode=2
@@ -205,7 +208,7 @@ class Command(BaseCommand):
         parameters = {**risk, SIZING: size_pct, **{f"strategy.{k}": v for k, v in strategy_params.items()}}
         document = report(result, strategy=name, parameters=parameters, files=options["data"])
         document["rejected_rows"] = rejected
-        unmatched = _unmatched_signals(build_strategy(name, **strategy_params), open_times, start, end)
+        unmatched = _unmatched_signals(strategy, open_times, start, end)  # the rows as read at the start
         if unmatched:
             document["summary"]["warnings"].append(unmatched)
         if schedule.not_given():

@@ -513,10 +513,17 @@ def test_an_operator_halt_and_close_sells_everything_at_its_last_known_price_in_
     assert abs(live[2] - simulated[2]) <= simulated[2] * D("1e-14")
 
 
-def test_a_bad_operator_commands_file_is_refused_by_both_commands(tmp_path):
+@pytest.mark.parametrize(
+    ("second_row", "message"),
+    [
+        ("pause,no such command", "line 2: unknown command 'pause': one of halt, halt_close, release"),
+        ("release,go on,extra", "line 2: 4 columns, expected at most 3"),  # the first row's quoted comma is fine
+    ],
+)
+def test_a_bad_operator_commands_file_is_refused_by_both_commands(tmp_path, second_row, message):
     files = [_flat(tmp_path / "AAA_USDT-1m.csv", 100, 3)]
     commands = tmp_path / "ops.csv"
-    commands.write_text(f"{DAY2},halt,ok\n{DAY2 + 60_000},pause,no such command\n")
+    commands.write_text(f'{DAY2},halt,"ok, then"\n{DAY2 + 60_000},{second_row}\n')
     env = _env(tmp_path / "live.sqlite3")
     for args in (["backtest", "--data", *files], ["run_feed", "--source", "replay", "--data", *files, "--lockstep"]):
         result = processes.run(
@@ -524,7 +531,7 @@ def test_a_bad_operator_commands_file_is_refused_by_both_commands(tmp_path):
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
         )  # fmt: skip
         assert result.returncode == 2, result.stderr
-        assert f"{commands}: line 2: unknown command 'pause': one of halt, halt_close, release" in result.stderr
+        assert f"{commands}: {message}" in result.stderr
         assert "Traceback" not in result.stderr
 
 

@@ -73,6 +73,30 @@ def stale_symbols(
     return tuple(sorted(set(out)))
 
 
+def stale_onsets(
+    last_seen: Mapping[str, int | None],
+    watched: Iterable[str],
+    after_ms: int,
+    before_ms: int,
+    timeout_ms: int,
+    candles: Mapping[str, CandleSeries],
+) -> list[int]:
+    """The times strictly between ``after_ms`` and ``before_ms`` at which a watched symbol's data turns stale while no
+    candle comes (``stale_symbols`` over recorded candles: its age exceeds the timeout and its next candle is due),
+    in order. A replay's or a backtest's market time jumps from one candle time to the next; live, the beat would
+    have run in between and found the data stale at these times. A watch over recorded candles checks at each of
+    them before it moves on (a gap in every file at once, or a timeout that ends between two candle times)."""
+    times = set()
+    for symbol in watched:
+        seen, series = last_seen.get(symbol), candles.get(symbol)
+        if seen is None or series is None:
+            continue
+        at = seen + max(timeout_ms + 1, series.interval_ms)  # whole ms: age > timeout from timeout + 1 on
+        if after_ms < at < before_ms and (series.last_ms is None or at <= series.last_ms):
+            times.add(at)
+    return sorted(times)
+
+
 STALE, ENDED = "is stale", "has ended"
 
 

@@ -22,6 +22,7 @@ from marketdata.stale import (
     last_seen_from_store,
     pause_reason,
     stale_message,
+    stale_onsets,
     watched_symbols,
     without_data,
 )
@@ -114,6 +115,30 @@ class StaleWatch:
             previously_stale=state.stale_symbols,
             candles=self._candles,
         )
+
+    def onsets(self, after_ms: int, before_ms: int) -> list[int]:
+        """A replay between two candle times: when, in between, the beat would have found data stale
+        (``stale_onsets``); the replay checks at each of them (``check_at``) before the later time's candles."""
+        if self._candles is None or self._watched is None:
+            return []
+        timeout = self._timeout if self._timeout is not None else timeout_ms()
+        return stale_onsets(self._last_seen, self._watched, after_ms, before_ms, timeout, self._candles)
+
+    def holds_pause(self) -> bool:
+        """Whether the watch holds a pause of its own, as last checked (a replay's in-memory watch)."""
+        return self._state is not None and self._state.paused_by_watch
+
+    def fresh_data(self, now_ms: int, arrived: Iterable[tuple[str, int]]) -> None:
+        """A replay's candles of one time, (symbol, known at) each, before they go out: the watch's own pause ends
+        as soon as every watched symbol is fresh again — on the new market data, before any decision on it (SPEC
+        §4 layer 3, "resumes on fresh market_data"); a pause or staleness found is left to the next ``check_at``."""
+        for symbol, known in arrived:
+            self.seen(symbol, known)
+        if not self.holds_pause():
+            return
+        timeout = self._timeout if self._timeout is not None else timeout_ms()
+        if self._decide(self._last_seen, self._watched, now_ms, timeout, self._state).action == "resume":
+            self._act(self._last_seen, self._watched, now_ms, timeout)
 
     def data_ended(self, now_ms: int, symbols: Iterable[str]) -> None:
         """A replay is over: the data of ``symbols`` has ended, and every order still waiting expires — also one of

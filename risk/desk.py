@@ -260,6 +260,15 @@ def blocked_by_state(state: str, layer: str, purpose: str, side: str) -> str:
     return ""
 
 
+def slippage_guarded(side: str) -> bool:
+    """Whether the slippage circuit breaker (SPEC §4 layer 2) may hold an order back: entries only. Its action is a
+    PAUSE, and a PAUSE stops new orders, never an exit (SPEC §4 layer 3, ``blocked_by_state``); a risk exit
+    (stop-loss, drawdown or operator close) must be able to close a position in a crash, when the price after its
+    decision has moved the most, and a signal's exit reduces what is at risk the same way. So every SELL fills at
+    the first price after its decision however far it moved, and trips nothing; the next entry's fill is guarded."""
+    return side == "BUY"
+
+
 def operate(state: DeskState, command: OperatorCommand, valued: Callable[[], AccountState], quote: str) -> list[Effect]:
     """A person's command, the same wherever it is given (admin, API, dashboard, ``manage.py halt``/``release``, an
     operator-commands file in a replay or a backtest). A halt stops every order from now on (``blocked_by_state``);
@@ -397,11 +406,11 @@ class Desk:
         open of its symbol). A trading state that now blocks it cancels it; an entry whose price moved from the
         decision's by more than MAX_SLIPPAGE_PCT trips the circuit breaker (SPEC §4 layer 2: PAUSE, a
         CIRCUIT_BREAKER alert) and is cancelled, before anything is filled; otherwise it fills at that price.
-        Exits are not held back by slippage: they reduce what is at risk."""
+        Exits are exempt from the slippage breaker (``slippage_guarded``)."""
         blocked = blocked_by_state(state.state, state.layer, order.purpose, order.side)
         if blocked:
             return [CancelOrder(order.client_order_id, blocked)]
-        if order.side == "BUY":
+        if slippage_guarded(order.side):
             decided, limit = order.requested_price, parameters["MAX_SLIPPAGE_PCT"]
             if abs(price - decided) > limit * decided:  # exactly: no rounded division (the share only to say it)
                 slippage = abs(price - decided) / decided

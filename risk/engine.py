@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_DOWN, ROUND_FLOOR, Decimal
 from typing import NamedTuple, Protocol
 
 from ground import amounts
@@ -455,8 +455,10 @@ def fold_waiting(held: Mapping[str, Decimal], cash: Decimal, orders, slippage: D
 
 
 def stop_price(entry_price: Decimal, stop_loss_pct: Decimal) -> Decimal:
-    """A lot's stop-loss: its entry (fill) price × (1 − STOP_LOSS_PCT), to the stored precision."""
-    return (entry_price * (1 - stop_loss_pct)).quantize(STOP_STEP, rounding=ROUND_HALF_EVEN)
+    """A lot's stop-loss: its entry (fill) price × (1 − STOP_LOSS_PCT), to the stored precision, rounded down: a
+    long's stop must stay below its entry, and rounding to nearest put a 1e-11 entry's stop (0.98e-11) on the entry
+    itself (1.0e-11), firing at once."""
+    return (entry_price * (1 - stop_loss_pct)).quantize(STOP_STEP, rounding=ROUND_FLOOR)
 
 
 def client_order_id_for(key: str) -> str:

@@ -2,16 +2,17 @@
 
 ``manage.py backtest --operator-commands FILE`` and ``manage.py run_feed --source replay --operator-commands FILE``
 read the same CSV, ``timestamp_ms,command[,reason]``, one command a row (an optional header line): ``halt``,
-``halt_close`` (halt and close every position) or ``release``. A command at time T is given at the market time T,
-once every candle known by T (closed at or before T) has been dealt with, and before any candle known after T: the
-shells hand it to the desk's operator input (``risk.desk.operate``), as the admin, the API and ``manage.py halt`` do
-live. A bad row is refused before anything runs, naming its line.
+``halt_close`` (halt and close every position) or ``release``; a reason that holds commas is quoted. A command at
+time T is given at the market time T, once every candle known by T (closed at or before T) has been dealt with, and
+before any candle known after T: the shells hand it to the desk's operator input (``risk.desk.operate``), as the
+admin, the API and ``manage.py halt`` do live. A bad row is refused before anything runs, naming its line.
 
 No Django here: the backtest's core imports without it.
 """
 
 from __future__ import annotations
 
+import csv
 from collections import deque
 from collections.abc import Iterable
 from pathlib import Path
@@ -62,9 +63,19 @@ def read_operator_commands(path: str | Path) -> list[TimedCommand]:
 
 
 def _row(line: str, number: int, actor: str, name: str) -> TimedCommand:
-    fields = [field.strip() for field in line.split(",", 2)]
+    """One row, read as CSV: a reason that holds commas is quoted (``…,halt,"feed check, part 1"``); a row of
+    more than three columns is refused (a column too many is a file misread, not a longer reason)."""
+    try:
+        fields = [field.strip() for field in next(csv.reader([line], strict=True))]
+    except csv.Error as error:
+        raise ValueError(f"not a CSV row ({error})") from None
     if len(fields) < 2:
         raise ValueError("expected timestamp_ms,command[,reason]")
+    if len(fields) > 3:
+        raise ValueError(
+            f"{len(fields)} columns, expected at most 3: timestamp_ms,command[,reason] "
+            '(quote a reason that holds commas: …,halt,"feed check, part 1")'
+        )
     stamp, command = fields[0], fields[1].lower()
     if not (stamp.isascii() and stamp.isdigit()):
         raise ValueError(f"the time {stamp!r} is not epoch milliseconds")

@@ -270,10 +270,13 @@ class Backtest:
         self.paused_by_watch = False
         self.changed_by = ""
         self.stale_timeout_ms = int(self.parameters["DATA_STALE_TIMEOUT_SEC"]) * 1000
+        self.quiet_ms = 0  # the shortest time a watched symbol's data can stay unchanged without going stale (run)
 
     # --- the loop ---------------------------------------------------------------------------------------
     def run(self, bars: Iterable[Bar], progress: Callable[[int], None] = lambda n: None) -> Result:
         started = time.perf_counter()
+        timeout = self.stale_timeout_ms
+        self.quiet_ms = min((max(timeout + 1, series.interval_ms) for series in self.watched.values()), default=0)
         count = 0
         group: list[Bar] = []
         now = None
@@ -331,6 +334,11 @@ class Backtest:
             ):
                 self._check_stale(point)
             self._close_point()
+            # Between the two times, where the beat would have found data stale (a gap in every file at once):
+            # never when every series had its candle at ``point`` and the next time is no further than a candle
+            # due after the timeout.
+            if self.watched and (now - point > self.quiet_ms or self.open_group < len(self.strategies)):
+                self._stale_between(point, now)
         if self.operator:
             self._give_commands(now)
         if (now - 1) // DAY_MS != self.day_number:  # before any fill, as live (``validation.market_day``)
@@ -348,6 +356,8 @@ class Backtest:
             if stop is not None and candle.close <= stop * STOP_MARGIN:  # as _flag_stop, inlined: every candle
                 self.stop_dirty.add(symbol)
         self.equity_f = self.alarm = None  # the marks moved
+        if self.paused_by_watch:
+            self._check_stale(now, resume_only=True)  # its pause ends on fresh data, before decisions on it
         strategies = self.strategies
         # The watch runs before each symbol's strategy, but only when it can do something: the drawdown
         # pre-check fires (see ``_watch``), a stop may trigger, or the circuit breaker waits for a retry.
@@ -745,10 +755,20 @@ class Backtest:
         except KeyError:  # a symbol not seen yet
             return False
 
-    def _check_stale(self, now: int) -> None:
+    def _stale_between(self, point: int, now: int) -> None:
+        """The watch at each time between two candle times where the beat would have found data stale
+        (``stale.stale_onsets``), each after the operator's commands given before it, as a replay runs it."""
+        seen = {symbol: bar[4] for symbol, bar in self.last.items()}
+        for onset in stale.stale_onsets(seen, self.watched, point, now, self.stale_timeout_ms, self.watched):
+            if self.operator:
+                self._give_commands(onset)
+            self._check_stale(onset)
+
+    def _check_stale(self, now: int, *, resume_only: bool = False) -> None:
         """The data-stale watch at ``now`` (``risk.data_stale.StaleWatch._act``, in memory): a watched symbol without
         a candle for longer than DATA_STALE_TIMEOUT_SEC pauses an ACTIVE account; when every one is fresh again the
-        watch lifts its own pause (never another layer's, never a HALT)."""
+        watch lifts its own pause (never another layer's, never a HALT). ``resume_only``: a time's candles are in,
+        before its decisions: only the lifting (``StaleWatch.fresh_data``)."""
         seen = {symbol: bar[4] for symbol, bar in self.last.items()}  # each symbol's latest candle time
         decision = stale.decide(
             seen,
@@ -759,6 +779,8 @@ class Backtest:
             previously_stale=self.stale_symbols,
             candles=self.watched,
         )
+        if resume_only and decision.action != "resume":
+            return
         if decision.newly_stale:
             message = stale.stale_message(decision.newly_stale, self.stale_timeout_ms)
             self._alert(AlertSpec("WARNING", "DATA_STALE", message), now)
@@ -775,7 +797,7 @@ class Backtest:
                 self._alert(AlertSpec("INFO", "DATA_RECOVERED", stale.RECOVERED_MESSAGE), now)
             self.paused_by_watch = False
         self.stale_symbols = decision.stale
-        if self.pending_orders:
+        if self.pending_orders and not resume_only:
             self._expire(stale.without_data(seen, self.watched, now, self.stale_timeout_ms, self.watched), now)
 
     def _alert(self, alert: AlertSpec, now: int) -> None:

@@ -240,11 +240,16 @@ class Replay:
             return
         if self._last_published_ts is None:  # the market runs on the replay's time from its first candle on
             market_clock.set_shared_event_time(chunk[0][0])
+        arrivals: dict[int, list[tuple[str, int]]] = {}  # each time's new candles, (symbol, known at)
+        if self.stale_watch is not None:
+            for known, symbol, interval, candle in chunk:
+                if (symbol, interval, candle.timestamp) in new:
+                    arrivals.setdefault(known, []).append((symbol, known))
         with market_clock.use_clock(self.clock):
             for known, symbol, interval, candle in chunk:
                 if (symbol, interval, candle.timestamp) not in new:
                     continue
-                self._before_event(known)
+                self._before_event(known, arrivals.get(known, ()))
                 self._publish(symbol, interval, known, candle)
             self._flush()
         market_clock.set_shared_event_time(self.clock.now_ms(), note=REPLAY_NOTE)
@@ -254,13 +259,20 @@ class Replay:
             batch, self._batch = self._batch, []
             publish_stored_batch(batch)
 
-    def _before_event(self, ts: int) -> None:
+    def _before_event(self, ts: int, arrivals=()) -> None:
+        """Before a candle known at ``ts``; ``arrivals``: every new candle of that time, (symbol, known at)."""
         previous = self._last_published_ts
         if previous is not None and ts != previous and self.speed:
             self._flush()  # paced: a timestamp's candles go out when their time comes, before the wait
         if previous is not None and ts != previous:
             if self.stale_watch is not None:
                 self.stale_watch.check_at(previous)  # the whole timestamp group is in: is anyone missing?
+                # between the two times, where the beat would have found data stale (a gap in every file)
+                for onset in self.stale_watch.onsets(previous, ts):
+                    if self.before_time is not None:
+                        self._flush()
+                        self.before_time(onset)  # the commands given before it
+                    self.stale_watch.check_at(onset)
             if self.speed:
                 self.sleep((ts - previous) / 1000 / self.speed)
         if previous is None or ts != previous:
@@ -270,6 +282,9 @@ class Replay:
             self.clock.observe(ts)
             if self.speed is not None:
                 market_clock.set_shared_event_time(ts, note=REPLAY_NOTE)
+            if self.stale_watch is not None and arrivals and self.stale_watch.holds_pause():
+                self._flush()  # the earlier times' candles are decided under the pause
+                self.stale_watch.fresh_data(ts, arrivals)  # it ends on fresh data, before decisions on it
         self._last_published_ts = ts
 
     def _publish(self, symbol: str, interval: str, known: int, candle: CandleRow) -> None:

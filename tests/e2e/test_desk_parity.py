@@ -170,10 +170,10 @@ def test_a_drawdown_day_with_failing_closes(tmp_path):
 
 
 def test_a_file_with_a_missing_row(tmp_path):
-    # AAA's candle of minute 4 is missing. A replay's data-stale watch checks each time once all its candles are
-    # in: at minute 4 AAA was last seen 60 s before (> DATA_STALE_TIMEOUT_SEC 30), so the account is PAUSED for the
-    # decisions of minute 5 and ACTIVE again for minute 6. The backtest models the same watch: BBB's entry signal
-    # of minute 5 is rejected by the pause in both, AAA's of minute 6 is approved in both.
+    # AAA's candle opened at minute 4 (known at 5) is missing. A replay's data-stale watch checks each time once its
+    # candles are decided: at 5 AAA was last seen 60 s before (> DATA_STALE_TIMEOUT_SEC 30, and its candle was due):
+    # PAUSED. The pause ends on fresh data: at 6 AAA's next candle is in before any decision of 6, so BBB's entry on
+    # its candle opened at 5 (decided at 6) and AAA's opened at 6 are both approved, in both shells.
     minute = 60_000
     aaa = [f"{DAY2 + i * minute},100,100,100,100,1000000" for i in range(10) if i != 4]
     bbb = [f"{DAY2 + i * minute},50,50,50,50,1000000" for i in range(10)]
@@ -182,17 +182,48 @@ def test_a_file_with_a_missing_row(tmp_path):
     signals.write_text(f"{DAY2 + 5 * minute},BBB_USDT,BUY\n{DAY2 + 6 * minute},AAA_USDT,BUY\n")
     live, simulated = run_both(tmp_path, files, f"signals_file:path={signals}")
     decisions = [(d[0].split(":")[0], d[1], d[2]) for d in simulated[1]]
-    assert decisions == [("BBB_USDT", "REJECT", "state"), ("AAA_USDT", "APPROVE", "position")], decisions
+    assert decisions == [("BBB_USDT", "APPROVE", "position"), ("AAA_USDT", "APPROVE", "position")], decisions
+    watch = [(t, code) for t, code in simulated[4] if code.startswith("DATA_")]
+    assert watch == [(DAY2 + 5 * minute, "DATA_STALE"), (DAY2 + 6 * minute, "DATA_RECOVERED")], simulated[4]
     assert live[0] == simulated[0] and live[1] == simulated[1] and live[3] == simulated[3] == "ACTIVE"
+    assert abs(live[2] - simulated[2]) <= simulated[2] * D("1e-14")
+
+
+def test_a_gap_in_every_file_is_stale_in_both(tmp_path):
+    # tests/unit/test_desk.py's gap case through both shells: every file misses the candles opened at 00:10-00:29,
+    # so no candle time falls in the gap; both watches check at 00:11, where the beat would have found the data
+    # stale (last seen 00:10 + 60 s): DATA_STALE, PAUSED, and AAA's BUY waiting across the gap EXPIRED. At 00:31 the
+    # pause ends on the fresh candles before their decisions: BBB's BUY on its candle opened at 00:30 fills.
+    minute = 60_000
+    hours = [i for i in range(40) if not 10 <= i < 30]
+    files = []
+    for symbol, price in (("AAA_USDT", 100), ("BBB_USDT", 50)):
+        rows = [f"{DAY2 + i * minute},{price},{price},{price},{price},1000000" for i in hours]
+        files.append(_write(tmp_path / f"{symbol}-1m.csv", rows))
+    signals = tmp_path / "signals.csv"
+    signals.write_text(f"{DAY2 + 9 * minute},AAA_USDT,BUY\n{DAY2 + 30 * minute},BBB_USDT,BUY\n")
+    live, simulated = run_both(tmp_path, files, f"signals_file:path={signals}")
+    assert [(o[1], o[4], o[8]) for o in simulated[0]] == [
+        ("AAA_USDT", "EXPIRED", DAY2 + 10 * minute),
+        ("BBB_USDT", "FILLED", DAY2 + 31 * minute),
+    ]
+    assert [a for a in simulated[4] if a[1] != "TRADING_STATE"] == [
+        (DAY2 + 11 * minute, "DATA_STALE"),
+        (DAY2 + 11 * minute, "ORDER_EXPIRED"),
+        (DAY2 + 31 * minute, "DATA_RECOVERED"),
+    ]
+    assert live[0] == simulated[0] and live[1] == simulated[1] and live[3] == simulated[3] == "ACTIVE"
+    assert live[5] == simulated[5]
     assert abs(live[2] - simulated[2]) <= simulated[2] * D("1e-14")
 
 
 def test_mixed_intervals_and_files_of_different_periods(tmp_path):
     # A 5m symbol beside a 1m one is not stale between its candles, and a file that starts later or ends earlier
     # is expected only over its own period. Its missing 5m candle (opened at minute 20) is due at its close, 25: both
-    # the replay and the backtest find it missing once the candles known at 25 are in, so the decisions at 26 (on the
-    # 1m candle opened at 25) are paused, until its next candle (opened at 25) closes at 30: the 1m signals on the
-    # candles opened at 25-29 are refused. Signals every minute on the 1m symbol show that.
+    # the replay and the backtest find it missing once the candles known at 25 are decided, so the decisions at 26 (on
+    # the 1m candle opened at 25) are paused, until its next candle (opened at 25) closes at 30: the pause ends on that
+    # fresh data, before the decisions of 30. The 1m signals on the candles opened at 25-28 are refused, the one
+    # opened at 29 (decided at 30) goes through. Signals every minute on the 1m symbol show that.
     minute = 60_000
     one = [f"{DAY2 + i * minute},100,100,100,100,1000000" for i in range(40)]
     five = [f"{DAY2 + i * FIVE_MIN},7,7,7,7,1000000" for i in range(2, 7) if i != 4]  # minutes 10-30, not 20
@@ -201,7 +232,7 @@ def test_mixed_intervals_and_files_of_different_periods(tmp_path):
     signals.write_text("".join(f"{DAY2 + i * minute},ONE_USDT,BUY\n" for i in range(1, 40)))
     live, simulated = run_both(tmp_path, files, f"signals_file:path={signals}", params=["MAX_ORDERS_PER_MINUTE=600"])
     paused = [int(d[0].rsplit(":", 1)[-1]) for d in simulated[1] if d[2] == "state"]
-    assert [(t - DAY2) // minute for t in paused] == [25, 26, 27, 28, 29], simulated[1]
+    assert [(t - DAY2) // minute for t in paused] == [25, 26, 27, 28], simulated[1]
     assert live[0] == simulated[0] and live[1] == simulated[1] and live[3] == simulated[3] == "ACTIVE"
 
 
@@ -482,10 +513,17 @@ def test_an_operator_halt_and_close_sells_everything_at_its_last_known_price_in_
     assert abs(live[2] - simulated[2]) <= simulated[2] * D("1e-14")
 
 
-def test_a_bad_operator_commands_file_is_refused_by_both_commands(tmp_path):
+@pytest.mark.parametrize(
+    ("second_row", "message"),
+    [
+        ("pause,no such command", "line 2: unknown command 'pause': one of halt, halt_close, release"),
+        ("release,go on,extra", "line 2: 4 columns, expected at most 3"),  # the first row's quoted comma is fine
+    ],
+)
+def test_a_bad_operator_commands_file_is_refused_by_both_commands(tmp_path, second_row, message):
     files = [_flat(tmp_path / "AAA_USDT-1m.csv", 100, 3)]
     commands = tmp_path / "ops.csv"
-    commands.write_text(f"{DAY2},halt,ok\n{DAY2 + 60_000},pause,no such command\n")
+    commands.write_text(f'{DAY2},halt,"ok, then"\n{DAY2 + 60_000},{second_row}\n')
     env = _env(tmp_path / "live.sqlite3")
     for args in (["backtest", "--data", *files], ["run_feed", "--source", "replay", "--data", *files, "--lockstep"]):
         result = processes.run(
@@ -493,7 +531,7 @@ def test_a_bad_operator_commands_file_is_refused_by_both_commands(tmp_path):
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
         )  # fmt: skip
         assert result.returncode == 2, result.stderr
-        assert f"{commands}: line 2: unknown command 'pause': one of halt, halt_close, release" in result.stderr
+        assert f"{commands}: {message}" in result.stderr
         assert "Traceback" not in result.stderr
 
 

@@ -13,6 +13,7 @@ from typing import NamedTuple
 import pytest
 
 from execution.paper import PaperExchange
+from marketdata import stale
 from risk.desk import (
     AmendHalt,
     CancelOrder,
@@ -31,6 +32,7 @@ from risk.desk import (
     UpdateBreaker,
     blocked_by_state,
     operate,
+    slippage_guarded,
 )
 from risk.engine import AccountState, LotStop, MarketSnapshot, RiskEngine, stop_price
 from risk.operator_commands import OperatorCommandsError, OperatorSchedule, read_operator_commands
@@ -301,6 +303,8 @@ def test_operator_commands_through_the_desk():
             "line 3: its time 1600000000000 is before the previous row's 1700000000000",
         ),
         ([], "no command rows"),
+        (["1700000000000,halt,feed check,part 1"], "line 2: 4 columns, expected at most 3"),
+        (['1700000000000,halt,"feed check'], "line 2: not a CSV row"),
     ],
 )
 def test_an_operator_commands_file_refuses_a_bad_row_naming_its_line(tmp_path, rows, message):
@@ -312,9 +316,9 @@ def test_an_operator_commands_file_refuses_a_bad_row_naming_its_line(tmp_path, r
 
 def test_operator_commands_are_given_before_the_candles_known_after_their_time(tmp_path):
     # A command at T is given once every candle known by T is in, before those known after T: at the step of the
-    # first time after T. Two at one time are given in the file's order; a reason may hold commas.
+    # first time after T. Two at one time are given in the file's order; a quoted reason may hold commas.
     path = tmp_path / "ops.csv"
-    path.write_text("1700000060000,halt,feed check, part 1\n1700000060000,halt_close\n1700000120000,release\n")
+    path.write_text('1700000060000,halt,"feed check, part 1"\n1700000060000,halt_close\n1700000120000,release\n')
     commands = read_operator_commands(path)
     assert [(c.timestamp_ms, c.command.command, c.command.reason, c.line) for c in commands] == [
         (1_700_000_060_000, "halt", "feed check, part 1", 1),
@@ -392,6 +396,19 @@ def test_an_order_fills_at_the_first_price_after_its_decision_and_slippage_trips
     assert DESK.fill(DeskState("HALTED"), PARAMETERS, exit_order, D(100)) == [
         CancelOrder("cdbx", "trading HALTED before execution")
     ]
+
+
+@pytest.mark.parametrize("purpose", ["exit", "stop_loss", "drawdown_close", "operator_close"])
+def test_exits_are_exempt_from_the_slippage_breaker_and_fill_in_a_crash(purpose):
+    # SPEC §4 layer 2's action is a PAUSE, and a PAUSE stops new orders, never an exit: a risk exit must close its
+    # position in a crash. Decided at 100, the next open is 60: 40 % > MAX_SLIPPAGE_PCT 1 % (an entry there would
+    # trip the breaker); each SELL fills at 60 and trips nothing, also while PAUSED by the breaker already.
+    assert not slippage_guarded("SELL") and slippage_guarded("BUY")
+    order = Waiting(side="SELL", purpose=purpose)
+    assert DESK.fill(ACTIVE, PARAMETERS, order, D(60)) == [FillOrder("cdbx", D(60))]
+    paused = DeskState("PAUSED", "circuit_breaker", breaker_symbol="TEST_USDT")
+    assert DESK.fill(paused, PARAMETERS, order, D(60)) == [FillOrder("cdbx", D(60))]
+    assert [type(e) for e in DESK.fill(ACTIVE, PARAMETERS, Waiting(), D(60))][-1] is CancelOrder
 
 
 def test_a_slippage_trip_is_retried_on_the_price_move_and_halts_after_ten_retries():
@@ -815,3 +832,69 @@ def test_releasing_a_drawdown_halt_in_the_backtest_restarts_the_day_and_the_repo
     assert [a["message"] for a in document["alerts"] if a["code"] == "TRADING_STATE"] == [s[2] for s in states]
     page = html_report(document)
     assert "<h2>Trading state</h2>" in page and "Trading ACTIVE: seen the loss; the daily drawdown restarts" in page
+
+
+def test_a_gap_in_every_file_is_stale_at_the_times_the_beat_would_have_run(tmp_path):
+    # AAA and BBB (1m) both miss the candles opened at 00:10-00:29: the market time jumps from 00:10 (the close of
+    # the candles opened at 00:09) to 00:31 (the close of those opened at 00:30), with no candle time in between.
+    # Live, the beat would have found both stale once their age exceeded DATA_STALE_TIMEOUT_SEC 30 s and a candle
+    # was due: last seen 00:10, stale from 00:10 + max(30 s + 1 ms, 60 s) = 00:11 (stale.stale_onsets).
+    # AAA's BUY on its candle opened at 00:09 is decided at 00:10: 0.25 × 10,000 / 100 = 25 AAA, waiting for the
+    # open of AAA's next candle. At 00:11 the watch: one DATA_STALE alert for both, PAUSED, and AAA's order can get
+    # no price (its data stale): EXPIRED at 00:11, its 2,500 free again.
+    # At 00:31 the candles opened at 00:30 are in: every symbol is fresh again, the pause ends before any decision
+    # of 00:31 (DATA_RECOVERED), and BBB's BUY on its candle opened at 00:30 is judged on that candle's age,
+    # 00:31 − 00:31 = 0 s ≤ 30 s: fresh, approved (0.25 × 10,000 / 50 = 50 BBB) and filled at the next open, 50.
+    hours = [i for i in range(40) if not 10 <= i < 30]
+    aaa = [(DAY2 + i * MINUTE, 100, 100) for i in hours]
+    bbb = [(DAY2 + i * MINUTE, 50, 50) for i in hours]
+    files = [_write_rows(tmp_path / "AAA_USDT-1m.csv", aaa), _write_rows(tmp_path / "BBB_USDT-1m.csv", bbb)]
+    signals = _signals(tmp_path, [f"{DAY2 + 9 * MINUTE},AAA_USDT,BUY", f"{DAY2 + 30 * MINUTE},BBB_USDT,BUY"])
+    exchange = PaperExchange(slippage_pct=D(0), fee_rate=D(0), failure_rate=D(0), max_volume_share=D(0))
+    parameters = {**PARAMETERS, "MAX_POSITION_PCT": D("0.25")}
+    series: dict = {}
+    bars = read_bars(files, None, series)
+    backtest = Backtest(lambda: SignalsFile(path=signals), parameters, D(10000), exchange, D("0.25"))
+    backtest.watched = series
+    result = backtest.run(bars)
+    assert [(o.symbol, o.status, o.filled_quantity, o.price, o.timestamp) for o in result.orders] == [
+        ("AAA_USDT", "EXPIRED", D(0), None, DAY2 + 10 * MINUTE),
+        ("BBB_USDT", "FILLED", D(50), D(50), DAY2 + 31 * MINUTE),
+    ]
+    watch = [(a["timestamp"], a["code"], a["message"]) for a in result.alerts if a["code"] != "TRADING_STATE"]
+    assert watch == [
+        (
+            DAY2 + 11 * MINUTE,
+            "DATA_STALE",
+            "No market data for AAA_USDT, BBB_USDT for more than 30s; new orders paused",
+        ),
+        (
+            DAY2 + 11 * MINUTE,
+            "ORDER_EXPIRED",
+            "BUY 25 AAA_USDT EXPIRED: no price after its decision: AAA_USDT's market data is stale",
+        ),
+        (DAY2 + 31 * MINUTE, "DATA_RECOVERED", "Market data fresh again; trading resumed"),
+    ]
+    states = [(e["timestamp"], e["reason"]) for e in result.risk_events if e["decision"] == "STATE_CHANGE"]
+    assert states == [
+        (DAY2 + 11 * MINUTE, "ACTIVE → PAUSED: data stale: AAA_USDT, BBB_USDT"),
+        (DAY2 + 31 * MINUTE, "PAUSED → ACTIVE: market data fresh again"),
+    ]
+    fresh = [e for e in result.risk_events if e.get("signal_id", "").startswith("BBB_USDT")]
+    assert [(e["decision"], D(e["approved_quantity"])) for e in fresh] == [("APPROVE", D(50))]
+    assert "data_stale" in fresh[0]["details"]["checks"]
+    assert result.final_equity == D(10000) and result.trading_state == "ACTIVE"
+
+
+def test_stale_onsets_are_the_times_between_two_candle_times_where_data_turns_stale():
+    # 1m AAA seen at 0, 5m FIVE seen at 0, 30 s timeout: AAA is stale from max(30,001, 60,000) = 60,000 ms on,
+    # FIVE from 300,000 on. Between 0 and 400,000 both fall; between 0 and 60,000 neither (60,000 is the next
+    # candle time itself, checked with its candles in). A timeout of 90 s ends between two 1m candle times: AAA
+    # stale from 90,001. A file that ended at 30,000 expects nothing more (its end is said as ENDED, not stale).
+    series = {"AAA": stale.CandleSeries(MINUTE), "FIVE": stale.CandleSeries(5 * MINUTE)}
+    seen = {"AAA": 0, "FIVE": 0}
+    assert stale.stale_onsets(seen, series, 0, 400_000, 30_000, series) == [60_000, 300_000]
+    assert stale.stale_onsets(seen, series, 0, 60_000, 30_000, series) == []
+    assert stale.stale_onsets(seen, ["AAA"], 0, 120_000, 90_000, series) == [90_001]
+    ended = {"AAA": stale.CandleSeries(MINUTE, last_ms=30_000)}
+    assert stale.stale_onsets(seen, ["AAA"], 0, 400_000, 30_000, ended) == []

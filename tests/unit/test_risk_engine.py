@@ -175,6 +175,15 @@ def test_stop_loss_fires_at_the_stop_and_not_above():
     assert ENGINE.stop_loss_exits(account(prices={"ETH_USDT": "98.0001"}, **holding)) == []
 
 
+def test_a_stop_is_rounded_down_below_the_entry_at_tiny_prices():
+    # Prices are stored to 12 places. Entry 1e-11 × (1 − 0.02) = 0.98e-11 = 9.8e-12: to nearest that is 1.0e-11, the
+    # entry itself (a stop that fires at once); rounded down it is 9e-12, below the entry. Entry 3e-12 × 0.98 =
+    # 2.94e-12 → 2e-12. Where no rounding is needed nothing changes: 100 × 0.98 = 98.
+    assert stop_price(D("1e-11"), D("0.02")) == D("9e-12") < D("1e-11")
+    assert stop_price(D("3e-12"), D("0.02")) == D("2e-12")
+    assert stop_price(D("100"), D("0.02")) == D(98)
+
+
 # Throttle and cool-down.
 def test_throttle_at_30_orders_a_minute():
     assert decide(account(orders_last_minute=29)).approved

@@ -25,6 +25,10 @@ DEFAULT_REASON = "signals file"
 Row = tuple[str, float, str]  # side, confidence, reason
 
 
+class SignalsFileError(ValueError):
+    """A signals file that cannot be used (unreadable, gone, empty, a bad row); the message names the file."""
+
+
 class SignalsTable(NamedTuple):
     digest: str  # of the rows: a changed file is another strategy (cached live states are keyed by it)
     by_symbol: dict[str, dict[int, Row]]  # symbol -> open time -> row
@@ -41,7 +45,8 @@ class SignalsFile(Strategy):
             raise ValueError("signals_file: give the file as signals_file:path=FILE")
         super().__init__()
         self.path, self.interval = str(path), str(interval)
-        self.digest = _read_cached(Path(self.path)).digest
+        self.table = _read_cached(Path(self.path))  # as read when built: what a run's end checks its rows against
+        self.digest = self.table.digest
         self.series: tuple[str, str] | None = None  # (symbol, interval) once bound
         self.due: dict[int, Row] = {}
 
@@ -81,7 +86,7 @@ class SignalsFile(Strategy):
             return []
         run_span = (min(low for low, _ in spans.values()), max(high for _, high in spans.values()))
         missing = []
-        for symbol, rows in _read_cached(Path(self.path)).by_symbol.items():
+        for symbol, rows in self.table.by_symbol.items():
             keys = [k for k in spans if k[0] == symbol and (not self.interval or k[1] == self.interval)]
             low = min((spans[k][0] for k in keys), default=run_span[0])
             high = max((spans[k][1] for k in keys), default=run_span[1])
@@ -93,7 +98,10 @@ class SignalsFile(Strategy):
         return sorted(missing)
 
     def unmatched_warning(self, open_times: Mapping[tuple[str, str], Collection[int]]) -> str | None:
-        """What a run's summary says of ``rows_without_candle`` (None: every row met its candle)."""
+        """What a run's summary says of ``rows_without_candle``, or of a file with a header and no rows (None:
+        every row met its candle)."""
+        if not self.table.by_symbol:
+            return f"{self.path} has a header and no signal rows: no signal was decided"
         missing = self.rows_without_candle(open_times)
         if not missing:
             return None
@@ -115,11 +123,12 @@ class SignalsFile(Strategy):
         from the file when unpickled (a file changed since has another digest, so another key: the cached state is
         not used)."""
         state = self.__dict__.copy()
-        state["due"] = None
+        state["due"] = state["table"] = None
         return state
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
+        self.table = _read_cached(Path(self.path))
         self.due = self._due()
 
 
@@ -128,28 +137,40 @@ def _read_cached(path: Path) -> SignalsTable:
     try:
         stat = path.stat()
     except OSError as error:
-        raise ValueError(f"signals_file: cannot read {path}: {error.strerror or error}") from None
+        raise SignalsFileError(f"signals_file: cannot read {path}: {error.strerror or error}") from None
     return _read(path, stat.st_mtime_ns, stat.st_size)
 
 
 @lru_cache(maxsize=8)
 def _read(path: Path, _mtime_ns: int = 0, _size: int = 0) -> SignalsTable:
-    """The file's rows by symbol and open time; a bad row raises ValueError naming its line."""
+    """The file's rows by symbol and open time; a bad row raises SignalsFileError naming its line, and so does a file
+    with neither a header nor a row (0 bytes: a file not written yet, or the wrong one)."""
     try:
         text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (spreadsheet exports) is not data
     except OSError as error:
-        raise ValueError(f"signals_file: cannot read {path}: {error.strerror or error}") from None
+        raise SignalsFileError(f"signals_file: cannot read {path}: {error.strerror or error}") from None
     except UnicodeDecodeError as error:
-        raise ValueError(f"signals_file: {path} is not UTF-8 text (byte {error.start})") from None
+        raise SignalsFileError(f"signals_file: {path} is not UTF-8 text (byte {error.start})") from None
     by_symbol: dict[str, dict[int, Row]] = {}
+    header = False
     for number, fields in enumerate(csv.reader(text.splitlines()), start=1):
-        if not fields or not "".join(fields).strip() or (number == 1 and fields[0].strip() == HEADER):
+        if not fields or not "".join(fields).strip():
             continue
-        stamp, symbol, row = _row(fields, f"signals_file: {path} line {number}")
+        if number == 1 and fields[0].strip() == HEADER:
+            header = True
+            continue
+        try:
+            stamp, symbol, row = _row(fields, f"signals_file: {path} line {number}")
+        except ValueError as error:
+            raise SignalsFileError(str(error)) from None
         series = by_symbol.setdefault(symbol, {})
         if stamp in series:
-            raise ValueError(f"signals_file: {path} line {number}: a second signal for {symbol} at {stamp}")
+            raise SignalsFileError(f"signals_file: {path} line {number}: a second signal for {symbol} at {stamp}")
         series[stamp] = row
+    if not by_symbol and not header:
+        raise SignalsFileError(
+            f"signals_file: {path} is empty: no header and no rows (timestamp_ms,symbol,side[,confidence,reason])"
+        )
     digest = hashlib.sha256(repr(sorted((s, sorted(rows.items())) for s, rows in by_symbol.items())).encode())
     return SignalsTable(digest.hexdigest()[:16], by_symbol)
 

@@ -124,6 +124,7 @@ class Command(BaseCommand):
         except ReplayError as error:
             raise CommandError(str(error), returncode=2) from None
         _check_strategy()
+        _check_run_settings()
         _create_tables_of_a_new_database(self.stdout.write)
         _check_replay_fits(sources)
         publish = not options["no_publish"]
@@ -165,7 +166,13 @@ class Command(BaseCommand):
         self.stdout.write(f"signals:         {signals}")
         self.stdout.write(f"orders:          {orders}")
         self.stdout.write(f"errors:          {errors}")
-        unmatched = _unmatched_signals(sources) if publish else None
+        try:
+            unmatched = _unmatched_signals(sources) if publish else None
+        except ValueError as error:  # the signals file, gone or changed since the start
+            raise CommandError(
+                f"{error} (during the replay: keep the signals file until it ends; {errors} consumer task(s) failed)",
+                returncode=1,
+            ) from None
         if unmatched:
             self.stdout.write(self.style.WARNING(f"WARNING: {unmatched}"))
         not_given = schedule.not_given() if schedule is not None else None
@@ -277,6 +284,16 @@ def _check_replay_fits(sources) -> None:
         f".venv/bin/python manage.py run_feed --source replay --data {files}",
         returncode=2,
     )
+
+
+def _check_run_settings() -> None:
+    """The capital, sizing and paper model the consumers use (``execution.run_settings``): a bad one is said before
+    anything is stored (INITIAL_CAPITAL=1e30 made every consumer task fail)."""
+    from execution.run_settings import RANGES, run_settings_problem
+
+    problem = run_settings_problem({name: getattr(settings, name) for name in RANGES})
+    if problem:
+        raise CommandError(problem, returncode=2)
 
 
 def _check_strategy() -> None:

@@ -14,11 +14,13 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from execution.paper import PaperExchange
+from execution.run_settings import CAPITAL_RANGE, SIZING_RANGE, checked_decimal, run_settings_problem
 from risk.operator_commands import OperatorCommandsError, OperatorSchedule, read_operator_commands
 from risk.parameters import PARAMETER_SPECS
 from trading.backtest import Backtest, BacktestInputError, read_bars, watched_series
 from trading.backtest_report import html_report, report
 from trading.strategies import build_strategy, parse_spec
+from trading.strategies.signals_file import SignalsFileError
 
 SIZING = "POSITION_SIZE_PCT"
 HTML_MAX_BARS = 5000  # per symbol in --html: longer runs are resampled to coarser bars
@@ -37,12 +39,9 @@ def date_ms(text: str, option: str) -> int:
 
 def _decimal(name: str, text: str, low: Decimal, high: Decimal) -> Decimal:
     try:
-        value = Decimal(text)
-    except ArithmeticError:
-        value = None
-    if value is None or not value.is_finite() or not low <= value <= high:
-        raise CommandError(f"{name}={text!r}: must be a number in {low}–{high}", returncode=2)
-    return value
+        return checked_decimal(name, text, low, high)
+    except ValueError as error:
+        raise CommandError(str(error), returncode=2) from None
 
 
 def _output_dir(option: str, path: str | None) -> None:
@@ -91,7 +90,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--data", nargs="+", required=True, metavar="FILE", help="SYMBOL-INTERVAL.csv files")
         parser.add_argument("--strategy", default=None, help="registered strategy (default: the STRATEGY setting)")
-        parser.add_argument("--capital", default=str(settings.INITIAL_CAPITAL), help="initial cash (default 10000)")
+        parser.add_argument("--capital", default=None, help="initial cash (default INITIAL_CAPITAL, 10000)")
         parser.add_argument("--from", dest="date_from", default=None, help="first candle time (UTC date/time)")
         parser.add_argument("--to", dest="date_to", default=None, help="last candle time (UTC date/time)")
         parser.add_argument(
@@ -121,6 +120,10 @@ class Command(BaseCommand):
             name, strategy_params = parse_spec(strategy_spec)
         except ValueError as error:
             raise CommandError(str(error), returncode=2) from None
+        paper = ("PAPER_SLIPPAGE_PCT", "FEE_RATE", "PAPER_MAX_VOLUME_SHARE", "POSITION_SIZE_PCT")
+        problem = run_settings_problem({name: getattr(settings, name) for name in paper})
+        if problem:
+            raise CommandError(problem, returncode=2)
         risk = {n: seed.value for n, seed in settings.RISK_PARAMETER_SEEDS.items()}
         size_pct = Decimal(settings.POSITION_SIZE_PCT)
         for item in options["param"]:
@@ -134,14 +137,17 @@ class Command(BaseCommand):
                 except ValueError as error:
                     raise CommandError(f"--param {error}", returncode=2) from None
             elif key.upper() == SIZING:
-                size_pct = _decimal(SIZING, value, Decimal("0.001"), Decimal("1"))
+                size_pct = _decimal(SIZING, value, *SIZING_RANGE)
             else:
                 strategy_params[key] = value
         try:
-            build_strategy(name, **strategy_params)  # validates name and parameters before any work
+            strategy = build_strategy(name, **strategy_params)  # validates name and parameters before any work
         except ValueError as error:
             raise CommandError(str(error), returncode=2) from None
-        capital = _decimal("--capital", options["capital"], Decimal("0.00000001"), Decimal("1e15"))
+        if options["capital"] is None:
+            capital = _decimal("INITIAL_CAPITAL", settings.INITIAL_CAPITAL, *CAPITAL_RANGE)
+        else:
+            capital = _decimal("--capital", options["capital"], *CAPITAL_RANGE)
         failure_rate = _decimal("--failure-rate", options["failure_rate"], Decimal(0), Decimal(1))
         start = date_ms(options["date_from"], "--from") if options["date_from"] else None
         end = date_ms(options["date_to"], "--to") if options["date_to"] else None
@@ -192,6 +198,8 @@ class Command(BaseCommand):
                 result = backtest.run(bars, progress=bar.update)
         except BacktestInputError as error:
             raise CommandError(str(error), returncode=2) from None
+        except SignalsFileError as error:  # each series builds its strategy at its first candle, reading the file
+            raise CommandError(f"{error} (during the run: keep the signals file until it ends)", returncode=1) from None
         if result.candles == 0:
             raise CommandError(
                 f"no valid candles in the given files and dates{_off_grid(options['data'])}", returncode=2
@@ -200,7 +208,7 @@ class Command(BaseCommand):
         parameters = {**risk, SIZING: size_pct, **{f"strategy.{k}": v for k, v in strategy_params.items()}}
         document = report(result, strategy=name, parameters=parameters, files=options["data"])
         document["rejected_rows"] = rejected
-        unmatched = _unmatched_signals(build_strategy(name, **strategy_params), open_times, start, end)
+        unmatched = _unmatched_signals(strategy, open_times, start, end)  # the rows as read at the start
         if unmatched:
             document["summary"]["warnings"].append(unmatched)
         if schedule.not_given():

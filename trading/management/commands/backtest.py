@@ -13,6 +13,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
+from cdb_project.standalone import ensure_apps
 from execution.paper import PaperExchange
 from risk.operator_commands import OperatorCommandsError, OperatorSchedule, read_operator_commands
 from risk.parameters import PARAMETER_SPECS
@@ -155,6 +156,8 @@ class Command(BaseCommand):
                 raise CommandError(f"--operator-commands: {error}", returncode=2) from None
         _output_dir("--json", options["json_out"])
         _output_dir("--html", options["html_out"])
+        if options["save"] or options["html_out"]:
+            ensure_apps()  # the ORM: `manage.py backtest` runs without the app registry (cdb_project/standalone.py)
 
         exchange = PaperExchange(
             slippage_pct=Decimal(settings.PAPER_SLIPPAGE_PCT),

@@ -18,7 +18,7 @@ def run(argv: list[str]) -> None:
     """``execute_from_command_line(argv)`` for a command of WITHOUT_APPS, less the app registry."""
     from django.conf import settings
     from django.core.management.base import CommandError, CommandParser, handle_default_options
-    from django.utils.log import configure_logging
+    from django.utils.module_loading import import_string
 
     # --settings and --pythonpath first, as Django's ManagementUtility takes them: before the settings are read
     parser = CommandParser(add_help=False, allow_abbrev=False)
@@ -29,7 +29,11 @@ def run(argv: list[str]) -> None:
         handle_default_options(parser.parse_known_args(argv[2:])[0])
     except CommandError:
         pass  # the command's own parser reports it
-    configure_logging(settings.LOGGING_CONFIG, settings.LOGGING)
+    # The project's LOGGING alone. Django's own defaults (DEFAULT_LOGGING, put first by django.setup()) are for
+    # requests and runserver, and their mail_admins handler imports the debug views, django.http and the ORM to
+    # build its error reporter, for a command that serves no request.
+    if settings.LOGGING_CONFIG and settings.LOGGING:
+        import_string(settings.LOGGING_CONFIG)(settings.LOGGING)
     import_module(WITHOUT_APPS[argv[1]]).Command().run_from_argv(argv)
 
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
-from tqdm import tqdm
 
 from cdb_project.standalone import ensure_apps
 from execution.paper import PaperExchange
@@ -75,9 +74,9 @@ def _unmatched_signals(strategy, open_times: dict, start: int | None, end: int |
     )
 
 
-def _rows_in(path: Path) -> int:
-    """About how many candles a file has, for the progress bar: its lines but the header (0: not a CSV)."""
-    return max(0, path.read_bytes().count(b"\n") - 1) if path.suffix == ".csv" else 0
+def _rows_in(paths: list[str]) -> int:
+    """About how many candles the files have, for the progress bar: their lines but the header (0: not a CSV)."""
+    return sum(max(0, Path(p).read_bytes().count(b"\n") - 1) for p in paths if Path(p).suffix == ".csv")
 
 
 class Command(BaseCommand):
@@ -184,15 +183,19 @@ class Command(BaseCommand):
             open_times: dict = {}
             bars = read_bars(options["data"], rejected, series, open_times)
             backtest.watched = watched_series(series, settings.SYMBOL_WHITELIST)
-            total = sum(_rows_in(Path(p)) for p in options["data"])
             if start is not None or end is not None:
                 bars = (
                     b
                     for b in bars
                     if (start is None or b.row.timestamp >= start) and (end is None or b.row.timestamp <= end)
                 )
-            with tqdm(total=total, unit="candle", file=sys.stderr, disable=options["no_progress"]) as bar:
-                result = backtest.run(bars, progress=bar.update)
+            if options["no_progress"]:  # no bar: tqdm (and the multiprocessing lock it makes) not even imported
+                result = backtest.run(bars)
+            else:
+                from tqdm import tqdm
+
+                with tqdm(total=_rows_in(options["data"]), unit="candle", file=sys.stderr) as bar:
+                    result = backtest.run(bars, progress=bar.update)
         except BacktestInputError as error:
             raise CommandError(str(error), returncode=2) from None
         if result.candles == 0:

@@ -79,6 +79,21 @@ def _rows_in(paths: list[str]) -> int:
     return sum(max(0, Path(p).read_bytes().count(b"\n") - 1) for p in paths if Path(p).suffix == ".csv")
 
 
+def _progress_bar(total: int):
+    """tqdm's bar, drawn by this process alone: with a thread lock (tqdm's default one also makes a
+    multiprocessing lock, importing multiprocessing, to share the terminal with child processes) and no monitor
+    thread (it wakes bars that went quiet for 10 s; this one is updated at every candle time)."""
+    import threading
+
+    from tqdm import tqdm
+
+    class Bar(tqdm):
+        monitor_interval = 0
+
+    Bar.set_lock(threading.RLock())
+    return Bar(total=total, unit="candle", file=sys.stderr)
+
+
 class Command(BaseCommand):
     # The system checks import every URL and view (the API schema, the dashboard): a third of the start-up of a
     # command that serves none of them. `manage.py check` (and every server's start) still runs them.
@@ -192,9 +207,7 @@ class Command(BaseCommand):
             if options["no_progress"]:  # no bar: tqdm (and the multiprocessing lock it makes) not even imported
                 result = backtest.run(bars)
             else:
-                from tqdm import tqdm
-
-                with tqdm(total=_rows_in(options["data"]), unit="candle", file=sys.stderr) as bar:
+                with _progress_bar(_rows_in(options["data"])) as bar:
                     result = backtest.run(bars, progress=bar.update)
         except BacktestInputError as error:
             raise CommandError(str(error), returncode=2) from None

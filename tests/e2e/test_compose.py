@@ -256,6 +256,8 @@ def test_dockerfile_is_multi_stage_non_root_with_the_entrypoint():
     assert users and users[-1].split(":")[0] not in ("root", "0")
     assert 'ENTRYPOINT ["/app/docker/entrypoint.sh"]' in text
     assert "HEALTHCHECK" in text
+    # PYTHONDONTWRITEBYTECODE at run time: the project is byte-compiled in the image, not by every process's start
+    assert "PYTHONDONTWRITEBYTECODE=1" not in text or "compileall" in text
 
 
 def test_env_file_is_not_committed_but_its_example_is():

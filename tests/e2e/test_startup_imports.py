@@ -58,6 +58,48 @@ def test_a_backtest_loads_numpy_for_its_candles_and_nothing_of_the_live_side(tmp
     assert json.loads((tmp_path / "r.json").read_text())["candles"] > 5000
 
 
+# The command as ``manage.py`` runs it (its own route for the commands of cdb_project.standalone.WITHOUT_APPS).
+MANAGE_PROBE = """
+import json, runpy, sys
+sys.argv = ["manage.py", *sys.argv[1:]]
+try:
+    runpy.run_path("manage.py", run_name="__main__")
+except SystemExit as stop:
+    if stop.code:
+        raise
+from django.apps import apps
+print(json.dumps({"apps_ready": apps.ready, "auth_models": "django.contrib.auth.models" in sys.modules}))
+"""
+
+
+def run_manage(*args: str, **environ: str) -> tuple[str, dict]:
+    done = processes.run(
+        [sys.executable, "-c", MANAGE_PROBE, *args],
+        cwd=ROOT,
+        env={**os.environ, **environ},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr
+    *output, seen = done.stdout.strip().splitlines()
+    return "\n".join(output), json.loads(seen)
+
+
+@pytest.mark.shared_data
+def test_manage_py_runs_a_backtest_without_the_app_registry_and_populates_it_to_save(tmp_path):
+    """No app's models or ready() for a backtest that only reports; ``--save`` (the ORM) populates the registry."""
+    data = str(CANDLES / "ETH_BTC-5m.csv")
+    output, seen = run_manage("backtest", "--data", data, "--no-progress", "--json", str(tmp_path / "r.json"))
+    assert seen == {"apps_ready": False, "auth_models": False}
+    assert json.loads((tmp_path / "r.json").read_text())["candles"] > 5000
+    database = {"DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"}
+    run_manage("migrate", "-v", "0", **database)
+    output, seen = run_manage("backtest", "--data", data, "--no-progress", "--save", **database)
+    assert seen == {"apps_ready": True, "auth_models": True}
+    assert "saved as backtest run #1" in output
+
+
 def test_the_commands_that_need_them_still_load_them():
     assert "daphne" in loaded_by("runserver", "--help")
     assert "twisted" in loaded_by("runserver", "--help")

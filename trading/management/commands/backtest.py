@@ -11,8 +11,8 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
-from tqdm import tqdm
 
+from cdb_project.standalone import ensure_apps
 from execution.paper import PaperExchange
 from execution.run_settings import CAPITAL_RANGE, SIZING_RANGE, checked_decimal, run_settings_problem
 from risk.operator_commands import OperatorCommandsError, OperatorSchedule, read_operator_commands
@@ -73,9 +73,24 @@ def _unmatched_signals(strategy, open_times: dict, start: int | None, end: int |
     )
 
 
-def _rows_in(path: Path) -> int:
-    """About how many candles a file has, for the progress bar: its lines but the header (0: not a CSV)."""
-    return max(0, path.read_bytes().count(b"\n") - 1) if path.suffix == ".csv" else 0
+def _rows_in(paths: list[str]) -> int:
+    """About how many candles the files have, for the progress bar: their lines but the header (0: not a CSV)."""
+    return sum(max(0, Path(p).read_bytes().count(b"\n") - 1) for p in paths if Path(p).suffix == ".csv")
+
+
+def _progress_bar(total: int):
+    """tqdm's bar, drawn by this process alone: with a thread lock (tqdm's default one also makes a
+    multiprocessing lock, importing multiprocessing, to share the terminal with child processes) and no monitor
+    thread (it wakes bars that went quiet for 10 s; this one is updated at every candle time)."""
+    import threading
+
+    from tqdm import tqdm
+
+    class Bar(tqdm):
+        monitor_interval = 0
+
+    Bar.set_lock(threading.RLock())
+    return Bar(total=total, unit="candle", file=sys.stderr)
 
 
 class Command(BaseCommand):
@@ -161,6 +176,8 @@ class Command(BaseCommand):
                 raise CommandError(f"--operator-commands: {error}", returncode=2) from None
         _output_dir("--json", options["json_out"])
         _output_dir("--html", options["html_out"])
+        if options["save"] or options["html_out"]:
+            ensure_apps()  # the ORM: `manage.py backtest` runs without the app registry (cdb_project/standalone.py)
 
         exchange = PaperExchange(
             slippage_pct=Decimal(settings.PAPER_SLIPPAGE_PCT),
@@ -187,15 +204,17 @@ class Command(BaseCommand):
             open_times: dict = {}
             bars = read_bars(options["data"], rejected, series, open_times)
             backtest.watched = watched_series(series, settings.SYMBOL_WHITELIST)
-            total = sum(_rows_in(Path(p)) for p in options["data"])
             if start is not None or end is not None:
                 bars = (
                     b
                     for b in bars
                     if (start is None or b.row.timestamp >= start) and (end is None or b.row.timestamp <= end)
                 )
-            with tqdm(total=total, unit="candle", file=sys.stderr, disable=options["no_progress"]) as bar:
-                result = backtest.run(bars, progress=bar.update)
+            if options["no_progress"]:  # no bar: tqdm (and the multiprocessing lock it makes) not even imported
+                result = backtest.run(bars)
+            else:
+                with _progress_bar(_rows_in(options["data"])) as bar:
+                    result = backtest.run(bars, progress=bar.update)
         except BacktestInputError as error:
             raise CommandError(str(error), returncode=2) from None
         except SignalsFileError as error:  # each series builds its strategy at its first candle, reading the file

@@ -67,6 +67,7 @@ def test_reconcile_orders_refuses_an_age_no_date_can_subtract(tmp_path):
 
 def test_serve_exits_2_when_it_cannot_listen(tmp_path):
     _one_line_error(_manage(tmp_path, "serve", "--feed", "none", "--port", "99999"), "--port 99999")
+    assert _manage(tmp_path, "migrate", "--noinput").returncode == 0  # else serve refuses the database first
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()

@@ -485,12 +485,27 @@ def snapshot_from_candles(rows: list[tuple[int, Decimal, Decimal, Decimal]]) -> 
     return _snapshot(rows[0][3], rows[0][0], spreads)
 
 
-def snapshot_from_rows(rows: Sequence, known_ms: int) -> MarketSnapshot:
-    """:func:`snapshot_from_candles` from candle objects (``high``, ``low``, ``close``: the backtest's validated
-    rows), newest first, without building the tuples; ``known_ms``: when the newest one closed."""
+def snapshot_from_rows(rows: Sequence, known_ms: int, memo: dict[int, Decimal | None]) -> MarketSnapshot:
+    """:func:`snapshot_from_candles` from candle objects (``timestamp``, ``high``, ``low``, ``close``: the
+    backtest's validated rows), newest first, without building the tuples; ``known_ms``: when the newest one closed.
+
+    ``memo``: the caller's spreads of the symbol's rows by open time (None: a row without a positive close), filled
+    here. A row is in up to SPREAD_WINDOW + 1 snapshots; its spread (a 28-digit division) is the same in each."""
     if not rows:
         return MarketSnapshot(price=None)
-    spreads = [(row.high - row.low) / row.close for row in rows if row.close > 0]
+    if len(memo) > 4 * (SPREAD_WINDOW + 1):  # older rows are out of every later window
+        kept = {row.timestamp for row in rows}
+        for stamp in [stamp for stamp in memo if stamp not in kept]:
+            del memo[stamp]
+    spreads = []
+    for row in rows:
+        try:
+            spread = memo[row.timestamp]
+        except KeyError:
+            close = row.close
+            spread = memo[row.timestamp] = (row.high - row.low) / close if close > 0 else None
+        if spread is not None:
+            spreads.append(spread)
     return _snapshot(rows[0].close, known_ms, spreads)
 
 

@@ -485,28 +485,59 @@ def snapshot_from_candles(rows: list[tuple[int, Decimal, Decimal, Decimal]]) -> 
     return _snapshot(rows[0][3], rows[0][0], spreads)
 
 
-def snapshot_from_rows(rows: Sequence, known_ms: int, memo: dict[int, Decimal | None]) -> MarketSnapshot:
+def snapshot_from_rows(
+    rows: Sequence, known_ms: int, memo: dict[int, Decimal | None], *, tradable: bool = True
+) -> MarketSnapshot | RowsSnapshot:
     """:func:`snapshot_from_candles` from candle objects (``timestamp``, ``high``, ``low``, ``close``: the
     backtest's validated rows), newest first, without building the tuples; ``known_ms``: when the newest one closed.
+    Its spreads are computed when first read (``RowsSnapshot``).
 
     ``memo``: the caller's spreads of the symbol's rows by open time (None: a row without a positive close), filled
-    here. A row is in up to SPREAD_WINDOW + 1 snapshots; its spread (a 28-digit division) is the same in each."""
+    as they are read. A row is in up to SPREAD_WINDOW + 1 snapshots; its spread (a 28-digit division) is the same in
+    each."""
     if not rows:
-        return MarketSnapshot(price=None)
-    if len(memo) > 4 * (SPREAD_WINDOW + 1):  # older rows are out of every later window
-        kept = {row.timestamp for row in rows}
-        for stamp in [stamp for stamp in memo if stamp not in kept]:
-            del memo[stamp]
-    spreads = []
-    for row in rows:
-        try:
-            spread = memo[row.timestamp]
-        except KeyError:
-            close = row.close
-            spread = memo[row.timestamp] = (row.high - row.low) / close if close > 0 else None
-        if spread is not None:
-            spreads.append(spread)
-    return _snapshot(rows[0].close, known_ms, spreads)
+        return MarketSnapshot(None, tradable=tradable)
+    return RowsSnapshot(rows[0].close, known_ms, tradable, tuple(rows), memo)
+
+
+class RowsSnapshot:
+    """A ``MarketSnapshot`` (the same attributes, read-only) of the backtest's rows whose spread and average spread
+    are computed on first read, exactly as ``snapshot_from_candles`` computes them: an exit's decision (half of the
+    decisions) never reads them, since the spread check guards entries only."""
+
+    __slots__ = ("price", "last_data_ms", "tradable", "_rows", "_memo", "_spreads")
+
+    def __init__(self, price: Decimal, last_data_ms: int, tradable: bool, rows: tuple, memo: dict) -> None:
+        self.price, self.last_data_ms, self.tradable = price, last_data_ms, tradable
+        self._rows, self._memo, self._spreads = rows, memo, None
+
+    @property
+    def spread_pct(self) -> Decimal | None:
+        return self._computed().spread_pct
+
+    @property
+    def avg_spread_pct(self) -> Decimal | None:
+        return self._computed().avg_spread_pct
+
+    def _computed(self) -> MarketSnapshot:
+        spreads = self._spreads
+        if spreads is None:
+            memo = self._memo
+            if len(memo) > 4 * (SPREAD_WINDOW + 1):  # older rows are out of every later window
+                kept = {row.timestamp for row in self._rows}
+                for stamp in [stamp for stamp in memo if stamp not in kept]:
+                    del memo[stamp]
+            values = []
+            for row in self._rows:
+                try:
+                    spread = memo[row.timestamp]
+                except KeyError:
+                    close = row.close
+                    spread = memo[row.timestamp] = (row.high - row.low) / close if close > 0 else None
+                if spread is not None:
+                    values.append(spread)
+            spreads = self._spreads = _snapshot(self.price, self.last_data_ms, values)
+        return spreads
 
 
 def _snapshot(price: Decimal, last_data_ms: int, spreads: list[Decimal]) -> MarketSnapshot:

@@ -484,15 +484,16 @@ def snapshot_from_candles(rows: list[tuple[int, Decimal, Decimal, Decimal]]) -> 
 
 
 def snapshot_from_rows(
-    rows: Sequence, known_ms: int, memo: dict[int, Decimal | None], *, tradable: bool = True
+    rows: Sequence, known_ms: int, memo: dict[int, tuple], *, tradable: bool = True
 ) -> MarketSnapshot | RowsSnapshot:
     """:func:`snapshot_from_candles` from candle objects (``timestamp``, ``high``, ``low``, ``close``: the
     backtest's validated rows), newest first, without building the tuples; ``known_ms``: when the newest one closed.
     Its spreads are computed when first read (``RowsSnapshot``).
 
-    ``memo``: the caller's spreads of the symbol's rows by open time (None: a row without a positive close), filled
-    as they are read. A row is in up to SPREAD_WINDOW + 1 snapshots; its spread (a 28-digit division) is the same in
-    each."""
+    ``memo``: the caller's spreads of the symbol's rows, filled as they are read: ``id(row)`` → (the row, its spread;
+    None for a row without a positive close). A row is in up to SPREAD_WINDOW + 1 snapshots; its spread (a 28-digit
+    division) is the same in each. Keyed by the row object, not its open time: a symbol's 1m and 5m candles of one
+    open time are two rows; the memo holds each row, so its id is not reused while it is there."""
     if not rows:
         return MarketSnapshot(None, tradable=tradable)
     return RowsSnapshot(rows[0].close, known_ms, tradable, tuple(rows), memo)
@@ -503,11 +504,11 @@ class RowsSnapshot:
     are computed on first read, exactly as ``snapshot_from_candles`` computes them: an exit's decision (half of the
     decisions) never reads them, since the spread check guards entries only."""
 
-    __slots__ = ("price", "last_data_ms", "tradable", "_rows", "_memo", "_spreads")
+    __slots__ = ("price", "last_data_ms", "tradable", "_rows", "_memo", "_full")
 
-    def __init__(self, price: Decimal, last_data_ms: int, tradable: bool, rows: tuple, memo: dict) -> None:
+    def __init__(self, price: Decimal, last_data_ms: int, tradable: bool, rows: tuple, memo: dict[int, tuple]) -> None:
         self.price, self.last_data_ms, self.tradable = price, last_data_ms, tradable
-        self._rows, self._memo, self._spreads = rows, memo, None
+        self._rows, self._memo, self._full = rows, memo, None
 
     @property
     def spread_pct(self) -> Decimal | None:
@@ -518,24 +519,23 @@ class RowsSnapshot:
         return self._computed().avg_spread_pct
 
     def _computed(self) -> MarketSnapshot:
-        spreads = self._spreads
-        if spreads is None:
+        full = self._full
+        if full is None:
             memo = self._memo
             if len(memo) > 4 * (SPREAD_WINDOW + 1):  # older rows are out of every later window
-                kept = {row.timestamp for row in self._rows}
-                for stamp in [stamp for stamp in memo if stamp not in kept]:
-                    del memo[stamp]
+                kept = set(map(id, self._rows))
+                for key in [key for key in memo if key not in kept]:
+                    del memo[key]
             values = []
             for row in self._rows:
-                try:
-                    spread = memo[row.timestamp]
-                except KeyError:
+                known = memo.get(id(row))
+                if known is None:
                     close = row.close
-                    spread = memo[row.timestamp] = (row.high - row.low) / close if close > 0 else None
-                if spread is not None:
-                    values.append(spread)
-            spreads = self._spreads = _snapshot(self.price, self.last_data_ms, values)
-        return spreads
+                    known = memo[id(row)] = (row, (row.high - row.low) / close if close > 0 else None)
+                if known[1] is not None:
+                    values.append(known[1])
+            full = self._full = _snapshot(self.price, self.last_data_ms, values)
+        return full
 
 
 def _snapshot(price: Decimal, last_data_ms: int, spreads: list[Decimal]) -> MarketSnapshot:

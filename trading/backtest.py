@@ -248,7 +248,7 @@ class Backtest:
         self.marks: dict[str, Decimal] = {}
         self.last: dict[str, Bar] = {}  # each symbol's latest candle: its float close, its volume
         self.history: dict[str, deque[CandleRow]] = {}  # each symbol's last SPREAD_WINDOW + 1 rows, newest first
-        self.spreads: dict[str, dict[int, Decimal | None]] = {}  # each symbol's rows' spreads (snapshot_from_rows)
+        self.spreads: dict[str, dict[int, tuple]] = {}  # each symbol's rows' spreads (snapshot_from_rows)
         self.strategies: dict[tuple[str, str], Strategy] = {}
         self.orders: list[Order] = []
         self.pending: dict[str, list[Order]] = {}  # approved orders waiting for their symbol's next candle

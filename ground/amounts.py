@@ -32,6 +32,15 @@ QUOTE_DECIMALS = {
 }
 
 
+# 10^-places by places, made once: the quantize steps of every amount said in a reason, an alert or a report
+_STEPS = {places: Decimal(1).scaleb(-places) for places in range(-4, 41)}
+
+
+def _step(places: int) -> Decimal:
+    step = _STEPS.get(places)
+    return step if step is not None else Decimal(1).scaleb(-places)
+
+
 def base_of(symbol: str) -> str:
     """``BTC_USDT`` → ``BTC`` (the name itself when it has no quote part)."""
     return symbol.rsplit("_", 1)[0]
@@ -77,7 +86,7 @@ def price(value, quote: str = DEFAULT_QUOTE) -> str:
     places = decimals_for(quote)
     if number is not None and number.is_finite() and number != 0:
         wanted = max(places, PRICE_DIGITS - number.adjusted() - 1)
-        rounded = number.quantize(Decimal(1).scaleb(-wanted), rounding=ROUND_HALF_EVEN).normalize()
+        rounded = number.quantize(_step(wanted), rounding=ROUND_HALF_EVEN).normalize()
         places = max(places, -rounded.as_tuple().exponent)  # no trailing zeros past the quote's places
     return _fixed(number, places, quote)
 
@@ -105,7 +114,7 @@ def _fixed(value, places: int, unit: str = "", *, sign: bool = False) -> str:
     number = _decimal(value)
     if number is None or not number.is_finite():
         return "–"
-    rounded = number.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN)
+    rounded = number.quantize(_step(places), rounding=ROUND_HALF_EVEN)
     if rounded == 0:
         rounded = abs(rounded)
     text = f"{rounded:,.{places}f}"

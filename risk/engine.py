@@ -147,21 +147,19 @@ class AccountState:
         return max(Decimal(0), (start - self.equity) / start)
 
 
-@dataclass(frozen=True)
-class AlertSpec:
+class AlertSpec(NamedTuple):  # immutable; a tuple: cheaper to build than a frozen dataclass (as ProposedOrder)
     level: str
     code: str
     message: str
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):  # immutable; a tuple: one per signal, cheaper to build than a frozen dataclass
     action: str  # APPROVE / TRIM / REJECT
     quantity: Decimal
     layer: str  # the layer that decided
     reasons: tuple[str, ...]
     checks: tuple[str, ...]  # layers the order passed
-    details: dict = field(default_factory=dict)
+    details: dict  # what the decision saw, as exact strings (no default: a shared dict would leak between them)
     alerts: tuple[AlertSpec, ...] = ()
     state_change: str | None = None  # PAUSED or HALTED when a layer trips
     close_positions: bool = False  # daily drawdown: the risk manager closes everything
@@ -487,13 +485,59 @@ def snapshot_from_candles(rows: list[tuple[int, Decimal, Decimal, Decimal]]) -> 
     return _snapshot(rows[0][3], rows[0][0], spreads)
 
 
-def snapshot_from_rows(rows: Sequence, known_ms: int) -> MarketSnapshot:
-    """:func:`snapshot_from_candles` from candle objects (``high``, ``low``, ``close``: the backtest's validated
-    rows), newest first, without building the tuples; ``known_ms``: when the newest one closed."""
+def snapshot_from_rows(
+    rows: Sequence, known_ms: int, memo: dict[int, tuple], *, tradable: bool = True
+) -> MarketSnapshot | RowsSnapshot:
+    """:func:`snapshot_from_candles` from candle objects (``timestamp``, ``high``, ``low``, ``close``: the
+    backtest's validated rows), newest first, without building the tuples; ``known_ms``: when the newest one closed.
+    Its spreads are computed when first read (``RowsSnapshot``).
+
+    ``memo``: the caller's spreads of the symbol's rows, filled as they are read: ``id(row)`` → (the row, its spread;
+    None for a row without a positive close). A row is in up to SPREAD_WINDOW + 1 snapshots; its spread (a 28-digit
+    division) is the same in each. Keyed by the row object, not its open time: a symbol's 1m and 5m candles of one
+    open time are two rows; the memo holds each row, so its id is not reused while it is there."""
     if not rows:
-        return MarketSnapshot(price=None)
-    spreads = [(row.high - row.low) / row.close for row in rows if row.close > 0]
-    return _snapshot(rows[0].close, known_ms, spreads)
+        return MarketSnapshot(None, tradable=tradable)
+    return RowsSnapshot(rows[0].close, known_ms, tradable, tuple(rows), memo)
+
+
+class RowsSnapshot:
+    """A ``MarketSnapshot`` (the same attributes, read-only) of the backtest's rows whose spread and average spread
+    are computed on first read, exactly as ``snapshot_from_candles`` computes them: an exit's decision (half of the
+    decisions) never reads them, since the spread check guards entries only."""
+
+    __slots__ = ("price", "last_data_ms", "tradable", "_rows", "_memo", "_full")
+
+    def __init__(self, price: Decimal, last_data_ms: int, tradable: bool, rows: tuple, memo: dict[int, tuple]) -> None:
+        self.price, self.last_data_ms, self.tradable = price, last_data_ms, tradable
+        self._rows, self._memo, self._full = rows, memo, None
+
+    @property
+    def spread_pct(self) -> Decimal | None:
+        return self._computed().spread_pct
+
+    @property
+    def avg_spread_pct(self) -> Decimal | None:
+        return self._computed().avg_spread_pct
+
+    def _computed(self) -> MarketSnapshot:
+        full = self._full
+        if full is None:
+            memo = self._memo
+            if len(memo) > 4 * (SPREAD_WINDOW + 1):  # older rows are out of every later window
+                kept = set(map(id, self._rows))
+                for key in [key for key in memo if key not in kept]:
+                    del memo[key]
+            values = []
+            for row in self._rows:
+                known = memo.get(id(row))
+                if known is None:
+                    close = row.close
+                    known = memo[id(row)] = (row, (row.high - row.low) / close if close > 0 else None)
+                if known[1] is not None:
+                    values.append(known[1])
+            full = self._full = _snapshot(self.price, self.last_data_ms, values)
+        return full
 
 
 def _snapshot(price: Decimal, last_data_ms: int, spreads: list[Decimal]) -> MarketSnapshot:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from decimal import Decimal
 from itertools import repeat
 from operator import eq, itemgetter
@@ -68,6 +68,7 @@ from risk.engine import (
     AlertSpec,
     MarketSnapshot,
     RiskEngine,
+    RowsSnapshot,
     fold_waiting,
     snapshot_from_rows,
     stop_price,
@@ -247,6 +248,7 @@ class Backtest:
         self.marks: dict[str, Decimal] = {}
         self.last: dict[str, Bar] = {}  # each symbol's latest candle: its float close, its volume
         self.history: dict[str, deque[CandleRow]] = {}  # each symbol's last SPREAD_WINDOW + 1 rows, newest first
+        self.spreads: dict[str, dict[int, tuple]] = {}  # each symbol's rows' spreads (snapshot_from_rows)
         self.strategies: dict[tuple[str, str], Strategy] = {}
         self.orders: list[Order] = []
         self.pending: dict[str, list[Order]] = {}  # approved orders waiting for their symbol's next candle
@@ -451,11 +453,16 @@ class Backtest:
             entering_cost=entering_cost,
         )
 
-    def _market(self, symbol: str) -> MarketSnapshot:
+    def _market(self, symbol: str, *, tradable: bool = True) -> MarketSnapshot | RowsSnapshot:
         """The engine's market snapshot from the symbol's recent candles (newest first); its data is as fresh as
         the newest one's close."""
         bar = self.last.get(symbol)
-        return snapshot_from_rows(self.history.get(symbol, ()), bar[4] if bar is not None else None)
+        memo = self.spreads.get(symbol)
+        if memo is None:
+            memo = self.spreads[symbol] = {}
+        return snapshot_from_rows(
+            self.history.get(symbol, ()), bar[4] if bar is not None else None, memo, tradable=tradable
+        )
 
     # --- 1. the watch -----------------------------------------------------------------------------------
     def _watch(self, symbol: str, now: int) -> None:
@@ -484,9 +491,7 @@ class Backtest:
     def _decide(
         self, symbol: str, side: str, price: Decimal, confidence: float, signal_id: str, now: int, opened: int
     ) -> None:
-        market = self._market(symbol)
-        if self.whitelist and symbol not in self.whitelist:
-            market = replace(market, tradable=False)
+        market = self._market(symbol, tradable=not self.whitelist or symbol in self.whitelist)
         signal = SignalIn(signal_id, symbol, side, price, confidence, source_timestamp=opened)
         self._apply(self.desk.decide(self._view(symbol, now, market), signal, self), now)
 

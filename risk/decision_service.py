@@ -231,7 +231,9 @@ class MarketWatch:
     per candle (by the same query, for the symbols held when it is sent), or for a batch once: the closes
     of every held symbol up to ``window_end``. So each candle is judged on what is stored at that moment; a candle
     that finds something to do takes ``watch_market``, which judges it again under the account lock. So workers do
-    not queue behind each other's candles for the lock.
+    not queue behind each other's candles for the lock. A candle with paper orders waiting for it (the same query
+    says so) takes one locked step first, ``fill_market``, which fills them and reads the account as they left it:
+    the watch needs no read of the account before the fills and none after that step.
     """
 
     def __init__(self, window_end: int | None = None) -> None:

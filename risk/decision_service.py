@@ -195,7 +195,10 @@ def fill_market(event: dict) -> tuple[TradingState, RiskParameters, int | None, 
         if day_rolls(Portfolio.load(), now):
             load_account(state.state, now, (event["symbol"],), for_decision=False)
         fill_waiting_orders(state, event["symbol"], event["timestamp"], now, parameters)
+        # read as MarketWatch._load_account reads: the version first (a parameter change committed before the fills
+        # wrote is in it, so the parameters are read again after it)
         version, latest_order_time, _, _ = _account_version([], now)
+        state, parameters = TradingState.load_with_parameters()
         rows = account_rows(lock=False, with_lots=True)
     return state, parameters, version, latest_order_time, rows
 

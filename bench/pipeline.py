@@ -115,23 +115,27 @@ class Listener:
                 self.received.setdefault(json.loads(message["data"])["client_order_id"], now)
 
 
+def bench_environment(database_url: str, strategy: str, log_level: str = "WARNING") -> dict[str, str]:
+    """The settings of the bench's pipeline: a risk setup that lets the zig-zags trade often."""
+    return {
+        "DATABASE_URL": database_url,
+        "STRATEGY": strategy,
+        "PAPER_FAILURE_RATE": "0",
+        "MAX_ORDERS_PER_MINUTE": "600",
+        "MAX_EXPOSURE_PCT": "1.0",
+        "MAX_DAILY_DRAWDOWN_PCT": "0.20",
+        "MAX_POSITION_PCT": "0.25",
+        "POSITION_SIZE_PCT": "0.02",
+        "LOG_LEVEL": log_level,
+        "CONN_MAX_AGE": "600",
+        "DJANGO_SETTINGS_MODULE": "cdb_project.settings",
+    }
+
+
 def prepare(database_url: str, redis_url: str, strategy: str, log_level: str = "WARNING") -> None:
     """The bench's environment (a risk setup that lets the zig-zags trade often), a fresh database and Redis
     database, Django set up and migrated; prints the machine's speed."""
-    os.environ.update(
-        DATABASE_URL=database_url,
-        REDIS_URL=redis_url,
-        STRATEGY=strategy,
-        PAPER_FAILURE_RATE="0",
-        MAX_ORDERS_PER_MINUTE="600",
-        MAX_EXPOSURE_PCT="1.0",
-        MAX_DAILY_DRAWDOWN_PCT="0.20",
-        MAX_POSITION_PCT="0.25",
-        POSITION_SIZE_PCT="0.02",
-        LOG_LEVEL=log_level,
-        CONN_MAX_AGE="600",
-        DJANGO_SETTINGS_MODULE="cdb_project.settings",
-    )
+    os.environ.update(bench_environment(database_url, strategy, log_level), REDIS_URL=redis_url)
     os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
     recreate_database(database_url)
     print(machine_speed(database_url))

@@ -15,6 +15,7 @@ database:
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 import tempfile
@@ -32,25 +33,16 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=25, help="the most frequent statements to print")
     args = parser.parse_args()
     root = Path(args.root).resolve()
+    here = importlib.util.spec_from_file_location("cdb_bench_pipeline", Path(__file__).with_name("pipeline.py"))
+    bench_pipeline = importlib.util.module_from_spec(here)
+    here.loader.exec_module(bench_pipeline)  # this checkout's settings of the bench, whichever checkout runs
     os.chdir(root)
     sys.path.insert(0, str(root))
     for name in ("REDIS_URL", "STRATEGY_CACHE_URL", "PROMETHEUS_MULTIPROC_DIR"):
         os.environ.pop(name, None)  # tasks in process, the strategy cache in memory
     from bench import pipeline  # the checkout's own bench: its zig-zags and its database helper
 
-    os.environ.update(
-        DATABASE_URL=args.database_url,
-        STRATEGY="sma_cross:fast=2,slow=3",
-        PAPER_FAILURE_RATE="0",
-        MAX_ORDERS_PER_MINUTE="600",
-        MAX_EXPOSURE_PCT="1.0",
-        MAX_DAILY_DRAWDOWN_PCT="0.20",
-        MAX_POSITION_PCT="0.25",
-        POSITION_SIZE_PCT="0.02",
-        LOG_LEVEL="WARNING",
-        CONN_MAX_AGE="600",
-        DJANGO_SETTINGS_MODULE="cdb_project.settings",
-    )
+    os.environ.update(bench_pipeline.bench_environment(args.database_url, "sma_cross:fast=2,slow=3"))
     pipeline.recreate_database(args.database_url)
     import django
 

@@ -115,23 +115,27 @@ class Listener:
                 self.received.setdefault(json.loads(message["data"])["client_order_id"], now)
 
 
+def bench_environment(database_url: str, strategy: str, log_level: str = "WARNING") -> dict[str, str]:
+    """The settings of the bench's pipeline: a risk setup that lets the zig-zags trade often."""
+    return {
+        "DATABASE_URL": database_url,
+        "STRATEGY": strategy,
+        "PAPER_FAILURE_RATE": "0",
+        "MAX_ORDERS_PER_MINUTE": "600",
+        "MAX_EXPOSURE_PCT": "1.0",
+        "MAX_DAILY_DRAWDOWN_PCT": "0.20",
+        "MAX_POSITION_PCT": "0.25",
+        "POSITION_SIZE_PCT": "0.02",
+        "LOG_LEVEL": log_level,
+        "CONN_MAX_AGE": "600",
+        "DJANGO_SETTINGS_MODULE": "cdb_project.settings",
+    }
+
+
 def prepare(database_url: str, redis_url: str, strategy: str, log_level: str = "WARNING") -> None:
     """The bench's environment (a risk setup that lets the zig-zags trade often), a fresh database and Redis
     database, Django set up and migrated; prints the machine's speed."""
-    os.environ.update(
-        DATABASE_URL=database_url,
-        REDIS_URL=redis_url,
-        STRATEGY=strategy,
-        PAPER_FAILURE_RATE="0",
-        MAX_ORDERS_PER_MINUTE="600",
-        MAX_EXPOSURE_PCT="1.0",
-        MAX_DAILY_DRAWDOWN_PCT="0.20",
-        MAX_POSITION_PCT="0.25",
-        POSITION_SIZE_PCT="0.02",
-        LOG_LEVEL=log_level,
-        CONN_MAX_AGE="600",
-        DJANGO_SETTINGS_MODULE="cdb_project.settings",
-    )
+    os.environ.update(bench_environment(database_url, strategy, log_level), REDIS_URL=redis_url)
     os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
     recreate_database(database_url)
     print(machine_speed(database_url))
@@ -247,6 +251,8 @@ def main() -> None:
     from ground import bus
     from marketdata.feeds.replay import Replay, resolve_sources
     from marketdata.watchlist import register_feed_symbols
+    from risk.data_stale import StaleWatch
+    from risk.decision_service import expire_waiting_orders
 
     tmp = Path(tempfile.mkdtemp(prefix="cdb-bench-"))
     env = {**os.environ}
@@ -264,13 +270,18 @@ def main() -> None:
                 zigzag_csv(path, BASE_TS, per_symbol, phase=s)
                 files.append(str(path))
         sources = resolve_sources(files, None, None)
-        register_feed_symbols(sorted({source.symbol for source in sources} | {"LAT_USDT"}), "replay")
+        symbols = {source.symbol for source in sources}
+        register_feed_symbols(sorted(symbols | {"LAT_USDT"}), "replay")
         print(f"strategy {strategy}; market_data batches of {Replay(sources).batch_size}")
         cpu_before = cpu_seconds(workers)
         start = time.perf_counter()
-        summary = Replay(sources, speed=None).run()
+        replay = Replay(sources, speed=None)
+        summary = replay.run()
         published_at = time.perf_counter()
         bus.wait_until_idle(timeout=600, poll=0.01)
+        # As run_feed's replay at the end of its data: an order decided at its symbol's last candle waits for a next
+        # candle that never comes, so it expires (only now: the workers were still on the candles before it).
+        StaleWatch(on_without_data=expire_waiting_orders).data_ended(replay.clock.now_ms(), sorted(symbols))
         elapsed = time.perf_counter() - start
         events = summary.published
         orders = Order.objects.exclude(status="PENDING").count()
@@ -281,11 +292,15 @@ def main() -> None:
         print(f"  order_results: {orders} = {orders / elapsed:,.1f}/s (received on Redis: {len(listener.received)})")
         print(cpu_per_event(cpu_before, cpu_seconds(workers), events))
         pending = Order.objects.filter(status="PENDING").count()
+        expired = Order.objects.filter(status="EXPIRED").count()
         from django.db.models import Count
 
         from risk.models import TradingState
 
-        print(f"  orders left PENDING: {pending}; trading state {TradingState.load().state}")
+        print(
+            f"  orders left PENDING: {pending}; expired at the end of the data: {expired}; "
+            f"trading state {TradingState.load().state}"
+        )
         purposes = Order.objects.values_list("purpose").annotate(n=Count("id")).order_by("purpose")
         print("  orders by purpose: " + ", ".join(f"{purpose} {n}" for purpose, n in purposes))
 

@@ -32,7 +32,7 @@ from marketdata.validation import known_at
 from marketdata.watchlist import is_tradable
 
 from . import metrics
-from .account_view import account_rows, account_state, day_rolls, load_account
+from .account_view import AccountRows, account_rows, account_state, day_rolls, load_account
 from .alerts import alert_event, raise_alerts
 from .desk import (
     CLOSING_HALTS,
@@ -183,16 +183,24 @@ def expire_waiting_orders(without_data: dict[str, str], now: int) -> None:
         _apply(desk().expire(waiting, without_data), state, now, fills=fills)
 
 
-def fill_market(event: dict) -> None:
-    """Paper, per market_data of a symbol with orders waiting for it, under the account lock: roll the day (it
-    starts before this candle's fills, at the prices before), then fill those orders (``fill_waiting_orders``).
-    The watch of the same candle follows as for any candle (``MarketWatch``), on the account after the fills."""
+def fill_market(event: dict) -> tuple[TradingState, RiskParameters, int | None, int | None, AccountRows]:
+    """Paper, per market_data of a symbol with orders waiting for it, in one step under the account lock: roll the
+    day (it starts before this candle's fills, at the prices before), fill those orders (``fill_waiting_orders``),
+    then read the account as the fills left it, with what ``MarketWatch`` keeps of it: the trading state, the
+    parameters, the account's version and latest order time (``_account_version``) and its rows with the open
+    lots. The watch of the same candle follows as for any candle (``MarketWatch``), on those rows."""
     now = event_known_at(event)
     with transaction.atomic():
         state, parameters = TradingState.load_with_parameters(for_update=True)
         if day_rolls(Portfolio.load(), now):
             load_account(state.state, now, (event["symbol"],), for_decision=False)
         fill_waiting_orders(state, event["symbol"], event["timestamp"], now, parameters)
+        # read as MarketWatch._load_account reads: the version first (a parameter change committed before the fills
+        # wrote is in it, so the parameters are read again after it)
+        version, latest_order_time, _, _ = _account_version([], now)
+        state, parameters = TradingState.load_with_parameters()
+        rows = account_rows(lock=False, with_lots=True)
+    return state, parameters, version, latest_order_time, rows
 
 
 def watch_market(event: dict) -> None:
@@ -226,7 +234,9 @@ class MarketWatch:
     per candle (by the same query, for the symbols held when it is sent), or for a batch once: the closes
     of every held symbol up to ``window_end``. So each candle is judged on what is stored at that moment; a candle
     that finds something to do takes ``watch_market``, which judges it again under the account lock. So workers do
-    not queue behind each other's candles for the lock.
+    not queue behind each other's candles for the lock. A candle with paper orders waiting for it (the same query
+    says so) takes one locked step first, ``fill_market``, which fills them and reads the account as they left it:
+    the watch needs no read of the account before the fills and none after that step.
     """
 
     def __init__(self, window_end: int | None = None) -> None:
@@ -240,13 +250,13 @@ class MarketWatch:
     def __call__(self, event: dict) -> None:
         now = event_known_at(event)
         asked = self.held if self.window_end is None else []
-        version, latest_order_time, closes = _account_version(asked, now)
-        if version is None or version != self.version:
-            self._load_account(latest_order_time)
+        waiting_for = None if live_trading_enabled() else (event["symbol"], event["timestamp"])
+        version, latest_order_time, closes, waiting = _account_version(asked, now, waiting_for)
+        if waiting:  # its paper orders meet this candle's price; then this candle's watch, on the fills
+            state, parameters, version, latest_order_time, rows = fill_market(event)
+            self._keep_account(state, parameters, rows, latest_order_time)
             self.version = version
-        if event["symbol"] in self.rows.waiting and not live_trading_enabled():
-            fill_market(event)  # its paper orders meet this candle's price; then this candle's watch, on the fills
-            version, latest_order_time, closes = _account_version(asked, now)
+        elif version is None or version != self.version:
             self._load_account(latest_order_time)
             self.version = version
         if asked == self.held:
@@ -267,9 +277,13 @@ class MarketWatch:
     def _load_account(self, latest_order_time: int | None) -> None:
         """Read after the version (and the latest order time, read with it): a change in between is read now and
         seen again as a new version next time."""
-        self.state, parameters = TradingState.load_with_parameters()
-        self.parameters = parameters.as_dict()
-        self.rows = account_rows(lock=False, with_lots=True)
+        state, parameters = TradingState.load_with_parameters()
+        self._keep_account(state, parameters, account_rows(lock=False, with_lots=True), latest_order_time)
+
+    def _keep_account(
+        self, state: TradingState, parameters: RiskParameters, rows: AccountRows, latest_order_time: int | None
+    ) -> None:
+        self.state, self.parameters, self.rows = state, parameters.as_dict(), rows
         self.latest_order_time = latest_order_time
         self.held = sorted(self.rows.priced_symbols())
         self.closes = None
@@ -338,10 +352,14 @@ def process_market_watch() -> MarketWatch:
     return _process_watch[1]
 
 
-def _account_version(held: list[str], now: int) -> tuple[int | None, int | None, list[Decimal | None]]:
+def _account_version(
+    held: list[str], now: int, waiting_for: tuple[str, int] | None = None
+) -> tuple[int | None, int | None, list[Decimal | None], bool]:
     """The account's version (``AccountVersion``, bumped by triggers whenever anything ``MarketWatch`` read
-    changes; None before its row exists) and, in the same statement, the latest order's event time and the last
-    close at ``now`` of each of the ``held`` symbols (None for one without a candle by then), in their order."""
+    changes; None before its row exists) and, in the same statement, the latest order's event time, the last
+    close at ``now`` of each of the ``held`` symbols (None for one without a candle by then), in their order, and
+    whether ``waiting_for`` (symbol, candle open) has PENDING orders decided by that open (``fill_waiting_orders``
+    fills them: so a candle that fills needs no read of the account before its locked step)."""
     version_table = connection.ops.quote_name(AccountVersion._meta.db_table)
     order_table = connection.ops.quote_name(Order._meta.db_table)
     candle_table = connection.ops.quote_name(Candle._meta.db_table)
@@ -351,14 +369,21 @@ def _account_version(held: list[str], now: int) -> tuple[int | None, int | None,
     )
     sql = (
         f'SELECT (SELECT "version" FROM {version_table} WHERE "id" = 1), '  # noqa: S608
-        f'(SELECT MAX("event_time") FROM {order_table})'
+        f'(SELECT MAX("event_time") FROM {order_table}), '
     )
+    params: list = []
+    if waiting_for is None:
+        sql += "FALSE"
+    else:
+        sql += f'EXISTS (SELECT 1 FROM {order_table} WHERE "status" = %s AND "symbol" = %s AND "event_time" <= %s)'
+        params += [Order.Status.PENDING, *waiting_for]
     sql += "".join(f", {close}" for _ in held)
+    params += [value for symbol in held for value in (symbol, now)]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [value for symbol in held for value in (symbol, now)])
-        version, latest_order_time, *closes = cursor.fetchone()
+        cursor.execute(sql, params)
+        version, latest_order_time, waiting, *closes = cursor.fetchone()
     closes = [close for (close,) in converted(Candle, ("close",), [(value,) for value in closes])]
-    return version, latest_order_time, closes
+    return version, latest_order_time, closes, bool(waiting)
 
 
 def _superseded(now: int, symbol: str | None = None) -> bool:

@@ -34,7 +34,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import lru_cache, partial, wraps
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -202,7 +202,8 @@ def publish_after_commit(topic: str, event: Event) -> None:
     """Announce ``event`` on ``topic`` (PUBLISH on Redis, the dashboard, the observers) once the transaction around
     the call commits; never if it rolls back, nor if the savepoint it was published in does; at once outside a
     transaction. Django's ``transaction.on_commit``, one hook per event: hooks run in the order they were
-    registered, so announcements keep their places among the transaction's other hooks (its dispatches)."""
+    registered, so announcements keep their places among the transaction's other hooks (its dispatches). Inside a
+    consumer the Redis PUBLISHes are held and sent together, in order (``announcements_batched``)."""
     transaction.on_commit(partial(_announce, topic, event))
 
 
@@ -317,7 +318,7 @@ def consumer(event_type: str) -> Callable[[Callable[[Event], Any]], Callable[[An
 
         @wraps(func)
         def run(payload: Any) -> Any:
-            with _counted_task():
+            with _counted_task(), announcements_batched():
                 event = _received(payload, event_type, name)
                 if event is None:
                     return None
@@ -338,7 +339,7 @@ def batch_consumer(event_type: str) -> Callable[[Callable[[list[Event]], Any]], 
 
         @wraps(func)
         def run(payload: Any) -> Any:
-            with _counted_task():
+            with _counted_task(), announcements_batched():
                 if not isinstance(payload, list):
                     reason = f"a batch must be a JSON array, got {type(payload).__name__}"
                     reject(payload, reason, stage="consume", consumer=name)
@@ -423,6 +424,7 @@ def _dispatch(topic: str, event: Event) -> None:
     if consumers and _inside_consumer.get() and settings.BUS_INLINE_CONSUMERS and not _eager():
         # In process: announce the event first, so subscribers see signal → order → order_result in that order.
         _announce(topic, event)
+        _send_held_publishes()
         _run_inline(consumers, event)
         return
     # Through the broker: enqueue first, it is what must not be lost; the PUBLISH and the dashboard push are best
@@ -438,7 +440,7 @@ def _announce(topic: str, event: Event) -> None:
     """PUBLISH the event on the topic's Redis channel and push it to the dashboard (both best effort), then hand
     it to the topic's observers."""
     if settings.REDIS_URL:
-        _redis_publish_many([(topic, json.dumps(event, separators=(",", ":")))])
+        _publish_on_redis([(topic, json.dumps(event, separators=(",", ":")))])
     if topic in DASHBOARD_TOPICS:
         notify_dashboard(topic, event)
     for observer in _observers().get(topic, ()):
@@ -470,11 +472,56 @@ def _announce_batch(topic: str, events: list[Event]) -> None:
     event of each symbol and interval only — a backlog replays far faster than a browser draws, and the page
     reloads stored candles for its chart anyway."""
     if settings.REDIS_URL:
-        _redis_publish_many([(topic, json.dumps(event, separators=(",", ":"))) for event in events])
+        _publish_on_redis([(topic, json.dumps(event, separators=(",", ":"))) for event in events])
     if topic in DASHBOARD_TOPICS:
         latest = {(event.get("symbol"), event.get("interval")): event for event in events}
         for event in latest.values():
             notify_dashboard(topic, event)
+
+
+# The PUBLISHes held back while a consumer runs (``announcements_batched``), in the order they were announced; None
+# outside one: each goes at once.
+_held_publishes: contextvars.ContextVar[list[tuple[str, str]] | None] = contextvars.ContextVar(
+    "cdb_held_publishes", default=None
+)
+
+
+@contextlib.contextmanager
+def announcements_batched() -> Iterator[None]:
+    """Hold the Redis PUBLISHes announced in the block (after the commits of its transactions) and send them, in
+    order, in one pipelined round trip when it ends — however it ends: what was committed is announced. A consumer
+    task runs in one (``consumer``, ``batch_consumer``), so a decision's signal, risk events, order and alerts cost
+    one round trip, not one each. Nested blocks send with the outermost; an event handed on in process sends what
+    is held first (``_run_inline``), so subscribers still see signal → order → order_result in that order."""
+    if _held_publishes.get() is not None:
+        yield
+        return
+    held: list[tuple[str, str]] = []
+    token = _held_publishes.set(held)
+    try:
+        yield
+    finally:
+        _held_publishes.reset(token)
+        if held:
+            _redis_publish_many(held)
+
+
+def _publish_on_redis(messages: list[tuple[str, str]]) -> None:
+    """PUBLISH now, or hold the messages for the end of the ``announcements_batched`` block around the call."""
+    held = _held_publishes.get()
+    if held is None:
+        _redis_publish_many(messages)
+    else:
+        held.extend(messages)
+
+
+def _send_held_publishes() -> None:
+    """Send what the ``announcements_batched`` block around the call holds so far (and keep holding after)."""
+    held = _held_publishes.get()
+    if held:
+        messages = held[:]
+        held.clear()
+        _redis_publish_many(messages)
 
 
 def _run_inline(consumers, event: Event) -> None:

@@ -1,7 +1,8 @@
 """Events a transaction only announces (``bus.publish(..., consumed=True)``, or a topic without consumers) are
 PUBLISHed by ``bus.publish_after_commit``: after its commit, in the order they were published — also around an event
 that goes to its consumers — nothing of a transaction or savepoint that is rolled back, and at once outside a
-transaction."""
+transaction. While a consumer runs (``bus.announcements_batched``) a transaction's PUBLISHes go in one pipelined round
+trip, in the same order, also when the consumer fails after its commit."""
 
 import json
 import time
@@ -108,3 +109,70 @@ def test_an_event_for_its_consumers_keeps_its_place_among_announcements(announce
         bus.publish(_event("order_result", "o1"))
     assert announced() == [("signals", "s1"), ("orders", "o1"), ("order_results", "o1")]
     assert sent == [("execution.on_order", RUN + "o1")]
+
+
+def test_a_consumers_transaction_announces_in_one_round_trip_in_order(announced, round_trips):
+    @bus.consumer("signal")
+    def decide(event: dict) -> None:
+        with transaction.atomic():
+            bus.publish(_event("signal", "s1"), consumed=True)
+            bus.publish(_event("order", "o1"), consumed=True)
+            bus.publish(_event("order_result", "o1"))
+            bus.publish(_event("order_result", "o2"))
+        assert round_trips == []  # committed, held until the consumer returns
+
+    decide(_event("signal", "received"))
+    assert round_trips == [4]
+    assert announced() == [("signals", "s1"), ("orders", "o1"), ("order_results", "o1"), ("order_results", "o2")]
+
+
+def test_a_consumer_that_fails_after_its_commit_still_announces_what_it_committed(announced, round_trips):
+    @bus.consumer("signal")
+    def decide(event: dict) -> None:
+        with transaction.atomic():
+            bus.publish(_event("order", "committed"), consumed=True)
+        with transaction.atomic():
+            bus.publish(_event("order", "rolled back"), consumed=True)
+            raise RuntimeError("the second transaction fails")
+
+    with pytest.raises(RuntimeError):
+        decide(_event("signal", "received"))
+    assert round_trips == [1]
+    assert announced() == [("orders", "committed")]
+
+
+def test_held_announcements_go_before_an_event_handed_on_in_process(announced, round_trips, settings):
+    """A consumer's event handed to the next consumer in this process: what the first held is PUBLISHed before the
+    next one's announcements (signal before order before order_result)."""
+    settings.BUS_INLINE_CONSUMERS = True
+    from cdb_project.celery import app
+
+    app.conf.task_always_eager = False  # in process, not eagerly through the broker
+
+    @bus.consumer("order")
+    def execute(event: dict) -> None:
+        with transaction.atomic():
+            bus.publish(_event("order_result", "o1"))
+
+    @bus.consumer("signal")
+    def decide(event: dict) -> None:
+        with transaction.atomic():
+            bus.publish(_event("signal", "s1"), consumed=True)
+            bus.publish(_event("order_result", "before"))
+            bus.publish(_event("order", "o1"))
+            bus.publish(_event("order_result", "after"))
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(bus, "_consumers", lambda: {"orders": [execute]})
+        try:
+            decide(_event("signal", "received"))
+        finally:
+            app.conf.task_always_eager = True
+    assert announced() == [
+        ("signals", "s1"),
+        ("order_results", "before"),
+        ("orders", "o1"),
+        ("order_results", "o1"),
+        ("order_results", "after"),
+    ]
+    assert round_trips == [3, 2]  # what was held before the hand-on, then the rest

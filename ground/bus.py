@@ -434,6 +434,8 @@ def _dispatch(topic: str, event: Event) -> None:
     if consumers:
         _sent_since_idle.append(event)
     _announce(topic, event)
+    if consumers:  # they run elsewhere from now on: what they announce must come after what is held here
+        _send_held_publishes()
 
 
 def _announce(topic: str, event: Event) -> None:
@@ -465,6 +467,7 @@ def _dispatch_batch(topic: str, events: list[Event]) -> None:
         _enqueue(task, events)
     _sent_since_idle.extend(events)
     _announce_batch(topic, events)
+    _send_held_publishes()  # as in ``_dispatch``: before the consumers' own announcements
 
 
 def _announce_batch(topic: str, events: list[Event]) -> None:

@@ -176,3 +176,23 @@ def test_held_announcements_go_before_an_event_handed_on_in_process(announced, r
         ("order_results", "after"),
     ]
     assert round_trips == [3, 2]  # what was held before the hand-on, then the rest
+
+
+def test_held_announcements_go_when_an_event_goes_to_its_consumers_through_the_broker(
+    announced, round_trips, monkeypatch
+):
+    """Its consumers run in other processes from then on: what they announce must come after what was held."""
+    sent = []
+    monkeypatch.setattr(bus, "_enqueue", lambda task, payload: sent.append(payload["client_order_id"]))
+
+    @bus.consumer("signal")
+    def decide(event: dict) -> None:
+        with transaction.atomic():
+            bus.publish(_event("signal", "s1"), consumed=True)
+            bus.publish(_event("order", "o1"))  # to its consumer, through the broker (tasks are eager here)
+            bus.publish(_event("order_result", "after"))
+
+    decide(_event("signal", "received"))
+    assert sent == [RUN + "o1"]
+    assert round_trips == [2, 1]
+    assert announced() == [("signals", "s1"), ("orders", "o1"), ("order_results", "after")]

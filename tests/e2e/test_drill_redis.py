@@ -66,10 +66,15 @@ class PrivateRedis:
             self.popen.wait(10)
 
     def idle(self) -> bool:
+        """No task queued, none taken but unacknowledged, and every task sent through the bus ended (each counts
+        itself down in ``bus.IN_FLIGHT_KEY`` as it ends, after its commits): what ``bus.wait_until_idle`` waits for."""
         import redis
 
+        from ground import bus
+
         client = redis.Redis(port=self.port, socket_connect_timeout=1)
-        return not client.llen("celery") and not client.hlen("unacked")
+        in_flight = int(client.get(bus.IN_FLIGHT_KEY) or 0)
+        return not client.llen("celery") and not client.hlen("unacked") and in_flight <= 0
 
 
 def snapshot() -> dict:
@@ -147,7 +152,6 @@ def run(env: dict, tmp_path: Path, name: str, outage_after_signals: int | None =
         for worker in workers:
             assert worker.popen.poll() is None, f"{worker.name} died:\n{worker.output()}"
         processes.wait_until(redis_server.idle, timeout=60, message="the pipeline to drain")
-        time.sleep(0.5)
         result = snapshot()
         result["outage"] = outage
         result["feed"] = feed_output

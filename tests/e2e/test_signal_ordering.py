@@ -11,12 +11,12 @@ import csv
 import pickle
 import random
 import sys
-import time
 from decimal import Decimal
 
 import pytest
 from django.conf import settings as django_settings
 
+from ground import bus
 from marketdata.ingest import market_data_event, persist_market_data
 from marketdata.models import Candle
 from tests.support import processes
@@ -283,6 +283,7 @@ def _deliver_in_order_and_shuffled(spec: str, prefix: str, queue: str | None, co
     random.Random(11).shuffle(shuffled)
     assert [e["timestamp"] for e in shuffled] != sorted(e["timestamp"] for e in shuffled)
     options = {"queue": queue} if queue else {}
+    in_flight_before = _tasks_in_flight()
     for event in ordered + shuffled:
         on_market_data.apply_async(args=[event], **options)
 
@@ -308,8 +309,11 @@ def _deliver_in_order_and_shuffled(spec: str, prefix: str, queue: str | None, co
         ids = set(Signal.objects.filter(symbol=f"{prefix}SHUF_BTC").values_list("signal_id", flat=True))
         assert ids == {f"{prefix}SHUF_BTC:5m:{template.name}:{ts}" for ts, *_ in expected}
     finally:
-        # Let the signals' risk/execution tasks finish before the test database is flushed under them.
-        wait_until(lambda: _broker_idle(queue), timeout=120, interval=0.5, message="the workers to go idle")
+        # Let the signals' risk/execution tasks finish before the test database is flushed under them: every task
+        # counts itself down as it ends (bus.IN_FLIGHT_KEY), those the bus enqueued having counted up as they were
+        # sent, those sent here not: all are done when the count is down by the tasks sent here.
+        done = in_flight_before - len(ordered) - len(shuffled)
+        wait_until(lambda: _broker_idle(queue, done), timeout=120, interval=0.2, message="the workers to go idle")
 
 
 @pytest.mark.workers
@@ -325,18 +329,20 @@ def test_shuffled_delivery_through_the_session_workers_gives_the_in_order_signal
     _deliver_in_order_and_shuffled(service_env.get("STRATEGY") or django_settings.STRATEGY, "S", None, count=200)
 
 
-def _broker_idle(extra_queue: str | None = None) -> bool:
-    """No task waiting in a queue and none taken but unacknowledged (acks_late), twice in a row."""
+def _tasks_in_flight() -> int:
+    import redis
+
+    return int(redis.Redis.from_url(django_settings.REDIS_URL).get(bus.IN_FLIGHT_KEY) or 0)
+
+
+def _broker_idle(extra_queue: str | None, in_flight: int) -> bool:
+    """Every task ended (the count of tasks in flight down to ``in_flight``), none waiting in a queue and none taken
+    but unacknowledged (acks_late)."""
     import redis
 
     client = redis.Redis.from_url(django_settings.REDIS_URL)
     patterns = ["celery*"] + ([f"{extra_queue}*"] if extra_queue else [])
-
-    def idle() -> bool:
-        queues = {key for pattern in patterns for key in client.scan_iter(pattern) if client.type(key) == b"list"}
-        return sum(client.llen(key) for key in queues) == 0 and client.hlen("unacked") == 0
-
-    if not idle():
-        return False
-    time.sleep(0.5)
-    return idle()
+    queues = {key for pattern in patterns for key in client.scan_iter(pattern) if client.type(key) == b"list"}
+    return (
+        _tasks_in_flight() <= in_flight and sum(client.llen(key) for key in queues) == 0 and client.hlen("unacked") == 0
+    )

@@ -50,21 +50,6 @@ def fake(settings, request):
     server.stop()
 
 
-@pytest.fixture
-def published(monkeypatch):
-    seen: list[dict] = []
-    real = bus.publish
-
-    def spy(event):
-        result = real(event)
-        if event.get("type") == "market_data":
-            seen.append(result)
-        return result
-
-    monkeypatch.setattr(bus, "publish", spy)
-    return seen
-
-
 class FeedThread:
     """The real feed (real ccxt client, real sink and database) on its own event loop in a thread."""
 

@@ -72,22 +72,6 @@ def real_pipeline(settings):
     bus._consumers.cache_clear()
 
 
-@pytest.fixture
-def published(monkeypatch):
-    """Every market_data event that goes through the real bus.publish, in order."""
-    seen: list[dict] = []
-    real = bus.publish
-
-    def spy(event):
-        result = real(event)
-        if event.get("type") == "market_data":
-            seen.append(result)
-        return result
-
-    monkeypatch.setattr(bus, "publish", spy)
-    return seen
-
-
 @pytest.mark.django_db(transaction=True)
 def test_real_files_are_stored_once_and_a_second_replay_adds_nothing():
     files = [CANDLES / "ETH_BTC-5m.csv", CANDLES / "ADA_BTC-5m.csv"]

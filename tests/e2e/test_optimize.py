@@ -33,6 +33,7 @@ from trading.strategies import REGISTRY, Param, Strategy
 ROOT = Path(__file__).resolve().parents[2]
 ETH, LTC = str(CANDLES / "ETH_BTC-5m.csv"), str(CANDLES / "LTC_BTC-5m.csv")
 SMALL = ["--data", ETH, LTC, "--from", "2018-01-12", "--to", "2018-01-16", "--capital", "1"]
+MOMENTUM_EMAS = ["--strategy", "momentum", "--space", "ema_fast=5:20", "--space", "ema_slow=21:60"]
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.shared_data]
 
@@ -171,12 +172,7 @@ def test_walk_forward_keeps_out_of_sample_candles_out_of_the_optimization(tmp_pa
     document = optimize(
         tmp_path,
         *SMALL,
-        "--strategy",
-        "momentum",
-        "--space",
-        "ema_fast=5:20",
-        "--space",
-        "ema_slow=21:60",
+        *MOMENTUM_EMAS,
         "--trials",
         "4",
         "--walk-forward",
@@ -235,12 +231,7 @@ def test_a_local_study_stores_values_equal_to_direct_backtests_and_reports(tmp_p
     document = optimize(
         tmp_path,
         *SMALL,
-        "--strategy",
-        "momentum",
-        "--space",
-        "ema_fast=5:20",
-        "--space",
-        "ema_slow=21:60",
+        *MOMENTUM_EMAS,
         "--space",
         "STOP_LOSS_PCT=0.005:0.05",
         "--trials",

@@ -248,19 +248,23 @@ def _record_trades(order: Order, fill: Fill) -> None:
         lot = open_lot(
             order.client_order_id, order.symbol, fill.quantity, fill.price, fill.fee, order.event_time, order.stop_loss
         )
-        trade = Trade(
-            trade_id=lot.trade_id,
-            order=order,
-            symbol=order.symbol,
-            quantity=lot.quantity,
-            entry_price=lot.entry_price,
-            entry_time=order.filled_at,
-            entry_fees=lot.entry_fees,
-            stop_loss=lot.stop,
-        )
-        trade.save(force_insert=True)
+        _store_open_trade(lot, order.pk, order.filled_at)
     else:
         _close_trades(order, fill)
+
+
+def _store_open_trade(lot: Lot, order_id: int, entry_time) -> None:
+    """Insert an open lot as an OPEN trade of the order (row id) that bought it, entered at ``entry_time``."""
+    Trade(
+        trade_id=lot.trade_id,
+        order_id=order_id,
+        symbol=lot.symbol,
+        quantity=lot.quantity,
+        entry_price=lot.entry_price,
+        entry_time=entry_time,
+        entry_fees=lot.entry_fees,
+        stop_loss=lot.stop,
+    ).save(force_insert=True)
 
 
 def _close_trades(order: Order, fill: Fill) -> None:
@@ -296,17 +300,7 @@ def _close_trades(order: Order, fill: Fill) -> None:
         trade.save(update_fields=CLOSED_TRADE_FIELDS)
     if remainder is not None:
         source = by_id[closed[-1].lot.trade_id]  # the lot that was only partly sold
-        kept = Trade(
-            trade_id=remainder.trade_id,
-            order_id=source.order_id,
-            symbol=remainder.symbol,
-            quantity=remainder.quantity,
-            entry_price=remainder.entry_price,
-            entry_time=source.entry_time,
-            entry_fees=remainder.entry_fees,
-            stop_loss=remainder.stop,
-        )
-        kept.save(force_insert=True)
+        _store_open_trade(remainder, source.order_id, source.entry_time)
 
 
 CLOSED_TRADE_FIELDS = (

@@ -17,6 +17,7 @@ from ground.amounts import iso_utc
 from ground.timeutil import ms_to_datetime
 from marketdata import clock
 from marketdata.ingest import latest_prices
+from marketdata.models import StaleWatchState
 from marketdata.watchlist import account_quote
 
 from .account_view import account_rows, account_state
@@ -200,6 +201,7 @@ def operator_command(command: OperatorCommand, timestamp: int | None = None) -> 
         for effect in effects:
             if isinstance(effect, ChangeState):
                 apply_state_change(state, effect.new_state, effect.reason, effect.actor, stamp, layer=effect.layer)
+                StaleWatchState.hand_back(effect.new_state)  # the state is the person's now, not the watch's
             elif isinstance(effect, AmendHalt):
                 _amend_halt(state, effect, command)
             elif isinstance(effect, RestartDay):

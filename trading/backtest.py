@@ -607,6 +607,10 @@ class Backtest:
             at = timed.timestamp_ms
             effects = operate(self.desk_state, timed.command, lambda at=at: self._account("", at), quote)
             self._apply(effects, at)
+            for effect in effects:
+                if effect.__class__ is ChangeState:  # the state is the person's now (``StaleWatchState.hand_back``)
+                    self.paused_by_watch = False
+                    self.stale_symbols = stale.handed_back(effect.new_state, self.stale_symbols)
 
     # --- 1. the fills -----------------------------------------------------------------------------------
     def _fill_pending(self, symbol: str, row: CandleRow, now: int) -> None:

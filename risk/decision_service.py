@@ -330,12 +330,14 @@ class MarketWatch:
             series[symbol][1].append(close)
         later = (
             Candle.objects.filter(symbol__in=self.held, known_at__gt=now, known_at__lte=self.window_end)
-            .order_by("known_at", "interval")
+            .order_by("known_at", "-timestamp")
             .values_list("symbol", "known_at", "close")
         )
         for symbol, ts, close in later:
             stamps, closes = series[symbol]
-            if not stamps or stamps[-1] != ts:  # two intervals known at one time: the first, as latest_price keeps
+            if (
+                not stamps or stamps[-1] != ts
+            ):  # two intervals known at one time: the latest open (the shorter interval), as latest_price
                 stamps.append(ts)
                 closes.append(close)
         self.closes, self.closes_from = series, now

@@ -348,8 +348,12 @@ class Backtest:
         marks, last, history, stops = self.marks, self.last, self.history, self.stop_f
         for bar in bars:
             symbol, _, row, candle, _ = bar
-            marks[symbol] = row.close
-            last[symbol] = bar
+            known = last.get(symbol)
+            # At an equal close the shorter interval's candle (the latest open) gives the price, as live
+            # (``marketdata.ingest.latest_prices_query``), whichever interval comes first in the step.
+            if known is None or known[4] != now or row.timestamp > known[2].timestamp:
+                marks[symbol] = row.close
+                last[symbol] = bar
             try:
                 history[symbol].appendleft(row)
             except KeyError:

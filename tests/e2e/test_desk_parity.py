@@ -254,6 +254,27 @@ def test_a_release_of_a_stale_pause_hands_it_back_so_stale_data_pauses_again_in_
     assert live[5] == simulated[5]
 
 
+def test_one_symbol_in_a_1m_and_a_5m_file_is_priced_by_the_shorter_interval_at_an_equal_close_in_both(tmp_path):
+    # AAA bought on its 1m candle opened at 00:01 (filled at the next open, 100 × 1.0005). Its last 1m candle (opened
+    # 00:19) and its last 5m candle (opened 00:15) both close at 00:20: at 100 and at 99. The shorter interval's candle,
+    # the latest open, gives the price in both shells, so the account ends valued at 100, as without the 5m file
+    # (before the fix the backtest took the 5m candle's 99, applied last in (symbol, interval) order).
+    minute = 60_000
+    one = _write(tmp_path / "AAA_USDT-1m.csv", [f"{DAY2 + i * minute},100,100,100,100,1000000" for i in range(20)])
+    five = [f"{DAY2 + i * FIVE_MIN},100,100,100,100,1000000" for i in range(3)] + [
+        f"{DAY2 + 3 * FIVE_MIN},100,100,99,99,1000000"
+    ]
+    signals = tmp_path / "signals.csv"
+    signals.write_text(f"{DAY2 + minute},AAA_USDT,BUY\n")
+    strategy = f"signals_file:path={signals}"
+    (tmp_path / "alone").mkdir()
+    alone = run_both(tmp_path / "alone", [one], strategy)[1]
+    live, simulated = run_both(tmp_path, [one, _write(tmp_path / "AAA_USDT-5m.csv", five)], strategy)
+    assert [(o[4], o[7]) for o in simulated[0]] == [("FILLED", D("100") * D("1.0005"))]
+    assert live[0] == simulated[0] and live[1] == simulated[1] and live[3] == simulated[3] == "ACTIVE"
+    assert simulated[2] == alone[2] and abs(live[2] - simulated[2]) <= simulated[2] * D("1e-14")
+
+
 def test_mixed_intervals_and_files_of_different_periods(tmp_path):
     # A 5m symbol beside a 1m one is not stale between its candles, and a file that starts later or ends earlier
     # is expected only over its own period. Its missing 5m candle (opened at minute 20) is due at its close, 25: both

@@ -425,6 +425,7 @@ class StoredExits:
     def __init__(self) -> None:
         self._open: dict[str, list[tuple[str, int]]] | None = None  # symbol → (trade id, entry order id), oldest first
         self._attempts: dict[str, list[str]] | None = None  # an open trade's exit key → its orders' statuses
+        self._attempted_at: dict[str, int | None] = {}  # an exit key → when its last order was decided
         self._suppressed: set[str] | None = None
         self._price_times: tuple[int, dict[str, int | None]] | None = None  # (at, the open trades' price times)
 
@@ -451,14 +452,20 @@ class StoredExits:
                     symbol__in=list(self._open),
                     id__gt=min(order_id for _, order_id in open_trades),
                 ).order_by("id")
-                for signal_id, status in exits.values_list("signal_id", "status"):
+                for signal_id, status, decided in exits.values_list("signal_id", "status", "source_timestamp"):
                     statuses = self._attempts.get(signal_id.partition("#")[0])
                     if statuses is not None:
                         statuses.append(status)
+                        self._attempted_at[signal_id.partition("#")[0]] = decided
         if base in self._attempts:
             return list(self._attempts[base])
         attempts = Order.objects.filter(Q(signal_id=base) | Q(signal_id__startswith=f"{base}#")).order_by("id")
-        return list(attempts.values_list("status", flat=True))  # not an open trade's key: asked on its own
+        rows = list(attempts.values_list("status", "source_timestamp"))  # not an open trade's key: asked on its own
+        self._attempted_at[base] = rows[-1][1] if rows else None
+        return [status for status, _ in rows]
+
+    def last_attempt_at(self, base: str) -> int | None:
+        return self._attempted_at.get(base)
 
     def suppressed(self, base: str) -> bool:
         stops = {f"stop:{trade_id}" for trades in self._open_trades().values() for trade_id, _ in trades}

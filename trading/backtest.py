@@ -595,6 +595,10 @@ class Backtest:
     def exit_attempts(self, base: str) -> list[str]:
         return [order.status for order in self.exit_attempts_by_key.get(base, ())]
 
+    def last_attempt_at(self, base: str) -> int | None:
+        attempts = self.exit_attempts_by_key.get(base)
+        return attempts[-1].timestamp if attempts else None
+
     def suppressed(self, base: str) -> bool:
         return base in self.suppressed_stops
 

@@ -181,12 +181,3 @@ class StaleWatchState(models.Model):
             cls.objects.get_or_create(pk=1)
             state = manager.get(pk=1)
         return state
-
-    @classmethod
-    def hand_back(cls, new_state: str) -> None:
-        """A person changed the trading state to ``new_state``: the watch's pause is theirs (``stale.handed_back``)."""
-        from .stale import handed_back
-
-        state = cls.load(for_update=True)
-        state.paused_by_watch, state.stale_symbols = False, list(handed_back(new_state, state.stale_symbols))
-        state.save(update_fields=["paused_by_watch", "stale_symbols"])

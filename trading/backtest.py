@@ -616,7 +616,7 @@ class Backtest:
             effects = operate(self.desk_state, timed.command, lambda at=at: self._account("", at), quote)
             self._apply(effects, at)
             for effect in effects:
-                if effect.__class__ is ChangeState:  # the state is the person's now (``StaleWatchState.hand_back``)
+                if effect.__class__ is ChangeState:  # the person's now (``risk.state._hand_back_stale_pause``)
                     self.paused_by_watch = False
                     self.stale_symbols = stale.handed_back(effect.new_state, self.stale_symbols)
 

@@ -328,7 +328,7 @@ def _giver(schedule, watch):
         for timed in schedule.due(now):
             operator_command(timed.command, timed.timestamp_ms)
             given = True
-        if given:  # a person's command may have handed the watch's pause back (``StaleWatchState.hand_back``)
+        if given:  # a person's command may have handed the watch's pause back (``risk.state._hand_back_stale_pause``)
             watch.reload()
 
     return give

@@ -78,17 +78,18 @@ def money(value, quote: str = DEFAULT_QUOTE, *, unit: bool = False, sign: bool =
     return _fixed(value, decimals_for(quote), quote if unit else "", sign=sign)
 
 
-def price(value, quote: str = DEFAULT_QUOTE) -> str:
+def price(value, quote: str = DEFAULT_QUOTE, *, rounding: str = ROUND_HALF_EVEN) -> str:
     """A price, with its quote as unit: the quote's places, more where a coin is cheap enough to need them for
     ``PRICE_DIGITS`` significant digits, no trailing zeros past the quote's (``194.17710093`` → ``194.177 USDT``,
-    ``99.9500`` → ``99.95 USDT``, ``0.0000123456789`` → ``0.0000123457 USDT``)."""
+    ``99.9500`` → ``99.95 USDT``, ``0.0000123456789`` → ``0.0000123457 USDT``). ``rounding``: ``ROUND_FLOOR`` for a
+    stop, which a message must never show above the stored one."""
     number = _decimal(value)
     places = decimals_for(quote)
     if number is not None and number.is_finite() and number != 0:
         wanted = max(places, PRICE_DIGITS - number.adjusted() - 1)
-        rounded = number.quantize(_step(wanted), rounding=ROUND_HALF_EVEN).normalize()
+        rounded = number.quantize(_step(wanted), rounding=rounding).normalize()
         places = max(places, -rounded.as_tuple().exponent)  # no trailing zeros past the quote's places
-    return _fixed(number, places, quote)
+    return _fixed(number, places, quote, rounding=rounding)
 
 
 def quantity(value, asset: str = "") -> str:
@@ -110,11 +111,11 @@ def percent(fraction, places: int = 2, *, sign: bool = False) -> str:
     return _fixed(number * 100, places, "%", sign=sign)
 
 
-def _fixed(value, places: int, unit: str = "", *, sign: bool = False) -> str:
+def _fixed(value, places: int, unit: str = "", *, sign: bool = False, rounding: str = ROUND_HALF_EVEN) -> str:
     number = _decimal(value)
     if number is None or not number.is_finite():
         return "–"
-    rounded = number.quantize(_step(places), rounding=ROUND_HALF_EVEN)
+    rounded = number.quantize(_step(places), rounding=rounding)
     if rounded == 0:
         rounded = abs(rounded)
     text = f"{rounded:,.{places}f}"

@@ -70,11 +70,11 @@ def market_data_event(symbol: str, interval: str, timestamp: int, o, h, l, c, v)
 
 def latest_price(symbol: str, at_or_before: int | None = None) -> Decimal | None:
     """The last close of ``symbol`` known at or before a market time (any interval): a candle is known at its
-    close (``Candle.known_at``)."""
+    close (``Candle.known_at``); at an equal close, the shorter interval's (the latest open)."""
     candles = Candle.objects.filter(symbol=symbol)
     if at_or_before is not None:
         candles = candles.filter(known_at__lte=at_or_before)
-    close = candles.order_by("-known_at", "interval").values_list("close", flat=True).first()
+    close = candles.order_by("-known_at", "-timestamp").values_list("close", flat=True).first()
     return close
 
 
@@ -105,8 +105,8 @@ def latest_prices_query(symbols: Sequence[str], at_or_before: int, column: str =
     table = connection.ops.quote_name(Candle._meta.db_table)
     one = (
         f'SELECT * FROM (SELECT "symbol", "{column}" FROM {table} WHERE "symbol" = %s AND "known_at" <= %s '
-        f'ORDER BY "known_at" DESC, "interval" LIMIT 1) AS p{{n}}'
-    )
+        f'ORDER BY "known_at" DESC, "timestamp" DESC LIMIT 1) AS p{{n}}'
+    )  # at an equal close the shorter interval's candle (the latest open) gives the price, as in the backtest
     sql = " UNION ALL ".join(one.format(n=n) for n in range(len(symbols)))
     return sql, [value for symbol in symbols for value in (symbol, at_or_before)]
 

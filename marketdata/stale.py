@@ -18,6 +18,14 @@ RESUME_REASON = "market data fresh again"
 RECOVERED_MESSAGE = "Market data fresh again; trading resumed"
 
 
+def handed_back(new_state: str, stale: Iterable[str]) -> tuple[str, ...]:
+    """A person changed the trading state (halt, release): the state is theirs, so the watch no longer holds a pause
+    of its own (``paused_by_watch`` is cleared by the caller) and its next check pauses on data still or newly stale.
+    Returns the stale symbols the watch keeps: none after a release (to ACTIVE), so the pause it makes again comes
+    with its DATA_STALE alert; all of them after a halt (already said, nothing is ordered while HALTED)."""
+    return () if new_state == "ACTIVE" else tuple(stale)
+
+
 def pause_reason(stale: Iterable[str]) -> str:
     return f"data stale: {', '.join(stale)}"
 

@@ -124,6 +124,10 @@ class StaleWatch:
         timeout = self._timeout if self._timeout is not None else timeout_ms()
         return stale_onsets(self._last_seen, self._watched, after_ms, before_ms, timeout, self._candles)
 
+    def reload(self) -> None:
+        """A replay's watch reads its stored state again at the next check (a person's command changed it)."""
+        self._state = None
+
     def holds_pause(self) -> bool:
         """Whether the watch holds a pause of its own, as last checked (a replay's in-memory watch)."""
         return self._state is not None and self._state.paused_by_watch

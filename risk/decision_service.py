@@ -330,12 +330,14 @@ class MarketWatch:
             series[symbol][1].append(close)
         later = (
             Candle.objects.filter(symbol__in=self.held, known_at__gt=now, known_at__lte=self.window_end)
-            .order_by("known_at", "interval")
+            .order_by("known_at", "-timestamp")
             .values_list("symbol", "known_at", "close")
         )
         for symbol, ts, close in later:
             stamps, closes = series[symbol]
-            if not stamps or stamps[-1] != ts:  # two intervals known at one time: the first, as latest_price keeps
+            if (
+                not stamps or stamps[-1] != ts
+            ):  # two intervals known at one time: the latest open (the shorter interval), as latest_price
                 stamps.append(ts)
                 closes.append(close)
         self.closes, self.closes_from = series, now
@@ -423,6 +425,7 @@ class StoredExits:
     def __init__(self) -> None:
         self._open: dict[str, list[tuple[str, int]]] | None = None  # symbol → (trade id, entry order id), oldest first
         self._attempts: dict[str, list[str]] | None = None  # an open trade's exit key → its orders' statuses
+        self._attempted_at: dict[str, int | None] = {}  # an exit key → when its last order was decided
         self._suppressed: set[str] | None = None
         self._price_times: tuple[int, dict[str, int | None]] | None = None  # (at, the open trades' price times)
 
@@ -449,14 +452,20 @@ class StoredExits:
                     symbol__in=list(self._open),
                     id__gt=min(order_id for _, order_id in open_trades),
                 ).order_by("id")
-                for signal_id, status in exits.values_list("signal_id", "status"):
+                for signal_id, status, decided in exits.values_list("signal_id", "status", "source_timestamp"):
                     statuses = self._attempts.get(signal_id.partition("#")[0])
                     if statuses is not None:
                         statuses.append(status)
+                        self._attempted_at[signal_id.partition("#")[0]] = decided
         if base in self._attempts:
             return list(self._attempts[base])
         attempts = Order.objects.filter(Q(signal_id=base) | Q(signal_id__startswith=f"{base}#")).order_by("id")
-        return list(attempts.values_list("status", flat=True))  # not an open trade's key: asked on its own
+        rows = list(attempts.values_list("status", "source_timestamp"))  # not an open trade's key: asked on its own
+        self._attempted_at[base] = rows[-1][1] if rows else None
+        return [status for status, _ in rows]
+
+    def last_attempt_at(self, base: str) -> int | None:
+        return self._attempted_at.get(base)
 
     def suppressed(self, base: str) -> bool:
         stops = {f"stop:{trade_id}" for trades in self._open_trades().values() for trade_id, _ in trades}

@@ -101,6 +101,9 @@ class ExitLedger(Protocol):
     def exit_attempts(self, base: str) -> list[str]:
         """The statuses of the orders made under an exit key (``base`` or ``base#n``), oldest first."""
 
+    def last_attempt_at(self, base: str) -> int | None:
+        """When the last order made under an exit key was decided (None: no attempt)."""
+
     def suppressed(self, base: str) -> bool:
         """Whether the stop-loss of ``base`` (``stop:<trade id>``) was held back by a halt and said so already."""
 
@@ -567,6 +570,9 @@ class Desk:
             return []
         key = base if not attempts else f"{base}#{len(attempts)}"
         symbol, quantity, now = exit_order.symbol, exit_order.quantity, view.now
+        known = ledger.price_time(symbol, now)
+        if attempts and (known is None or known <= (ledger.last_attempt_at(base) or 0)):
+            return []  # no price newer than the one the failed attempt used: decided again when one comes
         effects: list[Effect] = []
         if announcement:
             effects.append(RaiseAlert("WARNING", "RISK_LIMIT", announcement, symbol))
@@ -578,7 +584,7 @@ class Desk:
             effects.append(RaiseAlert("CRITICAL", "RISK_LIMIT", message, symbol))
         client_order_id = client_order_id_for(key)
         price = view.account.prices[symbol]
-        details = _price_details(price, ledger.price_time(symbol, now), now)
+        details = _price_details(price, known, now)
         effects.append(
             RecordRiskEvent(
                 "APPROVE",

@@ -410,7 +410,7 @@ class RiskEngine:
                     quote = amounts.quote_of(symbol)
                     reason = (
                         f"{symbol} at {amounts.price(price, quote)} is at or below the stop "
-                        f"{amounts.price(lot.stop, quote)} of trade {lot.trade_id}"
+                        f"{amounts.price(lot.stop, quote, rounding=ROUND_FLOOR)} of trade {lot.trade_id}"
                     )
                     exits.append(ExitOrder(symbol, quantity, "stop_loss", reason, lot.trade_id))
         return exits

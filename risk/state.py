@@ -17,6 +17,8 @@ from ground.amounts import iso_utc
 from ground.timeutil import ms_to_datetime
 from marketdata import clock
 from marketdata.ingest import latest_prices
+from marketdata.models import StaleWatchState
+from marketdata.stale import handed_back
 from marketdata.watchlist import account_quote
 
 from .account_view import account_rows, account_state
@@ -200,6 +202,7 @@ def operator_command(command: OperatorCommand, timestamp: int | None = None) -> 
         for effect in effects:
             if isinstance(effect, ChangeState):
                 apply_state_change(state, effect.new_state, effect.reason, effect.actor, stamp, layer=effect.layer)
+                _hand_back_stale_pause(effect.new_state)
             elif isinstance(effect, AmendHalt):
                 _amend_halt(state, effect, command)
             elif isinstance(effect, RestartDay):
@@ -207,6 +210,14 @@ def operator_command(command: OperatorCommand, timestamp: int | None = None) -> 
             elif isinstance(effect, RaiseAlert):
                 raise_alert(effect.level, effect.code, effect.message, timestamp=stamp, symbol=effect.symbol)
         return state
+
+
+def _hand_back_stale_pause(new_state: str) -> None:
+    """A person changed the trading state to ``new_state``: it is theirs now, not the data-stale watch's
+    (``marketdata.stale.handed_back``)."""
+    watch = StaleWatchState.load(for_update=True)
+    watch.paused_by_watch, watch.stale_symbols = False, list(handed_back(new_state, watch.stale_symbols))
+    watch.save(update_fields=["paused_by_watch", "stale_symbols"])
 
 
 def _amend_halt(state: TradingState, amend: AmendHalt, command: OperatorCommand) -> None:

@@ -348,8 +348,12 @@ class Backtest:
         marks, last, history, stops = self.marks, self.last, self.history, self.stop_f
         for bar in bars:
             symbol, _, row, candle, _ = bar
-            marks[symbol] = row.close
-            last[symbol] = bar
+            known = last.get(symbol)
+            # At an equal close the shorter interval's candle (the latest open) gives the price, as live
+            # (``marketdata.ingest.latest_prices_query``), whichever interval comes first in the step.
+            if known is None or known[4] != now or row.timestamp > known[2].timestamp:
+                marks[symbol] = row.close
+                last[symbol] = bar
             try:
                 history[symbol].appendleft(row)
             except KeyError:
@@ -591,6 +595,10 @@ class Backtest:
     def exit_attempts(self, base: str) -> list[str]:
         return [order.status for order in self.exit_attempts_by_key.get(base, ())]
 
+    def last_attempt_at(self, base: str) -> int | None:
+        attempts = self.exit_attempts_by_key.get(base)
+        return attempts[-1].timestamp if attempts else None
+
     def suppressed(self, base: str) -> bool:
         return base in self.suppressed_stops
 
@@ -607,6 +615,10 @@ class Backtest:
             at = timed.timestamp_ms
             effects = operate(self.desk_state, timed.command, lambda at=at: self._account("", at), quote)
             self._apply(effects, at)
+            for effect in effects:
+                if effect.__class__ is ChangeState:  # the person's now (``risk.state._hand_back_stale_pause``)
+                    self.paused_by_watch = False
+                    self.stale_symbols = stale.handed_back(effect.new_state, self.stale_symbols)
 
     # --- 1. the fills -----------------------------------------------------------------------------------
     def _fill_pending(self, symbol: str, row: CandleRow, now: int) -> None:

@@ -217,6 +217,64 @@ def test_a_gap_in_every_file_is_stale_in_both(tmp_path):
     assert abs(live[2] - simulated[2]) <= simulated[2] * D("1e-14")
 
 
+def test_a_release_of_a_stale_pause_hands_it_back_so_stale_data_pauses_again_in_both(tmp_path):
+    # BBB's last candle opened at 00:03 (known at 00:04), CCC's at 00:08 (known at 00:09); AAA comes every minute. At
+    # 00:05 BBB was last seen 60 s before (> DATA_STALE_TIMEOUT_SEC 30): DATA_STALE, PAUSED by the watch. A person
+    # releases at 00:07: the state is theirs, the watch holds no pause any more, so its next check (00:08, BBB still
+    # stale) pauses again with a new DATA_STALE alert; CCC, stale at 00:10, is announced while paused. AAA's BUYs on
+    # its candles opened at 00:10-00:14 are all refused by the pause (before the fix: approved, the alert's "new
+    # orders paused" untrue). Both come back at 00:20 (known at 00:21): the watch lifts its pause.
+    minute = 60_000
+    files = []
+    for symbol, price, rows in (("AAA_USDT", 100, range(22)), ("BBB_USDT", 50, [*range(4), 20, 21])):
+        lines = [f"{DAY2 + i * minute},{price},{price},{price},{price},1000000" for i in rows]
+        files.append(_write(tmp_path / f"{symbol}-1m.csv", lines))
+    ccc = [f"{DAY2 + i * minute},20,20,20,20,1000000" for i in [*range(9), 20, 21]]
+    files.append(_write(tmp_path / "CCC_USDT-1m.csv", ccc))
+    signals = tmp_path / "signals.csv"
+    signals.write_text("".join(f"{DAY2 + i * minute},AAA_USDT,BUY\n" for i in range(10, 15)))
+    commands = tmp_path / "ops.csv"
+    commands.write_text(f"timestamp_ms,command,reason\n{DAY2 + 7 * minute},release,go\n")
+    live, simulated = run_both(
+        tmp_path, files, f"signals_file:path={signals}", params=["MAX_EXPOSURE_PCT=1"], operator_commands=str(commands)
+    )
+    assert [d[1:3] for d in simulated[1]] == [("REJECT", "state")] * 5 and simulated[0] == []
+    said = [(t - DAY2, code, message) for t, code, _, message in simulated[5]]
+    assert said == [
+        (5 * minute, "DATA_STALE", "No market data for BBB_USDT for more than 30s; new orders paused"),
+        (5 * minute, "TRADING_STATE", "Trading PAUSED: data stale: BBB_USDT (data_stale_watch)"),
+        (7 * minute, "TRADING_STATE", "Trading ACTIVE: go (operator file ops.csv)"),
+        (8 * minute, "DATA_STALE", "No market data for BBB_USDT for more than 30s; new orders paused"),
+        (8 * minute, "TRADING_STATE", "Trading PAUSED: data stale: BBB_USDT (data_stale_watch)"),
+        (10 * minute, "DATA_STALE", "No market data for CCC_USDT for more than 30s; new orders paused"),
+        (21 * minute, "TRADING_STATE", "Trading ACTIVE: market data fresh again (data_stale_watch)"),
+        (21 * minute, "DATA_RECOVERED", "Market data fresh again; trading resumed"),
+    ]
+    assert live[0] == simulated[0] and live[1] == simulated[1] and live[3] == simulated[3] == "ACTIVE"
+    assert live[5] == simulated[5]
+
+
+def test_one_symbol_in_a_1m_and_a_5m_file_is_priced_by_the_shorter_interval_at_an_equal_close_in_both(tmp_path):
+    # AAA bought on its 1m candle opened at 00:01 (filled at the next open, 100 × 1.0005). Its last 1m candle (opened
+    # 00:19) and its last 5m candle (opened 00:15) both close at 00:20: at 100 and at 99. The shorter interval's candle,
+    # the latest open, gives the price in both shells, so the account ends valued at 100, as without the 5m file
+    # (before the fix the backtest took the 5m candle's 99, applied last in (symbol, interval) order).
+    minute = 60_000
+    one = _write(tmp_path / "AAA_USDT-1m.csv", [f"{DAY2 + i * minute},100,100,100,100,1000000" for i in range(20)])
+    five = [f"{DAY2 + i * FIVE_MIN},100,100,100,100,1000000" for i in range(3)] + [
+        f"{DAY2 + 3 * FIVE_MIN},100,100,99,99,1000000"
+    ]
+    signals = tmp_path / "signals.csv"
+    signals.write_text(f"{DAY2 + minute},AAA_USDT,BUY\n")
+    strategy = f"signals_file:path={signals}"
+    (tmp_path / "alone").mkdir()
+    alone = run_both(tmp_path / "alone", [one], strategy)[1]
+    live, simulated = run_both(tmp_path, [one, _write(tmp_path / "AAA_USDT-5m.csv", five)], strategy)
+    assert [(o[4], o[7]) for o in simulated[0]] == [("FILLED", D("100") * D("1.0005"))]
+    assert live[0] == simulated[0] and live[1] == simulated[1] and live[3] == simulated[3] == "ACTIVE"
+    assert simulated[2] == alone[2] and abs(live[2] - simulated[2]) <= simulated[2] * D("1e-14")
+
+
 def test_mixed_intervals_and_files_of_different_periods(tmp_path):
     # A 5m symbol beside a 1m one is not stale between its candles, and a file that starts later or ends earlier
     # is expected only over its own period. Its missing 5m candle (opened at minute 20) is due at its close, 25: both

@@ -187,3 +187,25 @@ def test_a_watch_over_recorded_candles_expects_each_symbol_a_candle_at_a_time():
     assert stale_symbols(seen, watched, 11 * minute, 30_000, candles) == ("FIVE", "ONE")
     # a live watch (no candles): no data for more than the timeout is stale, never seen is stale
     assert stale_symbols(seen, watched, 10 * minute, 30_000) == ("FIVE", "NEW", "OLD")
+
+
+def test_a_persons_halt_and_release_hand_the_watchs_pause_back(watch):
+    from risk.state import halt, release
+
+    watcher = StaleWatch()
+    watch.advance(31)  # both last seen 31 s ago (> 30 s): the watch pauses
+    watcher.check()
+    assert (state().state, state().changed_by) == ("PAUSED", ACTOR)
+    halt("feed check", "ops", timestamp=watch.now_ms())  # on top of the watch's pause: the state is the person's
+    watch.advance(10)
+    watcher.check()
+    assert state().state == "HALTED" and Alert.objects.filter(code="DATA_STALE").count() == 1  # said already
+    release("go", "ops", timestamp=watch.now_ms())
+    assert state().state == "ACTIVE"
+    watch.advance(10)  # still stale at the next check: paused again, with the alert ("new orders paused" is true)
+    assert watcher.check().action == "pause"
+    assert (state().state, state().changed_by) == ("PAUSED", ACTOR)
+    assert Alert.objects.filter(code="DATA_STALE").count() == 2
+    for symbol in WATCHED:
+        touch(symbol, watch.now_ms())
+    assert watcher.check().action == "resume" and state().state == "ACTIVE"

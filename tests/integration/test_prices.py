@@ -44,3 +44,13 @@ def test_latest_prices_reads_the_last_close_known_at_the_time_across_intervals()
         == {"AAA_USDT": Decimal("11")}
         == {"AAA_USDT": latest_price("AAA_USDT", 180_000)}
     )
+
+
+def test_at_an_equal_close_the_shorter_intervals_candle_gives_the_price():
+    # Both known at 900,000: the 15m candle opened at 0 and the 1m candle opened at 840,000 (the latest open). The
+    # interval's length decides, not its name ("15m" sorts before "1m").
+    _candle("AAA_USDT", "15m", 0, "90")
+    _candle("AAA_USDT", "1m", 840_000, "100")
+    _candle("AAA_USDT", "5m", 600_000, "95")
+    assert latest_prices(["AAA_USDT"], 900_000) == {"AAA_USDT": Decimal("100")}
+    assert latest_price("AAA_USDT", 900_000) == Decimal("100")

@@ -49,15 +49,18 @@ DESK = Desk(RiskEngine(fee_rate=D(0), slippage_pct=D(0)), D("0.10"))
 class Ledger:
     """The shell's store as the desk asks it, in memory."""
 
-    def __init__(self, trades=None, attempts=None, suppressed=(), price_times=None):
+    def __init__(self, trades=None, attempts=None, suppressed=(), price_times=None, attempted_at=None):
         self.trades, self.attempts, self.held_back = trades or {}, attempts or {}, set(suppressed)
-        self.price_times = price_times or {}
+        self.price_times, self.attempted_at = price_times or {}, attempted_at or {}
 
     def oldest_open_trade(self, symbol):
         return self.trades.get(symbol)
 
     def exit_attempts(self, base):
         return self.attempts.get(base, [])
+
+    def last_attempt_at(self, base):
+        return self.attempted_at.get(base)
 
     def suppressed(self, base):
         return base in self.held_back
@@ -89,9 +92,25 @@ UNDER_STOP = {
 }
 
 
+NEWER = {"BTC_USDT": NOW}  # a price known at NOW, after any attempt (none decided here)
+
+
+def test_a_failed_risk_exit_is_tried_again_only_on_a_price_newer_than_the_attempts():
+    # The stop's first attempt was decided at NOW − 60 s on the price known then (NOW − 60 s); it was REJECTED. With
+    # no newer price (still the one known at NOW − 60 s, or none) no new order and no alert: one every minute at the
+    # old price would flood. A price known at NOW (> NOW − 60 s) brings the retry, with its CRITICAL alert.
+    tried = {"stop:T1": NOW - 60_000}
+    for known in ({"BTC_USDT": NOW - 60_000}, {}):
+        ledger = Ledger({"BTC_USDT": "T1"}, {"stop:T1": ["REJECTED"]}, price_times=known, attempted_at=tried)
+        assert DESK.watch(view(**UNDER_STOP), ledger) == []
+    ledger = Ledger({"BTC_USDT": "T1"}, {"stop:T1": ["REJECTED"]}, price_times=NEWER, attempted_at=tried)
+    effects = DESK.watch(view(**UNDER_STOP), ledger)
+    assert [o.signal_id for o in orders(effects)] == ["stop:T1#1"] and len(alerts(effects, "CRITICAL")) == 1
+
+
 def test_a_rejected_stop_loss_is_tried_again_with_a_critical_alert():
     # Defect 9: only FAILED exits were retried; a REJECTED one (e.g. the exchange refused it) never again.
-    effects = DESK.watch(view(**UNDER_STOP), Ledger({"BTC_USDT": "T1"}, {"stop:T1": ["REJECTED"]}))
+    effects = DESK.watch(view(**UNDER_STOP), Ledger({"BTC_USDT": "T1"}, {"stop:T1": ["REJECTED"]}, price_times=NEWER))
     [order] = orders(effects)
     assert (order.signal_id, order.side, order.quantity, order.price, order.purpose) == (
         "stop:T1#1",
@@ -174,7 +193,9 @@ def test_after_a_drawdown_halt_a_failed_close_is_tried_again_until_flat():
         "prices": {"ETH_USDT": D(50)},
         "lots": {"ETH_USDT": [LotStop("T9", D(2), D(58.8))]},
     }
-    effects = DESK.watch(view(halted, **held), Ledger({"ETH_USDT": "T9"}, {"ddclose:T9": ["FAILED"]}))
+    effects = DESK.watch(
+        view(halted, **held), Ledger({"ETH_USDT": "T9"}, {"ddclose:T9": ["FAILED"]}, price_times={"ETH_USDT": NOW})
+    )
     [order] = orders(effects)
     assert (order.signal_id, order.quantity, order.price, order.purpose) == (
         "ddclose:T9#1",
@@ -707,7 +728,7 @@ def test_an_order_that_can_get_no_price_expires_and_frees_its_cost():
     stop = Waiting(client_order_id="cdbs", side="SELL", purpose="stop_loss")
     reason = "no price after its decision: TEST_USDT's market data is stale"
     assert DESK.expire([stop], {"TEST_USDT": "is stale"}) == [CancelOrder("cdbs", reason)]
-    retry = DESK.watch(view(**UNDER_STOP), Ledger({"BTC_USDT": "T1"}, {"stop:T1": ["REJECTED"]}))
+    retry = DESK.watch(view(**UNDER_STOP), Ledger({"BTC_USDT": "T1"}, {"stop:T1": ["REJECTED"]}, price_times=NEWER))
     assert [o.signal_id for o in orders(retry)] == ["stop:T1#1"]
     assert DESK.watch(view(**UNDER_STOP), Ledger({"BTC_USDT": "T1"}, {"stop:T1": ["EXPIRED"]})) == []
 

@@ -185,6 +185,16 @@ def test_stop_loss_fires_at_the_stop_and_not_above():
     assert ENGINE.stop_loss_exits(account(prices={"ETH_USDT": "98.0001"}, **holding)) == []
 
 
+def test_a_stop_message_never_shows_the_stop_rounded_up():
+    # Entry 110.055 × (1 − 0.02) = 107.8539 (stored): to 6 significant digits, to nearest that would read 107.854, a
+    # stop above the one stored; the message rounds it down: 107.853.
+    stop = stop_price(D("110.055"), PARAMS["STOP_LOSS_PCT"])
+    assert stop == D("107.8539")
+    holding = dict(positions={"ETH_USDT": "5"}, lots={"ETH_USDT": [LotStop("T1", D("5"), stop)]})
+    [exit_order] = ENGINE.stop_loss_exits(account(prices={"ETH_USDT": "107.8"}, **holding))
+    assert exit_order.reason == "ETH_USDT at 107.80 USDT is at or below the stop 107.853 USDT of trade T1"
+
+
 def test_a_stop_is_rounded_down_below_the_entry_at_tiny_prices():
     # Prices are stored to 12 places. Entry 1e-11 × (1 − 0.02) = 0.98e-11 = 9.8e-12: to nearest that is 1.0e-11, the
     # entry itself (a stop that fires at once); rounded down it is 9e-12, below the entry. Entry 3e-12 × 0.98 =

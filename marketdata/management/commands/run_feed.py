@@ -150,7 +150,7 @@ class Command(BaseCommand):
             stale_watch=watch if publish else None,
             tick=progress.update,
             after_event=wait_until_idle if options["lockstep"] else None,
-            before_time=_giver(schedule) if schedule and publish else None,
+            before_time=_giver(schedule, watch) if schedule and publish else None,
         )
         before = _pipeline_counts()
         try:
@@ -318,14 +318,18 @@ def _operator_schedule(path: str | None):
         raise CommandError(f"--operator-commands: {error}", returncode=2) from None
 
 
-def _giver(schedule):
+def _giver(schedule, watch):
     """The replay's ``before_time``: the commands due before a time's candles, each given at its own market time
     through the same code as the admin, the API and ``manage.py halt``/``release`` (``risk.state``)."""
     from risk.state import operator_command
 
     def give(now: int) -> None:
+        given = False
         for timed in schedule.due(now):
             operator_command(timed.command, timed.timestamp_ms)
+            given = True
+        if given:  # a person's command may have handed the watch's pause back (``risk.state._hand_back_stale_pause``)
+            watch.reload()
 
     return give
 

@@ -331,7 +331,7 @@ def test_order_detail(viewer):
     o = order(1)
     data = viewer.get(f"/api/orders/{o.pk}/").json()
     assert data["client_order_id"] == o.client_order_id and data["status"] == "FILLED"
-    assert data["price"] == "100.000000000000"  # money as exact decimal strings
+    assert data["price"] == "100"  # money as exact, normalised decimal strings (no padding, no exponent)
     assert viewer.get("/api/orders/999999/").status_code == 404
 
 
@@ -360,8 +360,11 @@ def test_trades_filter_by_symbol_and_status(viewer):
     )
     assert [t["trade_id"] for t in viewer.get("/api/trades/").json()["results"]] == ["T1", "T2"]
     closed = viewer.get("/api/trades/?status=CLOSED").json()["results"]
-    assert [t["trade_id"] for t in closed] == ["T2"] and closed[0]["profit_loss"] == "10.000000000000"
+    assert [t["trade_id"] for t in closed] == ["T2"] and closed[0]["profit_loss"] == "10"
     assert closed[0]["order"] == other.client_order_id
+    assert (closed[0]["exit_fees"], closed[0]["quantity"], closed[0]["exit_price"]) == ("0", "1", "110")
+    totals = viewer.get("/api/trades/totals/").json()
+    assert (totals["win_rate"], totals["profit_loss"], totals["fees"]) == ("0.5", "10", "0")  # strings, exact
     assert [t["trade_id"] for t in viewer.get("/api/trades/?symbol=BTC_USDT").json()["results"]] == ["T1"]
 
 

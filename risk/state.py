@@ -8,14 +8,13 @@ paused is remembered, so only that layer resumes); HALTED is left only by a pers
 from __future__ import annotations
 
 import unicodedata
-from datetime import UTC
 
 from django.db import transaction
 
 from execution.models import Portfolio
 from ground import bus
 from ground.amounts import iso_utc
-from ground.timeutil import ms_to_datetime
+from ground.timeutil import iso_z, ms_to_datetime
 from marketdata import clock
 from marketdata.ingest import latest_prices
 from marketdata.watchlist import account_quote
@@ -71,7 +70,7 @@ def state_snapshot(state: TradingState) -> dict:
         "state": state.state,
         "reason": state.reason,
         # ISO 8601 UTC on the market clock, as DRF writes a time ("…Z"): the API, the pushes and risk_status alike
-        "since": state.since.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "since": iso_z(state.since),
         "changed_by": state.changed_by,
         "pause_layer": state.pause_layer,
     }

@@ -247,6 +247,10 @@ def test_status_reports_state_mode_account_freshness_and_health(viewer, settings
     assert (account["exposure_limit_pct"], account["drawdown_limit_pct"]) == ("0.5", "0.05")
     assert all(isinstance(v, str) for k, v in account.items() if k not in ("open_positions", "quote_decimals"))
     assert account["open_positions"] == 1
+    # every time in the JSON in one shape: ISO 8601 UTC with Z, as the state's since
+    time_shape = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
+    assert re.fullmatch(time_shape, account["day_start"]), account["day_start"]
+    assert re.fullmatch(time_shape, data["trading_state"]["since"]), data["trading_state"]
     assert [f["symbol"] for f in data["freshness"]] == ["BTC_USDT"]
     assert data["freshness"][0]["last_seen_ms"] == T0
     assert data["health"]["database"]["ok"] is True

@@ -394,9 +394,13 @@ class RiskParametersSerializer(serializers.Serializer):
     def validate(self, attrs):
         known = set(self.fields)
         given = getattr(self, "initial_data", {}) or {}
-        unknown = sorted(set(canonical_parameter_names(given) if hasattr(given, "keys") else ()) - known)
+        names = set(canonical_parameter_names(given) if hasattr(given, "keys") else ())
+        unknown = sorted(names - known)
         if unknown:
             raise serializers.ValidationError({name: ["unknown field"] for name in unknown})
+        read_only = sorted(name for name in names if self.fields[name].read_only)
+        if read_only:
+            raise serializers.ValidationError({name: [f"{name} is read-only"] for name in read_only})
         changes = {k: v for k, v in attrs.items() if k != "reason"}
         try:
             validate_changes(changes)

@@ -480,6 +480,21 @@ def test_patch_takes_the_spec_names_in_either_case(risk_admin, name):
     assert AuditLog.objects.get(action="parameter_change").reason == "as SPEC §4 spells it"
 
 
+@pytest.mark.parametrize(
+    ("body", "key", "said"),
+    [
+        ({"sources": {"MAX_EXPOSURE_PCT": "env"}}, "sources", "sources is read-only"),
+        ({"updated_at": "2024-01-01T00:00:00Z"}, "updated_at", "updated_at is read-only"),
+        ({"max_exposure_pct": "0.4000001"}, "MAX_EXPOSURE_PCT", "more than 5 decimal places"),
+    ],
+)
+def test_patch_parameters_refuses_read_only_keys_and_excess_precision(risk_admin, body, key, said):
+    response = risk_admin.patch("/api/risk/parameters/", body, format="json")
+    assert response.status_code == 400, response.content
+    assert said in " ".join(response.json()[key])
+    assert RiskParameters.load().max_exposure_pct == Decimal("0.5")  # nothing stored, nothing rounded
+
+
 def test_parameters_read_alike_in_the_api_and_risk_status_json(viewer):
     """One shape for a parameter: the API's value, default and range are risk_status --json's strings."""
     shell = StringIO()
@@ -528,8 +543,10 @@ def test_parameters_service_names_field_and_range():
 
     with pytest.raises(ValueError, match=r"MAX_POSITION_PCT: 0.3 is out of range \(allowed 0.01–0.25\)"):
         update_parameters({"max_position_pct": "0.3"}, actor="test")
-    params = update_parameters({"MAX_POSITION_PCT": "0.123456"}, actor="test", reason="r")
-    assert params.max_position_pct == Decimal("0.12346")  # rounded to the column's 5 places
+    with pytest.raises(ValueError, match=r"MAX_POSITION_PCT: 0.123456 has more than 5 decimal places"):
+        update_parameters({"MAX_POSITION_PCT": "0.123456"}, actor="test", reason="r")  # refused, not rounded
+    params = update_parameters({"MAX_POSITION_PCT": "0.12346"}, actor="test", reason="r")
+    assert params.max_position_pct == Decimal("0.12346")
     assert AuditLog.objects.get().new_value == "0.12346"
 
 

@@ -17,11 +17,15 @@ from tests.support import processes
 from tests.support.processes import ROOT
 
 
-def _manage(db: Path, *args: str) -> str:
+def _run(db: Path, *args: str):
     env = {"PATH": "/usr/bin:/bin", "DATABASE_URL": f"sqlite:///{db}"}
-    done = processes.run(
+    return processes.run(
         [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180
     )
+
+
+def _manage(db: Path, *args: str) -> str:
+    done = _run(db, *args)
     assert done.returncode == 0, (done.stdout, done.stderr)
     return done.stdout.strip()
 
@@ -127,14 +131,6 @@ def test_line_breaks_and_tabs_in_a_reason_fold_to_spaces(operator):
 def test_the_halt_command_refuses_an_escape_in_one_line(tmp_path):
     db = tmp_path / "db.sqlite3"
     _manage(db, "migrate", "--noinput")
-    env = {"PATH": "/usr/bin:/bin", "DATABASE_URL": f"sqlite:///{db}"}
-    done = processes.run(
-        [sys.executable, "manage.py", "halt", "--reason", "\x1b[2Jgone"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    done = _run(db, "halt", "--reason", "\x1b[2Jgone")
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0 and "control characters (found U+001B)" in done.stderr, done.stderr

@@ -33,7 +33,7 @@ install-dev: $(VENV)/.dev frontend
 run: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py ensure_admin
-	$(PY) manage.py serve --port $(PORT)
+	$(PY) manage.py serve --port "$(PORT)"
 
 ## Debian's Chromium for the Playwright browser tests (Playwright's own browser download is not used).
 chromium:

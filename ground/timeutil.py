@@ -16,3 +16,8 @@ def datetime_to_ms(moment: datetime) -> int:
 
 def now_ms() -> int:
     return datetime_to_ms(datetime.now(tz=UTC))
+
+
+def iso_z(moment: datetime) -> str:
+    """A time for JSON, one shape everywhere (as DRF writes a time): ISO 8601 UTC, milliseconds, ``Z``."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

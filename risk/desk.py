@@ -272,6 +272,15 @@ def slippage_guarded(side: str) -> bool:
     return side == "BUY"
 
 
+def merge_reasons(older: str, newest: str, limit: int = REASON_MAX) -> str:
+    """A halt's reasons once another is added: ``older; newest``. Past ``limit`` characters the oldest part goes
+    (an ellipsis marks where), so the newest reason always stays visible."""
+    merged = f"{older}; {newest}"
+    if len(merged) <= limit:
+        return merged
+    return "…" + merged[len(merged) - limit + 1 :]
+
+
 def operate(state: DeskState, command: OperatorCommand, valued: Callable[[], AccountState], quote: str) -> list[Effect]:
     """A person's command, the same wherever it is given (admin, API, dashboard, ``manage.py halt``/``release``, an
     operator-commands file in a replay or a backtest). A halt stops every order from now on (``blocked_by_state``);
@@ -297,7 +306,7 @@ def operate(state: DeskState, command: OperatorCommand, valued: Callable[[], Acc
         if still_closing
         else "halted already"
     )
-    merged = f"{state.reason}; then {command.actor}: {command.reason}"
+    merged = merge_reasons(state.reason, f"then {command.actor}: {command.reason}")
     return [
         AmendHalt(merged, OPERATOR_CLOSE if closing else state.layer, closing, still_closing),
         RaiseAlert("CRITICAL", "TRADING_STATE", f"Trading HALTED ({what}): {command.reason} ({command.actor})"),

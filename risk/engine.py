@@ -25,6 +25,7 @@ from decimal import ROUND_DOWN, ROUND_FLOOR, Decimal
 from typing import NamedTuple, Protocol
 
 from ground import amounts
+from ground.amounts import plain
 from ground.timeutil import MINUTE_MS
 
 QUANTITY_STEP = Decimal("0.00000001")
@@ -210,14 +211,14 @@ class RiskEngine:
         equity = state.equity
         position_value = state.position_value(order.symbol)
         details = {
-            "equity": str(equity),
-            "cash": str(state.cash),
-            "exposure": str(state.exposure),
-            "position_value": str(position_value),
-            "daily_drawdown": str(state.daily_drawdown),
-            "price": str(market.price),
-            "signal_price": str(order.price),
-            "requested_quantity": str(order.quantity),
+            "equity": plain(equity),
+            "cash": plain(state.cash),
+            "exposure": plain(state.exposure),
+            "position_value": plain(position_value),
+            "daily_drawdown": plain(state.daily_drawdown),
+            "price": plain(market.price),
+            "signal_price": plain(order.price),
+            "requested_quantity": plain(order.quantity),
             "now": now,
         }
 
@@ -273,7 +274,7 @@ class RiskEngine:
 
         # Layer 2: market anomaly circuit breaker.
         slippage = abs(market.price - order.price) / order.price
-        details["expected_slippage"] = str(slippage)
+        details["expected_slippage"] = plain(slippage)
         if slippage > parameters["MAX_SLIPPAGE_PCT"]:
             message = (
                 f"{order.symbol}: expected slippage {slippage:.4%} against the signal price "
@@ -285,7 +286,7 @@ class RiskEngine:
             )
         if _finite_positive(market.avg_spread_pct) and market.spread_pct is not None:
             limit = parameters["MAX_SPREAD_MULTIPLIER"] * market.avg_spread_pct
-            details["spread_pct"], details["avg_spread_pct"] = str(market.spread_pct), str(market.avg_spread_pct)
+            details["spread_pct"], details["avg_spread_pct"] = plain(market.spread_pct), plain(market.avg_spread_pct)
             if market.spread_pct > limit:
                 multiplier = amounts.plain(parameters["MAX_SPREAD_MULTIPLIER"])  # "5", as stored or not ("5.000")
                 message = (
@@ -348,7 +349,7 @@ class RiskEngine:
         }
         binding = min(limits, key=limits.__getitem__)
         allowed = min(order.quantity, round_quantity(max(limits[binding], Decimal(0))))
-        details.update({f"max_quantity_{name}": str(round_quantity(value)) for name, value in limits.items()})
+        details.update({f"max_quantity_{name}": plain(round_quantity(value)) for name, value in limits.items()})
         if allowed <= 0:
             return reject(binding, f"no room for a {order.symbol} entry: the {binding} limit leaves nothing")
         minimum = self.min_notional.get(quote)

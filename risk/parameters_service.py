@@ -31,7 +31,12 @@ def _storable(field: str, value: Decimal, integer: bool) -> Decimal | int:
     if integer:
         return int(value)
     places = RiskParameters._meta.get_field(field).decimal_places
-    return value.quantize(Decimal(1).scaleb(-places))
+    kept = value.quantize(Decimal(1).scaleb(-places))
+    if kept != value:  # refused, not silently rounded: the person would not get the value they set
+        raise ValueError(
+            f"{field.upper()}: {value} has more than {places} decimal places (the parameter keeps {places})"
+        )
+    return kept
 
 
 def validate_changes(changes: Mapping[str, object]) -> dict[str, Decimal | int]:

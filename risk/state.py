@@ -7,14 +7,14 @@ paused is remembered, so only that layer resumes); HALTED is left only by a pers
 
 from __future__ import annotations
 
-from datetime import UTC
+import unicodedata
 
 from django.db import transaction
 
 from execution.models import Portfolio
 from ground import bus
 from ground.amounts import iso_utc
-from ground.timeutil import ms_to_datetime
+from ground.timeutil import iso_z, ms_to_datetime
 from marketdata import clock
 from marketdata.ingest import latest_prices
 from marketdata.models import StaleWatchState
@@ -41,18 +41,21 @@ from .desk import (
 from .models import AuditLog, RiskEvent, TradingState
 
 ACTOR_MAX = 150  # TradingState.changed_by, AuditLog.actor
+_FOLDED = str.maketrans("\t\r\n", "   ")  # line breaks and tabs become spaces: a reason is one line
 
 
 def clean_text(value, name: str, limit: int, *, required: bool) -> str:
-    """A reason or an actor as every path takes it (admin, API, websocket, commands): text, no NUL, at most
+    """A reason or an actor as every path takes it (admin, API, websocket, commands): one line of text (tabs and
+    line breaks fold to spaces; NUL, BEL, ESC and every other control character refused), at most
     ``limit`` characters once stripped; ValueError naming the field otherwise."""
     if value is None:
         value = ""
     if not isinstance(value, str):
         raise ValueError(f"{name}: must be text, not {type(value).__name__}")
-    value = value.strip()
-    if "\x00" in value:
-        raise ValueError(f"{name}: must not contain NUL characters")
+    value = value.translate(_FOLDED).strip()
+    control = next((c for c in value if unicodedata.category(c) == "Cc"), None)
+    if control is not None:
+        raise ValueError(f"{name}: must not contain control characters (found U+{ord(control):04X})")
     if required and not value:
         raise ValueError(f"a {name} is required" if name != "reason" else "a halt needs a reason")
     if len(value) > limit:
@@ -69,7 +72,7 @@ def state_snapshot(state: TradingState) -> dict:
         "state": state.state,
         "reason": state.reason,
         # ISO 8601 UTC on the market clock, as DRF writes a time ("…Z"): the API, the pushes and risk_status alike
-        "since": state.since.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "since": iso_z(state.since),
         "changed_by": state.changed_by,
         "pause_layer": state.pause_layer,
     }
@@ -225,7 +228,7 @@ def _amend_halt(state: TradingState, amend: AmendHalt, command: OperatorCommand)
     closing halt (drawdown, operator_close) stays what it is, asked to close or not: a second halt must not silently
     stop a close-out under way, which goes on until the account is flat."""
     old = {"state": state.state, "reason": state.reason, "layer": state.pause_layer}
-    state.reason, state.pause_layer = _fit(amend.reason, REASON_MAX), amend.layer
+    state.reason, state.pause_layer = amend.reason, amend.layer  # merge_reasons fits it, newest reason kept
     state.save(update_fields=["reason", "pause_layer"])
     snapshot = state_snapshot(state)  # the halt's reasons grew: the dashboards show both at once
     transaction.on_commit(lambda: bus.notify_dashboard("trading_state", snapshot))
@@ -241,7 +244,12 @@ def _amend_halt(state: TradingState, amend: AmendHalt, command: OperatorCommand)
         f"Trading is HALTED already (since {_since(state)}): "
         + ("it now closes every position; " if amend.closing else "")
         + ("still closing positions until flat; " if amend.still_closing else "")
-        + f"your reason is added to the halt's: {state.reason}"
+        + (
+            "your reason is added to the halt's (its oldest part shortened to fit): "
+            if state.reason.startswith("…")
+            else "your reason is added to the halt's: "
+        )
+        + state.reason
     )
 
 

@@ -8,7 +8,7 @@ from decimal import Decimal
 from django.conf import settings
 
 from ground.amounts import decimals_for, plain
-from ground.timeutil import ms_to_datetime
+from ground.timeutil import iso_z, ms_to_datetime
 from marketdata.clock import now_ms
 from marketdata.watchlist import account_quote
 
@@ -98,7 +98,7 @@ def account_summary(as_of_ms: int | None = None) -> dict:
         "equity": plain(view.equity),
         "realized_pnl": plain(portfolio.realized_pnl),
         "fees_paid": plain(portfolio.fees_paid),
-        "day_start": ms_to_datetime(view.day_start_ms).isoformat(),
+        "day_start": iso_z(ms_to_datetime(view.day_start_ms)),
         "day_start_equity": plain(view.day_start_equity),
         "daily_pnl": plain(view.daily_pnl),
         "daily_pnl_pct": ratio(view.daily_pnl_pct),

@@ -34,7 +34,7 @@ from execution.accounting import AccountingError, Book
 from execution.paper import PaperExchange
 from execution.trades import ClosedLot, Lot, close_lots, exit_target, open_lot, target_first
 from ground import amounts
-from ground.amounts import base_of, common_quote
+from ground.amounts import base_of, common_quote, plain
 from ground.timeutil import DAY_MS, MINUTE_MS
 from marketdata import stale
 from marketdata.validation import CandleRow, exchange_interval, interval_ms, parse_file_name
@@ -524,8 +524,8 @@ class Backtest:
                         "signal_id": effect.signal_id,
                         "decision": effect.decision,
                         "layer": effect.layer,
-                        "requested_quantity": str(requested) if requested is not None else None,
-                        "approved_quantity": str(effect.approved_quantity),
+                        "requested_quantity": plain(requested) if requested is not None else None,
+                        "approved_quantity": plain(effect.approved_quantity),
                         "reason": effect.reason,
                         "details": effect.details,
                     }

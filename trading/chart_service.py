@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db.models import Sum
 
 from execution.models import Order, Trade
-from ground.amounts import decimals_for, quote_of
+from ground.amounts import decimals_for, plain, quote_of
 from marketdata.models import Candle
 
 from .chart import INTERVALS, Bar, coarser_intervals, indicator_series, interval_ms, resample, strategy_indicators
@@ -67,15 +67,15 @@ def fills(symbol: str, since: int | None, until: int | None) -> list[dict]:
         {
             "time": o.event_time,
             "side": o.side,
-            "price": str(o.price),
-            "quantity": str(o.filled_quantity),
-            "fee": str(o.fees),
+            "price": plain(o.price),
+            "quantity": plain(o.filled_quantity),
+            "fee": plain(o.fees),
             "purpose": o.purpose,
             "reason": exit_reason_label("signal" if o.purpose == Order.Purpose.EXIT else o.purpose)
             if o.side == "SELL"
             else "entry",
             "detail": o.reason,
-            "profit_loss": str(pnl[o.pk]) if o.pk in pnl and pnl[o.pk] is not None else None,
+            "profit_loss": plain(pnl[o.pk]) if o.pk in pnl and pnl[o.pk] is not None else None,
             "client_order_id": o.client_order_id,
         }
         for o in orders
@@ -92,9 +92,9 @@ def stops(symbol: str) -> list[dict]:
         out.append(
             {
                 "trade_id": trade.trade_id,
-                "price": str(trade.stop_loss),
-                "entry_price": str(trade.entry_price),
-                "quantity": str(trade.quantity),
+                "price": plain(trade.stop_loss),
+                "entry_price": plain(trade.entry_price),
+                "quantity": plain(trade.quantity),
             }
         )
     return out

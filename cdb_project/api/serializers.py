@@ -14,8 +14,10 @@ from risk.parameters_service import validate_changes
 from trading.backtest_report import amounts as backtest_amounts
 from trading.models import BacktestRun, Signal
 
+from .fields import ModelSerializer, PlainDecimalField
 
-class OrderSerializer(serializers.ModelSerializer):
+
+class OrderSerializer(ModelSerializer):
     class Meta:
         model = Order
         fields = [
@@ -46,7 +48,7 @@ class OrderSerializer(serializers.ModelSerializer):
         ]
 
 
-class TradeSerializer(serializers.ModelSerializer):
+class TradeSerializer(ModelSerializer):
     order = serializers.SlugRelatedField(slug_field="client_order_id", read_only=True)
     exit_order = serializers.SlugRelatedField(slug_field="client_order_id", read_only=True, allow_null=True)
     duration_seconds = serializers.SerializerMethodField(help_text="exit time − entry time (closed trades)")
@@ -80,18 +82,18 @@ class TradeSerializer(serializers.ModelSerializer):
 class TradeTotalsSerializer(serializers.Serializer):
     trades = serializers.IntegerField()
     wins = serializers.IntegerField()
-    win_rate = serializers.FloatField(allow_null=True)
-    profit_loss = serializers.DecimalField(max_digits=40, decimal_places=12)
-    fees = serializers.DecimalField(max_digits=40, decimal_places=12)
+    win_rate = PlainDecimalField(max_digits=None, decimal_places=None, allow_null=True)
+    profit_loss = PlainDecimalField(max_digits=40, decimal_places=12)
+    fees = PlainDecimalField(max_digits=40, decimal_places=12)
 
 
-class PositionSerializer(serializers.ModelSerializer):
-    price = serializers.DecimalField(
+class PositionSerializer(ModelSerializer):
+    price = PlainDecimalField(
         max_digits=30, decimal_places=12, allow_null=True, read_only=True, help_text="latest close"
     )
-    market_value = serializers.DecimalField(max_digits=40, decimal_places=12, allow_null=True, read_only=True)
-    unrealized_pnl = serializers.DecimalField(max_digits=40, decimal_places=12, allow_null=True, read_only=True)
-    unrealized_pnl_percent = serializers.DecimalField(max_digits=30, decimal_places=6, allow_null=True, read_only=True)
+    market_value = PlainDecimalField(max_digits=40, decimal_places=12, allow_null=True, read_only=True)
+    unrealized_pnl = PlainDecimalField(max_digits=40, decimal_places=12, allow_null=True, read_only=True)
+    unrealized_pnl_percent = PlainDecimalField(max_digits=30, decimal_places=6, allow_null=True, read_only=True)
 
     class Meta:
         model = Position
@@ -107,7 +109,7 @@ class PositionSerializer(serializers.ModelSerializer):
         ]
 
 
-class SignalSerializer(serializers.ModelSerializer):
+class SignalSerializer(ModelSerializer):
     class Meta:
         model = Signal
         fields = [
@@ -127,13 +129,13 @@ class SignalSerializer(serializers.ModelSerializer):
         ]
 
 
-class AlertSerializer(serializers.ModelSerializer):
+class AlertSerializer(ModelSerializer):
     class Meta:
         model = Alert
         fields = ["id", "level", "code", "message", "symbol", "timestamp", "created_at"]
 
 
-class RiskEventSerializer(serializers.ModelSerializer):
+class RiskEventSerializer(ModelSerializer):
     class Meta:
         model = RiskEvent
         fields = [
@@ -152,7 +154,7 @@ class RiskEventSerializer(serializers.ModelSerializer):
         ]
 
 
-class CandleSerializer(serializers.ModelSerializer):
+class CandleSerializer(ModelSerializer):
     class Meta:
         model = Candle
         fields = ["symbol", "interval", "timestamp", "open", "high", "low", "close", "volume"]
@@ -219,9 +221,9 @@ class ReleaseSerializer(serializers.Serializer):
 # --- status -------------------------------------------------------------------------------------------
 
 
-def _decimal_string(help_text: str = "") -> serializers.DecimalField:
+def _decimal_string(help_text: str = "") -> PlainDecimalField:
     """An exact decimal string in the answer (money, quantities and shares are never floats)."""
-    return serializers.DecimalField(max_digits=None, decimal_places=None, help_text=help_text or None)
+    return PlainDecimalField(max_digits=None, decimal_places=None, help_text=help_text or None)
 
 
 FRACTION = "a fraction, as every _pct of the live system: 0.01 = 1 %"
@@ -392,9 +394,13 @@ class RiskParametersSerializer(serializers.Serializer):
     def validate(self, attrs):
         known = set(self.fields)
         given = getattr(self, "initial_data", {}) or {}
-        unknown = sorted(set(canonical_parameter_names(given) if hasattr(given, "keys") else ()) - known)
+        names = set(canonical_parameter_names(given) if hasattr(given, "keys") else ())
+        unknown = sorted(names - known)
         if unknown:
             raise serializers.ValidationError({name: ["unknown field"] for name in unknown})
+        read_only = sorted(name for name in names if self.fields[name].read_only)
+        if read_only:
+            raise serializers.ValidationError({name: [f"{name} is read-only"] for name in read_only})
         changes = {k: v for k, v in attrs.items() if k != "reason"}
         try:
             validate_changes(changes)
@@ -421,7 +427,7 @@ BACKTEST_FIELDS = [
 BACKTEST_PERCENT = "in percent (12.5 = 12.5 %), as the backtest report's summary; the live system's _pct are fractions"
 
 
-class BacktestRunSerializer(serializers.ModelSerializer):
+class BacktestRunSerializer(ModelSerializer):
     """A stored run without its bulky report: the summary only (the detail endpoint has the whole report)."""
 
     summary = serializers.SerializerMethodField()
@@ -447,7 +453,7 @@ class BacktestRunSerializer(serializers.ModelSerializer):
         return backtest_amounts(run.report, trades=False)
 
 
-class BacktestRunDetailSerializer(serializers.ModelSerializer):
+class BacktestRunDetailSerializer(ModelSerializer):
     """A stored run with its full JSON report, exactly as ``manage.py backtest --json`` wrote it."""
 
     amounts = serializers.SerializerMethodField()

@@ -36,6 +36,9 @@ ERROR_401 = OpenApiResponse(description="No or invalid credentials")
 ERROR_403 = OpenApiResponse(description="Authenticated, but without the needed permission")
 
 
+WIN_RATE_STEP = Decimal("0.000001")  # the share of winning trades, to a millionth
+
+
 class ReadOnly(viewsets.ReadOnlyModelViewSet):
     permission_classes = [IsAuthenticated]
     filter_backends = [DjangoFilterBackend]
@@ -74,7 +77,7 @@ class TradeViewSet(ReadOnly):
         totals = {
             "trades": sums["trades"],
             "wins": sums["wins"],
-            "win_rate": sums["wins"] / sums["trades"] if sums["trades"] else None,
+            "win_rate": (Decimal(sums["wins"]) / sums["trades"]).quantize(WIN_RATE_STEP) if sums["trades"] else None,
             "profit_loss": sums["profit_loss"] or Decimal(0),
             "fees": (sums["entry_fees"] or Decimal(0)) + (sums["exit_fees"] or Decimal(0)),
         }

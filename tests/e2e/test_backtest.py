@@ -243,3 +243,17 @@ def test_bad_input_exits_2_with_a_clear_message(tmp_path, args, message):
     )
     assert done.returncode == 2, done.stderr
     assert message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_risk_event_amounts_are_plain_decimal_strings(tmp_path):
+    """A risk event's amounts in the JSON report: exact, no exponent (``0E-8``), no padding (``290.16836200``)."""
+    report = _backtest(tmp_path, str(CANDLES / "ETH_BTC-5m.csv"))
+    texts = [
+        value
+        for event in report["risk_events"]
+        for value in [event["requested_quantity"], event["approved_quantity"], *event["details"].values()]
+        if isinstance(value, str) and value[:1].isdigit()
+    ]
+    assert texts
+    padded = [t for t in texts if "E" in t.upper() or ("." in t and t.endswith("0"))]
+    assert not padded, padded[:5]

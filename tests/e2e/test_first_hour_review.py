@@ -147,11 +147,13 @@ def test_a_second_server_on_one_database_is_refused_and_a_crashed_one_leaves_no_
     try:
         line = _refused_serve(env, ROOT, "--feed", "none")
         assert f"another `manage.py serve` (pid {first.popen.pid}) is serving {db} already" in line
-        # the same file under another name (a symbolic link, a relative path) is the same database
+        # the same file under another name (a symbolic link, a hard link, a relative path) is the same database
         link = tmp_path / "elsewhere" / "link.sqlite3"
         link.parent.mkdir()
         link.symlink_to(db)
-        for url in (f"sqlite:///{link}", "sqlite:///db.sqlite3"):
+        hard = tmp_path / "elsewhere" / "hard.sqlite3"
+        hard.hardlink_to(db)
+        for url in (f"sqlite:///{link}", f"sqlite:///{hard}", "sqlite:///db.sqlite3"):
             line = _refused_serve({**env, "DATABASE_URL": url}, tmp_path, "--feed", "none")
             assert f"(pid {first.popen.pid}) is serving" in line, (url, line)
     finally:

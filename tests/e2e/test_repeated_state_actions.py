@@ -17,11 +17,15 @@ from tests.support import processes
 from tests.support.processes import ROOT
 
 
-def _manage(db: Path, *args: str) -> str:
+def _run(db: Path, *args: str):
     env = {"PATH": "/usr/bin:/bin", "DATABASE_URL": f"sqlite:///{db}"}
-    done = processes.run(
+    return processes.run(
         [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180
     )
+
+
+def _manage(db: Path, *args: str) -> str:
+    done = _run(db, *args)
     assert done.returncode == 0, (done.stdout, done.stderr)
     return done.stdout.strip()
 
@@ -94,3 +98,39 @@ def test_the_admin_warns_that_trading_was_active_already(admin_client):
     assert re.search(r"Trading is ACTIVE already \(since \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ, market time, by ", text)
     assert TradingState.load().state == "ACTIVE"
     assert AuditLog.objects.filter(action="state:active_already", actor="admin").count() == 1
+
+
+@pytest.mark.django_db
+def test_a_full_halt_reason_keeps_the_newest_and_says_so(operator):
+    """The halt's reasons reach 500 characters: the oldest part goes, the newest stays visible, the message says so."""
+    operator.post("/api/risk/halt/", {"reason": "x" * 480}, format="json")
+    for n in range(3):
+        body = operator.post("/api/risk/halt/", {"reason": f"newest {n}"}, format="json").json()
+        assert body["reason"].endswith(f"then operator: newest {n}"), body["reason"]
+        assert len(body["reason"]) <= 500
+    assert body["reason"].startswith("…")
+    assert "oldest part shortened to fit" in body["message"] and body["message"].endswith("newest 2")
+    assert TradingState.objects.get().reason == body["reason"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("reason", ["ring\x07", "\x1b[31mred\x1b[0m"])
+def test_a_reason_with_control_characters_is_refused(operator, reason):
+    response = operator.post("/api/risk/halt/", {"reason": reason}, format="json")
+    assert response.status_code == 400
+    assert "control characters" in str(response.json())
+    assert not TradingState.objects.filter(state="HALTED").exists()
+
+
+@pytest.mark.django_db
+def test_line_breaks_and_tabs_in_a_reason_fold_to_spaces(operator):
+    body = operator.post("/api/risk/halt/", {"reason": "two\nlines\tand tab"}, format="json").json()
+    assert body["reason"] == "two lines and tab"
+
+
+def test_the_halt_command_refuses_an_escape_in_one_line(tmp_path):
+    db = tmp_path / "db.sqlite3"
+    _manage(db, "migrate", "--noinput")
+    done = _run(db, "halt", "--reason", "\x1b[2Jgone")
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0 and "control characters (found U+001B)" in done.stderr, done.stderr

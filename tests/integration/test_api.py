@@ -247,6 +247,10 @@ def test_status_reports_state_mode_account_freshness_and_health(viewer, settings
     assert (account["exposure_limit_pct"], account["drawdown_limit_pct"]) == ("0.5", "0.05")
     assert all(isinstance(v, str) for k, v in account.items() if k not in ("open_positions", "quote_decimals"))
     assert account["open_positions"] == 1
+    # every time in the JSON in one shape: ISO 8601 UTC with Z, as the state's since
+    time_shape = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
+    assert re.fullmatch(time_shape, account["day_start"]), account["day_start"]
+    assert re.fullmatch(time_shape, data["trading_state"]["since"]), data["trading_state"]
     assert [f["symbol"] for f in data["freshness"]] == ["BTC_USDT"]
     assert data["freshness"][0]["last_seen_ms"] == T0
     assert data["health"]["database"]["ok"] is True
@@ -331,7 +335,7 @@ def test_order_detail(viewer):
     o = order(1)
     data = viewer.get(f"/api/orders/{o.pk}/").json()
     assert data["client_order_id"] == o.client_order_id and data["status"] == "FILLED"
-    assert data["price"] == "100.000000000000"  # money as exact decimal strings
+    assert data["price"] == "100"  # money as exact, normalised decimal strings (no padding, no exponent)
     assert viewer.get("/api/orders/999999/").status_code == 404
 
 
@@ -360,8 +364,11 @@ def test_trades_filter_by_symbol_and_status(viewer):
     )
     assert [t["trade_id"] for t in viewer.get("/api/trades/").json()["results"]] == ["T1", "T2"]
     closed = viewer.get("/api/trades/?status=CLOSED").json()["results"]
-    assert [t["trade_id"] for t in closed] == ["T2"] and closed[0]["profit_loss"] == "10.000000000000"
+    assert [t["trade_id"] for t in closed] == ["T2"] and closed[0]["profit_loss"] == "10"
     assert closed[0]["order"] == other.client_order_id
+    assert (closed[0]["exit_fees"], closed[0]["quantity"], closed[0]["exit_price"]) == ("0", "1", "110")
+    totals = viewer.get("/api/trades/totals/").json()
+    assert (totals["win_rate"], totals["profit_loss"], totals["fees"]) == ("0.5", "10", "0")  # strings, exact
     assert [t["trade_id"] for t in viewer.get("/api/trades/?symbol=BTC_USDT").json()["results"]] == ["T1"]
 
 
@@ -473,6 +480,21 @@ def test_patch_takes_the_spec_names_in_either_case(risk_admin, name):
     assert AuditLog.objects.get(action="parameter_change").reason == "as SPEC §4 spells it"
 
 
+@pytest.mark.parametrize(
+    ("body", "key", "said"),
+    [
+        ({"sources": {"MAX_EXPOSURE_PCT": "env"}}, "sources", "sources is read-only"),
+        ({"updated_at": "2024-01-01T00:00:00Z"}, "updated_at", "updated_at is read-only"),
+        ({"max_exposure_pct": "0.4000001"}, "MAX_EXPOSURE_PCT", "more than 5 decimal places"),
+    ],
+)
+def test_patch_parameters_refuses_read_only_keys_and_excess_precision(risk_admin, body, key, said):
+    response = risk_admin.patch("/api/risk/parameters/", body, format="json")
+    assert response.status_code == 400, response.content
+    assert said in " ".join(response.json()[key])
+    assert RiskParameters.load().max_exposure_pct == Decimal("0.5")  # nothing stored, nothing rounded
+
+
 def test_parameters_read_alike_in_the_api_and_risk_status_json(viewer):
     """One shape for a parameter: the API's value, default and range are risk_status --json's strings."""
     shell = StringIO()
@@ -521,8 +543,10 @@ def test_parameters_service_names_field_and_range():
 
     with pytest.raises(ValueError, match=r"MAX_POSITION_PCT: 0.3 is out of range \(allowed 0.01–0.25\)"):
         update_parameters({"max_position_pct": "0.3"}, actor="test")
-    params = update_parameters({"MAX_POSITION_PCT": "0.123456"}, actor="test", reason="r")
-    assert params.max_position_pct == Decimal("0.12346")  # rounded to the column's 5 places
+    with pytest.raises(ValueError, match=r"MAX_POSITION_PCT: 0.123456 has more than 5 decimal places"):
+        update_parameters({"MAX_POSITION_PCT": "0.123456"}, actor="test", reason="r")  # refused, not rounded
+    params = update_parameters({"MAX_POSITION_PCT": "0.12346"}, actor="test", reason="r")
+    assert params.max_position_pct == Decimal("0.12346")
     assert AuditLog.objects.get().new_value == "0.12346"
 
 

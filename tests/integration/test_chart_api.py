@@ -110,10 +110,8 @@ def test_chart_endpoint_candles_indicators_fills_and_stops(settings):
         "SMA50": 100,
         "RSI14": 100,
     }
-    assert [(f["time"], f["side"], f["price"]) for f in body["fills"]] == [
-        (T0 + 300 * MINUTE, "BUY", "300.000000000000")
-    ]
-    assert [s["price"] for s in body["stops"]] == ["294.000000000000"]
+    assert [(f["time"], f["side"], f["price"]) for f in body["fills"]] == [(T0 + 300 * MINUTE, "BUY", "300")]
+    assert [s["price"] for s in body["stops"]] == ["294"]
     fifteen = client.get("/api/chart/?symbol=BTC_USDT&interval=15m&limit=10").json()
     assert [c["time"] % (15 * MINUTE) for c in fifteen["candles"]] == [0] * 10 and fifteen["candles"][-1][
         "volume"

@@ -8,6 +8,7 @@ the feed as its own process (``manage.py run_feed``) and this only serves.
 import asyncio
 import fcntl
 import os
+import tempfile
 from pathlib import Path
 from typing import TextIO
 
@@ -37,11 +38,15 @@ def hold_database(database: dict) -> TextIO | None:
     (the kernel lets go of it when the process ends, a crash or ``kill -9`` included, so a lock left behind never
     blocks a later start). A second ``serve`` on the same file — two simulated markets writing one store — stops
     with a one-line error naming the first one's process id. Returns the open lock file (keep it), or None for a
-    server database (PostgreSQL), where several web processes are the normal case. The lock sits beside the file's
-    real path (symbolic links and relative paths resolved), so two names for one file share one lock."""
+    server database (PostgreSQL), where several web processes are the normal case. The lock is named by the file's
+    identity (device and inode, in the temporary directory), not by a path: two names for one file (a symbolic
+    link, a relative path, a hard link) share one lock."""
     if database["ENGINE"] != "django.db.backends.sqlite3" or str(database["NAME"]).startswith(":memory:"):
         return None
-    path = Path(f"{Path(database['NAME']).resolve()}.serve.lock")
+    database_file = Path(database["NAME"])
+    database_file.touch()  # an empty file is an empty SQLite database; it must exist to have an identity
+    identity = database_file.stat()
+    path = Path(tempfile.gettempdir()) / f"cdb-serve-{identity.st_dev}-{identity.st_ino}.lock"
     lock = path.open("a+")
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)

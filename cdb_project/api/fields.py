@@ -1,0 +1,29 @@
+"""The API's one shape for a decimal: an exact, normalised plain string (``ground.amounts.plain``)."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from ground.amounts import plain
+
+
+class PlainDecimalField(serializers.DecimalField):
+    """A DecimalField that writes ``1573.08678491`` and ``0``, never ``1573.086784910000`` or ``0E-12``: every
+    serializer's decimals go through it (``ModelSerializer`` maps model decimals here)."""
+
+    def to_representation(self, value):
+        text = super().to_representation(value)
+        return plain(text) if isinstance(text, str) else text  # a string asked for (not coerce_to_string=False)
+
+
+class ModelSerializer(serializers.ModelSerializer):
+    """The API's ModelSerializer: model decimals become ``PlainDecimalField``."""
+
+    serializer_field_mapping = {
+        **serializers.ModelSerializer.serializer_field_mapping,
+        **{
+            model: PlainDecimalField
+            for model, field in serializers.ModelSerializer.serializer_field_mapping.items()
+            if field is serializers.DecimalField
+        },
+    }

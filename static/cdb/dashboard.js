@@ -10,16 +10,12 @@
   // Every value comes as an exact decimal string; a few are computed here as numbers.
   const num = (n, digits = 8) => (n === null || n === undefined ? "–" : Number(n).toPrecision(digits).replace(/(\.\d*?)0+$/, "$1").replace(/\.$/, ""));
   const places = () => (state.account && Number.isInteger(state.account.quote_decimals) ? state.account.quote_decimals : 2);
-  const money = (n) => {
-    if (n === null || n === undefined || n === "") return "–";
-    const digits = places(), value = Number(n);
-    return (Math.abs(value) < 0.5 * 10 ** -digits ? 0 : value).toLocaleString("en-US", {minimumFractionDigits: digits, maximumFractionDigits: digits});
-  };
+  const money = (n) => CdbPriceChart.money(n, places());
   const priceOf = (n, symbol) => {
     const places = (state.quote_decimals || {})[String(symbol || "").split("_").pop()];
     return CdbPriceChart.price(n, Number.isInteger(places) ? places : 8);
   };
-  const signed = (n) => (Number(n) >= 0.5 * 10 ** -places() ? "+" : "") + money(n);
+  const signed = (n) => { const text = money(n); return (/^[\d,.]*[1-9]/.test(text) ? "+" : "") + text; };
   const pct = (n) => (n === null || n === undefined ? "–" : (Math.abs(Number(n)) < 0.00005 ? 0 : Number(n) * 100).toFixed(2) + " %");
   const time = (ms) => (ms ? new Date(ms).toISOString().replace("T", " ").slice(0, 19) : "–");
   // A quantity exactly as the server sends it (a decimal string), thousands separated: what the reasons say too.

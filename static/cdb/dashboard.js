@@ -239,12 +239,7 @@
   // --- closed trades (GET /api/trades/ and /api/trades/totals/, the same filters) --------------------------
   const TRADES_PAGE = 20;
   let tradesPage = 1, tradesPages = 1, tradesTimer = null;
-  const REASONS = {stop_loss: "stop-loss", drawdown_close: "drawdown close", operator_close: "operator"};
-  const duration = (sec) => {
-    if (sec === null || sec === undefined) return "–";
-    const d = Math.floor(sec / 86400), h = Math.floor((sec % 86400) / 3600), m = Math.round((sec % 3600) / 60);
-    return (d ? d + "d " : "") + (d || h ? h + "h " : "") + m + "m";
-  };
+  const {duration, exitReason} = CdbPriceChart;  // as the backtest pages and the HTML report say them
   const iso = (text) => (text ? text.replace("T", " ").slice(0, 16) : "–");
 
   function tradeFilters() {
@@ -275,7 +270,7 @@
         cell(iso(t.exit_time), "time"), cell(priceOf(t.exit_price, t.symbol)), cell(qty(t.quantity)),
         cell(signed(t.profit_loss), Number(t.profit_loss) >= 0 ? "up" : "down"),
         cell(t.profit_loss_percent === null ? "–" : Number(t.profit_loss_percent).toFixed(2) + " %", Number(t.profit_loss) >= 0 ? "up" : "down"),
-        cell(duration(t.duration_seconds)), cell(REASONS[t.exit_reason] || t.exit_reason, "reason")], () => "clickable");
+        cell(duration(t.duration_seconds)), cell(exitReason(t.exit_reason), "reason")], () => "clickable");
       [...$("closed-trades").querySelectorAll("tbody tr")].forEach((tr, i) => {
         const t = page.results[i];
         tr.dataset.tradeId = t.trade_id;

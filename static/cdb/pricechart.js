@@ -47,6 +47,17 @@
     const [w, f] = roundDecimal(text, places).split(".");
     return (w.startsWith("-") ? "-" + grouped(w.slice(1)) : grouped(w)) + (f === undefined ? "" : "." + f);
   }
+  // A trade's exit reason and how long it was held, as ground/amounts' exit_reason() and duration(): "stop-loss";
+  // whole minutes (half to even) as "1d 2h 5m", "1h 4m", "10m".
+  const EXIT_REASONS = {stop_loss: "stop-loss", drawdown_close: "drawdown close", operator_close: "operator"};
+  const exitReason = (code) => (code === null || code === undefined ? "–" : EXIT_REASONS[code] || code);
+  function duration(sec) {
+    if (sec === null || sec === undefined || sec === "" || !Number.isFinite(Number(sec))) return "–";
+    const whole = Math.floor(Number(sec) / 60), rest = Number(sec) - 60 * whole;
+    const all = whole + (rest > 30 || (rest === 30 && whole % 2 !== 0) ? 1 : 0);
+    const d = Math.floor(all / 1440), h = Math.floor((all % 1440) / 60), m = all % 60;
+    return (d ? d + "d " : "") + (d || h ? h + "h " : "") + m + "m";
+  }
   function price(value, places = 8) {
     const text = decimalText(value);
     if (text === null) return "–";
@@ -258,5 +269,5 @@
     return {chart, series, setData};
   }
 
-  global.CdbPriceChart = {create, line, fillText, price, money, quantity};
+  global.CdbPriceChart = {create, line, fillText, price, money, quantity, duration, exitReason};
 })(window);

@@ -75,3 +75,20 @@ def test_js_price_rounds_as_ground_amounts():
     asked = [["price", value, places] for value in values for places in (2, 8)]
     want = [amounts.price(value, "USDT" if places == 2 else "BTC").rsplit(" ", 1)[0] for _, value, places in asked]
     assert _node(asked) == want
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs Node.js (installed with the browser tests' npm ci)")
+def test_js_duration_and_exit_reason_say_what_ground_amounts_says():
+    """The dashboard's trades table and the backtest pages (served ``amounts``) show one duration and reason shape:
+    ``1h 4m`` and ``stop-loss`` (the backtest page said ``220 min``, the HTML report ``stop_loss``)."""
+    spans = [0, 29, 30, 90, 150, 600, 3840, 13200, 3599, 3570, 86400, 90000, 200000.5, None]
+    reasons = ["stop_loss", "drawdown_close", "operator_close", "signal", None]
+    asked = [["duration", span, None] for span in spans] + [["exitReason", code, None] for code in reasons]
+    want = [amounts.duration(span) for span in spans] + [amounts.exit_reason(code) for code in reasons]
+    assert _node(asked) == want
+    assert want[6:8] == ["1h 4m", "3h 40m"] and want[-5] == "stop-loss"
+
+
+def test_ratios_and_run_time_have_one_shape():
+    assert [amounts.ratio(v) for v in (0.41812, -10.0375, "2.125", None)] == ["0.42", "-10.04", "2.12", "–"]
+    assert amounts.seconds(0.25216) == "0.252 s" and amounts.seconds(None) == "–"

@@ -111,6 +111,41 @@ def percent(fraction, places: int = 2, *, sign: bool = False) -> str:
     return _fixed(number * 100, places, "%", sign=sign)
 
 
+RATIO_PLACES = 2  # a profit factor, a Sharpe ratio: what a person compares runs by
+SECONDS_PLACES = 3  # a run's time: to the millisecond
+
+
+def ratio(value) -> str:
+    """A ratio (profit factor, Sharpe) to ``RATIO_PLACES``, half to even: ``-10.0375`` → ``-10.04``; ``–`` for none."""
+    return _fixed(value, RATIO_PLACES)
+
+
+def seconds(value) -> str:
+    """A run's time in seconds to the millisecond: ``0.25216`` → ``0.252 s``; ``–`` for nothing."""
+    return _fixed(value, SECONDS_PLACES, "s")
+
+
+def duration(value) -> str:
+    """A span of seconds in whole minutes (half to even), as days, hours and minutes: ``3840`` → ``1h 4m``,
+    ``13200`` → ``3h 40m``, ``90000`` → ``1d 1h 0m``, ``600`` → ``10m``; ``–`` for nothing."""
+    number = _decimal(value)
+    if number is None or not number.is_finite():
+        return "–"
+    minutes = int((number / 60).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+    days, rest = divmod(minutes, 1440)
+    hours, minutes = divmod(rest, 60)
+    return (f"{days}d " if days else "") + (f"{hours}h " if days or hours else "") + f"{minutes}m"
+
+
+# A trade's exit reason as people read it (the reports and the pages); other codes are shown as they are.
+EXIT_REASONS = {"stop_loss": "stop-loss", "drawdown_close": "drawdown close", "operator_close": "operator"}
+
+
+def exit_reason(code: str | None) -> str:
+    """``stop_loss`` → ``stop-loss``; ``–`` for an open trade."""
+    return "–" if code is None else EXIT_REASONS.get(code, code)
+
+
 def _fixed(value, places: int, unit: str = "", *, sign: bool = False, rounding: str = ROUND_HALF_EVEN) -> str:
     number = _decimal(value)
     if number is None or not number.is_finite():

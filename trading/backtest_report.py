@@ -10,7 +10,20 @@ from decimal import Decimal
 from pathlib import Path
 from urllib.parse import quote
 
-from ground.amounts import base_of, common_quote, iso_utc, money, plain, price, quantity, quote_of
+from ground.amounts import (
+    base_of,
+    common_quote,
+    duration,
+    exit_reason,
+    iso_utc,
+    money,
+    plain,
+    price,
+    quantity,
+    quote_of,
+    ratio,
+    seconds,
+)
 
 from .backtest import Result
 
@@ -250,25 +263,33 @@ def report_quote(document: dict) -> str:
 
 
 def trade_amounts(trade: dict) -> dict[str, str | None]:
-    """One trade's prices, quantity and P&L as people read them, each with its unit."""
+    """One trade's prices, quantity and P&L as people read them, each with its unit; its duration and exit reason
+    as every page says them."""
     quote = quote_of(trade["symbol"])
+    held = None if trade["exit_time"] is None else (trade["exit_time"] - trade["entry_time"]) / 1000
     return {
         "entry_price": price(trade["entry_price"], quote),
         "exit_price": price(trade["exit_price"], quote) if trade["exit_price"] is not None else None,
         "quantity": quantity(trade["quantity"], base_of(trade["symbol"])),
         "profit_loss": money(trade["profit_loss"], quote, unit=True, sign=True),
+        "duration": duration(held),
+        "exit_reason": exit_reason(trade["exit_reason"]),
     }
 
 
 def amounts(document: dict, *, trades: bool = True) -> dict:
-    """A report's money and its trades' amounts as people read them (the stored-backtest pages show these; the
-    report keeps the exact decimal strings for programs)."""
+    """A report's money, ratios, run time and its trades' amounts as people read them (the stored-backtest pages, the
+    HTML report and the command show these; the report keeps the exact numbers for programs)."""
     quote = report_quote(document)
+    summary = document.get("summary", {})
     shown: dict = {
         "quote": quote,
         "initial_capital": money(document["initial_capital"], quote, unit=True),
         "final_equity": money(document["final_equity"], quote, unit=True),
-        "fees_paid": money(document.get("summary", {}).get("fees_paid"), quote, unit=True),
+        "fees_paid": money(summary.get("fees_paid"), quote, unit=True),
+        "profit_factor": ratio(summary.get("profit_factor")),
+        "sharpe": ratio(summary.get("sharpe")),
+        "seconds": seconds(document.get("seconds")),
     }
     if trades:
         shown["trades"] = [trade_amounts(t) for t in document.get("trades", [])]
@@ -309,7 +330,7 @@ def html_report(document: dict, charts: dict[str, dict] | None = None) -> str:
                 a["exit_price"],
                 a["profit_loss"],
                 pct(t["profit_loss_percent"]),
-                t["exit_reason"],
+                exit_reason(t["exit_reason"]),
             )
         )
         + "</tr>"
@@ -324,12 +345,12 @@ def html_report(document: dict, charts: dict[str, dict] | None = None) -> str:
             ("Max drawdown", f"{s['max_drawdown_pct']:.2f} %"),
             ("Trades", str(s["trades"])),
             ("Win rate", "–" if s["win_rate"] is None else f"{100 * s['win_rate']:.1f} %"),
-            ("Profit factor", "–" if s["profit_factor"] is None else f"{s['profit_factor']:.2f}"),
-            ("Sharpe", "–" if s["sharpe"] is None else f"{s['sharpe']:.2f}"),
+            ("Profit factor", shown["profit_factor"]),
+            ("Sharpe", shown["sharpe"]),
             ("Fees", shown["fees_paid"]),
             ("Time in market", f"{s['time_in_market_pct']:.2f} %"),
             ("Period", f"{when(curve[0][0]) if curve else '–'} → {when(curve[-1][0]) if curve else '–'}"),
-            ("Candles", f"{document['candles']} in {document['seconds']} s"),
+            ("Candles", f"{document['candles']} in {shown['seconds']}"),
         ]
     )
     warnings = "".join(f"<p class='warning'>{html.escape(w)}</p>" for w in s.get("warnings", []))

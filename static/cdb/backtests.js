@@ -23,7 +23,6 @@
   const fmt = (n, d = 2) => (n === null || n === undefined ? "–" : Number(n).toFixed(d));
   const stamp = (ms) => (ms ? new Date(ms).toISOString().replace("T", " ").slice(0, 16) : "–");
   const pct = (n) => (n === null || n === undefined ? "–" : (Math.abs(n) < 0.005 ? 0 : n).toFixed(2) + " %");
-  const REASONS = {stop_loss: "stop-loss", drawdown_close: "drawdown close", operator_close: "operator"};
   const files = (list) => list.map((f) => f.split("/").pop()).join(", ");
   window.cdbCharts = {};
 
@@ -65,8 +64,8 @@
     const s = run.report.summary, r = run.report, a = run.amounts;  // amounts: with units, from ground/amounts.py
     const items = [["Capital", a.initial_capital], ["Final equity", a.final_equity], ["Return", pct(s.total_return_pct)],
       ["Max drawdown", pct(s.max_drawdown_pct)], ["Trades", s.trades + " closed / " + s.open_trades + " open"],
-      ["Win rate", s.win_rate === null ? "–" : fmt(100 * s.win_rate, 1) + " %"], ["Profit factor", fmt(s.profit_factor)],
-      ["Sharpe", fmt(s.sharpe)], ["Fees", a.fees_paid], ["Time in market", pct(s.time_in_market_pct)],
+      ["Win rate", s.win_rate === null ? "–" : fmt(100 * s.win_rate, 1) + " %"], ["Profit factor", a.profit_factor],
+      ["Sharpe", a.sharpe], ["Fees", a.fees_paid], ["Time in market", pct(s.time_in_market_pct)],
       ["Period", stamp(r.equity_curve.length ? r.equity_curve[0][0] : null) + " → " + stamp(r.equity_curve.length ? r.equity_curve[r.equity_curve.length - 1][0] : null)]];
     const out = el("section", {class: "cards"}, ...items.map(([label, value]) => el("div", {class: "card"}, el("h2", {text: label}), el("p", {class: "big-ish", text: String(value)}))));
     const warnings = (s.warnings || []).map((w) => el("p", {class: "warning", role: "note", text: w}));
@@ -120,7 +119,7 @@
       });
       return [link, stamp(t.entry_time), a.entry_price, stamp(t.exit_time), a.exit_price, a.quantity, a.profit_loss,
         t.profit_loss_percent === null ? "–" : fmt(t.profit_loss_percent) + " %",
-        t.exit_time ? Math.round((t.exit_time - t.entry_time) / 60000) + " min" : "–", REASONS[t.exit_reason] || t.exit_reason];
+        a.duration, a.exit_reason];  // as the HTML report and the dashboard say them (ground/amounts)
     });
     box.append(el("div", {class: "panel"}, el("h2", {text: "Trades (" + r.trades.length + ")"}),
       el("div", {class: "scroll"}, table("run-trades", ["Symbol", "Entry (UTC)", "Entry price", "Exit (UTC)", "Exit price", "Quantity", "P&L", "P&L %", "Duration", "Exit reason"], trades))));

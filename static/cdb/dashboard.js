@@ -10,16 +10,12 @@
   // Every value comes as an exact decimal string; a few are computed here as numbers.
   const num = (n, digits = 8) => (n === null || n === undefined ? "–" : Number(n).toPrecision(digits).replace(/(\.\d*?)0+$/, "$1").replace(/\.$/, ""));
   const places = () => (state.account && Number.isInteger(state.account.quote_decimals) ? state.account.quote_decimals : 2);
-  const money = (n) => {
-    if (n === null || n === undefined || n === "") return "–";
-    const digits = places(), value = Number(n);
-    return (Math.abs(value) < 0.5 * 10 ** -digits ? 0 : value).toLocaleString("en-US", {minimumFractionDigits: digits, maximumFractionDigits: digits});
-  };
+  const money = (n) => CdbPriceChart.money(n, places());
   const priceOf = (n, symbol) => {
     const places = (state.quote_decimals || {})[String(symbol || "").split("_").pop()];
     return CdbPriceChart.price(n, Number.isInteger(places) ? places : 8);
   };
-  const signed = (n) => (Number(n) >= 0.5 * 10 ** -places() ? "+" : "") + money(n);
+  const signed = (n) => { const text = money(n); return (/^[\d,.]*[1-9]/.test(text) ? "+" : "") + text; };
   const pct = (n) => (n === null || n === undefined ? "–" : (Math.abs(Number(n)) < 0.00005 ? 0 : Number(n) * 100).toFixed(2) + " %");
   const time = (ms) => (ms ? new Date(ms).toISOString().replace("T", " ").slice(0, 19) : "–");
   // A quantity exactly as the server sends it (a decimal string), thousands separated: what the reasons say too.
@@ -243,12 +239,7 @@
   // --- closed trades (GET /api/trades/ and /api/trades/totals/, the same filters) --------------------------
   const TRADES_PAGE = 20;
   let tradesPage = 1, tradesPages = 1, tradesTimer = null;
-  const REASONS = {stop_loss: "stop-loss", drawdown_close: "drawdown close", operator_close: "operator"};
-  const duration = (sec) => {
-    if (sec === null || sec === undefined) return "–";
-    const d = Math.floor(sec / 86400), h = Math.floor((sec % 86400) / 3600), m = Math.round((sec % 3600) / 60);
-    return (d ? d + "d " : "") + (d || h ? h + "h " : "") + m + "m";
-  };
+  const {duration, exitReason} = CdbPriceChart;  // as the backtest pages and the HTML report say them
   const iso = (text) => (text ? text.replace("T", " ").slice(0, 16) : "–");
 
   function tradeFilters() {
@@ -279,7 +270,7 @@
         cell(iso(t.exit_time), "time"), cell(priceOf(t.exit_price, t.symbol)), cell(qty(t.quantity)),
         cell(signed(t.profit_loss), Number(t.profit_loss) >= 0 ? "up" : "down"),
         cell(t.profit_loss_percent === null ? "–" : Number(t.profit_loss_percent).toFixed(2) + " %", Number(t.profit_loss) >= 0 ? "up" : "down"),
-        cell(duration(t.duration_seconds)), cell(REASONS[t.exit_reason] || t.exit_reason, "reason")], () => "clickable");
+        cell(duration(t.duration_seconds)), cell(exitReason(t.exit_reason), "reason")], () => "clickable");
       [...$("closed-trades").querySelectorAll("tbody tr")].forEach((tr, i) => {
         const t = page.results[i];
         tr.dataset.tradeId = t.trade_id;

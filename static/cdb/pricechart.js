@@ -24,10 +24,43 @@
     const digits = n.toString().padStart(places + 1, "0");
     return (n === 0n ? "" : sign) + (places ? digits.slice(0, -places) + "." + digits.slice(-places) : digits);
   }
+  // The exact decimal string of a value without exponent; a number as its shortest round-trip form (what Python's
+  // str(float) gives, so 1234.565 stays 1234.565, not 1234.56500000000005…); null for nothing or not a number.
+  function decimalText(value) {
+    if (value === null || value === undefined || value === "") return null;
+    if (typeof value === "number" && !Number.isFinite(value)) return null;
+    const text = String(value).trim();
+    if (/^-?\d*(\.\d*)?$/.test(text) && /\d/.test(text)) return text;
+    const m = /^(-?)(\d*)(?:\.(\d*))?e([+-]?\d+)$/i.exec(text);
+    if (!m || !/\d/.test(m[2] + (m[3] || ""))) return null;
+    const digits = m[2] + (m[3] || ""), point = m[2].length + Number(m[4]);
+    if (point <= 0) return m[1] + "0." + "0".repeat(-point) + digits;
+    if (point >= digits.length) return m[1] + digits + "0".repeat(point - digits.length);
+    return m[1] + digits.slice(0, point) + "." + digits.slice(point);
+  }
+  const grouped = (whole) => (whole.replace(/^0+(?=\d)/, "") || "0").replace(/\B(?=(\d{3})+(?!\d))/g, ",");
+  // Money as ground/amounts' money(): the quote's places, rounded half to even on the exact decimal string, never
+  // "-0.00" ("1234.565" → "1,234.56", "1234.575" → "1,234.58").
+  function money(value, places = 2) {
+    const text = decimalText(value);
+    if (text === null) return "–";
+    const [w, f] = roundDecimal(text, places).split(".");
+    return (w.startsWith("-") ? "-" + grouped(w.slice(1)) : grouped(w)) + (f === undefined ? "" : "." + f);
+  }
+  // A trade's exit reason and how long it was held, as ground/amounts' exit_reason() and duration(): "stop-loss";
+  // whole minutes (half to even) as "1d 2h 5m", "1h 4m", "10m".
+  const EXIT_REASONS = {stop_loss: "stop-loss", drawdown_close: "drawdown close", operator_close: "operator"};
+  const exitReason = (code) => (code === null || code === undefined ? "–" : EXIT_REASONS[code] || code);
+  function duration(sec) {
+    if (sec === null || sec === undefined || sec === "" || !Number.isFinite(Number(sec))) return "–";
+    const whole = Math.floor(Number(sec) / 60), rest = Number(sec) - 60 * whole;
+    const all = whole + (rest > 30 || (rest === 30 && whole % 2 !== 0) ? 1 : 0);
+    const d = Math.floor(all / 1440), h = Math.floor((all % 1440) / 60), m = all % 60;
+    return (d ? d + "d " : "") + (d || h ? h + "h " : "") + m + "m";
+  }
   function price(value, places = 8) {
-    if (value === null || value === undefined || value === "") return "–";
-    let text = typeof value === "number" ? value.toFixed(20) : String(value).trim();
-    if (!/^-?\d*(\.\d*)?$/.test(text)) { const n = Number(text); if (!Number.isFinite(n)) return "–"; text = n.toFixed(20); }
+    const text = decimalText(value);
+    if (text === null) return "–";
     const [whole, frac = ""] = text.replace("-", "").split(".");
     const lead = whole.replace(/^0+/, ""), zeros = frac.length - frac.replace(/^0+/, "").length;
     const adjusted = lead ? lead.length - 1 : /[1-9]/.test(frac) ? -(zeros + 1) : null;  // the first digit's power of 10
@@ -37,9 +70,6 @@
     return w.replace(/\B(?=(\d{3})+(?!\d))/g, ",") + (kept ? "." + kept : "");
   }
   const stamp = (ms) => new Date(ms).toISOString().replace("T", " ").slice(0, 16);
-  // Fees and P&L in the quote currency's places (the chart data's quote_decimals: USDT 2, BTC 8).
-  const money = (n, places) => (n === null || n === undefined || n === "" ? "–"
-    : (Math.abs(Number(n)) < 0.5 * 10 ** -places ? 0 : Number(n)).toLocaleString("en-US", {minimumFractionDigits: places, maximumFractionDigits: places}));
 
   // A candle for drawing: the server sends exact decimal strings, lightweight-charts draws numbers.
   const numbers = (b) => ({time: b.time, open: Number(b.open), high: Number(b.high), low: Number(b.low),
@@ -239,5 +269,5 @@
     return {chart, series, setData};
   }
 
-  global.CdbPriceChart = {create, line, fillText, price, quantity};
+  global.CdbPriceChart = {create, line, fillText, price, money, quantity, duration, exitReason};
 })(window);

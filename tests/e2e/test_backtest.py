@@ -192,6 +192,18 @@ def test_save_stores_the_run(tmp_path, admin_client):
         assert trade["exit_price"] is None or amounts["exit_price"].endswith(" BTC")
         profit = D(trade["profit_loss"]).quantize(satoshi)
         assert amounts["profit_loss"] == f"{'+' if profit > 0 else ''}{abs(profit) if profit == 0 else profit:,f} BTC"
+        # what the /backtests/ page shows in its Duration and Exit reason columns, as the dashboard says them
+        held = None if trade["exit_time"] is None else (trade["exit_time"] - trade["entry_time"]) // 60000
+        if held is not None:  # whole minutes on a 5m grid: "10m", "1h 5m", "1d 3h 45m"
+            days, hours, minutes = held // 1440, held % 1440 // 60, held % 60
+            said = (f"{days}d " if days else "") + (f"{hours}h " if days or hours else "") + f"{minutes}m"
+        assert amounts["duration"] == ("–" if held is None else said)
+        reason = {"stop_loss": "stop-loss"}.get(trade["exit_reason"], trade["exit_reason"])
+        assert amounts["exit_reason"] == ("–" if trade["exit_reason"] is None else reason)
+    # the page's Profit factor and Sharpe cards, to 2 places as the command and the HTML report print them
+    for key in ("profit_factor", "sharpe"):
+        value = report["summary"][key]
+        assert row["amounts"][key] == ("–" if value is None else f"{D(str(value)).quantize(D('0.01')):f}")
     assert admin_client.get("/api/backtests/", {"strategy": "nosuch"}).json()["count"] == 0
     assert admin_client.get("/api/backtests/", {"since": "not a date"}).status_code == 400
     assert admin_client.get("/api/backtests/999999/").status_code == 404

@@ -28,6 +28,7 @@ from marketdata.models import Candle
 from tests.e2e.test_browser_dashboard import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, TIMEOUT, _user, off_loop
 from tests.support import processes
 from tests.support.paths import CANDLES
+from trading.backtest_report import amounts as backtest_amounts
 from trading.indicators import EMA, RSI
 from trading.models import BacktestRun
 
@@ -361,6 +362,13 @@ def test_a_stored_backtest_opens_with_its_trades_on_the_chart(server, browser, t
     expect(first.nth(2)).to_have_text(re.compile(r"^\d[\d,]*\.\d{8,} BTC$"))  # entry price, with its quote
     expect(first.nth(5)).to_have_text(re.compile(rf"^\d[\d,.]* {base}$"))  # quantity, in the base asset
     expect(first.nth(6)).to_have_text(re.compile(r"^[+-]?\d[\d,]*\.\d{8} BTC$"))  # P&L
+    # one shape with the command and the HTML report (ground/amounts): ratios "0.42", durations "3h 40m", "stop-loss"
+    shown = backtest_amounts(report)
+    expect(page.locator(".card", has_text="Profit factor").locator("p")).to_have_text(shown["profit_factor"])
+    expect(page.locator(".card", has_text="Sharpe").locator("p")).to_have_text(shown["sharpe"])
+    expect(first.nth(8)).to_have_text(shown["trades"][0]["duration"])
+    expect(first.nth(9)).to_have_text(shown["trades"][0]["exit_reason"])
+    expect(page.locator("#run-trades")).not_to_contain_text(" min")
     expect(page.locator("#run-risk-events")).to_be_visible()
     watched.shot("backtest-1280x800")
 

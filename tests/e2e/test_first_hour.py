@@ -28,6 +28,7 @@ import pytest
 from tests.support import processes
 from tests.support.paths import CANDLES
 from tests.support.processes import ROOT, Process, _spawn, _wait_for, free_port, wait_until
+from trading.backtest_report import amounts as backtest_amounts
 
 ARTIFACTS = ROOT / "artifacts" / "browser"
 README_SCREENSHOT = ROOT / "docs" / "make-run-1280x800.png"
@@ -244,6 +245,19 @@ def test_amounts_in_the_backtest_summary_and_reports(tmp_path):
     assert not re.search(r">\d{13}<", table)  # no epoch milliseconds for people
     assert re.search(rf"<span>{btc}</span>", page)  # the cards
     assert 'rel="icon" href="data:image/svg+xml,' in page
+    # one shape per value: ratios to 2 places and the run time to the millisecond in the command and the HTML report
+    # as the /backtests/ pages show them (the API's amounts, which the page prints as they come); exit reasons for
+    # people (was 0.418 / 0.42, 0.252 s / 0.2522 s, stop_loss / stop-loss)
+    shown = backtest_amounts(document)
+    for label, key in (("profit factor", "profit_factor"), ("sharpe", "sharpe")):
+        assert re.fullmatch(r"-?\d+\.\d{2}|–", shown[key]), shown
+        assert re.search(rf"^{label} +{re.escape(shown[key])}$", done.stdout, re.M), done.stdout
+        assert f"<b>{label.capitalize()}</b><span>{shown[key]}</span>" in page
+    assert re.fullmatch(r"\d+\.\d{3} s", shown["seconds"]), shown
+    assert re.search(rf"^candles +{document['candles']} in {re.escape(shown['seconds'])}$", done.stdout, re.M)
+    assert f"<span>{document['candles']} in {shown['seconds']}</span>" in page
+    reasons = re.findall(r"<td title='[^']*'>([^<]*)</td></tr>", table)
+    assert reasons == [t["exit_reason"] for t in shown["trades"]] and "stop_loss" not in table, reasons
 
 
 def test_a_thin_volume_reason_gives_the_share_in_percent_as_every_amount(tmp_path):

@@ -18,7 +18,7 @@ from execution.run_settings import CAPITAL_RANGE, SIZING_RANGE, checked_decimal,
 from risk.operator_commands import OperatorCommandsError, OperatorSchedule, read_operator_commands
 from risk.parameters import PARAMETER_SPECS
 from trading.backtest import Backtest, BacktestInputError, read_bars, watched_series
-from trading.backtest_report import html_report, report
+from trading.backtest_report import amounts, html_report, report
 from trading.strategies import build_strategy, parse_spec
 from trading.strategies.signals_file import SignalsFileError
 
@@ -265,26 +265,27 @@ class Command(BaseCommand):
 
     def _print_summary(self, document: dict) -> None:
         """For people: amounts in the quote currency's places (the JSON report keeps them exact)."""
-        from ground.amounts import common_quote, money
+        from ground.amounts import money
 
         s = document["summary"]
-        quote = common_quote([*s["per_symbol"], *(Path(p).name.split("-")[0] for p in document["files"])])
+        shown = amounts(document, trades=False)
+        quote = shown["quote"]
 
         def pct(value):
             return "–" if value is None else f"{value:.2f} %"
 
         rows = [
-            ("candles", f"{document['candles']} in {document['seconds']:.3f} s"),
-            ("initial capital", money(document["initial_capital"], quote, unit=True)),
-            ("final equity", money(document["final_equity"], quote, unit=True)),
+            ("candles", f"{document['candles']} in {shown['seconds']}"),
+            ("initial capital", shown["initial_capital"]),
+            ("final equity", shown["final_equity"]),
             ("total return", pct(s["total_return_pct"])),
             ("max drawdown", pct(s["max_drawdown_pct"])),
             ("trades (closed / open)", f"{s['trades']} / {s['open_trades']}"),
             ("orders (filled / all)", f"{s['orders_filled']} / {s['orders']}"),
             ("win rate", "–" if s["win_rate"] is None else f"{100 * s['win_rate']:.1f} %"),
-            ("profit factor", "–" if s["profit_factor"] is None else f"{s['profit_factor']:.3f}"),
-            ("sharpe", "–" if s["sharpe"] is None else f"{s['sharpe']:.3f}"),
-            ("fees paid", money(s["fees_paid"], quote, unit=True)),
+            ("profit factor", shown["profit_factor"]),
+            ("sharpe", shown["sharpe"]),
+            ("fees paid", shown["fees_paid"]),
             ("time in market", pct(s["time_in_market_pct"])),
             ("final trading state", s["trading_state"]),
         ]

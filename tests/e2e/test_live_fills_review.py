@@ -104,7 +104,7 @@ def test_a_stop_loss_the_balance_does_not_cover_is_rejected_and_tried_again_on_t
     assert first.status == "REJECTED" and "tried again on the next candle" in first.reason  # not EXPIRED
     assert Alert.objects.get(code="EXIT_NOT_COVERED").level == "CRITICAL"
     assert fake.received_orders[1:] == []  # nothing sent for it
-    publish_candles(2140)
+    publish_candles(2140, after=1)  # the next candle: a price newer than the rejected attempt's
     stops = list(Order.objects.filter(purpose=Order.Purpose.STOP_LOSS).order_by("id"))
     assert [s.status for s in stops] == ["REJECTED", "FILLED"] and stops[1].filled_quantity == BOUGHT
     assert fake.balances["ETH"] == 0

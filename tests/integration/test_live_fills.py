@@ -67,10 +67,10 @@ def publish_crossing() -> Order:
     return Order.objects.get(purpose=Order.Purpose.ENTRY)
 
 
-def publish_candles(*prices: float) -> None:
-    """Candles after the crossing, one a minute."""
+def publish_candles(*prices: float, after: int = 0) -> None:
+    """Candles after the crossing, one a minute (``after``: that many minutes' candles were published already)."""
     last = series.BASE_TS + series.CROSS_INDEX * series.STEP_MS
-    for i, price in enumerate(prices, start=1):
+    for i, price in enumerate(prices, start=1 + after):
         ts = last + i * series.STEP_MS
         bus.publish(market_data_event("ETH_USDT", "1m", ts, price, price * 1.001, price * 0.999, price, 100))
 

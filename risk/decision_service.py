@@ -335,9 +335,8 @@ class MarketWatch:
         )
         for symbol, ts, close in later:
             stamps, closes = series[symbol]
-            if (
-                not stamps or stamps[-1] != ts
-            ):  # two intervals known at one time: the latest open (the shorter interval), as latest_price
+            # two intervals known at one time: the latest open (the shorter interval), as latest_price keeps
+            if not stamps or stamps[-1] != ts:
                 stamps.append(ts)
                 closes.append(close)
         self.closes, self.closes_from = series, now
@@ -453,10 +452,11 @@ class StoredExits:
                     id__gt=min(order_id for _, order_id in open_trades),
                 ).order_by("id")
                 for signal_id, status, decided in exits.values_list("signal_id", "status", "source_timestamp"):
-                    statuses = self._attempts.get(signal_id.partition("#")[0])
+                    key = signal_id.partition("#")[0]
+                    statuses = self._attempts.get(key)
                     if statuses is not None:
                         statuses.append(status)
-                        self._attempted_at[signal_id.partition("#")[0]] = decided
+                        self._attempted_at[key] = decided
         if base in self._attempts:
             return list(self._attempts[base])
         attempts = Order.objects.filter(Q(signal_id=base) | Q(signal_id__startswith=f"{base}#")).order_by("id")

@@ -25,7 +25,6 @@ from decimal import ROUND_DOWN, ROUND_FLOOR, Decimal
 from typing import NamedTuple, Protocol
 
 from ground import amounts
-from ground.amounts import plain
 from ground.timeutil import MINUTE_MS
 
 QUANTITY_STEP = Decimal("0.00000001")
@@ -211,14 +210,14 @@ class RiskEngine:
         equity = state.equity
         position_value = state.position_value(order.symbol)
         details = {
-            "equity": plain(equity),
-            "cash": plain(state.cash),
-            "exposure": plain(state.exposure),
-            "position_value": plain(position_value),
-            "daily_drawdown": plain(state.daily_drawdown),
-            "price": plain(market.price),
-            "signal_price": plain(order.price),
-            "requested_quantity": plain(order.quantity),
+            "equity": amounts.plain(equity),
+            "cash": amounts.plain(state.cash),
+            "exposure": amounts.plain(state.exposure),
+            "position_value": amounts.plain(position_value),
+            "daily_drawdown": amounts.plain(state.daily_drawdown),
+            "price": amounts.plain(market.price),
+            "signal_price": amounts.plain(order.price),
+            "requested_quantity": amounts.plain(order.quantity),
             "now": now,
         }
 
@@ -274,7 +273,7 @@ class RiskEngine:
 
         # Layer 2: market anomaly circuit breaker.
         slippage = abs(market.price - order.price) / order.price
-        details["expected_slippage"] = plain(slippage)
+        details["expected_slippage"] = amounts.plain(slippage)
         if slippage > parameters["MAX_SLIPPAGE_PCT"]:
             message = (
                 f"{order.symbol}: expected slippage {slippage:.4%} against the signal price "
@@ -286,7 +285,8 @@ class RiskEngine:
             )
         if _finite_positive(market.avg_spread_pct) and market.spread_pct is not None:
             limit = parameters["MAX_SPREAD_MULTIPLIER"] * market.avg_spread_pct
-            details["spread_pct"], details["avg_spread_pct"] = plain(market.spread_pct), plain(market.avg_spread_pct)
+            details["spread_pct"] = amounts.plain(market.spread_pct)
+            details["avg_spread_pct"] = amounts.plain(market.avg_spread_pct)
             if market.spread_pct > limit:
                 multiplier = amounts.plain(parameters["MAX_SPREAD_MULTIPLIER"])  # "5", as stored or not ("5.000")
                 message = (
@@ -349,7 +349,7 @@ class RiskEngine:
         }
         binding = min(limits, key=limits.__getitem__)
         allowed = min(order.quantity, round_quantity(max(limits[binding], Decimal(0))))
-        details.update({f"max_quantity_{name}": plain(round_quantity(value)) for name, value in limits.items()})
+        details.update({f"max_quantity_{name}": amounts.plain(round_quantity(value)) for name, value in limits.items()})
         if allowed <= 0:
             return reject(binding, f"no room for a {order.symbol} entry: the {binding} limit leaves nothing")
         minimum = self.min_notional.get(quote)

@@ -96,7 +96,8 @@ class Driver:
                     )
 
     def run(self, progress: bool = True, on_stall=lambda: None, stopping=lambda: False) -> dict:
-        """``stopping()`` true (a SIGTERM whose KeyboardInterrupt was swallowed): stop after the next trial."""
+        """``stopping()`` true (a Ctrl-C or SIGTERM whose KeyboardInterrupt was swallowed): stop after the next
+        trial."""
         studies = []
         for stage in self.stages:
             label = f"fold {stage.plan.fold}/{len(self.stages)}" if stage.fold else "trials"

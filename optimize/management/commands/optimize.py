@@ -113,11 +113,11 @@ class Command(BaseCommand):
         self.stdout.write(f"study {name}: {config['trials']} trials, {config['objective']}, {config['strategy']}")
         stopped_by: list[int] = []
 
-        def terminate(signum, frame) -> None:  # SIGTERM (kill, systemd, docker stop) as Ctrl-C: trials handed back
+        def terminate(signum, frame) -> None:  # Ctrl-C, and SIGTERM (kill, systemd, docker stop) as Ctrl-C
             stopped_by.append(signum)
             raise KeyboardInterrupt  # (swallowed if it lands in a finalizer: then `stopping` stops the run)
 
-        previous = signal.signal(signal.SIGTERM, terminate)
+        previous = {signum: signal.signal(signum, terminate) for signum in (signal.SIGINT, signal.SIGTERM)}
         try:
             document = driver.run(
                 progress=not options["no_progress"],
@@ -132,7 +132,8 @@ class Command(BaseCommand):
                 f"{error}. Finished trials are kept; fix the cause and resume with: {_resume(name, local)}"
             ) from None
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
         self._print(document)
         if options["json_out"]:
             from ...report import json_text

@@ -113,7 +113,7 @@ class ReadableColumns:
         elif kind == FRACTION:
             text = percent(value)
         elif kind == PERCENT:
-            text = percent(value / 100)
+            text = percent(value, fraction=False)
         else:
             text = plain(value)
         return format_html('<span title="{}">{}</span>', plain(value), text)

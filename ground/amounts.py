@@ -102,13 +102,16 @@ def quantity(value, asset: str = "") -> str:
     return f"{text} {asset}" if asset else text
 
 
-def percent(fraction, places: int = 2, *, sign: bool = False) -> str:
+def percent(value, places: int = 2, *, sign: bool = False, fraction: bool = True) -> str:
     """A fraction as people read it in percent: ``0.0123`` → ``1.23 %`` (``_pct`` values are fractions, SPEC §4:
-    0.10 = 10 %); ``–`` for nothing."""
-    number = _decimal(fraction)
+    0.10 = 10 %); with ``fraction=False`` a value already in percent (a backtest's ``total_return_pct``, a trade's
+    ``profit_loss_percent``): ``12.345`` → ``12.34 %``. Rounded half to even on the exact value (a float by its
+    shortest form, as ``money``), never ``-0.00 %``; ``–`` for nothing. The pages' ``CdbPriceChart.percent`` is the
+    same rule (tests/unit/test_js_amounts.py)."""
+    number = _decimal(value)
     if number is None or not number.is_finite():
         return "–"
-    return _fixed(number * 100, places, "%", sign=sign)
+    return _fixed(number.scaleb(2) if fraction else number, places, "%", sign=sign)
 
 
 RATIO_PLACES = 2  # a profit factor, a Sharpe ratio: what a person compares runs by

@@ -17,6 +17,7 @@ from ground.amounts import (
     exit_reason,
     iso_utc,
     money,
+    percent,
     plain,
     price,
     quantity,
@@ -315,7 +316,7 @@ def html_report(document: dict, charts: dict[str, dict] | None = None) -> str:
         return iso_utc(ms, seconds=False)
 
     def pct(value) -> str:
-        return "–" if value is None else f"{float(value):.2f} %"
+        return percent(value, fraction=False)
 
     rows = "".join(
         "<tr>"
@@ -341,14 +342,14 @@ def html_report(document: dict, charts: dict[str, dict] | None = None) -> str:
         for label, value in [
             ("Initial capital", shown["initial_capital"]),
             ("Final equity", shown["final_equity"]),
-            ("Total return", f"{s['total_return_pct']:.2f} %"),
-            ("Max drawdown", f"{s['max_drawdown_pct']:.2f} %"),
+            ("Total return", pct(s["total_return_pct"])),
+            ("Max drawdown", pct(s["max_drawdown_pct"])),
             ("Trades", str(s["trades"])),
-            ("Win rate", "–" if s["win_rate"] is None else f"{100 * s['win_rate']:.1f} %"),
+            ("Win rate", percent(s["win_rate"], 1)),
             ("Profit factor", shown["profit_factor"]),
             ("Sharpe", shown["sharpe"]),
             ("Fees", shown["fees_paid"]),
-            ("Time in market", f"{s['time_in_market_pct']:.2f} %"),
+            ("Time in market", pct(s["time_in_market_pct"])),
             ("Period", f"{when(curve[0][0]) if curve else '–'} → {when(curve[-1][0]) if curve else '–'}"),
             ("Candles", f"{document['candles']} in {shown['seconds']}"),
         ]

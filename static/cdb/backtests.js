@@ -20,9 +20,11 @@
     node.append(...children.filter((c) => c !== null && c !== undefined));
     return node;
   };
-  const fmt = (n, d = 2) => (n === null || n === undefined ? "–" : Number(n).toFixed(d));
   const stamp = (ms) => (ms ? new Date(ms).toISOString().replace("T", " ").slice(0, 16) : "–");
-  const pct = (n) => (n === null || n === undefined ? "–" : (Math.abs(n) < 0.005 ? 0 : n).toFixed(2) + " %");
+  // The backtest's *_pct are in percent (12.5 = 12.5 %), win rates fractions: both as ground/amounts' percent(), what
+  // `manage.py backtest` and the HTML report print.
+  const pct = (n) => CdbPriceChart.percent(n, 2, false);
+  const rate = (n) => CdbPriceChart.percent(n, 1);
   const files = (list) => list.map((f) => f.split("/").pop()).join(", ");
   window.cdbCharts = {};
 
@@ -44,8 +46,8 @@
         compare.disabled = picked.length !== 2;
       });
       return [box, el("a", {href: "/backtests/" + r.id + "/", text: "#" + r.id}), r.created_at.replace("T", " ").slice(0, 16), r.strategy,
-        files(r.files), r.amounts.initial_capital, r.amounts.final_equity, pct(Number(r.total_return_pct)), pct(s.max_drawdown_pct), s.trades,
-        s.win_rate === null || s.win_rate === undefined ? "–" : fmt(100 * s.win_rate, 1) + " %", r.candles, (s.warnings || []).join(" ")];
+        files(r.files), r.amounts.initial_capital, r.amounts.final_equity, pct(r.total_return_pct), pct(s.max_drawdown_pct), s.trades,
+        rate(s.win_rate), r.candles, (s.warnings || []).join(" ")];
     });
     app.replaceChildren(el("section", {class: "wide"}, el("div", {class: "panel"},
       el("h2", {}, "Stored backtest runs ", el("span", {class: "small", text: "manage.py backtest --save"}), compare),
@@ -64,7 +66,7 @@
     const s = run.report.summary, r = run.report, a = run.amounts;  // amounts: with units, from ground/amounts.py
     const items = [["Capital", a.initial_capital], ["Final equity", a.final_equity], ["Return", pct(s.total_return_pct)],
       ["Max drawdown", pct(s.max_drawdown_pct)], ["Trades", s.trades + " closed / " + s.open_trades + " open"],
-      ["Win rate", s.win_rate === null ? "–" : fmt(100 * s.win_rate, 1) + " %"], ["Profit factor", a.profit_factor],
+      ["Win rate", rate(s.win_rate)], ["Profit factor", a.profit_factor],
       ["Sharpe", a.sharpe], ["Fees", a.fees_paid], ["Time in market", pct(s.time_in_market_pct)],
       ["Period", stamp(r.equity_curve.length ? r.equity_curve[0][0] : null) + " → " + stamp(r.equity_curve.length ? r.equity_curve[r.equity_curve.length - 1][0] : null)]];
     const out = el("section", {class: "cards"}, ...items.map(([label, value]) => el("div", {class: "card"}, el("h2", {text: label}), el("p", {class: "big-ish", text: String(value)}))));
@@ -118,7 +120,7 @@
         if (select.value !== t.symbol) { select.value = t.symbol; load().then(() => chart.centreOn(t.entry_time)); } else chart.centreOn(t.entry_time);
       });
       return [link, stamp(t.entry_time), a.entry_price, stamp(t.exit_time), a.exit_price, a.quantity, a.profit_loss,
-        t.profit_loss_percent === null ? "–" : fmt(t.profit_loss_percent) + " %",
+        pct(t.profit_loss_percent),
         a.duration, a.exit_reason];  // as the HTML report and the dashboard say them (ground/amounts)
     });
     box.append(el("div", {class: "panel"}, el("h2", {text: "Trades (" + r.trades.length + ")"}),

@@ -16,7 +16,9 @@
     return CdbPriceChart.price(n, Number.isInteger(places) ? places : 8);
   };
   const signed = (n) => { const text = money(n); return (/^[\d,.]*[1-9]/.test(text) ? "+" : "") + text; };
-  const pct = (n) => (n === null || n === undefined ? "–" : (Math.abs(Number(n)) < 0.00005 ? 0 : Number(n) * 100).toFixed(2) + " %");
+  // Percentages as ground/amounts' percent() (what risk_status and the notifications print): the live _pct values are
+  // fractions; half to even on the exact decimal string.
+  const pct = (n, sign = false) => CdbPriceChart.percent(n, 2, true, sign);
   const time = (ms) => (ms ? new Date(ms).toISOString().replace("T", " ").slice(0, 19) : "–");
   // A quantity exactly as the server sends it (a decimal string), thousands separated: what the reasons say too.
   const qty = (n) => {
@@ -99,7 +101,7 @@
     $("cash").textContent = a.quote + " · cash " + money(a.cash) + " · realized " + money(a.realized_pnl) + " · fees " + money(a.fees_paid);
     $("daily-pnl").textContent = signed(a.daily_pnl);
     $("daily-pnl").className = "big " + (Number(a.daily_pnl) > -0.5 * 10 ** -places() ? "up" : "down");
-    $("drawdown").textContent = (Number(a.daily_pnl_pct) > 0 ? "+" : "") + pct(a.daily_pnl_pct) + " · drawdown " + pct(a.drawdown_pct) + " of limit " + pct(a.drawdown_limit_pct);
+    $("drawdown").textContent = pct(a.daily_pnl_pct, true) + " · drawdown " + pct(a.drawdown_pct) + " of limit " + pct(a.drawdown_limit_pct);
     meter("drawdown-meter", Number(a.drawdown_pct), Number(a.drawdown_limit_pct));
     $("exposure").textContent = money(a.exposure);
     $("exposure-limit").textContent = pct(a.exposure_pct) + " of equity · limit " + pct(a.exposure_limit_pct);
@@ -138,7 +140,7 @@
     });
     fill("watchlist", entries, (w) => [cell(w.rank), cell(w.symbol),
       cell(priceOf((state.prices[w.symbol] || {}).price, w.symbol)),
-      cell(w.pct_change === null ? "–" : (Number(w.pct_change) > 0 ? "+" : "") + pct(w.pct_change), Number(w.pct_change) > 0 ? "up" : Number(w.pct_change) < 0 ? "down" : ""),
+      cell(pct(w.pct_change, true), Number(w.pct_change) > 0 ? "up" : Number(w.pct_change) < 0 ? "down" : ""),
       cell(w.quote_volume === null ? "–" : money(w.quote_volume))]);
     for (const th of $("watchlist").querySelectorAll("th[data-sort]")) {
       th.dataset.dir = th.dataset.sort === key ? (dir > 0 ? "asc" : "desc") : "";
@@ -263,13 +265,13 @@
       $("trades-next").disabled = tradesPage >= tradesPages;
       const pnl = Number(totals.profit_loss);
       $("trades-totals").textContent = totals.trades + " trades · P&L " + signed(pnl) +
-        " · win rate " + (totals.win_rate === null ? "–" : (totals.win_rate * 100).toFixed(1) + " %") + " · fees " + money(totals.fees);
+        " · win rate " + CdbPriceChart.percent(totals.win_rate, 1) + " · fees " + money(totals.fees);
       $("trades-totals").dataset.profitLoss = totals.profit_loss;
       $("trades-totals").dataset.trades = totals.trades;
       fill("closed-trades", page.results || [], (t) => [cell(t.symbol), cell(iso(t.entry_time), "time"), cell(priceOf(t.entry_price, t.symbol)),
         cell(iso(t.exit_time), "time"), cell(priceOf(t.exit_price, t.symbol)), cell(qty(t.quantity)),
         cell(signed(t.profit_loss), Number(t.profit_loss) >= 0 ? "up" : "down"),
-        cell(t.profit_loss_percent === null ? "–" : Number(t.profit_loss_percent).toFixed(2) + " %", Number(t.profit_loss) >= 0 ? "up" : "down"),
+        cell(CdbPriceChart.percent(t.profit_loss_percent, 2, false), Number(t.profit_loss) >= 0 ? "up" : "down"),
         cell(duration(t.duration_seconds)), cell(exitReason(t.exit_reason), "reason")], () => "clickable");
       [...$("closed-trades").querySelectorAll("tbody tr")].forEach((tr, i) => {
         const t = page.results[i];

@@ -47,6 +47,19 @@
     const [w, f] = roundDecimal(text, places).split(".");
     return (w.startsWith("-") ? "-" + grouped(w.slice(1)) : grouped(w)) + (f === undefined ? "" : "." + f);
   }
+  // A percentage as ground/amounts' percent(): a fraction (0.0123 → "1.23 %"), or with fraction false a value already
+  // in percent (a backtest's total_return_pct: 12.345 → "12.34 %"); the decimal point moved on the exact string (no
+  // float product), rounded half to even, never "-0.00 %"; with sign, "+" before a value that rounds above zero.
+  function percent(value, places = 2, fraction = true, sign = false) {
+    let text = decimalText(value);
+    if (text === null) return "–";
+    if (fraction) {
+      const [, minus, whole, frac = ""] = /^(-?)(\d*)(?:\.(\d*))?$/.exec(text), f = frac.padEnd(2, "0");
+      text = minus + (whole || "0") + f.slice(0, 2) + (f.length > 2 ? "." + f.slice(2) : "");
+    }
+    const shown = money(text, places);
+    return (sign && /[1-9]/.test(shown) && !shown.startsWith("-") ? "+" : "") + shown + " %";
+  }
   // A trade's exit reason and how long it was held, as ground/amounts' exit_reason() and duration(): "stop-loss";
   // whole minutes (half to even) as "1d 2h 5m", "1h 4m", "10m".
   const EXIT_REASONS = {stop_loss: "stop-loss", drawdown_close: "drawdown close", operator_close: "operator"};
@@ -269,5 +282,5 @@
     return {chart, series, setData};
   }
 
-  global.CdbPriceChart = {create, line, fillText, price, money, quantity, duration, exitReason};
+  global.CdbPriceChart = {create, line, fillText, price, money, percent, quantity, duration, exitReason};
 })(window);

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from ground import amounts
 from tests.support import processes
 from tests.support.paths import CANDLES
 from tests.support.processes import ROOT, Process, _spawn, _wait_for, free_port, wait_until
@@ -236,7 +237,7 @@ def test_amounts_in_the_backtest_summary_and_reports(tmp_path):
     growth = Decimal(document["final_equity"]) / Decimal(document["initial_capital"]) - 1
     assert summary["total_return_pct"] == pytest.approx(float(growth * 100))
     # the command, the HTML report and the /backtests/ page print one percentage alike (2 places)
-    shown = f"{summary['time_in_market_pct']:.2f} %"
+    shown = amounts.percent(summary["time_in_market_pct"], fraction=False)
     assert re.search(rf"^time in market +{re.escape(shown)}$", done.stdout, re.M), done.stdout
     assert f"<b>Time in market</b><span>{shown}</span>" in out_html.read_text()
     page = out_html.read_text()

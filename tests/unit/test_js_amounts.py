@@ -22,7 +22,7 @@ const context = {window: {LightweightCharts: {}}};
 vm.createContext(context);
 vm.runInContext(fs.readFileSync(process.argv[1], "utf8"), context);
 const chart = context.window.CdbPriceChart, asked = JSON.parse(fs.readFileSync(0, "utf8"));
-process.stdout.write(JSON.stringify(asked.map(([kind, value, places]) => chart[kind](value, places))));
+process.stdout.write(JSON.stringify(asked.map(([kind, value, ...rest]) => chart[kind](value, ...rest))));
 """
 
 EDGES = [
@@ -92,3 +92,28 @@ def test_js_duration_and_exit_reason_say_what_ground_amounts_says():
 def test_ratios_and_run_time_have_one_shape():
     assert [amounts.ratio(v) for v in (0.41812, -10.0375, "2.125", None)] == ["0.42", "-10.04", "2.12", "–"]
     assert amounts.seconds(0.25216) == "0.252 s" and amounts.seconds(None) == "–"
+
+
+# Percentages: fractions (the live _pct, win rates) and values already in percent (a backtest's *_pct, a trade's
+# profit_loss_percent), as strings from the API and as numbers the page computes (unrealized P&L %).
+PERCENTS = EDGES + ["0.0012345", "0.00125", "0.00135", "-0.00125", "0.000049", "-0.00005", "0.1234565", "1e-7", "12.3"]
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs Node.js (installed with the browser tests' npm ci)")
+def test_js_percent_rounds_as_ground_amounts():
+    """One rule for every percentage (issue 22): the pages rounded a float product half up (``0.00125`` → ``0.13 %``,
+    ``12.345`` → ``12.35 %``) where the commands print ``0.12 %`` and ``12.34 %``."""
+    asked = [
+        ["percent", value, places, fraction, sign]
+        for value in PERCENTS
+        for places in (1, 2)
+        for fraction in (True, False)
+        for sign in (False, True)
+    ]
+    asked += [["percent", number, 2, True, True] for number in (0.00125, 2.675 / 100, 1 / 3, -1e-9, 1.1 - 1)]
+    asked += [["percent", value, 2, True, False] for value in (None, "")]
+    want = [amounts.percent(value, places, sign=sign, fraction=fraction) for _, value, places, fraction, sign in asked]
+    got = _node(asked)
+    assert got == want
+    assert amounts.percent("0.00125") == "0.12 %" and amounts.percent(12.345, fraction=False) == "12.34 %"
+    assert amounts.percent("-0.00004") == "0.00 %" and amounts.percent("0.0001", sign=True) == "+0.01 %"

@@ -265,14 +265,14 @@ class Command(BaseCommand):
 
     def _print_summary(self, document: dict) -> None:
         """For people: amounts in the quote currency's places (the JSON report keeps them exact)."""
-        from ground.amounts import money
+        from ground.amounts import money, percent
 
         s = document["summary"]
         shown = amounts(document, trades=False)
         quote = shown["quote"]
 
         def pct(value):
-            return "–" if value is None else f"{value:.2f} %"
+            return percent(value, fraction=False)
 
         rows = [
             ("candles", f"{document['candles']} in {shown['seconds']}"),
@@ -282,7 +282,7 @@ class Command(BaseCommand):
             ("max drawdown", pct(s["max_drawdown_pct"])),
             ("trades (closed / open)", f"{s['trades']} / {s['open_trades']}"),
             ("orders (filled / all)", f"{s['orders_filled']} / {s['orders']}"),
-            ("win rate", "–" if s["win_rate"] is None else f"{100 * s['win_rate']:.1f} %"),
+            ("win rate", percent(s["win_rate"], 1)),
             ("profit factor", shown["profit_factor"]),
             ("sharpe", shown["sharpe"]),
             ("fees paid", shown["fees_paid"]),
@@ -296,7 +296,7 @@ class Command(BaseCommand):
             self.stdout.write(f"WARNING: {warning}")
         for symbol, item in s["per_symbol"].items():
             self.stdout.write(
-                f"  {symbol:<12} trades {item['trades']:>4}  win {100 * item['win_rate']:5.1f} %"
+                f"  {symbol:<12} trades {item['trades']:>4}  win {percent(item['win_rate'], 1):>7}"
                 f"  P&L {money(item['profit_loss'], quote, unit=True, sign=True)}"
             )
 

@@ -32,9 +32,12 @@ STOP_STEP = Decimal("0.000000000001")  # prices are stored to 12 places
 APPROVE, TRIM, REJECT = "APPROVE", "TRIM", "REJECT"
 ACTIVE, PAUSED, HALTED = "ACTIVE", "PAUSED", "HALTED"
 EXPOSURE_ALERT_SHARE = Decimal("0.8")
-# MEXC spot's minimum order value per quote currency (its markets' limits.cost.min): paper entries below it are not
-# placed, as live ones are refused (execution/live.py checks the exchange's own figure before sending).
-MIN_NOTIONAL = {"USDT": Decimal("5"), "USDC": Decimal("5")}
+# The minimum order value per quote currency (its markets' limits.cost.min): paper entries below it are not placed,
+# as live ones are refused (execution/live.py checks the exchange's own figure before sending). MEXC spot: 5 USDT /
+# 5 USDC. A coin-quoted market gets a fixed figure in its quote, the exchanges' usual one (Binance's ETHBTC cost.min
+# is 0.0001 BTC: about 5 USDT at 50,000 USDT a BTC) and the same ≈ 5 USDT for ETH (at 2,500 USDT an ETH), so a
+# backtest or a replay of a 2018 file decides as today's market would, with no price of the quote in USDT needed.
+MIN_NOTIONAL = {"USDT": Decimal("5"), "USDC": Decimal("5"), "BTC": Decimal("0.0001"), "ETH": Decimal("0.002")}
 
 
 class cached_property:  # functools.cached_property without its lock (Python 3.11 locks every first access)

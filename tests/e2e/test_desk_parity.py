@@ -610,3 +610,20 @@ def test_commands_at_or_after_the_last_candle_are_said_not_given_by_both(tmp_pat
     replay = _manage(env, "run_feed", "--source", "replay", "--data", *files, "--lockstep", "--no-progress",
                      "--operator-commands", str(commands))  # fmt: skip
     assert f"WARNING: {said},release" in replay.stdout
+
+
+def test_btc_quoted_entries_below_the_minimum_order_value_are_not_placed_in_both(tmp_path, monkeypatch):
+    # 0.002 BTC of capital, 10 % a position: ETH_BTC's entry is 0.0002 BTC (≥ the 0.0001 BTC minimum) and is placed;
+    # the exposure limit (14 % = 0.00028 BTC) leaves LTC_BTC 0.00008 BTC, below the minimum: not placed, on paper as
+    # live (issue 22: BTC-quoted markets had no minimum, so the dust order went through).
+    monkeypatch.setenv("INITIAL_CAPITAL", "0.002")
+    eth = [f"{DAY2 + i * 60_000},0.05,0.05,0.05,0.05,1000000" for i in range(8)]
+    ltc = [f"{DAY2 + i * 60_000},0.004,0.004,0.004,0.004,1000000" for i in range(8)]
+    files = [_write(tmp_path / "ETH_BTC-1m.csv", eth), _write(tmp_path / "LTC_BTC-1m.csv", ltc)]
+    signals = tmp_path / "signals.csv"
+    signals.write_text(f"{DAY2 + 60_000},ETH_BTC,BUY\n{DAY2 + 3 * 60_000},LTC_BTC,BUY\n")
+    params = ["POSITION_SIZE_PCT=0.1", "MAX_POSITION_PCT=0.1", "MAX_EXPOSURE_PCT=0.14"]
+    live, simulated = run_both(tmp_path, files, f"signals_file:path={signals}", params=params)
+    assert [(o[1], o[3], o[4]) for o in simulated[0]] == [("ETH_BTC", "entry", "FILLED")], simulated[0]
+    assert [d[1:3] for d in simulated[1]] == [("APPROVE", "position"), ("REJECT", "min_notional")], simulated[1]
+    assert live[0] == simulated[0] and live[1] == simulated[1] and live[3] == simulated[3]

@@ -4,8 +4,10 @@ from decimal import Decimal as D
 
 import pytest
 
+from ground import amounts
 from marketdata.validation import CandleRow
 from risk.engine import (
+    MIN_NOTIONAL,
     AccountState,
     LotStop,
     MarketSnapshot,
@@ -130,10 +132,26 @@ def test_an_entry_trimmed_below_the_minimum_order_value_is_not_placed():
     assert "below the minimum order value 5.00 USDT" in decision.reasons[0] and "exposure limit" in decision.reasons[0]
     # 0.05 ETH at 100 = 5 USDT: exactly the minimum goes through
     assert decide(account(), buy(qty="0.05")).action == "APPROVE"
-    # a quote without a known minimum (BTC-quoted pairs, an engine told none) trims to the dust as before
+    # a quote without a known minimum (an engine told none) trims to the dust as before
     no_minimum = RiskEngine(fee_rate=D("0.001"), slippage_pct=D("0.0005"), min_notional={})
     trimmed = no_minimum.evaluate(state, buy(), market(), PARAMS, NOW)
     assert (trimmed.action, trimmed.quantity) == ("TRIM", D("0.0001"))
+
+
+@pytest.mark.parametrize(
+    ("symbol", "price", "minimum", "shown"),
+    [("ETH_BTC", "0.05", "0.0001", "0.00010000 BTC"), ("LINK_ETH", "0.004", "0.002", "0.00200000 ETH")],
+)
+def test_coin_quoted_entries_below_their_quotes_minimum_are_not_placed(symbol, price, minimum, shown):
+    """BTC- and ETH-quoted markets have a minimum order value too (issue 22: paper placed any dust order there)."""
+    below = D(minimum) * D("0.99") / D(price)  # just under the minimum, after no trim
+    state = account(cash="1", prices={symbol: price})
+    decision = decide(state, buy(qty=str(below.quantize(D("0.00000001"))), price=price, symbol=symbol), market(price))
+    assert (decision.action, decision.layer, decision.quantity) == ("REJECT", "min_notional", D(0))
+    assert f"below the minimum order value {shown}: not placed" in decision.reasons[0]
+    at = D(minimum) / D(price)
+    assert decide(state, buy(qty=str(at), price=price, symbol=symbol), market(price)).action == "APPROVE"
+    assert MIN_NOTIONAL[amounts.quote_of(symbol)] == D(minimum)
 
 
 def test_exposure_above_80_percent_of_the_limit_raises_a_critical_alert():

@@ -43,9 +43,24 @@ def test_ensure_admin_creates_one_admin_once(tmp_path):
     admin = "from django.contrib.auth.models import User; admin = User.objects.get(username='admin'); "
     check = admin + f"print(admin.check_password({password!r}))"
     assert _manage(env, "shell", "-c", check).stdout.strip().endswith("True")
-    second = _manage(env, "ensure_admin")
+    second = _manage({**env, "GENERATED_ADMIN_PASSWORD_FILE": str(saved)}, "ensure_admin")
     assert second.returncode == 0 and "exists already (admin)" in second.stdout and password not in second.stdout
     assert "manage.py changepassword admin`" in second.stdout
+    assert f"Its password is still the generated one in {saved}" in second.stdout and "STALE" not in second.stdout
+    # the README's way to another password (no terminal here: getpass reads stdin), then make run again: the file
+    # no longer signs in, and ensure_admin says so rather than point at it (issue 22's review)
+    changed = processes.run(
+        [sys.executable, "manage.py", "changepassword", "admin"],
+        cwd=ROOT, env=env, input="another-Secret-42\nanother-Secret-42\n", capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert "Password changed successfully for user 'admin'" in changed.stdout, changed.stdout + changed.stderr
+    third = _manage({**env, "GENERATED_ADMIN_PASSWORD_FILE": str(saved)}, "ensure_admin")
+    assert third.returncode == 0 and password not in third.stdout + third.stderr
+    assert f"STALE: {saved} does not hold admin's password (it was changed since)" in third.stdout, third.stdout
+    assert "still the generated one" not in third.stdout and f"`rm {saved}`" in third.stdout
+    saved.unlink()  # as told: then nothing is said of a file
+    fourth = _manage({**env, "GENERATED_ADMIN_PASSWORD_FILE": str(saved)}, "ensure_admin")
+    assert str(saved) not in fourth.stdout and "exists already (admin)" in fourth.stdout
 
 
 def test_embedded_server_shows_live_paper_trading(tmp_path):

@@ -27,10 +27,12 @@ class Command(BaseCommand):
         existing = User.objects.filter(is_superuser=True).order_by("pk").first()
         if existing is not None:
             name = existing.get_username()
-            self.stdout.write(
-                f"an admin user exists already ({name}); nothing to do. A lost password is reset with "
-                f"`{_manage_py()} changepassword {name}`"
+            said, stale = _saved_password_said(existing)
+            line = (
+                f"an admin user exists already ({name}); nothing to do. {said}"
+                f"A lost password is reset with `{_manage_py()} changepassword {name}`"
             )
+            self.stdout.write(self.style.WARNING(line) if stale else line)
             return
         username = os.environ.get("CDB_ADMIN_USER", "admin")
         # CDB_ADMIN_PASSWORD, or CDB_ADMIN_PASSWORD_FILE (compose's cdb_admin_password secret)
@@ -65,8 +67,33 @@ def _manage_py() -> str:
     return ".venv/bin/python manage.py" if Path(sys.prefix).resolve() == venv.resolve() else "python manage.py"
 
 
+def _password_file() -> Path:
+    return Path(os.environ.get("GENERATED_ADMIN_PASSWORD_FILE") or settings.BASE_DIR / ".admin_password")
+
+
+def _saved_password_said(admin) -> tuple[str, bool]:
+    """What a later run says of the generated password's file: that it still holds the admin's password, or, once
+    the password was changed (``changepassword``, the admin), that it is stale and to delete it. The file is not
+    removed here: this database's admin may not be the one it was written for (another ``DATABASE_URL``)."""
+    path = _password_file()
+    try:
+        saved = path.read_text().strip()
+    except FileNotFoundError:
+        return "", False
+    except OSError as error:
+        return f"{path} cannot be read ({error.strerror}). ", False
+    name = admin.get_username()
+    if saved and admin.check_password(saved):
+        return f"Its password is still the generated one in {path} (`cat {path}`). ", False
+    return (
+        f"STALE: {path} does not hold {name}'s password (it was changed since): do not use it; delete it "
+        f"(`rm {path}`). ",
+        True,
+    )
+
+
 def _save(password: str) -> Path:
-    path = Path(os.environ.get("GENERATED_ADMIN_PASSWORD_FILE") or settings.BASE_DIR / ".admin_password")
+    path = _password_file()
     try:
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         os.fchmod(descriptor, 0o600)  # a file that was there keeps its mode otherwise

@@ -20,18 +20,13 @@ from django.db import models
 from django.utils.html import format_html
 
 from .amounts import DEFAULT_QUOTE, base_of, iso_utc, money, percent, plain, price, quantity, quote_of
+from .timeutil import MARKET_TIME_FIELDS
 
 # How a decimal column reads (``HistoryAdmin.amounts``): in the row's quote currency (``money``, ``price``), in its
 # base asset (``quantity``), a fraction in percent (``fraction``: 0.0123 → 1.23 %), already percent (``percent``),
 # or exact (``exact``: scores, confidences).
 MONEY, PRICE, QUANTITY, FRACTION, PERCENT, EXACT = "money", "price", "quantity", "fraction", "percent", "exact"
 MARKET_TIME, WALL_TIME = "market time", "wall time"
-# Fields stamped by the market clock (marketdata/clock.py), whatever the model: epoch milliseconds, and the
-# datetimes made from them (an order's submission and fill, a trade's entry and exit, the trading state's since).
-MARKET_TIME_FIELDS = frozenset(
-    {"timestamp", "event_time", "source_timestamp", "as_of_ms", "last_seen_ms", "event_time_ms", "changed_at_ms"}
-    | {"breaker_checked_ms", "newest", "submitted_at", "filled_at", "entry_time", "exit_time", "since"}
-)
 
 
 def wall_time(moment: datetime | date | None) -> str:

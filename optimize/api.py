@@ -6,6 +6,8 @@ from __future__ import annotations
 from rest_framework import serializers, viewsets
 from rest_framework.permissions import IsAuthenticated
 
+from ground.timeutil import clock_label
+
 from .models import OptimizationRun
 
 FIELDS = [
@@ -31,6 +33,11 @@ class OptimizationRunSerializer(serializers.ModelSerializer):
     class Meta:
         model = OptimizationRun
         fields = [*FIELDS, "failed"]
+
+    def get_fields(self):
+        fields = super().get_fields()
+        clock_label(fields)  # created_at / updated_at are wall time, as in every other API answer
+        return fields
 
     def get_failed(self, run: OptimizationRun) -> int:
         return len(run.report.get("failed", []))

@@ -1,10 +1,12 @@
-"""The API's one shape for a decimal: an exact, normalised plain string (``ground.amounts.plain``)."""
+"""The API's one shape for a decimal: an exact, normalised plain string (``ground.amounts.plain``); every time field
+labelled with its clock in the schema (``clock_label``)."""
 
 from __future__ import annotations
 
 from rest_framework import serializers
 
 from ground.amounts import plain
+from ground.timeutil import clock_label
 
 
 class PlainDecimalField(serializers.DecimalField):
@@ -17,7 +19,7 @@ class PlainDecimalField(serializers.DecimalField):
 
 
 class ModelSerializer(serializers.ModelSerializer):
-    """The API's ModelSerializer: model decimals become ``PlainDecimalField``."""
+    """The API's ModelSerializer: model decimals become ``PlainDecimalField``; time fields say their clock."""
 
     serializer_field_mapping = {
         **serializers.ModelSerializer.serializer_field_mapping,
@@ -27,3 +29,8 @@ class ModelSerializer(serializers.ModelSerializer):
             if field is serializers.DecimalField
         },
     }
+
+    def get_fields(self):
+        fields = super().get_fields()
+        clock_label(fields)
+        return fields

@@ -14,10 +14,11 @@ from rest_framework.views import APIView
 
 from notify.models import LEVEL_CHOICES, SEND_PERMISSION, Destination, Notification
 
+from .fields import ModelSerializer
 from .filters import _since_until
 
 
-class NotificationSerializer(serializers.ModelSerializer):
+class NotificationSerializer(ModelSerializer):
     digest = serializers.PrimaryKeyRelatedField(read_only=True)
 
     class Meta:

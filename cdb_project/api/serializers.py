@@ -7,6 +7,7 @@ from rest_framework.authtoken.serializers import AuthTokenSerializer
 
 from execution.models import Order, Position, Trade
 from ground.amounts import plain
+from ground.timeutil import WALL_TIME_TEXT
 from marketdata.models import Candle
 from risk.models import Alert, RiskEvent
 from risk.parameters import PARAMETER_SPECS
@@ -372,7 +373,7 @@ class RiskParametersSerializer(serializers.Serializer):
     )
     sources = serializers.DictField(child=serializers.CharField(), read_only=True, help_text="env, admin or default")
     ranges = serializers.SerializerMethodField()
-    updated_at = serializers.DateTimeField(read_only=True)
+    updated_at = serializers.DateTimeField(read_only=True, help_text=WALL_TIME_TEXT)
 
     @extend_schema_field(serializers.DictField(child=ParameterRangeSerializer()))
     def get_ranges(self, obj) -> dict:

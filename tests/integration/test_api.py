@@ -656,6 +656,31 @@ def test_openapi_schema_lists_every_endpoint(viewer):
     assert {"tokenAuth", "cookieAuth"} <= set(schema["components"]["securitySchemes"])
 
 
+def test_the_schema_labels_each_time_fields_clock(viewer):
+    """Orders carry market time, ``created_at`` / ``updated_at`` the server's wall time: the schema says which, the
+    names stay (issue 22: "one clock … both labelled")."""
+    schema = viewer.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    components = schema["components"]["schemas"]
+    walls = markets = 0
+    for name, component in components.items():
+        for field, spec in component.get("properties", {}).items():
+            said = spec.get("description", "")
+            if field in ("created_at", "updated_at", "sent_at"):
+                assert said.startswith("Wall time: the server's clock"), (name, field, said)
+                assert "market time" in said and "ISO 8601 UTC" in said
+                walls += 1
+            elif field in ("timestamp", "event_time", "submitted_at", "filled_at", "entry_time", "exit_time"):
+                assert said.startswith("Market time:"), (name, field, said)
+                markets += 1
+    order, trade = components["Order"]["properties"], components["Trade"]["properties"]
+    assert {"created_at", "event_time", "submitted_at", "filled_at"} <= set(order)
+    assert order["event_time"]["description"].endswith("Event time of the decision, epoch ms")  # the model's kept
+    assert trade["entry_time"]["description"].startswith("Market time:")
+    assert components["RiskParameters"]["properties"]["updated_at"]["description"].startswith("Wall time:")
+    assert components["Notification"]["properties"]["created_at"]["description"].startswith("Wall time:")
+    assert walls >= 8 and markets >= 10, (walls, markets)
+
+
 def test_swagger_ui_is_served_from_the_installed_package():
     client = Client()
     client.force_login(make_user("reader"))

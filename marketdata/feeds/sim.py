@@ -39,6 +39,7 @@ class SimulatedMarket:
         if interval not in INTERVAL_MS:
             raise ValueError(f"unsupported interval {interval!r}; use one of {', '.join(INTERVAL_MS)}")
         self.symbols = list(symbols)
+        self.stored_until: dict[str, int] = {}  # symbol → its newest stored candle time: not published again
         self.interval = interval
         self.step_ms = INTERVAL_MS[interval]
         self.timestamp = start_ms - start_ms % self.step_ms

@@ -20,8 +20,10 @@ logger = logging.getLogger("cdb.feed.sim")
 
 @dataclass(frozen=True)
 class SimPlan:
-    """A simulated market ready to run: ``backfill`` candles at once first (0 when it carries on from stored
-    candles, whose history warms the strategies), ``resumed_from_ms`` the stored candle it carries on from."""
+    """A simulated market ready to run: ``backfill`` candles at once first, ``resumed_from_ms`` the stored candle it
+    carries on from. Carrying on, the backfill is what an interrupted first run left of its own (the stored history
+    is shorter than the ``--backfill`` asked: ``make run`` stopped during its first backfill), else 0: the stored
+    history warms the strategies."""
 
     market: SimulatedMarket
     backfill: int
@@ -31,21 +33,36 @@ class SimPlan:
         symbols = ", ".join(self.market.symbols)
         if self.resumed_from_ms is None:
             return f"simulated market ({symbols}) starting {self.backfill} candles before now"
-        return f"simulated market ({symbols}) carrying on from its last stored candle"
+        said = f"simulated market ({symbols}) carrying on from its last stored candle"
+        if self.backfill:
+            candles = f"{self.backfill} candle" + ("s" if self.backfill != 1 else "")
+            said += f", first completing the backfill a stopped run left short ({candles} at once)"
+        return said
 
 
-def stored_resume_point(symbols: list[str], interval: str) -> tuple[int, dict[str, float]] | None:
-    """The newest stored candle time of ``symbols`` at ``interval`` and each symbol's last close, or None."""
-    from django.db.models import Max
+@dataclass(frozen=True)
+class StoredMarket:
+    """What is stored of a simulated market's symbols at one interval: each symbol's newest candle time, its close
+    there, and how many candles it has."""
+
+    newest: dict[str, int]
+    closes: dict[str, float]
+    counts: dict[str, int]
+
+
+def stored_market(symbols: list[str], interval: str) -> StoredMarket | None:
+    """The stored candles of ``symbols`` at ``interval`` (None when there are none)."""
+    from django.db.models import Count, Max
 
     from ..models import Candle
 
-    newest = dict(
+    rows = (
         Candle.objects.filter(symbol__in=symbols, interval=interval)
         .values("symbol")
-        .annotate(ts=Max("timestamp"))
-        .values_list("symbol", "ts")
+        .annotate(ts=Max("timestamp"), n=Count("id"))
+        .values_list("symbol", "ts", "n")
     )
+    newest = {symbol: ts for symbol, ts, _ in rows}
     if not newest:
         return None
     closes = {
@@ -55,21 +72,29 @@ def stored_resume_point(symbols: list[str], interval: str) -> tuple[int, dict[st
         ).values_list("symbol", "timestamp", "close")
         if newest[symbol] == ts
     }
-    return max(newest.values()), closes
+    return StoredMarket(newest, closes, {symbol: n for symbol, _, n in rows})
 
 
 def build_market(symbols: list[str], seed: int, interval: str, backfill: int) -> SimPlan:
     """Carry on from the last candle stored for these symbols (a restart: the market goes on where it stopped,
     so every new candle is newer than what is decided already); on an empty database start ``backfill``
-    intervals in the past so strategies are warm right away."""
+    intervals in the past so strategies are warm right away.
+
+    A run stopped in the middle of its first backfill (or of a step, before every symbol had its candle) is carried
+    on cleanly: the market goes on from the symbol that is furthest behind, a symbol never gets a candle time it has
+    already (nothing is published, so nothing decided, twice; no gap is left in a symbol that lags), and the part of
+    the backfill still missing is published at once as the first run would have."""
     if interval not in INTERVAL_MS:
         raise ValueError(f"unsupported interval {interval!r}; use one of {', '.join(INTERVAL_MS)}")
     step = INTERVAL_MS[interval]
-    resume = stored_resume_point(symbols, interval)
-    if resume is None:
+    stored = stored_market(symbols, interval)
+    if stored is None:
         return SimPlan(SimulatedMarket(symbols, seed, interval, now_ms() - backfill * step), backfill)
-    last, closes = resume
-    return SimPlan(SimulatedMarket(symbols, seed, interval, last + step, prices=closes), 0, last)
+    behind = min(stored.newest.values())
+    market = SimulatedMarket(symbols, seed, interval, behind + step, prices=stored.closes)
+    market.stored_until = dict(stored.newest)
+    missing = max(0, backfill - min(stored.counts.values()))
+    return SimPlan(market, missing, max(stored.newest.values()))
 
 
 def publish_step(market: SimulatedMarket) -> int:
@@ -77,6 +102,11 @@ def publish_step(market: SimulatedMarket) -> int:
     from .. import clock
 
     candles = market.next_candles()
+    stored_until = market.stored_until  # a symbol already stored at this time (a step a stopped run cut short)
+    if stored_until:
+        candles = [(symbol, candle) for symbol, candle in candles if candle.timestamp > stored_until.get(symbol, -1)]
+        if market.timestamp > max(stored_until.values()):
+            market.stored_until = {}
     for symbol, candle in candles:
         publish_candle(symbol, market.interval, candle)
     if candles:

@@ -194,6 +194,83 @@ def test_make_run_twice_carries_on_and_a_replay_fits_in(tmp_path):
         _stop(third)
 
 
+SIM_SYMBOLS = ("BTC_USDT", "ETH_USDT", "SOL_USDT", "XRP_USDT")
+
+
+def test_a_first_run_stopped_during_its_backfill_carries_on_cleanly(tmp_path):
+    """`make run` stopped (SIGTERM, as Ctrl-C) while its first backfill is publishing, then `make run` again: the
+    second run completes the backfill at once and goes on, each symbol's candles without a gap, nothing published
+    or decided twice, no negative age (issue 22's review). A longer backfill than make run's 60 so the stop falls
+    inside it on a fast machine too."""
+    db = tmp_path / "db.sqlite3"
+    env = _env(db)
+    backfill = 200
+    first, _ = _serve(env, tmp_path, "run1", "--backfill", str(backfill))
+    try:
+        wait_until(lambda: _one(db, "SELECT COUNT(*) FROM marketdata_candle") >= 8, timeout=60, message="a backfill")
+    finally:
+        _stop(first)
+    stored = dict(_query(db, "SELECT symbol, COUNT(*) FROM marketdata_candle GROUP BY symbol"))
+    assert set(stored) == set(SIM_SYMBOLS) and len(set(stored.values())) == 1, stored  # a stop ends a whole step
+    done = stored["BTC_USDT"]
+    assert 2 <= done < backfill, stored  # stopped inside its backfill
+    first_candle = _one(db, "SELECT MIN(timestamp) FROM marketdata_candle")
+
+    second, port = _serve(env, tmp_path, "run2", "--backfill", str(backfill))
+    try:
+        assert (
+            "carrying on from its last stored candle, first completing the backfill a stopped run left short "
+            f"({backfill - done} candles at once): one 1m candle every 1 s" in second.output()
+        ), second.output()[-3000:]
+        wait_until(
+            lambda: (
+                _one(db, "SELECT MIN(n) FROM (SELECT COUNT(*) AS n FROM marketdata_candle GROUP BY symbol)")
+                >= backfill + 3
+            ),
+            timeout=120,
+            message="the backfill completed and the market going on",
+        )
+        token = _token(port)
+        _check_status(_get(port, "/api/status/", token))  # its time where the first run's backfill would have led
+    finally:
+        _stop(second)
+    assert "already stored and decided" not in second.output()
+    for symbol, count, first_time, last_time in _query(
+        db, "SELECT symbol, COUNT(*), MIN(timestamp), MAX(timestamp) FROM marketdata_candle GROUP BY symbol"
+    ):
+        assert first_time == first_candle and (last_time - first_time) // 60_000 + 1 == count, symbol  # no gap
+    twice = _query(
+        db, "SELECT signal_id, COUNT(*) FROM risk_riskevent WHERE signal_id != '' GROUP BY 1 HAVING COUNT(*) > 1"
+    )
+    assert twice == []  # no signal decided twice
+    assert _query(db, "SELECT COUNT(*) FROM trading_signal") == _query(
+        db, "SELECT COUNT(DISTINCT signal_id) FROM trading_signal"
+    )
+
+
+def test_a_step_cut_short_is_completed_for_the_symbols_it_missed(tmp_path):
+    """A run killed between two symbols' candles of one step (a stop finishes its step; a kill or a crash does not):
+    the next run gives the lagging symbol its missing candle and publishes nothing again for the others."""
+    db = tmp_path / "db.sqlite3"
+    env = _env(db)
+    _manage(env, "migrate", "--noinput")
+    sim = ("run_feed", "--source", "sim", "--tick-seconds", "0.01")
+    _manage(env, *sim, "--backfill", "6", "--steps", "0")
+    newest = _one(db, "SELECT MAX(timestamp) FROM marketdata_candle")
+    with sqlite3.connect(db) as connection:  # the cut: ETH_USDT's and XRP_USDT's candles of the last step missing
+        connection.execute(
+            "DELETE FROM marketdata_candle WHERE symbol IN ('ETH_USDT', 'XRP_USDT') AND timestamp = ?", (newest,)
+        )
+    again = _manage(env, *sim, "--backfill", "6", "--steps", "2")
+    assert "first completing the backfill a stopped run left short (1 candle at once)" in again.stdout, again.stdout
+    rows = _query(db, "SELECT symbol, COUNT(*), COUNT(DISTINCT timestamp), MIN(timestamp), MAX(timestamp) "
+                      "FROM marketdata_candle GROUP BY symbol")  # fmt: skip
+    assert {r[0] for r in rows} == set(SIM_SYMBOLS)
+    for symbol, count, distinct, first_time, last_time in rows:
+        assert count == distinct == 8 and (last_time - first_time) // 60_000 + 1 == 8, (symbol, count, distinct)
+    assert "already stored" not in again.stdout + again.stderr
+
+
 @pytest.mark.shared_data
 def test_amounts_in_the_backtest_summary_and_reports(tmp_path):
     """For people the quote's places (BTC: 8) and ISO 8601 UTC times; for programs every JSON key as before."""

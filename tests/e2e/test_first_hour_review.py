@@ -319,3 +319,81 @@ def test_a_halt_typed_in_a_shell_joins_the_open_dashboards_alerts_table(run):
         expect(alerts).to_contain_text("shell release for the table", timeout=10_000)
         assert alerts.locator("tr", has_text="shell halt for the table").count() == 1  # merged once, not per refresh
         browser.close()
+
+
+# The admin's list pages a trader opens, with what each shows: amounts, and times labelled with their clock.
+ADMIN_LISTS = [
+    "execution/order",
+    "execution/trade",
+    "execution/position",
+    "risk/riskevent",
+    "risk/alert",
+    "risk/auditlog",
+    "trading/signal",
+    "marketdata/candle",
+    "marketdata/datafreshness",
+    "marketdata/watchlistentry",
+]
+# In the page: cells cut off, and how far the page scrolls sideways beyond its window.
+OVERFLOW = """() => {
+  const visible = (el) => el.offsetParent !== null;
+  const cut = [...document.querySelectorAll("table td, table th")].filter(
+    (td) => visible(td) && td.scrollWidth > td.clientWidth + 1).map((td) => td.textContent.trim().slice(0, 60));
+  const box = document.querySelector("#changelist .results");
+  return {cut, sideways: document.documentElement.scrollWidth - document.documentElement.clientWidth,
+          list_sideways: box ? box.scrollWidth - box.clientWidth : 0};
+}"""
+PERCENT = r"-?\d{1,3}(,\d{3})*\.\d{2} %"
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize(("width", "height"), [(1280, 800), (1920, 1080)])
+def test_admin_amounts_and_times_at_1280_and_1920_px(run, width, height):
+    """Issue 22's last review, item 6: the admin, the amounts and the times read as they should at both widths —
+    no cell cut off, no page wider than the window, every time ISO 8601 UTC with its clock named in the column,
+    and the dashboard's percentages in the one shape the commands print (``ground.amounts.percent``). At 1280 px
+    the admin's lists fit their box without scrolling sideways (with the navigation sidebar they had 631 px, and
+    orders needed 905)."""
+    from tests.e2e.test_first_hour import ARTIFACTS, CLIPPED
+
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    expect = playwright_api.expect
+    port = run["port"]
+    base = f"http://127.0.0.1:{port}"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=shutil.which("chromium") or "/usr/bin/chromium", headless=True, args=["--no-sandbox"]
+        )
+        page = browser.new_page(viewport={"width": width, "height": height})
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.on("response", lambda r: r.status >= 400 and errors.append(f"{r.url}: {r.status}"))
+        _login(page, port)
+        expect(page.locator("body")).to_have_attribute("data-connection", "live", timeout=20_000)
+        expect(page.locator("#order-results tbody tr").first).to_be_visible(timeout=20_000)
+        expect(page.locator("#trades-totals")).to_contain_text("win rate", timeout=20_000)
+        drawdown = page.locator("#drawdown").inner_text()
+        assert re.fullmatch(rf"\+?{PERCENT} · drawdown {PERCENT} of limit 5\.00 %", drawdown), drawdown
+        exposure = page.locator("#exposure-limit").inner_text()
+        assert re.fullmatch(rf"{PERCENT} of equity · limit 50\.00 %", exposure), exposure
+        totals = page.locator("#trades-totals").inner_text()
+        assert re.search(r"win rate (–|\d{1,3}\.\d %)", totals), totals
+        assert page.evaluate(CLIPPED) == [], f"dashboard at {width}px"
+        page.screenshot(path=str(ARTIFACTS / f"review-dashboard-{width}x{height}.png"))
+        for path in ADMIN_LISTS:
+            page.goto(f"{base}/admin/{path}/")
+            expect(page.locator("#content h1")).to_be_visible()
+            measured = page.evaluate(OVERFLOW)
+            assert measured == {"cut": [], "sideways": 0, "list_sideways": 0}, (path, width, measured)
+            headers = page.locator("#result_list thead th").all_text_contents()
+            body = page.locator("#result_list tbody").inner_text() if page.locator("#result_list").count() else ""
+            timed = [h for h in headers if "UTC" in h]
+            assert all(re.search(r"\((market|wall) time, UTC\)", h) for h in timed), (path, headers)
+            if timed and body:
+                assert re.search(ISO, body), (path, body[:500])
+            assert not re.search(r"\d\.\d*0000(?!\d)", body), (path, body[:500])  # not the store's 12 places
+            assert not re.search(r"\b\d{13}\b", body), (path, body[:500])  # no epoch milliseconds for people
+            page.screenshot(path=str(ARTIFACTS / f"review-admin-{path.replace('/', '-')}-{width}x{height}.png"))
+        assert not errors, errors
+        browser.close()

@@ -617,9 +617,7 @@ def test_btc_quoted_entries_below_the_minimum_order_value_are_not_placed_in_both
     # the exposure limit (14 % = 0.00028 BTC) leaves LTC_BTC 0.00008 BTC, below the minimum: not placed, on paper as
     # live (issue 22: BTC-quoted markets had no minimum, so the dust order went through).
     monkeypatch.setenv("INITIAL_CAPITAL", "0.002")
-    eth = [f"{DAY2 + i * 60_000},0.05,0.05,0.05,0.05,1000000" for i in range(8)]
-    ltc = [f"{DAY2 + i * 60_000},0.004,0.004,0.004,0.004,1000000" for i in range(8)]
-    files = [_write(tmp_path / "ETH_BTC-1m.csv", eth), _write(tmp_path / "LTC_BTC-1m.csv", ltc)]
+    files = [_flat(tmp_path / "ETH_BTC-1m.csv", 0.05, 8), _flat(tmp_path / "LTC_BTC-1m.csv", 0.004, 8)]
     signals = tmp_path / "signals.csv"
     signals.write_text(f"{DAY2 + 60_000},ETH_BTC,BUY\n{DAY2 + 3 * 60_000},LTC_BTC,BUY\n")
     params = ["POSITION_SIZE_PCT=0.1", "MAX_POSITION_PCT=0.1", "MAX_EXPOSURE_PCT=0.14"]

@@ -23,7 +23,7 @@ from django.core.management import call_command
 from django.db import connections
 
 from execution.models import Order, Trade
-from ground import bus
+from ground import amounts, bus
 from marketdata.models import Candle
 from tests.e2e.test_browser_dashboard import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, TIMEOUT, _user, off_loop
 from tests.support import processes
@@ -366,6 +366,18 @@ def test_a_stored_backtest_opens_with_its_trades_on_the_chart(server, browser, t
     shown = backtest_amounts(report)
     expect(page.locator(".card", has_text="Profit factor").locator("p")).to_have_text(shown["profit_factor"])
     expect(page.locator(".card", has_text="Sharpe").locator("p")).to_have_text(shown["sharpe"])
+    # percentages as the command and the HTML report print them (ground.amounts.percent: half to even on the exact
+    # value; the summary's *_pct are in percent, win rates fractions), the trades' P&L % too
+    summary = report["summary"]
+
+    def card(label: str):
+        return page.locator(".card", has=page.get_by_role("heading", name=label, exact=True)).locator("p")
+
+    for label, key in (("Return", "total_return_pct"), ("Max drawdown", "max_drawdown_pct"),
+                       ("Time in market", "time_in_market_pct")):  # fmt: skip
+        expect(card(label)).to_have_text(amounts.percent(summary[key], fraction=False))
+    expect(card("Win rate")).to_have_text(amounts.percent(summary["win_rate"], 1))
+    expect(first.nth(7)).to_have_text(amounts.percent(report["trades"][0]["profit_loss_percent"], fraction=False))
     expect(first.nth(8)).to_have_text(shown["trades"][0]["duration"])
     expect(first.nth(9)).to_have_text(shown["trades"][0]["exit_reason"])
     expect(page.locator("#run-trades")).not_to_contain_text(" min")

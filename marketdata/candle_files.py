@@ -55,6 +55,11 @@ FREQTRADE_NAME = re.compile(
 CHUNK = 8192  # rows built per step of iter_merged
 EXACT_BELOW = 4096.0  # two values on the 1e-12 grid below 2**12 are never the same float (ulp ≤ 2**-40)
 PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
+EAGER_PRICES = ("high", "low", "close")  # made when a row is built (``_text_rows``); the others on first read
+_PRICE_INDEX = {name: column for column, name in enumerate(PRICE_COLUMNS)}
+_EAGER_INDEX = [_PRICE_INDEX[name] for name in EAGER_PRICES]
+_EAGER_FIELDS = np.array(_EAGER_INDEX) - 4  # their fields counted from a line's last (the volume: 0)
+_POW10 = np.array([float(10**k) for k in range(13)])  # exact
 
 # byte classes of a CSV line (the separators last, so ``>= COMMA`` finds them)
 DIGIT, POINT, EXP, MINUS, OTHER, COMMA, NEWLINE = range(7)
@@ -76,6 +81,7 @@ class CandleFile:
     timestamps: np.ndarray  # int64
     values: np.ndarray  # float64 (n, 5): open, high, low, close, volume as the strategy reads them
     texts: list[list[str]]  # 5 columns: each accepted plain row's exact text ("0" where checked one by one)
+    eager: list[list[Decimal]]  # EAGER_PRICES' columns: Decimal(text), one object per distinct number
     checked_rows: dict[int, CandleRow]  # accepted rows checked one by one, by position
     rejected: Counter
 
@@ -100,7 +106,8 @@ def parse_csv(data: bytes, symbol: str, interval: str, *, on_grid: bool = True) 
     """The rows of a CSV's bytes, exactly as ``validation.validate_lines`` judges the decoded lines (of
     ``interval``: every open time on its grid; ``on_grid`` False: the format's rules alone, as without one)."""
     if not data.strip(b"\r\n"):
-        return CandleFile(symbol, interval, np.zeros(0, np.int64), np.zeros((0, 5)), [[]] * 5, {}, Counter())
+        empty = np.zeros(0, np.int64)
+        return CandleFile(symbol, interval, empty, np.zeros((0, 5)), [[]] * 5, [[]] * 3, {}, Counter())
     if b"\r" in data:  # universal newlines, as a text-mode file reads them
         data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
     if data and not data.endswith(b"\n"):
@@ -117,7 +124,7 @@ def parse_csv(data: bytes, symbol: str, interval: str, *, on_grid: bool = True) 
     special_field = np.cumsum(is_sep)[~is_sep]  # the field of each point, exponent, sign or other byte
     special = events[~is_sep], kinds[~is_sep], special_field
 
-    plain = _plain_lines(buf, special, sep, newline_at, field_start)
+    plain, decimals = _plain_lines(buf, special, sep, newline_at, field_start)
     text = data.decode("latin-1")  # plain lines are ASCII; the others are decoded as UTF-8 below
     if len(plain) and plain[0] + len(plain) == len(line_end):  # the usual file: a header, then plain lines
         fields = text[line_start[plain[0]] : -1].replace("\n", ",").split(",")
@@ -172,7 +179,37 @@ def parse_csv(data: bytes, symbol: str, interval: str, *, on_grid: bool = True) 
     else:
         pick = source.tolist()
         columns = [list(map([*column, "0"].__getitem__, pick)) for column in texts]
-    return CandleFile(symbol, interval, stamps[accepted], rows_values, columns, checked_rows, rejected)
+    # the decimals of each accepted row's eager prices (-1: not shared, as a row checked one by one)
+    eager_fields = newline_at[plain[plain_good]][:, None] + _EAGER_FIELDS  # high, low, close: 3, 2, 1 from the end
+    eager_decimals = np.concatenate((decimals[eager_fields], np.full((1, 3), -1)))[np.minimum(take, n_plain)]
+    eager_columns = [columns[_PRICE_INDEX[name]] for name in EAGER_PRICES]
+    eager = _shared_decimals(eager_columns, rows_values[:, _EAGER_INDEX], eager_decimals)
+    return CandleFile(symbol, interval, stamps[accepted], rows_values, columns, eager, checked_rows, rejected)
+
+
+def _shared_decimals(texts: list[list[str]], values: np.ndarray, decimals: np.ndarray) -> list[list[Decimal]]:
+    """``[list(map(Decimal, column)) for column in texts]``, one Decimal made per distinct number: prices repeat
+    (the six 5m files: ~70 % of their highs, lows and closes are another's number), and a Decimal is immutable.
+    ``values``/``decimals`` (n, columns): each text's float and its digits after the point (-1: not shared).
+    The same float and the same decimals d are the same text's Decimal (m·10⁻ᵈ, the same coefficient m and
+    exponent) when m < 2**51: two m·10⁻ᵈ apart by at least 10⁻ᵈ, more than the float's spacing there, never
+    round to one float."""
+    n, width = values.shape
+    if not n:
+        return [[] for _ in range(width)]
+    flat_values, flat_decimals = values.T.ravel(), decimals.T.ravel()  # column after column, as ``texts``
+    shared = (flat_decimals >= 0) & (flat_values * _POW10[np.maximum(flat_decimals, 0)] < 2.0**51)
+    key = np.where(shared, flat_decimals, 100 + np.arange(len(flat_values)))  # each unshared text its own
+    order = np.lexsort((key, flat_values))
+    ordered_values, ordered_keys = flat_values[order], key[order]
+    first = np.ones(len(order), bool)
+    first[1:] = (ordered_values[1:] != ordered_values[:-1]) | (ordered_keys[1:] != ordered_keys[:-1])
+    every_text = list(chain.from_iterable(texts))
+    made = list(map(Decimal, map(every_text.__getitem__, order[first].tolist())))
+    group = np.empty(len(order), np.int64)
+    group[order] = np.cumsum(first) - 1
+    flat = list(map(made.__getitem__, group.tolist()))
+    return [flat[column * n : (column + 1) * n] for column in range(width)]
 
 
 def _check_one_by_one(data: bytes, line_start, line_end, lines: np.ndarray, rejected: Counter) -> dict[int, CandleRow]:
@@ -190,17 +227,19 @@ def _check_one_by_one(data: bytes, line_start, line_end, lines: np.ndarray, reje
     return checked
 
 
-def _plain_lines(buf, special, sep, newline_at, field_start) -> np.ndarray:
-    """The indices of the plain lines (``validation.PLAIN_ROW``'s shape).
+def _plain_lines(buf, special, sep, newline_at, field_start) -> tuple[np.ndarray, np.ndarray]:
+    """The indices of the plain lines (``validation.PLAIN_ROW``'s shape), and each field's digits after its point
+    (-1 with an exponent).
     ``special``: the position, class and field of every byte that is neither a digit nor a separator."""
     n_fields = len(sep)
     at, kind, field = special
     length = sep - field_start
     line_of_field = np.cumsum(np.bincount(newline_at + 1, minlength=n_fields)[:n_fields])
     bad_lines = line_of_field[field[kind == OTHER]]
-    n_point = np.bincount(field[kind == POINT], minlength=n_fields)
+    is_point = kind == POINT
+    n_point = np.bincount(field[is_point], minlength=n_fields)
     point = np.zeros(n_fields, np.int64)
-    point[field[kind == POINT]] = at[kind == POINT]
+    point[field[is_point]] = at[is_point]
 
     # a price: D{1,16} (. D{0,12})? — what every field of a usual file is; exponents are checked below
     int_digits = np.where(n_point == 1, point, sep) - field_start
@@ -208,24 +247,31 @@ def _plain_lines(buf, special, sep, newline_at, field_start) -> np.ndarray:
     number = (n_point <= 1) & (int_digits >= 1) & (int_digits <= 16) & (decimals <= 12)
     # the timestamp: D{1,18}
     integer = (n_point == 0) & (length >= 1) & (length <= 18)
-    rare = (kind == EXP) | (kind == MINUS)
-    if rare.any():  # D{1,16} (. D*)? e - D{1,2}, the decimals and the exponent k ≤ 12 in all
-        with_exponent = np.zeros(n_fields, bool)
+    with_exponent = np.zeros(n_fields, bool)
+    rare = np.flatnonzero((kind == EXP) | (kind == MINUS))
+    if len(rare):  # an exponent or a sign outside a line refused anyway (the header's e: not a plain line)
+        bad_line = np.zeros(len(newline_at), bool)
+        bad_line[bad_lines] = True
+        rare = rare[~bad_line[line_of_field[field[rare]]]]
+    if len(rare):  # D{1,16} (. D*)? e - D{1,2}, the decimals and the exponent k ≤ 12 in all
         with_exponent[field[rare]] = True
         fields = np.flatnonzero(with_exponent)
         integer[fields] = False
-        number[fields] = _exponent_numbers(buf, at, kind, field, fields, point, n_point, sep, field_start)
+        decimals[fields] = -1  # with the exponent's k: not shared (``_shared_decimals``)
+        rare_special = at[rare], kind[rare], field[rare]
+        number[fields] = _exponent_numbers(buf, *rare_special, fields, point, n_point, sep, field_start)
 
     six = np.diff(newline_at, prepend=-1) == 6
     six[bad_lines] = False
     candidates = np.flatnonzero(six)
     last = newline_at[candidates]
     ok = integer[last - 5] & number[last - 4] & number[last - 3] & number[last - 2] & number[last - 1] & number[last]
-    return candidates[ok]
+    return candidates[ok], decimals
 
 
 def _exponent_numbers(buf, at, kind, field, fields, point, n_point, sep, field_start) -> np.ndarray:
-    """For the fields with an ``e``/``E`` or a ``-`` (sorted): whether each is a plain number with an exponent."""
+    """For the fields with an ``e``/``E`` or a ``-`` (sorted; ``at``, ``kind``, ``field``: those bytes): whether
+    each is a plain number with an exponent."""
     exp_of, minus_of = kind == EXP, kind == MINUS
     exp_index, minus_index = np.searchsorted(fields, field[exp_of]), np.searchsorted(fields, field[minus_of])
     n_exp = np.bincount(exp_index, minlength=len(fields))
@@ -329,8 +375,6 @@ class TextRow(CandleRow):
 
 
 _FIELD_NAMES = ("timestamp", *PRICE_COLUMNS)
-EAGER_PRICES = ("high", "low", "close")  # made when a row is built (``_text_rows``); the others on first read
-_PRICE_INDEX = {name: column for column, name in enumerate(PRICE_COLUMNS)}
 
 
 def _text_rows(file: CandleFile, timestamps: list[int], low: int) -> list[TextRow]:
@@ -341,9 +385,8 @@ def _text_rows(file: CandleFile, timestamps: list[int], low: int) -> list[TextRo
     below making all five, and ~2 % below leaving high and low lazy too)."""
     rows = list(map(object.__new__, repeat(TextRow, len(timestamps))))
     deque(map(CandleRow.__dict__["timestamp"].__set__, rows, timestamps), maxlen=0)
-    for name in EAGER_PRICES:
-        column = file.texts[_PRICE_INDEX[name]][low : low + len(timestamps)]
-        deque(map(CandleRow.__dict__[name].__set__, rows, map(Decimal, column)), maxlen=0)
+    for name, column in zip(EAGER_PRICES, file.eager, strict=True):
+        deque(map(CandleRow.__dict__[name].__set__, rows, column[low : low + len(timestamps)]), maxlen=0)
     deque(map(TextRow.__dict__["_texts"].__set__, rows, repeat(file.texts)), maxlen=0)
     deque(map(TextRow.__dict__["_at"].__set__, rows, range(low, low + len(timestamps))), maxlen=0)
     return rows

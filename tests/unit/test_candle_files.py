@@ -7,6 +7,7 @@ import heapq
 import io
 from collections import Counter
 from decimal import Decimal
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -150,6 +151,54 @@ def test_crafted_bad_rows_are_refused_with_todays_reasons_and_the_rest_accepted_
     assert rejected["timestamp_going_back"] == 1  # … and the rows after them are not "going back" from them
     wide = next(row for row in rows if row.timestamp == 24500)  # 17 + 12 digits once quantized: no longer a crash
     assert (wide.high, wide.low) == (Decimal("1E16"), Decimal("2E-12"))
+
+
+SAME_FLOAT = [
+    "0.1",
+    "0.10",
+    "00.1",
+    "0.100000000000",
+    "1e-1",
+    "1.0e-1",
+    "10e-2",
+    "0.1",
+    "1E-1",
+    "9007199254740992",
+    "9007199254740993",
+    "9007199254740992.0",
+    "2251799813685248",
+    "2251799813685249",
+    "4503599627.370496",
+    "4503599627.370497",
+    "0.000000000001",
+    "1e-12",
+    "0.0000000000010",
+    "123",
+    "123.0",
+    "123.000",
+    "0123",
+]
+
+
+def test_one_decimal_is_shared_only_by_texts_of_the_same_number_and_exponent():
+    """The loader makes one Decimal per distinct price (``_shared_decimals``): texts of one float but of other
+    digits after the point (0.1, 0.10, 1e-1) or of another integer beyond 2**51 (…992, …993) keep their own."""
+    lines = ["timestamp_ms,open,high,low,close,volume"]
+    lines += [f"{n},{t},{t},{t},{t},1" for n, t in enumerate(SAME_FLOAT, 1)]
+    lines += [f"{n},{t},{u},{t},{t},1" for n, (t, u) in enumerate(pairwise(SAME_FLOAT), 100)]
+    data = "\n".join(lines).encode()
+    assert_same(data)
+    rows, _, _ = vectorised(data)
+    close_text = {n: t for n, t in enumerate(SAME_FLOAT, 1)} | {n: t for n, t in enumerate(SAME_FLOAT, 100)}
+    assert len({str(row.close) for row in rows}) == 14  # 0.1, 0.10, …992, …993, …992.0, 1E-12 (13 decimals: quantized)
+    objects: dict[str, set[int]] = {}
+    for row in rows:
+        text = close_text[row.timestamp]
+        plain = "e" not in text.lower() and len(text.partition(".")[2]) <= 12
+        if plain and int(text.replace(".", "")) < 2**51:  # shared (above: each text its own, as with an exponent)
+            objects.setdefault(str(row.close), set()).add(id(row.close))
+    assert set(objects) == {"0.1", "0.10", "0.100000000000", "1E-12", "123", "123.0", "123.000"}
+    assert all(len(made) == 1 for made in objects.values())
 
 
 @pytest.mark.parametrize(

@@ -84,6 +84,7 @@ class CandleFile:
     eager: list[list[Decimal]]  # EAGER_PRICES' columns: Decimal(text), one object per distinct number
     checked_rows: dict[int, CandleRow]  # accepted rows checked one by one, by position
     rejected: Counter
+    floats: list[list[float]] | None = None  # ``values``' columns as Python floats, kept from parsing (or None)
 
     def __len__(self) -> int:
         return len(self.timestamps)
@@ -135,8 +136,8 @@ def parse_csv(data: bytes, symbol: str, interval: str, *, on_grid: bool = True) 
         fields = []
     ts = np.fromiter(map(int, fields[::6]), np.int64, count=len(plain))  # at most 18 digits
     texts = [fields[column::6] for column in range(1, 6)]
-    values = np.fromiter(map(float, chain.from_iterable(texts)), np.float64, count=len(plain) * 5)
-    values = values.reshape(5, -1).T
+    floats = list(map(float, chain.from_iterable(texts)))  # the candles' own floats, when every row is taken
+    values = np.array(floats, np.float64).reshape(5, -1).T
     reasons, unsure = _plain_reasons(values)
     late = ts > MAX_TIMESTAMP_MS  # validation._check_plain judges the timestamp first
     reasons[late], unsure[late] = 4, False
@@ -174,8 +175,10 @@ def parse_csv(data: bytes, symbol: str, interval: str, *, on_grid: bool = True) 
         row = checked_list[take[position] - n_plain]
         checked_rows[position] = row
         rows_values[position] = [float(getattr(row, name)) for name in PRICE_COLUMNS]
+    candle_floats = None
     if not checked_rows and len(source) == len(values):
         columns = texts  # every plain row accepted (the usual file): no copy
+        candle_floats = [floats[column * len(plain) : (column + 1) * len(plain)] for column in range(5)]
     else:
         pick = source.tolist()
         columns = [list(map([*column, "0"].__getitem__, pick)) for column in texts]
@@ -184,7 +187,9 @@ def parse_csv(data: bytes, symbol: str, interval: str, *, on_grid: bool = True) 
     eager_decimals = np.concatenate((decimals[eager_fields], np.full((1, 3), -1)))[np.minimum(take, n_plain)]
     eager_columns = [columns[_PRICE_INDEX[name]] for name in EAGER_PRICES]
     eager = _shared_decimals(eager_columns, rows_values[:, _EAGER_INDEX], eager_decimals)
-    return CandleFile(symbol, interval, stamps[accepted], rows_values, columns, eager, checked_rows, rejected)
+    return CandleFile(
+        symbol, interval, stamps[accepted], rows_values, columns, eager, checked_rows, rejected, candle_floats
+    )
 
 
 def _shared_decimals(texts: list[list[str]], values: np.ndarray, decimals: np.ndarray) -> list[list[Decimal]]:
@@ -452,7 +457,8 @@ def _bars(file: CandleFile, low: int, high: int, bar: Callable, candle: type, tu
     for position, row in file.checked_rows.items():
         if low <= position < high:
             rows[position - low] = row
-    candles = build_many(candle, [ts, *file.values[low:high].T.tolist()])
+    floats = [column[low:high] for column in file.floats] if file.floats else file.values[low:high].T.tolist()
+    candles = build_many(candle, [ts, *floats])
     known = (file.timestamps[low:high] + interval_ms(file.interval)).tolist()
     columns = (repeat(file.symbol), repeat(file.interval), rows, candles, known)
     if tuple_bar:

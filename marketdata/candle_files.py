@@ -80,11 +80,12 @@ class CandleFile:
     interval: str
     timestamps: np.ndarray  # int64
     values: np.ndarray  # float64 (n, 5): open, high, low, close, volume as the strategy reads them
-    texts: list[list[str]]  # 5 columns: each accepted plain row's exact text ("0" where checked one by one)
-    eager: list[list[Decimal]]  # EAGER_PRICES' columns: Decimal(text), one object per distinct number
+    # object arrays (``held``): 5 columns, each accepted plain row's exact text ("0" where checked one by one)
+    texts: list[np.ndarray]
+    eager: list[np.ndarray]  # EAGER_PRICES' columns: Decimal(text), one object per distinct number
     checked_rows: dict[int, CandleRow]  # accepted rows checked one by one, by position
     rejected: Counter
-    floats: list[list[float]] | None = None  # ``values``' columns as Python floats, kept from parsing (or None)
+    floats: list[np.ndarray] | None = None  # ``values``' columns as Python floats kept from parsing, or None
 
     def __len__(self) -> int:
         return len(self.timestamps)
@@ -187,28 +188,42 @@ def parse_csv(data: bytes, symbol: str, interval: str, *, on_grid: bool = True) 
     eager_decimals = np.concatenate((decimals[eager_fields], np.full((1, 3), -1)))[np.minimum(take, n_plain)]
     eager_columns = [columns[_PRICE_INDEX[name]] for name in EAGER_PRICES]
     eager = _shared_decimals(eager_columns, rows_values[:, _EAGER_INDEX], eager_decimals)
+    if candle_floats is not None:
+        candle_floats = list(map(held, candle_floats))
+    texts, eager = list(map(held, columns)), list(map(held, eager))
     return CandleFile(
-        symbol, interval, stamps[accepted], rows_values, columns, eager, checked_rows, rejected, candle_floats
+        symbol, interval, stamps[accepted], rows_values, texts, eager, checked_rows, rejected, candle_floats
     )
+
+
+def held(items: list) -> np.ndarray:
+    """A column a file holds until its bars are built, in an object array: the cyclic collector does not traverse
+    arrays, while each collection during a load (one per chunk handed out) would visit every string, float and
+    Decimal of a list, all some 500,000 of them, as it does with a young list."""
+    array = np.empty(len(items), object)
+    array[:] = items
+    return array
 
 
 def _shared_decimals(texts: list[list[str]], values: np.ndarray, decimals: np.ndarray) -> list[list[Decimal]]:
     """``[list(map(Decimal, column)) for column in texts]``, one Decimal made per distinct number: prices repeat
-    (the six 5m files: ~70 % of their highs, lows and closes are another's number), and a Decimal is immutable.
+    (in the six 5m files most highs, lows and closes are another row's number too), and a Decimal is immutable.
     ``values``/``decimals`` (n, columns): each text's float and its digits after the point (-1: not shared).
-    The same float and the same decimals d are the same text's Decimal (m·10⁻ᵈ, the same coefficient m and
-    exponent) when m < 2**51: two m·10⁻ᵈ apart by at least 10⁻ᵈ, more than the float's spacing there, never
-    round to one float."""
+    Texts of the same mantissa m and decimals d are the same Decimal (m·10⁻ᵈ: the same coefficient and
+    exponent), and below 2**50 float·10ᵈ is within m·2⁻⁵² < 0.5 of m: rounded, it gives m back, so the key sorted
+    on is m·16 + d (the others are each their own)."""
     n, width = values.shape
     if not n:
         return [[] for _ in range(width)]
     flat_values, flat_decimals = values.T.ravel(), decimals.T.ravel()  # column after column, as ``texts``
-    shared = (flat_decimals >= 0) & (flat_values * _POW10[np.maximum(flat_decimals, 0)] < 2.0**51)
-    key = np.where(shared, flat_decimals, 100 + np.arange(len(flat_values)))  # each unshared text its own
-    order = np.lexsort((key, flat_values))
-    ordered_values, ordered_keys = flat_values[order], key[order]
+    scaled = flat_values * _POW10[np.maximum(flat_decimals, 0)]
+    shared = (flat_decimals >= 0) & (scaled < 2.0**50)
+    mantissa = np.rint(np.where(shared, scaled, 0.0)).astype(np.int64)
+    key = np.where(shared, mantissa * 16 + flat_decimals, -1 - np.arange(len(scaled)))
+    order = np.argsort(key)
+    ordered = key[order]
     first = np.ones(len(order), bool)
-    first[1:] = (ordered_values[1:] != ordered_values[:-1]) | (ordered_keys[1:] != ordered_keys[:-1])
+    first[1:] = ordered[1:] != ordered[:-1]
     every_text = list(chain.from_iterable(texts))
     made = list(map(Decimal, map(every_text.__getitem__, order[first].tolist())))
     group = np.empty(len(order), np.int64)
@@ -391,7 +406,7 @@ def _text_rows(file: CandleFile, timestamps: list[int], low: int) -> list[TextRo
     rows = list(map(object.__new__, repeat(TextRow, len(timestamps))))
     deque(map(CandleRow.__dict__["timestamp"].__set__, rows, timestamps), maxlen=0)
     for name, column in zip(EAGER_PRICES, file.eager, strict=True):
-        deque(map(CandleRow.__dict__[name].__set__, rows, column[low : low + len(timestamps)]), maxlen=0)
+        deque(map(CandleRow.__dict__[name].__set__, rows, column[low : low + len(timestamps)].tolist()), maxlen=0)
     deque(map(TextRow.__dict__["_texts"].__set__, rows, repeat(file.texts)), maxlen=0)
     deque(map(TextRow.__dict__["_at"].__set__, rows, range(low, low + len(timestamps))), maxlen=0)
     return rows
@@ -457,7 +472,7 @@ def _bars(file: CandleFile, low: int, high: int, bar: Callable, candle: type, tu
     for position, row in file.checked_rows.items():
         if low <= position < high:
             rows[position - low] = row
-    floats = [column[low:high] for column in file.floats] if file.floats else file.values[low:high].T.tolist()
+    floats = [c[low:high].tolist() for c in file.floats] if file.floats else file.values[low:high].T.tolist()
     candles = build_many(candle, [ts, *floats])
     known = (file.timestamps[low:high] + interval_ms(file.interval)).tolist()
     columns = (repeat(file.symbol), repeat(file.interval), rows, candles, known)

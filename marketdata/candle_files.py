@@ -55,11 +55,6 @@ FREQTRADE_NAME = re.compile(
 CHUNK = 8192  # rows built per step of iter_merged
 EXACT_BELOW = 4096.0  # two values on the 1e-12 grid below 2**12 are never the same float (ulp ≤ 2**-40)
 PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
-EAGER_PRICES = ("high", "low", "close")  # made when a row is built (``_text_rows``); the others on first read
-_PRICE_INDEX = {name: column for column, name in enumerate(PRICE_COLUMNS)}
-_EAGER_INDEX = [_PRICE_INDEX[name] for name in EAGER_PRICES]
-_EAGER_FIELDS = np.array(_EAGER_INDEX) - 4  # their fields counted from a line's last (the volume: 0)
-_POW10 = np.array([float(10**k) for k in range(13)])  # exact
 
 # byte classes of a CSV line (the separators last, so ``>= COMMA`` finds them)
 DIGIT, POINT, EXP, MINUS, OTHER, COMMA, NEWLINE = range(7)
@@ -80,12 +75,9 @@ class CandleFile:
     interval: str
     timestamps: np.ndarray  # int64
     values: np.ndarray  # float64 (n, 5): open, high, low, close, volume as the strategy reads them
-    # object arrays (``held``): 5 columns, each accepted plain row's exact text ("0" where checked one by one)
-    texts: list[np.ndarray]
-    eager: list[np.ndarray]  # EAGER_PRICES' columns: Decimal(text), one object per distinct number
+    texts: list[list[str]]  # 5 columns: each accepted plain row's exact text ("0" where checked one by one)
     checked_rows: dict[int, CandleRow]  # accepted rows checked one by one, by position
     rejected: Counter
-    floats: list[np.ndarray] | None = None  # ``values``' columns as Python floats kept from parsing, or None
 
     def __len__(self) -> int:
         return len(self.timestamps)
@@ -108,8 +100,7 @@ def parse_csv(data: bytes, symbol: str, interval: str, *, on_grid: bool = True) 
     """The rows of a CSV's bytes, exactly as ``validation.validate_lines`` judges the decoded lines (of
     ``interval``: every open time on its grid; ``on_grid`` False: the format's rules alone, as without one)."""
     if not data.strip(b"\r\n"):
-        empty = np.zeros(0, np.int64)
-        return CandleFile(symbol, interval, empty, np.zeros((0, 5)), [[]] * 5, [[]] * 3, {}, Counter())
+        return CandleFile(symbol, interval, np.zeros(0, np.int64), np.zeros((0, 5)), [[]] * 5, {}, Counter())
     if b"\r" in data:  # universal newlines, as a text-mode file reads them
         data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
     if data and not data.endswith(b"\n"):
@@ -126,7 +117,7 @@ def parse_csv(data: bytes, symbol: str, interval: str, *, on_grid: bool = True) 
     special_field = np.cumsum(is_sep)[~is_sep]  # the field of each point, exponent, sign or other byte
     special = events[~is_sep], kinds[~is_sep], special_field
 
-    plain, decimals = _plain_lines(buf, special, sep, newline_at, field_start)
+    plain = _plain_lines(buf, special, sep, newline_at, field_start)
     text = data.decode("latin-1")  # plain lines are ASCII; the others are decoded as UTF-8 below
     if len(plain) and plain[0] + len(plain) == len(line_end):  # the usual file: a header, then plain lines
         fields = text[line_start[plain[0]] : -1].replace("\n", ",").split(",")
@@ -137,8 +128,8 @@ def parse_csv(data: bytes, symbol: str, interval: str, *, on_grid: bool = True) 
         fields = []
     ts = np.fromiter(map(int, fields[::6]), np.int64, count=len(plain))  # at most 18 digits
     texts = [fields[column::6] for column in range(1, 6)]
-    floats = list(map(float, chain.from_iterable(texts)))  # the candles' own floats, when every row is taken
-    values = np.fromiter(floats, np.float64, count=len(floats)).reshape(5, -1).T
+    values = np.fromiter(map(float, chain.from_iterable(texts)), np.float64, count=len(plain) * 5)
+    values = values.reshape(5, -1).T
     reasons, unsure = _plain_reasons(values)
     late = ts > MAX_TIMESTAMP_MS  # validation._check_plain judges the timestamp first
     reasons[late], unsure[late] = 4, False
@@ -176,58 +167,12 @@ def parse_csv(data: bytes, symbol: str, interval: str, *, on_grid: bool = True) 
         row = checked_list[take[position] - n_plain]
         checked_rows[position] = row
         rows_values[position] = [float(getattr(row, name)) for name in PRICE_COLUMNS]
-    candle_floats = None
     if not checked_rows and len(source) == len(values):
         columns = texts  # every plain row accepted (the usual file): no copy
-        candle_floats = [floats[column * len(plain) : (column + 1) * len(plain)] for column in range(5)]
     else:
         pick = source.tolist()
         columns = [list(map([*column, "0"].__getitem__, pick)) for column in texts]
-    # the decimals of each accepted row's eager prices (-1: not shared, as a row checked one by one)
-    eager_fields = newline_at[plain[plain_good]][:, None] + _EAGER_FIELDS  # high, low, close: 3, 2, 1 from the end
-    eager_decimals = np.concatenate((decimals[eager_fields], np.full((1, 3), -1)))[np.minimum(take, n_plain)]
-    eager_columns = [columns[_PRICE_INDEX[name]] for name in EAGER_PRICES]
-    eager = _shared_decimals(eager_columns, rows_values[:, _EAGER_INDEX], eager_decimals)
-    if candle_floats is not None:
-        candle_floats = list(map(held, candle_floats))
-    texts, eager = list(map(held, columns)), list(map(held, eager))
-    return CandleFile(
-        symbol, interval, stamps[accepted], rows_values, texts, eager, checked_rows, rejected, candle_floats
-    )
-
-
-def held(items: list) -> np.ndarray:
-    """A column a file holds until its bars are built, in an object array: the cyclic collector does not traverse
-    arrays, while each collection during a load (one per chunk handed out) would visit every string, float and
-    Decimal of a list, all some 500,000 of them, as it does with a young list."""
-    return np.fromiter(items, object, count=len(items))  # no dtype discovery per item, as np.array does
-
-
-def _shared_decimals(texts: list[list[str]], values: np.ndarray, decimals: np.ndarray) -> list[list[Decimal]]:
-    """``[list(map(Decimal, column)) for column in texts]``, one Decimal made per distinct number: prices repeat
-    (in the six 5m files most highs, lows and closes are another row's number too), and a Decimal is immutable.
-    ``values``/``decimals`` (n, columns): each text's float and its digits after the point (-1: not shared).
-    Texts of the same mantissa m and decimals d are the same Decimal (m·10⁻ᵈ: the same coefficient and
-    exponent), and below 2**50 float·10ᵈ is within m·2⁻⁵² < 0.5 of m: rounded, it gives m back, so the key sorted
-    on is m·16 + d (the others are each their own)."""
-    n, width = values.shape
-    if not n:
-        return [[] for _ in range(width)]
-    flat_values, flat_decimals = values.T.ravel(), decimals.T.ravel()  # column after column, as ``texts``
-    scaled = flat_values * _POW10[np.maximum(flat_decimals, 0)]
-    shared = (flat_decimals >= 0) & (scaled < 2.0**50)
-    mantissa = np.rint(np.where(shared, scaled, 0.0)).astype(np.int64)
-    key = np.where(shared, mantissa * 16 + flat_decimals, -1 - np.arange(len(scaled)))
-    order = np.argsort(key)
-    ordered = key[order]
-    first = np.ones(len(order), bool)
-    first[1:] = ordered[1:] != ordered[:-1]
-    every_text = list(chain.from_iterable(texts))
-    made = list(map(Decimal, map(every_text.__getitem__, order[first].tolist())))
-    group = np.empty(len(order), np.int64)
-    group[order] = np.cumsum(first) - 1
-    flat = list(map(made.__getitem__, group.tolist()))
-    return [flat[column * n : (column + 1) * n] for column in range(width)]
+    return CandleFile(symbol, interval, stamps[accepted], rows_values, columns, checked_rows, rejected)
 
 
 def _check_one_by_one(data: bytes, line_start, line_end, lines: np.ndarray, rejected: Counter) -> dict[int, CandleRow]:
@@ -245,19 +190,17 @@ def _check_one_by_one(data: bytes, line_start, line_end, lines: np.ndarray, reje
     return checked
 
 
-def _plain_lines(buf, special, sep, newline_at, field_start) -> tuple[np.ndarray, np.ndarray]:
-    """The indices of the plain lines (``validation.PLAIN_ROW``'s shape), and each field's digits after its point
-    (-1 with an exponent).
+def _plain_lines(buf, special, sep, newline_at, field_start) -> np.ndarray:
+    """The indices of the plain lines (``validation.PLAIN_ROW``'s shape).
     ``special``: the position, class and field of every byte that is neither a digit nor a separator."""
     n_fields = len(sep)
     at, kind, field = special
     length = sep - field_start
     line_of_field = np.cumsum(np.bincount(newline_at + 1, minlength=n_fields)[:n_fields])
     bad_lines = line_of_field[field[kind == OTHER]]
-    is_point = kind == POINT
-    n_point = np.bincount(field[is_point], minlength=n_fields)
+    n_point = np.bincount(field[kind == POINT], minlength=n_fields)
     point = np.zeros(n_fields, np.int64)
-    point[field[is_point]] = at[is_point]
+    point[field[kind == POINT]] = at[kind == POINT]
 
     # a price: D{1,16} (. D{0,12})? — what every field of a usual file is; exponents are checked below
     int_digits = np.where(n_point == 1, point, sep) - field_start
@@ -265,31 +208,24 @@ def _plain_lines(buf, special, sep, newline_at, field_start) -> tuple[np.ndarray
     number = (n_point <= 1) & (int_digits >= 1) & (int_digits <= 16) & (decimals <= 12)
     # the timestamp: D{1,18}
     integer = (n_point == 0) & (length >= 1) & (length <= 18)
-    with_exponent = np.zeros(n_fields, bool)
-    rare = np.flatnonzero((kind == EXP) | (kind == MINUS))
-    if len(rare):  # an exponent or a sign outside a line refused anyway (the header's e: not a plain line)
-        bad_line = np.zeros(len(newline_at), bool)
-        bad_line[bad_lines] = True
-        rare = rare[~bad_line[line_of_field[field[rare]]]]
-    if len(rare):  # D{1,16} (. D*)? e - D{1,2}, the decimals and the exponent k ≤ 12 in all
+    rare = (kind == EXP) | (kind == MINUS)
+    if rare.any():  # D{1,16} (. D*)? e - D{1,2}, the decimals and the exponent k ≤ 12 in all
+        with_exponent = np.zeros(n_fields, bool)
         with_exponent[field[rare]] = True
         fields = np.flatnonzero(with_exponent)
         integer[fields] = False
-        decimals[fields] = -1  # with the exponent's k: not shared (``_shared_decimals``)
-        rare_special = at[rare], kind[rare], field[rare]
-        number[fields] = _exponent_numbers(buf, *rare_special, fields, point, n_point, sep, field_start)
+        number[fields] = _exponent_numbers(buf, at, kind, field, fields, point, n_point, sep, field_start)
 
     six = np.diff(newline_at, prepend=-1) == 6
     six[bad_lines] = False
     candidates = np.flatnonzero(six)
     last = newline_at[candidates]
     ok = integer[last - 5] & number[last - 4] & number[last - 3] & number[last - 2] & number[last - 1] & number[last]
-    return candidates[ok], decimals
+    return candidates[ok]
 
 
 def _exponent_numbers(buf, at, kind, field, fields, point, n_point, sep, field_start) -> np.ndarray:
-    """For the fields with an ``e``/``E`` or a ``-`` (sorted; ``at``, ``kind``, ``field``: those bytes): whether
-    each is a plain number with an exponent."""
+    """For the fields with an ``e``/``E`` or a ``-`` (sorted): whether each is a plain number with an exponent."""
     exp_of, minus_of = kind == EXP, kind == MINUS
     exp_index, minus_index = np.searchsorted(fields, field[exp_of]), np.searchsorted(fields, field[minus_of])
     n_exp = np.bincount(exp_index, minlength=len(fields))
@@ -393,6 +329,8 @@ class TextRow(CandleRow):
 
 
 _FIELD_NAMES = ("timestamp", *PRICE_COLUMNS)
+EAGER_PRICES = ("high", "low", "close")  # made when a row is built (``_text_rows``); the others on first read
+_PRICE_INDEX = {name: column for column, name in enumerate(PRICE_COLUMNS)}
 
 
 def _text_rows(file: CandleFile, timestamps: list[int], low: int) -> list[TextRow]:
@@ -403,8 +341,9 @@ def _text_rows(file: CandleFile, timestamps: list[int], low: int) -> list[TextRo
     below making all five, and ~2 % below leaving high and low lazy too)."""
     rows = list(map(object.__new__, repeat(TextRow, len(timestamps))))
     deque(map(CandleRow.__dict__["timestamp"].__set__, rows, timestamps), maxlen=0)
-    for name, column in zip(EAGER_PRICES, file.eager, strict=True):
-        deque(map(CandleRow.__dict__[name].__set__, rows, column[low : low + len(timestamps)].tolist()), maxlen=0)
+    for name in EAGER_PRICES:
+        column = file.texts[_PRICE_INDEX[name]][low : low + len(timestamps)]
+        deque(map(CandleRow.__dict__[name].__set__, rows, map(Decimal, column)), maxlen=0)
     deque(map(TextRow.__dict__["_texts"].__set__, rows, repeat(file.texts)), maxlen=0)
     deque(map(TextRow.__dict__["_at"].__set__, rows, range(low, low + len(timestamps))), maxlen=0)
     return rows
@@ -470,8 +409,7 @@ def _bars(file: CandleFile, low: int, high: int, bar: Callable, candle: type, tu
     for position, row in file.checked_rows.items():
         if low <= position < high:
             rows[position - low] = row
-    floats = [c[low:high].tolist() for c in file.floats] if file.floats else file.values[low:high].T.tolist()
-    candles = build_many(candle, [ts, *floats])
+    candles = build_many(candle, [ts, *file.values[low:high].T.tolist()])
     known = (file.timestamps[low:high] + interval_ms(file.interval)).tolist()
     columns = (repeat(file.symbol), repeat(file.interval), rows, candles, known)
     if tuple_bar:

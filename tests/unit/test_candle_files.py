@@ -7,6 +7,7 @@ import heapq
 import io
 from collections import Counter
 from decimal import Decimal
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -150,6 +151,42 @@ def test_crafted_bad_rows_are_refused_with_todays_reasons_and_the_rest_accepted_
     assert rejected["timestamp_going_back"] == 1  # … and the rows after them are not "going back" from them
     wide = next(row for row in rows if row.timestamp == 24500)  # 17 + 12 digits once quantized: no longer a crash
     assert (wide.high, wide.low) == (Decimal("1E16"), Decimal("2E-12"))
+
+
+SAME_FLOAT = [
+    "0.1",
+    "0.10",
+    "00.1",
+    "0.100000000000",
+    "1e-1",
+    "1.0e-1",
+    "10e-2",
+    "0.1",
+    "1E-1",
+    "9007199254740992",
+    "9007199254740993",
+    "9007199254740992.0",
+    "2251799813685248",
+    "2251799813685249",
+    "4503599627.370496",
+    "4503599627.370497",
+    "0.000000000001",
+    "1e-12",
+    "0.0000000000010",
+    "123",
+    "123.0",
+    "123.000",
+    "0123",
+]
+
+
+def test_texts_of_one_float_keep_their_own_decimal():
+    """Texts of one float but of other digits after the point (0.1, 0.10, 1e-1), or other integers beyond 2**53
+    (…992, …993), are each their own Decimal, to the exponent, as the row-by-row reader makes them."""
+    lines = ["timestamp_ms,open,high,low,close,volume"]
+    lines += [f"{n},{t},{t},{t},{t},1" for n, t in enumerate(SAME_FLOAT, 1)]
+    lines += [f"{n},{t},{u},{t},{t},1" for n, (t, u) in enumerate(pairwise(SAME_FLOAT), 100)]
+    assert_same("\n".join(lines).encode())
 
 
 @pytest.mark.parametrize(

@@ -61,23 +61,7 @@ def fetch_singleton_rows(
     ``locked``: those rows ``FOR UPDATE`` (where the database has row locks): a locked row is read as it is once
     its lock is had; the others and ``extra`` as the statement began, before any wait for a lock."""
     connection = connections[DEFAULT_DB_ALIAS]
-    shapes = [_shape(model, None, connection) for model in models_]
-    columns = ", ".join(
-        [
-            *(
-                f"t{n}.{connection.ops.quote_name(field.column)}"
-                for n, model in enumerate(models_)
-                for field in model._meta.concrete_fields
-            ),
-            *(sql for sql, _ in extra),
-        ]
-    )
-    tables = ", ".join(f"{shape.table} t{n}" for n, shape in enumerate(shapes))
-    where = " AND ".join(f"t{n}.id = 1" for n in range(len(shapes)))
-    sql = f"SELECT {columns} FROM {tables} WHERE {where}"  # noqa: S608
-    lock = [f"t{n}" for n, model in enumerate(models_) if model in locked]
-    if lock and connection.features.has_select_for_update:
-        sql += f" FOR UPDATE OF {', '.join(lock)}"
+    sql, shapes = _singletons_sql(tuple(models_), tuple(locked), tuple(sql for sql, _ in extra), connection)
     with connection.cursor() as cursor:
         cursor.execute(sql, [value for _, params in extra for value in params])
         row = cursor.fetchone()
@@ -111,3 +95,26 @@ def _shape(model: type[models.Model], names: tuple[str, ...] | None, connection)
             converters.append((index, functions, column))
     columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
     return _Shape(columns, connection.ops.quote_name(table), [field.attname for field in fields], converters)
+
+
+@lru_cache(maxsize=64)
+def _singletons_sql(models_: tuple, locked: tuple, extra: tuple[str, ...], connection) -> tuple[str, list[_Shape]]:
+    """``fetch_singleton_rows``' statement and the models' shapes, worked out once."""
+    shapes = [_shape(model, None, connection) for model in models_]
+    columns = ", ".join(
+        [
+            *(
+                f"t{n}.{connection.ops.quote_name(field.column)}"
+                for n, model in enumerate(models_)
+                for field in model._meta.concrete_fields
+            ),
+            *extra,
+        ]
+    )
+    tables = ", ".join(f"{shape.table} t{n}" for n, shape in enumerate(shapes))
+    where = " AND ".join(f"t{n}.id = 1" for n in range(len(shapes)))
+    sql = f"SELECT {columns} FROM {tables} WHERE {where}"  # noqa: S608
+    lock = [f"t{n}" for n, model in enumerate(models_) if model in locked]
+    if lock and connection.features.has_select_for_update:
+        sql += f" FOR UPDATE OF {', '.join(lock)}"
+    return sql, shapes

@@ -1,14 +1,13 @@
-"""Rows read on every decision and execution (the one-row tables, open positions, PENDING orders, the order
-being executed, the last candles of a symbol) from one plain query each.
+"""The one-row tables (the trading state, the risk parameters, the portfolio, the account's version…) read on every
+decision, fill and watched candle, several in one plain statement (``fetch_singleton_rows``). Every other read is
+a queryset.
 
 The ORM's queryset machinery costs about three times what such a query itself does (0.3 ms against 0.1 ms on
 the bench machine), and ``Model.objects.raw`` still twice (it works out the column mapping and the converters
-again for every query). Here the column list and the converters are worked out once per model, columns and
-connection — the converters the ORM applies (``SQLCompiler.get_converters``), so the values are the ORM's own on
-every backend — and instances are built with ``Model.from_db``, as the ORM builds them.
-
-Callers write their ``where`` / ``order_by`` clauses with double-quoted column names (both PostgreSQL and SQLite
-read them; ``interval`` is a reserved word in PostgreSQL).
+again for every query). Here the column list and the converters are worked out once per model and connection —
+the converters the ORM applies (``SQLCompiler.get_converters``), so the values are the ORM's own on every
+backend — and instances are built with ``Model.from_db``, as the ORM builds them. ``converted`` applies those
+converters to values a caller selected itself (a scalar subquery's).
 """
 
 from __future__ import annotations
@@ -30,57 +29,6 @@ class _Shape(NamedTuple):
     converters: list[tuple[int, list, Any]]  # (position, converter functions, the column expression)
 
 
-def fetch_rows(
-    model: type[M], where: str, params: Sequence[Any] = (), *, for_update: bool = False, order_by: str = ""
-) -> list[M]:
-    """``SELECT <every column> FROM <model's table> WHERE <where> [ORDER BY <order_by>] [FOR UPDATE]`` as
-    instances; the row lock only where the database has row locks (SQLite has none: a write locks the file)."""
-    return [
-        instance
-        for instance, _ in fetch_rows_with(model, None, where, params, for_update=for_update, order_by=order_by)
-    ]
-
-
-def fetch_rows_with(
-    model: type[M],
-    extra: tuple[str, Sequence[Any]] | None,
-    where: str,
-    params: Sequence[Any] = (),
-    *,
-    for_update: bool = False,
-    order_by: str = "",
-) -> list[tuple[M, Any]]:
-    """``fetch_rows`` with ``extra``, an SQL expression and its parameters (a scalar subquery, say), selected as
-    one more (unconverted) column: (instance, value) pairs."""
-    connection = connections[DEFAULT_DB_ALIAS]  # this thread's connection (the proxy is not hashable)
-    shape = _shape(model, None, connection)
-    rows = _select(connection, shape, where, params, order_by=order_by, for_update=for_update, extra=extra)
-    width = len(shape.attnames)
-    return [
-        (model.from_db(connection.alias, shape.attnames, row[:width]), row[width] if extra is not None else None)
-        for row in rows
-    ]
-
-
-def fetch_values(
-    model: type[models.Model],
-    fields: tuple[str, ...],
-    where: str,
-    params: Sequence[Any] = (),
-    *,
-    order_by: str = "",
-    limit: int | None = None,
-    extra: tuple[str, Sequence[Any]] | None = None,
-) -> list[tuple]:
-    """``values_list(*fields)`` of the rows ``where`` selects, in ``order_by``, at most ``limit``; ``extra``, an
-    SQL expression and its parameters, is selected as one more (unconverted) column after ``fields``."""
-    connection = connections[DEFAULT_DB_ALIAS]
-    shape = _shape(model, fields, connection)
-    return [
-        tuple(row) for row in _select(connection, shape, where, params, order_by=order_by, limit=limit, extra=extra)
-    ]
-
-
 def converted(model: type[models.Model], fields: tuple[str, ...], rows: Iterable[Sequence]) -> list[list]:
     """Rows of ``fields`` a caller selected itself, with the ORM's converters applied."""
     connection = connections[DEFAULT_DB_ALIAS]
@@ -89,8 +37,8 @@ def converted(model: type[models.Model], fields: tuple[str, ...], rows: Iterable
 
 def fetch_singleton(model: type[M], *, for_update: bool = False) -> M | None:
     """The row with id 1 of ``model``'s table, None if it is not there yet."""
-    rows = fetch_rows(model, '"id" = 1', for_update=for_update)
-    return rows[0] if rows else None
+    found = fetch_singleton_rows((model,), locked=(model,) if for_update else ())
+    return found[0] if found else None
 
 
 def fetch_singletons(first: type[M], second: type[N], *, lock_first: bool = False) -> tuple[M, N] | None:
@@ -98,46 +46,33 @@ def fetch_singletons(first: type[M], second: type[N], *, lock_first: bool = Fals
 
     ``lock_first``: the first row ``FOR UPDATE`` (where the database has row locks). The second is read as the
     statement began: if it waited for that lock, as it was before the wait."""
+    return fetch_singleton_rows((first, second), locked=(first,) if lock_first else ())  # type: ignore[return-value]
+
+
+def fetch_singleton_rows(
+    models_: Sequence[type[models.Model]],
+    *,
+    locked: Sequence[type[models.Model]] = (),
+    extra: Sequence[tuple[str, Sequence[Any]]] = (),
+) -> tuple | None:
+    """The rows with id 1 of one-row tables and the values of ``extra`` SQL expressions with their parameters
+    (scalar subqueries, unconverted), in one statement: (instance, …, value, …), None if a row is not there yet.
+
+    ``locked``: those rows ``FOR UPDATE`` (where the database has row locks): a locked row is read as it is once
+    its lock is had; the others and ``extra`` as the statement began, before any wait for a lock."""
     connection = connections[DEFAULT_DB_ALIAS]
-    shapes = [_shape(model, None, connection) for model in (first, second)]
-    columns = ", ".join(
-        f"t{n}.{connection.ops.quote_name(field.column)}"
-        for n, model in enumerate((first, second))
-        for field in model._meta.concrete_fields
-    )
-    sql = f"SELECT {columns} FROM {shapes[0].table} t0, {shapes[1].table} t1 WHERE t0.id = 1 AND t1.id = 1"  # noqa: S608
-    if lock_first and connection.features.has_select_for_update:
-        sql += " FOR UPDATE OF t0"
+    sql, shapes = _singletons_sql(tuple(models_), tuple(locked), tuple(sql for sql, _ in extra), connection)
     with connection.cursor() as cursor:
-        cursor.execute(sql)
+        cursor.execute(sql, [value for _, params in extra for value in params])
         row = cursor.fetchone()
     if row is None:
         return None
-    width = len(shapes[0].attnames)
-    parts = (list(row[:width]), list(row[width:]))
-    return tuple(  # type: ignore[return-value]
-        model.from_db(connection.alias, shape.attnames, _convert(values, shape.converters, connection))
-        for model, shape, values in zip((first, second), shapes, parts, strict=True)
-    )
-
-
-def _select(
-    connection, shape: _Shape, where, params, *, order_by="", limit=None, for_update=False, extra=None
-) -> list[list]:
-    columns = shape.columns
-    if extra is not None:
-        columns, params = f"{columns}, {extra[0]}", [*extra[1], *params]
-    sql = f"SELECT {columns} FROM {shape.table} WHERE {where}"  # noqa: S608 (model names, caller's clauses)
-    if order_by:
-        sql += f" ORDER BY {order_by}"
-    if limit is not None:
-        sql += f" LIMIT {int(limit)}"
-    if for_update and connection.features.has_select_for_update:
-        sql += " FOR UPDATE"
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        rows = cursor.fetchall()
-    return [_convert(list(row), shape.converters, connection) for row in rows]
+    found, start = [], 0
+    for model, shape in zip(models_, shapes, strict=True):
+        values = list(row[start : start + len(shape.attnames)])
+        start += len(shape.attnames)
+        found.append(model.from_db(connection.alias, shape.attnames, _convert(values, shape.converters, connection)))
+    return (*found, *row[start:])
 
 
 def _convert(values: list, converters: list[tuple[int, list, Any]], connection) -> list:
@@ -160,3 +95,26 @@ def _shape(model: type[models.Model], names: tuple[str, ...] | None, connection)
             converters.append((index, functions, column))
     columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
     return _Shape(columns, connection.ops.quote_name(table), [field.attname for field in fields], converters)
+
+
+@lru_cache(maxsize=64)
+def _singletons_sql(models_: tuple, locked: tuple, extra: tuple[str, ...], connection) -> tuple[str, list[_Shape]]:
+    """``fetch_singleton_rows``' statement and the models' shapes, worked out once."""
+    shapes = [_shape(model, None, connection) for model in models_]
+    columns = ", ".join(
+        [
+            *(
+                f"t{n}.{connection.ops.quote_name(field.column)}"
+                for n, model in enumerate(models_)
+                for field in model._meta.concrete_fields
+            ),
+            *extra,
+        ]
+    )
+    tables = ", ".join(f"{shape.table} t{n}" for n, shape in enumerate(shapes))
+    where = " AND ".join(f"t{n}.id = 1" for n in range(len(shapes)))
+    sql = f"SELECT {columns} FROM {tables} WHERE {where}"  # noqa: S608
+    lock = [f"t{n}" for n, model in enumerate(models_) if model in locked]
+    if lock and connection.features.has_select_for_update:
+        sql += f" FOR UPDATE OF {', '.join(lock)}"
+    return sql, shapes

@@ -25,13 +25,15 @@ from django.conf import settings
 from django.db import connection
 
 from execution.models import Order, Portfolio, Position, Trade
-from ground.raw_rows import fetch_rows, fetch_rows_with
+from ground.prepared import Prepared
+from ground.raw_rows import fetch_singleton_rows
 from ground.timeutil import DAY_MS, MINUTE_MS, ms_to_datetime
 from marketdata import clock
 from marketdata.ingest import latest_prices, latest_prices_query, prices_of_rows
 from marketdata.validation import market_day
 
 from .engine import AccountState, LotStop, fold_waiting
+from .models import AccountVersion
 
 
 class AccountRows(NamedTuple):
@@ -52,17 +54,29 @@ class AccountRows(NamedTuple):
         return {symbol for symbol, quantity in self.quantities.items() if quantity > 0} | set(self.entering)
 
 
+class KnownRows(NamedTuple):
+    """Account rows read without the lock (``account_rows(lock=False)``) after the account's version ``version``
+    was read (``AccountVersion``): they are the account's rows as long as its version is still ``version``."""
+
+    version: int
+    rows: AccountRows
+
+
 def account_rows(*, lock: bool, with_lots: bool = False) -> AccountRows:
     """The account's rows; ``with_lots``: with the open trades and their stops, which only the watch reads."""
     portfolio, pending = _portfolio_and_pending_count(lock)
-    positions = {p.symbol: p for p in fetch_rows(Position, '"quantity" > 0', order_by='"symbol"')}
+    positions = {p.symbol: p for p in _open_positions()}
+    return rows_of(portfolio, positions, pending, with_lots=with_lots)
+
+
+def rows_of(
+    portfolio: Portfolio, positions: dict[str, Position], pending: int, *, with_lots: bool = False
+) -> AccountRows:
+    """The account's rows from its portfolio and open positions as read (or as the caller holds them), and how
+    many orders are PENDING (read only if any)."""
     quantities = {symbol: p.quantity for symbol, p in positions.items()}
     slippage, fee = Decimal(settings.PAPER_SLIPPAGE_PCT), Decimal(settings.FEE_RATE)
-    pending_orders = (
-        fetch_rows(Order, '"status" = %s', [Order.Status.PENDING], order_by='"event_time" DESC, "id" DESC')
-        if pending
-        else []
-    )
+    pending_orders = _pending_orders() if pending else []
     quantities, cash, receivable, entering, entering_cost = fold_waiting(
         quantities, portfolio.cash, pending_orders, slippage, fee
     )
@@ -71,11 +85,21 @@ def account_rows(*, lock: bool, with_lots: bool = False) -> AccountRows:
     return AccountRows(portfolio, positions, quantities, cash, receivable, lots, entering, entering_cost, waiting)
 
 
+_open_positions = Prepared(lambda: Position.objects.filter(quantity__gt=0).order_by("symbol"))
+_pending_orders = Prepared(lambda: Order.objects.filter(status=Order.Status.PENDING).order_by("-event_time", "-id"))
+_open_lots = Prepared(
+    lambda: (
+        Trade.objects.filter(status=Trade.Status.OPEN)
+        .order_by("entry_time", "id")
+        .values_list("trade_id", "symbol", "quantity", "stop_loss")
+    )
+)
+
+
 def open_lots() -> dict[str, list[LotStop]]:
     """The open trades by symbol, oldest first, each with its stop (``risk.engine.stop_price`` of its fill)."""
     lots: dict[str, list[LotStop]] = {}
-    rows = Trade.objects.filter(status=Trade.Status.OPEN).order_by("entry_time", "id")
-    for trade_id, symbol, quantity, stop in rows.values_list("trade_id", "symbol", "quantity", "stop_loss"):
+    for trade_id, symbol, quantity, stop in _open_lots():
         lots.setdefault(symbol, []).append(LotStop(trade_id, quantity, stop))
     return lots
 
@@ -85,16 +109,18 @@ def _portfolio_and_pending_count(lock: bool) -> tuple[Portfolio, int]:
     none (a paper order waits one candle, a live one the exchange's answer), and then they need no query.
     Under the account lock that count cannot change before the orders are read: every writer of an order's
     status holds it."""
-    extra = (
-        f"(SELECT COUNT(*) FROM {connection.ops.quote_name(Order._meta.db_table)} WHERE status = %s)",  # noqa: S608
-        [Order.Status.PENDING],
-    )
-    rows = fetch_rows_with(Portfolio, extra, '"id" = 1', for_update=lock)
-    if not rows:  # not created yet
+    found = fetch_singleton_rows((Portfolio,), locked=(Portfolio,) if lock else (), extra=[pending_count()])
+    if found is None:  # not created yet
         Portfolio.load()
-        rows = fetch_rows_with(Portfolio, extra, '"id" = 1', for_update=lock)
-    portfolio, pending = rows[0]
+        found = fetch_singleton_rows((Portfolio,), locked=(Portfolio,) if lock else (), extra=[pending_count()])
+    portfolio, pending = found
     return portfolio, int(pending)
+
+
+def pending_count() -> tuple[str, list]:
+    """How many orders are PENDING, as an SQL expression and its parameters (``fetch_singleton_rows``'s extra)."""
+    table = connection.ops.quote_name(Order._meta.db_table)
+    return f"(SELECT COUNT(*) FROM {table} WHERE status = %s)", [Order.Status.PENDING]  # noqa: S608
 
 
 def day_rolls(portfolio: Portfolio, at_ms: int) -> bool:
@@ -131,11 +157,12 @@ def account_state(
 
 
 def decision_history(
-    symbols: tuple[str, ...], at_ms: int, *, prices_of: Iterable[str] = ()
-) -> tuple[dict[str, int], int, dict[str, Decimal]]:
+    symbols: tuple[str, ...], at_ms: int, *, prices_of: Iterable[str] = (), with_version: bool = False
+) -> tuple[dict[str, int], int, dict[str, Decimal], int | None]:
     """What only an entry decision reads, in one query: the time of each symbol's last filled stop-loss (its
     cool-down) and the count of entries in the minute up to ``at_ms`` (the order rate limit) — and, in the same
-    query, the ``latest_prices`` of ``prices_of`` at ``at_ms``."""
+    query, the ``latest_prices`` of ``prices_of`` at ``at_ms`` and, ``with_version``, the account's version
+    (``AccountVersion``; else None)."""
     table = connection.ops.quote_name(Order._meta.db_table)
     filled = (Order.Status.FILLED, Order.Status.PARTIALLY_FILLED)
     in_symbols = ", ".join(["%s"] * len(symbols)) or "NULL"
@@ -151,13 +178,17 @@ def decision_history(
         prices_sql, prices_params = latest_prices_query(priced, at_ms)
         sql += f" UNION ALL SELECT 'p', p.* FROM ({prices_sql}) AS p"
         params += prices_params
+    if with_version:
+        version_table = connection.ops.quote_name(AccountVersion._meta.db_table)
+        sql += f' UNION ALL SELECT \'v\', NULL, "version" FROM {version_table} WHERE "id" = 1'  # noqa: S608
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     last_stops = {symbol: int(value) for kind, symbol, value in rows if kind == "s"}
     recent = next(int(value) for kind, _symbol, value in rows if kind == "n")
     prices = prices_of_rows((symbol, value) for kind, symbol, value in rows if kind == "p")
-    return last_stops, recent, prices
+    version = next((int(value) for kind, _symbol, value in rows if kind == "v"), None)
+    return last_stops, recent, prices, version
 
 
 def load_account(
@@ -168,20 +199,32 @@ def load_account(
     for_decision: bool = True,
     rows: AccountRows | None = None,
     with_lots: bool = False,
+    known: KnownRows | None = None,
 ) -> AccountState:
     """Cash, positions (PENDING SELLs taken out, PENDING BUYs not yet in) and last prices at ``at_ms``; rolls the
     day-start equity at 00:00 UTC.
 
     Call inside the transaction that holds the account lock: the day roll-over writes. ``for_decision=False``
     skips what only an entry decision reads (orders in the last minute, the last stop-loss times). ``rows``: the
-    account rows, if the caller has just read them (``account_rows(lock=True)``).
+    account rows, if the caller has just read them (``account_rows(lock=True)``). ``known``: a decision's rows as
+    the market watch read them before it, with their version: used when the version read under the lock (with the
+    decision's history, ``decision_history``) is still theirs, else the rows are read again.
     """
+    if rows is None and known is not None and for_decision and not day_rolls(known.rows.portfolio, at_ms):
+        rows = known.rows._replace(lots={})  # a decision does not read the open lots
+        priced = {*rows.quantities, *rows.entering, *extra_symbols}
+        last_stops, recent, prices, version = decision_history(
+            extra_symbols, at_ms, prices_of=priced, with_version=True
+        )
+        if version is not None and version == known.version:
+            return account_state(rows, trading_state, prices, orders_last_minute=recent, last_stop_ms=last_stops)
+        rows = None  # changed since the watch read it
     if rows is None:
         rows = account_rows(lock=True, with_lots=with_lots)
     rolls = day_rolls(rows.portfolio, at_ms)
     priced = {*rows.quantities, *rows.entering, *extra_symbols}
     if for_decision:
-        last_stops, recent, prices = decision_history(extra_symbols, at_ms, prices_of=priced)
+        last_stops, recent, prices, _ = decision_history(extra_symbols, at_ms, prices_of=priced)
     else:
         last_stops, recent, prices = {}, 0, latest_prices(priced, at_ms)
     state = account_state(rows, trading_state, prices, orders_last_minute=recent, last_stop_ms=last_stops)

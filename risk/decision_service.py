@@ -23,7 +23,8 @@ from django.db.models import Max, Q
 from execution.live import live_trading_enabled
 from execution.models import Order, Portfolio, Trade
 from ground import bus
-from ground.raw_rows import converted, fetch_values
+from ground.prepared import Prepared
+from ground.raw_rows import converted, fetch_singleton_rows
 from ground.timeutil import ms_to_datetime
 from marketdata import clock as market_clock
 from marketdata.ingest import latest_known_times, latest_prices
@@ -32,7 +33,16 @@ from marketdata.validation import known_at
 from marketdata.watchlist import is_tradable
 
 from . import metrics
-from .account_view import AccountRows, account_rows, account_state, day_rolls, load_account
+from .account_view import (
+    AccountRows,
+    KnownRows,
+    account_rows,
+    account_state,
+    day_rolls,
+    load_account,
+    pending_count,
+    rows_of,
+)
 from .alerts import alert_event, raise_alerts
 from .desk import (
     CLOSING_HALTS,
@@ -62,7 +72,7 @@ from .engine import (
 )
 from .models import AccountVersion, RiskEvent, RiskParameters, TradingState
 from .order_executor import execute_order
-from .order_service import cancel_order, fill_candle, fill_paper_order
+from .order_service import Ledger, cancel_order, fill_candle, fill_paper_order
 from .state import apply_state_change
 
 logger = logging.getLogger("cdb.risk")
@@ -79,15 +89,18 @@ def risk_engine() -> RiskEngine:
 def market_at(symbol: str, at_ms: int) -> MarketSnapshot:
     """The market snapshot of the symbol's last candles known at ``at_ms`` (a candle is known at its close, open
     time + interval); its data is as fresh as the newest one's close."""
-    rows = fetch_values(
-        Candle,
-        ("known_at", "high", "low", "close"),
-        '"symbol" = %s AND "known_at" <= %s',
-        [symbol, at_ms],
-        order_by='"known_at" DESC, "interval"',
-        limit=SPREAD_WINDOW + 1,
-    )
-    return snapshot_from_candles(rows)
+    return snapshot_from_candles(_last_candles(symbol, at_ms))
+
+
+_last_candles = Prepared(
+    lambda symbol, at_ms: (
+        Candle.objects.filter(symbol=symbol, known_at__lte=at_ms)
+        .order_by("-known_at", "interval")
+        .values_list("known_at", "high", "low", "close")[: SPREAD_WINDOW + 1]
+    ),
+    str,
+    int,
+)
 
 
 def event_known_at(event: dict) -> int:
@@ -115,14 +128,18 @@ def decide_signal(event: dict, mark_decided: Callable[[str], bool]) -> Order | N
         return decide_locked(state, event)
 
 
-def decide_locked(state: TradingState, event: dict, parameters: RiskParameters | None = None) -> Order | None:
+def decide_locked(
+    state: TradingState, event: dict, parameters: RiskParameters | None = None, known: KnownRows | None = None
+) -> Order | None:
     """``decide_signal``'s decision for a signal not decided before, in the caller's transaction, which holds the
     account lock (``state``, loaded ``for_update``; ``parameters``, if the caller read them with it): the desk's
     effects carried out. An approved order is stored PENDING: live, sent to the exchange; on paper, it waits for
-    its symbol's next candle (``fill_waiting_orders``). The decision's market time is its candle's close."""
+    its symbol's next candle (``fill_waiting_orders``). The decision's market time is its candle's close.
+    ``known``: the account rows the market watch of the signal's candle read (``MarketWatch.known``), used if they
+    are still the account's (``load_account``)."""
     now = event_known_at(event)
     symbol = event["symbol"]
-    account = load_account(state.state, now, (symbol,))
+    account = load_account(state.state, now, (symbol,), known=known)
     market = market_at(symbol, now)
     decided_at = market_clock.decision_time_ms(now)  # live: wall time, so a late candle's signal is stale
     if event["side"] == "BUY" and not is_tradable(symbol):
@@ -142,14 +159,19 @@ def decide_locked(state: TradingState, event: dict, parameters: RiskParameters |
 
 
 def fill_waiting_orders(
-    state: TradingState, symbol: str, opened_ms: int, now: int, parameters: RiskParameters | None = None
+    state: TradingState,
+    symbol: str,
+    opened_ms: int,
+    now: int,
+    parameters: RiskParameters | None = None,
+    ledger: Ledger | None = None,
 ) -> None:
     """Paper: the symbol's PENDING orders decided by ``opened_ms`` (the open of the candle at hand) meet the first
     price after their decision, the open of the symbol's first candle opened at or after it, through the desk's
     fill step (``Desk.fill``: a state that now blocks an order cancels it; an entry's slippage beyond
     MAX_SLIPPAGE_PCT trips the circuit breaker), oldest first, at the market time ``now`` (the candle's close). In
     the caller's transaction, which holds the account lock (``state``; ``parameters``, if the caller read them with
-    it)."""
+    it; ``ledger``, the portfolio and positions if the caller read them, ``Ledger.read``)."""
     waiting = list(
         Order.objects.select_for_update()
         .filter(status=Order.Status.PENDING, symbol=symbol, event_time__lte=opened_ms)
@@ -162,7 +184,7 @@ def fill_waiting_orders(
         candle = fill_candle(order, opened_ms)
         if candle is not None:
             effects = desk().fill(desk_state(state), parameters, order, candle[0])
-            _apply(effects, state, now, fills={order.client_order_id: (order, candle, parameters)})
+            _apply(effects, state, now, fills={order.client_order_id: (order, candle, parameters)}, ledger=ledger)
 
 
 def expire_waiting_orders(without_data: dict[str, str], now: int) -> None:
@@ -191,15 +213,19 @@ def fill_market(event: dict) -> tuple[TradingState, RiskParameters, int | None, 
     lots. The watch of the same candle follows as for any candle (``MarketWatch``), on those rows."""
     now = event_known_at(event)
     with transaction.atomic():
-        state, parameters = TradingState.load_with_parameters(for_update=True)
-        if day_rolls(Portfolio.load(), now):
+        state, parameters, portfolio = TradingState.load_for_fills()
+        if day_rolls(portfolio, now):
             load_account(state.state, now, (event["symbol"],), for_decision=False)
-        fill_waiting_orders(state, event["symbol"], event["timestamp"], now, parameters)
-        # read as MarketWatch._load_account reads: the version first (a parameter change committed before the fills
-        # wrote is in it, so the parameters are read again after it)
-        version, latest_order_time, _, _ = _account_version([], now)
-        state, parameters = TradingState.load_with_parameters()
-        rows = account_rows(lock=False, with_lots=True)
+            portfolio = Portfolio.load(for_update=True)  # as the day's roll left it
+        ledger = Ledger.read(portfolio)
+        fill_waiting_orders(state, event["symbol"], event["timestamp"], now, parameters, ledger)
+        # read as MarketWatch._load_account reads: the version first, the rest after or with it (a parameter
+        # change committed before the fills wrote is in it); the portfolio and the positions are the ledger's,
+        # locked since the step began
+        state, parameters, version, latest_order_time, pending = fetch_singleton_rows(
+            (TradingState, RiskParameters), extra=[*_VERSION_AND_LATEST_ORDER, pending_count()]
+        )
+        rows = rows_of(ledger.portfolio, ledger.positions(), pending, with_lots=True)
     return state, parameters, version, latest_order_time, rows
 
 
@@ -273,6 +299,13 @@ class MarketWatch:
         metrics.record_account(account, self.state.state)
         if desk().watch_has_work(DeskView(desk_state(self.state), account, self.parameters, now)):
             watch_market(event)
+
+    def known(self) -> KnownRows | None:
+        """The account rows as last read, with the version they were read after (None: none read yet, or no
+        version row): for the decision on a signal of the candle just watched (``decide_locked``)."""
+        if self.version is None or not hasattr(self, "rows"):
+            return None
+        return KnownRows(self.version, self.rows)
 
     def _load_account(self, latest_order_time: int | None) -> None:
         """Read after the version (and the latest order time, read with it): a change in between is read now and
@@ -351,6 +384,12 @@ def process_market_watch() -> MarketWatch:
     if _process_watch is None or _process_watch[0] != os.getpid():
         _process_watch = (os.getpid(), MarketWatch())
     return _process_watch[1]
+
+
+_VERSION_AND_LATEST_ORDER = [
+    (f'(SELECT "version" FROM "{AccountVersion._meta.db_table}" WHERE "id" = 1)', []),  # noqa: S608
+    (f'(SELECT MAX("event_time") FROM "{Order._meta.db_table}")', []),  # noqa: S608
+]  # the account's version and the latest order's event time (``_account_version``), as fetch_singleton_rows' extra
 
 
 def _account_version(
@@ -522,11 +561,13 @@ def _apply(
     *,
     signal_id: str | None = None,
     fills: dict[str, tuple[Order, tuple, dict]] | None = None,
+    ledger: Ledger | None = None,
 ) -> Order | None:
     """Carry out the desk's effects, in the caller's transaction (which holds the account lock): the risk events,
     alerts and orders in one INSERT per model (``_Rows``), so a decision's statements do not grow with its effects.
     Returns the order of the signal ``signal_id``, if one was made. ``fills``: for a fill step's effects, the order
-    they name by client order id, with its fill candle (``fill_candle``) and the parameters."""
+    they name by client order id, with its fill candle (``fill_candle``) and the parameters, and the step's
+    ``ledger`` (``Ledger.read``)."""
     paper = not live_trading_enabled()
     made = None
     rows = _Rows(paper)
@@ -563,7 +604,9 @@ def _apply(
         elif kind is FillOrder:
             order, candle, parameters = fills[effect.client_order_id]
             stop_loss_pct = parameters["STOP_LOSS_PCT"]
-            fill_paper_order(order, (effect.price, *candle[1:]), stop_loss_pct=stop_loss_pct, known_ms=now)
+            fill_paper_order(
+                order, (effect.price, *candle[1:]), stop_loss_pct=stop_loss_pct, known_ms=now, ledger=ledger
+            )
         elif kind is CancelOrder:
             cancel_order(fills[effect.client_order_id][0], effect.reason, now)
         elif kind is ExpireOrder:

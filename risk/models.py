@@ -1,8 +1,9 @@
 from django.conf import settings
 from django.db import models
 
+from execution.models import Portfolio
 from ground.fields import MoneyField
-from ground.raw_rows import fetch_singleton, fetch_singletons
+from ground.raw_rows import fetch_singleton, fetch_singleton_rows, fetch_singletons
 
 HALT_PERMISSION = "risk.halt_trading"  # who may halt and release trading (TradingState.Meta.permissions)
 
@@ -62,6 +63,19 @@ class TradingState(models.Model):
             cls.load()
             RiskParameters.load()
             found = fetch_singletons(cls, RiskParameters, lock_first=for_update)
+        return found
+
+    @classmethod
+    def load_for_fills(cls) -> tuple["TradingState", "RiskParameters", Portfolio]:
+        """``load_with_parameters(for_update=True)`` and the portfolio, locked too, in one statement: a paper fill
+        step's first read (``risk.decision_service.fill_market``). A locked row is read as it is once its lock is
+        had; the parameters as the statement began (see ``load_with_parameters``)."""
+        found = fetch_singleton_rows((cls, RiskParameters, Portfolio), locked=(cls, Portfolio))
+        if found is None:  # not created yet
+            cls.load()
+            RiskParameters.load()
+            Portfolio.load()
+            found = fetch_singleton_rows((cls, RiskParameters, Portfolio), locked=(cls, Portfolio))
         return found
 
 

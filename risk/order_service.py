@@ -10,17 +10,18 @@ import logging
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from execution import metrics
-from execution.accounting import AccountingError, Book, Holding
+from execution.accounting import AccountingError, Book, Holding, money
 from execution.models import Order, Portfolio, Position, Trade
 from execution.paper import Fill, PaperExchange
 from execution.trades import Lot, close_lots, exit_target, open_lot, target_first
 from ground import amounts, bus
 from ground.amounts import plain
-from ground.raw_rows import fetch_rows, fetch_rows_with, fetch_values
+from ground.prepared import Prepared
 from ground.timeutil import ms_to_datetime
 from marketdata.models import Candle
 
@@ -77,30 +78,41 @@ def fill_candle(order: Order, up_to_ms: int) -> tuple | None:
     """The first candle of the order's symbol opened at or after its decision (the order's event time, a market
     time: a candle's open at that moment is the first price after it), opened by ``up_to_ms``
     (``FILL_CANDLE_FIELDS``)."""
-    rows = fetch_values(
-        Candle,
-        FILL_CANDLE_FIELDS,
-        '"symbol" = %s AND "timestamp" >= %s AND "timestamp" <= %s',
-        [order.symbol, order.event_time, up_to_ms],
-        order_by='"timestamp", "interval"',
-        limit=1,
-    )
+    rows = _first_candle(order.symbol, order.event_time, up_to_ms)
     return rows[0] if rows else None
 
 
+_first_candle = Prepared(
+    lambda symbol, since, up_to: (
+        Candle.objects.filter(symbol=symbol, timestamp__gte=since, timestamp__lte=up_to)
+        .order_by("timestamp", "interval")
+        .values_list(*FILL_CANDLE_FIELDS)[:1]
+    ),
+    str,
+    int,
+    int,
+)
+
+
 def fill_paper_order(
-    order: Order, candle: tuple, *, stop_loss_pct: Decimal | None = None, known_ms: int | None = None
+    order: Order,
+    candle: tuple,
+    *,
+    stop_loss_pct: Decimal | None = None,
+    known_ms: int | None = None,
+    ledger: Ledger | None = None,
 ) -> Order:
     """Fill a stored PENDING order on the paper exchange at ``candle``'s open (``fill_candle``), settle the
     account, store the order and publish its order_result. Call inside the transaction that holds the account
     lock (``TradingState``), once the desk has let the order through (``risk.desk.Desk.fill``); a filled BUY's
     stop is its fill price × (1 − ``stop_loss_pct``, else the current parameter). ``known_ms``: the market time of
-    the fill step, when a failure is known (its ORDER_FAILED alert's time)."""
+    the fill step, when a failure is known (its ORDER_FAILED alert's time). ``ledger``: the step's ledger, read
+    once for all its fills (``Ledger.read``)."""
     price, volume, _timestamp, created_at = candle
     fill = paper_exchange().fill(
         order.client_order_id, order.side, order.quantity, price, volume, asset=amounts.base_of(order.symbol)
     )
-    return _settle_and_finish(order, fill, created_at, stop_loss_pct, known_ms)
+    return _settle_and_finish(order, fill, created_at, stop_loss_pct, known_ms, ledger)
 
 
 def cancel_order(order: Order, reason: str, known_ms: int | None = None, status: str = Order.Status.REJECTED) -> Order:
@@ -115,7 +127,7 @@ def _locked_order(event: dict) -> tuple[TradingState, Order | None]:
     """Lock the account and the order. A settled order is returned as it is (its result republished if that
     never happened); only a PENDING one is to be executed."""
     state = TradingState.load(for_update=True)
-    found = fetch_rows(Order, '"client_order_id" = %s', [event["client_order_id"]], for_update=True)
+    found = list(Order.objects.select_for_update().filter(client_order_id=event["client_order_id"]))
     order = found[0] if found else None
     if order is None:
         bus.reject(
@@ -178,11 +190,40 @@ def _observe(order: Order, stored=None) -> None:
 
 def load_book() -> tuple[Book, Portfolio]:
     """The stored portfolio and its open positions as a pure Book (locked: call inside the account transaction)."""
-    portfolio = Portfolio.load(for_update=True)
-    positions = fetch_rows(Position, '"quantity" > 0', order_by='"symbol"', for_update=True)
-    holdings = {p.symbol: Holding(p.quantity, p.cost_basis) for p in positions}
-    book = Book(portfolio.initial_capital, portfolio.cash, holdings, portfolio.realized_pnl, portfolio.fees_paid)
-    return book, portfolio
+    ledger = Ledger.read(Portfolio.load(for_update=True))
+    return ledger.book, ledger.portfolio
+
+
+class Ledger:
+    """The portfolio and the open positions of a paper fill step, read once under the account lock (``read``) and
+    kept as the step's fills change them (``_settle``: the ``book`` is changed only by a fill it takes, and stored
+    at once): the fills after the first and the account read after the step (``positions``) read neither again.
+    Every writer of them holds the account lock, and the rows are locked besides."""
+
+    def __init__(self, portfolio: Portfolio, positions: list[Position]) -> None:
+        self.portfolio = portfolio
+        holdings = {p.symbol: Holding(p.quantity, p.cost_basis) for p in positions}
+        self.book = Book(
+            portfolio.initial_capital, portfolio.cash, holdings, portfolio.realized_pnl, portfolio.fees_paid
+        )
+
+    @classmethod
+    def read(cls, portfolio: Portfolio) -> Ledger:
+        """The ledger of ``portfolio`` (read locked by the caller) and the open positions, locked."""
+        return cls(portfolio, _locked_positions())
+
+    def positions(self) -> dict[str, Position]:
+        """The open positions as stored now, by symbol (the rows ``account_rows`` would read; not saved rows)."""
+        return {
+            symbol: Position(
+                symbol=symbol,
+                quantity=money(holding.quantity),
+                cost_basis=money(holding.cost),
+                avg_entry_price=holding.avg_entry_price,
+            )
+            for symbol, holding in sorted(self.book.holdings.items())
+            if holding.quantity > 0
+        }
 
 
 def _settle_and_finish(
@@ -191,19 +232,20 @@ def _settle_and_finish(
     candle_stored_at=None,
     stop_loss_pct: Decimal | None = None,
     known_ms: int | None = None,
+    ledger: Ledger | None = None,
 ) -> Order:
     """Settle the fill, store the order and publish its order_result, then record its trades: they refer to the
     order row, which a new paper order gets only now."""
-    filled = _settle(order, fill, stop_loss_pct)
+    filled = _settle(order, fill, stop_loss_pct, ledger)
     _finish(order, candle_stored_at, known_ms=known_ms)
     if filled:
         _record_trades(order, fill)
     return order
 
 
-def _settle(order: Order, fill: Fill, stop_loss_pct: Decimal | None = None) -> bool:
-    """Apply a fill to the order's fields and to the account (portfolio, position), read under the lock. True when
-    it filled: its trades are then to be recorded (``_record_trades``). A
+def _settle(order: Order, fill: Fill, stop_loss_pct: Decimal | None = None, ledger: Ledger | None = None) -> bool:
+    """Apply a fill to the order's fields and to the account (portfolio, position), read under the lock (or held
+    in the fill step's ``ledger``). True when it filled: its trades are then to be recorded (``_record_trades``). A
     filled BUY gets its lot's stop from its fill price (``stop_loss_pct`` of the decision, else the parameter)."""
     order.order_id = fill.order_id
     if fill.status not in SETTLED_BY_FILL:
@@ -212,8 +254,8 @@ def _settle(order: Order, fill: Fill, stop_loss_pct: Decimal | None = None) -> b
             fill.reason,
         )
         return False
-    book, portfolio = load_book()
-    try:
+    book, portfolio = load_book() if ledger is None else (ledger.book, ledger.portfolio)
+    try:  # Book.apply changes nothing when it refuses a fill
         book.apply(order.symbol, order.side, fill.quantity, fill.price, fill.fee)
     except AccountingError as error:
         order.status, order.reason = Order.Status.FAILED, str(error)
@@ -270,20 +312,8 @@ def _store_open_trade(lot: Lot, order_id: int, entry_time) -> None:
 def _close_trades(order: Order, fill: Fill) -> None:
     """Close open trades of the symbol oldest first — a stop-loss its own lot first — (execution.trades decides the
     split and the P&L)."""
-    orders, trades = (connection.ops.quote_name(model._meta.db_table) for model in (Order, Trade))
-    entry_order = f'(SELECT "client_order_id" FROM {orders} WHERE {orders}."id" = {trades}."order_id")'  # noqa: S608
-    found = fetch_rows_with(
-        Trade,
-        (entry_order, []),
-        '"symbol" = %s AND "status" = %s',
-        [order.symbol, Trade.Status.OPEN],
-        order_by='"entry_time", "id"',
-        for_update=True,
-    )
-    rows = [trade for trade, _ in found]
-    lots = [
-        Lot(t.trade_id, entry, t.symbol, t.quantity, t.entry_price, 0, t.entry_fees, t.stop_loss) for t, entry in found
-    ]
+    rows = _open_trades_locked(order.symbol)
+    lots = [Lot(t.trade_id, t.entry, t.symbol, t.quantity, t.entry_price, 0, t.entry_fees, t.stop_loss) for t in rows]
     lots = target_first(lots, exit_target(order.signal_id, order.purpose))
     reason = "signal" if order.purpose == Order.Purpose.EXIT else order.purpose
     closed, remainder = close_lots(
@@ -302,6 +332,19 @@ def _close_trades(order: Order, fill: Fill) -> None:
         source = by_id[closed[-1].lot.trade_id]  # the lot that was only partly sold
         _store_open_trade(remainder, source.order_id, source.entry_time)
 
+
+_locked_positions = Prepared(
+    lambda: Position.objects.select_for_update().filter(quantity__gt=0).order_by("symbol")
+)  # the open positions, locked (``Ledger.read``)
+_open_trades_locked = Prepared(
+    lambda symbol: (
+        Trade.objects.select_for_update(of=("self",))
+        .filter(symbol=symbol, status=Trade.Status.OPEN)
+        .annotate(entry=F("order__client_order_id"))  # the entry order's
+        .order_by("entry_time", "id")
+    ),
+    str,
+)  # a symbol's open trades, oldest first, locked, each with its entry order's client order id (``_close_trades``)
 
 CLOSED_TRADE_FIELDS = (
     "quantity",

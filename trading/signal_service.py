@@ -47,14 +47,17 @@ import logging
 import pickle
 from datetime import datetime
 from decimal import Decimal
+from functools import partial
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.core.cache import BaseCache, caches
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
+from django.db.models import QuerySet, Subquery
 
 from ground import bus
 from ground.amounts import plain
-from ground.raw_rows import fetch_values
+from ground.prepared import Prepared
 from ground.redis_client import redis_client
 from marketdata.ingest import CandleKey
 from marketdata.models import Candle, CandleSeries
@@ -64,6 +67,9 @@ from .signal_ids import signal_id_for
 from .strategies import Candle as StrategyCandle
 from .strategies import Signal as Emitted
 from .strategies import Strategy, strategy_from_spec
+
+if TYPE_CHECKING:
+    from risk.account_view import KnownRows
 
 logger = logging.getLogger("cdb.signals")
 
@@ -300,20 +306,27 @@ _candles_read: dict[tuple[str, str], tuple[int, datetime]] = {}
 def _recent_rows(symbol: str, interval: str, last: int, limit: int) -> tuple[list[tuple], int | None]:
     """The newest ``limit`` candles up to ``last`` (newest first) and the series' revision, in one statement: one
     snapshot, so the rows are the history of that revision."""
-    series = connection.ops.quote_name(CandleSeries._meta.db_table)
-    rows = fetch_values(
-        Candle,
-        (*_FIELDS, "created_at"),
-        '"symbol" = %s AND "interval" = %s AND "timestamp" <= %s',
-        [symbol, interval, last],
-        order_by='"timestamp" DESC',
-        limit=limit,
-        extra=(f'(SELECT "revision" FROM {series} WHERE "symbol" = %s AND "interval" = %s)', [symbol, interval]),
-    )
+    read = _recent.get(limit)
+    if read is None:
+        read = _recent[limit] = Prepared(partial(_recent_query, limit=limit), str, str, int)
+    rows = read(symbol, interval, last)
     if not rows:
         return [], None
     _candles_read[(symbol, interval)] = (rows[0][0], rows[0][-2])  # for signal_latency_seconds, if it signals
     return [row[:-2] for row in rows], rows[0][-1]
+
+
+def _recent_query(symbol: str, interval: str, last: int, *, limit: int) -> QuerySet:
+    revision = CandleSeries.objects.filter(symbol=symbol, interval=interval).values("revision")
+    return (
+        Candle.objects.filter(symbol=symbol, interval=interval, timestamp__lte=last)
+        .annotate(series_revision=Subquery(revision))
+        .order_by("-timestamp")
+        .values_list(*_FIELDS, "created_at", "series_revision")[:limit]
+    )
+
+
+_recent: dict[int, Prepared] = {}  # by limit (the LIMIT is part of the SQL)
 
 
 def candle_stored_at(symbol: str, interval: str, timestamp: int) -> datetime | None:
@@ -321,14 +334,8 @@ def candle_stored_at(symbol: str, interval: str, timestamp: int) -> datetime | N
     noted = _candles_read.get((symbol, interval))
     if noted is not None and noted[0] == timestamp:
         return noted[1]
-    found = fetch_values(
-        Candle,
-        ("created_at",),
-        '"symbol" = %s AND "interval" = %s AND "timestamp" = %s',
-        [symbol, interval, timestamp],
-        limit=1,
-    )
-    return found[0][0] if found else None
+    found = Candle.objects.filter(symbol=symbol, interval=interval, timestamp=timestamp)
+    return found.values_list("created_at", flat=True).first()
 
 
 def _revision(symbol: str, interval: str) -> int | None:
@@ -362,8 +369,9 @@ def signal_event(signal_id: str, strategy: str, symbol: str, interval: str, time
     }
 
 
-def process_market_data(event: dict) -> Signal | None:
-    """Run the configured strategy on the event's candle; store and publish a signal if it emits one."""
+def process_market_data(event: dict, known: KnownRows | None = None) -> Signal | None:
+    """Run the configured strategy on the event's candle; store and publish a signal if it emits one (``known``:
+    see ``store_signal``)."""
     symbol, interval, timestamp = candle_key(event)
     strategy, emitted, path = evaluate(settings.STRATEGY, symbol, interval, timestamp)
     if strategy is None:
@@ -372,7 +380,7 @@ def process_market_data(event: dict) -> Signal | None:
     logger.debug("%s %s @%s evaluated by %s (%s)", symbol, interval, timestamp, strategy.name, path)
     if emitted is None:
         return None
-    return store_signal(strategy.name, symbol, interval, timestamp, emitted)
+    return store_signal(strategy.name, symbol, interval, timestamp, emitted, known)
 
 
 def candle_key(event: dict) -> CandleKey:
@@ -404,9 +412,13 @@ def evaluate_events(events: list[dict]) -> dict[CandleKey, tuple[str, Emitted | 
     return outputs
 
 
-def store_signal(strategy: str, symbol: str, interval: str, timestamp: int, emitted: Emitted) -> Signal | None:
+def store_signal(
+    strategy: str, symbol: str, interval: str, timestamp: int, emitted: Emitted, known: KnownRows | None = None
+) -> Signal | None:
     """Store, decide and publish what the strategy emitted on a candle, once (the signal id is unique). Returns the
-    signal (its database id is not read back), or None if it was stored before.
+    signal (its database id is not read back), or None if it was stored before. ``known``: the account rows the
+    market watch of the candle read (``risk.decision_service.MarketWatch.known``), which the decision uses if they
+    are still the account's.
 
     The signal is stored and decided in one transaction, under the account lock that serializes every decision
     (``risk.decision_service.decide_locked``): a crash leaves all of it or
@@ -435,7 +447,7 @@ def store_signal(strategy: str, symbol: str, interval: str, timestamp: int, emit
             )
             signal.save(force_insert=True)  # a duplicate signal id raises IntegrityError
             bus.publish(published, consumed=True)
-            decide_locked(state, published, parameters)
+            decide_locked(state, published, parameters, known)
             return signal
     except IntegrityError:
         if not Signal.objects.filter(signal_id=signal_id).exists():

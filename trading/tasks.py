@@ -11,8 +11,9 @@ from .signal_service import candle_key, evaluate_events, mark_decided, process_m
 def on_market_data(event: dict) -> None:
     """The market_data consumer: the risk manager's watch first (drawdown halt, stop-loss exits settle before
     any new decision), then the signal engine. One task, so every worker sees the same order of effects."""
-    process_market_watch()(event)
-    process_market_data(event)
+    watch = process_market_watch()
+    watch(event)
+    process_market_data(event, watch.known())
 
 
 @shared_task(name="trading.on_market_data_batch", **RETRY_ON_DATABASE_ERRORS)
@@ -29,7 +30,7 @@ def on_market_data_batch(events: list[dict]) -> None:
             key = candle_key(event)
             strategy, emitted = outputs.get(key, ("", None))
             if emitted is not None:
-                store_signal(strategy, *key, emitted)
+                store_signal(strategy, *key, emitted, watch.known())
 
 
 @shared_task(name="risk.on_signal", **RETRY_ON_DATABASE_ERRORS)  # its name from when it lived in risk/tasks.py

@@ -373,10 +373,10 @@ def test_decision_history_reads_cooldowns_the_order_rate_and_prices_in_one_query
         event_time=now + 1, purpose="entry",
     )  # fmt: skip
     with django_assert_num_queries(1):
-        stops, recent, prices = decision_history(("AAA_USDT", "BBB_USDT"), now)
+        stops, recent, prices, _ = decision_history(("AAA_USDT", "BBB_USDT"), now)
     assert stops == {"AAA_USDT": now - 5 * 60_000}
     assert recent == 2 and prices == {}
-    assert decision_history((), now) == ({}, 2, {})
+    assert decision_history((), now) == ({}, 2, {}, None)
     # the prices of held symbols come with it, in the same query, as latest_prices reads them
     for symbol, close, minutes in [("AAA_USDT", "10.5", 3), ("AAA_USDT", "11.25", 1), ("BBB_USDT", "7", -1)]:
         Candle.objects.create(
@@ -384,7 +384,7 @@ def test_decision_history_reads_cooldowns_the_order_rate_and_prices_in_one_query
             open=D(close), high=D(close), low=D(close), close=D(close), volume=D("1"),
         )  # fmt: skip
     with django_assert_num_queries(1):
-        stops, recent, prices = decision_history(("AAA_USDT",), now, prices_of=["AAA_USDT", "BBB_USDT", "CCC_USDT"])
+        stops, recent, prices, _ = decision_history(("AAA_USDT",), now, prices_of=["AAA_USDT", "BBB_USDT", "CCC_USDT"])
     assert (stops, recent) == ({"AAA_USDT": now - 5 * 60_000}, 2)
     assert prices == {"AAA_USDT": D("11.25")} == latest_prices(["AAA_USDT", "BBB_USDT", "CCC_USDT"], now)
     assert isinstance(prices["AAA_USDT"], D)

@@ -12,7 +12,7 @@ from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from execution.models import Order, Position
+from execution.models import Order, Portfolio, Position
 from marketdata import clock
 from marketdata.ingest import market_data_event, persist_market_data
 from risk.decision_service import watch_market
@@ -61,3 +61,47 @@ def test_a_close_out_of_three_positions_takes_the_statements_of_one(sma_cross):
     call_command("flush", "--noinput")  # a new account
     three = _drawdown_close_out(["BBB_USDT", "CCC_USDT", "DDD_USDT"], series.BASE_TS + 86_400_000)
     assert three == one, (one, three)
+
+
+def _reads_of(queries: CaptureQueriesContext, table: str) -> int:
+    return sum(1 for query in queries.captured_queries if query["sql"].startswith("SELECT") and table in query["sql"])
+
+
+def test_a_decision_takes_the_account_rows_its_candle_s_watch_read_while_their_version_holds(sma_cross):
+    """The crossing candle's watch has the account's rows (read after its version); the decision on that candle's
+    signal, under the lock, reads the version with its history and takes those rows: no read of the positions or
+    the portfolio again. The BUY is 10 % of the equity: 1000 / 110 (the crossing's close)."""
+    events = series.events()
+    with clock.use_clock(clock.ManualClock(series.BASE_TS)):
+        series.publish_all(events[:-1])
+        with CaptureQueriesContext(connection) as queries:
+            series.publish_all(events[-1:])
+    entry = Order.objects.get(purpose=Order.Purpose.ENTRY)
+    assert entry.quantity == Decimal("9.09090909")
+    assert _reads_of(queries, '"execution_position"') == 0
+    assert _reads_of(queries, '"execution_portfolio"') == 0
+
+
+def test_a_decision_reads_the_account_again_when_it_changed_after_the_watch(sma_cross):
+    """The same crossing, with half the cash taken out between the candle's watch and its decision (a bumped
+    version): the decision reads the rows again and judges the account at 5,000 (a 50 % daily drawdown: halted).
+    On the watch's rows it would have bought."""
+    from risk.decision_service import process_market_watch
+    from trading.signal_service import process_market_data
+
+    events = series.events()
+    with clock.use_clock(clock.ManualClock(series.BASE_TS)):
+        series.publish_all(events[:-1])
+        last = events[-1]
+        persist_market_data(last)
+        watch = process_market_watch()
+        watch(last)
+        known = watch.known()
+        assert known is not None
+        Portfolio.objects.filter(pk=1).update(cash=Decimal("5000"))
+        with CaptureQueriesContext(connection) as queries:
+            process_market_data(last, known)
+    assert not Order.objects.exists()
+    rejected = RiskEvent.objects.get(decision="REJECT")
+    assert rejected.layer == "drawdown" and "equity 5,000.00 USDT" in rejected.reason, rejected.reason
+    assert _reads_of(queries, '"execution_position"') == 1

@@ -1,0 +1,114 @@
+"""ground.prepared: a queryset compiled once returns, for any values, what the queryset itself returns (values,
+types, instances, annotations, locks), on PostgreSQL and SQLite, and compiles once."""
+
+from decimal import Decimal as D
+
+import pytest
+from django.db.models import F, Subquery
+from django.db.models.sql.compiler import SQLCompiler
+
+from execution.models import Order, Position, Trade
+from ground.prepared import Prepared
+from marketdata.ingest import bulk_store
+from marketdata.models import Candle, CandleSeries
+
+pytestmark = pytest.mark.django_db
+
+
+def _values(instance) -> dict:
+    fields = instance._meta.concrete_fields
+    return {f.attname: (type(getattr(instance, f.attname)), getattr(instance, f.attname)) for f in fields}
+
+
+def _typed(rows) -> list:
+    return [[(type(v), v) for v in row] for row in rows]
+
+
+def _candles() -> None:
+    rows = [
+        ("AAA_USDT", "1m", 1_735_689_600_000 + n * 60_000, 1.5 + n, 2.25, 0.1, 35250.123456789, 1e-12) for n in range(6)
+    ]
+    rows += [
+        ("AAA_USDT", "5m", 1_735_689_600_000, 1, 2, 0.5, 1.75, 3),
+        ("BBB_USDT", "1m", 1_735_689_600_000, 1, 1, 1, 1, 1),
+    ]
+    bulk_store(rows)
+
+
+def _recent(symbol, interval, last):
+    revision = CandleSeries.objects.filter(symbol=symbol, interval=interval).values("revision")
+    return (
+        Candle.objects.filter(symbol=symbol, interval=interval, timestamp__lte=last)
+        .annotate(series_revision=Subquery(revision))
+        .order_by("-timestamp")
+        .values_list("timestamp", "close", "volume", "created_at", "series_revision")[:3]
+    )
+
+
+def test_values_lists_equal_the_querysets_for_other_values_and_compile_once(monkeypatch):
+    _candles()
+    read = Prepared(_recent, str, str, int)
+
+    def closes(symbol):
+        return Candle.objects.filter(symbol=symbol).order_by("id").values_list("close", flat=True)
+
+    flat = Prepared(closes, str)
+    compiled = []
+    original = SQLCompiler.as_sql
+
+    def counting(self, *args, **kwargs):
+        compiled.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(SQLCompiler, "as_sql", counting)
+    for symbol, interval, last in [
+        ("AAA_USDT", "1m", 1_735_689_780_000),
+        ("AAA_USDT", "5m", 2**62),
+        ("CCC_USDT", "1m", 0),
+    ]:
+        expected = list(_recent(symbol, interval, last))
+        assert _typed(read(symbol, interval, last)) == _typed(expected)
+        assert [(type(v), v) for v in flat(symbol)] == [(type(v), v) for v in closes(symbol)]
+    assert read("AAA_USDT", "1m", 1_735_689_780_000)[0][0] == 1_735_689_780_000
+    compiled.clear()
+    read("BBB_USDT", "1m", 2**62), flat("BBB_USDT")
+    assert compiled == [], "compiled again"
+
+
+def test_instances_with_an_annotation_and_a_lock_equal_the_querysets():
+    order = Order.objects.create(
+        client_order_id="cdbprep1", symbol="AAA_USDT", side="BUY", quantity=D("1.123456789012"),
+        requested_price=D("35250.5"), event_time=1_735_689_600_000, risk_checks=["drawdown"],
+    )  # fmt: skip
+    for n in range(2):
+        Trade.objects.create(
+            trade_id=f"T-prep{n}", order=order, symbol="AAA_USDT", quantity=D("1.1"), entry_price=D("35260.1"),
+            entry_time=order.submitted_at or "2025-01-01T00:00Z", entry_fees=D("0.035"),
+        )  # fmt: skip
+    Position.objects.create(symbol="AAA_USDT", quantity=D("1.1"), cost_basis=D("38786.11"), avg_entry_price=D("3"))
+    Position.objects.create(symbol="BBB_USDT", quantity=D("0"), cost_basis=D("0"), avg_entry_price=D("0"))
+
+    def trades(symbol):
+        return (
+            Trade.objects.select_for_update(of=("self",))
+            .filter(symbol=symbol, status=Trade.Status.OPEN)
+            .annotate(entry=F("order__client_order_id"))
+            .order_by("entry_time", "id")
+        )
+
+    read = Prepared(trades, str)
+    got, expected = read("AAA_USDT"), list(trades("AAA_USDT"))
+    assert len(got) == 2 and [_values(t) for t in got] == [_values(t) for t in expected]
+    assert [t.entry for t in got] == ["cdbprep1", "cdbprep1"] and not got[0]._state.adding
+    assert read("BBB_USDT") == []
+    positions = Prepared(lambda: Position.objects.filter(quantity__gt=0).order_by("symbol"))
+    assert [_values(p) for p in positions()] == [_values(Position.objects.get(symbol="AAA_USDT"))]
+
+
+def test_what_it_cannot_send_as_given_is_refused():
+    with pytest.raises(TypeError):
+        Prepared(lambda price: Candle.objects.filter(close=price), D)
+    with pytest.raises(ValueError, match="not among"):
+        Prepared(lambda symbol: Candle.objects.filter(symbol__startswith=symbol).values_list("id"), str)()
+    with pytest.raises(ValueError, match="not supported"):
+        Prepared(lambda: Candle.objects.values("id"))()

@@ -9,10 +9,12 @@ queryset once per database vendor with placeholder values, then sends the SQL wi
 ORM's converters; it builds model instances with ``Model.from_db`` (annotations set as attributes) or values_list
 tuples, as the queryset would.
 
-Limits, checked when compiling: the values are ``str`` or ``int`` and sent as given (not through the field's
-``get_prep_value``; each must appear in the SQL's parameters, compared by value and type, and no other parameter may
-equal a placeholder); the queryset returns model instances without ``select_related``, or ``values_list`` rows
-(flat or not). Its slice, ordering and locks are part of the SQL.
+Limits, checked when compiling (twice, with two sets of placeholders): the values are ``str`` or ``int`` and sent
+as given (not through the field's ``get_prep_value`` nor a lookup's own preparation: each must appear in the SQL's
+parameters as given, compared by value and type); the SQL and every other parameter must not depend on the values
+(none derived from one, no branch on one); the queryset returns model instances without ``select_related``, or
+``values_list`` rows (flat or not). Its slice, ordering and locks are part of the SQL; a locking read outside a
+transaction is refused on every call, as the queryset refuses it.
 """
 
 from __future__ import annotations
@@ -23,24 +25,56 @@ from typing import Any
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import QuerySet
 from django.db.models.query import FlatValuesListIterable, ModelIterable, ValuesListIterable
+from django.db.transaction import TransactionManagementError
 
-_PLACEHOLDER_INT = -7_319_240_000_000  # far from any id, time or count the reads are given
-_PLACEHOLDER_STR = "\u2063cdb-placeholder-{}"
+# Two sets of placeholders, far from any id, time or count the reads are given; the strings hold the characters a
+# lookup escapes (LIKE's % and _, its escape \), so a lookup that prepares its value does not find it as given.
+_PLACEHOLDERS_INT = (-7_319_240_000_000, -8_427_350_000_000)
+_PLACEHOLDERS_STR = ("\u2063cdb_%placeholder\\a-{}", "\u2063cdb_%placeholder\\b-{}")
+
+
+def _slots(params: list, placeholders: list[Any]) -> list[list[int]]:
+    """Where each placeholder is among the compiled query's parameters (compared by value and type)."""
+    slots = []
+    for placeholder in placeholders:
+        found = [n for n, value in enumerate(params) if type(value) is type(placeholder) and value == placeholder]
+        if not found:
+            raise ValueError(
+                f"prepared: the value {placeholder!r} is not among the query's parameters as given (a lookup that "
+                "prepares or transforms its value is not supported)"
+            )
+        slots.append(found)
+    return slots
 
 
 class _Compiled:
-    __slots__ = ("sql", "params", "slots", "converters", "shape", "model", "attnames", "annotations")
+    __slots__ = ("sql", "params", "slots", "converters", "shape", "model", "attnames", "annotations", "locks")
 
-    def __init__(self, queryset: QuerySet, placeholders: list[Any], connection) -> None:
-        compiler = queryset.query.get_compiler(connection=connection)
-        self.sql, params = compiler.as_sql()
-        self.params = list(params)
-        self.slots = []
-        for placeholder in placeholders:
-            found = [n for n, value in enumerate(params) if type(value) is type(placeholder) and value == placeholder]
-            if not found:
-                raise ValueError(f"prepared: the value {placeholder!r} is not among the query's parameters")
-            self.slots.append(found)
+    def __init__(self, build: Callable[..., QuerySet], placeholder_sets: list[list[Any]], connection) -> None:
+        """Compiles ``build`` with two sets of placeholders: the SQL, the placeholders' positions and every other
+        parameter must come out the same, so no parameter is derived from a value (``at - 120_000``), no branch
+        depends on one and no constant equals a placeholder."""
+        compilations = []
+        for placeholders in placeholder_sets:
+            queryset = build(*placeholders)
+            compiler = queryset.query.get_compiler(connection=connection)
+            sql, params = compiler.as_sql()
+            compilations.append((queryset, compiler, sql, list(params), _slots(list(params), placeholders)))
+        (queryset, compiler, self.sql, self.params, self.slots), (_, _, other_sql, other_params, other_slots) = (
+            compilations
+        )
+        taken = {slot for slots in self.slots for slot in slots}
+        if (
+            other_sql != self.sql
+            or other_slots != self.slots
+            or len(other_params) != len(self.params)
+            or any(a != b for n, (a, b) in enumerate(zip(self.params, other_params, strict=True)) if n not in taken)
+        ):
+            raise ValueError(
+                "prepared: the query depends on its values beyond taking them as parameters (a value derived from "
+                "one, a branch on one, or a constant equal to a placeholder): write it as a plain queryset"
+            )
+        self.locks = bool(queryset.query.select_for_update)
         iterable = queryset._iterable_class
         if iterable is ModelIterable:
             if queryset.query.select_related:
@@ -76,16 +110,19 @@ class Prepared:
     def compiled(self, connection) -> _Compiled:
         compiled = self._compiled.get(connection.vendor)
         if compiled is None:
-            placeholders = [
-                _PLACEHOLDER_INT - n if kind is int else _PLACEHOLDER_STR.format(n) for n, kind in enumerate(self.kinds)
+            placeholder_sets = [
+                [ints - n if kind is int else strs.format(n) for n, kind in enumerate(self.kinds)]
+                for ints, strs in zip(_PLACEHOLDERS_INT, _PLACEHOLDERS_STR, strict=True)
             ]
-            compiled = _Compiled(self.build(*placeholders), placeholders, connection)
+            compiled = _Compiled(self.build, placeholder_sets, connection)
             self._compiled[connection.vendor] = compiled
         return compiled
 
     def __call__(self, *values: Any) -> list:
         connection = connections[DEFAULT_DB_ALIAS]  # this thread's
         compiled = self.compiled(connection)
+        if compiled.locks and connection.get_autocommit():  # as the queryset's compiler refuses it, on every call
+            raise TransactionManagementError("select_for_update cannot be used outside of a transaction.")
         params = list(compiled.params)
         for slots, value in zip(compiled.slots, values, strict=True):
             for slot in slots:

@@ -225,7 +225,10 @@ def fill_market(event: dict) -> tuple[TradingState, RiskParameters, int | None, 
         state, parameters, version, latest_order_time, pending = fetch_singleton_rows(
             (TradingState, RiskParameters), extra=[*_VERSION_AND_LATEST_ORDER, pending_count()]
         )
-        rows = rows_of(ledger.portfolio, ledger.positions(), pending, with_lots=True)
+        if connection.vendor == "sqlite":  # it stores a money column as REAL (15 digits): the rows as stored
+            rows = account_rows(lock=True, with_lots=True)
+        else:
+            rows = rows_of(ledger.portfolio, ledger.positions(), pending, with_lots=True)
     return state, parameters, version, latest_order_time, rows
 
 

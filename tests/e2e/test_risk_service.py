@@ -742,3 +742,25 @@ def test_a_signal_too_large_to_be_an_order_is_a_stored_rejection_live():
     assert (event.decision, event.layer, event.approved_quantity) == ("REJECT", "size", 0)
     assert "1e+22 units" in event.reason
     assert not Order.objects.exists()
+
+
+def test_the_fill_step_hands_the_watch_the_stored_account(sma_cross):
+    """After a paper fill step, the rows the watch keeps (and hands a decision while the account's version holds)
+    are the stored ones, on SQLite too, which stores a money column as REAL (15 digits) where the step's ledger
+    keeps exact decimals."""
+    from execution.models import Position
+    from marketdata import clock
+    from risk.decision_service import process_market_watch
+    from risk.models import AccountVersion
+
+    with clock.use_clock(clock.ManualClock(series.BASE_TS)):
+        series.publish_all(series.filled_events())
+    assert Position.objects.filter(quantity__gt=0).exists()
+    known = process_market_watch().known()
+    assert known is not None
+    assert known.version == AccountVersion.objects.get(pk=1).version  # a decision now would take these rows
+    stored = Portfolio.load()
+    assert (known.rows.portfolio.cash, known.rows.cash) == (stored.cash, stored.cash)
+    position = Position.objects.get(quantity__gt=0)
+    kept = known.rows.positions[position.symbol]
+    assert (kept.quantity, kept.cost_basis) == (position.quantity, position.cost_basis)

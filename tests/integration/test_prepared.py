@@ -112,3 +112,50 @@ def test_what_it_cannot_send_as_given_is_refused():
         Prepared(lambda symbol: Candle.objects.filter(symbol__startswith=symbol).values_list("id"), str)()
     with pytest.raises(ValueError, match="not supported"):
         Prepared(lambda: Candle.objects.values("id"))()
+
+
+def test_a_lookup_that_escapes_its_value_is_refused_where_it_escapes_and_equal_where_it_does_not():
+    """SQLite compiles iexact to LIKE with the value escaped (a ``_`` there would match any character):
+    the placeholder holds LIKE's characters, so the escaped one is not found and the read is refused. PostgreSQL
+    compiles it to UPPER(..) = UPPER(..) with the value as given: equal to the queryset."""
+    from django.db import connection
+
+    bulk_store([(symbol, "1m", 1_735_689_600_000, 1, 2, 0.5, 1, 3) for symbol in ("AAA_USDT", "AAAxUSDT")])
+
+    def build(symbol):
+        return Candle.objects.filter(symbol__iexact=symbol).values_list("symbol", flat=True)
+
+    read = Prepared(build, str)
+    if connection.vendor == "sqlite":
+        with pytest.raises(ValueError, match="not among"):
+            read("aaa_usdt")
+    else:
+        assert read("aaa_usdt") == list(build("aaa_usdt")) == ["AAA_USDT"]
+
+
+def test_a_value_derived_from_a_parameter_is_refused():
+    """``at - 120_000`` is compiled from the placeholder: it would never follow the call's ``at``. Compiled with two
+    sets of placeholders, the derived parameter differs between them, and the read is refused."""
+    _candles()
+
+    def build(at):
+        return Candle.objects.filter(timestamp__lte=at, timestamp__gt=at - 120_000).values_list("timestamp", flat=True)
+
+    with pytest.raises(ValueError, match="depends on its values"):
+        Prepared(build, int)(1_735_689_600_000 + 5 * 60_000)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_locking_read_outside_a_transaction_is_refused_on_every_call():
+    """The ORM refuses ``select_for_update`` in autocommit when it compiles; a compiled read refuses it each call."""
+    from django.db import connection, transaction
+
+    locked = Prepared(lambda: Position.objects.select_for_update().filter(quantity__gt=0))
+    with transaction.atomic():
+        locked()  # compiled here, as the fill step compiles it
+    if not connection.features.has_select_for_update:
+        return  # (SQLite: no row locks, Django lets it through)
+    with pytest.raises(transaction.TransactionManagementError):
+        list(Position.objects.select_for_update().filter(quantity__gt=0))
+    with pytest.raises(transaction.TransactionManagementError):
+        locked()

@@ -354,7 +354,8 @@ class RiskEngine:
         allowed = min(order.quantity, round_quantity(max(limits[binding], Decimal(0))))
         details.update({f"max_quantity_{name}": amounts.plain(round_quantity(value)) for name, value in limits.items()})
         if allowed <= 0:
-            return reject(binding, f"no room for a {order.symbol} entry: the {binding} limit leaves nothing")
+            article = "an" if order.symbol[:1] in "AEIOU" else "a"  # an ETH_BTC entry, a BTC_USDT entry
+            return reject(binding, f"no room for {article} {order.symbol} entry: the {binding} limit leaves nothing")
         minimum = self.min_notional.get(quote)
         if minimum and allowed * market.price < minimum:
             return reject(

@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 
 from django.conf import settings
+from django.db import connection, transaction
 
 from ground.amounts import decimals_for, plain
 from ground.timeutil import iso_z, ms_to_datetime
@@ -46,9 +49,31 @@ def open_position_rows(view: AccountView) -> list[dict]:
     return out
 
 
+@contextmanager
+def one_snapshot() -> Iterator[None]:
+    """Every read inside sees the database at one moment, so the cash, the positions, the orders waiting and the
+    state read in several statements are of one account (a fill committed between two of them would count its cost
+    twice or not at all): one transaction, REPEATABLE READ on PostgreSQL (where each statement of a READ COMMITTED
+    transaction sees its own moment); a SQLite transaction reads one snapshot already. Inside a transaction already
+    (a test's), that one."""
+    if connection.in_atomic_block:
+        yield
+        return
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        yield
+
+
 def risk_status() -> dict:
     """State, every parameter with its value and source, equity, daily P&L and drawdown, exposure and the open
-    positions."""
+    positions, all read at one moment (``one_snapshot``)."""
+    with one_snapshot():
+        return _risk_status()
+
+
+def _risk_status() -> dict:
     state = TradingState.load()
     params = RiskParameters.load()
     view = account_view(state.state)
@@ -85,7 +110,12 @@ def risk_status() -> dict:
 
 def account_summary(as_of_ms: int | None = None) -> dict:
     """Equity, cash, daily P&L and drawdown since 00:00 UTC (market time), exposure and their limits, at the market
-    time ``as_of_ms`` (None: now, at the newest prices)."""
+    time ``as_of_ms`` (None: now, at the newest prices), read at one moment (``one_snapshot``)."""
+    with one_snapshot():
+        return _account_summary(as_of_ms)
+
+
+def _account_summary(as_of_ms: int | None) -> dict:
     view = account_view(TradingState.load().state, as_of_ms)
     params = RiskParameters.load()
     portfolio = view.rows.portfolio

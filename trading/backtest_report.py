@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
 import statistics
 from decimal import Decimal
 from pathlib import Path
@@ -134,6 +135,34 @@ UNITS = {
 }
 
 
+def exact_summary(figures: dict) -> dict:
+    """The summary as the JSON report gives it: every ratio and percentage (floats in ``summary``, as the optimizer
+    scores them) as the exact decimal string of that float (``float(text)`` gives it back), counts as integers, keys
+    unchanged. Stored runs written before are read through it too (``cdb_project.api``)."""
+
+    def exact(value):
+        return plain(repr(value)) if isinstance(value, float) else value
+
+    out = {key: exact(value) for key, value in figures.items()}
+    if isinstance(figures.get("per_symbol"), dict):
+        out["per_symbol"] = {
+            symbol: {key: exact(value) for key, value in item.items()} for symbol, item in figures["per_symbol"].items()
+        }
+    return out
+
+
+NUMBER = re.compile(r"-?\d+(\.\d*)?")
+
+
+def parameter_text(value) -> str:
+    """A parameter as /api/risk/parameters/ gives it: a number as its exact decimal string (``5.0`` → ``5``,
+    ``0.50`` → ``0.5``), anything else as its text."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal, str)):
+        return str(value)
+    text = plain(value) if not isinstance(value, str) or NUMBER.fullmatch(value.strip()) else None
+    return text if text is not None else str(value)
+
+
 def report(result: Result, *, strategy: str, parameters: dict, files: list[str]) -> dict:
     """The JSON report. Money is a decimal string, so the accounting identity can be checked exactly."""
     trades = [
@@ -174,7 +203,7 @@ def report(result: Result, *, strategy: str, parameters: dict, files: list[str])
     book = result.book
     return {
         "strategy": strategy,
-        "parameters": {k: str(v) for k, v in parameters.items()},
+        "parameters": {k: parameter_text(v) for k, v in parameters.items()},
         "files": files,
         "initial_capital": plain(result.initial_capital),
         "final_equity": plain(result.final_equity),
@@ -184,7 +213,7 @@ def report(result: Result, *, strategy: str, parameters: dict, files: list[str])
         "fees": plain(book.fees),
         "candles": result.candles,
         "seconds": round(result.seconds, 4),
-        "summary": summary(result),
+        "summary": exact_summary(summary(result)),
         "trades": trades,
         "orders": [
             {

@@ -1,5 +1,8 @@
 """Serializers: the models as JSON (money as strings, exact) and the shapes of status, halt and parameters."""
 
+from datetime import timedelta
+from decimal import Decimal
+
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -13,6 +16,7 @@ from risk.models import Alert, RiskEvent
 from risk.parameters import PARAMETER_SPECS
 from risk.parameters_service import validate_changes
 from trading.backtest_report import amounts as backtest_amounts
+from trading.backtest_report import exact_summary, parameter_text
 from trading.models import BacktestRun, Signal
 
 from .fields import ModelSerializer, PlainDecimalField
@@ -76,8 +80,11 @@ class TradeSerializer(ModelSerializer):
             "duration_seconds",
         ]
 
-    def get_duration_seconds(self, trade: Trade) -> float | None:
-        return (trade.exit_time - trade.entry_time).total_seconds() if trade.exit_time else None
+    @extend_schema_field(serializers.CharField(allow_null=True, help_text="an exact decimal string: 240, 0.5"))
+    def get_duration_seconds(self, trade: Trade) -> str | None:
+        if not trade.exit_time:
+            return None
+        return plain(Decimal((trade.exit_time - trade.entry_time) // timedelta(microseconds=1)) / 1_000_000)
 
 
 class TradeTotalsSerializer(serializers.Serializer):
@@ -297,7 +304,19 @@ class ParameterRangeSerializer(serializers.Serializer):
     description = serializers.CharField()
 
 
-class ParameterDecimalField(serializers.DecimalField):
+class AsciiDigitsMixin:
+    """A parameter's text in ASCII only: Python reads full-width or other Unicode digits ("０.２") as numbers, which
+    no person means to type into a risk limit; a 400 naming the parameter."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, str) and not data.isascii():
+            raise serializers.ValidationError(
+                f"{self.field_name}: {data!r} is not a number in ASCII digits (0-9, a '.' point)"
+            )
+        return super().to_internal_value(data)
+
+
+class ParameterDecimalField(AsciiDigitsMixin, serializers.DecimalField):
     """A fractional parameter: read from a JSON number or a decimal string, answered as its exact decimal string
     without the column's padding (``"0.05"``, not ``0.05`` nor ``"0.05000"``)."""
 
@@ -305,7 +324,7 @@ class ParameterDecimalField(serializers.DecimalField):
         return plain(value)
 
 
-class ParameterIntegerField(serializers.IntegerField):
+class ParameterIntegerField(AsciiDigitsMixin, serializers.IntegerField):
     """A whole parameter (seconds, minutes, a count): read from a number or a string, answered as a decimal string
     like every other parameter (``"30"``)."""
 
@@ -428,6 +447,13 @@ BACKTEST_FIELDS = [
 BACKTEST_PERCENT = "in percent (12.5 = 12.5 %), as the backtest report's summary; the live system's _pct are fractions"
 
 
+def exact_parameters(data: dict) -> dict:
+    """A stored run's parameters as /api/risk/parameters/ gives them ("5", "0.5"): runs stored before wrote "5.0"."""
+    if isinstance(data.get("parameters"), dict):
+        data["parameters"] = {key: parameter_text(value) for key, value in data["parameters"].items()}
+    return data
+
+
 class BacktestRunSerializer(ModelSerializer):
     """A stored run without its bulky report: the summary only (the detail endpoint has the whole report)."""
 
@@ -439,6 +465,9 @@ class BacktestRunSerializer(ModelSerializer):
         fields = [*BACKTEST_FIELDS, "summary", "amounts"]
         extra_kwargs = {"total_return_pct": {"help_text": BACKTEST_PERCENT}}
 
+    def to_representation(self, instance):
+        return exact_parameters(super().to_representation(instance))
+
     @extend_schema_field(
         serializers.DictField(
             help_text="the report's summary: total_return_pct, max_drawdown_pct and time_in_market_pct "
@@ -446,7 +475,7 @@ class BacktestRunSerializer(ModelSerializer):
         )
     )
     def get_summary(self, run: BacktestRun) -> dict:
-        return run.report.get("summary", {})
+        return exact_summary(run.report.get("summary", {}))  # a run stored before kept floats
 
     @extend_schema_field(serializers.DictField())
     def get_amounts(self, run: BacktestRun) -> dict:
@@ -464,6 +493,9 @@ class BacktestRunDetailSerializer(ModelSerializer):
         model = BacktestRun
         fields = [*BACKTEST_FIELDS, "report", "amounts"]
         extra_kwargs = {"total_return_pct": {"help_text": BACKTEST_PERCENT}}
+
+    def to_representation(self, instance):
+        return exact_parameters(super().to_representation(instance))
 
     @extend_schema_field(serializers.DictField())
     def get_amounts(self, run: BacktestRun) -> dict:

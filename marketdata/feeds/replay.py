@@ -188,6 +188,7 @@ class Replay:
         after_event: Callable[[], None] | None = None,
         batch_size: int | None = None,
         before_time: Callable[[int], None] | None = None,
+        on_start: Callable[[int], None] | None = None,
     ) -> None:
         self.sources = sources
         self.speed = speed
@@ -200,6 +201,9 @@ class Replay:
         # Before the first candle of each time, once the previous time's are all out (and checked by the data-stale
         # watch), with that time: e.g. an operator's commands given before it (run_feed --operator-commands).
         self.before_time = before_time
+        # With the market time of the first candle published, before it: e.g. a fresh database's trading state moved
+        # back to it from the wall time it was created at (``risk.state.no_state_from_the_future``), one clock.
+        self.on_start = on_start
         self.clock = market_clock.EventClock()
         self.summary = ReplaySummary()
         self._last_published_ts: int | None = None
@@ -240,6 +244,8 @@ class Replay:
             return
         if self._last_published_ts is None:  # the market runs on the replay's time from its first candle on
             market_clock.set_shared_event_time(chunk[0][0])
+            if self.on_start is not None:
+                self.on_start(chunk[0][0])
         arrivals: dict[int, list[tuple[str, int]]] = {}  # each time's new candles, (symbol, known at)
         if self.stale_watch is not None:
             for known, symbol, interval, candle in chunk:

@@ -176,6 +176,18 @@ def test_save_stores_the_run(tmp_path, admin_client):
     assert D(row["final_equity"]) == run.final_equity
     detail = admin_client.get(f"/api/backtests/{run.pk}/").json()
     assert detail["report"]["orders"] == report["orders"] and detail["report"]["trades"] == report["trades"]
+    # Exact decimal strings, as every other endpoint: the summary's ratios and percentages (keys unchanged), and the
+    # parameters as /api/risk/parameters/ gives them ("5", "0.5", never "5.0", "0.50").
+    exact = re.compile(r"-?(0|[1-9]\d*)(\.\d*[1-9])?")
+    for key in ("total_return_pct", "max_drawdown_pct", "sharpe", "win_rate", "time_in_market_pct", "profit_factor"):
+        for summary in (report["summary"], row["summary"], detail["report"]["summary"]):
+            assert summary[key] is None or exact.fullmatch(summary[key]), (key, summary[key])
+    assert all(exact.fullmatch(item["win_rate"]) for item in report["summary"]["per_symbol"].values())
+    live = admin_client.get("/api/risk/parameters/").json()
+    for parameters in (report["parameters"], row["parameters"], detail["parameters"]):
+        for name in PARAMETER_SPECS:
+            assert parameters[name] == live[name], (name, parameters[name], live[name])
+    assert all(exact.fullmatch(v) for k, v in row["parameters"].items() if re.match(r"-?\d", v)), row["parameters"]
     # The stored-backtest pages show money with its unit, to the quote's places (ADA_BTC: BTC, 8 places; the run
     # holds ADA), thousands separated, not the store's 12 raw places: 10000.000000000000 → "10,000.00000000 BTC".
     satoshi = D("0.00000001")

@@ -202,7 +202,7 @@ def test_walk_forward_keeps_out_of_sample_candles_out_of_the_optimization(tmp_pa
         direct = direct_backtest(
             tmp_path, [ETH, LTC], fold["best_params"], capital="1", start=out["from"], end=out["to"]
         )
-        assert out["value"] == direct["summary"]["total_return_pct"]
+        assert out["value"] == float(direct["summary"]["total_return_pct"])
         assert out["trades"] == direct["summary"]["trades"]
         assert inside["value"] == max(t["value"] for t in trials if t["value"] is not None)
     assert document["best_params"] == folds[-1]["best_params"]
@@ -214,7 +214,7 @@ def test_walk_forward_keeps_out_of_sample_candles_out_of_the_optimization(tmp_pa
     )
     assert answer.returncode == 0, answer.stderr
     reproduced = json.loads(out.read_text())
-    assert reproduced["summary"]["total_return_pct"] == document["best_value"]
+    assert float(reproduced["summary"]["total_return_pct"]) == document["best_value"]
     assert Decimal(document["equity_curve"][-1][1]) == Decimal(reproduced["equity_curve"][-1][1])
     assert argv[argv.index("--from") + 1] == folds[-1]["in_sample"]["from"] == document["equity_from"]
     whole = shlex.split(document["whole_period_command"])
@@ -254,8 +254,8 @@ def test_a_local_study_stores_values_equal_to_direct_backtests_and_reports(tmp_p
             tmp_path, [ETH, LTC], trial["params"], capital="1", start="2018-01-12", end="2018-01-16"
         )
         summary = direct["summary"]
-        assert trial["value"] == summary["total_return_pct"] / summary["max_drawdown_pct"]
-        assert (trial["trades"], trial["max_drawdown"]) == (summary["trades"], summary["max_drawdown_pct"])
+        assert trial["value"] == float(summary["total_return_pct"]) / float(summary["max_drawdown_pct"])
+        assert (trial["trades"], trial["max_drawdown"]) == (summary["trades"], float(summary["max_drawdown_pct"]))
         assert trial["duration"] > 0
     best = max(scored, key=lambda t: t["value"])
     assert (document["best_params"], document["best_value"]) == (best["params"], best["value"])
@@ -294,7 +294,7 @@ def test_sortino_and_sharpe_objectives_match_the_backtest(tmp_path):
             tmp_path, [ETH, LTC], trial["params"], capital="1", start="2018-01-12", end="2018-01-16"
         )
         if objective == "sharpe":
-            assert trial["value"] == direct["summary"]["sharpe"]
+            assert trial["value"] == float(direct["summary"]["sharpe"])
         else:  # recomputed here from the backtest's equity curve
             curve = [Decimal(e) for _, e in direct["equity_curve"]]
             returns = [float(b / a - 1) for a, b in zip(curve, curve[1:], strict=False)]

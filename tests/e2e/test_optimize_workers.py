@@ -79,8 +79,8 @@ def test_ten_trials_through_two_workers_equal_direct_backtests(optimize_workers,
             backtest += ["--param", f"{name}={value}"]
         call_command("backtest", *backtest, "--json", str(report), stdout=open(tmp_path / "bt-out", "w"))
         summary = json.loads(report.read_text())["summary"]
-        assert stored[trial["number"]].value == trial["value"] == summary["sharpe"]
-        assert (trial["trades"], trial["max_drawdown"]) == (summary["trades"], summary["max_drawdown_pct"])
+        assert stored[trial["number"]].value == trial["value"] == float(summary["sharpe"])
+        assert (trial["trades"], trial["max_drawdown"]) == (summary["trades"], float(summary["max_drawdown_pct"]))
     assert len(by_worker) == 2, by_worker  # both workers took trials
 
 

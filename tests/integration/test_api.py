@@ -525,6 +525,10 @@ def test_patch_with_the_same_value_writes_no_audit(superuser):
         ({"STOP_LOSS_PCT": 0.05, "max_exposure_pct": 2}, "MAX_EXPOSURE_PCT", "0.10–1.00"),
         ({"MAX_EXPOSURE_PCT": 0.3, "max_exposure_pct": 0.4}, "MAX_EXPOSURE_PCT", "given twice"),
         ({"max_leverage": 3}, "max_leverage", "unknown"),
+        # full-width or other Unicode digits, which Python would read as 0.2 and 15: refused, not stored
+        ({"max_position_pct": "０.２"}, "MAX_POSITION_PCT", "not a number in ASCII digits"),
+        ({"COOLDOWN_AFTER_STOP_MIN": "１５"}, "COOLDOWN_AFTER_STOP_MIN", "not a number in ASCII digits"),
+        ({"STOP_LOSS_PCT": "0.0٢"}, "STOP_LOSS_PCT", "not a number in ASCII digits"),
     ],
 )
 def test_patch_out_of_range_is_400_naming_field_and_range(risk_admin, body, field, fragment):

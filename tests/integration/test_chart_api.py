@@ -155,7 +155,7 @@ def test_trade_totals_and_the_day_filter():
     assert totals["trades"] == 3 and totals["wins"] == 2 and Decimal(totals["profit_loss"]) == 13
     assert Decimal(totals["fees"]) == Decimal("0.6")
     on_day = client.get("/api/trades/?status=CLOSED&day=2024-11-01").json()["results"]
-    assert sorted(t["trade_id"] for t in on_day) == ["T0", "T1"] and on_day[0]["duration_seconds"] == 1800
+    assert sorted(t["trade_id"] for t in on_day) == ["T0", "T1"] and on_day[0]["duration_seconds"] == "1800"
     assert Decimal(client.get("/api/trades/totals/?day=2024-11-01").json()["profit_loss"]) == 6
     assert client.get("/api/trades/?day=yesterday").status_code == 400
 

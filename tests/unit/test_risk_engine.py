@@ -317,3 +317,12 @@ def test_the_backtests_snapshot_of_rows_reads_each_rows_own_spread():
     assert (first.spread_pct, first.avg_spread_pct) == (D("0.02"), D("0.03"))
     # the second's: (0.02 + 0.01 + 0.02 + 0.03 + 0.04 + 0.05) / 6 = 0.17 / 6
     assert (second.spread_pct, second.avg_spread_pct) == (D("0.1"), D("0.17") / 6)
+
+
+@pytest.mark.parametrize(("symbol", "said"), [("ETH_USDT", "an ETH_USDT entry"), ("BTC_USDT", "a BTC_USDT entry")])
+def test_no_room_says_its_article_as_english_does(symbol, said):
+    # a positive equity, but too little cash for the smallest quantity at 100
+    held = account(cash="0.0000001", prices={symbol: "100"})
+    decision = decide(held, buy(symbol=symbol))
+    assert decision.action == "REJECT", decision
+    assert f"no room for {said}: the position limit leaves nothing" in decision.reasons, decision.reasons

@@ -151,6 +151,7 @@ class Command(BaseCommand):
             tick=progress.update,
             after_event=wait_until_idle if options["lockstep"] else None,
             before_time=_giver(schedule, watch) if schedule and publish else None,
+            on_start=no_state_from_the_future,  # a fresh database's state: since the replay's start, not wall time
         )
         before = _pipeline_counts()
         try:

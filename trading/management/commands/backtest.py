@@ -258,7 +258,7 @@ class Command(BaseCommand):
                 initial_capital=capital,
                 final_equity=result.final_equity,
                 candles=result.candles,
-                total_return_pct=Decimal(str(round(document["summary"]["total_return_pct"], 6))),
+                total_return_pct=Decimal(document["summary"]["total_return_pct"]).quantize(Decimal("1e-6")),
                 report=document,
             )
             self.stdout.write(f"saved as backtest run #{run.pk}")

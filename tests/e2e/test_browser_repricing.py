@@ -1,0 +1,73 @@
+"""The dashboard re-prices a held position from a pushed candle: the rows and the cards (equity, exposure, daily P&L,
+unrealized) from the same price, so one read of the page agrees with itself (issue 22, review). The page's 10 s
+refresh is switched off in the browser, so only the push can have moved the cards."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+
+import pytest
+
+from execution.models import Position
+from tests.e2e.test_browser_dashboard import (  # noqa: F401
+    _login,
+    _orm_beside_playwright,
+    _user,
+    expect,
+    off_loop,
+    page,
+    server,
+)
+from tests.support import series
+
+pytestmark = [pytest.mark.browser, pytest.mark.redis, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+NO_REFRESH = """
+const every = window.setInterval;
+window.setInterval = (fn, ms, ...rest) => (ms === 10000 ? 0 : every(fn, ms, ...rest));
+"""
+
+READ = """() => {
+  const n = (id) => Number(document.getElementById(id).textContent.replace(/[^0-9.-]/g, ""));
+  const rows = [...document.querySelectorAll("#positions tbody tr")]
+    .map((tr) => [...tr.cells].map((c) => c.textContent));
+  const cash = /cash (-?[\\d,.]+)/.exec(document.getElementById("cash").textContent)[1].replace(/,/g, "");
+  return {equity: n("equity"), exposure: n("exposure"), daily: n("daily-pnl"), cash: Number(cash),
+    unrealized: n("unrealized"), rows};
+}"""
+
+
+def _figures(browser_page):
+    read = browser_page.evaluate(READ)
+    values = [Decimal(r[1].replace(",", "")) * Decimal(r[3].replace(",", "")) for r in read["rows"]]
+    unrealized = [Decimal(r[4].split(" ")[0].replace(",", "").replace("+", "")) for r in read["rows"]]
+    return read, sum(values, Decimal(0)), sum(unrealized, Decimal(0))
+
+
+def test_a_pushed_price_moves_the_rows_and_the_cards_together(server, page, sma_cross):  # noqa: F811
+    _user("operator", staff=True)
+    # The crossing's BUY, filled at the next candle's open: one open position in TEST_USDT.
+    evts = series.filled_events()
+    off_loop(series.publish_all, evts)
+    position = Position.objects.get(symbol="TEST_USDT")
+    assert position.quantity > 0
+    page.add_init_script(NO_REFRESH)
+    _login(page, server.port, "operator")
+    expect(page.locator("#positions tbody tr")).to_have_count(1)
+    before, _, _ = _figures(page)
+
+    # A candle well above the entry: the row's price is the pushed close.
+    candle = series.next_event(evts, open_=125.0, close=125.0)
+    off_loop(series.publish_all, [candle])
+    expect(page.locator("#positions tbody tr").first.locator("td").nth(3)).to_have_text(re.compile(r"^125(\.0*)?$"))
+    after, held_value, rows_unrealized = _figures(page)
+
+    cent = Decimal("0.011")  # each figure is rounded to the cent on its own
+    assert abs(Decimal(str(after["unrealized"])) - rows_unrealized) <= cent, after
+    assert abs(Decimal(str(after["exposure"])) - held_value) <= cent, after
+    assert abs(Decimal(str(after["equity"])) - Decimal(str(after["cash"])) - held_value) <= cent, after
+    moved = Decimal(str(after["equity"])) - Decimal(str(before["equity"]))
+    assert moved > 0
+    assert abs(Decimal(str(after["daily"])) - Decimal(str(before["daily"])) - moved) <= 2 * cent, (before, after)
+    assert not page.js_errors, page.js_errors

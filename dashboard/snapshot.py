@@ -149,13 +149,16 @@ def freshness(now: int | None = None) -> list[dict]:
     out = []
     for symbol in watched:
         last = seen.get(symbol)
-        # never negative: data stamped after the clock (a replay's time left behind) is as fresh as can be
+        # never negative: data stamped after the clock (a replay of later candles) is as fresh as can be, and
+        # how far it is ahead is said apart (the simulated market gives that symbol no candle until it is past it)
         age = max(0, now - last) // 1000 if last is not None else None  # whole seconds
+        ahead = max(0, last - now) // 1000 if last is not None else 0
         out.append(
             {
                 "symbol": symbol,
                 "last_seen_ms": last,
                 "age_sec": age,
+                "ahead_sec": ahead,
                 "stale": last is None or now - last > timeout,
             }
         )

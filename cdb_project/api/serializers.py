@@ -263,6 +263,9 @@ class FreshnessSerializer(serializers.Serializer):
     age_sec = serializers.IntegerField(
         allow_null=True, min_value=0, help_text="whole seconds of market time since the data, never negative"
     )
+    ahead_sec = serializers.IntegerField(
+        min_value=0, help_text="whole seconds the data is ahead of the market clock (a replay of later candles), else 0"
+    )
     stale = serializers.BooleanField()
 
 

@@ -37,6 +37,8 @@
     if (sec < 172800) return (sec / 3600).toFixed(0) + " h ago";
     return (sec / 86400).toFixed(0) + " days ago";
   };
+  // Data stamped after the market clock (a replay of later candles): how far ahead, not "0 s ago".
+  const ahead = (sec) => age(sec).replace(" ago", " ahead of the market clock");
   // An API error as a person reads it: its detail, or each field's complaint ("reason: Ensure this field has no more
   // than 500 characters."), never the JSON body.
   const problem = (body) => (typeof body.detail === "string" ? body.detail
@@ -110,7 +112,7 @@
     const unrealized = state.positions.reduce((sum, p) => sum + Number(p.unrealized_pnl || 0), 0);
     $("unrealized").textContent = "unrealized " + money(unrealized);
     listItems("freshness", state.freshness.length ? state.freshness.map((f) => [
-      f.symbol + ": " + age(f.age_sec) + (f.stale ? " — STALE" : ""),
+      f.symbol + ": " + (f.ahead_sec > 0 ? ahead(f.ahead_sec) : age(f.age_sec)) + (f.stale ? " — STALE" : ""),
       !f.stale, "last data " + time(f.last_seen_ms)]) : [["no watched symbols", true]]);
     listItems("health", Object.entries(state.health).map(([name, c]) => [name + ": " + (c.ok ? "ok" : "DOWN") + " — " + c.detail, c.ok]));
   }

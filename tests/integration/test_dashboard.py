@@ -141,6 +141,19 @@ def test_snapshot_has_positions_with_unrealized_pnl_watchlist_and_freshness(sett
     json.dumps(data)  # all of it goes over the websocket
 
 
+def test_freshness_says_how_far_data_is_ahead_of_the_market_clock(settings):
+    """A replay of later candles leaves a symbol's data after the market clock: its age is 0, never negative, and
+    how far ahead it is is said apart (the page writes "43 min ahead of the market clock", not "0 s ago")."""
+    from dashboard.snapshot import freshness
+
+    settings.SYMBOL_WHITELIST = ["BTC_USDT", "ETH_USDT"]
+    _candle("BTC_USDT", T0 + 43 * 60_000, "120")
+    _candle("ETH_USDT", T0 - 60_000, "10")
+    fresh = {f["symbol"]: f for f in freshness(now=T0)}
+    assert (fresh["BTC_USDT"]["age_sec"], fresh["BTC_USDT"]["ahead_sec"]) == (0, 43 * 60)
+    assert (fresh["ETH_USDT"]["age_sec"], fresh["ETH_USDT"]["ahead_sec"]) == (60, 0)
+
+
 def test_watchlist_comes_from_the_screener_when_it_ran():
     from marketdata.models import WatchList
 

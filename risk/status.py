@@ -10,6 +10,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import connection, transaction
 
+from execution.models import Portfolio
 from ground.amounts import decimals_for, plain
 from ground.timeutil import iso_z, ms_to_datetime
 from marketdata.clock import now_ms
@@ -59,6 +60,11 @@ def one_snapshot() -> Iterator[None]:
     if connection.in_atomic_block:
         yield
         return
+    # The one-row tables first, outside it: a row another request creates once the snapshot has begun is invisible
+    # in it, so creating it inside would meet the unique key and fail to read the row back (a new database's first
+    # concurrent /api/status/ requests).
+    TradingState.load_with_parameters()
+    Portfolio.load()
     with transaction.atomic():
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:

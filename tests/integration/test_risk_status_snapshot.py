@@ -68,3 +68,29 @@ def test_a_fill_committed_while_risk_status_reads_is_not_half_in_it():
     after = json.loads(again.getvalue())
     assert (Decimal(after["cash"]), Decimal(after["exposure"])) == (start - PRICE * QUANTITY, PRICE * QUANTITY)
     assert Decimal(after["equity"]) == start
+
+
+def test_the_one_row_tables_another_request_creates_meanwhile_do_not_fail_a_snapshot():
+    """On a new database, concurrent /api/status/ requests each read in a REPEATABLE READ snapshot. A row another
+    request created after the snapshot began is invisible in it: created inside it, ``get_or_create`` meets the
+    unique key, cannot read the row back, and the request failed with IntegrityError (500). The one-row tables are
+    there before the snapshot begins."""
+    from risk.status import one_snapshot
+
+    TradingState.objects.all().delete()
+    RiskParameters.objects.all().delete()
+    Portfolio.objects.all().delete()
+
+    def create_elsewhere():
+        try:
+            TradingState.load()
+            RiskParameters.load()
+            Portfolio.load()
+        finally:
+            connections.close_all()
+
+    with one_snapshot():
+        Position.objects.exists()  # the snapshot is taken at the first read
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(create_elsewhere).result()
+        assert TradingState.load().pk == 1 and RiskParameters.load().pk == 1 and Portfolio.load().pk == 1

@@ -100,7 +100,7 @@
     $("clock-note").textContent = state.clock || "";
     $("clock-wall").textContent = state.wall_time_ms ? time(state.wall_time_ms) + " UTC" : "–";
     $("equity").textContent = money(a.equity);
-    $("cash").textContent = a.quote + " · cash " + money(a.cash) + " · realized " + money(a.realized_pnl) + " · fees " + money(a.fees_paid);
+    $("cash").textContent = a.quote + " · cash " + money(a.cash) + " · realized (before fees) " + money(a.realized_pnl) + " · fees " + money(a.fees_paid);
     $("daily-pnl").textContent = signed(a.daily_pnl);
     $("daily-pnl").className = "big " + (Number(a.daily_pnl) > -0.5 * 10 ** -places() ? "up" : "down");
     $("drawdown").textContent = pct(a.daily_pnl_pct, true) + " · drawdown " + pct(a.drawdown_pct) + " of limit " + pct(a.drawdown_limit_pct);
@@ -266,7 +266,7 @@
       $("trades-prev").disabled = tradesPage <= 1;
       $("trades-next").disabled = tradesPage >= tradesPages;
       const pnl = Number(totals.profit_loss);
-      $("trades-totals").textContent = totals.trades + " trades · P&L " + signed(pnl) +
+      $("trades-totals").textContent = totals.trades + " trades · P&L after fees " + signed(pnl) +
         " · win rate " + CdbPriceChart.percent(totals.win_rate, 1) + " · fees " + money(totals.fees);
       $("trades-totals").dataset.profitLoss = totals.profit_loss;
       $("trades-totals").dataset.trades = totals.trades;

@@ -157,10 +157,10 @@ NUMBER = re.compile(r"-?\d+(\.\d*)?")
 def parameter_text(value) -> str:
     """A parameter as /api/risk/parameters/ gives it: a number as its exact decimal string (``5.0`` → ``5``,
     ``0.50`` → ``0.5``), anything else as its text."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal, str)):
-        return str(value)
-    text = plain(value) if not isinstance(value, str) or NUMBER.fullmatch(value.strip()) else None
-    return text if text is not None else str(value)
+    number = isinstance(value, (int, float, Decimal)) and not isinstance(value, bool)
+    if number or (isinstance(value, str) and NUMBER.fullmatch(value.strip())):
+        return plain(value)
+    return str(value)
 
 
 def report(result: Result, *, strategy: str, parameters: dict, files: list[str]) -> dict:

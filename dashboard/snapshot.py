@@ -22,7 +22,7 @@ from django.db.models import Max
 from cdb_project.ops import run_checks
 from execution.live import live_trading_enabled
 from execution.models import Order, Portfolio
-from ground.amounts import QUOTE_DECIMALS, plain
+from ground.amounts import QUOTE_DECIMALS, counted, plain
 from ground.timeutil import now_ms as wall_now_ms
 from marketdata import clock
 from marketdata.models import Candle
@@ -258,7 +258,7 @@ def _services_health() -> dict:
     if not workers_ok:
         out["workers"] = {"ok": False, "detail": str(workers)}
     else:
-        detail = f"{workers} worker(s) answered" if workers else "no worker answered"
+        detail = f"{counted(workers, 'worker')} answered" if workers else "no worker answered"
         out["workers"] = {"ok": bool(workers), "detail": detail}
     return out
 

@@ -114,6 +114,12 @@ def percent(value, places: int = 2, *, sign: bool = False, fraction: bool = True
     return _fixed(number.scaleb(2) if fraction else number, places, "%", sign=sign)
 
 
+def counted(count: int, noun: str, plural: str = "") -> str:
+    """A count with its noun in the right number: ``1 trade``, ``0 trades``, ``2 retries`` (``plural`` when it is
+    not the noun + s). The pages' ``CdbPriceChart.counted`` is the same rule."""
+    return f"{count} {noun if count == 1 else plural or noun + 's'}"
+
+
 RATIO_PLACES = 2  # a profit factor, a Sharpe ratio: what a person compares runs by
 SECONDS_PLACES = 3  # a run's time: to the millisecond
 

@@ -266,7 +266,7 @@
       $("trades-prev").disabled = tradesPage <= 1;
       $("trades-next").disabled = tradesPage >= tradesPages;
       const pnl = Number(totals.profit_loss);
-      $("trades-totals").textContent = totals.trades + " trades · P&L after fees " + signed(pnl) +
+      $("trades-totals").textContent = CdbPriceChart.counted(totals.trades, "trade") + " · P&L after fees " + signed(pnl) +
         " · win rate " + CdbPriceChart.percent(totals.win_rate, 1) + " · fees " + money(totals.fees);
       $("trades-totals").dataset.profitLoss = totals.profit_loss;
       $("trades-totals").dataset.trades = totals.trades;

@@ -82,6 +82,8 @@
     const kept = f.slice(0, places) + f.slice(places).replace(/0+$/, "");
     return w.replace(/\B(?=(\d{3})+(?!\d))/g, ",") + (kept ? "." + kept : "");
   }
+  // A count with its noun in the right number, as ground/amounts' counted(): "1 trade", "0 trades".
+  const counted = (count, noun, plural) => count + " " + (Number(count) === 1 ? noun : plural || noun + "s");
   const stamp = (ms) => new Date(ms).toISOString().replace("T", " ").slice(0, 16);
 
   // A candle for drawing: the server sends exact decimal strings, lightweight-charts draws numbers.
@@ -282,5 +284,5 @@
     return {chart, series, setData};
   }
 
-  global.CdbPriceChart = {create, line, fillText, price, money, percent, quantity, duration, exitReason};
+  global.CdbPriceChart = {create, line, fillText, price, money, percent, quantity, duration, exitReason, counted};
 })(window);

@@ -193,9 +193,10 @@ def stored(value) -> str | None:
     return plain(number.quantize(STORED_PLACES, rounding=ROUND_HALF_EVEN))
 
 
-def iso_utc(epoch_ms: int | None, *, seconds: bool = True) -> str:
-    """Epoch milliseconds → ``2024-03-01T12:34:56Z`` (``–`` for nothing)."""
+def iso_utc(epoch_ms: int | None) -> str:
+    """Epoch milliseconds → ``2024-03-01T12:34:56Z`` (``–`` for nothing): every time a person reads, in one shape (the
+    pages' ``CdbPriceChart.isoTime``, the admin's); JSON has ``ground.timeutil.iso_z``'s."""
     if epoch_ms is None:
         return "–"
     moment = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ" if seconds else "%Y-%m-%dT%H:%MZ")
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")

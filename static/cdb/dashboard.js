@@ -19,7 +19,7 @@
   // Percentages as ground/amounts' percent() (what risk_status and the notifications print): the live _pct values are
   // fractions; half to even on the exact decimal string.
   const pct = (n, sign = false) => CdbPriceChart.percent(n, 2, true, sign);
-  const time = (ms) => (ms ? new Date(ms).toISOString().replace("T", " ").slice(0, 19) : "–");
+  const time = (ms) => (ms ? CdbPriceChart.isoTime(ms) : "–");  // ISO 8601 UTC to the second, as everywhere
   // A quantity exactly as the server sends it (a decimal string), thousands separated: what the reasons say too.
   const qty = (n) => {
     if (n === null || n === undefined || n === "") return "–";
@@ -85,7 +85,7 @@
     $("state").textContent = ts.state;
     $("state").className = "big " + ts.state;
     $("state-reason").textContent = ts.reason ? "reason: " + ts.reason : "";
-    $("state-since").textContent = "since " + ts.since.replace("T", " ").slice(0, 19) + " UTC" + (ts.changed_by ? " · by " + ts.changed_by : "");
+    $("state-since").textContent = "since " + CdbPriceChart.isoTime(ts.since) + (ts.changed_by ? " · by " + ts.changed_by : "");
     const halt = $("halt-button"), release = $("release-button");
     if (halt) {  // a halt while halted only adds a reason: Halt is for ACTIVE and PAUSED, Release for PAUSED and HALTED
       halt.disabled = ts.state === "HALTED";
@@ -96,9 +96,9 @@
     $("mode").textContent = state.mode;
     $("mode").className = "big " + state.mode;
     $("market-time").textContent = state.embedded ? "embedded: SQLite, in-process tasks" : "";
-    $("clock-market").textContent = time(state.market_time_ms) + " UTC";
+    $("clock-market").textContent = time(state.market_time_ms);
     $("clock-note").textContent = state.clock || "";
-    $("clock-wall").textContent = state.wall_time_ms ? time(state.wall_time_ms) + " UTC" : "–";
+    $("clock-wall").textContent = time(state.wall_time_ms);
     $("equity").textContent = money(a.equity);
     $("cash").textContent = a.quote + " · cash " + money(a.cash) + " · realized (before fees) " + money(a.realized_pnl) + " · fees " + money(a.fees_paid);
     $("daily-pnl").textContent = signed(a.daily_pnl);
@@ -244,7 +244,6 @@
   const TRADES_PAGE = 20;
   let tradesPage = 1, tradesPages = 1, tradesTimer = null;
   const {duration, exitReason} = CdbPriceChart;  // as the backtest pages and the HTML report say them
-  const iso = (text) => (text ? text.replace("T", " ").slice(0, 16) : "–");
 
   function tradeFilters() {
     const params = {status: "CLOSED"};
@@ -270,8 +269,8 @@
         " · win rate " + CdbPriceChart.percent(totals.win_rate, 1) + " · fees " + money(totals.fees);
       $("trades-totals").dataset.profitLoss = totals.profit_loss;
       $("trades-totals").dataset.trades = totals.trades;
-      fill("closed-trades", page.results || [], (t) => [cell(t.symbol), cell(iso(t.entry_time), "time"), cell(priceOf(t.entry_price, t.symbol)),
-        cell(iso(t.exit_time), "time"), cell(priceOf(t.exit_price, t.symbol)), cell(qty(t.quantity)),
+      fill("closed-trades", page.results || [], (t) => [cell(t.symbol), cell(CdbPriceChart.isoTime(t.entry_time), "time"), cell(priceOf(t.entry_price, t.symbol)),
+        cell(CdbPriceChart.isoTime(t.exit_time), "time"), cell(priceOf(t.exit_price, t.symbol)), cell(qty(t.quantity)),
         cell(signed(t.profit_loss), Number(t.profit_loss) >= 0 ? "up" : "down"),
         cell(CdbPriceChart.percent(t.profit_loss_percent, 2, false), Number(t.profit_loss) >= 0 ? "up" : "down"),
         cell(duration(t.duration_seconds)), cell(exitReason(t.exit_reason), "reason")], () => "clickable");

@@ -320,40 +320,17 @@
     list.length = Math.min(list.length, ROWS);
   }
 
-  // A pushed price re-values what is held, rows and cards from the same price in one step (so the page never shows
-  // the rows at one price and the cards at another until the next refresh): each row's value and unrealized P&L,
-  // and the account as risk.account_view values it: equity and exposure move by the held value's change, the
-  // daily P&L, drawdown and exposure share follow from them. True when a row was re-priced.
-  function reprice(symbol, price) {
-    let moved = 0, repriced = false;
-    for (const p of state.positions) {
-      if (p.symbol !== symbol) continue;
-      const before = p.price === null || p.price === undefined ? 0 : Number(p.price);  // unpriced: valued at 0
-      moved += (Number(price) - before) * Number(p.quantity);
-      p.price = price;
-      p.market_value = Number(p.quantity) * Number(price);
-      p.unrealized_pnl = (Number(price) - Number(p.avg_entry_price)) * Number(p.quantity);
-      p.unrealized_pnl_pct = Number(p.avg_entry_price) ? Number(price) / Number(p.avg_entry_price) - 1 : null;
-      repriced = true;
-    }
-    const a = state.account;
-    if (!repriced || !a) return repriced;
-    const equity = Number(a.equity) + moved, exposure = Number(a.exposure) + moved, start = Number(a.day_start_equity);
-    const daily = equity - start;
-    Object.assign(a, {equity, exposure, daily_pnl: daily, daily_pnl_pct: start > 0 ? daily / start : 0,
-      drawdown_pct: start > 0 ? Math.max(0, -daily / start) : 0, exposure_pct: equity > 0 ? exposure / equity : 0});
-    return true;
-  }
-
   function apply(message) {
     const data = message.data;
     switch (message.kind) {
       case "snapshot": state = data; render(); if (!chartData) loadPriceChart(); loadTradesSoon(); return;  // live bars keep the chart current
       case "refresh": merge(data); return;
       case "watchlist": state.watchlist = data; break;
-      case "market_data":
+      case "market_data": {
+        // rows and cards from the same price in one step (CdbAccount.reprice, static/cdb/account.js)
+        const before = (state.prices[data.symbol] || {}).price;
         state.prices[data.symbol] = {timestamp: data.timestamp, price: data.price, volume: data.volume};
-        if (reprice(data.symbol, data.price)) { renderCards(); renderTables(); }
+        if (CdbAccount.reprice(state, data.symbol, data.price, before)) { renderCards(); renderTables(); }
         if (data.symbol === chartSymbol && chartData && !chartUntil && (!data.interval || data.interval === chartData.base_interval)) {
           priceChart.updateCandle({time: data.timestamp, open: data.open ?? data.price, high: data.high ?? data.price,
             low: data.low ?? data.price, close: data.price, volume: data.volume});
@@ -362,7 +339,9 @@
           loadPriceChart();
         }
         return;
+      }
       case "signals": prepend(state.signals, data); break;
+      case "orders": refreshSoon(); return;  // an order placed: the account counts it (cash, exposure), read it again
       case "order_results":
         prepend(state.order_results, data);
         const filled = data.status === "FILLED" || data.status === "PARTIALLY_FILLED";

@@ -22,14 +22,14 @@ from django.db.models import Max
 from cdb_project.ops import run_checks
 from execution.live import live_trading_enabled
 from execution.models import Order, Portfolio
-from ground.amounts import QUOTE_DECIMALS, plain
+from ground.amounts import QUOTE_DECIMALS, counted, plain
 from ground.timeutil import now_ms as wall_now_ms
 from marketdata import clock
 from marketdata.models import Candle
 from marketdata.screener import ScreenCandle, rank
 from marketdata.stale import last_seen_from_store
 from marketdata.watchlist import current_watchlist, symbols_in_view
-from risk.account_view import account_view
+from risk.account_view import AccountView, account_view
 from risk.models import Alert, RiskParameters, TradingState
 from risk.order_service import order_result_event
 from risk.state import state_snapshot
@@ -103,9 +103,8 @@ def _replay(
     return cash, holdings, marks, curve
 
 
-def positions() -> list[dict]:
+def positions(view: AccountView) -> list[dict]:
     """The open positions as ``risk.status`` values them (the account view's prices), in the page's names."""
-    view = account_view(TradingState.load().state)
     return [
         {
             "symbol": row["symbol"],
@@ -118,6 +117,21 @@ def positions() -> list[dict]:
         }
         for row in open_position_rows(view)
     ]
+
+
+def valued(view: AccountView) -> dict[str, dict]:
+    """What a price move of each symbol moves, as ``risk.account_view`` values the account: the equity by the
+    quantity held less what waiting SELLs will sell (their proceeds are fixed), the exposure by that plus what
+    waiting BUYs will buy. The page re-prices its cards with these on a pushed candle (``reprice`` in
+    static/cdb/account.js), so they agree with the server's while orders wait, not only with the position rows."""
+    held, entering = view.account.positions, view.account.entering
+    return {
+        symbol: {
+            "equity": plain(held.get(symbol, ZERO)),
+            "exposure": plain(held.get(symbol, ZERO) + entering.get(symbol, ZERO)),
+        }
+        for symbol in sorted(set(held) | set(entering))
+    }
 
 
 def equity_curve(current_equity: str, now: int) -> list[dict]:
@@ -258,7 +272,7 @@ def _services_health() -> dict:
     if not workers_ok:
         out["workers"] = {"ok": False, "detail": str(workers)}
     else:
-        detail = f"{workers} worker(s) answered" if workers else "no worker answered"
+        detail = f"{counted(workers, 'worker')} answered" if workers else "no worker answered"
         out["workers"] = {"ok": bool(workers), "detail": detail}
     return out
 
@@ -320,6 +334,7 @@ def status() -> dict:
 def build_snapshot() -> dict:
     """The whole dashboard state."""
     data = status()
+    view = account_view(TradingState.load().state)
     prices = {
         symbol: {"timestamp": p["timestamp"], "price": plain(p["price"]), "volume": plain(p["volume"])}
         for symbol, p in latest_closes().items()
@@ -330,7 +345,8 @@ def build_snapshot() -> dict:
         interval=settings.INTERVAL,
         quote_decimals=dict(QUOTE_DECIMALS),  # the places a price or an amount of each quote is read in
         prices=prices,
-        positions=positions(),
+        positions=positions(view),
+        valued=valued(view),
         watchlist=watchlist(),
         equity_curve=equity_curve(data["account"]["equity"], as_of),
         order_results=[order_result_event(o) for o in Order.objects.exclude(status=Order.Status.PENDING)[:ROWS]],

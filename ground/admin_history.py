@@ -12,7 +12,7 @@ What an operator does edit keeps a plain ``ModelAdmin``: risk parameters, notifi
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 
 from django.contrib import admin
 from django.core.exceptions import FieldDoesNotExist
@@ -20,7 +20,7 @@ from django.db import models
 from django.utils.html import format_html
 
 from .amounts import DEFAULT_QUOTE, base_of, iso_utc, money, percent, plain, price, quantity, quote_of
-from .timeutil import MARKET_TIME_FIELDS
+from .timeutil import MARKET_TIME_FIELDS, datetime_to_ms
 
 # How a decimal column reads (``HistoryAdmin.amounts``): in the row's quote currency (``money``, ``price``), in its
 # base asset (``quantity``), a fraction in percent (``fraction``: 0.0123 → 1.23 %), already percent (``percent``),
@@ -34,7 +34,7 @@ def wall_time(moment: datetime | date | None) -> str:
     if moment is None:
         return "–"
     if isinstance(moment, datetime):
-        return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return iso_utc(datetime_to_ms(moment))  # the one shape for people
     return moment.isoformat()
 
 

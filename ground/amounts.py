@@ -114,6 +114,12 @@ def percent(value, places: int = 2, *, sign: bool = False, fraction: bool = True
     return _fixed(number.scaleb(2) if fraction else number, places, "%", sign=sign)
 
 
+def counted(count: int, noun: str, plural: str = "") -> str:
+    """A count with its noun in the right number: ``1 trade``, ``0 trades``, ``2 retries`` (``plural`` when it is
+    not the noun + s). The pages' ``CdbPriceChart.counted`` is the same rule."""
+    return f"{count} {noun if count == 1 else plural or noun + 's'}"
+
+
 RATIO_PLACES = 2  # a profit factor, a Sharpe ratio: what a person compares runs by
 SECONDS_PLACES = 3  # a run's time: to the millisecond
 
@@ -187,9 +193,10 @@ def stored(value) -> str | None:
     return plain(number.quantize(STORED_PLACES, rounding=ROUND_HALF_EVEN))
 
 
-def iso_utc(epoch_ms: int | None, *, seconds: bool = True) -> str:
-    """Epoch milliseconds → ``2024-03-01T12:34:56Z`` (``–`` for nothing)."""
+def iso_utc(epoch_ms: int | None) -> str:
+    """Epoch milliseconds → ``2024-03-01T12:34:56Z`` (``–`` for nothing): every time a person reads, in one shape (the
+    pages' ``CdbPriceChart.isoTime``, the admin's); JSON has ``ground.timeutil.iso_z``'s."""
     if epoch_ms is None:
         return "–"
     moment = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ" if seconds else "%Y-%m-%dT%H:%MZ")
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -62,7 +62,11 @@ TOPIC_BY_TYPE = {
     "alert": "alerts",
     "health": "health",
 }
-DASHBOARD_TOPICS = frozenset({"market_data", "signals", "order_results", "alerts"})
+DASHBOARD_TOPICS = frozenset({"market_data", "signals", "orders", "order_results", "alerts"})
+# Of an approved order the page is told only that it was placed, to read the account again at once (a waiting order
+# counts in the cash, exposure and equity the cards show: ``risk.account_view``); its amounts are the executor's.
+ORDER_PLACED_KEYS = ("client_order_id", "symbol", "side", "timestamp")
+
 
 Event = dict[str, Any]
 
@@ -438,13 +442,17 @@ def _dispatch(topic: str, event: Event) -> None:
         _send_held_publishes()
 
 
+def _for_dashboard(topic: str, event: Event) -> Event:
+    return {key: event.get(key) for key in ORDER_PLACED_KEYS} if topic == "orders" else event
+
+
 def _announce(topic: str, event: Event) -> None:
     """PUBLISH the event on the topic's Redis channel and push it to the dashboard (both best effort), then hand
     it to the topic's observers."""
     if settings.REDIS_URL:
         _publish_on_redis([(topic, json.dumps(event, separators=(",", ":")))])
     if topic in DASHBOARD_TOPICS:
-        notify_dashboard(topic, event)
+        notify_dashboard(topic, _for_dashboard(topic, event))
     for observer in _observers().get(topic, ()):
         _observe(observer, topic, event)
 
@@ -479,7 +487,7 @@ def _announce_batch(topic: str, events: list[Event]) -> None:
     if topic in DASHBOARD_TOPICS:
         latest = {(event.get("symbol"), event.get("interval")): event for event in events}
         for event in latest.values():
-            notify_dashboard(topic, event)
+            notify_dashboard(topic, _for_dashboard(topic, event))
 
 
 # The PUBLISHes held back while a consumer runs (``announcements_batched``), in the order they were announced; None

@@ -22,6 +22,8 @@ import re
 from datetime import UTC, datetime
 from urllib.parse import unquote, urlsplit
 
+from .timeutil import iso_z
+
 SECRET_NAME = re.compile(r"KEY|SECRET|PASSWORD|PASSWD|TOKEN|PASS\b|_PASS|CREDENTIAL", re.IGNORECASE)
 NOT_SECRET_NAMES = frozenset({"PYTHONHASHSEED", "KEYBOARD", "KEYTIMEOUT"})
 MIN_SECRET_LENGTH = 4
@@ -127,7 +129,7 @@ class JsonFormatter(logging.Formatter):
         except Exception as error:  # a bad format string must not lose the line
             message = f"{record.msg!r} % {record.args!r} ({error})"
         entry = {
-            "timestamp": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "timestamp": iso_z(datetime.fromtimestamp(record.created, UTC)),  # as every JSON time
             "level": record.levelname,
             "logger": record.name,
             "message": message,

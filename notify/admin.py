@@ -11,6 +11,7 @@ from django.urls import path
 from django.views.decorators.http import require_POST
 
 from ground.admin_history import HistoryAdmin, ReadableColumns
+from ground.amounts import counted
 
 from . import rules, service
 from .models import SEND_PERMISSION, Destination, Notification
@@ -106,7 +107,7 @@ class DestinationAdmin(ReadableColumns, admin.ModelAdmin):
     @admin.action(description="Send a test message to the selected destinations", permissions=["send"])
     def send_test(self, request, queryset):
         queued = service.queue_to_all(Notification.Topic.TEST, service.test_notice(), only=list(queryset))
-        self.message_user(request, f"Test message queued for {len(queued)} destination(s).", messages.SUCCESS)
+        self.message_user(request, f"Test message queued for {counted(len(queued), 'destination')}.", messages.SUCCESS)
 
     @admin.action(description="Send the daily report now to the selected destinations", permissions=["send"])
     def send_daily_report(self, request, queryset):
@@ -114,7 +115,7 @@ class DestinationAdmin(ReadableColumns, admin.ModelAdmin):
 
         message = rules.daily_message(daily_report())
         queued = service.queue_to_all(Notification.Topic.DAILY, message, only=list(queryset.filter(enabled=True)))
-        self.message_user(request, f"Daily report queued for {len(queued)} destination(s).", messages.SUCCESS)
+        self.message_user(request, f"Daily report queued for {counted(len(queued), 'destination')}.", messages.SUCCESS)
 
     def has_send_permission(self, request):
         return request.user.has_perm(SEND_PERMISSION)
@@ -150,5 +151,5 @@ class NotificationAdmin(HistoryAdmin):
         from .tasks import daily_report
 
         queued = daily_report(scheduled=False)
-        self.message_user(request, f"Daily report queued for {queued} destination(s).", messages.SUCCESS)
+        self.message_user(request, f"Daily report queued for {counted(queued, 'destination')}.", messages.SUCCESS)
         return redirect("admin:notify_notification_changelist")

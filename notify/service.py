@@ -332,8 +332,11 @@ def health() -> dict | None:
         return None
     failing = [d for d in destinations if d.consecutive_failures]
     if not failing:
-        return {"ok": True, "detail": f"{len(destinations)} destination(s) delivering"}
-    parts = [f"{d.name}: {d.consecutive_failures} message(s) failed ({_last_line(d.last_error)})" for d in failing]
+        return {"ok": True, "detail": f"{amounts.counted(len(destinations), 'destination')} delivering"}
+    parts = [
+        f"{d.name}: {amounts.counted(d.consecutive_failures, 'message')} failed ({_last_line(d.last_error)})"
+        for d in failing
+    ]
     return {"ok": False, "detail": "; ".join(parts)}
 
 

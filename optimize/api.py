@@ -6,6 +6,7 @@ from __future__ import annotations
 from rest_framework import serializers, viewsets
 from rest_framework.permissions import IsAuthenticated
 
+from ground.api_times import iso_times
 from ground.timeutil import clock_label
 
 from .models import OptimizationRun
@@ -28,6 +29,7 @@ FIELDS = [
 
 
 class OptimizationRunSerializer(serializers.ModelSerializer):
+    serializer_field_mapping = iso_times(serializers.ModelSerializer.serializer_field_mapping)
     failed = serializers.SerializerMethodField(help_text="trials whose backtest raised (the report's 'failed')")
 
     class Meta:

@@ -11,6 +11,7 @@ from django.core.management.base import CommandError
 from optuna.trial import TrialState
 from tqdm import tqdm
 
+from ground.amounts import counted
 from trading.backtest import BacktestInputError
 
 from . import data_cache
@@ -89,7 +90,8 @@ class Driver:
                 count = sum(begin <= t <= stop for t in times)
                 if count <= warmup:
                     raise CommandError(
-                        f"--walk-forward {len(folds)}: fold {fold.number}'s {part} part has {count} candles, not "
+                        f"--walk-forward {len(folds)}: fold {fold.number}'s {part} part has "
+                        f"{counted(count, 'candle')}, not "
                         f"more than the strategy's warm-up of {warmup} (at the space's lowest values): no trade "
                         "possible; use fewer folds or a longer period",
                         returncode=2,
@@ -232,7 +234,9 @@ def _warnings(studies: list[optuna.Study], best) -> list[str]:
     if not warned:
         return []
     shown = best if best in warned else warned[0]
-    return [f"{w} (in {len(warned)} of {len(finished)} trials)" for w in shown.user_attrs[RESULT]["warnings"]]
+    return [
+        f"{w} (in {len(warned)} of {counted(len(finished), 'trial')})" for w in shown.user_attrs[RESULT]["warnings"]
+    ]
 
 
 def _best_trial(study: optuna.Study):

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from django.db import models
 
+from ground.amounts import counted
+
 
 class OptimizationRun(models.Model):
     study = models.CharField(max_length=200, unique=True)
@@ -26,4 +28,4 @@ class OptimizationRun(models.Model):
 
     def __str__(self) -> str:
         best = "–" if self.best_value is None else f"{self.best_value:.4g}"
-        return f"{self.study}: {self.strategy} {self.objective} best {best} over {self.trials} trials"
+        return f"{self.study}: {self.strategy} {self.objective} best {best} over {counted(self.trials, 'trial')}"

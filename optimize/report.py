@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 import optuna
 from optuna.trial import TrialState
 
+from ground.timeutil import iso_z
+
 from .tasks import ERROR, RESULT
 
 
@@ -33,9 +35,7 @@ def trial_rows(study: optuna.Study, fold: int | None = None) -> list[dict]:
                 "first_candle": result.get("first_candle"),
                 "last_candle": result.get("last_candle"),
                 "worker": result.get("worker"),
-                "finished_at": trial.datetime_complete.replace(tzinfo=UTC).isoformat()
-                if trial.datetime_complete
-                else None,
+                "finished_at": iso_z(trial.datetime_complete.replace(tzinfo=UTC)) if trial.datetime_complete else None,
             }
         )
     return rows

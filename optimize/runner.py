@@ -26,6 +26,8 @@ import optuna
 from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
 
+from ground.amounts import counted
+
 from .space import Dimension
 from .tasks import ERROR, RESULT, execute, fail, failed_with, finish
 from .trial import Problem, check_params
@@ -249,7 +251,8 @@ def run_study(
                     failures_in_a_row += not retry
                     if failures_in_a_row >= FAILURES_IN_A_ROW:
                         raise TrialFailed(
-                            f"{failures_in_a_row} trials in a row failed, the last: trial {stored_number} failed: "
+                            f"{counted(failures_in_a_row, 'trial')} in a row failed, the last: trial {stored_number} "
+                            "failed: "
                             f"{result[ERROR]}"
                         )
                     continue

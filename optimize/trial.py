@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from execution.paper import PaperExchange
+from ground.amounts import counted
 from risk.parameters import PARAMETER_SPECS
 from trading.backtest import Backtest, Result, watched_series
 from trading.backtest_report import summary
@@ -117,7 +118,7 @@ def evaluate(problem: Problem, params: dict, start: int | None, end: int | None)
     value = objective_value(problem.objective, figures, result.equity_curve)
     pruned = None
     if figures["trades"] < problem.min_trades:
-        pruned = f"{figures['trades']} trades, fewer than --min-trades {problem.min_trades}"
+        pruned = f"{counted(figures['trades'], 'trade')}, fewer than --min-trades {problem.min_trades}"
     elif value is None:
         pruned = f"{problem.objective} undefined (no variation or no drawdown)"
     curve = result.equity_curve

@@ -314,7 +314,7 @@ class RiskEngine:
         if state.orders_last_minute >= int(parameters["MAX_ORDERS_PER_MINUTE"]):
             return reject(
                 "throttle",
-                f"{state.orders_last_minute} orders in the last minute ≥ MAX_ORDERS_PER_MINUTE "
+                f"{amounts.counted(state.orders_last_minute, 'order')} in the last minute ≥ MAX_ORDERS_PER_MINUTE "
                 f"{int(parameters['MAX_ORDERS_PER_MINUTE'])}",
             )
         last_stop = state.last_stop_ms.get(order.symbol)

@@ -18,6 +18,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple
 
+from ground.amounts import counted
+
 from .desk import OPERATOR_COMMANDS, REASON_MAX, OperatorCommand
 
 HEADER = "timestamp"
@@ -112,8 +114,9 @@ class OperatorSchedule:
         """What is left once the data has ended, said (None: every command was given)."""
         if not self._waiting:
             return None
-        first = self._waiting[0]
+        first, count = self._waiting[0], len(self._waiting)
         return (
-            f"{len(self._waiting)} operator command(s) at or after the last candle's time were not given: first "
-            f"line {first.line}, {first.timestamp_ms},{first.command.command}"
+            f"{counted(count, 'operator command')} at or after the last candle's time "
+            f"{'was' if count == 1 else 'were'} not given: first line {first.line}, {first.timestamp_ms},"
+            f"{first.command.command}"
         )

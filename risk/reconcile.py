@@ -16,6 +16,7 @@ from django.utils import timezone
 from execution.balances import BalanceDifference, balance_differences, book_assets
 from execution.live import LiveExecutionError, LiveExecutor, live_trading_enabled
 from execution.models import BalanceCheck, Order, Portfolio, Position
+from ground.amounts import counted
 
 from .alerts import raise_alert
 from .live_order_service import live_executor
@@ -83,7 +84,7 @@ def reconcile_balances(executor: LiveExecutor | None = None) -> BalanceReport:
     portfolio = Portfolio.load()  # created on the first check: before the book's version is read
     before = _book_version()
     if before[1]:
-        return _skipped(f"skipped: {before[1]} order(s) sent and not booked yet")
+        return _skipped(f"skipped: {counted(before[1], 'order')} sent and not booked yet")
     positions = dict(Position.objects.values_list("symbol", "quantity"))
     quote = _quote(positions)
     book = book_assets(portfolio.cash, quote, positions)

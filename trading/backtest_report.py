@@ -341,9 +341,6 @@ def html_report(document: dict, charts: dict[str, dict] | None = None) -> str:
     def cell(value) -> str:
         return f"<td title='{html.escape(str(value))}'>{html.escape(str(value))}</td>"
 
-    def when(ms) -> str:  # ISO 8601, UTC
-        return iso_utc(ms, seconds=False)
-
     def pct(value) -> str:
         return percent(value, fraction=False)
 
@@ -353,10 +350,10 @@ def html_report(document: dict, charts: dict[str, dict] | None = None) -> str:
             cell(v if v is not None else "–")
             for v in (
                 t["symbol"],
-                when(t["entry_time"]),
+                iso_utc(t["entry_time"]),
                 a["entry_price"],
                 a["quantity"],
-                when(t["exit_time"]),
+                iso_utc(t["exit_time"]),
                 a["exit_price"],
                 a["profit_loss"],
                 pct(t["profit_loss_percent"]),
@@ -379,13 +376,13 @@ def html_report(document: dict, charts: dict[str, dict] | None = None) -> str:
             ("Sharpe", shown["sharpe"]),
             ("Fees", shown["fees_paid"]),
             ("Time in market", pct(s["time_in_market_pct"])),
-            ("Period", f"{when(curve[0][0]) if curve else '–'} → {when(curve[-1][0]) if curve else '–'}"),
+            ("Period", f"{iso_utc(curve[0][0]) if curve else '–'} → {iso_utc(curve[-1][0]) if curve else '–'}"),
             ("Candles", f"{document['candles']} in {shown['seconds']}"),
         ]
     )
     warnings = "".join(f"<p class='warning'>{html.escape(w)}</p>" for w in s.get("warnings", []))
     state_changes = "".join(  # as live stores them: halts, releases, pauses (with who and why)
-        f"<tr>{cell(when(a['timestamp']))}{cell(a['level'])}{cell(a['message'])}</tr>"
+        f"<tr>{cell(iso_utc(a['timestamp']))}{cell(a['level'])}{cell(a['message'])}</tr>"
         for a in document.get("alerts", [])
         if a["code"] == "TRADING_STATE"
     )

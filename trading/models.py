@@ -1,6 +1,6 @@
 from django.db import models
 
-from ground.amounts import iso_utc
+from ground.amounts import counted, iso_utc
 from ground.fields import MoneyField
 
 
@@ -52,4 +52,4 @@ class BacktestRun(models.Model):
         ordering = ["-created_at", "-id"]
 
     def __str__(self) -> str:
-        return f"#{self.pk} {self.strategy} {self.total_return_pct:+.2f} % over {self.candles} candles"
+        return f"#{self.pk} {self.strategy} {self.total_return_pct:+.2f} % over {counted(self.candles, 'candle')}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from ground.amounts import plain
+from ground.api_times import iso_times
 from ground.timeutil import clock_label
 
 
@@ -19,10 +20,11 @@ class PlainDecimalField(serializers.DecimalField):
 
 
 class ModelSerializer(serializers.ModelSerializer):
-    """The API's ModelSerializer: model decimals become ``PlainDecimalField``; time fields say their clock."""
+    """The API's ModelSerializer: model decimals become ``PlainDecimalField``, times ``IsoTimeField`` (one JSON
+    shape); time fields say their clock."""
 
     serializer_field_mapping = {
-        **serializers.ModelSerializer.serializer_field_mapping,
+        **iso_times(serializers.ModelSerializer.serializer_field_mapping),
         **{
             model: PlainDecimalField
             for model, field in serializers.ModelSerializer.serializer_field_mapping.items()

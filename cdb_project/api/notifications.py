@@ -12,6 +12,7 @@ from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from ground.api_times import iso_times
 from notify.models import LEVEL_CHOICES, SEND_PERMISSION, Destination, Notification
 
 from .fields import ModelSerializer
@@ -41,6 +42,7 @@ class NotificationSerializer(ModelSerializer):
 
 
 class DestinationSerializer(serializers.ModelSerializer):
+    serializer_field_mapping = iso_times(serializers.ModelSerializer.serializer_field_mapping)
     topics = serializers.ListField(child=serializers.CharField())
 
     class Meta:

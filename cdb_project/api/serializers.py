@@ -10,6 +10,7 @@ from rest_framework.authtoken.serializers import AuthTokenSerializer
 
 from execution.models import Order, Position, Trade
 from ground.amounts import plain
+from ground.api_times import IsoTimeField
 from ground.timeutil import WALL_TIME_TEXT
 from marketdata.models import Candle
 from risk.models import Alert, RiskEvent
@@ -181,7 +182,7 @@ class ChartQuerySerializer(serializers.Serializer):
 class TradingStateSerializer(serializers.Serializer):
     state = serializers.ChoiceField(choices=["ACTIVE", "PAUSED", "HALTED"])
     reason = serializers.CharField(allow_blank=True)
-    since = serializers.DateTimeField(
+    since = IsoTimeField(
         help_text="when the state began: ISO 8601 UTC on the market clock (the candles' time, `market_time_ms` of "
         "/api/status/), not the server's wall clock"
     )
@@ -245,7 +246,7 @@ class AccountSerializer(serializers.Serializer):
     equity = _decimal_string()
     realized_pnl = _decimal_string()
     fees_paid = _decimal_string()
-    day_start = serializers.DateTimeField(help_text="00:00 UTC of the current market day")
+    day_start = IsoTimeField(help_text="00:00 UTC of the current market day")
     day_start_equity = _decimal_string()
     daily_pnl = _decimal_string()
     daily_pnl_pct = _decimal_string(f"the day's P&L as a share of the day's start equity; {FRACTION}")
@@ -395,7 +396,7 @@ class RiskParametersSerializer(serializers.Serializer):
     )
     sources = serializers.DictField(child=serializers.CharField(), read_only=True, help_text="env, admin or default")
     ranges = serializers.SerializerMethodField()
-    updated_at = serializers.DateTimeField(read_only=True, help_text=WALL_TIME_TEXT)
+    updated_at = IsoTimeField(read_only=True, help_text=WALL_TIME_TEXT)
 
     @extend_schema_field(serializers.DictField(child=ParameterRangeSerializer()))
     def get_ranges(self, obj) -> dict:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
 
+from ground.amounts import counted
 from ground.timeutil import now_ms
 
 from .publishing import publish_candle
@@ -32,7 +33,7 @@ class SimPlan:
     def describe(self) -> str:
         symbols = ", ".join(self.market.symbols)
         if self.resumed_from_ms is None:
-            return f"simulated market ({symbols}) starting {self.backfill} candles before now"
+            return f"simulated market ({symbols}) starting {counted(self.backfill, 'candle')} before now"
         said = f"simulated market ({symbols}) carrying on from its last stored candle"
         if self.backfill:
             candles = f"{self.backfill} candle" + ("s" if self.backfill != 1 else "")
@@ -146,7 +147,7 @@ def run_blocking(
     see ``register``)."""
     register(market, tick_seconds, on_start=on_start)
     published = sum(publish_step(market) for _ in range(backfill))
-    report(f"backfilled {published} candles")
+    report(f"backfilled {counted(published, 'candle')}")
     done = 0
     while steps is None or done < steps:
         time.sleep(tick_seconds)

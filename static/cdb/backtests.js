@@ -20,7 +20,7 @@
     node.append(...children.filter((c) => c !== null && c !== undefined));
     return node;
   };
-  const stamp = (ms) => (ms ? new Date(ms).toISOString().replace("T", " ").slice(0, 16) : "–");
+  const stamp = (ms) => (ms ? CdbPriceChart.isoTime(ms) : "–");  // 2026-12-03T14:01:00Z, as everywhere
   // The backtest's *_pct are in percent (12.5 = 12.5 %), win rates fractions: both as ground/amounts' percent(), what
   // `manage.py backtest` and the HTML report print.
   const pct = (n) => CdbPriceChart.percent(n, 2, false);

@@ -19,7 +19,7 @@
   // Percentages as ground/amounts' percent() (what risk_status and the notifications print): the live _pct values are
   // fractions; half to even on the exact decimal string.
   const pct = (n, sign = false) => CdbPriceChart.percent(n, 2, true, sign);
-  const time = (ms) => (ms ? new Date(ms).toISOString().replace("T", " ").slice(0, 19) : "–");
+  const time = (ms) => (ms ? CdbPriceChart.isoTime(ms) : "–");  // ISO 8601 UTC to the second, as everywhere
   // A quantity exactly as the server sends it (a decimal string), thousands separated: what the reasons say too.
   const qty = (n) => {
     if (n === null || n === undefined || n === "") return "–";
@@ -85,7 +85,7 @@
     $("state").textContent = ts.state;
     $("state").className = "big " + ts.state;
     $("state-reason").textContent = ts.reason ? "reason: " + ts.reason : "";
-    $("state-since").textContent = "since " + ts.since.replace("T", " ").slice(0, 19) + " UTC" + (ts.changed_by ? " · by " + ts.changed_by : "");
+    $("state-since").textContent = "since " + CdbPriceChart.isoTime(ts.since) + (ts.changed_by ? " · by " + ts.changed_by : "");
     const halt = $("halt-button"), release = $("release-button");
     if (halt) {  // a halt while halted only adds a reason: Halt is for ACTIVE and PAUSED, Release for PAUSED and HALTED
       halt.disabled = ts.state === "HALTED";
@@ -96,9 +96,9 @@
     $("mode").textContent = state.mode;
     $("mode").className = "big " + state.mode;
     $("market-time").textContent = state.embedded ? "embedded: SQLite, in-process tasks" : "";
-    $("clock-market").textContent = time(state.market_time_ms) + " UTC";
+    $("clock-market").textContent = time(state.market_time_ms);
     $("clock-note").textContent = state.clock || "";
-    $("clock-wall").textContent = state.wall_time_ms ? time(state.wall_time_ms) + " UTC" : "–";
+    $("clock-wall").textContent = time(state.wall_time_ms);
     $("equity").textContent = money(a.equity);
     $("cash").textContent = a.quote + " · cash " + money(a.cash) + " · realized (before fees) " + money(a.realized_pnl) + " · fees " + money(a.fees_paid);
     $("daily-pnl").textContent = signed(a.daily_pnl);
@@ -244,7 +244,6 @@
   const TRADES_PAGE = 20;
   let tradesPage = 1, tradesPages = 1, tradesTimer = null;
   const {duration, exitReason} = CdbPriceChart;  // as the backtest pages and the HTML report say them
-  const iso = (text) => (text ? text.replace("T", " ").slice(0, 16) : "–");
 
   function tradeFilters() {
     const params = {status: "CLOSED"};
@@ -266,12 +265,12 @@
       $("trades-prev").disabled = tradesPage <= 1;
       $("trades-next").disabled = tradesPage >= tradesPages;
       const pnl = Number(totals.profit_loss);
-      $("trades-totals").textContent = totals.trades + " trades · P&L after fees " + signed(pnl) +
+      $("trades-totals").textContent = CdbPriceChart.counted(totals.trades, "trade") + " · P&L after fees " + signed(pnl) +
         " · win rate " + CdbPriceChart.percent(totals.win_rate, 1) + " · fees " + money(totals.fees);
       $("trades-totals").dataset.profitLoss = totals.profit_loss;
       $("trades-totals").dataset.trades = totals.trades;
-      fill("closed-trades", page.results || [], (t) => [cell(t.symbol), cell(iso(t.entry_time), "time"), cell(priceOf(t.entry_price, t.symbol)),
-        cell(iso(t.exit_time), "time"), cell(priceOf(t.exit_price, t.symbol)), cell(qty(t.quantity)),
+      fill("closed-trades", page.results || [], (t) => [cell(t.symbol), cell(CdbPriceChart.isoTime(t.entry_time), "time"), cell(priceOf(t.entry_price, t.symbol)),
+        cell(CdbPriceChart.isoTime(t.exit_time), "time"), cell(priceOf(t.exit_price, t.symbol)), cell(qty(t.quantity)),
         cell(signed(t.profit_loss), Number(t.profit_loss) >= 0 ? "up" : "down"),
         cell(CdbPriceChart.percent(t.profit_loss_percent, 2, false), Number(t.profit_loss) >= 0 ? "up" : "down"),
         cell(duration(t.duration_seconds)), cell(exitReason(t.exit_reason), "reason")], () => "clickable");
@@ -321,40 +320,17 @@
     list.length = Math.min(list.length, ROWS);
   }
 
-  // A pushed price re-values what is held, rows and cards from the same price in one step (so the page never shows
-  // the rows at one price and the cards at another until the next refresh): each row's value and unrealized P&L,
-  // and the account as risk.account_view values it: equity and exposure move by the held value's change, the
-  // daily P&L, drawdown and exposure share follow from them. True when a row was re-priced.
-  function reprice(symbol, price) {
-    let moved = 0, repriced = false;
-    for (const p of state.positions) {
-      if (p.symbol !== symbol) continue;
-      const before = p.price === null || p.price === undefined ? 0 : Number(p.price);  // unpriced: valued at 0
-      moved += (Number(price) - before) * Number(p.quantity);
-      p.price = price;
-      p.market_value = Number(p.quantity) * Number(price);
-      p.unrealized_pnl = (Number(price) - Number(p.avg_entry_price)) * Number(p.quantity);
-      p.unrealized_pnl_pct = Number(p.avg_entry_price) ? Number(price) / Number(p.avg_entry_price) - 1 : null;
-      repriced = true;
-    }
-    const a = state.account;
-    if (!repriced || !a) return repriced;
-    const equity = Number(a.equity) + moved, exposure = Number(a.exposure) + moved, start = Number(a.day_start_equity);
-    const daily = equity - start;
-    Object.assign(a, {equity, exposure, daily_pnl: daily, daily_pnl_pct: start > 0 ? daily / start : 0,
-      drawdown_pct: start > 0 ? Math.max(0, -daily / start) : 0, exposure_pct: equity > 0 ? exposure / equity : 0});
-    return true;
-  }
-
   function apply(message) {
     const data = message.data;
     switch (message.kind) {
       case "snapshot": state = data; render(); if (!chartData) loadPriceChart(); loadTradesSoon(); return;  // live bars keep the chart current
       case "refresh": merge(data); return;
       case "watchlist": state.watchlist = data; break;
-      case "market_data":
+      case "market_data": {
+        // rows and cards from the same price in one step (CdbAccount.reprice, static/cdb/account.js)
+        const before = (state.prices[data.symbol] || {}).price;
         state.prices[data.symbol] = {timestamp: data.timestamp, price: data.price, volume: data.volume};
-        if (reprice(data.symbol, data.price)) { renderCards(); renderTables(); }
+        if (CdbAccount.reprice(state, data.symbol, data.price, before)) { renderCards(); renderTables(); }
         if (data.symbol === chartSymbol && chartData && !chartUntil && (!data.interval || data.interval === chartData.base_interval)) {
           priceChart.updateCandle({time: data.timestamp, open: data.open ?? data.price, high: data.high ?? data.price,
             low: data.low ?? data.price, close: data.price, volume: data.volume});
@@ -363,7 +339,9 @@
           loadPriceChart();
         }
         return;
+      }
       case "signals": prepend(state.signals, data); break;
+      case "orders": refreshSoon(); return;  // an order placed: the account counts it (cash, exposure), read it again
       case "order_results":
         prepend(state.order_results, data);
         const filled = data.status === "FILLED" || data.status === "PARTIALLY_FILLED";

@@ -82,7 +82,14 @@
     const kept = f.slice(0, places) + f.slice(places).replace(/0+$/, "");
     return w.replace(/\B(?=(\d{3})+(?!\d))/g, ",") + (kept ? "." + kept : "");
   }
-  const stamp = (ms) => new Date(ms).toISOString().replace("T", " ").slice(0, 16);
+  // A count with its noun in the right number, as ground/amounts' counted(): "1 trade", "0 trades".
+  const counted = (count, noun, plural) => count + " " + (Number(count) === 1 ? noun : plural || noun + "s");
+  // A time as people read it everywhere, as ground/amounts' iso_utc(): ISO 8601 UTC to the second,
+  // "2026-12-03T14:01:00Z", from epoch ms or the API's ISO text; "–" for nothing.
+  const isoTime = (t) => {
+    const ms = typeof t === "string" ? Date.parse(t) : t;
+    return ms === null || ms === undefined || Number.isNaN(ms) || t === "" ? "–" : new Date(ms).toISOString().slice(0, 19) + "Z";
+  };
 
   // A candle for drawing: the server sends exact decimal strings, lightweight-charts draws numbers.
   const numbers = (b) => ({time: b.time, open: Number(b.open), high: Number(b.high), low: Number(b.low),
@@ -110,7 +117,7 @@
   function fillText(f, places = 8) {
     const parts = [f.side + " " + quantity(f.quantity) + " @ " + price(f.price, places), "fee " + money(f.fee, places), f.side === "SELL" ? "exit: " + f.reason : "entry"];
     if (f.profit_loss !== null && f.profit_loss !== undefined) parts.push("P&L " + (Number(f.profit_loss) > 0 ? "+" : "") + money(f.profit_loss, places));
-    parts.push(stamp(f.time) + " UTC");
+    parts.push(isoTime(f.time));
     return parts;
   }
 
@@ -282,5 +289,5 @@
     return {chart, series, setData};
   }
 
-  global.CdbPriceChart = {create, line, fillText, price, money, percent, quantity, duration, exitReason};
+  global.CdbPriceChart = {create, line, fillText, price, money, percent, quantity, duration, exitReason, counted, isoTime};
 })(window);

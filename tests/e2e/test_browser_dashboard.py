@@ -172,8 +172,14 @@ def test_staff_sees_live_tables_and_halts_trading(server, page, sma_cross):
     expect(page.locator("#freshness")).to_contain_text("TEST_USDT")
     # the two P&L figures say which side of the fees they are on (the card's realized P&L is before them)
     expect(page.locator("#cash")).to_contain_text("realized (before fees)")
-    expect(page.locator("#trades-totals")).to_contain_text("1 trades · P&L after fees")
+    expect(page.locator("#trades-totals")).to_contain_text("1 trade · P&L after fees")
     expect(page.locator("#signals tbody tr")).to_have_count(1)  # the stored one; the SELL was a bare event
+    # every time a person reads in one shape, ISO 8601 UTC to the second (the admin's, the commands', the reports')
+    iso = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+    expect(page.locator("#closed-trades tbody tr").first.locator("td").nth(1)).to_have_text(iso)
+    expect(page.locator("#signals tbody tr").first.locator("td").first).to_have_text(iso)
+    expect(page.locator("#clock-market")).to_have_text(iso)
+    expect(page.locator("#state-since")).to_have_text(re.compile(r"^since \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"))
     # The BUY (▲) and the SELL (▼) on the price chart, read back through lightweight-charts' API in the page.
     expect(page.locator("#price-chart")).to_have_attribute("data-state", "ready")
     shapes = page.evaluate("window.cdbCharts.price.readBack().markers.map((m) => m.shape)")

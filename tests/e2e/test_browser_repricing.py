@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-from execution.models import Position
+from execution.models import Order, Position
 from tests.e2e.test_browser_dashboard import (  # noqa: F401
     _login,
     _orm_beside_playwright,
@@ -70,4 +70,22 @@ def test_a_pushed_price_moves_the_rows_and_the_cards_together(server, page, sma_
     moved = Decimal(str(after["equity"])) - Decimal(str(before["equity"]))
     assert moved > 0
     assert abs(Decimal(str(after["daily"])) - Decimal(str(before["daily"])) - moved) <= 2 * cent, (before, after)
+    assert not page.js_errors, page.js_errors
+
+
+def test_a_placed_order_moves_the_cards_at_once(server, page, sma_cross):  # noqa: F811
+    """An approved order waiting for its fill counts in the account (a BUY in the exposure): the page is told it
+    was placed and reads the account again, without waiting for the 10 s refresh (switched off here)."""
+    from ground.amounts import money
+    from risk.status import account_summary
+
+    _user("operator", staff=True)
+    page.add_init_script(NO_REFRESH)
+    _login(page, server.port, "operator")
+    expect(page.locator("#exposure")).to_have_text("0.00")
+    off_loop(series.publish_all, series.events())  # ends on the crossing: its BUY waits for the next candle
+    assert Order.objects.filter(symbol="TEST_USDT", status="PENDING").count() == 1
+    exposure = account_summary()["exposure"]
+    assert Decimal(exposure) > 0
+    expect(page.locator("#exposure")).to_have_text(money(exposure))
     assert not page.js_errors, page.js_errors

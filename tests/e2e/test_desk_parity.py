@@ -427,7 +427,7 @@ def test_signal_rows_that_match_no_candle_are_said_by_both(tmp_path):
         f"{DAY2 + 2 * minute},ZZZ_USDT,BUY\n{DAY2 + 60 * minute},AAA_USDT,SELL\n"
     )
     env = _env(tmp_path / "live.sqlite3", STRATEGY=f"signals_file:path={signals}", PAPER_FAILURE_RATE="0")
-    said = f"3 signal row(s) of {signals} matched no candle and were not decided: first {DAY2 // 1000},AAA_USDT,BUY"
+    said = f"3 signal rows of {signals} matched no candle and were not decided: first {DAY2 // 1000},AAA_USDT,BUY"
     report_path = tmp_path / "backtest.json"
     backtest = _manage(env, "backtest", "--data", *files, "--json", str(report_path), "--no-progress")
     assert f"WARNING: {said} (a time in seconds?" in backtest.stdout
@@ -600,7 +600,7 @@ def test_commands_at_or_after_the_last_candle_are_said_not_given_by_both(tmp_pat
     commands = tmp_path / "ops.csv"
     commands.write_text(f"{DAY2 + 60_000},halt,stop\n{DAY2 + 180_000},release\n")
     env = _env(tmp_path / "live.sqlite3")
-    said = f"1 operator command(s) at or after the last candle's time were not given: first line 2, {DAY2 + 180_000}"
+    said = f"1 operator command at or after the last candle's time was not given: first line 2, {DAY2 + 180_000}"
     report_path = tmp_path / "backtest.json"
     backtest = _manage(env, "backtest", "--data", *files, "--operator-commands", str(commands), "--json",
                        str(report_path), "--no-progress")  # fmt: skip

@@ -321,7 +321,7 @@ def test_amounts_in_the_backtest_summary_and_reports(tmp_path):
     assert f"<b>Time in market</b><span>{shown}</span>" in out_html.read_text()
     page = out_html.read_text()
     table = page.split("<h2>Trades</h2>")[1].split("</table>")[0]
-    assert re.search(r"<td title='\d{4}-\d\d-\d\dT\d\d:\d\dZ'>", table)  # ISO 8601 UTC
+    assert re.search(r"<td title='\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ'>", table)  # ISO 8601 UTC
     assert not re.search(r">\d{13}<", table)  # no epoch milliseconds for people
     assert re.search(rf"<span>{btc}</span>", page)  # the cards
     assert 'rel="icon" href="data:image/svg+xml,' in page

@@ -276,7 +276,7 @@ def test_paper_trading_balance_check_exits_0(settings):
     settings.LIVE_TRADING = False
     assert balances_command() == (
         0,
-        "reconciled 0 order(s)\nbalances: paper trading: no exchange balances to compare\n",
+        "reconciled 0 orders\nbalances: paper trading: no exchange balances to compare\n",
     )
 
 

@@ -477,7 +477,7 @@ def test_a_local_trial_that_raises_is_failed_with_its_error_and_the_study_goes_o
     document = json.loads(out.read_text())
     failed = document["failed"]
     assert failed and all(f["params"]["x"] > 0.85 and "ZeroDivisionError: x=" in f["error"] for f in failed)
-    assert f"{len(failed)} trial(s) failed" in str(error.value)
+    assert f"{len(failed)} trial{'' if len(failed) == 1 else 's'} failed" in str(error.value)
     assert f"--study {study} --local --trials {8 + len(failed)}" in str(error.value)
     assert len(document["trials"]) == 8 and all(t["params"]["x"] <= 0.85 for t in document["trials"])  # went on
     assert f"8 trials finished, {len(failed)} failed" in stdout.read_text()

@@ -140,7 +140,7 @@ def test_a_replay_that_would_wreck_the_account_is_refused_and_the_readme_command
         assert done.returncode == 0, f"{command}\n{done.stdout}\n{done.stderr}"
         assert "Traceback" not in done.stderr, done.stderr
     replay_db = checkout / "replay.sqlite3"
-    assert "creating its tables" in done.stdout and "replayed 1 file(s): 300 new candles" in done.stdout, done.stdout
+    assert "creating its tables" in done.stdout and "replayed 1 file: 300 new candles" in done.stdout, done.stdout
     assert "errors:          0" in done.stdout, done.stdout
     assert _query(replay_db, "SELECT initial_capital FROM execution_portfolio") == [(1,)]
     assert _query(replay_db, "SELECT COUNT(*) FROM execution_order")[0][0] > 0  # it traded, in BTC

@@ -145,3 +145,25 @@ def test_admin_names_read_right(admin_client):
     assert "seriess" not in index and "freshnesss" not in index and "entrys" not in index
     assert "clocks" not in index and "Trading states" not in index and "Portfolios" not in index
     assert "Stale-data watch<" in index
+
+
+def test_a_refused_admin_page_is_a_plain_403_with_one_log_line(admin_client, caplog):
+    """Adding stored history by hand is refused by design: a 403 with one ``Forbidden`` line, no traceback (each
+    refusal logged a WARNING with the PermissionDenied traceback)."""
+    from risk.models import TradingState
+
+    TradingState.load()
+    refused = [
+        ("get", reverse("admin:trading_signal_add")),
+        ("get", reverse("admin:execution_order_add")),
+        ("get", reverse("admin:axes_accessattempt_add")),
+        ("post", reverse("admin:risk_tradingstate_change", args=[TradingState.load().pk])),
+        ("get", reverse("admin:risk_tradingstate_delete", args=[TradingState.load().pk])),
+    ]
+    for method, url in refused:
+        caplog.clear()
+        with caplog.at_level("INFO", logger="django.request"):
+            assert getattr(admin_client, method)(url).status_code == 403, url
+        lines = [r for r in caplog.records if r.name == "django.request"]
+        assert [r.getMessage() for r in lines] == [f"Forbidden: {url}"], url
+        assert all(r.exc_info is None and r.levelname == "WARNING" for r in lines), url

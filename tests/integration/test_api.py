@@ -257,6 +257,22 @@ def test_status_reports_state_mode_account_freshness_and_health(viewer, settings
     assert set(data["health"]) == {"database", "redis", "workers"}
 
 
+def test_every_time_in_the_api_has_one_json_shape(viewer):
+    """ISO 8601 UTC with milliseconds and Z, whatever the moment: DRF wrote ``…:00Z`` for a whole second and six
+    digits (``.123456Z``) otherwise, so the parameters' ``updated_at`` and an order's ``created_at`` differed from
+    ``since`` (issue 22)."""
+    time_shape = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
+    RiskParameters.load()
+    RiskParameters.objects.update(updated_at=datetime(2026, 12, 3, 14, 1, 2, 123456, tzinfo=UTC))
+    whole_second = order(1, created=datetime(2026, 12, 3, 14, 1, tzinfo=UTC))
+    Order.objects.filter(pk=whole_second.pk).update(submitted_at=datetime(2026, 12, 3, 14, 1, 0, 5000, tzinfo=UTC))
+    assert viewer.get("/api/risk/parameters/").json()["updated_at"] == "2026-12-03T14:01:02.123Z"
+    (row,) = viewer.get("/api/orders/").json()["results"]
+    assert (row["created_at"], row["submitted_at"]) == ("2026-12-03T14:01:00.000Z", "2026-12-03T14:01:00.005Z"), row
+    assert row["event_time"] == T0 + 60_000  # epoch ms, as the API documents it
+    assert re.fullmatch(time_shape, viewer.get("/api/risk/state/").json()["since"])
+
+
 def test_status_mode_is_live_only_with_the_switch_and_keys(viewer, settings):
     settings.LIVE_TRADING = True
     assert viewer.get("/api/status/").json()["mode"] == "PAPER"  # no keys

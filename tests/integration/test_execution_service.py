@@ -131,7 +131,7 @@ def test_reconcile_leaves_paper_orders_to_their_next_candle_which_fills_each_onc
     Order.objects.filter(client_order_id="cdbstale").update(created_at=timezone.now() - timedelta(minutes=5))
     out = StringIO()
     call_command("reconcile_orders", "--older-than", "0", stdout=out)
-    assert "reconciled 0 order(s)" in out.getvalue()
+    assert "reconciled 0 orders" in out.getvalue()
     assert set(Order.objects.values_list("status", flat=True)) == {"PENDING"} and not Trade.objects.exists()
     fill_candle = _no_cross_candle(evts)
     bus.publish(fill_candle)

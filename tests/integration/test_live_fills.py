@@ -322,8 +322,8 @@ def test_the_balance_check_is_skipped_while_an_order_is_in_flight(fake):
     report = reconcile_balances()
     assert not report.checked and "sent and not booked" in report.detail
     check = BalanceCheck.objects.get()  # the skip is stored: the health card says so
-    assert check.ok and check.detail.startswith("skipped: 1 order(s) sent and not booked")
-    assert status()["health"]["balances"]["detail"].startswith("skipped: 1 order(s)")
+    assert check.ok and check.detail.startswith("skipped: 1 order sent and not booked")
+    assert status()["health"]["balances"]["detail"].startswith("skipped: 1 order sent")
 
 
 def test_paper_trading_has_no_balance_check(settings):

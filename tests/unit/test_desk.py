@@ -351,7 +351,7 @@ def test_operator_commands_are_given_before_the_candles_known_after_their_time(t
     assert schedule.due(1_700_000_060_000) == []  # the candles known at T come first
     assert [c.line for c in schedule.due(1_700_000_120_000)] == [1, 2]
     assert schedule.not_given() == (
-        "1 operator command(s) at or after the last candle's time were not given: first line 3, 1700000120000,release"
+        "1 operator command at or after the last candle's time was not given: first line 3, 1700000120000,release"
     )
     assert [c.line for c in schedule.due(1_700_000_180_000)] == [3] and schedule.not_given() is None
 

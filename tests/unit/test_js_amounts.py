@@ -89,6 +89,27 @@ def test_js_duration_and_exit_reason_say_what_ground_amounts_says():
     assert want[6:8] == ["1h 4m", "3h 40m"] and want[-5] == "stop-loss"
 
 
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs Node.js (installed with the browser tests' npm ci)")
+def test_a_count_has_its_noun_in_the_right_number_on_pages_and_in_commands():
+    """ "1 trade", never "1 trades" (the dashboard's closed-trades total, the optimizer's folds, the feeds' reports)."""
+    asked = [["counted", n, "trade"] for n in (0, 1, 2, "1", 21)] + [["counted", 1, "retry", "retries"]]
+    asked += [["counted", 3, "retry", "retries"]]
+    want = [amounts.counted(int(n), *rest) for _, n, *rest in asked]
+    assert want == ["0 trades", "1 trade", "2 trades", "1 trade", "21 trades", "1 retry", "3 retries"]
+    assert _node(asked) == want
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs Node.js (installed with the browser tests' npm ci)")
+def test_a_time_reads_the_same_on_the_pages_and_in_the_commands():
+    """One shape for people: ``2026-12-03T14:01:00Z`` (the dashboard said ``2026-12-03 14:01:00 UTC``, its closed
+    trades and the backtest pages ``2026-12-03 14:01``); from epoch ms or the API's ISO text."""
+    moments = [1_764_770_460_000, 1_764_770_460_999, 1_515_560_400_000]
+    asked = [["isoTime", ms] for ms in moments] + [["isoTime", "2026-12-03T14:01:00.123Z"], ["isoTime", None]]
+    want = [amounts.iso_utc(ms) for ms in moments] + ["2026-12-03T14:01:00Z", "–"]
+    assert want[:3] == ["2025-12-03T14:01:00Z", "2025-12-03T14:01:00Z", "2018-01-10T05:00:00Z"]
+    assert _node(asked) == want
+
+
 def test_ratios_and_run_time_have_one_shape():
     assert [amounts.ratio(v) for v in (0.41812, -10.0375, "2.125", None)] == ["0.42", "-10.04", "2.12", "–"]
     assert amounts.seconds(0.25216) == "0.252 s" and amounts.seconds(None) == "–"

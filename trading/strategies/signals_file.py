@@ -17,6 +17,8 @@ from math import isfinite
 from pathlib import Path
 from typing import NamedTuple
 
+from ground.amounts import counted
+
 from .base import Candle, Signal, Strategy
 
 HEADER = "timestamp_ms"
@@ -114,7 +116,8 @@ class SignalsFile(Strategy):
         else:
             why = f"no {symbol} candle opens at {stamp}"
         return (
-            f"{len(missing)} signal row(s) of {self.path} matched no candle and were not decided: "
+            f"{counted(len(missing), 'signal row')} of {self.path} matched no candle and "
+            f"{'was' if len(missing) == 1 else 'were'} not decided: "
             f"first {stamp},{symbol},{side} ({why})"
         )
 

@@ -1,5 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from ground.amounts import counted
 from risk.reconcile import reconcile_balances, reconcile_pending
 
 MAX_OLDER_THAN = 10 * 365 * 86_400  # ten years: far beyond any order, and well within what a date can subtract
@@ -28,7 +29,7 @@ class Command(BaseCommand):
         settled = reconcile_pending(options["older_than"])
         for order in settled:
             self.stdout.write(f"{order.client_order_id} {order.side} {order.symbol}: {order.status}")
-        self.stdout.write(f"reconciled {len(settled)} order(s)")
+        self.stdout.write(f"reconciled {counted(len(settled), 'order')}")
         if not options["balances"]:
             return
         report = reconcile_balances()

@@ -4,6 +4,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from ground.amounts import counted
 from marketdata.clock import SYSTEM
 from marketdata.download import DownloadError, download, parse_time
 from marketdata.feeds.mexc import make_exchange, to_ccxt
@@ -58,6 +59,7 @@ class Command(BaseCommand):
                 bar.close()
             total += result.written
             self.stdout.write(
-                f"{symbol}: {result.written} candles written to {result.path} ({result.requests} requests)"
+                f"{symbol}: {counted(result.written, 'candle')} written to {result.path} "
+                f"({counted(result.requests, 'request')})"
             )
-        self.stdout.write(self.style.SUCCESS(f"downloaded {total} candles"))
+        self.stdout.write(self.style.SUCCESS(f"downloaded {counted(total, 'candle')}"))

@@ -4,7 +4,7 @@ import sys
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from ground.amounts import DEFAULT_QUOTE, quote_of
+from ground.amounts import DEFAULT_QUOTE, counted, quote_of
 from marketdata.feeds.sim import DEFAULT_SYMBOLS
 from marketdata.feeds.sim_runner import build_market, run_blocking
 from marketdata.validation import SYMBOL
@@ -171,7 +171,8 @@ class Command(BaseCommand):
             unmatched = _unmatched_signals(sources) if publish else None
         except ValueError as error:  # the signals file, gone or changed since the start
             raise CommandError(
-                f"{error} (during the replay: keep the signals file until it ends; {errors} consumer task(s) failed)",
+                f"{error} (during the replay: keep the signals file until it ends; "
+                f"{counted(errors, 'consumer task')} failed)",
                 returncode=1,
             ) from None
         if unmatched:
@@ -185,11 +186,13 @@ class Command(BaseCommand):
             raise CommandError(f"no valid candles in the given files{_off_grid(sources)}", returncode=2)
         if errors:
             raise CommandError(
-                f"replayed {len(sources)} file(s): {summary.stored} new candles, but {errors} consumer task(s) "
-                "failed: see the workers' log (or this one, embedded)",
+                f"replayed {counted(len(sources), 'file')}: {counted(summary.stored, 'new candle')}, but "
+                f"{counted(errors, 'consumer task')} failed: see the workers' log (or this one, embedded)",
                 returncode=1,
             )
-        self.stdout.write(self.style.SUCCESS(f"replayed {len(sources)} file(s): {summary.stored} new candles"))
+        self.stdout.write(
+            self.style.SUCCESS(f"replayed {counted(len(sources), 'file')}: {counted(summary.stored, 'new candle')}")
+        )
 
     # --- live MEXC ------------------------------------------------------------------------------------
     def mexc(self, options):
@@ -232,7 +235,7 @@ class Command(BaseCommand):
         except KeyboardInterrupt:
             self.stdout.write("stopped")
             return
-        self.stdout.write(self.style.SUCCESS(f"published {published} candles"))
+        self.stdout.write(self.style.SUCCESS(f"published {counted(published, 'candle')}"))
 
 
 def _pipeline_counts() -> tuple[int, int, int]:

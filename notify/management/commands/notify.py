@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
+from ground.amounts import counted
 from notify import rules, service
 from notify.models import Destination, Notification
 from notify.report import daily_report
@@ -48,4 +49,4 @@ class Command(BaseCommand):
                 failed += 1
                 self.stdout.write(self.style.ERROR(f"FAILED {notification.destination_name}: {notification.error}"))
         if failed:
-            raise CommandError(f"{failed} of {len(stored)} destination(s) failed", returncode=1)
+            raise CommandError(f"{failed} of {counted(len(stored), 'destination')} failed", returncode=1)

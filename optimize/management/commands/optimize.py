@@ -14,6 +14,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from ground.amounts import counted
 from trading.management.commands.backtest import date_ms
 from trading.strategies import build_strategy, parse_spec
 
@@ -110,7 +111,9 @@ class Command(BaseCommand):
         driver.prepare(stored)
         from ...runner import Interrupted, TrialFailed
 
-        self.stdout.write(f"study {name}: {config['trials']} trials, {config['objective']}, {config['strategy']}")
+        self.stdout.write(
+            f"study {name}: {counted(config['trials'], 'trial')}, {config['objective']}, {config['strategy']}"
+        )
         stopped_by: list[int] = []
 
         def terminate(signum, frame) -> None:  # Ctrl-C, and SIGTERM (kill, systemd, docker stop) as Ctrl-C
@@ -154,8 +157,8 @@ class Command(BaseCommand):
             pruned = f"no complete trial: all {len(document['trials'])} were pruned ({why})"
         if document["failed"]:  # (first: the failed trials' parameters are asked again by the line it gives)
             raise CommandError(
-                f"{len(document['failed'])} trial(s) failed (their errors above and in the report's 'failed'); fix "
-                "the cause, then an extended run asks their parameters again first: "
+                f"{counted(len(document['failed']), 'trial')} failed (their errors above and in the report's "
+                "'failed'); fix the cause, then an extended run asks their parameters again first: "
                 f"{_resume(name, local)} --trials {config['trials'] + len(document['failed'])}"
                 + (f". Also {pruned}" if pruned else ""),
                 returncode=3,
@@ -249,15 +252,15 @@ class Command(BaseCommand):
 
     def _print(self, document: dict) -> None:
         failed = f", {len(document['failed'])} failed" if document["failed"] else ""
-        self.stdout.write(f"{len(document['trials'])} trials finished{failed}")
+        self.stdout.write(f"{counted(len(document['trials']), 'trial')} finished{failed}")
         self.stdout.write(f"best {document['objective']}: {document['best_value']}")
         for key, value in document["best_params"].items():
             self.stdout.write(f"  {key} = {value}")
         for fold in document["walk_forward"]:
             inside, out = fold["in_sample"], fold["out_of_sample"]
             self.stdout.write(
-                f"  fold {fold['fold']}: in-sample {inside['value']} ({inside['trades']} trades) · "
-                f"out-of-sample {out['value']} ({out['trades']} trades)"
+                f"  fold {fold['fold']}: in-sample {inside['value']} ({counted(inside['trades'], 'trade')}) · "
+                f"out-of-sample {out['value']} ({counted(out['trades'], 'trade')})"
             )
         for warning in document["warnings"]:
             self.stdout.write(f"WARNING: {warning}")

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
 
+from ground.amounts import counted
 from marketdata.feeds.sim import DEFAULT_SYMBOLS
 from marketdata.management.commands.run_feed import BACKFILL, SECONDS, check_symbols, symbol_list
 
@@ -76,7 +77,7 @@ def check_migrated(connection) -> None:
     if unapplied:
         name = connection.settings_dict["NAME"]
         raise CommandError(
-            f"the database {name} lacks {len(unapplied)} migration(s) (first: {unapplied[0][0].app_label}."
+            f"the database {name} lacks {counted(len(unapplied), 'migration')} (first: {unapplied[0][0].app_label}."
             f"{unapplied[0][0].name}): run `python manage.py migrate` first (`make run` does)",
             returncode=2,
         )

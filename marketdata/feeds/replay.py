@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ground.amounts import mixed_quotes
+
 from .. import clock as market_clock
 from ..ingest import bulk_store, market_data_event, publish_stored, publish_stored_batch
 from ..validation import CandleRow, Rejection, exchange_interval, interval_ms, parse_file_name, validate_lines
@@ -102,6 +104,9 @@ def resolve_sources(paths: list[str], symbols: list[str] | None, interval: str |
     keys = [(s.symbol, s.interval) for s in sources]
     if len(set(keys)) != len(keys):
         raise ReplayError("two files replay the same symbol and interval; replay them one after the other")
+    mixed = mixed_quotes(s.symbol for s in sources)
+    if mixed:
+        raise ReplayError(f"refused: {mixed}. Replay each quote currency into a database of its own")
     return sources
 
 

@@ -4,7 +4,7 @@ import sys
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from ground.amounts import DEFAULT_QUOTE, quote_of
+from ground.amounts import DEFAULT_QUOTE, mixed_quotes, quote_of
 from marketdata.feeds.sim import DEFAULT_SYMBOLS
 from marketdata.feeds.sim_runner import build_market, run_blocking
 from marketdata.validation import SYMBOL
@@ -19,11 +19,14 @@ def symbol_list(value: str) -> list[str]:
 
 
 def check_symbols(symbols: list[str] | None) -> None:
-    """A one-line error (exit code 2) for a symbol that is not BASE_QUOTE: it used to fail the event schema at the
-    first candle, with a traceback."""
+    """A one-line error (exit code 2) for a symbol that is not BASE_QUOTE (it used to fail the event schema at the
+    first candle, with a traceback), and for markets of two quote currencies (they would share one account)."""
     for symbol in symbols or []:
         if not SYMBOL.fullmatch(symbol):
             raise CommandError(f"--symbols: {symbol!r} is not a symbol: BASE_QUOTE, e.g. BTC_USDT", returncode=2)
+    mixed = mixed_quotes(symbols or [])
+    if mixed:
+        raise CommandError(f"--symbols refused: {mixed}. Give markets of one quote currency", returncode=2)
 
 
 def bounded(cast, low, high):

@@ -105,6 +105,7 @@ class Command(BaseCommand):
 
         freeze_startup_objects()
         check_symbols(options["symbols"])
+        _check_not_served(options)
         source = options["source"]
         if source == "replay":
             return self.replay(options)
@@ -271,6 +272,33 @@ def _create_tables_of_a_new_database(say) -> None:
     if not connection.introspection.table_names():
         say(f"a new database ({connection.settings_dict['NAME']}): creating its tables")
         call_command("migrate", interactive=False, verbosity=0)
+
+
+def _check_not_served(options) -> None:
+    """A database whose `manage.py serve` (`make run`) runs its own simulated market takes no second feed: a replay or
+    another simulation took over its feed symbols (the data-stale watch, the page's freshness), its clock label and
+    its trading day (rolled by candles hours ahead of the market) until the server restarted. Refused, exit 2."""
+    from django.db import connection
+
+    from ground.serve_lock import serving
+
+    server = serving(connection.settings_dict)
+    if server is None or server.feed == "none":  # nothing served, or a server that only serves: the feed is this one
+        return
+    own_database = "DATABASE_URL=sqlite:///replay.sqlite3"
+    own = own_database
+    if options["source"] == "replay":
+        files = " ".join(shlex.quote(path) for path in options["data"] or [])
+        own = (
+            f"DATABASE_URL=sqlite:///replay.sqlite3 .venv/bin/python manage.py run_feed --source replay --data {files}"
+        )
+    name = connection.settings_dict["NAME"]
+    raise CommandError(
+        f"refused: `manage.py serve` (pid {server.pid}) runs its simulated market on {name}: a second feed would "
+        "take over its symbols, its market clock and its trading day. Stop it first (Ctrl-C where it runs), or feed "
+        f"a database of its own: {own}",
+        returncode=2,
+    )
 
 
 def _check_replay_fits(sources) -> None:

@@ -57,6 +57,26 @@ def common_quote(symbols: Iterable[str], default: str = DEFAULT_QUOTE) -> str:
     return quotes.pop() if len(quotes) == 1 else default
 
 
+def mixed_quotes(symbols: Iterable[str]) -> str | None:
+    """Why markets of two quote currencies cannot share one account (None: they share one). The account counts its
+    money in one currency: an ETH_BTC entry beside BTC_USDT would be sized from USDT and its P&L added to USDT cash.
+    Said as the replay into an existing account says it (``execution.replay_fit``), the account's money being USDT
+    when one of the markets is quoted in it."""
+    by_quote: dict[str, list[str]] = {}
+    for symbol in sorted(set(symbols)):
+        by_quote.setdefault(quote_of(symbol), []).append(symbol)
+    by_quote.pop("", None)
+    if len(by_quote) < 2:
+        return None
+    account = DEFAULT_QUOTE if DEFAULT_QUOTE in by_quote else min(by_quote)
+    foreign = sorted(s for quote, listed in by_quote.items() if quote != account for s in listed)
+    quotes = ", ".join(sorted(set(by_quote) - {account}))
+    return (
+        f"{', '.join(foreign)} is quoted in {quotes} but {', '.join(by_quote[account])} in {account}: one account "
+        f"counts its money in one quote currency (orders would be sized from {account} and the equity mislabelled)"
+    )
+
+
 def decimals_for(quote: str) -> int:
     return QUOTE_DECIMALS.get(quote.upper(), DEFAULT_DECIMALS)
 

@@ -34,7 +34,7 @@ from execution.accounting import AccountingError, Book
 from execution.paper import PaperExchange
 from execution.trades import ClosedLot, Lot, close_lots, exit_target, open_lot, target_first
 from ground import amounts
-from ground.amounts import base_of, common_quote, plain
+from ground.amounts import base_of, common_quote, mixed_quotes, plain
 from ground.timeutil import DAY_MS, MINUTE_MS
 from marketdata import stale
 from marketdata.validation import CandleRow, exchange_interval, interval_ms, parse_file_name
@@ -138,6 +138,9 @@ def read_bars(
             files.append(read_file(path, *named))
         except (OSError, ValueError) as error:  # unreadable, or not a Freqtrade candle table
             raise BacktestInputError(f"{path}: {error}") from None
+    mixed = mixed_quotes(name[0] for name in seen)
+    if mixed:
+        raise BacktestInputError(f"refused: {mixed}. Backtest each quote currency on its own")
     for file in files if rejected is not None else ():
         for reason, count in file.rejected.items():
             rejected[reason] = rejected.get(reason, 0) + count

@@ -4,7 +4,9 @@ Files are read as streams and merged by the time each candle is known, its close
 symbols interleave as they did live and a 5m candle comes after the 1m candles that closed before it. Each
 chunk is stored with one ``INSERT … ON CONFLICT DO NOTHING RETURNING``; only the candles that were new are
 published as market_data (a second replay of the same file stores and publishes nothing). While
-publishing, the market clock follows the candles' time and the data-stale watch sees that time.
+publishing, the market clock follows the candles' time and the data-stale watch sees that time; each symbol's
+freshness mark (``marketdata.stale.touch``, as a live feed keeps it) is its newest published candle's close, so the
+page's data age is the one the risk check reads (a 5m market whose clock is its last close is not 5 min old).
 """
 
 from __future__ import annotations
@@ -17,8 +19,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ground.amounts import mixed_quotes
+
 from .. import clock as market_clock
 from ..ingest import bulk_store, market_data_event, publish_stored, publish_stored_batch
+from ..stale import touch
 from ..validation import CandleRow, Rejection, exchange_interval, interval_ms, parse_file_name, validate_lines
 
 logger = logging.getLogger("cdb.feed.replay")
@@ -102,6 +107,9 @@ def resolve_sources(paths: list[str], symbols: list[str] | None, interval: str |
     keys = [(s.symbol, s.interval) for s in sources]
     if len(set(keys)) != len(keys):
         raise ReplayError("two files replay the same symbol and interval; replay them one after the other")
+    mixed = mixed_quotes(s.symbol for s in sources)
+    if mixed:
+        raise ReplayError(f"refused: {mixed}. Replay each quote currency into a database of its own")
     return sources
 
 
@@ -251,13 +259,17 @@ class Replay:
             for known, symbol, interval, candle in chunk:
                 if (symbol, interval, candle.timestamp) in new:
                     arrivals.setdefault(known, []).append((symbol, known))
+        seen: dict[str, int] = {}  # each symbol's newest close in this chunk: its freshness mark, as a live feed's
         with market_clock.use_clock(self.clock):
             for known, symbol, interval, candle in chunk:
                 if (symbol, interval, candle.timestamp) not in new:
                     continue
                 self._before_event(known, arrivals.get(known, ()))
                 self._publish(symbol, interval, known, candle)
+                seen[symbol] = known
             self._flush()
+        for symbol, known in seen.items():
+            touch(symbol, known)
         market_clock.set_shared_event_time(self.clock.now_ms(), note=REPLAY_NOTE)
 
     def _flush(self) -> None:

@@ -42,3 +42,35 @@ def test_a_replay_into_a_fresh_database_states_since_in_market_time(tmp_path):
         assert state["since"].startswith("2023-11-14T00:0"), state
     finally:
         _stop(server)
+
+
+def test_a_replayed_5m_market_is_fresh_at_its_last_close(tmp_path):
+    # Two 5m files replayed: the market clock is the last candle's close, and so is each symbol's freshness mark
+    # (as a live feed keeps it): /api/status/ gives age 0, not stale (it gave 300 s, STALE, from the candle's open
+    # time), as the risk check found it (the trading state stays ACTIVE, not paused for stale data).
+    db = tmp_path / "replay.sqlite3"
+    env = _env(db)
+    five = 5 * STEP
+    files = []
+    for symbol in ("AAA_USDT", "BBB_USDT"):
+        rows = [f"{START + i * five},10,10.5,9.5,10.2,1000" for i in range(12)]
+        path = tmp_path / f"{symbol}-5m.csv"
+        path.write_text("timestamp_ms,open,high,low,close,volume\n" + "\n".join(rows) + "\n")
+        files.append(str(path))
+    replay = ("run_feed", "--source", "replay", "--speed", "max", "--lockstep", "--no-progress", "--data", *files)
+    _manage(env, *replay)
+    last_close = START + 12 * five
+    _manage(env, "ensure_admin")
+    port = free_port()
+    server = _spawn(
+        "serve", [sys.executable, "manage.py", "serve", "--port", str(port), "--feed", "none"], env, tmp_path
+    )
+    try:
+        _wait_for(server, lambda: "serving at" in server.output(), 60, "the serving line")
+        api = _get(port, "/api/status/", _token(port))
+        assert api["market_time_ms"] == last_close, api["market_time_ms"]
+        fresh = [(f["symbol"], f["last_seen_ms"], f["age_sec"], f["stale"]) for f in api["freshness"]]
+        assert fresh == [("AAA_USDT", last_close, 0, False), ("BBB_USDT", last_close, 0, False)], fresh
+        assert api["trading_state"]["state"] == "ACTIVE", api["trading_state"]
+    finally:
+        _stop(server)

@@ -4,7 +4,7 @@ import sys
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from ground.amounts import DEFAULT_QUOTE, counted, quote_of
+from ground.amounts import DEFAULT_QUOTE, counted, mixed_quotes, quote_of
 from marketdata.feeds.sim import DEFAULT_SYMBOLS
 from marketdata.feeds.sim_runner import build_market, run_blocking
 from marketdata.validation import SYMBOL
@@ -19,11 +19,14 @@ def symbol_list(value: str) -> list[str]:
 
 
 def check_symbols(symbols: list[str] | None) -> None:
-    """A one-line error (exit code 2) for a symbol that is not BASE_QUOTE: it used to fail the event schema at the
-    first candle, with a traceback."""
+    """A one-line error (exit code 2) for a symbol that is not BASE_QUOTE (it used to fail the event schema at the
+    first candle, with a traceback), and for markets of two quote currencies (they would share one account)."""
     for symbol in symbols or []:
         if not SYMBOL.fullmatch(symbol):
             raise CommandError(f"--symbols: {symbol!r} is not a symbol: BASE_QUOTE, e.g. BTC_USDT", returncode=2)
+    mixed = mixed_quotes(symbols or [])
+    if mixed:
+        raise CommandError(f"--symbols refused: {mixed}. Give markets of one quote currency", returncode=2)
 
 
 def bounded(cast, low, high):
@@ -102,6 +105,7 @@ class Command(BaseCommand):
 
         freeze_startup_objects()
         check_symbols(options["symbols"])
+        _check_not_served(options)
         source = options["source"]
         if source == "replay":
             return self.replay(options)
@@ -271,6 +275,33 @@ def _create_tables_of_a_new_database(say) -> None:
     if not connection.introspection.table_names():
         say(f"a new database ({connection.settings_dict['NAME']}): creating its tables")
         call_command("migrate", interactive=False, verbosity=0)
+
+
+def _check_not_served(options) -> None:
+    """A database whose `manage.py serve` (`make run`) runs its own simulated market takes no second feed: a replay or
+    another simulation took over its feed symbols (the data-stale watch, the page's freshness), its clock label and
+    its trading day (rolled by candles hours ahead of the market) until the server restarted. Refused, exit 2."""
+    from django.db import connection
+
+    from ground.serve_lock import serving
+
+    server = serving(connection.settings_dict)
+    if server is None or server.feed == "none":  # nothing served, or a server that only serves: the feed is this one
+        return
+    own_database = "DATABASE_URL=sqlite:///replay.sqlite3"
+    own = own_database
+    if options["source"] == "replay":
+        files = " ".join(shlex.quote(path) for path in options["data"] or [])
+        own = (
+            f"DATABASE_URL=sqlite:///replay.sqlite3 .venv/bin/python manage.py run_feed --source replay --data {files}"
+        )
+    name = connection.settings_dict["NAME"]
+    raise CommandError(
+        f"refused: `manage.py serve` (pid {server.pid}) runs its simulated market on {name}: a second feed would "
+        "take over its symbols, its market clock and its trading day. Stop it first (Ctrl-C where it runs), or feed "
+        f"a database of its own: {own}",
+        returncode=2,
+    )
 
 
 def _check_replay_fits(sources) -> None:

@@ -1,9 +1,9 @@
 """Create the first admin user, once: credentials from env, or a generated password written to a file.
 
 A generated password is never printed: stdout ends up in logs (container logs, CI, journald). It goes to a file
-only the running user can read (mode 0600): GENERATED_ADMIN_PASSWORD_FILE, by default ``.admin_password`` beside
-the checkout (git-ignored); the command says where, and that ``manage.py changepassword NAME`` sets another one
-(docs/security.md says the same).
+only the running user can read (mode 0600): GENERATED_ADMIN_PASSWORD_FILE, by default one file per database
+(``.admin_password`` beside the checkout for `make run`'s ``db.sqlite3``, git-ignored; ``_password_file``); the
+command says where, and that ``manage.py changepassword NAME`` sets another one (docs/security.md says the same).
 """
 
 import os
@@ -17,6 +17,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
+from django.db import connections
 
 
 class Command(BaseCommand):
@@ -68,13 +69,28 @@ def _manage_py() -> str:
 
 
 def _password_file() -> Path:
-    return Path(os.environ.get("GENERATED_ADMIN_PASSWORD_FILE") or settings.BASE_DIR / ".admin_password")
+    """Where a generated password goes: GENERATED_ADMIN_PASSWORD_FILE, else a file of this database's own, so that an
+    admin created on another database (``DATABASE_URL=sqlite:///replay.sqlite3``) never overwrites `make run`'s:
+    ``.admin_password`` beside the checkout for its own database (``db.sqlite3``, `make run`'s),
+    ``<file>.admin_password`` beside any other SQLite file, ``.admin_password-<name>`` beside the checkout for a
+    server database (PostgreSQL)."""
+    chosen = os.environ.get("GENERATED_ADMIN_PASSWORD_FILE")
+    if chosen:
+        return Path(chosen)
+    base = Path(settings.BASE_DIR)
+    database = connections["default"].settings_dict
+    name = str(database["NAME"])
+    if database["ENGINE"] != "django.db.backends.sqlite3":
+        return base / f".admin_password-{name}"
+    if Path(name).resolve() == (base / "db.sqlite3").resolve():
+        return base / ".admin_password"
+    return Path(name).with_name(f"{Path(name).name}.admin_password")
 
 
 def _saved_password_said(admin) -> tuple[str, bool]:
     """What a later run says of the generated password's file: that it still holds the admin's password, or, once
     the password was changed (``changepassword``, the admin), that it is stale and to delete it. The file is not
-    removed here: this database's admin may not be the one it was written for (another ``DATABASE_URL``)."""
+    removed here: a person may have chosen one file for several databases (GENERATED_ADMIN_PASSWORD_FILE)."""
     path = _password_file()
     try:
         saved = path.read_text().strip()

@@ -6,16 +6,14 @@ the feed as its own process (``manage.py run_feed``) and this only serves.
 """
 
 import asyncio
-import fcntl
 import os
-import tempfile
-from pathlib import Path
 from typing import TextIO
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
 
+from ground import serve_lock
 from ground.amounts import counted
 from marketdata.feeds.sim import DEFAULT_SYMBOLS
 from marketdata.management.commands.run_feed import BACKFILL, SECONDS, check_symbols, symbol_list
@@ -34,37 +32,17 @@ def port_number(text: str) -> int:
     return port
 
 
-def hold_database(database: dict) -> TextIO | None:
-    """One server per SQLite file: an exclusive lock on ``<file>.serve.lock`` held as long as this process lives
-    (the kernel lets go of it when the process ends, a crash or ``kill -9`` included, so a lock left behind never
-    blocks a later start). A second ``serve`` on the same file — two simulated markets writing one store — stops
-    with a one-line error naming the first one's process id. Returns the open lock file (keep it), or None for a
-    server database (PostgreSQL), where several web processes are the normal case. The lock is named by the file's
-    identity (device and inode, in the temporary directory), not by a path: two names for one file (a symbolic
-    link, a relative path, a hard link) share one lock."""
-    if database["ENGINE"] != "django.db.backends.sqlite3" or str(database["NAME"]).startswith(":memory:"):
-        return None
-    database_file = Path(database["NAME"])
-    database_file.touch()  # an empty file is an empty SQLite database; it must exist to have an identity
-    identity = database_file.stat()
-    path = Path(tempfile.gettempdir()) / f"cdb-serve-{identity.st_dev}-{identity.st_ino}.lock"
-    lock = path.open("a+")
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        lock.seek(0)
-        holder = lock.read().strip() or "?"
-        lock.close()
+def hold_database(database: dict, feed: str) -> TextIO | None:
+    """One server per SQLite file (``ground.serve_lock``): the lock held as long as this process lives, or a
+    one-line error (exit 2) naming the server that holds it already — two simulated markets writing one store."""
+    held = serve_lock.hold_database(database, feed)
+    if isinstance(held, serve_lock.Server):
         raise CommandError(
-            f"another `manage.py serve` (pid {holder}) is serving {database['NAME']} already: stop it first "
+            f"another `manage.py serve` (pid {held.pid}) is serving {database['NAME']} already: stop it first "
             "(Ctrl-C where it runs), or give this one its own database (DATABASE_URL=sqlite:///other.sqlite3)",
             returncode=2,
-        ) from None
-    lock.seek(0)
-    lock.truncate()
-    lock.write(f"{os.getpid()}\n")
-    lock.flush()
-    return lock
+        )
+    return held
 
 
 def check_migrated(connection) -> None:
@@ -107,7 +85,7 @@ class Command(BaseCommand):
 
         options["port"] = port_number(options["port"])
         check_symbols(options["symbols"])
-        self.lock = hold_database(connections["default"].settings_dict)  # held until the process ends
+        self.lock = hold_database(connections["default"].settings_dict, options["feed"])  # held until the process ends
         check_migrated(connections["default"])
 
         if options["feed"] == "sim" and not settings.EMBEDDED:

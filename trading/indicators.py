@@ -48,13 +48,14 @@ class SMA:
     bit-identical to ``talib.SMA``.
     """
 
-    __slots__ = ("period", "value", "_window", "_total")
+    __slots__ = ("period", "value", "_window", "_total", "_size")
 
     def __init__(self, period: int) -> None:
         self.period = check_period(type(self).__name__, period)
         self.value: float | None = None
         self._window: deque[float] = deque()
         self._total = 0.0
+        self._size = float(period)  # the divisor as a float: float / float is the interpreter's fast path
 
     @property
     def warmup(self) -> int:
@@ -67,7 +68,7 @@ class SMA:
         if len(window) < self.period:
             self._total = total
             return None
-        value = self.value = total / self.period
+        value = self.value = total / self._size
         self._total = total - window.popleft()
         return value
 
@@ -116,7 +117,7 @@ class RSI:
     and 0 when both are zero (a flat series), as TA-Lib does.
     """
 
-    __slots__ = ("period", "value", "_previous", "_gain", "_loss", "_count")
+    __slots__ = ("period", "value", "_previous", "_gain", "_loss", "_count", "_size", "_keep")
 
     def __init__(self, period: int = 14) -> None:
         self.period = check_period("RSI", period, 2)
@@ -125,6 +126,10 @@ class RSI:
         self._gain = 0.0
         self._loss = 0.0
         self._count = 0
+        # period and period - 1 as floats: the same products and quotients as with the ints (exact conversions),
+        # on the interpreter's float-only fast path
+        self._size = float(period)
+        self._keep = float(period - 1)
 
     @property
     def warmup(self) -> int:
@@ -136,28 +141,27 @@ class RSI:
         if previous is None:
             return None
         change = x - previous
-        period = self.period
         if self.value is not None:
-            gain = self._gain * (period - 1)
-            loss = self._loss * (period - 1)
-            if change < 0:
+            gain = self._gain * self._keep
+            loss = self._loss * self._keep
+            if change < 0.0:
                 loss -= change
             else:
                 gain += change
-            gain /= period
-            loss /= period
+            gain /= self._size
+            loss /= self._size
         else:
             gain, loss = self._gain, self._loss
-            if change < 0:
+            if change < 0.0:
                 loss -= change
             else:
                 gain += change
             self._count += 1
-            if self._count < period:
+            if self._count < self.period:
                 self._gain, self._loss = gain, loss
                 return None
-            gain /= period
-            loss /= period
+            gain /= self._size
+            loss /= self._size
         self._gain, self._loss = gain, loss
         total = gain + loss
         value = self.value = 100.0 * (gain / total) if total != 0.0 else 0.0

@@ -65,7 +65,7 @@ class Strategy:
     name: ClassVar[str] = ""
     params: ClassVar[dict[str, Param]] = {}
     # Bump when a change alters the state a strategy carries between candles (cached live state is keyed by it).
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2  # 2: the indicators keep float copies of their periods
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)

@@ -11,7 +11,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, OuterRef, Subquery
 from django.utils import timezone
 
 from execution import metrics
@@ -74,22 +74,31 @@ def locked_paper_order(event: dict) -> Order | None:
 FILL_CANDLE_FIELDS = ("open", "volume", "timestamp", "created_at")
 
 
-def fill_candle(order: Order, up_to_ms: int) -> tuple | None:
-    """The first candle of the order's symbol opened at or after its decision (the order's event time, a market
-    time: a candle's open at that moment is the first price after it), opened by ``up_to_ms``
-    (``FILL_CANDLE_FIELDS``)."""
-    rows = _first_candle(order.symbol, order.event_time, up_to_ms)
-    return rows[0] if rows else None
+def pending_orders_with_fill_candles(up_to_ms: int) -> list[tuple[Order, tuple | None]]:
+    """Every PENDING order, locked, oldest first, each with its fill candle (``FILL_CANDLE_FIELDS``, None if there
+    is none yet): the first candle of its symbol opened at or after its decision (the order's event time, a market
+    time: a candle's open at that moment is the first price after it), opened by ``up_to_ms``. One statement for a
+    paper fill step: the orders it fills and those that still wait after it (``risk.decision_service.fill_market``).
+    Call inside the transaction that holds the account lock."""
+    found = []
+    for order in _pending_with_fill_candle(up_to_ms):
+        candle = tuple(getattr(order, f"fill_{field}") for field in FILL_CANDLE_FIELDS)
+        found.append((order, candle if candle[2] is not None else None))
+    return found
 
 
-_first_candle = Prepared(
-    lambda symbol, since, up_to: (
-        Candle.objects.filter(symbol=symbol, timestamp__gte=since, timestamp__lte=up_to)
-        .order_by("timestamp", "interval")
-        .values_list(*FILL_CANDLE_FIELDS)[:1]
+def _fill_candle_column(field: str, up_to: int) -> Subquery:
+    first = Candle.objects.filter(symbol=OuterRef("symbol"), timestamp__gte=OuterRef("event_time"))
+    return Subquery(first.filter(timestamp__lte=up_to).order_by("timestamp", "interval").values(field)[:1])
+
+
+_pending_with_fill_candle = Prepared(
+    lambda up_to: (
+        Order.objects.select_for_update(of=("self",))
+        .filter(status=Order.Status.PENDING)
+        .annotate(**{f"fill_{field}": _fill_candle_column(field, up_to) for field in FILL_CANDLE_FIELDS})
+        .order_by("id")
     ),
-    str,
-    int,
     int,
 )
 
@@ -102,12 +111,12 @@ def fill_paper_order(
     known_ms: int | None = None,
     ledger: Ledger | None = None,
 ) -> Order:
-    """Fill a stored PENDING order on the paper exchange at ``candle``'s open (``fill_candle``), settle the
-    account, store the order and publish its order_result. Call inside the transaction that holds the account
-    lock (``TradingState``), once the desk has let the order through (``risk.desk.Desk.fill``); a filled BUY's
-    stop is its fill price × (1 − ``stop_loss_pct``, else the current parameter). ``known_ms``: the market time of
-    the fill step, when a failure is known (its ORDER_FAILED alert's time). ``ledger``: the step's ledger, read
-    once for all its fills (``Ledger.read``)."""
+    """Fill a stored PENDING order on the paper exchange at ``candle``'s open (its fill candle,
+    ``pending_orders_with_fill_candles``), settle the account, store the order and publish its order_result. Call
+    inside the transaction that holds the account lock (``TradingState``), once the desk has let the order through
+    (``risk.desk.Desk.fill``); a filled BUY's stop is its fill price × (1 − ``stop_loss_pct``, else the current
+    parameter). ``known_ms``: the market time of the fill step, when a failure is known (its ORDER_FAILED alert's
+    time). ``ledger``: the step's ledger, read once for all its fills (``Ledger.read``)."""
     price, volume, _timestamp, created_at = candle
     fill = paper_exchange().fill(
         order.client_order_id, order.side, order.quantity, price, volume, asset=amounts.base_of(order.symbol)

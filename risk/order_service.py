@@ -21,7 +21,7 @@ from execution.paper import Fill, PaperExchange
 from execution.trades import Lot, close_lots, exit_target, open_lot, target_first
 from ground import amounts, bus
 from ground.amounts import plain
-from ground.prepared import Prepared
+from ground.prepared import Prepared, PreparedUpdate
 from ground.timeutil import ms_to_datetime
 from marketdata.models import Candle
 
@@ -177,7 +177,7 @@ def _blocked_by_state(state: TradingState, order: Order) -> str:
 
 def _publish_result(order: Order) -> None:
     order.result_published = True
-    order.save()
+    _save_order(order)
     bus.publish(order_result_event(order))
 
 
@@ -284,7 +284,7 @@ def save_book(book: Book, portfolio: Portfolio, symbol: str) -> None:
     """Store what a fill changed in the book: the portfolio's totals and the symbol's position (inserted, or
     updated where stored: one statement)."""
     portfolio.cash, portfolio.realized_pnl, portfolio.fees_paid = book.cash, book.realized_pnl, book.fees
-    portfolio.save(update_fields=["cash", "realized_pnl", "fees_paid", "updated_at"])
+    _save_portfolio_totals(portfolio)
     holding = book.holding(symbol)
     position = Position(
         symbol=symbol, quantity=holding.quantity, cost_basis=holding.cost, avg_entry_price=holding.avg_entry_price
@@ -336,7 +336,7 @@ def _close_trades(order: Order, fill: Fill) -> None:
         trade.exit_time = ms_to_datetime(item.exit_time)
         trade.profit_loss, trade.profit_loss_percent = item.profit_loss, item.profit_loss_percent
         trade.exit_reason, trade.status = item.exit_reason, Trade.Status.CLOSED
-        trade.save(update_fields=CLOSED_TRADE_FIELDS)
+        _save_closed_trade(trade)
     if remainder is not None:
         source = by_id[closed[-1].lot.trade_id]  # the lot that was only partly sold
         _store_open_trade(remainder, source.order_id, source.entry_time)
@@ -367,3 +367,8 @@ CLOSED_TRADE_FIELDS = (
     "exit_reason",
     "status",
 )
+# The stored rows a fill or an order's outcome changes, saved as ``save()`` saves them, through one statement built
+# once (``ground.prepared.PreparedUpdate``): every field of the order, the portfolio's totals, a closed trade's.
+_save_order = PreparedUpdate(Order)
+_save_portfolio_totals = PreparedUpdate(Portfolio, ["cash", "realized_pnl", "fees_paid", "updated_at"])
+_save_closed_trade = PreparedUpdate(Trade, CLOSED_TRADE_FIELDS)

@@ -119,15 +119,25 @@ def _compiled_by_type() -> dict[str, Any]:
 
 
 def _accepted_fast(event_type: str, payload: dict) -> bool:
-    """jsonschema-rs accepts the event (``_compiled_by_type``): valid, and its numbers finite. False for what it
-    cannot take (a key that is not a string): jsonschema judges it."""
+    """jsonschema-rs accepts the event (``_compiled_by_type``): valid, and its numbers finite. False for an event
+    with values of other types than JSON's (a Decimal: jsonschema-rs reads it as a float, jsonschema as a number
+    that is never an integer) or a key that is not a string: jsonschema judges it."""
     compiled = _compiled_by_type().get(event_type)
-    if compiled is None:
+    if compiled is None or not _json_values(payload):
         return False
     try:
         return compiled.is_valid(payload) and not _non_finite(payload)
     except (TypeError, ValueError, OverflowError):
         return False
+
+
+def _json_values(value: Any) -> bool:
+    """Only what JSON text decodes to: dicts with string keys, lists, strings, ints, floats, booleans, None."""
+    if isinstance(value, dict):
+        return all(isinstance(key, str) and _json_values(item) for key, item in value.items())
+    if isinstance(value, list):
+        return all(_json_values(item) for item in value)
+    return value is None or isinstance(value, (str, int, float))
 
 
 def _resolved(subschema: dict, whole: dict) -> dict:

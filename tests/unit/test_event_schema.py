@@ -1,6 +1,7 @@
 """EVENT_SCHEMA.json: SPEC §2's examples pass; wrong types, ranges and enums are refused with a reason."""
 
 import copy
+from decimal import Decimal
 
 import pytest
 from hypothesis import given, settings
@@ -225,3 +226,7 @@ def test_the_system_s_own_events_take_the_compiled_check():
     odd = {**SPEC_EXAMPLES[0], 7: "seven"}
     assert not _accepted_fast("market_data", odd)
     assert validate(odd) is odd  # jsonschema takes it, as before
+    decimal_time = {**SPEC_EXAMPLES[0], "timestamp": Decimal("1730443200000")}  # not an integer to jsonschema
+    assert not _accepted_fast("market_data", decimal_time)
+    with pytest.raises(InvalidEvent):
+        validate(decimal_time)

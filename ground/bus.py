@@ -131,13 +131,23 @@ def _accepted_fast(event_type: str, payload: dict) -> bool:
         return False
 
 
+_JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def _json_values(value: Any) -> bool:
-    """Only what JSON text decodes to: dicts with string keys, lists, strings, ints, floats, booleans, None."""
-    if isinstance(value, dict):
-        return all(isinstance(key, str) and _json_values(item) for key, item in value.items())
-    if isinstance(value, list):
-        return all(_json_values(item) for item in value)
-    return value is None or isinstance(value, (str, int, float))
+    """Only what JSON text decodes to: dicts with string keys, lists, strings, ints, floats, booleans, None (or
+    subclasses of str, int, float: an enum's member). Written for the common case, a scalar, to cost no call."""
+    kind = type(value)
+    if kind is dict:
+        for key, item in value.items():
+            if (type(key) is not str and not isinstance(key, str)) or (
+                type(item) not in _JSON_SCALARS and not _json_values(item)
+            ):
+                return False
+        return True
+    if kind is list:
+        return all(type(item) in _JSON_SCALARS or _json_values(item) for item in value)
+    return kind in _JSON_SCALARS or isinstance(value, (str, int, float))
 
 
 def _resolved(subschema: dict, whole: dict) -> dict:

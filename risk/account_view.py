@@ -70,13 +70,19 @@ def account_rows(*, lock: bool, with_lots: bool = False) -> AccountRows:
 
 
 def rows_of(
-    portfolio: Portfolio, positions: dict[str, Position], pending: int, *, with_lots: bool = False
+    portfolio: Portfolio,
+    positions: dict[str, Position],
+    count: int,
+    *,
+    with_lots: bool = False,
+    pending: list[Order] | None = None,
 ) -> AccountRows:
     """The account's rows from its portfolio and open positions as read (or as the caller holds them), and how
-    many orders are PENDING (read only if any)."""
+    many orders are PENDING (``count``: they are read only if any; ``pending``: the PENDING orders, newest first,
+    if the caller holds them)."""
     quantities = {symbol: p.quantity for symbol, p in positions.items()}
     slippage, fee = Decimal(settings.PAPER_SLIPPAGE_PCT), Decimal(settings.FEE_RATE)
-    pending_orders = _pending_orders() if pending else []
+    pending_orders = pending if pending is not None else _pending_orders() if count else []
     quantities, cash, receivable, entering, entering_cost = fold_waiting(
         quantities, portfolio.cash, pending_orders, slippage, fee
     )

@@ -72,7 +72,7 @@ from .engine import (
 )
 from .models import AccountVersion, RiskEvent, RiskParameters, TradingState
 from .order_executor import execute_order
-from .order_service import Ledger, cancel_order, fill_candle, fill_paper_order
+from .order_service import Ledger, cancel_order, fill_paper_order, pending_orders_with_fill_candles
 from .state import apply_state_change
 
 logger = logging.getLogger("cdb.risk")
@@ -163,6 +163,7 @@ def fill_waiting_orders(
     symbol: str,
     opened_ms: int,
     now: int,
+    pending: list[tuple[Order, tuple | None]],
     parameters: RiskParameters | None = None,
     ledger: Ledger | None = None,
 ) -> None:
@@ -171,17 +172,13 @@ def fill_waiting_orders(
     fill step (``Desk.fill``: a state that now blocks an order cancels it; an entry's slippage beyond
     MAX_SLIPPAGE_PCT trips the circuit breaker), oldest first, at the market time ``now`` (the candle's close). In
     the caller's transaction, which holds the account lock (``state``; ``parameters``, if the caller read them with
-    it; ``ledger``, the portfolio and positions if the caller read them, ``Ledger.read``)."""
-    waiting = list(
-        Order.objects.select_for_update()
-        .filter(status=Order.Status.PENDING, symbol=symbol, event_time__lte=opened_ms)
-        .order_by("id")
-    )
+    it; ``ledger``, the portfolio and positions if the caller read them, ``Ledger.read``). ``pending``: every
+    PENDING order, locked, with its fill candle by ``opened_ms`` (``pending_orders_with_fill_candles``)."""
+    waiting = [(order, candle) for order, candle in pending if order.symbol == symbol and order.event_time <= opened_ms]
     if not waiting:
         return
     parameters = (parameters or RiskParameters.load()).as_dict()
-    for order in waiting:
-        candle = fill_candle(order, opened_ms)
+    for order, candle in waiting:
         if candle is not None:
             effects = desk().fill(desk_state(state), parameters, order, candle[0])
             _apply(effects, state, now, fills={order.client_order_id: (order, candle, parameters)}, ledger=ledger)
@@ -218,17 +215,24 @@ def fill_market(event: dict) -> tuple[TradingState, RiskParameters, int | None, 
             load_account(state.state, now, (event["symbol"],), for_decision=False)
             portfolio = Portfolio.load(for_update=True)  # as the day's roll left it
         ledger = Ledger.read(portfolio)
-        fill_waiting_orders(state, event["symbol"], event["timestamp"], now, parameters, ledger)
+        pending = pending_orders_with_fill_candles(event["timestamp"])
+        fill_waiting_orders(state, event["symbol"], event["timestamp"], now, pending, parameters, ledger)
         # read as MarketWatch._load_account reads: the version first, the rest after or with it (a parameter
         # change committed before the fills wrote is in it); the portfolio and the positions are the ledger's,
-        # locked since the step began
-        state, parameters, version, latest_order_time, pending = fetch_singleton_rows(
+        # locked since the step began, the PENDING orders those read locked before the fills less the ones they
+        # settled (unless the count says an order was made meanwhile)
+        state, parameters, version, latest_order_time, count = fetch_singleton_rows(
             (TradingState, RiskParameters), extra=[*_VERSION_AND_LATEST_ORDER, pending_count()]
         )
         if connection.vendor == "sqlite":  # it stores a money column as REAL (15 digits): the rows as stored
             rows = account_rows(lock=True, with_lots=True)
         else:
-            rows = rows_of(ledger.portfolio, ledger.positions(), pending, with_lots=True)
+            still = [order for order, _ in pending if order.status == Order.Status.PENDING]
+            waiting = sorted(still, key=lambda order: (order.event_time, order.id), reverse=True)
+            positions = ledger.positions()
+            rows = rows_of(
+                ledger.portfolio, positions, count, with_lots=True, pending=waiting if len(waiting) == count else None
+            )
     return state, parameters, version, latest_order_time, rows
 
 
@@ -569,8 +573,8 @@ def _apply(
     """Carry out the desk's effects, in the caller's transaction (which holds the account lock): the risk events,
     alerts and orders in one INSERT per model (``_Rows``), so a decision's statements do not grow with its effects.
     Returns the order of the signal ``signal_id``, if one was made. ``fills``: for a fill step's effects, the order
-    they name by client order id, with its fill candle (``fill_candle``) and the parameters, and the step's
-    ``ledger`` (``Ledger.read``)."""
+    they name by client order id, with its fill candle (``pending_orders_with_fill_candles``) and the parameters,
+    and the step's ``ledger`` (``Ledger.read``)."""
     paper = not live_trading_enabled()
     made = None
     rows = _Rows(paper)

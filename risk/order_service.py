@@ -11,7 +11,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, OuterRef, Subquery
 from django.utils import timezone
 
 from execution import metrics
@@ -21,7 +21,7 @@ from execution.paper import Fill, PaperExchange
 from execution.trades import Lot, close_lots, exit_target, open_lot, target_first
 from ground import amounts, bus
 from ground.amounts import plain
-from ground.prepared import Prepared
+from ground.prepared import Prepared, PreparedUpdate
 from ground.timeutil import ms_to_datetime
 from marketdata.models import Candle
 
@@ -74,22 +74,31 @@ def locked_paper_order(event: dict) -> Order | None:
 FILL_CANDLE_FIELDS = ("open", "volume", "timestamp", "created_at")
 
 
-def fill_candle(order: Order, up_to_ms: int) -> tuple | None:
-    """The first candle of the order's symbol opened at or after its decision (the order's event time, a market
-    time: a candle's open at that moment is the first price after it), opened by ``up_to_ms``
-    (``FILL_CANDLE_FIELDS``)."""
-    rows = _first_candle(order.symbol, order.event_time, up_to_ms)
-    return rows[0] if rows else None
+def pending_orders_with_fill_candles(up_to_ms: int) -> list[tuple[Order, tuple | None]]:
+    """Every PENDING order, locked, oldest first, each with its fill candle (``FILL_CANDLE_FIELDS``, None if there
+    is none yet): the first candle of its symbol opened at or after its decision (the order's event time, a market
+    time: a candle's open at that moment is the first price after it), opened by ``up_to_ms``. One statement for a
+    paper fill step: the orders it fills and those that still wait after it (``risk.decision_service.fill_market``).
+    Call inside the transaction that holds the account lock."""
+    found = []
+    for order in _pending_with_fill_candle(up_to_ms):
+        candle = tuple(getattr(order, f"fill_{field}") for field in FILL_CANDLE_FIELDS)
+        found.append((order, candle if candle[2] is not None else None))
+    return found
 
 
-_first_candle = Prepared(
-    lambda symbol, since, up_to: (
-        Candle.objects.filter(symbol=symbol, timestamp__gte=since, timestamp__lte=up_to)
-        .order_by("timestamp", "interval")
-        .values_list(*FILL_CANDLE_FIELDS)[:1]
+def _fill_candle_column(field: str, up_to: int) -> Subquery:
+    first = Candle.objects.filter(symbol=OuterRef("symbol"), timestamp__gte=OuterRef("event_time"))
+    return Subquery(first.filter(timestamp__lte=up_to).order_by("timestamp", "interval").values(field)[:1])
+
+
+_pending_with_fill_candle = Prepared(
+    lambda up_to: (
+        Order.objects.select_for_update(of=("self",))
+        .filter(status=Order.Status.PENDING)
+        .annotate(**{f"fill_{field}": _fill_candle_column(field, up_to) for field in FILL_CANDLE_FIELDS})
+        .order_by("id")
     ),
-    str,
-    int,
     int,
 )
 
@@ -102,12 +111,12 @@ def fill_paper_order(
     known_ms: int | None = None,
     ledger: Ledger | None = None,
 ) -> Order:
-    """Fill a stored PENDING order on the paper exchange at ``candle``'s open (``fill_candle``), settle the
-    account, store the order and publish its order_result. Call inside the transaction that holds the account
-    lock (``TradingState``), once the desk has let the order through (``risk.desk.Desk.fill``); a filled BUY's
-    stop is its fill price × (1 − ``stop_loss_pct``, else the current parameter). ``known_ms``: the market time of
-    the fill step, when a failure is known (its ORDER_FAILED alert's time). ``ledger``: the step's ledger, read
-    once for all its fills (``Ledger.read``)."""
+    """Fill a stored PENDING order on the paper exchange at ``candle``'s open (its fill candle,
+    ``pending_orders_with_fill_candles``), settle the account, store the order and publish its order_result. Call
+    inside the transaction that holds the account lock (``TradingState``), once the desk has let the order through
+    (``risk.desk.Desk.fill``); a filled BUY's stop is its fill price × (1 − ``stop_loss_pct``, else the current
+    parameter). ``known_ms``: the market time of the fill step, when a failure is known (its ORDER_FAILED alert's
+    time). ``ledger``: the step's ledger, read once for all its fills (``Ledger.read``)."""
     price, volume, _timestamp, created_at = candle
     fill = paper_exchange().fill(
         order.client_order_id, order.side, order.quantity, price, volume, asset=amounts.base_of(order.symbol)
@@ -168,7 +177,7 @@ def _blocked_by_state(state: TradingState, order: Order) -> str:
 
 def _publish_result(order: Order) -> None:
     order.result_published = True
-    order.save()
+    _save_order(order)
     bus.publish(order_result_event(order))
 
 
@@ -275,7 +284,7 @@ def save_book(book: Book, portfolio: Portfolio, symbol: str) -> None:
     """Store what a fill changed in the book: the portfolio's totals and the symbol's position (inserted, or
     updated where stored: one statement)."""
     portfolio.cash, portfolio.realized_pnl, portfolio.fees_paid = book.cash, book.realized_pnl, book.fees
-    portfolio.save(update_fields=["cash", "realized_pnl", "fees_paid", "updated_at"])
+    _save_portfolio_totals(portfolio)
     holding = book.holding(symbol)
     position = Position(
         symbol=symbol, quantity=holding.quantity, cost_basis=holding.cost, avg_entry_price=holding.avg_entry_price
@@ -327,7 +336,7 @@ def _close_trades(order: Order, fill: Fill) -> None:
         trade.exit_time = ms_to_datetime(item.exit_time)
         trade.profit_loss, trade.profit_loss_percent = item.profit_loss, item.profit_loss_percent
         trade.exit_reason, trade.status = item.exit_reason, Trade.Status.CLOSED
-        trade.save(update_fields=CLOSED_TRADE_FIELDS)
+        _save_closed_trade(trade)
     if remainder is not None:
         source = by_id[closed[-1].lot.trade_id]  # the lot that was only partly sold
         _store_open_trade(remainder, source.order_id, source.entry_time)
@@ -358,3 +367,8 @@ CLOSED_TRADE_FIELDS = (
     "exit_reason",
     "status",
 )
+# The stored rows a fill or an order's outcome changes, saved as ``save()`` saves them, through one statement built
+# once (``ground.prepared.PreparedUpdate``): every field of the order, the portfolio's totals, a closed trade's.
+_save_order = PreparedUpdate(Order)
+_save_portfolio_totals = PreparedUpdate(Portfolio, ["cash", "realized_pnl", "fees_paid", "updated_at"])
+_save_closed_trade = PreparedUpdate(Trade, CLOSED_TRADE_FIELDS)

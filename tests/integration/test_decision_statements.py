@@ -105,3 +105,40 @@ def test_a_decision_reads_the_account_again_when_it_changed_after_the_watch(sma_
     rejected = RiskEvent.objects.get(decision="REJECT")
     assert rejected.layer == "drawdown" and "equity 5,000.00 USDT" in rejected.reason, rejected.reason
     assert _reads_of(queries, '"execution_position"') == 1
+
+
+def test_a_fill_step_reads_the_pending_orders_once_with_their_fill_candles(sma_cross):
+    """Two symbols cross on the same candle: two BUYs wait. The next candle of the first fills its BUY in one locked
+    step that reads the PENDING orders once, each with its fill candle (no read of the candle on its own); the
+    account it hands the watch (``MarketWatch.known``) counts the other symbol's BUY, still waiting, as the stored
+    rows do."""
+    from risk.account_view import account_rows
+    from risk.decision_service import process_market_watch
+
+    first, second = series.events("AAA_USDT"), series.events("BBB_USDT")
+    with clock.use_clock(clock.ManualClock(series.BASE_TS)):
+        series.publish_all([event for pair in zip(first, second, strict=True) for event in pair])
+        assert Order.objects.filter(status="PENDING").count() == 2
+        with CaptureQueriesContext(connection) as queries:
+            series.publish_all([series.next_event(first)])
+    assert list(Order.objects.order_by("symbol").values_list("symbol", "status")) == [
+        ("AAA_USDT", "FILLED"),
+        ("BBB_USDT", "PENDING"),
+    ]
+    selects = [query["sql"] for query in queries.captured_queries if query["sql"].startswith("SELECT")]
+    assert sum(1 for sql in selects if sql.startswith('SELECT "execution_order"."id"')) == 1, selects
+    assert not any(sql.startswith('SELECT "marketdata_candle"."open"') for sql in selects), selects
+    known = process_market_watch().known()
+    stored = account_rows(lock=False, with_lots=True)
+    assert known is not None
+    kept = known.rows
+    assert (kept.quantities, kept.cash, kept.receivable, kept.entering, kept.entering_cost, kept.waiting) == (
+        stored.quantities,
+        stored.cash,
+        stored.receivable,
+        stored.entering,
+        stored.entering_cost,
+        stored.waiting,
+    )
+    assert kept.waiting == {"BBB_USDT"} and set(kept.entering) == {"BBB_USDT"}
+    assert kept.lots == stored.lots and set(kept.lots) == {"AAA_USDT"}

@@ -159,3 +159,77 @@ def test_a_locking_read_outside_a_transaction_is_refused_on_every_call():
         list(Position.objects.select_for_update().filter(quantity__gt=0))
     with pytest.raises(transaction.TransactionManagementError):
         locked()
+
+
+def _order(client_order_id: str) -> Order:
+    return Order.objects.create(
+        client_order_id=client_order_id, symbol="AAA_USDT", side="BUY", quantity=D("1.123456789012"),
+        requested_price=D("35250.5"), event_time=1_735_689_600_000, risk_checks=["drawdown"],
+    )  # fmt: skip
+
+
+def _stored(model, pk) -> dict:
+    values = _values(model.objects.get(pk=pk))
+    return {
+        name: value
+        for name, value in values.items()
+        if name not in ("id", "client_order_id", "created_at", "updated_at")
+    }
+
+
+def test_an_update_stores_what_save_stores_and_refuses_a_missing_row():
+    """PreparedUpdate writes the row ``save()`` (or ``save(update_fields=…)``) writes, ``auto_now`` included, a
+    None and a foreign key too; a row that is not stored is an error, not an insert."""
+    from django.db import DatabaseError
+    from django.utils import timezone
+
+    from execution.models import Portfolio
+    from ground.prepared import PreparedUpdate
+
+    saved, prepared = _order("cdbprep-a"), _order("cdbprep-b")
+    filled_at = timezone.now()
+    for order in (saved, prepared):
+        order.status, order.reason, order.order_id = Order.Status.FILLED, "filled ✓", "X-1"
+        order.filled_quantity, order.price, order.fees = D("1.123456789012"), D("35260.100000000001"), D("0.035")
+        order.filled_at, order.stop_loss, order.result_published = filled_at, None, True
+    before = timezone.now()
+    saved.save()
+    PreparedUpdate(Order)(prepared)
+    assert _stored(Order, prepared.pk) == _stored(Order, saved.pk)
+    portfolio = Portfolio.load()
+    portfolio.cash = D("123.000000000001")
+    PreparedUpdate(Portfolio, ["cash", "updated_at"])(portfolio)
+    stored = Portfolio.objects.get(pk=portfolio.pk)
+    assert stored.cash == D("123.000000000001") and stored.updated_at >= before  # auto_now, as save() sets it
+
+    trade = Trade.objects.create(
+        trade_id="T-upd", order=saved, symbol="AAA_USDT", quantity=D("1.1"), entry_price=D("35260.1"),
+        entry_time=timezone.now(), entry_fees=D("0.035"),
+    )  # fmt: skip
+    trade.exit_order, trade.exit_price, trade.status = prepared, D("36000"), Trade.Status.CLOSED
+    trade.quantity = D("7")  # not among the fields: not written
+    PreparedUpdate(Trade, ["exit_order", "exit_price", "status"])(trade)
+    stored = Trade.objects.get(pk=trade.pk)
+    assert (stored.exit_order_id, stored.exit_price, stored.status, stored.quantity) == (
+        prepared.pk, D("36000"), Trade.Status.CLOSED, D("1.1")
+    )  # fmt: skip
+
+    missing = Order(pk=10**9, client_order_id="cdbprep-none", symbol="AAA_USDT", side="BUY", quantity=D(1))
+    with pytest.raises(DatabaseError):
+        PreparedUpdate(Order)(missing)
+    assert not Order.objects.filter(client_order_id="cdbprep-none").exists()
+    with pytest.raises(ValueError):
+        PreparedUpdate(Order, ["id"])
+
+
+def test_the_models_updated_through_the_seam_have_no_save_signals():
+    """PreparedUpdate sends no pre_save/post_save: the models risk.order_service saves through it have none."""
+    from django.db.models.signals import post_save, pre_save
+
+    from execution.models import Portfolio
+    from risk import order_service
+
+    updates = (order_service._save_order, order_service._save_portfolio_totals, order_service._save_closed_trade)
+    assert {update.model for update in updates} == {Order, Portfolio, Trade}
+    for model in (Order, Portfolio, Trade):
+        assert not pre_save.has_listeners(model) and not post_save.has_listeners(model), model

@@ -1,6 +1,7 @@
 """EVENT_SCHEMA.json: SPEC §2's examples pass; wrong types, ranges and enums are refused with a reason."""
 
 import copy
+from decimal import Decimal
 
 import pytest
 from hypothesis import given, settings
@@ -174,3 +175,58 @@ def test_an_amount_is_checked_as_an_exact_decimal_string_first():
     branches = list(_any_ofs(schema()))
     assert branches
     assert all(anyof[0].get("type") == "string" for anyof in branches), branches
+
+
+_NEAR_AMOUNTS = st.one_of(
+    st.from_regex(r"\A-?[0-9]{0,20}(\.[0-9]{0,14})?\n?\Z"),
+    st.from_regex(r"\A[A-Z0-9]{0,21}_[A-Z0-9]{0,21}\n?\Z"),
+    st.from_regex(r"\A[0-9]{1,3}[smhdwM]\n?\Z"),
+    st.integers(min_value=10**18 - 2, max_value=10**18 + 2),
+    st.integers(min_value=253402300799998, max_value=253402300800001),
+    st.floats(),  # NaN and the infinities too
+    st.decimals(allow_nan=False, allow_infinity=False, places=4),
+)
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    example=st.sampled_from(SPEC_EXAMPLES),
+    changes=st.dictionaries(
+        st.sampled_from(sorted({key for event in SPEC_EXAMPLES for key in event} | {"extra"})),
+        st.one_of(_FIELD_VALUES, _NEAR_AMOUNTS),
+    ),
+    dropped=st.sets(st.sampled_from(sorted({key for event in SPEC_EXAMPLES for key in event}))),
+)
+def test_the_compiled_check_accepts_only_what_jsonschema_accepts(example, changes, dropped):
+    """validate()'s fast acceptance (jsonschema-rs) never lets through an event jsonschema refuses: what it refuses
+    goes on to jsonschema, so validate() accepts exactly what jsonschema accepts."""
+    from ground.bus import _accepted_fast, _non_finite
+
+    event = {key: value for key, value in {**example, **changes}.items() if key not in dropped}
+    if not isinstance(event.get("type"), str):
+        return
+    if _accepted_fast(event["type"], event):
+        assert _validator().is_valid(event) and not _non_finite(event), event
+
+
+def test_the_system_s_own_events_take_the_compiled_check():
+    """SPEC §2's examples and what the producers send (exact decimal strings) are accepted by jsonschema-rs: the
+    fast path is the one taken; an event it cannot take (a key that is not a string) goes on to jsonschema."""
+    from ground.bus import _accepted_fast
+    from marketdata.ingest import market_data_event
+
+    produced = [
+        market_data_event("BTC_USDT", "1m", 1730443200000, "35250.5", "35260", "35240.1", "35255", "184.12"),
+        {**SPEC_EXAMPLES[1], "price": "35255", "confidence": "0.82"},
+        {**SPEC_EXAMPLES[3], "filled_quantity": "0.05", "price": "35260.1", "fees": "0.035"},
+    ]
+    for event in [*SPEC_EXAMPLES, *produced]:
+        assert _accepted_fast(event["type"], event), event
+        assert validate(event) is event
+    odd = {**SPEC_EXAMPLES[0], 7: "seven"}
+    assert not _accepted_fast("market_data", odd)
+    assert validate(odd) is odd  # jsonschema takes it, as before
+    decimal_time = {**SPEC_EXAMPLES[0], "timestamp": Decimal("1730443200000")}  # not an integer to jsonschema
+    assert not _accepted_fast("market_data", decimal_time)
+    with pytest.raises(InvalidEvent):
+        validate(decimal_time)

@@ -110,7 +110,7 @@
     meter("exposure-meter", Number(a.exposure_pct), Number(a.exposure_limit_pct));
     $("open-positions").textContent = String(a.open_positions);
     const unrealized = state.positions.reduce((sum, p) => sum + Number(p.unrealized_pnl || 0), 0);
-    $("unrealized").textContent = "unrealized " + money(unrealized);
+    $("unrealized").textContent = "unrealized (before fees) " + money(unrealized);
     listItems("freshness", state.freshness.length ? state.freshness.map((f) => [
       f.symbol + ": " + (f.ahead_sec > 0 ? ahead(f.ahead_sec) : age(f.age_sec)) + (f.stale ? " — STALE" : ""),
       !f.stale, "last data " + time(f.last_seen_ms)]) : [["no watched symbols", true]]);

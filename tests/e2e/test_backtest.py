@@ -157,6 +157,24 @@ def test_html_report_is_self_contained(tmp_path):
     assert not re.search(r"<(?:link|img|iframe|script|source)\b[^>]*\b(?:src|href)=[\"']?(?:https?:)?//", page)
 
 
+def test_entries_refused_below_the_minimum_order_value_are_counted_and_said(tmp_path):
+    """A capital whose entries are all below the market's minimum order value (0.0001 BTC): no order is placed, and
+    the summary and the HTML report say how many entries were refused and why (not only the JSON's risk events)."""
+    html, out = tmp_path / "r.html", tmp_path / "o"
+    args = ("--data", FIVE_MINUTE[0], "--capital", "0.0005", "--html", str(html), "--json", str(tmp_path / "r.json"))
+    call_command("backtest", *args, "--no-progress", stdout=open(out, "w"))
+    report = json.loads((tmp_path / "r.json").read_text())
+    refused = [e for e in report["risk_events"] if e["decision"] == "REJECT" and e["details"].get("side") == "BUY"]
+    small = sum(e["layer"] == "min_notional" for e in refused)
+    assert small and report["summary"]["orders"] == 0
+    why = "below the minimum order value 0.00010000 BTC"
+    said = why if small == len(refused) else f"{small} {why}"  # the most frequent reason first
+    assert re.search(rf"^entries refused +{len(refused)}: {said}", out.read_text(), re.M), out.read_text()
+    page = html.read_text()
+    assert f"<b>Entries refused</b><span>{len(refused)}</span>" in page
+    assert f"{len(refused)} entries refused by the risk layers: {said}" in page
+
+
 @pytest.mark.django_db
 def test_save_stores_the_run(tmp_path, admin_client):
     from trading.models import BacktestRun

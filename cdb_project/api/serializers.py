@@ -10,6 +10,7 @@ from rest_framework.authtoken.serializers import AuthTokenSerializer
 
 from execution.models import Order, Position, Trade
 from ground.amounts import plain
+from ground.numbers import typed_number
 from ground.timeutil import WALL_TIME_TEXT
 from marketdata.models import Candle
 from risk.models import Alert, RiskEvent
@@ -307,19 +308,21 @@ class ParameterRangeSerializer(serializers.Serializer):
     description = serializers.CharField()
 
 
-class AsciiDigitsMixin:
-    """A parameter's text in ASCII only: Python reads full-width or other Unicode digits ("０.２") as numbers, which
-    no person means to type into a risk limit; a 400 naming the parameter."""
+class TypedNumberMixin:
+    """A parameter given as text follows the one rule for a number a person types (``ground.numbers``): DRF would
+    read ``"1_0"``, ``"5e-2"``, ``"+0.1"`` or ``"０.２"`` as numbers; a 400 naming the parameter and the rule. A JSON
+    number is a number already."""
 
     def to_internal_value(self, data):
-        if isinstance(data, str) and not data.isascii():
-            raise serializers.ValidationError(
-                f"{self.field_name}: {data!r} is not a number in ASCII digits (0-9, a '.' point)"
-            )
+        if isinstance(data, str):
+            try:
+                typed_number(data)
+            except ValueError as error:
+                raise serializers.ValidationError(f"{self.field_name}: {error}") from None
         return super().to_internal_value(data)
 
 
-class ParameterDecimalField(AsciiDigitsMixin, serializers.DecimalField):
+class ParameterDecimalField(TypedNumberMixin, serializers.DecimalField):
     """A fractional parameter: read from a JSON number or a decimal string, answered as its exact decimal string
     without the column's padding (``"0.05"``, not ``0.05`` nor ``"0.05000"``)."""
 
@@ -327,7 +330,7 @@ class ParameterDecimalField(AsciiDigitsMixin, serializers.DecimalField):
         return plain(value)
 
 
-class ParameterIntegerField(AsciiDigitsMixin, serializers.IntegerField):
+class ParameterIntegerField(TypedNumberMixin, serializers.IntegerField):
     """A whole parameter (seconds, minutes, a count): read from a number or a string, answered as a decimal string
     like every other parameter (``"30"``)."""
 

@@ -17,6 +17,7 @@ from tests.support.processes import ROOT
 ALL_FILES = sorted(str(p) for p in CANDLES.glob("*.csv"))
 FIVE_MINUTE = sorted(str(p) for p in CANDLES.glob("*-5m.csv"))
 DEFAULTS = {name: spec.default for name, spec in PARAMETER_SPECS.items()}
+RULE = "not a number in ASCII digits 0-9 with at most one '.' point"
 pytestmark = pytest.mark.shared_data
 
 
@@ -256,6 +257,13 @@ def test_save_stores_the_run(tmp_path, admin_client):
         (["--data", *FIVE_MINUTE[:1], "DUPLICATE"], "two files replay the same symbol and interval"),
         (["--data", "SEVEN_MINUTES"], "AAA_USDT-7m.csv: 7m is not an exchange interval; MEXC spot has 1m, 5m, 15m"),
         (["--data", "SECONDS"], "AAA_USDT-1m.csv: 1700002800 is not a 1m open time in epoch ms: a time in seconds?"),
+        # one rule for a typed number: what Python would read as 100, 0.15, 0.1, 10 and 7 is refused, saying the rule
+        (["--data", *FIVE_MINUTE[:1], "--capital", "١٠٠"], "--capital='١٠٠': must be a number in 0.00000001–"),
+        (["--data", *FIVE_MINUTE[:1], "--capital", "1e4"], "in ASCII digits 0-9 with at most one '.' point (no sign"),
+        (["--data", *FIVE_MINUTE[:1], "--param", "MAX_POSITION_PCT=0.1_5"], "MAX_POSITION_PCT: '0.1_5' is " + RULE),
+        (["--data", *FIVE_MINUTE[:1], "--param", "POSITION_SIZE_PCT=+0.1"], "POSITION_SIZE_PCT='+0.1': must be"),
+        (["--data", *FIVE_MINUTE[:1], "--param", "ema_fast=1_0"], "parameter ema_fast='1_0' is not a number: ASCII"),
+        (["--data", *FIVE_MINUTE[:1], "--seed", "٧"], "argument --seed: invalid value: '٧' is " + RULE),
     ],
 )
 def test_bad_input_exits_2_with_a_clear_message(tmp_path, args, message):

@@ -75,22 +75,34 @@ def test_serve_exits_2_when_it_cannot_listen(tmp_path):
         _one_line_error(_manage(tmp_path, "serve", "--feed", "none", "--port", port), f"127.0.0.1:{port}")
 
 
-@pytest.mark.parametrize("port", ["abc", "8792x", "1.5"])
+@pytest.mark.parametrize("port", ["abc", "8792x", "1.5", "80_00", "８０００"])
 def test_serve_refuses_a_port_that_is_not_a_number(tmp_path, port):
     """``make run PORT=abc`` exports PORT: it was a ValueError traceback from building the parser."""
     _one_line_error(_manage(tmp_path, "serve", "--feed", "none", PORT=port), f"--port {port}: must be 1–65535")
     _one_line_error(_manage(tmp_path, "serve", "--feed", "none", "--port", port), f"--port {port}: must be 1–65535")
 
 
+RULE = "is not a number in ASCII digits 0-9 with at most one '.' point"
+
+
 @pytest.mark.parametrize(
-    ("args", "argument"),
+    ("args", "argument", "said"),
     [
-        (("run_feed", "--source", "sim", "--backfill", "99999999999", "--steps", "0", "--no-publish"), "--backfill"),
-        (("run_feed", "--source", "sim", "--tick-seconds", "nan", "--steps", "1"), "--tick-seconds"),
-        (("serve", "--backfill", "-1"), "--backfill"),
+        (
+            ("run_feed", "--source", "sim", "--backfill", "99999999999", "--steps", "0", "--no-publish"),
+            "--backfill",
+            "",
+        ),
+        (("run_feed", "--source", "sim", "--tick-seconds", "nan", "--steps", "1"), "--tick-seconds", RULE),
+        (("serve", "--backfill", "-1"), "--backfill", ""),
+        # one rule for a typed number (ground.numbers): int() and float() would read these as 10, 100 and 1000
+        (("run_feed", "--source", "sim", "--backfill", "1_0", "--steps", "0", "--no-publish"), "--backfill", RULE),
+        (("run_feed", "--source", "sim", "--steps", "١٠٠", "--no-publish"), "--steps", RULE),
+        (("run_feed", "--source", "replay", "--speed", "1e3", "--data", ONE_FILE), "--speed", RULE),
     ],
 )
-def test_feed_numbers_it_cannot_run_with_are_usage_errors(tmp_path, args, argument):
+def test_feed_numbers_it_cannot_run_with_are_usage_errors(tmp_path, args, argument, said):
     done = _manage(tmp_path, *args)
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert f"argument {argument}: invalid" in done.stderr
+    assert said in done.stderr, done.stderr

@@ -15,6 +15,7 @@ from django.core.management.base import BaseCommand, CommandError
 from cdb_project.standalone import ensure_apps
 from execution.paper import PaperExchange
 from execution.run_settings import CAPITAL_RANGE, SIZING_RANGE, checked_decimal, run_settings_problem
+from ground.numbers import SEED
 from risk.operator_commands import OperatorCommandsError, OperatorSchedule, read_operator_commands
 from risk.parameters import PARAMETER_SPECS
 from trading.backtest import Backtest, BacktestInputError, read_bars, watched_series
@@ -116,7 +117,7 @@ class Command(BaseCommand):
             help="a risk parameter (MAX_POSITION_PCT=0.2), POSITION_SIZE_PCT, or a strategy parameter (fast=10)",
         )
         parser.add_argument("--failure-rate", default="0", help="paper failure rate (default 0: no failures)")
-        parser.add_argument("--seed", type=int, default=settings.PAPER_SEED, help="paper exchange seed")
+        parser.add_argument("--seed", type=SEED, default=settings.PAPER_SEED, help="paper exchange seed")
         parser.add_argument("--json", dest="json_out", default=None, metavar="OUT.json")
         parser.add_argument("--html", dest="html_out", default=None, metavar="OUT.html")
         parser.add_argument("--save", action="store_true", help="store the run (admin, /api/backtests/)")

@@ -453,10 +453,22 @@ BACKTEST_FIELDS = [
 BACKTEST_PERCENT = "in percent (12.5 = 12.5 %), as the backtest report's summary; the live system's _pct are fractions"
 
 
-def exact_parameters(data: dict) -> dict:
-    """A stored run's parameters as /api/risk/parameters/ gives them ("5", "0.5"): runs stored before wrote "5.0"."""
+def exact_run(data: dict, run: BacktestRun) -> dict:
+    """A stored run as its report gives it. Its parameters as /api/risk/parameters/ gives them ("5", "0.5": runs
+    stored before wrote "5.0"); its capital, final equity and return the report's exact strings, not the columns'
+    (``total_return_pct`` keeps 6 places, SQLite's REAL about 16 digits: "0.114302" and "10011.4301799034" where the
+    report has "0.11430179903408" and "10011.430179903408"; the columns stay for sorting and the admin)."""
     if isinstance(data.get("parameters"), dict):
         data["parameters"] = {key: parameter_text(value) for key, value in data["parameters"].items()}
+    report = run.report if isinstance(run.report, dict) else {}
+    summary = exact_summary(report.get("summary") or {})  # a run stored before kept floats
+    for key, value in (
+        ("initial_capital", report.get("initial_capital")),
+        ("final_equity", report.get("final_equity")),
+        ("total_return_pct", summary.get("total_return_pct")),
+    ):
+        if value is not None:
+            data[key] = value
     return data
 
 
@@ -472,7 +484,7 @@ class BacktestRunSerializer(ModelSerializer):
         extra_kwargs = {"total_return_pct": {"help_text": BACKTEST_PERCENT}}
 
     def to_representation(self, instance):
-        return exact_parameters(super().to_representation(instance))
+        return exact_run(super().to_representation(instance), instance)
 
     @extend_schema_field(
         serializers.DictField(
@@ -501,7 +513,7 @@ class BacktestRunDetailSerializer(ModelSerializer):
         extra_kwargs = {"total_return_pct": {"help_text": BACKTEST_PERCENT}}
 
     def to_representation(self, instance):
-        return exact_parameters(super().to_representation(instance))
+        return exact_run(super().to_representation(instance), instance)
 
     @extend_schema_field(serializers.DictField())
     def get_amounts(self, run: BacktestRun) -> dict:

@@ -192,9 +192,14 @@ def test_save_stores_the_run(tmp_path, admin_client):
     row = listed["results"][0]
     assert row["id"] == run.pk and row["strategy"] == report["strategy"] and row["candles"] == report["candles"]
     assert row["summary"] == report["summary"] and "report" not in row
-    assert D(row["final_equity"]) == run.final_equity
+    assert abs(D(row["final_equity"]) - run.final_equity) < D("1e-9")  # the report's, the column rounds on SQLite
     detail = admin_client.get(f"/api/backtests/{run.pk}/").json()
     assert detail["report"]["orders"] == report["orders"] and detail["report"]["trades"] == report["trades"]
+    # the list and the detail give the report's exact strings, not the columns' rounding (total_return_pct 6 places)
+    for served in (row, detail):
+        assert served["final_equity"] == report["final_equity"], served["final_equity"]
+        assert served["initial_capital"] == report["initial_capital"]
+        assert served["total_return_pct"] == report["summary"]["total_return_pct"], served["total_return_pct"]
     # Exact decimal strings, as every other endpoint: the summary's ratios and percentages (keys unchanged), and the
     # parameters as /api/risk/parameters/ gives them ("5", "0.5", never "5.0", "0.50").
     exact = re.compile(r"-?(0|[1-9]\d*)(\.\d*[1-9])?")

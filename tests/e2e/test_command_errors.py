@@ -5,6 +5,7 @@ Each ran into a traceback (exit 1) after doing its work, or, for ``serve``, exit
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -106,3 +107,26 @@ def test_feed_numbers_it_cannot_run_with_are_usage_errors(tmp_path, args, argume
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert f"argument {argument}: invalid" in done.stderr
     assert said in done.stderr, done.stderr
+
+
+def test_a_command_whose_reader_went_away_exits_quietly(tmp_path):
+    """``manage.py risk_status | head -1``: the reader closes the pipe, the command's next write fails. It ends as a
+    process a SIGPIPE ends (141), without a BrokenPipeError traceback, whatever the command."""
+    assert _manage(tmp_path, "migrate", "--noinput").returncode == 0
+    env = {"PATH": "/usr/bin:/bin", "DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}", "DEBUG": "true"}
+    for args in (("risk_status",), ("risk_status", "--json"), ("help",)):
+        read, write = os.pipe()
+        os.close(read)  # gone before the command writes its first line
+        try:
+            done = processes.run(
+                [sys.executable, "manage.py", *args],
+                cwd=ROOT,
+                env=env,
+                stdout=write,
+                stderr=subprocess.PIPE,
+                timeout=180,
+            )
+        finally:
+            os.close(write)
+        stderr = done.stderr.decode()
+        assert done.returncode == 141 and "Traceback" not in stderr and "BrokenPipe" not in stderr, (args, stderr)

@@ -82,21 +82,16 @@ window.setTimeout = (fn, ms, ...rest) => (ms === 1000 || ms === 3000 ? 0 : later
 """
 
 
-@pytest.mark.parametrize("driven_by", ["system clock", "event time"])
-def test_pushed_rows_move_the_clocks_and_a_closing_sell_takes_its_stop_off(server, page, sma_cross, driven_by):  # noqa: F811
+def test_pushed_rows_move_the_clocks_and_a_closing_sell_takes_its_stop_off(server, page, sma_cross):  # noqa: F811
     """Issue 22, review: "Market time" and the wall clock moved only with the 10 s refresh while rows arrived live
     (an order at 19:46 under "Market time 19:42"), and a closed lot's stop line stayed on the chart until a reload.
-    A live market clock moves as the wall clock does; an event-driven one (a simulated market, a replay) with the
-    pushed rows' times."""
+    Here the market clock is the system's (live): it moves as the wall clock does."""
     from ground import bus
-    from marketdata import clock
     from tests.e2e.test_browser_dashboard import _signal
 
     _user("operator", staff=True)
     evts = series.filled_events()  # the crossing's BUY, filled: one open lot with its stop
     off_loop(series.publish_all, evts)
-    if driven_by == "event time":  # as a simulated market or a replay holds it: the candles' time
-        off_loop(clock.set_shared_event_time, evts[-1]["timestamp"] + series.STEP_MS, note="simulated market")
     page.add_init_script(NO_TIMERS)
     _login(page, server.port, "operator")
     expect(page.locator("#price-chart")).to_have_attribute("data-state", "ready")

@@ -4,7 +4,6 @@
 import os
 import sys
 
-
 # A command whose reader went away (``manage.py risk_status | head -1``) ends as a process a SIGPIPE ends, quietly:
 # no BrokenPipeError traceback, with the shell's code for it (128 + SIGPIPE).
 CLOSED_PIPE = 141

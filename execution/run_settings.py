@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 
+from ground.numbers import number_rule, typed_number
+
 # A portfolio's cash is stored with 12 decimals in 30 digits (ground.fields.MoneyField): below 10^18, with room to grow.
 CAPITAL_RANGE = (Decimal("0.00000001"), Decimal("1e15"))
 SIZING_RANGE = (Decimal("0.001"), Decimal(1))  # POSITION_SIZE_PCT: a share of the equity per entry
@@ -24,13 +26,17 @@ RANGES = {
 
 
 def checked_decimal(name: str, text: object, low: Decimal, high: Decimal) -> Decimal:
-    """``text`` as a Decimal between ``low`` and ``high``; ValueError saying so otherwise (NaN, infinities, words)."""
+    """``text`` as a Decimal between ``low`` and ``high``; ValueError saying so otherwise. A text follows
+    ``ground.numbers``' rule (no NaN, infinities, words, ``1_0``, ``5e-2`` or ``١٠٠``)."""
+    negative = low < 0
     try:
-        value = Decimal(str(text).strip())
+        value = typed_number(text, negative=negative) if isinstance(text, str) else Decimal(str(text))
     except (InvalidOperation, ValueError):
         value = None
     if value is None or not value.is_finite() or not low <= value <= high:
-        raise ValueError(f"{name}={str(text)!r}: must be a number in {low:f}–{high:f}")
+        raise ValueError(
+            f"{name}={str(text)!r}: must be a number in {low:f}–{high:f}, in {number_rule(negative=negative)}"
+        )
     return value
 
 

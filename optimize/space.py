@@ -5,8 +5,9 @@ runs. Pure: no Django, no Optuna."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
+from ground.numbers import typed_number
 from risk.parameters import PARAMETER_SPECS
 from trading.strategies import REGISTRY
 
@@ -36,12 +37,9 @@ class Dimension:
 
 def _number(text: str, item: str) -> Decimal:
     try:
-        value = Decimal(text.strip())
-    except (InvalidOperation, ValueError):
-        value = None
-    if value is None or not value.is_finite():
-        raise SpaceError(f"--space {item}: {text!r} is not a number")
-    return value
+        return typed_number(text, negative=True)
+    except ValueError as error:
+        raise SpaceError(f"--space {item}: {error}") from None
 
 
 def _declared(strategy: str, name: str) -> tuple[str, Decimal, Decimal, bool, str]:

@@ -45,8 +45,9 @@ class RiskParametersForm(forms.ModelForm):
             value = cleaned.get(name.lower())
             if value is None:
                 continue
+            typed = self.data.get(self.add_prefix(name.lower()))  # as typed: Django's fields read "1_0" as 10
             try:
-                spec.check(value)
+                spec.check(typed if isinstance(typed, str) else value)
             except ValueError as error:
                 self.add_error(name.lower(), str(error))
         return cleaned

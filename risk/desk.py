@@ -370,7 +370,7 @@ class Desk:
                 quantity if quantity.is_finite() else None,
                 decision.quantity,
                 "; ".join(decision.reasons),
-                {**decision.details, "checks": list(decision.checks), "confidence": signal.confidence},
+                {**decision.details, "checks": list(decision.checks), "confidence": signal.confidence, "side": side},
             )
         ]
         effects += [RaiseAlert(alert.level, alert.code, alert.message, symbol) for alert in decision.alerts]
@@ -407,7 +407,12 @@ class Desk:
             f"{float(price):.8g} {quote} is {float(equity * self.position_size_pct / price):.8g} units, beyond what "
             f"an order can carry (less than {float(MAX_ORDER_QUANTITY):.0e}); signal rejected"
         )
-        details = {"equity": str(equity), "price": str(price), "max_quantity": str(MAX_ORDER_QUANTITY)}
+        details = {
+            "equity": str(equity),
+            "price": str(price),
+            "max_quantity": str(MAX_ORDER_QUANTITY),
+            "side": signal.side,
+        }
         return RecordRiskEvent("REJECT", "size", signal.symbol, signal.signal_id, "", None, Decimal(0), reason, details)
 
     # --- an approved order at the first price after its decision ----------------------------------------------
@@ -432,7 +437,12 @@ class Desk:
                     f"from {amounts.price(decided, quote)} at the decision, beyond MAX_SLIPPAGE_PCT {limit:.2%}; "
                     "circuit breaker"
                 )
-                details = {"price": str(price), "decision_price": str(decided), "slippage": str(slippage)}
+                details = {
+                    "price": str(price),
+                    "decision_price": str(decided),
+                    "slippage": str(slippage),
+                    "side": order.side,
+                }
                 effects: list[Effect] = [
                     RecordRiskEvent(
                         "REJECT",

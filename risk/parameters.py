@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 from ground.amounts import percent, plain
+from ground.numbers import typed_number
 
 
 @dataclass(frozen=True)
@@ -26,11 +27,14 @@ class ParameterSpec:
         return f"{self.minimum}–{self.maximum}"
 
     def check(self, value: object) -> Decimal:
-        """Return ``value`` as a Decimal, or raise ValueError naming the parameter and range."""
+        """Return ``value`` as a Decimal, or raise ValueError naming the parameter and range. A text (what a person
+        typed: the environment, a command's ``--param``, an API string) follows ``ground.numbers``' rule."""
         try:
-            number = Decimal(str(value).strip())
-        except (InvalidOperation, ValueError):
+            number = typed_number(value) if isinstance(value, str) else Decimal(str(value))
+        except InvalidOperation:
             raise ValueError(f"{self.name}: {value!r} is not a number (allowed {self.describe_range()})") from None
+        except ValueError as error:
+            raise ValueError(f"{self.name}: {error} (allowed {self.describe_range()})") from None
         if not number.is_finite():
             raise ValueError(f"{self.name}: {value!r} is not a finite number (allowed {self.describe_range()})")
         if self.integer and number != number.to_integral_value():

@@ -26,6 +26,7 @@ from ground.amounts import (
     ratio,
     seconds,
 )
+from risk.engine import MIN_NOTIONAL
 
 from .backtest import Result
 
@@ -78,6 +79,52 @@ def capital_warnings(result: Result) -> list[str]:
     ]
 
 
+# Why the risk layers refused an entry, by the layer that refused it (``risk.engine``), as a person reads it.
+REFUSED_BECAUSE = {
+    "position": "no room under the position limit (MAX_POSITION_PCT)",
+    "exposure": "the exposure limit reached (MAX_EXPOSURE_PCT)",
+    "cash": "not enough cash",
+    "circuit_breaker": "the circuit breaker (slippage or spread)",
+    "state": "trading halted or paused",
+    "drawdown": "the daily drawdown limit (MAX_DAILY_DRAWDOWN_PCT)",
+    "data_stale": "market data stale (DATA_STALE_TIMEOUT_SEC)",
+    "throttle": "too many orders a minute (MAX_ORDERS_PER_MINUTE)",
+    "cooldown": "cooling down after a stop-loss (COOLDOWN_AFTER_STOP_MIN)",
+    "watchlist": "not on the watch list (SYMBOL_WHITELIST)",
+    "size": "too large for an order",
+    "input": "invalid signal",
+}
+
+
+def refused_entries(document: dict) -> tuple[int, str]:
+    """How many entries the risk layers refused and why, from the report's risk events: ``(3, "below the minimum
+    order value 5.00 USDT")``, ``(3, "2 not enough cash, 1 the circuit breaker (slippage or spread)")``, ``(0, "")``.
+    An entry below the market's minimum order value is not placed (as live): a small capital can leave a run without
+    a single order, and this says why."""
+    reasons: dict[str, int] = {}
+    for event in document.get("risk_events", []):
+        details = event.get("details") or {}
+        if event["decision"] != "REJECT" or details.get("side") != "BUY":
+            continue
+        layer = event["layer"]
+        if layer == "min_notional":
+            quote = quote_of(event["symbol"])
+            why = f"below the minimum order value {money(MIN_NOTIONAL.get(quote), quote, unit=True)}"
+        else:
+            why = REFUSED_BECAUSE.get(layer, layer)
+        reasons[why] = reasons.get(why, 0) + 1
+    if len(reasons) <= 1:
+        return sum(reasons.values()), next(iter(reasons), "")
+    ranked = sorted(reasons.items(), key=lambda item: -item[1])  # the most frequent first, else as first met
+    return sum(reasons.values()), ", ".join(f"{n} {why}" for why, n in ranked)
+
+
+def refused_text(document: dict) -> str:
+    """``3 entries refused: below the minimum order value 5.00 USDT`` ("" for none), as the HTML report says it."""
+    count, because = refused_entries(document)
+    return f"{count} {'entry' if count == 1 else 'entries'} refused by the risk layers: {because}" if count else ""
+
+
 def summary(result: Result) -> dict:
     closed = result.closed
     wins = [c for c in closed if c.profit_loss > 0]
@@ -125,9 +172,14 @@ UNITS = {
     "summary.time_in_market_pct": "percent (12.5 = 12.5 %), not a fraction as the live system's _pct",
     "summary.win_rate": "fraction (0.5 = 50 %)",
     "summary.per_symbol.*.win_rate": "fraction (0.5 = 50 %)",
-    "trades.profit_loss_percent": "percent (-1.25 = -1.25 %)",
+    "trades.profit_loss_percent": "percent (-1.25 = -1.25 %), after fees, of the entry's cost with its fee",
     "money": "exact decimal strings in the quote currency of the files' symbols (initial_capital, final_equity, cash, "
     "realized_pnl, unrealized_pnl, fees, prices, profit_loss, equity_curve values)",
+    "realized_pnl": "before fees: what the sales fetched less the cost of what they sold (fees: all fees paid)",
+    "summary.realized_pnl": "before fees, as realized_pnl",
+    "unrealized_pnl": "before fees: the holdings at the last closes less their cost",
+    "trades.profit_loss": "after fees: the entry's and the exit's",
+    "summary.per_symbol.*.profit_loss": "after fees: the sum of the symbol's closed trades' profit_loss",
     "quantity": "exact decimal strings in the symbol's base asset",
     "times": "epoch milliseconds UTC on the market clock (the candles' time): entry_time, exit_time, timestamp, "
     "equity_curve times",
@@ -371,6 +423,7 @@ def html_report(document: dict, charts: dict[str, dict] | None = None) -> str:
             ("Total return", pct(s["total_return_pct"])),
             ("Max drawdown", pct(s["max_drawdown_pct"])),
             ("Trades", str(s["trades"])),
+            ("Entries refused", str(refused_entries(document)[0])),
             ("Win rate", percent(s["win_rate"], 1)),
             ("Profit factor", shown["profit_factor"]),
             ("Sharpe", shown["sharpe"]),
@@ -381,6 +434,8 @@ def html_report(document: dict, charts: dict[str, dict] | None = None) -> str:
         ]
     )
     warnings = "".join(f"<p class='warning'>{html.escape(w)}</p>" for w in s.get("warnings", []))
+    refused = refused_text(document)
+    warnings += f"<p class='note'>{html.escape(refused)}</p>" if refused else ""
     state_changes = "".join(  # as live stores them: halts, releases, pauses (with who and why)
         f"<tr>{cell(iso_utc(a['timestamp']))}{cell(a['level'])}{cell(a['message'])}</tr>"
         for a in document.get("alerts", [])
@@ -411,6 +466,7 @@ body {{ font-family: system-ui, sans-serif; margin: 1.5rem; color: #e6e6e6; back
 .chart.price {{ height: 480px; }}
 .chart-tooltip {{ position: absolute; z-index: 5; pointer-events: none; background: rgba(24, 32, 40, .95);
   border: 1px solid #3a4a5a; border-radius: .3rem; padding: .3rem .5rem; font-size: .75rem; max-width: 22rem; }}
+.note {{ border-left: 3px solid #5b8def; padding: .4rem .8rem; }}
 .warning {{ background: rgba(240, 192, 90, .12); border-left: 3px solid #f0c05a; padding: .4rem .8rem; }}
 table {{ border-collapse: collapse; font-size: .8rem; width: 100%; }}
 th, td {{ border-bottom: 1px solid #26313c; padding: .2rem .4rem; text-align: left; }}
@@ -428,7 +484,9 @@ td {{ max-width: 24rem; overflow: hidden; text-overflow: ellipsis; white-space: 
 <h2>Trades</h2>
 <table><thead><tr><th>Symbol</th><th>Entry (UTC)</th><th>Entry price</th><th>Quantity</th><th>Exit (UTC)</th>
 <th>Exit price</th>
-<th>P&amp;L ({html.escape(quote)})</th><th>P&amp;L %</th><th>Exit reason</th></tr></thead><tbody>{rows}</tbody></table>
+<th title="after the entry's and the exit's fees">P&amp;L after fees ({html.escape(quote)})</th>
+<th title="after fees, of the entry's cost with its fee">P&amp;L % after fees</th><th>Exit reason</th></tr></thead>
+<tbody>{rows}</tbody></table>
 <script type="application/json" id="report-data">{data}</script>
 {_chart_assets()}
 {_inline_script(HTML_CHART_SCRIPT)}

@@ -11,6 +11,7 @@ from rest_framework.authtoken.serializers import AuthTokenSerializer
 from execution.models import Order, Position, Trade
 from ground.amounts import plain
 from ground.api_times import IsoTimeField
+from ground.numbers import typed_number
 from ground.timeutil import WALL_TIME_TEXT
 from marketdata.models import Candle
 from risk.models import Alert, RiskEvent
@@ -308,19 +309,21 @@ class ParameterRangeSerializer(serializers.Serializer):
     description = serializers.CharField()
 
 
-class AsciiDigitsMixin:
-    """A parameter's text in ASCII only: Python reads full-width or other Unicode digits ("０.２") as numbers, which
-    no person means to type into a risk limit; a 400 naming the parameter."""
+class TypedNumberMixin:
+    """A parameter given as text follows the one rule for a number a person types (``ground.numbers``): DRF would
+    read ``"1_0"``, ``"5e-2"``, ``"+0.1"`` or ``"０.２"`` as numbers; a 400 naming the parameter and the rule. A JSON
+    number is a number already."""
 
     def to_internal_value(self, data):
-        if isinstance(data, str) and not data.isascii():
-            raise serializers.ValidationError(
-                f"{self.field_name}: {data!r} is not a number in ASCII digits (0-9, a '.' point)"
-            )
+        if isinstance(data, str):
+            try:
+                typed_number(data)
+            except ValueError as error:
+                raise serializers.ValidationError(f"{self.field_name}: {error}") from None
         return super().to_internal_value(data)
 
 
-class ParameterDecimalField(AsciiDigitsMixin, serializers.DecimalField):
+class ParameterDecimalField(TypedNumberMixin, serializers.DecimalField):
     """A fractional parameter: read from a JSON number or a decimal string, answered as its exact decimal string
     without the column's padding (``"0.05"``, not ``0.05`` nor ``"0.05000"``)."""
 
@@ -328,7 +331,7 @@ class ParameterDecimalField(AsciiDigitsMixin, serializers.DecimalField):
         return plain(value)
 
 
-class ParameterIntegerField(AsciiDigitsMixin, serializers.IntegerField):
+class ParameterIntegerField(TypedNumberMixin, serializers.IntegerField):
     """A whole parameter (seconds, minutes, a count): read from a number or a string, answered as a decimal string
     like every other parameter (``"30"``)."""
 
@@ -451,10 +454,22 @@ BACKTEST_FIELDS = [
 BACKTEST_PERCENT = "in percent (12.5 = 12.5 %), as the backtest report's summary; the live system's _pct are fractions"
 
 
-def exact_parameters(data: dict) -> dict:
-    """A stored run's parameters as /api/risk/parameters/ gives them ("5", "0.5"): runs stored before wrote "5.0"."""
+def exact_run(data: dict, run: BacktestRun) -> dict:
+    """A stored run as its report gives it. Its parameters as /api/risk/parameters/ gives them ("5", "0.5": runs
+    stored before wrote "5.0"); its capital, final equity and return the report's exact strings, not the columns'
+    (``total_return_pct`` keeps 6 places, SQLite's REAL about 16 digits: "0.114302" and "10011.4301799034" where the
+    report has "0.11430179903408" and "10011.430179903408"; the columns stay for sorting and the admin)."""
     if isinstance(data.get("parameters"), dict):
         data["parameters"] = {key: parameter_text(value) for key, value in data["parameters"].items()}
+    report = run.report if isinstance(run.report, dict) else {}
+    summary = exact_summary(report.get("summary") or {})  # a run stored before kept floats
+    for key, value in (
+        ("initial_capital", report.get("initial_capital")),
+        ("final_equity", report.get("final_equity")),
+        ("total_return_pct", summary.get("total_return_pct")),
+    ):
+        if value is not None:
+            data[key] = value
     return data
 
 
@@ -470,7 +485,7 @@ class BacktestRunSerializer(ModelSerializer):
         extra_kwargs = {"total_return_pct": {"help_text": BACKTEST_PERCENT}}
 
     def to_representation(self, instance):
-        return exact_parameters(super().to_representation(instance))
+        return exact_run(super().to_representation(instance), instance)
 
     @extend_schema_field(
         serializers.DictField(
@@ -499,7 +514,7 @@ class BacktestRunDetailSerializer(ModelSerializer):
         extra_kwargs = {"total_return_pct": {"help_text": BACKTEST_PERCENT}}
 
     def to_representation(self, instance):
-        return exact_parameters(super().to_representation(instance))
+        return exact_run(super().to_representation(instance), instance)
 
     @extend_schema_field(serializers.DictField())
     def get_amounts(self, run: BacktestRun) -> dict:

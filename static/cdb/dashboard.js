@@ -110,7 +110,7 @@
     meter("exposure-meter", Number(a.exposure_pct), Number(a.exposure_limit_pct));
     $("open-positions").textContent = String(a.open_positions);
     const unrealized = state.positions.reduce((sum, p) => sum + Number(p.unrealized_pnl || 0), 0);
-    $("unrealized").textContent = "unrealized " + money(unrealized);
+    $("unrealized").textContent = "unrealized (before fees) " + money(unrealized);
     listItems("freshness", state.freshness.length ? state.freshness.map((f) => [
       f.symbol + ": " + (f.ahead_sec > 0 ? ahead(f.ahead_sec) : age(f.age_sec)) + (f.stale ? " — STALE" : ""),
       !f.stale, "last data " + time(f.last_seen_ms)]) : [["no watched symbols", true]]);
@@ -345,7 +345,9 @@
       case "order_results":
         prepend(state.order_results, data);
         const filled = data.status === "FILLED" || data.status === "PARTIALLY_FILLED";
-        if (filled && data.symbol === chartSymbol && data.price) refreshIndicatorsSoon();  // markers, stops
+        if (filled && data.symbol === chartSymbol && data.side === "SELL") {  // a closed lot's stop leaves at once
+          loadPriceChart({keepRange: priceChart.chart.timeScale().getVisibleLogicalRange()});
+        } else if (filled && data.symbol === chartSymbol && data.price) refreshIndicatorsSoon();  // markers, stops
         if (filled && data.side === "SELL") loadTradesSoon();
         refreshSoon();
         break;
@@ -390,6 +392,29 @@
   }
   setInterval(() => refreshSoon(0), 10000);  // ages, health and the watch list move without events
 
+  // The clock card between two snapshots: the wall clock and a live market clock (the system clock's) advance by
+  // the time passed since the snapshot, on this browser's monotonic clock; an event-driven market clock (a simulated
+  // market, a replay) follows the pushed rows' times (an order decided at 19:46 is not shown under "Market time
+  // 19:42"). Never back, until a new connection's snapshot (maybe of a new market).
+  const ROW_KINDS = new Set(["signals", "order_results", "alerts"]);
+  let rowsMs = 0, base = {market: state.market_time_ms, wall: state.wall_time_ms, at: performance.now()};
+  function followClocks(message) {
+    if (message.kind === "snapshot" || message.kind === "refresh") {
+      if (message.kind === "snapshot") rowsMs = 0;
+      base = {market: state.market_time_ms, wall: state.wall_time_ms, at: performance.now()};
+    } else if (ROW_KINDS.has(message.kind)) {
+      rowsMs = Math.max(rowsMs, Number(message.data && message.data.timestamp) || 0);
+    } else {
+      return;
+    }
+    const passed = performance.now() - base.at, live = String(state.clock || "").startsWith("system clock");
+    const market = Math.floor(Math.max(Number(base.market) + (live ? passed : 0), rowsMs, Number(state.market_time_ms)));
+    const wall = base.wall ? Math.floor(base.wall + passed) : base.wall;
+    if (market === state.market_time_ms && wall === state.wall_time_ms) return;
+    Object.assign(state, {market_time_ms: market, wall_time_ms: wall});
+    renderCards();
+  }
+
   // --- websocket with reconnect and backoff ---------------------------------------------------------------
   let delay = 500, socket = null;
   function connected(live) {
@@ -403,7 +428,7 @@
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     socket = new WebSocket(scheme + "://" + location.host + "/ws/dashboard/");
     socket.onopen = () => { delay = 500; connected(true); };
-    socket.onmessage = (event) => apply(JSON.parse(event.data));
+    socket.onmessage = (event) => { const message = JSON.parse(event.data); apply(message); followClocks(message); };
     socket.onclose = () => {
       connected(false);
       const wait = delay + Math.random() * delay * 0.3;

@@ -17,6 +17,7 @@ from tests.support.processes import ROOT
 ALL_FILES = sorted(str(p) for p in CANDLES.glob("*.csv"))
 FIVE_MINUTE = sorted(str(p) for p in CANDLES.glob("*-5m.csv"))
 DEFAULTS = {name: spec.default for name, spec in PARAMETER_SPECS.items()}
+RULE = "not a number in ASCII digits 0-9 with at most one '.' point"
 pytestmark = pytest.mark.shared_data
 
 
@@ -157,6 +158,24 @@ def test_html_report_is_self_contained(tmp_path):
     assert not re.search(r"<(?:link|img|iframe|script|source)\b[^>]*\b(?:src|href)=[\"']?(?:https?:)?//", page)
 
 
+def test_entries_refused_below_the_minimum_order_value_are_counted_and_said(tmp_path):
+    """A capital whose entries are all below the market's minimum order value (0.0001 BTC): no order is placed, and
+    the summary and the HTML report say how many entries were refused and why (not only the JSON's risk events)."""
+    html, out = tmp_path / "r.html", tmp_path / "o"
+    args = ("--data", FIVE_MINUTE[0], "--capital", "0.0005", "--html", str(html), "--json", str(tmp_path / "r.json"))
+    call_command("backtest", *args, "--no-progress", stdout=open(out, "w"))
+    report = json.loads((tmp_path / "r.json").read_text())
+    refused = [e for e in report["risk_events"] if e["decision"] == "REJECT" and e["details"].get("side") == "BUY"]
+    small = sum(e["layer"] == "min_notional" for e in refused)
+    assert small and report["summary"]["orders"] == 0
+    why = "below the minimum order value 0.00010000 BTC"
+    said = why if small == len(refused) else f"{small} {why}"  # the most frequent reason first
+    assert re.search(rf"^entries refused +{len(refused)}: {said}", out.read_text(), re.M), out.read_text()
+    page = html.read_text()
+    assert f"<b>Entries refused</b><span>{len(refused)}</span>" in page
+    assert f"{len(refused)} entries refused by the risk layers: {said}" in page
+
+
 @pytest.mark.django_db
 def test_save_stores_the_run(tmp_path, admin_client):
     from trading.models import BacktestRun
@@ -173,9 +192,14 @@ def test_save_stores_the_run(tmp_path, admin_client):
     row = listed["results"][0]
     assert row["id"] == run.pk and row["strategy"] == report["strategy"] and row["candles"] == report["candles"]
     assert row["summary"] == report["summary"] and "report" not in row
-    assert D(row["final_equity"]) == run.final_equity
+    assert abs(D(row["final_equity"]) - run.final_equity) < D("1e-9")  # the report's, the column rounds on SQLite
     detail = admin_client.get(f"/api/backtests/{run.pk}/").json()
     assert detail["report"]["orders"] == report["orders"] and detail["report"]["trades"] == report["trades"]
+    # the list and the detail give the report's exact strings, not the columns' rounding (total_return_pct 6 places)
+    for served in (row, detail):
+        assert served["final_equity"] == report["final_equity"], served["final_equity"]
+        assert served["initial_capital"] == report["initial_capital"]
+        assert served["total_return_pct"] == report["summary"]["total_return_pct"], served["total_return_pct"]
     # Exact decimal strings, as every other endpoint: the summary's ratios and percentages (keys unchanged), and the
     # parameters as /api/risk/parameters/ gives them ("5", "0.5", never "5.0", "0.50").
     exact = re.compile(r"-?(0|[1-9]\d*)(\.\d*[1-9])?")
@@ -238,6 +262,13 @@ def test_save_stores_the_run(tmp_path, admin_client):
         (["--data", *FIVE_MINUTE[:1], "DUPLICATE"], "two files replay the same symbol and interval"),
         (["--data", "SEVEN_MINUTES"], "AAA_USDT-7m.csv: 7m is not an exchange interval; MEXC spot has 1m, 5m, 15m"),
         (["--data", "SECONDS"], "AAA_USDT-1m.csv: 1700002800 is not a 1m open time in epoch ms: a time in seconds?"),
+        # one rule for a typed number: what Python would read as 100, 0.15, 0.1, 10 and 7 is refused, saying the rule
+        (["--data", *FIVE_MINUTE[:1], "--capital", "١٠٠"], "--capital='١٠٠': must be a number in 0.00000001–"),
+        (["--data", *FIVE_MINUTE[:1], "--capital", "1e4"], "in ASCII digits 0-9 with at most one '.' point (no sign"),
+        (["--data", *FIVE_MINUTE[:1], "--param", "MAX_POSITION_PCT=0.1_5"], "MAX_POSITION_PCT: '0.1_5' is " + RULE),
+        (["--data", *FIVE_MINUTE[:1], "--param", "POSITION_SIZE_PCT=+0.1"], "POSITION_SIZE_PCT='+0.1': must be"),
+        (["--data", *FIVE_MINUTE[:1], "--param", "ema_fast=1_0"], "parameter ema_fast='1_0' is not a number: ASCII"),
+        (["--data", *FIVE_MINUTE[:1], "--seed", "٧"], "argument --seed: invalid value: '٧' is " + RULE),
     ],
 )
 def test_bad_input_exits_2_with_a_clear_message(tmp_path, args, message):

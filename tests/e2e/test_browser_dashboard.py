@@ -173,6 +173,11 @@ def test_staff_sees_live_tables_and_halts_trading(server, page, sma_cross):
     # the two P&L figures say which side of the fees they are on (the card's realized P&L is before them)
     expect(page.locator("#cash")).to_contain_text("realized (before fees)")
     expect(page.locator("#trades-totals")).to_contain_text("1 trade · P&L after fees")
+    # and so do the tables' columns and the positions card (unrealized: before fees, closed trades: after them)
+    expect(page.locator("#closed-trades thead")).to_contain_text("P&L after fees")
+    expect(page.locator("#closed-trades thead")).to_contain_text("P&L % after fees")
+    expect(page.locator("#positions thead")).to_contain_text("Unrealized P&L before fees")
+    expect(page.locator("#unrealized")).to_contain_text("unrealized (before fees)")
     expect(page.locator("#signals tbody tr")).to_have_count(1)  # the stored one; the SELL was a bare event
     # every time a person reads in one shape, ISO 8601 UTC to the second (the admin's, the commands', the reports')
     iso = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")

@@ -89,3 +89,42 @@ def test_a_placed_order_moves_the_cards_at_once(server, page, sma_cross):  # noq
     assert Decimal(exposure) > 0
     expect(page.locator("#exposure")).to_have_text(money(exposure))
     assert not page.js_errors, page.js_errors
+
+
+# The page's own timers off (the 10 s refresh, the 1 s refresh after a fill, the 3 s chart reload after candles):
+# only a push can move the clock card or take a stop line off the chart.
+NO_TIMERS = """
+const every = window.setInterval, later = window.setTimeout;
+window.setInterval = (fn, ms, ...rest) => (ms === 10000 ? 0 : every(fn, ms, ...rest));
+window.setTimeout = (fn, ms, ...rest) => (ms === 1000 || ms === 3000 ? 0 : later(fn, ms, ...rest));
+"""
+
+
+def test_pushed_rows_move_the_clocks_and_a_closing_sell_takes_its_stop_off(server, page, sma_cross):  # noqa: F811
+    """Issue 22, review: "Market time" and the wall clock moved only with the 10 s refresh while rows arrived live
+    (an order at 19:46 under "Market time 19:42"), and a closed lot's stop line stayed on the chart until a reload.
+    Here the market clock is the system's (live): it moves as the wall clock does."""
+    from ground import bus
+    from tests.e2e.test_browser_dashboard import _signal
+
+    _user("operator", staff=True)
+    evts = series.filled_events()  # the crossing's BUY, filled: one open lot with its stop
+    off_loop(series.publish_all, evts)
+    page.add_init_script(NO_TIMERS)
+    _login(page, server.port, "operator")
+    expect(page.locator("#price-chart")).to_have_attribute("data-state", "ready")
+    assert len(page.evaluate("window.cdbCharts.price.readBack().stops")) == 1
+    market, wall = page.locator("#clock-market").text_content(), page.locator("#clock-wall").text_content()
+
+    later = [110.5, 111.2, 112.0, 112.4, 113.1]
+    later_events = series.events(prices=later, base_ts=evts[-1]["timestamp"] + series.STEP_MS)
+    off_loop(series.publish_all, later_events)
+    exit_ts = later_events[-1]["timestamp"]
+    sell = {**_signal("TEST_USDT", exit_ts), "side": "SELL", "price": later[-1], "reason": "take profit"}
+    off_loop(bus.publish, sell)
+    off_loop(bus.publish, series.next_event(later_events, open_=113.0, close=113.2))  # the SELL fills: lot closed
+    expect(page.locator("#order-results tbody tr").first).to_contain_text("SELL")
+    page.wait_for_function("() => window.cdbCharts.price.readBack().stops.length === 0")
+    expect(page.locator("#clock-market")).not_to_have_text(market)
+    expect(page.locator("#clock-wall")).not_to_have_text(wall)
+    assert not page.js_errors, page.js_errors

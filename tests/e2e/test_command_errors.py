@@ -5,6 +5,7 @@ Each ran into a traceback (exit 1) after doing its work, or, for ``serve``, exit
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -75,22 +76,57 @@ def test_serve_exits_2_when_it_cannot_listen(tmp_path):
         _one_line_error(_manage(tmp_path, "serve", "--feed", "none", "--port", port), f"127.0.0.1:{port}")
 
 
-@pytest.mark.parametrize("port", ["abc", "8792x", "1.5"])
+@pytest.mark.parametrize("port", ["abc", "8792x", "1.5", "80_00", "８０００"])
 def test_serve_refuses_a_port_that_is_not_a_number(tmp_path, port):
     """``make run PORT=abc`` exports PORT: it was a ValueError traceback from building the parser."""
     _one_line_error(_manage(tmp_path, "serve", "--feed", "none", PORT=port), f"--port {port}: must be 1–65535")
     _one_line_error(_manage(tmp_path, "serve", "--feed", "none", "--port", port), f"--port {port}: must be 1–65535")
 
 
+RULE = "is not a number in ASCII digits 0-9 with at most one '.' point"
+
+
 @pytest.mark.parametrize(
-    ("args", "argument"),
+    ("args", "argument", "said"),
     [
-        (("run_feed", "--source", "sim", "--backfill", "99999999999", "--steps", "0", "--no-publish"), "--backfill"),
-        (("run_feed", "--source", "sim", "--tick-seconds", "nan", "--steps", "1"), "--tick-seconds"),
-        (("serve", "--backfill", "-1"), "--backfill"),
+        (
+            ("run_feed", "--source", "sim", "--backfill", "99999999999", "--steps", "0", "--no-publish"),
+            "--backfill",
+            "",
+        ),
+        (("run_feed", "--source", "sim", "--tick-seconds", "nan", "--steps", "1"), "--tick-seconds", RULE),
+        (("serve", "--backfill", "-1"), "--backfill", ""),
+        # one rule for a typed number (ground.numbers): int() and float() would read these as 10, 100 and 1000
+        (("run_feed", "--source", "sim", "--backfill", "1_0", "--steps", "0", "--no-publish"), "--backfill", RULE),
+        (("run_feed", "--source", "sim", "--steps", "١٠٠", "--no-publish"), "--steps", RULE),
+        (("run_feed", "--source", "replay", "--speed", "1e3", "--data", ONE_FILE), "--speed", RULE),
     ],
 )
-def test_feed_numbers_it_cannot_run_with_are_usage_errors(tmp_path, args, argument):
+def test_feed_numbers_it_cannot_run_with_are_usage_errors(tmp_path, args, argument, said):
     done = _manage(tmp_path, *args)
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert f"argument {argument}: invalid" in done.stderr
+    assert said in done.stderr, done.stderr
+
+
+def test_a_command_whose_reader_went_away_exits_quietly(tmp_path):
+    """``manage.py risk_status | head -1``: the reader closes the pipe, the command's next write fails. It ends as a
+    process a SIGPIPE ends (141), without a BrokenPipeError traceback, whatever the command."""
+    assert _manage(tmp_path, "migrate", "--noinput").returncode == 0
+    env = {"PATH": "/usr/bin:/bin", "DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}", "DEBUG": "true"}
+    for args in (("risk_status",), ("risk_status", "--json"), ("help",)):
+        read, write = os.pipe()
+        os.close(read)  # gone before the command writes its first line
+        try:
+            done = processes.run(
+                [sys.executable, "manage.py", *args],
+                cwd=ROOT,
+                env=env,
+                stdout=write,
+                stderr=subprocess.PIPE,
+                timeout=180,
+            )
+        finally:
+            os.close(write)
+        stderr = done.stderr.decode()
+        assert done.returncode == 141 and "Traceback" not in stderr and "BrokenPipe" not in stderr, (args, stderr)

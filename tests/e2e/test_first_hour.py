@@ -152,7 +152,9 @@ def test_make_run_twice_carries_on_and_a_replay_fits_in(tmp_path):
         assert re.search(r"^approved [\d,.]+ [A-Z]+ at [\d,.]+ USDT$", text, re.M), text  # units: base, quote
         risk = _manage(env, "risk_status").stdout
         assert re.search(rf"^Equity {USDT}  cash {USDT}  exposure {USDT} \(", risk, re.M), risk
-        position = rf"^  [A-Z]+_USDT +[\d,.]+ ([A-Z]+) @ [\d,.]+ USDT  last [\d,.]+ USDT  unrealized [+]?{USDT}$"
+        position = (
+            rf"^  [A-Z]+_USDT +[\d,.]+ ([A-Z]+) @ [\d,.]+ USDT  last [\d,.]+ USDT  unrealized before fees [+]?{USDT}$"
+        )
         held = [m.group(1) for m in re.finditer(position, risk, re.M)]  # "0.5 XRP @ 0.565288 USDT"
         assert held and all(f"{base}_USDT" in risk for base in held), risk
         iso = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"  # ISO 8601 UTC
@@ -283,7 +285,9 @@ def test_amounts_in_the_backtest_summary_and_reports(tmp_path):
     btc = r"\d{1,3}(,\d{3})*\.\d{8} BTC"
     for label in ("initial capital", "final equity", "fees paid"):
         assert re.search(rf"^{label} +{btc}$", done.stdout, re.M), done.stdout
-    assert re.search(rf"ETH_BTC +trades +\d+ +win +[\d.]+ % +P&L [+-]?{btc}$", done.stdout, re.M), done.stdout
+    assert re.search(rf"ETH_BTC +trades +\d+ +win +[\d.]+ % +P&L after fees [+-]?{btc}$", done.stdout, re.M), (
+        done.stdout
+    )
     document = json.loads(out_json.read_text())
     assert {
         "strategy",
@@ -311,6 +315,14 @@ def test_amounts_in_the_backtest_summary_and_reports(tmp_path):
     for key in ("total_return_pct", "max_drawdown_pct", "time_in_market_pct"):
         assert units[f"summary.{key}"].startswith("percent (12.5 = 12.5 %)"), units
     assert units["summary.win_rate"].startswith("fraction")
+    # before or after fees, for every P&L (keys unchanged): the printed per-symbol P&L and the HTML columns say it
+    for key in ("realized_pnl", "summary.realized_pnl", "unrealized_pnl"):
+        assert units[key].startswith("before fees"), units
+    for key in ("trades.profit_loss", "summary.per_symbol.*.profit_loss"):
+        assert units[key].startswith("after fees"), units
+    assert "after fees" in units["trades.profit_loss_percent"]
+    assert ">P&amp;L after fees (BTC)</th>" in out_html.read_text()
+    assert ">P&amp;L % after fees</th>" in out_html.read_text()
     growth = Decimal(document["final_equity"]) / Decimal(document["initial_capital"]) - 1
     # an exact decimal string
     assert summary["total_return_pct"] == amounts.plain(repr(float(summary["total_return_pct"])))

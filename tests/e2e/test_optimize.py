@@ -79,6 +79,8 @@ def direct_backtest(tmp_path: Path, files: list[str], params: dict, *, capital: 
         ("nonsense=1:2", "nonsense: unknown parameter for strategy 'momentum'; known: ema_fast"),
         ("ema_fast=5", "expected NAME=LOW:HIGH"),
         ("ema_fast=a:9", "'a' is not a number"),
+        ("ema_fast=1_0:20", "'1_0' is not a number in ASCII digits 0-9 with at most one '.' point"),
+        ("STOP_LOSS_PCT=5e-3:0.05", "'5e-3' is not a number in ASCII digits"),
     ],
 )
 def test_a_bad_space_names_the_parameter_and_its_range(item, message):
@@ -117,6 +119,7 @@ def test_spaces_parse_to_typed_dimensions():
         (["--space", "ema_fast=5:30", "--json", "/nonexistent/out.json"], "--json /nonexistent/out.json: its folder"),
         (["--space", "ema_fast=5:30", "--html", "/"], "--html /: is a directory"),
         (["--space", "ema_fast=5:30", "--study", "s" * 501], "--study: 501 characters, at most 500"),
+        (["--space", "ema_fast=5:30", "--capital", "1_0"], "--capital='1_0': must be a number in 0.00000001–"),
     ],
 )
 def test_the_command_refuses_bad_spaces_with_exit_2_before_any_study(args, message):

@@ -216,6 +216,18 @@ def test_admin_refuses_out_of_range_parameters_with_a_form_error(admin_client):
     assert RiskParameters.load().max_position_pct == D("0.10") and not AuditLog.objects.exists()
 
 
+@pytest.mark.parametrize(("field", "typed"), [("max_position_pct", "0.0_5"), ("cooldown_after_stop_min", "1_5")])
+def test_admin_refuses_a_number_outside_the_typed_number_rule(admin_client, field, typed):
+    """Django's form fields read "0.0_5" as 0.05 and "1_5" as 15: the admin follows the rule the API and the commands
+    follow (ground.numbers), and stores nothing."""
+    url = reverse("admin:risk_riskparameters_change", args=[RiskParameters.load().pk])
+    before = RiskParameters.load().as_dict()
+    response = admin_client.post(url, _params_form(**{field: typed}))
+    assert response.status_code == 200
+    assert f"{field.upper()}: &#x27;{typed}&#x27; is not a number in ASCII digits" in response.content.decode()
+    assert RiskParameters.load().as_dict() == before and not AuditLog.objects.exists()
+
+
 def test_admin_parameter_change_is_audited_and_used_by_the_next_decision(admin_client):
     url = reverse("admin:risk_riskparameters_change", args=[RiskParameters.load().pk])
     response = admin_client.post(url, _params_form(max_position_pct="0.05", reason="tighter"))

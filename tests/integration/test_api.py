@@ -545,6 +545,12 @@ def test_patch_with_the_same_value_writes_no_audit(superuser):
         ({"max_position_pct": "０.２"}, "MAX_POSITION_PCT", "not a number in ASCII digits"),
         ({"COOLDOWN_AFTER_STOP_MIN": "１５"}, "COOLDOWN_AFTER_STOP_MIN", "not a number in ASCII digits"),
         ({"STOP_LOSS_PCT": "0.0٢"}, "STOP_LOSS_PCT", "not a number in ASCII digits"),
+        # what Python's Decimal and int also read (0.12, 10, 0.05, 0.1): one rule for every number a person types
+        ({"max_position_pct": "0.1_2"}, "MAX_POSITION_PCT", "no '_', exponent or '+'"),
+        ({"COOLDOWN_AFTER_STOP_MIN": "1_0"}, "COOLDOWN_AFTER_STOP_MIN", "no '_', exponent or '+'"),
+        ({"STOP_LOSS_PCT": "5e-2"}, "STOP_LOSS_PCT", "not a number in ASCII digits 0-9 with at most one '.' point"),
+        ({"MAX_POSITION_PCT": "+0.1"}, "MAX_POSITION_PCT", "not a number in ASCII digits"),
+        ({"MAX_POSITION_PCT": "0.1.2"}, "MAX_POSITION_PCT", "at most one '.' point"),
     ],
 )
 def test_patch_out_of_range_is_400_naming_field_and_range(risk_admin, body, field, fragment):

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from math import isfinite
 from typing import ClassVar
 
+from ground.numbers import number_rule, typed_number
 from marketdata.candle import Candle
 
 REGISTRY: dict[str, type[Strategy]] = {}
@@ -85,11 +86,12 @@ class Strategy:
         self.values: dict[str, float] = {}
         for key, spec in self.params.items():
             value = overrides.get(key, spec.default)
-            try:
-                number = float(value)
+            try:  # a text (``--param fast=10``, ``--strategy sma_cross:fast=10``) by the rule for typed numbers
+                number = float(typed_number(value, negative=spec.minimum < 0) if isinstance(value, str) else value)
             except (TypeError, ValueError):
+                said = f": {number_rule(negative=spec.minimum < 0)}" if isinstance(value, str) else ""
                 raise ValueError(
-                    f"{self.name}: parameter {key}={value!r} is not a number (allowed: {spec.describe()})"
+                    f"{self.name}: parameter {key}={value!r} is not a number{said} (allowed: {spec.describe()})"
                 ) from None
             if not isfinite(number):
                 raise ValueError(f"{self.name}: parameter {key}={value!r} is not a finite number ({spec.describe()})")

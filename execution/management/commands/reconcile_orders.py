@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from ground.amounts import counted
+from ground.numbers import number_option
 from risk.reconcile import reconcile_balances, reconcile_pending
 
 MAX_OLDER_THAN = 10 * 365 * 86_400  # ten years: far beyond any order, and well within what a date can subtract
@@ -13,7 +14,12 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--older-than", type=int, default=None, help="seconds (default PENDING_ORDER_TIMEOUT_SEC)")
+        parser.add_argument(
+            "--older-than",
+            type=number_option(whole=True),
+            default=None,
+            help="seconds (default PENDING_ORDER_TIMEOUT_SEC)",
+        )
         parser.add_argument(
             "--balances",
             action="store_true",

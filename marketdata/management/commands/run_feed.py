@@ -1,10 +1,12 @@
 import shlex
 import sys
+from argparse import ArgumentTypeError
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from ground.amounts import DEFAULT_QUOTE, counted, mixed_quotes, quote_of
+from ground.numbers import SEED, number_option
 from marketdata.feeds.sim import DEFAULT_SYMBOLS
 from marketdata.feeds.sim_runner import build_market, run_blocking
 from marketdata.validation import SYMBOL
@@ -29,30 +31,16 @@ def check_symbols(symbols: list[str] | None) -> None:
         raise CommandError(f"--symbols refused: {mixed}. Give markets of one quote currency", returncode=2)
 
 
-def bounded(cast, low, high):
-    """An argparse type: ``cast(value)`` between ``low`` and ``high`` (NaN and infinities refused), so a value the
-    feed cannot run with is a one-line usage error (exit 2), not a traceback from the first candle."""
-
-    def parse(value: str):
-        number = cast(value)
-        if not low <= number <= high:  # False for NaN too
-            raise ValueError(f"{value} is not between {low} and {high}")
-        return number
-
-    parse.__name__ = cast.__name__  # argparse names the type in its message
-    return parse
-
-
-SECONDS = bounded(float, 0.001, 3600.0)
-BACKFILL = bounded(int, 0, 100_000)
+SECONDS = number_option(0.001, 3600, cast=float)
+BACKFILL = number_option(0, 100_000, whole=True)
 
 
 def speed_value(value: str) -> float | None:
     if value.strip().lower() == "max":
         return None
-    speed = float(value)
-    if not speed > 0 or speed == float("inf"):
-        raise ValueError("speed must be a positive number or max")
+    speed = number_option(0, cast=float)(value)
+    if not speed > 0:
+        raise ArgumentTypeError("speed must be a positive number or max")
     return speed
 
 
@@ -89,7 +77,7 @@ class Command(BaseCommand):
             help="replay: a CSV of timestamp_ms,command[,reason] (halt, halt_close, release), each given at its "
             "market time as a person would (as manage.py backtest --operator-commands)",
         )
-        parser.add_argument("--seed", type=int, default=7, help="sim: random seed")
+        parser.add_argument("--seed", type=SEED, default=7, help="sim: random seed")
         parser.add_argument(
             "--tick-seconds", type=SECONDS, default=1.0, help="sim: real seconds between two simulated candles"
         )

@@ -14,7 +14,9 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from execution.run_settings import CAPITAL_RANGE, checked_decimal
 from ground.amounts import counted
+from ground.numbers import SEED, number_option
 from trading.management.commands.backtest import date_ms
 from trading.strategies import build_strategy, parse_spec
 
@@ -22,6 +24,7 @@ from ...objectives import OBJECTIVES
 from ...space import SpaceError, parse_space
 
 DEFAULT_TRIALS = 100
+WHOLE = number_option(whole=True)  # the rule for a typed number; the ranges are checked (and said) below
 # Optuna stores at most 512 characters; a walk-forward fold's study adds ".foldK"
 MAX_STUDY_NAME = 500
 EXIT_NO_COMPLETE = 4  # every finished trial was pruned: no best parameters
@@ -52,19 +55,19 @@ class Command(BaseCommand):
             help="a searched parameter (strategy, SPEC §4 risk parameter or POSITION_SIZE_PCT); repeat",
         )
         parser.add_argument(
-            "--trials", type=int, default=None, help=f"finished trials wanted (default {DEFAULT_TRIALS})"
+            "--trials", type=WHOLE, default=None, help=f"finished trials wanted (default {DEFAULT_TRIALS})"
         )
         parser.add_argument("--objective", choices=OBJECTIVES, default=None, help="maximised (default sharpe)")
         parser.add_argument("--capital", default=None, help="initial cash (default INITIAL_CAPITAL)")
-        parser.add_argument("--min-trades", type=int, default=None, help="fewer closed trades: pruned (default 0)")
-        parser.add_argument("--walk-forward", type=int, default=None, metavar="K", help="K walk-forward folds")
+        parser.add_argument("--min-trades", type=WHOLE, default=None, help="fewer closed trades: pruned (default 0)")
+        parser.add_argument("--walk-forward", type=WHOLE, default=None, metavar="K", help="K walk-forward folds")
         parser.add_argument("--from", dest="date_from", default=None, help="first candle time (UTC date/time)")
         parser.add_argument("--to", dest="date_to", default=None, help="last candle time (UTC date/time)")
         parser.add_argument("--study", default=None, help="study name: a new one, or an existing one to resume")
         where = parser.add_mutually_exclusive_group()
-        where.add_argument("--workers", type=int, default=2, help="worker processes taking trials (default 2)")
+        where.add_argument("--workers", type=WHOLE, default=2, help="worker processes taking trials (default 2)")
         where.add_argument("--local", action="store_true", help="run the trials in this process")
-        parser.add_argument("--seed", type=int, default=None, help="the sampler's seed")
+        parser.add_argument("--seed", type=SEED, default=None, help="the sampler's seed")
         parser.add_argument("--json", dest="json_out", default=None, metavar="OUT.json")
         parser.add_argument("--html", dest="html_out", default=None, metavar="OUT.html")
         parser.add_argument("--no-progress", action="store_true")
@@ -211,11 +214,9 @@ class Command(BaseCommand):
                 raise CommandError(f"--space {dimension.name}: also fixed in --strategy {spec}", returncode=2)
         capital_text = options["capital"] or str(settings.INITIAL_CAPITAL)
         try:
-            capital = Decimal(capital_text)
-        except ArithmeticError:
-            capital = None
-        if capital is None or not capital.is_finite() or not Decimal("0.00000001") <= capital <= Decimal("1e15"):
-            raise CommandError(f"--capital {capital_text!r}: must be a number in 0.00000001–1e15", returncode=2)
+            capital = checked_decimal("--capital", capital_text, *CAPITAL_RANGE)
+        except ValueError as error:
+            raise CommandError(str(error), returncode=2) from None
         min_trades = options["min_trades"] or 0
         if min_trades < 0:
             raise CommandError("--min-trades cannot be negative", returncode=2)

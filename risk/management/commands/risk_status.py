@@ -42,5 +42,5 @@ class Command(BaseCommand):
             out(
                 f"  {symbol:<12} {quantity(position['quantity'], base_of(symbol))}"
                 f" @ {price(position['avg_entry_price'], quote)}  last {price(position['last_price'], quote)}"
-                f"  unrealized {money(position['unrealized_pnl'], quote, unit=True, sign=True)}"
+                f"  unrealized before fees {money(position['unrealized_pnl'], quote, unit=True, sign=True)}"
             )

@@ -15,10 +15,11 @@ from django.core.management.base import BaseCommand, CommandError
 from cdb_project.standalone import ensure_apps
 from execution.paper import PaperExchange
 from execution.run_settings import CAPITAL_RANGE, SIZING_RANGE, checked_decimal, run_settings_problem
+from ground.numbers import SEED
 from risk.operator_commands import OperatorCommandsError, OperatorSchedule, read_operator_commands
 from risk.parameters import PARAMETER_SPECS
 from trading.backtest import Backtest, BacktestInputError, read_bars, watched_series
-from trading.backtest_report import amounts, html_report, report
+from trading.backtest_report import amounts, html_report, refused_entries, report
 from trading.strategies import build_strategy, parse_spec
 from trading.strategies.signals_file import SignalsFileError
 
@@ -116,7 +117,7 @@ class Command(BaseCommand):
             help="a risk parameter (MAX_POSITION_PCT=0.2), POSITION_SIZE_PCT, or a strategy parameter (fast=10)",
         )
         parser.add_argument("--failure-rate", default="0", help="paper failure rate (default 0: no failures)")
-        parser.add_argument("--seed", type=int, default=settings.PAPER_SEED, help="paper exchange seed")
+        parser.add_argument("--seed", type=SEED, default=settings.PAPER_SEED, help="paper exchange seed")
         parser.add_argument("--json", dest="json_out", default=None, metavar="OUT.json")
         parser.add_argument("--html", dest="html_out", default=None, metavar="OUT.html")
         parser.add_argument("--save", action="store_true", help="store the run (admin, /api/backtests/)")
@@ -274,6 +275,8 @@ class Command(BaseCommand):
         def pct(value):
             return percent(value, fraction=False)
 
+        refused, because = refused_entries(document)
+
         rows = [
             ("candles", f"{document['candles']} in {shown['seconds']}"),
             ("initial capital", shown["initial_capital"]),
@@ -282,6 +285,7 @@ class Command(BaseCommand):
             ("max drawdown", pct(s["max_drawdown_pct"])),
             ("trades (closed / open)", f"{s['trades']} / {s['open_trades']}"),
             ("orders (filled / all)", f"{s['orders_filled']} / {s['orders']}"),
+            ("entries refused", f"{refused}: {because}" if refused else "0"),
             ("win rate", percent(s["win_rate"], 1)),
             ("profit factor", shown["profit_factor"]),
             ("sharpe", shown["sharpe"]),
@@ -297,7 +301,7 @@ class Command(BaseCommand):
         for symbol, item in s["per_symbol"].items():
             self.stdout.write(
                 f"  {symbol:<12} trades {item['trades']:>4}  win {percent(item['win_rate'], 1):>7}"
-                f"  P&L {money(item['profit_loss'], quote, unit=True, sign=True)}"
+                f"  P&L after fees {money(item['profit_loss'], quote, unit=True, sign=True)}"
             )
 
 

@@ -15,6 +15,7 @@ from django.db import connections
 
 from ground import serve_lock
 from ground.amounts import counted
+from ground.numbers import SEED, typed_whole
 from marketdata.feeds.sim import DEFAULT_SYMBOLS
 from marketdata.management.commands.run_feed import BACKFILL, SECONDS, check_symbols, symbol_list
 
@@ -24,7 +25,7 @@ def port_number(text: str) -> int:
     like ``abc`` or ``1.5`` in the environment is the same one-line error (exit 2) as ``--port 99999``, not a
     traceback while the parser is being built."""
     try:
-        port = int(text)
+        port = typed_whole(text)
     except ValueError:
         port = 0
     if not 0 < port < 65536:
@@ -69,7 +70,7 @@ class Command(BaseCommand):
         parser.add_argument("--port", default=os.environ.get("PORT") or "8000", help="default: $PORT, else 8000")
         parser.add_argument("--feed", choices=["sim", "none"], default="sim" if settings.EMBEDDED else "none")
         parser.add_argument("--symbols", type=symbol_list, default=list(DEFAULT_SYMBOLS))
-        parser.add_argument("--seed", type=int, default=7)
+        parser.add_argument("--seed", type=SEED, default=7)
         parser.add_argument("--tick-seconds", type=SECONDS, default=1.0)
         parser.add_argument("--backfill", type=BACKFILL, default=60)
 

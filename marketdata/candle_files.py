@@ -109,13 +109,15 @@ def parse_csv(data: bytes, symbol: str, interval: str, *, on_grid: bool = True) 
     events = np.flatnonzero((buf - np.uint8(ord("0"))) > 9)  # every byte but a digit, in order
     kinds = _CLASS[buf[events]]
     is_sep = kinds >= COMMA  # every field ends at a comma or a newline
-    sep = events[is_sep]
-    newline_at = np.flatnonzero(kinds[is_sep] == NEWLINE)  # each line's last separator, as an index into sep
+    # the events of each kind as index arrays (each used twice or more: a take costs half a boolean subscript)
+    seps, others = np.flatnonzero(is_sep), np.flatnonzero(~is_sep)
+    sep = events[seps]
+    newline_at = np.flatnonzero(kinds[seps] == NEWLINE)  # each line's last separator, as an index into sep
     line_end = sep[newline_at]
     line_start = np.concatenate(([0], line_end[:-1] + 1))
     field_start = np.concatenate(([0], sep[:-1] + 1))
-    special_field = np.cumsum(is_sep)[~is_sep]  # the field of each point, exponent, sign or other byte
-    special = events[~is_sep], kinds[~is_sep], special_field
+    special_field = np.cumsum(is_sep)[others]  # the field of each point, exponent, sign or other byte
+    special = events[others], kinds[others], special_field
 
     plain = _plain_lines(buf, special, sep, newline_at, field_start)
     text = data.decode("latin-1")  # plain lines are ASCII; the others are decoded as UTF-8 below
@@ -198,9 +200,10 @@ def _plain_lines(buf, special, sep, newline_at, field_start) -> np.ndarray:
     length = sep - field_start
     line_of_field = np.cumsum(np.bincount(newline_at + 1, minlength=n_fields)[:n_fields])
     bad_lines = line_of_field[field[kind == OTHER]]
-    n_point = np.bincount(field[kind == POINT], minlength=n_fields)
+    points = np.flatnonzero(kind == POINT)
+    n_point = np.bincount(field[points], minlength=n_fields)
     point = np.zeros(n_fields, np.int64)
-    point[field[kind == POINT]] = at[kind == POINT]
+    point[field[points]] = at[points]
 
     # a price: D{1,16} (. D{0,12})? — what every field of a usual file is; exponents are checked below
     int_digits = np.where(n_point == 1, point, sep) - field_start
@@ -226,7 +229,7 @@ def _plain_lines(buf, special, sep, newline_at, field_start) -> np.ndarray:
 
 def _exponent_numbers(buf, at, kind, field, fields, point, n_point, sep, field_start) -> np.ndarray:
     """For the fields with an ``e``/``E`` or a ``-`` (sorted): whether each is a plain number with an exponent."""
-    exp_of, minus_of = kind == EXP, kind == MINUS
+    exp_of, minus_of = np.flatnonzero(kind == EXP), np.flatnonzero(kind == MINUS)
     exp_index, minus_index = np.searchsorted(fields, field[exp_of]), np.searchsorted(fields, field[minus_of])
     n_exp = np.bincount(exp_index, minlength=len(fields))
     n_minus = np.bincount(minus_index, minlength=len(fields))

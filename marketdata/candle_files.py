@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import gc
 import re
-from collections import Counter, deque
-from collections.abc import Callable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import dataclass
 from decimal import Decimal
-from itertools import chain, repeat
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -109,13 +109,15 @@ def parse_csv(data: bytes, symbol: str, interval: str, *, on_grid: bool = True) 
     events = np.flatnonzero((buf - np.uint8(ord("0"))) > 9)  # every byte but a digit, in order
     kinds = _CLASS[buf[events]]
     is_sep = kinds >= COMMA  # every field ends at a comma or a newline
-    sep = events[is_sep]
-    newline_at = np.flatnonzero(kinds[is_sep] == NEWLINE)  # each line's last separator, as an index into sep
+    # the events of each kind as index arrays (each used twice or more: a take costs half a boolean subscript)
+    seps, others = np.flatnonzero(is_sep), np.flatnonzero(~is_sep)
+    sep = events[seps]
+    newline_at = np.flatnonzero(kinds[seps] == NEWLINE)  # each line's last separator, as an index into sep
     line_end = sep[newline_at]
     line_start = np.concatenate(([0], line_end[:-1] + 1))
     field_start = np.concatenate(([0], sep[:-1] + 1))
-    special_field = np.cumsum(is_sep)[~is_sep]  # the field of each point, exponent, sign or other byte
-    special = events[~is_sep], kinds[~is_sep], special_field
+    special_field = np.cumsum(is_sep)[others]  # the field of each point, exponent, sign or other byte
+    special = events[others], kinds[others], special_field
 
     plain = _plain_lines(buf, special, sep, newline_at, field_start)
     text = data.decode("latin-1")  # plain lines are ASCII; the others are decoded as UTF-8 below
@@ -198,9 +200,10 @@ def _plain_lines(buf, special, sep, newline_at, field_start) -> np.ndarray:
     length = sep - field_start
     line_of_field = np.cumsum(np.bincount(newline_at + 1, minlength=n_fields)[:n_fields])
     bad_lines = line_of_field[field[kind == OTHER]]
-    n_point = np.bincount(field[kind == POINT], minlength=n_fields)
+    points = np.flatnonzero(kind == POINT)
+    n_point = np.bincount(field[points], minlength=n_fields)
     point = np.zeros(n_fields, np.int64)
-    point[field[kind == POINT]] = at[kind == POINT]
+    point[field[points]] = at[points]
 
     # a price: D{1,16} (. D{0,12})? — what every field of a usual file is; exponents are checked below
     int_digits = np.where(n_point == 1, point, sep) - field_start
@@ -226,7 +229,7 @@ def _plain_lines(buf, special, sep, newline_at, field_start) -> np.ndarray:
 
 def _exponent_numbers(buf, at, kind, field, fields, point, n_point, sep, field_start) -> np.ndarray:
     """For the fields with an ``e``/``E`` or a ``-`` (sorted): whether each is a plain number with an exponent."""
-    exp_of, minus_of = kind == EXP, kind == MINUS
+    exp_of, minus_of = np.flatnonzero(kind == EXP), np.flatnonzero(kind == MINUS)
     exp_index, minus_index = np.searchsorted(fields, field[exp_of]), np.searchsorted(fields, field[minus_of])
     n_exp = np.bincount(exp_index, minlength=len(fields))
     n_minus = np.bincount(minus_index, minlength=len(fields))
@@ -305,7 +308,7 @@ def freqtrade_csv(path: Path) -> bytes:
 
 
 class TextRow(CandleRow):
-    """A ``CandleRow`` whose prices not in EAGER_PRICES are Decimals made from the file's text when first read
+    """A ``CandleRow`` whose open and volume are Decimals made from the file's text when first read
     (the exact text, so the same Decimal to the exponent as the row-by-row validator makes). Equal to and hashed
     as the ``CandleRow`` of the same values (its repr names this class)."""
 
@@ -329,48 +332,32 @@ class TextRow(CandleRow):
 
 
 _FIELD_NAMES = ("timestamp", *PRICE_COLUMNS)
-EAGER_PRICES = ("high", "low", "close")  # made when a row is built (``_text_rows``); the others on first read
 _PRICE_INDEX = {name: column for column, name in enumerate(PRICE_COLUMNS)}
 
 
-def _text_rows(file: CandleFile, timestamps: list[int], low: int) -> list[TextRow]:
-    """Rows low.. of a file as TextRows, each slot filled through its descriptor. The close, high and low are made
-    now: the close is every candle's mark, and a decision's spread reads the high and low of the last 21 rows, so
-    most rows have them read, and a Decimal made here in bulk costs far less than one made on first read (the
-    open and volume, read only when an order fills, are left: measured in instructions, the whole run is ~3 %
-    below making all five, and ~2 % below leaving high and low lazy too)."""
-    rows = list(map(object.__new__, repeat(TextRow, len(timestamps))))
-    deque(map(CandleRow.__dict__["timestamp"].__set__, rows, timestamps), maxlen=0)
-    for name in EAGER_PRICES:
-        column = file.texts[_PRICE_INDEX[name]][low : low + len(timestamps)]
-        deque(map(CandleRow.__dict__[name].__set__, rows, map(Decimal, column)), maxlen=0)
-    deque(map(TextRow.__dict__["_texts"].__set__, rows, repeat(file.texts)), maxlen=0)
-    deque(map(TextRow.__dict__["_at"].__set__, rows, range(low, low + len(timestamps))), maxlen=0)
-    return rows
+def _builder(cls: type) -> type:
+    """A subclass of the frozen slotted ``cls`` with the same layout whose attributes are set as any object's:
+    its instances are filled by plain assignments (a slot store, some ten times cheaper than going through the
+    frozen class's ``__setattr__`` or its slots' ``__set__``), then made ``cls`` by assigning ``__class__``
+    (allowed: the layouts are the same). The only place a frozen row or candle is ever written."""
+    builder = _BUILDERS.get(cls)
+    if builder is None:
+        namespace = {"__slots__": (), "__setattr__": object.__setattr__, "__delattr__": object.__delattr__}
+        builder = _BUILDERS[cls] = type(f"_Building{cls.__name__}", (cls,), namespace)
+    return builder
 
 
-def build_many(cls: type, columns: Sequence[list]) -> list:
-    """``[cls(*row) for row in zip(*columns)]``, fast. A frozen dataclass's ``__init__`` sets each field through
-    ``object.__setattr__`` (about 2 µs for a six-field row); with slots the same object is made column by column
-    through the slots' own descriptors. A NamedTuple is made by ``tuple.__new__``."""
-    if issubclass(cls, tuple):
-        return list(map(tuple.__new__, repeat(cls), zip(*columns, strict=True)))
-    if not (is_dataclass(cls) and "__slots__" in cls.__dict__):
-        return list(map(cls, *columns))
-    objects = list(map(object.__new__, repeat(cls, len(columns[0]))))
-    for field, column in zip(fields(cls), columns, strict=True):
-        deque(map(cls.__dict__[field.name].__set__, objects, column), maxlen=0)
-    return objects
+_BUILDERS: dict[type, type] = {}
 
 
-def iter_merged(files: list[CandleFile], bar: Callable, candle: type) -> Iterator:
+def iter_merged(files: list[CandleFile], bar: type, candle: type) -> Iterator:
     """``bar(symbol, interval, row, candle, known)`` for every accepted row of the files, merged by (known,
     symbol, interval) — ties in file order, as ``heapq.merge`` gives — built ``CHUNK`` rows at a time. ``known`` is
     when the candle is known: its close, open time + interval (``validation.known_at``)."""
     return chain.from_iterable(_merged_chunks(files, bar, candle))
 
 
-def _merged_chunks(files: list[CandleFile], bar: Callable, candle: type) -> Iterator[list]:
+def _merged_chunks(files: list[CandleFile], bar: type, candle: type) -> Iterator[list]:
     """Lists of bars in merged order. Each file's part of a chunk is a run of its rows (the merge keeps each
     file's order), so it is built from slices of the file's columns; one permutation then interleaves them."""
     files = [f for f in files if len(f)]
@@ -384,7 +371,6 @@ def _merged_chunks(files: list[CandleFile], bar: Callable, candle: type) -> Iter
     order = np.lexsort((np.arange(len(rank)), rank, known))
     first = np.concatenate(([0], np.cumsum(sizes)[:-1]))  # each file's first row in the global numbering
     done = np.zeros(len(files), np.int64)  # rows of each file handed out so far
-    tuple_bar = isinstance(bar, type) and issubclass(bar, tuple)
     for start in range(0, len(order), CHUNK):
         index = order[start : start + CHUNK]
         file_of = which[index]
@@ -393,7 +379,7 @@ def _merged_chunks(files: list[CandleFile], bar: Callable, candle: type) -> Iter
             parts: list = []
             for number in np.flatnonzero(counts).tolist():
                 low, high = int(done[number]), int(done[number] + counts[number])
-                parts += _bars(files[number], low, high, bar, candle, tuple_bar)
+                parts += _bars(files[number], low, high, bar, candle)
             # where each bar of the chunk sits in parts (the files' runs one after the other)
             run_start = np.cumsum(counts) - counts
             at = run_start[file_of] + index - first[file_of] - done[file_of]
@@ -402,19 +388,35 @@ def _merged_chunks(files: list[CandleFile], bar: Callable, candle: type) -> Iter
         yield bars
 
 
-def _bars(file: CandleFile, low: int, high: int, bar: Callable, candle: type, tuple_bar: bool) -> list:
-    """Rows low..high-1 of one file as bars, in file order."""
+def _bars(file: CandleFile, low: int, high: int, bar: type, candle: type) -> list:
+    """Rows low..high-1 of one file as bars, in file order: ``bar(symbol, interval, row, candle, known)`` with a
+    ``TextRow`` and a ``candle`` (Candle's six fields, the floats) each. The row's close, high and low are made
+    now: the close is every candle's mark, and a decision's spread reads the high and low of the last 21 rows, so
+    most rows have them read, and a Decimal made here costs far less than one made on first read (the open and
+    volume, read only when an order fills, are left: measured in instructions, the whole run is ~3 % below making
+    all five, and ~2 % below leaving high and low lazy too)."""
     ts = file.timestamps[low:high].tolist()
-    rows = _text_rows(file, ts, low)
-    for position, row in file.checked_rows.items():
-        if low <= position < high:
-            rows[position - low] = row
-    candles = build_many(candle, [ts, *file.values[low:high].T.tolist()])
     known = (file.timestamps[low:high] + interval_ms(file.interval)).tolist()
-    columns = (repeat(file.symbol), repeat(file.interval), rows, candles, known)
-    if tuple_bar:
-        return list(map(tuple.__new__, repeat(bar), zip(*columns, strict=False)))  # two columns repeat
-    return list(map(bar, *columns))
+    texts = file.texts
+    highs, lows, closes = (map(Decimal, texts[_PRICE_INDEX[name]][low:high]) for name in ("high", "low", "close"))
+    symbol, interval, new, make_bar = file.symbol, file.interval, object.__new__, tuple.__new__
+    row_builder, candle_builder = _builder(TextRow), _builder(candle)
+    bars = []
+    append = bars.append
+    columns = zip(ts, *file.values[low:high].T.tolist(), highs, lows, closes, range(low, high), known, strict=False)
+    for t, o, h, lo, c, v, high_d, low_d, close_d, at, known_at in columns:
+        row = new(row_builder)
+        row.timestamp, row.high, row.low, row.close, row._texts, row._at = t, high_d, low_d, close_d, texts, at
+        row.__class__ = TextRow
+        made = new(candle_builder)
+        made.timestamp, made.open, made.high, made.low, made.close, made.volume = t, o, h, lo, c, v
+        made.__class__ = candle
+        append(make_bar(bar, (symbol, interval, row, made, known_at)))
+    for position, checked in file.checked_rows.items():  # accepted rows checked one by one: their own CandleRow
+        if low <= position < high:
+            at = position - low
+            bars[at] = make_bar(bar, (symbol, interval, checked, bars[at][3], known[at]))
+    return bars
 
 
 @contextmanager

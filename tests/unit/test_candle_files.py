@@ -410,3 +410,17 @@ def test_times_off_the_interval_grid_are_refused_alike_by_both_readers():
         off_grid_hint(only_seconds.splitlines(), "1m")
         == "1700002800 is not a 1m open time in epoch ms: a time in seconds?"
     )
+
+
+def test_built_rows_and_candles_are_the_frozen_classes():
+    """``_builder``'s seam: bars are filled through a writable twin class, then handed out as the frozen classes
+    themselves (equal to, hashed as and as read-only as rows and candles made the ordinary way)."""
+    loaded = candle_files.parse_csv(SHARED[0].read_bytes(), "ETH_BTC", "5m")
+    bar = next(candle_files.iter_merged([loaded], Bar, Candle))
+    assert type(bar) is Bar and type(bar.row) is candle_files.TextRow and type(bar.candle) is Candle
+    plain = Candle(*(getattr(bar.candle, name) for name in FIELDS))
+    assert bar.candle == plain and hash(bar.candle) == hash(plain)
+    assert bar.row == CandleRow(*(getattr(bar.row, name) for name in FIELDS))
+    for frozen in (bar.row, bar.candle):
+        with pytest.raises(AttributeError):  # dataclasses.FrozenInstanceError
+            frozen.close = 1

@@ -196,9 +196,12 @@ class Command(BaseCommand):
             whitelist=frozenset(settings.SYMBOL_WHITELIST),
             operator=schedule,
         )
-        # The run makes millions of objects; its full collections need not scan Django's (a one-shot process:
-        # no collection first, what start-up left for the collector may stay).
+        # The run makes millions of objects and next to no cycles (the six shared files: 485 objects found in 111
+        # collections, the same peak RSS without them), so the collector is off while it runs: its collections were
+        # 3.6 % of the command's instructions. Frozen first: what start-up left for it may stay (a one-shot process).
         gc.freeze()
+        collecting = gc.isenabled()
+        gc.disable()
         rejected: dict[str, int] = {}
         try:
             series: dict = {}
@@ -220,6 +223,9 @@ class Command(BaseCommand):
             raise CommandError(str(error), returncode=2) from None
         except SignalsFileError as error:  # each series builds its strategy at its first candle, reading the file
             raise CommandError(f"{error} (during the run: keep the signals file until it ends)", returncode=1) from None
+        finally:
+            if collecting:
+                gc.enable()
         if result.candles == 0:
             raise CommandError(
                 f"no valid candles in the given files and dates{_off_grid(options['data'])}", returncode=2

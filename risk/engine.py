@@ -286,15 +286,16 @@ class RiskEngine:
             return reject(
                 "circuit_breaker", message, AlertSpec("WARNING", "CIRCUIT_BREAKER", message), state_change=PAUSED
             )
-        if _finite_positive(market.avg_spread_pct) and market.spread_pct is not None:
-            limit = parameters["MAX_SPREAD_MULTIPLIER"] * market.avg_spread_pct
-            details["spread_pct"] = amounts.plain(market.spread_pct)
-            details["avg_spread_pct"] = amounts.plain(market.avg_spread_pct)
-            if market.spread_pct > limit:
+        spread, avg_spread = market.spread_pct, market.avg_spread_pct  # each read once (computed on first read)
+        if _finite_positive(avg_spread) and spread is not None:
+            limit = parameters["MAX_SPREAD_MULTIPLIER"] * avg_spread
+            details["spread_pct"] = amounts.plain(spread)
+            details["avg_spread_pct"] = amounts.plain(avg_spread)
+            if spread > limit:
                 multiplier = amounts.plain(parameters["MAX_SPREAD_MULTIPLIER"])  # "5", as stored or not ("5.000")
                 message = (
-                    f"{order.symbol}: spread {market.spread_pct:.4%} exceeds {multiplier} × "
-                    f"the recent average {market.avg_spread_pct:.4%}; circuit breaker"
+                    f"{order.symbol}: spread {spread:.4%} exceeds {multiplier} × "
+                    f"the recent average {avg_spread:.4%}; circuit breaker"
                 )
                 return reject(
                     "circuit_breaker", message, AlertSpec("WARNING", "CIRCUIT_BREAKER", message), state_change=PAUSED
@@ -351,8 +352,14 @@ class RiskEngine:
             "cash": state.cash / unit_cost,
         }
         binding = min(limits, key=limits.__getitem__)
-        allowed = min(order.quantity, round_quantity(max(limits[binding], Decimal(0))))
-        details.update({f"max_quantity_{name}": amounts.plain(round_quantity(value)) for name, value in limits.items()})
+        rounded = {name: round_quantity(value) for name, value in limits.items()}  # each quantized once
+        room = rounded[binding]
+        allowed = min(order.quantity, room) if room > 0 else Decimal(0)
+        details.update(
+            max_quantity_position=amounts.plain(rounded["position"]),
+            max_quantity_exposure=amounts.plain(rounded["exposure"]),
+            max_quantity_cash=amounts.plain(rounded["cash"]),
+        )
         if allowed <= 0:
             article = "an" if order.symbol[:1] in "AEIOU" else "a"  # an ETH_BTC entry, a BTC_USDT entry
             return reject(binding, f"no room for {article} {order.symbol} entry: the {binding} limit leaves nothing")

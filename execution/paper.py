@@ -11,6 +11,7 @@ import hashlib
 import random
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
+from functools import lru_cache
 from typing import NamedTuple
 
 from ground import amounts
@@ -18,6 +19,13 @@ from ground import amounts
 from .accounting import money
 
 QUANTITY_STEP = Decimal("0.00000001")
+
+
+@lru_cache(maxsize=8)
+def _share_text(share: Decimal) -> str:
+    """The volume share a thin-volume fill names (``25.00 %``): one exchange's is the same in each of its partial
+    fills (most fills of a backtest), so it is said once."""
+    return amounts.percent(share)
 
 
 class Fill(NamedTuple):  # immutable; a tuple: one per order, ~4× cheaper to build than a frozen dataclass
@@ -65,7 +73,7 @@ class PaperExchange:
             if quantity > available:
                 reason = (
                     f"thin volume: filled {amounts.quantity(available, asset)} of {amounts.quantity(quantity, asset)}"
-                    f" ordered ({amounts.percent(self.max_volume_share)} of the candle's volume "
+                    f" ordered ({_share_text(self.max_volume_share)} of the candle's volume "
                     f"{amounts.quantity(volume, asset)})"
                 )
                 quantity, status = available, "PARTIALLY_FILLED"

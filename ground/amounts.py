@@ -41,6 +41,15 @@ def _step(places: int) -> Decimal:
     return step if step is not None else Decimal(1).scaleb(-places)
 
 
+# The format of an amount to ``places``, thousands separated, by places: made once, not per amount said
+_GROUPED = {places: f",.{places}f" for places in range(41)}
+
+
+def _grouped(places: int) -> str:
+    spec = _GROUPED.get(places)
+    return spec if spec is not None else f",.{places}f"
+
+
 def base_of(symbol: str) -> str:
     """``BTC_USDT`` → ``BTC`` (the name itself when it has no quote part)."""
     return symbol.rsplit("_", 1)[0]
@@ -115,10 +124,10 @@ def price(value, quote: str = DEFAULT_QUOTE, *, rounding: str = ROUND_HALF_EVEN)
 def quantity(value, asset: str = "") -> str:
     """A quantity of ``asset`` (a symbol's base, ``base_of``), exact and thousands separated, trailing zeros off:
     ``1772.329280850000`` → ``1,772.32928085 XRP``."""
-    number = _decimal(value)
+    number = value if value.__class__ is Decimal else _decimal(value)
     if number is None or not number.is_finite():
         return "–"
-    text = "0" if number == 0 else format(number.normalize(), ",f")
+    text = format(number.normalize(), ",f") if number else "0"
     return f"{text} {asset}" if asset else text
 
 
@@ -176,13 +185,13 @@ def exit_reason(code: str | None) -> str:
 
 
 def _fixed(value, places: int, unit: str = "", *, sign: bool = False, rounding: str = ROUND_HALF_EVEN) -> str:
-    number = _decimal(value)
+    number = value if value.__class__ is Decimal else _decimal(value)
     if number is None or not number.is_finite():
         return "–"
     rounded = number.quantize(_step(places), rounding=rounding)
-    if rounded == 0:
+    if not rounded:  # never -0.00
         rounded = abs(rounded)
-    text = f"{rounded:,.{places}f}"
+    text = format(rounded, _grouped(places))
     if sign and rounded > 0:
         text = "+" + text
     return f"{text} {unit}" if unit else text
@@ -190,15 +199,12 @@ def _fixed(value, places: int, unit: str = "", *, sign: bool = False, rounding: 
 
 def plain(value) -> str | None:
     """The exact decimal string: no exponent, no trailing zeros (``194.177100930000`` → ``194.17710093``)."""
-    number = _decimal(value)
+    number = value if value.__class__ is Decimal else _decimal(value)  # a Decimal: what a decision says, ~20 times
     if number is None:
         return None
     if not number.is_finite():
         return str(number)
-    if number == 0:
-        return "0"
-    text = format(number.normalize(), "f")
-    return text
+    return format(number.normalize(), "f") if number else "0"
 
 
 STORED_PLACES = Decimal("1e-12")  # what a MoneyField holds: 12 fractional digits

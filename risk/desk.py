@@ -359,14 +359,15 @@ class Desk:
             return [self._absurd_size(signal, account.equity, price)]
         proposal = ProposedOrder(symbol, side, quantity, price)
         decision = self.engine.evaluate(account, proposal, market, parameters, now)
-        client_order_id = client_order_id_for(signal.signal_id)
+        approved = decision.approved
+        client_order_id = client_order_id_for(signal.signal_id) if approved else ""  # a rejection makes no order
         effects: list[Effect] = [
             RecordRiskEvent(
                 decision.action,
                 decision.layer,
                 symbol,
                 signal.signal_id,
-                client_order_id if decision.approved else "",
+                client_order_id,
                 quantity if quantity.is_finite() else None,
                 decision.quantity,
                 "; ".join(decision.reasons),
@@ -378,7 +379,7 @@ class Desk:
             effects += self._trip(view.state, decision.state_change, decision.layer, decision.reasons[0], symbol)
         if decision.close_positions:
             effects += self._close_all(view, DRAWDOWN, decision.reasons[0], ledger, announce=True)
-        if decision.approved:
+        if approved:
             stop_loss_pct = parameters["STOP_LOSS_PCT"] if side == "BUY" else None
             effects.append(
                 SubmitOrder(

@@ -32,6 +32,7 @@ STOP_STEP = Decimal("0.000000000001")  # prices are stored to 12 places
 APPROVE, TRIM, REJECT = "APPROVE", "TRIM", "REJECT"
 ACTIVE, PAUSED, HALTED = "ACTIVE", "PAUSED", "HALTED"
 EXPOSURE_ALERT_SHARE = Decimal("0.8")
+ZERO = Decimal(0)  # made once: what an account holds of a symbol it has none of, many times per decision
 # The minimum order value per quote currency (its markets' limits.cost.min): paper entries below it are not placed,
 # as live ones are refused (execution/live.py checks the exchange's own figure before sending). MEXC spot: 5 USDT /
 # 5 USDC. A coin-quoted market gets a fixed figure in its quote, the exchanges' usual one (Binance's ETHBTC cost.min
@@ -120,21 +121,21 @@ class AccountState:
     entering_cost: Decimal = Decimal(0)
 
     def position_value(self, symbol: str) -> Decimal:
-        quantity = self.positions.get(symbol, Decimal(0)) + self.entering.get(symbol, Decimal(0))
-        return quantity * self.prices.get(symbol, Decimal(0))
+        quantity = self.positions.get(symbol, ZERO) + self.entering.get(symbol, ZERO)
+        return quantity * self.prices.get(symbol, ZERO)
 
     @cached_property
     def held_value(self) -> Decimal:
-        total, prices = Decimal(0), self.prices  # summed in the positions' order, as sum(..., Decimal(0)) would
+        total, prices = ZERO, self.prices  # summed in the positions' order, as sum(..., Decimal(0)) would
         for symbol, quantity in self.positions.items():
-            total += quantity * prices.get(symbol, Decimal(0))
+            total += quantity * prices.get(symbol, ZERO)
         return total
 
     @cached_property
     def exposure(self) -> Decimal:
         total, prices = self.held_value, self.prices
         for symbol, quantity in self.entering.items():
-            total += quantity * prices.get(symbol, Decimal(0))
+            total += quantity * prices.get(symbol, ZERO)
         return total
 
     @cached_property
@@ -146,8 +147,8 @@ class AccountState:
         """Loss since the day's start as a share of the day's starting equity (0 when up or unknown)."""
         start = self.day_start_equity
         if not start or start <= 0:
-            return Decimal(0)
-        return max(Decimal(0), (start - self.equity) / start)
+            return ZERO
+        return max(ZERO, (start - self.equity) / start)
 
 
 class AlertSpec(NamedTuple):  # immutable; a tuple: cheaper to build than a frozen dataclass (as ProposedOrder)
@@ -225,7 +226,7 @@ class RiskEngine:
         }
 
         def reject(layer: str, reason: str, *alerts: AlertSpec, state_change=None, close=False) -> Decision:
-            return Decision(REJECT, Decimal(0), layer, (reason,), tuple(checks), details, alerts, state_change, close)
+            return Decision(REJECT, ZERO, layer, (reason,), tuple(checks), details, alerts, state_change, close)
 
         if order.side not in ("BUY", "SELL"):
             return reject("input", f"unknown side {order.side!r}")
@@ -258,7 +259,7 @@ class RiskEngine:
         checks.append("drawdown")
 
         if is_exit:
-            held = state.positions.get(order.symbol, Decimal(0))
+            held = state.positions.get(order.symbol, ZERO)
             if held <= 0:
                 return reject("position", f"no {order.symbol} position to sell (spot only, no shorting)")
             if not order.quantity.is_finite() or order.quantity <= 0:
@@ -286,15 +287,16 @@ class RiskEngine:
             return reject(
                 "circuit_breaker", message, AlertSpec("WARNING", "CIRCUIT_BREAKER", message), state_change=PAUSED
             )
-        if _finite_positive(market.avg_spread_pct) and market.spread_pct is not None:
-            limit = parameters["MAX_SPREAD_MULTIPLIER"] * market.avg_spread_pct
-            details["spread_pct"] = amounts.plain(market.spread_pct)
-            details["avg_spread_pct"] = amounts.plain(market.avg_spread_pct)
-            if market.spread_pct > limit:
+        spread, avg_spread = market.spread_pct, market.avg_spread_pct  # each read once (computed on first read)
+        if _finite_positive(avg_spread) and spread is not None:
+            limit = parameters["MAX_SPREAD_MULTIPLIER"] * avg_spread
+            details["spread_pct"] = amounts.plain(spread)
+            details["avg_spread_pct"] = amounts.plain(avg_spread)
+            if spread > limit:
                 multiplier = amounts.plain(parameters["MAX_SPREAD_MULTIPLIER"])  # "5", as stored or not ("5.000")
                 message = (
-                    f"{order.symbol}: spread {market.spread_pct:.4%} exceeds {multiplier} × "
-                    f"the recent average {market.avg_spread_pct:.4%}; circuit breaker"
+                    f"{order.symbol}: spread {spread:.4%} exceeds {multiplier} × "
+                    f"the recent average {avg_spread:.4%}; circuit breaker"
                 )
                 return reject(
                     "circuit_breaker", message, AlertSpec("WARNING", "CIRCUIT_BREAKER", message), state_change=PAUSED
@@ -351,8 +353,14 @@ class RiskEngine:
             "cash": state.cash / unit_cost,
         }
         binding = min(limits, key=limits.__getitem__)
-        allowed = min(order.quantity, round_quantity(max(limits[binding], Decimal(0))))
-        details.update({f"max_quantity_{name}": amounts.plain(round_quantity(value)) for name, value in limits.items()})
+        rounded = {name: round_quantity(value) for name, value in limits.items()}  # each quantized once
+        room = rounded[binding]
+        allowed = min(order.quantity, room) if room > 0 else ZERO
+        details.update(
+            max_quantity_position=amounts.plain(rounded["position"]),
+            max_quantity_exposure=amounts.plain(rounded["exposure"]),
+            max_quantity_cash=amounts.plain(rounded["cash"]),
+        )
         if allowed <= 0:
             article = "an" if order.symbol[:1] in "AEIOU" else "a"  # an ETH_BTC entry, a BTC_USDT entry
             return reject(binding, f"no room for {article} {order.symbol} entry: the {binding} limit leaves nothing")
@@ -403,7 +411,7 @@ class RiskEngine:
         that lot's quantity (never more than is held)."""
         exits = []
         for symbol, lots in sorted(state.lots.items()):
-            held, price = state.positions.get(symbol, Decimal(0)), state.prices.get(symbol)
+            held, price = state.positions.get(symbol, ZERO), state.prices.get(symbol)
             if not _finite_positive(price):
                 continue
             for lot in lots:
@@ -443,16 +451,16 @@ def fold_waiting(held: Mapping[str, Decimal], cash: Decimal, orders, slippage: D
     a row must not spend the same cash nor sell the same units. A waiting BUY is not held (an exit is never sized
     on units that may not arrive) but is being entered: it counts in the exposure, and its cost stays in the
     equity, as a waiting SELL's proceeds do."""
-    quantities, receivable, entering, entering_cost = dict(held), Decimal(0), {}, Decimal(0)
+    quantities, receivable, entering, entering_cost = dict(held), ZERO, {}, ZERO
     for order in orders:
         symbol, quantity, price = order.symbol, order.quantity, order.requested_price
         if order.side == "BUY":
             cost = quantity * price * (1 + slippage) * (1 + fee)
             cash -= cost
             entering_cost += cost
-            entering[symbol] = entering.get(symbol, Decimal(0)) + quantity
+            entering[symbol] = entering.get(symbol, ZERO) + quantity
         else:
-            quantities[symbol] = quantities.get(symbol, Decimal(0)) - quantity
+            quantities[symbol] = quantities.get(symbol, ZERO) - quantity
             receivable += quantity * price * (1 - slippage) * (1 - fee)
     return Waiting(quantities, cash, receivable, entering, entering_cost)
 
@@ -472,9 +480,9 @@ def client_order_id_for(key: str) -> str:
 def proposed_quantity(side: str, state: AccountState, symbol: str, price: Decimal | None, size_pct: Decimal) -> Decimal:
     """What a signal asks for before risk trims it: the whole holding to exit, ``size_pct`` of equity to enter."""
     if side == "SELL":
-        return state.positions.get(symbol, Decimal(0))
+        return state.positions.get(symbol, ZERO)
     if not _finite_positive(price) or state.equity <= 0:
-        return Decimal(0)
+        return ZERO
     return round_quantity(state.equity * size_pct / price)
 
 
@@ -490,32 +498,27 @@ def snapshot_from_candles(rows: list[tuple[int, Decimal, Decimal, Decimal]]) -> 
     return _snapshot(rows[0][3], rows[0][0], spreads)
 
 
-def snapshot_from_rows(
-    rows: Sequence, known_ms: int, memo: dict[int, tuple], *, tradable: bool = True
-) -> MarketSnapshot | RowsSnapshot:
+def snapshot_from_rows(rows: Sequence, known_ms: int, *, tradable: bool = True) -> MarketSnapshot | RowsSnapshot:
     """:func:`snapshot_from_candles` from candle objects (``timestamp``, ``high``, ``low``, ``close``: the
     backtest's validated rows), newest first, without building the tuples; ``known_ms``: when the newest one closed.
-    Its spreads are computed when first read (``RowsSnapshot``).
-
-    ``memo``: the caller's spreads of the symbol's rows, filled as they are read: ``id(row)`` → (the row, its spread;
-    None for a row without a positive close). A row is in up to SPREAD_WINDOW + 1 snapshots; its spread (a 28-digit
-    division) is the same in each. Keyed by the row object, not its open time: a symbol's 1m and 5m candles of one
-    open time are two rows; the memo holds each row, so its id is not reused while it is there."""
+    Its spreads are computed when first read (``RowsSnapshot``)."""
     if not rows:
         return MarketSnapshot(None, tradable=tradable)
-    return RowsSnapshot(rows[0].close, known_ms, tradable, tuple(rows), memo)
+    return RowsSnapshot(rows[0].close, known_ms, tradable, tuple(rows))
 
 
 class RowsSnapshot:
     """A ``MarketSnapshot`` (the same attributes, read-only) of the backtest's rows whose spread and average spread
     are computed on first read, exactly as ``snapshot_from_candles`` computes them: an exit's decision (half of the
-    decisions) never reads them, since the spread check guards entries only."""
+    decisions) never reads them, since the spread check guards entries only. Each row's spread is divided afresh:
+    a symbol's entries are mostly further apart than the window, so a memo of rows' spreads kept from one snapshot
+    to the next cost more lookups than the divisions it saved (one row in five was in it)."""
 
-    __slots__ = ("price", "last_data_ms", "tradable", "_rows", "_memo", "_full")
+    __slots__ = ("price", "last_data_ms", "tradable", "_rows", "_full")
 
-    def __init__(self, price: Decimal, last_data_ms: int, tradable: bool, rows: tuple, memo: dict[int, tuple]) -> None:
+    def __init__(self, price: Decimal, last_data_ms: int, tradable: bool, rows: tuple) -> None:
         self.price, self.last_data_ms, self.tradable = price, last_data_ms, tradable
-        self._rows, self._memo, self._full = rows, memo, None
+        self._rows, self._full = rows, None
 
     @property
     def spread_pct(self) -> Decimal | None:
@@ -528,20 +531,8 @@ class RowsSnapshot:
     def _computed(self) -> MarketSnapshot:
         full = self._full
         if full is None:
-            memo = self._memo
-            if len(memo) > 4 * (SPREAD_WINDOW + 1):  # older rows are out of every later window
-                kept = set(map(id, self._rows))
-                for key in [key for key in memo if key not in kept]:
-                    del memo[key]
-            values = []
-            for row in self._rows:
-                known = memo.get(id(row))
-                if known is None:
-                    close = row.close
-                    known = memo[id(row)] = (row, (row.high - row.low) / close if close > 0 else None)
-                if known[1] is not None:
-                    values.append(known[1])
-            full = self._full = _snapshot(self.price, self.last_data_ms, values)
+            spreads = [(row.high - row.low) / row.close for row in self._rows if row.close > 0]
+            full = self._full = _snapshot(self.price, self.last_data_ms, spreads)
         return full
 
 

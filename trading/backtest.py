@@ -251,7 +251,6 @@ class Backtest:
         self.marks: dict[str, Decimal] = {}
         self.last: dict[str, Bar] = {}  # each symbol's latest candle: its float close, its volume
         self.history: dict[str, deque[CandleRow]] = {}  # each symbol's last SPREAD_WINDOW + 1 rows, newest first
-        self.spreads: dict[str, dict[int, tuple]] = {}  # each symbol's rows' spreads (snapshot_from_rows)
         self.strategies: dict[tuple[str, str], Strategy] = {}
         self.orders: list[Order] = []
         self.pending: dict[str, list[Order]] = {}  # approved orders waiting for their symbol's next candle
@@ -464,12 +463,7 @@ class Backtest:
         """The engine's market snapshot from the symbol's recent candles (newest first); its data is as fresh as
         the newest one's close."""
         bar = self.last.get(symbol)
-        memo = self.spreads.get(symbol)
-        if memo is None:
-            memo = self.spreads[symbol] = {}
-        return snapshot_from_rows(
-            self.history.get(symbol, ()), bar[4] if bar is not None else None, memo, tradable=tradable
-        )
+        return snapshot_from_rows(self.history.get(symbol, ()), bar[4] if bar is not None else None, tradable=tradable)
 
     # --- 1. the watch -----------------------------------------------------------------------------------
     def _watch(self, symbol: str, now: int) -> None:

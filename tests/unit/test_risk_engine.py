@@ -296,15 +296,14 @@ def test_an_entry_not_yet_filled_counts_in_the_exposure_but_is_not_held():
 
 
 def test_the_backtests_snapshot_of_rows_reads_each_rows_own_spread():
-    """The backtest's snapshot (spreads memoized per row, computed when read) equals ``snapshot_from_candles``:
-    a 1m and a 5m candle of one symbol with the same open time are two rows with two spreads (0.02 and 0.1 here);
-    the memo carried from one snapshot to the next never gives one the other's."""
+    """The backtest's snapshot (spreads computed when read) equals ``snapshot_from_candles``: a 1m and a 5m candle
+    of one symbol with the same open time are two rows with two spreads (0.02 and 0.1 here); one snapshot after the
+    other never gives one the other's."""
     one = CandleRow(NOW, D(100), D(101), D(99), D(100), D(1))  # range 2 / close 100 = 0.02
     five = CandleRow(NOW, D(100), D(105), D(95), D(100), D(5))  # the same open time: 10 / 100 = 0.1
     older = [CandleRow(NOW - 60_000 * i, D(100), D(100 + i), D(100), D(100), D(1)) for i in range(1, 6)]
-    memo: dict = {}
-    first = snapshot_from_rows([one, *older], NOW, memo)
-    second = snapshot_from_rows([five, one, *older], NOW, memo)  # the 1m row's spread is in the memo already
+    first = snapshot_from_rows([one, *older], NOW)
+    second = snapshot_from_rows([five, one, *older], NOW)
     for got, newest_first in ((first, [one, *older]), (second, [five, one, *older])):
         expected = snapshot_from_candles([(NOW, row.high, row.low, row.close) for row in newest_first])
         assert (got.price, got.spread_pct, got.avg_spread_pct, got.last_data_ms) == (

@@ -404,7 +404,7 @@
       base = {market: state.market_time_ms, wall: state.wall_time_ms, at: performance.now()};
     } else if (ROW_KINDS.has(message.kind)) {
       rowsMs = Math.max(rowsMs, Number(message.data && message.data.timestamp) || 0);
-    } else {
+    } else if (message.kind !== "tick") {
       return;
     }
     const passed = performance.now() - base.at, live = String(state.clock || "").startsWith("system clock");
@@ -414,6 +414,7 @@
     Object.assign(state, {market_time_ms: market, wall_time_ms: wall});
     renderCards();
   }
+  setInterval(() => followClocks({kind: "tick"}), 1000);  // the wall clock (and a live market clock) tick on their own
 
   // --- websocket with reconnect and backoff ---------------------------------------------------------------
   let delay = 500, socket = null;

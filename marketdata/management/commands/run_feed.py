@@ -203,6 +203,7 @@ class Command(BaseCommand):
         from marketdata.feeds.mexc_runner import run_live
 
         symbols = options["symbols"] or list(settings.SYMBOL_WHITELIST) or ["BTC_USDT"]
+        check_quote_fits(symbols)
         try:
             run_live(
                 symbols,
@@ -222,6 +223,7 @@ class Command(BaseCommand):
         if options["tick_seconds"] < 0 or options["backfill"] < 0:
             raise CommandError("--tick-seconds and --backfill must not be negative", returncode=2)
         symbols = options["symbols"] or list(DEFAULT_SYMBOLS)
+        check_quote_fits(symbols)
         try:
             plan = build_market(symbols, options["seed"], options["interval"] or settings.INTERVAL, options["backfill"])
         except ValueError as error:
@@ -302,6 +304,18 @@ def _check_not_served(options) -> None:
         f"a database of its own: {own}",
         returncode=2,
     )
+
+
+def check_quote_fits(symbols: list[str]) -> None:
+    """Markets quoted in another currency than the account already stored in this database are refused (exit 2),
+    nothing stored: a BTC account's cash buying SOL_USDT, or ETH_BTC bought from USDT cash."""
+    from execution.replay_fit import quote_refusal
+
+    reason = quote_refusal(symbols)
+    if reason is not None:
+        raise CommandError(
+            f"refused: {reason}. Feed a database of its own: DATABASE_URL=sqlite:///other.sqlite3", returncode=2
+        )
 
 
 def _check_replay_fits(sources) -> None:

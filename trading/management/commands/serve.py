@@ -16,7 +16,7 @@ from django.db import connections
 from ground import serve_lock
 from ground.amounts import counted
 from marketdata.feeds.sim import DEFAULT_SYMBOLS
-from marketdata.management.commands.run_feed import BACKFILL, SECONDS, check_symbols, symbol_list
+from marketdata.management.commands.run_feed import BACKFILL, SECONDS, check_quote_fits, check_symbols, symbol_list
 
 
 def port_number(text: str) -> int:
@@ -87,6 +87,8 @@ class Command(BaseCommand):
         check_symbols(options["symbols"])
         self.lock = hold_database(connections["default"].settings_dict, options["feed"])  # held until the process ends
         check_migrated(connections["default"])
+        if options["feed"] == "sim":
+            check_quote_fits(options["symbols"])
 
         if options["feed"] == "sim" and not settings.EMBEDDED:
             self.stderr.write(

@@ -7,7 +7,6 @@ the feed as its own process (``manage.py run_feed``) and this only serves.
 
 import asyncio
 import os
-from typing import TextIO
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -32,17 +31,30 @@ def port_number(text: str) -> int:
     return port
 
 
-def hold_database(database: dict, feed: str) -> TextIO | None:
-    """One server per SQLite file (``ground.serve_lock``): the lock held as long as this process lives, or a
-    one-line error (exit 2) naming the server that holds it already — two simulated markets writing one store."""
-    held = serve_lock.hold_database(database, feed)
-    if isinstance(held, serve_lock.Server):
+def hold_database(database: dict, feed: str) -> list[serve_lock.Held]:
+    """One server per SQLite file and one feed per database (``ground.serve_lock``): the locks held as long as this
+    process lives, or a one-line error (exit 2) naming the process that holds one already — two simulated markets,
+    or a market and a ``run_feed``, writing one store."""
+    held = serve_lock.hold_server(database, feed)
+    if isinstance(held, serve_lock.Holder):
         raise CommandError(
             f"another `manage.py serve` (pid {held.pid}) is serving {database['NAME']} already: stop it first "
             "(Ctrl-C where it runs), or give this one its own database (DATABASE_URL=sqlite:///other.sqlite3)",
             returncode=2,
         )
-    return held
+    locks = [held] if held else []
+    market = serve_lock.hold_feed(database, "serve") if feed == "sim" else None
+    if isinstance(market, serve_lock.Holder):
+        for lock in locks:
+            lock.release()
+        raise CommandError(
+            f"refused: `manage.py {market.command}` (pid {market.pid}) feeds {database['NAME']} already: this "
+            "server's simulated market would take over its symbols, its market clock and its trading day. Stop it "
+            "first, serve without a market of its own (manage.py serve --feed none), or give this one its own "
+            "database (DATABASE_URL=sqlite:///other.sqlite3)",
+            returncode=2,
+        )
+    return locks + ([market] if market else [])
 
 
 def check_migrated(connection) -> None:

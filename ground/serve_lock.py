@@ -3,16 +3,17 @@
 Two locks, each held by a process as long as it lives and let go by the kernel or the database server when it ends
 (a crash or ``kill -9`` included), so a lock left behind never blocks a later start:
 
-* the **server lock** (SQLite only): ``manage.py serve`` holds ``<database>.serve.lock``, beside the database file
-  (its resolved path: a symbolic link or a relative path names the same lock; ``$TMPDIR`` plays no part). A server
-  database (PostgreSQL) has none: several web processes are its normal case.
+* the **server lock** (SQLite only): ``manage.py serve`` holds a ``flock`` on the database file itself, so every name
+  of the file (a symbolic link, a hard link, a relative path) is the same lock and ``$TMPDIR`` plays no part (SQLite
+  locks with ``fcntl`` byte ranges, which ``flock`` does not touch on Linux). Its holder's process id is read from
+  ``/proc/locks``. A server database (PostgreSQL) has none: several web processes are its normal case.
 * the **feed lock**: the process that writes the market — ``run_feed`` (every source) or a ``serve`` running the
   simulated market (``serve --feed none`` does not take it). A second feed took over the first one's feed symbols
   (the data-stale watch, the page's freshness), its market clock and its trading day. On SQLite it is
-  ``<database>.feed.lock``; on PostgreSQL a session-level advisory lock on a fixed key, held by a connection of its
-  own whose ``application_name`` says who holds it.
+  ``<database>.feed.lock`` beside the file (by its resolved path); on PostgreSQL a session-level advisory lock on a
+  fixed key, held by a connection of its own whose ``application_name`` says who holds it.
 
-A lock file, or the holding connection's name, says the holder's process id and its command.
+The feed lock file, or the holding connection's name, says the holder's process id and its command.
 """
 
 from __future__ import annotations
@@ -46,13 +47,13 @@ class Held:
         self._handle.close()
 
 
-def _lock_file(database: dict, kind: str) -> Path | None:
+def _database_file(database: dict) -> Path | None:
+    """The SQLite file of ``database``, by its resolved path (None: another engine, in memory, or a directory that is
+    not there, which SQLite says itself at the first query)."""
     if database["ENGINE"] != "django.db.backends.sqlite3" or str(database["NAME"]).startswith(("file:", ":memory:")):
         return None
     database_file = Path(database["NAME"]).resolve()
-    if not database_file.parent.is_dir():
-        return None  # SQLite says so itself at the first query
-    return database_file.with_name(f"{database_file.name}.{kind}.lock")
+    return database_file if database_file.parent.is_dir() else None
 
 
 def _hold_file(path: Path, command: str) -> Held | Holder:
@@ -71,13 +72,35 @@ def _hold_file(path: Path, command: str) -> Held | Holder:
     return Held(lock)
 
 
-def hold_server(database: dict, feed: str) -> Held | Holder | None:
-    """The server lock of ``database`` for this ``serve`` (``feed``: ``sim`` or ``none``): held, the ``Holder`` of it
-    already, or None (a server database)."""
-    path = _lock_file(database, "serve")
-    if path is None:
+def hold_server(database: dict) -> Held | Holder | None:
+    """The server lock of ``database`` for this ``serve``: held, the ``Holder`` of it already, or None (a server
+    database)."""
+    database_file = _database_file(database)
+    if database_file is None:
         return None
-    return _hold_file(path, "serve" if feed == "sim" else f"serve --feed {feed}")
+    database_file.touch()  # an empty file is an empty SQLite database; it must exist to be locked
+    lock = database_file.open("rb")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        identity = os.fstat(lock.fileno())
+        lock.close()
+        return Holder(_flock_holder(identity), "serve")
+    return Held(lock)
+
+
+def _flock_holder(identity: os.stat_result) -> str:
+    """The process id holding a ``flock`` on the file of ``identity`` (``?`` when /proc/locks does not say)."""
+    device = f"{os.major(identity.st_dev):02x}:{os.minor(identity.st_dev):02x}:{identity.st_ino}"
+    try:
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return "?"
+    for line in lines:
+        fields = line.split()
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == device:
+            return fields[4]
+    return "?"
 
 
 def hold_feed(database: dict, command: str) -> Held | Holder | None:
@@ -85,10 +108,10 @@ def hold_feed(database: dict, command: str) -> Held | Holder | None:
     None (a database of another engine, or in memory)."""
     if database["ENGINE"] == "django.db.backends.postgresql":
         return _hold_advisory(database, command)
-    path = _lock_file(database, "feed")
-    if path is None:
+    database_file = _database_file(database)
+    if database_file is None:
         return None
-    return _hold_file(path, command)
+    return _hold_file(database_file.with_name(f"{database_file.name}.feed.lock"), command)
 
 
 def _hold_advisory(database: dict, command: str) -> Held | Holder:

@@ -35,7 +35,7 @@ def hold_database(database: dict, feed: str) -> list[serve_lock.Held]:
     """One server per SQLite file and one feed per database (``ground.serve_lock``): the locks held as long as this
     process lives, or a one-line error (exit 2) naming the process that holds one already — two simulated markets,
     or a market and a ``run_feed``, writing one store."""
-    held = serve_lock.hold_server(database, feed)
+    held = serve_lock.hold_server(database)
     if isinstance(held, serve_lock.Holder):
         raise CommandError(
             f"another `manage.py serve` (pid {held.pid}) is serving {database['NAME']} already: stop it first "

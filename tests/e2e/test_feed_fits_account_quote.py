@@ -5,31 +5,18 @@ replay's line, exit 2, storing nothing."""
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
-from tests.support import processes
-from tests.support.processes import ROOT, free_port
+from tests.support.commands import manage, sqlite_env
+from tests.support.commands import refused as _refused
+from tests.support.processes import free_port
 
 REFUSED = "is quoted in USDT but this database's account counts its money in BTC"
 
 
-def _manage(db: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL") and not k.startswith("PYTEST")}
-    env.update(DATABASE_URL=f"sqlite:///{db}", PYTHONUNBUFFERED="1")
-    return processes.run(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
-    )
-
-
-def _refused(done: subprocess.CompletedProcess) -> str:
-    assert done.returncode == 2, done.stdout + done.stderr
-    lines = [line for line in done.stderr.strip().splitlines() if line.startswith("CommandError")]
-    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
-    return lines[0]
+def _manage(db: Path, *args: str):
+    return manage(sqlite_env(db), *args)
 
 
 def test_markets_in_another_quote_than_the_stored_account_are_refused(tmp_path):

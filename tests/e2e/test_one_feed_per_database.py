@@ -7,37 +7,19 @@ is the database file's own, so a second `serve` started with another TMPDIR is r
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from tests.support import processes
-from tests.support.processes import ROOT, _spawn, _wait_for, free_port
+from tests.support.commands import manage as _manage
+from tests.support.commands import refused as _refused
+from tests.support.commands import sqlite_env as _sqlite_env
+from tests.support.processes import _spawn, _wait_for, free_port
 
 FEED = ("run_feed", "--source", "sim", "--symbols", "BTC_USDT", "--backfill", "2", "--tick-seconds", "1")
 ONE_STEP = ("run_feed", "--source", "sim", "--symbols", "BTC_USDT", "--backfill", "1", "--steps", "1")
-
-
-def _sqlite_env(db: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL") and not k.startswith("PYTEST")}
-    env.update(DATABASE_URL=f"sqlite:///{db}", PYTHONUNBUFFERED="1", **extra)
-    return env
-
-
-def _manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return processes.run(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
-    )
-
-
-def _refused(done: subprocess.CompletedProcess) -> str:
-    assert done.returncode == 2, done.stdout + done.stderr
-    lines = [line for line in done.stderr.strip().splitlines() if line.startswith("CommandError")]
-    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
-    return lines[0]
 
 
 def _serve(env: dict[str, str], tmp_path: Path, name: str) -> processes.Process:

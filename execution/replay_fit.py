@@ -9,7 +9,8 @@ market time. Two accounts it would wreck are refused before anything is stored:
   replay's first candle: the decisions' clock would go back to the replay's time, where those positions have no
   price yet (valued at 0: a drawdown HALT that outlives the replay) or prices from before their entry.
 
-``refusal`` is the rule; ``replay_refusal`` reads the database for it.
+``refusal`` is the rule; ``replay_refusal`` reads the database for it. ``quote_refusal`` is its first half for any
+feed (``serve``'s simulated market, ``run_feed --source sim|mexc``): new markets in the account's quote currency only.
 """
 
 from __future__ import annotations
@@ -75,6 +76,17 @@ def replay_refusal(sources: Sequence[ReplaySource]) -> str | None:
     if first_ms is not None:
         newest = Candle.objects.filter(known_at__gt=first_ms).aggregate(newest=Max("known_at"))["newest"]
     return refusal(StoredAccount(quote, tuple(sorted(held)), newest), symbols, first_ms)
+
+
+def quote_refusal(symbols: Sequence[str]) -> str | None:
+    """Why markets ``symbols`` cannot feed this database's account: quoted in another currency than the one its money
+    is counted in (None: they fit, or a new database, whose quote they set)."""
+    from django.db import connection
+
+    if Candle._meta.db_table not in connection.introspection.table_names():
+        return None  # a database without tables yet: no account
+    quote = account_quote() if symbols_in_view() else None
+    return refusal(StoredAccount(quote, (), None), symbols, None)
 
 
 def first_new(source: ReplaySource) -> int | None:

@@ -292,7 +292,7 @@ def test_replay_counts_signals_orders_and_failed_consumers(tmp_path, settings, r
     monkeypatch.setattr("trading.tasks.process_market_data", broken)
     later = slice_file(tmp_path, "ETH_BTC-5m.csv", 5, start=200)
     out = io.StringIO()
-    with pytest.raises(CommandError, match="5 consumer task\\(s\\) failed") as error:
+    with pytest.raises(CommandError, match="5 consumer tasks failed") as error:
         call_command("run_feed", "--source", "replay", "--no-progress", "--data", str(later), stdout=out)
     assert error.value.returncode == 1
     assert summary(out.getvalue())["errors"] == 5

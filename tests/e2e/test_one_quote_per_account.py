@@ -5,38 +5,17 @@ BTC-quoted market beside a USDT-quoted one with one line and exit 2, storing not
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from ground.amounts import mixed_quotes
-from tests.support import processes
-from tests.support.processes import ROOT
+from tests.support.commands import manage as _manage
+from tests.support.commands import refused as _refused
+from tests.support.commands import sqlite_env as _env
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00Z, on the 5m grid
 FIVE_MINUTES = 300_000
 HEADER = "timestamp_ms,open,high,low,close,volume\n"
 REFUSED = "ETH_BTC is quoted in BTC but BTC_USDT in USDT: one account counts its money in one quote currency"
-
-
-def _env(db: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL") and not k.startswith("PYTEST")}
-    env.update(DATABASE_URL=f"sqlite:///{db}", PYTHONUNBUFFERED="1", **extra)
-    return env
-
-
-def _manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return processes.run(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
-    )
-
-
-def _refused(done: subprocess.CompletedProcess) -> str:
-    assert done.returncode == 2, done.stdout + done.stderr
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
-    return lines[0]
 
 
 def _files(tmp_path: Path) -> tuple[Path, Path, Path]:

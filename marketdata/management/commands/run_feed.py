@@ -93,13 +93,17 @@ class Command(BaseCommand):
 
         freeze_startup_objects()
         check_symbols(options["symbols"])
-        _check_not_served(options)
-        source = options["source"]
-        if source == "replay":
-            return self.replay(options)
-        if source == "mexc":
-            return self.mexc(options)
-        return self.sim(options)
+        feed_lock = _hold_feed(options)
+        try:
+            source = options["source"]
+            if source == "replay":
+                return self.replay(options)
+            if source == "mexc":
+                return self.mexc(options)
+            return self.sim(options)
+        finally:
+            if feed_lock is not None:
+                feed_lock.release()
 
     # --- replay ---------------------------------------------------------------------------------------
     def replay(self, options):
@@ -191,6 +195,7 @@ class Command(BaseCommand):
         from marketdata.feeds.mexc_runner import run_live
 
         symbols = options["symbols"] or list(settings.SYMBOL_WHITELIST) or ["BTC_USDT"]
+        check_quote_fits(symbols)
         try:
             run_live(
                 symbols,
@@ -210,6 +215,7 @@ class Command(BaseCommand):
         if options["tick_seconds"] < 0 or options["backfill"] < 0:
             raise CommandError("--tick-seconds and --backfill must not be negative", returncode=2)
         symbols = options["symbols"] or list(DEFAULT_SYMBOLS)
+        check_quote_fits(symbols)
         try:
             plan = build_market(symbols, options["seed"], options["interval"] or settings.INTERVAL, options["backfill"])
         except ValueError as error:
@@ -265,31 +271,42 @@ def _create_tables_of_a_new_database(say) -> None:
         call_command("migrate", interactive=False, verbosity=0)
 
 
-def _check_not_served(options) -> None:
-    """A database whose `manage.py serve` (`make run`) runs its own simulated market takes no second feed: a replay or
-    another simulation took over its feed symbols (the data-stale watch, the page's freshness), its clock label and
-    its trading day (rolled by candles hours ahead of the market) until the server restarted. Refused, exit 2."""
+def _hold_feed(options):
+    """One feed per database (``ground.serve_lock``): a second ``run_feed``, or one into the database whose
+    `manage.py serve` (`make run`) runs its own simulated market, took over the first feed's symbols (the data-stale
+    watch, the page's freshness), its clock label and its trading day (rolled by candles hours ahead of the market).
+    The lock held while this command runs, or refused, exit 2. A `serve --feed none` holds none: its feed is this."""
     from django.db import connection
 
-    from ground.serve_lock import serving
+    from ground.serve_lock import Holder, hold_feed
 
-    server = serving(connection.settings_dict)
-    if server is None or server.feed == "none":  # nothing served, or a server that only serves: the feed is this one
-        return
-    own_database = "DATABASE_URL=sqlite:///replay.sqlite3"
-    own = own_database
+    held = hold_feed(connection.settings_dict, f"run_feed --source {options['source']}")
+    if not isinstance(held, Holder):
+        return held
+    own = "DATABASE_URL=sqlite:///replay.sqlite3"
     if options["source"] == "replay":
         files = " ".join(shlex.quote(path) for path in options["data"] or [])
-        own = (
-            f"DATABASE_URL=sqlite:///replay.sqlite3 .venv/bin/python manage.py run_feed --source replay --data {files}"
-        )
+        own = f"{own} .venv/bin/python manage.py run_feed --source replay --data {files}"
     name = connection.settings_dict["NAME"]
+    feeds = "runs its simulated market on" if held.command == "serve" else "feeds"
     raise CommandError(
-        f"refused: `manage.py serve` (pid {server.pid}) runs its simulated market on {name}: a second feed would "
-        "take over its symbols, its market clock and its trading day. Stop it first (Ctrl-C where it runs), or feed "
-        f"a database of its own: {own}",
+        f"refused: `manage.py {held.command}` (pid {held.pid}) {feeds} {name}: a second feed would take over its "
+        f"symbols, its market clock and its trading day. Stop it first (Ctrl-C where it runs), or feed a database of "
+        f"its own: {own}",
         returncode=2,
     )
+
+
+def check_quote_fits(symbols: list[str]) -> None:
+    """Markets quoted in another currency than the account already stored in this database are refused (exit 2),
+    nothing stored: a BTC account's cash buying SOL_USDT, or ETH_BTC bought from USDT cash."""
+    from execution.replay_fit import quote_refusal
+
+    reason = quote_refusal(symbols)
+    if reason is not None:
+        raise CommandError(
+            f"refused: {reason}. Feed a database of its own: DATABASE_URL=sqlite:///other.sqlite3", returncode=2
+        )
 
 
 def _check_replay_fits(sources) -> None:

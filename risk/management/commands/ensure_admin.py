@@ -10,6 +10,7 @@ import os
 import secrets
 import sys
 from pathlib import Path
+from urllib.parse import quote
 
 import environ
 from django.conf import settings
@@ -72,8 +73,9 @@ def _password_file() -> Path:
     """Where a generated password goes: GENERATED_ADMIN_PASSWORD_FILE, else a file of this database's own, so that an
     admin created on another database (``DATABASE_URL=sqlite:///replay.sqlite3``) never overwrites `make run`'s:
     ``.admin_password`` beside the checkout for its own database (``db.sqlite3``, `make run`'s),
-    ``<file>.admin_password`` beside any other SQLite file, ``.admin_password-<name>`` beside the checkout for a
-    server database (PostgreSQL)."""
+    ``<file>.admin_password`` beside any other SQLite file, ``.admin_password-<host>-<port>-<name>`` beside the
+    checkout for a server database (PostgreSQL: two servers' databases of one name are two files; each part
+    percent-quoted, so a name like ``a/b`` is one file name)."""
     chosen = os.environ.get("GENERATED_ADMIN_PASSWORD_FILE")
     if chosen:
         return Path(chosen)
@@ -81,7 +83,8 @@ def _password_file() -> Path:
     database = connections["default"].settings_dict
     name = str(database["NAME"])
     if database["ENGINE"] != "django.db.backends.sqlite3":
-        return base / f".admin_password-{name}"
+        server = (database.get("HOST") or "localhost", str(database.get("PORT") or 5432), name)
+        return base / (".admin_password-" + "-".join(quote(part, safe="") for part in server))
     if Path(name).resolve() == (base / "db.sqlite3").resolve():
         return base / ".admin_password"
     return Path(name).with_name(f"{Path(name).name}.admin_password")

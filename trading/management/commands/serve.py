@@ -7,7 +7,6 @@ the feed as its own process (``manage.py run_feed``) and this only serves.
 
 import asyncio
 import os
-from typing import TextIO
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -17,7 +16,7 @@ from ground import serve_lock
 from ground.amounts import counted
 from ground.numbers import SEED, typed_whole
 from marketdata.feeds.sim import DEFAULT_SYMBOLS
-from marketdata.management.commands.run_feed import BACKFILL, SECONDS, check_symbols, symbol_list
+from marketdata.management.commands.run_feed import BACKFILL, SECONDS, check_quote_fits, check_symbols, symbol_list
 
 
 def port_number(text: str) -> int:
@@ -33,17 +32,30 @@ def port_number(text: str) -> int:
     return port
 
 
-def hold_database(database: dict, feed: str) -> TextIO | None:
-    """One server per SQLite file (``ground.serve_lock``): the lock held as long as this process lives, or a
-    one-line error (exit 2) naming the server that holds it already — two simulated markets writing one store."""
-    held = serve_lock.hold_database(database, feed)
-    if isinstance(held, serve_lock.Server):
+def hold_database(database: dict, feed: str) -> list[serve_lock.Held]:
+    """One server per SQLite file and one feed per database (``ground.serve_lock``): the locks held as long as this
+    process lives, or a one-line error (exit 2) naming the process that holds one already — two simulated markets,
+    or a market and a ``run_feed``, writing one store."""
+    held = serve_lock.hold_server(database)
+    if isinstance(held, serve_lock.Holder):
         raise CommandError(
             f"another `manage.py serve` (pid {held.pid}) is serving {database['NAME']} already: stop it first "
             "(Ctrl-C where it runs), or give this one its own database (DATABASE_URL=sqlite:///other.sqlite3)",
             returncode=2,
         )
-    return held
+    locks = [held] if held else []
+    market = serve_lock.hold_feed(database, "serve") if feed == "sim" else None
+    if isinstance(market, serve_lock.Holder):
+        for lock in locks:
+            lock.release()
+        raise CommandError(
+            f"refused: `manage.py {market.command}` (pid {market.pid}) feeds {database['NAME']} already: this "
+            "server's simulated market would take over its symbols, its market clock and its trading day. Stop it "
+            "first, serve without a market of its own (manage.py serve --feed none), or give this one its own "
+            "database (DATABASE_URL=sqlite:///other.sqlite3)",
+            returncode=2,
+        )
+    return locks + ([market] if market else [])
 
 
 def check_migrated(connection) -> None:
@@ -88,6 +100,8 @@ class Command(BaseCommand):
         check_symbols(options["symbols"])
         self.lock = hold_database(connections["default"].settings_dict, options["feed"])  # held until the process ends
         check_migrated(connections["default"])
+        if options["feed"] == "sim":
+            check_quote_fits(options["symbols"])
 
         if options["feed"] == "sim" and not settings.EMBEDDED:
             self.stderr.write(

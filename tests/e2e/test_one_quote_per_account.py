@@ -64,7 +64,8 @@ def test_a_btc_only_backtest_speaks_btc(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     assert "initial capital         1.00000000 BTC" in done.stdout, done.stdout
     assert "USDT" not in done.stdout, done.stdout
-    assert "trades    1" in done.stdout and "P&L after fees +0.0" in done.stdout and " BTC\n" in done.stdout, done.stdout
+    assert "trades    1" in done.stdout and "P&L after fees +0.0" in done.stdout, done.stdout
+    assert " BTC\n" in done.stdout, done.stdout
 
 
 def test_the_rule_on_its_own():
